@@ -1,0 +1,62 @@
+"""The application factory: `uvicorn --factory api.app:create_app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routers import health, patients, practitioners
+from core.auth import TokenVerifier
+from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.logging import configure_logging
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1/prm"
+
+
+def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
+    """Build the API; the engine is created at start-up and disposed at shutdown."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or resolve_database_url(settings)
+        app.state.engine = make_engine(url, settings)
+        app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        app.state.temporal_client = None
+        if not settings.auth_enabled:
+            log.warning("=" * 72)
+            log.warning("AUTHENTICATION IS DISABLED (PRM_AUTH_ENABLED=false): every caller is an admin.")
+            log.warning("Use this only for local experiments, never with real patient data.")
+            log.warning("=" * 72)
+        try:
+            yield
+        finally:
+            await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="PRM Service API",
+        version="0.2.0",
+        description="Patient Relationship Management for clinics: patients, practitioners, appointments, "
+        "journeys, communications, tickets and analytics. Authenticate with a JWT bearer token.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(patients.router, prefix=API_PREFIX)
+    app.include_router(practitioners.router, prefix=API_PREFIX)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Entry point for uvicorn: logging configured from the environment."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

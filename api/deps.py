@@ -1,0 +1,113 @@
+"""Request dependencies: the transaction, the caller, and what the caller may do."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.auth import Permission, Principal, Role
+from core.database import bind_tenant, run_after_commit_jobs
+from core.errors import BadRequest, Forbidden, Unauthorized
+from core.settings import Settings
+from domain.tenants.service import get_active_tenant
+
+log = logging.getLogger(__name__)
+
+bearer = HTTPBearer(auto_error=False, description="JWT bearer token (`prm token` prints one)")
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was built with."""
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed after the handler returns and before the response is sent."""
+    async with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+        try:
+            await run_after_commit_jobs(session)
+        except Exception:  # the data is committed; a lost job is picked up by its reconciler
+            log.exception("a job queued for after the commit failed")
+
+
+RawSessionDep = Annotated[AsyncSession, Depends(open_transaction, scope="function")]
+
+
+async def get_principal(
+    request: Request,
+    session: RawSessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """Authenticate the caller and scope the request's session to their tenant."""
+    settings: Settings = request.app.state.settings
+    if not settings.auth_enabled:
+        principal = _anonymous_admin(request, settings)
+    else:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("Not authenticated.")
+        principal = request.app.state.token_verifier.verify(credentials.credentials)
+    if await get_active_tenant(session, principal.tenant_id) is None:
+        raise Unauthorized("Invalid token.")
+    bind_tenant(session, principal.tenant_id)
+    request.state.principal = principal
+    return principal
+
+
+def _anonymous_admin(request: Request, settings: Settings) -> Principal:
+    raw = request.headers.get("X-Tenant-ID") or settings.default_tenant_id
+    if not raw:
+        raise Unauthorized("Auth is disabled, but no tenant was given (X-Tenant-ID or PRM_DEFAULT_TENANT_ID).")
+    try:
+        tenant_id = uuid.UUID(raw)
+    except ValueError as exc:
+        raise Unauthorized("X-Tenant-ID is not a UUID.") from exc
+    return Principal(sub="anonymous", tenant_id=tenant_id, roles=frozenset({Role.ADMIN}))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_tenant_session(session: RawSessionDep, _principal: CurrentPrincipal) -> AsyncSession:
+    """The request's session, already scoped to the caller's tenant."""
+    return session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_tenant_session)]
+
+
+def require(permission: Permission) -> object:
+    """A dependency that refuses (403) callers whose roles lack `permission`."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(permission):
+            raise Forbidden(f"Your role does not allow this ({permission.value}).")
+        return principal
+
+    return Depends(check)
+
+
+CanRead = require(Permission.READ)
+CanWrite = require(Permission.WRITE)
+CanMerge = require(Permission.MERGE)
+CanDelete = require(Permission.DELETE)
+
+
+def ensure_own_tenant(principal: Principal, tenant_id: uuid.UUID | None) -> None:
+    """A `tenant_id` in a body or query must be the caller's own, or omitted."""
+    if tenant_id is not None and tenant_id != principal.tenant_id:
+        raise BadRequest("tenant_id must be your own tenant's id, or omitted.")

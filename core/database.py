@@ -1,0 +1,148 @@
+"""Database engine, sessions, the declarative base, and tenant scoping in one place."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, MetaData, event, func
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    mapped_column,
+    with_loader_criteria,
+)
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+
+from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
+from core.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TimestampMixin:
+    """`created_at` / `updated_at`, set by the database, never by clients."""
+
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class TenantScoped(TimestampMixin):
+    """A row that belongs to one tenant. Every ORM query on it is filtered by the session's tenant."""
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+
+
+class TenantScopeMissing(RuntimeError):
+    """A tenant-scoped query ran in a session that names no tenant and is not a system session."""
+
+
+def bind_tenant(session: AsyncSession | Session, tenant_id: uuid.UUID) -> None:
+    """Scope every later query and insert of `session` to `tenant_id`."""
+    session.info["tenant_id"] = tenant_id
+
+
+def mark_system(session: AsyncSession | Session) -> None:
+    """Let `session` see every tenant (CLI, migrations, seeding): never used for a request."""
+    session.info["system"] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_queries_to_tenant(state: ORMExecuteState) -> None:
+    """Add `tenant_id = :tenant` to every ORM SELECT, UPDATE and DELETE touching a tenant-scoped table."""
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    tenant_id = state.session.info.get("tenant_id")
+    if tenant_id is None:
+        if state.session.info.get("system"):
+            return
+        mappers = state.all_mappers
+        if any(issubclass(m.class_, TenantScoped) for m in mappers):
+            raise TenantScopeMissing("tenant-scoped query in a session with no tenant")
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantScoped,
+            lambda cls: cls.tenant_id == tenant_id,
+            include_aliases=True,
+            track_closure_variables=False,
+        )
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_and_guard_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
+    """New rows take the session's tenant; a row of another tenant can never be written."""
+    tenant_id = session.info.get("tenant_id")
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantScoped):
+            continue
+        if tenant_id is None:
+            if session.info.get("system"):
+                continue
+            raise TenantScopeMissing("tenant-scoped write in a session with no tenant")
+        if obj.tenant_id is None:
+            obj.tenant_id = tenant_id
+        elif obj.tenant_id != tenant_id:
+            raise TenantScopeMissing("refusing to write a row that belongs to another tenant")
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL when set, otherwise the embedded PostgreSQL under PRM_DATA_DIR (started if needed)."""
+    if settings.database_url:
+        return to_sqlalchemy_url(settings.database_url)
+    return start_embedded_postgres(settings.embedded_pgdata)
+
+
+def make_engine(url: str, settings: Settings) -> AsyncEngine:
+    """An async engine on psycopg 3 with a bounded pool."""
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded attributes after commit (responses are built after the commit)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, job: AfterCommit) -> None:
+    """Queue `job` to run once the request's transaction has committed (e.g. starting a workflow)."""
+    session.info.setdefault("after_commit", []).append(job)
+
+
+async def run_after_commit_jobs(session: AsyncSession) -> None:
+    """Run (and forget) the jobs queued with `after_commit`."""
+    jobs: list[AfterCommit] = session.info.pop("after_commit", [])
+    for job in jobs:
+        await job()

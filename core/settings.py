@@ -1,0 +1,81 @@
+"""One settings object for the API, the worker and the CLI, read from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "prm-development-secret-change-me-0123456789"  # noqa: S105 - refused outside development
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Conventional names (`DATABASE_URL`, ...) keep no prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="PRM_", extra="ignore", populate_by_name=True)
+
+    env: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+
+    # Where `make run` keeps the embedded PostgreSQL and the Temporal dev server's state.
+    data_dir: Path = Path(".prm")
+
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    temporal_address: str | None = Field(default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS"))
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "prm"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    auth_enabled: bool = True
+    # When auth is disabled, requests act as an admin of this tenant (or of the `X-Tenant-ID` header's).
+    default_tenant_id: str | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"] = "HS256"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_public_key: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str = "prm"
+    jwt_audience: str = "prm-api"
+    jwt_leeway_seconds: int = 30
+    dev_token_ttl_minutes: int = 12 * 60
+
+    default_phone_region: str = "US"
+    default_timezone: str = "UTC"
+
+    twilio_base_url: str | None = None
+    sendgrid_base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env == "production":
+            if self.jwt_algorithm.startswith("HS") and self.jwt_secret == DEV_JWT_SECRET:
+                raise ValueError("PRM_JWT_SECRET must be set to a real secret when PRM_ENV=production")
+            if not self.auth_enabled:
+                raise ValueError("PRM_AUTH_ENABLED=false is refused when PRM_ENV=production")
+        if self.jwt_algorithm.startswith(("RS", "ES")) and not (self.jwt_public_key or self.jwt_jwks_url):
+            raise ValueError(f"{self.jwt_algorithm} needs PRM_JWT_PUBLIC_KEY or PRM_JWT_JWKS_URL")
+        if self.jwt_algorithm.startswith("HS") and len(self.jwt_secret.encode()) < 32:
+            raise ValueError("PRM_JWT_SECRET must be at least 32 bytes for HMAC signing")
+        return self
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        """The embedded PostgreSQL's data directory (used only when DATABASE_URL is unset)."""
+        return (self.data_dir / "postgres").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

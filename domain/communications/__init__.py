@@ -1,0 +1,1 @@
+"""Messages to and from patients over WhatsApp, SMS and email."""

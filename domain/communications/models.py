@@ -1,0 +1,68 @@
+"""The communication record: one message, outbound or inbound, with its delivery state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Computed, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.database import Base, TenantScoped
+from domain.enums import Channel, CommunicationStatus, Direction, sql_in
+
+
+class Communication(TenantScoped, Base):
+    """A message. Recorded before the provider is called, under a unique key, so retries never send twice."""
+
+    __tablename__ = "communications"
+    __table_args__ = (
+        CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel"),
+        CheckConstraint(f"status IN ({sql_in(CommunicationStatus)})", name="status"),
+        CheckConstraint(f"direction IN ({sql_in(Direction)})", name="direction"),
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_communications_tenant_idempotency_key"),
+        UniqueConstraint("provider_message_id", name="uq_communications_provider_message_id"),
+        Index("ix_communications_search", "search_vector", postgresql_using="gin"),
+        Index("ix_communications_patient_created", "patient_id", "created_at"),
+        Index("ix_communications_tenant_created", "tenant_id", "created_at"),
+        Index("ix_communications_journey_instance", "journey_instance_id"),
+    )
+
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE")
+    )
+    journey_instance_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("journey_instances.id", ondelete="SET NULL")
+    )
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
+    )
+    direction: Mapped[str] = mapped_column(String(16), nullable=False, default=Direction.OUTBOUND.value)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    recipient: Mapped[str | None] = mapped_column(String(254))
+    sender: Mapped[str | None] = mapped_column(String(254))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    template_vars: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=CommunicationStatus.PENDING.value)
+    is_urgent: Mapped[bool] = mapped_column(nullable=False, default=False)
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    workflow_id: Mapped[str | None] = mapped_column(String(100))
+    meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR,
+        Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(message, ''))", persisted=True),
+    )

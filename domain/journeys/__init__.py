@@ -1,0 +1,1 @@
+"""Journeys: definitions with ordered stages, and patients' running instances of them."""

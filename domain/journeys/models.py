@@ -1,0 +1,101 @@
+"""Journey definitions, their stages, running instances and each instance's stage statuses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.database import Base, TenantScoped
+from domain.enums import JourneyInstanceStatus, StageStatus, sql_in
+
+
+class Journey(TenantScoped, Base):
+    """A template of stages (post-surgery recovery, onboarding, ...) that patients are placed on."""
+
+    __tablename__ = "journeys"
+    __table_args__ = (Index("ix_journeys_tenant_type", "tenant_id", "journey_type"),)
+
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    journey_type: Mapped[str | None] = mapped_column(String(64))
+    is_default: Mapped[bool] = mapped_column(nullable=False, default=False)
+    is_active: Mapped[bool] = mapped_column(nullable=False, default=True)
+    trigger_conditions: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+
+
+class JourneyStage(TenantScoped, Base):
+    """One step of a journey: what triggers it and what it does."""
+
+    __tablename__ = "journey_stages"
+    __table_args__ = (UniqueConstraint("journey_id", "order_index", name="uq_journey_stages_journey_order"),)
+
+    journey_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("journeys.id", ondelete="CASCADE"), nullable=False
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    order_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    trigger_event: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    actions: Mapped[list[Any] | dict[str, Any]] = mapped_column(JSONB, nullable=False, default=list)
+
+
+class JourneyInstance(TenantScoped, Base):
+    """A patient on a journey; driven by exactly one Temporal workflow (`journey-instance-<id>`)."""
+
+    __tablename__ = "journey_instances"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({sql_in(JourneyInstanceStatus)})", name="status"),
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_journey_instances_tenant_idempotency_key"),
+        Index("ix_journey_instances_patient", "patient_id"),
+        Index("ix_journey_instances_tenant_status", "tenant_id", "status"),
+        Index("ix_journey_instances_journey", "journey_id"),
+    )
+
+    journey_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("journeys.id", ondelete="RESTRICT"), nullable=False
+    )
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False
+    )
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
+    )
+    encounter_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=JourneyInstanceStatus.ACTIVE.value)
+    current_stage_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    # The definition as it was when the instance started: later edits never change a running instance.
+    definition_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    workflow_id: Mapped[str | None] = mapped_column(String(100))
+    workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class JourneyInstanceStage(TenantScoped, Base):
+    """Where one instance stands on one stage: status, timestamps, notes."""
+
+    __tablename__ = "journey_instance_stages"
+    __table_args__ = (
+        UniqueConstraint("instance_id", "order_index", name="uq_journey_instance_stages_instance_order"),
+        CheckConstraint(f"status IN ({sql_in(StageStatus)})", name="status"),
+    )
+
+    instance_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("journey_instances.id", ondelete="CASCADE"), nullable=False
+    )
+    stage_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
+    order_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=StageStatus.PENDING.value)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notes: Mapped[str | None] = mapped_column(Text)

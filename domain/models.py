@@ -1,0 +1,27 @@
+"""Imports every model so `Base.metadata` knows all tables (Alembic and tests read it from here)."""
+
+from core.database import Base
+from domain.communications.models import Communication
+from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
+from domain.patients.models import ChannelConsent, Patient
+from domain.practitioners.models import Practitioner
+from domain.scheduling.models import Appointment, Location, TimeSlot
+from domain.tenants.models import Tenant
+from domain.tickets.models import Ticket
+
+__all__ = [
+    "Appointment",
+    "Base",
+    "ChannelConsent",
+    "Communication",
+    "Journey",
+    "JourneyInstance",
+    "JourneyInstanceStage",
+    "JourneyStage",
+    "Location",
+    "Patient",
+    "Practitioner",
+    "Tenant",
+    "Ticket",
+    "TimeSlot",
+]

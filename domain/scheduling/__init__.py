@@ -1,0 +1,1 @@
+"""Appointments and what they are booked into: locations and practitioners' time slots."""

@@ -1,0 +1,1 @@
+"""Tenants: the clinics (or clinic groups) whose data the service keeps apart."""

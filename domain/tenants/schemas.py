@@ -1,0 +1,80 @@
+"""Tenant settings that later domains read (quiet hours, SLA targets, caps), with their defaults."""
+
+from __future__ import annotations
+
+from datetime import time
+from zoneinfo import available_timezones
+
+from pydantic import BaseModel, Field, field_validator
+
+from domain.enums import TicketPriority
+
+
+class QuietHours(BaseModel):
+    """Automated messages wait while the patient's local clock is inside this window."""
+
+    enabled: bool = True
+    start: time = time(21, 0)
+    end: time = time(8, 0)
+
+
+class SlaTarget(BaseModel):
+    """Response and resolution targets for one ticket priority, in business minutes."""
+
+    response_minutes: int = Field(gt=0)
+    resolution_minutes: int = Field(gt=0)
+
+
+def _default_sla() -> dict[TicketPriority, SlaTarget]:
+    return {
+        TicketPriority.URGENT: SlaTarget(response_minutes=30, resolution_minutes=4 * 60),
+        TicketPriority.HIGH: SlaTarget(response_minutes=2 * 60, resolution_minutes=8 * 60),
+        TicketPriority.MEDIUM: SlaTarget(response_minutes=8 * 60, resolution_minutes=3 * 8 * 60),
+        TicketPriority.LOW: SlaTarget(response_minutes=2 * 8 * 60, resolution_minutes=5 * 8 * 60),
+    }
+
+
+class BusinessHours(BaseModel):
+    """When the clinic's support team works (SLA clocks run only then)."""
+
+    start: time = time(8, 0)
+    end: time = time(18, 0)
+    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="0 = Monday")
+
+
+class FrequencyCap(BaseModel):
+    """At most `max_messages` automated messages to one patient within `per_hours`."""
+
+    max_messages: int = Field(default=5, ge=1)
+    per_hours: int = Field(default=24, ge=1)
+
+
+class TenantSettings(BaseModel):
+    """Everything a tenant may tune; stored as JSON on the tenant row, defaults filled on read."""
+
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    sla: dict[TicketPriority, SlaTarget] = Field(default_factory=_default_sla)
+    frequency_cap: FrequencyCap = Field(default_factory=FrequencyCap)
+    reminder_offsets_minutes: list[int] = Field(default_factory=lambda: [24 * 60, 2 * 60])
+    whatsapp_fallback_minutes: int = Field(default=30, ge=1)
+
+
+def validate_timezone(value: str) -> str:
+    """Accept only IANA time zone names."""
+    if value not in available_timezones():
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/London')")
+    return value
+
+
+class TenantCreate(BaseModel):
+    """What `prm tenant create` takes."""
+
+    name: str = Field(min_length=1, max_length=200)
+    timezone: str = "UTC"
+    settings: TenantSettings = Field(default_factory=TenantSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return validate_timezone(value)

@@ -1,0 +1,1 @@
+"""Alembic migrations (run with `prm db upgrade`)."""

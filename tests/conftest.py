@@ -1,0 +1,135 @@
+"""Test fixtures: one throwaway database per run, one app, and a fresh tenant per test.
+
+Every row is tenant-scoped, so tests isolate themselves by working in their own tenant rather than by
+truncating tables. Set DATABASE_URL to use a running PostgreSQL; otherwise an embedded one is started.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.app import create_app
+from core.auth import Role, issue_dev_token
+from core.database import make_engine, make_sessionmaker, mark_system
+from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
+from core.migrate import upgrade_to_head
+from core.settings import Settings
+from domain.tenants.schemas import TenantCreate
+from domain.tenants.service import create_tenant
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _server_url() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return to_sqlalchemy_url(os.environ["DATABASE_URL"])
+    return start_embedded_postgres(ROOT / ".prm" / "test-postgres")
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database on the configured server, migrated to head, dropped at the end of the run."""
+    server = make_url(_server_url())
+    name = f"prm_test_{uuid.uuid4().hex[:10]}"
+    admin = _libpq(server.render_as_string(hide_password=False))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    """Settings for the app under test."""
+    return Settings(env="test", database_url=database_url, temporal_address="127.0.0.1:1")
+
+
+@pytest.fixture(scope="session")
+async def system_sessionmaker(database_url: str, settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions outside any tenant, for arranging data the way the CLI does."""
+    engine = make_engine(database_url, settings)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings, database_url: str) -> AsyncIterator[object]:
+    """The API, started once for the whole run."""
+    application = create_app(settings, database_url=database_url)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process."""
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+TenantFactory = Callable[..., Awaitable[uuid.UUID]]
+
+
+@pytest.fixture
+def make_tenant(system_sessionmaker: async_sessionmaker[AsyncSession]) -> TenantFactory:
+    """Create a tenant (as `prm tenant create` does) and return its id."""
+
+    async def factory(name: str = "Test Clinic", timezone: str = "UTC") -> uuid.UUID:
+        async with system_sessionmaker() as session:
+            mark_system(session)
+            tenant = await create_tenant(session, TenantCreate(name=name, timezone=timezone))
+            await session.commit()
+            return tenant.id
+
+    return factory
+
+
+@pytest.fixture
+async def tenant_id(make_tenant: TenantFactory) -> uuid.UUID:
+    """A fresh tenant for this test."""
+    return await make_tenant()
+
+
+@pytest.fixture
+def token_for(settings: Settings) -> Callable[..., str]:
+    """Sign a development token."""
+
+    def factory(tenant: uuid.UUID, role: Role | str = Role.COORDINATOR, sub: str = "tester") -> str:
+        return issue_dev_token(settings, tenant_id=tenant, roles=[Role(role)], sub=sub)
+
+    return factory
+
+
+@pytest.fixture
+def headers_for(token_for: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    """Authorization headers for a tenant and role."""
+
+    def factory(tenant: uuid.UUID, role: Role | str = Role.COORDINATOR) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token_for(tenant, role)}"}
+
+    return factory
+
+
+@pytest.fixture
+def auth(tenant_id: uuid.UUID, headers_for: Callable[..., dict[str, str]]) -> dict[str, str]:
+    """Coordinator headers for this test's tenant."""
+    return headers_for(tenant_id)
