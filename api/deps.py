@@ -71,7 +71,9 @@ async def get_principal(
 def _anonymous_admin(request: Request, settings: Settings) -> Principal:
     raw = request.headers.get("X-Tenant-ID") or settings.default_tenant_id
     if not raw:
-        raise Unauthorized("Auth is disabled, but no tenant was given (X-Tenant-ID or PRM_DEFAULT_TENANT_ID).")
+        raise Unauthorized(
+            "Auth is disabled, but no tenant was given (X-Tenant-ID or PRM_DEFAULT_TENANT_ID)."
+        )
     try:
         tenant_id = uuid.UUID(raw)
     except ValueError as exc:

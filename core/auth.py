@@ -128,7 +128,9 @@ def issue_dev_token(
 ) -> str:
     """A token signed with the configured HMAC secret, for development and tests."""
     if not settings.jwt_algorithm.startswith("HS"):
-        raise ValueError("development tokens need an HS* algorithm (the deployment verifies with a public key)")
+        raise ValueError(
+            "development tokens need an HS* algorithm (the deployment verifies with a public key)"
+        )
     now = datetime.now(UTC)
     claims = {
         "sub": sub,

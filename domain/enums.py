@@ -41,7 +41,11 @@ class AppointmentStatus(StrEnum):
     NO_SHOW = "no_show"
 
 
-ACTIVE_APPOINTMENT_STATUSES = (AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED, AppointmentStatus.CHECKED_IN)
+ACTIVE_APPOINTMENT_STATUSES = (
+    AppointmentStatus.BOOKED,
+    AppointmentStatus.CONFIRMED,
+    AppointmentStatus.CHECKED_IN,
+)
 
 
 class SlotStatus(StrEnum):

@@ -63,7 +63,9 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def system_sessionmaker(database_url: str, settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def system_sessionmaker(
+    database_url: str, settings: Settings
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions outside any tenant, for arranging data the way the CLI does."""
     engine = make_engine(database_url, settings)
     yield make_sessionmaker(engine)

@@ -66,9 +66,15 @@ def invalid_tokens(tenant: uuid.UUID) -> dict[str, str | None]:
     """Named tokens that must all be refused. None means: send no Authorization header."""
     good = sign(claims_for(tenant))
     epoch = datetime.now(UTC)
-    admin_claims = {**claims_for(tenant, roles=["admin"]), "iat": epoch.timestamp(), "exp": (epoch + timedelta(minutes=5)).timestamp()}
+    admin_claims = {
+        **claims_for(tenant, roles=["admin"]),
+        "iat": epoch.timestamp(),
+        "exp": (epoch + timedelta(minutes=5)).timestamp(),
+    }
     unsigned_header = b64({"alg": "none", "typ": "JWT"})
-    unsigned_payload = b64({**claims_for(tenant), "iat": int(epoch.timestamp()), "exp": int(epoch.timestamp()) + 300})
+    unsigned_payload = b64(
+        {**claims_for(tenant), "iat": int(epoch.timestamp()), "exp": int(epoch.timestamp()) + 300}
+    )
     return {
         "missing": None,
         "garbage": "not-a-jwt",
@@ -95,7 +101,9 @@ def invalid_tokens(tenant: uuid.UUID) -> dict[str, str | None]:
     }
 
 
-async def test_every_invalid_token_is_refused_with_401(client: httpx.AsyncClient, tenant_id: uuid.UUID) -> None:
+async def test_every_invalid_token_is_refused_with_401(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID
+) -> None:
     cases = invalid_tokens(tenant_id)
     assert len(cases) >= 12
     accepted = {}
@@ -129,13 +137,19 @@ async def test_inactive_tenant_token_is_refused(
     assert resp.status_code == 401
 
 
-async def test_viewer_cannot_write(client: httpx.AsyncClient, tenant_id: uuid.UUID, headers_for: Callable) -> None:
-    resp = await client.post(URL, json={"first_name": "A", "last_name": "B"}, headers=headers_for(tenant_id, Role.VIEWER))
+async def test_viewer_cannot_write(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID, headers_for: Callable
+) -> None:
+    resp = await client.post(
+        URL, json={"first_name": "A", "last_name": "B"}, headers=headers_for(tenant_id, Role.VIEWER)
+    )
     assert resp.status_code == 403
     assert resp.json()["detail"]
 
 
-async def test_viewer_can_read(client: httpx.AsyncClient, tenant_id: uuid.UUID, headers_for: Callable) -> None:
+async def test_viewer_can_read(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID, headers_for: Callable
+) -> None:
     resp = await client.get(URL, headers=headers_for(tenant_id, Role.VIEWER))
     assert resp.status_code == 200
 
@@ -143,8 +157,12 @@ async def test_viewer_can_read(client: httpx.AsyncClient, tenant_id: uuid.UUID, 
 async def test_practitioner_role_cannot_hard_delete(
     client: httpx.AsyncClient, tenant_id: uuid.UUID, headers_for: Callable
 ) -> None:
-    created = await client.post(URL, json={"first_name": "A", "last_name": "B"}, headers=headers_for(tenant_id))
-    resp = await client.delete(f"{URL}/{created.json()['id']}", headers=headers_for(tenant_id, Role.PRACTITIONER))
+    created = await client.post(
+        URL, json={"first_name": "A", "last_name": "B"}, headers=headers_for(tenant_id)
+    )
+    resp = await client.delete(
+        f"{URL}/{created.json()['id']}", headers=headers_for(tenant_id, Role.PRACTITIONER)
+    )
     assert resp.status_code == 403
 
 
@@ -153,9 +171,11 @@ async def test_practitioner_role_cannot_hard_delete(
 
 def _rsa_pair() -> tuple[rsa.RSAPrivateKey, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return key, public
 
 
@@ -198,7 +218,7 @@ def jwks_server() -> Iterator[tuple[str, ec.EllipticCurvePrivateKey]]:
     body = json.dumps({"keys": [jwk]}).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()

@@ -30,7 +30,9 @@ def practitioner_body(**overrides: object) -> dict:
     return body
 
 
-async def test_create_practitioner_returns_201_with_normalised_contact(client: httpx.AsyncClient, auth: dict) -> None:
+async def test_create_practitioner_returns_201_with_normalised_contact(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
     resp = await client.post(BASE, json=practitioner_body(), headers=auth)
     assert resp.status_code == 201, resp.text
     data = resp.json()
@@ -55,7 +57,13 @@ async def test_list_is_paginated_with_the_reference_envelope(client: httpx.Async
     assert resp.status_code == 200
     body = resp.json()
     assert set(body) == {"items", "total", "page", "page_size", "has_next", "has_previous"}
-    assert (body["total"], body["page"], body["page_size"], body["has_next"], body["has_previous"]) == (3, 1, 2, True, False)
+    assert (body["total"], body["page"], body["page_size"], body["has_next"], body["has_previous"]) == (
+        3,
+        1,
+        2,
+        True,
+        False,
+    )
     second = (await client.get(BASE, params={"page": 2, "page_size": 2}, headers=auth)).json()
     assert (len(second["items"]), second["has_next"], second["has_previous"]) == (1, False, True)
 
@@ -69,22 +77,30 @@ async def test_page_size_above_100_is_422(client: httpx.AsyncClient, auth: dict)
 async def test_list_filters_by_speciality_activity_and_name(client: httpx.AsyncClient, auth: dict) -> None:
     cardio = await create(client, auth, first_name="Maria", last_name="Lopez", speciality="Cardiology")
     await create(client, auth, first_name="Ravi", last_name="Patel", speciality="Dermatology")
-    inactive = await create(client, auth, first_name="Old", last_name="Timer", speciality="Cardiology", is_active=False)
+    inactive = await create(
+        client, auth, first_name="Old", last_name="Timer", speciality="Cardiology", is_active=False
+    )
 
     by_speciality = (await client.get(BASE, params={"speciality": "cardiology"}, headers=auth)).json()
     assert {p["id"] for p in by_speciality["items"]} == {cardio["id"], inactive["id"]}
-    active_only = (await client.get(BASE, params={"speciality": "Cardiology", "is_active": True}, headers=auth)).json()
+    active_only = (
+        await client.get(BASE, params={"speciality": "Cardiology", "is_active": True}, headers=auth)
+    ).json()
     assert [p["id"] for p in active_only["items"]] == [cardio["id"]]
     by_name = (await client.get(BASE, params={"search": "maria lo"}, headers=auth)).json()
     assert [p["id"] for p in by_name["items"]] == [cardio["id"]]
 
 
-async def test_simple_list_returns_display_names_of_active_practitioners(client: httpx.AsyncClient, auth: dict) -> None:
+async def test_simple_list_returns_display_names_of_active_practitioners(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
     active = await create(client, auth, first_name="John", last_name="Smith", speciality="Cardiology")
     await create(client, auth, first_name="Gone", last_name="Away", is_active=False)
     resp = await client.get(f"{BASE}/simple", headers=auth)
     assert resp.status_code == 200
-    assert resp.json() == [{"id": active["id"], "name": "Dr. John Smith", "speciality": "Cardiology", "is_active": True}]
+    assert resp.json() == [
+        {"id": active["id"], "name": "Dr. John Smith", "speciality": "Cardiology", "is_active": True}
+    ]
     everyone = (await client.get(f"{BASE}/simple", params={"active_only": False}, headers=auth)).json()
     assert len(everyone) == 2
 
@@ -137,7 +153,9 @@ async def test_create_with_another_tenants_id_is_400(client: httpx.AsyncClient, 
     assert "tenant_id" in resp.json()["detail"]
 
 
-async def test_create_with_own_tenant_id_is_accepted(client: httpx.AsyncClient, auth: dict, tenant_id: uuid.UUID) -> None:
+async def test_create_with_own_tenant_id_is_accepted(
+    client: httpx.AsyncClient, auth: dict, tenant_id: uuid.UUID
+) -> None:
     resp = await client.post(BASE, json=practitioner_body(tenant_id=str(tenant_id)), headers=auth)
     assert resp.status_code == 201
     assert resp.json()["tenant_id"] == str(tenant_id)
@@ -145,7 +163,9 @@ async def test_create_with_own_tenant_id_is_accepted(client: httpx.AsyncClient, 
 
 async def test_duplicate_license_number_is_409(client: httpx.AsyncClient, auth: dict) -> None:
     first = await create(client, auth)
-    resp = await client.post(BASE, json=practitioner_body(license_number=first["license_number"]), headers=auth)
+    resp = await client.post(
+        BASE, json=practitioner_body(license_number=first["license_number"]), headers=auth
+    )
     assert resp.status_code == 409
     assert resp.json() == {"detail": "A practitioner with this license number already exists."}
 
@@ -155,7 +175,9 @@ async def test_same_license_number_in_another_tenant_is_allowed(
 ) -> None:
     first = await create(client, auth)
     other = headers_for(await make_tenant())  # type: ignore[operator]
-    resp = await client.post(BASE, json=practitioner_body(license_number=first["license_number"]), headers=other)
+    resp = await client.post(
+        BASE, json=practitioner_body(license_number=first["license_number"]), headers=other
+    )
     assert resp.status_code == 201
 
 
@@ -169,7 +191,9 @@ async def test_patch_changes_only_the_fields_sent(client: httpx.AsyncClient, aut
     assert body["license_number"] == created["license_number"]
 
 
-async def test_patch_cannot_move_a_practitioner_to_another_tenant(client: httpx.AsyncClient, auth: dict) -> None:
+async def test_patch_cannot_move_a_practitioner_to_another_tenant(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
     created = await create(client, auth)
     resp = await client.patch(f"{BASE}/{created['id']}", json={"tenant_id": str(uuid.uuid4())}, headers=auth)
     assert resp.status_code == 422
@@ -182,7 +206,9 @@ async def test_patch_unknown_practitioner_is_404(client: httpx.AsyncClient, auth
 
 async def test_patch_to_a_taken_license_number_is_409(client: httpx.AsyncClient, auth: dict) -> None:
     first, second = await create(client, auth), await create(client, auth)
-    resp = await client.patch(f"{BASE}/{second['id']}", json={"license_number": first["license_number"]}, headers=auth)
+    resp = await client.patch(
+        f"{BASE}/{second['id']}", json={"license_number": first["license_number"]}, headers=auth
+    )
     assert resp.status_code == 409
     still = (await client.get(f"{BASE}/{second['id']}", headers=auth)).json()
     assert still["license_number"] == second["license_number"]

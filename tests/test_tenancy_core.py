@@ -21,7 +21,9 @@ async def _add_practitioner(sessionmaker: Callable, tenant: uuid.UUID, last_name
         return practitioner.id
 
 
-async def test_new_rows_take_the_sessions_tenant(system_sessionmaker: Callable, make_tenant: Callable) -> None:
+async def test_new_rows_take_the_sessions_tenant(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
     tenant = await make_tenant()
     pid = await _add_practitioner(system_sessionmaker, tenant, "Stamp")
     async with system_sessionmaker() as session:
@@ -30,7 +32,9 @@ async def test_new_rows_take_the_sessions_tenant(system_sessionmaker: Callable, 
         assert row is not None and row.tenant_id == tenant
 
 
-async def test_queries_only_see_the_sessions_tenant(system_sessionmaker: Callable, make_tenant: Callable) -> None:
+async def test_queries_only_see_the_sessions_tenant(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
     a, b = await make_tenant(), await make_tenant()
     mine = await _add_practitioner(system_sessionmaker, a, "Mine")
     theirs = await _add_practitioner(system_sessionmaker, b, "Theirs")
@@ -41,12 +45,16 @@ async def test_queries_only_see_the_sessions_tenant(system_sessionmaker: Callabl
     assert theirs not in ids
 
 
-async def test_bulk_update_cannot_reach_another_tenant(system_sessionmaker: Callable, make_tenant: Callable) -> None:
+async def test_bulk_update_cannot_reach_another_tenant(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
     a, b = await make_tenant(), await make_tenant()
     theirs = await _add_practitioner(system_sessionmaker, b, "Untouched")
     async with system_sessionmaker() as session:
         bind_tenant(session, a)
-        await session.execute(update(Practitioner).where(Practitioner.id == theirs).values(last_name="Hijacked"))
+        await session.execute(
+            update(Practitioner).where(Practitioner.id == theirs).values(last_name="Hijacked")
+        )
         await session.commit()
     async with system_sessionmaker() as session:
         bind_tenant(session, b)
@@ -60,7 +68,9 @@ async def test_a_session_without_tenant_refuses_tenant_scoped_queries(system_ses
             await session.scalars(select(Practitioner))
 
 
-async def test_a_row_of_another_tenant_cannot_be_written(system_sessionmaker: Callable, make_tenant: Callable) -> None:
+async def test_a_row_of_another_tenant_cannot_be_written(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
     a, b = await make_tenant(), await make_tenant()
     async with system_sessionmaker() as session:
         bind_tenant(session, a)

@@ -27,7 +27,10 @@ async def ready(request: Request) -> JSONResponse:
     """Answers 200 only when both the database and Temporal are reachable, 503 otherwise."""
     checks = {"database": await _database_ok(request), "temporal": await _temporal_ok(request)}
     healthy = all(checks.values())
-    body = {"status": "ready" if healthy else "unavailable", "checks": {k: "ok" if v else "down" for k, v in checks.items()}}
+    body = {
+        "status": "ready" if healthy else "unavailable",
+        "checks": {k: "ok" if v else "down" for k, v in checks.items()},
+    }
     return JSONResponse(status_code=200 if healthy else 503, content=body)
 
 

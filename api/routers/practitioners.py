@@ -37,7 +37,9 @@ async def list_practitioners(
     """List practitioners, filtered by speciality, active status or a name search."""
     ensure_own_tenant(principal, tenant_id)
     repo = PractitionerRepository(session)
-    rows, total = await repo.page(repo.filtered(speciality=speciality, is_active=is_active, search=search), page)
+    rows, total = await repo.page(
+        repo.filtered(speciality=speciality, is_active=is_active, search=search), page
+    )
     items = [PractitionerResponse.model_validate(r) for r in rows]
     return PractitionerListResponse.build(items, total, page)
 
@@ -57,14 +59,19 @@ async def list_practitioners_simple(
     rows = (await session.scalars(stmt)).all()
     return [
         PractitionerSimpleResponse(
-            id=r.id, name=display_name(r.first_name, r.last_name), speciality=r.speciality, is_active=r.is_active
+            id=r.id,
+            name=display_name(r.first_name, r.last_name),
+            speciality=r.speciality,
+            is_active=r.is_active,
         )
         for r in rows
     ]
 
 
 @router.get("/specialities", response_model=list[str], dependencies=[CanRead])
-async def list_specialities(session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None) -> list[str]:
+async def list_specialities(
+    session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
+) -> list[str]:
     """The distinct specialities of the tenant's practitioners, for filters."""
     ensure_own_tenant(principal, tenant_id)
     return await PractitionerRepository(session).specialities()

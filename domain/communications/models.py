@@ -64,5 +64,7 @@ class Communication(TenantScoped, Base):
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     search_vector: Mapped[str] = mapped_column(
         TSVECTOR,
-        Computed("to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(message, ''))", persisted=True),
+        Computed(
+            "to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(message, ''))", persisted=True
+        ),
     )

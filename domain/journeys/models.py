@@ -67,7 +67,9 @@ class JourneyInstance(TenantScoped, Base):
         PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
     )
     encounter_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default=JourneyInstanceStatus.ACTIVE.value)
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default=JourneyInstanceStatus.ACTIVE.value
+    )
     current_stage_id: Mapped[uuid.UUID | None] = mapped_column(PG_UUID(as_uuid=True))
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     # The definition as it was when the instance started: later edits never change a running instance.

@@ -39,9 +39,9 @@ class Practitioner(TenantScoped, Base):
 
 Index(
     "ix_practitioners_full_name_trgm",
-    func.lower(Practitioner.first_name.op("||")(literal_column("' '")).op("||")(Practitioner.last_name)).label(
-        "full_name"
-    ),
+    func.lower(
+        Practitioner.first_name.op("||")(literal_column("' '")).op("||")(Practitioner.last_name)
+    ).label("full_name"),
     postgresql_using="gin",
     postgresql_ops={"full_name": "gin_trgm_ops"},
 )

@@ -32,7 +32,12 @@ class PractitionerRepository(Repository[Practitioner]):
             full_name = func.lower(
                 Practitioner.first_name.op("||")(literal_column("' '")).op("||")(Practitioner.last_name)
             )
-            stmt = stmt.where(or_(full_name.like(pattern, escape="\\"), func.lower(Practitioner.email_primary).like(pattern, escape="\\")))
+            stmt = stmt.where(
+                or_(
+                    full_name.like(pattern, escape="\\"),
+                    func.lower(Practitioner.email_primary).like(pattern, escape="\\"),
+                )
+            )
         return stmt.order_by(Practitioner.last_name, Practitioner.first_name, Practitioner.id)
 
     async def specialities(self) -> list[str]:
