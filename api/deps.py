@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -92,7 +92,7 @@ async def get_tenant_session(session: RawSessionDep, _principal: CurrentPrincipa
 SessionDep = Annotated[AsyncSession, Depends(get_tenant_session)]
 
 
-def require(permission: Permission) -> object:
+def require(permission: Permission) -> Any:
     """A dependency that refuses (403) callers whose roles lack `permission`."""
 
     async def check(principal: CurrentPrincipal) -> Principal:

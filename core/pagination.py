@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
@@ -49,7 +49,7 @@ class Page(BaseModel, Generic[T]):
     has_previous: bool
 
     @classmethod
-    def build(cls, items: list[T], total: int, params: PageParams) -> Page[T]:
+    def build(cls, items: list[T], total: int, params: PageParams) -> Self:
         """Wrap one page of items with its position in the whole."""
         return cls(
             items=items,
@@ -61,7 +61,7 @@ class Page(BaseModel, Generic[T]):
         )
 
 
-async def paginate(session: AsyncSession, stmt: Select, params: PageParams) -> tuple[list, int]:
+async def paginate(session: AsyncSession, stmt: Select[Any], params: PageParams) -> tuple[list[Any], int]:
     """Run `stmt` for one page and count the whole result set; returns (rows, total)."""
     total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     rows = (await session.scalars(stmt.limit(params.page_size).offset(params.offset))).all()

@@ -24,7 +24,7 @@ class Repository(Generic[ModelT]):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def base(self) -> Select[tuple[ModelT]]:
+    def base(self) -> Select[ModelT]:
         """SELECT over the model (the tenant filter is added on execution)."""
         return select(self.model)
 

@@ -20,7 +20,7 @@ class PractitionerRepository(Repository[Practitioner]):
         speciality: str | None = None,
         is_active: bool | None = None,
         search: str | None = None,
-    ) -> Select[tuple[Practitioner]]:
+    ) -> Select[Practitioner]:
         """Practitioners matching the filters, ordered by last then first name."""
         stmt = self.base()
         if speciality:
