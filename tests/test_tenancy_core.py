@@ -77,3 +77,30 @@ async def test_a_row_of_another_tenant_cannot_be_written(
         session.add(Practitioner(first_name="X", last_name="Y", tenant_id=b))
         with pytest.raises(TenantScopeMissing):
             await session.flush()
+
+
+async def test_aggregates_and_column_queries_are_scoped_too(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
+    from sqlalchemy import func
+
+    a, b = await make_tenant(), await make_tenant()
+    await _add_practitioner(system_sessionmaker, a, "Counted")
+    for name in ("Other1", "Other2"):
+        await _add_practitioner(system_sessionmaker, b, name)
+    async with system_sessionmaker() as session:
+        bind_tenant(session, a)
+        count = await session.scalar(select(func.count()).select_from(Practitioner))
+        names = (await session.scalars(select(Practitioner.last_name))).all()
+        grouped = (
+            await session.execute(
+                select(Practitioner.last_name, func.count()).group_by(Practitioner.last_name)
+            )
+        ).all()
+        subquery_count = await session.scalar(
+            select(func.count()).select_from(select(Practitioner.id).subquery())
+        )
+    assert count == 1
+    assert names == ["Counted"]
+    assert [tuple(row) for row in grouped] == [("Counted", 1)]
+    assert subquery_count == 1
