@@ -1,0 +1,200 @@
+"""Patient use cases. Services flush, never commit: the request owns the transaction."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import Conflict, NotFound
+from domain.enums import Channel, Gender, PatientStatus
+from domain.patients.models import Patient
+from domain.patients.repository import AGE_GROUPS, UNSPECIFIED, PatientRepository, PatientStatistics
+from domain.patients.schemas import (
+    JourneyInstanceSummary,
+    MergedRecords,
+    PatientCreate,
+    PatientDemographicsResponse,
+    PatientUpdate,
+)
+from domain.schemas import changes
+from domain.tenants.models import Tenant
+
+MRN_PREFIX = "MRN-"
+MRN_RANDOM_CHARS = 10  # base32: 50 random bits, so clashes are vanishingly rare even at millions of patients
+
+
+def generate_mrn() -> str:
+    """A fresh MRN such as `MRN-K7Q2MZ4XWD` (50 random bits); the database still enforces uniqueness."""
+    token = base64.b32encode(secrets.token_bytes(MRN_RANDOM_CHARS)).decode("ascii")
+    return MRN_PREFIX + token[:MRN_RANDOM_CHARS]
+
+
+async def create_patient(repo: PatientRepository, data: PatientCreate) -> Patient:
+    """Register a patient in the caller's tenant (active, with a generated MRN unless one is given)."""
+    fields = data.model_dump(exclude={"tenant_id", "mrn"})
+    patient = Patient(**fields, mrn=data.mrn or generate_mrn(), status=PatientStatus.ACTIVE.value)
+    return await repo.add(patient)
+
+
+async def update_patient(repo: PatientRepository, patient_id: uuid.UUID, data: PatientUpdate) -> Patient:
+    """Apply the fields sent in a PATCH; a merged record's status cannot change."""
+    patient = await repo.get_for_update(patient_id)
+    updates = changes(data)
+    new_status = updates.get("status")
+    if patient.merged_into_id is not None and new_status not in (None, patient.status):
+        raise Conflict("This patient was merged into another record; its status cannot change.")
+    for field, value in updates.items():
+        if field == "meta_data" and value is None:
+            value = {}
+        setattr(patient, field, value)
+    return await repo.save(patient)
+
+
+async def soft_delete_patient(repo: PatientRepository, patient_id: uuid.UUID) -> Patient:
+    """Retire a patient (status `inactive`); a deceased patient keeps that status, history is kept."""
+    patient = await repo.get_for_update(patient_id)
+    if patient.status == PatientStatus.ACTIVE:
+        patient.status = PatientStatus.INACTIVE.value
+    return await repo.save(patient)
+
+
+async def activate_patient(repo: PatientRepository, patient_id: uuid.UUID) -> Patient:
+    """Make an inactive patient active again (merged and deceased records cannot be)."""
+    patient = await repo.get_for_update(patient_id)
+    if patient.merged_into_id is not None:
+        raise Conflict("This patient was merged into another record and cannot be reactivated.")
+    if patient.status == PatientStatus.DECEASED:
+        raise Conflict("A deceased patient cannot be reactivated; correct the status with PATCH if needed.")
+    patient.status = PatientStatus.ACTIVE.value
+    return await repo.save(patient)
+
+
+@dataclass(frozen=True)
+class PatientOverview:
+    """A patient with everything the 360 view shows."""
+
+    patient: Patient
+    statistics: PatientStatistics
+    appointments: list[Any]
+    journeys: list[JourneyInstanceSummary]
+    tickets: list[Any]
+    communications: list[Any]
+
+
+async def patient_overview(repo: PatientRepository, patient_id: uuid.UUID) -> PatientOverview:
+    """The 360 view's data: demographics, statistics and the latest and open records (seven queries)."""
+    patient = await repo.get_or_404(patient_id)
+    summary_fields = [name for name in JourneyInstanceSummary.model_fields if name != "journey_name"]
+    journeys = [
+        JourneyInstanceSummary.model_validate(
+            {**{name: getattr(instance, name) for name in summary_fields}, "journey_name": journey_name}
+        )
+        for instance, journey_name in await repo.active_journeys(patient.id)
+    ]
+    return PatientOverview(
+        patient=patient,
+        statistics=await repo.statistics(patient.id),
+        appointments=await repo.latest_appointments(patient.id),
+        journeys=journeys,
+        tickets=await repo.open_tickets(patient.id),
+        communications=await repo.latest_communications(patient.id),
+    )
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What a merge did."""
+
+    primary_patient_id: uuid.UUID
+    merged_patient_id: uuid.UUID
+    merged_at: datetime
+    moved: MergedRecords
+
+
+async def merge_patients(
+    repo: PatientRepository, *, primary_id: uuid.UUID, duplicate_id: uuid.UUID
+) -> MergeResult:
+    """Move everything the duplicate owns onto the primary and retire the duplicate, in one transaction.
+
+    Both rows are locked first (in id order), so two merges touching the same patients run one after
+    the other and the second sees the first's outcome.
+    """
+    locked = await repo.lock(primary_id, duplicate_id)
+    if primary_id not in locked or duplicate_id not in locked:
+        raise NotFound("Patient not found.")
+    if primary_id == duplicate_id:
+        raise Conflict("A patient cannot be merged into itself.")
+    primary, duplicate = locked[primary_id], locked[duplicate_id]
+    if duplicate.merged_into_id is not None:
+        raise Conflict("The duplicate patient has already been merged into another record.")
+    if primary.merged_into_id is not None:
+        raise Conflict("The primary patient was merged into another record; merge into that record instead.")
+
+    moved = await repo.move_owned_records(from_patient=duplicate.id, to_patient=primary.id)
+    moved["channel_consents"] = await _merge_consents(repo, primary=primary.id, duplicate=duplicate.id)
+    duplicate.status = PatientStatus.INACTIVE.value
+    duplicate.merged_into_id = primary.id
+    duplicate.merged_at = merged_at = datetime.now(UTC)
+    await repo.save(duplicate)
+    return MergeResult(
+        primary_patient_id=primary.id,
+        merged_patient_id=duplicate.id,
+        merged_at=merged_at,
+        moved=MergedRecords(**moved),
+    )
+
+
+async def _merge_consents(repo: PatientRepository, *, primary: uuid.UUID, duplicate: uuid.UUID) -> int:
+    """Carry the duplicate's channel consents over; where both have one, an opt-out on either wins.
+
+    Folding towards the opt-out means a merge never resumes messages the person asked to stop.
+    """
+    consents = await repo.consents_of(primary, duplicate)
+    primary_by_channel = {c.channel: c for c in consents if c.patient_id == primary}
+    carried = 0
+    for consent in (c for c in consents if c.patient_id == duplicate):
+        carried += 1
+        kept = primary_by_channel.get(consent.channel)
+        if kept is None:
+            consent.patient_id = primary
+            continue
+        if consent.opted_out and not kept.opted_out:
+            kept.opted_out = True
+            kept.changed_at = consent.changed_at
+            kept.source = consent.source
+        await repo.session.delete(consent)
+    await repo.session.flush()
+    return carried
+
+
+async def demographics(repo: PatientRepository, tenant_id: uuid.UUID) -> PatientDemographicsResponse:
+    """Counts of the tenant's patients by status, gender, age group, channel and language."""
+    tenant = await repo.session.get(Tenant, tenant_id)
+    rows = await repo.demographics(tenant.timezone if tenant else "UTC")
+    breakdown: dict[str, dict[str, int]] = {
+        "status": dict.fromkeys((s.value for s in PatientStatus), 0),
+        "gender": dict.fromkeys([*(g.value for g in Gender), UNSPECIFIED], 0),
+        "age_group": dict.fromkeys(AGE_GROUPS, 0),
+        "preferred_channel": dict.fromkeys([*(c.value for c in Channel), UNSPECIFIED], 0),
+        "preferred_language": {},
+    }
+    total = new_this_month = 0
+    for row in rows:
+        dimension = next((d for d in breakdown if row[d] is not None), None)
+        if dimension is None:
+            total, new_this_month = row["count"], row["new"]
+        else:
+            breakdown[dimension][row[dimension]] = row["count"]
+    return PatientDemographicsResponse(
+        total=total,
+        by_status=breakdown["status"],
+        by_gender=breakdown["gender"],
+        by_age_group=breakdown["age_group"],
+        by_preferred_channel=breakdown["preferred_channel"],
+        by_preferred_language=breakdown["preferred_language"],
+        new_this_month=new_this_month,
+    )
