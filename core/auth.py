@@ -29,7 +29,7 @@ class Permission(StrEnum):
 
     READ = "read"
     WRITE = "write"  # create and update records
-    MERGE = "merge"  # merge patients, reactivate records
+    MERGE = "merge"  # merge duplicate patients
     DELETE = "delete"  # hard deletes
     ADMIN = "admin"  # tenant-wide administration
 

@@ -48,6 +48,11 @@ class Patient(TenantScoped, Base):
         Index("ix_patients_tenant_phone", "tenant_id", "phone_primary"),
         Index("ix_patients_tenant_email", "tenant_id", text("lower(email_primary)")),
         Index("ix_patients_tenant_status_created", "tenant_id", "status", "created_at"),
+        # MRN prefix search (`LIKE 'MRN-00%'`) and the default list order, at a million patients.
+        Index(
+            "ix_patients_tenant_mrn_pattern", "tenant_id", "mrn", postgresql_ops={"mrn": "text_pattern_ops"}
+        ),
+        Index("ix_patients_tenant_name", "tenant_id", "last_name", "first_name", "id"),
     )
 
     mrn: Mapped[str] = mapped_column(String(64), nullable=False)

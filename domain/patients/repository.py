@@ -155,9 +155,10 @@ class PatientRepository(Repository[Patient]):
             stmt = self._phone_search(stmt, q)
         elif search_type is PatientSearchType.MRN:
             upper = q.upper()
-            stmt = stmt.where(
-                or_(Patient.mrn == q, func.upper(Patient.mrn).startswith(upper, autoescape=True))
-            ).order_by((func.upper(Patient.mrn) == upper).desc(), Patient.mrn)
+            # MRNs are stored upper-case, so a plain prefix match can use ix_patients_tenant_mrn_pattern.
+            stmt = stmt.where(Patient.mrn.startswith(upper, autoescape=True)).order_by(
+                (Patient.mrn == upper).desc(), Patient.mrn
+            )
         else:
             lower = q.lower()
             email = func.lower(Patient.email_primary)
@@ -206,7 +207,7 @@ class PatientRepository(Repository[Patient]):
             email = criteria.email.lower()
             conditions.append(func.lower(Patient.email_primary).contains(email, autoescape=True))
         if criteria.mrn:
-            conditions.append(func.upper(Patient.mrn).startswith(criteria.mrn.upper(), autoescape=True))
+            conditions.append(Patient.mrn.startswith(criteria.mrn.upper(), autoescape=True))
         if criteria.gender:
             conditions.append(Patient.gender == criteria.gender)
         if criteria.status:

@@ -28,14 +28,14 @@ class PractitionerRepository(Repository[Practitioner]):
         if is_active is not None:
             stmt = stmt.where(Practitioner.is_active.is_(is_active))
         if search:
-            pattern = f"%{_escape_like(search.lower())}%"
             full_name = func.lower(
                 Practitioner.first_name.op("||")(literal_column("' '")).op("||")(Practitioner.last_name)
             )
+            term = search.lower()
             stmt = stmt.where(
                 or_(
-                    full_name.like(pattern, escape="\\"),
-                    func.lower(Practitioner.email_primary).like(pattern, escape="\\"),
+                    full_name.contains(term, autoescape=True),
+                    func.lower(Practitioner.email_primary).contains(term, autoescape=True),
                 )
             )
         return stmt.order_by(Practitioner.last_name, Practitioner.first_name, Practitioner.id)
@@ -49,7 +49,3 @@ class PractitionerRepository(Repository[Practitioner]):
             .order_by(Practitioner.speciality)
         )
         return [s for s in (await self.session.scalars(stmt)).all() if s]
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

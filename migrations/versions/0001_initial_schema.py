@@ -156,6 +156,16 @@ def upgrade() -> None:
     op.create_index(
         "ix_patients_tenant_status_created", "patients", ["tenant_id", "status", "created_at"], unique=False
     )
+    op.create_index(
+        "ix_patients_tenant_mrn_pattern",
+        "patients",
+        ["tenant_id", "mrn"],
+        unique=False,
+        postgresql_ops={"mrn": "text_pattern_ops"},
+    )
+    op.create_index(
+        "ix_patients_tenant_name", "patients", ["tenant_id", "last_name", "first_name", "id"], unique=False
+    )
     op.create_table(
         "practitioners",
         sa.Column("first_name", sa.String(length=100), nullable=False),
@@ -649,6 +659,10 @@ def downgrade() -> None:
         postgresql_ops={"full_name": "gin_trgm_ops"},
     )
     op.drop_table("practitioners")
+    op.drop_index("ix_patients_tenant_name", table_name="patients")
+    op.drop_index(
+        "ix_patients_tenant_mrn_pattern", table_name="patients", postgresql_ops={"mrn": "text_pattern_ops"}
+    )
     op.drop_index("ix_patients_tenant_status_created", table_name="patients")
     op.drop_index("ix_patients_tenant_phone", table_name="patients")
     op.drop_index(op.f("ix_patients_tenant_id"), table_name="patients")
