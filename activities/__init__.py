@@ -20,5 +20,8 @@ class ActivityDeps:
 
 
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
-    """Every activity the worker registers, bound to `deps`. Filled in by the domains that define activities."""
-    return []
+    """Every activity the worker registers, bound to `deps` (each domain adds its group here)."""
+    from activities.appointments import AppointmentActivities  # imported here: it needs ActivityDeps
+    from activities.journeys import JourneyActivities
+
+    return [*AppointmentActivities(deps).all(), *JourneyActivities(deps).all()]

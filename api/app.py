@@ -9,7 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routers import health, patients, practitioners
+from api.routers import (
+    appointments,
+    health,
+    journey_instances,
+    journeys,
+    locations,
+    patients,
+    practitioners,
+    time_slots,
+)
 from core.auth import TokenVerifier
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
@@ -52,6 +61,13 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(health.router)
     app.include_router(patients.router, prefix=API_PREFIX)
     app.include_router(practitioners.router, prefix=API_PREFIX)
+    app.include_router(appointments.router, prefix=API_PREFIX)
+    app.include_router(locations.router, prefix=API_PREFIX)
+    app.include_router(time_slots.router, prefix=API_PREFIX)
+    # Instances first: `/journeys/instances/...` must not be read as `/journeys/{journey_id}`.
+    app.include_router(journey_instances.router, prefix=f"{API_PREFIX}/journeys/instances")
+    app.include_router(journey_instances.router, prefix=f"{API_PREFIX}/instances")
+    app.include_router(journeys.router, prefix=API_PREFIX)
     return app
 
 

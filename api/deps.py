@@ -113,3 +113,46 @@ def ensure_own_tenant(principal: Principal, tenant_id: uuid.UUID | None) -> None
     """A `tenant_id` in a body or query must be the caller's own, or omitted."""
     if tenant_id is not None and tenant_id != principal.tenant_id:
         raise BadRequest("tenant_id must be your own tenant's id, or omitted.")
+
+
+# ---- Temporal --------------------------------------------------------------------------------------
+
+TEMPORAL_CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+async def temporal_client(request: Request) -> Any:
+    """The app's Temporal client, connected on first use (shared with /ready); 503 when unreachable."""
+    import asyncio
+
+    from core.temporal import connect_temporal
+    from domain.journeys.service import TemporalUnavailable
+
+    state = request.app.state
+    if getattr(state, "temporal_client", None) is None:
+        try:
+            async with asyncio.timeout(TEMPORAL_CONNECT_TIMEOUT_SECONDS):
+                state.temporal_client = await connect_temporal(state.settings)
+        except Exception as exc:
+            log.warning("Temporal is unreachable: %s", exc)
+            raise TemporalUnavailable("Temporal is unreachable; try again shortly.") from exc
+    return state.temporal_client
+
+
+TemporalDep = Annotated[Any, Depends(temporal_client)]
+
+
+def temporal_access(request: Request) -> Any:
+    """How domain services reach Temporal: the client (connected when first needed) and the task queue."""
+    from domain.journeys.service import TemporalAccess
+
+    queue = get_settings_dep(request).temporal_task_queue
+    return TemporalAccess(get_client=lambda: temporal_client(request), task_queue=queue)
+
+
+TemporalAccessDep = Annotated[Any, Depends(temporal_access)]
+
+
+async def commit_and_run_jobs(session: AsyncSession) -> None:
+    """Commit now and run the after-commit jobs, letting their errors reach the caller (e.g. as a 503)."""
+    await session.commit()
+    await run_after_commit_jobs(session)

@@ -2,5 +2,14 @@
 
 from __future__ import annotations
 
+from workflows.appointments import AppointmentWorkflow
+from workflows.booking import BookingConversationWorkflow
+from workflows.journey import JourneyInstanceWorkflow, JourneyStartReconcilerWorkflow
+
 # Every workflow class the worker registers. Filled in by the domains that define workflows.
-ALL_WORKFLOWS: list[type] = []
+ALL_WORKFLOWS: list[type] = [
+    JourneyInstanceWorkflow,
+    JourneyStartReconcilerWorkflow,
+    AppointmentWorkflow,
+    BookingConversationWorkflow,
+]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
-from domain.enums import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus, SlotStatus, sql_in
+from domain.enums import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus, Channel, SlotStatus, sql_in
 
 
 class Location(TenantScoped, Base):
@@ -38,6 +38,13 @@ class TimeSlot(TenantScoped, Base):
         CheckConstraint(f"status IN ({sql_in(SlotStatus)})", name="status"),
         Index("ix_time_slots_practitioner_start", "practitioner_id", "start_time"),
         Index("ix_time_slots_tenant_start", "tenant_id", "start_time"),
+        # A practitioner's slots never overlap one another (open or blocked).
+        ExcludeConstraint(
+            ("practitioner_id", "="),
+            (text("tstzrange(start_time, end_time, '[)')"), "&&"),
+            name="ex_time_slots_practitioner_overlap",
+            using="gist",
+        ),
     )
 
     practitioner_id: Mapped[uuid.UUID] = mapped_column(
@@ -104,3 +111,122 @@ class Appointment(TenantScoped, Base):
     workflow_id: Mapped[str | None] = mapped_column(String(100))
     workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+
+
+CONVERSATION_STATUSES = ("active", "booked", "expired", "closed")
+WAITLIST_STATUSES = ("waiting", "offered", "booked", "removed")
+OFFER_STATUSES = ("offered", "accepted", "taken", "declined", "expired")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class BookingConversation(TenantScoped, Base):
+    """A patient's booking chat (e.g. WhatsApp): the options offered, held until `expires_at`."""
+
+    __tablename__ = "booking_conversations"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(CONVERSATION_STATUSES)})", name="status"),
+        CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel"),
+        Index("ix_booking_conversations_patient_status", "patient_id", "status"),
+    )
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False
+    )
+    channel: Mapped[str] = mapped_column(String(16), nullable=False, default=Channel.WHATSAPP.value)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    # What the patient asked for: practitioner_id, speciality, start_date, end_date, part_of_day.
+    criteria: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    # The slot ids currently offered, in the order the patient sees them (option 1 first).
+    offered_slot_ids: Mapped[list[str]] = mapped_column(JSONB, nullable=False, default=list)
+    hold_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=10)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
+    )
+    workflow_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class SlotHold(TenantScoped, Base):
+    """A slot kept aside for one conversation's offer until it expires or is released."""
+
+    __tablename__ = "slot_holds"
+    __table_args__ = (
+        Index("ix_slot_holds_slot_expires", "time_slot_id", "expires_at"),
+        Index("ix_slot_holds_conversation", "conversation_id"),
+    )
+
+    time_slot_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("time_slots.id", ondelete="CASCADE"), nullable=False
+    )
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("booking_conversations.id", ondelete="CASCADE"), nullable=False
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WaitlistEntry(TenantScoped, Base):
+    """A patient waiting for an earlier time with a practitioner (or any of a speciality) in a date range."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(WAITLIST_STATUSES)})", name="status"),
+        CheckConstraint("practitioner_id IS NOT NULL OR speciality IS NOT NULL", name="has_target"),
+        CheckConstraint("end_date >= start_date", name="dates_ordered"),
+        Index("ix_waitlist_entries_tenant_status_created", "tenant_id", "status", "created_at"),
+    )
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False
+    )
+    practitioner_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("practitioners.id", ondelete="CASCADE")
+    )
+    speciality: Mapped[str | None] = mapped_column(String(100))
+    start_date: Mapped[date] = mapped_column(Date, nullable=False)
+    end_date: Mapped[date] = mapped_column(Date, nullable=False)
+    appointment_type: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="waiting")
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
+    )
+
+
+class WaitlistOffer(TenantScoped, Base):
+    """A freed time offered to one waitlisted patient, in one wave, until it expires or is taken."""
+
+    __tablename__ = "waitlist_offers"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(OFFER_STATUSES)})", name="status"),
+        Index("ix_waitlist_offers_patient_status", "patient_id", "status"),
+        Index("ix_waitlist_offers_cancelled_appointment", "cancelled_appointment_id"),
+    )
+
+    waitlist_entry_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("waitlist_entries.id", ondelete="CASCADE"), nullable=False
+    )
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False
+    )
+    # The cancelled appointment whose time is offered: the backfill workflow is keyed by it.
+    cancelled_appointment_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("practitioners.id", ondelete="CASCADE"), nullable=False
+    )
+    location_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("locations.id", ondelete="SET NULL")
+    )
+    time_slot_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("time_slots.id", ondelete="SET NULL")
+    )
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    wave: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="offered")
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
+    )

@@ -1,0 +1,28 @@
+# One image for the API and the worker (docker-compose.yml runs it twice with different commands).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# The service installs into site-packages like any package; the sources in /app only feed `pip install .`.
+COPY pyproject.toml README.md alembic.ini ./
+COPY api ./api
+COPY core ./core
+COPY domain ./domain
+COPY workflows ./workflows
+COPY activities ./activities
+COPY cli ./cli
+COPY migrations ./migrations
+COPY worker.py ./
+RUN pip install . \
+    && useradd --create-home --uid 10001 --user-group prm
+
+USER prm
+EXPOSE 8000
+
+# docker-compose.yml overrides this for the worker (`prm worker`) and to migrate before serving.
+CMD ["uvicorn", "--factory", "api.app:create_app_from_env", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

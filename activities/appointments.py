@@ -1,0 +1,144 @@
+"""Scheduling activities: reminders, cancellation notices, booking conversations and waitlist offers.
+
+Each opens its own transaction scoped to the tenant it is given, calls the scheduling domain, and is
+idempotent under retry (every message carries a business idempotency key the database holds unique).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+
+from activities import ActivityDeps
+from core.database import bind_tenant, run_after_commit_jobs
+from domain.scheduling import notifications
+
+
+@dataclass
+class ReminderInput:
+    """Which reminder of which appointment, for the appointment time it was planned against."""
+
+    tenant_id: str
+    appointment_id: str
+    offset_minutes: int
+    start_time: str
+
+
+@dataclass
+class CancellationMessageInput:
+    """The appointment whose cancellation the patient is told about."""
+
+    tenant_id: str
+    appointment_id: str
+
+
+@dataclass
+class ConversationUpdate:
+    """A booking conversation's status and offer expiry."""
+
+    status: str
+    expires_at: str
+
+
+@dataclass
+class ExpireConversationInput:
+    """The conversation whose offer ran out, and the expiry the workflow waited for."""
+
+    tenant_id: str
+    conversation_id: str
+    expires_at: str
+
+
+@dataclass
+class ConversationReplyInput:
+    """A stored inbound message to handle as the conversation's reply."""
+
+    tenant_id: str
+    conversation_id: str
+    communication_id: str
+
+
+class AppointmentActivities:
+    """Activities of the appointment workflow, bound to the worker's dependencies."""
+
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="send_appointment_reminder")
+    async def send_appointment_reminder(self, data: ReminderInput) -> bool:
+        """Send one reminder (skipped when the appointment moved or is no longer active)."""
+        async with self.deps.sessionmaker() as session:
+            bind_tenant(session, uuid.UUID(data.tenant_id))
+            sent = await notifications.send_reminder(
+                session,
+                appointment_id=uuid.UUID(data.appointment_id),
+                offset_minutes=data.offset_minutes,
+                planned_start=data.start_time,
+            )
+            await session.commit()
+            return sent
+
+    @activity.defn(name="send_appointment_cancellation")
+    async def send_appointment_cancellation(self, data: CancellationMessageInput) -> bool:
+        """Tell the patient the appointment is cancelled (once)."""
+        async with self.deps.sessionmaker() as session:
+            bind_tenant(session, uuid.UUID(data.tenant_id))
+            sent = await notifications.send_cancellation(
+                session, appointment_id=uuid.UUID(data.appointment_id)
+            )
+            await session.commit()
+            return sent
+
+    @activity.defn(name="expire_booking_conversation")
+    async def expire_booking_conversation(self, data: ExpireConversationInput) -> ConversationUpdate:
+        """Release the holds of a conversation whose offer ran out (unless it was extended or ended)."""
+        from domain.scheduling import booking
+
+        async with self.deps.sessionmaker() as session:
+            bind_tenant(session, uuid.UUID(data.tenant_id))
+            status, expires_at = await booking.expire_conversation(
+                session, uuid.UUID(data.conversation_id), data.expires_at
+            )
+            await session.commit()
+        return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
+
+    @activity.defn(name="handle_booking_reply")
+    async def handle_booking_reply(self, data: ConversationReplyInput) -> ConversationUpdate:
+        """Act on the patient's routed reply: book, re-offer, or ask again."""
+        from domain.scheduling import booking
+
+        async with self.deps.sessionmaker() as session:
+            bind_tenant(session, uuid.UUID(data.tenant_id))
+            status, expires_at = await booking.reply_from_message(
+                session, self._gateway(), uuid.UUID(data.conversation_id), uuid.UUID(data.communication_id)
+            )
+            await session.commit()
+            await run_after_commit_jobs(session)  # e.g. the new appointment's reminder workflow
+        return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
+
+    def _gateway(self) -> Any:
+        from domain.scheduling.workflow_jobs import WorkflowGateway
+
+        client = activity.client()
+
+        async def get_client() -> Client | None:
+            return client
+
+        return WorkflowGateway(
+            get_client=get_client,
+            task_queue=self.deps.settings.temporal_task_queue,
+            sessionmaker=self.deps.sessionmaker,
+        )
+
+    def all(self) -> list:
+        """Every activity of this group, for the worker."""
+        return [
+            self.send_appointment_reminder,
+            self.send_appointment_cancellation,
+            self.expire_booking_conversation,
+            self.handle_booking_reply,
+        ]

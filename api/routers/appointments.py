@@ -1,0 +1,237 @@
+"""Appointments API (`/appointments`): booking, day and upcoming lists, stats, conflicts, chat booking."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import AwareDatetime
+from temporalio.client import Client
+
+from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from core.pagination import PageDep
+from core.temporal import connect_temporal
+from domain.enums import AppointmentStatus
+from domain.scheduling import booking, service
+from domain.scheduling.repository import AppointmentRepository, tenant_timezone
+from domain.scheduling.schemas import (
+    AppointmentDetailResponse,
+    AppointmentDirectCreate,
+    AppointmentListResponse,
+    AppointmentResponse,
+    AppointmentStats,
+    AppointmentUpdate,
+    ConflictCheckResponse,
+    FindSlotsRequest,
+    FindSlotsResponse,
+    SelectSlotRequest,
+    SelectSlotResponse,
+)
+from domain.scheduling.workflow_jobs import WorkflowGateway
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/appointments", tags=["appointments"])
+TEMPORAL_CONNECT_TIMEOUT_SECONDS = 3.0
+CONFLICT_409 = {
+    409: {"description": "Clashes with another appointment or a full/blocked slot (listed in the body)"}
+}
+
+
+def workflow_gateway(request: Request) -> WorkflowGateway:
+    """Temporal as the scheduling domain needs it: connected lazily, None while unreachable."""
+    state = request.app.state
+
+    async def get_client() -> Client | None:
+        if getattr(state, "temporal_client", None) is None:
+            try:
+                async with asyncio.timeout(TEMPORAL_CONNECT_TIMEOUT_SECONDS):
+                    state.temporal_client = await connect_temporal(state.settings)
+            except Exception:
+                log.warning("Temporal unreachable; scheduling workflows will be started by the reconciler")
+                return None
+        return state.temporal_client
+
+    return WorkflowGateway(
+        get_client=get_client,
+        task_queue=state.settings.temporal_task_queue,
+        sessionmaker=state.sessionmaker,
+    )
+
+
+WorkflowsDep = Annotated[WorkflowGateway, Depends(workflow_gateway)]
+
+
+@router.get("", response_model=AppointmentListResponse, dependencies=[CanRead])
+async def list_appointments(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    patient_id: uuid.UUID | None = None,
+    practitioner_id: uuid.UUID | None = None,
+    location_id: uuid.UUID | None = None,
+    status: AppointmentStatus | None = None,
+    start_date: Annotated[date | None, Query(description="From this local date (YYYY-MM-DD)")] = None,
+    end_date: Annotated[date | None, Query(description="To this local date, inclusive")] = None,
+) -> AppointmentListResponse:
+    """List appointments, filtered by patient, practitioner, location, status and the clinic's local dates."""
+    repo = AppointmentRepository(session)
+    stmt = repo.filtered(
+        tenant_tz=await tenant_timezone(session, principal.tenant_id),
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+        location_id=location_id,
+        status=status.value if status else None,
+        start_date=start_date,
+        end_date=end_date,
+    )
+    rows, total = await repo.page(stmt, page)
+    return AppointmentListResponse.build([AppointmentResponse.model_validate(r) for r in rows], total, page)
+
+
+@router.get("/today", response_model=list[AppointmentDetailResponse], dependencies=[CanRead])
+async def todays_appointments(
+    session: SessionDep,
+    practitioner_id: uuid.UUID | None = None,
+    location_id: uuid.UUID | None = None,
+    status: AppointmentStatus | None = None,
+) -> list[AppointmentDetailResponse]:
+    """Today's appointments, where today is each location's local day (else the tenant's)."""
+    return await service.todays_appointments(
+        session,
+        practitioner_id=practitioner_id,
+        location_id=location_id,
+        status=status.value if status else None,
+    )
+
+
+@router.get("/upcoming", response_model=list[AppointmentDetailResponse], dependencies=[CanRead])
+async def upcoming_appointments(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=50, description="Max results (max 50)")] = 10,
+    patient_id: uuid.UUID | None = None,
+    practitioner_id: uuid.UUID | None = None,
+) -> list[AppointmentDetailResponse]:
+    """The next active appointments from now on, soonest first."""
+    return await service.upcoming_appointments(
+        session, limit=limit, patient_id=patient_id, practitioner_id=practitioner_id
+    )
+
+
+@router.get("/stats", response_model=AppointmentStats, dependencies=[CanRead])
+async def appointment_stats(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    tenant_id: Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")] = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
+) -> AppointmentStats:
+    """Counts for dashboards: total, today, upcoming, completed, cancelled, no-show, by status and by type."""
+    ensure_own_tenant(principal, tenant_id)
+    return await service.appointment_stats(session, start_date=start_date, end_date=end_date)
+
+
+@router.get("/conflicts", response_model=ConflictCheckResponse, dependencies=[CanRead])
+async def check_conflicts(
+    session: SessionDep,
+    practitioner_id: uuid.UUID,
+    start_time: AwareDatetime,
+    end_time: AwareDatetime,
+    exclude_appointment_id: uuid.UUID | None = None,
+) -> ConflictCheckResponse:
+    """Pre-flight check: the practitioner's active appointments overlapping the proposed time."""
+    return await service.check_conflicts(
+        session,
+        practitioner_id=practitioner_id,
+        start_time=start_time,
+        end_time=end_time,
+        exclude_appointment_id=exclude_appointment_id,
+    )
+
+
+@router.post("/find-slots", response_model=FindSlotsResponse, dependencies=[CanWrite])
+async def find_slots(
+    body: FindSlotsRequest, session: SessionDep, principal: CurrentPrincipal, workflows: WorkflowsDep
+) -> FindSlotsResponse:
+    """Start a booking conversation: find open slots, hold them briefly, send the patient a numbered list."""
+    ensure_own_tenant(principal, body.tenant_id)
+    return await booking.find_slots(session, body, workflows)
+
+
+@router.post(
+    "/select-slot", response_model=SelectSlotResponse, dependencies=[CanWrite], responses=CONFLICT_409
+)
+async def select_slot(
+    body: SelectSlotRequest, session: SessionDep, principal: CurrentPrincipal, workflows: WorkflowsDep
+) -> SelectSlotResponse:
+    """Process the patient's reply ("2", "the second one", "14:30"): book it, or say why not and re-offer."""
+    ensure_own_tenant(principal, body.tenant_id)
+    return await booking.select_slot(session, body, workflows)
+
+
+@router.post(
+    "",
+    response_model=AppointmentDetailResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CanWrite],
+    responses=CONFLICT_409,
+)
+async def create_appointment(
+    body: AppointmentDirectCreate, session: SessionDep, principal: CurrentPrincipal, workflows: WorkflowsDep
+) -> AppointmentDetailResponse:
+    """Book directly (web portal, front desk): into a `time_slot_id`, or a practitioner's start/end time."""
+    ensure_own_tenant(principal, body.tenant_id)
+    appointment = await service.book_appointment(session, body, workflows)
+    return (await service.with_details(session, [appointment]))[0]
+
+
+@router.get("/{appointment_id}", response_model=AppointmentResponse, dependencies=[CanRead])
+async def get_appointment(appointment_id: uuid.UUID, session: SessionDep) -> AppointmentResponse:
+    """One appointment."""
+    return AppointmentResponse.model_validate(await AppointmentRepository(session).get_or_404(appointment_id))
+
+
+@router.patch(
+    "/{appointment_id}", response_model=AppointmentResponse, dependencies=[CanWrite], responses=CONFLICT_409
+)
+async def update_appointment(
+    appointment_id: uuid.UUID, body: AppointmentUpdate, session: SessionDep, workflows: WorkflowsDep
+) -> AppointmentResponse:
+    """Partial update: details, a reschedule (new start/end or a new slot), or a status change.
+
+    Status follows booked -> confirmed -> checked_in -> completed, with cancelled and no_show; any other
+    transition is 409. A reschedule moves the pending reminders.
+    """
+    appointment = await service.update_appointment(session, appointment_id, body, workflows)
+    return AppointmentResponse.model_validate(appointment)
+
+
+@router.post(
+    "/{appointment_id}/cancel",
+    response_model=AppointmentResponse,
+    dependencies=[CanWrite],
+    responses={409: {"description": "Already cancelled, completed or a no-show"}},
+)
+async def cancel_appointment(
+    appointment_id: uuid.UUID,
+    session: SessionDep,
+    workflows: WorkflowsDep,
+    notify_patient: Annotated[bool, Query(description="Send a cancellation notification")] = True,
+) -> AppointmentResponse:
+    """Cancel: frees the slot, stops reminders, tells the patient (unless told not), offers the waitlist."""
+    appointment = await service.cancel_appointment(
+        session, appointment_id, notify_patient=notify_patient, gateway=workflows
+    )
+    return AppointmentResponse.model_validate(appointment)
+
+
+@router.delete("/{appointment_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[CanDelete])
+async def delete_appointment(
+    appointment_id: uuid.UUID, session: SessionDep, workflows: WorkflowsDep
+) -> Response:
+    """Permanently remove an appointment. Prefer cancelling, which keeps the history."""
+    await service.delete_appointment(session, appointment_id, workflows)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

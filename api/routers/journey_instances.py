@@ -1,0 +1,165 @@
+"""Journey instances API: served at `/journeys/instances` and (legacy) `/instances`.
+
+Included before the journeys router, so `/journeys/instances/...` never reads as `/journeys/{journey_id}`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from api.deps import (
+    CanRead,
+    CanWrite,
+    CurrentPrincipal,
+    SessionDep,
+    TemporalAccessDep,
+    commit_and_run_jobs,
+    ensure_own_tenant,
+)
+from core.pagination import PageDep
+from domain.enums import JourneyInstanceStatus
+from domain.journeys import service
+from domain.journeys.models import Journey
+from domain.journeys.repository import JourneyInstanceRepository
+from domain.journeys.schemas import (
+    AdvanceStageRequest,
+    JourneyInstanceCreate,
+    JourneyInstanceListResponse,
+    JourneyInstanceResponse,
+    JourneyInstanceStageResponse,
+    JourneyInstanceStats,
+    JourneyInstanceWithStages,
+)
+
+router = APIRouter(tags=["journey instances"])
+TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Temporal is unreachable (a created instance is kept and started later)"}
+}
+
+
+@router.get("", response_model=JourneyInstanceListResponse, dependencies=[CanRead])
+async def list_instances(
+    session: SessionDep,
+    page: PageDep,
+    patient_id: uuid.UUID | None = None,
+    journey_id: uuid.UUID | None = None,
+    status: JourneyInstanceStatus | None = None,
+) -> JourneyInstanceListResponse:
+    """List journey instances, newest first, filtered by patient, journey or status."""
+    repo = JourneyInstanceRepository(session)
+    stmt = repo.filtered(
+        patient_id=patient_id, journey_id=journey_id, status=status.value if status else None
+    )
+    rows, total = await repo.page(stmt, page)
+    return JourneyInstanceListResponse.build(
+        [JourneyInstanceResponse.model_validate(r) for r in rows], total, page
+    )
+
+
+@router.get("/stats", response_model=JourneyInstanceStats, dependencies=[CanRead])
+async def instance_stats(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    tenant_id: TenantFilter = None,
+    journey_id: uuid.UUID | None = None,
+) -> JourneyInstanceStats:
+    """Counts of instances: total, active, completed, cancelled, by status, and by journey name."""
+    ensure_own_tenant(principal, tenant_id)
+    return await service.instance_stats(JourneyInstanceRepository(session), journey_id)
+
+
+@router.post(
+    "",
+    response_model=JourneyInstanceResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CanWrite],
+    responses={
+        200: {"description": "An instance created earlier under the same Idempotency-Key"},
+        **UNAVAILABLE,
+    },
+)
+async def create_instance(
+    body: JourneyInstanceCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    temporal: TemporalAccessDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=200,
+            description="Repeat a request safely: the same key returns the instance it created (200)",
+        ),
+    ] = None,
+) -> JourneyInstanceResponse:
+    """Place a patient on a journey (201) and start its workflow.
+
+    With an `Idempotency-Key` header, a repeated request returns the instance the first one created, with
+    status 200, and starts nothing. When Temporal is unreachable the instance is still saved, the answer is
+    503, and its workflow is started automatically once Temporal is back."""
+    ensure_own_tenant(principal, body.tenant_id)
+    instance, created = await service.create_instance(
+        session, body, temporal, idempotency_key=idempotency_key
+    )
+    if created:
+        await commit_and_run_jobs(session)
+    else:
+        response.status_code = status.HTTP_200_OK
+    return JourneyInstanceResponse.model_validate(instance)
+
+
+@router.get("/{instance_id}", response_model=JourneyInstanceWithStages, dependencies=[CanRead])
+async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyInstanceWithStages:
+    """One instance with each stage's status, timestamps and notes."""
+    repo = JourneyInstanceRepository(session)
+    instance = await repo.get_or_404(instance_id)
+    stages = await repo.stages(instance.id)
+    journey = await session.get(Journey, instance.journey_id)
+    return JourneyInstanceWithStages.model_validate(instance).model_copy(
+        update={
+            "journey_name": journey.name if journey is not None else None,
+            "stages": [JourneyInstanceStageResponse.model_validate(s) for s in stages],
+        }
+    )
+
+
+@router.post(
+    "/{instance_id}/advance",
+    response_model=JourneyInstanceResponse,
+    dependencies=[CanWrite],
+    responses={
+        409: {"description": "Completed, cancelled, or the current stage is not manual"},
+        **UNAVAILABLE,
+    },
+)
+async def advance_instance(
+    instance_id: uuid.UUID,
+    body: AdvanceStageRequest,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    temporal: TemporalAccessDep,
+) -> JourneyInstanceResponse:
+    """Mark the current (manual) stage complete and move to the next stage; returns the new state."""
+    instance = await service.advance_instance(
+        session, temporal, instance_id, notes=body.notes, requested_by=principal.sub
+    )
+    return JourneyInstanceResponse.model_validate(instance)
+
+
+@router.post(
+    "/{instance_id}/cancel",
+    response_model=JourneyInstanceResponse,
+    dependencies=[CanWrite],
+    responses={409: {"description": "The instance already completed or failed"}, **UNAVAILABLE},
+)
+async def cancel_instance(
+    instance_id: uuid.UUID, session: SessionDep, temporal: TemporalAccessDep
+) -> JourneyInstanceResponse:
+    """Take the patient off the journey: pending timers and messages stop for good. Idempotent."""
+    instance = await service.cancel_instance(session, temporal, instance_id)
+    return JourneyInstanceResponse.model_validate(instance)

@@ -1,0 +1,207 @@
+"""`prm`: the service's command line. Values scripts read (ids, tokens) go to stdout, all else to stderr."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import (
+    EXIT_BAD_INPUT,
+    CliError,
+    configure_cli_logging,
+    database_url_or_fail,
+    describe_database,
+    fail,
+    load_settings,
+    run_db,
+    system_session,
+)
+from core.auth import Role, issue_dev_token
+from core.migrate import upgrade_to_head
+from domain.tenants.schemas import TenantCreate, validate_timezone
+
+app = typer.Typer(
+    name="prm",
+    help="Patient Relationship Management service: run the stack, manage tenants, mint development tokens.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+tenant_app = typer.Typer(help="Manage tenants (clinics).", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(db_app, name="db")
+
+
+def _timezone(value: str) -> str:
+    try:
+        return validate_timezone(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Option("--name", help="The clinic's name.")],
+    timezone: Annotated[
+        str, typer.Option("--timezone", callback=_timezone, help="IANA time zone, e.g. Europe/London.")
+    ] = "UTC",
+) -> None:
+    """Create a tenant and print its id (alone) on stdout."""
+    if not name.strip():
+        fail("--name must not be empty", EXIT_BAD_INPUT)
+    data = TenantCreate(name=name.strip(), timezone=timezone)
+    settings = load_settings()
+    configure_cli_logging(settings)
+    url = database_url_or_fail(settings)
+
+    async def create() -> uuid.UUID:
+        from domain.tenants.service import create_tenant
+
+        async with system_session(settings, url) as session:
+            tenant = await create_tenant(session, data)
+        return tenant.id
+
+    tenant_id = run_db(url, create)
+    typer.echo(str(tenant_id))
+
+
+@app.command("token")
+def token(
+    tenant_id: Annotated[uuid.UUID, typer.Option("--tenant-id", help="The tenant the token acts for.")],
+    role: Annotated[Role, typer.Option("--role", help="What the bearer may do.", case_sensitive=False)],
+    sub: Annotated[str, typer.Option("--sub", help="The user the token names.")] = "dev-user",
+    ttl_minutes: Annotated[
+        int | None,
+        typer.Option("--ttl-minutes", min=1, help="Lifetime [default: PRM_DEV_TOKEN_TTL_MINUTES]."),
+    ] = None,
+) -> None:
+    """Print a bearer token (alone) on stdout, signed with the configured development secret."""
+    if not sub.strip():
+        fail("--sub must not be empty", EXIT_BAD_INPUT)
+    settings = load_settings()
+    configure_cli_logging(settings)
+    if not settings.jwt_algorithm.startswith("HS"):
+        fail(f"PRM_JWT_ALGORITHM is {settings.jwt_algorithm}: development tokens need an HS* secret")
+    url = database_url_or_fail(settings)
+
+    async def check_tenant() -> None:
+        from domain.tenants.service import get_active_tenant
+
+        async with system_session(settings, url) as session:
+            if await get_active_tenant(session, tenant_id) is None:
+                raise CliError(f"no active tenant with id {tenant_id} in the {describe_database(url)}")
+
+    run_db(url, check_tenant)
+    ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
+    typer.echo(issue_dev_token(settings, tenant_id=tenant_id, roles=[role], sub=sub.strip(), ttl=ttl))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = load_settings()
+    configure_cli_logging(settings, quiet=False)
+    url = database_url_or_fail(settings)
+    try:
+        upgrade_to_head(url)
+    except Exception as exc:
+        fail(f"migrating the {describe_database(url)} failed: {exc}")
+    typer.echo(f"The {describe_database(url)} is at the newest schema.", err=True)
+
+
+@app.command("seed")
+def seed() -> None:
+    """Seed the demo tenant when the database has no tenant; print the demo tenant's id."""
+    from cli.seed import seed_demo_tenant
+
+    settings = load_settings()
+    configure_cli_logging(settings)
+    url = database_url_or_fail(settings)
+
+    async def do_seed() -> tuple[uuid.UUID | None, bool]:
+        async with system_session(settings, url) as session:
+            outcome = await seed_demo_tenant(session)
+        return outcome.tenant_id, outcome.created
+
+    tenant_id, created = run_db(url, do_seed)
+    if created:
+        typer.echo("Seeded the demo tenant.", err=True)
+    elif tenant_id is not None:
+        typer.echo("The database already has tenants: not seeding again.", err=True)
+    else:
+        typer.echo("The database already has tenants (none is the demo tenant): not seeding.", err=True)
+        return
+    typer.echo(str(tenant_id))
+
+
+@app.command("run")
+def run(
+    api_port: Annotated[int | None, typer.Option(help="API port [default: PRM_API_PORT or 8000].")] = None,
+    api_host: Annotated[str | None, typer.Option(help="API address [default: PRM_API_HOST].")] = None,
+    temporal_port: Annotated[
+        int | None, typer.Option(help="Temporal gRPC port [default: PRM_TEMPORAL_PORT or 7233].")
+    ] = None,
+    temporal_ui_port: Annotated[
+        int | None, typer.Option(help="Temporal UI port [default: PRM_TEMPORAL_UI_PORT or 8233].")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Embedded database and Temporal state [default: PRM_DATA_DIR or .prm]."),
+    ] = None,
+) -> None:
+    """Run the whole stack in the foreground (database, Temporal, worker, API); Ctrl-C stops it all."""
+    from cli.stack import run_stack
+
+    settings = load_settings(
+        api_port=api_port,
+        api_host=api_host,
+        temporal_port=temporal_port,
+        temporal_ui_port=temporal_ui_port,
+        data_dir=data_dir,
+    )
+    configure_cli_logging(settings, quiet=False)
+    raise typer.Exit(run_stack(settings))
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run the Temporal worker in the foreground (what `python worker.py` does)."""
+    import worker as worker_module
+
+    settings = load_settings()
+    raise typer.Exit(worker_module.main(settings))
+
+
+@app.command("api")
+def api(
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: PRM_API_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind [default: PRM_API_PORT].")] = None,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Serve the API with uvicorn in the foreground."""
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "api.app:create_app_from_env",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+        reload=reload,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def main() -> None:
+    """Entry point for `python -m cli.main`."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

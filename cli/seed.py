@@ -1,0 +1,155 @@
+"""Demo data for a fresh database: one clinic with a few practitioners and patients (all fictional)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.database import bind_tenant
+from core.phones import to_e164
+from domain.enums import Channel, Gender
+from domain.patients.models import Patient
+from domain.practitioners.models import Practitioner
+from domain.tenants.models import Tenant
+from domain.tenants.schemas import TenantCreate
+from domain.tenants.service import create_tenant
+
+DEMO_TENANT_NAME = "Demo Clinic"
+DEMO_TIMEZONE = "America/New_York"
+# Two `prm run`s starting at once must not both seed: they serialise on this advisory lock.
+_SEED_LOCK_KEY = 0x50524D5345454400  # "PRMSEED\0"
+
+
+@dataclass(frozen=True)
+class _DemoPractitioner:
+    first_name: str
+    last_name: str
+    gender: Gender
+    qualification: str
+    speciality: str
+    sub_speciality: str | None
+    license_number: str
+    phone: str
+    email: str
+
+
+@dataclass(frozen=True)
+class _DemoPatient:
+    first_name: str
+    last_name: str
+    date_of_birth: date
+    gender: Gender
+    phone: str
+    email: str
+    city: str
+    state: str
+    preferred_channel: Channel
+    preferred_language: str
+
+
+# 555-01xx numbers and example.com addresses are reserved for fiction: nobody is ever messaged.
+# fmt: off
+_PRACTITIONERS = [
+    _DemoPractitioner("Amelia", "Chen", Gender.FEMALE, "MD, FAAOS", "Orthopedic Surgery", "Sports Medicine",
+                      "NY-MD-100231", "+1 415 555 0101", "amelia.chen@example.com"),
+    _DemoPractitioner("Rafael", "Ortiz", Gender.MALE, "MD", "Family Medicine", None,
+                      "NY-MD-100874", "+1 415 555 0102", "rafael.ortiz@example.com"),
+    _DemoPractitioner("Priya", "Natarajan", Gender.FEMALE, "MD, FACC", "Cardiology", "Heart Failure",
+                      "NY-MD-101552", "+1 415 555 0103", "priya.natarajan@example.com"),
+]
+
+_PATIENTS = [
+    _DemoPatient("Maria", "Garcia", date(1968, 3, 14), Gender.FEMALE, "+1 415 555 0121",
+                 "maria.garcia@example.com", "Brooklyn", "NY", Channel.SMS, "es"),
+    _DemoPatient("James", "Okafor", date(1975, 11, 2), Gender.MALE, "+1 415 555 0122",
+                 "james.okafor@example.com", "Queens", "NY", Channel.WHATSAPP, "en"),
+    _DemoPatient("Emily", "Novak", date(1990, 6, 27), Gender.FEMALE, "+1 415 555 0123",
+                 "emily.novak@example.com", "New York", "NY", Channel.EMAIL, "en"),
+    _DemoPatient("Daniel", "Kim", date(1957, 1, 9), Gender.MALE, "+1 415 555 0124",
+                 "daniel.kim@example.com", "Jersey City", "NJ", Channel.SMS, "ko"),
+    _DemoPatient("Aisha", "Rahman", date(1984, 9, 18), Gender.FEMALE, "+1 415 555 0125",
+                 "aisha.rahman@example.com", "Hoboken", "NJ", Channel.SMS, "en"),
+]
+# fmt: on
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    """The demo tenant (None if the database holds only other tenants) and whether this call created it."""
+
+    tenant_id: uuid.UUID | None
+    created: bool
+
+
+async def find_demo_tenant(session: AsyncSession) -> Tenant | None:
+    """The oldest active tenant named like the demo one, if any."""
+    stmt = (
+        select(Tenant)
+        .where(Tenant.name == DEMO_TENANT_NAME, Tenant.is_active.is_(True))
+        .order_by(Tenant.created_at)
+        .limit(1)
+    )
+    return (await session.scalars(stmt)).first()
+
+
+async def default_tenant(session: AsyncSession) -> Tenant | None:
+    """The tenant `prm run` mints its token for: the demo tenant, else the oldest active tenant."""
+    demo = await find_demo_tenant(session)
+    if demo is not None:
+        return demo
+    stmt = select(Tenant).where(Tenant.is_active.is_(True)).order_by(Tenant.created_at).limit(1)
+    return (await session.scalars(stmt)).first()
+
+
+async def seed_demo_tenant(session: AsyncSession) -> SeedOutcome:
+    """Create the demo clinic with its practitioners and patients, only if the database has no tenant.
+
+    `session` must be a system session; the caller commits. Everything is written in that one transaction,
+    so a database is either empty or fully seeded.
+    """
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
+    tenant_count = await session.scalar(select(func.count()).select_from(Tenant))
+    if tenant_count:
+        demo = await find_demo_tenant(session)
+        return SeedOutcome(tenant_id=demo.id if demo else None, created=False)
+
+    tenant = await create_tenant(session, TenantCreate(name=DEMO_TENANT_NAME, timezone=DEMO_TIMEZONE))
+    bind_tenant(session, tenant.id)
+    for doc in _PRACTITIONERS:
+        session.add(
+            Practitioner(
+                first_name=doc.first_name,
+                last_name=doc.last_name,
+                gender=doc.gender.value,
+                qualification=doc.qualification,
+                speciality=doc.speciality,
+                sub_speciality=doc.sub_speciality,
+                license_number=doc.license_number,
+                phone_primary=to_e164(doc.phone, "US"),
+                email_primary=doc.email,
+            )
+        )
+    for number, person in enumerate(_PATIENTS, start=1):
+        session.add(
+            Patient(
+                mrn=f"MRN-DEMO-{number:04d}",
+                first_name=person.first_name,
+                last_name=person.last_name,
+                date_of_birth=person.date_of_birth,
+                gender=person.gender.value,
+                phone_primary=to_e164(person.phone, "US"),
+                email_primary=person.email,
+                city=person.city,
+                state=person.state,
+                country="US",
+                preferred_channel=person.preferred_channel.value,
+                preferred_language=person.preferred_language,
+                timezone=DEMO_TIMEZONE,
+            )
+        )
+    await session.flush()
+    return SeedOutcome(tenant_id=tenant.id, created=True)

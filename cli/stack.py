@@ -1,0 +1,410 @@
+"""`prm run`: the whole service on one machine, in the foreground, stopped cleanly by Ctrl-C.
+
+Order of start (each waits for the previous to be ready): PostgreSQL (embedded unless DATABASE_URL is set),
+migrations, demo seed (only into an empty database), the Temporal dev server with its UI (unless
+TEMPORAL_ADDRESS is set), the worker, the API. Stopping runs the other way round. Children get the
+resolved DATABASE_URL and TEMPORAL_ADDRESS, so only this process holds the embedded server open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from cli.banner import Ready, api_base_url, render_banner
+from cli.embedded import forget_dead_attachments, stop_embedded_postgres
+from cli.processes import Child, ChildRegistry, DataDirLock, StackError, ensure_port_free
+from cli.seed import DEMO_TENANT_NAME, default_tenant, seed_demo_tenant
+from core.auth import Role, issue_dev_token
+from core.database import make_engine, make_sessionmaker, mark_system
+from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
+from core.migrate import upgrade_to_head
+from core.settings import Settings
+from core.temporal import SEARCH_ATTRIBUTES, connect_temporal, dev_server_binary, temporal_target
+
+log = logging.getLogger("prm.run")
+
+STARTUP_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 15.0  # longer than the worker's graceful shutdown and uvicorn's
+POLL_SECONDS = 0.2
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) arrived while the stack was starting."""
+
+
+def run_stack(settings: Settings) -> int:
+    """Start everything, print the URLs and a token, wait for Ctrl-C, stop everything; the exit code."""
+    data_dir = settings.data_dir.expanduser().resolve()
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        return asyncio.run(Stack(settings).run())
+    finally:
+        lock.release()
+
+
+class Stack:
+    """The processes of one `prm run` and the order they start and stop in."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.registry = ChildRegistry(self.data_dir)
+        self.stop_requested = asyncio.Event()
+        self.embedded_pgdata: Path | None = None
+        self.database_url = ""
+        self.temporal_address = temporal_target(settings)
+        self.api: Child | None = None
+        self.worker: Child | None = None
+        self.temporal: Child | None = None
+
+    async def run(self) -> int:
+        """The whole life of the stack."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            try:
+                ready = await self.start()
+            except Interrupted:
+                log.info("interrupted during start-up")
+                return 0
+            except StackError as exc:
+                log.error("%s", exc)
+                return 1
+            temporal_log = self.temporal.log_path if self.temporal else None
+            print(render_banner(ready, self.settings, temporal_log), flush=True)  # the one thing on stdout
+            return await self.supervise()
+        finally:
+            await self.shutdown()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.stop_requested.is_set():
+            log.warning("second %s: not waiting for a graceful stop any more", sig.name)
+            self.registry.hurry = True
+            return
+        log.info("%s received: stopping everything (press Ctrl-C again to hurry)", sig.name)
+        self.stop_requested.set()
+
+    # ---------------------------------------------------------------- start
+
+    async def start(self) -> Ready:
+        """Start every component in order, each once the previous answers."""
+        self.registry.reap_orphans()
+        self._check_ports()
+        database = await self._start_database()
+        self._check_interrupt()
+        log.info("applying migrations")
+        try:
+            await asyncio.to_thread(upgrade_to_head, self.database_url)
+        except Exception as exc:
+            raise StackError(f"applying the migrations failed: {exc}") from exc
+        ready = await self._seed(database)
+        self._check_interrupt()
+        client = await self._start_temporal()
+        await self._start_worker(client)
+        await self._start_api()
+        return ready
+
+    def _check_interrupt(self) -> None:
+        if self.stop_requested.is_set():
+            raise Interrupted
+
+    async def _sleep(self) -> None:
+        """Wait one poll interval, or raise Interrupted as soon as a stop is requested."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_requested.wait(), POLL_SECONDS)
+        self._check_interrupt()
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        if not s.temporal_address:
+            ports = {"PRM_API_PORT": s.api_port, "PRM_TEMPORAL_PORT": s.temporal_port}
+            ports["PRM_TEMPORAL_UI_PORT"] = s.temporal_ui_port
+            if len(set(ports.values())) < len(ports):
+                given = ", ".join(f"{name}={port}" for name, port in ports.items())
+                raise StackError(
+                    f"the API, Temporal and the Temporal UI need three different ports ({given})"
+                )
+        ensure_port_free(s.api_host, s.api_port, "the API (set PRM_API_PORT or --api-port)")
+        if not s.temporal_address:
+            ensure_port_free(
+                "127.0.0.1", s.temporal_port, "Temporal (set PRM_TEMPORAL_PORT or --temporal-port)"
+            )
+            ensure_port_free(
+                "127.0.0.1",
+                s.temporal_ui_port,
+                "the Temporal UI (set PRM_TEMPORAL_UI_PORT or --temporal-ui-port)",
+            )
+
+    async def _start_database(self) -> str:
+        if self.settings.database_url:
+            self.database_url = to_sqlalchemy_url(self.settings.database_url)
+            where = make_url(self.database_url)
+            description = f"database {where.database!r} on {where.host or 'a local socket'} (DATABASE_URL)"
+        else:
+            pgdata = self.settings.embedded_pgdata
+            log.info("starting the embedded PostgreSQL (data in %s)", pgdata)
+            await asyncio.to_thread(forget_dead_attachments, pgdata)
+            try:
+                self.database_url = await asyncio.to_thread(start_embedded_postgres, pgdata)
+            except Exception as exc:
+                raise StackError(
+                    f"the embedded PostgreSQL did not start ({exc}); see {pgdata / 'log'}"
+                ) from exc
+            self.embedded_pgdata = pgdata  # from here on, shutdown stops it
+            description = f"embedded PostgreSQL, data in {pgdata}"
+        await self._wait_for_database()
+        log.info("PostgreSQL is ready: %s", description)
+        return description
+
+    async def _wait_for_database(self) -> None:
+        engine = make_engine(self.database_url, self.settings)
+        deadline = asyncio.get_running_loop().time() + 30.0
+        try:
+            while True:
+                try:
+                    async with engine.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                    return
+                except Exception as exc:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise StackError(f"PostgreSQL is unreachable: {exc}") from exc
+                await self._sleep()
+        finally:
+            await engine.dispose()
+
+    async def _seed(self, database: str) -> Ready:
+        engine = make_engine(self.database_url, self.settings)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                mark_system(session)
+                outcome = await seed_demo_tenant(session)
+                await session.commit()
+                tenant = await default_tenant(session)
+        finally:
+            await engine.dispose()
+        if outcome.created:
+            log.info("seeded the demo tenant %r (%s)", DEMO_TENANT_NAME, outcome.tenant_id)
+        else:
+            log.info("the database already has tenants: not seeding")
+        token = None
+        if tenant is not None and self.settings.jwt_algorithm.startswith("HS"):
+            token = issue_dev_token(
+                self.settings, tenant_id=tenant.id, roles=[Role.ADMIN], sub="prm-run-admin"
+            )
+        return Ready(
+            database=database,
+            tenant_id=tenant.id if tenant else None,
+            tenant_name=tenant.name if tenant else None,
+            seeded_now=outcome.created,
+            token=token,
+        )
+
+    async def _start_temporal(self) -> Client:
+        s = self.settings
+        if s.temporal_address:
+            log.info("using the Temporal service at %s (TEMPORAL_ADDRESS)", s.temporal_address)
+        else:
+            log_path = self.data_dir / "logs" / "temporal.log"
+            argv = [
+                str(dev_server_binary()),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(s.temporal_port),
+                "--ui-port",
+                str(s.temporal_ui_port),
+                "--db-filename",
+                str(self.data_dir / "temporal.db"),
+                "--log-level",
+                "warn",
+                "--ui-disable-news-fetch",  # nothing here reaches the internet
+            ]
+            if s.temporal_namespace != "default":
+                argv += ["--namespace", s.temporal_namespace]
+            for key in SEARCH_ATTRIBUTES:
+                argv += ["--search-attribute", f"{key.name}=Keyword"]
+            with log_path.open("ab") as out:
+                self.temporal = self.registry.spawn(
+                    "temporal", argv, env=self._child_env(), output=out, log_path=log_path
+                )
+        client = await self._wait_until(
+            "Temporal", self.temporal, self._temporal_client, limit=STARTUP_TIMEOUT_SECONDS
+        )
+        await self._warn_missing_search_attributes(client)
+        if not s.temporal_address:
+            await self._wait_until("the Temporal UI", self.temporal, self._ui_answers, limit=30.0)
+        log.info("Temporal is ready at %s", self.temporal_address)
+        return client
+
+    async def _temporal_client(self) -> Client | None:
+        try:
+            client = await connect_temporal(self.settings)
+            await client.service_client.check_health()
+        except Exception:
+            return None
+        return client
+
+    async def _ui_answers(self) -> bool | None:
+        url = f"http://127.0.0.1:{self.settings.temporal_ui_port}/"
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as http:
+                resp = await http.get(url)
+        except httpx.HTTPError:
+            return None
+        return True if resp.status_code < 500 else None
+
+    async def _warn_missing_search_attributes(self, client: Client) -> None:
+        try:
+            resp = await client.operator_service.list_search_attributes(
+                ListSearchAttributesRequest(namespace=self.settings.temporal_namespace)
+            )
+        except Exception:
+            log.warning("could not list Temporal's search attributes", exc_info=True)
+            return
+        missing = [k.name for k in SEARCH_ATTRIBUTES if k.name not in resp.custom_attributes]
+        if missing:
+            log.warning(
+                "Temporal lacks the search attributes %s: register each as Keyword "
+                "(temporal operator search-attribute create --name NAME --type Keyword)",
+                ", ".join(missing),
+            )
+
+    async def _start_worker(self, client: Client) -> None:
+        self.worker = self.registry.spawn(
+            "worker", [sys.executable, "-m", "worker"], env=self._child_env(), output=sys.stderr
+        )
+        identity = f"{self.worker.pid}@{socket.gethostname()}"
+
+        async def polling() -> bool | None:
+            for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+                request = DescribeTaskQueueRequest(
+                    namespace=self.settings.temporal_namespace,
+                    task_queue=TaskQueue(name=self.settings.temporal_task_queue),
+                    task_queue_type=kind,
+                )
+                try:
+                    resp = await client.workflow_service.describe_task_queue(request)
+                except RPCError:
+                    return None
+                if any(p.identity == identity for p in resp.pollers):
+                    return True
+            return None
+
+        await self._wait_until("the worker", self.worker, polling, limit=STARTUP_TIMEOUT_SECONDS)
+        log.info("the worker is polling the task queue %r", self.settings.temporal_task_queue)
+
+    async def _start_api(self) -> None:
+        s = self.settings
+        argv = [
+            sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app_from_env",
+            "--host", s.api_host, "--port", str(s.api_port),
+            "--log-level", s.log_level.lower(), "--timeout-graceful-shutdown", "10",
+        ]  # fmt: skip
+        self.api = self.registry.spawn("api", argv, env=self._child_env(), output=sys.stderr)
+        base = api_base_url(self.settings, for_connecting=True)
+
+        async def answers(path: str, key: str) -> bool | None:
+            """200 with our JSON body (not just anything that answers on that port)."""
+            try:
+                async with httpx.AsyncClient(timeout=5.0) as http:
+                    resp = await http.get(base + path)
+                body = resp.json()
+            except (httpx.HTTPError, ValueError):
+                return None
+            return True if resp.status_code == 200 and isinstance(body, dict) and key in body else None
+
+        await self._wait_until(
+            "the API", self.api, lambda: answers("/health", "status"), limit=STARTUP_TIMEOUT_SECONDS
+        )
+        await self._wait_until("the API's /ready", self.api, lambda: answers("/ready", "checks"), limit=30.0)
+        log.info("the API is ready at %s", base)
+
+    async def _wait_until(self, what: str, child: Child | None, probe: Any, *, limit: float) -> Any:
+        """Poll `probe` until it returns a value; fail if `child` exits or `limit` seconds pass."""
+        deadline = asyncio.get_running_loop().time() + limit
+        while True:
+            if child is not None and (code := child.exited()) is not None:
+                tail = child.log_tail()
+                where = f" (log: {child.log_path})" if child.log_path else " (its output is above)"
+                raise StackError(f"{what} exited with code {code} during start-up{where}\n{tail}".rstrip())
+            result = await probe()
+            if result is not None:
+                return result
+            if asyncio.get_running_loop().time() > deadline:
+                raise StackError(f"{what} was not ready after {limit:.0f} s")
+            await self._sleep()
+
+    def _child_env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=self.database_url,
+            TEMPORAL_ADDRESS=self.temporal_address,
+            PRM_DATA_DIR=str(self.data_dir),
+            PRM_API_HOST=s.api_host,
+            PRM_API_PORT=str(s.api_port),
+            PRM_TEMPORAL_PORT=str(s.temporal_port),
+            PRM_TEMPORAL_UI_PORT=str(s.temporal_ui_port),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    # ---------------------------------------------------------------- run and stop
+
+    async def supervise(self) -> int:
+        """Wait for Ctrl-C; if a component dies on its own, stop the rest and report it."""
+        while not self.stop_requested.is_set():
+            for child in self.registry.children:
+                code = child.exited()
+                if code is not None:
+                    where = f"; see {child.log_path}" if child.log_path else ""
+                    log.error(
+                        "%s exited unexpectedly with code %s%s: stopping the stack", child.name, code, where
+                    )
+                    return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), 0.5)
+        return 0
+
+    async def shutdown(self) -> None:
+        """Stop in reverse order: API and worker together, then Temporal, then the embedded PostgreSQL."""
+        first = [c for c in (self.api, self.worker) if c is not None]
+        await asyncio.gather(*(self.registry.stop(c, grace_seconds=STOP_TIMEOUT_SECONDS) for c in first))
+        if self.temporal is not None:
+            await self.registry.stop(self.temporal, grace_seconds=STOP_TIMEOUT_SECONDS)
+        started_any = bool(self.registry.children) or self.embedded_pgdata is not None
+        self.registry.forget_all()
+        if self.embedded_pgdata is not None:
+            await asyncio.to_thread(stop_embedded_postgres, self.embedded_pgdata)
+            self.embedded_pgdata = None
+        if started_any:
+            kept = f"; the data stays in {self.data_dir}" if not self.settings.database_url else ""
+            log.info("everything is stopped%s", kept)

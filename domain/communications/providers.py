@@ -1,0 +1,90 @@
+"""Message providers: the one interface every channel's sender implements, and how one is chosen.
+
+Without Twilio or SendGrid credentials the service records each message through the `OutboxProvider`,
+which sends nothing. Real providers register themselves with `register_provider` (a later issue); the
+callers (`domain.communications.service`) never change when they do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.settings import Settings, get_settings
+from domain.enums import Channel, CommunicationStatus
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """What a provider is asked to deliver (held in memory only; never logged)."""
+
+    channel: Channel
+    recipient: str
+    body: str
+    subject: str | None
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    """What a provider reports back."""
+
+    provider: str
+    status: CommunicationStatus
+    provider_message_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class ProviderError(Exception):
+    """A provider failed; `retryable` says whether trying again may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class MessageProvider(Protocol):
+    """Delivers messages on one or more channels."""
+
+    name: str
+
+    async def send(self, message: OutgoingMessage) -> ProviderResult:
+        """Deliver `message`; raise ProviderError on failure."""
+        ...
+
+
+class OutboxProvider:
+    """Records messages as sent without sending them: the provider when no credentials are configured."""
+
+    name = "outbox"
+
+    async def send(self, message: OutgoingMessage) -> ProviderResult:
+        """Accept the message; nothing leaves the process."""
+        return ProviderResult(
+            provider=self.name,
+            status=CommunicationStatus.SENT,
+            provider_message_id=f"outbox-{uuid.uuid4()}",
+        )
+
+
+# A factory per channel, asked in order; it returns None when its credentials are not configured.
+ProviderFactory = Callable[[Channel, Settings], MessageProvider | None]
+_factories: list[ProviderFactory] = []
+
+
+def register_provider(factory: ProviderFactory) -> None:
+    """Add a real provider (e.g. Twilio for sms/whatsapp, SendGrid for email); first match wins."""
+    _factories.append(factory)
+
+
+def provider_for(channel: Channel, settings: Settings | None = None) -> MessageProvider:
+    """The provider that sends on `channel`: the first configured one, else the outbox."""
+    settings = settings or get_settings()
+    for factory in _factories:
+        provider = factory(channel, settings)
+        if provider is not None:
+            return provider
+    return OutboxProvider()

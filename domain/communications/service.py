@@ -1,0 +1,189 @@
+"""Sending messages: one record per business idempotency key, rendered text, and the configured provider.
+
+The record is inserted under its key before the provider is called, in the caller's transaction, so a
+retried activity or a repeated request finds the existing record and never sends twice. Message text and
+recipients are never logged (PHI).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Unprocessable
+from domain.communications import templates
+from domain.communications.models import Communication
+from domain.communications.providers import OutgoingMessage, ProviderError, provider_for
+from domain.enums import Channel, CommunicationStatus, Direction
+from domain.patients.models import ChannelConsent, Patient
+from domain.practitioners.models import Practitioner
+from domain.scheduling.models import Appointment
+from domain.tenants.models import Tenant
+
+
+@dataclass
+class SendResult:
+    """The message's record, and whether this call created it (False: it already existed under the key)."""
+
+    communication: Communication
+    created: bool
+
+
+def preferred_channel(patient: Patient) -> Channel:
+    """The patient's preferred channel, else WhatsApp when they have a phone, else email."""
+    if patient.preferred_channel:
+        return Channel(patient.preferred_channel)
+    return Channel.WHATSAPP if patient.phone_primary else Channel.EMAIL
+
+
+def recipient_for(patient: Patient, channel: Channel) -> str:
+    """The patient's address on `channel`; Unprocessable when they have none."""
+    address = patient.email_primary if channel == Channel.EMAIL else patient.phone_primary
+    if not address:
+        kind = "email address" if channel == Channel.EMAIL else "phone number"
+        raise Unprocessable(f"The patient has no {kind} for {channel.value} messages.")
+    return address
+
+
+async def by_idempotency_key(session: AsyncSession, key: str) -> Communication | None:
+    """The message recorded under `key` in the session's tenant, if any."""
+    return await session.scalar(select(Communication).where(Communication.idempotency_key == key))
+
+
+async def _opted_out(session: AsyncSession, patient_id: uuid.UUID, channel: Channel) -> bool:
+    consent = await session.scalar(
+        select(ChannelConsent).where(
+            ChannelConsent.patient_id == patient_id, ChannelConsent.channel == channel.value
+        )
+    )
+    return bool(consent and consent.opted_out)
+
+
+async def send_message(
+    session: AsyncSession,
+    *,
+    patient_id: uuid.UUID,
+    channel: Channel,
+    message: str,
+    idempotency_key: str,
+    template_name: str | None = None,
+    subject: str | None = None,
+    appointment_id: uuid.UUID | None = None,
+    journey_instance_id: uuid.UUID | None = None,
+    workflow_id: str | None = None,
+    template_vars: dict[str, Any] | None = None,
+) -> SendResult:
+    """Record and send one message to a patient, once per `idempotency_key` (flushes, never commits)."""
+    existing = await by_idempotency_key(session, idempotency_key)
+    if existing is not None:
+        return SendResult(existing, created=False)
+    patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
+    if patient is None:
+        raise Unprocessable("The patient does not exist.")
+    recipient = recipient_for(patient, channel)
+    record = Communication(
+        patient_id=patient.id,
+        journey_instance_id=journey_instance_id,
+        appointment_id=appointment_id,
+        direction=Direction.OUTBOUND.value,
+        channel=channel.value,
+        recipient=recipient,
+        subject=subject,
+        message=message,
+        template_name=template_name,
+        template_vars=template_vars or {},
+        status=CommunicationStatus.PENDING.value,
+        idempotency_key=idempotency_key,
+        workflow_id=workflow_id,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(record)
+            await session.flush()
+    except IntegrityError:
+        existing = await by_idempotency_key(session, idempotency_key)
+        if existing is None:
+            raise
+        return SendResult(existing, created=False)
+    now = datetime.now(UTC)
+    if await _opted_out(session, patient.id, channel):
+        record.status, record.failed_at = CommunicationStatus.FAILED.value, now
+        record.error_code, record.error_message = "opted_out", f"The patient opted out of {channel.value}."
+        await session.flush()
+        return SendResult(record, created=True)
+    provider = provider_for(channel)
+    try:
+        result = await provider.send(OutgoingMessage(channel, recipient, message, subject, idempotency_key))
+    except ProviderError as exc:
+        if exc.retryable:
+            raise  # the transaction rolls back with the record; the retry sends afresh
+        record.provider, record.status, record.failed_at = (
+            provider.name,
+            CommunicationStatus.FAILED.value,
+            now,
+        )
+        record.error_code, record.error_message = "provider_error", str(exc)
+        await session.flush()
+        return SendResult(record, created=True)
+    record.provider = result.provider
+    record.provider_message_id = result.provider_message_id
+    record.status = result.status.value
+    if result.status == CommunicationStatus.FAILED:
+        record.failed_at, record.error_code, record.error_message = (
+            now,
+            result.error_code,
+            result.error_message,
+        )
+    else:
+        record.sent_at = now
+    await session.flush()
+    return SendResult(record, created=True)
+
+
+async def system_variables(
+    session: AsyncSession, patient: Patient, appointment_id: uuid.UUID | None
+) -> dict[str, str]:
+    """The template variables the system fills (see `templates.SYSTEM_VARIABLES`).
+
+    `appointment_date` / `appointment_time` are present only when there is an appointment, so rendering a
+    template that needs them without one fails instead of sending a message with a blank date."""
+    tenant = await session.get(Tenant, session.info.get("tenant_id") or patient.tenant_id)
+    values = {
+        "patient_name": f"{patient.first_name} {patient.last_name}",
+        "patient_first_name": patient.first_name,
+        "practitioner_name": "your care team",
+        "clinic_name": tenant.name if tenant is not None else "your clinic",
+    }
+    if appointment_id is not None:
+        appointment = await session.scalar(select(Appointment).where(Appointment.id == appointment_id))
+        if appointment is not None:
+            practitioner = await session.scalar(
+                select(Practitioner).where(Practitioner.id == appointment.practitioner_id)
+            )
+            if practitioner is not None:
+                values["practitioner_name"] = f"Dr. {practitioner.first_name} {practitioner.last_name}"
+            tz = ZoneInfo((tenant.timezone if tenant is not None else None) or "UTC")
+            local = appointment.start_time.astimezone(tz)
+            values["appointment_date"] = f"{local:%a} {local.day} {local:%b %Y}"
+            values["appointment_time"] = f"{local:%H:%M}"
+    return values
+
+
+def render_content(
+    *, template_id: str | None, text: str | None, subject: str | None, variables: dict[str, Any]
+) -> tuple[str | None, str]:
+    """(subject, body) of a built-in template or of literal text; TemplateError when a variable is missing."""
+    if template_id is not None:
+        template = templates.get_template(template_id)
+        if template is None:
+            raise templates.TemplateError(f"unknown template {template_id!r}")
+        return template.render(variables)
+    rendered_subject = templates.render_text(subject, variables) if subject else None
+    return rendered_subject, templates.render_text(text or "", variables)

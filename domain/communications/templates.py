@@ -1,0 +1,212 @@
+"""The built-in message templates, and the one place that renders message text.
+
+Templates are Jinja2 text rendered in a `SandboxedEnvironment` with `StrictUndefined`: a template can read
+only the variables it is given, and a missing variable is an error, never an empty string in a patient's
+message. A journey action that names a template must supply every variable the template needs except the
+`SYSTEM_VARIABLES`, which the service fills from the patient, the appointment and the clinic at send time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from domain.enums import Channel
+
+# Filled by the service when a message is rendered; a journey action never needs to supply them.
+SYSTEM_VARIABLES: frozenset[str] = frozenset(
+    {
+        "patient_name",  # the patient's full name
+        "patient_first_name",
+        "practitioner_name",  # "Dr. <first> <last>" of the instance's appointment, else "your care team"
+        "appointment_date",  # e.g. "Mon 3 Feb 2025", in the tenant's time zone (needs an appointment)
+        "appointment_time",  # e.g. "14:30", in the tenant's time zone (needs an appointment)
+        "clinic_name",  # the tenant's name
+    }
+)
+APPOINTMENT_VARIABLES: frozenset[str] = frozenset({"appointment_date", "appointment_time"})
+CATEGORIES = ("appointment", "instructions", "follow_up", "results", "pharmacy", "billing", "general")
+
+
+class TemplateError(ValueError):
+    """A template is unknown, malformed, or was rendered without one of its variables."""
+
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+def variables_of(text: str) -> set[str]:
+    """The variables a piece of template text reads."""
+    try:
+        return set(meta.find_undeclared_variables(_env.parse(text)))
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}") from exc
+
+
+def render_text(text: str, variables: dict[str, Any]) -> str:
+    """Render template text in the sandbox; a missing variable raises TemplateError."""
+    try:
+        return _env.from_string(text).render(**variables)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error: {exc.message}") from exc
+    except Exception as exc:  # UndefinedError, SecurityError, ...: never echo the variables (PHI)
+        raise TemplateError(f"template could not be rendered: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A predefined message: `{{ variables }}` in its subject and body are filled at send time."""
+
+    id: str
+    name: str
+    channel: Channel
+    category: str
+    subject: str
+    body: str
+    variables: list[str] = field(default_factory=list)
+
+    def render(self, variables: dict[str, Any]) -> tuple[str, str]:
+        """(subject, body) with `variables` filled in."""
+        return render_text(self.subject, variables), render_text(self.body, variables)
+
+
+def _template(
+    id: str, name: str, channel: Channel, category: str, subject: str, body: str
+) -> MessageTemplate:
+    names = sorted(variables_of(subject) | variables_of(body))
+    return MessageTemplate(id, name, channel, category, subject, body, names)
+
+
+BUILTIN_TEMPLATES: tuple[MessageTemplate, ...] = (
+    _template(
+        "apt_reminder",
+        "Appointment Reminder",
+        Channel.WHATSAPP,
+        "appointment",
+        "Appointment Reminder",
+        "Hi {{ patient_first_name }}, this is a reminder of your appointment with {{ practitioner_name }} "
+        "on {{ appointment_date }} at {{ appointment_time }} at {{ clinic_name }}. Reply C to confirm.",
+    ),
+    _template(
+        "apt_confirmation",
+        "Appointment Confirmation",
+        Channel.SMS,
+        "appointment",
+        "Appointment Confirmed",
+        "{{ clinic_name }}: your appointment with {{ practitioner_name }} is confirmed for "
+        "{{ appointment_date }} at {{ appointment_time }}.",
+    ),
+    _template(
+        "pre_procedure_instructions",
+        "Pre-Procedure Instructions",
+        Channel.EMAIL,
+        "instructions",
+        "Preparing for your {{ procedure_name }}",
+        "Dear {{ patient_name }},\n\nYour {{ procedure_name }} is on {{ appointment_date }} at "
+        "{{ appointment_time }}. Please do not eat or drink for {{ fasting_hours }} hours before it.\n\n"
+        "{{ clinic_name }}",
+    ),
+    _template(
+        "post_op_welcome",
+        "Post-Surgery Welcome",
+        Channel.WHATSAPP,
+        "follow_up",
+        "Welcome home",
+        "Hi {{ patient_first_name }}, welcome home from {{ clinic_name }}. We'll check in on your recovery "
+        "over the next days. Reply here any time if something worries you.",
+    ),
+    _template(
+        "recovery_check_in",
+        "Recovery Check-in",
+        Channel.WHATSAPP,
+        "follow_up",
+        "How are you feeling?",
+        "Hi {{ patient_first_name }}, how is your recovery going? Please reply with how you feel today "
+        "(pain 0-10) so {{ practitioner_name }} can follow up.",
+    ),
+    _template(
+        "lab_results_ready",
+        "Lab Results Ready",
+        Channel.SMS,
+        "results",
+        "Your results are ready",
+        "{{ clinic_name }}: the results of your {{ test_name }} are ready. Log in to the portal or call us "
+        "to discuss them with {{ practitioner_name }}.",
+    ),
+    _template(
+        "prescription_ready",
+        "Prescription Ready",
+        Channel.SMS,
+        "pharmacy",
+        "Prescription ready for pickup",
+        "Hi {{ patient_first_name }}, your prescription is ready for pickup at {{ pharmacy_name }}.",
+    ),
+    _template(
+        "payment_reminder",
+        "Payment Reminder",
+        Channel.EMAIL,
+        "billing",
+        "Payment reminder from {{ clinic_name }}",
+        "Dear {{ patient_name }},\n\nA balance of {{ amount_due }} is due on {{ due_date }}. "
+        "Reply to this email if you have any questions.\n\n{{ clinic_name }}",
+    ),
+    _template(
+        "general_message",
+        "General Message",
+        Channel.SMS,
+        "general",
+        "Message from {{ clinic_name }}",
+        "Hi {{ patient_first_name }}, {{ message }}",
+    ),
+    _template(
+        "feedback_request",
+        "Feedback Request",
+        Channel.EMAIL,
+        "follow_up",
+        "How was your visit?",
+        "Dear {{ patient_name }},\n\nThank you for visiting {{ clinic_name }}. We'd love to hear how your "
+        "visit with {{ practitioner_name }} went: just reply to this email.",
+    ),
+)
+
+
+@lru_cache
+def _by_id() -> dict[str, MessageTemplate]:
+    return {t.id: t for t in BUILTIN_TEMPLATES}
+
+
+def get_template(template_id: str) -> MessageTemplate | None:
+    """The built-in template with this id, or None."""
+    return _by_id().get(template_id)
+
+
+def list_templates(channel: str | None = None, category: str | None = None) -> list[MessageTemplate]:
+    """Built-in templates, optionally filtered by channel and category."""
+    return [
+        t
+        for t in BUILTIN_TEMPLATES
+        if (channel is None or t.channel.value == channel) and (category is None or t.category == category)
+    ]
+
+
+def required_variables(template_id: str) -> set[str]:
+    """The variables a caller must supply for a template (all it reads minus the system-filled ones)."""
+    template = get_template(template_id)
+    if template is None:
+        raise TemplateError(f"unknown template {template_id!r}")
+    return set(template.variables) - SYSTEM_VARIABLES
+
+
+def missing_variables(
+    text_or_template_id: str, provided: dict[str, Any], *, is_template_id: bool
+) -> set[str]:
+    """Variables a template (by id) or literal text needs that neither `provided` nor the system fills."""
+    if is_template_id:
+        needed = required_variables(text_or_template_id)
+    else:
+        needed = variables_of(text_or_template_id) - SYSTEM_VARIABLES
+    return needed - set(provided)

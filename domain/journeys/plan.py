@@ -1,0 +1,132 @@
+"""The PHI-free plan a journey workflow runs: per stage, its trigger's timing and its actions' kinds.
+
+Operators see workflow inputs in the Temporal UI, so the plan carries ids, kinds, durations and indices
+only; message text, ticket titles and patient data stay in the instance's `definition_snapshot`, which the
+activities read by (instance id, stage order_index, action index). Pure dataclasses: the workflow imports
+this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+WORKFLOW_NAME = "JourneyInstanceWorkflow"
+RECONCILER_WORKFLOW_NAME = "JourneyStartReconcilerWorkflow"
+RECONCILER_WORKFLOW_ID = "journey-start-reconciler"
+
+
+def journey_workflow_id(instance_id: object) -> str:
+    """`journey-instance-<uuid>`: exactly one workflow per instance row."""
+    return f"journey-instance-{instance_id}"
+
+
+def action_idempotency_key(instance_id: object, order_index: int, action_index: int) -> str:
+    """The business key of one action's side effect (a message or a ticket): unique per tenant in the DB."""
+    return f"journey:{instance_id}:{order_index}:{action_index}"
+
+
+def reply_timeout_idempotency_key(instance_id: object, order_index: int) -> str:
+    """The key of the ticket a `reply_received` trigger creates when the patient does not reply."""
+    return f"journey:{instance_id}:{order_index}:reply-timeout"
+
+
+@dataclass
+class ActionPlan:
+    """One action: its index in the stage, its kind, and (for waits and reminders) its timing."""
+
+    index: int
+    kind: str
+    seconds: int = 0  # wait_for_reply: the timeout; schedule_reminder: how long before the appointment
+    on_timeout: str = "continue"
+
+
+@dataclass
+class StagePlan:
+    """One stage: its order_index, its trigger's kind and timing, and its actions."""
+
+    order_index: int
+    trigger: str
+    seconds: int = 0  # delay: the delay; *_appointment: the offset; reply_received: the timeout
+    on_timeout: str = "continue"
+    actions: list[ActionPlan] = field(default_factory=list)
+
+
+@dataclass
+class PendingReminder:
+    """A scheduled reminder not yet sent, carried across continue-as-new."""
+
+    order_index: int
+    action_index: int
+    due_at: str  # ISO 8601, UTC
+
+
+@dataclass
+class JourneyWorkflowInput:
+    """Ids and the plan; `position` and the fields after it carry progress across continue-as-new."""
+
+    tenant_id: str
+    instance_id: str
+    patient_id: str
+    journey_id: str
+    stages: list[StagePlan] = field(default_factory=list)
+    position: int = 0
+    anchor_time: str | None = None  # when the previous stage completed (delays count from it)
+    reply_pending: bool = False
+    pending_reminders: list[PendingReminder] = field(default_factory=list)
+
+
+@dataclass
+class ReconcilerInput:
+    """How often the lost-start reconciler runs, and how old a never-started instance must be."""
+
+    interval_seconds: int = 60
+    older_than_seconds: float = 60.0
+    rounds: int = 500  # then continue-as-new
+
+
+def plan_from_snapshot(snapshot: dict[str, Any]) -> list[StagePlan]:
+    """The stage plans of a `definition_snapshot` (stages already validated when they were saved)."""
+    from domain.journeys.triggers import parse_actions, parse_trigger
+
+    plans = []
+    for stage in sorted(snapshot.get("stages", []), key=lambda s: s["order_index"]):
+        trigger = parse_trigger(stage.get("trigger_event"))
+        seconds, on_timeout = 0, "continue"
+        if trigger.type == "delay":
+            seconds = trigger.delay.total_seconds()
+        elif trigger.type in ("before_appointment", "after_appointment"):
+            seconds = trigger.offset.total_seconds()
+        elif trigger.type == "reply_received":
+            seconds, on_timeout = trigger.timeout.total_seconds(), trigger.on_timeout
+        actions = []
+        for index, action in enumerate(parse_actions(stage.get("actions"))):
+            a_seconds, a_on_timeout = 0, "continue"
+            if action.type == "wait_for_reply":
+                a_seconds, a_on_timeout = action.timeout.total_seconds(), action.on_timeout
+            elif action.type == "schedule_reminder":
+                a_seconds = action.before_appointment.total_seconds()
+            actions.append(
+                ActionPlan(index=index, kind=action.type, seconds=a_seconds, on_timeout=a_on_timeout)
+            )
+        plans.append(
+            StagePlan(
+                order_index=stage["order_index"],
+                trigger=trigger.type,
+                seconds=seconds,
+                on_timeout=on_timeout,
+                actions=actions,
+            )
+        )
+    return plans
+
+
+def workflow_input_for(instance: Any) -> JourneyWorkflowInput:
+    """The workflow input of a journey instance row."""
+    return JourneyWorkflowInput(
+        tenant_id=str(instance.tenant_id),
+        instance_id=str(instance.id),
+        patient_id=str(instance.patient_id),
+        journey_id=str(instance.journey_id),
+        stages=plan_from_snapshot(instance.definition_snapshot or {}),
+    )

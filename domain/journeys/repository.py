@@ -1,0 +1,121 @@
+"""Journey queries (tenant-scoped by the session)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Select, func, select
+
+from core.repository import Repository
+from domain.enums import JourneyInstanceStatus
+from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
+
+
+class JourneyRepository(Repository[Journey]):
+    """Queries over journey definitions and their stages."""
+
+    model = Journey
+    label = "Journey"
+
+    def filtered(self, *, journey_type: str | None = None, is_default: bool | None = None) -> Select[Journey]:
+        """Journeys matching the filters, newest first."""
+        stmt = self.base()
+        if journey_type:
+            stmt = stmt.where(Journey.journey_type == journey_type)
+        if is_default is not None:
+            stmt = stmt.where(Journey.is_default.is_(is_default))
+        return stmt.order_by(Journey.created_at.desc(), Journey.id)
+
+    async def stages_of(self, journey_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[JourneyStage]]:
+        """The stages of each journey, in order (one query for any number of journeys)."""
+        result: dict[uuid.UUID, list[JourneyStage]] = {jid: [] for jid in journey_ids}
+        if not journey_ids:
+            return result
+        stmt = (
+            select(JourneyStage)
+            .where(JourneyStage.journey_id.in_(journey_ids))
+            .order_by(JourneyStage.journey_id, JourneyStage.order_index)
+        )
+        for stage in (await self.session.scalars(stmt)).all():
+            result[stage.journey_id].append(stage)
+        return result
+
+    async def stage_or_none(self, journey_id: uuid.UUID, stage_id: uuid.UUID) -> JourneyStage | None:
+        """One stage of one journey."""
+        stmt = select(JourneyStage).where(JourneyStage.id == stage_id, JourneyStage.journey_id == journey_id)
+        return await self.session.scalar(stmt)
+
+
+class JourneyInstanceRepository(Repository[JourneyInstance]):
+    """Queries over journey instances and their stage statuses."""
+
+    model = JourneyInstance
+    label = "Journey instance"
+
+    def filtered(
+        self,
+        *,
+        patient_id: uuid.UUID | None = None,
+        journey_id: uuid.UUID | None = None,
+        status: str | None = None,
+    ) -> Select[JourneyInstance]:
+        """Instances matching the filters, newest first."""
+        stmt = self.base()
+        if patient_id is not None:
+            stmt = stmt.where(JourneyInstance.patient_id == patient_id)
+        if journey_id is not None:
+            stmt = stmt.where(JourneyInstance.journey_id == journey_id)
+        if status:
+            stmt = stmt.where(JourneyInstance.status == status)
+        return stmt.order_by(JourneyInstance.created_at.desc(), JourneyInstance.id)
+
+    async def by_idempotency_key(self, key: str) -> JourneyInstance | None:
+        """The instance created under this Idempotency-Key, if any."""
+        return await self.session.scalar(self.base().where(JourneyInstance.idempotency_key == key))
+
+    async def stages(self, instance_id: uuid.UUID) -> list[JourneyInstanceStage]:
+        """The instance's stage statuses, in order."""
+        stmt = (
+            select(JourneyInstanceStage)
+            .where(JourneyInstanceStage.instance_id == instance_id)
+            .order_by(JourneyInstanceStage.order_index)
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def stage(self, instance_id: uuid.UUID, order_index: int) -> JourneyInstanceStage | None:
+        """One stage status row."""
+        stmt = select(JourneyInstanceStage).where(
+            JourneyInstanceStage.instance_id == instance_id, JourneyInstanceStage.order_index == order_index
+        )
+        return await self.session.scalar(stmt)
+
+    async def counts(self, journey_id: uuid.UUID | None = None) -> tuple[dict[str, int], dict[str, int]]:
+        """(count by status, count by journey name) over the tenant's instances."""
+        by_status_stmt = select(JourneyInstance.status, func.count()).group_by(JourneyInstance.status)
+        by_journey_stmt = (
+            select(Journey.name, func.count())
+            .select_from(JourneyInstance)
+            .join(Journey, Journey.id == JourneyInstance.journey_id)
+            .group_by(Journey.name)
+        )
+        if journey_id is not None:
+            by_status_stmt = by_status_stmt.where(JourneyInstance.journey_id == journey_id)
+            by_journey_stmt = by_journey_stmt.where(JourneyInstance.journey_id == journey_id)
+        by_status = {s: int(n) for s, n in (await self.session.execute(by_status_stmt)).all()}
+        by_journey = {name: int(n) for name, n in (await self.session.execute(by_journey_stmt)).all()}
+        return by_status, by_journey
+
+    async def lost_starts(self, *, older_than: datetime, limit: int = 500) -> list[JourneyInstance]:
+        """Active instances whose workflow start was never confirmed, created before `older_than`."""
+        stmt = (
+            self.base()
+            .where(
+                JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
+                JourneyInstance.workflow_started_at.is_(None),
+                JourneyInstance.created_at < older_than,
+            )
+            .order_by(JourneyInstance.created_at)
+            .limit(limit)
+        )
+        return list((await self.session.scalars(stmt)).all())

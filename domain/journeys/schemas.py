@@ -1,0 +1,202 @@
+"""Journey definition and journey instance shapes, named as in the reference."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from core.pagination import Page
+from domain.enums import JourneyInstanceStatus, StageStatus
+from domain.journeys.triggers import (
+    ImmediateTrigger,
+    StageAction,
+    TriggerEvent,
+    coerce_actions,
+    coerce_trigger,
+)
+from domain.schemas import RequestModel, ResponseModel
+
+Trigger = Annotated[
+    TriggerEvent,
+    BeforeValidator(coerce_trigger),
+    Field(
+        description='What starts the stage: an object with a `type`, or just the type name ("manual", '
+        '"immediate") for its defaults'
+    ),
+]
+Actions = Annotated[
+    list[StageAction],
+    BeforeValidator(coerce_actions),
+    Field(description="What the stage does, in order; `{}` or `[]` for none"),
+]
+
+# ---- definitions ----------------------------------------------------------------------------------
+
+
+class JourneyStageCreate(RequestModel):
+    """Body of `POST /journeys/{id}/stages`, and each item of `JourneyCreate.stages`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    order_index: int = Field(ge=0, le=10_000, description="Position in the journey; unique per journey")
+    trigger_event: Trigger = Field(default_factory=ImmediateTrigger)
+    actions: Actions = Field(default_factory=list)
+
+
+class JourneyStageUpdate(RequestModel):
+    """Body of `PATCH /journeys/{id}/stages/{stage_id}`: only the fields sent change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    order_index: int | None = Field(default=None, ge=0, le=10_000)
+    trigger_event: Trigger | None = None
+    actions: Actions | None = None
+
+
+def _unique_order(stages: list[JourneyStageCreate]) -> list[JourneyStageCreate]:
+    seen: set[int] = set()
+    for stage in stages:
+        if stage.order_index in seen:
+            raise ValueError(f"duplicate order_index {stage.order_index}: each stage needs its own")
+        seen.add(stage.order_index)
+    return stages
+
+
+class JourneyCreate(RequestModel):
+    """Body of `POST /journeys`; `tenant_id` may be omitted and must otherwise be the caller's."""
+
+    tenant_id: uuid.UUID | None = None
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    journey_type: str | None = Field(default=None, max_length=64)
+    is_default: bool = False
+    is_active: bool = True
+    trigger_conditions: dict[str, Any] = Field(default_factory=dict)
+    stages: Annotated[list[JourneyStageCreate], AfterValidator(_unique_order)] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class JourneyUpdate(RequestModel):
+    """Body of `PATCH /journeys/{id}`: only the fields sent change (stages have their own endpoints)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    journey_type: str | None = Field(default=None, max_length=64)
+    is_default: bool | None = None
+    is_active: bool | None = None
+    trigger_conditions: dict[str, Any] | None = None
+
+
+class JourneyStageResponse(ResponseModel):
+    """A stage of a journey definition."""
+
+    id: uuid.UUID
+    journey_id: uuid.UUID
+    name: str
+    description: str | None
+    order_index: int
+    trigger_event: Trigger
+    actions: Actions
+    created_at: datetime
+    updated_at: datetime
+
+
+class JourneyResponse(ResponseModel):
+    """A journey definition with its stages in order."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    description: str | None
+    journey_type: str | None
+    is_default: bool
+    is_active: bool
+    trigger_conditions: dict[str, Any]
+    stages: list[JourneyStageResponse] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+
+
+class JourneyListResponse(Page[JourneyResponse]):
+    """A page of journey definitions."""
+
+
+# ---- instances ------------------------------------------------------------------------------------
+
+
+class JourneyInstanceCreate(RequestModel):
+    """Body of `POST /journeys/instances`: place a patient on a journey."""
+
+    tenant_id: uuid.UUID | None = None
+    journey_id: uuid.UUID
+    patient_id: uuid.UUID
+    appointment_id: uuid.UUID | None = Field(
+        default=None, description="The appointment that before/after_appointment stages are timed against"
+    )
+    encounter_id: uuid.UUID | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class AdvanceStageRequest(RequestModel):
+    """Body of `POST /journeys/instances/{id}/advance`."""
+
+    notes: str | None = Field(default=None, max_length=5000)
+
+
+class JourneyInstanceResponse(ResponseModel):
+    """A patient's journey: where it stands and the workflow that drives it."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    journey_id: uuid.UUID
+    patient_id: uuid.UUID
+    appointment_id: uuid.UUID | None
+    encounter_id: uuid.UUID | None
+    status: JourneyInstanceStatus
+    current_stage_id: uuid.UUID | None
+    context: dict[str, Any]
+    workflow_id: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JourneyInstanceStageResponse(ResponseModel):
+    """One stage's progress within an instance."""
+
+    id: uuid.UUID
+    stage_id: uuid.UUID | None
+    order_index: int
+    name: str
+    status: StageStatus
+    started_at: datetime | None
+    completed_at: datetime | None
+    notes: str | None
+
+
+class JourneyInstanceWithStages(JourneyInstanceResponse):
+    """An instance with the journey's name and every stage's status, timestamps and notes."""
+
+    journey_name: str | None = None
+    stages: list[JourneyInstanceStageResponse] = Field(default_factory=list)
+
+
+class JourneyInstanceListResponse(Page[JourneyInstanceResponse]):
+    """A page of journey instances."""
+
+
+class JourneyInstanceStats(ResponseModel):
+    """Counts of instances: totals, by status, and by journey name."""
+
+    total: int
+    active: int
+    completed: int
+    cancelled: int
+    by_status: dict[str, int]
+    by_journey: dict[str, int]

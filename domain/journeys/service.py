@@ -1,0 +1,505 @@
+"""Journey use cases: definitions and their stages, placing patients on journeys, and driving their workflows.
+
+An instance row gets exactly one workflow, `journey-instance-<id>`: it is started after the request's
+commit, a repeated start is harmless (WorkflowAlreadyStartedError, and ids are never reused), and a start
+lost between commit and Temporal is found again by `reconcile_journey_starts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.database import after_commit, bind_tenant, mark_system
+from core.errors import Conflict, DomainError, NotFound, Unprocessable
+from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_TENANT_ID
+from domain.enums import JourneyInstanceStatus, StageStatus
+from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
+from domain.journeys.plan import (
+    RECONCILER_WORKFLOW_ID,
+    RECONCILER_WORKFLOW_NAME,
+    WORKFLOW_NAME,
+    ReconcilerInput,
+    journey_workflow_id,
+    workflow_input_for,
+)
+from domain.journeys.repository import JourneyInstanceRepository, JourneyRepository
+from domain.journeys.schemas import (
+    JourneyCreate,
+    JourneyInstanceCreate,
+    JourneyInstanceStats,
+    JourneyResponse,
+    JourneyStageCreate,
+    JourneyStageResponse,
+    JourneyStageUpdate,
+    JourneyUpdate,
+)
+from domain.patients.models import Patient
+from domain.scheduling.models import Appointment
+from domain.schemas import changes
+
+log = logging.getLogger(__name__)
+RPC_TIMEOUT = timedelta(seconds=10)
+UPDATE_TIMEOUT = timedelta(seconds=30)
+FINAL_STATUSES = {
+    JourneyInstanceStatus.COMPLETED.value,
+    JourneyInstanceStatus.CANCELLED.value,
+    JourneyInstanceStatus.FAILED.value,
+}
+
+
+class TemporalUnavailable(DomainError):
+    """Temporal could not be reached; the request's data is kept and the operation can be retried."""
+
+    status_code = 503
+
+
+@dataclass
+class TemporalAccess:
+    """How the journeys domain reaches Temporal: a lazily connected client and the task queue."""
+
+    get_client: Callable[[], Awaitable[Client]]
+    task_queue: str
+
+
+@dataclass
+class AdvanceInput:
+    """The `advance` Update's argument: who asked (a user id, never PHI)."""
+
+    requested_by: str = ""
+
+
+@dataclass
+class AdvanceResult:
+    """What the `advance` Update did: the stage it completed and the instance's status after it."""
+
+    order_index: int
+    instance_status: str
+
+
+@dataclass
+class ReplyReceived:
+    """The `reply_received` signal's argument: the inbound message's id, never its text."""
+
+    communication_id: str | None = None
+
+
+# ---- definitions ----------------------------------------------------------------------------------
+
+
+def _stage_values(data: JourneyStageCreate | JourneyStageUpdate, fields: set[str] | None = None) -> dict:
+    dumped = data.model_dump(mode="json", exclude_unset=fields is not None)
+    return {k: v for k, v in dumped.items() if fields is None or k in fields}
+
+
+async def journey_view(repo: JourneyRepository, journey: Journey) -> JourneyResponse:
+    """A journey with its stages in order."""
+    stages = (await repo.stages_of([journey.id]))[journey.id]
+    return _view(journey, stages)
+
+
+def _view(journey: Journey, stages: list[JourneyStage]) -> JourneyResponse:
+    response = JourneyResponse.model_validate(journey)
+    return response.model_copy(update={"stages": [JourneyStageResponse.model_validate(s) for s in stages]})
+
+
+async def journey_views(repo: JourneyRepository, journeys: list[Journey]) -> list[JourneyResponse]:
+    """Several journeys with their stages (one query for the stages)."""
+    stages = await repo.stages_of([j.id for j in journeys])
+    return [_view(j, stages[j.id]) for j in journeys]
+
+
+async def create_journey(repo: JourneyRepository, data: JourneyCreate) -> Journey:
+    """Add a journey definition and its stages to the caller's tenant."""
+    journey = Journey(**data.model_dump(mode="json", exclude={"tenant_id", "stages"}))
+    await repo.add(journey)
+    for stage in data.stages:
+        repo.session.add(JourneyStage(journey_id=journey.id, **_stage_values(stage)))
+    await repo.session.flush()
+    return journey
+
+
+async def update_journey(repo: JourneyRepository, journey_id: uuid.UUID, data: JourneyUpdate) -> Journey:
+    """Apply the fields sent in a PATCH (running instances keep the definition they started with)."""
+    journey = await repo.get_or_404(journey_id)
+    for field, value in changes(data).items():
+        if field == "trigger_conditions" and value is None:
+            value = {}
+        if field in {"name", "is_default", "is_active"} and value is None:
+            raise Unprocessable(f"{field} cannot be null.")
+        setattr(journey, field, value)
+    return await repo.save(journey)
+
+
+async def _ensure_free_order_index(repo: JourneyRepository, journey_id: uuid.UUID, order_index: int) -> None:
+    taken = await repo.session.scalar(
+        select(JourneyStage.id).where(
+            JourneyStage.journey_id == journey_id, JourneyStage.order_index == order_index
+        )
+    )
+    if taken is not None:
+        raise Conflict("Another stage of this journey already has that order_index.")
+
+
+async def add_stage(repo: JourneyRepository, journey_id: uuid.UUID, data: JourneyStageCreate) -> JourneyStage:
+    """Append a stage to a journey (409 when its order_index is taken)."""
+    journey = await repo.get_or_404(journey_id)
+    await _ensure_free_order_index(repo, journey.id, data.order_index)
+    stage = JourneyStage(journey_id=journey.id, **_stage_values(data))
+    repo.session.add(stage)
+    await repo.session.flush()
+    await repo.session.refresh(stage)
+    return stage
+
+
+async def update_stage(
+    repo: JourneyRepository, journey_id: uuid.UUID, stage_id: uuid.UUID, data: JourneyStageUpdate
+) -> JourneyStage:
+    """Apply the fields sent in a stage PATCH."""
+    await repo.get_or_404(journey_id)
+    stage = await repo.stage_or_none(journey_id, stage_id)
+    if stage is None:
+        raise NotFound("Journey stage not found.")
+    sent = changes(data)
+    for field in ("name", "order_index", "trigger_event", "actions"):
+        if field in sent and sent[field] is None:
+            raise Unprocessable(f"{field} cannot be null.")
+    if "order_index" in sent and sent["order_index"] != stage.order_index:
+        await _ensure_free_order_index(repo, journey_id, sent["order_index"])
+    for field, value in _stage_values(data, set(sent)).items():
+        setattr(stage, field, value)
+    await repo.session.flush()
+    await repo.session.refresh(stage)
+    return stage
+
+
+# ---- instances ------------------------------------------------------------------------------------
+
+
+def definition_snapshot(journey: Journey, stages: list[JourneyStage]) -> dict[str, Any]:
+    """The journey as it is now: what an instance runs, whatever later edits do to the definition."""
+    return {
+        "journey_id": str(journey.id),
+        "name": journey.name,
+        "journey_type": journey.journey_type,
+        "snapshot_at": datetime.now(UTC).isoformat(),
+        "stages": [
+            {
+                "id": str(s.id),
+                "name": s.name,
+                "order_index": s.order_index,
+                "trigger_event": s.trigger_event,
+                "actions": s.actions,
+            }
+            for s in sorted(stages, key=lambda s: s.order_index)
+        ],
+    }
+
+
+async def create_instance(
+    session: AsyncSession,
+    data: JourneyInstanceCreate,
+    access: TemporalAccess,
+    *,
+    idempotency_key: str | None = None,
+) -> tuple[JourneyInstance, bool]:
+    """Place a patient on a journey; (instance, created). The workflow starts after the commit.
+
+    Under an `idempotency_key` already used by this tenant, the existing instance is returned and nothing
+    new is created or started (the database's unique key settles concurrent requests)."""
+    repo = JourneyInstanceRepository(session)
+    if idempotency_key:
+        existing = await repo.by_idempotency_key(idempotency_key)
+        if existing is not None:
+            return existing, False
+    journeys = JourneyRepository(session)
+    journey = await journeys.get_or_404(data.journey_id)
+    if not journey.is_active:
+        raise Conflict("This journey is inactive; activate it before placing patients on it.")
+    patient = await session.scalar(select(Patient).where(Patient.id == data.patient_id))
+    if patient is None:
+        raise NotFound("Patient not found.")
+    if data.appointment_id is not None:
+        appointment = await session.scalar(select(Appointment).where(Appointment.id == data.appointment_id))
+        if appointment is None:
+            raise NotFound("Appointment not found.")
+        if appointment.patient_id != patient.id:
+            raise Unprocessable("The appointment belongs to another patient.")
+    stages = (await journeys.stages_of([journey.id]))[journey.id]
+    instance_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    instance = JourneyInstance(
+        id=instance_id,
+        journey_id=journey.id,
+        patient_id=patient.id,
+        appointment_id=data.appointment_id,
+        encounter_id=data.encounter_id,
+        context=data.context,
+        status=JourneyInstanceStatus.ACTIVE.value,
+        current_stage_id=None,
+        definition_snapshot=definition_snapshot(journey, stages),
+        idempotency_key=idempotency_key,
+        workflow_id=journey_workflow_id(instance_id),
+        started_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(instance)
+            await session.flush()
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        if idempotency_key and constraint == "uq_journey_instances_tenant_idempotency_key":
+            existing = await repo.by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return existing, False
+        raise
+    for stage in stages:
+        session.add(
+            JourneyInstanceStage(
+                instance_id=instance.id,
+                stage_id=stage.id,
+                order_index=stage.order_index,
+                name=stage.name,
+                status=StageStatus.PENDING.value,
+            )
+        )
+    await session.flush()
+    await session.refresh(instance)
+
+    async def start_after_commit() -> None:
+        await start_instance_workflow(access, instance)
+        await _mark_started(session, instance.id)
+
+    after_commit(session, start_after_commit)
+    return instance, True
+
+
+async def _mark_started(session: AsyncSession, instance_id: uuid.UUID) -> None:
+    await session.execute(
+        update(JourneyInstance)
+        .where(JourneyInstance.id == instance_id, JourneyInstance.workflow_started_at.is_(None))
+        .values(workflow_started_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)  # loaded instances stay readable without I/O
+    )
+
+
+def search_attributes_for(instance: JourneyInstance) -> TypedSearchAttributes:
+    """The ids operators filter on in the Temporal UI (never PHI), and the instance's status."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_TENANT_ID, str(instance.tenant_id)),
+            SearchAttributePair(SA_PATIENT_ID, str(instance.patient_id)),
+            SearchAttributePair(SA_JOURNEY_ID, str(instance.journey_id)),
+            SearchAttributePair(SA_INSTANCE_STATUS, instance.status),
+        ]
+    )
+
+
+async def start_instance_workflow(access: TemporalAccess, instance: JourneyInstance) -> bool:
+    """Start the instance's workflow; False when it was already started. TemporalUnavailable when down."""
+    try:
+        client = await access.get_client()
+        await client.start_workflow(
+            WORKFLOW_NAME,
+            workflow_input_for(instance),
+            id=instance.workflow_id or journey_workflow_id(instance.id),
+            task_queue=access.task_queue,
+            search_attributes=search_attributes_for(instance),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            rpc_timeout=RPC_TIMEOUT,
+        )
+        return True
+    except WorkflowAlreadyStartedError:
+        return False
+    except (TemporalUnavailable, RPCError, OSError, TimeoutError) as exc:
+        log.warning("could not start the workflow of journey instance %s: %s", instance.id, exc)
+        raise TemporalUnavailable(
+            "The journey instance was saved, but Temporal is unreachable: its workflow will be started "
+            "automatically when Temporal is back.",
+            extra={"instance_id": str(instance.id)},
+        ) from exc
+
+
+def _ensure_running(instance: JourneyInstance) -> None:
+    if instance.status in FINAL_STATUSES:
+        raise Conflict(f"The journey instance is already {instance.status}.")
+
+
+def _workflow_handle(client: Client, instance: JourneyInstance) -> Any:
+    return client.get_workflow_handle(instance.workflow_id or journey_workflow_id(instance.id))
+
+
+async def advance_instance(
+    session: AsyncSession,
+    access: TemporalAccess,
+    instance_id: uuid.UUID,
+    *,
+    notes: str | None,
+    requested_by: str,
+) -> JourneyInstance:
+    """Complete the current (manual) stage through the workflow's `advance` Update; the new state."""
+    repo = JourneyInstanceRepository(session)
+    instance = await repo.get_or_404(instance_id)
+    _ensure_running(instance)
+    try:
+        client = await access.get_client()
+        result = await _workflow_handle(client, instance).execute_update(
+            "advance",
+            AdvanceInput(requested_by=requested_by),
+            result_type=AdvanceResult,
+            rpc_timeout=UPDATE_TIMEOUT,
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise Conflict(str(getattr(exc.cause, "message", None) or exc.cause)) from exc
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+        raise TemporalUnavailable("The journey's workflow did not answer in time; try again.") from exc
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            await session.refresh(instance)
+            _ensure_running(instance)
+            raise Conflict("The journey's workflow is not running yet; try again shortly.") from exc
+        raise TemporalUnavailable("Temporal is unreachable; try again.") from exc
+    except (OSError, TimeoutError) as exc:
+        raise TemporalUnavailable("Temporal is unreachable; try again.") from exc
+    if notes:
+        stage = await repo.stage(instance.id, result.order_index)
+        if stage is not None:  # the coordinator's note first, then any the workflow recorded
+            stage.notes = f"{notes}\n{stage.notes}" if stage.notes else notes
+            await session.flush()
+    await session.refresh(instance)
+    return instance
+
+
+async def mark_cancelled(session: AsyncSession, instance_id: uuid.UUID, at: datetime) -> bool:
+    """Mark an active instance cancelled and its unfinished stages skipped; False when it was final."""
+    result = await session.execute(
+        update(JourneyInstance)
+        .where(
+            JourneyInstance.id == instance_id, JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value
+        )
+        .values(status=JourneyInstanceStatus.CANCELLED.value, cancelled_at=at)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    await session.execute(
+        update(JourneyInstanceStage)
+        .where(
+            JourneyInstanceStage.instance_id == instance_id,
+            JourneyInstanceStage.status.in_([StageStatus.PENDING.value, StageStatus.ACTIVE.value]),
+        )
+        .values(status=StageStatus.SKIPPED.value, completed_at=at, notes="Journey cancelled.")
+    )
+    return True
+
+
+async def cancel_instance(
+    session: AsyncSession, access: TemporalAccess, instance_id: uuid.UUID
+) -> JourneyInstance:
+    """Cancel the instance's workflow (its timers and pending sends stop) and mark it cancelled."""
+    repo = JourneyInstanceRepository(session)
+    instance = await repo.get_or_404(instance_id)
+    if instance.status == JourneyInstanceStatus.CANCELLED.value:
+        return instance
+    _ensure_running(instance)
+    try:
+        client = await access.get_client()
+        await _workflow_handle(client, instance).cancel(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: never started, or already closed
+            raise TemporalUnavailable("Temporal is unreachable; the journey was not cancelled.") from exc
+        await session.refresh(instance)
+        if instance.status == JourneyInstanceStatus.CANCELLED.value:
+            return instance
+        _ensure_running(instance)
+    except (OSError, TimeoutError) as exc:
+        raise TemporalUnavailable("Temporal is unreachable; the journey was not cancelled.") from exc
+    await mark_cancelled(session, instance.id, datetime.now(UTC))
+    await session.refresh(instance)
+    return instance
+
+
+async def notify_reply_received(
+    access: TemporalAccess, instance: JourneyInstance, communication_id: uuid.UUID | None = None
+) -> None:
+    """Tell an instance's workflow that the patient replied (for the inbound-message handler)."""
+    client = await access.get_client()
+    await _workflow_handle(client, instance).signal(
+        "reply_received", ReplyReceived(communication_id=str(communication_id) if communication_id else None)
+    )
+
+
+async def instance_stats(
+    repo: JourneyInstanceRepository, journey_id: uuid.UUID | None
+) -> JourneyInstanceStats:
+    """Totals by status and by journey name."""
+    by_status, by_journey = await repo.counts(journey_id)
+    statuses = {s.value: by_status.get(s.value, 0) for s in JourneyInstanceStatus}
+    return JourneyInstanceStats(
+        total=sum(by_status.values()),
+        active=statuses["active"],
+        completed=statuses["completed"],
+        cancelled=statuses["cancelled"],
+        by_status=statuses,
+        by_journey=by_journey,
+    )
+
+
+async def reconcile_journey_starts(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    access: TemporalAccess,
+    *,
+    older_than_seconds: float = 60.0,
+    tenant_id: uuid.UUID | None = None,
+) -> int:
+    """Start the workflows of active instances whose start was never confirmed; how many were started.
+
+    Harmless to run at any time: a workflow that is already running is left alone and marked started."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    async with sessionmaker() as session:
+        if tenant_id is None:
+            mark_system(session)
+        else:
+            bind_tenant(session, tenant_id)
+        lost = await JourneyInstanceRepository(session).lost_starts(older_than=cutoff)
+        started = 0
+        for instance in lost:
+            if await start_instance_workflow(access, instance):
+                started += 1
+                log.info("started the lost workflow of journey instance %s", instance.id)
+            await _mark_started(session, instance.id)
+        await session.commit()
+        return started
+
+
+async def ensure_reconciler_running(
+    client: Client, task_queue: str, data: ReconcilerInput | None = None
+) -> None:
+    """Start the periodic lost-start reconciler unless it is already running (call at worker start-up)."""
+    try:
+        await client.start_workflow(
+            RECONCILER_WORKFLOW_NAME,
+            data or ReconcilerInput(),
+            id=RECONCILER_WORKFLOW_ID,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    except WorkflowAlreadyStartedError:
+        pass

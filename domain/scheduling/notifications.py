@@ -1,0 +1,173 @@
+"""What scheduling tells patients (reminders, cancellations, offers, confirmations), via communications.
+
+Every message carries a business idempotency key (unique per tenant in `communications`), so a retried
+activity or a repeated request never sends twice. Texts are built here, never logged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.communications import service as communications
+from domain.enums import ACTIVE_APPOINTMENT_STATUSES, Channel
+from domain.patients.models import Patient
+from domain.practitioners.models import Practitioner
+from domain.scheduling.models import Appointment, Location, TimeSlot
+from domain.scheduling.repository import tenant_timezone
+
+ACTIVE = {s.value for s in ACTIVE_APPOINTMENT_STATUSES}
+
+
+def reminder_key(appointment_id: uuid.UUID, offset_minutes: int, start_time_iso: str) -> str:
+    """`appointment:{id}:reminder:{offset}:{start}`: one reminder per offset per appointment time."""
+    return f"appointment:{appointment_id}:reminder:{offset_minutes}:{start_time_iso}"
+
+
+def cancellation_key(appointment_id: uuid.UUID) -> str:
+    """One cancellation notice per appointment."""
+    return f"appointment:{appointment_id}:cancellation"
+
+
+async def deliver(
+    session: AsyncSession,
+    *,
+    patient: Patient,
+    message: str,
+    idempotency_key: str,
+    template_name: str,
+    appointment_id: uuid.UUID | None = None,
+    channel: Channel | None = None,
+) -> bool:
+    """Hand one message to the communications service; False when it was already sent under that key."""
+    result = await communications.send_message(
+        session,
+        patient_id=patient.id,
+        channel=channel or communications.preferred_channel(patient),
+        message=message,
+        idempotency_key=idempotency_key,
+        template_name=template_name,
+        appointment_id=appointment_id,
+    )
+    return result.created
+
+
+async def local_time_text(session: AsyncSession, when: datetime, location_id: uuid.UUID | None) -> str:
+    """`Mon 3 Feb, 14:30` in the location's (else the tenant's) time zone."""
+    tz_name = None
+    if location_id is not None:
+        location = await session.get(Location, location_id)
+        tz_name = location.timezone if location is not None else None
+    if tz_name is None:
+        tz_name = await tenant_timezone(session, session.info["tenant_id"])
+    local = when.astimezone(ZoneInfo(tz_name))
+    return f"{local:%a} {local.day} {local:%b}, {local:%H:%M}"
+
+
+async def _appointment_parts(
+    session: AsyncSession, appointment_id: uuid.UUID
+) -> tuple[Appointment, Patient, Practitioner] | None:
+    appointment = await session.get(Appointment, appointment_id)
+    if appointment is None:
+        return None
+    patient = await session.get(Patient, appointment.patient_id)
+    practitioner = await session.get(Practitioner, appointment.practitioner_id)
+    if patient is None or practitioner is None:
+        return None
+    return appointment, patient, practitioner
+
+
+async def send_reminder(
+    session: AsyncSession, *, appointment_id: uuid.UUID, offset_minutes: int, planned_start: str
+) -> bool:
+    """Send the reminder planned for `planned_start`; skipped if the appointment moved or is not active."""
+    parts = await _appointment_parts(session, appointment_id)
+    if parts is None:
+        return False
+    appointment, patient, practitioner = parts
+    if appointment.status not in ACTIVE or appointment.start_time != datetime.fromisoformat(planned_start):
+        return False
+    when = await local_time_text(session, appointment.start_time, appointment.location_id)
+    message = (
+        f"Reminder: your appointment with Dr. {practitioner.first_name} {practitioner.last_name} "
+        f"is on {when}. Reply C to confirm."
+    )
+    return await deliver(
+        session,
+        patient=patient,
+        message=message,
+        idempotency_key=reminder_key(appointment.id, offset_minutes, planned_start),
+        template_name="appointment_reminder",
+        appointment_id=appointment.id,
+    )
+
+
+async def send_cancellation(session: AsyncSession, *, appointment_id: uuid.UUID) -> bool:
+    """Tell the patient their appointment is cancelled (once per appointment)."""
+    parts = await _appointment_parts(session, appointment_id)
+    if parts is None:
+        return False
+    appointment, patient, practitioner = parts
+    when = await local_time_text(session, appointment.start_time, appointment.location_id)
+    message = (
+        f"Your appointment with Dr. {practitioner.first_name} {practitioner.last_name} on {when} "
+        "has been cancelled. Reply to book a new time."
+    )
+    return await deliver(
+        session,
+        patient=patient,
+        message=message,
+        idempotency_key=cancellation_key(appointment.id),
+        template_name="appointment_cancelled",
+        appointment_id=appointment.id,
+    )
+
+
+async def options_text(session: AsyncSession, slots: list[TimeSlot]) -> str:
+    """The numbered list of offered times."""
+    lines = []
+    for number, slot in enumerate(slots, start=1):
+        practitioner = await session.get(Practitioner, slot.practitioner_id)
+        who = f"Dr. {practitioner.last_name}" if practitioner else "the clinic"
+        lines.append(
+            f"{number}. {await local_time_text(session, slot.start_time, slot.location_id)} with {who}"
+        )
+    return "\n".join(lines)
+
+
+async def send_confirmation(
+    session: AsyncSession, *, patient: Patient, appointment: Appointment, key: str
+) -> bool:
+    """Confirm a booking made over chat or from the waitlist."""
+    when = await local_time_text(session, appointment.start_time, appointment.location_id)
+    return await deliver(
+        session,
+        patient=patient,
+        message=f"You're booked for {when}. We'll send a reminder before your visit.",
+        idempotency_key=key,
+        template_name="appointment_booked",
+        appointment_id=appointment.id,
+    )
+
+
+async def send_text(
+    session: AsyncSession,
+    *,
+    patient: Patient,
+    message: str,
+    key: str,
+    template_name: str,
+    channel: Channel | None = None,
+) -> bool:
+    """Send a conversational message (offers, not-understood, expired, taken)."""
+    return await deliver(
+        session,
+        patient=patient,
+        message=message,
+        idempotency_key=key,
+        template_name=template_name,
+        channel=channel,
+    )

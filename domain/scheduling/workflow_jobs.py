@@ -1,0 +1,269 @@
+"""Starting and signalling the scheduling workflows, always after the request's commit.
+
+Workflow ids derive from row ids (`appointment-<uuid>`, ...), so a repeated start is harmless; a start lost
+between commit and Temporal is found again by `start_missing_appointment_workflows`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.database import after_commit, bind_tenant, mark_system
+from core.temporal import SA_PATIENT_ID, SA_TENANT_ID
+from domain.enums import ACTIVE_APPOINTMENT_STATUSES
+from domain.scheduling.models import Appointment
+from domain.tenants.models import Tenant
+from domain.tenants.service import settings_of
+from workflows.appointments import (
+    AppointmentWorkflowInput,
+    CancelSignal,
+    FinishSignal,
+    RescheduleSignal,
+    appointment_workflow_id,
+)
+from workflows.booking import ConversationInput, ConversationUpdate, InboundReply
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkflowGateway:
+    """How the domain reaches Temporal: a client (None when unreachable), task queue and sessionmaker."""
+
+    get_client: Callable[[], Awaitable[Client | None]]
+    task_queue: str
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None
+
+
+def _search_attributes(tenant_id: uuid.UUID, patient_id: uuid.UUID) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_TENANT_ID, str(tenant_id)),
+            SearchAttributePair(SA_PATIENT_ID, str(patient_id)),
+        ]
+    )
+
+
+async def appointment_input(session: AsyncSession, appointment: Appointment) -> AppointmentWorkflowInput:
+    """The workflow input for an appointment as it stands: ids, times and the tenant's reminder offsets."""
+    tenant = await session.get(Tenant, appointment.tenant_id)
+    offsets = settings_of(tenant).reminder_offsets_minutes if tenant is not None else [1440, 120]
+    return AppointmentWorkflowInput(
+        tenant_id=str(appointment.tenant_id),
+        appointment_id=str(appointment.id),
+        start_time=appointment.start_time.isoformat(),
+        end_time=appointment.end_time.isoformat(),
+        reminder_offsets_minutes=list(offsets),
+    )
+
+
+async def _start(
+    gateway: WorkflowGateway,
+    wf_input: AppointmentWorkflowInput,
+    patient_id: uuid.UUID,
+    *,
+    signal: str | None = None,
+    signal_arg: Any = None,
+) -> bool:
+    """Start (or signal-with-start) the appointment's workflow; False when Temporal is unreachable."""
+    client = await gateway.get_client()
+    if client is None:
+        return False
+    workflow_id = appointment_workflow_id(uuid.UUID(wf_input.appointment_id))
+    kwargs: dict[str, Any] = {}
+    if signal is not None:
+        kwargs = {"start_signal": signal, "start_signal_args": [signal_arg]}
+    try:
+        await client.start_workflow(
+            "AppointmentWorkflow",
+            wf_input,
+            id=workflow_id,
+            task_queue=gateway.task_queue,
+            search_attributes=_search_attributes(uuid.UUID(wf_input.tenant_id), patient_id),
+            **kwargs,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    return True
+
+
+async def _mark_started(gateway: WorkflowGateway, tenant_id: uuid.UUID, appointment_id: uuid.UUID) -> None:
+    if gateway.sessionmaker is None:
+        return
+    async with gateway.sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        await session.execute(
+            update(Appointment)
+            .where(Appointment.id == appointment_id)
+            .values(workflow_started_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+
+
+async def start_appointment_workflow(
+    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment
+) -> None:
+    """After the commit, start the appointment's reminder workflow (one per appointment)."""
+    wf_input = await appointment_input(session, appointment)
+    tenant_id, appointment_id, patient_id = appointment.tenant_id, appointment.id, appointment.patient_id
+
+    async def job() -> None:
+        if await _start(gateway, wf_input, patient_id):
+            await _mark_started(gateway, tenant_id, appointment_id)
+        else:
+            log.warning(
+                "Temporal unreachable: appointment workflow %s left for the reconciler", appointment_id
+            )
+
+    after_commit(session, job)
+
+
+async def reschedule_appointment_workflow(
+    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment
+) -> None:
+    """After the commit, move the workflow's pending reminders to the appointment's new time."""
+    wf_input = await appointment_input(session, appointment)
+    signal_arg = RescheduleSignal(start_time=wf_input.start_time, end_time=wf_input.end_time)
+    patient_id = appointment.patient_id
+
+    async def job() -> None:
+        if not await _start(gateway, wf_input, patient_id, signal="reschedule", signal_arg=signal_arg):
+            log.warning("Temporal unreachable: reschedule of %s not signalled", wf_input.appointment_id)
+
+    after_commit(session, job)
+
+
+async def cancel_appointment_workflow(
+    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment, *, notify_patient: bool
+) -> None:
+    """After the commit, stop the reminders and (with `notify_patient`) send one cancellation message."""
+    wf_input = await appointment_input(session, appointment)
+    patient_id = appointment.patient_id
+    signal_arg = CancelSignal(notify_patient=notify_patient)
+
+    async def job() -> None:
+        if not await _start(gateway, wf_input, patient_id, signal="cancel", signal_arg=signal_arg):
+            log.warning("Temporal unreachable: cancellation of %s not signalled", wf_input.appointment_id)
+
+    after_commit(session, job)
+
+
+def finish_appointment_workflow(
+    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment
+) -> None:
+    """After the commit, end the workflow of a completed, no-show or deleted appointment (if it runs)."""
+    workflow_id = appointment_workflow_id(appointment.id)
+    signal_arg = FinishSignal(status=appointment.status)
+
+    async def job() -> None:
+        client = await gateway.get_client()
+        if client is None:
+            return
+        try:
+            await client.get_workflow_handle(workflow_id).signal("finish", signal_arg)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+    after_commit(session, job)
+
+
+async def start_missing_appointment_workflows(
+    sessionmaker: async_sessionmaker[AsyncSession], gateway: WorkflowGateway, *, older_than: timedelta
+) -> int:
+    """Start the workflows of active, future appointments whose start was lost; returns how many."""
+    cutoff = datetime.now(UTC) - older_than
+    async with sessionmaker() as session:
+        mark_system(session)
+        rows = (
+            await session.scalars(
+                select(Appointment).where(
+                    Appointment.workflow_started_at.is_(None),
+                    Appointment.status.in_([s.value for s in ACTIVE_APPOINTMENT_STATUSES]),
+                    Appointment.end_time > datetime.now(UTC),
+                    Appointment.created_at < cutoff,
+                )
+            )
+        ).all()
+        inputs = [(a, await appointment_input(session, a)) for a in rows]
+    started = 0
+    for appointment, wf_input in inputs:
+        if await _start(gateway, wf_input, appointment.patient_id):
+            await _mark_started(gateway, appointment.tenant_id, appointment.id)
+            started += 1
+    return started
+
+
+def start_conversation_workflow(session: AsyncSession, gateway: WorkflowGateway, conversation: Any) -> None:
+    """After the commit, start the conversation's workflow: it releases the holds when the offer expires."""
+    wf_input = ConversationInput(
+        tenant_id=str(conversation.tenant_id),
+        conversation_id=str(conversation.id),
+        expires_at=conversation.expires_at.isoformat(),
+    )
+
+    async def job() -> None:
+        client = await gateway.get_client()
+        if client is None:
+            log.warning("Temporal unreachable: conversation %s will not expire by itself", conversation.id)
+            return
+        try:
+            await client.start_workflow(
+                "BookingConversationWorkflow",
+                wf_input,
+                id=conversation.workflow_id,
+                task_queue=gateway.task_queue,
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+
+    after_commit(session, job)
+
+
+async def _signal(gateway: WorkflowGateway, workflow_id: str, signal: str, arg: Any) -> None:
+    client = await gateway.get_client()
+    if client is None:
+        log.warning("Temporal unreachable: %s not signalled to %s", signal, workflow_id)
+        return
+    try:
+        await client.get_workflow_handle(workflow_id).signal(signal, arg)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+def signal_conversation(session: AsyncSession, gateway: WorkflowGateway, conversation: Any) -> None:
+    """After the commit, tell the conversation's workflow its new status and expiry."""
+    arg = ConversationUpdate(status=conversation.status, expires_at=conversation.expires_at.isoformat())
+    workflow_id = conversation.workflow_id
+
+    async def job() -> None:
+        await _signal(gateway, workflow_id, "updated", arg)
+
+    after_commit(session, job)
+
+
+def signal_inbound_reply(
+    session: AsyncSession, gateway: WorkflowGateway, conversation: Any, communication_id: uuid.UUID
+) -> None:
+    """After the commit, hand the stored inbound message (by id, never its text) to the conversation."""
+    arg = InboundReply(communication_id=str(communication_id))
+    workflow_id = conversation.workflow_id
+
+    async def job() -> None:
+        await _signal(gateway, workflow_id, "inbound_reply", arg)
+
+    after_commit(session, job)

@@ -1,0 +1,258 @@
+"""Journey test fixtures: two Temporal environments (time-skipping and a real dev server), workers running
+the real workflow and activities against the test database, and small data factories.
+
+Both environments start once per session from the binaries in the venv (nothing is downloaded). Each test
+that runs workflows gets a fresh task queue, and the app is pointed at the environment for that test only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import ActivityDeps
+from activities.journeys import JourneyActivities
+from core.database import bind_tenant
+from core.settings import Settings
+from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary, test_server_binary
+from domain.communications.models import Communication
+from domain.journeys.models import JourneyInstance, JourneyInstanceStage
+from domain.patients.models import Patient
+from domain.practitioners.models import Practitioner
+from domain.scheduling.models import Appointment
+from domain.tickets.models import Ticket
+from workflows.journey import JourneyInstanceWorkflow, JourneyStartReconcilerWorkflow
+
+ROOT = Path(__file__).resolve().parents[2]
+JOURNEYS = "/api/v1/prm/journeys"
+INSTANCES = "/api/v1/prm/journeys/instances"
+LEGACY_INSTANCES = "/api/v1/prm/instances"
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, with the service's search attributes registered."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (the `temporal` CLI from the venv), with the search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(dev_server_binary()),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture
+def activity_deps(settings: Settings, system_sessionmaker: async_sessionmaker[AsyncSession]) -> ActivityDeps:
+    """What the journey activities need: the settings and the test database."""
+    return ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
+
+
+@asynccontextmanager
+async def journey_worker(client: Client, deps: ActivityDeps, task_queue: str) -> AsyncIterator[Worker]:
+    """A worker running the journey workflows and activities on `task_queue`."""
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[JourneyInstanceWorkflow, JourneyStartReconcilerWorkflow],
+        activities=JourneyActivities(deps).all(),
+    )
+    async with worker:
+        yield worker
+
+
+@dataclass
+class Wired:
+    """The app wired to a Temporal environment with a worker polling a fresh task queue."""
+
+    env: WorkflowEnvironment
+    task_queue: str
+    settings: Settings
+
+
+@asynccontextmanager
+async def app_on(app: Any, env: WorkflowEnvironment, deps: ActivityDeps) -> AsyncIterator[Wired]:
+    """Point the app at `env` on a fresh task queue with a worker running; restore the app afterwards."""
+    task_queue = f"journeys-{uuid.uuid4().hex[:8]}"
+    saved = (app.state.settings, app.state.temporal_client)
+    settings = app.state.settings.model_copy(update={"temporal_task_queue": task_queue})
+    app.state.settings, app.state.temporal_client = settings, env.client
+    try:
+        async with journey_worker(env.client, deps, task_queue):
+            yield Wired(env=env, task_queue=task_queue, settings=settings)
+    finally:
+        app.state.settings, app.state.temporal_client = saved
+
+
+@pytest.fixture
+async def on_dev_server(
+    app: Any, dev_env: WorkflowEnvironment, activity_deps: ActivityDeps
+) -> AsyncIterator[Wired]:
+    """The app on the dev server, a worker on a fresh task queue."""
+    async with app_on(app, dev_env, activity_deps) as wired:
+        yield wired
+
+
+@pytest.fixture
+async def on_time_skipping(
+    app: Any, time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps
+) -> AsyncIterator[Wired]:
+    """The app on the time-skipping server, a worker on a fresh task queue."""
+    async with app_on(app, time_skipping_env, activity_deps) as wired:
+        yield wired
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clinic:
+    """A tenant with one patient (and a practitioner for appointments), and helpers to read its rows."""
+
+    tenant_id: uuid.UUID
+    patient_id: uuid.UUID
+    practitioner_id: uuid.UUID
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def session(self) -> AsyncSession:
+        """A session bound to this tenant."""
+        session = self.sessionmaker()
+        bind_tenant(session, self.tenant_id)
+        return session
+
+    async def add_appointment(self, start: datetime) -> uuid.UUID:
+        """Book an appointment for the patient at `start`."""
+        async with await self.session() as session:
+            appointment = Appointment(
+                patient_id=self.patient_id,
+                practitioner_id=self.practitioner_id,
+                start_time=start,
+                end_time=start + timedelta(minutes=30),
+            )
+            session.add(appointment)
+            await session.commit()
+            return appointment.id
+
+    async def add_patient(self, **fields: Any) -> uuid.UUID:
+        """Another patient of this clinic."""
+        async with await self.session() as session:
+            patient = Patient(
+                **{"mrn": f"MRN-{uuid.uuid4().hex[:8]}", "first_name": "Ana", "last_name": "Lima", **fields}
+            )
+            session.add(patient)
+            await session.commit()
+            return patient.id
+
+    async def communications(self, instance_id: uuid.UUID | str) -> list[Communication]:
+        """The instance's messages, oldest first."""
+        async with await self.session() as session:
+            stmt = (
+                select(Communication)
+                .where(Communication.journey_instance_id == uuid.UUID(str(instance_id)))
+                .order_by(Communication.created_at)
+            )
+            return list((await session.scalars(stmt)).all())
+
+    async def tickets(self, instance_id: uuid.UUID | str) -> list[Ticket]:
+        """The instance's tickets."""
+        async with await self.session() as session:
+            stmt = select(Ticket).where(Ticket.journey_instance_id == uuid.UUID(str(instance_id)))
+            return list((await session.scalars(stmt)).all())
+
+    async def instance(self, instance_id: uuid.UUID | str) -> JourneyInstance:
+        """The instance row as committed now."""
+        async with await self.session() as session:
+            row = await session.scalar(
+                select(JourneyInstance).where(JourneyInstance.id == uuid.UUID(str(instance_id)))
+            )
+            assert row is not None
+            return row
+
+    async def stages(self, instance_id: uuid.UUID | str) -> list[JourneyInstanceStage]:
+        """The instance's stage rows, in order."""
+        async with await self.session() as session:
+            stmt = (
+                select(JourneyInstanceStage)
+                .where(JourneyInstanceStage.instance_id == uuid.UUID(str(instance_id)))
+                .order_by(JourneyInstanceStage.order_index)
+            )
+            return list((await session.scalars(stmt)).all())
+
+    async def stage_statuses(self, instance_id: uuid.UUID | str) -> list[str]:
+        """Each stage's status, in order."""
+        return [s.status for s in await self.stages(instance_id)]
+
+    async def count_instances(self) -> int:
+        """How many instances the tenant has."""
+        async with await self.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(JourneyInstance)) or 0)
+
+
+@pytest.fixture
+async def clinic(tenant_id: uuid.UUID, system_sessionmaker: async_sessionmaker[AsyncSession]) -> Clinic:
+    """This test's tenant with a patient reachable on every channel and a practitioner."""
+    session = system_sessionmaker()
+    bind_tenant(session, tenant_id)
+    async with session:
+        patient = Patient(
+            mrn=f"MRN-{uuid.uuid4().hex[:8]}",
+            first_name="Maria",
+            last_name="Garcia",
+            phone_primary="+14155550123",
+            email_primary="maria@example.com",
+            preferred_channel="whatsapp",
+        )
+        practitioner = Practitioner(first_name="John", last_name="Smith")
+        session.add_all([patient, practitioner])
+        await session.commit()
+        return Clinic(tenant_id, patient.id, practitioner.id, system_sessionmaker)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, within: float = 15.0, interval: float = 0.1
+) -> Any:
+    """Poll `check` until it returns a truthy value (returned) or the timeout passes (AssertionError)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last: Any = None
+    while loop.time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {within} s (last value: {last!r})")
+
+
+def now() -> datetime:
+    """The current time, UTC."""
+    return datetime.now(UTC)

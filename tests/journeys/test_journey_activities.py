@@ -1,0 +1,95 @@
+"""Journey activities on their own: a retried activity never sends or files twice."""
+
+from __future__ import annotations
+
+from temporalio.testing import ActivityEnvironment
+
+from activities import ActivityDeps
+from activities.journeys import ActionInput, JourneyActivities, StageStatusInput
+from domain.communications.providers import OutboxProvider, provider_for
+from domain.communications.templates import (
+    BUILTIN_TEMPLATES,
+    CATEGORIES,
+    SYSTEM_VARIABLES,
+    required_variables,
+)
+from domain.enums import Channel
+from tests.journeys.conftest import Clinic
+from tests.journeys.helpers import create_instance, send
+
+TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urgent", "category": "post_op"}
+
+
+async def test_retried_send_activity_sends_once(activity_deps: ActivityDeps, clinic: Clinic) -> None:
+    instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
+    activities, env = JourneyActivities(activity_deps), ActivityEnvironment()
+    data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0)
+    first = await env.run(activities.send_journey_message, data)
+    second = await env.run(activities.send_journey_message, data)
+    assert first == second
+    (message,) = await clinic.communications(instance.id)
+    assert message.idempotency_key == f"journey:{instance.id}:1:0"
+    assert (message.provider, message.status, message.recipient) == ("outbox", "sent", "+14155550123")
+
+
+async def test_retried_ticket_activity_files_once(activity_deps: ActivityDeps, clinic: Clinic) -> None:
+    instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [TICKET]}])
+    activities, env = JourneyActivities(activity_deps), ActivityEnvironment()
+    data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0)
+    assert await env.run(activities.create_journey_ticket, data) == await env.run(
+        activities.create_journey_ticket, data
+    )
+    (ticket,) = await clinic.tickets(instance.id)
+    assert (ticket.title, ticket.priority, ticket.category, ticket.status) == (
+        "Call the patient",
+        "urgent",
+        "post_op",
+        "open",
+    )
+
+
+async def test_no_message_goes_out_once_the_instance_is_cancelled(
+    activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
+    async with await clinic.session() as session:
+        from datetime import UTC, datetime
+
+        from domain.journeys.service import mark_cancelled
+
+        assert await mark_cancelled(session, instance.id, datetime.now(UTC))
+        await session.commit()
+    activities = JourneyActivities(activity_deps)
+    data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0)
+    assert await ActivityEnvironment().run(activities.send_journey_message, data) is None
+    assert await clinic.communications(instance.id) == []
+    status = StageStatusInput(
+        str(clinic.tenant_id), str(instance.id), 1, "completed", datetime.now(UTC).isoformat()
+    )
+    await ActivityEnvironment().run(activities.record_stage_status, status)
+    assert await clinic.stage_statuses(instance.id) == ["skipped"]
+
+
+def test_the_template_registry_covers_every_category_and_channel() -> None:
+    assert len(BUILTIN_TEMPLATES) >= 9
+    assert {t.category for t in BUILTIN_TEMPLATES} == set(CATEGORIES)
+    assert {t.channel for t in BUILTIN_TEMPLATES} == set(Channel)
+    assert required_variables("lab_results_ready") == {"test_name"}
+    assert required_variables("apt_reminder") == set()
+    assert {"patient_name", "appointment_date", "clinic_name"} <= SYSTEM_VARIABLES
+
+
+def test_without_credentials_every_channel_uses_the_outbox() -> None:
+    assert all(isinstance(provider_for(channel), OutboxProvider) for channel in Channel)
+
+
+def test_templates_render_in_a_sandbox_that_refuses_unsafe_access() -> None:
+    import pytest
+
+    from domain.communications.templates import TemplateError, render_text
+
+    assert render_text("Hi {{ name }}", {"name": "Ana"}) == "Hi Ana"
+    with pytest.raises(TemplateError):
+        render_text("{{ x.__class__.__mro__ }}", {"x": ""})
+    with pytest.raises(TemplateError):
+        render_text("Hi {{ name }}", {})

@@ -1,0 +1,196 @@
+"""The journey workflow with real activities on the time-skipping server: days pass in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.testing import WorkflowEnvironment
+
+from activities import ActivityDeps
+from domain.journeys.service import ReplyReceived
+from tests.journeys.conftest import Clinic, eventually, journey_worker
+from tests.journeys.helpers import create_instance, send, start
+
+
+async def test_three_day_delay_runs_the_stage_three_days_after_the_previous_one(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    instance = await create_instance(
+        clinic,
+        [
+            {"name": "Welcome", "order_index": 1, "trigger_event": "immediate", "actions": [send()]},
+            {
+                "name": "Day 3",
+                "order_index": 2,
+                "trigger_event": {"type": "delay", "delay": {"days": 3}},
+                "actions": [send("recovery_check_in")],
+            },
+        ],
+    )
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-delay") as _:
+        handle = await start(time_skipping_env.client, "ts-delay", instance)
+        assert await handle.result() == "completed"
+    first, second = await clinic.stages(instance.id)
+    assert (first.status, second.status) == ("completed", "completed")
+    assert second.completed_at is not None and first.completed_at is not None
+    assert timedelta(days=3) <= second.completed_at - first.completed_at < timedelta(days=3, minutes=1)
+    messages = await clinic.communications(instance.id)
+    assert [m.template_name for m in messages] == ["post_op_welcome", "recovery_check_in"]
+    assert messages[0].message.startswith("Hi Maria, welcome home")
+    assert (messages[0].channel, messages[0].provider, messages[0].status) == ("whatsapp", "outbox", "sent")
+    row = await clinic.instance(instance.id)
+    assert row.status == "completed" and row.completed_at is not None
+
+
+async def test_stage_runs_24_hours_before_the_appointment(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    appointment_at = (await time_skipping_env.get_current_time()).replace(microsecond=0) + timedelta(days=5)
+    appointment_id = await clinic.add_appointment(appointment_at)
+    instance = await create_instance(
+        clinic,
+        [
+            {
+                "name": "Day-before reminder",
+                "order_index": 1,
+                "trigger_event": {"type": "before_appointment", "offset": {"hours": 24}},
+                "actions": [send("apt_reminder", channel="sms")],
+            }
+        ],
+        appointment_id=appointment_id,
+    )
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-appt"):
+        handle = await start(time_skipping_env.client, "ts-appt", instance)
+        assert await handle.result() == "completed"
+    (stage,) = await clinic.stages(instance.id)
+    assert stage.completed_at is not None
+    assert abs(stage.completed_at - (appointment_at - timedelta(hours=24))) < timedelta(minutes=1)
+    (message,) = await clinic.communications(instance.id)
+    assert "Dr. John Smith" in message.message and message.channel == "sms"
+
+
+async def test_appointment_stage_without_an_appointment_is_skipped(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    instance = await create_instance(
+        clinic,
+        [
+            {
+                "name": "Follow-up",
+                "order_index": 1,
+                "trigger_event": {"type": "after_appointment", "offset": {"days": 1}},
+                "actions": [send("feedback_request")],
+            }
+        ],
+    )
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-noappt"):
+        assert await (await start(time_skipping_env.client, "ts-noappt", instance)).result() == "completed"
+    (stage,) = await clinic.stages(instance.id)
+    assert stage.status == "skipped" and "no appointment" in (stage.notes or "")
+    assert await clinic.communications(instance.id) == []
+
+
+REPLY_STAGES = [
+    {
+        "name": "Check-in",
+        "order_index": 1,
+        "trigger_event": "immediate",
+        "actions": [send("recovery_check_in")],
+    },
+    {
+        "name": "Reply",
+        "order_index": 2,
+        "trigger_event": {
+            "type": "reply_received",
+            "timeout": {"days": 2},
+            "on_timeout": "create_ticket",
+            "ticket": {"title": "No reply to recovery check-in", "priority": "high", "category": "post_op"},
+        },
+        "actions": [send("general_message", variables={"message": "thanks for your reply!"})],
+    },
+]
+
+
+async def test_no_reply_within_two_days_creates_one_ticket_and_skips_the_stage(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    instance = await create_instance(clinic, REPLY_STAGES)
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-reply-timeout"):
+        assert (
+            await (await start(time_skipping_env.client, "ts-reply-timeout", instance)).result()
+            == "completed"
+        )
+    (ticket,) = await clinic.tickets(instance.id)
+    assert (ticket.title, ticket.priority, ticket.category) == (
+        "No reply to recovery check-in",
+        "high",
+        "post_op",
+    )
+    assert ticket.patient_id == clinic.patient_id
+    assert ticket.idempotency_key == f"journey:{instance.id}:2:reply-timeout"
+    _, reply = await clinic.stages(instance.id)
+    assert reply.status == "skipped" and "No reply within 2 days" in (reply.notes or "")
+    assert len(await clinic.communications(instance.id)) == 1
+
+
+async def test_a_reply_runs_the_stage_and_creates_no_ticket(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    instance = await create_instance(clinic, REPLY_STAGES)
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-reply"):
+        handle = await start(time_skipping_env.client, "ts-reply", instance)
+        await eventually(lambda: _stage_is(clinic, instance.id, 2, "active"))
+        await handle.signal("reply_received", ReplyReceived())
+        assert await handle.result() == "completed"
+    assert await clinic.tickets(instance.id) == []
+    assert await clinic.stage_statuses(instance.id) == ["completed", "completed"]
+    assert len(await clinic.communications(instance.id)) == 2
+
+
+async def test_a_failing_action_fails_the_stage_and_the_instance(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    no_email = await clinic.add_patient(phone_primary="+14155550999")
+    instance = await create_instance(
+        clinic,
+        [
+            {"name": "Mail", "order_index": 1, "actions": [send("feedback_request", channel="email")]},
+            {"name": "Never", "order_index": 2, "actions": [send()]},
+        ],
+        patient_id=no_email,
+    )
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-fail"):
+        assert await (await start(time_skipping_env.client, "ts-fail", instance)).result() == "failed"
+    first, second = await clinic.stages(instance.id)
+    assert first.status == "failed" and "no email address" in (first.notes or "")
+    assert second.status == "pending"
+    assert (await clinic.instance(instance.id)).status == "failed"
+
+
+async def test_scheduled_reminder_is_sent_before_the_appointment_and_the_journey_waits_for_it(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    appointment_id = await clinic.add_appointment(
+        await time_skipping_env.get_current_time() + timedelta(days=3)
+    )
+    reminder = {
+        "type": "schedule_reminder",
+        "before_appointment": {"hours": 2},
+        "template_id": "apt_reminder",
+    }
+    instance = await create_instance(
+        clinic,
+        [{"name": "Book", "order_index": 1, "actions": [send("apt_confirmation"), reminder]}],
+        appointment_id=appointment_id,
+    )
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-reminder"):
+        assert await (await start(time_skipping_env.client, "ts-reminder", instance)).result() == "completed"
+    messages = await clinic.communications(instance.id)
+    assert [m.template_name for m in messages] == ["apt_confirmation", "apt_reminder"]
+
+
+async def _stage_is(clinic: Clinic, instance_id: object, order_index: int, status: str) -> bool:
+    stages = {s.order_index: s.status for s in await clinic.stages(instance_id)}  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    return stages.get(order_index) == status

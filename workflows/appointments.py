@@ -1,0 +1,154 @@
+"""One workflow per appointment: reminders at the tenant's offsets that follow reschedules, stop on cancel."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.appointments import AppointmentActivities, CancellationMessageInput, ReminderInput
+
+SEND_TIMEOUT = timedelta(minutes=2)
+
+
+def appointment_workflow_id(appointment_id: uuid.UUID) -> str:
+    """`appointment-<uuid>`: exactly one workflow per appointment."""
+    return f"appointment-{appointment_id}"
+
+
+@dataclass
+class AppointmentWorkflowInput:
+    """Ids and times only (no PHI): the appointment as it stood when the workflow (re)started."""
+
+    tenant_id: str
+    appointment_id: str
+    start_time: str
+    end_time: str
+    reminder_offsets_minutes: list[int] = field(default_factory=lambda: [1440, 120])
+
+
+@dataclass
+class RescheduleSignal:
+    """The appointment's new time."""
+
+    start_time: str
+    end_time: str
+
+
+@dataclass
+class CancelSignal:
+    """The appointment was cancelled; tell the patient or not."""
+
+    notify_patient: bool = True
+
+
+@dataclass
+class FinishSignal:
+    """The appointment reached a final status (completed, no_show) or was deleted."""
+
+    status: str
+
+
+@dataclass
+class AppointmentWorkflowState:
+    """What the workflow is waiting for (a query, for operators and tests)."""
+
+    start_time: str
+    sent_reminder_keys: list[str]
+    next_reminder_at: str | None
+
+
+@workflow.defn(name="AppointmentWorkflow")
+class AppointmentWorkflow:
+    """Sleeps until each reminder is due and sends it; a reschedule moves what is still pending."""
+
+    def __init__(self) -> None:
+        self._start: datetime | None = None
+        self._end: datetime | None = None
+        self._cancel: CancelSignal | None = None
+        self._finish: FinishSignal | None = None
+        self._changed = False
+        self._sent: list[str] = []
+        self._next: datetime | None = None
+
+    @workflow.run
+    async def run(self, wf_input: AppointmentWorkflowInput) -> str:
+        """Send the due reminders until the appointment is over, cancelled or finished."""
+        if self._start is None:  # a reschedule delivered with the start already set the time
+            self._start = datetime.fromisoformat(wf_input.start_time)
+            self._end = datetime.fromisoformat(wf_input.end_time)
+        offsets = sorted(set(wf_input.reminder_offsets_minutes), reverse=True)
+        while True:
+            if self._cancel is not None:
+                if self._cancel.notify_patient:
+                    await workflow.execute_activity_method(
+                        AppointmentActivities.send_appointment_cancellation,
+                        CancellationMessageInput(wf_input.tenant_id, wf_input.appointment_id),
+                        start_to_close_timeout=SEND_TIMEOUT,
+                    )
+                return "cancelled"
+            if self._finish is not None:
+                return self._finish.status
+            assert self._start is not None and self._end is not None
+            now = workflow.now()
+            due = [
+                (self._start - timedelta(minutes=offset), offset)
+                for offset in offsets
+                if self._start - timedelta(minutes=offset) > now and self._key(offset) not in self._sent
+            ]
+            fire_at, offset = min(due) if due else (self._end, None)
+            self._next = fire_at if due else None
+            self._changed = False
+            try:
+                await workflow.wait_condition(lambda: self._changed, timeout=max(fire_at - now, timedelta(0)))
+                continue
+            except TimeoutError:
+                pass
+            if offset is None:
+                return "ended"
+            await workflow.execute_activity_method(
+                AppointmentActivities.send_appointment_reminder,
+                ReminderInput(
+                    tenant_id=wf_input.tenant_id,
+                    appointment_id=wf_input.appointment_id,
+                    offset_minutes=offset,
+                    start_time=self._start.isoformat(),
+                ),
+                start_to_close_timeout=SEND_TIMEOUT,
+            )
+            self._sent.append(self._key(offset))
+
+    def _key(self, offset: int) -> str:
+        assert self._start is not None
+        return f"{offset}:{self._start.isoformat()}"
+
+    @workflow.signal(name="reschedule")
+    def reschedule(self, signal: RescheduleSignal) -> None:
+        """Move the pending reminders to the new time."""
+        self._start = datetime.fromisoformat(signal.start_time)
+        self._end = datetime.fromisoformat(signal.end_time)
+        self._changed = True
+
+    @workflow.signal(name="cancel")
+    def cancel(self, signal: CancelSignal) -> None:
+        """Stop the reminders (and send the cancellation message if asked)."""
+        self._cancel = signal
+        self._changed = True
+
+    @workflow.signal(name="finish")
+    def finish(self, signal: FinishSignal) -> None:
+        """End the workflow: the appointment is completed, a no-show, or gone."""
+        self._finish = signal
+        self._changed = True
+
+    @workflow.query(name="state")
+    def state(self) -> AppointmentWorkflowState:
+        """The current appointment time, the reminders sent, and the next one due."""
+        return AppointmentWorkflowState(
+            start_time=self._start.isoformat() if self._start else "",
+            sent_reminder_keys=list(self._sent),
+            next_reminder_at=self._next.isoformat() if self._next else None,
+        )
