@@ -29,12 +29,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from cli.banner import Ready, api_base_url, render_banner
-from cli.embedded import forget_dead_attachments, stop_embedded_postgres
 from cli.processes import Child, ChildRegistry, DataDirLock, StackError, ensure_port_free
 from cli.seed import DEMO_TENANT_NAME, default_tenant, seed_demo_tenant
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
-from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
+from core.embedded_db import start_embedded_postgres, stop_embedded_postgres, to_sqlalchemy_url
 from core.migrate import upgrade_to_head
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, connect_temporal, dev_server_binary, temporal_target
@@ -169,7 +168,6 @@ class Stack:
         else:
             pgdata = self.settings.embedded_pgdata
             log.info("starting the embedded PostgreSQL (data in %s)", pgdata)
-            await asyncio.to_thread(forget_dead_attachments, pgdata)
             try:
                 self.database_url = await asyncio.to_thread(start_embedded_postgres, pgdata)
             except Exception as exc:
@@ -403,7 +401,10 @@ class Stack:
         started_any = bool(self.registry.children) or self.embedded_pgdata is not None
         self.registry.forget_all()
         if self.embedded_pgdata is not None:
-            await asyncio.to_thread(stop_embedded_postgres, self.embedded_pgdata)
+            stopped = await asyncio.to_thread(stop_embedded_postgres, self.embedded_pgdata)
+            log.info(
+                "stopped PostgreSQL" if stopped else "PostgreSQL keeps running for other `prm` processes"
+            )
             self.embedded_pgdata = None
         if started_any:
             kept = f"; the data stays in {self.data_dir}" if not self.settings.database_url else ""

