@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.errors import DomainError
 
@@ -23,6 +23,9 @@ CONSTRAINT_MESSAGES = {
     "ck_time_slots_within_capacity": "The time slot is fully booked.",
     "uq_journey_stages_journey_order": "Another stage of this journey already has that order_index.",
 }
+
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
@@ -54,3 +57,16 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(status_code=409, content={"detail": CONSTRAINT_MESSAGES[constraint]})
         log.warning("integrity error on constraint %s", constraint)
         return JSONResponse(status_code=409, content={"detail": "The request conflicts with existing data."})
+
+    @app.exception_handler(DBAPIError)
+    async def _concurrency_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+        # A deadlock or serialization failure lost a race with a concurrent request: nothing was stored,
+        # and the same request can simply be retried.
+        if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+            log.warning("transaction lost a race (sqlstate %s)", exc.orig.sqlstate)  # type: ignore[union-attr]
+            return JSONResponse(
+                status_code=409,
+                content={"detail": "The request collided with a concurrent change; retry it."},
+                headers={"Retry-After": "1"},
+            )
+        raise exc
