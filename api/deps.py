@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
-from core.errors import BadRequest, Forbidden, Unauthorized
+from core.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from core.settings import Settings
+from core.temporal import shared_client
 from domain.tenants.service import get_active_tenant
 
 log = logging.getLogger(__name__)
@@ -122,20 +123,11 @@ TEMPORAL_CONNECT_TIMEOUT_SECONDS = 5.0
 
 async def temporal_client(request: Request) -> Any:
     """The app's Temporal client, connected on first use (shared with /ready); 503 when unreachable."""
-    import asyncio
-
-    from core.temporal import connect_temporal
-    from domain.journeys.service import TemporalUnavailable
-
-    state = request.app.state
-    if getattr(state, "temporal_client", None) is None:
-        try:
-            async with asyncio.timeout(TEMPORAL_CONNECT_TIMEOUT_SECONDS):
-                state.temporal_client = await connect_temporal(state.settings)
-        except Exception as exc:
-            log.warning("Temporal is unreachable: %s", exc)
-            raise TemporalUnavailable("Temporal is unreachable; try again shortly.") from exc
-    return state.temporal_client
+    try:
+        return await shared_client(request.app.state, connect_timeout=TEMPORAL_CONNECT_TIMEOUT_SECONDS)
+    except Exception as exc:
+        log.warning("Temporal is unreachable: %s", type(exc).__name__)
+        raise ServiceUnavailable("Temporal is unreachable; try again shortly.") from exc
 
 
 TemporalDep = Annotated[Any, Depends(temporal_client)]

@@ -50,3 +50,9 @@ class Forbidden(DomainError):
     """Valid credentials, but the caller's role lacks the right."""
 
     status_code = 403
+
+
+class ServiceUnavailable(DomainError):
+    """A dependency (Temporal) is unreachable; what the request stored is kept and it can be retried."""
+
+    status_code = 503

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
@@ -27,6 +29,17 @@ def temporal_target(settings: Settings) -> str:
 async def connect_temporal(settings: Settings) -> Client:
     """Connect to the configured Temporal namespace."""
     return await Client.connect(temporal_target(settings), namespace=settings.temporal_namespace)
+
+
+async def shared_client(state: Any, *, connect_timeout: float = 5.0) -> Client:
+    """The process's one Temporal client, kept on `state.temporal_client` and connected on first use.
+
+    Raises (TimeoutError, RPCError, OSError, ...) when Temporal is unreachable; the next call tries again.
+    """
+    if getattr(state, "temporal_client", None) is None:
+        async with asyncio.timeout(connect_timeout):
+            state.temporal_client = await connect_temporal(state.settings)
+    return state.temporal_client
 
 
 def _venv_binary(name: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import date
@@ -14,7 +13,7 @@ from temporalio.client import Client
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from core.pagination import PageDep
-from core.temporal import connect_temporal
+from core.temporal import shared_client
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, service
 from domain.scheduling.repository import AppointmentRepository, tenant_timezone
@@ -46,14 +45,11 @@ def workflow_gateway(request: Request) -> WorkflowGateway:
     state = request.app.state
 
     async def get_client() -> Client | None:
-        if getattr(state, "temporal_client", None) is None:
-            try:
-                async with asyncio.timeout(TEMPORAL_CONNECT_TIMEOUT_SECONDS):
-                    state.temporal_client = await connect_temporal(state.settings)
-            except Exception:
-                log.warning("Temporal unreachable; scheduling workflows will be started by the reconciler")
-                return None
-        return state.temporal_client
+        try:
+            return await shared_client(state, connect_timeout=TEMPORAL_CONNECT_TIMEOUT_SECONDS)
+        except Exception:
+            log.warning("Temporal unreachable; scheduling workflows will be started by the reconciler")
+            return None
 
     return WorkflowGateway(
         get_client=get_client,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from core.temporal import connect_temporal
+from core.temporal import shared_client
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -49,9 +49,8 @@ async def _temporal_ok(request: Request) -> bool:
     state = request.app.state
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            if state.temporal_client is None:
-                state.temporal_client = await connect_temporal(state.settings)
-            await state.temporal_client.service_client.check_health()
+            client = await shared_client(state, connect_timeout=PROBE_TIMEOUT_SECONDS)
+            await client.service_client.check_health()
         return True
     except Exception:
         log.warning("readiness: Temporal unreachable")

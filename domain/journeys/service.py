@@ -28,7 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import after_commit, bind_tenant, mark_system
-from core.errors import Conflict, DomainError, NotFound, Unprocessable
+from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_TENANT_ID
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
@@ -65,10 +65,7 @@ FINAL_STATUSES = {
 }
 
 
-class TemporalUnavailable(DomainError):
-    """Temporal could not be reached; the request's data is kept and the operation can be retried."""
-
-    status_code = 503
+TemporalUnavailable = ServiceUnavailable  # Temporal could not be reached; the request's data is kept
 
 
 @dataclass
