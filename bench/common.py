@@ -91,3 +91,14 @@ def write_section(section: str, body: str) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub(block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     BENCHMARKS_MD.write_text(text)
+
+
+def insert_tenant(url: str, name: str = "Bench") -> uuid.UUID:
+    """A tenant row for the benchmark's data; returns its id."""
+    tenant_id = uuid.uuid4()
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tenants (id, name, timezone, settings, is_active) VALUES (%s, %s, 'UTC', '{}', true)",
+            (tenant_id, name),
+        )
+    return tenant_id

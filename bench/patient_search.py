@@ -19,7 +19,7 @@ import httpx
 import psycopg
 
 from api.app import create_app
-from bench.common import Latency, libpq, scratch_database, write_section
+from bench.common import Latency, insert_tenant, libpq, scratch_database, write_section
 from core.auth import Role, issue_dev_token
 from core.settings import Settings
 
@@ -146,13 +146,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with scratch_database(keep=args.keep) as url:
-        tenant_id = uuid.uuid4()
-        with psycopg.connect(libpq(url), autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO tenants (id, name, timezone, settings, is_active) "
-                "VALUES (%s, 'Bench', 'UTC', '{}', true)",
-                (tenant_id,),
-            )
+        tenant_id = insert_tenant(url)
         print(f"seeding {args.patients:,} patients ...", flush=True)
         seconds = seed(url, tenant_id, args.patients)
         print(f"measuring {args.requests} requests per kind ...", flush=True)
