@@ -98,7 +98,8 @@ def insert_tenant(url: str, name: str = "Bench") -> uuid.UUID:
     tenant_id = uuid.uuid4()
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO tenants (id, name, timezone, settings, is_active) VALUES (%s, %s, 'UTC', '{}', true)",
+            "INSERT INTO tenants (id, name, timezone, settings, is_active) "
+            "VALUES (%s, %s, 'UTC', '{}', true)",
             (tenant_id, name),
         )
     return tenant_id
