@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
+from activities.reconcile import run_startup_reconciliation
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
@@ -71,6 +72,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 "are registered: the worker has nothing to run"
             )
         client = await _connect_with_retry(settings)
+        # Start what a crash between a commit and Temporal left unstarted, and keep the periodic
+        # reconciler running (it never raises: the worker starts regardless).
+        await run_startup_reconciliation(client, deps)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,

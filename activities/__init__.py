@@ -22,6 +22,15 @@ class ActivityDeps:
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to `deps` (each domain adds its group here)."""
     from activities.appointments import AppointmentActivities  # imported here: it needs ActivityDeps
+    from activities.communications import CommunicationActivities
     from activities.journeys import JourneyActivities
+    from activities.reconcile import ReconcileActivities
+    from activities.tickets import TicketActivities
 
-    return [*AppointmentActivities(deps).all(), *JourneyActivities(deps).all()]
+    return [
+        *AppointmentActivities(deps).all(),
+        *JourneyActivities(deps).all(),
+        *ReconcileActivities(deps).all(),
+        *TicketActivities(deps).all(),
+        *CommunicationActivities(deps).all(),
+    ]

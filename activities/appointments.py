@@ -62,6 +62,52 @@ class ConversationReplyInput:
     communication_id: str
 
 
+@dataclass
+class WaitlistWaveInput:
+    """Which wave of which freed time to offer, to how many patients, held for how long."""
+
+    tenant_id: str
+    cancelled_appointment_id: str
+    wave: int
+    wave_size: int
+    hold_minutes: int
+
+
+@dataclass
+class WaitlistWave:
+    """`offered` (with the offer ids and hold expiry), or why not: exhausted, slot_gone, booked, closed."""
+
+    status: str
+    offer_ids: list[str]
+    expires_at: str | None = None
+
+
+@dataclass
+class WaitlistReplyInput:
+    """A stored inbound message to handle as a reply to the patient's offer of this freed time."""
+
+    tenant_id: str
+    cancelled_appointment_id: str
+    communication_id: str
+
+
+@dataclass
+class WaitlistReplyOutcome:
+    """The offer the reply concerned and its status now (accepted, taken, declined, expired, ...)."""
+
+    status: str
+    offer_id: str | None = None
+
+
+@dataclass
+class ExpireWaitlistWaveInput:
+    """The wave whose hold ran out."""
+
+    tenant_id: str
+    cancelled_appointment_id: str
+    wave: int
+
+
 class AppointmentActivities:
     """Activities of the appointment workflow, bound to the worker's dependencies."""
 
@@ -120,6 +166,55 @@ class AppointmentActivities:
             await run_after_commit_jobs(session)  # e.g. the new appointment's reminder workflow
         return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
 
+    @activity.defn(name="offer_waitlist_wave")
+    async def offer_waitlist_wave(self, data: WaitlistWaveInput) -> WaitlistWave:
+        """Offer the freed time to the next wave of the waitlist (the same wave again on retry)."""
+        from domain.scheduling import waitlist
+
+        async with self.deps.sessionmaker() as session:
+            bind_tenant(session, uuid.UUID(data.tenant_id))
+            wave = await waitlist.offer_wave(
+                session,
+                uuid.UUID(data.cancelled_appointment_id),
+                data.wave,
+                wave_size=data.wave_size,
+                hold_minutes=data.hold_minutes,
+            )
+            await session.commit()
+        return WaitlistWave(
+            status=wave.status,
+            offer_ids=[str(i) for i in wave.offer_ids],
+            expires_at=wave.expires_at.isoformat() if wave.expires_at else None,
+        )
+
+    @activity.defn(name="handle_waitlist_reply")
+    async def handle_waitlist_reply(self, data: WaitlistReplyInput) -> WaitlistReplyOutcome:
+        """Act on a patient's routed reply to an offer: book it, pass on it, or ask again."""
+        from domain.scheduling import waitlist
+
+        async with self.deps.sessionmaker() as session:
+            bind_tenant(session, uuid.UUID(data.tenant_id))
+            status, offer_id = await waitlist.reply_from_message(
+                session,
+                self._gateway(),
+                uuid.UUID(data.cancelled_appointment_id),
+                uuid.UUID(data.communication_id),
+            )
+            await session.commit()
+            await run_after_commit_jobs(session)  # the new appointment's reminder workflow
+        return WaitlistReplyOutcome(status=status, offer_id=str(offer_id) if offer_id else None)
+
+    @activity.defn(name="expire_waitlist_wave")
+    async def expire_waitlist_wave(self, data: ExpireWaitlistWaveInput) -> int:
+        """Close the unanswered offers of a wave whose hold ran out; how many."""
+        from domain.scheduling import waitlist
+
+        async with self.deps.sessionmaker() as session:
+            bind_tenant(session, uuid.UUID(data.tenant_id))
+            expired = await waitlist.expire_wave(session, uuid.UUID(data.cancelled_appointment_id), data.wave)
+            await session.commit()
+        return expired
+
     def _gateway(self) -> Any:
         from domain.scheduling.workflow_jobs import WorkflowGateway
 
@@ -141,4 +236,7 @@ class AppointmentActivities:
             self.send_appointment_cancellation,
             self.expire_booking_conversation,
             self.handle_booking_reply,
+            self.offer_waitlist_wave,
+            self.handle_waitlist_reply,
+            self.expire_waitlist_wave,
         ]

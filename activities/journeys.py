@@ -77,13 +77,6 @@ class InstanceStatusInput:
     notes: str | None = None
 
 
-@dataclass
-class ReconcileInput:
-    """Start lost journey workflows of instances created more than `older_than_seconds` ago."""
-
-    older_than_seconds: float = 60.0
-
-
 def _invalid(reason: str) -> ApplicationError:
     return ApplicationError(reason, type="InvalidJourneyAction", non_retryable=True)
 
@@ -272,18 +265,6 @@ class JourneyActivities:
             data, spec_of, reply_timeout_idempotency_key(data.instance_id, data.order_index)
         )
 
-    @activity.defn(name="reconcile_journey_starts")
-    async def reconcile_journey_starts(self, data: ReconcileInput) -> int:
-        """Start the workflows whose start was lost between the API's commit and Temporal; how many."""
-
-        async def client() -> Any:
-            return activity.client()
-
-        access = journeys.TemporalAccess(get_client=client, task_queue=self.deps.settings.temporal_task_queue)
-        return await journeys.reconcile_journey_starts(
-            self.deps.sessionmaker, access, older_than_seconds=data.older_than_seconds
-        )
-
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this group, for the worker."""
         return [
@@ -294,5 +275,4 @@ class JourneyActivities:
             self.send_journey_message,
             self.create_journey_ticket,
             self.create_timeout_ticket,
-            self.reconcile_journey_starts,
         ]

@@ -10,19 +10,26 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.routers import (
+    analytics,
     appointments,
+    communications,
     health,
     journey_instances,
     journeys,
     locations,
     patients,
     practitioners,
+    tickets,
     time_slots,
+    voice_webhooks,
+    waitlist,
+    webhooks,
 )
 from core.auth import TokenVerifier
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
+from domain.communications.providers import log_provider_configuration
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/prm"
@@ -58,16 +65,23 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
+    log_provider_configuration(settings)
     app.include_router(health.router)
     app.include_router(patients.router, prefix=API_PREFIX)
     app.include_router(practitioners.router, prefix=API_PREFIX)
     app.include_router(appointments.router, prefix=API_PREFIX)
     app.include_router(locations.router, prefix=API_PREFIX)
     app.include_router(time_slots.router, prefix=API_PREFIX)
+    app.include_router(waitlist.router, prefix=API_PREFIX)
     # Instances first: `/journeys/instances/...` must not be read as `/journeys/{journey_id}`.
     app.include_router(journey_instances.router, prefix=f"{API_PREFIX}/journeys/instances")
     app.include_router(journey_instances.router, prefix=f"{API_PREFIX}/instances")
     app.include_router(journeys.router, prefix=API_PREFIX)
+    app.include_router(communications.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router, prefix=API_PREFIX)
+    app.include_router(tickets.router, prefix=API_PREFIX)
+    app.include_router(analytics.router, prefix=API_PREFIX)
+    app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     return app
 
 

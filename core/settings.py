@@ -55,6 +55,20 @@ class Settings(BaseSettings):
 
     twilio_base_url: str | None = None
     sendgrid_base_url: str | None = None
+    # Messaging providers: without credentials every channel goes to the outbox (records, sends nothing).
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_sms_from: str | None = None  # E.164 sender number for SMS
+    twilio_whatsapp_from: str | None = None  # E.164 WhatsApp sender (without the `whatsapp:` prefix)
+    sendgrid_api_key: str | None = None
+    sendgrid_from_email: str | None = None
+    sendgrid_from_name: str | None = None
+    # The base64 ECDSA public key of SendGrid's signed event webhook (Mail Settings > Event Webhook).
+    sendgrid_webhook_public_key: str | None = None
+    sendgrid_webhook_max_age_seconds: int = 300
+    # The URL the providers call us on (scheme://host[:port]); webhook signatures are checked against it.
+    public_base_url: str | None = None
+    provider_timeout_seconds: float = 10.0
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -1,13 +1,14 @@
 """Imports every model so `Base.metadata` knows all tables (Alembic and tests read it from here)."""
 
 from core.database import Base
+from domain.analytics.models import MessageSentiment, VoiceCall
 from domain.communications.models import Communication
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
 from domain.patients.models import ChannelConsent, Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment, Location, TimeSlot
 from domain.tenants.models import Tenant
-from domain.tickets.models import Ticket
+from domain.tickets.models import Ticket, TicketEvent
 
 __all__ = [
     "Appointment",
@@ -19,9 +20,12 @@ __all__ = [
     "JourneyInstanceStage",
     "JourneyStage",
     "Location",
+    "MessageSentiment",
     "Patient",
     "Practitioner",
     "Tenant",
     "Ticket",
+    "TicketEvent",
     "TimeSlot",
+    "VoiceCall",
 ]

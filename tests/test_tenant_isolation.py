@@ -18,7 +18,7 @@ from domain.communications.models import Communication
 from domain.journeys.models import Journey, JourneyInstance, JourneyStage
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
-from domain.scheduling.models import Appointment, Location, TimeSlot
+from domain.scheduling.models import Appointment, Location, TimeSlot, WaitlistEntry, WaitlistOffer
 from domain.tickets.models import Ticket
 
 PREFIX = "/api/v1/prm"
@@ -63,7 +63,24 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             patient_id=patient.id, channel="sms", message=f"hello {MARKER}", recipient="+14155550199"
         )
         ticket = Ticket(patient_id=patient.id, title=f"{MARKER} ticket")
-        session.add_all([communication, ticket])
+        entry = WaitlistEntry(
+            patient_id=patient.id,
+            practitioner_id=practitioner.id,
+            start_date=start.date(),
+            end_date=start.date(),
+        )
+        session.add_all([communication, ticket, entry])
+        await session.flush()
+        offer = WaitlistOffer(
+            waitlist_entry_id=entry.id,
+            patient_id=patient.id,
+            cancelled_appointment_id=appointment.id,
+            practitioner_id=practitioner.id,
+            start_time=start,
+            end_time=start + timedelta(minutes=30),
+            expires_at=start,
+        )
+        session.add(offer)
         await session.commit()
         return {
             "patient_id": str(patient.id),
@@ -77,6 +94,8 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             "instance_id": str(instance.id),
             "communication_id": str(communication.id),
             "ticket_id": str(ticket.id),
+            "entry_id": str(entry.id),
+            "offer_id": str(offer.id),
             "mrn": f"MRN-{MARKER}",
         }
 
@@ -124,7 +143,7 @@ async def test_tenant_b_finds_no_trace_of_tenant_a_on_any_route(
     secrets = [MARKER, *(v for k, v in ids.items() if k != "mrn")]
 
     routes = _routes(app)
-    assert len(routes) >= 20, "the walk should cover the whole API"
+    assert len(routes) >= 80, "the walk should cover the whole API"
     leaks: list[str] = []
     for method, template in routes:
         params = re.findall(r"{(\w+)}", template)

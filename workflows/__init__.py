@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from workflows.appointments import AppointmentWorkflow
 from workflows.booking import BookingConversationWorkflow
-from workflows.journey import JourneyInstanceWorkflow, JourneyStartReconcilerWorkflow
+from workflows.communications import CommunicationDeliveryWorkflow
+from workflows.journey import JourneyInstanceWorkflow
+from workflows.reconcile import ReconcilerWorkflow
+from workflows.tickets import TicketSlaWorkflow
+from workflows.waitlist import WaitlistBackfillWorkflow
 
 # Every workflow class the worker registers. Filled in by the domains that define workflows.
 ALL_WORKFLOWS: list[type] = [
     JourneyInstanceWorkflow,
-    JourneyStartReconcilerWorkflow,
     AppointmentWorkflow,
     BookingConversationWorkflow,
+    WaitlistBackfillWorkflow,
+    ReconcilerWorkflow,
+    CommunicationDeliveryWorkflow,
+    TicketSlaWorkflow,
 ]

@@ -29,17 +29,14 @@ with workflow.unsafe.imports_passed_through():
         InstanceRef,
         InstanceStatusInput,
         JourneyActivities,
-        ReconcileInput,
         StageStatusInput,
     )
     from core.temporal import SA_INSTANCE_STATUS
     from domain.journeys.plan import (
-        RECONCILER_WORKFLOW_NAME,
         WORKFLOW_NAME,
         ActionPlan,
         JourneyWorkflowInput,
         PendingReminder,
-        ReconcilerInput,
         StagePlan,
     )
     from domain.journeys.service import AdvanceInput, AdvanceResult, ReplyReceived
@@ -361,21 +358,3 @@ class JourneyInstanceWorkflow:
     def current_position(self) -> int:
         """The index of the stage being run (for operators and tests)."""
         return self._position
-
-
-@workflow.defn(name=RECONCILER_WORKFLOW_NAME)
-class JourneyStartReconcilerWorkflow:
-    """Every `interval_seconds`, starts the journey workflows whose start was lost (one per namespace)."""
-
-    @workflow.run
-    async def run(self, data: ReconcilerInput) -> None:
-        """Reconcile, sleep, repeat; continue-as-new every `rounds` rounds to keep the history short."""
-        for _ in range(data.rounds):
-            await workflow.execute_activity_method(
-                JourneyActivities.reconcile_journey_starts,
-                ReconcileInput(older_than_seconds=data.older_than_seconds),
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=RETRY,
-            )
-            await workflow.sleep(timedelta(seconds=data.interval_seconds))
-        workflow.continue_as_new(data)

@@ -6,12 +6,22 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Computed, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.database import Base, TenantScoped
+from core.database import Base, TenantScoped, TimestampMixin
 from domain.enums import Channel, CommunicationStatus, Direction, sql_in
 
 
@@ -68,3 +78,17 @@ class Communication(TenantScoped, Base):
             "to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(message, ''))", persisted=True
         ),
     )
+
+
+class WebhookEvent(TimestampMixin, Base):
+    """A provider event already processed (SendGrid's `sg_event_id`, Twilio's idempotency token).
+
+    Not tenant-scoped: it is recorded before the event's tenant is known, and holds ids only (no PHI)."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    provider: Mapped[str] = mapped_column(String(16), nullable=False)
+    event_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,12 +1,13 @@
 """Message providers: the one interface every channel's sender implements, and how one is chosen.
 
 Without Twilio or SendGrid credentials the service records each message through the `OutboxProvider`,
-which sends nothing. Real providers register themselves with `register_provider` (a later issue); the
-callers (`domain.communications.service`) never change when they do.
+which sends nothing. With them, SMS and WhatsApp go through `TwilioProvider` and email through
+`SendGridProvider` (registered below); the callers (`domain.communications.delivery`) never change.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ class OutgoingMessage:
     body: str
     subject: str | None
     idempotency_key: str
+    communication_id: str | None = None  # travels to the provider so its callbacks find the record
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ class ProviderResult:
 class ProviderError(Exception):
     """A provider failed; `retryable` says whether trying again may succeed."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, code: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.code = code
 
 
 class MessageProvider(Protocol):
@@ -88,3 +91,35 @@ def provider_for(channel: Channel, settings: Settings | None = None) -> MessageP
         if provider is not None:
             return provider
     return OutboxProvider()
+
+
+def _twilio(channel: Channel, settings: Settings) -> MessageProvider | None:
+    sender = {Channel.SMS: settings.twilio_sms_from, Channel.WHATSAPP: settings.twilio_whatsapp_from}
+    if not (settings.twilio_account_sid and settings.twilio_auth_token and sender.get(channel)):
+        return None
+    from domain.communications.twilio_provider import TwilioProvider
+
+    return TwilioProvider(settings)
+
+
+def _sendgrid(channel: Channel, settings: Settings) -> MessageProvider | None:
+    if channel != Channel.EMAIL or not (settings.sendgrid_api_key and settings.sendgrid_from_email):
+        return None
+    from domain.communications.sendgrid_provider import SendGridProvider
+
+    return SendGridProvider(settings)
+
+
+register_provider(_twilio)
+register_provider(_sendgrid)
+
+
+def log_provider_configuration(settings: Settings | None = None) -> None:
+    """Say at start-up which provider sends on each channel (the outbox sends nothing)."""
+    log = logging.getLogger("communications")
+    for channel in Channel:
+        name = provider_for(channel, settings).name
+        if name == OutboxProvider.name:
+            log.warning("%s messages go to the outbox (no credentials): they are recorded, not sent", channel)
+        else:
+            log.info("%s messages are sent through %s", channel, name)

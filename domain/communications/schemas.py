@@ -1,12 +1,16 @@
-"""Communication shapes, as other domains (the patient 360 view, a patient's conversations) read them."""
+"""Communication shapes: the API's bodies and responses (also read by the 360 view and conversations)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
+from pydantic import BaseModel, Field, model_validator
+
+from core.pagination import Page
 from domain.enums import Channel, CommunicationStatus, Direction
-from domain.schemas import ResponseModel
+from domain.schemas import RequestModel, ResponseModel
 
 
 class CommunicationResponse(ResponseModel):
@@ -35,3 +39,92 @@ class CommunicationResponse(ResponseModel):
     provider: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class CommunicationCreate(RequestModel):
+    """A message to send: literal text, or a template filled with `template_vars`."""
+
+    tenant_id: uuid.UUID | None = None
+    patient_id: uuid.UUID
+    journey_instance_id: uuid.UUID | None = None
+    appointment_id: uuid.UUID | None = None
+    channel: Channel
+    recipient: str | None = Field(default=None, max_length=254, description="Defaults to the patient's")
+    subject: str | None = Field(default=None, max_length=300)
+    message: str | None = Field(default=None, max_length=10_000)
+    template_name: str | None = Field(default=None, max_length=100)
+    template_vars: dict[str, Any] = Field(default_factory=dict)
+    scheduled_for: datetime | None = None
+    is_urgent: bool = Field(default=False, description="Bypass quiet hours (never consent)")
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> CommunicationCreate:
+        if not self.message and not self.template_name:
+            raise ValueError("give either message or template_name")
+        if self.scheduled_for is not None and self.scheduled_for.tzinfo is None:
+            raise ValueError("scheduled_for needs a time zone offset")
+        return self
+
+
+class CommunicationUpdate(RequestModel):
+    """A delivery-state change (status never moves backwards), or a note on a failure."""
+
+    status: CommunicationStatus | None = None
+    delivered_at: datetime | None = None
+    read_at: datetime | None = None
+    error_message: str | None = Field(default=None, max_length=2000)
+
+
+class CommunicationDetail(CommunicationResponse):
+    """One message with its failure reason and template variables."""
+
+    error_message: str | None
+    template_vars: dict[str, Any]
+    provider_message_id: str | None
+
+
+class CommunicationListResponse(Page[CommunicationResponse]):
+    """A page of messages."""
+
+
+class CommunicationSearchHit(CommunicationResponse):
+    """A message found by full-text search, with its rank."""
+
+    rank: float = 0.0
+
+
+class CommunicationSearchResponse(Page[CommunicationSearchHit]):
+    """A page of search hits, best first."""
+
+
+class CommunicationStats(BaseModel):
+    """Totals by channel and by status (the reference's keys)."""
+
+    total: int
+    by_channel: dict[str, int]
+    by_status: dict[str, int]
+    sent: int
+    pending: int
+    failed: int
+
+
+class TemplateResponse(BaseModel):
+    """A predefined message template."""
+
+    id: str
+    name: str
+    channel: Channel
+    category: str
+    subject: str
+    body: str
+    variables: list[str]
+
+
+class TemplateListResponse(BaseModel):
+    """The templates matching the filters, with every channel and category there is."""
+
+    templates: list[TemplateResponse]
+    total: int
+    channels: list[str]
+    categories: list[str]

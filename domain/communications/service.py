@@ -1,8 +1,8 @@
 """Sending messages: one record per business idempotency key, rendered text, and the configured provider.
 
-The record is inserted under its key before the provider is called, in the caller's transaction, so a
-retried activity or a repeated request finds the existing record and never sends twice. Message text and
-recipients are never logged (PHI).
+The record is inserted under its key in the caller's transaction and the provider is called only after that
+transaction commits, so a retried activity or a repeated request finds the existing record and never sends
+twice. Message text and recipients are never logged (PHI).
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Unprocessable
-from domain.communications import templates
+from domain.communications import delivery, policy, templates
 from domain.communications.models import Communication
-from domain.communications.providers import OutgoingMessage, ProviderError, provider_for
 from domain.enums import Channel, CommunicationStatus, Direction
-from domain.patients.models import ChannelConsent, Patient
+from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
@@ -57,15 +56,6 @@ async def by_idempotency_key(session: AsyncSession, key: str) -> Communication |
     return await session.scalar(select(Communication).where(Communication.idempotency_key == key))
 
 
-async def _opted_out(session: AsyncSession, patient_id: uuid.UUID, channel: Channel) -> bool:
-    consent = await session.scalar(
-        select(ChannelConsent).where(
-            ChannelConsent.patient_id == patient_id, ChannelConsent.channel == channel.value
-        )
-    )
-    return bool(consent and consent.opted_out)
-
-
 async def send_message(
     session: AsyncSession,
     *,
@@ -79,10 +69,17 @@ async def send_message(
     journey_instance_id: uuid.UUID | None = None,
     workflow_id: str | None = None,
     template_vars: dict[str, Any] | None = None,
+    consent_confirmation: bool = False,
 ) -> SendResult:
-    """Record and send one message to a patient, once per `idempotency_key` (flushes, never commits)."""
+    """Record one message to a patient once per `idempotency_key`, and send it after the caller commits.
+
+    The record (status queued) joins the caller's transaction; the provider is called only once that
+    transaction has committed (`delivery.deliver_after_commit`), so a crash can never leave a message sent
+    without its record, and a retry finds the record and never sends twice. Flushes, never commits."""
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
+        if existing.status == CommunicationStatus.QUEUED.value and not existing.provider_message_id:
+            delivery.deliver_after_commit(session, existing.tenant_id, existing.id)  # a retry after a failure
         return SendResult(existing, created=False)
     patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
     if patient is None:
@@ -99,9 +96,10 @@ async def send_message(
         message=message,
         template_name=template_name,
         template_vars=template_vars or {},
-        status=CommunicationStatus.PENDING.value,
+        status=CommunicationStatus.QUEUED.value,
         idempotency_key=idempotency_key,
         workflow_id=workflow_id,
+        meta_data={"consent_confirmation": True} if consent_confirmation else {},
     )
     try:
         async with session.begin_nested():
@@ -112,38 +110,12 @@ async def send_message(
         if existing is None:
             raise
         return SendResult(existing, created=False)
-    now = datetime.now(UTC)
-    if await _opted_out(session, patient.id, channel):
-        record.status, record.failed_at = CommunicationStatus.FAILED.value, now
+    if not consent_confirmation and await policy.opted_out(session, patient.id, channel):
+        record.status, record.failed_at = CommunicationStatus.FAILED.value, datetime.now(UTC)
         record.error_code, record.error_message = "opted_out", f"The patient opted out of {channel.value}."
         await session.flush()
         return SendResult(record, created=True)
-    provider = provider_for(channel)
-    try:
-        result = await provider.send(OutgoingMessage(channel, recipient, message, subject, idempotency_key))
-    except ProviderError as exc:
-        if exc.retryable:
-            raise  # the transaction rolls back with the record; the retry sends afresh
-        record.provider, record.status, record.failed_at = (
-            provider.name,
-            CommunicationStatus.FAILED.value,
-            now,
-        )
-        record.error_code, record.error_message = "provider_error", str(exc)
-        await session.flush()
-        return SendResult(record, created=True)
-    record.provider = result.provider
-    record.provider_message_id = result.provider_message_id
-    record.status = result.status.value
-    if result.status == CommunicationStatus.FAILED:
-        record.failed_at, record.error_code, record.error_message = (
-            now,
-            result.error_code,
-            result.error_message,
-        )
-    else:
-        record.sent_at = now
-    await session.flush()
+    delivery.deliver_after_commit(session, record.tenant_id, record.id)
     return SendResult(record, created=True)
 
 
@@ -187,3 +159,40 @@ def render_content(
         return template.render(variables)
     rendered_subject = templates.render_text(subject, variables) if subject else None
     return rendered_subject, templates.render_text(text or "", variables)
+
+
+async def create_fallback(
+    session: AsyncSession, original: Communication, channel: Channel
+) -> Communication | None:
+    """Record (once) the same content on `channel`, queued for delivery; None without an address."""
+    key = f"fallback:{original.id}:{channel.value}"
+    existing = await by_idempotency_key(session, key)
+    if existing is not None:
+        return existing
+    patient = await session.scalar(select(Patient).where(Patient.id == original.patient_id))
+    if patient is None:
+        return None
+    try:
+        recipient = recipient_for(patient, channel)
+    except Unprocessable:
+        return None
+    copy = Communication(
+        patient_id=patient.id,
+        journey_instance_id=original.journey_instance_id,
+        appointment_id=original.appointment_id,
+        direction=Direction.OUTBOUND.value,
+        channel=channel.value,
+        recipient=recipient,
+        subject=original.subject,
+        message=original.message,
+        template_name=original.template_name,
+        template_vars=original.template_vars,
+        status=CommunicationStatus.QUEUED.value,
+        is_urgent=original.is_urgent,
+        idempotency_key=key,
+        workflow_id=original.workflow_id,
+        meta_data={"fallback_of": str(original.id)},
+    )
+    session.add(copy)
+    await session.flush()
+    return copy

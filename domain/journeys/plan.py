@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WORKFLOW_NAME = "JourneyInstanceWorkflow"
-RECONCILER_WORKFLOW_NAME = "JourneyStartReconcilerWorkflow"
-RECONCILER_WORKFLOW_ID = "journey-start-reconciler"
 
 
 def journey_workflow_id(instance_id: object) -> str:
@@ -74,15 +72,6 @@ class JourneyWorkflowInput:
     anchor_time: str | None = None  # when the previous stage completed (delays count from it)
     reply_pending: bool = False
     pending_reminders: list[PendingReminder] = field(default_factory=list)
-
-
-@dataclass
-class ReconcilerInput:
-    """How often the lost-start reconciler runs, and how old a never-started instance must be."""
-
-    interval_seconds: int = 60
-    older_than_seconds: float = 60.0
-    rounds: int = 500  # then continue-as-new
 
 
 def plan_from_snapshot(snapshot: dict[str, Any]) -> list[StagePlan]:

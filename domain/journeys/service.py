@@ -21,7 +21,6 @@ from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateR
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -33,10 +32,7 @@ from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_T
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
 from domain.journeys.plan import (
-    RECONCILER_WORKFLOW_ID,
-    RECONCILER_WORKFLOW_NAME,
     WORKFLOW_NAME,
-    ReconcilerInput,
     journey_workflow_id,
     workflow_input_for,
 )
@@ -483,20 +479,3 @@ async def reconcile_journey_starts(
             await _mark_started(session, instance.id)
         await session.commit()
         return started
-
-
-async def ensure_reconciler_running(
-    client: Client, task_queue: str, data: ReconcilerInput | None = None
-) -> None:
-    """Start the periodic lost-start reconciler unless it is already running (call at worker start-up)."""
-    try:
-        await client.start_workflow(
-            RECONCILER_WORKFLOW_NAME,
-            data or ReconcilerInput(),
-            id=RECONCILER_WORKFLOW_ID,
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            rpc_timeout=RPC_TIMEOUT,
-        )
-    except WorkflowAlreadyStartedError:
-        pass

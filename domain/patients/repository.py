@@ -44,7 +44,7 @@ from domain.enums import (
 from domain.journeys.models import Journey, JourneyInstance
 from domain.patients.models import ChannelConsent, Patient, full_name_expression
 from domain.patients.schemas import PatientAdvancedSearch, PatientSearchType
-from domain.scheduling.models import Appointment
+from domain.scheduling.models import Appointment, BookingConversation, WaitlistEntry, WaitlistOffer
 from domain.tickets.models import Ticket
 
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
@@ -57,12 +57,16 @@ OLDEST_AGE_GROUP, UNKNOWN_AGE = "65+", "unknown"
 UNSPECIFIED = "unspecified"  # the demographics key for a missing gender, channel or language
 AGE_GROUPS = (*(name for name, _ in AGE_GROUP_BOUNDS), OLDEST_AGE_GROUP, UNKNOWN_AGE)
 DEMOGRAPHIC_DIMENSIONS = ("status", "gender", "age_group", "preferred_channel", "preferred_language")
-# Records a patient owns that a merge moves to the surviving record.
+# Records a patient owns that a merge moves to the surviving record. None of them has a unique constraint
+# involving patient_id, so re-pointing never clashes (slot holds belong to conversations, not patients).
 OWNED_RECORDS: dict[str, Any] = {
     "appointments": Appointment,
     "communications": Communication,
     "tickets": Ticket,
     "journey_instances": JourneyInstance,
+    "booking_conversations": BookingConversation,
+    "waitlist_entries": WaitlistEntry,
+    "waitlist_offers": WaitlistOffer,
 }
 
 

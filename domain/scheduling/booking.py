@@ -35,6 +35,7 @@ from domain.scheduling.schemas import (
     SelectSlotResponse,
 )
 from domain.scheduling.workflow_jobs import WorkflowGateway
+from workflows.waitlist import WaitlistReplySignal
 
 CANDIDATES = 200
 PARTS_OF_DAY = {
@@ -389,11 +390,16 @@ async def reply_from_message(
 async def route_inbound_reply(
     session: AsyncSession, gateway: WorkflowGateway, *, patient_id: uuid.UUID, communication_id: uuid.UUID
 ) -> uuid.UUID | None:
-    """Route a patient's inbound message (already stored) to their active booking conversation's workflow.
+    """Route a patient's inbound message (already stored) to the workflow waiting for the patient's answer.
 
-    The communications webhook calls this; the workflow reads the text through an activity (no message body
-    ever travels in a workflow payload). Returns the conversation id, or None when none is active.
+    That is the newest of their open waitlist offer (its backfill workflow) and their active booking
+    conversation. The communications webhook calls this; the workflow reads the text through an activity
+    (no message body ever travels in a workflow payload). Returns the offer's or the conversation's id, or
+    None when nothing awaits a reply.
     """
+    from domain.scheduling import waitlist  # waitlist builds on this module
+
+    offer = await waitlist.pending_offer_of(session, patient_id)
     conversation = (
         await session.scalars(
             select(BookingConversation)
@@ -402,6 +408,15 @@ async def route_inbound_reply(
             .limit(1)
         )
     ).first()
+    if offer is not None and (conversation is None or offer.created_at >= conversation.created_at):
+        workflow_jobs.signal_waitlist_backfill(
+            session,
+            gateway,
+            offer.cancelled_appointment_id,
+            "inbound_reply",
+            WaitlistReplySignal(communication_id=str(communication_id)),
+        )
+        return offer.id
     if conversation is None:
         return None
     workflow_jobs.signal_inbound_reply(session, gateway, conversation, communication_id)

@@ -6,7 +6,18 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -116,6 +127,7 @@ class Appointment(TenantScoped, Base):
 CONVERSATION_STATUSES = ("active", "booked", "expired", "closed")
 WAITLIST_STATUSES = ("waiting", "offered", "booked", "removed")
 OFFER_STATUSES = ("offered", "accepted", "taken", "declined", "expired")
+PARTS_OF_DAY = ("any", "morning", "afternoon", "evening")
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -176,7 +188,9 @@ class WaitlistEntry(TenantScoped, Base):
         CheckConstraint(f"status IN ({_in(WAITLIST_STATUSES)})", name="status"),
         CheckConstraint("practitioner_id IS NOT NULL OR speciality IS NOT NULL", name="has_target"),
         CheckConstraint("end_date >= start_date", name="dates_ordered"),
+        CheckConstraint(f"part_of_day IN ({_in(PARTS_OF_DAY)})", name="part_of_day"),
         Index("ix_waitlist_entries_tenant_status_created", "tenant_id", "status", "created_at"),
+        Index("ix_waitlist_entries_patient", "patient_id"),
     )
 
     patient_id: Mapped[uuid.UUID] = mapped_column(
@@ -189,6 +203,7 @@ class WaitlistEntry(TenantScoped, Base):
     start_date: Mapped[date] = mapped_column(Date, nullable=False)
     end_date: Mapped[date] = mapped_column(Date, nullable=False)
     appointment_type: Mapped[str | None] = mapped_column(String(64))
+    part_of_day: Mapped[str] = mapped_column(String(16), nullable=False, default="any", server_default="any")
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="waiting")
     appointment_id: Mapped[uuid.UUID | None] = mapped_column(
         PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
@@ -203,6 +218,10 @@ class WaitlistOffer(TenantScoped, Base):
         CheckConstraint(f"status IN ({_in(OFFER_STATUSES)})", name="status"),
         Index("ix_waitlist_offers_patient_status", "patient_id", "status"),
         Index("ix_waitlist_offers_cancelled_appointment", "cancelled_appointment_id"),
+        # The backfill's idempotency key: one offer per waitlist entry per freed time.
+        UniqueConstraint(
+            "cancelled_appointment_id", "waitlist_entry_id", name="uq_waitlist_offers_slot_entry"
+        ),
     )
 
     waitlist_entry_id: Mapped[uuid.UUID] = mapped_column(

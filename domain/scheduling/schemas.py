@@ -366,6 +366,25 @@ class SelectSlotResponse(ResponseModel):
 # ---------------------------------------------------------------- waitlist
 
 
+class WaitlistStatus(StrEnum):
+    """Where a waitlist entry stands: waiting, holding an offer, booked, or taken off the list."""
+
+    WAITING = "waiting"
+    OFFERED = "offered"
+    BOOKED = "booked"
+    REMOVED = "removed"
+
+
+class OfferStatus(StrEnum):
+    """What became of one offer of a freed time."""
+
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    TAKEN = "taken"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+
+
 class WaitlistEntryCreate(RequestModel):
     """Body of `POST /waitlist`: a patient waiting for a practitioner or speciality within dates."""
 
@@ -375,6 +394,7 @@ class WaitlistEntryCreate(RequestModel):
     speciality: str | None = Field(default=None, max_length=100)
     start_date: date
     end_date: date
+    part_of_day: PartOfDay = PartOfDay.ANY
     appointment_type: str | None = Field(default=None, max_length=64)
 
     @model_validator(mode="after")
@@ -396,8 +416,9 @@ class WaitlistEntryResponse(ResponseModel):
     speciality: str | None
     start_date: date
     end_date: date
+    part_of_day: PartOfDay
     appointment_type: str | None
-    status: str
+    status: WaitlistStatus
     appointment_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -413,17 +434,18 @@ class WaitlistOfferResponse(ResponseModel):
     id: uuid.UUID
     waitlist_entry_id: uuid.UUID
     patient_id: uuid.UUID
+    cancelled_appointment_id: uuid.UUID
     practitioner_id: uuid.UUID
+    location_id: uuid.UUID | None
     time_slot_id: uuid.UUID | None
     start_time: datetime
     end_time: datetime
     wave: int
-    status: str
+    status: OfferStatus
     expires_at: datetime
     appointment_id: uuid.UUID | None
+    created_at: datetime
 
 
-class WaitlistReply(RequestModel):
-    """Body of `POST /waitlist/offers/{offer_id}/accept` (or the routed inbound reply)."""
-
-    accept: bool = True
+class WaitlistOfferListResponse(Page[WaitlistOfferResponse]):
+    """A page of waitlist offers."""

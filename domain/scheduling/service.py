@@ -94,6 +94,11 @@ async def _ensure_bookable_people(
     if patient is None:
         raise NotFound("Patient not found.")
     practitioner = await PractitionerRepository(session).get_or_404(practitioner_id)
+    if patient.merged_into_id is not None:
+        raise Conflict(
+            "This patient record was merged into another; book for the surviving record.",
+            extra={"merged_into_id": str(patient.merged_into_id)},
+        )
     if patient.status != PatientStatus.ACTIVE.value:
         raise Conflict("This patient record is not active.")
     if not practitioner.is_active:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -34,6 +34,7 @@ from workflows.appointments import (
     appointment_workflow_id,
 )
 from workflows.booking import ConversationInput, ConversationUpdate, InboundReply
+from workflows.waitlist import WaitlistBackfillInput, waitlist_backfill_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -182,12 +183,22 @@ def finish_appointment_workflow(
 
 
 async def start_missing_appointment_workflows(
-    sessionmaker: async_sessionmaker[AsyncSession], gateway: WorkflowGateway, *, older_than: timedelta
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: WorkflowGateway,
+    *,
+    older_than: timedelta,
+    tenant_id: uuid.UUID | None = None,
 ) -> int:
-    """Start the workflows of active, future appointments whose start was lost; returns how many."""
+    """Start the workflows of active, future appointments whose start was lost; returns how many.
+
+    Scans every tenant unless `tenant_id` is given. Harmless to repeat: a running workflow is left alone.
+    """
     cutoff = datetime.now(UTC) - older_than
     async with sessionmaker() as session:
-        mark_system(session)
+        if tenant_id is None:
+            mark_system(session)
+        else:
+            bind_tenant(session, tenant_id)
         rows = (
             await session.scalars(
                 select(Appointment).where(
@@ -265,5 +276,47 @@ def signal_inbound_reply(
 
     async def job() -> None:
         await _signal(gateway, workflow_id, "inbound_reply", arg)
+
+    after_commit(session, job)
+
+
+def start_waitlist_backfill(
+    session: AsyncSession, gateway: WorkflowGateway, wf_input: WaitlistBackfillInput
+) -> None:
+    """After the commit, start the backfill of a cancelled appointment's time (at most once, ever)."""
+    workflow_id = waitlist_backfill_workflow_id(uuid.UUID(wf_input.cancelled_appointment_id))
+
+    async def job() -> None:
+        client = await gateway.get_client()
+        if client is None:
+            log.warning("Temporal unreachable: waitlist backfill %s not started", workflow_id)
+            return
+        try:
+            await client.start_workflow(
+                "WaitlistBackfillWorkflow",
+                wf_input,
+                id=workflow_id,
+                task_queue=gateway.task_queue,
+                # A freed time is offered once: a repeated start after the backfill ended is refused.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+
+    after_commit(session, job)
+
+
+def signal_waitlist_backfill(
+    session: AsyncSession,
+    gateway: WorkflowGateway,
+    cancelled_appointment_id: uuid.UUID,
+    signal: str,
+    arg: Any,
+) -> None:
+    """After the commit, signal the backfill of a cancelled appointment (ids only; ignored if it ended)."""
+    workflow_id = waitlist_backfill_workflow_id(cancelled_appointment_id)
+
+    async def job() -> None:
+        await _signal(gateway, workflow_id, signal, arg)
 
     after_commit(session, job)

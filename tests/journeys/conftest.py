@@ -36,7 +36,7 @@ from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tickets.models import Ticket
-from workflows.journey import JourneyInstanceWorkflow, JourneyStartReconcilerWorkflow
+from workflows.journey import JourneyInstanceWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = "/api/v1/prm/journeys"
@@ -84,7 +84,7 @@ async def journey_worker(client: Client, deps: ActivityDeps, task_queue: str) ->
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[JourneyInstanceWorkflow, JourneyStartReconcilerWorkflow],
+        workflows=[JourneyInstanceWorkflow],
         activities=JourneyActivities(deps).all(),
     )
     async with worker:

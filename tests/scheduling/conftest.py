@@ -157,7 +157,10 @@ async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -
 
     async with sessionmaker() as session:
         bind_tenant(session, tenant)
-        ids = [f"appointment-{i}" for i in await session.scalars(select(Appointment.id))]
+        appointment_ids = list(await session.scalars(select(Appointment.id)))
+        ids = [f"appointment-{i}" for i in appointment_ids] + [
+            f"waitlist-backfill-{i}" for i in appointment_ids
+        ]
         ids += [f"booking-conversation-{i}" for i in await session.scalars(select(BookingConversation.id))]
     for workflow_id in ids:
         try:

@@ -1,0 +1,181 @@
+"""Communication delivery activities: the policy gate, the send step, fallbacks, and giving up.
+
+Each takes one dataclass of ids (never a phone number or a message body), opens its own transaction scoped
+to the input's tenant, and is idempotent under retry: the send step locks the committed record and does
+nothing once it carries a provider message id, and a fallback copy is keyed `fallback:<id>:<channel>`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import ActivityDeps
+from core.database import bind_tenant
+from domain.communications import delivery, policy
+from domain.communications.providers import ProviderError, log_provider_configuration
+from domain.communications.repository import CommunicationRepository
+from domain.communications.service import create_fallback
+from domain.enums import Channel
+from domain.tenants.models import Tenant
+from domain.tenants.service import settings_of
+
+
+@dataclass
+class CommunicationRef:
+    """One message."""
+
+    tenant_id: str
+    communication_id: str
+
+
+@dataclass
+class DeliveryPlan:
+    """What the delivery workflow needs to know up front (no PHI)."""
+
+    channel: str
+    scheduled_for: str | None
+    fallback_minutes: int
+
+
+@dataclass
+class PolicyInput:
+    """Ask the send policy about one message at the workflow's time."""
+
+    tenant_id: str
+    communication_id: str
+    now: str
+
+
+@dataclass
+class PolicyAnswer:
+    """`send`, `wait` (until), `refuse` (recorded as failed), or `done` (nothing left to send)."""
+
+    verdict: str
+    reason: str
+    until: str | None = None
+
+
+@dataclass
+class SendInput:
+    """Send one message; `at` is the workflow's time of the decision (recorded as sent_at)."""
+
+    tenant_id: str
+    communication_id: str
+    at: str
+
+
+@dataclass
+class FallbackInput:
+    """Send the same content on `channel` unless the message was delivered meanwhile."""
+
+    tenant_id: str
+    communication_id: str
+    channel: str
+
+
+@dataclass
+class FailInput:
+    """Give up on a message with a PHI-free reason."""
+
+    tenant_id: str
+    communication_id: str
+    code: str
+    reason: str
+    at: str
+
+
+class CommunicationActivities:
+    """The delivery workflow's activities, bound to the worker's dependencies."""
+
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.deps = deps
+        log_provider_configuration(deps.settings)
+
+    def _session(self, tenant_id: str) -> AsyncSession:
+        session = self.deps.sessionmaker()
+        bind_tenant(session, uuid.UUID(tenant_id))
+        return session
+
+    @activity.defn(name="communication_plan")
+    async def plan(self, data: CommunicationRef) -> DeliveryPlan | None:
+        """The message's channel, its scheduled time and the tenant's fallback delay (None: it is gone)."""
+        async with self._session(data.tenant_id) as session:
+            record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
+            if record is None:
+                return None
+            tenant = await session.get(Tenant, record.tenant_id)
+            minutes = settings_of(tenant).whatsapp_fallback_minutes if tenant is not None else 30
+            scheduled = record.scheduled_for.isoformat() if record.scheduled_for else None
+            return DeliveryPlan(channel=record.channel, scheduled_for=scheduled, fallback_minutes=minutes)
+
+    @activity.defn(name="communication_check_policy")
+    async def check_policy(self, data: PolicyInput) -> PolicyAnswer:
+        """Consent, quiet hours and frequency cap for one message; a refusal is recorded as failed."""
+        now = datetime.fromisoformat(data.now)
+        async with self._session(data.tenant_id) as session:
+            repo = CommunicationRepository(session)
+            record = await repo.for_update(uuid.UUID(data.communication_id))
+            if record is None or record.status not in {s.value for s in delivery.SENDABLE}:
+                return PolicyAnswer("done", "nothing to send")
+            if record.provider_message_id:
+                return PolicyAnswer("done", "already sent")
+            decision = await policy.evaluate(session, record, now)
+            record.meta_data = {**(record.meta_data or {}), "policy": decision.reason}
+            if decision.verdict == policy.Verdict.REFUSE:
+                code = "opted_out" if "opted out" in decision.reason else "policy"
+                await delivery.mark_failed(session, record.id, at=now, code=code, reason=decision.reason)
+            elif decision.verdict == policy.Verdict.WAIT and decision.until is not None:
+                record.status, record.scheduled_for = "scheduled", decision.until
+            else:
+                record.status = "queued"
+            await session.commit()
+            until = decision.until.isoformat() if decision.until else None
+            return PolicyAnswer(decision.verdict.value, decision.reason, until)
+
+    @activity.defn(name="communication_send")
+    async def send(self, data: SendInput) -> str:
+        """Hand the message to its provider once; its status after (transient errors are retried)."""
+        at = datetime.fromisoformat(data.at) if activity.info().attempt == 1 else datetime.now(UTC)
+        async with self._session(data.tenant_id) as session:
+            try:
+                outcome = await delivery.deliver(session, uuid.UUID(data.communication_id), at=at)
+            except ProviderError as exc:  # transient: the retry policy backs off and tries again
+                raise ApplicationError(str(exc), type="ProviderUnavailable") from exc
+            await session.commit()
+            return outcome.status
+
+    @activity.defn(name="communication_fallback")
+    async def fallback(self, data: FallbackInput) -> str | None:
+        """Record the same content on `channel` (once) unless delivered meanwhile; the copy's id or None."""
+        async with self._session(data.tenant_id) as session:
+            record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
+            if record is None or record.status in ("delivered", "read"):
+                return None
+            copy = await create_fallback(session, record, Channel(data.channel))
+            await session.commit()
+            return str(copy.id) if copy is not None else None
+
+    @activity.defn(name="communication_mark_failed")
+    async def mark_failed(self, data: FailInput) -> None:
+        """Record that the message could not be sent."""
+        async with self._session(data.tenant_id) as session:
+            await delivery.mark_failed(
+                session,
+                uuid.UUID(data.communication_id),
+                at=datetime.fromisoformat(data.at),
+                code=data.code,
+                reason=data.reason,
+            )
+            await session.commit()
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity of this group, for the worker."""
+        return [self.plan, self.check_policy, self.send, self.fallback, self.mark_failed]

@@ -1,0 +1,132 @@
+"""Reconciliation: start the workflows whose start was lost between a database commit and Temporal.
+
+Rows that need a workflow (appointments, journey instances, tickets) start it after their commit; a crash
+in between leaves the row without one. The worker calls `run_startup_reconciliation(client, deps)` once at
+start-up: it reconciles right away and makes sure the periodic `ReconcilerWorkflow` (id `prm-reconciler`)
+runs, which repeats the `reconcile_lost_starts` activity every 5 minutes. Each round starts, through each
+domain's own function, the reminder workflows of active future appointments never marked started, the lost
+journey instance workflows and the ticket SLA workflows (tickets that journeys create get their SLA clock
+here too). Workflow ids derive from row ids, so a repeated round is harmless. This is the one periodic
+reconciler: a domain with new workflow-backed rows adds its function here.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities import ActivityDeps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileInput:
+    """Start lost workflows of rows older than `older_than_seconds`, in one tenant or (None) all."""
+
+    older_than_seconds: float = 120.0
+    tenant_id: str | None = None
+
+
+@dataclass
+class ReconcileOutcome:
+    """How many workflows one round started, per kind."""
+
+    appointments: int = 0
+    journey_instances: int = 0
+    tickets: int = 0
+
+
+async def reconcile_lost_starts(client: Client, deps: ActivityDeps, data: ReconcileInput) -> ReconcileOutcome:
+    """One reconciliation round over appointments, journey instances and tickets."""
+    from domain.journeys import service as journeys
+    from domain.scheduling.workflow_jobs import WorkflowGateway, start_missing_appointment_workflows
+    from domain.tickets import service as tickets
+
+    async def get_client() -> Client:
+        return client
+
+    tenant_id = uuid.UUID(data.tenant_id) if data.tenant_id else None
+    queue = deps.settings.temporal_task_queue
+    appointments = await start_missing_appointment_workflows(
+        deps.sessionmaker,
+        WorkflowGateway(get_client=get_client, task_queue=queue, sessionmaker=deps.sessionmaker),
+        older_than=timedelta(seconds=data.older_than_seconds),
+        tenant_id=tenant_id,
+    )
+    journey_instances = await journeys.reconcile_journey_starts(
+        deps.sessionmaker,
+        journeys.TemporalAccess(get_client=get_client, task_queue=queue),
+        older_than_seconds=data.older_than_seconds,
+        tenant_id=tenant_id,
+    )
+    ticket_slas = await tickets.reconcile_ticket_sla_starts(
+        deps.sessionmaker,
+        journeys.TemporalAccess(get_client=get_client, task_queue=queue),
+        older_than_seconds=data.older_than_seconds,
+        tenant_id=tenant_id,
+    )
+    if appointments or journey_instances or ticket_slas:
+        log.info(
+            "reconciler started %d appointment, %d journey and %d ticket SLA workflows",
+            appointments,
+            journey_instances,
+            ticket_slas,
+        )
+    return ReconcileOutcome(
+        appointments=appointments, journey_instances=journey_instances, tickets=ticket_slas
+    )
+
+
+class ReconcileActivities:
+    """The reconciler's activity, bound to the worker's dependencies."""
+
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="reconcile_lost_starts")
+    async def reconcile_lost_starts(self, data: ReconcileInput) -> ReconcileOutcome:
+        """Start the workflows lost between a commit and Temporal (harmless to repeat)."""
+        return await reconcile_lost_starts(activity.client(), self.deps, data)
+
+    def all(self) -> list[Any]:
+        """Every activity of this group, for the worker."""
+        return [self.reconcile_lost_starts]
+
+
+async def ensure_reconciler_running(client: Client, task_queue: str, wf_input: Any = None) -> None:
+    """Start the periodic `ReconcilerWorkflow` unless it already runs (one per namespace)."""
+    from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput
+
+    try:
+        await client.start_workflow(
+            "ReconcilerWorkflow",
+            wf_input or ReconcilerInput(),
+            id=RECONCILER_WORKFLOW_ID,
+            task_queue=task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+async def run_startup_reconciliation(client: Client, deps: ActivityDeps, wf_input: Any = None) -> None:
+    """At worker start-up: reconcile once now, then make sure the periodic reconciler runs (never raises)."""
+    from workflows.reconcile import ReconcilerInput
+
+    wf_input = wf_input or ReconcilerInput()
+    try:
+        await reconcile_lost_starts(
+            client,
+            deps,
+            ReconcileInput(older_than_seconds=wf_input.older_than_seconds, tenant_id=wf_input.tenant_id),
+        )
+        await ensure_reconciler_running(client, deps.settings.temporal_task_queue, wf_input)
+    except Exception:  # the worker must start anyway; the periodic reconciler (or the next start) catches up
+        log.exception("start-up reconciliation failed")

@@ -1,0 +1,199 @@
+"""Communications API (`/communications`): messages, their delivery state, templates, stats and search."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from core.pagination import PageDep, paginate
+from core.temporal import connect_temporal
+from domain.communications import messages
+from domain.communications.models import Communication
+from domain.communications.repository import CommunicationRepository
+from domain.communications.schemas import (
+    CommunicationCreate,
+    CommunicationDetail,
+    CommunicationListResponse,
+    CommunicationResponse,
+    CommunicationSearchHit,
+    CommunicationSearchResponse,
+    CommunicationStats,
+    CommunicationUpdate,
+    TemplateListResponse,
+)
+from domain.enums import Channel, CommunicationStatus, Direction
+from workflows.communications import CommunicationDeliveryWorkflow, DeliveryInput
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/communications", tags=["communications"])
+TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such message in your tenant"}}
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def delivery_starter(request: Request) -> messages.StartDelivery:
+    """Start a message's delivery workflow (after the commit); a lost start is logged; the row stays."""
+    state = request.app.state
+
+    async def start(record: Communication) -> None:
+        if getattr(state, "temporal_client", None) is None:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                state.temporal_client = await connect_temporal(state.settings)
+        client: Client = state.temporal_client
+        try:
+            await client.start_workflow(
+                CommunicationDeliveryWorkflow.run,
+                DeliveryInput(tenant_id=str(record.tenant_id), communication_id=str(record.id)),
+                id=messages.delivery_workflow_id(record.id),
+                task_queue=state.settings.temporal_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+
+    return start
+
+
+@router.get("", response_model=CommunicationListResponse, dependencies=[CanRead])
+async def list_communications(
+    session: SessionDep,
+    page: PageDep,
+    patient_id: uuid.UUID | None = None,
+    journey_instance_id: uuid.UUID | None = None,
+    channel: Channel | None = None,
+    status: CommunicationStatus | None = None,
+    direction: Direction | None = None,
+) -> CommunicationListResponse:
+    """List messages, newest first, filtered by patient, journey instance, channel, status or direction."""
+    repo = CommunicationRepository(session)
+    stmt = repo.filtered(
+        patient_id=patient_id,
+        journey_instance_id=journey_instance_id,
+        channel=channel,
+        status=status,
+        direction=direction,
+    )
+    rows, total = await repo.page(stmt, page)
+    return CommunicationListResponse.build(
+        [CommunicationResponse.model_validate(r) for r in rows], total, page
+    )
+
+
+@router.get("/stats", response_model=CommunicationStats, dependencies=[CanRead])
+async def communication_stats(
+    session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
+) -> CommunicationStats:
+    """Message totals by channel and status (`sent` counts every message that reached at least sent)."""
+    ensure_own_tenant(principal, tenant_id)
+    return await messages.stats(CommunicationRepository(session))
+
+
+@router.get("/templates", response_model=TemplateListResponse, dependencies=[CanRead])
+async def list_templates(
+    principal: CurrentPrincipal,
+    tenant_id: TenantFilter = None,
+    channel: Channel | None = None,
+    category: Annotated[str | None, Query(max_length=50)] = None,
+) -> TemplateListResponse:
+    """Predefined message templates for quick replies and automation, filtered by channel and category."""
+    ensure_own_tenant(principal, tenant_id)
+    return messages.template_catalogue(channel, category)
+
+
+@router.get("/search", response_model=CommunicationSearchResponse, dependencies=[CanRead])
+async def search_communications(
+    session: SessionDep,
+    page: PageDep,
+    query: Annotated[
+        str, Query(min_length=2, max_length=200, description="Words to find (web-search syntax)")
+    ],
+    patient_id: uuid.UUID | None = None,
+    channel: Channel | None = None,
+    date_from: datetime | None = None,
+    date_to: datetime | None = None,
+) -> CommunicationSearchResponse:
+    """Full-text search over message subjects and text, best match first."""
+    repo = CommunicationRepository(session)
+    stmt = repo.search(query, patient_id=patient_id, channel=channel, date_from=date_from, date_to=date_to)
+    total_rows, total = await paginate(session, stmt.with_only_columns(Communication.id), page)
+    del total_rows
+    rows = (await session.execute(stmt.limit(page.page_size).offset(page.offset))).all()
+    items = [
+        CommunicationSearchHit.model_validate(
+            {**CommunicationResponse.model_validate(c).model_dump(), "rank": r}
+        )
+        for c, r in rows
+    ]
+    return CommunicationSearchResponse.build(items, total, page)
+
+
+@router.post(
+    "",
+    response_model=CommunicationDetail,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CanWrite],
+    responses={404: {"description": "Unknown patient, journey instance or appointment"}},
+)
+async def create_communication(
+    body: CommunicationCreate, session: SessionDep, principal: CurrentPrincipal, request: Request
+) -> CommunicationDetail:
+    """Render and queue a message; it is sent (at `scheduled_for`, after the send policy) by a workflow."""
+    ensure_own_tenant(principal, body.tenant_id)
+    record, _ = await messages.create_communication(
+        CommunicationRepository(session), body, delivery_starter(request)
+    )
+    return CommunicationDetail.model_validate(record)
+
+
+@router.get(
+    "/{communication_id}", response_model=CommunicationDetail, dependencies=[CanRead], responses=NOT_FOUND
+)
+async def get_communication(communication_id: uuid.UUID, session: SessionDep) -> CommunicationDetail:
+    """One message with its delivery state."""
+    return CommunicationDetail.model_validate(
+        await CommunicationRepository(session).get_or_404(communication_id)
+    )
+
+
+@router.patch(
+    "/{communication_id}", response_model=CommunicationDetail, dependencies=[CanWrite], responses=NOT_FOUND
+)
+async def update_communication(
+    communication_id: uuid.UUID, body: CommunicationUpdate, session: SessionDep
+) -> CommunicationDetail:
+    """Mark a message sent, delivered, read or failed (with `error_message`); never backwards (409)."""
+    record = await messages.update_communication(CommunicationRepository(session), communication_id, body)
+    return CommunicationDetail.model_validate(record)
+
+
+@router.patch(
+    "/{communication_id}/read",
+    response_model=CommunicationDetail,
+    dependencies=[CanWrite],
+    responses=NOT_FOUND,
+)
+async def mark_communication_read(communication_id: uuid.UUID, session: SessionDep) -> CommunicationDetail:
+    """Mark a message read (sets `read_at`)."""
+    record = await messages.mark_read(CommunicationRepository(session), communication_id)
+    return CommunicationDetail.model_validate(record)
+
+
+@router.delete(
+    "/{communication_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[CanDelete],
+    responses=NOT_FOUND,
+)
+async def delete_communication(communication_id: uuid.UUID, session: SessionDep) -> Response:
+    """Permanently remove a message record."""
+    await messages.delete_communication(CommunicationRepository(session), communication_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,104 @@
+"""Tickets API (`/tickets`): follow-up tasks about patients, each with an SLA clock kept by a workflow."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, TemporalAccessDep, ensure_own_tenant
+from core.pagination import PageDep
+from domain.enums import TicketPriority, TicketStatus
+from domain.tickets import service
+from domain.tickets.repository import TicketRepository
+from domain.tickets.schemas import (
+    TicketCreate,
+    TicketEventResponse,
+    TicketListResponse,
+    TicketResponse,
+    TicketUpdate,
+)
+
+router = APIRouter(prefix="/tickets", tags=["tickets"])
+TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
+
+
+@router.get("", response_model=TicketListResponse, dependencies=[CanRead])
+async def list_tickets(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    tenant_id: TenantFilter = None,
+    patient_id: uuid.UUID | None = None,
+    status: TicketStatus | None = None,
+    priority: TicketPriority | None = None,
+    assigned_to: uuid.UUID | None = None,
+    category: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    journey_instance_id: uuid.UUID | None = None,
+    breached: Annotated[bool | None, Query(description="Only tickets that missed (or met) a target")] = None,
+) -> TicketListResponse:
+    """List tickets, newest first, filtered by patient, status, priority, assignee, category, journey
+    instance or SLA breach."""
+    ensure_own_tenant(principal, tenant_id)
+    repo = TicketRepository(session)
+    stmt = repo.filtered(
+        patient_id=patient_id,
+        status=status.value if status else None,
+        priority=priority.value if priority else None,
+        assigned_to=assigned_to,
+        category=category,
+        journey_instance_id=journey_instance_id,
+        breached=breached,
+    )
+    rows, total = await repo.page(stmt, page)
+    return TicketListResponse.build([TicketResponse.model_validate(r) for r in rows], total, page)
+
+
+@router.post(
+    "",
+    response_model=TicketResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CanWrite],
+    responses={404: {"description": "Patient or journey instance not found"}},
+)
+async def create_ticket(
+    body: TicketCreate, session: SessionDep, principal: CurrentPrincipal, temporal: TemporalAccessDep
+) -> TicketResponse:
+    """Open a ticket. Its SLA clock starts now: `response_due_at` and `resolution_due_at` are set within
+    moments by its workflow, from the tenant's targets for the priority, in business hours."""
+    ensure_own_tenant(principal, body.tenant_id)
+    ticket = await service.open_ticket(session, body, temporal, actor=principal.sub)
+    return TicketResponse.model_validate(ticket)
+
+
+@router.get("/{ticket_id}", response_model=TicketResponse, dependencies=[CanRead])
+async def get_ticket(ticket_id: uuid.UUID, session: SessionDep) -> TicketResponse:
+    """One ticket, with its SLA due times and breach flags."""
+    return TicketResponse.model_validate(await TicketRepository(session).get_or_404(ticket_id))
+
+
+@router.patch(
+    "/{ticket_id}",
+    response_model=TicketResponse,
+    dependencies=[CanWrite],
+    responses={409: {"description": "The status cannot move that way"}},
+)
+async def update_ticket(
+    ticket_id: uuid.UUID,
+    body: TicketUpdate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    temporal: TemporalAccessDep,
+) -> TicketResponse:
+    """Partial update. Status moves: open -> in_progress / waiting_on_patient (the SLA clock pauses) ->
+    resolved -> closed; resolved or closed -> open reopens (a new SLA cycle). Leaving `open` records the
+    first response."""
+    ticket = await service.update_ticket(session, temporal, ticket_id, body, actor=principal.sub)
+    return TicketResponse.model_validate(ticket)
+
+
+@router.get("/{ticket_id}/events", response_model=list[TicketEventResponse], dependencies=[CanRead])
+async def list_ticket_events(ticket_id: uuid.UUID, session: SessionDep) -> list[TicketEventResponse]:
+    """The ticket's history: creation, changes, first response, SLA pauses and escalations."""
+    return [TicketEventResponse.model_validate(e) for e in await service.ticket_events(session, ticket_id)]

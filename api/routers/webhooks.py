@@ -1,0 +1,70 @@
+"""Provider webhooks (`/webhooks/...`): no bearer token; each request is authenticated by its signature."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import RawSessionDep, temporal_access
+from api.routers.appointments import workflow_gateway
+from api.webhook_auth import SendGridEvents, TwilioForm
+from domain.communications import webhooks
+from domain.journeys.models import JourneyInstance
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+SIGNED: dict[int | str, dict[str, Any]] = {403: {"description": "Missing, forged or altered signature"}}
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def reply_routing(request: Request) -> webhooks.ReplyRouting:
+    """Journeys' `reply_received` signal and the WhatsApp booking conversation, reached through Temporal."""
+    from domain.journeys.service import notify_reply_received
+    from domain.scheduling.booking import route_inbound_reply
+
+    async def notify_journey(instance: JourneyInstance, communication_id: uuid.UUID) -> None:
+        await notify_reply_received(temporal_access(request), instance, communication_id)
+
+    async def route_booking(
+        session: AsyncSession, patient_id: uuid.UUID, communication_id: uuid.UUID
+    ) -> None:
+        await route_inbound_reply(
+            session, workflow_gateway(request), patient_id=patient_id, communication_id=communication_id
+        )
+
+    return webhooks.ReplyRouting(notify_journey=notify_journey, route_booking=route_booking)
+
+
+@router.post("/twilio/status", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED)
+async def twilio_message_status(form: TwilioForm, session: RawSessionDep) -> Response:
+    """Twilio's message status callback (`MessageSid`, `MessageStatus`, `ErrorCode`)."""
+    await webhooks.apply_twilio_status(
+        session,
+        message_sid=form.get("MessageSid", ""),
+        status=form.get("MessageStatus", ""),
+        error_code=form.get("ErrorCode") or None,
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/twilio/messages", responses=SIGNED)
+async def twilio_inbound_message(form: TwilioForm, session: RawSessionDep, request: Request) -> Response:
+    """An SMS or WhatsApp message from a patient: stored on their conversation and routed to waiting flows."""
+    await webhooks.receive_twilio_message(
+        session,
+        reply_routing(request),
+        message_sid=form.get("MessageSid", ""),
+        sender=form.get("From", ""),
+        receiver=form.get("To", ""),
+        body=form.get("Body", ""),
+    )
+    return Response(content=EMPTY_TWIML, media_type="application/xml")
+
+
+@router.post("/sendgrid/events", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED)
+async def sendgrid_event_webhook(events: SendGridEvents, session: RawSessionDep) -> Response:
+    """SendGrid's signed event webhook (delivered, open, bounce, dropped, unsubscribe, ...)."""
+    await webhooks.apply_sendgrid_events(session, events)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

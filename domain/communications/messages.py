@@ -1,0 +1,197 @@
+"""The Communications API's use cases: create (rendered, recorded, then delivered by a workflow), update,
+delete, mark read, statistics and the template catalogue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import EmailStr, TypeAdapter, ValidationError
+from sqlalchemy import select
+
+from core.database import after_commit
+from core.errors import Conflict, NotFound, Unprocessable
+from core.phones import to_e164
+from core.settings import get_settings
+from domain.communications import templates
+from domain.communications.models import Communication
+from domain.communications.repository import CommunicationRepository, advance_status
+from domain.communications.schemas import (
+    CommunicationCreate,
+    CommunicationStats,
+    CommunicationUpdate,
+    TemplateListResponse,
+    TemplateResponse,
+)
+from domain.communications.service import by_idempotency_key, recipient_for, system_variables
+from domain.enums import Channel, CommunicationStatus, Direction
+from domain.journeys.models import JourneyInstance
+from domain.patients.models import Patient
+from domain.scheduling.models import Appointment
+
+S = CommunicationStatus
+PATCHABLE = (S.SENT, S.DELIVERED, S.READ, S.FAILED)
+StartDelivery = Callable[[Communication], Awaitable[None]]
+
+
+def delivery_workflow_id(communication_id: uuid.UUID | str) -> str:
+    """`communication-<uuid>`: the one delivery workflow of an API-created message."""
+    return f"communication-{communication_id}"
+
+
+async def _exists(repo: CommunicationRepository, model: Any, record_id: uuid.UUID, label: str) -> None:
+    if await repo.session.scalar(select(model.id).where(model.id == record_id)) is None:
+        raise NotFound(f"{label} not found.")
+
+
+def _normalised_recipient(channel: Channel, recipient: str) -> str:
+    try:
+        if channel == Channel.EMAIL:
+            return str(TypeAdapter(EmailStr).validate_python(recipient)).lower()
+        return to_e164(recipient.removeprefix("whatsapp:"), get_settings().default_phone_region)
+    except (ValueError, ValidationError) as exc:
+        raise Unprocessable(f"recipient is not a valid {channel.value} address.") from exc
+
+
+async def create_communication(
+    repo: CommunicationRepository, data: CommunicationCreate, start_delivery: StartDelivery
+) -> tuple[Communication, bool]:
+    """Render and record a message (queued or scheduled), delivered after the commit; (record, created).
+
+    An unknown template or a variable the template needs but was not given is 422 here, never a failure
+    later. A repeated `idempotency_key` returns the message already recorded under it."""
+    session = repo.session
+    if data.idempotency_key and (existing := await by_idempotency_key(session, data.idempotency_key)):
+        return existing, False
+    patient = await session.scalar(select(Patient).where(Patient.id == data.patient_id))
+    if patient is None:
+        raise NotFound("Patient not found.")
+    if data.journey_instance_id is not None:
+        await _exists(repo, JourneyInstance, data.journey_instance_id, "Journey instance")
+    if data.appointment_id is not None:
+        await _exists(repo, Appointment, data.appointment_id, "Appointment")
+    if data.template_name is not None and templates.get_template(data.template_name) is None:
+        raise Unprocessable(f"Unknown template {data.template_name!r}.")
+    variables = await system_variables(session, patient, data.appointment_id)
+    variables.update(data.template_vars)
+    try:
+        if data.template_name is not None and not data.message:
+            subject, body = templates.get_template(data.template_name).render(variables)  # type: ignore[union-attr]
+            subject = templates.render_text(data.subject, variables) if data.subject else subject
+        else:
+            subject = templates.render_text(data.subject, variables) if data.subject else None
+            body = templates.render_text(data.message or "", variables)
+    except templates.TemplateError as exc:
+        raise Unprocessable(f"The message cannot be rendered: {exc}") from exc
+    recipient = (
+        _normalised_recipient(data.channel, data.recipient)
+        if data.recipient
+        else recipient_for(patient, data.channel)
+    )
+    now = datetime.now(UTC)
+    later = data.scheduled_for is not None and data.scheduled_for > now
+    record = Communication(
+        id=uuid.uuid4(),
+        patient_id=patient.id,
+        journey_instance_id=data.journey_instance_id,
+        appointment_id=data.appointment_id,
+        direction=Direction.OUTBOUND.value,
+        channel=data.channel.value,
+        recipient=recipient,
+        subject=subject,
+        message=body,
+        template_name=data.template_name,
+        template_vars=data.template_vars,
+        status=(S.SCHEDULED if later else S.QUEUED).value,
+        is_urgent=data.is_urgent,
+        scheduled_for=data.scheduled_for,
+        idempotency_key=data.idempotency_key or f"api:{uuid.uuid4()}",
+    )
+    record.workflow_id = delivery_workflow_id(record.id)
+    record = await repo.add(record)
+
+    async def start() -> None:
+        await start_delivery(record)
+
+    after_commit(session, start)
+    return record, True
+
+
+async def update_communication(
+    repo: CommunicationRepository, communication_id: uuid.UUID, data: CommunicationUpdate
+) -> Communication:
+    """Apply a PATCH: a forward status move (409 when it would go backwards), or a failure's message."""
+    record = await repo.get_or_404(communication_id)
+    if data.status is not None and data.status not in PATCHABLE:
+        raise Unprocessable(f"status can be set to {', '.join(s.value for s in PATCHABLE)} only.")
+    if data.status is not None and data.status.value != record.status:
+        at = data.read_at or data.delivered_at or datetime.now(UTC)
+        moved = await advance_status(
+            repo.session,
+            record.id,
+            data.status,
+            at=at,
+            error_code="manual" if data.status == S.FAILED else None,
+            error_message=data.error_message,
+        )
+        if not moved:
+            raise Conflict(f"A {record.status} message cannot become {data.status.value}.")
+    elif data.error_message is not None:
+        if record.status != S.FAILED.value:
+            raise Unprocessable("error_message can only be set on a failed message.")
+        record.error_message = data.error_message
+    await repo.session.flush()
+    await repo.session.refresh(record)
+    return record
+
+
+async def mark_read(repo: CommunicationRepository, communication_id: uuid.UUID) -> Communication:
+    """Mark a message read (idempotent); 409 for a failed message."""
+    return await update_communication(repo, communication_id, CommunicationUpdate(status=S.READ))
+
+
+async def delete_communication(repo: CommunicationRepository, communication_id: uuid.UUID) -> None:
+    """Remove a message permanently."""
+    await repo.delete(await repo.get_or_404(communication_id))
+
+
+async def stats(repo: CommunicationRepository) -> CommunicationStats:
+    """Totals by channel and status; `sent` counts every message that reached at least `sent`."""
+    by_channel, raw = await repo.counts()
+    read = raw.get(S.READ.value, 0)
+    delivered = raw.get(S.DELIVERED.value, 0) + read
+    sent = raw.get(S.SENT.value, 0) + delivered
+    pending = sum(raw.get(s.value, 0) for s in (S.PENDING, S.SCHEDULED, S.QUEUED))
+    failed = raw.get(S.FAILED.value, 0)
+    return CommunicationStats(
+        total=sum(raw.values()),
+        by_channel={c.value: by_channel.get(c.value, 0) for c in Channel},
+        by_status={"sent": sent, "delivered": delivered, "read": read, "pending": pending, "failed": failed},
+        sent=sent,
+        pending=pending,
+        failed=failed,
+    )
+
+
+def template_catalogue(channel: Channel | None, category: str | None) -> TemplateListResponse:
+    """The built-in templates matching the filters, with every channel and category."""
+    found = templates.list_templates(channel.value if channel else None, category)
+    return TemplateListResponse(
+        templates=[
+            TemplateResponse(
+                id=t.id,
+                name=t.name,
+                channel=t.channel,
+                category=t.category,
+                subject=t.subject,
+                body=t.body,
+                variables=t.variables,
+            )
+            for t in found
+        ],
+        total=len(found),
+        channels=[c.value for c in Channel],
+        categories=list(templates.CATEGORIES),
+    )

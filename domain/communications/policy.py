@@ -1,0 +1,182 @@
+"""The send policy: the one gate every automated message passes before a provider is called.
+
+In order: consent (nothing goes to a channel the patient opted out of: refused), quiet hours (the message
+waits until the window opens in the patient's time zone, else the tenant's; urgent messages bypass it and
+say so), and the tenant's frequency cap (the message waits until the oldest message in the window ages out).
+A message that must wait is never dropped: the delivery workflow sleeps on a durable timer and asks again.
+
+Consent keywords follow Twilio's defaults: a reply of exactly one of them (any case, surrounding whitespace
+ignored) opts the patient out of, or back into, the channel it arrived on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.communications.models import Communication
+from domain.enums import Channel, CommunicationStatus, Direction
+from domain.patients.models import ChannelConsent, Patient
+from domain.tenants.models import Tenant
+from domain.tenants.schemas import TenantSettings
+from domain.tenants.service import settings_of
+
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
+OPT_OUT_CONFIRMATION = (
+    "You have been unsubscribed from {clinic} messages on this channel. Reply START to resubscribe."
+)
+OPT_IN_CONFIRMATION = (
+    "You are subscribed again to {clinic} messages on this channel. Reply STOP to unsubscribe."
+)
+COUNTED_STATUSES = (CommunicationStatus.SENT, CommunicationStatus.DELIVERED, CommunicationStatus.READ)
+
+
+class ConsentKeyword(StrEnum):
+    """What an inbound message says about consent."""
+
+    OPT_OUT = "opt_out"
+    OPT_IN = "opt_in"
+
+
+def consent_keyword(text: str | None) -> ConsentKeyword | None:
+    """OPT_OUT / OPT_IN when the whole message is a consent keyword (any case), else None."""
+    word = (text or "").strip().upper()
+    if word in OPT_OUT_KEYWORDS:
+        return ConsentKeyword.OPT_OUT
+    if word in OPT_IN_KEYWORDS:
+        return ConsentKeyword.OPT_IN
+    return None
+
+
+async def opted_out(session: AsyncSession, patient_id: uuid.UUID, channel: Channel) -> bool:
+    """True when the patient has opted out of `channel`."""
+    consent = await session.scalar(
+        select(ChannelConsent.opted_out).where(
+            ChannelConsent.patient_id == patient_id, ChannelConsent.channel == channel.value
+        )
+    )
+    return bool(consent)
+
+
+async def set_consent(
+    session: AsyncSession, patient_id: uuid.UUID, channel: Channel, *, opt_out: bool, at: datetime
+) -> bool:
+    """Record an opt-out or opt-in at once (upsert); True when it changed the patient's consent."""
+    before = await opted_out(session, patient_id, channel)
+    stmt = insert(ChannelConsent).values(
+        id=uuid.uuid4(),
+        tenant_id=session.info["tenant_id"],
+        patient_id=patient_id,
+        channel=channel.value,
+        opted_out=opt_out,
+        changed_at=at,
+        source="keyword",
+    )
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_channel_consents_patient_channel",
+        set_={"opted_out": opt_out, "changed_at": at, "source": "keyword"},
+    )
+    await session.execute(stmt)
+    return before != opt_out
+
+
+class Verdict(StrEnum):
+    """What the policy decided for one message at one moment."""
+
+    SEND = "send"
+    WAIT = "wait"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer: send now, wait until `until`, or refuse with a PHI-free `reason`."""
+
+    verdict: Verdict
+    reason: str
+    until: datetime | None = None
+
+
+def patient_zone(patient: Patient | None, tenant: Tenant | None) -> ZoneInfo:
+    """The patient's time zone, else the tenant's, else UTC."""
+    for name in (patient.timezone if patient else None, tenant.timezone if tenant else None):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def quiet_hours_end(now: datetime, zone: ZoneInfo, settings: TenantSettings) -> datetime | None:
+    """When the quiet window containing `now` ends (UTC), or None when `now` is outside it."""
+    quiet = settings.quiet_hours
+    if not quiet.enabled or quiet.start == quiet.end:
+        return None
+    local = now.astimezone(zone)
+    clock = local.time().replace(tzinfo=None)
+    if quiet.start > quiet.end:  # spans midnight, e.g. 21:00-08:00
+        inside = clock >= quiet.start or clock < quiet.end
+        end_day = local.date() + timedelta(days=1) if clock >= quiet.start else local.date()
+    else:
+        inside = quiet.start <= clock < quiet.end
+        end_day = local.date()
+    if not inside:
+        return None
+    return datetime.combine(end_day, quiet.end, tzinfo=zone).astimezone(UTC)
+
+
+async def frequency_cap_release(
+    session: AsyncSession, communication: Communication, now: datetime, settings: TenantSettings
+) -> datetime | None:
+    """When the patient's frequency cap lets this message go (UTC), or None when it may go now."""
+    cap = settings.frequency_cap
+    since = now - timedelta(hours=cap.per_hours)
+    recent = (
+        select(Communication.sent_at)
+        .where(
+            Communication.patient_id == communication.patient_id,
+            Communication.direction == Direction.OUTBOUND.value,
+            Communication.id != communication.id,
+            Communication.status.in_([s.value for s in COUNTED_STATUSES]),
+            Communication.sent_at > since,
+        )
+        .order_by(Communication.sent_at.desc())
+        .limit(cap.max_messages)
+    )
+    sent = [t for t in (await session.scalars(recent)).all() if t is not None]
+    if len(sent) < cap.max_messages:
+        return None
+    return min(sent) + timedelta(hours=cap.per_hours)
+
+
+async def evaluate(session: AsyncSession, communication: Communication, now: datetime) -> Decision:
+    """Apply consent, quiet hours and the frequency cap to one outbound message at `now`."""
+    channel = Channel(communication.channel)
+    if communication.patient_id is not None and await opted_out(session, communication.patient_id, channel):
+        return Decision(Verdict.REFUSE, f"The patient opted out of {channel.value} messages.")
+    tenant = await session.get(Tenant, communication.tenant_id)
+    settings = settings_of(tenant) if tenant is not None else TenantSettings()
+    patient = (
+        await session.scalar(select(Patient).where(Patient.id == communication.patient_id))
+        if communication.patient_id is not None
+        else None
+    )
+    quiet_end = quiet_hours_end(now, patient_zone(patient, tenant), settings)
+    if quiet_end is not None and not communication.is_urgent:
+        return Decision(Verdict.WAIT, "quiet hours", until=quiet_end)
+    if communication.patient_id is not None and not communication.is_urgent:
+        released = await frequency_cap_release(session, communication, now, settings)
+        if released is not None:
+            return Decision(Verdict.WAIT, "frequency cap", until=released)
+    if quiet_end is not None:
+        return Decision(Verdict.SEND, "urgent: sent during quiet hours")
+    return Decision(Verdict.SEND, "allowed")

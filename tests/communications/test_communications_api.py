@@ -1,0 +1,189 @@
+"""The Communications API: create, list, get, update, delete, read, stats, templates, search."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.communications.conftest import API
+
+BASE = f"{API}/communications"
+
+
+async def _create(client: httpx.AsyncClient, auth: dict, **fields) -> httpx.Response:
+    return await client.post(BASE, json=fields, headers=auth)
+
+
+async def test_create_renders_a_template_with_system_and_given_variables(client, auth, make_patient) -> None:
+    patient = await make_patient()
+    resp = await _create(
+        client,
+        auth,
+        patient_id=str(patient.id),
+        channel="sms",
+        template_name="lab_results_ready",
+        template_vars={"test_name": "blood panel"},
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["message"].startswith("Test Clinic: the results of your blood panel are ready")
+    assert (body["status"], body["direction"], body["recipient"]) == (
+        "queued",
+        "outbound",
+        patient.phone_primary,
+    )
+
+
+async def test_a_template_variable_left_out_is_422_at_creation(client, auth, make_patient) -> None:
+    patient = await make_patient()
+    resp = await _create(
+        client, auth, patient_id=str(patient.id), channel="sms", template_name="lab_results_ready"
+    )
+    assert resp.status_code == 422
+    assert "test_name" in resp.json()["detail"]
+
+
+async def test_an_unknown_template_is_422(client, auth, make_patient) -> None:
+    patient = await make_patient()
+    resp = await _create(client, auth, patient_id=str(patient.id), channel="sms", template_name="nope")
+    assert resp.status_code == 422
+
+
+async def test_a_message_for_an_unknown_patient_is_404(client, auth) -> None:
+    resp = await _create(client, auth, patient_id=str(uuid.uuid4()), channel="sms", message="Hello")
+    assert resp.status_code == 404
+
+
+async def test_a_future_scheduled_for_makes_the_message_scheduled(client, auth, make_patient) -> None:
+    patient = await make_patient()
+    resp = await _create(
+        client,
+        auth,
+        patient_id=str(patient.id),
+        channel="email",
+        subject="Hi",
+        message="See you {{ patient_first_name }}",
+        scheduled_for="2099-01-01T08:00:00Z",
+    )
+    assert resp.status_code == 201
+    assert (resp.json()["status"], resp.json()["message"]) == ("scheduled", "See you Maria")
+
+
+async def test_list_filters_by_patient_channel_and_status(client, auth, make_patient) -> None:
+    one, two = await make_patient(), await make_patient()
+    await _create(client, auth, patient_id=str(one.id), channel="sms", message="a")
+    await _create(client, auth, patient_id=str(one.id), channel="email", subject="s", message="b")
+    await _create(client, auth, patient_id=str(two.id), channel="sms", message="c")
+    listed = (await client.get(BASE, params={"patient_id": str(one.id)}, headers=auth)).json()
+    assert (listed["total"], listed["has_previous"]) == (2, False)
+    sms = (await client.get(BASE, params={"patient_id": str(one.id), "channel": "sms"}, headers=auth)).json()
+    assert [m["message"] for m in sms["items"]] == ["a"]
+    queued = (await client.get(BASE, params={"status": "queued"}, headers=auth)).json()
+    assert queued["total"] == 3
+    assert (await client.get(BASE, params={"channel": "fax"}, headers=auth)).status_code == 422
+
+
+async def test_get_patch_read_and_delete(client, auth, make_patient) -> None:
+    patient = await make_patient()
+    created = (await _create(client, auth, patient_id=str(patient.id), channel="sms", message="x")).json()
+    url = f"{BASE}/{created['id']}"
+    assert (await client.get(url, headers=auth)).json()["id"] == created["id"]
+    delivered = await client.patch(url, json={"status": "delivered"}, headers=auth)
+    assert (delivered.status_code, delivered.json()["status"]) == (200, "delivered")
+    assert delivered.json()["delivered_at"] is not None
+    backwards = await client.patch(url, json={"status": "sent"}, headers=auth)
+    assert backwards.status_code == 409
+    read = await client.patch(f"{url}/read", headers=auth)
+    assert (read.json()["status"], read.json()["read_at"] is not None) == ("read", True)
+    assert (await client.delete(url, headers=auth)).status_code == 204
+    assert (await client.get(url, headers=auth)).status_code == 404
+    assert (await client.patch(f"{url}/read", headers=auth)).status_code == 404
+
+
+async def test_failed_with_error_message_is_final(client, auth, make_patient) -> None:
+    patient = await make_patient()
+    created = (await _create(client, auth, patient_id=str(patient.id), channel="sms", message="x")).json()
+    url = f"{BASE}/{created['id']}"
+    failed = await client.patch(
+        url, json={"status": "failed", "error_message": "Number disconnected"}, headers=auth
+    )
+    assert (failed.json()["status"], failed.json()["error_message"]) == ("failed", "Number disconnected")
+    assert (await client.patch(f"{url}/read", headers=auth)).status_code == 409
+    assert (await client.patch(url, json={"status": "queued"}, headers=auth)).status_code == 422
+
+
+async def test_stats_have_exactly_the_reference_keys(client, auth, make_patient) -> None:
+    patient = await make_patient()
+    first = (await _create(client, auth, patient_id=str(patient.id), channel="sms", message="x")).json()
+    await _create(client, auth, patient_id=str(patient.id), channel="whatsapp", message="y")
+    await client.patch(f"{BASE}/{first['id']}/read", headers=auth)
+    stats = (await client.get(f"{BASE}/stats", headers=auth)).json()
+    assert set(stats) == {"total", "by_channel", "by_status", "sent", "pending", "failed"}
+    assert stats["by_channel"] == {"whatsapp": 1, "sms": 1, "email": 0}
+    assert stats["by_status"] == {"sent": 1, "delivered": 1, "read": 1, "pending": 1, "failed": 0}
+    assert (stats["total"], stats["sent"], stats["pending"], stats["failed"]) == (2, 1, 1, 0)
+
+
+async def test_templates_have_the_reference_shape_and_filters(client, auth) -> None:
+    everything = (await client.get(f"{BASE}/templates", headers=auth)).json()
+    assert set(everything) == {"templates", "total", "channels", "categories"}
+    assert everything["total"] >= 9 and everything["channels"] == ["whatsapp", "sms", "email"]
+    assert set(everything["templates"][0]) == {
+        "id",
+        "name",
+        "channel",
+        "category",
+        "subject",
+        "body",
+        "variables",
+    }
+    billing = (await client.get(f"{BASE}/templates", params={"category": "billing"}, headers=auth)).json()
+    assert {t["category"] for t in billing["templates"]} == {"billing"}
+    sms = (await client.get(f"{BASE}/templates", params={"channel": "sms"}, headers=auth)).json()
+    assert {t["channel"] for t in sms["templates"]} == {"sms"}
+
+
+async def test_search_finds_words_ranked_and_filtered(client, auth, make_patient) -> None:
+    one, two = await make_patient(), await make_patient()
+    await _create(
+        client, auth, patient_id=str(one.id), channel="sms", message="Your insulin prescription is ready"
+    )
+    await _create(
+        client, auth, patient_id=str(one.id), channel="sms", message="insulin insulin dosage changed"
+    )
+    await _create(client, auth, patient_id=str(two.id), channel="email", subject="Insulin", message="info")
+    await _create(client, auth, patient_id=str(two.id), channel="sms", message="Unrelated text")
+    found = (await client.get(f"{BASE}/search", params={"query": "insulin"}, headers=auth)).json()
+    assert found["total"] == 3
+    assert found["items"][0]["message"] == "insulin insulin dosage changed"
+    mine = (
+        await client.get(
+            f"{BASE}/search", params={"query": "insulin", "patient_id": str(two.id)}, headers=auth
+        )
+    ).json()
+    assert [m["channel"] for m in mine["items"]] == ["email"]
+    paged = (
+        await client.get(f"{BASE}/search", params={"query": "insulin", "page_size": 1}, headers=auth)
+    ).json()
+    assert (len(paged["items"]), paged["has_next"]) == (1, True)
+    future = (
+        await client.get(
+            f"{BASE}/search", params={"query": "insulin", "date_from": "2099-01-01T00:00:00Z"}, headers=auth
+        )
+    ).json()
+    assert future["total"] == 0
+    assert (await client.get(f"{BASE}/search", params={"query": "x"}, headers=auth)).status_code == 422
+
+
+async def test_another_tenants_message_is_404(client, auth, make_patient, make_tenant, headers_for) -> None:
+    patient = await make_patient()
+    created = (await _create(client, auth, patient_id=str(patient.id), channel="sms", message="x")).json()
+    other = headers_for(await make_tenant())
+    assert (await client.get(f"{BASE}/{created['id']}", headers=other)).status_code == 404
+    assert (await client.delete(f"{BASE}/{created['id']}", headers=other)).status_code == 404
+    assert (
+        await client.post(
+            BASE, json={"patient_id": str(patient.id), "channel": "sms", "message": "x"}, headers=other
+        )
+    ).status_code == 404

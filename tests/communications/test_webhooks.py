@@ -1,0 +1,240 @@
+"""Provider webhooks: signatures refused when forged, statuses that never move backwards, inbound replies,
+STOP / START consent, and SendGrid's signed events deduplicated."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from urllib.parse import urlencode
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
+from twilio.request_validator import RequestValidator
+
+from core.database import bind_tenant
+from domain.communications import service
+from domain.communications.models import Communication
+from domain.enums import Channel
+from domain.patients.models import ChannelConsent
+from tests.communications.conftest import API, PUBLIC_BASE, TWILIO_TOKEN
+
+HOOKS = f"{API}/webhooks"
+
+
+async def twilio_post(client, path: str, params: dict[str, str], *, signature: str | None = None):
+    """POST a form as Twilio does, signed over the public URL unless `signature` is given."""
+    url = f"{PUBLIC_BASE}{HOOKS}{path}"
+    signed = (
+        signature if signature is not None else RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
+    )
+    return await client.post(
+        f"{HOOKS}{path}",
+        content=urlencode(params),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signed},
+    )
+
+
+async def sendgrid_post(
+    client, keys, events: list[dict], *, timestamp: int | None = None, tamper: bool = False
+):
+    """POST events as SendGrid's signed event webhook does."""
+    raw = json.dumps(events)
+    stamp = str(timestamp or int(time.time()))
+    signature = base64.b64encode(
+        keys.private_key.sign((stamp + raw).encode(), ec.ECDSA(hashes.SHA256()))
+    ).decode()
+    body = raw.replace("delivered", "bounce") if tamper else raw
+    return await client.post(
+        f"{HOOKS}/sendgrid/events",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": signature,
+            "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+        },
+    )
+
+
+async def _sent_message(system_sessionmaker, tenant_id, patient, channel=Channel.SMS) -> Communication:
+    """A message sent through send_message (recorded, committed, then handed to the provider)."""
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        result = await service.send_message(
+            session,
+            patient_id=patient.id,
+            channel=channel,
+            message="Hello",
+            idempotency_key=str(uuid.uuid4()),
+        )
+        await session.commit()
+    return await _reload(system_sessionmaker, tenant_id, result.communication.id)
+
+
+async def _reload(system_sessionmaker, tenant_id, communication_id) -> Communication:
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        return await session.scalar(select(Communication).where(Communication.id == communication_id))
+
+
+async def test_send_message_records_first_then_sends_through_twilio(
+    providers_configured, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    (form,) = providers_configured.twilio_forms()
+    assert form["To"] == patient.phone_primary
+    assert (message.status, message.provider, message.provider_message_id.startswith("SM")) == (
+        "sent",
+        "twilio",
+        True,
+    )
+
+
+async def test_nothing_is_sent_when_the_transaction_rolls_back(
+    providers_configured, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        await service.send_message(
+            session, patient_id=patient.id, channel=Channel.SMS, message="x", idempotency_key="rolled-back"
+        )
+        await session.rollback()
+    assert providers_configured.requests == []
+
+
+async def test_status_callbacks_out_of_order_never_move_backwards(
+    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    sid = message.provider_message_id
+    for status in ("read", "delivered", "sent", "delivered", "failed"):
+        resp = await twilio_post(client, "/twilio/status", {"MessageSid": sid, "MessageStatus": status})
+        assert resp.status_code == 204
+    final = await _reload(system_sessionmaker, tenant_id, message.id)
+    assert (final.status, final.read_at is not None, final.delivered_at is not None) == ("read", True, True)
+
+
+async def test_failed_status_is_final_and_readable(
+    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    params = {"MessageSid": message.provider_message_id, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+    await twilio_post(client, "/twilio/status", params)
+    await twilio_post(
+        client, "/twilio/status", {"MessageSid": message.provider_message_id, "MessageStatus": "delivered"}
+    )
+    final = await _reload(system_sessionmaker, tenant_id, message.id)
+    assert (final.status, final.error_code) == ("failed", "30003")
+    assert "undelivered" in final.error_message
+
+
+async def test_forged_unsigned_or_altered_twilio_requests_are_403_and_change_nothing(
+    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    params = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered"}
+    forged = await twilio_post(client, "/twilio/status", params, signature="bm90LWEtc2lnbmF0dXJl")
+    unsigned = await client.post(
+        f"{HOOKS}/twilio/status",
+        content=urlencode(params),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    good = RequestValidator(TWILIO_TOKEN).compute_signature(f"{PUBLIC_BASE}{HOOKS}/twilio/status", params)
+    altered = await twilio_post(client, "/twilio/status", {**params, "MessageStatus": "read"}, signature=good)
+    other_host = RequestValidator(TWILIO_TOKEN).compute_signature(
+        f"http://testserver{HOOKS}/twilio/status", params
+    )
+    wrong_url = await twilio_post(client, "/twilio/status", params, signature=other_host)
+    assert [r.status_code for r in (forged, unsigned, altered, wrong_url)] == [403, 403, 403, 403]
+    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "sent"
+
+
+async def test_an_inbound_reply_is_stored_on_the_patients_conversation(
+    providers_configured, client, auth, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    await _sent_message(system_sessionmaker, tenant_id, patient, Channel.WHATSAPP)
+    params = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "From": f"whatsapp:{patient.phone_primary}",
+        "To": "whatsapp:+14155550001",
+        "Body": "Feeling much better, thanks",
+        "NumMedia": "0",
+    }
+    resp = await twilio_post(client, "/twilio/messages", params)
+    assert resp.status_code == 200 and "<Response>" in resp.text
+    again = await twilio_post(client, "/twilio/messages", params)  # Twilio retries: stored once
+    assert again.status_code == 200
+    conversation = (
+        await client.get(
+            f"{API}/patients/{patient.id}/conversations", params={"direction": "inbound"}, headers=auth
+        )
+    ).json()
+    assert [(m["message"], m["channel"], m["status"]) for m in conversation["items"]] == [
+        ("Feeling much better, thanks", "whatsapp", "received")
+    ]
+
+
+async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
+    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    await _sent_message(system_sessionmaker, tenant_id, patient)
+    for word in ("  stop ", "STOP"):
+        params = {
+            "MessageSid": "SM" + uuid.uuid4().hex,
+            "From": patient.phone_primary,
+            "To": "+14155550000",
+            "Body": word,
+        }
+        assert (await twilio_post(client, "/twilio/messages", params)).status_code == 200
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        consent = await session.scalar(select(ChannelConsent).where(ChannelConsent.patient_id == patient.id))
+    assert (consent.channel, consent.opted_out) == ("sms", True)
+    forms = providers_configured.twilio_forms()
+    assert len(forms) == 2 and "unsubscribed" in forms[1]["Body"]  # the first message, then one confirmation
+    after = await _sent_message(system_sessionmaker, tenant_id, patient)
+    assert (after.status, after.error_code) == ("failed", "opted_out")
+    assert len(providers_configured.twilio_forms()) == 2
+    start = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "From": patient.phone_primary,
+        "To": "+14155550000",
+        "Body": "Start",
+    }
+    await twilio_post(client, "/twilio/messages", start)
+    resumed = await _sent_message(system_sessionmaker, tenant_id, patient)
+    assert resumed.status == "sent"
+
+
+async def test_sendgrid_events_are_verified_applied_and_deduplicated(
+    providers_configured, client, system_sessionmaker, tenant_id, make_patient, sendgrid_keys
+) -> None:
+    patient = await make_patient()
+    message = await _sent_message(system_sessionmaker, tenant_id, patient, Channel.EMAIL)
+    (mail,) = providers_configured.sendgrid_mails()
+    assert mail["custom_args"] == {"communication_id": str(message.id)}
+    delivered = {
+        "event": "delivered",
+        "sg_event_id": "ev-1",
+        "email": "x",
+        "timestamp": int(time.time()),
+        "communication_id": str(message.id),
+    }
+    assert (await sendgrid_post(client, sendgrid_keys, [delivered], tamper=True)).status_code == 403
+    stale = int(time.time()) - 3600
+    assert (await sendgrid_post(client, sendgrid_keys, [delivered], timestamp=stale)).status_code == 403
+    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "sent"
+    assert (await sendgrid_post(client, sendgrid_keys, [delivered])).status_code == 204
+    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "delivered"
+    opened = {**delivered, "event": "open", "sg_event_id": "ev-2"}
+    await sendgrid_post(client, sendgrid_keys, [opened, opened])
+    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "read"

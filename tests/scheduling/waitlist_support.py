@@ -1,0 +1,131 @@
+"""Helpers for the waitlist tests: entries, cancellations, routed replies, and reading what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+
+from core.database import bind_tenant, mark_system, run_after_commit_jobs
+from domain.communications.models import Communication
+from domain.scheduling.models import WaitlistEntry, WaitlistOffer
+from domain.tenants.models import Tenant
+from tests.scheduling.conftest import API, future
+
+WAITLIST = f"{API}/waitlist"
+POLL_SECONDS = 15.0
+
+
+async def wait_for(predicate, what: str) -> Any:
+    """Poll (bounded) until `predicate()` returns something truthy; returns it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + POLL_SECONDS
+    while not (result := await predicate()):
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def set_policy(sessionmaker, tenant_id: uuid.UUID, *, wave_size: int, hold_minutes: int) -> None:
+    """Give the tenant a waitlist wave size and hold."""
+    async with sessionmaker() as session:
+        mark_system(session)
+        await session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .values(settings={"waitlist": {"wave_size": wave_size, "hold_minutes": hold_minutes}})
+        )
+        await session.commit()
+
+
+async def add_entry(client: httpx.AsyncClient, auth: dict, patient_id: uuid.UUID, **fields: Any) -> dict:
+    """POST /waitlist for the next 30 days (fields override)."""
+    body = {
+        "patient_id": str(patient_id),
+        "start_date": future(days=0).date().isoformat(),
+        "end_date": future(days=30).date().isoformat(),
+        **fields,
+    }
+    resp = await client.post(WAITLIST, json=body, headers=auth)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+async def booked_then_cancelled(client, auth, book, make_patient, make_slot, practitioner_id: str) -> dict:
+    """A slot booked by someone who then cancels: returns the cancelled appointment."""
+    slot = await make_slot(practitioner_id, future(days=5, hour=10))
+    owner = await make_patient(phone_primary="+14155550900")
+    booked = await book(patient_id=str(owner.id), time_slot_id=slot["id"])
+    assert booked.status_code == 201, booked.text
+    resp = await client.post(f"{API}/appointments/{booked.json()['id']}/cancel", headers=auth)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+async def offers(sessionmaker, tenant_id, **where: Any) -> list[WaitlistOffer]:
+    """The tenant's offers matching `where` (column=value), oldest first."""
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        stmt = select(WaitlistOffer).order_by(WaitlistOffer.wave, WaitlistOffer.created_at)
+        for column, value in where.items():
+            stmt = stmt.where(getattr(WaitlistOffer, column) == value)
+        return list((await session.scalars(stmt)).all())
+
+
+async def entry_status(sessionmaker, tenant_id, entry_id: str) -> str:
+    """The entry's status in the database."""
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        entry = await session.scalar(select(WaitlistEntry).where(WaitlistEntry.id == uuid.UUID(entry_id)))
+        return entry.status
+
+
+async def templates_sent(sessionmaker, tenant_id, patient_id) -> list[str]:
+    """Template names of the messages sent to a patient, in order."""
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        rows = await session.scalars(
+            select(Communication.template_name)
+            .where(Communication.patient_id == patient_id, Communication.direction == "outbound")
+            .order_by(Communication.created_at)
+        )
+        return list(rows)
+
+
+async def reply(app, sessionmaker, tenant_id, *answers: tuple[uuid.UUID, str]) -> list[uuid.UUID | None]:
+    """What the communications webhook does: store each inbound reply and route it, in one transaction."""
+    from api.routers.appointments import workflow_gateway
+    from domain.scheduling import booking
+
+    class _Request:
+        pass
+
+    request = _Request()
+    request.app = app  # type: ignore[attr-defined]
+    routed = []
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        for patient_id, text in answers:
+            inbound = Communication(
+                patient_id=patient_id,
+                direction="inbound",
+                channel="whatsapp",
+                message=text,
+                status="received",
+            )
+            session.add(inbound)
+            await session.flush()
+            routed.append(
+                await booking.route_inbound_reply(
+                    session,
+                    workflow_gateway(request),  # type: ignore[arg-type]
+                    patient_id=patient_id,
+                    communication_id=inbound.id,
+                )
+            )
+        await session.commit()
+        await run_after_commit_jobs(session)
+    return routed

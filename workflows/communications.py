@@ -1,0 +1,126 @@
+"""One delivery workflow per API-created message (`communication-<uuid>`): wait for `scheduled_for`, pass the
+send policy (waiting on durable timers through quiet hours and frequency caps, never dropping the message),
+send with retries, and fall back from WhatsApp to SMS to email when a message is not delivered in time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.communications import (
+        CommunicationActivities,
+        CommunicationRef,
+        FailInput,
+        FallbackInput,
+        PolicyInput,
+        SendInput,
+    )
+
+STEP_TIMEOUT = timedelta(seconds=30)
+SEND_TIMEOUT = timedelta(minutes=2)
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=10,
+)
+MAX_POLICY_ROUNDS = 100  # quiet hours and caps each release within a day; this only bounds a bug
+FALLBACK_CHAIN = {"whatsapp": "sms", "sms": "email"}
+
+
+@dataclass
+class DeliveryInput:
+    """The message to deliver (ids only)."""
+
+    tenant_id: str
+    communication_id: str
+
+
+@dataclass
+class DeliveryResult:
+    """Where delivery ended: the last message tried, its channel and status."""
+
+    communication_id: str
+    channel: str
+    status: str
+
+
+@workflow.defn(name="CommunicationDeliveryWorkflow")
+class CommunicationDeliveryWorkflow:
+    """Delivers one message durably: scheduled time, send policy, retries, channel fallback."""
+
+    @workflow.run
+    async def run(self, data: DeliveryInput) -> DeliveryResult:
+        """Deliver the message, falling back channel by channel when a WhatsApp one goes undelivered."""
+        plan = await workflow.execute_activity_method(
+            CommunicationActivities.plan,
+            CommunicationRef(data.tenant_id, data.communication_id),
+            start_to_close_timeout=STEP_TIMEOUT,
+        )
+        if plan is None:
+            return DeliveryResult(data.communication_id, "", "missing")
+        if plan.scheduled_for:
+            await self._sleep_until(datetime.fromisoformat(plan.scheduled_for))
+        current, channel = data.communication_id, plan.channel
+        falls_back = plan.channel == "whatsapp"
+        while True:
+            status = await self._send(data.tenant_id, current)
+            next_channel = FALLBACK_CHAIN.get(channel) if falls_back else None
+            if next_channel is None or status in ("delivered", "read", "missing", "done"):
+                return DeliveryResult(current, channel, status)
+            if status != "failed":
+                await workflow.sleep(timedelta(minutes=plan.fallback_minutes))
+            copy = await workflow.execute_activity_method(
+                CommunicationActivities.fallback,
+                FallbackInput(data.tenant_id, current, next_channel),
+                start_to_close_timeout=STEP_TIMEOUT,
+            )
+            if copy is None:
+                return DeliveryResult(current, channel, status)
+            current, channel = copy, next_channel
+
+    async def _sleep_until(self, when: datetime) -> None:
+        delay = when - workflow.now()
+        if delay > timedelta(0):
+            await workflow.sleep(delay)
+
+    async def _send(self, tenant_id: str, communication_id: str) -> str:
+        for _ in range(MAX_POLICY_ROUNDS):
+            answer = await workflow.execute_activity_method(
+                CommunicationActivities.check_policy,
+                PolicyInput(tenant_id, communication_id, workflow.now().isoformat()),
+                start_to_close_timeout=STEP_TIMEOUT,
+            )
+            if answer.verdict == "done":
+                return "done"
+            if answer.verdict == "refuse":
+                return "failed"
+            if answer.verdict == "send":
+                break
+            if answer.until is not None:
+                await self._sleep_until(datetime.fromisoformat(answer.until))
+        try:
+            return await workflow.execute_activity_method(
+                CommunicationActivities.send,
+                SendInput(tenant_id, communication_id, workflow.now().isoformat()),
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=SEND_RETRY,
+            )
+        except ActivityError:
+            await workflow.execute_activity_method(
+                CommunicationActivities.mark_failed,
+                FailInput(
+                    tenant_id,
+                    communication_id,
+                    "retries_exhausted",
+                    "The provider kept failing; the message was not sent.",
+                    workflow.now().isoformat(),
+                ),
+                start_to_close_timeout=STEP_TIMEOUT,
+            )
+            return "failed"
