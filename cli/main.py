@@ -48,14 +48,22 @@ def _timezone(value: str) -> str:
 def tenant_create(
     name: Annotated[str, typer.Option("--name", help="The clinic's name.")],
     timezone: Annotated[
-        str, typer.Option("--timezone", callback=_timezone, help="IANA time zone, e.g. Europe/London.")
-    ] = "UTC",
+        str | None,
+        typer.Option(
+            "--timezone",
+            callback=lambda v: v and _timezone(v),
+            help="IANA time zone, e.g. Europe/London (default: PRM_DEFAULT_TIMEZONE).",
+        ),
+    ] = None,
 ) -> None:
     """Create a tenant and print its id (alone) on stdout."""
     if not name.strip():
         fail("--name must not be empty", EXIT_BAD_INPUT)
-    data = TenantCreate(name=name.strip(), timezone=timezone)
     settings = load_settings()
+    try:
+        data = TenantCreate(name=name.strip(), timezone=timezone or settings.default_timezone)
+    except ValueError:
+        fail("PRM_DEFAULT_TIMEZONE is not an IANA time zone", EXIT_BAD_INPUT)
     configure_cli_logging(settings)
     url = database_url_or_fail(settings)
 

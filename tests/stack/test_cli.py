@@ -28,10 +28,11 @@ def prm_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
 
 
-def prm(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def prm(database_url: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """Run `prm ARGS` against `database_url`, capturing stdout and stderr apart."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["DATABASE_URL"] = database_url
+    env.update(extra_env)
     return subprocess.run(  # noqa: S603 - our own command line
         [*prm_command(), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )
@@ -151,3 +152,13 @@ def test_seed_fills_an_empty_database_once(empty_database_url: str) -> None:
     assert tenants == [(tenant_id, "Demo Clinic")]
     assert practitioners == (3,)
     assert mrns == [f"MRN-DEMO-{n:04d}" for n in range(1, 6)]
+
+
+def test_tenant_create_defaults_to_the_configured_time_zone(database_url: str) -> None:
+    result = prm(
+        database_url, "tenant", "create", "--name", "Lisbon Clinic", PRM_DEFAULT_TIMEZONE="Europe/Lisbon"
+    )
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(libpq(database_url)) as conn:
+        row = conn.execute("SELECT timezone FROM tenants WHERE id = %s", (result.stdout.strip(),)).fetchone()
+    assert row == ("Europe/Lisbon",)
