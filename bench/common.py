@@ -6,16 +6,14 @@ import os
 import re
 import statistics
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import make_url
 
-from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
-from core.migrate import upgrade_to_head
+from core.embedded_db import start_embedded_postgres, to_libpq_url, to_sqlalchemy_url
+from core.migrate import scratch_database as migrated_scratch
 from core.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,27 +27,9 @@ def server_url() -> str:
     return start_embedded_postgres(get_settings().embedded_pgdata)
 
 
-@contextmanager
-def scratch_database(keep: bool = False) -> Iterator[str]:
+def scratch_database(keep: bool = False) -> AbstractContextManager[str]:
     """A new, migrated database on the configured server; dropped afterwards unless `keep`."""
-    server = make_url(server_url())
-    name = f"prm_bench_{uuid.uuid4().hex[:8]}"
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_to_head(url)
-        yield url
-    finally:
-        if not keep:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def libpq(url: str) -> str:
-    """A SQLAlchemy URL as psycopg wants it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return migrated_scratch(server_url(), "prm_bench", keep=keep)
 
 
 @dataclass
@@ -96,7 +76,7 @@ def write_section(section: str, body: str) -> None:
 def insert_tenant(url: str, name: str = "Bench") -> uuid.UUID:
     """A tenant row for the benchmark's data; returns its id."""
     tenant_id = uuid.uuid4()
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO tenants (id, name, timezone, settings, is_active) "
             "VALUES (%s, %s, 'UTC', '{}', true)",

@@ -31,9 +31,10 @@ from activities import ActivityDeps
 from activities.journeys import JourneyActivities
 from api.app import create_app
 from bench.bare_workflow import BareInput, BareWorkflow, noop
-from bench.common import insert_tenant, libpq, scratch_database, write_section
+from bench.common import insert_tenant, scratch_database, write_section
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
+from core.embedded_db import to_libpq_url
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.journeys.models import JourneyInstance
@@ -64,7 +65,7 @@ JOURNEY = {
 
 def seed_patients(url: str, tenant_id: uuid.UUID, count: int) -> list[str]:
     """`count` patients with phone numbers, inserted with SQL; returns their ids."""
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         rows = conn.execute(
             """
             INSERT INTO patients (id, tenant_id, mrn, first_name, last_name, phone_primary, status, meta_data)

@@ -19,8 +19,9 @@ import httpx
 import psycopg
 
 from api.app import create_app
-from bench.common import Latency, insert_tenant, libpq, scratch_database, write_section
+from bench.common import Latency, insert_tenant, scratch_database, write_section
 from core.auth import Role, issue_dev_token
+from core.embedded_db import to_libpq_url
 from core.settings import Settings
 
 FIRST_NAMES = (
@@ -44,7 +45,7 @@ SYLLABLES = (
 def seed(url: str, tenant_id: uuid.UUID, patients: int, batch: int = 100_000) -> float:
     """Insert `patients` synthetic patients with SQL (names from syllables); returns seconds taken."""
     started = time.perf_counter()
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         conn.execute("SELECT setseed(0.42)")
         for offset in range(0, patients, batch):
             conn.execute(
@@ -83,7 +84,7 @@ def seed(url: str, tenant_id: uuid.UUID, patients: int, batch: int = 100_000) ->
 
 def sample_people(url: str, tenant_id: uuid.UUID, count: int) -> list[tuple[str, str, str, str]]:
     """Real (first, last, phone, mrn) tuples to derive queries from."""
-    with psycopg.connect(libpq(url)) as conn:
+    with psycopg.connect(to_libpq_url(url)) as conn:
         rows = conn.execute(
             "SELECT first_name, last_name, phone_primary, mrn FROM patients WHERE tenant_id = %s "
             "ORDER BY random() LIMIT %s",

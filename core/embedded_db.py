@@ -76,3 +76,10 @@ def to_sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     raise ValueError("DATABASE_URL must be a PostgreSQL URL (postgresql://...)")
+
+
+def to_libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as psycopg (libpq) takes it, password kept."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from core.embedded_db import to_libpq_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,3 +28,24 @@ def alembic_config(database_url: str) -> Config:
 def upgrade_to_head(database_url: str) -> None:
     """Bring the database at `database_url` to the newest schema."""
     command.upgrade(alembic_config(database_url), "head")
+
+
+@contextmanager
+def scratch_database(
+    server_url: str, prefix: str, *, migrate: bool = True, keep: bool = False
+) -> Iterator[str]:
+    """A throwaway database `<prefix>_<random>` beside `server_url`'s (migrated unless told not to)."""
+    server = make_url(server_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = to_libpq_url(server_url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        if migrate:
+            upgrade_to_head(url)
+        yield url
+    finally:
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

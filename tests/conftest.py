@@ -12,16 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
 from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
-from core.migrate import upgrade_to_head
+from core.migrate import scratch_database
 from core.settings import Settings
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
@@ -35,25 +33,11 @@ def _server_url() -> str:
     return start_embedded_postgres(ROOT / ".prm" / "test-postgres")
 
 
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database on the configured server, migrated to head, dropped at the end of the run."""
-    server = make_url(_server_url())
-    name = f"prm_test_{uuid.uuid4().hex[:10]}"
-    admin = _libpq(server.render_as_string(hide_password=False))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_to_head(url)
+    with scratch_database(_server_url(), "prm_test") as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

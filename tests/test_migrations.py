@@ -7,7 +7,7 @@ from alembic.command import downgrade, upgrade
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, pool
 
-from core.migrate import alembic_config
+from core.migrate import alembic_config, scratch_database
 from domain.models import Base
 
 
@@ -34,20 +34,9 @@ def test_every_model_table_exists_after_upgrade(database_url: str) -> None:
     assert set(Base.metadata.tables) <= tables
 
 
-def test_migrations_downgrade_to_base_and_back(database_url: str, tmp_path_factory: object) -> None:
+def test_migrations_downgrade_to_base_and_back(database_url: str) -> None:
     """Each migration's downgrade undoes its upgrade (run on a scratch database, not the suite's)."""
-    import uuid
-
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(database_url)
-    scratch = f"prm_mig_{uuid.uuid4().hex[:8]}"
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{scratch}"')
-    url = server.set(database=scratch).render_as_string(hide_password=False)
-    try:
+    with scratch_database(database_url, "prm_mig", migrate=False) as url:
         cfg = alembic_config(url)
         upgrade(cfg, "head")
         downgrade(cfg, "base")
@@ -58,6 +47,3 @@ def test_migrations_downgrade_to_base_and_back(database_url: str, tmp_path_facto
             engine.dispose()
         upgrade(cfg, "head")
         assert _diff(url) == []
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')

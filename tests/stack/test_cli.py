@@ -13,10 +13,10 @@ from pathlib import Path
 import jwt
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from core.auth import Role, TokenVerifier
-from core.migrate import upgrade_to_head
+from core.embedded_db import to_libpq_url
+from core.migrate import scratch_database
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +38,6 @@ def prm(database_url: str, *args: str, **extra_env: str) -> subprocess.Completed
     )
 
 
-def libpq(url: str) -> str:
-    """A SQLAlchemy URL as psycopg takes it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def create_tenant(database_url: str, name: str = "CLI Clinic") -> uuid.UUID:
     """Create a tenant through the CLI and return its id."""
     result = prm(database_url, "tenant", "create", "--name", name)
@@ -53,18 +48,8 @@ def create_tenant(database_url: str, name: str = "CLI Clinic") -> uuid.UUID:
 @pytest.fixture(scope="module")
 def empty_database_url(database_url: str) -> Iterator[str]:
     """A second migrated database with no tenant at all (seeding only ever fills an empty one)."""
-    server = make_url(database_url)
-    name = f"prm_seed_{uuid.uuid4().hex[:10]}"
-    admin = libpq(database_url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_to_head(url)
+    with scratch_database(database_url, "prm_seed") as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_tenant_create_prints_only_the_new_tenant_id(database_url: str) -> None:
@@ -73,7 +58,7 @@ def test_tenant_create_prints_only_the_new_tenant_id(database_url: str) -> None:
     assert result.returncode == 0, result.stderr
     tenant_id = uuid.UUID(result.stdout.strip())
     assert result.stdout == f"{tenant_id}\n"
-    with psycopg.connect(libpq(database_url)) as conn:
+    with psycopg.connect(to_libpq_url(database_url)) as conn:
         row = conn.execute("SELECT name, timezone FROM tenants WHERE id = %s", (tenant_id,)).fetchone()
     assert row == ("Harbor Clinic", "Europe/London")
 
@@ -145,7 +130,7 @@ def test_seed_fills_an_empty_database_once(empty_database_url: str) -> None:
     assert second.returncode == 0, second.stderr
     tenant_id = uuid.UUID(first.stdout.strip())
     assert second.stdout == first.stdout
-    with psycopg.connect(libpq(empty_database_url)) as conn:
+    with psycopg.connect(to_libpq_url(empty_database_url)) as conn:
         tenants = conn.execute("SELECT id, name FROM tenants").fetchall()
         practitioners = conn.execute("SELECT count(DISTINCT speciality) FROM practitioners").fetchone()
         mrns = [r[0] for r in conn.execute("SELECT mrn FROM patients ORDER BY mrn").fetchall()]
@@ -159,6 +144,6 @@ def test_tenant_create_defaults_to_the_configured_time_zone(database_url: str) -
         database_url, "tenant", "create", "--name", "Lisbon Clinic", PRM_DEFAULT_TIMEZONE="Europe/Lisbon"
     )
     assert result.returncode == 0, result.stderr
-    with psycopg.connect(libpq(database_url)) as conn:
+    with psycopg.connect(to_libpq_url(database_url)) as conn:
         row = conn.execute("SELECT timezone FROM tenants WHERE id = %s", (result.stdout.strip(),)).fetchone()
     assert row == ("Europe/Lisbon",)
