@@ -101,9 +101,13 @@ class JourneyInstanceWorkflow:
             )
         try:
             while self._position < len(data.stages):
+                ran = self._position - data.position
                 if (
-                    self._position > data.position
-                    and workflow.info().is_continue_as_new_suggested()
+                    ran > 0
+                    and (
+                        workflow.info().is_continue_as_new_suggested()
+                        or (data.stages_per_run is not None and ran >= data.stages_per_run)
+                    )
                     and workflow.all_handlers_finished()
                 ):
                     self._continue_as_new(anchor)
@@ -154,6 +158,7 @@ class JourneyInstanceWorkflow:
                 anchor_time=anchor.isoformat(),
                 reply_pending=self._reply_pending,
                 pending_reminders=pending,
+                stages_per_run=self._data.stages_per_run,
             )
         )
 

@@ -72,6 +72,8 @@ class JourneyWorkflowInput:
     anchor_time: str | None = None  # when the previous stage completed (delays count from it)
     reply_pending: bool = False
     pending_reminders: list[PendingReminder] = field(default_factory=list)
+    # Continue-as-new after this many stages in one run; None: only when Temporal suggests it (history size).
+    stages_per_run: int | None = None
 
 
 def plan_from_snapshot(snapshot: dict[str, Any]) -> list[StagePlan]:

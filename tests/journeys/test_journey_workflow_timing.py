@@ -194,3 +194,50 @@ async def _stage_is(clinic: Clinic, instance_id: object, order_index: int, statu
     stages = {s.order_index: s.status for s in await clinic.stages(instance_id)}  # type: ignore[arg-type]
     await asyncio.sleep(0)
     return stages.get(order_index) == status
+
+
+async def test_continue_as_new_carries_the_journey_on_without_repeating_a_stage(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    """A long journey hands over to a fresh run between stages; progress, delays and sends carry over."""
+    from dataclasses import replace
+
+    from temporalio.api.enums.v1 import EventType
+
+    from domain.journeys import service
+    from domain.journeys.plan import WORKFLOW_NAME, journey_workflow_id, workflow_input_for
+
+    instance = await create_instance(
+        clinic,
+        [
+            {"name": "Welcome", "order_index": 1, "trigger_event": "immediate", "actions": [send()]},
+            {
+                "name": "Day 1",
+                "order_index": 2,
+                "trigger_event": {"type": "delay", "delay": {"days": 1}},
+                "actions": [send("recovery_check_in")],
+            },
+            {"name": "Closing", "order_index": 3, "trigger_event": "immediate", "actions": []},
+        ],
+    )
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-can") as _:
+        handle = await time_skipping_env.client.start_workflow(
+            WORKFLOW_NAME,
+            replace(workflow_input_for(instance), stages_per_run=1),
+            id=journey_workflow_id(instance.id),
+            task_queue="ts-can",
+            search_attributes=service.search_attributes_for(instance),
+        )
+        assert await handle.result() == "completed"
+        first_run = time_skipping_env.client.get_workflow_handle(
+            handle.id, run_id=handle.first_execution_run_id
+        )
+        history = await first_run.fetch_history()
+    assert history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    stages = await clinic.stages(instance.id)
+    assert [s.status for s in stages] == ["completed", "completed", "completed"]
+    assert stages[1].completed_at is not None and stages[0].completed_at is not None
+    assert timedelta(days=1) <= stages[1].completed_at - stages[0].completed_at < timedelta(days=1, minutes=1)
+    messages = await clinic.communications(instance.id)
+    assert [m.template_name for m in messages] == ["post_op_welcome", "recovery_check_in"]
+    assert (await clinic.instance(instance.id)).status == "completed"
