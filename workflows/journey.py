@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.journeys.service import AdvanceInput, AdvanceResult, ReplyReceived
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+LOCAL_BOOKKEEPING_PATCH = "local-bookkeeping"
 # Transient failures (database or provider hiccups) retry with backoff until they succeed; invalid input
 # raises a non-retryable ApplicationError and fails the stage at once.
 RETRY = RetryPolicy(
@@ -300,7 +302,7 @@ class JourneyInstanceWorkflow:
 
     async def _record_stage(self, order_index: int, status: str, notes: str | None) -> None:
         assert self._data is not None
-        await workflow.execute_activity_method(
+        await self._bookkeeping(
             JourneyActivities.record_stage_status,
             StageStatusInput(
                 self._data.tenant_id,
@@ -310,19 +312,29 @@ class JourneyInstanceWorkflow:
                 workflow.now().isoformat(),
                 notes,
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
         )
+
+    async def _bookkeeping(self, method: Any, arg: Any) -> None:
+        """Record progress in the database: a short, idempotent write.
+
+        Runs as a local activity (no round trip through the task queue) in executions started after the
+        `local-bookkeeping` patch; executions that recorded it as a regular activity replay as such."""
+        if workflow.patched(LOCAL_BOOKKEEPING_PATCH):
+            await workflow.execute_local_activity_method(
+                method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
+            )
+        else:
+            await workflow.execute_activity_method(
+                method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
+            )
 
     async def _set_instance_status(self, status: str, notes: str | None = None) -> None:
         assert self._data is not None
-        await workflow.execute_activity_method(
+        await self._bookkeeping(
             JourneyActivities.record_instance_status,
             InstanceStatusInput(
                 self._data.tenant_id, self._data.instance_id, status, workflow.now().isoformat(), notes
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
         )
         workflow.upsert_search_attributes([SA_INSTANCE_STATUS.value_set(status)])
 

@@ -2,7 +2,9 @@
 
 `histories/*.json` were recorded from real runs (time-skipping server, real activities). A change to the
 workflow that would break running journeys fails here; record a new history when the change is intended
-and safe (`PRM_RECORD_HISTORIES=1 pytest tests/journeys/test_journey_replay.py`), keeping the old ones.
+and safe (`PRM_RECORD_HISTORIES=<name> pytest tests/journeys/test_journey_replay.py` writes
+`histories/post_surgery_recovery_<name>.json`), keeping the old ones: running journeys started under every
+recorded version must still replay.
 """
 
 from __future__ import annotations
@@ -67,9 +69,9 @@ async def test_a_fresh_history_replays(
     time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     history = await _record(time_skipping_env, activity_deps, clinic)
-    if os.environ.get("PRM_RECORD_HISTORIES"):
+    if name := os.environ.get("PRM_RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / "post_surgery_recovery.json").write_text(history.to_json())
+        (HISTORIES / f"post_surgery_recovery_{name}.json").write_text(history.to_json())
     await Replayer(workflows=[JourneyInstanceWorkflow]).replay_workflow(history)
 
 
