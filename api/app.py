@@ -1,4 +1,4 @@
-"""The application factory: `uvicorn --factory api.app:create_app`."""
+"""The application factory: `uvicorn --factory api.app:create_app_from_env` (what `prm api` runs)."""
 
 from __future__ import annotations
 
