@@ -14,7 +14,7 @@ import httpx
 
 from core.auth import Role
 from core.database import bind_tenant
-from domain.communications.models import Communication
+from domain.communications.models import Communication, CommunicationTemplate
 from domain.journeys.models import Journey, JourneyInstance, JourneyStage
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
@@ -80,7 +80,15 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             end_time=start + timedelta(minutes=30),
             expires_at=start,
         )
-        session.add(offer)
+        template = CommunicationTemplate(
+            key=f"{MARKER.lower()}_note",
+            name=f"{MARKER} note",
+            channel="sms",
+            category="general",
+            body=f"Hello from {MARKER}",
+            variables=[],
+        )
+        session.add_all([offer, template])
         await session.commit()
         return {
             "patient_id": str(patient.id),
@@ -96,6 +104,7 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             "ticket_id": str(ticket.id),
             "entry_id": str(entry.id),
             "offer_id": str(offer.id),
+            "template_id": template.key,
             "mrn": f"MRN-{MARKER}",
         }
 

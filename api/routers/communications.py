@@ -14,10 +14,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from core.pagination import PageDep, paginate
+from core.pagination import PageDep
 from core.temporal import connect_temporal
-from domain.communications import messages
-from domain.communications.models import Communication
+from domain.communications import messages, templates
+from domain.communications.models import Communication, CommunicationTemplate
 from domain.communications.repository import CommunicationRepository
 from domain.communications.schemas import (
     CommunicationCreate,
@@ -28,7 +28,10 @@ from domain.communications.schemas import (
     CommunicationSearchResponse,
     CommunicationStats,
     CommunicationUpdate,
+    TemplateCreate,
     TemplateListResponse,
+    TemplateUpdate,
+    TenantTemplateResponse,
 )
 from domain.enums import Channel, CommunicationStatus, Direction
 from workflows.communications import CommunicationDeliveryWorkflow, DeliveryInput
@@ -99,14 +102,62 @@ async def communication_stats(
 
 @router.get("/templates", response_model=TemplateListResponse, dependencies=[CanRead])
 async def list_templates(
+    session: SessionDep,
     principal: CurrentPrincipal,
     tenant_id: TenantFilter = None,
     channel: Channel | None = None,
     category: Annotated[str | None, Query(max_length=50)] = None,
+    include_inactive: Annotated[bool, Query(description="Also your deactivated templates")] = False,
 ) -> TemplateListResponse:
-    """Predefined message templates for quick replies and automation, filtered by channel and category."""
+    """Message templates for quick replies and automation: the built-in set, then your tenant's own."""
     ensure_own_tenant(principal, tenant_id)
-    return messages.template_catalogue(channel, category)
+    return await messages.template_catalogue(session, channel, category, include_inactive=include_inactive)
+
+
+@router.post(
+    "/templates",
+    response_model=TenantTemplateResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CanWrite],
+    responses={409: {"description": "The id is a built-in's or already used"}},
+)
+async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTemplateResponse:
+    """Define a template for your tenant; its text must compile in the sandbox (422 otherwise)."""
+    return _template_out(await messages.create_template(session, body))
+
+
+@router.patch(
+    "/templates/{template_id}",
+    response_model=TenantTemplateResponse,
+    dependencies=[CanWrite],
+    responses={404: {"description": "No such template in your tenant"}, 409: {"description": "Built-in"}},
+)
+async def update_template(
+    template_id: str, body: TemplateUpdate, session: SessionDep
+) -> TenantTemplateResponse:
+    """Change one of your tenant's templates (built-in ones cannot be changed: 409)."""
+    return _template_out(await messages.update_template(session, template_id, body))
+
+
+@router.delete(
+    "/templates/{template_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[CanDelete],
+    responses={404: {"description": "No such template in your tenant"}, 409: {"description": "Built-in"}},
+)
+async def delete_template(template_id: str, session: SessionDep) -> Response:
+    """Remove one of your tenant's templates; messages already sent from it keep their text."""
+    await messages.delete_template(session, template_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _template_out(record: CommunicationTemplate) -> TenantTemplateResponse:
+    return TenantTemplateResponse(
+        **messages.template_response(templates.from_record(record)).model_dump(),
+        is_active=record.is_active,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
 
 
 @router.get("/search", response_model=CommunicationSearchResponse, dependencies=[CanRead])
@@ -122,11 +173,15 @@ async def search_communications(
     date_to: datetime | None = None,
 ) -> CommunicationSearchResponse:
     """Full-text search over message subjects and text, best match first."""
-    repo = CommunicationRepository(session)
-    stmt = repo.search(query, patient_id=patient_id, channel=channel, date_from=date_from, date_to=date_to)
-    total_rows, total = await paginate(session, stmt.with_only_columns(Communication.id), page)
-    del total_rows
-    rows = (await session.execute(stmt.limit(page.page_size).offset(page.offset))).all()
+    rows, total = await CommunicationRepository(session).search(
+        query,
+        offset=page.offset,
+        limit=page.page_size,
+        patient_id=patient_id,
+        channel=channel,
+        date_from=date_from,
+        date_to=date_to,
+    )
     items = [
         CommunicationSearchHit.model_validate(
             {**CommunicationResponse.model_validate(c).model_dump(), "rank": r}

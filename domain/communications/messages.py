@@ -10,26 +10,31 @@ from typing import Any
 
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import after_commit
 from core.errors import Conflict, NotFound, Unprocessable
 from core.phones import to_e164
 from core.settings import get_settings
 from domain.communications import templates
-from domain.communications.models import Communication
+from domain.communications.models import Communication, CommunicationTemplate
 from domain.communications.repository import CommunicationRepository, advance_status
 from domain.communications.schemas import (
     CommunicationCreate,
     CommunicationStats,
     CommunicationUpdate,
+    TemplateCreate,
     TemplateListResponse,
     TemplateResponse,
+    TemplateUpdate,
 )
 from domain.communications.service import by_idempotency_key, recipient_for, system_variables
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.journeys.models import JourneyInstance
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
+from domain.schemas import changes
 
 S = CommunicationStatus
 PATCHABLE = (S.SENT, S.DELIVERED, S.READ, S.FAILED)
@@ -72,13 +77,16 @@ async def create_communication(
         await _exists(repo, JourneyInstance, data.journey_instance_id, "Journey instance")
     if data.appointment_id is not None:
         await _exists(repo, Appointment, data.appointment_id, "Appointment")
-    if data.template_name is not None and templates.get_template(data.template_name) is None:
-        raise Unprocessable(f"Unknown template {data.template_name!r}.")
+    template = None
+    if data.template_name is not None:
+        template = await templates.resolve_template(session, data.template_name)
+        if template is None:
+            raise Unprocessable(f"Unknown template {data.template_name!r}.")
     variables = await system_variables(session, patient, data.appointment_id)
     variables.update(data.template_vars)
     try:
-        if data.template_name is not None and not data.message:
-            subject, body = templates.get_template(data.template_name).render(variables)  # type: ignore[union-attr]
+        if template is not None and not data.message:
+            subject, body = template.render(variables)
             subject = templates.render_text(data.subject, variables) if data.subject else subject
         else:
             subject = templates.render_text(data.subject, variables) if data.subject else None
@@ -175,23 +183,107 @@ async def stats(repo: CommunicationRepository) -> CommunicationStats:
     )
 
 
-def template_catalogue(channel: Channel | None, category: str | None) -> TemplateListResponse:
-    """The built-in templates matching the filters, with every channel and category."""
+def template_response(t: templates.MessageTemplate) -> TemplateResponse:
+    return TemplateResponse(
+        id=t.id,
+        name=t.name,
+        channel=t.channel,
+        category=t.category,
+        subject=t.subject,
+        body=t.body,
+        variables=t.variables,
+    )
+
+
+async def template_catalogue(
+    session: AsyncSession, channel: Channel | None, category: str | None, *, include_inactive: bool = False
+) -> TemplateListResponse:
+    """The built-in templates and the tenant's own (active ones unless asked) matching the filters."""
     found = templates.list_templates(channel.value if channel else None, category)
+    stmt = select(CommunicationTemplate).order_by(CommunicationTemplate.key)
+    if channel is not None:
+        stmt = stmt.where(CommunicationTemplate.channel == channel.value)
+    if category is not None:
+        stmt = stmt.where(CommunicationTemplate.category == category)
+    if not include_inactive:
+        stmt = stmt.where(CommunicationTemplate.is_active.is_(True))
+    found += [templates.from_record(r) for r in (await session.scalars(stmt)).all()]
     return TemplateListResponse(
-        templates=[
-            TemplateResponse(
-                id=t.id,
-                name=t.name,
-                channel=t.channel,
-                category=t.category,
-                subject=t.subject,
-                body=t.body,
-                variables=t.variables,
-            )
-            for t in found
-        ],
+        templates=[template_response(t) for t in found],
         total=len(found),
         channels=[c.value for c in Channel],
         categories=list(templates.CATEGORIES),
     )
+
+
+def _checked(category: str, subject: str, body: str) -> list[str]:
+    """The variables of a tenant template's text; 422 for an unknown category or text that won't compile."""
+    if category not in templates.CATEGORIES:
+        raise Unprocessable(f"category must be one of {', '.join(templates.CATEGORIES)}.")
+    try:
+        return sorted(templates.compile_text(subject) | templates.compile_text(body))
+    except templates.TemplateError as exc:
+        raise Unprocessable(f"The template does not compile: {exc}") from exc
+
+
+async def _own_template(session: AsyncSession, template_id: str) -> CommunicationTemplate:
+    record = await session.scalar(
+        select(CommunicationTemplate).where(CommunicationTemplate.key == template_id)
+    )
+    if record is None and templates.is_builtin(template_id):
+        raise Conflict("Built-in templates cannot be changed or deleted.")
+    if record is None:
+        raise NotFound("Template not found.")
+    return record
+
+
+async def create_template(session: AsyncSession, data: TemplateCreate) -> CommunicationTemplate:
+    """Add a tenant template: 409 when its id is a built-in's or already taken, 422 when it won't compile."""
+    variables = _checked(data.category, data.subject, data.body)
+    if templates.is_builtin(data.id):
+        raise Conflict(f"{data.id!r} is the id of a built-in template.")
+    taken = await session.scalar(select(CommunicationTemplate.id).where(CommunicationTemplate.key == data.id))
+    if taken is not None:
+        raise Conflict(f"A template with id {data.id!r} already exists.")
+    record = CommunicationTemplate(
+        key=data.id,
+        name=data.name,
+        channel=data.channel.value,
+        category=data.category,
+        subject=data.subject,
+        body=data.body,
+        variables=variables,
+        is_active=data.is_active,
+    )
+    session.add(record)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:  # a concurrent create took the id first
+        raise Conflict(f"A template with id {data.id!r} already exists.") from exc
+    await session.refresh(record)
+    return record
+
+
+async def update_template(
+    session: AsyncSession, template_id: str, data: TemplateUpdate
+) -> CommunicationTemplate:
+    """Change a tenant template; the variables are derived again (422 when the new text won't compile)."""
+    record = await _own_template(session, template_id)
+    fields = changes(data)
+    if "channel" in fields and fields["channel"] is not None:
+        fields["channel"] = Channel(fields["channel"]).value
+    for name, value in fields.items():
+        if value is None:
+            raise Unprocessable(f"{name} cannot be null.")
+        setattr(record, name, value)
+    record.variables = _checked(record.category, record.subject, record.body)
+    await session.flush()
+    await session.refresh(record)
+    return record
+
+
+async def delete_template(session: AsyncSession, template_id: str) -> None:
+    """Remove a tenant template (messages already rendered from it keep their text)."""
+    await session.delete(await _own_template(session, template_id))
+    await session.flush()

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
@@ -92,3 +93,25 @@ class WebhookEvent(TimestampMixin, Base):
     provider: Mapped[str] = mapped_column(String(16), nullable=False)
     event_id: Mapped[str] = mapped_column(String(200), nullable=False)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CommunicationTemplate(TenantScoped, Base):
+    """A message template a tenant defines, next to the built-in ones; `key` is its id in the API.
+
+    `variables` are derived from the subject and body (never given by clients), and a key never clashes with a
+    built-in template's id (checked when it is created)."""
+
+    __tablename__ = "communication_templates"
+    __table_args__ = (
+        CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel"),
+        UniqueConstraint("tenant_id", "key", name="uq_communication_templates_tenant_key"),
+    )
+
+    key: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    category: Mapped[str] = mapped_column(String(32), nullable=False)
+    subject: Mapped[str] = mapped_column(String(300), nullable=False, default="")
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    variables: Mapped[list[str]] = mapped_column(JSONB, nullable=False, default=list)
+    is_active: Mapped[bool] = mapped_column(nullable=False, default=True, server_default=text("true"))

@@ -128,3 +128,41 @@ class TemplateListResponse(BaseModel):
     total: int
     channels: list[str]
     categories: list[str]
+
+
+TEMPLATE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_\-]{1,99}$"
+
+
+class TemplateCreate(RequestModel):
+    """A tenant's own template; `{{ variables }}` in the subject and body are found by compiling them."""
+
+    id: str = Field(
+        max_length=100,
+        pattern=TEMPLATE_KEY_PATTERN,
+        description="Unique in your tenant and not a built-in id (lowercase letters, digits, _ and -)",
+    )
+    name: str = Field(min_length=1, max_length=200)
+    channel: Channel
+    category: str = Field(max_length=32, description="appointment, instructions, follow_up, results, ...")
+    subject: str = Field(default="", max_length=300)
+    body: str = Field(min_length=1, max_length=10_000)
+    is_active: bool = True
+
+
+class TemplateUpdate(RequestModel):
+    """A change to a tenant's template (its id stays); variables are derived again from the new text."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    channel: Channel | None = None
+    category: str | None = Field(default=None, max_length=32)
+    subject: str | None = Field(default=None, max_length=300)
+    body: str | None = Field(default=None, min_length=1, max_length=10_000)
+    is_active: bool | None = None
+
+
+class TenantTemplateResponse(TemplateResponse):
+    """A tenant's own template."""
+
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime

@@ -47,6 +47,15 @@ def variables_of(text: str) -> set[str]:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
 
 
+def compile_text(text: str) -> set[str]:
+    """Compile template text in the sandbox (syntax, unknown filters and tests) and return its variables."""
+    try:
+        _env.from_string(text)
+    except TemplateSyntaxError as exc:  # also TemplateAssertionError (an unknown filter or test)
+        raise TemplateError(f"template syntax error: {exc.message}") from exc
+    return variables_of(text)
+
+
 def render_text(text: str, variables: dict[str, Any]) -> str:
     """Render template text in the sandbox; a missing variable raises TemplateError."""
     try:
@@ -182,6 +191,41 @@ def _by_id() -> dict[str, MessageTemplate]:
 def get_template(template_id: str) -> MessageTemplate | None:
     """The built-in template with this id, or None."""
     return _by_id().get(template_id)
+
+
+def is_builtin(template_id: str) -> bool:
+    """Whether `template_id` is a built-in template's id (a tenant's template may not take it)."""
+    return template_id in _by_id()
+
+
+def from_record(record: Any) -> MessageTemplate:
+    """A tenant's `CommunicationTemplate` row as a MessageTemplate (rendered the same way as built-ins)."""
+    return MessageTemplate(
+        record.key,
+        record.name,
+        Channel(record.channel),
+        record.category,
+        record.subject,
+        record.body,
+        list(record.variables),
+    )
+
+
+async def resolve_template(session: Any, template_id: str) -> MessageTemplate | None:
+    """The built-in template, else the session tenant's active template with this id, else None."""
+    builtin = get_template(template_id)
+    if builtin is not None:
+        return builtin
+    from sqlalchemy import select
+
+    from domain.communications.models import CommunicationTemplate
+
+    record = await session.scalar(
+        select(CommunicationTemplate).where(
+            CommunicationTemplate.key == template_id, CommunicationTemplate.is_active.is_(True)
+        )
+    )
+    return from_record(record) if record is not None else None
 
 
 def list_templates(channel: str | None = None, category: str | None = None) -> list[MessageTemplate]:

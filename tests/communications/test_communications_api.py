@@ -187,3 +187,37 @@ async def test_another_tenants_message_is_404(client, auth, make_patient, make_t
             BASE, json={"patient_id": str(patient.id), "channel": "sms", "message": "x"}, headers=other
         )
     ).status_code == 404
+
+
+async def test_search_ranks_the_newest_window_and_stays_in_the_tenant(
+    client, auth, make_patient, make_tenant, headers_for, monkeypatch
+) -> None:
+    from domain.communications import repository
+
+    patient = await make_patient()
+    texts = ["insulin once", "insulin insulin insulin", "insulin", "insulin insulin", "no match here"]
+    for text in texts:  # created oldest to newest
+        await _create(client, auth, patient_id=str(patient.id), channel="sms", message=text)
+    other_tenant = await make_tenant()
+    stranger = await make_patient(tenant=other_tenant)
+    await _create(
+        client, headers_for(other_tenant), patient_id=str(stranger.id), channel="sms", message="insulin x9"
+    )
+    everything = (await client.get(f"{BASE}/search", params={"query": "insulin"}, headers=auth)).json()
+    assert everything["total"] == 4 and everything["has_next"] is False
+    assert everything["items"][0]["message"] == "insulin insulin insulin"
+    assert "insulin x9" not in [m["message"] for m in everything["items"]]
+
+    monkeypatch.setattr(repository, "SEARCH_WINDOW", 2)  # rank the newest two, then newest first
+    window = (await client.get(f"{BASE}/search", params={"query": "insulin"}, headers=auth)).json()
+    assert [m["message"] for m in window["items"]] == [
+        "insulin insulin",
+        "insulin",
+        "insulin insulin insulin",
+        "insulin once",
+    ]
+    first = (
+        await client.get(f"{BASE}/search", params={"query": "insulin", "page_size": 1}, headers=auth)
+    ).json()
+    assert (first["total"], first["has_next"]) == (3, True)  # a lower bound once past the window
+    assert first["items"][0]["message"] == "insulin insulin"
