@@ -36,6 +36,16 @@ run: $(RUN_STAMP) ## Start PostgreSQL, Temporal (+UI), the worker and the API; C
 	exec $(BIN)/prm run $(RUN_ARGS)
 
 test: $(TEST_STAMP) ## ruff check, then the whole pytest suite (DATABASE_URL or an embedded PostgreSQL)
+	@# The browser test needs Debian's chromium: installed here as root (or with passwordless sudo).
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=no; fi; \
+		if [ "$$sudo" = no ] || ! command -v apt-get >/dev/null 2>&1; then \
+			echo "make test: chromium is missing (apt-get install chromium, as root); the browser test" \
+				"will be skipped (under CI=true it fails)" >&2; \
+		else \
+			$$sudo apt-get update -q && \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+		fi; }
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
