@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.database import after_commit, bind_tenant, mark_system
 from core.phones import to_e164
 from core.settings import get_settings
+from domain.analytics.sentiment import record_inbound_sentiment
 from domain.communications import policy, service
 from domain.communications.models import Communication, WebhookEvent
 from domain.communications.repository import advance_status
@@ -232,6 +233,7 @@ async def receive_twilio_message(
     )
     session.add(record)
     await session.flush()
+    await record_inbound_sentiment(session, record)  # scored once, at write time, for the analytics
     keyword = policy.consent_keyword(body)
     if keyword is not None:
         opt_out = keyword == policy.ConsentKeyword.OPT_OUT

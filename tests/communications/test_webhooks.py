@@ -182,6 +182,30 @@ async def test_an_inbound_reply_is_stored_on_the_patients_conversation(
     ]
 
 
+async def test_an_inbound_reply_is_scored_for_sentiment_when_it_is_stored(
+    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    from sqlalchemy import select
+
+    from core.database import bind_tenant
+    from domain.analytics.models import MessageSentiment
+
+    patient = await make_patient()
+    await _sent_message(system_sessionmaker, tenant_id, patient, Channel.SMS)
+    params = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "From": patient.phone_primary,
+        "To": "+14155550001",
+        "Body": "Thank you so much, the nurse was wonderful",
+        "NumMedia": "0",
+    }
+    assert (await twilio_post(client, "/twilio/messages", params)).status_code == 200
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        labels = (await session.scalars(select(MessageSentiment.label))).all()
+    assert labels == ["positive"]
+
+
 async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
     providers_configured, client, system_sessionmaker, tenant_id, make_patient
 ) -> None:
