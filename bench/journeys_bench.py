@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.journeys_bench [--instances 200] [--concurrency 20]
 
-One run, one Temporal dev server (the `temporal` CLI from the venv), one in-process worker: first N
+One run, one Temporal dev server (the `temporal` CLI from the venv), one worker process: first N
 instances of a three-stage journey (immediate welcome SMS, immediate ticket, immediate closing stage) are
 started through `POST /journeys/instances` and run to completion; then N bare workflows, each running as
 many no-op activities as one journey instance ran, are started on the same server. The figures replace
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,24 +24,17 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities import ActivityDeps
-from activities.journeys import JourneyActivities
 from api.app import create_app
-from bench.bare_workflow import BareInput, BareWorkflow, noop
+from bench.bare_workflow import BareInput, BareWorkflow
 from bench.common import insert_tenant, scratch_database, write_section
 from core.auth import Role, issue_dev_token
-from core.database import make_engine, make_sessionmaker, mark_system
 from core.embedded_db import to_libpq_url
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
-from domain.journeys.models import JourneyInstance
-from workflows.journey import JourneyInstanceWorkflow
 
 JOURNEY = {
     "name": "Bench Journey",
@@ -106,8 +102,85 @@ async def activities_per_instance(client: Client, instance_id: str) -> int:
     return regular + local
 
 
+def start_worker_process(database_url: str, temporal_address: str, queue: str) -> subprocess.Popen[str]:
+    """`bench.worker_process` in its own process (as in production); returns once it polls."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "PRM_TEMPORAL_TASK_QUEUE": queue,
+        "PRM_LOG_LEVEL": "WARNING",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bench.worker_process"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert worker.stdout is not None
+    line = worker.stdout.readline()
+    if "worker ready" not in line:
+        worker.kill()
+        raise RuntimeError("the benchmark worker did not start")
+    return worker
+
+
+async def journeys_through_the_api(
+    app: Any, client: Client, tenant_id: uuid.UUID, patients: list[str], concurrency: int
+) -> tuple[float, list[str]]:
+    """Start one journey instance per patient through the API and wait for all; (seconds, instance ids)."""
+    settings = app.state.settings
+    token = issue_dev_token(settings, tenant_id=tenant_id, roles=[Role.COORDINATOR])
+    headers = {"Authorization": f"Bearer {token}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
+        created = await api.post("/api/v1/prm/journeys", json=JOURNEY, headers=headers)
+        created.raise_for_status()
+        journey_id = created.json()["id"]
+
+        def start(patient: str) -> Callable[[], Awaitable[str]]:
+            async def go() -> str:
+                body = {"journey_id": journey_id, "patient_id": patient}
+                resp = await api.post("/api/v1/prm/journeys/instances", json=body, headers=headers)
+                resp.raise_for_status()
+                return str(resp.json()["id"])
+
+            return go
+
+        started = time.perf_counter()
+        ids = await bounded(concurrency, [start(p) for p in patients])
+        print(f"  all instances started after {time.perf_counter() - started:.1f} s", flush=True)
+        await bounded(
+            concurrency,
+            [lambda i=i: client.get_workflow_handle(f"journey-instance-{i}").result() for i in ids],
+        )
+        return time.perf_counter() - started, ids
+
+
+async def bare_workflows(client: Client, queue: str, count: int, activities: int, concurrency: int) -> float:
+    """Run `count` bare workflows of `activities` no-op activities each; the seconds it took."""
+
+    def bare(n: int) -> Callable[[], Awaitable[int]]:
+        return (
+            lambda: client.execute_workflow(  # type: ignore[misc]
+                BareWorkflow.run,
+                BareInput(activities),
+                id=f"bench-bare-{n}-{uuid.uuid4().hex[:6]}",
+                task_queue=queue,
+            )
+        )
+
+    started = time.perf_counter()
+    await bounded(concurrency, [bare(n) for n in range(count)])
+    return time.perf_counter() - started
+
+
+async def completed_instances(url: str) -> int:
+    """How many journey instances the database shows completed."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        row = conn.execute("SELECT count(*) FROM journey_instances WHERE status = 'completed'").fetchone()
+    return int(row[0]) if row else 0
+
+
 async def run(instances: int, concurrency: int) -> dict[str, float]:
-    """Both phases on one server; returns the figures."""
+    """Both phases on one server, one worker process; returns the figures."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(dev_server_binary()),
         search_attributes=SEARCH_ATTRIBUTES,
@@ -119,73 +192,24 @@ async def run(instances: int, concurrency: int) -> dict[str, float]:
             patients = seed_patients(url, tenant_id, instances)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
             settings = Settings(env="test", database_url=url, temporal_task_queue=queue, db_pool_size=20)
-            engine = make_engine(url, settings)
-            deps = ActivityDeps(settings=settings, sessionmaker=make_sessionmaker(engine))
             app = create_app(settings, database_url=url)
-            token = issue_dev_token(settings, tenant_id=tenant_id, roles=[Role.COORDINATOR])
-            headers = {"Authorization": f"Bearer {token}"}
-            worker = Worker(
-                env.client,
-                task_queue=queue,
-                workflows=[JourneyInstanceWorkflow, BareWorkflow],
-                activities=[*JourneyActivities(deps).all(), noop],
-                max_concurrent_activities=50,
-            )
-            async with app.router.lifespan_context(app), worker:
-                app.state.temporal_client = env.client
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
-                    created = await api.post("/api/v1/prm/journeys", json=JOURNEY, headers=headers)
-                    created.raise_for_status()
-                    journey_id = created.json()["id"]
-
-                    def start(patient: str) -> Callable[[], Awaitable[str]]:
-                        async def go() -> str:
-                            body = {"journey_id": journey_id, "patient_id": patient}
-                            resp = await api.post(
-                                "/api/v1/prm/journeys/instances", json=body, headers=headers
-                            )
-                            resp.raise_for_status()
-                            return str(resp.json()["id"])
-
-                        return go
-
-                    started = time.perf_counter()
-                    ids = await bounded(concurrency, [start(p) for p in patients])
-                    await bounded(
-                        concurrency,
-                        [
-                            lambda i=i: env.client.get_workflow_handle(f"journey-instance-{i}").result()
-                            for i in ids
-                        ],
-                    )
-                    journey_seconds = time.perf_counter() - started
-
-                async with deps.sessionmaker() as session:
-                    mark_system(session)
-                    completed = await session.scalar(
-                        select(func.count())
-                        .select_from(JourneyInstance)
-                        .where(JourneyInstance.status == "completed")
+            address = env.client.service_client.config.target_host
+            worker = await asyncio.to_thread(start_worker_process, url, address, queue)
+            try:
+                async with app.router.lifespan_context(app):
+                    app.state.temporal_client = env.client
+                    journey_seconds, ids = await journeys_through_the_api(
+                        app, env.client, tenant_id, patients, concurrency
                     )
                 per_instance = await activities_per_instance(env.client, ids[0])
-
-                started = time.perf_counter()
-
-                def bare(n: int) -> Callable[[], Awaitable[int]]:
-                    return lambda: env.client.execute_workflow(
-                        BareWorkflow.run,
-                        BareInput(per_instance),
-                        id=f"bench-bare-{n}-{uuid.uuid4().hex[:6]}",
-                        task_queue=queue,
-                    )
-
-                await bounded(concurrency, [bare(n) for n in range(instances)])
-                bare_seconds = time.perf_counter() - started
-            await engine.dispose()
+                bare_seconds = await bare_workflows(env.client, queue, instances, per_instance, concurrency)
+                completed = await completed_instances(url)
+            finally:
+                worker.terminate()
+                await asyncio.to_thread(worker.wait, 30)
     return {
         "instances": instances,
-        "completed": float(completed or 0),
+        "completed": float(completed),
         "activities": per_instance,
         "journey_rate": instances / journey_seconds,
         "bare_rate": instances / bare_seconds,
@@ -208,8 +232,9 @@ def main() -> None:
             "## Journey throughput",
             "",
             f"`python -m bench.journeys_bench --instances {args.instances} --concurrency {args.concurrency}` "
-            f"on {platform.machine()}, Python {platform.python_version()}, one Temporal dev server and one "
-            "in-process worker on the same machine as PostgreSQL. Each journey instance is started through "
+            f"on {platform.machine()}, Python {platform.python_version()}: one Temporal dev server, one "
+            "worker process (`bench.worker_process`) and the API in the benchmark's process, all on the "
+            "machine that runs PostgreSQL. Each journey instance is started through "
             f"the API and runs {figures['activities']:.0f} activities (stage bookkeeping as local "
             "activities, one SMS through the outbox provider, one ticket); the bare workflow runs the same "
             "number of regular no-op activities.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import AwareDatetime
@@ -35,7 +35,7 @@ from domain.scheduling.workflow_jobs import WorkflowGateway
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/appointments", tags=["appointments"])
 TEMPORAL_CONNECT_TIMEOUT_SECONDS = 3.0
-CONFLICT_409 = {
+CONFLICT_409: dict[int | str, dict[str, Any]] = {
     409: {"description": "Clashes with another appointment or a full/blocked slot (listed in the body)"}
 }
 

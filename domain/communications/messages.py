@@ -84,6 +84,7 @@ async def create_communication(
             raise Unprocessable(f"Unknown template {data.template_name!r}.")
     variables = await system_variables(session, patient, data.appointment_id)
     variables.update(data.template_vars)
+    subject: str | None
     try:
         if template is not None and not data.message:
             subject, body = template.render(variables)

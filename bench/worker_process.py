@@ -1,0 +1,48 @@
+"""The journeys benchmark's worker, in a process of its own as in production.
+
+    DATABASE_URL=... TEMPORAL_ADDRESS=... PRM_TEMPORAL_TASK_QUEUE=... python -m bench.worker_process
+
+Runs the journey workflow with its real activities and the bare baseline workflow on one task queue until
+SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from temporalio.worker import Worker
+
+from activities import ActivityDeps
+from activities.journeys import JourneyActivities
+from bench.bare_workflow import BareWorkflow, noop
+from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.settings import get_settings
+from core.temporal import connect_temporal
+from workflows.journey import JourneyInstanceWorkflow
+
+
+async def serve() -> None:
+    """Poll the configured task queue until told to stop."""
+    settings = get_settings()
+    engine = make_engine(resolve_database_url(settings), settings)
+    deps = ActivityDeps(settings=settings, sessionmaker=make_sessionmaker(engine))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = Worker(
+        await connect_temporal(settings),
+        task_queue=settings.temporal_task_queue,
+        workflows=[JourneyInstanceWorkflow, BareWorkflow],
+        activities=[*JourneyActivities(deps).all(), noop],
+        max_concurrent_activities=50,
+    )
+    async with worker:
+        print("worker ready", flush=True)
+        await stop.wait()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())
