@@ -116,35 +116,26 @@ class JourneyActivities:
     async def record_stage_status(self, data: StageStatusInput) -> None:
         """Record a stage's status and timestamps (ignored once the instance is cancelled or finished)."""
         async with await self._session(data.tenant_id) as session:
-            instance = await self._instance(session, data.instance_id)
-            if instance.status != JourneyInstanceStatus.ACTIVE.value:
-                return
-            stage = await JourneyInstanceRepository(session).stage(instance.id, data.order_index)
-            if stage is None:
+            recorded = await JourneyInstanceRepository(session).record_stage(
+                uuid.UUID(data.instance_id),
+                data.order_index,
+                StageStatus(data.status).value,
+                datetime.fromisoformat(data.at),
+                data.notes,
+            )
+            if recorded is None:
                 raise _invalid(f"the instance has no stage {data.order_index}")
-            at = datetime.fromisoformat(data.at)
-            stage.status = StageStatus(data.status).value
-            if data.status == StageStatus.ACTIVE:
-                stage.started_at = stage.started_at or at
-                instance.current_stage_id = stage.stage_id
-            else:
-                stage.started_at = stage.started_at or at
-                stage.completed_at = at
-            if data.notes and data.notes not in (stage.notes or ""):
-                stage.notes = f"{stage.notes}\n{data.notes}" if stage.notes else data.notes
             await session.commit()
 
     @activity.defn(name="journey_record_instance_status")
     async def record_instance_status(self, data: InstanceStatusInput) -> None:
         """Record that the instance completed or failed (ignored once it is no longer active)."""
         async with await self._session(data.tenant_id) as session:
-            instance = await self._instance(session, data.instance_id)
-            if instance.status != JourneyInstanceStatus.ACTIVE.value:
-                return
-            instance.status = JourneyInstanceStatus(data.status).value
-            if data.status in (JourneyInstanceStatus.COMPLETED, JourneyInstanceStatus.FAILED):
-                instance.completed_at = datetime.fromisoformat(data.at)
-                instance.current_stage_id = None if data.status == "completed" else instance.current_stage_id
+            await JourneyInstanceRepository(session).finish(
+                uuid.UUID(data.instance_id),
+                JourneyInstanceStatus(data.status),
+                datetime.fromisoformat(data.at),
+            )
             await session.commit()
 
     @activity.defn(name="journey_mark_instance_cancelled")

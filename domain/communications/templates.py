@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from domain.enums import Channel
@@ -39,6 +39,12 @@ class TemplateError(ValueError):
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> Template:
+    """Compile once: `from_string` has no cache, and every reminder and journey message renders a template."""
+    return _env.from_string(text)
+
+
 def variables_of(text: str) -> set[str]:
     """The variables a piece of template text reads."""
     try:
@@ -50,7 +56,7 @@ def variables_of(text: str) -> set[str]:
 def compile_text(text: str) -> set[str]:
     """Compile template text in the sandbox (syntax, unknown filters and tests) and return its variables."""
     try:
-        _env.from_string(text)
+        _compiled(text)
     except TemplateSyntaxError as exc:  # also TemplateAssertionError (an unknown filter or test)
         raise TemplateError(f"template syntax error: {exc.message}") from exc
     return variables_of(text)
@@ -59,7 +65,7 @@ def compile_text(text: str) -> set[str]:
 def render_text(text: str, variables: dict[str, Any]) -> str:
     """Render template text in the sandbox; a missing variable raises TemplateError."""
     try:
-        return _env.from_string(text).render(**variables)
+        return _compiled(text).render(**variables)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
     except Exception as exc:  # UndefinedError, SecurityError, ...: never echo the variables (PHI)

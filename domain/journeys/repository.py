@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, exists, func, select, update
 
 from core.repository import Repository
 from domain.enums import JourneyInstanceStatus
@@ -89,6 +90,67 @@ class JourneyInstanceRepository(Repository[JourneyInstance]):
             JourneyInstanceStage.instance_id == instance_id, JourneyInstanceStage.order_index == order_index
         )
         return await self.session.scalar(stmt)
+
+    async def record_stage(
+        self, instance_id: uuid.UUID, order_index: int, status: str, at: datetime, notes: str | None
+    ) -> bool | None:
+        """Set a stage's status in one UPDATE, only while the instance is active (the workflow's hot path).
+
+        True when recorded, False when the instance is no longer active, None when it has no such stage."""
+        stage = JourneyInstanceStage
+        values: dict[str, Any] = {"status": status, "started_at": func.coalesce(stage.started_at, at)}
+        if status != "active":
+            values["completed_at"] = at
+        if notes:  # appended once: a retried activity does not repeat its note
+            values["notes"] = case(
+                (stage.notes.is_(None), notes),
+                (func.strpos(stage.notes, notes) > 0, stage.notes),
+                else_=stage.notes + "\n" + notes,
+            )
+        active = exists().where(
+            JourneyInstance.id == stage.instance_id,
+            JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
+        )
+        stmt = (
+            update(stage)
+            .where(stage.instance_id == instance_id, stage.order_index == order_index, active)
+            .values(**values)
+            .returning(stage.stage_id)
+            .execution_options(synchronize_session=False)
+        )
+        row = (await self.session.execute(stmt)).first()
+        if row is not None:
+            if status == "active":
+                await self.session.execute(
+                    update(JourneyInstance)
+                    .where(JourneyInstance.id == instance_id)
+                    .values(current_stage_id=row.stage_id)
+                    .execution_options(synchronize_session=False)
+                )
+            return True
+        instance = await self.get(instance_id)
+        if instance is None or instance.status != JourneyInstanceStatus.ACTIVE.value:
+            return False
+        return None
+
+    async def finish(self, instance_id: uuid.UUID, status: JourneyInstanceStatus, at: datetime) -> bool:
+        """Move an active instance to `status` in one UPDATE; False when it was no longer active."""
+        values: dict[str, Any] = {"status": status.value}
+        if status in (JourneyInstanceStatus.COMPLETED, JourneyInstanceStatus.FAILED):
+            values["completed_at"] = at
+        if status == JourneyInstanceStatus.COMPLETED:
+            values["current_stage_id"] = None
+        stmt = (
+            update(JourneyInstance)
+            .where(
+                JourneyInstance.id == instance_id,
+                JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
+            )
+            .values(**values)
+            .returning(JourneyInstance.id)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(stmt)).first() is not None
 
     async def counts(self, journey_id: uuid.UUID | None = None) -> tuple[dict[str, int], dict[str, int]]:
         """(count by status, count by journey name) over the tenant's instances."""
