@@ -7,9 +7,8 @@ that runs workflows gets a fresh task queue, and the app is pointed at the envir
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -236,21 +235,6 @@ async def clinic(tenant_id: uuid.UUID, system_sessionmaker: async_sessionmaker[A
         session.add_all([patient, practitioner])
         await session.commit()
         return Clinic(tenant_id, patient.id, practitioner.id, system_sessionmaker)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, within: float = 15.0, interval: float = 0.1
-) -> Any:
-    """Poll `check` until it returns a truthy value (returned) or the timeout passes (AssertionError)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    last: Any = None
-    while loop.time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within} s (last value: {last!r})")
 
 
 def now() -> datetime:

@@ -19,10 +19,10 @@ from tests.journeys.conftest import (
     LEGACY_INSTANCES,
     Clinic,
     Wired,
-    eventually,
     journey_worker,
 )
 from tests.journeys.helpers import access_for, send
+from tests.polling import eventually
 
 POST_SURGERY = {
     "name": "Post-Surgery Recovery",

@@ -21,8 +21,9 @@ from temporalio.worker import Replayer
 
 from activities import ActivityDeps
 from domain.journeys.service import AdvanceInput, AdvanceResult
-from tests.journeys.conftest import Clinic, eventually, journey_worker
+from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import create_instance, start
+from tests.polling import eventually
 from workflows.journey import JourneyInstanceWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from tests.journeys.conftest import INSTANCES, ROOT, Clinic, eventually
+from tests.journeys.conftest import INSTANCES, ROOT, Clinic
 from tests.journeys.helpers import send
 from tests.journeys.test_journey_instances_api import define, started, statuses_become
+from tests.polling import eventually
 
 
 @asynccontextmanager

@@ -9,8 +9,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities import ActivityDeps
 from domain.journeys.service import ReplyReceived
-from tests.journeys.conftest import Clinic, eventually, journey_worker
+from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import create_instance, send, start
+from tests.polling import eventually
 
 
 async def test_three_day_delay_runs_the_stage_three_days_after_the_previous_one(

@@ -11,8 +11,8 @@ from activities import ActivityDeps
 from activities.reconcile import ReconcileInput, reconcile_lost_starts, run_startup_reconciliation
 from core.database import bind_tenant
 from domain.scheduling.models import Appointment
+from tests.polling import eventually
 from tests.scheduling.conftest import future
-from tests.scheduling.waitlist_support import wait_for
 from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput
 
 
@@ -81,12 +81,12 @@ async def test_the_worker_start_up_reconciles_now_and_the_periodic_reconciler_ca
         async def first_round_done() -> bool:
             return await reconciler.query("rounds") >= 1
 
-        await wait_for(first_round_done, "the reconciler's first round")
+        await eventually(first_round_done, "the reconciler's first round")
 
         later = await appointment_without_workflow(
             system_sessionmaker, tenant_id, patient.id, practitioner["id"], 5
         )
         await temporal_env.sleep(timedelta(minutes=6))  # the next round is due
-        await wait_for(lambda: started_at(system_sessionmaker, tenant_id, later), "the periodic round")
+        await eventually(lambda: started_at(system_sessionmaker, tenant_id, later), "the periodic round")
     finally:
         await temporal_env.client.get_workflow_handle(RECONCILER_WORKFLOW_ID).terminate("test finished")

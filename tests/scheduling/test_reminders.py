@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from datetime import datetime, timedelta
 
@@ -11,11 +12,13 @@ from sqlalchemy import select
 
 from core.database import bind_tenant
 from domain.communications.models import Communication
+from tests.polling import eventually
 from tests.scheduling.conftest import API
 from workflows.appointments import AppointmentWorkflow
 
 BASE = f"{API}/appointments"
 POLL_SECONDS = 10.0
+wait_for = functools.partial(eventually, within=POLL_SECONDS)
 
 
 async def messages(sessionmaker, tenant_id: uuid.UUID, appointment_id: str) -> list[str]:
@@ -28,15 +31,6 @@ async def messages(sessionmaker, tenant_id: uuid.UUID, appointment_id: str) -> l
             .order_by(Communication.created_at)
         )
         return list(rows)
-
-
-async def wait_for(predicate, what: str) -> None:
-    """Poll (bounded) until `predicate()` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + POLL_SECONDS
-    while not await predicate():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def skip_to(env, when: datetime) -> None:

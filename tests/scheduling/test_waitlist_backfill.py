@@ -8,6 +8,7 @@ from datetime import timedelta
 import httpx
 
 from domain.scheduling.models import WaitlistOffer
+from tests.polling import eventually
 from tests.scheduling.conftest import API
 from tests.scheduling.waitlist_support import (
     add_entry,
@@ -17,7 +18,6 @@ from tests.scheduling.waitlist_support import (
     reply,
     set_policy,
     templates_sent,
-    wait_for,
 )
 
 RESULT_TIMEOUT = 15
@@ -33,7 +33,7 @@ async def open_offers(sessionmaker, tenant_id, appointment: dict, count: int) ->
         rows = [o for o in rows if str(o.cancelled_appointment_id) == appointment["id"]]
         return rows if len(rows) == count else None
 
-    return await wait_for(found, f"{count} open offer(s)")
+    return await eventually(found, f"{count} open offer(s)")
 
 
 async def test_a_waitlisted_patient_is_offered_a_cancelled_slot_and_books_it_by_replying(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -16,17 +15,6 @@ from domain.tenants.models import Tenant
 from tests.scheduling.conftest import API, future
 
 WAITLIST = f"{API}/waitlist"
-POLL_SECONDS = 15.0
-
-
-async def wait_for(predicate, what: str) -> Any:
-    """Poll (bounded) until `predicate()` returns something truthy; returns it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + POLL_SECONDS
-    while not (result := await predicate()):
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def set_policy(sessionmaker, tenant_id: uuid.UUID, *, wave_size: int, hold_minutes: int) -> None:

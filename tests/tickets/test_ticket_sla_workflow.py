@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,19 +13,8 @@ import httpx
 from domain.journeys.service import TemporalAccess
 from domain.tickets.plan import ticket_workflow_id
 from domain.tickets.service import reconcile_ticket_sla_starts
+from tests.polling import eventually
 from tests.tickets.conftest import TICKETS, Desk, SlaWired
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
-    """Poll `check` until truthy (returned) or fail after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within} s (last: {last!r})")
 
 
 async def _due_set(desk: Desk, ticket_id: str) -> Any:
