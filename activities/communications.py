@@ -20,7 +20,12 @@ from temporalio.exceptions import ApplicationError
 from activities import ActivityDeps
 from core.database import bind_tenant
 from domain.communications import delivery, policy
-from domain.communications.providers import ProviderError, log_provider_configuration
+from domain.communications.providers import (
+    OutboxProvider,
+    ProviderError,
+    log_provider_configuration,
+    provider_for,
+)
 from domain.communications.repository import CommunicationRepository
 from domain.communications.service import create_fallback
 from domain.enums import Channel
@@ -43,6 +48,9 @@ class DeliveryPlan:
     channel: str
     scheduled_for: str | None
     fallback_minutes: int
+    # False when the channel's provider never reports delivery (the outbox): waiting for it is pointless.
+    # Defaults to True so plans recorded before the field existed replay as they ran.
+    reports_delivery: bool = True
 
 
 @dataclass
@@ -106,15 +114,26 @@ class CommunicationActivities:
 
     @activity.defn(name="communication_plan")
     async def plan(self, data: CommunicationRef) -> DeliveryPlan | None:
-        """The message's channel, its scheduled time and the tenant's fallback delay (None: it is gone)."""
+        """The message's channel, its scheduled time and the tenant's fallback delay (None: it is gone).
+
+        Stamps `delivery_started_at` (once): the reconciler restarts only messages without the stamp."""
         async with self._session(data.tenant_id) as session:
             record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
             if record is None:
                 return None
+            if record.delivery_started_at is None:
+                record.delivery_started_at = datetime.now(UTC)
             tenant = await session.get(Tenant, record.tenant_id)
             minutes = settings_of(tenant).whatsapp_fallback_minutes if tenant is not None else 30
             scheduled = record.scheduled_for.isoformat() if record.scheduled_for else None
-            return DeliveryPlan(channel=record.channel, scheduled_for=scheduled, fallback_minutes=minutes)
+            plan = DeliveryPlan(
+                channel=record.channel,
+                scheduled_for=scheduled,
+                fallback_minutes=minutes,
+                reports_delivery=provider_for(Channel(record.channel)).name != OutboxProvider.name,
+            )
+            await session.commit()
+            return plan
 
     @activity.defn(name="communication_check_policy")
     async def check_policy(self, data: PolicyInput) -> PolicyAnswer:
@@ -159,6 +178,8 @@ class CommunicationActivities:
             record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
             if record is None or record.status in ("delivered", "read"):
                 return None
+            if record.provider == OutboxProvider.name and record.status != "failed":
+                return None  # the outbox never reports delivery: a fallback would only duplicate it
             copy = await create_fallback(session, record, Channel(data.channel))
             await session.commit()
             return str(copy.id) if copy is not None else None

@@ -1,14 +1,14 @@
 """Reconciliation: start the workflows whose start was lost between a database commit and Temporal.
 
-Rows that need a workflow (appointments, journey instances, tickets) start it after their commit; a crash
-in between leaves the row without one. The worker calls `run_startup_reconciliation(client, deps)` once at
-start-up: it reconciles right away and makes sure the periodic `ReconcilerWorkflow` (id `prm-reconciler`)
-runs, which repeats the `reconcile_lost_starts` activity every 5 minutes. Each round starts, through each
-domain's own function, the reminder workflows of active future appointments never marked started, the lost
-journey instance workflows and the ticket SLA workflows (tickets that journeys create get their SLA clock
-here too). Workflow ids derive from row ids, so a repeated round is harmless. This is the one periodic
-reconciler: a domain with new workflow-backed rows adds its function here.
-"""
+Rows that need a workflow (appointments, journey instances, tickets, outbound messages) start it after
+their commit; a crash in between leaves the row without one. The worker calls
+`run_startup_reconciliation(client, deps)` once at start-up: it reconciles right away and makes sure the
+periodic `ReconcilerWorkflow` (id `prm-reconciler`) runs, which repeats the `reconcile_lost_starts` activity
+every 5 minutes. Each round starts, through each domain's own function, the reminder workflows of active
+future appointments never marked started, the lost journey instance workflows, the ticket SLA workflows
+(tickets that journeys create get their SLA clock here too) and the delivery workflows of messages never
+handed over. Workflow ids derive from row ids, so a repeated round is harmless. This is the one periodic
+reconciler: a domain with new workflow-backed rows adds its function here."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import ActivityDeps
+from core.temporal import TemporalAccess
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ class ReconcileOutcome:
     appointments: int = 0
     journey_instances: int = 0
     tickets: int = 0
+    messages: int = 0
 
 
 async def reconcile_lost_starts(client: Client, deps: ActivityDeps, data: ReconcileInput) -> ReconcileOutcome:
-    """One reconciliation round over appointments, journey instances and tickets."""
+    """One reconciliation round over appointments, journey instances, tickets and outbound messages."""
+    from domain.communications.dispatch import reconcile_delivery_starts
     from domain.journeys import service as journeys
     from domain.scheduling.workflow_jobs import WorkflowGateway, start_missing_appointment_workflows
     from domain.tickets import service as tickets
@@ -63,25 +66,27 @@ async def reconcile_lost_starts(client: Client, deps: ActivityDeps, data: Reconc
     )
     journey_instances = await journeys.reconcile_journey_starts(
         deps.sessionmaker,
-        journeys.TemporalAccess(get_client=get_client, task_queue=queue),
+        TemporalAccess(get_client=get_client, task_queue=queue),
         older_than_seconds=data.older_than_seconds,
         tenant_id=tenant_id,
     )
+    access = TemporalAccess(get_client=get_client, task_queue=queue)
     ticket_slas = await tickets.reconcile_ticket_sla_starts(
-        deps.sessionmaker,
-        journeys.TemporalAccess(get_client=get_client, task_queue=queue),
-        older_than_seconds=data.older_than_seconds,
-        tenant_id=tenant_id,
+        deps.sessionmaker, access, older_than_seconds=data.older_than_seconds, tenant_id=tenant_id
     )
-    if appointments or journey_instances or ticket_slas:
+    messages = await reconcile_delivery_starts(
+        deps.sessionmaker, access, older_than_seconds=data.older_than_seconds, tenant_id=tenant_id
+    )
+    if appointments or journey_instances or ticket_slas or messages:
         log.info(
-            "reconciler started %d appointment, %d journey and %d ticket SLA workflows",
+            "reconciler started %d appointment, %d journey, %d ticket SLA and %d message workflows",
             appointments,
             journey_instances,
             ticket_slas,
+            messages,
         )
     return ReconcileOutcome(
-        appointments=appointments, journey_instances=journey_instances, tickets=ticket_slas
+        appointments=appointments, journey_instances=journey_instances, tickets=ticket_slas, messages=messages
     )
 
 

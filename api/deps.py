@@ -15,7 +15,7 @@ from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from core.settings import Settings
-from core.temporal import shared_client
+from core.temporal import TemporalAccess, bind_temporal, shared_client
 from domain.tenants.service import get_active_tenant
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed after the handler returns and before the response is sent."""
     async with request.app.state.sessionmaker() as session:
+        bind_temporal(session, temporal_access(request))  # lazy: connects only if a workflow is started
         try:
             yield session
         except BaseException:
@@ -133,15 +134,13 @@ async def temporal_client(request: Request) -> Any:
 TemporalDep = Annotated[Any, Depends(temporal_client)]
 
 
-def temporal_access(request: Request) -> Any:
+def temporal_access(request: Request) -> TemporalAccess:
     """How domain services reach Temporal: the client (connected when first needed) and the task queue."""
-    from domain.journeys.service import TemporalAccess
-
     queue = get_settings_dep(request).temporal_task_queue
     return TemporalAccess(get_client=lambda: temporal_client(request), task_queue=queue)
 
 
-TemporalAccessDep = Annotated[Any, Depends(temporal_access)]
+TemporalAccessDep = Annotated[TemporalAccess, Depends(temporal_access)]
 
 
 async def commit_and_run_jobs(session: AsyncSession) -> None:

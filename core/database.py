@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, event, func
+from sqlalchemy import DateTime, ForeignKey, MetaData, event, func, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
@@ -134,6 +134,11 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 AfterCommit = Callable[[], Awaitable[None]]
+
+
+async def advisory_xact_lock(session: AsyncSession, key: str) -> None:
+    """Queue the transactions that lock the same `key` until this one ends (PostgreSQL advisory lock)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
 def after_commit(session: AsyncSession, job: AfterCommit) -> None:

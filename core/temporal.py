@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
@@ -40,6 +44,38 @@ async def shared_client(state: Any, *, connect_timeout: float = 5.0) -> Client:
         async with asyncio.timeout(connect_timeout):
             state.temporal_client = await connect_temporal(state.settings)
     return state.temporal_client
+
+
+@dataclass(frozen=True)
+class TemporalAccess:
+    """How domain services reach Temporal: a client (connected when first needed) and the task queue."""
+
+    get_client: Callable[[], Awaitable[Client]]
+    task_queue: str
+
+
+_ACCESS_KEY = "temporal_access"
+
+
+def bind_temporal(session: AsyncSession, access: TemporalAccess) -> None:
+    """Let domain code that only holds `session` start workflows after its commit (see `temporal_for`)."""
+    session.info[_ACCESS_KEY] = access
+
+
+def temporal_for(session: AsyncSession) -> TemporalAccess | None:
+    """The Temporal access bound to `session`; inside an activity, the worker's own client and task queue;
+    None where there is neither (a CLI script: the reconciler starts what it needed)."""
+    bound: TemporalAccess | None = session.info.get(_ACCESS_KEY)
+    if bound is not None:
+        return bound
+    if activity.in_activity():
+        client = activity.client()
+
+        async def get_client() -> Client:
+            return client
+
+        return TemporalAccess(get_client=get_client, task_queue=activity.info().task_queue)
+    return None
 
 
 def _venv_binary(name: str) -> Path:

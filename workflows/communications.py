@@ -1,6 +1,7 @@
-"""One delivery workflow per API-created message (`communication-<uuid>`): wait for `scheduled_for`, pass the
-send policy (waiting on durable timers through quiet hours and frequency caps, never dropping the message),
-send with retries, and fall back from WhatsApp to SMS to email when a message is not delivered in time."""
+"""One delivery workflow per outbound message (`communication-<uuid>`), whoever created it (the API, a
+journey, a reminder, the booking chat): wait for `scheduled_for`, pass the send policy (waiting on durable
+timers through quiet hours and frequency caps, never dropping the message), send with retries, and fall back
+from WhatsApp to SMS to email when a message is not delivered in time."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         PolicyInput,
         SendInput,
     )
+    from domain.communications.dispatch import WORKFLOW_NAME, DeliveryInput
 
 STEP_TIMEOUT = timedelta(seconds=30)
 SEND_TIMEOUT = timedelta(minutes=2)
@@ -34,14 +36,6 @@ FALLBACK_CHAIN = {"whatsapp": "sms", "sms": "email"}
 
 
 @dataclass
-class DeliveryInput:
-    """The message to deliver (ids only)."""
-
-    tenant_id: str
-    communication_id: str
-
-
-@dataclass
 class DeliveryResult:
     """Where delivery ended: the last message tried, its channel and status."""
 
@@ -50,7 +44,7 @@ class DeliveryResult:
     status: str
 
 
-@workflow.defn(name="CommunicationDeliveryWorkflow")
+@workflow.defn(name=WORKFLOW_NAME)
 class CommunicationDeliveryWorkflow:
     """Delivers one message durably: scheduled time, send policy, retries, channel fallback."""
 
@@ -67,7 +61,7 @@ class CommunicationDeliveryWorkflow:
         if plan.scheduled_for:
             await self._sleep_until(datetime.fromisoformat(plan.scheduled_for))
         current, channel = data.communication_id, plan.channel
-        falls_back = plan.channel == "whatsapp"
+        falls_back = plan.channel == "whatsapp" and plan.reports_delivery
         while True:
             status = await self._send(data.tenant_id, current)
             next_channel = FALLBACK_CHAIN.get(channel) if falls_back else None

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from core.pagination import PageDep
-from core.temporal import connect_temporal
 from domain.communications import messages, templates
-from domain.communications.models import Communication, CommunicationTemplate
+from domain.communications.models import CommunicationTemplate
 from domain.communications.repository import CommunicationRepository
 from domain.communications.schemas import (
     CommunicationCreate,
@@ -34,36 +29,11 @@ from domain.communications.schemas import (
     TenantTemplateResponse,
 )
 from domain.enums import Channel, CommunicationStatus, Direction
-from workflows.communications import CommunicationDeliveryWorkflow, DeliveryInput
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/communications", tags=["communications"])
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such message in your tenant"}}
-CONNECT_TIMEOUT_SECONDS = 5.0
-
-
-def delivery_starter(request: Request) -> messages.StartDelivery:
-    """Start a message's delivery workflow (after the commit); a lost start is logged; the row stays."""
-    state = request.app.state
-
-    async def start(record: Communication) -> None:
-        if getattr(state, "temporal_client", None) is None:
-            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
-                state.temporal_client = await connect_temporal(state.settings)
-        client: Client = state.temporal_client
-        try:
-            await client.start_workflow(
-                CommunicationDeliveryWorkflow.run,
-                DeliveryInput(tenant_id=str(record.tenant_id), communication_id=str(record.id)),
-                id=messages.delivery_workflow_id(record.id),
-                task_queue=state.settings.temporal_task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
-            pass
-
-    return start
 
 
 @router.get("", response_model=CommunicationListResponse, dependencies=[CanRead])
@@ -199,13 +169,11 @@ async def search_communications(
     responses={404: {"description": "Unknown patient, journey instance or appointment"}},
 )
 async def create_communication(
-    body: CommunicationCreate, session: SessionDep, principal: CurrentPrincipal, request: Request
+    body: CommunicationCreate, session: SessionDep, principal: CurrentPrincipal
 ) -> CommunicationDetail:
     """Render and queue a message; it is sent (at `scheduled_for`, after the send policy) by a workflow."""
     ensure_own_tenant(principal, body.tenant_id)
-    record, _ = await messages.create_communication(
-        CommunicationRepository(session), body, delivery_starter(request)
-    )
+    record, _ = await messages.create_communication(CommunicationRepository(session), body)
     return CommunicationDetail.model_validate(record)
 
 

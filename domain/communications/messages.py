@@ -4,7 +4,6 @@ delete, mark read, statistics and the template catalogue."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import after_commit
 from core.errors import Conflict, NotFound, Unprocessable
 from core.phones import to_e164
 from core.settings import get_settings
-from domain.communications import templates
+from domain.communications import dispatch, templates
+from domain.communications.dispatch import delivery_workflow_id
 from domain.communications.models import Communication, CommunicationTemplate
 from domain.communications.repository import CommunicationRepository, advance_status
 from domain.communications.schemas import (
@@ -38,12 +37,6 @@ from domain.schemas import changes
 
 S = CommunicationStatus
 PATCHABLE = (S.SENT, S.DELIVERED, S.READ, S.FAILED)
-StartDelivery = Callable[[Communication], Awaitable[None]]
-
-
-def delivery_workflow_id(communication_id: uuid.UUID | str) -> str:
-    """`communication-<uuid>`: the one delivery workflow of an API-created message."""
-    return f"communication-{communication_id}"
 
 
 async def _exists(repo: CommunicationRepository, model: Any, record_id: uuid.UUID, label: str) -> None:
@@ -61,7 +54,7 @@ def _normalised_recipient(channel: Channel, recipient: str) -> str:
 
 
 async def create_communication(
-    repo: CommunicationRepository, data: CommunicationCreate, start_delivery: StartDelivery
+    repo: CommunicationRepository, data: CommunicationCreate
 ) -> tuple[Communication, bool]:
     """Render and record a message (queued or scheduled), delivered after the commit; (record, created).
 
@@ -120,11 +113,7 @@ async def create_communication(
     )
     record.workflow_id = delivery_workflow_id(record.id)
     record = await repo.add(record)
-
-    async def start() -> None:
-        await start_delivery(record)
-
-    after_commit(session, start)
+    dispatch.start_after_commit(session, record)
     return record, True
 
 

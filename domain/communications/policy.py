@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import advisory_xact_lock
 from domain.communications.models import Communication
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import ChannelConsent, Patient
@@ -36,6 +37,8 @@ OPT_OUT_CONFIRMATION = (
 OPT_IN_CONFIRMATION = (
     "You are subscribed again to {clinic} messages on this channel. Reply STOP to unsubscribe."
 )
+RELEASED_RECHECK = timedelta(minutes=1)
+IN_FLIGHT = timedelta(hours=1)  # database time: how long a released message may take to be sent
 COUNTED_STATUSES = (CommunicationStatus.SENT, CommunicationStatus.DELIVERED, CommunicationStatus.READ)
 
 
@@ -137,31 +140,52 @@ def quiet_hours_end(now: datetime, zone: ZoneInfo, settings: TenantSettings) -> 
 async def frequency_cap_release(
     session: AsyncSession, communication: Communication, now: datetime, settings: TenantSettings
 ) -> datetime | None:
-    """When the patient's frequency cap lets this message go (UTC), or None when it may go now."""
+    """When the patient's frequency cap lets this message go (UTC), or None when it may go now.
+
+    Counts what was sent in the window and what the policy already let go but is not sent yet, under a
+    per-patient advisory lock held to the end of the caller's transaction: concurrent checks for one patient
+    queue, so the cap holds however many messages are released at once."""
     cap = settings.frequency_cap
     since = now - timedelta(hours=cap.per_hours)
+    await advisory_xact_lock(session, f"communications:cap:{communication.patient_id}")
+    C = Communication
+    others = (
+        C.patient_id == communication.patient_id,
+        C.direction == Direction.OUTBOUND.value,
+        C.id != communication.id,
+    )
     recent = (
-        select(Communication.sent_at)
-        .where(
-            Communication.patient_id == communication.patient_id,
-            Communication.direction == Direction.OUTBOUND.value,
-            Communication.id != communication.id,
-            Communication.status.in_([s.value for s in COUNTED_STATUSES]),
-            Communication.sent_at > since,
-        )
-        .order_by(Communication.sent_at.desc())
+        select(C.sent_at)
+        .where(*others, C.status.in_([s.value for s in COUNTED_STATUSES]), C.sent_at > since)
+        .order_by(C.sent_at.desc())
         .limit(cap.max_messages)
     )
     sent = [t for t in (await session.scalars(recent)).all() if t is not None]
-    if len(sent) < cap.max_messages:
+    released = await session.scalar(  # let go by the policy, on their way to the provider
+        select(func.count()).where(
+            *others,
+            C.status == CommunicationStatus.QUEUED.value,
+            C.provider_message_id.is_(None),
+            C.meta_data.has_key("policy"),
+            C.updated_at > func.now() - IN_FLIGHT,  # older ones are stuck, not on their way
+        )
+    )
+    if len(sent) + int(released or 0) < cap.max_messages:
         return None
+    if len(sent) < cap.max_messages:  # the cap is full of messages still being sent: ask again shortly
+        return now + RELEASED_RECHECK
     return min(sent) + timedelta(hours=cap.per_hours)
 
 
 async def evaluate(session: AsyncSession, communication: Communication, now: datetime) -> Decision:
     """Apply consent, quiet hours and the frequency cap to one outbound message at `now`."""
     channel = Channel(communication.channel)
-    if communication.patient_id is not None and await opted_out(session, communication.patient_id, channel):
+    confirmation = bool((communication.meta_data or {}).get("consent_confirmation"))
+    if (
+        communication.patient_id is not None
+        and not confirmation  # the one reply confirming a STOP goes to the channel just left
+        and await opted_out(session, communication.patient_id, channel)
+    ):
         return Decision(Verdict.REFUSE, f"The patient opted out of {channel.value} messages.")
     tenant = await session.get(Tenant, communication.tenant_id)
     settings = settings_of(tenant) if tenant is not None else TenantSettings()

@@ -1,8 +1,8 @@
-"""Sending messages: one record per business idempotency key, rendered text, and the configured provider.
+"""Sending messages: one record per business idempotency key, rendered text, then the delivery workflow.
 
-The record is inserted under its key in the caller's transaction and the provider is called only after that
-transaction commits, so a retried activity or a repeated request finds the existing record and never sends
-twice. Message text and recipients are never logged (PHI).
+The record is inserted under its key in the caller's transaction and its delivery workflow (see `dispatch`)
+starts only after that transaction commits, so a retried activity or a repeated request finds the existing
+record and never sends twice. Message text and recipients are never logged (PHI).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Unprocessable
-from domain.communications import delivery, policy, templates
+from domain.communications import dispatch, policy, templates
 from domain.communications.models import Communication
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
@@ -69,23 +69,26 @@ async def send_message(
     journey_instance_id: uuid.UUID | None = None,
     workflow_id: str | None = None,
     template_vars: dict[str, Any] | None = None,
+    urgent: bool = False,
     consent_confirmation: bool = False,
 ) -> SendResult:
-    """Record one message to a patient once per `idempotency_key`, and send it after the caller commits.
+    """Record one message to a patient once per `idempotency_key`; its delivery workflow starts after the
+    caller commits and applies the send policy (consent, quiet hours, frequency cap) like every message.
 
-    The record (status queued) joins the caller's transaction; the provider is called only once that
-    transaction has committed (`delivery.deliver_after_commit`), so a crash can never leave a message sent
-    without its record, and a retry finds the record and never sends twice. Flushes, never commits."""
+    `urgent` messages pass quiet hours and the cap (and the record says so): answers to a message the
+    patient has just sent, and offers that expire. A `consent_confirmation` (the one reply to STOP/START)
+    goes even to the channel the patient just left. Flushes, never commits."""
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
-        if existing.status == CommunicationStatus.QUEUED.value and not existing.provider_message_id:
-            delivery.deliver_after_commit(session, existing.tenant_id, existing.id)  # a retry after a failure
+        if existing.status in {s.value for s in dispatch.UNSENT} and not existing.provider_message_id:
+            dispatch.start_after_commit(session, existing)  # a retry after a failed start: harmless
         return SendResult(existing, created=False)
     patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
     if patient is None:
         raise Unprocessable("The patient does not exist.")
     recipient = recipient_for(patient, channel)
     record = Communication(
+        id=uuid.uuid4(),
         patient_id=patient.id,
         journey_instance_id=journey_instance_id,
         appointment_id=appointment_id,
@@ -97,6 +100,7 @@ async def send_message(
         template_name=template_name,
         template_vars=template_vars or {},
         status=CommunicationStatus.QUEUED.value,
+        is_urgent=urgent or consent_confirmation,
         idempotency_key=idempotency_key,
         workflow_id=workflow_id,
         meta_data={"consent_confirmation": True} if consent_confirmation else {},
@@ -115,7 +119,7 @@ async def send_message(
         record.error_code, record.error_message = "opted_out", f"The patient opted out of {channel.value}."
         await session.flush()
         return SendResult(record, created=True)
-    delivery.deliver_after_commit(session, record.tenant_id, record.id)
+    dispatch.start_after_commit(session, record)
     return SendResult(record, created=True)
 
 

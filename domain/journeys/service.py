@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import after_commit, bind_tenant, mark_system
 from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
-from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_TENANT_ID
+from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
 from domain.journeys.plan import (
@@ -62,14 +61,6 @@ FINAL_STATUSES = {
 
 
 TemporalUnavailable = ServiceUnavailable  # Temporal could not be reached; the request's data is kept
-
-
-@dataclass
-class TemporalAccess:
-    """How the journeys domain reaches Temporal: a lazily connected client and the task queue."""
-
-    get_client: Callable[[], Awaitable[Client]]
-    task_queue: str
 
 
 @dataclass

@@ -2,6 +2,11 @@
 
 Every message carries a business idempotency key (unique per tenant in `communications`), so a retried
 activity or a repeated request never sends twice. Texts are built here, never logged.
+
+Every message passes the send policy in its delivery workflow. Reminders and cancellation notices wait
+out quiet hours and the frequency cap; conversational messages (booking-chat replies, confirmations of
+what the patient just did, waitlist offers whose hold would expire overnight) are urgent: the patient is
+waiting for them, and the record says why they went during quiet hours.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ async def deliver(
     template_name: str,
     appointment_id: uuid.UUID | None = None,
     channel: Channel | None = None,
+    urgent: bool = False,
 ) -> bool:
     """Hand one message to the communications service; False when it was already sent under that key."""
     result = await communications.send_message(
@@ -51,6 +57,7 @@ async def deliver(
         idempotency_key=idempotency_key,
         template_name=template_name,
         appointment_id=appointment_id,
+        urgent=urgent,
     )
     return result.created
 
@@ -150,6 +157,7 @@ async def send_confirmation(
         idempotency_key=key,
         template_name="appointment_booked",
         appointment_id=appointment.id,
+        urgent=True,
     )
 
 
@@ -162,7 +170,7 @@ async def send_text(
     template_name: str,
     channel: Channel | None = None,
 ) -> bool:
-    """Send a conversational message (offers, not-understood, expired, taken)."""
+    """Send a conversational message (offers, not-understood, expired, taken): urgent."""
     return await deliver(
         session,
         patient=patient,
@@ -170,4 +178,5 @@ async def send_text(
         idempotency_key=key,
         template_name=template_name,
         channel=channel,
+        urgent=True,
     )

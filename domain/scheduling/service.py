@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import advisory_xact_lock
 from core.errors import Conflict, NotFound, Unprocessable
 from domain.enums import AppointmentStatus, PatientStatus, SlotStatus
 from domain.patients.models import Patient
@@ -118,10 +119,7 @@ async def _no_overlap(
     """Make the changes of the block in a savepoint, so an overlap becomes a 409 naming the clashes."""
     # The exclusion constraint is the guarantee. This lock only queues concurrent bookings of one
     # practitioner: without it, two inserts checking the constraint against each other can deadlock.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"appointments:practitioner:{practitioner_id}"},
-    )
+    await advisory_xact_lock(session, f"appointments:practitioner:{practitioner_id}")
     try:
         async with session.begin_nested():
             yield

@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Select, and_, func, or_, select, text
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import advisory_xact_lock
 from core.errors import Conflict, NotFound, Unprocessable
 from core.repository import Repository
 from domain.communications.models import Communication
@@ -128,12 +129,8 @@ class WaitlistOfferRepository(Repository[WaitlistOffer]):
         return list((await self.session.scalars(stmt)).all())
 
 
-async def _lock(session: AsyncSession, key: str) -> None:
-    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
-
-
 async def _lock_freed_time(session: AsyncSession, cancelled_appointment_id: uuid.UUID) -> None:
-    await _lock(session, f"waitlist:freed:{cancelled_appointment_id}")
+    await advisory_xact_lock(session, f"waitlist:freed:{cancelled_appointment_id}")
 
 
 async def policy_of(session: AsyncSession, tenant_id: uuid.UUID) -> WaitlistPolicy:
@@ -295,7 +292,7 @@ async def offer_wave(
     """Offer the freed time to the next `wave_size` matching patients (the same offers again on retry)."""
     await _lock_freed_time(session, cancelled_appointment_id)
     # Serialises the tenant's waves, so two freed times never offer to one patient at once.
-    await _lock(session, f"waitlist:waves:{session.info['tenant_id']}")
+    await advisory_xact_lock(session, f"waitlist:waves:{session.info['tenant_id']}")
     offers = await WaitlistOfferRepository(session).of_freed_time(cancelled_appointment_id)
     if this_wave := [o for o in offers if o.wave == wave]:
         return Wave(OPEN, [o.id for o in this_wave if o.status == OPEN], this_wave[0].expires_at)

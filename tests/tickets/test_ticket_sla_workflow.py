@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from domain.journeys.service import TemporalAccess
+from core.temporal import TemporalAccess
 from domain.tickets.plan import ticket_workflow_id
 from domain.tickets.service import reconcile_ticket_sla_starts
 from tests.polling import eventually

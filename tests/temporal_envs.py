@@ -1,0 +1,24 @@
+"""Temporal servers for tests, from the binaries in the venv (nothing is downloaded), each with the
+service's search attributes registered, as `make run` registers them on the dev server."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from core.temporal import SEARCH_ATTRIBUTES, test_server_binary
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    """A time-skipping test server that accepts the service's search attributes (shut it down after)."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(test_server_binary()))
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+            },
+        )
+    )
+    return env
