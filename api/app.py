@@ -29,6 +29,7 @@ from core.auth import TokenVerifier
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
+from domain.analytics.realtime import MetricsListener
 from domain.communications.providers import log_provider_configuration
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         url = database_url or resolve_database_url(settings)
         app.state.engine = make_engine(url, settings)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        # One LISTEN connection per process for every real-time stream (connects on the first stream).
+        app.state.metrics_listener = MetricsListener.for_database(url, app.state.sessionmaker)
         app.state.temporal_client = None
         if not settings.auth_enabled:
             log.warning("=" * 72)
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         try:
             yield
         finally:
+            await app.state.metrics_listener.close()
             await app.state.engine.dispose()
 
     app = FastAPI(
