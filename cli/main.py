@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.analytics import analytics_app
 from cli.common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -35,6 +36,7 @@ tenant_app = typer.Typer(help="Manage tenants (clinics).", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
+app.add_typer(analytics_app, name="analytics")
 
 
 def _timezone(value: str) -> str:

@@ -1,21 +1,44 @@
-"""Records analytics owns (voice calls, message sentiment) and the indexes its aggregates read.
+"""Records analytics owns (voice calls, message sentiment, the daily rollups) and the indexes its reads use.
+
+The daily rollups (`analytics_*`) are written only by PostgreSQL triggers (migration 0007): every insert,
+update and delete of an appointment, message or sentiment score adjusts them in the same transaction, so
+the dashboard sums a few rows per day instead of scanning the period. `day` is the local date in the
+tenant's time zone (`tenants.timezone`); changing the zone rebuilds the tenant's rows
+(`analytics_rebuild(tenant)`). A counter row may stay at 0 after a delete; readers skip such rows.
 
 The covering indexes on appointments and communications are declared here, beside the queries that need
-them, so the period aggregates of the dashboard are index-only scans of one tenant's date range.
+them (the base-table reads that remain: filtered appointment figures, and the rebuild).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
 from domain.communications.models import Communication
+from domain.journeys.models import JourneyInstanceStage
 from domain.scheduling.models import Appointment
+from domain.tickets.models import Ticket
 
 CALL_STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled")
 FINAL_CALL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
@@ -67,7 +90,178 @@ class MessageSentiment(TenantScoped, Base):
     analyzer: Mapped[str] = mapped_column(String(32), nullable=False)
 
 
-# Index-only scans for the period aggregates (counts by status, channel, practitioner, direction).
+class _Rollup(TenantScoped):
+    """A rollup row: inserted by triggers (hence the server-side id), one tenant's, no index of its own on
+    `tenant_id` (every key starts with it)."""
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+
+
+class AppointmentDaily(_Rollup, Base):
+    """Appointments by local day of their start, status and booking channel ('' when none was given)."""
+
+    __tablename__ = "analytics_appointment_daily"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "day", "status", "source_channel", name="uq_analytics_appointment_daily_key"
+        ),
+    )
+
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    source_channel: Mapped[str] = mapped_column(String(32), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class AppointmentPractitionerDaily(_Rollup, Base):
+    """Appointments by local day of their start and practitioner (the dashboard's by-practitioner series).
+
+    Kept apart from `AppointmentDaily`: one table keyed on status, channel and practitioner would hold
+    ~2,000 rows a day for 200 practitioners, too many to sum over 90 days within the dashboard's budget."""
+
+    __tablename__ = "analytics_appointment_practitioner_daily"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "day", "practitioner_id", name="uq_analytics_appointment_practitioner_daily_key"
+        ),
+    )
+
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class CommunicationDaily(_Rollup, Base):
+    """Messages by local day of their creation, direction, channel and (current) status."""
+
+    __tablename__ = "analytics_communication_daily"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "day", "direction", "channel", "status", name="uq_analytics_communication_daily_key"
+        ),
+    )
+
+    direction: Mapped[str] = mapped_column(String(16), nullable=False)
+    channel: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class SentimentDaily(_Rollup, Base):
+    """Sentiment scores of inbound messages by local day of the message: count, sum of compound scores,
+    count per label."""
+
+    __tablename__ = "analytics_sentiment_daily"
+    __table_args__ = (UniqueConstraint("tenant_id", "day", name="uq_analytics_sentiment_daily_key"),)
+
+    scored: Mapped[int] = mapped_column(Integer, nullable=False)
+    compound_sum: Mapped[Decimal] = mapped_column(Numeric, nullable=False)
+    positive: Mapped[int] = mapped_column(Integer, nullable=False)
+    neutral: Mapped[int] = mapped_column(Integer, nullable=False)
+    negative: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class Reply(_Rollup, Base):
+    """A patient's reply: the first inbound message after an outbound one (before the next outbound), kept
+    by the communications trigger. Each outbound message is answered at most once, each inbound message
+    answers at most one. `bucket` is `analytics_reply_bucket(response_seconds)`, a log scale of 2 % steps;
+    `day` is the local date of the reply."""
+
+    __tablename__ = "analytics_replies"
+    __table_args__ = (
+        Index("uq_analytics_replies_outbound", "outbound_id", unique=True),
+        Index("uq_analytics_replies_inbound", "inbound_id", unique=True),
+        # The median's second step reads one bucket of the period: an index-only range.
+        Index(
+            "ix_analytics_replies_tenant_bucket_replied",
+            "tenant_id",
+            "bucket",
+            "replied_at",
+            postgresql_include=["response_seconds"],
+        ),
+    )
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    outbound_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("communications.id", ondelete="CASCADE"), nullable=False
+    )
+    inbound_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("communications.id", ondelete="CASCADE"), nullable=False
+    )
+    replied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    response_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    bucket: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ReplyDaily(_Rollup, Base):
+    """How many replies of each local day fall in each response-time bucket (the histogram the median
+    is located in)."""
+
+    __tablename__ = "analytics_reply_daily"
+    __table_args__ = (UniqueConstraint("tenant_id", "day", "bucket", name="uq_analytics_reply_daily_key"),)
+
+    bucket: Mapped[int] = mapped_column(Integer, nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class JourneyDaily(_Rollup, Base):
+    """Journey instances by local day and event: `started` (day of started_at), `completed` (completed_at
+    of a completed instance), `cancelled` (cancelled_at of a cancelled one), `failed` (updated_at of a
+    failed one)."""
+
+    __tablename__ = "analytics_journey_daily"
+    __table_args__ = (UniqueConstraint("tenant_id", "day", "event", name="uq_analytics_journey_daily_key"),)
+
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class JourneyStageDaily(_Rollup, Base):
+    """Completed stages (with a start) by local day of completion, journey and stage: how many, and the sum
+    of their durations in seconds."""
+
+    __tablename__ = "analytics_journey_stage_daily"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id",
+            "day",
+            "journey_id",
+            "order_index",
+            "stage_name",
+            name="uq_analytics_journey_stage_daily_key",
+        ),
+    )
+
+    journey_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
+    order_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    stage_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+    seconds_sum: Mapped[Decimal] = mapped_column(Numeric, nullable=False)
+
+
+# Overdue journeys: the active stages that started before the cutoff, without reading the others.
+Index(
+    "ix_journey_instance_stages_active_started",
+    JourneyInstanceStage.tenant_id,
+    JourneyInstanceStage.started_at,
+    postgresql_include=["instance_id"],
+    postgresql_where=text("status = 'active'"),
+)
+
+# Tickets resolved in a period (the dashboard's ticket summary reads index ranges, not every ticket).
+Index(
+    "ix_tickets_tenant_resolved",
+    Ticket.tenant_id,
+    Ticket.resolved_at,
+    postgresql_where=text("resolved_at IS NOT NULL"),
+)
+
+# Index-only scans over the base tables: the filtered appointment figures the rollups do not cover, and
+# `analytics_rebuild`.
 Index(
     "ix_appointments_analytics",
     Appointment.tenant_id,

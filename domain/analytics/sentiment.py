@@ -1,14 +1,17 @@
 """Sentiment of patients' inbound messages, scored by VADER (vaderSentiment; its lexicon ships in the
 wheel, so scoring works offline) and stored once per message in `message_sentiments`.
 
-The inbound-message path should call `record_inbound_sentiment(session, communication)` after it has
-flushed the inbound Communication (same transaction). Messages stored without a score (older rows, or
-paths that do not call it) are scored by the analytics query, at most `SCORE_CAP` per request.
+The inbound-message path calls `record_inbound_sentiment(session, communication)` after it has flushed
+the inbound Communication (same transaction); a trigger adds the score to the daily sentiment rollup.
+Messages stored without a score (rows older than scoring, or a path that does not call it) count as
+`unscored` on the dashboard until `prm analytics backfill-sentiment` scores them, off the request path, in
+batches of `score_unscored`.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -56,9 +59,13 @@ async def _store(session: AsyncSession, tenant_id: uuid.UUID, rows: list[tuple[u
                 "analyzer": ANALYZER,
             }
         )
-    stmt = insert(MessageSentiment).values(values).on_conflict_do_nothing(index_elements=["communication_id"])
-    result = await session.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    stmt = (
+        insert(MessageSentiment)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["communication_id"])
+        .returning(MessageSentiment.id)
+    )
+    return len((await session.execute(stmt)).all())  # rows stored (a multi-row INSERT's rowcount is not)
 
 
 async def record_inbound_sentiment(session: AsyncSession, communication: Communication) -> bool:
@@ -69,22 +76,40 @@ async def record_inbound_sentiment(session: AsyncSession, communication: Communi
     return stored > 0
 
 
+@dataclass(frozen=True)
+class ScoringBatch:
+    """One `score_unscored` call: messages found unscored, messages scored (fewer if another process
+    scored some meanwhile), and the creation time of the oldest found (the next batch looks up to it)."""
+
+    found: int
+    scored: int
+    oldest: datetime | None
+
+
 async def score_unscored(
-    session: AsyncSession, tenant_id: uuid.UUID, start: datetime, end: datetime, cap: int = SCORE_CAP
-) -> int:
-    """Score up to `cap` inbound messages of the period that have no score yet; how many were scored."""
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    cap: int = SCORE_CAP,
+) -> ScoringBatch:
+    """Score the newest `cap` inbound messages created in [start, end) that have no score yet (flushes)."""
     scored = select(MessageSentiment.id).where(MessageSentiment.communication_id == Communication.id)
+    conditions = [
+        Communication.tenant_id == tenant_id,
+        Communication.direction == Direction.INBOUND.value,
+        ~scored.exists(),
+    ]
+    if start is not None:
+        conditions.append(Communication.created_at >= start)
+    if end is not None:
+        conditions.append(Communication.created_at < end)
     stmt = (
-        select(Communication.id, Communication.message)
-        .where(
-            Communication.tenant_id == tenant_id,
-            Communication.direction == Direction.INBOUND.value,
-            Communication.created_at >= start,
-            Communication.created_at < end,
-            ~scored.exists(),
-        )
+        select(Communication.id, Communication.message, Communication.created_at)
+        .where(*conditions)
         .order_by(Communication.created_at.desc())
         .limit(cap)
     )
-    rows = [(r.id, r.message) for r in (await session.execute(stmt)).all()]
-    return await _store(session, tenant_id, rows)
+    rows = (await session.execute(stmt)).all()
+    stored = await _store(session, tenant_id, [(r.id, r.message) for r in rows])
+    return ScoringBatch(found=len(rows), scored=stored, oldest=rows[-1].created_at if rows else None)

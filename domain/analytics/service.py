@@ -1,22 +1,24 @@
-"""Analytics queries: every figure is an aggregate computed in PostgreSQL over one tenant's rows.
+"""Analytics figures: every one an aggregate computed in PostgreSQL over one tenant's rows.
 
 Periods are local dates of the tenant's time zone (see `periods`); days are bucketed in that zone too.
-The statements name the tenant explicitly (besides the session's automatic scoping) so the planner uses
-the `(tenant_id, time)` covering indexes.
+Period counts of appointments, messages and journeys, reply times, stage durations and sentiment come
+from the daily rollups the database keeps at write time (`rollups`, migration 0007). What is "now"
+(active and overdue journeys, open tickets), voice calls and tickets are read from their tables through
+index ranges (fast enough at scale: see BENCHMARKS.md). The statements name the tenant explicitly
+(besides the session's automatic scoping).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Date, Float, cast, func, literal_column, select, tuple_
+from sqlalchemy import Float, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from core.errors import NotFound
-from domain.analytics import sentiment
-from domain.analytics.models import FINAL_CALL_STATUSES, MessageSentiment, VoiceCall
+from domain.analytics import rollups, sentiment
+from domain.analytics.models import FINAL_CALL_STATUSES, VoiceCall
 from domain.analytics.periods import TimePeriod, Window, resolve
 from domain.analytics.schemas import (
     AppointmentAnalyticsResponse,
@@ -30,15 +32,12 @@ from domain.analytics.schemas import (
     PractitionerCount,
     RealtimeSnapshot,
     SentimentSummary,
-    StageDuration,
     TicketSummary,
     VoiceCallAnalyticsResponse,
 )
-from domain.communications.models import Communication
 from domain.enums import AppointmentStatus, Direction, JourneyInstanceStatus, StageStatus
-from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage
+from domain.journeys.models import JourneyInstance, JourneyInstanceStage
 from domain.practitioners.models import Practitioner
-from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket
 
@@ -93,77 +92,42 @@ async def appointment_analytics(
     include_breakdown: bool = False,
 ) -> AppointmentAnalyticsResponse:
     """Counts and rates of the appointments starting in the window; with the series when asked."""
-    A = Appointment
-    day = cast(func.timezone(window.timezone, A.start_time), Date).label("day")
-    conditions = [A.tenant_id == tenant_id, A.start_time >= window.start, A.start_time < window.end]
-    if channel_origin:
-        conditions.append(A.source_channel == channel_origin)
-    if practitioner_id:
-        conditions.append(A.practitioner_id == practitioner_id)
-    by_status: dict[str, int] = {}
-    by_day: dict[object, int] = {}
-    by_channel: dict[str, int] = {}
-    by_practitioner: dict[uuid.UUID, int] = {}
-    if include_breakdown:
-        # One scan, four groupings: GROUPING() tells which set each row belongs to.
-        stmt = (
-            select(
-                A.status,
-                day,
-                A.source_channel,
-                A.practitioner_id,
-                func.grouping(A.status).label("g_status"),
-                func.grouping(day).label("g_day"),
-                func.grouping(A.source_channel).label("g_channel"),
-                func.count().label("n"),
-            )
-            .where(*conditions)
-            .group_by(
-                func.grouping_sets(
-                    tuple_(A.status), tuple_(day), tuple_(A.source_channel), tuple_(A.practitioner_id)
-                )
-            )
-        )
-        for row in (await session.execute(stmt)).all():
-            if row.g_status == 0:
-                by_status[row.status] = row.n
-            elif row.g_day == 0:
-                by_day[row.day] = row.n
-            elif row.g_channel == 0:
-                by_channel[row.source_channel or "unknown"] = row.n
-            else:
-                by_practitioner[row.practitioner_id] = row.n
-    else:
-        stmt = select(A.status, func.count().label("n")).where(*conditions).group_by(A.status)
-        by_status = {row.status: row.n for row in (await session.execute(stmt)).all()}
-    total = sum(by_status.values())
-    counts = {s.value: by_status.get(s.value, 0) for s in AppointmentStatus}
-    finished = counts["completed"] + counts["no_show"]
+    counts = await rollups.appointment_counts(
+        session,
+        tenant_id,
+        window,
+        channel_origin=channel_origin,
+        practitioner_id=practitioner_id,
+        include_breakdown=include_breakdown,
+    )
+    total = sum(counts.by_status.values())
+    by_status = {s.value: counts.by_status.get(s.value, 0) for s in AppointmentStatus}
+    finished = by_status["completed"] + by_status["no_show"]
     response = AppointmentAnalyticsResponse(
         tenant_id=tenant_id,
         period=period_info(window),
         total=total,
-        scheduled=counts["booked"],
-        confirmed=counts["confirmed"],
-        checked_in=counts["checked_in"],
-        completed=counts["completed"],
-        cancelled=counts["cancelled"],
-        no_show=counts["no_show"],
-        completion_rate=_rate(counts["completed"], finished),
-        no_show_rate=_rate(counts["no_show"], finished),
-        cancellation_rate=_rate(counts["cancelled"], total),
+        scheduled=by_status["booked"],
+        confirmed=by_status["confirmed"],
+        checked_in=by_status["checked_in"],
+        completed=by_status["completed"],
+        cancelled=by_status["cancelled"],
+        no_show=by_status["no_show"],
+        completion_rate=_rate(by_status["completed"], finished),
+        no_show_rate=_rate(by_status["no_show"], finished),
+        cancellation_rate=_rate(by_status["cancelled"], total),
     )
     if include_breakdown:
         response.breakdown = AppointmentBreakdown(
-            by_day=_every_day(window, by_day),
-            by_status=counts,
-            by_channel=by_channel,
-            by_practitioner=await _practitioner_counts(session, by_practitioner),
+            by_day=_every_day(window, counts.by_day),
+            by_status=by_status,
+            by_channel=counts.by_channel,
+            by_practitioner=await _practitioner_counts(session, counts.by_practitioner),
         )
     return response
 
 
-def _every_day(window: Window, counts: dict[object, int]) -> list[DayCount]:
+def _every_day(window: Window, counts: dict[date, int]) -> list[DayCount]:
     days, day = [], window.start_date
     while day <= window.end_date:
         days.append(DayCount(date=day, count=counts.get(day, 0)))
@@ -197,22 +161,10 @@ async def journey_analytics(
     overdue_after_days: int = DEFAULT_OVERDUE_DAYS,
 ) -> JourneyAnalyticsResponse:
     """Active and overdue instances now; started, completed, cancelled, failed in the window; stage times."""
-    J = JourneyInstance
-    in_window = lambda col: (col >= window.start) & (col < window.end)  # noqa: E731
+    J, S = JourneyInstance, JourneyInstanceStage
     active_status = J.status == JourneyInstanceStatus.ACTIVE.value
-    counts = (
-        await session.execute(
-            select(
-                func.count().filter(active_status).label("active"),
-                func.count().filter(in_window(J.started_at)).label("started"),
-                func.count().filter(in_window(J.completed_at) & (J.status == "completed")).label("completed"),
-                func.count().filter(in_window(J.cancelled_at) & (J.status == "cancelled")).label("cancelled"),
-                func.count().filter(in_window(J.updated_at) & (J.status == "failed")).label("failed"),
-            ).where(J.tenant_id == tenant_id)
-        )
-    ).one()
+    active = await session.scalar(select(func.count()).where(J.tenant_id == tenant_id, active_status))
     cutoff = datetime.now(UTC) - timedelta(days=overdue_after_days)
-    S = JourneyInstanceStage
     overdue = await session.scalar(
         select(func.count(func.distinct(S.instance_id)))
         .join(J, J.id == S.instance_id)
@@ -223,49 +175,20 @@ async def journey_analytics(
             S.started_at < cutoff,
         )
     )
-    seconds = func.extract("epoch", S.completed_at - S.started_at)
-    stage_stmt = (
-        select(
-            Journey.name.label("journey_name"),
-            S.name.label("stage_name"),
-            S.order_index,
-            func.count().label("n"),
-            func.avg(seconds).label("avg_seconds"),
-        )
-        .join(J, J.id == S.instance_id)
-        .join(Journey, Journey.id == J.journey_id)
-        .where(
-            S.tenant_id == tenant_id,
-            S.status == StageStatus.COMPLETED.value,
-            S.started_at.is_not(None),
-            in_window(S.completed_at),
-        )
-        .group_by(Journey.name, S.name, S.order_index)
-        .order_by(Journey.name, S.order_index)
-    )
-    stages = [
-        StageDuration(
-            journey_name=r.journey_name,
-            stage_name=r.stage_name,
-            order_index=r.order_index,
-            completed=r.n,
-            average_seconds=round(float(r.avg_seconds), 1),
-        )
-        for r in (await session.execute(stage_stmt)).all()
-    ]
-    ended = counts.completed + counts.cancelled + counts.failed
+    events = await rollups.journey_events(session, tenant_id, window)
+    ended = events["completed"] + events["cancelled"] + events["failed"]
     return JourneyAnalyticsResponse(
         tenant_id=tenant_id,
         period=period_info(window),
-        active=counts.active,
+        active=int(active or 0),
         overdue=int(overdue or 0),
         overdue_after_days=overdue_after_days,
-        started=counts.started,
-        completed=counts.completed,
-        cancelled=counts.cancelled,
-        failed=counts.failed,
-        completion_rate=_rate(counts.completed, ended),
-        average_time_per_stage=stages,
+        started=events["started"],
+        completed=events["completed"],
+        cancelled=events["cancelled"],
+        failed=events["failed"],
+        completion_rate=_rate(events["completed"], ended),
+        average_time_per_stage=await rollups.stage_durations(session, tenant_id, window),
     )
 
 
@@ -276,17 +199,10 @@ async def communication_analytics(
     session: AsyncSession, tenant_id: uuid.UUID, window: Window
 ) -> CommunicationAnalyticsResponse:
     """Volumes by channel and status, delivery and read rates, reply times and sentiment of the window."""
-    C = Communication
-    period = [C.tenant_id == tenant_id, C.created_at >= window.start, C.created_at < window.end]
-    grouped = (
-        select(C.direction, C.channel, C.status, func.count().label("n"))
-        .where(*period)
-        .group_by(C.direction, C.channel, C.status)
-    )
     by_channel: dict[str, int] = {}
     by_status: dict[str, int] = {}
     outbound = inbound = attempted = delivered = read = 0
-    for row in (await session.execute(grouped)).all():
+    for row in await rollups.message_counts(session, tenant_id, window):
         by_channel[row.channel] = by_channel.get(row.channel, 0) + row.n
         by_status[row.status] = by_status.get(row.status, 0) + row.n
         if row.direction == Direction.INBOUND.value:
@@ -296,7 +212,8 @@ async def communication_analytics(
         attempted += row.n if row.status in ATTEMPTED else 0
         delivered += row.n if row.status in DELIVERED else 0
         read += row.n if row.status == "read" else 0
-    replies, median = await _reply_times(session, tenant_id, window)
+    replies, median = await rollups.reply_times(session, tenant_id, window)
+    scores = await rollups.sentiment_totals(session, tenant_id, window)
     return CommunicationAnalyticsResponse(
         tenant_id=tenant_id,
         period=period_info(window),
@@ -309,91 +226,15 @@ async def communication_analytics(
         read_rate=_rate(read, delivered),
         replies=replies,
         median_response_seconds=median,
-        sentiment=await _sentiment(session, tenant_id, window),
-    )
-
-
-async def _reply_times(
-    session: AsyncSession, tenant_id: uuid.UUID, window: Window
-) -> tuple[int, float | None]:
-    """Replies: inbound messages of the window that answer the patient's latest outbound message (each
-    outbound message counts once: the first inbound after it). Median seconds from send to reply."""
-    inbound = aliased(Communication, name="inbound")
-    outbound = aliased(Communication, name="outbound")
-    previous = (
-        select(
-            outbound.id.label("outbound_id"),
-            func.coalesce(outbound.sent_at, outbound.created_at).label("sent"),
-        )
-        .where(
-            outbound.patient_id == inbound.patient_id,
-            outbound.direction == Direction.OUTBOUND.value,
-            outbound.created_at < inbound.created_at,
-            outbound.tenant_id == tenant_id,
-        )
-        .order_by(outbound.created_at.desc())
-        .limit(1)
-        .lateral("previous")
-    )
-    pairs = (
-        select(
-            previous.c.outbound_id,
-            func.min(func.extract("epoch", inbound.created_at - previous.c.sent)).label("seconds"),
-        )
-        .select_from(inbound)
-        .join(previous, literal_column("true"))
-        .where(
-            inbound.tenant_id == tenant_id,
-            inbound.direction == Direction.INBOUND.value,
-            inbound.patient_id.is_not(None),
-            inbound.created_at >= window.start,
-            inbound.created_at < window.end,
-        )
-        .group_by(previous.c.outbound_id)
-        .subquery()
-    )
-    row = (
-        await session.execute(
-            select(
-                func.count().label("n"),
-                func.percentile_cont(0.5).within_group(pairs.c.seconds).label("median"),
-            )
-        )
-    ).one()
-    return int(row.n), _seconds(row.median)
-
-
-async def _sentiment(session: AsyncSession, tenant_id: uuid.UUID, window: Window) -> SentimentSummary:
-    await sentiment.score_unscored(session, tenant_id, window.start, window.end)
-    C, M = Communication, MessageSentiment
-    row = (
-        await session.execute(
-            select(
-                func.count(C.id).label("inbound"),
-                func.count(M.id).label("scored"),
-                func.avg(M.compound).label("average"),
-                func.count().filter(M.label == "positive").label("positive"),
-                func.count().filter(M.label == "neutral").label("neutral"),
-                func.count().filter(M.label == "negative").label("negative"),
-            )
-            .select_from(C)
-            .outerjoin(M, M.communication_id == C.id)
-            .where(
-                C.tenant_id == tenant_id,
-                C.direction == Direction.INBOUND.value,
-                C.created_at >= window.start,
-                C.created_at < window.end,
-            )
-        )
-    ).one()
-    return SentimentSummary(
-        analyzer=sentiment.ANALYZER,
-        scored=row.scored,
-        unscored=row.inbound - row.scored,
-        average_compound=None if row.average is None else round(float(row.average), 4),
-        positive=row.positive,
-        neutral=row.neutral,
-        negative=row.negative,
+        sentiment=SentimentSummary(
+            analyzer=sentiment.ANALYZER,
+            scored=scores.scored,
+            unscored=inbound - scores.scored,  # legacy rows: `prm analytics backfill-sentiment` scores them
+            average_compound=scores.average_compound,
+            positive=scores.positive,
+            neutral=scores.neutral,
+            negative=scores.negative,
+        ),
     )
 
 
@@ -461,34 +302,41 @@ async def voice_call_analytics(
 async def ticket_summary(session: AsyncSession, tenant_id: uuid.UUID, window: Window) -> TicketSummary:
     """Open tickets now; opened, resolved and breached in the window; median time to first response."""
     T = Ticket
-    in_window = lambda col: (col >= window.start) & (col < window.end)  # noqa: E731
-    response = func.extract("epoch", T.first_response_at - T.created_at)
-    row = (
+    # Three index ranges (unfinished tickets, created in the window, resolved in the window) rather than a
+    # pass over every ticket the clinic ever had.
+    unfinished = (
         await session.execute(
             select(
-                func.count()
-                .filter(T.status.in_(("open", "in_progress", "waiting_on_patient")))
-                .label("open"),
+                func.count().label("open"),
                 func.count().filter(T.status == "waiting_on_patient").label("waiting"),
-                func.count().filter(in_window(T.created_at)).label("opened"),
-                func.count().filter(in_window(T.resolved_at)).label("resolved"),
-                func.count()
-                .filter(in_window(T.created_at) & (T.response_breached | T.resolution_breached))
-                .label("breached"),
-                func.percentile_cont(0.5)
-                .within_group(response)
-                .filter(in_window(T.created_at) & T.first_response_at.is_not(None))
-                .label("median"),
-            ).where(T.tenant_id == tenant_id)
+            ).where(T.tenant_id == tenant_id, T.status.in_(("open", "in_progress", "waiting_on_patient")))
         )
     ).one()
+    response = func.extract("epoch", T.first_response_at - T.created_at)
+    created = (
+        await session.execute(
+            select(
+                func.count().label("opened"),
+                func.count().filter(T.response_breached | T.resolution_breached).label("breached"),
+                func.percentile_cont(0.5)
+                .within_group(response)
+                .filter(T.first_response_at.is_not(None))
+                .label("median"),
+            ).where(T.tenant_id == tenant_id, T.created_at >= window.start, T.created_at < window.end)
+        )
+    ).one()
+    resolved = await session.scalar(
+        select(func.count()).where(
+            T.tenant_id == tenant_id, T.resolved_at >= window.start, T.resolved_at < window.end
+        )
+    )
     return TicketSummary(
-        open=row.open,
-        waiting_on_patient=row.waiting,
-        opened=row.opened,
-        resolved=row.resolved,
-        breached=row.breached,
-        median_first_response_seconds=_seconds(row.median),
+        open=unfinished.open,
+        waiting_on_patient=unfinished.waiting,
+        opened=created.opened,
+        resolved=int(resolved or 0),
+        breached=created.breached,
+        median_first_response_seconds=_seconds(created.median),
     )
 
 
@@ -509,26 +357,14 @@ async def dashboard(session: AsyncSession, tenant_id: uuid.UUID, window: Window)
 async def realtime_snapshot(session: AsyncSession, tenant_id: uuid.UUID) -> RealtimeSnapshot:
     """Today's live numbers (tenant's time zone): small enough to recompute on every change."""
     window = await tenant_window(session, tenant_id, TimePeriod.TODAY)
-    A, C, T = Appointment, Communication, Ticket
-    by_status = {
-        r.status: r.n
-        for r in await session.execute(
-            select(A.status, func.count().label("n"))
-            .where(A.tenant_id == tenant_id, A.start_time >= window.start, A.start_time < window.end)
-            .group_by(A.status)
-        )
-    }
+    by_status, messages = await rollups.today_counts(session, tenant_id, window.start_date)
     active = await session.scalar(
         select(func.count()).where(
             JourneyInstance.tenant_id == tenant_id,
             JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
         )
     )
-    messages = await session.scalar(
-        select(func.count()).where(
-            C.tenant_id == tenant_id, C.created_at >= window.start, C.created_at < window.end
-        )
-    )
+    T = Ticket
     unfinished = T.status.in_(("open", "in_progress", "waiting_on_patient"))
     tickets = (
         await session.execute(
@@ -545,7 +381,7 @@ async def realtime_snapshot(session: AsyncSession, tenant_id: uuid.UUID) -> Real
         appointments_today=sum(by_status.values()),
         appointments_by_status=by_status,
         active_journeys=int(active or 0),
-        messages_today=int(messages or 0),
+        messages_today=messages,
         open_tickets=tickets.open,
         breached_open_tickets=tickets.breached,
     )

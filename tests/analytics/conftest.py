@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import Executable, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.database import bind_tenant
@@ -48,10 +49,27 @@ class Clinic:
         await self.add(row)
         return row
 
+    async def execute(self, statement: Executable) -> None:
+        """Run one statement in this tenant and commit (bulk UPDATEs and DELETEs, as repositories issue)."""
+        async with self.sessionmaker() as session:
+            bind_tenant(session, self.tenant_id)
+            await session.execute(statement)
+            await session.commit()
+
+    async def new_patient(self) -> uuid.UUID:
+        """Another patient of the clinic."""
+        patient = Patient(mrn=f"MRN-{uuid.uuid4().hex[:8]}", first_name="Bo", last_name="Silva")
+        await self.add(patient)
+        return patient.id
+
+    async def rebuild(self) -> None:
+        """Recompute the tenant's rollups from the base tables (`analytics_rebuild`)."""
+        await self.execute(select(func.analytics_rebuild(self.tenant_id)))
+
     def message(self, direction: str, created_at: datetime, text: str = "", **fields: Any) -> Communication:
-        """A message row (not yet added)."""
+        """A message row (not yet added), of the clinic's patient unless `patient_id` says otherwise."""
         return Communication(
-            patient_id=self.patient_id,
+            patient_id=fields.pop("patient_id", self.patient_id),
             direction=direction,
             channel=fields.pop("channel", "sms"),
             status=fields.pop("status", "received" if direction == "inbound" else "sent"),
