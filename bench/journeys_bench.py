@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -119,6 +120,8 @@ def start_worker_process(database_url: str, temporal_address: str, queue: str) -
     if "worker ready" not in line:
         worker.kill()
         raise RuntimeError("the benchmark worker did not start")
+    # Keep reading what it prints (the SDK core logs to stdout): a full pipe would block the worker.
+    threading.Thread(target=worker.stdout.read, daemon=True).start()
     return worker
 
 

@@ -2,7 +2,8 @@
 
     DATABASE_URL=... TEMPORAL_ADDRESS=... PRM_TEMPORAL_TASK_QUEUE=... python -m bench.worker_process
 
-Runs the journey workflow with its real activities and the bare baseline workflow on one task queue until
+Runs the journey workflow and the message delivery workflow with their real activities, and the bare baseline
+workflow, on one task queue until
 SIGTERM or SIGINT.
 """
 
@@ -14,11 +15,13 @@ import signal
 from temporalio.worker import Worker
 
 from activities import ActivityDeps
+from activities.communications import CommunicationActivities
 from activities.journeys import JourneyActivities
 from bench.bare_workflow import BareWorkflow, noop
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.settings import get_settings
 from core.temporal import connect_temporal
+from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
 
 
@@ -34,8 +37,8 @@ async def serve() -> None:
     worker = Worker(
         await connect_temporal(settings),
         task_queue=settings.temporal_task_queue,
-        workflows=[JourneyInstanceWorkflow, BareWorkflow],
-        activities=[*JourneyActivities(deps).all(), noop],
+        workflows=[JourneyInstanceWorkflow, CommunicationDeliveryWorkflow, BareWorkflow],
+        activities=[*JourneyActivities(deps).all(), *CommunicationActivities(deps).all(), noop],
         max_concurrent_activities=50,
     )
     async with worker:

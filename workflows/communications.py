@@ -1,12 +1,15 @@
 """One delivery workflow per outbound message (`communication-<uuid>`), whoever created it (the API, a
 journey, a reminder, the booking chat): wait for `scheduled_for`, pass the send policy (waiting on durable
 timers through quiet hours and frequency caps, never dropping the message), send with retries, and fall back
-from WhatsApp to SMS to email when a message is not delivered in time."""
+from WhatsApp to SMS to email when a message is not delivered in time. The plan and the policy checks are
+local activities (short database reads and writes in the worker); the send is a regular activity with its
+own retry policy, since it calls the provider."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -31,6 +34,8 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     maximum_attempts=10,
 )
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+LOCAL_STEPS_PATCH = "local-policy-steps"
 MAX_POLICY_ROUNDS = 100  # quiet hours and caps each release within a day; this only bounds a bug
 FALLBACK_CHAIN = {"whatsapp": "sms", "sms": "email"}
 
@@ -51,10 +56,8 @@ class CommunicationDeliveryWorkflow:
     @workflow.run
     async def run(self, data: DeliveryInput) -> DeliveryResult:
         """Deliver the message, falling back channel by channel when a WhatsApp one goes undelivered."""
-        plan = await workflow.execute_activity_method(
-            CommunicationActivities.plan,
-            CommunicationRef(data.tenant_id, data.communication_id),
-            start_to_close_timeout=STEP_TIMEOUT,
+        plan = await self._step(
+            CommunicationActivities.plan, CommunicationRef(data.tenant_id, data.communication_id)
         )
         if plan is None:
             return DeliveryResult(data.communication_id, "", "missing")
@@ -78,6 +81,16 @@ class CommunicationDeliveryWorkflow:
                 return DeliveryResult(current, channel, status)
             current, channel = copy, next_channel
 
+    async def _step(self, activity: Any, arg: Any) -> Any:
+        """A short database-only step (the plan, the policy check): a local activity since the
+        `local-policy-steps` patch (no task round trip through the server), a regular one in histories
+        recorded before it."""
+        if workflow.patched(LOCAL_STEPS_PATCH):
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY
+            )
+        return await workflow.execute_activity_method(activity, arg, start_to_close_timeout=STEP_TIMEOUT)
+
     async def _sleep_until(self, when: datetime) -> None:
         delay = when - workflow.now()
         if delay > timedelta(0):
@@ -85,10 +98,9 @@ class CommunicationDeliveryWorkflow:
 
     async def _send(self, tenant_id: str, communication_id: str) -> str:
         for _ in range(MAX_POLICY_ROUNDS):
-            answer = await workflow.execute_activity_method(
+            answer = await self._step(
                 CommunicationActivities.check_policy,
                 PolicyInput(tenant_id, communication_id, workflow.now().isoformat()),
-                start_to_close_timeout=STEP_TIMEOUT,
             )
             if answer.verdict == "done":
                 return "done"

@@ -222,6 +222,7 @@ async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
         bind_tenant(session, tenant_id)
         consent = await session.scalar(select(ChannelConsent).where(ChannelConsent.patient_id == patient.id))
     assert (consent.channel, consent.opted_out) == ("sms", True)
+
     # The confirmation goes through its delivery workflow like every message: urgent, to the channel left.
     async def confirmed() -> bool:
         return len(providers_configured.twilio_forms()) == 2

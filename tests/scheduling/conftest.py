@@ -152,6 +152,7 @@ async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -
 
     first = await ids_of(Appointment, ("appointment", "waitlist-backfill"))
     first += await ids_of(BookingConversation, ("booking-conversation",))
+
     async def terminate(workflow_ids: list[str]) -> None:
         for workflow_id in workflow_ids:
             try:
