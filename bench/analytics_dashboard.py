@@ -480,7 +480,7 @@ def main() -> None:
 
 HOW = """\
 How: the period figures are read from daily rollups that PostgreSQL triggers keep in the writing
-transaction (migration 0007, so every write path counts, bulk UPDATEs included): appointments by local
+transaction (migration 0008, so every write path counts, bulk UPDATEs included): appointments by local
 day, status and channel, and by day and practitioner; messages by day, direction, channel and status;
 sentiment scores per day; journey events per day and completed stages per day and stage; and the
 patients' replies (an inbound message right after an outbound one in the patient's conversation, paired

@@ -71,6 +71,14 @@ def mark_system(session: AsyncSession | Session) -> None:
     session.info["system"] = True
 
 
+def scope_to(session: AsyncSession | Session, tenant_id: uuid.UUID | None) -> None:
+    """Scope `session` to one tenant, or (None) let it see every tenant: how reconcilers sweep."""
+    if tenant_id is None:
+        mark_system(session)
+    else:
+        bind_tenant(session, tenant_id)
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _scope_queries_to_tenant(state: ORMExecuteState) -> None:
     """Add `tenant_id = :tenant` to every ORM SELECT, UPDATE and DELETE touching a tenant-scoped table."""

@@ -1,6 +1,6 @@
 """Records analytics owns (voice calls, message sentiment, the daily rollups) and the indexes its reads use.
 
-The daily rollups (`analytics_*`) are written only by PostgreSQL triggers (migration 0007): every insert,
+The daily rollups (`analytics_*`) are written only by PostgreSQL triggers (migration 0008): every insert,
 update and delete of an appointment, message or sentiment score adjusts them in the same transaction, so
 the dashboard sums a few rows per day instead of scanning the period. `day` is the local date in the
 tenant's time zone (`tenants.timezone`); changing the zone rebuilds the tenant's rows

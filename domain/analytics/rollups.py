@@ -1,4 +1,4 @@
-"""Period counts read from the daily rollups the database keeps (migration 0007), a few rows per day.
+"""Period counts read from the daily rollups the database keeps (migration 0008), a few rows per day.
 
 Triggers keep the rollups exact on every write; `day` is the local date in the tenant's time zone, so a
 window's local dates `start_date..end_date` select exactly the rows of its UTC instants `[start, end)`.

@@ -2,7 +2,7 @@
 
 Periods are local dates of the tenant's time zone (see `periods`); days are bucketed in that zone too.
 Period counts of appointments, messages and journeys, reply times, stage durations and sentiment come
-from the daily rollups the database keeps at write time (`rollups`, migration 0007). What is "now"
+from the daily rollups the database keeps at write time (`rollups`, migration 0008). What is "now"
 (active and overdue journeys, open tickets), voice calls and tickets are read from their tables through
 index ranges (fast enough at scale: see BENCHMARKS.md). The statements name the tenant explicitly
 (besides the session's automatic scoping).

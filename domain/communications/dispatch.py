@@ -27,7 +27,7 @@ from temporalio import activity
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from core.database import bind_tenant, mark_system
+from core.database import scope_to
 from core.temporal import SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess, temporal_for
 from domain.communications.models import Communication
 from domain.enums import CommunicationStatus, Direction
@@ -146,10 +146,7 @@ async def reconcile_delivery_starts(
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
     C = Communication
     async with sessionmaker() as session:
-        if tenant_id is None:
-            mark_system(session)
-        else:
-            bind_tenant(session, tenant_id)
+        scope_to(session, tenant_id)
         rows = (
             await session.execute(
                 select(C.tenant_id, C.id, C.patient_id)

@@ -20,7 +20,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.database import after_commit, bind_tenant, mark_system
+from core.database import after_commit, bind_tenant, scope_to
 from core.temporal import SA_PATIENT_ID, SA_TENANT_ID
 from domain.enums import ACTIVE_APPOINTMENT_STATUSES
 from domain.scheduling.models import Appointment
@@ -195,10 +195,7 @@ async def start_missing_appointment_workflows(
     """
     cutoff = datetime.now(UTC) - older_than
     async with sessionmaker() as session:
-        if tenant_id is None:
-            mark_system(session)
-        else:
-            bind_tenant(session, tenant_id)
+        scope_to(session, tenant_id)
         rows = (
             await session.scalars(
                 select(Appointment).where(

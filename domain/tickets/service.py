@@ -27,7 +27,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.database import after_commit, bind_tenant, mark_system
+from core.database import after_commit, scope_to
 from core.errors import Conflict, NotFound, Unprocessable
 from core.temporal import SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
 from domain.enums import TicketPriority, TicketStatus
@@ -336,10 +336,7 @@ async def reconcile_ticket_sla_starts(
     """Start the SLA workflows of unfinished tickets whose start was never confirmed; how many started."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
     async with sessionmaker() as session:
-        if tenant_id is None:
-            mark_system(session)
-        else:
-            bind_tenant(session, tenant_id)
+        scope_to(session, tenant_id)
         lost = await TicketRepository(session).lost_sla_starts(older_than=cutoff)
     started = 0
     for ticket in lost:
