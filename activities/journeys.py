@@ -2,9 +2,10 @@
 
 Each takes one dataclass of ids, opens its own transaction scoped to the input's tenant, and is idempotent
 under retry: messages and tickets carry the key `journey:{instance}:{order_index}:{action_index}`, which
-the database holds unique per tenant. What to send is read from the instance's `definition_snapshot`, so no
-message text ever passes through Temporal. Invalid input fails for good (non-retryable ApplicationError);
-anything else is retried by the workflow's RetryPolicy.
+the database holds unique per tenant. What to send is read from the instance's `definition_snapshot` (tenant
+templates included, as they were when it was created), so no message text ever passes through Temporal.
+Invalid input fails for good (non-retryable ApplicationError); anything else is retried by the workflow's
+RetryPolicy.
 """
 
 from __future__ import annotations
@@ -24,13 +25,20 @@ from activities import ActivityDeps
 from core.database import bind_tenant
 from core.errors import DomainError
 from domain.communications import service as communications
-from domain.communications.templates import TemplateError
+from domain.communications import templates
+from domain.communications.templates import MessageTemplate, TemplateError
 from domain.enums import AppointmentStatus, Channel, JourneyInstanceStatus, StageStatus
 from domain.journeys import service as journeys
 from domain.journeys.models import JourneyInstance
 from domain.journeys.plan import action_idempotency_key, journey_workflow_id, reply_timeout_idempotency_key
 from domain.journeys.repository import JourneyInstanceRepository
-from domain.journeys.triggers import DEFAULT_TIMEOUT_TICKET, TicketSpec, parse_actions, parse_trigger
+from domain.journeys.triggers import (
+    DEFAULT_TIMEOUT_TICKET,
+    TicketSpec,
+    parse_actions,
+    parse_trigger,
+    tenant_template_id,
+)
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
 from domain.tickets import service as tickets
@@ -93,6 +101,21 @@ def _snapshot_action(instance: JourneyInstance, order_index: int, action_index: 
     if not 0 <= action_index < len(actions):
         raise _invalid(f"stage {order_index} has no action {action_index}")
     return actions[action_index]
+
+
+def _kept_template(instance: JourneyInstance, data: ActionInput, action: Any) -> MessageTemplate | None:
+    """The tenant template a message action names, from the copy kept in the instance's snapshot (the text
+    it had when the instance was created); None for a built-in template or literal text."""
+    template_id = tenant_template_id(action)
+    if template_id is None:
+        return None
+    kept = (instance.definition_snapshot.get("templates") or {}).get(template_id)
+    if kept is None:  # e.g. an instance created before its snapshot kept tenant templates
+        raise _invalid(
+            f"action {data.action_index} of stage {data.order_index} names template {template_id!r}, "
+            "which is neither built-in nor kept in the instance's definition"
+        )
+    return templates.from_snapshot(template_id, kept)
 
 
 class JourneyActivities:
@@ -182,12 +205,17 @@ class JourneyActivities:
             try:
                 variables = await communications.system_variables(session, patient, instance.appointment_id)
                 variables.update(action.variables)
-                subject, body = communications.render_content(
-                    template_id=action.template_id,
-                    text=action.text,
-                    subject=action.subject,
-                    variables=variables,
-                )
+                kept = _kept_template(instance, data, action)
+                subject: str | None
+                if kept is not None:
+                    subject, body = kept.render(variables)
+                else:
+                    subject, body = communications.render_content(
+                        template_id=action.template_id,
+                        text=action.text,
+                        subject=action.subject,
+                        variables=variables,
+                    )
                 result = await communications.send_message(
                     session,
                     patient_id=patient.id,
@@ -200,6 +228,7 @@ class JourneyActivities:
                     journey_instance_id=instance.id,
                     workflow_id=journey_workflow_id(instance.id),
                     template_vars=dict(action.variables),
+                    template=kept,
                 )
             except (TemplateError, DomainError) as exc:
                 raise _invalid(str(getattr(exc, "detail", None) or exc)) from exc

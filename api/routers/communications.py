@@ -92,8 +92,23 @@ async def list_templates(
     responses={409: {"description": "The id is a built-in's or already used"}},
 )
 async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTemplateResponse:
-    """Define a template for your tenant; its text must compile in the sandbox (422 otherwise)."""
+    """Define a template for your tenant; its text must compile in the sandbox (422 otherwise).
+
+    A WhatsApp template may name its approved Twilio Content template (`whatsapp_content_sid`) and the
+    variables filling its placeholders in order (`whatsapp_content_variables`): outside WhatsApp's 24-hour
+    window after the patient's last message, that is what is sent instead of the text."""
     return _template_out(await messages.create_template(session, body))
+
+
+@router.get(
+    "/templates/{template_id}",
+    response_model=TenantTemplateResponse,
+    dependencies=[CanRead],
+    responses={404: {"description": "No such template in your tenant (built-in ones are in the list)"}},
+)
+async def get_template(template_id: str, session: SessionDep) -> TenantTemplateResponse:
+    """One of your tenant's templates, with its WhatsApp Content template if it has one."""
+    return _template_out(await messages.get_template(session, template_id))
 
 
 @router.patch(
@@ -125,6 +140,8 @@ def _template_out(record: CommunicationTemplate) -> TenantTemplateResponse:
     return TenantTemplateResponse(
         **messages.template_response(templates.from_record(record)).model_dump(),
         is_active=record.is_active,
+        whatsapp_content_sid=record.whatsapp_content_sid,
+        whatsapp_content_variables=list(record.whatsapp_content_variables),
         created_at=record.created_at,
         updated_at=record.updated_at,
     )

@@ -57,9 +57,12 @@ async def create_journey(
 
     Each stage has a `trigger_event` (`manual`, `immediate`, `delay`, `before_appointment`,
     `after_appointment`, `reply_received`) and a list of `actions` (`send_message`, `create_ticket`,
-    `schedule_reminder`, `wait_for_reply`). A message names a built-in `template_id` (or gives literal
-    `text`) and must supply every variable the template needs except those the system fills:
-    patient_name, patient_first_name, practitioner_name, appointment_date, appointment_time, clinic_name."""
+    `schedule_reminder`, `wait_for_reply`). A message names a `template_id` (a built-in template or one of
+    your tenant's active templates, see `GET /communications/templates`) or gives literal `text`, and must
+    supply every variable the template needs except those the system fills: patient_name,
+    patient_first_name, practitioner_name, appointment_date, appointment_time, clinic_name. Otherwise the
+    answer is 422, naming the stage (order_index) and the action's index. Patients placed on the journey
+    keep the template text it had when they were placed, whatever later edits do to your templates."""
     ensure_own_tenant(principal, body.tenant_id)
     repo = JourneyRepository(session)
     journey = await service.create_journey(repo, body)
@@ -91,7 +94,10 @@ async def update_journey(journey_id: uuid.UUID, body: JourneyUpdate, session: Se
 async def add_stage(
     journey_id: uuid.UUID, body: JourneyStageCreate, session: SessionDep
 ) -> JourneyStageResponse:
-    """Add a stage to a journey. Only instances started afterwards include it."""
+    """Add a stage to a journey. Only instances started afterwards include it.
+
+    Its messages are checked as when a journey is created (422 for a template that is neither built-in nor
+    one of your tenant's active templates, or a missing variable)."""
     stage = await service.add_stage(JourneyRepository(session), journey_id, body)
     return JourneyStageResponse.model_validate(stage)
 
@@ -105,6 +111,7 @@ async def add_stage(
 async def update_stage(
     journey_id: uuid.UUID, stage_id: uuid.UUID, body: JourneyStageUpdate, session: SessionDep
 ) -> JourneyStageResponse:
-    """Partial update of a stage: only the fields sent change."""
+    """Partial update of a stage: only the fields sent change. New `actions` are checked as when a journey
+    is created (422 for an unknown or inactive template, or a missing variable)."""
     stage = await service.update_stage(JourneyRepository(session), journey_id, stage_id, body)
     return JourneyStageResponse.model_validate(stage)

@@ -5,6 +5,11 @@ crash finds `provider_message_id` set and sends nothing), calls the provider, an
 the forward-only status rule. A transient provider error (5xx, 429, timeout) propagates so the caller's
 retry policy tries again; a permanent one (invalid number, unsubscribed, ...) fails the message at once.
 Only the delivery workflow's send activity calls it, after the send policy let the message go.
+
+WhatsApp accepts free text only within 24 hours of the patient's last inbound WhatsApp message. Outside that
+window a message goes as its approved Twilio Content template (recorded in `meta_data["whatsapp_content"]`
+when it was created from a template that has one); without one it fails at once with
+`whatsapp_window_closed`, before any provider call, so the delivery workflow falls back to SMS.
 """
 
 from __future__ import annotations
@@ -12,17 +17,27 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.communications import policy
-from domain.communications.providers import OutgoingMessage, ProviderError, provider_for
+from domain.communications.models import Communication
+from domain.communications.providers import OutboxProvider, OutgoingMessage, ProviderError, provider_for
 from domain.communications.repository import CommunicationRepository, advance_status
-from domain.enums import Channel, CommunicationStatus
+from domain.communications.service import WHATSAPP_CONTENT
+from domain.enums import Channel, CommunicationStatus, Direction
 
 log = logging.getLogger(__name__)
 SENDABLE = (CommunicationStatus.PENDING, CommunicationStatus.SCHEDULED, CommunicationStatus.QUEUED)
+WHATSAPP_WINDOW = timedelta(hours=24)
+WINDOW_CLOSED = "whatsapp_window_closed"
+WINDOW_CLOSED_MESSAGE = (
+    "Outside WhatsApp's 24-hour window a message must use an approved template; this message has no "
+    "WhatsApp Content template (set whatsapp_content_sid on its template), so it was not sent on WhatsApp."
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,21 @@ async def deliver(session: AsyncSession, communication_id: uuid.UUID, *, at: dat
         )
         return DeliveryOutcome(CommunicationStatus.FAILED.value, sent_now=False)
     provider = provider_for(channel)
+    content: dict[str, Any] | None = None
+    # The outbox sends nothing, so WhatsApp's window does not apply to it.
+    if channel == Channel.WHATSAPP and provider.name != OutboxProvider.name:
+        if not await whatsapp_window_open(session, record.patient_id, at):
+            content = _whatsapp_content(record)
+            if content is None:
+                await advance_status(
+                    session,
+                    record.id,
+                    CommunicationStatus.FAILED,
+                    at=at,
+                    error_code=WINDOW_CLOSED,
+                    error_message=WINDOW_CLOSED_MESSAGE,
+                )
+                return DeliveryOutcome(CommunicationStatus.FAILED.value, sent_now=False)
     outgoing = OutgoingMessage(
         channel=channel,
         recipient=record.recipient or "",
@@ -60,6 +90,8 @@ async def deliver(session: AsyncSession, communication_id: uuid.UUID, *, at: dat
         subject=record.subject,
         idempotency_key=record.idempotency_key or str(record.id),
         communication_id=str(record.id),
+        content_sid=content["sid"] if content else None,
+        content_variables=content["variables"] if content else None,
     )
     try:
         result = await provider.send(outgoing)
@@ -90,6 +122,32 @@ async def deliver(session: AsyncSession, communication_id: uuid.UUID, *, at: dat
     else:
         await advance_status(session, record.id, result.status, at=at, extra=extra)
     return DeliveryOutcome(result.status.value, sent_now=True)
+
+
+async def whatsapp_window_open(session: AsyncSession, patient_id: uuid.UUID | None, at: datetime) -> bool:
+    """Whether WhatsApp takes free text to the patient at `at`: their latest inbound WhatsApp message is
+    less than 24 hours old."""
+    if patient_id is None:
+        return False
+    last_inbound = await session.scalar(
+        select(func.max(Communication.created_at)).where(
+            Communication.patient_id == patient_id,
+            Communication.direction == Direction.INBOUND.value,
+            Communication.channel == Channel.WHATSAPP.value,
+        )
+    )
+    return last_inbound is not None and at - last_inbound < WHATSAPP_WINDOW
+
+
+def _whatsapp_content(record: Communication) -> dict[str, Any] | None:
+    """The Content template recorded on the message (`{"sid", "variables"}`), if any."""
+    content = (record.meta_data or {}).get(WHATSAPP_CONTENT)
+    if not isinstance(content, dict) or not content.get("sid"):
+        return None
+    values = content.get("variables") or {}
+    # JSONB does not keep key order: put the placeholders back as {"1", "2", ..., "10", ...}.
+    ordered = sorted(values.items(), key=lambda item: int(item[0]) if str(item[0]).isdigit() else 0)
+    return {"sid": str(content["sid"]), "variables": {str(k): str(v) for k, v in ordered}}
 
 
 async def mark_failed(

@@ -28,7 +28,12 @@ from domain.communications.schemas import (
     TemplateResponse,
     TemplateUpdate,
 )
-from domain.communications.service import by_idempotency_key, recipient_for, system_variables
+from domain.communications.service import (
+    by_idempotency_key,
+    recipient_for,
+    system_variables,
+    whatsapp_content_meta,
+)
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.journeys.models import JourneyInstance
 from domain.patients.models import Patient
@@ -87,6 +92,9 @@ async def create_communication(
             body = templates.render_text(data.message or "", variables)
     except templates.TemplateError as exc:
         raise Unprocessable(f"The message cannot be rendered: {exc}") from exc
+    meta_data: dict[str, Any] = {}
+    if data.channel == Channel.WHATSAPP and template is not None and not data.message:
+        meta_data = whatsapp_content_meta(template, variables)  # sent instead outside the 24-hour window
     recipient = (
         _normalised_recipient(data.channel, data.recipient)
         if data.recipient
@@ -110,6 +118,7 @@ async def create_communication(
         is_urgent=data.is_urgent,
         scheduled_for=data.scheduled_for,
         idempotency_key=data.idempotency_key or f"api:{uuid.uuid4()}",
+        meta_data=meta_data,
     )
     record.workflow_id = delivery_workflow_id(record.id)
     record = await repo.add(record)
@@ -216,6 +225,25 @@ def _checked(category: str, subject: str, body: str) -> list[str]:
         raise Unprocessable(f"The template does not compile: {exc}") from exc
 
 
+def _check_whatsapp_content(record: CommunicationTemplate) -> None:
+    """422 unless the Content template is on a WhatsApp template and fills its placeholders from variables
+    the template uses or the system fills."""
+    names = record.whatsapp_content_variables
+    if record.whatsapp_content_sid is None:
+        if names:
+            raise Unprocessable("whatsapp_content_variables need a whatsapp_content_sid.")
+        return
+    if record.channel != Channel.WHATSAPP.value:
+        raise Unprocessable("whatsapp_content_sid can only be set on a whatsapp template.")
+    known = set(record.variables) | templates.SYSTEM_VARIABLES
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise Unprocessable(
+            f"whatsapp_content_variables must be variables of the template or system variables; "
+            f"unknown: {', '.join(unknown)}."
+        )
+
+
 async def _own_template(session: AsyncSession, template_id: str) -> CommunicationTemplate:
     record = await session.scalar(
         select(CommunicationTemplate).where(CommunicationTemplate.key == template_id)
@@ -244,7 +272,10 @@ async def create_template(session: AsyncSession, data: TemplateCreate) -> Commun
         body=data.body,
         variables=variables,
         is_active=data.is_active,
+        whatsapp_content_sid=data.whatsapp_content_sid,
+        whatsapp_content_variables=data.whatsapp_content_variables,
     )
+    _check_whatsapp_content(record)
     session.add(record)
     try:
         async with session.begin_nested():
@@ -258,18 +289,35 @@ async def create_template(session: AsyncSession, data: TemplateCreate) -> Commun
 async def update_template(
     session: AsyncSession, template_id: str, data: TemplateUpdate
 ) -> CommunicationTemplate:
-    """Change a tenant template; the variables are derived again (422 when the new text won't compile)."""
+    """Change a tenant template; the variables are derived again (422 when the new text won't compile, or no
+    longer uses a variable its WhatsApp Content template needs). A null `whatsapp_content_sid` removes the
+    Content template."""
     record = await _own_template(session, template_id)
     fields = changes(data)
     if "channel" in fields and fields["channel"] is not None:
         fields["channel"] = Channel(fields["channel"]).value
+    if "whatsapp_content_sid" in fields and fields["whatsapp_content_sid"] is None:
+        fields.setdefault("whatsapp_content_variables", [])
+    if "whatsapp_content_variables" in fields and fields["whatsapp_content_variables"] is None:
+        fields["whatsapp_content_variables"] = []
     for name, value in fields.items():
-        if value is None:
+        if value is None and name != "whatsapp_content_sid":
             raise Unprocessable(f"{name} cannot be null.")
         setattr(record, name, value)
     record.variables = _checked(record.category, record.subject, record.body)
+    _check_whatsapp_content(record)
     await session.flush()
     await session.refresh(record)
+    return record
+
+
+async def get_template(session: AsyncSession, template_id: str) -> CommunicationTemplate:
+    """One of the tenant's own templates (404 otherwise, built-in ones included: they are in the list)."""
+    record = await session.scalar(
+        select(CommunicationTemplate).where(CommunicationTemplate.key == template_id)
+    )
+    if record is None:
+        raise NotFound("Template not found.")
     return record
 
 

@@ -110,11 +110,18 @@ class CommunicationTemplate(TenantScoped, Base):
     """A message template a tenant defines, next to the built-in ones; `key` is its id in the API.
 
     `variables` are derived from the subject and body (never given by clients), and a key never clashes with a
-    built-in template's id (checked when it is created)."""
+    built-in template's id (checked when it is created). A WhatsApp template may name the Twilio Content
+    template approved for it (`whatsapp_content_sid`), which is what WhatsApp accepts outside its 24-hour
+    window; `whatsapp_content_variables` are the variables whose values fill its `{{1}}`, `{{2}}`, ..."""
 
     __tablename__ = "communication_templates"
     __table_args__ = (
         CheckConstraint(f"channel IN ({sql_in(Channel)})", name="channel"),
+        CheckConstraint(
+            "whatsapp_content_sid IS NULL "
+            "OR (channel = 'whatsapp' AND whatsapp_content_sid ~ '^HX[0-9a-f]{32}$')",
+            name="whatsapp_content_sid",
+        ),
         UniqueConstraint("tenant_id", "key", name="uq_communication_templates_tenant_key"),
     )
 
@@ -126,3 +133,7 @@ class CommunicationTemplate(TenantScoped, Base):
     body: Mapped[str] = mapped_column(Text, nullable=False)
     variables: Mapped[list[str]] = mapped_column(JSONB, nullable=False, default=list)
     is_active: Mapped[bool] = mapped_column(nullable=False, default=True, server_default=text("true"))
+    whatsapp_content_sid: Mapped[str | None] = mapped_column(String(34))
+    whatsapp_content_variables: Mapped[list[str]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default=text("'[]'::jsonb")
+    )

@@ -27,6 +27,10 @@ class OutgoingMessage:
     subject: str | None
     idempotency_key: str
     communication_id: str | None = None  # travels to the provider so its callbacks find the record
+    # WhatsApp outside its 24-hour window: the approved Content template and its placeholder values
+    # ({"1": ..., "2": ...}), sent instead of `body`.
+    content_sid: str | None = None
+    content_variables: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -131,6 +131,16 @@ class TemplateListResponse(BaseModel):
 
 
 TEMPLATE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_\-]{1,99}$"
+CONTENT_SID_PATTERN = r"^HX[0-9a-f]{32}$"
+CONTENT_SID_DESCRIPTION = (
+    "WhatsApp templates only: the SID (HX + 32 hex) of the Twilio Content template approved for it, "
+    "sent instead of the text outside WhatsApp's 24-hour window"
+)
+CONTENT_VARIABLES_DESCRIPTION = (
+    "The variables (of this template, or system ones) whose values fill the Content template's "
+    "{{1}}, {{2}}, ... in this order"
+)
+ContentVariable = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class TemplateCreate(RequestModel):
@@ -147,6 +157,12 @@ class TemplateCreate(RequestModel):
     subject: str = Field(default="", max_length=300)
     body: str = Field(min_length=1, max_length=10_000)
     is_active: bool = True
+    whatsapp_content_sid: str | None = Field(
+        default=None, pattern=CONTENT_SID_PATTERN, description=CONTENT_SID_DESCRIPTION
+    )
+    whatsapp_content_variables: list[ContentVariable] = Field(
+        default_factory=list, max_length=100, description=CONTENT_VARIABLES_DESCRIPTION
+    )
 
 
 class TemplateUpdate(RequestModel):
@@ -158,11 +174,19 @@ class TemplateUpdate(RequestModel):
     subject: str | None = Field(default=None, max_length=300)
     body: str | None = Field(default=None, min_length=1, max_length=10_000)
     is_active: bool | None = None
+    whatsapp_content_sid: str | None = Field(
+        default=None, pattern=CONTENT_SID_PATTERN, description=CONTENT_SID_DESCRIPTION + " (null removes it)"
+    )
+    whatsapp_content_variables: list[ContentVariable] | None = Field(
+        default=None, max_length=100, description=CONTENT_VARIABLES_DESCRIPTION
+    )
 
 
 class TenantTemplateResponse(TemplateResponse):
     """A tenant's own template."""
 
     is_active: bool
+    whatsapp_content_sid: str | None
+    whatsapp_content_variables: list[str]
     created_at: datetime
     updated_at: datetime

@@ -26,6 +26,8 @@ from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 
+WHATSAPP_CONTENT = "whatsapp_content"  # the meta_data key of a WhatsApp message's Content template
+
 
 @dataclass
 class SendResult:
@@ -71,13 +73,16 @@ async def send_message(
     template_vars: dict[str, Any] | None = None,
     urgent: bool = False,
     consent_confirmation: bool = False,
+    template: templates.MessageTemplate | None = None,
 ) -> SendResult:
     """Record one message to a patient once per `idempotency_key`; its delivery workflow starts after the
     caller commits and applies the send policy (consent, quiet hours, frequency cap) like every message.
 
     `urgent` messages pass quiet hours and the cap (and the record says so): answers to a message the
     patient has just sent, and offers that expire. A `consent_confirmation` (the one reply to STOP/START)
-    goes even to the channel the patient just left. Flushes, never commits."""
+    goes even to the channel the patient just left. `template` is the template the message was rendered
+    from when the caller holds it (a journey's snapshot copy); otherwise `template_name` is looked up.
+    Flushes, never commits."""
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
         if existing.status in {s.value for s in dispatch.UNSENT} and not existing.provider_message_id:
@@ -87,6 +92,13 @@ async def send_message(
     if patient is None:
         raise Unprocessable("The patient does not exist.")
     recipient = recipient_for(patient, channel)
+    meta_data: dict[str, Any] = {"consent_confirmation": True} if consent_confirmation else {}
+    if channel == Channel.WHATSAPP and template_name is not None:
+        template = template or await templates.resolve_template(session, template_name)
+        if template is not None and template.whatsapp_content_sid is not None:
+            variables = await system_variables(session, patient, appointment_id)
+            variables.update(template_vars or {})
+            meta_data.update(whatsapp_content_meta(template, variables))
     record = Communication(
         id=uuid.uuid4(),
         patient_id=patient.id,
@@ -103,7 +115,7 @@ async def send_message(
         is_urgent=urgent or consent_confirmation,
         idempotency_key=idempotency_key,
         workflow_id=workflow_id,
-        meta_data={"consent_confirmation": True} if consent_confirmation else {},
+        meta_data=meta_data,
     )
     try:
         async with session.begin_nested():
@@ -121,6 +133,18 @@ async def send_message(
         return SendResult(record, created=True)
     dispatch.start_after_commit(session, record)
     return SendResult(record, created=True)
+
+
+def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[str, Any]) -> dict[str, Any]:
+    """`{"whatsapp_content": {"sid", "variables"}}` for a WhatsApp message's `meta_data` (the send step uses
+    it outside WhatsApp's 24-hour window), or {} when the template has no Content template.
+
+    Unprocessable when a value it needs is missing. The values are PHI: they live in the database only."""
+    try:
+        content = template.whatsapp_content(variables)
+    except templates.TemplateError as exc:
+        raise Unprocessable(f"The message cannot be rendered: {exc}") from exc
+    return {} if content is None else {WHATSAPP_CONTENT: content}
 
 
 async def system_variables(

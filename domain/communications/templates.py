@@ -74,7 +74,10 @@ def render_text(text: str, variables: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class MessageTemplate:
-    """A predefined message: `{{ variables }}` in its subject and body are filled at send time."""
+    """A predefined message: `{{ variables }}` in its subject and body are filled at send time.
+
+    A tenant's WhatsApp template may name its approved Twilio Content template: `whatsapp_content_sid`, and
+    the variables whose values fill its `{{1}}`, `{{2}}`, ... in order (`whatsapp_content_variables`)."""
 
     id: str
     name: str
@@ -83,10 +86,24 @@ class MessageTemplate:
     subject: str
     body: str
     variables: list[str] = field(default_factory=list)
+    whatsapp_content_sid: str | None = None
+    whatsapp_content_variables: tuple[str, ...] = ()
 
     def render(self, variables: dict[str, Any]) -> tuple[str, str]:
         """(subject, body) with `variables` filled in."""
         return render_text(self.subject, variables), render_text(self.body, variables)
+
+    def whatsapp_content(self, variables: dict[str, Any]) -> dict[str, Any] | None:
+        """The Content template and its placeholder values (`{"1": ..., "2": ...}`), or None without one.
+
+        Raises TemplateError when a variable it needs was not given (never sent with a blank placeholder)."""
+        if self.whatsapp_content_sid is None:
+            return None
+        missing = sorted(set(self.whatsapp_content_variables) - set(variables))
+        if missing:
+            raise TemplateError(f"the WhatsApp Content template needs {', '.join(missing)}")
+        values = {str(n): str(variables[v]) for n, v in enumerate(self.whatsapp_content_variables, start=1)}
+        return {"sid": self.whatsapp_content_sid, "variables": values}
 
 
 def _template(
@@ -214,6 +231,8 @@ def from_record(record: Any) -> MessageTemplate:
         record.subject,
         record.body,
         list(record.variables),
+        record.whatsapp_content_sid,
+        tuple(record.whatsapp_content_variables or ()),
     )
 
 
@@ -260,3 +279,37 @@ def missing_variables(
     else:
         needed = variables_of(text_or_template_id) - SYSTEM_VARIABLES
     return needed - set(provided)
+
+
+def missing_from(template: MessageTemplate, provided: dict[str, Any]) -> set[str]:
+    """Variables `template` reads that neither `provided` nor the system fills."""
+    return set(template.variables) - SYSTEM_VARIABLES - set(provided)
+
+
+def to_snapshot(template: MessageTemplate) -> dict[str, Any]:
+    """A template as plain JSON, kept where later edits must not reach it (a journey instance's snapshot)."""
+    return {
+        "name": template.name,
+        "channel": template.channel.value,
+        "category": template.category,
+        "subject": template.subject,
+        "body": template.body,
+        "variables": list(template.variables),
+        "whatsapp_content_sid": template.whatsapp_content_sid,
+        "whatsapp_content_variables": list(template.whatsapp_content_variables),
+    }
+
+
+def from_snapshot(template_id: str, kept: dict[str, Any]) -> MessageTemplate:
+    """The template `to_snapshot` kept, with the text it had then."""
+    return MessageTemplate(
+        id=template_id,
+        name=kept["name"],
+        channel=Channel(kept["channel"]),
+        category=kept.get("category", "general"),
+        subject=kept.get("subject", ""),
+        body=kept["body"],
+        variables=list(kept.get("variables", [])),
+        whatsapp_content_sid=kept.get("whatsapp_content_sid"),
+        whatsapp_content_variables=tuple(kept.get("whatsapp_content_variables") or ()),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from core.settings import Settings
@@ -16,6 +17,7 @@ PERMANENT_ERRORS = {
     21610: "The recipient has unsubscribed (replied STOP) from this sender.",
     21612: "Twilio cannot route a message to this number.",
     21614: "The recipient's number cannot receive SMS (not a mobile number).",
+    # Also reached when the window closes between our check and Twilio's (see delivery.whatsapp_window_open).
     63016: "WhatsApp free text is only allowed within 24 hours of the patient's last message.",
 }
 STATUS_CALLBACK_PATH = "/api/v1/prm/webhooks/twilio/status"
@@ -62,7 +64,12 @@ class TwilioProvider:
             sender = whatsapp_address(self.settings.twilio_whatsapp_from or "")
         else:
             to, sender = message.recipient, self.settings.twilio_sms_from or ""
-        fields: dict[str, Any] = {"to": to, "from_": sender, "body": message.body}
+        fields: dict[str, Any] = {"to": to, "from_": sender}
+        if message.channel == Channel.WHATSAPP and message.content_sid:
+            fields["content_sid"] = message.content_sid
+            fields["content_variables"] = json.dumps(message.content_variables or {})
+        else:
+            fields["body"] = message.body
         if self.settings.public_base_url:
             fields["status_callback"] = self.settings.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
         return fields

@@ -1,4 +1,5 @@
-"""Journey use cases: definitions and their stages, placing patients on journeys, and driving their workflows.
+"""Journey use cases: placing patients on journeys and driving their workflows (the definitions' own use
+cases live in `definitions` and are re-exported here).
 
 An instance row gets exactly one workflow, `journey-instance-<id>`: it is started after the request's
 commit, a repeated start is harmless (WorkflowAlreadyStartedError, and ids are never reused), and a start
@@ -28,7 +29,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.database import after_commit, bind_tenant, mark_system
 from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
+from domain.communications.templates import MessageTemplate, to_snapshot
 from domain.enums import JourneyInstanceStatus, StageStatus
+from domain.journeys.definitions import add_stage as add_stage
+from domain.journeys.definitions import create_journey as create_journey
+from domain.journeys.definitions import journey_view as journey_view
+from domain.journeys.definitions import journey_views as journey_views
+from domain.journeys.definitions import templates_to_keep
+from domain.journeys.definitions import update_journey as update_journey
+from domain.journeys.definitions import update_stage as update_stage
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
 from domain.journeys.plan import (
     WORKFLOW_NAME,
@@ -36,19 +45,9 @@ from domain.journeys.plan import (
     workflow_input_for,
 )
 from domain.journeys.repository import JourneyInstanceRepository, JourneyRepository
-from domain.journeys.schemas import (
-    JourneyCreate,
-    JourneyInstanceCreate,
-    JourneyInstanceStats,
-    JourneyResponse,
-    JourneyStageCreate,
-    JourneyStageResponse,
-    JourneyStageUpdate,
-    JourneyUpdate,
-)
+from domain.journeys.schemas import JourneyInstanceCreate, JourneyInstanceStats
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
-from domain.schemas import changes
 
 log = logging.getLogger(__name__)
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -85,100 +84,18 @@ class ReplyReceived:
     communication_id: str | None = None
 
 
-# ---- definitions ----------------------------------------------------------------------------------
-
-
-def _stage_values(data: JourneyStageCreate | JourneyStageUpdate, fields: set[str] | None = None) -> dict:
-    dumped = data.model_dump(mode="json", exclude_unset=fields is not None)
-    return {k: v for k, v in dumped.items() if fields is None or k in fields}
-
-
-async def journey_view(repo: JourneyRepository, journey: Journey) -> JourneyResponse:
-    """A journey with its stages in order."""
-    stages = (await repo.stages_of([journey.id]))[journey.id]
-    return _view(journey, stages)
-
-
-def _view(journey: Journey, stages: list[JourneyStage]) -> JourneyResponse:
-    response = JourneyResponse.model_validate(journey)
-    return response.model_copy(update={"stages": [JourneyStageResponse.model_validate(s) for s in stages]})
-
-
-async def journey_views(repo: JourneyRepository, journeys: list[Journey]) -> list[JourneyResponse]:
-    """Several journeys with their stages (one query for the stages)."""
-    stages = await repo.stages_of([j.id for j in journeys])
-    return [_view(j, stages[j.id]) for j in journeys]
-
-
-async def create_journey(repo: JourneyRepository, data: JourneyCreate) -> Journey:
-    """Add a journey definition and its stages to the caller's tenant."""
-    journey = Journey(**data.model_dump(mode="json", exclude={"tenant_id", "stages"}))
-    await repo.add(journey)
-    for stage in data.stages:
-        repo.session.add(JourneyStage(journey_id=journey.id, **_stage_values(stage)))
-    await repo.session.flush()
-    return journey
-
-
-async def update_journey(repo: JourneyRepository, journey_id: uuid.UUID, data: JourneyUpdate) -> Journey:
-    """Apply the fields sent in a PATCH (running instances keep the definition they started with)."""
-    journey = await repo.get_or_404(journey_id)
-    for field, value in changes(data).items():
-        if field == "trigger_conditions" and value is None:
-            value = {}
-        if field in {"name", "is_default", "is_active"} and value is None:
-            raise Unprocessable(f"{field} cannot be null.")
-        setattr(journey, field, value)
-    return await repo.save(journey)
-
-
-async def _ensure_free_order_index(repo: JourneyRepository, journey_id: uuid.UUID, order_index: int) -> None:
-    taken = await repo.session.scalar(
-        select(JourneyStage.id).where(
-            JourneyStage.journey_id == journey_id, JourneyStage.order_index == order_index
-        )
-    )
-    if taken is not None:
-        raise Conflict("Another stage of this journey already has that order_index.")
-
-
-async def add_stage(repo: JourneyRepository, journey_id: uuid.UUID, data: JourneyStageCreate) -> JourneyStage:
-    """Append a stage to a journey (409 when its order_index is taken)."""
-    journey = await repo.get_or_404(journey_id)
-    await _ensure_free_order_index(repo, journey.id, data.order_index)
-    stage = JourneyStage(journey_id=journey.id, **_stage_values(data))
-    repo.session.add(stage)
-    await repo.session.flush()
-    await repo.session.refresh(stage)
-    return stage
-
-
-async def update_stage(
-    repo: JourneyRepository, journey_id: uuid.UUID, stage_id: uuid.UUID, data: JourneyStageUpdate
-) -> JourneyStage:
-    """Apply the fields sent in a stage PATCH."""
-    await repo.get_or_404(journey_id)
-    stage = await repo.stage_or_none(journey_id, stage_id)
-    if stage is None:
-        raise NotFound("Journey stage not found.")
-    sent = changes(data)
-    for field in ("name", "order_index", "trigger_event", "actions"):
-        if field in sent and sent[field] is None:
-            raise Unprocessable(f"{field} cannot be null.")
-    if "order_index" in sent and sent["order_index"] != stage.order_index:
-        await _ensure_free_order_index(repo, journey_id, sent["order_index"])
-    for field, value in _stage_values(data, set(sent)).items():
-        setattr(stage, field, value)
-    await repo.session.flush()
-    await repo.session.refresh(stage)
-    return stage
-
-
 # ---- instances ------------------------------------------------------------------------------------
 
 
-def definition_snapshot(journey: Journey, stages: list[JourneyStage]) -> dict[str, Any]:
-    """The journey as it is now: what an instance runs, whatever later edits do to the definition."""
+def definition_snapshot(
+    journey: Journey,
+    stages: list[JourneyStage],
+    tenant_templates: dict[str, MessageTemplate] | None = None,
+) -> dict[str, Any]:
+    """The journey as it is now: what an instance runs, whatever later edits do to the definition.
+
+    `templates` keeps a copy of each tenant template the stages name (built-in ones need none), so editing,
+    deactivating or deleting one later never changes the messages of instances already created."""
     return {
         "journey_id": str(journey.id),
         "name": journey.name,
@@ -194,6 +111,7 @@ def definition_snapshot(journey: Journey, stages: list[JourneyStage]) -> dict[st
             }
             for s in sorted(stages, key=lambda s: s.order_index)
         ],
+        "templates": {key: to_snapshot(t) for key, t in sorted((tenant_templates or {}).items())},
     }
 
 
@@ -227,6 +145,7 @@ async def create_instance(
         if appointment.patient_id != patient.id:
             raise Unprocessable("The appointment belongs to another patient.")
     stages = (await journeys.stages_of([journey.id]))[journey.id]
+    tenant_templates = await templates_to_keep(session, stages)
     instance_id = uuid.uuid4()
     now = datetime.now(UTC)
     instance = JourneyInstance(
@@ -238,7 +157,7 @@ async def create_instance(
         context=data.context,
         status=JourneyInstanceStatus.ACTIVE.value,
         current_stage_id=None,
-        definition_snapshot=definition_snapshot(journey, stages),
+        definition_snapshot=definition_snapshot(journey, stages, tenant_templates),
         idempotency_key=idempotency_key,
         workflow_id=journey_workflow_id(instance_id),
         started_at=now,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from domain.communications.templates import TemplateError, get_template, missing_variables
+from domain.communications.templates import TemplateError, is_builtin, missing_variables
 from domain.enums import Channel, TicketPriority
 
 MAX_DURATION = timedelta(days=366)
@@ -147,12 +147,21 @@ def coerce_trigger(value: Any) -> Any:
 
 
 class _MessageContent(_Shape):
-    """Either a built-in `template_id` or literal `text` (itself a template), and the variables to fill."""
+    """Either a `template_id` or literal `text` (itself a template), and the variables to fill.
+
+    A built-in template and literal text are checked here. Any other `template_id` names one of the tenant's
+    own templates, which this validator cannot see: the journeys service checks those against the tenant's
+    active templates when a definition is saved (`domain.journeys.definitions`)."""
 
     channel: Channel | Literal["preferred"] = Field(
         default="preferred", description='A channel, or "preferred" for the patient\'s preferred channel'
     )
-    template_id: str | None = Field(default=None, max_length=100, description="A built-in template's id")
+    template_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="A built-in template's id, or the id of one of your tenant's active templates "
+        "(GET /communications/templates)",
+    )
     text: str | None = Field(
         default=None, max_length=4000, description="Literal text; may use {{ variables }}"
     )
@@ -169,8 +178,8 @@ class _MessageContent(_Shape):
             raise ValueError("give exactly one of template_id or text")
         try:
             if self.template_id is not None:
-                if get_template(self.template_id) is None:
-                    raise ValueError(f"unknown template_id {self.template_id!r}")
+                if not is_builtin(self.template_id):
+                    return self  # a tenant's template: checked against the database by the service
                 missing = missing_variables(self.template_id, self.variables, is_template_id=True)
             else:
                 assert self.text is not None
@@ -246,3 +255,9 @@ def parse_trigger(raw: Any) -> Any:
 def parse_actions(raw: Any) -> list[Any]:
     """Stored or submitted actions as their typed shapes."""
     return list(actions_adapter.validate_python(coerce_actions(raw)))
+
+
+def tenant_template_id(action: Any) -> str | None:
+    """The tenant template a message action names (None for built-ins, literal text and other actions)."""
+    template_id = getattr(action, "template_id", None)
+    return None if template_id is None or is_builtin(template_id) else template_id

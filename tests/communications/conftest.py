@@ -1,5 +1,6 @@
 """Fixtures for communications tests: patients, a local server that answers as Twilio and SendGrid do (so
-the real SDKs can be pointed at it), provider credentials, and a time-skipping Temporal worker."""
+the real SDKs can be pointed at it, including WhatsApp's 24-hour window and Content templates), provider
+credentials, and a time-skipping Temporal worker."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.database import bind_tenant
+from core.database import bind_tenant, mark_system
 from core.settings import get_settings
+from domain.communications.models import Communication
 from domain.patients.models import Patient
 from tests.temporal_envs import start_time_skipping
 
@@ -44,6 +47,9 @@ class FakeProviders:
     # Queued answers (status, json body) for the next Twilio / SendGrid calls; default: success.
     twilio_answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     sendgrid_answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    # False: every WhatsApp recipient is outside the 24-hour window, so free text (`Body` without
+    # `ContentSid`) is refused with 63016 as Twilio does; a Content template is accepted.
+    whatsapp_window_open: bool = True
 
     def twilio_forms(self) -> list[dict[str, str]]:
         """The form fields of every Twilio message request, in order."""
@@ -78,6 +84,22 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 status, payload = fake.twilio_answers.pop(0)
                 return self._answer(status, payload)
             form = dict(parse_qsl(body.decode()))
+            whatsapp = form.get("To", "").startswith("whatsapp:")
+            if whatsapp and not fake.whatsapp_window_open and "Body" in form and "ContentSid" not in form:
+                return self._answer(
+                    400,
+                    {
+                        "code": 63016,
+                        "message": "Failed to send freeform message because you are outside the allowed "
+                        "window. If you are using WhatsApp, please use a Message Template.",
+                        "more_info": "https://www.twilio.com/docs/errors/63016",
+                        "status": 400,
+                    },
+                )
+            if "ContentSid" in form and not form["ContentSid"].startswith("HX"):
+                return self._answer(
+                    400, {"code": 21655, "message": "The ContentSid is Invalid.", "status": 400}
+                )
             sid = "SM" + uuid.uuid4().hex
             resource = {
                 "sid": sid,
@@ -228,7 +250,45 @@ async def comms_worker(comms_temporal_env, app, settings, system_sessionmaker, m
     ) as worker:
         previous_client = getattr(app.state, "temporal_client", None)
         app.state.temporal_client = comms_temporal_env.client
+        started = datetime.now(UTC)
         try:
             yield worker
         finally:
             app.state.temporal_client = previous_client
+            await end_deliveries(comms_temporal_env.client, system_sessionmaker, since=started)
+
+
+async def end_deliveries(client, sessionmaker, *, since: datetime) -> None:
+    """Terminate the delivery workflows of the messages recorded since `since`: one left mid-task without
+    its worker would stop the shared time-skipping server from skipping time for the tests that follow."""
+    from sqlalchemy import select
+
+    async with sessionmaker() as session:
+        mark_system(session)
+        ids = list(await session.scalars(select(Communication.id).where(Communication.created_at >= since)))
+    for communication_id in ids:
+        try:
+            await client.get_workflow_handle(f"communication-{communication_id}").terminate("test over")
+        except Exception:  # noqa: S112 - finished already, or never started
+            continue
+
+
+async def record_inbound(
+    sessionmaker, tenant_id: uuid.UUID, patient: Patient, *, at: datetime, channel: str = "whatsapp"
+) -> None:
+    """Record a message the patient sent at `at` (it opens WhatsApp's 24-hour window)."""
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        session.add(
+            Communication(
+                patient_id=patient.id,
+                direction="inbound",
+                channel=channel,
+                sender=patient.phone_primary,
+                message="Thanks",
+                status="received",
+                idempotency_key=f"inbound:test:{uuid.uuid4()}",
+                created_at=at,
+            )
+        )
+        await session.commit()

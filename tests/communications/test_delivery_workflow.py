@@ -13,7 +13,7 @@ from core.database import bind_tenant
 from domain.communications.models import Communication
 from domain.communications.policy import consent_keyword, quiet_hours_end
 from domain.tenants.schemas import TenantSettings
-from tests.communications.conftest import API
+from tests.communications.conftest import API, record_inbound
 from workflows.communications import CommunicationDeliveryWorkflow, DeliveryResult
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -29,11 +29,12 @@ async def result_of(env, communication_id: str) -> DeliveryResult:
 
 
 async def _messages(system_sessionmaker, tenant_id, patient_id) -> list[Communication]:
+    """The messages sent to the patient, oldest first."""
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         stmt = (
             select(Communication)
-            .where(Communication.patient_id == patient_id)
+            .where(Communication.patient_id == patient_id, Communication.direction == "outbound")
             .order_by(Communication.created_at)
         )
         return list((await session.scalars(stmt)).all())
@@ -140,6 +141,9 @@ async def test_an_undelivered_whatsapp_message_falls_back_to_sms_then_email(
     monkeypatch,
 ) -> None:
     patient = await make_patient()
+    # The patient wrote on WhatsApp just now (server time): free text may go inside the 24-hour window.
+    now = await comms_temporal_env.get_current_time()
+    await record_inbound(system_sessionmaker, tenant_id, patient, at=now)
     body = {
         "patient_id": str(patient.id),
         "channel": "whatsapp",
@@ -179,6 +183,9 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
     from tests.communications.test_webhooks import twilio_post
 
     patient = await make_patient()
+    # The patient wrote on WhatsApp just now (server time): free text may go inside the 24-hour window.
+    now = await comms_temporal_env.get_current_time()
+    await record_inbound(system_sessionmaker, tenant_id, patient, at=now)
     body = {"patient_id": str(patient.id), "channel": "whatsapp", "message": "Hello", "is_urgent": True}
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
     for _ in range(100):  # wait for the send, then report delivery as Twilio would

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import ActivityEnvironment
 
+from domain.communications import templates
+from domain.communications.models import CommunicationTemplate
 from domain.journeys import service
 from domain.journeys.models import JourneyInstance
 from domain.journeys.plan import WORKFLOW_NAME, journey_workflow_id, workflow_input_for
@@ -66,3 +70,36 @@ async def start(client: Client, task_queue: str, instance: JourneyInstance) -> W
 def send(template_id: str = "post_op_welcome", **extra: Any) -> dict[str, Any]:
     """A send_message action."""
     return {"type": "send_message", "template_id": template_id, **extra}
+
+
+async def add_tenant_template(
+    clinic: Clinic,
+    key: str,
+    body: str,
+    *,
+    subject: str = "",
+    channel: str = "sms",
+    is_active: bool = True,
+) -> None:
+    """One of the clinic's own message templates (as `POST /communications/templates` stores it)."""
+    async with await clinic.session() as session:
+        session.add(
+            CommunicationTemplate(
+                key=key,
+                name=key.replace("_", " ").title(),
+                channel=channel,
+                category="follow_up",
+                subject=subject,
+                body=body,
+                variables=sorted(templates.variables_of(subject) | templates.variables_of(body)),
+                is_active=is_active,
+            )
+        )
+        await session.commit()
+
+
+def activity_env(client: Client) -> ActivityEnvironment:
+    """An activity environment whose activities start workflows on a fresh task queue of `client`."""
+    env = ActivityEnvironment(client=client)
+    env.info = dataclasses.replace(env.info, task_queue=f"journey-activities-{uuid.uuid4().hex[:8]}")
+    return env
