@@ -239,8 +239,10 @@ def main() -> None:
             "worker process (`bench.worker_process`) and the API in the benchmark's process, all on the "
             "machine that runs PostgreSQL. Each journey instance is started through "
             f"the API and runs {figures['activities']:.0f} activities (stage bookkeeping as local "
-            "activities, one SMS through the outbox provider, one ticket); the bare workflow runs the same "
-            "number of regular no-op activities.",
+            "activities, one SMS, one ticket). The SMS is recorded by the journey's activity and delivered "
+            "by its own `CommunicationDeliveryWorkflow` on the same worker (plan and send-policy check as "
+            "local activities, the send through the outbox provider as an activity), as every message is. "
+            "The bare workflow runs the same number of regular no-op activities as the journey itself.",
             "",
             "| run | instances | completed / s |",
             "| --- | --- | --- |",
