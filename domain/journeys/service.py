@@ -26,7 +26,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.database import after_commit, bind_tenant, mark_system
+from core.database import after_commit, scope_to
 from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
 from domain.communications.templates import MessageTemplate, to_snapshot
@@ -376,10 +376,7 @@ async def reconcile_journey_starts(
     Harmless to run at any time: a workflow that is already running is left alone and marked started."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
     async with sessionmaker() as session:
-        if tenant_id is None:
-            mark_system(session)
-        else:
-            bind_tenant(session, tenant_id)
+        scope_to(session, tenant_id)
         lost = await JourneyInstanceRepository(session).lost_starts(older_than=cutoff)
         started = 0
         for instance in lost:

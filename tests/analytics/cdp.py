@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -93,7 +94,10 @@ class Page:
 @asynccontextmanager
 async def headless_chromium(executable: str) -> AsyncIterator[Page]:
     """A headless chromium on a fresh profile with DevTools on a free local port; yields its first tab."""
-    with tempfile.TemporaryDirectory(prefix="prm-chromium-") as profile, tempfile.TemporaryFile() as log:
+    # Chromium's helper processes can outlive the browser for a moment and still write to the profile: the
+    # whole process group is ended below, and a straggling file never fails the test's teardown.
+    profile_dir = tempfile.TemporaryDirectory(prefix="prm-chromium-", ignore_cleanup_errors=True)
+    with profile_dir as profile, tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(  # noqa: ASYNC220, S603 - chromium from PATH; waited for below
             [
                 executable,
@@ -105,6 +109,7 @@ async def headless_chromium(executable: str) -> AsyncIterator[Page]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,  # a file, not a pipe: a chatty browser never blocks on a full pipe
+            start_new_session=True,  # its own process group, helpers included
         )
         try:
             port = await _devtools_port(Path(profile) / "DevToolsActivePort", proc, log)
@@ -117,12 +122,19 @@ async def headless_chromium(executable: str) -> AsyncIterator[Page]:
                 await page.send("Page.enable")
                 yield page
         finally:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass  # already gone
 
 
 async def _devtools_port(

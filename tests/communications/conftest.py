@@ -9,9 +9,10 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -292,3 +293,21 @@ async def record_inbound(
             )
         )
         await session.commit()
+
+
+async def delivery_result(env, communication_id) -> Any:
+    """The message's delivery workflow result (`DeliveryResult`), letting the test server skip time."""
+    from workflows.communications import CommunicationDeliveryWorkflow
+
+    handle = env.client.get_workflow_handle_for(
+        CommunicationDeliveryWorkflow.run, f"communication-{communication_id}"
+    )
+    async with env.time_skipping_unlocked():
+        return await handle.result()
+
+
+async def next_local_time(env, zone: ZoneInfo, hour: int, minute: int) -> tuple[datetime, datetime]:
+    """(the test server's time now, the next `hour:minute` after it) in `zone`."""
+    now = (await env.get_current_time()).astimezone(zone)
+    then = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return now, then if then > now else then + timedelta(days=1)

@@ -13,19 +13,9 @@ from core.database import bind_tenant
 from domain.communications.models import Communication
 from domain.communications.policy import consent_keyword, quiet_hours_end
 from domain.tenants.schemas import TenantSettings
-from tests.communications.conftest import API, record_inbound
-from workflows.communications import CommunicationDeliveryWorkflow, DeliveryResult
+from tests.communications.conftest import API, delivery_result, next_local_time, record_inbound
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-async def result_of(env, communication_id: str) -> DeliveryResult:
-    """The delivery workflow's result, letting the test server skip time while we wait."""
-    handle = env.client.get_workflow_handle_for(
-        CommunicationDeliveryWorkflow.run, f"communication-{communication_id}"
-    )
-    async with env.time_skipping_unlocked():
-        return await handle.result()
 
 
 async def _messages(system_sessionmaker, tenant_id, patient_id) -> list[Communication]:
@@ -69,10 +59,7 @@ async def test_a_message_created_at_2230_patient_time_goes_out_at_0800(
     monkeypatch,
 ) -> None:
     patient = await make_patient(timezone="America/New_York")
-    now = (await comms_temporal_env.get_current_time()).astimezone(NEW_YORK)
-    at_2230 = now.replace(hour=22, minute=30, second=0, microsecond=0)
-    if at_2230 <= now:
-        at_2230 += timedelta(days=1)
+    _, at_2230 = await next_local_time(comms_temporal_env, NEW_YORK, 22, 30)
     resp = await client.post(
         f"{API}/communications",
         json={
@@ -84,7 +71,7 @@ async def test_a_message_created_at_2230_patient_time_goes_out_at_0800(
         headers=auth,
     )
     assert resp.status_code == 201, resp.text
-    result = await result_of(comms_temporal_env, resp.json()["id"])
+    result = await delivery_result(comms_temporal_env, resp.json()["id"])
     assert result.status == "sent"
     (message,) = await _messages(system_sessionmaker, tenant_id, patient.id)
     sent_local = message.sent_at.astimezone(NEW_YORK)
@@ -110,10 +97,7 @@ async def test_an_urgent_message_bypasses_quiet_hours_and_says_so(
     monkeypatch,
 ) -> None:
     patient = await make_patient(timezone="America/New_York")
-    now = (await comms_temporal_env.get_current_time()).astimezone(NEW_YORK)
-    at_2300 = now.replace(hour=23, minute=0, second=0, microsecond=0)
-    if at_2300 <= now:
-        at_2300 += timedelta(days=1)
+    _, at_2300 = await next_local_time(comms_temporal_env, NEW_YORK, 23, 0)
     body = {
         "patient_id": str(patient.id),
         "channel": "sms",
@@ -122,7 +106,7 @@ async def test_an_urgent_message_bypasses_quiet_hours_and_says_so(
         "scheduled_for": at_2300.isoformat(),
     }
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
-    assert (await result_of(comms_temporal_env, resp.json()["id"])).status == "sent"
+    assert (await delivery_result(comms_temporal_env, resp.json()["id"])).status == "sent"
     (message,) = await _messages(system_sessionmaker, tenant_id, patient.id)
     assert message.sent_at.astimezone(NEW_YORK).hour == 23
     assert message.meta_data["policy"] == "urgent: sent during quiet hours"
@@ -151,7 +135,7 @@ async def test_an_undelivered_whatsapp_message_falls_back_to_sms_then_email(
         "message": "Bring your card",
     }
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
-    result = await result_of(comms_temporal_env, resp.json()["id"])
+    result = await delivery_result(comms_temporal_env, resp.json()["id"])
     assert (result.channel, result.status) == ("email", "sent")
     messages = await _messages(system_sessionmaker, tenant_id, patient.id)
     assert [(m.channel, m.message) for m in messages] == [
@@ -196,6 +180,6 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
     await twilio_post(
         client, "/twilio/status", {"MessageSid": message.provider_message_id, "MessageStatus": "delivered"}
     )
-    result = await result_of(comms_temporal_env, resp.json()["id"])
+    result = await delivery_result(comms_temporal_env, resp.json()["id"])
     assert (result.channel, result.status) == ("whatsapp", "sent")
     assert len(await _messages(system_sessionmaker, tenant_id, patient.id)) == 1

@@ -23,6 +23,7 @@ from domain.communications.dispatch import reconcile_delivery_starts
 from domain.communications.models import Communication
 from domain.enums import Channel
 from domain.tenants.models import Tenant
+from tests.communications.conftest import delivery_result, next_local_time
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -58,12 +59,6 @@ async def _message(system_sessionmaker, tenant_id, communication_id) -> Communic
         return await session.scalar(select(Communication).where(Communication.id == communication_id))
 
 
-async def _delivered(env, communication_id) -> dict:
-    handle = env.client.get_workflow_handle(f"communication-{communication_id}")
-    async with env.time_skipping_unlocked():
-        return await handle.result()
-
-
 async def _set_tenant(system_sessionmaker, tenant_id, **settings) -> None:
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
@@ -85,7 +80,7 @@ async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sen
     access = access_to(comms_temporal_env, settings)
     await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     first = await _send(system_sessionmaker, tenant_id, patient, access=access, key="results:1")
-    assert (await _delivered(comms_temporal_env, first))["status"] == "sent"
+    assert (await delivery_result(comms_temporal_env, first)).status == "sent"
     again = await _send(system_sessionmaker, tenant_id, patient, access=access, key="results:1")
     assert again == first
     message = await _message(system_sessionmaker, tenant_id, first)
@@ -126,15 +121,12 @@ async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
     make_patient,
 ) -> None:
     patient = await make_patient(timezone="America/New_York")
-    now = (await comms_temporal_env.get_current_time()).astimezone(NEW_YORK)
-    at_2230 = now.replace(hour=22, minute=30, second=0, microsecond=0)
-    if at_2230 <= now:
-        at_2230 += timedelta(days=1)
+    now, at_2230 = await next_local_time(comms_temporal_env, NEW_YORK, 22, 30)
     await comms_temporal_env.sleep(at_2230 - now)  # the server's clock: what the policy sees
     sent = await _send(
         system_sessionmaker, tenant_id, patient, access=access_to(comms_temporal_env, settings)
     )
-    assert (await _delivered(comms_temporal_env, sent))["status"] == "sent"
+    assert (await delivery_result(comms_temporal_env, sent)).status == "sent"
     message = await _message(system_sessionmaker, tenant_id, sent)
     local = message.sent_at.astimezone(NEW_YORK)
     assert (local.date(), local.hour, local.minute) == ((at_2230 + timedelta(days=1)).date(), 8, 0)
@@ -161,7 +153,7 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
     # Released at once, so their policy checks race: the per-patient lock makes the cap hold anyway.
     ids = [await _send(system_sessionmaker, tenant_id, patient, access=access) for _ in range(3)]
     for communication_id in ids:
-        assert (await _delivered(comms_temporal_env, communication_id))["status"] == "sent"
+        assert (await delivery_result(comms_temporal_env, communication_id)).status == "sent"
     messages = sorted(
         [await _message(system_sessionmaker, tenant_id, i) for i in ids], key=lambda m: m.sent_at
     )
@@ -190,7 +182,7 @@ async def test_the_reconciler_starts_the_delivery_a_lost_start_left_behind(
         system_sessionmaker, access, older_than_seconds=0, tenant_id=tenant_id
     )
     assert started == 1
-    assert (await _delivered(comms_temporal_env, lost))["status"] == "sent"
+    assert (await delivery_result(comms_temporal_env, lost)).status == "sent"
     message = await _message(system_sessionmaker, tenant_id, lost)
     assert message.status == "sent" and message.delivery_started_at is not None
     assert (

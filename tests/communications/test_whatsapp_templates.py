@@ -15,7 +15,7 @@ from core.database import bind_tenant
 from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
-from tests.communications.conftest import API, PUBLIC_BASE, record_inbound
+from tests.communications.conftest import API, PUBLIC_BASE, delivery_result, record_inbound
 
 BASE = f"{API}/communications"
 TEMPLATES = f"{BASE}/templates"
@@ -302,7 +302,7 @@ async def test_the_delivery_workflow_falls_back_to_sms_at_once_when_the_window_i
     system_sessionmaker,
     tenant_id,
 ) -> None:
-    from tests.communications.test_delivery_workflow import _messages, result_of
+    from tests.communications.test_delivery_workflow import _messages
 
     # The SMS fails for good too, so every step is immediate: no timer waits for a delivery report.
     providers_configured.twilio_answers.append(
@@ -310,7 +310,7 @@ async def test_the_delivery_workflow_falls_back_to_sms_at_once_when_the_window_i
     )
     patient = await make_patient()
     communication_id = await _queued(client, auth, patient, message="Bring your card")
-    result = await result_of(comms_temporal_env, communication_id)
+    result = await delivery_result(comms_temporal_env, communication_id)
     assert (result.channel, result.status) == ("email", "sent")
     whatsapp, sms, email = await _messages(system_sessionmaker, tenant_id, patient.id)
     assert (whatsapp.channel, whatsapp.status, whatsapp.error_code) == (

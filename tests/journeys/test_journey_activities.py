@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
-
-from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import ActivityDeps
@@ -19,16 +15,9 @@ from domain.communications.templates import (
 )
 from domain.enums import Channel
 from tests.journeys.conftest import Clinic, journey_worker
-from tests.journeys.helpers import create_instance, send
+from tests.journeys.helpers import activity_env, create_instance, send
 
 TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urgent", "category": "post_op"}
-
-
-def activity_env(client: Client) -> ActivityEnvironment:
-    """An activity environment whose activities start workflows on a fresh task queue of `client`."""
-    env = ActivityEnvironment(client=client)
-    env.info = dataclasses.replace(env.info, task_queue=f"journey-activities-{uuid.uuid4().hex[:8]}")
-    return env
 
 
 async def test_retried_send_activity_records_once_and_hands_over_to_one_delivery_workflow(
