@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +39,8 @@ from domain.scheduling.repository import AppointmentRepository, tenant_timezone
 from domain.scheduling.schemas import OfferStatus, PartOfDay, WaitlistEntryCreate, WaitlistStatus
 from domain.scheduling.workflow_jobs import WorkflowGateway
 from domain.tenants.models import Tenant
+from domain.tenants.schemas import WaitlistSettings
+from domain.tenants.service import settings_of
 from workflows.waitlist import OfferSettledSignal, WaitlistBackfillInput
 
 OPEN = OfferStatus.OFFERED.value
@@ -49,13 +51,6 @@ CLOSED_OFFER = {
     OfferStatus.DECLINED.value: "This offer was declined.",
     OfferStatus.EXPIRED.value: "This offer has expired.",
 }
-
-
-class WaitlistPolicy(BaseModel):
-    """A tenant's backfill settings: `{"waitlist": {"wave_size": 3, "hold_minutes": 30}}` in its settings."""
-
-    wave_size: int = Field(default=3, ge=1, le=50)
-    hold_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
 
 
 @dataclass
@@ -133,15 +128,13 @@ async def _lock_freed_time(session: AsyncSession, cancelled_appointment_id: uuid
     await advisory_xact_lock(session, f"waitlist:freed:{cancelled_appointment_id}")
 
 
-async def policy_of(session: AsyncSession, tenant_id: uuid.UUID) -> WaitlistPolicy:
-    """The tenant's wave size and hold (defaults when unset or invalid)."""
+async def policy_of(session: AsyncSession, tenant_id: uuid.UUID) -> WaitlistSettings:
+    """The tenant's wave size and hold (`TenantSettings.waitlist`; defaults when stored ones are invalid)."""
     tenant = await session.get(Tenant, tenant_id)
     try:
-        return WaitlistPolicy.model_validate(
-            ((tenant.settings if tenant else None) or {}).get("waitlist", {})
-        )
+        return settings_of(tenant).waitlist if tenant is not None else WaitlistSettings()
     except ValidationError:
-        return WaitlistPolicy()
+        return WaitlistSettings()
 
 
 # ---------------------------------------------------------------- entries

@@ -49,6 +49,14 @@ class FrequencyCap(BaseModel):
     per_hours: int = Field(default=24, ge=1)
 
 
+class WaitlistSettings(BaseModel):
+    """How a freed appointment time is offered: to `wave_size` matching patients at a time, each offer held
+    for `hold_minutes` before the next wave."""
+
+    wave_size: int = Field(default=3, ge=1, le=50)
+    hold_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+
+
 class TenantSettings(BaseModel):
     """Everything a tenant may tune; stored as JSON on the tenant row, defaults filled on read."""
 
@@ -58,6 +66,7 @@ class TenantSettings(BaseModel):
     frequency_cap: FrequencyCap = Field(default_factory=FrequencyCap)
     reminder_offsets_minutes: list[int] = Field(default_factory=lambda: [24 * 60, 2 * 60])
     whatsapp_fallback_minutes: int = Field(default=30, ge=1)
+    waitlist: WaitlistSettings = Field(default_factory=WaitlistSettings)
 
 
 def validate_timezone(value: str) -> str:

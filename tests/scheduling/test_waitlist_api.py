@@ -216,3 +216,18 @@ async def test_the_offer_message_idempotency_holds_when_a_wave_is_offered_again(
     await offer_first_wave(system_sessionmaker, tenant_id, cancelled)  # the activity retried
     assert len(await offers(system_sessionmaker, tenant_id)) == 1
     assert (await templates_sent(system_sessionmaker, tenant_id, patient.id)).count("waitlist_offer") == 1
+
+
+def test_waitlist_settings_are_part_of_the_validated_tenant_settings() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from domain.tenants.schemas import TenantSettings
+
+    defaults = TenantSettings().waitlist
+    assert (defaults.wave_size, defaults.hold_minutes) == (3, 30)
+    custom = TenantSettings.model_validate({"waitlist": {"wave_size": 5, "hold_minutes": 15}}).waitlist
+    assert (custom.wave_size, custom.hold_minutes) == (5, 15)
+    for bad in ({"wave_size": 0}, {"hold_minutes": 0}, {"wave_size": "many"}):
+        with pytest.raises(ValidationError):
+            TenantSettings.model_validate({"waitlist": bad})
