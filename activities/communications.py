@@ -28,7 +28,7 @@ from domain.communications.providers import (
 )
 from domain.communications.repository import CommunicationRepository
 from domain.communications.service import create_fallback
-from domain.enums import Channel
+from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel
 from domain.tenants.models import Tenant
 from domain.tenants.service import settings_of
 
@@ -142,7 +142,7 @@ class CommunicationActivities:
         async with self._session(data.tenant_id) as session:
             repo = CommunicationRepository(session)
             record = await repo.for_update(uuid.UUID(data.communication_id))
-            if record is None or record.status not in {s.value for s in delivery.SENDABLE}:
+            if record is None or record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
                 return PolicyAnswer("done", "nothing to send")
             if record.provider_message_id:
                 return PolicyAnswer("done", "already sent")

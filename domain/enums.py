@@ -94,6 +94,14 @@ class CommunicationStatus(StrEnum):
     RECEIVED = "received"
 
 
+# Not handed to a provider yet: what the send step may still send, and what a lost start leaves behind.
+UNSENT_COMMUNICATION_STATUSES = (
+    CommunicationStatus.PENDING,
+    CommunicationStatus.SCHEDULED,
+    CommunicationStatus.QUEUED,
+)
+
+
 class TicketStatus(StrEnum):
     """Lifecycle of a support ticket."""
 

@@ -28,10 +28,9 @@ from domain.communications.models import Communication
 from domain.communications.providers import OutboxProvider, OutgoingMessage, ProviderError, provider_for
 from domain.communications.repository import CommunicationRepository, advance_status
 from domain.communications.service import WHATSAPP_CONTENT
-from domain.enums import Channel, CommunicationStatus, Direction
+from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
 
 log = logging.getLogger(__name__)
-SENDABLE = (CommunicationStatus.PENDING, CommunicationStatus.SCHEDULED, CommunicationStatus.QUEUED)
 WHATSAPP_WINDOW = timedelta(hours=24)
 WINDOW_CLOSED = "whatsapp_window_closed"
 WINDOW_CLOSED_MESSAGE = (
@@ -53,7 +52,7 @@ async def deliver(session: AsyncSession, communication_id: uuid.UUID, *, at: dat
     record = await CommunicationRepository(session).for_update(communication_id)
     if record is None:
         return DeliveryOutcome("missing", sent_now=False)
-    if record.provider_message_id or record.status not in {s.value for s in SENDABLE}:
+    if record.provider_message_id or record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
         return DeliveryOutcome(record.status, sent_now=False)
     channel = Channel(record.channel)
     confirmation = bool((record.meta_data or {}).get("consent_confirmation"))

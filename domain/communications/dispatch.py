@@ -30,13 +30,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from core.database import scope_to
 from core.temporal import SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess, temporal_for
 from domain.communications.models import Communication
-from domain.enums import CommunicationStatus, Direction
+from domain.enums import UNSENT_COMMUNICATION_STATUSES, Direction
 
 log = logging.getLogger(__name__)
 
 WORKFLOW_NAME = "CommunicationDeliveryWorkflow"
 RPC_TIMEOUT = timedelta(seconds=10)
-UNSENT = (CommunicationStatus.PENDING, CommunicationStatus.SCHEDULED, CommunicationStatus.QUEUED)
 
 
 @dataclass
@@ -153,7 +152,7 @@ async def reconcile_delivery_starts(
                 .where(
                     C.delivery_started_at.is_(None),
                     C.direction == Direction.OUTBOUND.value,
-                    C.status.in_([s.value for s in UNSENT]),
+                    C.status.in_([s.value for s in UNSENT_COMMUNICATION_STATUSES]),
                     C.created_at < cutoff,
                 )
                 .order_by(C.created_at)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import Unprocessable
 from domain.communications import dispatch, policy, templates
 from domain.communications.models import Communication
-from domain.enums import Channel, CommunicationStatus, Direction
+from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
@@ -85,7 +85,10 @@ async def send_message(
     Flushes, never commits."""
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
-        if existing.status in {s.value for s in dispatch.UNSENT} and not existing.provider_message_id:
+        if (
+            existing.status in {s.value for s in UNSENT_COMMUNICATION_STATUSES}
+            and not existing.provider_message_id
+        ):
             dispatch.start_after_commit(session, existing)  # a retry after a failed start: harmless
         return SendResult(existing, created=False)
     patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
