@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from core.temporal import SEARCH_ATTRIBUTES, test_server_binary
@@ -22,3 +24,13 @@ async def start_time_skipping() -> WorkflowEnvironment:
         )
     )
     return env
+
+
+async def terminate_workflows(client: Client, workflow_ids: list[str]) -> None:
+    """Terminate each workflow still running: one left mid-task without its worker would stop a shared
+    time-skipping server from skipping time for the tests that follow."""
+    for workflow_id in workflow_ids:
+        try:
+            await client.get_workflow_handle(workflow_id).terminate("test over")
+        except RPCError:
+            continue  # finished already, or never started

@@ -21,7 +21,7 @@ from core.database import bind_tenant, mark_system
 from core.settings import get_settings
 from domain.communications.models import Communication
 from domain.patients.models import Patient
-from tests.temporal_envs import start_time_skipping
+from tests.temporal_envs import start_time_skipping, terminate_workflows
 
 API = "/api/v1/prm"
 TWILIO_SID = "AC" + "0" * 32
@@ -260,18 +260,13 @@ async def comms_worker(comms_temporal_env, app, settings, system_sessionmaker, m
 
 
 async def end_deliveries(client, sessionmaker, *, since: datetime) -> None:
-    """Terminate the delivery workflows of the messages recorded since `since`: one left mid-task without
-    its worker would stop the shared time-skipping server from skipping time for the tests that follow."""
+    """Terminate the delivery workflows of the messages recorded since `since`."""
     from sqlalchemy import select
 
     async with sessionmaker() as session:
         mark_system(session)
         ids = list(await session.scalars(select(Communication.id).where(Communication.created_at >= since)))
-    for communication_id in ids:
-        try:
-            await client.get_workflow_handle(f"communication-{communication_id}").terminate("test over")
-        except Exception:  # noqa: S112 - finished already, or never started
-            continue
+    await terminate_workflows(client, [f"communication-{i}" for i in ids])
 
 
 async def record_inbound(

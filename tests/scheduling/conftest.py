@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.database import bind_tenant
 from domain.patients.models import Patient
-from tests.temporal_envs import start_time_skipping
+from tests.temporal_envs import start_time_skipping, terminate_workflows
 
 API = "/api/v1/prm"
 
@@ -153,12 +153,5 @@ async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -
     first = await ids_of(Appointment, ("appointment", "waitlist-backfill"))
     first += await ids_of(BookingConversation, ("booking-conversation",))
 
-    async def terminate(workflow_ids: list[str]) -> None:
-        for workflow_id in workflow_ids:
-            try:
-                await client.get_workflow_handle(workflow_id).terminate("test finished")
-            except Exception:  # noqa: S112 - already finished or never started
-                continue
-
-    await terminate(first)
-    await terminate(await ids_of(Communication, ("communication",)))
+    await terminate_workflows(client, first)
+    await terminate_workflows(client, await ids_of(Communication, ("communication",)))
