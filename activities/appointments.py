@@ -7,7 +7,6 @@ idempotent under retry (every message carries a business idempotency key the dat
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from temporalio import activity
@@ -16,96 +15,18 @@ from temporalio.client import Client
 from activities import ActivityDeps
 from core.database import bind_tenant, run_after_commit_jobs
 from domain.scheduling import notifications
-
-
-@dataclass
-class ReminderInput:
-    """Which reminder of which appointment, for the appointment time it was planned against."""
-
-    tenant_id: str
-    appointment_id: str
-    offset_minutes: int
-    start_time: str
-
-
-@dataclass
-class CancellationMessageInput:
-    """The appointment whose cancellation the patient is told about."""
-
-    tenant_id: str
-    appointment_id: str
-
-
-@dataclass
-class ConversationUpdate:
-    """A booking conversation's status and offer expiry."""
-
-    status: str
-    expires_at: str
-
-
-@dataclass
-class ExpireConversationInput:
-    """The conversation whose offer ran out, and the expiry the workflow waited for."""
-
-    tenant_id: str
-    conversation_id: str
-    expires_at: str
-
-
-@dataclass
-class ConversationReplyInput:
-    """A stored inbound message to handle as the conversation's reply."""
-
-    tenant_id: str
-    conversation_id: str
-    communication_id: str
-
-
-@dataclass
-class WaitlistWaveInput:
-    """Which wave of which freed time to offer, to how many patients, held for how long."""
-
-    tenant_id: str
-    cancelled_appointment_id: str
-    wave: int
-    wave_size: int
-    hold_minutes: int
-
-
-@dataclass
-class WaitlistWave:
-    """`offered` (with the offer ids and hold expiry), or why not: exhausted, slot_gone, booked, closed."""
-
-    status: str
-    offer_ids: list[str]
-    expires_at: str | None = None
-
-
-@dataclass
-class WaitlistReplyInput:
-    """A stored inbound message to handle as a reply to the patient's offer of this freed time."""
-
-    tenant_id: str
-    cancelled_appointment_id: str
-    communication_id: str
-
-
-@dataclass
-class WaitlistReplyOutcome:
-    """The offer the reply concerned and its status now (accepted, taken, declined, expired, ...)."""
-
-    status: str
-    offer_id: str | None = None
-
-
-@dataclass
-class ExpireWaitlistWaveInput:
-    """The wave whose hold ran out."""
-
-    tenant_id: str
-    cancelled_appointment_id: str
-    wave: int
+from domain.scheduling.plan import (
+    CancellationMessageInput,
+    ConversationReplyInput,
+    ConversationUpdate,
+    ExpireConversationInput,
+    ExpireWaitlistWaveInput,
+    ReminderInput,
+    WaitlistReplyInput,
+    WaitlistReplyOutcome,
+    WaitlistWave,
+    WaitlistWaveInput,
+)
 
 
 class AppointmentActivities:

@@ -1,6 +1,7 @@
 """Imports every model so `Base.metadata` knows all tables (Alembic and tests read it from here)."""
 
 from core.database import Base
+from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
 from domain.communications.models import Communication
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
@@ -28,4 +29,5 @@ __all__ = [
     "TicketEvent",
     "TimeSlot",
     "VoiceCall",
+    "WorkflowCommand",
 ]

@@ -2,66 +2,27 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.appointments import AppointmentActivities, CancellationMessageInput, ReminderInput
+    from activities.appointments import AppointmentActivities
+    from domain.scheduling.plan import (
+        APPOINTMENT_WORKFLOW,
+        AppointmentWorkflowInput,
+        AppointmentWorkflowState,
+        CancellationMessageInput,
+        CancelSignal,
+        FinishSignal,
+        ReminderInput,
+        RescheduleSignal,
+    )
 
 SEND_TIMEOUT = timedelta(minutes=2)
 
 
-def appointment_workflow_id(appointment_id: uuid.UUID) -> str:
-    """`appointment-<uuid>`: exactly one workflow per appointment."""
-    return f"appointment-{appointment_id}"
-
-
-@dataclass
-class AppointmentWorkflowInput:
-    """Ids and times only (no PHI): the appointment as it stood when the workflow (re)started."""
-
-    tenant_id: str
-    appointment_id: str
-    start_time: str
-    end_time: str
-    reminder_offsets_minutes: list[int] = field(default_factory=lambda: [1440, 120])
-
-
-@dataclass
-class RescheduleSignal:
-    """The appointment's new time."""
-
-    start_time: str
-    end_time: str
-
-
-@dataclass
-class CancelSignal:
-    """The appointment was cancelled; tell the patient or not."""
-
-    notify_patient: bool = True
-
-
-@dataclass
-class FinishSignal:
-    """The appointment reached a final status (completed, no_show) or was deleted."""
-
-    status: str
-
-
-@dataclass
-class AppointmentWorkflowState:
-    """What the workflow is waiting for (a query, for operators and tests)."""
-
-    start_time: str
-    sent_reminder_keys: list[str]
-    next_reminder_at: str | None
-
-
-@workflow.defn(name="AppointmentWorkflow")
+@workflow.defn(name=APPOINTMENT_WORKFLOW)
 class AppointmentWorkflow:
     """Sleeps until each reminder is due and sends it; a reschedule moves what is still pending."""
 

@@ -2,39 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.appointments import (
-        AppointmentActivities,
+    from activities.appointments import AppointmentActivities
+    from domain.scheduling.plan import (
+        CONVERSATION_WORKFLOW,
+        ConversationInput,
         ConversationReplyInput,
         ConversationUpdate,
         ExpireConversationInput,
+        InboundReply,
     )
 
 ACTIVITY_TIMEOUT = timedelta(minutes=2)
 
 
-@dataclass
-class ConversationInput:
-    """Ids and the offer's expiry only (no PHI)."""
-
-    tenant_id: str
-    conversation_id: str
-    expires_at: str
-
-
-@dataclass
-class InboundReply:
-    """A stored inbound message for this conversation (its id: the text stays in the database)."""
-
-    communication_id: str
-
-
-@workflow.defn(name="BookingConversationWorkflow")
+@workflow.defn(name=CONVERSATION_WORKFLOW)
 class BookingConversationWorkflow:
     """Waits for replies until the offer expires; each reply is handled by an activity."""
 

@@ -38,9 +38,10 @@ with workflow.unsafe.imports_passed_through():
         ActionPlan,
         JourneyWorkflowInput,
         PendingReminder,
+        ReplyReceived,
         StagePlan,
     )
-    from domain.journeys.service import AdvanceInput, AdvanceResult, ReplyReceived
+    from domain.journeys.service import AdvanceInput, AdvanceResult
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOCAL_BOOKKEEPING_PATCH = "local-bookkeeping"

@@ -2,54 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.appointments import (
-        AppointmentActivities,
+    from activities.appointments import AppointmentActivities
+    from domain.scheduling.plan import (
+        WAITLIST_WORKFLOW,
         ExpireWaitlistWaveInput,
+        OfferSettledSignal,
+        WaitlistBackfillInput,
         WaitlistReplyInput,
+        WaitlistReplySignal,
         WaitlistWaveInput,
     )
 
 ACTIVITY_TIMEOUT = timedelta(minutes=2)
 
 
-def waitlist_backfill_workflow_id(cancelled_appointment_id: uuid.UUID) -> str:
-    """`waitlist-backfill-<uuid>`: one backfill per cancelled appointment (the freed time)."""
-    return f"waitlist-backfill-{cancelled_appointment_id}"
-
-
-@dataclass
-class WaitlistBackfillInput:
-    """The freed time (the cancelled appointment's id) and the tenant's wave size and hold; no PHI."""
-
-    tenant_id: str
-    cancelled_appointment_id: str
-    wave_size: int = 3
-    hold_minutes: int = 30
-
-
-@dataclass
-class WaitlistReplySignal:
-    """A stored inbound message from a patient holding an offer (its id: the text stays in the database)."""
-
-    communication_id: str
-
-
-@dataclass
-class OfferSettledSignal:
-    """An offer was answered elsewhere (the accept/decline API, or its entry was removed)."""
-
-    offer_id: str
-    status: str  # accepted | declined | taken
-
-
-@workflow.defn(name="WaitlistBackfillWorkflow")
+@workflow.defn(name=WAITLIST_WORKFLOW)
 class WaitlistBackfillWorkflow:
     """Offers the freed time wave by wave until someone books it, it is gone, or the waitlist runs out."""
 

@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.deps import RawSessionDep, temporal_access
+from api.deps import RawSessionDep
 from api.routers.appointments import workflow_gateway
 from api.webhook_auth import SendGridEvents, TwilioForm
 from domain.communications import webhooks
-from domain.journeys.models import JourneyInstance
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 SIGNED: dict[int | str, dict[str, Any]] = {403: {"description": "Missing, forged or altered signature"}}
@@ -20,12 +19,8 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 def reply_routing(request: Request) -> webhooks.ReplyRouting:
-    """Journeys' `reply_received` signal and the WhatsApp booking conversation, reached through Temporal."""
-    from domain.journeys.service import notify_reply_received
+    """The WhatsApp booking conversation and waitlist offers a reply may answer (the scheduling domain)."""
     from domain.scheduling.booking import route_inbound_reply
-
-    async def notify_journey(instance: JourneyInstance, communication_id: uuid.UUID) -> None:
-        await notify_reply_received(temporal_access(request), instance, communication_id)
 
     async def route_booking(
         session: AsyncSession, patient_id: uuid.UUID, communication_id: uuid.UUID
@@ -34,7 +29,7 @@ def reply_routing(request: Request) -> webhooks.ReplyRouting:
             session, workflow_gateway(request), patient_id=patient_id, communication_id=communication_id
         )
 
-    return webhooks.ReplyRouting(notify_journey=notify_journey, route_booking=route_booking)
+    return webhooks.ReplyRouting(route_booking=route_booking)
 
 
 @router.post("/twilio/status", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED)

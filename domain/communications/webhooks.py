@@ -20,15 +20,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import after_commit, bind_tenant, mark_system
+from core.database import bind_tenant, mark_system
 from core.phones import to_e164
 from core.settings import get_settings
+from core.workflow_commands import record_signal
 from domain.analytics.sentiment import record_inbound_sentiment
 from domain.communications import policy, service
 from domain.communications.models import Communication, WebhookEvent
 from domain.communications.repository import advance_status
 from domain.enums import Channel, CommunicationStatus, Direction, JourneyInstanceStatus
 from domain.journeys.models import JourneyInstance
+from domain.journeys.plan import SIGNAL_REPLY_RECEIVED, ReplyReceived, journey_workflow_id
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 
@@ -53,9 +55,9 @@ SENDGRID_STATUS = {
 
 @dataclass
 class ReplyRouting:
-    """How an inbound reply reaches waiting workflows (built by the API from the app's Temporal client)."""
+    """How an inbound reply reaches a waiting booking conversation or waitlist offer (the scheduling
+    domain, passed in by the API); journeys waiting for a reply get their signal recorded here."""
 
-    notify_journey: Callable[[JourneyInstance, uuid.UUID], Awaitable[None]]
     route_booking: Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[Any]]
 
 
@@ -258,16 +260,13 @@ async def receive_twilio_message(
             )
         )
     ).all()
+    for instance in instances:  # delivered after the commit, and again until Temporal has it
+        record_signal(
+            session,
+            workflow_id=instance.workflow_id or journey_workflow_id(instance.id),
+            signal=SIGNAL_REPLY_RECEIVED,
+            arg=ReplyReceived(communication_id=str(record.id)),
+        )
     communication_id = record.id
-
-    for instance in instances:
-
-        async def notify(instance: JourneyInstance = instance) -> None:
-            try:
-                await routing.notify_journey(instance, communication_id)
-            except Exception:  # the reply is stored; the journey's own timeout covers a lost signal
-                log.warning("could not signal journey instance %s about a reply", instance.id)
-
-        after_commit(session, notify)
     await routing.route_booking(session, patient_id, communication_id)
     return record

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WORKFLOW_NAME = "JourneyInstanceWorkflow"
+SIGNAL_REPLY_RECEIVED = "reply_received"
 
 
 def journey_workflow_id(instance_id: object) -> str:
@@ -121,3 +122,10 @@ def workflow_input_for(instance: Any) -> JourneyWorkflowInput:
         journey_id=str(instance.journey_id),
         stages=plan_from_snapshot(instance.definition_snapshot or {}),
     )
+
+
+@dataclass
+class ReplyReceived:
+    """The `reply_received` signal's argument: the inbound message's id, never its text."""
+
+    communication_id: str | None = None

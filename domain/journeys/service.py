@@ -77,13 +77,6 @@ class AdvanceResult:
     instance_status: str
 
 
-@dataclass
-class ReplyReceived:
-    """The `reply_received` signal's argument: the inbound message's id, never its text."""
-
-    communication_id: str | None = None
-
-
 # ---- instances ------------------------------------------------------------------------------------
 
 
@@ -336,16 +329,6 @@ async def cancel_instance(
     await mark_cancelled(session, instance.id, datetime.now(UTC))
     await session.refresh(instance)
     return instance
-
-
-async def notify_reply_received(
-    access: TemporalAccess, instance: JourneyInstance, communication_id: uuid.UUID | None = None
-) -> None:
-    """Tell an instance's workflow that the patient replied (for the inbound-message handler)."""
-    client = await access.get_client()
-    await _workflow_handle(client, instance).signal(
-        "reply_received", ReplyReceived(communication_id=str(communication_id) if communication_id else None)
-    )
 
 
 async def instance_stats(

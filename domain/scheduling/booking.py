@@ -23,6 +23,7 @@ from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.scheduling import notifications, service, workflow_jobs
 from domain.scheduling.models import BookingConversation, SlotHold, TimeSlot
+from domain.scheduling.plan import WaitlistReplySignal
 from domain.scheduling.repository import TimeSlotRepository, tenant_timezone
 from domain.scheduling.schemas import (
     AppointmentResponse,
@@ -35,7 +36,6 @@ from domain.scheduling.schemas import (
     SelectSlotResponse,
 )
 from domain.scheduling.workflow_jobs import WorkflowGateway
-from workflows.waitlist import WaitlistReplySignal
 
 CANDIDATES = 200
 PARTS_OF_DAY = {
@@ -320,7 +320,7 @@ async def handle_reply(
             session, conversation, patient, slots, "Sorry, that time was just taken. Other times:"
         )
         await session.flush()
-        workflow_jobs.signal_conversation(session, gateway, conversation)
+        workflow_jobs.signal_conversation(session, conversation)
         outcome = SelectSlotOutcome.SLOT_TAKEN if slots else SelectSlotOutcome.NO_SLOTS
         return _response(conversation, outcome, slots)
     conversation.status, conversation.appointment_id = "booked", appointment.id
@@ -330,7 +330,7 @@ async def handle_reply(
     )
     await session.flush()
     await workflow_jobs.start_appointment_workflow(session, gateway, appointment)
-    workflow_jobs.signal_conversation(session, gateway, conversation)
+    workflow_jobs.signal_conversation(session, conversation)
     response = _response(conversation, SelectSlotOutcome.BOOKED, [])
     response.appointment = AppointmentResponse.model_validate(appointment)
     return response
@@ -411,7 +411,6 @@ async def route_inbound_reply(
     if offer is not None and (conversation is None or offer.created_at >= conversation.created_at):
         workflow_jobs.signal_waitlist_backfill(
             session,
-            gateway,
             offer.cancelled_appointment_id,
             "inbound_reply",
             WaitlistReplySignal(communication_id=str(communication_id)),
@@ -419,5 +418,5 @@ async def route_inbound_reply(
         return offer.id
     if conversation is None:
         return None
-    workflow_jobs.signal_inbound_reply(session, gateway, conversation, communication_id)
+    workflow_jobs.signal_inbound_reply(session, conversation, communication_id)
     return conversation.id

@@ -246,10 +246,10 @@ async def update_appointment(
             )
         _transition(appointment, AppointmentStatus(new_status))
         if new_status in (S.COMPLETED, S.NO_SHOW):
-            workflow_jobs.finish_appointment_workflow(session, gateway, appointment)
+            workflow_jobs.finish_appointment_workflow(session, appointment)
     await repo.save(appointment)
     if rescheduled:
-        await workflow_jobs.reschedule_appointment_workflow(session, gateway, appointment)
+        await workflow_jobs.reschedule_appointment_workflow(session, appointment)
     return appointment
 
 
@@ -318,9 +318,7 @@ async def cancel_appointment(
     if appointment.time_slot_id is not None:
         await TimeSlotRepository(session).release_place(appointment.time_slot_id)
     await repo.save(appointment)
-    await workflow_jobs.cancel_appointment_workflow(
-        session, gateway, appointment, notify_patient=notify_patient
-    )
+    await workflow_jobs.cancel_appointment_workflow(session, appointment, notify_patient=notify_patient)
     from domain.scheduling import waitlist  # the backfill reacts to every cancellation
 
     await waitlist.backfill_after_cancellation(session, gateway, appointment)
@@ -335,7 +333,7 @@ async def delete_appointment(
     appointment = await repo.get_or_404(appointment_id)
     if appointment.status in ACTIVE and appointment.time_slot_id is not None:
         await TimeSlotRepository(session).release_place(appointment.time_slot_id)
-    workflow_jobs.finish_appointment_workflow(session, gateway, appointment)
+    workflow_jobs.finish_appointment_workflow(session, appointment)
     await repo.delete(appointment)
 
 

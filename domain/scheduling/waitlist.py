@@ -35,13 +35,13 @@ from domain.practitioners.repository import PractitionerRepository
 from domain.scheduling import notifications, service, workflow_jobs
 from domain.scheduling.booking import PARTS_OF_DAY
 from domain.scheduling.models import Appointment, Location, TimeSlot, WaitlistEntry, WaitlistOffer
+from domain.scheduling.plan import OfferSettledSignal, WaitlistBackfillInput
 from domain.scheduling.repository import AppointmentRepository, tenant_timezone
 from domain.scheduling.schemas import OfferStatus, PartOfDay, WaitlistEntryCreate, WaitlistStatus
 from domain.scheduling.workflow_jobs import WorkflowGateway
 from domain.tenants.models import Tenant
 from domain.tenants.schemas import WaitlistSettings
 from domain.tenants.service import settings_of
-from workflows.waitlist import OfferSettledSignal, WaitlistBackfillInput
 
 OPEN = OfferStatus.OFFERED.value
 YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "accept", "book", "confirm", "si", "oui"}
@@ -549,7 +549,6 @@ async def _tell(session: AsyncSession, offer: WaitlistOffer, kind: str, message:
 def _settled(session: AsyncSession, gateway: WorkflowGateway, offer: WaitlistOffer) -> None:
     workflow_jobs.signal_waitlist_backfill(
         session,
-        gateway,
         offer.cancelled_appointment_id,
         "offer_settled",
         OfferSettledSignal(offer_id=str(offer.id), status=offer.status),

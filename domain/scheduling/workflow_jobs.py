@@ -1,7 +1,10 @@
-"""Starting and signalling the scheduling workflows, always after the request's commit.
+"""Starting and signalling the scheduling workflows.
 
-Workflow ids derive from row ids (`appointment-<uuid>`, ...), so a repeated start is harmless; a start lost
-between commit and Temporal is found again by `start_missing_appointment_workflows`.
+Starts happen after the request's commit: workflow ids derive from row ids (`appointment-<uuid>`, ...), so a
+repeated start is harmless, and a start lost between commit and Temporal is found again by
+`start_missing_appointment_workflows`. Signals (a reschedule, a cancellation, a reply) are recorded in the
+change's own transaction as workflow commands (`core.workflow_commands`) and delivered until Temporal has
+them, so an outage delays them and never loses them.
 """
 
 from __future__ import annotations
@@ -18,23 +21,30 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import after_commit, bind_tenant, scope_to
 from core.temporal import SA_PATIENT_ID, SA_TENANT_ID
+from core.workflow_commands import StartIfMissing, record_signal
 from domain.enums import ACTIVE_APPOINTMENT_STATUSES
 from domain.scheduling.models import Appointment
-from domain.tenants.models import Tenant
-from domain.tenants.service import settings_of
-from workflows.appointments import (
+from domain.scheduling.plan import (
+    APPOINTMENT_WORKFLOW,
+    CONVERSATION_WORKFLOW,
+    WAITLIST_WORKFLOW,
     AppointmentWorkflowInput,
     CancelSignal,
+    ConversationInput,
+    ConversationUpdate,
     FinishSignal,
+    InboundReply,
     RescheduleSignal,
+    WaitlistBackfillInput,
     appointment_workflow_id,
+    waitlist_backfill_workflow_id,
 )
-from workflows.booking import ConversationInput, ConversationUpdate, InboundReply
-from workflows.waitlist import WaitlistBackfillInput, waitlist_backfill_workflow_id
+from domain.tenants.models import Tenant
+from domain.tenants.schemas import TenantSettings
+from domain.tenants.service import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +70,7 @@ def _search_attributes(tenant_id: uuid.UUID, patient_id: uuid.UUID) -> TypedSear
 async def appointment_input(session: AsyncSession, appointment: Appointment) -> AppointmentWorkflowInput:
     """The workflow input for an appointment as it stands: ids, times and the tenant's reminder offsets."""
     tenant = await session.get(Tenant, appointment.tenant_id)
-    offsets = settings_of(tenant).reminder_offsets_minutes if tenant is not None else [1440, 120]
+    offsets = (settings_of(tenant) if tenant is not None else TenantSettings()).reminder_offsets_minutes
     return AppointmentWorkflowInput(
         tenant_id=str(appointment.tenant_id),
         appointment_id=str(appointment.id),
@@ -88,7 +98,7 @@ async def _start(
         kwargs = {"start_signal": signal, "start_signal_args": [signal_arg]}
     try:
         await client.start_workflow(
-            "AppointmentWorkflow",
+            APPOINTMENT_WORKFLOW,
             wf_input,
             id=workflow_id,
             task_queue=gateway.task_queue,
@@ -132,54 +142,50 @@ async def start_appointment_workflow(
     after_commit(session, job)
 
 
-async def reschedule_appointment_workflow(
-    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment
-) -> None:
-    """After the commit, move the workflow's pending reminders to the appointment's new time."""
+def _start_if_missing(wf_input: AppointmentWorkflowInput, patient_id: uuid.UUID) -> StartIfMissing:
+    return StartIfMissing(
+        workflow=APPOINTMENT_WORKFLOW,
+        input=wf_input,
+        search_attributes={SA_TENANT_ID.name: wf_input.tenant_id, SA_PATIENT_ID.name: str(patient_id)},
+    )
+
+
+async def reschedule_appointment_workflow(session: AsyncSession, appointment: Appointment) -> None:
+    """Record, with the reschedule, the signal that moves the workflow's pending reminders (delivered
+    after the commit, and again until Temporal has it; it starts the workflow if its start was lost)."""
     wf_input = await appointment_input(session, appointment)
-    signal_arg = RescheduleSignal(start_time=wf_input.start_time, end_time=wf_input.end_time)
-    patient_id = appointment.patient_id
-
-    async def job() -> None:
-        if not await _start(gateway, wf_input, patient_id, signal="reschedule", signal_arg=signal_arg):
-            log.warning("Temporal unreachable: reschedule of %s not signalled", wf_input.appointment_id)
-
-    after_commit(session, job)
+    record_signal(
+        session,
+        workflow_id=appointment_workflow_id(appointment.id),
+        signal="reschedule",
+        arg=RescheduleSignal(start_time=wf_input.start_time, end_time=wf_input.end_time),
+        start=_start_if_missing(wf_input, appointment.patient_id),
+    )
 
 
 async def cancel_appointment_workflow(
-    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment, *, notify_patient: bool
+    session: AsyncSession, appointment: Appointment, *, notify_patient: bool
 ) -> None:
-    """After the commit, stop the reminders and (with `notify_patient`) send one cancellation message."""
+    """Record, with the cancellation, the signal that stops the reminders and (with `notify_patient`)
+    sends one cancellation message."""
     wf_input = await appointment_input(session, appointment)
-    patient_id = appointment.patient_id
-    signal_arg = CancelSignal(notify_patient=notify_patient)
+    record_signal(
+        session,
+        workflow_id=appointment_workflow_id(appointment.id),
+        signal="cancel",
+        arg=CancelSignal(notify_patient=notify_patient),
+        start=_start_if_missing(wf_input, appointment.patient_id),
+    )
 
-    async def job() -> None:
-        if not await _start(gateway, wf_input, patient_id, signal="cancel", signal_arg=signal_arg):
-            log.warning("Temporal unreachable: cancellation of %s not signalled", wf_input.appointment_id)
 
-    after_commit(session, job)
-
-
-def finish_appointment_workflow(
-    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment
-) -> None:
-    """After the commit, end the workflow of a completed, no-show or deleted appointment (if it runs)."""
-    workflow_id = appointment_workflow_id(appointment.id)
-    signal_arg = FinishSignal(status=appointment.status)
-
-    async def job() -> None:
-        client = await gateway.get_client()
-        if client is None:
-            return
-        try:
-            await client.get_workflow_handle(workflow_id).signal("finish", signal_arg)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-
-    after_commit(session, job)
+def finish_appointment_workflow(session: AsyncSession, appointment: Appointment) -> None:
+    """Record the signal that ends the workflow of a completed, no-show or deleted appointment."""
+    record_signal(
+        session,
+        workflow_id=appointment_workflow_id(appointment.id),
+        signal="finish",
+        arg=FinishSignal(status=appointment.status),
+    )
 
 
 async def start_missing_appointment_workflows(
@@ -230,7 +236,7 @@ def start_conversation_workflow(session: AsyncSession, gateway: WorkflowGateway,
             return
         try:
             await client.start_workflow(
-                "BookingConversationWorkflow",
+                CONVERSATION_WORKFLOW,
                 wf_input,
                 id=conversation.workflow_id,
                 task_queue=gateway.task_queue,
@@ -241,40 +247,24 @@ def start_conversation_workflow(session: AsyncSession, gateway: WorkflowGateway,
     after_commit(session, job)
 
 
-async def _signal(gateway: WorkflowGateway, workflow_id: str, signal: str, arg: Any) -> None:
-    client = await gateway.get_client()
-    if client is None:
-        log.warning("Temporal unreachable: %s not signalled to %s", signal, workflow_id)
-        return
-    try:
-        await client.get_workflow_handle(workflow_id).signal(signal, arg)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+def signal_conversation(session: AsyncSession, conversation: Any) -> None:
+    """Record the signal that tells the conversation's workflow its new status and expiry."""
+    record_signal(
+        session,
+        workflow_id=conversation.workflow_id,
+        signal="updated",
+        arg=ConversationUpdate(status=conversation.status, expires_at=conversation.expires_at.isoformat()),
+    )
 
 
-def signal_conversation(session: AsyncSession, gateway: WorkflowGateway, conversation: Any) -> None:
-    """After the commit, tell the conversation's workflow its new status and expiry."""
-    arg = ConversationUpdate(status=conversation.status, expires_at=conversation.expires_at.isoformat())
-    workflow_id = conversation.workflow_id
-
-    async def job() -> None:
-        await _signal(gateway, workflow_id, "updated", arg)
-
-    after_commit(session, job)
-
-
-def signal_inbound_reply(
-    session: AsyncSession, gateway: WorkflowGateway, conversation: Any, communication_id: uuid.UUID
-) -> None:
-    """After the commit, hand the stored inbound message (by id, never its text) to the conversation."""
-    arg = InboundReply(communication_id=str(communication_id))
-    workflow_id = conversation.workflow_id
-
-    async def job() -> None:
-        await _signal(gateway, workflow_id, "inbound_reply", arg)
-
-    after_commit(session, job)
+def signal_inbound_reply(session: AsyncSession, conversation: Any, communication_id: uuid.UUID) -> None:
+    """Record the signal that hands the stored inbound message (by id, never its text) to the conversation."""
+    record_signal(
+        session,
+        workflow_id=conversation.workflow_id,
+        signal="inbound_reply",
+        arg=InboundReply(communication_id=str(communication_id)),
+    )
 
 
 def start_waitlist_backfill(
@@ -290,7 +280,7 @@ def start_waitlist_backfill(
             return
         try:
             await client.start_workflow(
-                "WaitlistBackfillWorkflow",
+                WAITLIST_WORKFLOW,
                 wf_input,
                 id=workflow_id,
                 task_queue=gateway.task_queue,
@@ -304,16 +294,9 @@ def start_waitlist_backfill(
 
 
 def signal_waitlist_backfill(
-    session: AsyncSession,
-    gateway: WorkflowGateway,
-    cancelled_appointment_id: uuid.UUID,
-    signal: str,
-    arg: Any,
+    session: AsyncSession, cancelled_appointment_id: uuid.UUID, signal: str, arg: Any
 ) -> None:
-    """After the commit, signal the backfill of a cancelled appointment (ids only; ignored if it ended)."""
-    workflow_id = waitlist_backfill_workflow_id(cancelled_appointment_id)
-
-    async def job() -> None:
-        await _signal(gateway, workflow_id, signal, arg)
-
-    after_commit(session, job)
+    """Record a signal to the backfill of a cancelled appointment (ids only; dropped if it ended)."""
+    record_signal(
+        session, workflow_id=waitlist_backfill_workflow_id(cancelled_appointment_id), signal=signal, arg=arg
+    )

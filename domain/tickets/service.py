@@ -25,11 +25,11 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import after_commit, scope_to
 from core.errors import Conflict, NotFound, Unprocessable
 from core.temporal import SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
+from core.workflow_commands import record_signal
 from domain.enums import TicketPriority, TicketStatus
 from domain.journeys.models import JourneyInstance
 from domain.patients.models import Patient
@@ -243,7 +243,7 @@ async def update_ticket(
     if reopened:
         _start_after_commit(session, access, ticket, restart=True)
     elif target != previous or newly_responded:
-        _signal_after_commit(session, access, ticket)
+        _signal_after_commit(session, ticket)
     return ticket
 
 
@@ -300,30 +300,16 @@ def _start_after_commit(
     after_commit(session, start)
 
 
-async def signal_ticket_changed(access: TemporalAccess, ticket: Ticket) -> None:
-    """Tell the ticket's SLA workflow its status (or first response) changed."""
-    client = await access.get_client()
-    handle = client.get_workflow_handle(ticket_workflow_id(ticket.id))
-    await handle.signal(
-        SIGNAL_CHANGED,
-        TicketChanged(status=ticket.status, responded=ticket.first_response_at is not None),
-        rpc_timeout=RPC_TIMEOUT,
+def _signal_after_commit(session: AsyncSession, ticket: Ticket) -> None:
+    """Record, with the change, the `ticket_changed` signal to the ticket's SLA workflow (delivered after
+    the commit and again until Temporal has it; dropped when the workflow is not running, which reads the
+    ticket when it starts)."""
+    record_signal(
+        session,
+        workflow_id=ticket_workflow_id(ticket.id),
+        signal=SIGNAL_CHANGED,
+        arg=TicketChanged(status=ticket.status, responded=ticket.first_response_at is not None),
     )
-
-
-def _signal_after_commit(session: AsyncSession, access: TemporalAccess, ticket: Ticket) -> None:
-    ticket_id = ticket.id
-
-    async def signal() -> None:
-        try:
-            await signal_ticket_changed(access, ticket)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: not started yet, or already over
-                log.warning("could not signal the SLA workflow of ticket %s: %s", ticket_id, exc.status)
-        except Exception as exc:  # corrected when the workflow's next timer fires (it re-reads the ticket)
-            log.warning("could not signal the SLA workflow of ticket %s: %s", ticket_id, type(exc).__name__)
-
-    after_commit(session, signal)
 
 
 async def reconcile_ticket_sla_starts(

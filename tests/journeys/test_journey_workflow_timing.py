@@ -9,7 +9,7 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ActivityDeps
-from domain.journeys.service import ReplyReceived
+from domain.journeys.plan import ReplyReceived
 from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import create_instance, send, start
 from tests.polling import eventually
