@@ -19,11 +19,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
-from activities.reconcile import run_startup_reconciliation
+from activities.reconcile import ReconcileInput, reconcile_lost_starts, run_startup_reconciliation
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal, temporal_target
+from core.workflow_commands import CommandRelay
 from workflows import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
@@ -92,16 +93,40 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             len(activities),
         )
         running = asyncio.create_task(worker.run())
+        relay_stop = asyncio.Event()
+        relaying = asyncio.create_task(_command_relay(client, deps).run(relay_stop))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        relay_stop.set()
         if not running.done():
             log.info("worker shutting down ...")
             await worker.shutdown()
         stopping.cancel()
+        await relaying
         await running  # re-raises a fatal worker error
         log.info("worker stopped")
     finally:
         await engine.dispose()
+
+
+def _command_relay(client: Client, deps: ActivityDeps) -> CommandRelay:
+    """Delivers the workflow commands recorded with database changes; starts lost workflows every
+    `reconcile_interval_seconds` (rows older than half of it) and as soon as Temporal is back."""
+    settings = deps.settings
+
+    async def reconcile(recovered: bool) -> None:
+        # Right after an outage every row counts: the starts made during it all failed.
+        older_than = 0.0 if recovered else settings.reconcile_interval_seconds / 2
+        await reconcile_lost_starts(client, deps, ReconcileInput(older_than_seconds=older_than))
+
+    return CommandRelay(
+        deps.sessionmaker,
+        client,
+        settings.temporal_task_queue,
+        interval=settings.command_relay_interval_seconds,
+        reconcile=reconcile,
+        reconcile_every=settings.reconcile_interval_seconds,
+    )
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -7,14 +7,17 @@ idempotent under retry (every message carries a business idempotency key the dat
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
 from core.database import bind_tenant, run_after_commit_jobs
-from domain.scheduling import notifications
+from core.errors import DomainError
+from domain.scheduling import booking, notifications, waitlist
 from domain.scheduling.plan import (
     CancellationMessageInput,
     ConversationReplyInput,
@@ -27,6 +30,17 @@ from domain.scheduling.plan import (
     WaitlistWave,
     WaitlistWaveInput,
 )
+from domain.scheduling.workflow_jobs import WorkflowGateway
+
+
+@contextmanager
+def _domain_errors_are_final() -> Iterator[None]:
+    """A domain error (no way to reach the patient, an invalid state) fails the activity for good: a retry
+    would meet the same data. Database and provider outages are not domain errors and still retry."""
+    try:
+        yield
+    except DomainError as exc:
+        raise ApplicationError(exc.detail, type=type(exc).__name__, non_retryable=True) from exc
 
 
 class AppointmentActivities:
@@ -38,70 +52,72 @@ class AppointmentActivities:
     @activity.defn(name="send_appointment_reminder")
     async def send_appointment_reminder(self, data: ReminderInput) -> bool:
         """Send one reminder (skipped when the appointment moved or is no longer active)."""
-        async with self.deps.sessionmaker() as session:
-            bind_tenant(session, uuid.UUID(data.tenant_id))
-            sent = await notifications.send_reminder(
-                session,
-                appointment_id=uuid.UUID(data.appointment_id),
-                offset_minutes=data.offset_minutes,
-                planned_start=data.start_time,
-            )
-            await session.commit()
-            return sent
+        with _domain_errors_are_final():
+            async with self.deps.sessionmaker() as session:
+                bind_tenant(session, uuid.UUID(data.tenant_id))
+                sent = await notifications.send_reminder(
+                    session,
+                    appointment_id=uuid.UUID(data.appointment_id),
+                    offset_minutes=data.offset_minutes,
+                    planned_start=data.start_time,
+                )
+                await session.commit()
+                return sent
 
     @activity.defn(name="send_appointment_cancellation")
     async def send_appointment_cancellation(self, data: CancellationMessageInput) -> bool:
         """Tell the patient the appointment is cancelled (once)."""
-        async with self.deps.sessionmaker() as session:
-            bind_tenant(session, uuid.UUID(data.tenant_id))
-            sent = await notifications.send_cancellation(
-                session, appointment_id=uuid.UUID(data.appointment_id)
-            )
-            await session.commit()
-            return sent
+        with _domain_errors_are_final():
+            async with self.deps.sessionmaker() as session:
+                bind_tenant(session, uuid.UUID(data.tenant_id))
+                sent = await notifications.send_cancellation(
+                    session, appointment_id=uuid.UUID(data.appointment_id)
+                )
+                await session.commit()
+                return sent
 
     @activity.defn(name="expire_booking_conversation")
     async def expire_booking_conversation(self, data: ExpireConversationInput) -> ConversationUpdate:
         """Release the holds of a conversation whose offer ran out (unless it was extended or ended)."""
-        from domain.scheduling import booking
-
-        async with self.deps.sessionmaker() as session:
-            bind_tenant(session, uuid.UUID(data.tenant_id))
-            status, expires_at = await booking.expire_conversation(
-                session, uuid.UUID(data.conversation_id), data.expires_at
-            )
-            await session.commit()
+        with _domain_errors_are_final():
+            async with self.deps.sessionmaker() as session:
+                bind_tenant(session, uuid.UUID(data.tenant_id))
+                status, expires_at = await booking.expire_conversation(
+                    session, uuid.UUID(data.conversation_id), data.expires_at
+                )
+                await session.commit()
         return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
 
     @activity.defn(name="handle_booking_reply")
     async def handle_booking_reply(self, data: ConversationReplyInput) -> ConversationUpdate:
         """Act on the patient's routed reply: book, re-offer, or ask again."""
-        from domain.scheduling import booking
-
-        async with self.deps.sessionmaker() as session:
-            bind_tenant(session, uuid.UUID(data.tenant_id))
-            status, expires_at = await booking.reply_from_message(
-                session, self._gateway(), uuid.UUID(data.conversation_id), uuid.UUID(data.communication_id)
-            )
-            await session.commit()
-            await run_after_commit_jobs(session)  # e.g. the new appointment's reminder workflow
+        with _domain_errors_are_final():
+            async with self.deps.sessionmaker() as session:
+                bind_tenant(session, uuid.UUID(data.tenant_id))
+                status, expires_at = await booking.reply_from_message(
+                    session,
+                    self._gateway(),
+                    uuid.UUID(data.conversation_id),
+                    uuid.UUID(data.communication_id),
+                )
+                await session.commit()
+                await run_after_commit_jobs(session)  # e.g. the new appointment's reminder workflow
         return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
 
     @activity.defn(name="offer_waitlist_wave")
     async def offer_waitlist_wave(self, data: WaitlistWaveInput) -> WaitlistWave:
         """Offer the freed time to the next wave of the waitlist (the same wave again on retry)."""
-        from domain.scheduling import waitlist
-
-        async with self.deps.sessionmaker() as session:
-            bind_tenant(session, uuid.UUID(data.tenant_id))
-            wave = await waitlist.offer_wave(
-                session,
-                uuid.UUID(data.cancelled_appointment_id),
-                data.wave,
-                wave_size=data.wave_size,
-                hold_minutes=data.hold_minutes,
-            )
-            await session.commit()
+        with _domain_errors_are_final():
+            async with self.deps.sessionmaker() as session:
+                bind_tenant(session, uuid.UUID(data.tenant_id))
+                wave = await waitlist.offer_wave(
+                    session,
+                    uuid.UUID(data.cancelled_appointment_id),
+                    data.wave,
+                    wave_size=data.wave_size,
+                    hold_minutes=data.hold_minutes,
+                )
+                await session.commit()
         return WaitlistWave(
             status=wave.status,
             offer_ids=[str(i) for i in wave.offer_ids],
@@ -111,34 +127,32 @@ class AppointmentActivities:
     @activity.defn(name="handle_waitlist_reply")
     async def handle_waitlist_reply(self, data: WaitlistReplyInput) -> WaitlistReplyOutcome:
         """Act on a patient's routed reply to an offer: book it, pass on it, or ask again."""
-        from domain.scheduling import waitlist
-
-        async with self.deps.sessionmaker() as session:
-            bind_tenant(session, uuid.UUID(data.tenant_id))
-            status, offer_id = await waitlist.reply_from_message(
-                session,
-                self._gateway(),
-                uuid.UUID(data.cancelled_appointment_id),
-                uuid.UUID(data.communication_id),
-            )
-            await session.commit()
-            await run_after_commit_jobs(session)  # the new appointment's reminder workflow
+        with _domain_errors_are_final():
+            async with self.deps.sessionmaker() as session:
+                bind_tenant(session, uuid.UUID(data.tenant_id))
+                status, offer_id = await waitlist.reply_from_message(
+                    session,
+                    self._gateway(),
+                    uuid.UUID(data.cancelled_appointment_id),
+                    uuid.UUID(data.communication_id),
+                )
+                await session.commit()
+                await run_after_commit_jobs(session)  # the new appointment's reminder workflow
         return WaitlistReplyOutcome(status=status, offer_id=str(offer_id) if offer_id else None)
 
     @activity.defn(name="expire_waitlist_wave")
     async def expire_waitlist_wave(self, data: ExpireWaitlistWaveInput) -> int:
         """Close the unanswered offers of a wave whose hold ran out; how many."""
-        from domain.scheduling import waitlist
-
-        async with self.deps.sessionmaker() as session:
-            bind_tenant(session, uuid.UUID(data.tenant_id))
-            expired = await waitlist.expire_wave(session, uuid.UUID(data.cancelled_appointment_id), data.wave)
-            await session.commit()
+        with _domain_errors_are_final():
+            async with self.deps.sessionmaker() as session:
+                bind_tenant(session, uuid.UUID(data.tenant_id))
+                expired = await waitlist.expire_wave(
+                    session, uuid.UUID(data.cancelled_appointment_id), data.wave
+                )
+                await session.commit()
         return expired
 
-    def _gateway(self) -> Any:
-        from domain.scheduling.workflow_jobs import WorkflowGateway
-
+    def _gateway(self) -> WorkflowGateway:
         client = activity.client()
 
         async def get_client() -> Client | None:

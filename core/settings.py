@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "prm"
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    # The worker's relay: how often it delivers pending workflow commands (and notices Temporal is back),
+    # and how often it starts the workflows whose start was lost (rows older than half of that).
+    command_relay_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    reconcile_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
 
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
 

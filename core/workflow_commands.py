@@ -266,12 +266,12 @@ async def pending_count(session: AsyncSession) -> int:
     )
 
 
-Reconcile = Callable[[], Awaitable[None]]
+Reconcile = Callable[[bool], Awaitable[None]]  # called with True right after Temporal came back
 
 
 class CommandRelay:
-    """The worker's loop: deliver pending commands every `interval`, and when Temporal comes back after
-    being unreachable, run `on_recovered` at once (the lost-start reconciliation), so an outage costs
+    """The worker's loop: deliver pending commands every `interval`; start lost workflows every
+    `reconcile_every` and at once when Temporal comes back after being unreachable, so an outage costs
     seconds after it ends, not minutes. Only one relay delivers at a time across worker processes."""
 
     def __init__(
@@ -281,29 +281,35 @@ class CommandRelay:
         task_queue: str,
         *,
         interval: float = 2.0,
-        on_recovered: Reconcile | None = None,
+        reconcile: Reconcile | None = None,
+        reconcile_every: float = 60.0,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.client = client
         self.task_queue = task_queue
         self.interval = interval
-        self.on_recovered = on_recovered
+        self.reconcile = reconcile
+        self.reconcile_every = reconcile_every
         self.temporal_up = True
+        self._last_reconcile = asyncio.get_running_loop().time()
 
     async def round(self) -> int:
-        """One round: check Temporal, react to its recovery, deliver what is pending; how many delivered."""
+        """One round: check Temporal, reconcile if it just came back (or it is time), deliver what is
+        pending; how many commands were delivered."""
         up = await self._temporal_reachable()
         recovered = up and not self.temporal_up
         if up != self.temporal_up:
-            log.warning("Temporal is %s", "reachable again" if up else "unreachable; commands wait")
+            log.warning("Temporal is %s", "reachable again" if up else "unreachable; workflow commands wait")
         self.temporal_up = up
         if not up:
             return 0
-        if recovered and self.on_recovered is not None:
+        now = asyncio.get_running_loop().time()
+        if self.reconcile is not None and (recovered or now - self._last_reconcile >= self.reconcile_every):
+            self._last_reconcile = now
             try:
-                await self.on_recovered()
-            except Exception:
-                log.exception("reconciliation after Temporal's recovery failed; the periodic one retries")
+                await self.reconcile(recovered)
+            except Exception as exc:
+                log.warning("reconciliation of lost workflow starts failed: %s", type(exc).__name__)
         async with self.sessionmaker() as session:
             mark_system(session)
             if not await session.scalar(

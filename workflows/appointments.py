@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.appointments import AppointmentActivities
@@ -20,6 +21,14 @@ with workflow.unsafe.imports_passed_through():
     )
 
 SEND_TIMEOUT = timedelta(minutes=2)
+# Reminders are keyed by the start time they were planned for (not the time a reschedule set during the
+# send), and a patient reminded of a time that then changed is reminded of the new one.
+PLANNED_START_PATCH = "reminder-planned-start"
+
+
+def _reason(exc: ActivityError) -> str:
+    cause = exc.cause
+    return getattr(cause, "message", None) or type(cause or exc).__name__
 
 
 @workflow.defn(name=APPOINTMENT_WORKFLOW)
@@ -34,6 +43,8 @@ class AppointmentWorkflow:
         self._changed = False
         self._sent: list[str] = []
         self._next: datetime | None = None
+        self._reminded_start: datetime | None = None  # the time the last reminder sent was for
+        self._failed: list[str] = []
 
     @workflow.run
     async def run(self, wf_input: AppointmentWorkflowInput) -> str:
@@ -45,21 +56,34 @@ class AppointmentWorkflow:
         while True:
             if self._cancel is not None:
                 if self._cancel.notify_patient:
-                    await workflow.execute_activity_method(
-                        AppointmentActivities.send_appointment_cancellation,
-                        CancellationMessageInput(wf_input.tenant_id, wf_input.appointment_id),
-                        start_to_close_timeout=SEND_TIMEOUT,
-                    )
+                    try:
+                        await workflow.execute_activity_method(
+                            AppointmentActivities.send_appointment_cancellation,
+                            CancellationMessageInput(wf_input.tenant_id, wf_input.appointment_id),
+                            start_to_close_timeout=SEND_TIMEOUT,
+                        )
+                    except ActivityError as exc:  # final: the patient cannot be told by message
+                        self._failed.append(f"cancellation: {_reason(exc)}")
                 return "cancelled"
             if self._finish is not None:
                 return self._finish.status
             assert self._start is not None and self._end is not None
             now = workflow.now()
+            planned_start = workflow.patched(PLANNED_START_PATCH)
             due = [
                 (self._start - timedelta(minutes=offset), offset)
                 for offset in offsets
                 if self._start - timedelta(minutes=offset) > now and self._key(offset) not in self._sent
             ]
+            if (
+                planned_start
+                and not due
+                and self._reminded_start not in (None, self._start)
+                and now < self._start
+            ):
+                # The patient was reminded of a time that changed, and no reminder of the new time is left
+                # to come: remind them of the right time now (the nearest offset's key, so only once).
+                due = [(now, min(offsets))] if self._key(min(offsets)) not in self._sent else []
             fire_at, offset = min(due) if due else (self._end, None)
             self._next = fire_at if due else None
             self._changed = False
@@ -70,17 +94,25 @@ class AppointmentWorkflow:
                 pass
             if offset is None:
                 return "ended"
-            await workflow.execute_activity_method(
-                AppointmentActivities.send_appointment_reminder,
-                ReminderInput(
-                    tenant_id=wf_input.tenant_id,
-                    appointment_id=wf_input.appointment_id,
-                    offset_minutes=offset,
-                    start_time=self._start.isoformat(),
-                ),
-                start_to_close_timeout=SEND_TIMEOUT,
-            )
-            self._sent.append(self._key(offset))
+            start = self._start  # the time this reminder is for, even if a reschedule arrives during the send
+            try:
+                await workflow.execute_activity_method(
+                    AppointmentActivities.send_appointment_reminder,
+                    ReminderInput(
+                        tenant_id=wf_input.tenant_id,
+                        appointment_id=wf_input.appointment_id,
+                        offset_minutes=offset,
+                        start_time=start.isoformat(),
+                    ),
+                    start_to_close_timeout=SEND_TIMEOUT,
+                )
+            except ActivityError as exc:  # final (e.g. no way to reach the patient): recorded, not retried
+                self._failed.append(f"{offset}:{start.isoformat()}: {_reason(exc)}")
+            if planned_start:
+                self._sent.append(f"{offset}:{start.isoformat()}")
+                self._reminded_start = start
+            else:
+                self._sent.append(self._key(offset))
 
     def _key(self, offset: int) -> str:
         assert self._start is not None
@@ -112,4 +144,5 @@ class AppointmentWorkflow:
             start_time=self._start.isoformat() if self._start else "",
             sent_reminder_keys=list(self._sent),
             next_reminder_at=self._next.isoformat() if self._next else None,
+            failed=list(self._failed),
         )

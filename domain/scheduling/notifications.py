@@ -15,10 +15,18 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.communications import service as communications
-from domain.enums import ACTIVE_APPOINTMENT_STATUSES, Channel
+from domain.communications.models import Communication
+from domain.enums import (
+    ACTIVE_APPOINTMENT_STATUSES,
+    UNSENT_COMMUNICATION_STATUSES,
+    Channel,
+    CommunicationStatus,
+    Direction,
+)
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment, Location, TimeSlot
@@ -75,9 +83,11 @@ async def local_time_text(session: AsyncSession, when: datetime, location_id: uu
 
 
 async def _appointment_parts(
-    session: AsyncSession, appointment_id: uuid.UUID
+    session: AsyncSession, appointment_id: uuid.UUID, *, lock: bool = False
 ) -> tuple[Appointment, Patient, Practitioner] | None:
-    appointment = await session.get(Appointment, appointment_id)
+    # `lock`: hold the appointment row until the commit, so a reschedule (which updates it) waits for a
+    # reminder being recorded, or the reminder sees the new time.
+    appointment = await session.get(Appointment, appointment_id, with_for_update=lock)
     if appointment is None:
         return None
     patient = await session.get(Patient, appointment.patient_id)
@@ -90,8 +100,12 @@ async def _appointment_parts(
 async def send_reminder(
     session: AsyncSession, *, appointment_id: uuid.UUID, offset_minutes: int, planned_start: str
 ) -> bool:
-    """Send the reminder planned for `planned_start`; skipped if the appointment moved or is not active."""
-    parts = await _appointment_parts(session, appointment_id)
+    """Send the reminder planned for `planned_start`; skipped if the appointment moved or is not active.
+
+    The check runs with the appointment row locked: a reschedule commits either before it (the reminder is
+    skipped, and the workflow reminds of the new time) or after the reminder is recorded (and then
+    supersedes it if it is still waiting to go out: `supersede_reminders`)."""
+    parts = await _appointment_parts(session, appointment_id, lock=True)
     if parts is None:
         return False
     appointment, patient, practitioner = parts
@@ -180,3 +194,30 @@ async def send_text(
         channel=channel,
         urgent=True,
     )
+
+
+async def supersede_reminders(session: AsyncSession, appointment: Appointment) -> int:
+    """Fail the appointment's reminders still waiting to go out (quiet hours, the frequency cap) for a time
+    that is no longer its time; how many. One UPDATE whose condition PostgreSQL re-checks after any send in
+    progress commits, so a reminder that went out meanwhile is left as sent."""
+    prefix = f"appointment:{appointment.id}:reminder:"
+    result = await session.execute(
+        update(Communication)
+        .where(
+            Communication.appointment_id == appointment.id,
+            Communication.direction == Direction.OUTBOUND.value,
+            Communication.idempotency_key.startswith(prefix, autoescape=True),
+            ~Communication.idempotency_key.endswith(
+                f":{appointment.start_time.isoformat()}", autoescape=True
+            ),
+            Communication.status.in_([s.value for s in UNSENT_COMMUNICATION_STATUSES]),
+        )
+        .values(
+            status=CommunicationStatus.FAILED.value,
+            failed_at=func.now(),
+            error_code="superseded",
+            error_message="The appointment was rescheduled before this reminder went out.",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

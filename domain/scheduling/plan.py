@@ -65,6 +65,7 @@ class AppointmentWorkflowState:
     start_time: str
     sent_reminder_keys: list[str]
     next_reminder_at: str | None
+    failed: list[str] = field(default_factory=list)  # `<offset>:<start>: <reason>` of reminders that failed
 
 
 # ---- the booking conversation ----

@@ -24,7 +24,7 @@ from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.practitioners.schemas import display_name
-from domain.scheduling import workflow_jobs
+from domain.scheduling import notifications, workflow_jobs
 from domain.scheduling.models import Appointment, Location, TimeSlot
 from domain.scheduling.repository import (
     ACTIVE,
@@ -249,6 +249,7 @@ async def update_appointment(
             workflow_jobs.finish_appointment_workflow(session, appointment)
     await repo.save(appointment)
     if rescheduled:
+        await notifications.supersede_reminders(session, appointment)
         await workflow_jobs.reschedule_appointment_workflow(session, appointment)
     return appointment
 
