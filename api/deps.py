@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,6 +115,17 @@ def ensure_own_tenant(principal: Principal, tenant_id: uuid.UUID | None) -> None
     """A `tenant_id` in a body or query must be the caller's own, or omitted."""
     if tenant_id is not None and tenant_id != principal.tenant_id:
         raise BadRequest("tenant_id must be your own tenant's id, or omitted.")
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Repeat a request safely: a request repeated with the same key returns the first one's "
+        "outcome (200) and does nothing again",
+    ),
+]
 
 
 # ---- Temporal --------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 Triggers: `immediate`; `delay` (a durable timer from the previous stage's completion); `before_appointment`
 / `after_appointment` (a timer against the appointment time an activity reads, re-read when it fires so a
 postponed appointment moves the stage); `reply_received` (the `reply_received` signal, with a timeout and
-a fallback); `manual` (the stage's actions run, then it waits for the `advance` Update, whose validator
-refuses when the current stage is not a manual one waiting to be advanced).
+a fallback); `manual` (the stage's actions run, then it waits for the `advance` Update). An advance is
+refused, by its validator and again by its handler before the handler's first await, unless the current
+stage is a manual one waiting to be advanced, not yet claimed by another advance, and the one the request
+names (when it names one): of any number of concurrent advances of one stage exactly one succeeds.
 
 A failed action (an activity that fails for good, e.g. a patient with no phone for a WhatsApp message)
 marks its stage `failed` with the reason and the instance `failed`: later stages would act on a journey the
@@ -36,15 +38,18 @@ with workflow.unsafe.imports_passed_through():
     from domain.journeys.plan import (
         WORKFLOW_NAME,
         ActionPlan,
+        AdvanceInput,
+        AdvanceResult,
         JourneyWorkflowInput,
         PendingReminder,
         ReplyReceived,
         StagePlan,
     )
-    from domain.journeys.service import AdvanceInput, AdvanceResult
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOCAL_BOOKKEEPING_PATCH = "local-bookkeeping"
+ADVANCE_CLAIMS_STAGE_PATCH = "advance-claims-stage"
+ADVANCE_REFUSED = "AdvanceRefused"  # the ApplicationError type of every refused advance
 # Transient failures (database or provider hiccups) retry with backoff until they succeed; invalid input
 # raises a non-retryable ApplicationError and fails the stage at once.
 RETRY = RetryPolicy(
@@ -347,10 +352,17 @@ class JourneyInstanceWorkflow:
         self._reply_pending = True
 
     @workflow.update(name="advance")
-    async def advance(self, _request: AdvanceInput) -> AdvanceResult:
-        """Complete the current manual stage; returns once the journey has moved on."""
-        position = self._position
+    async def advance(self, request: AdvanceInput) -> AdvanceResult:
+        """Complete the manual stage waiting now (the one `request` names, if it names one); returns once
+        the journey has moved on."""
         assert self._data is not None
+        if workflow.patched(ADVANCE_CLAIMS_STAGE_PATCH):
+            # The handler, not only the validator, checks and claims the stage before its first await:
+            # Updates accepted in one activation may all have passed the validator before any handler ran,
+            # so the first handler's claim is what the others must see. Executions that advanced before
+            # this patch replay without the check (their duplicates were accepted then).
+            self._refuse_advance(request)
+        position = self._position
         order_index = self._data.stages[position].order_index
         self._advanced = True
         await workflow.wait_condition(lambda: self._finished or self._active_position > position)
@@ -358,19 +370,33 @@ class JourneyInstanceWorkflow:
         return AdvanceResult(order_index=order_index, instance_status=status)
 
     @advance.validator
-    def validate_advance(self, _request: AdvanceInput) -> None:
-        """Refuse to advance a journey that is finished, or whose current stage is not waiting for it."""
+    def validate_advance(self, request: AdvanceInput) -> None:
+        """Refuse to advance a journey that is finished, a stage other than the one `request` names, or a
+        stage that is not a manual one waiting (and not yet claimed by another advance)."""
+        self._refuse_advance(request)
+
+    def _refuse_advance(self, request: AdvanceInput) -> None:
+        """Raise ApplicationError (details: the current stage's order_index, or none) unless `request` may
+        advance the current stage now."""
         assert self._data is not None
         if self._finished or self._position >= len(self._data.stages):
-            raise ApplicationError("The journey instance has no stage left to advance.")
+            raise ApplicationError("The journey instance has no stage left to advance.", type=ADVANCE_REFUSED)
         stage = self._data.stages[self._position]
+
+        def refuse(reason: str) -> ApplicationError:
+            return ApplicationError(reason, stage.order_index, type=ADVANCE_REFUSED)
+
+        if request.order_index is not None and request.order_index != stage.order_index:
+            raise refuse(f"Stage {request.order_index} is not the stage waiting to be advanced.")
         if stage.trigger != "manual":
-            raise ApplicationError(
+            raise refuse(
                 f"The current stage (order_index {stage.order_index}) is not manual: it moves on by itself "
                 f"({stage.trigger})."
             )
         if not self._awaiting_advance:
-            raise ApplicationError("The current stage is still running its actions; try again shortly.")
+            raise refuse("The current stage is still running its actions; try again shortly.")
+        if self._advanced:
+            raise refuse(f"Stage {stage.order_index} has already been advanced by another request.")
 
     @workflow.query(name="position")
     def current_position(self) -> int:

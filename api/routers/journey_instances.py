@@ -8,12 +8,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import (
     CanRead,
     CanWrite,
     CurrentPrincipal,
+    IdempotencyKey,
     SessionDep,
     TemporalAccessDep,
     commit_and_run_jobs,
@@ -21,11 +22,13 @@ from api.deps import (
 )
 from core.pagination import PageDep
 from domain.enums import JourneyInstanceStatus
-from domain.journeys import service
+from domain.journeys import advance, service
 from domain.journeys.models import Journey
 from domain.journeys.repository import JourneyInstanceRepository
 from domain.journeys.schemas import (
+    AdvancedStage,
     AdvanceStageRequest,
+    AdvanceStageResponse,
     JourneyInstanceCreate,
     JourneyInstanceListResponse,
     JourneyInstanceResponse,
@@ -88,14 +91,7 @@ async def create_instance(
     principal: CurrentPrincipal,
     temporal: TemporalAccessDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            max_length=200,
-            description="Repeat a request safely: the same key returns the instance it created (200)",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JourneyInstanceResponse:
     """Place a patient on a journey (201) and start its workflow.
 
@@ -130,10 +126,14 @@ async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyIn
 
 @router.post(
     "/{instance_id}/advance",
-    response_model=JourneyInstanceResponse,
+    response_model=AdvanceStageResponse,
     dependencies=[CanWrite],
     responses={
-        409: {"description": "Completed, cancelled, or the current stage is not manual"},
+        409: {
+            "description": "Completed or cancelled; the stage named is not the one waiting; the current "
+            "stage is not manual; or another request advanced it first. `detail` names the current stage."
+        },
+        422: {"description": "`stage_id` / `order_index` name no stage of this instance"},
         **UNAVAILABLE,
     },
 )
@@ -143,12 +143,22 @@ async def advance_instance(
     session: SessionDep,
     principal: CurrentPrincipal,
     temporal: TemporalAccessDep,
-) -> JourneyInstanceResponse:
-    """Mark the current (manual) stage complete and move to the next stage; returns the new state."""
-    instance = await service.advance_instance(
-        session, temporal, instance_id, notes=body.notes, requested_by=principal.sub
+    idempotency_key: IdempotencyKey = None,
+) -> AdvanceStageResponse:
+    """Mark a manual stage complete and move to the next stage; returns the new state and the stage advanced.
+
+    Name the stage you mean (`stage_id` or `order_index`): once it has been advanced, by you or anyone, the
+    request is 409 rather than advancing the next manual stage. Without either, the stage waiting now is
+    advanced; of several such requests at once, exactly one succeeds. With an `Idempotency-Key` header, a
+    repeated request returns the first one's outcome (200 with the same `advanced_stage`, and the instance
+    as it is now) and advances nothing again."""
+    advanced = await advance.advance_instance(
+        session, temporal, instance_id, body, requested_by=principal.sub, idempotency_key=idempotency_key
     )
-    return JourneyInstanceResponse.model_validate(instance)
+    return AdvanceStageResponse(
+        **JourneyInstanceResponse.model_validate(advanced.instance).model_dump(),
+        advanced_stage=AdvancedStage.model_validate(advanced.stage),
+    )
 
 
 @router.post(

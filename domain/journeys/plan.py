@@ -129,3 +129,23 @@ class ReplyReceived:
     """The `reply_received` signal's argument: the inbound message's id, never its text."""
 
     communication_id: str | None = None
+
+
+@dataclass
+class AdvanceInput:
+    """The `advance` Update's argument: who asked (a user id, never PHI) and the stage they mean.
+
+    `order_index` None (as in histories recorded before it existed) advances whichever manual stage is
+    waiting; the API always names the stage, so an advance that arrives late is refused, not applied to the
+    next manual stage."""
+
+    requested_by: str = ""
+    order_index: int | None = None
+
+
+@dataclass
+class AdvanceResult:
+    """What the `advance` Update did: the stage it completed and the instance's status after it."""
+
+    order_index: int
+    instance_status: str

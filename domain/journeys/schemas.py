@@ -142,9 +142,24 @@ class JourneyInstanceCreate(RequestModel):
 
 
 class AdvanceStageRequest(RequestModel):
-    """Body of `POST /journeys/instances/{id}/advance`."""
+    """Body of `POST /journeys/instances/{id}/advance`: optionally, the stage the caller means to advance.
+
+    Naming the stage (by `stage_id`, `order_index`, or both) makes a repeated click or a retry harmless: once
+    that stage has moved on, the request is 409 instead of advancing the next manual stage. Without either,
+    the request advances the stage that is waiting now, once."""
 
     notes: str | None = Field(default=None, max_length=5000)
+    stage_id: uuid.UUID | None = Field(
+        default=None, description="The stage to advance: a `stage_id` from the instance's `stages`"
+    )
+    order_index: int | None = Field(
+        default=None, ge=0, le=10_000, description="The stage to advance, by its `order_index`"
+    )
+
+    @property
+    def names_a_stage(self) -> bool:
+        """Whether the request says which stage it means."""
+        return self.stage_id is not None or self.order_index is not None
 
 
 class JourneyInstanceResponse(ResponseModel):
@@ -165,6 +180,21 @@ class JourneyInstanceResponse(ResponseModel):
     cancelled_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class AdvancedStage(ResponseModel):
+    """The stage an advance completed."""
+
+    stage_id: uuid.UUID | None
+    order_index: int
+    name: str
+
+
+class AdvanceStageResponse(JourneyInstanceResponse):
+    """The instance after an advance, and the stage that advance completed (the same on a repeated
+    request under one `Idempotency-Key`)."""
+
+    advanced_stage: AdvancedStage
 
 
 class JourneyInstanceStageResponse(ResponseModel):

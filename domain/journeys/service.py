@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import Client
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -51,7 +50,6 @@ from domain.scheduling.models import Appointment
 
 log = logging.getLogger(__name__)
 RPC_TIMEOUT = timedelta(seconds=10)
-UPDATE_TIMEOUT = timedelta(seconds=30)
 FINAL_STATUSES = {
     JourneyInstanceStatus.COMPLETED.value,
     JourneyInstanceStatus.CANCELLED.value,
@@ -60,21 +58,6 @@ FINAL_STATUSES = {
 
 
 TemporalUnavailable = ServiceUnavailable  # Temporal could not be reached; the request's data is kept
-
-
-@dataclass
-class AdvanceInput:
-    """The `advance` Update's argument: who asked (a user id, never PHI)."""
-
-    requested_by: str = ""
-
-
-@dataclass
-class AdvanceResult:
-    """What the `advance` Update did: the stage it completed and the instance's status after it."""
-
-    order_index: int
-    instance_status: str
 
 
 # ---- instances ------------------------------------------------------------------------------------
@@ -233,54 +216,15 @@ async def start_instance_workflow(access: TemporalAccess, instance: JourneyInsta
         ) from exc
 
 
-def _ensure_running(instance: JourneyInstance) -> None:
+def ensure_running(instance: JourneyInstance) -> None:
+    """409 unless the instance is still running (not completed, cancelled or failed)."""
     if instance.status in FINAL_STATUSES:
         raise Conflict(f"The journey instance is already {instance.status}.")
 
 
-def _workflow_handle(client: Client, instance: JourneyInstance) -> Any:
+def workflow_handle(client: Client, instance: JourneyInstance) -> Any:
+    """The handle of the instance's workflow."""
     return client.get_workflow_handle(instance.workflow_id or journey_workflow_id(instance.id))
-
-
-async def advance_instance(
-    session: AsyncSession,
-    access: TemporalAccess,
-    instance_id: uuid.UUID,
-    *,
-    notes: str | None,
-    requested_by: str,
-) -> JourneyInstance:
-    """Complete the current (manual) stage through the workflow's `advance` Update; the new state."""
-    repo = JourneyInstanceRepository(session)
-    instance = await repo.get_or_404(instance_id)
-    _ensure_running(instance)
-    try:
-        client = await access.get_client()
-        result = await _workflow_handle(client, instance).execute_update(
-            "advance",
-            AdvanceInput(requested_by=requested_by),
-            result_type=AdvanceResult,
-            rpc_timeout=UPDATE_TIMEOUT,
-        )
-    except WorkflowUpdateFailedError as exc:
-        raise Conflict(str(getattr(exc.cause, "message", None) or exc.cause)) from exc
-    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
-        raise TemporalUnavailable("The journey's workflow did not answer in time; try again.") from exc
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            await session.refresh(instance)
-            _ensure_running(instance)
-            raise Conflict("The journey's workflow is not running yet; try again shortly.") from exc
-        raise TemporalUnavailable("Temporal is unreachable; try again.") from exc
-    except (OSError, TimeoutError) as exc:
-        raise TemporalUnavailable("Temporal is unreachable; try again.") from exc
-    if notes:
-        stage = await repo.stage(instance.id, result.order_index)
-        if stage is not None:  # the coordinator's note first, then any the workflow recorded
-            stage.notes = f"{notes}\n{stage.notes}" if stage.notes else notes
-            await session.flush()
-    await session.refresh(instance)
-    return instance
 
 
 async def mark_cancelled(session: AsyncSession, instance_id: uuid.UUID, at: datetime) -> bool:
@@ -313,17 +257,17 @@ async def cancel_instance(
     instance = await repo.get_or_404(instance_id)
     if instance.status == JourneyInstanceStatus.CANCELLED.value:
         return instance
-    _ensure_running(instance)
+    ensure_running(instance)
     try:
         client = await access.get_client()
-        await _workflow_handle(client, instance).cancel(rpc_timeout=RPC_TIMEOUT)
+        await workflow_handle(client, instance).cancel(rpc_timeout=RPC_TIMEOUT)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: never started, or already closed
             raise TemporalUnavailable("Temporal is unreachable; the journey was not cancelled.") from exc
         await session.refresh(instance)
         if instance.status == JourneyInstanceStatus.CANCELLED.value:
             return instance
-        _ensure_running(instance)
+        ensure_running(instance)
     except (OSError, TimeoutError) as exc:
         raise TemporalUnavailable("Temporal is unreachable; the journey was not cancelled.") from exc
     await mark_cancelled(session, instance.id, datetime.now(UTC))

@@ -75,14 +75,17 @@ def activity_deps(settings: Settings, system_sessionmaker: async_sessionmaker[As
 
 
 @asynccontextmanager
-async def journey_worker(client: Client, deps: ActivityDeps, task_queue: str) -> AsyncIterator[Worker]:
+async def journey_worker(
+    client: Client, deps: ActivityDeps, task_queue: str, journey_activities: JourneyActivities | None = None
+) -> AsyncIterator[Worker]:
     """A worker running the journey workflows and activities on `task_queue`, with the delivery workflow
-    that every journey message goes through."""
+    that every journey message goes through (`journey_activities`: a test's own variant of them)."""
+    journeys = journey_activities or JourneyActivities(deps)
     worker = Worker(
         client,
         task_queue=task_queue,
         workflows=[JourneyInstanceWorkflow, CommunicationDeliveryWorkflow],
-        activities=[*JourneyActivities(deps).all(), *CommunicationActivities(deps).all()],
+        activities=[*journeys.all(), *CommunicationActivities(deps).all()],
     )
     async with worker:
         yield worker
@@ -98,14 +101,19 @@ class Wired:
 
 
 @asynccontextmanager
-async def app_on(app: Any, env: WorkflowEnvironment, deps: ActivityDeps) -> AsyncIterator[Wired]:
+async def app_on(
+    app: Any,
+    env: WorkflowEnvironment,
+    deps: ActivityDeps,
+    journey_activities: JourneyActivities | None = None,
+) -> AsyncIterator[Wired]:
     """Point the app at `env` on a fresh task queue with a worker running; restore the app afterwards."""
     task_queue = f"journeys-{uuid.uuid4().hex[:8]}"
     saved = (app.state.settings, app.state.temporal_client)
     settings = app.state.settings.model_copy(update={"temporal_task_queue": task_queue})
     app.state.settings, app.state.temporal_client = settings, env.client
     try:
-        async with journey_worker(env.client, deps, task_queue):
+        async with journey_worker(env.client, deps, task_queue, journey_activities):
             yield Wired(env=env, task_queue=task_queue, settings=settings)
     finally:
         app.state.settings, app.state.temporal_client = saved

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities import ActivityDeps
-from domain.journeys.service import AdvanceInput, AdvanceResult
+from domain.journeys.plan import AdvanceInput, AdvanceResult
 from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import create_instance, start
 from tests.polling import eventually
@@ -60,7 +60,9 @@ async def _record(env: WorkflowEnvironment, deps: ActivityDeps, clinic: Clinic) 
             return (await clinic.stage_statuses(instance.id))[2] == "active"
 
         await eventually(call_stage_active)
-        result = await handle.execute_update("advance", AdvanceInput("tester"), result_type=AdvanceResult)
+        result = await handle.execute_update(
+            "advance", AdvanceInput("tester", order_index=3), result_type=AdvanceResult
+        )
         assert result.order_index == 3
         assert await handle.result() == "completed"
         return await handle.fetch_history()
