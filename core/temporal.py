@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ SA_PATIENT_ID = SearchAttributeKey.for_keyword("PrmPatientId")
 SA_JOURNEY_ID = SearchAttributeKey.for_keyword("PrmJourneyId")
 SA_INSTANCE_STATUS = SearchAttributeKey.for_keyword("PrmInstanceStatus")
 SEARCH_ATTRIBUTES = [SA_TENANT_ID, SA_PATIENT_ID, SA_JOURNEY_ID, SA_INSTANCE_STATUS]
+
+# The one bound on a call to Temporal (a start, a signal, a cancel): past it the caller answers 503 or
+# leaves the work to the relay and the reconciler, instead of hanging on the client's own retries.
+RPC_TIMEOUT = timedelta(seconds=5)
 
 
 def temporal_target(settings: Settings) -> str:

@@ -40,12 +40,11 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import Base, after_commit, mark_system
-from core.temporal import temporal_for
+from core.temporal import RPC_TIMEOUT, temporal_for
 
 log = logging.getLogger(__name__)
 
-RPC_TIMEOUT = timedelta(seconds=5)
-FAST_PATH_CONNECT_SECONDS = 2.0  # a request never waits longer than this for an unreachable Temporal
+FAST_PATH_SECONDS = 2.0  # how long a request waits (to connect, then per call) for an unreachable Temporal
 BATCH = 200
 # Answers that will never change on a retry: the command is dropped (and logged) so it cannot block the
 # commands queued behind it for the same workflow.
@@ -148,7 +147,7 @@ async def _deliver_now(session: AsyncSession) -> None:
     if not commands or access is None:
         return
     try:
-        async with asyncio.timeout(FAST_PATH_CONNECT_SECONDS):
+        async with asyncio.timeout(FAST_PATH_SECONDS):
             client = await access.get_client()
     except Exception as exc:
         log.warning(
@@ -158,14 +157,25 @@ async def _deliver_now(session: AsyncSession) -> None:
         )
         return
     try:
-        await deliver_pending(session, client, access.task_queue, ids=[c.id for c in commands])
+        await deliver_pending(
+            session,
+            client,
+            access.task_queue,
+            ids=[c.id for c in commands],
+            rpc_timeout=timedelta(seconds=FAST_PATH_SECONDS),
+        )
     except Exception as exc:  # the commands are stored; the relay delivers them
         await session.rollback()
         log.warning("workflow commands left for the relay: %s", type(exc).__name__)
 
 
 async def deliver_pending(
-    session: AsyncSession, client: Client, task_queue: str, *, ids: list[int] | None = None
+    session: AsyncSession,
+    client: Client,
+    task_queue: str,
+    *,
+    ids: list[int] | None = None,
+    rpc_timeout: timedelta = RPC_TIMEOUT,
 ) -> tuple[int, int]:
     """Deliver pending commands in order (only `ids` when given) and commit; (delivered, left pending).
 
@@ -202,7 +212,7 @@ async def deliver_pending(
             blocked.add(command.workflow_id)
             continue
         try:
-            command.outcome = await _send(client, task_queue, command)
+            command.outcome = await _send(client, task_queue, command, rpc_timeout)
         except Exception as exc:
             command.attempts += 1
             if isinstance(exc, RPCError):
@@ -226,7 +236,7 @@ async def deliver_pending(
     )
 
 
-async def _send(client: Client, task_queue: str, command: WorkflowCommand) -> str:
+async def _send(client: Client, task_queue: str, command: WorkflowCommand, rpc_timeout: timedelta) -> str:
     """One delivery: signal-with-start when the command carries a start, else a signal."""
     if command.start_workflow is not None:
         pairs = [
@@ -241,12 +251,12 @@ async def _send(client: Client, task_queue: str, command: WorkflowCommand) -> st
             start_signal=command.signal,
             start_signal_args=[command.arg],
             search_attributes=TypedSearchAttributes(pairs),
-            rpc_timeout=RPC_TIMEOUT,
+            rpc_timeout=rpc_timeout,
         )
         return "delivered"
     try:
         await client.get_workflow_handle(command.workflow_id).signal(
-            command.signal, command.arg, rpc_timeout=RPC_TIMEOUT
+            command.signal, command.arg, rpc_timeout=rpc_timeout
         )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:

@@ -28,14 +28,13 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.database import scope_to
-from core.temporal import SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess, temporal_for
+from core.temporal import RPC_TIMEOUT, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess, temporal_for
 from domain.communications.models import Communication
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Direction
 
 log = logging.getLogger(__name__)
 
 WORKFLOW_NAME = "CommunicationDeliveryWorkflow"
-RPC_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass

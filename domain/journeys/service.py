@@ -27,7 +27,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import after_commit, scope_to
 from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
-from core.temporal import SA_INSTANCE_STATUS, SA_JOURNEY_ID, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
+from core.temporal import (
+    RPC_TIMEOUT,
+    SA_INSTANCE_STATUS,
+    SA_JOURNEY_ID,
+    SA_PATIENT_ID,
+    SA_TENANT_ID,
+    TemporalAccess,
+)
 from domain.communications.templates import MessageTemplate, to_snapshot
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys.definitions import add_stage as add_stage
@@ -49,7 +56,6 @@ from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
 
 log = logging.getLogger(__name__)
-RPC_TIMEOUT = timedelta(seconds=10)
 FINAL_STATUSES = {
     JourneyInstanceStatus.COMPLETED.value,
     JourneyInstanceStatus.CANCELLED.value,

@@ -23,7 +23,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.database import after_commit, bind_tenant, scope_to
-from core.temporal import SA_PATIENT_ID, SA_TENANT_ID
+from core.temporal import RPC_TIMEOUT, SA_PATIENT_ID, SA_TENANT_ID
 from core.workflow_commands import StartIfMissing, record_signal
 from domain.enums import ACTIVE_APPOINTMENT_STATUSES
 from domain.scheduling.models import Appointment
@@ -103,6 +103,7 @@ async def _start(
             id=workflow_id,
             task_queue=gateway.task_queue,
             search_attributes=_search_attributes(uuid.UUID(wf_input.tenant_id), patient_id),
+            rpc_timeout=RPC_TIMEOUT,
             **kwargs,
         )
     except WorkflowAlreadyStartedError:
@@ -240,6 +241,7 @@ def start_conversation_workflow(session: AsyncSession, gateway: WorkflowGateway,
                 wf_input,
                 id=conversation.workflow_id,
                 task_queue=gateway.task_queue,
+                rpc_timeout=RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             pass
@@ -286,6 +288,7 @@ def start_waitlist_backfill(
                 task_queue=gateway.task_queue,
                 # A freed time is offered once: a repeated start after the backfill ended is refused.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                rpc_timeout=RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             pass

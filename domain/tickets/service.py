@@ -28,7 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.database import after_commit, scope_to
 from core.errors import Conflict, NotFound, Unprocessable
-from core.temporal import SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
+from core.temporal import RPC_TIMEOUT, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess
 from core.workflow_commands import record_signal
 from domain.enums import TicketPriority, TicketStatus
 from domain.journeys.models import JourneyInstance
@@ -55,7 +55,6 @@ from domain.tickets.repository import TicketRepository
 from domain.tickets.schemas import TicketCreate, TicketUpdate
 
 log = logging.getLogger(__name__)
-RPC_TIMEOUT = timedelta(seconds=10)
 
 S = TicketStatus
 # Where each status may go. Reopening (resolved/closed -> open) starts a new SLA cycle.
