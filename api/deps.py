@@ -130,13 +130,12 @@ IdempotencyKey = Annotated[
 
 # ---- Temporal --------------------------------------------------------------------------------------
 
-TEMPORAL_CONNECT_TIMEOUT_SECONDS = 5.0
-
 
 async def temporal_client(request: Request) -> Any:
     """The app's Temporal client, connected on first use (shared with /ready); 503 when unreachable."""
+    timeout = get_settings_dep(request).temporal_rpc_timeout_seconds
     try:
-        return await shared_client(request.app.state, connect_timeout=TEMPORAL_CONNECT_TIMEOUT_SECONDS)
+        return await shared_client(request.app.state, connect_timeout=timeout)
     except Exception as exc:
         log.warning("Temporal is unreachable: %s", type(exc).__name__)
         raise ServiceUnavailable("Temporal is unreachable; try again shortly.") from exc

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core.errors import DomainError
+from core.errors import DomainError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,38 @@ CONSTRAINT_MESSAGES = {
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
+# How long a client should wait before retrying a request that met an unreachable dependency.
+RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
+INTERNAL_ERROR = "Internal error"
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database could not be reached or lost the connection, not that the request
+    was wrong: refused or dropped connections, shutdowns, a pool with no connection to give in time."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return False
+    return isinstance(orig, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def unavailable_response(detail: str, extra: dict | None = None) -> JSONResponse:
+    """A 503 that tells the client to retry shortly."""
+    return JSONResponse(
+        status_code=503,
+        content={"detail": detail, **(extra or {})},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def internal_error_response(request_id: str) -> JSONResponse:
+    """The answer to an unexpected exception: nothing of the exception, only the id to find it in the logs."""
+    return JSONResponse(status_code=500, content={"detail": INTERNAL_ERROR, "request_id": request_id})
+
 
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
     """Pydantic's error list without the submitted input (which may be PHI) and without raw contexts."""
@@ -38,10 +72,13 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers for domain errors, validation errors and constraint violations."""
+    """Register the handlers for domain errors, validation errors, constraint violations and an unreachable
+    database (503). Unexpected exceptions are answered by `api.middleware.RequestIdMiddleware`."""
 
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+        if isinstance(exc, ServiceUnavailable):
+            return unavailable_response(exc.detail, jsonable_encoder(exc.extra))
         body = {"detail": exc.detail, **jsonable_encoder(exc.extra)}
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(status_code=exc.status_code, content=body, headers=headers)
@@ -59,14 +96,29 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=409, content={"detail": "The request conflicts with existing data."})
 
     @app.exception_handler(DBAPIError)
-    async def _concurrency_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         # A deadlock or serialization failure lost a race with a concurrent request: nothing was stored,
         # and the same request can simply be retried.
-        if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
-            log.warning("transaction lost a race (sqlstate %s)", exc.orig.sqlstate)  # type: ignore[union-attr]
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        if getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+            log.warning("transaction lost a race (sqlstate %s)", orig.sqlstate)  # type: ignore[union-attr]
             return JSONResponse(
                 status_code=409,
                 content={"detail": "The request collided with a concurrent change; retry it."},
                 headers={"Retry-After": "1"},
             )
-        raise exc
+        if is_database_unavailable(exc):
+            # The class names the failure; the message is left out of the log too: it can quote PHI.
+            log.warning(
+                "database unavailable (%s, sqlstate %s), request %s (%s %s)",
+                type(orig).__name__,
+                getattr(orig, "sqlstate", None),
+                getattr(request.state, "request_id", None),
+                request.method,
+                request.url.path,
+            )
+            return unavailable_response(DATABASE_UNAVAILABLE)
+        raise exc  # anything else is a bug: the request id middleware answers a JSON 500

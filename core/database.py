@@ -127,12 +127,19 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def make_engine(url: str, settings: Settings) -> AsyncEngine:
-    """An async engine on psycopg 3 with a bounded pool."""
+    """An async engine on psycopg 3 with a bounded pool and bounded waits.
+
+    While the database is down every checkout fails within the connect timeout (or the pool timeout when
+    every connection is busy) rather than hanging the request; `pool_pre_ping` replaces the connections the
+    outage killed, so the service recovers by itself when the database returns.
+    """
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=True,
+        connect_args={"connect_timeout": settings.db_connect_timeout_seconds},
     )
 
 

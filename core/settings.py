@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # How long a request waits for the database before it answers 503: to open a connection (libpq's
+    # `connect_timeout`, whole seconds, 2 at least), and for a free connection from a busy pool.
+    db_connect_timeout_seconds: int = Field(default=2, ge=2)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
 
     temporal_address: str | None = Field(default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS"))
     temporal_namespace: str = "default"
@@ -36,6 +40,9 @@ class Settings(BaseSettings):
     # and how often it starts the workflows whose start was lost (rows older than half of that).
     command_relay_interval_seconds: float = Field(default=2.0, gt=0, le=60)
     reconcile_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # How long the API waits for Temporal (connecting, and retrying a call it cannot deliver) before it
+    # answers 503. The worker keeps the SDK's own, longer retries.
+    temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
 
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.service import RetryConfig
 
 from core.settings import Settings
 
@@ -35,9 +36,11 @@ def temporal_target(settings: Settings) -> str:
     return settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    """Connect to the configured Temporal namespace."""
-    return await Client.connect(temporal_target(settings), namespace=settings.temporal_namespace)
+async def connect_temporal(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
+    """Connect to the configured Temporal namespace (the SDK's default retries unless told otherwise)."""
+    return await Client.connect(
+        temporal_target(settings), namespace=settings.temporal_namespace, retry_config=retry_config
+    )
 
 
 async def shared_client(state: Any, *, connect_timeout: float = 5.0) -> Client:
@@ -46,8 +49,11 @@ async def shared_client(state: Any, *, connect_timeout: float = 5.0) -> Client:
     Raises (TimeoutError, RPCError, OSError, ...) when Temporal is unreachable; the next call tries again.
     """
     if getattr(state, "temporal_client", None) is None:
+        settings: Settings = state.settings
+        # A request waits at most this long on an unreachable Temporal (the SDK retries for 10 s), then 503s.
+        retries = RetryConfig(max_elapsed_time_millis=int(settings.temporal_rpc_timeout_seconds * 1000))
         async with asyncio.timeout(connect_timeout):
-            state.temporal_client = await connect_temporal(state.settings)
+            state.temporal_client = await connect_temporal(settings, retry_config=retries)
     return state.temporal_client
 
 

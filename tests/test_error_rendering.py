@@ -1,18 +1,25 @@
-"""Errors the database raises become clear 4xx answers in the reference's format, never a 500."""
+"""Errors the database raises become clear answers in the reference's format: 4xx for the request's own
+faults, 503 while the database is unreachable, and a JSON 500 that echoes nothing for anything else."""
 
 from __future__ import annotations
 
 import httpx
 import psycopg.errors
+import pytest
 from fastapi import FastAPI
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.errors import install_error_handlers
+from api.middleware import RequestIdMiddleware
+
+PHI = "Jane Doe 1980-04-12"  # what a database message can quote
 
 
 def app_raising(exc: Exception) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
 
     @app.get("/boom")
     async def boom() -> None:
@@ -37,3 +44,34 @@ async def test_a_serialization_failure_gets_a_retryable_409() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         resp = await client.get("/boom")
     assert resp.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("SELECT ...", {}, psycopg.OperationalError(f"connection refused {PHI}")),
+        OperationalError("SELECT ...", {}, psycopg.errors.AdminShutdown(f"terminating connection {PHI}")),
+        OperationalError("SELECT ...", {}, psycopg.errors.CannotConnectNow("the database is starting")),
+        InterfaceError("SELECT ...", {}, psycopg.InterfaceError(f"the connection is closed {PHI}")),
+        OperationalError("SELECT ...", {}, Exception(PHI), connection_invalidated=True),
+        PoolTimeout(f"QueuePool limit of size 10 overflow 10 reached {PHI}"),
+        psycopg.OperationalError(f"server closed the connection unexpectedly {PHI}"),
+    ],
+    ids=["refused", "admin-shutdown", "starting", "closed", "invalidated", "pool-timeout", "raw-psycopg"],
+)
+async def test_an_unreachable_database_is_a_503_to_retry_that_echoes_nothing(error: Exception) -> None:
+    transport = httpx.ASGITransport(app=app_raising(error))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        resp = await client.get("/boom")
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "5"
+    assert resp.json() == {"detail": "The database is unavailable; try again shortly."}
+
+
+async def test_any_other_database_error_is_a_json_500_that_echoes_nothing() -> None:
+    error = ProgrammingError("SELECT ...", {}, psycopg.errors.UndefinedColumn(f"column {PHI} does not exist"))
+    transport = httpx.ASGITransport(app=app_raising(error))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        resp = await client.get("/boom")
+    assert resp.status_code == 500
+    assert resp.json() == {"detail": "Internal error", "request_id": resp.headers["x-request-id"]}

@@ -34,7 +34,6 @@ from domain.scheduling.workflow_jobs import WorkflowGateway
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/appointments", tags=["appointments"])
-TEMPORAL_CONNECT_TIMEOUT_SECONDS = 3.0
 CONFLICT_409: dict[int | str, dict[str, Any]] = {
     409: {"description": "Clashes with another appointment or a full/blocked slot (listed in the body)"}
 }
@@ -46,7 +45,7 @@ def workflow_gateway(request: Request) -> WorkflowGateway:
 
     async def get_client() -> Client | None:
         try:
-            return await shared_client(state, connect_timeout=TEMPORAL_CONNECT_TIMEOUT_SECONDS)
+            return await shared_client(state, connect_timeout=state.settings.temporal_rpc_timeout_seconds)
         except Exception:
             log.warning("Temporal unreachable; scheduling workflows will be started by the reconciler")
             return None
