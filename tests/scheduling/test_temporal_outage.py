@@ -1,0 +1,157 @@
+"""A reschedule and a cancellation made while Temporal is stopped take effect when it returns.
+
+A real Temporal dev server (its state in a file) is stopped and started again on the same port; the API
+answers while it is down, records the signals with the changes, and the worker's relay delivers them once
+Temporal is back: the right reminder is pending, one cancellation message goes out, nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities import ActivityDeps, build_activities
+from activities.reconcile import ReconcileInput, reconcile_lost_starts
+from core.database import mark_system
+from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
+from core.workflow_commands import CommandRelay, WorkflowCommand
+from domain.scheduling.plan import appointment_workflow_id
+from tests.dedicated_postgres import free_port
+from tests.polling import eventually
+from tests.scheduling.conftest import API
+from tests.scheduling.test_reminders import book_at, messages
+from workflows import ALL_WORKFLOWS
+from workflows.appointments import AppointmentWorkflow
+
+BASE = f"{API}/appointments"
+
+
+async def dev_server(port: int, db_file: Path) -> WorkflowEnvironment:
+    """A dev server on `port` keeping its state in `db_file`, so a restart finds its workflows again."""
+    return await WorkflowEnvironment.start_local(
+        port=port,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_existing_path=str(dev_server_binary()),
+        dev_server_database_filename=str(db_file),
+        dev_server_log_level="error",
+    )
+
+
+@asynccontextmanager
+async def worker(client: Client, queue: str, deps: ActivityDeps) -> AsyncIterator[Worker]:
+    async with Worker(
+        client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
+    ) as running:
+        yield running
+
+
+async def pending_commands(sessionmaker, *workflow_ids: str) -> list[str]:
+    async with sessionmaker() as session:
+        mark_system(session)
+        rows = await session.scalars(
+            select(WorkflowCommand.signal)
+            .where(WorkflowCommand.workflow_id.in_(workflow_ids), WorkflowCommand.delivered_at.is_(None))
+            .order_by(WorkflowCommand.id)
+        )
+        return list(rows)
+
+
+async def running(client: Client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+        return True
+    except Exception:
+        return False
+
+
+async def test_a_reschedule_and_a_cancel_made_while_temporal_is_down_take_effect_when_it_returns(
+    app,
+    client: httpx.AsyncClient,
+    auth: dict,
+    settings,
+    tenant_id,
+    system_sessionmaker,
+    make_patient,
+    make_practitioner,
+    tmp_path: Path,
+    monkeypatch,
+) -> None:
+    port, db_file, queue = free_port(), tmp_path / "temporal.db", f"outage-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(settings, "temporal_address", f"127.0.0.1:{port}")
+    monkeypatch.setattr(settings, "temporal_task_queue", queue)
+    monkeypatch.setattr(app.state, "temporal_client", None, raising=False)
+    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
+    server = await dev_server(port, db_file)
+    try:
+        temporal = await Client.connect(f"127.0.0.1:{port}")  # the worker's client, kept through the outage
+        patient, practitioner = await make_patient(), await make_practitioner()
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        moved = await book_at(client, auth, patient, practitioner, now + timedelta(days=3))
+        cancelled = await book_at(client, auth, patient, practitioner, now + timedelta(days=4))
+        moved_id, cancelled_id = (appointment_workflow_id(uuid.UUID(a["id"])) for a in (moved, cancelled))
+        async with worker(temporal, queue, deps):
+            for workflow_id in (moved_id, cancelled_id):
+                await eventually(lambda w=workflow_id: running(temporal, w), "the reminder workflow")
+
+        async def reconcile(_recovered: bool) -> None:
+            await reconcile_lost_starts(temporal, deps, ReconcileInput(older_than_seconds=0))
+
+        relay = CommandRelay(system_sessionmaker, temporal, queue, reconcile=reconcile)
+        await server.shutdown()
+        assert await relay.round() == 0
+        assert not relay.temporal_up
+
+        new_start = now + timedelta(days=5)
+        began = time.monotonic()
+        resp = await client.patch(
+            f"{BASE}/{moved['id']}",
+            json={
+                "start_time": new_start.isoformat(),
+                "end_time": (new_start + timedelta(minutes=30)).isoformat(),
+            },
+            headers=auth,
+        )
+        assert resp.status_code == 200, resp.text
+        assert (await client.post(f"{BASE}/{cancelled['id']}/cancel", headers=auth)).status_code == 200
+        assert time.monotonic() - began < 10  # bounded waits, not the SDK's retries
+        assert await pending_commands(system_sessionmaker, moved_id, cancelled_id) == ["reschedule", "cancel"]
+
+        server = await dev_server(port, db_file)  # Temporal is back, with the workflows it had
+        async with worker(temporal, queue, deps):
+            assert await relay.round() == 2
+            assert relay.temporal_up
+            assert await pending_commands(system_sessionmaker, moved_id, cancelled_id) == []
+            state = await temporal.get_workflow_handle(moved_id).query(AppointmentWorkflow.state)
+            assert state.start_time == new_start.isoformat()
+            assert state.next_reminder_at == (new_start - timedelta(hours=24)).isoformat()
+            assert await temporal.get_workflow_handle(cancelled_id).result() == "cancelled"
+
+            cancellation = f"appointment:{cancelled['id']}:cancellation"
+
+            async def told_once() -> bool:
+                return await messages(system_sessionmaker, tenant_id, cancelled["id"]) == [cancellation]
+
+            await eventually(told_once, "the cancellation message")
+            assert await relay.round() == 0  # nothing is delivered twice
+            assert await messages(system_sessionmaker, tenant_id, cancelled["id"]) == [cancellation]
+            assert await messages(system_sessionmaker, tenant_id, moved["id"]) == []
+            async with system_sessionmaker() as session:
+                mark_system(session)
+                delivered = await session.scalar(
+                    select(func.count())
+                    .select_from(WorkflowCommand)
+                    .where(WorkflowCommand.workflow_id.in_([moved_id, cancelled_id]))
+                )
+            assert delivered == 2
+    finally:
+        await server.shutdown()

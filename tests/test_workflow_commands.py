@@ -1,0 +1,186 @@
+"""Workflow commands (core.workflow_commands): recorded with the change, delivered in order until Temporal
+has them, against a real Temporal test server and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select, text
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from core.database import bind_tenant, mark_system
+from core.workflow_commands import StartIfMissing, WorkflowCommand, deliver_pending, record_signal
+from tests.temporal_envs import start_time_skipping
+
+
+@dataclass
+class Note:
+    n: int
+
+
+@dataclass
+class RecorderInput:
+    label: str = ""
+
+
+@workflow.defn(name="CommandRecorder")
+class CommandRecorder:
+    """Keeps every `note` it is sent, in arrival order, until told `done`."""
+
+    def __init__(self) -> None:
+        self.notes: list[int] = []
+        self.finished = False
+
+    @workflow.run
+    async def run(self, _data: RecorderInput) -> list[int]:
+        await workflow.wait_condition(lambda: self.finished)
+        return self.notes
+
+    @workflow.signal(name="note")
+    def note(self, note: Note) -> None:
+        self.notes.append(note.n)
+
+    @workflow.signal(name="done")
+    def done(self, _note: Note) -> None:
+        self.finished = True
+
+    @workflow.query(name="notes")
+    def seen(self) -> list[int]:
+        return list(self.notes)
+
+
+@pytest.fixture(scope="module")
+async def temporal() -> AsyncIterator[Client]:
+    env = await start_time_skipping()
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def queue(temporal: Client) -> AsyncIterator[str]:
+    name = f"commands-{uuid.uuid4().hex[:8]}"
+    # A workflow defined in a test module runs unsandboxed (the sandbox would re-import pytest).
+    async with Worker(
+        temporal, task_queue=name, workflows=[CommandRecorder], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        yield name
+
+
+async def _record(system_sessionmaker, tenant_id, *commands: tuple[str, str, int]) -> list[int]:
+    """Record (workflow id, signal, n) commands in one transaction without Temporal: all stay pending."""
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        rows = [record_signal(session, workflow_id=w, signal=s, arg=Note(n)) for w, s, n in commands]
+        await session.commit()
+        return [r.id for r in rows]
+
+
+async def _deliver(system_sessionmaker, client: Client, queue: str) -> tuple[int, int]:
+    async with system_sessionmaker() as session:
+        return await deliver_pending(session, client, queue)
+
+
+async def _rows(system_sessionmaker, ids: list[int]) -> list[WorkflowCommand]:
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        return list(
+            (
+                await session.scalars(
+                    select(WorkflowCommand).where(WorkflowCommand.id.in_(ids)).order_by(WorkflowCommand.id)
+                )
+            ).all()
+        )
+
+
+async def test_commands_recorded_without_temporal_stay_pending_then_arrive_in_order(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    workflow_id = f"recorder-{uuid.uuid4()}"
+    handle = await temporal.start_workflow(
+        CommandRecorder.run, RecorderInput(), id=workflow_id, task_queue=queue
+    )
+    ids = await _record(system_sessionmaker, tenant_id, *((workflow_id, "note", n) for n in (1, 2, 3)))
+    assert [r.delivered_at for r in await _rows(system_sessionmaker, ids)] == [None, None, None]
+
+    delivered, left = await _deliver(system_sessionmaker, temporal, queue)
+    assert (delivered, left) == (3, 0)
+    assert await handle.query(CommandRecorder.seen) == [1, 2, 3]
+    assert {r.outcome for r in await _rows(system_sessionmaker, ids)} == {"delivered"}
+
+    assert await _deliver(system_sessionmaker, temporal, queue) == (0, 0)  # nothing is sent twice
+    assert await handle.query(CommandRecorder.seen) == [1, 2, 3]
+
+
+async def test_a_command_held_elsewhere_holds_back_its_workflow_but_not_others(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    first, second = f"recorder-{uuid.uuid4()}", f"recorder-{uuid.uuid4()}"
+    handles = [
+        await temporal.start_workflow(CommandRecorder.run, RecorderInput(), id=w, task_queue=queue)
+        for w in (first, second)
+    ]
+    ids = await _record(
+        system_sessionmaker, tenant_id, (first, "note", 1), (first, "note", 2), (second, "note", 7)
+    )
+    async with system_sessionmaker() as holder:  # another deliverer is busy with the first command
+        await holder.execute(
+            text("SELECT id FROM workflow_commands WHERE id = :id FOR UPDATE"), {"id": ids[0]}
+        )
+        delivered, _ = await _deliver(system_sessionmaker, temporal, queue)
+        assert delivered == 1
+        assert await handles[1].query(CommandRecorder.seen) == [7]
+        assert await handles[0].query(CommandRecorder.seen) == []  # 2 never overtakes 1
+        await holder.rollback()
+    assert (await _deliver(system_sessionmaker, temporal, queue))[0] == 2
+    assert await handles[0].query(CommandRecorder.seen) == [1, 2]
+
+
+async def test_a_signal_to_a_workflow_that_is_not_running_is_dropped_as_not_running(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    ids = await _record(system_sessionmaker, tenant_id, (f"recorder-{uuid.uuid4()}", "note", 1))
+    assert await _deliver(system_sessionmaker, temporal, queue) == (1, 0)
+    [row] = await _rows(system_sessionmaker, ids)
+    assert (row.outcome, row.delivered_at is not None) == ("not_running", True)
+
+
+async def test_a_command_with_a_start_starts_the_missing_workflow_with_its_signal(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    workflow_id = f"recorder-{uuid.uuid4()}"
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        record_signal(
+            session,
+            workflow_id=workflow_id,
+            signal="note",
+            arg=Note(5),
+            start=StartIfMissing(workflow="CommandRecorder", input=RecorderInput(label="lost start")),
+        )
+        record_signal(session, workflow_id=workflow_id, signal="done", arg=Note(0))
+        await session.commit()
+    assert (await _deliver(system_sessionmaker, temporal, queue))[0] == 2
+    assert await temporal.get_workflow_handle(workflow_id).result() == [5]
+
+
+async def test_a_command_rolled_back_with_its_change_is_never_delivered(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    workflow_id = f"recorder-{uuid.uuid4()}"
+    handle = await temporal.start_workflow(
+        CommandRecorder.run, RecorderInput(), id=workflow_id, task_queue=queue
+    )
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        record_signal(session, workflow_id=workflow_id, signal="note", arg=Note(9))
+        await session.flush()
+        await session.rollback()
+    assert await _deliver(system_sessionmaker, temporal, queue) == (0, 0)
+    assert await handle.query(CommandRecorder.seen) == []
