@@ -28,6 +28,7 @@ log = logging.getLogger("prm.run")
 
 RECORD_FILE = "children.json"
 LOCK_FILE = "run.lock"
+STOP_TIMEOUT_SECONDS = 15.0  # longer than the worker's graceful shutdown and uvicorn's
 
 
 class StackError(RuntimeError):
@@ -130,6 +131,14 @@ class ChildRegistry:
             await asyncio.sleep(0.05)
         return True
 
+    def forget(self, child: Child) -> None:
+        """Drop a child that has exited (ending anything left in its process group) before it is replaced."""
+        if _group_alive(child.pid):
+            _signal_group(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ValueError):
+            self.children.remove(child)
+        self._save()
+
     def forget_all(self) -> None:
         """Every child has been stopped: nothing is left to clean up."""
         self.children.clear()
@@ -171,6 +180,14 @@ def _group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+def process_alive(process: psutil.Process) -> bool:
+    """Whether `process` still runs (a zombie nobody has reaped yet does not)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def ensure_port_free(host: str, port: int, what: str) -> None:

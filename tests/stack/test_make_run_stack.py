@@ -1,11 +1,14 @@
-"""Smoke test of `make run`: the real stack (`prm run`) boots, serves, stops cleanly and keeps its data.
+"""Smoke test of `make run`: the real stack (`prm run`) boots, serves, survives a killed worker, stops
+cleanly and keeps its data.
 
 It runs with no DATABASE_URL and no TEMPORAL_ADDRESS, as on a fresh machine: an embedded PostgreSQL under a
-temporary PRM_DATA_DIR, its own Temporal dev server, the worker and the API, all on free ports.
+temporary PRM_DATA_DIR, its own Temporal dev server, the worker and the API, all on free ports. Each boot is
+used for several checks (boots are the slow part).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -23,6 +26,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+from tests.polling import eventually
 
 pytestmark = pytest.mark.stack
 
@@ -72,6 +77,7 @@ class StackRun:
     proc: subprocess.Popen[str]
     stdout_lines: list[str] = field(default_factory=list)
     started: list[psutil.Process] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # their command lines, kept after they exit
 
     @property
     def api(self) -> str:
@@ -83,10 +89,34 @@ class StackRun:
         """Everything printed on stdout so far."""
         return "".join(self.stdout_lines)
 
+    def log_text(self) -> str:
+        """Everything the stack (and the worker and API beside it) wrote to stderr so far."""
+        log = self.data_dir.parent / f"{self.data_dir.name}-prm-run.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
     def stderr_tail(self) -> str:
         """The end of the stack's log, for failure messages."""
-        log = self.data_dir.parent / f"{self.data_dir.name}-prm-run.log"
-        return log.read_text(errors="replace")[-4000:] if log.exists() else ""
+        return self.log_text()[-4000:]
+
+    def child_pid(self, marker: str) -> int | None:
+        """The pid of the running child of `prm run` whose command line holds `marker` (e.g. `-m worker`)."""
+        for proc in psutil.Process(self.proc.pid).children():
+            with_marker = False
+            try:
+                with_marker = marker in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                pass
+            if with_marker:
+                return proc.pid
+        return None
+
+    def wait_for_log(self, text: str, *, within: float = 30.0) -> None:
+        """Wait (bounded) until the stack's log shows `text`."""
+
+        async def logged() -> bool:
+            return text in self.log_text()
+
+        asyncio.run(eventually(logged, f"{text!r} in the log of prm run", within=within))
 
     def wait_for_banner(self) -> None:
         """Wait until the stack says it is running (bounded), failing with its log if it dies."""
@@ -99,10 +129,15 @@ class StackRun:
             time.sleep(0.1)
 
     def record_processes(self) -> None:
-        """Everything this run started: its children and the embedded postmaster (pg_ctl daemonises it)."""
-        self.started = psutil.Process(self.proc.pid).children(recursive=True)
+        """Everything this run started so far: its children and the embedded postmaster (pg_ctl daemonises
+        it). Called again after a restart, it adds the new children."""
+        now = psutil.Process(self.proc.pid).children(recursive=True)
         pid_file = self.data_dir / "postgres" / "postmaster.pid"
-        self.started.append(psutil.Process(int(pid_file.read_text().splitlines()[0])))
+        now.append(psutil.Process(int(pid_file.read_text().splitlines()[0])))
+        for proc in now:
+            if proc not in self.started:
+                self.started.append(proc)
+                self.commands.append(" ".join(proc.cmdline()))
 
     def interrupt(self) -> int:
         """Ctrl-C: SIGINT to `prm run`, then its exit code."""
@@ -110,12 +145,20 @@ class StackRun:
         return self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
 
     def survivors(self) -> list[str]:
-        """Processes this run started, or that use its data directory, still alive after it exited."""
+        """Processes this run started, or that use its data directory (on their command line or in their
+        environment, as the worker and the API do), still alive after it exited."""
         _, alive = psutil.wait_procs(self.started, timeout=10)
         names = [" ".join(p.cmdline()) for p in alive if p.status() != psutil.STATUS_ZOMBIE]
         for proc in psutil.process_iter(["cmdline"]):
+            if proc.pid == os.getpid() or proc in alive:
+                continue
             cmdline = " ".join(proc.info["cmdline"] or [])
-            if str(self.data_dir) in cmdline and proc.pid != os.getpid():
+            try:
+                ours = proc.environ().get("PRM_DATA_DIR") == str(self.data_dir)
+                ours = ours and proc.status() != psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                ours = False
+            if str(self.data_dir) in cmdline or ours:
                 names.append(cmdline)
         return names
 
@@ -183,6 +226,72 @@ def list_practitioners(run: StackRun, token: str) -> httpx.Response:
     )
 
 
+ONE_MESSAGE_NOW = {
+    "name": "Welcome after a restart",
+    "stages": [
+        {
+            "name": "Welcome",
+            "order_index": 1,
+            "trigger_event": "immediate",
+            "actions": [{"type": "send_message", "channel": "sms", "template_id": "post_op_welcome"}],
+        }
+    ],
+}
+NEW_PATIENT = {"first_name": "Ada", "last_name": "Restart", "phone_primary": "+1 (415) 555-2671"}
+
+
+@dataclass
+class WorkerCrash:
+    """A worker killed with SIGKILL under `prm run`, and a journey started once it was back."""
+
+    old_pid: int
+    new_pid: int
+    log: str
+    api_answers: list[int]  # GET /practitioners status codes, while the worker was down and restarting
+    instance: dict[str, object]
+    messages: list[dict[str, object]]
+
+
+async def kill_the_worker_then_run_a_journey(run: StackRun, token: str) -> WorkerCrash:
+    """SIGKILL the worker; once `prm run` has restarted it, place a new patient on a one-message journey."""
+    old_pid = run.child_pid("-m worker")
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=run.api + "/api/v1/prm", headers=headers, timeout=10) as api:
+        answers: list[int] = []
+
+        async def worker_back() -> int | None:
+            answers.append((await api.get("/practitioners")).status_code)
+            if "worker is running again" not in run.log_text():
+                return None
+            return run.child_pid("-m worker")
+
+        new_pid = await eventually(worker_back, "the worker's restart", within=60, interval=0.2)
+        patient = await api.post("/patients", json=NEW_PATIENT)
+        assert patient.status_code == 201, patient.text
+        journey = await api.post("/journeys", json=ONE_MESSAGE_NOW)
+        assert journey.status_code == 201, journey.text
+        body = {"journey_id": journey.json()["id"], "patient_id": patient.json()["id"]}
+        placed = await api.post("/journeys/instances", json=body)
+        assert placed.status_code == 201, placed.text
+
+        async def completed() -> dict[str, object] | None:
+            instance = (await api.get(f"/journeys/instances/{placed.json()['id']}")).json()
+            return instance if instance["status"] == "completed" else None
+
+        instance = await eventually(completed, "the journey instance to complete", within=60, interval=0.2)
+        sent = await api.get("/communications", params={"patient_id": patient.json()["id"]})
+    return WorkerCrash(
+        old_pid=old_pid,
+        new_pid=new_pid,
+        log=run.log_text(),
+        api_answers=answers,
+        instance=instance,
+        messages=sent.json()["items"],
+    )
+
+
 @dataclass
 class FirstRun:
     """What the first `prm run` on a fresh data directory showed and did."""
@@ -194,6 +303,7 @@ class FirstRun:
     docs_status: int
     practitioners: list[dict[str, object]]
     viewer_status: int
+    worker_crash: WorkerCrash
     started: list[str]
     exit_code: int
     survivors: list[str]
@@ -216,7 +326,9 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
         )  # fmt: skip
         assert minted.returncode == 0, minted.stderr
         viewer = list_practitioners(run, minted.stdout.strip())
-        started = [" ".join(p.cmdline()) for p in run.started]
+        worker_crash = asyncio.run(kill_the_worker_then_run_a_journey(run, run.token()))
+        run.record_processes()  # the new worker too: Ctrl-C must stop it
+        started = run.commands
         exit_code = run.interrupt()
         survivors = run.survivors()
     return FirstRun(
@@ -227,6 +339,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
         docs_status=docs.status_code,
         practitioners=listed.json()["items"],
         viewer_status=viewer.status_code,
+        worker_crash=worker_crash,
         started=started,
         exit_code=exit_code,
         survivors=survivors,
@@ -246,6 +359,24 @@ def test_prm_token_mints_a_working_token_beside_the_running_stack(first_run: Fir
     assert first_run.viewer_status == 200
 
 
+def test_a_killed_worker_is_restarted_and_says_so(first_run: FirstRun) -> None:
+    crash = first_run.worker_crash
+    assert "worker exited (signal SIGKILL); restarting in 1 s (restart 1)" in crash.log
+    assert f"worker is running again (pid {crash.new_pid}, restart 1)" in crash.log
+    assert crash.new_pid != crash.old_pid
+
+
+def test_the_api_keeps_answering_while_the_worker_restarts(first_run: FirstRun) -> None:
+    assert first_run.worker_crash.api_answers
+    assert set(first_run.worker_crash.api_answers) == {200}
+
+
+def test_a_journey_started_after_the_restart_runs_on_the_new_worker(first_run: FirstRun) -> None:
+    crash = first_run.worker_crash
+    assert crash.instance["status"] == "completed"
+    assert [m["template_name"] for m in crash.messages] == ["post_op_welcome"]
+
+
 def test_ctrl_c_stops_every_process_the_stack_started(first_run: FirstRun) -> None:
     started = "\n".join(first_run.started)
     for component in ("postgres -D", "temporal server start-dev", "-m worker", "-m uvicorn"):
@@ -254,15 +385,41 @@ def test_ctrl_c_stops_every_process_the_stack_started(first_run: FirstRun) -> No
     assert first_run.survivors == []
 
 
-def test_second_run_keeps_the_data_and_does_not_seed_again(first_run: FirstRun) -> None:
+@dataclass
+class SecondRun:
+    """What a second `prm run` on the same data directory showed, and how it stopped mid-restart."""
+
+    tenant_id: uuid.UUID
+    seeded: str
+    listed: httpx.Response
+    exit_code: int
+    survivors: list[str]
+
+
+@pytest.fixture(scope="module")
+def second_run(first_run: FirstRun) -> SecondRun:
+    """Boot again on the first run's data; kill the API and press Ctrl-C while it waits for its restart."""
     with running_stack(first_run.data_dir) as run:
         tenant_id, seeded = run.tenant()
         listed = list_practitioners(run, run.token())
+        api_pid = run.child_pid("-m uvicorn")
+        assert api_pid is not None
+        os.kill(api_pid, signal.SIGKILL)
+        # The first backoff is 1 s: Ctrl-C lands in it, or (on a slow machine) in the restart that follows.
+        run.wait_for_log("api exited (signal SIGKILL); restarting in 1 s (restart 1)")
         exit_code = run.interrupt()
         survivors = run.survivors()
+    return SecondRun(tenant_id, seeded, listed, exit_code, survivors)
 
-    assert (tenant_id, seeded) == (first_run.tenant_id, "kept from an earlier run")
-    assert listed.status_code == 200
-    assert len(listed.json()["items"]) == 3
-    assert exit_code == 0
-    assert survivors == []
+
+def test_second_run_keeps_the_data_and_does_not_seed_again(
+    first_run: FirstRun, second_run: SecondRun
+) -> None:
+    assert (second_run.tenant_id, second_run.seeded) == (first_run.tenant_id, "kept from an earlier run")
+    assert second_run.listed.status_code == 200
+    assert len(second_run.listed.json()["items"]) == 3
+
+
+def test_ctrl_c_while_a_crashed_api_awaits_its_restart_stops_everything(second_run: SecondRun) -> None:
+    assert second_run.exit_code == 0
+    assert second_run.survivors == []
