@@ -16,16 +16,18 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
-from activities.reconcile import ReconcileInput, reconcile_lost_starts, run_startup_reconciliation
+from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal, temporal_target
 from core.workflow_commands import CommandRelay
 from workflows import ALL_WORKFLOWS
+from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput, ReconcilerWorkflow
 
 log = logging.getLogger("worker")
 
@@ -107,6 +109,37 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.info("worker stopped")
     finally:
         await engine.dispose()
+
+
+async def ensure_reconciler_running(
+    client: Client, task_queue: str, wf_input: ReconcilerInput | None = None
+) -> None:
+    """Start the periodic `ReconcilerWorkflow` unless it already runs (one per namespace)."""
+    try:
+        await client.start_workflow(
+            ReconcilerWorkflow.run,
+            wf_input or ReconcilerInput(),
+            id=RECONCILER_WORKFLOW_ID,
+            task_queue=task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+async def run_startup_reconciliation(
+    client: Client, deps: ActivityDeps, wf_input: ReconcilerInput | None = None
+) -> None:
+    """At worker start-up: reconcile once now, then make sure the periodic reconciler runs (never raises)."""
+    wf_input = wf_input or ReconcilerInput()
+    try:
+        await reconcile_lost_starts(
+            client,
+            deps,
+            ReconcileInput(older_than_seconds=wf_input.older_than_seconds, tenant_id=wf_input.tenant_id),
+        )
+        await ensure_reconciler_running(client, deps.settings.temporal_task_queue, wf_input)
+    except Exception:  # the worker must start anyway; the periodic reconciler (or the next start) catches up
+        log.exception("start-up reconciliation failed")
 
 
 def _command_relay(client: Client, deps: ActivityDeps) -> CommandRelay:

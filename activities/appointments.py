@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities import ActivityDeps
 from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import DomainError
-from domain.scheduling import booking, notifications, waitlist
+from domain.scheduling import backfill, booking, notifications, waitlist
 from domain.scheduling.plan import (
     CancellationMessageInput,
     ConversationReplyInput,
@@ -110,7 +110,7 @@ class AppointmentActivities:
         with _domain_errors_are_final():
             async with self.deps.sessionmaker() as session:
                 bind_tenant(session, uuid.UUID(data.tenant_id))
-                wave = await waitlist.offer_wave(
+                wave = await backfill.offer_wave(
                     session,
                     uuid.UUID(data.cancelled_appointment_id),
                     data.wave,
@@ -146,7 +146,7 @@ class AppointmentActivities:
         with _domain_errors_are_final():
             async with self.deps.sessionmaker() as session:
                 bind_tenant(session, uuid.UUID(data.tenant_id))
-                expired = await waitlist.expire_wave(
+                expired = await backfill.expire_wave(
                     session, uuid.UUID(data.cancelled_appointment_id), data.wave
                 )
                 await session.commit()

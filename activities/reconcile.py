@@ -1,14 +1,15 @@
 """Reconciliation: start the workflows whose start was lost between a database commit and Temporal.
 
 Rows that need a workflow (appointments, journey instances, tickets, outbound messages) start it after
-their commit; a crash in between leaves the row without one. The worker calls
-`run_startup_reconciliation(client, deps)` once at start-up: it reconciles right away and makes sure the
-periodic `ReconcilerWorkflow` (id `prm-reconciler`) runs, which repeats the `reconcile_lost_starts` activity
-every 5 minutes. Each round starts, through each domain's own function, the reminder workflows of active
-future appointments never marked started, the lost journey instance workflows, the ticket SLA workflows
-(tickets that journeys create get their SLA clock here too) and the delivery workflows of messages never
-handed over. Workflow ids derive from row ids, so a repeated round is harmless. This is the one periodic
-reconciler: a domain with new workflow-backed rows adds its function here."""
+their commit; a crash in between leaves the row without one. The worker (`worker.py`) reconciles once at
+start-up, again every `PRM_RECONCILE_INTERVAL_SECONDS` and as soon as Temporal is back after an outage
+(its command relay), and keeps the periodic `ReconcilerWorkflow` (id `prm-reconciler`) running: a sweep
+every 5 minutes that operators see in the Temporal UI. Each round starts, through each domain's own
+function, the reminder workflows of active future appointments never marked started, the lost journey
+instance workflows, the ticket SLA workflows (tickets that journeys create get their SLA clock here too)
+and the delivery workflows of messages never handed over. Workflow ids derive from row ids, so a repeated
+round is harmless. This is the one reconciler: a domain with new workflow-backed rows adds its function
+here."""
 
 from __future__ import annotations
 
@@ -20,10 +21,13 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import ActivityDeps
 from core.temporal import TemporalAccess
+from domain.communications.dispatch import reconcile_delivery_starts
+from domain.journeys import service as journeys
+from domain.scheduling.workflow_jobs import WorkflowGateway, start_missing_appointment_workflows
+from domain.tickets import service as tickets
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,6 @@ class ReconcileOutcome:
 
 async def reconcile_lost_starts(client: Client, deps: ActivityDeps, data: ReconcileInput) -> ReconcileOutcome:
     """One reconciliation round over appointments, journey instances, tickets and outbound messages."""
-    from domain.communications.dispatch import reconcile_delivery_starts
-    from domain.journeys import service as journeys
-    from domain.scheduling.workflow_jobs import WorkflowGateway, start_missing_appointment_workflows
-    from domain.tickets import service as tickets
 
     async def get_client() -> Client:
         return client
@@ -104,34 +104,3 @@ class ReconcileActivities:
     def all(self) -> list[Any]:
         """Every activity of this group, for the worker."""
         return [self.reconcile_lost_starts]
-
-
-async def ensure_reconciler_running(client: Client, task_queue: str, wf_input: Any = None) -> None:
-    """Start the periodic `ReconcilerWorkflow` unless it already runs (one per namespace)."""
-    from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput
-
-    try:
-        await client.start_workflow(
-            "ReconcilerWorkflow",
-            wf_input or ReconcilerInput(),
-            id=RECONCILER_WORKFLOW_ID,
-            task_queue=task_queue,
-        )
-    except WorkflowAlreadyStartedError:
-        pass
-
-
-async def run_startup_reconciliation(client: Client, deps: ActivityDeps, wf_input: Any = None) -> None:
-    """At worker start-up: reconcile once now, then make sure the periodic reconciler runs (never raises)."""
-    from workflows.reconcile import ReconcilerInput
-
-    wf_input = wf_input or ReconcilerInput()
-    try:
-        await reconcile_lost_starts(
-            client,
-            deps,
-            ReconcileInput(older_than_seconds=wf_input.older_than_seconds, tenant_id=wf_input.tenant_id),
-        )
-        await ensure_reconciler_running(client, deps.settings.temporal_task_queue, wf_input)
-    except Exception:  # the worker must start anyway; the periodic reconciler (or the next start) catches up
-        log.exception("start-up reconciliation failed")

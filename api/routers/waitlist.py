@@ -19,7 +19,7 @@ from api.deps import (
 from api.routers.appointments import WorkflowsDep
 from core.errors import Conflict
 from core.pagination import PageDep
-from domain.scheduling import waitlist
+from domain.scheduling import backfill, waitlist
 from domain.scheduling.schemas import (
     OfferStatus,
     WaitlistEntryCreate,
@@ -78,7 +78,7 @@ async def list_waitlist_offers(
     status: OfferStatus | None = None,
 ) -> WaitlistOfferListResponse:
     """List the offers of freed times, newest first (e.g. the open offers of a patient on the phone)."""
-    repo = waitlist.WaitlistOfferRepository(session)
+    repo = backfill.WaitlistOfferRepository(session)
     stmt = repo.filtered(
         patient_id=patient_id, cancelled_appointment_id=cancelled_appointment_id, status=status
     )
@@ -101,7 +101,7 @@ async def accept_waitlist_offer(
     offer = await waitlist.accept_offer(session, workflows, offer_id)
     if offer.status == OfferStatus.TAKEN.value:
         await commit_and_run_jobs(session)  # the wave was closed and told: keep that, then answer 409
-        raise Conflict(waitlist.CLOSED_OFFER[offer.status], extra={"offer_id": str(offer.id)})
+        raise Conflict(backfill.CLOSED_OFFER[offer.status], extra={"offer_id": str(offer.id)})
     return WaitlistOfferResponse.model_validate(offer)
 
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import RawSessionDep
-from api.routers.appointments import workflow_gateway
 from api.webhook_auth import SendGridEvents, TwilioForm
 from domain.communications import webhooks
 
@@ -20,14 +19,12 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 def reply_routing(request: Request) -> webhooks.ReplyRouting:
     """The WhatsApp booking conversation and waitlist offers a reply may answer (the scheduling domain)."""
-    from domain.scheduling.booking import route_inbound_reply
+    from domain.scheduling.replies import route_inbound_reply
 
     async def route_booking(
         session: AsyncSession, patient_id: uuid.UUID, communication_id: uuid.UUID
     ) -> None:
-        await route_inbound_reply(
-            session, workflow_gateway(request), patient_id=patient_id, communication_id=communication_id
-        )
+        await route_inbound_reply(session, patient_id=patient_id, communication_id=communication_id)
 
     return webhooks.ReplyRouting(route_booking=route_booking)
 

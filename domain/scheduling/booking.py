@@ -23,7 +23,6 @@ from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.scheduling import notifications, service, workflow_jobs
 from domain.scheduling.models import BookingConversation, SlotHold, TimeSlot
-from domain.scheduling.plan import WaitlistReplySignal
 from domain.scheduling.repository import TimeSlotRepository, tenant_timezone
 from domain.scheduling.schemas import (
     AppointmentResponse,
@@ -35,14 +34,10 @@ from domain.scheduling.schemas import (
     SelectSlotRequest,
     SelectSlotResponse,
 )
+from domain.scheduling.slots import PARTS_OF_DAY
 from domain.scheduling.workflow_jobs import WorkflowGateway
 
 CANDIDATES = 200
-PARTS_OF_DAY = {
-    PartOfDay.MORNING: (time(0), time(12)),
-    PartOfDay.AFTERNOON: (time(12), time(17)),
-    PartOfDay.EVENING: (time(17), time(23, 59, 59)),
-}
 ORDINALS = {
     "first": 1, "one": 1, "1st": 1,
     "second": 2, "two": 2, "2nd": 2,
@@ -385,38 +380,3 @@ async def reply_from_message(
         except Conflict:
             pass  # ended meanwhile
     return conversation.status, conversation.expires_at
-
-
-async def route_inbound_reply(
-    session: AsyncSession, gateway: WorkflowGateway, *, patient_id: uuid.UUID, communication_id: uuid.UUID
-) -> uuid.UUID | None:
-    """Route a patient's inbound message (already stored) to the workflow waiting for the patient's answer.
-
-    That is the newest of their open waitlist offer (its backfill workflow) and their active booking
-    conversation. The communications webhook calls this; the workflow reads the text through an activity
-    (no message body ever travels in a workflow payload). Returns the offer's or the conversation's id, or
-    None when nothing awaits a reply.
-    """
-    from domain.scheduling import waitlist  # waitlist builds on this module
-
-    offer = await waitlist.pending_offer_of(session, patient_id)
-    conversation = (
-        await session.scalars(
-            select(BookingConversation)
-            .where(BookingConversation.patient_id == patient_id, BookingConversation.status == "active")
-            .order_by(BookingConversation.created_at.desc())
-            .limit(1)
-        )
-    ).first()
-    if offer is not None and (conversation is None or offer.created_at >= conversation.created_at):
-        workflow_jobs.signal_waitlist_backfill(
-            session,
-            offer.cancelled_appointment_id,
-            "inbound_reply",
-            WaitlistReplySignal(communication_id=str(communication_id)),
-        )
-        return offer.id
-    if conversation is None:
-        return None
-    workflow_jobs.signal_inbound_reply(session, conversation, communication_id)
-    return conversation.id

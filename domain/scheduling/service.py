@@ -24,7 +24,7 @@ from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.practitioners.schemas import display_name
-from domain.scheduling import notifications, workflow_jobs
+from domain.scheduling import backfill, notifications, workflow_jobs
 from domain.scheduling.models import Appointment, Location, TimeSlot
 from domain.scheduling.repository import (
     ACTIVE,
@@ -320,9 +320,7 @@ async def cancel_appointment(
         await TimeSlotRepository(session).release_place(appointment.time_slot_id)
     await repo.save(appointment)
     await workflow_jobs.cancel_appointment_workflow(session, appointment, notify_patient=notify_patient)
-    from domain.scheduling import waitlist  # the backfill reacts to every cancellation
-
-    await waitlist.backfill_after_cancellation(session, gateway, appointment)
+    await backfill.backfill_after_cancellation(session, gateway, appointment)
     return appointment
 
 

@@ -20,10 +20,23 @@ from domain.scheduling.repository import (
     TimeSlotRepository,
     tenant_timezone,
 )
-from domain.scheduling.schemas import LocationCreate, LocationUpdate, TimeSlotCreate, TimeSlotUpdate
+from domain.scheduling.schemas import (
+    LocationCreate,
+    LocationUpdate,
+    PartOfDay,
+    TimeSlotCreate,
+    TimeSlotUpdate,
+)
 from domain.schemas import changes
 
 SLOT_OVERLAP_CONSTRAINT = "ex_time_slots_practitioner_overlap"
+
+# The local hours each part of the day covers (waitlist entries and slot searches ask for one).
+PARTS_OF_DAY = {
+    PartOfDay.MORNING: (time(0), time(12)),
+    PartOfDay.AFTERNOON: (time(12), time(17)),
+    PartOfDay.EVENING: (time(17), time(23, 59, 59)),
+}
 
 
 async def create_location(repo: LocationRepository, data: LocationCreate) -> Location:

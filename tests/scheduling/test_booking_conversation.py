@@ -212,9 +212,8 @@ async def test_an_inbound_whatsapp_reply_routed_to_the_workflow_books_the_slot(
     make_practitioner,
     make_slot,
 ) -> None:
-    from api.routers.appointments import workflow_gateway
     from core.database import run_after_commit_jobs
-    from domain.scheduling import booking
+    from domain.scheduling import replies
 
     patient = await make_patient()
     _, slots = await slots_for(make_practitioner, make_slot, 2)
@@ -236,9 +235,8 @@ async def test_an_inbound_whatsapp_reply_routed_to_the_workflow_books_the_slot(
         )
         session.add(inbound)
         await session.flush()
-        routed = await booking.route_inbound_reply(
+        routed = await replies.route_inbound_reply(
             session,
-            workflow_gateway(request),
             patient_id=patient.id,
             communication_id=inbound.id,  # type: ignore[arg-type]
         )

@@ -8,11 +8,12 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from activities import ActivityDeps
-from activities.reconcile import ReconcileInput, reconcile_lost_starts, run_startup_reconciliation
+from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from core.database import bind_tenant
 from domain.scheduling.models import Appointment
 from tests.polling import eventually
 from tests.scheduling.conftest import future
+from worker import run_startup_reconciliation
 from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput
 
 

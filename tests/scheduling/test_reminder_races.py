@@ -173,9 +173,12 @@ async def test_a_patient_reminded_of_a_time_that_moved_earlier_is_reminded_of_th
         ]
 
     await wait_for(reminded_again, "a reminder of the new time")
-    state = await handle.query(AppointmentWorkflow.state)
-    assert state.start_time == earlier.isoformat()
-    assert state.next_reminder_at is None  # nothing more before the appointment
+
+    async def nothing_more_due() -> bool:
+        state = await handle.query(AppointmentWorkflow.state)
+        return state.start_time == earlier.isoformat() and state.next_reminder_at is None
+
+    await wait_for(nothing_more_due, "the workflow to have nothing more before the appointment")
     await skip_to(temporal_env, earlier + timedelta(minutes=31))
     assert await handle.result() == "ended"
     assert len(await messages(system_sessionmaker, tenant_id, appointment["id"])) == 2

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import select
 
 from core.database import bind_tenant
-from domain.scheduling import waitlist
+from domain.scheduling import backfill
 from domain.scheduling.models import Appointment
 from tests.scheduling.waitlist_support import (
     WAITLIST,
@@ -24,7 +24,7 @@ async def offer_first_wave(sessionmaker, tenant_id, cancelled: dict) -> None:
     """What the backfill workflow's first activity does (no Temporal needed here)."""
     async with sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        await waitlist.offer_wave(session, uuid.UUID(cancelled["id"]), 1, wave_size=3, hold_minutes=30)
+        await backfill.offer_wave(session, uuid.UUID(cancelled["id"]), 1, wave_size=3, hold_minutes=30)
         await session.commit()
 
 

@@ -87,8 +87,7 @@ async def templates_sent(sessionmaker, tenant_id, patient_id) -> list[str]:
 
 async def reply(app, sessionmaker, tenant_id, *answers: tuple[uuid.UUID, str]) -> list[uuid.UUID | None]:
     """What the communications webhook does: store each inbound reply and route it, in one transaction."""
-    from api.routers.appointments import workflow_gateway
-    from domain.scheduling import booking
+    from domain.scheduling import replies
 
     class _Request:
         pass
@@ -110,9 +109,8 @@ async def reply(app, sessionmaker, tenant_id, *answers: tuple[uuid.UUID, str]) -
             session.add(inbound)
             await session.flush()
             routed.append(
-                await booking.route_inbound_reply(
+                await replies.route_inbound_reply(
                     session,
-                    workflow_gateway(request),  # type: ignore[arg-type]
                     patient_id=patient_id,
                     communication_id=inbound.id,
                 )
