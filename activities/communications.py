@@ -7,11 +7,12 @@ nothing once it carries a provider message id, and a fallback copy is keyed `fal
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -31,6 +32,8 @@ from domain.communications.service import create_fallback
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel
 from domain.tenants.models import Tenant
 from domain.tenants.service import settings_of
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -100,6 +103,26 @@ class FailInput:
     at: str
 
 
+async def _heartbeating(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, heartbeating at a third of the activity's heartbeat timeout (if it has one).
+
+    A cancelled attempt (its heartbeat or start-to-close timeout passed, the worker is shutting down) still
+    lets `work` finish: a provider call abandoned midway could be accepted with nothing recorded, and the
+    retry, finding the message unsent, would send it twice. Waiting is bounded by the provider's HTTP
+    timeout, and the retry waits on the message's row lock meanwhile, then finds it sent."""
+    timeout = activity.info().heartbeat_timeout
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=timeout.total_seconds() / 3 if timeout else None)
+            if not task.done():
+                activity.heartbeat()
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
+    return task.result()
+
+
 class CommunicationActivities:
     """The delivery workflow's activities, bound to the worker's dependencies."""
 
@@ -161,8 +184,14 @@ class CommunicationActivities:
 
     @activity.defn(name="communication_send")
     async def send(self, data: SendInput) -> str:
-        """Hand the message to its provider once; its status after (transient errors are retried)."""
+        """Hand the message to its provider once; its status after (transient errors are retried).
+
+        Heartbeats while it works, so the attempt of a worker that died mid-send is retried within the
+        workflow's heartbeat timeout (a few seconds) rather than its start-to-close timeout."""
         at = datetime.fromisoformat(data.at) if activity.info().attempt == 1 else datetime.now(UTC)
+        return await _heartbeating(self._send(data, at))
+
+    async def _send(self, data: SendInput, at: datetime) -> str:
         async with self._session(data.tenant_id) as session:
             try:
                 outcome = await delivery.deliver(session, uuid.UUID(data.communication_id), at=at)

@@ -27,7 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.communications.dispatch import WORKFLOW_NAME, DeliveryInput
 
 STEP_TIMEOUT = timedelta(seconds=30)
-SEND_TIMEOUT = timedelta(minutes=2)
+# Sized to the call: a provider request gives up after `provider_timeout_seconds` (10 s) and the send step's
+# database work takes milliseconds, so an attempt still running after 30 s is lost; a worker that died
+# mid-send stops heartbeating and its attempt is retried after SEND_HEARTBEAT, not after SEND_TIMEOUT.
+# (Changing these options does not break replay: replay checks the commands and activity types.)
+SEND_TIMEOUT = timedelta(seconds=30)
+SEND_HEARTBEAT = timedelta(seconds=5)
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -115,6 +120,7 @@ class CommunicationDeliveryWorkflow:
                 CommunicationActivities.send,
                 SendInput(tenant_id, communication_id, workflow.now().isoformat()),
                 start_to_close_timeout=SEND_TIMEOUT,
+                heartbeat_timeout=SEND_HEARTBEAT,
                 retry_policy=SEND_RETRY,
             )
         except ActivityError:

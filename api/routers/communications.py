@@ -188,7 +188,11 @@ async def search_communications(
 async def create_communication(
     body: CommunicationCreate, session: SessionDep, principal: CurrentPrincipal
 ) -> CommunicationDetail:
-    """Render and queue a message; it is sent (at `scheduled_for`, after the send policy) by a workflow."""
+    """Render and queue a message; it is sent (at `scheduled_for`, after the send policy) by a workflow.
+
+    A `template_name` beside a `message` is only recorded as a label. A repeated `idempotency_key` returns
+    the message already recorded under it. A patient who opted out of the channel gets the message
+    recorded as `failed` (`error_code` `opted_out`) and never sent."""
     ensure_own_tenant(principal, body.tenant_id)
     record, _ = await messages.create_communication(CommunicationRepository(session), body)
     return CommunicationDetail.model_validate(record)

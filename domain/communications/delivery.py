@@ -1,5 +1,8 @@
 """The send step: a message already recorded (and committed) is handed to its provider, once.
 
+This module delivers and never creates: messages are created by `service.send_message`, their workflows
+started by `dispatch`, and the provider comes from `providers.provider_for`.
+
 `deliver` locks the row, returns at once when the message was already sent or has failed (the retry after a
 crash finds `provider_message_id` set and sends nothing), calls the provider, and records the outcome with
 the forward-only status rule. A transient provider error (5xx, 429, timeout) propagates so the caller's
@@ -25,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.communications import policy
 from domain.communications.models import Communication
-from domain.communications.providers import OutboxProvider, OutgoingMessage, ProviderError, provider_for
+from domain.communications.provider_contract import OutgoingMessage, ProviderError
+from domain.communications.providers import OutboxProvider, provider_for
 from domain.communications.repository import CommunicationRepository, advance_status
 from domain.communications.service import WHATSAPP_CONTENT
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction

@@ -1,10 +1,11 @@
 """Handing a recorded message to its delivery workflow: the one road every outbound message takes.
 
-Whatever creates a message (the API, a journey, an appointment reminder, the booking chat, a consent
-confirmation) records it first and then starts `CommunicationDeliveryWorkflow` (id `communication-<uuid>`),
-which applies the send policy (consent, quiet hours, frequency cap), sends with retries and falls back to
-other channels. The start happens right after the caller's transaction commits, so a workflow never looks
-for a row that is not there, and nothing starts when the transaction rolls back.
+This module starts workflows and nothing else: `service.send_message` creates the message (whoever asks:
+the API, a journey, an appointment reminder, the booking chat, a consent confirmation), then this module
+starts its `CommunicationDeliveryWorkflow` (id `communication-<uuid>`), which applies the send policy
+(consent, quiet hours, frequency cap), sends with retries and falls back to other channels. The start
+happens right after the caller's transaction commits, so a workflow never looks for a row that is not
+there, and nothing starts when the transaction rolls back.
 
 Starting is idempotent: the id derives from the message, a running workflow is reused, and a closed one is
 started again (its first step finds a message already sent and does nothing). A start lost between the

@@ -1,22 +1,23 @@
-"""The Communications API's use cases: create (rendered, recorded, then delivered by a workflow), update,
-delete, mark read, statistics and the template catalogue."""
+"""The Communications API's use cases: create (rendered from the request body, then recorded by the send
+gate `service.send_message`), update, delete, mark read, statistics and the template catalogue.
+
+The package's roles: `service` creates every outbound message (the send gate), `dispatch` starts its
+delivery workflow after the commit, `delivery` hands it to its provider once (`providers` builds that
+provider), `policy` decides when it may go, `webhooks` applies what providers report back, and this module
+serves the API.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound, Unprocessable
-from core.phones import to_e164
-from core.settings import get_settings
-from domain.communications import dispatch, templates
-from domain.communications.dispatch import delivery_workflow_id
+from domain.communications import service, templates
 from domain.communications.models import Communication, CommunicationTemplate
 from domain.communications.repository import CommunicationRepository, advance_status
 from domain.communications.schemas import (
@@ -28,102 +29,60 @@ from domain.communications.schemas import (
     TemplateResponse,
     TemplateUpdate,
 )
-from domain.communications.service import (
-    by_idempotency_key,
-    recipient_for,
-    system_variables,
-    whatsapp_content_meta,
-)
-from domain.enums import Channel, CommunicationStatus, Direction
-from domain.journeys.models import JourneyInstance
+from domain.enums import Channel, CommunicationStatus
 from domain.patients.models import Patient
-from domain.scheduling.models import Appointment
 from domain.schemas import changes
 
 S = CommunicationStatus
 PATCHABLE = (S.SENT, S.DELIVERED, S.READ, S.FAILED)
 
 
-async def _exists(repo: CommunicationRepository, model: Any, record_id: uuid.UUID, label: str) -> None:
-    if await repo.session.scalar(select(model.id).where(model.id == record_id)) is None:
-        raise NotFound(f"{label} not found.")
-
-
-def _normalised_recipient(channel: Channel, recipient: str) -> str:
-    try:
-        if channel == Channel.EMAIL:
-            return str(TypeAdapter(EmailStr).validate_python(recipient)).lower()
-        return to_e164(recipient.removeprefix("whatsapp:"), get_settings().default_phone_region)
-    except (ValueError, ValidationError) as exc:
-        raise Unprocessable(f"recipient is not a valid {channel.value} address.") from exc
-
-
 async def create_communication(
     repo: CommunicationRepository, data: CommunicationCreate
 ) -> tuple[Communication, bool]:
-    """Render and record a message (queued or scheduled), delivered after the commit; (record, created).
+    """Render and record a message (queued or scheduled) through the send gate; (record, created).
 
-    An unknown template or a variable the template needs but was not given is 422 here, never a failure
-    later. A repeated `idempotency_key` returns the message already recorded under it."""
+    `message` and `subject` are Jinja text filled with the system variables and `template_vars`. Without a
+    `message`, `template_name` names the template rendered (422 when it is unknown or a variable it needs
+    was not given: here, never a failure later); with one, `template_name` is only recorded as a label.
+    Everything else (404s, opt-outs, a repeated `idempotency_key`) is `service.send_message`'s one rule."""
     session = repo.session
-    if data.idempotency_key and (existing := await by_idempotency_key(session, data.idempotency_key)):
-        return existing, False
-    patient = await session.scalar(select(Patient).where(Patient.id == data.patient_id))
-    if patient is None:
-        raise NotFound("Patient not found.")
-    if data.journey_instance_id is not None:
-        await _exists(repo, JourneyInstance, data.journey_instance_id, "Journey instance")
-    if data.appointment_id is not None:
-        await _exists(repo, Appointment, data.appointment_id, "Appointment")
-    template = None
-    if data.template_name is not None:
+
+    async def compose(patient: Patient) -> service.Content:
+        return await _render(session, data, patient)
+
+    result = await service.send_message(
+        session,
+        patient_id=data.patient_id,
+        channel=data.channel,
+        message=compose,
+        idempotency_key=data.idempotency_key or f"api:{uuid.uuid4()}",
+        template_name=data.template_name,
+        template_vars=data.template_vars,
+        appointment_id=data.appointment_id,
+        journey_instance_id=data.journey_instance_id,
+        urgent=data.is_urgent,
+        recipient=data.recipient,
+        scheduled_for=data.scheduled_for,
+    )
+    return result.communication, result.created
+
+
+async def _render(session: AsyncSession, data: CommunicationCreate, patient: Patient) -> service.Content:
+    """An API message's content: its own text, else its template's; 422 when it cannot be rendered."""
+    variables = await service.system_variables(session, patient, data.appointment_id)
+    variables.update(data.template_vars)
+    try:
+        subject = templates.render_text(data.subject, variables) if data.subject else None
+        if data.message or data.template_name is None:  # a template_name beside a message is a label
+            return service.Content(subject, templates.render_text(data.message or "", variables))
         template = await templates.resolve_template(session, data.template_name)
         if template is None:
             raise Unprocessable(f"Unknown template {data.template_name!r}.")
-    variables = await system_variables(session, patient, data.appointment_id)
-    variables.update(data.template_vars)
-    subject: str | None
-    try:
-        if template is not None and not data.message:
-            subject, body = template.render(variables)
-            subject = templates.render_text(data.subject, variables) if data.subject else subject
-        else:
-            subject = templates.render_text(data.subject, variables) if data.subject else None
-            body = templates.render_text(data.message or "", variables)
+        own_subject, body = template.render(variables)
+        return service.Content(subject or own_subject, body, template)
     except templates.TemplateError as exc:
         raise Unprocessable(f"The message cannot be rendered: {exc}") from exc
-    meta_data: dict[str, Any] = {}
-    if data.channel == Channel.WHATSAPP and template is not None and not data.message:
-        meta_data = whatsapp_content_meta(template, variables)  # sent instead outside the 24-hour window
-    recipient = (
-        _normalised_recipient(data.channel, data.recipient)
-        if data.recipient
-        else recipient_for(patient, data.channel)
-    )
-    now = datetime.now(UTC)
-    later = data.scheduled_for is not None and data.scheduled_for > now
-    record = Communication(
-        id=uuid.uuid4(),
-        patient_id=patient.id,
-        journey_instance_id=data.journey_instance_id,
-        appointment_id=data.appointment_id,
-        direction=Direction.OUTBOUND.value,
-        channel=data.channel.value,
-        recipient=recipient,
-        subject=subject,
-        message=body,
-        template_name=data.template_name,
-        template_vars=data.template_vars,
-        status=(S.SCHEDULED if later else S.QUEUED).value,
-        is_urgent=data.is_urgent,
-        scheduled_for=data.scheduled_for,
-        idempotency_key=data.idempotency_key or f"api:{uuid.uuid4()}",
-        meta_data=meta_data,
-    )
-    record.workflow_id = delivery_workflow_id(record.id)
-    record = await repo.add(record)
-    dispatch.start_after_commit(session, record)
-    return record, True
 
 
 async def update_communication(

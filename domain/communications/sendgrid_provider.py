@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from core.settings import Settings
-from domain.communications.providers import OutgoingMessage, ProviderError, ProviderResult
+from domain.communications.provider_contract import OutgoingMessage, ProviderError, ProviderResult
 from domain.enums import CommunicationStatus
 
 

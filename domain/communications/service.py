@@ -1,32 +1,57 @@
-"""Sending messages: one record per business idempotency key, rendered text, then the delivery workflow.
+"""The send gate: the one function that creates an outbound message, `send_message`.
 
-The record is inserted under its key in the caller's transaction and its delivery workflow (see `dispatch`)
-starts only after that transaction commits, so a retried activity or a repeated request finds the existing
-record and never sends twice. Message text and recipients are never logged (PHI).
+The API (`POST /communications`, through `messages.create_communication`), journeys, appointment reminders
+and cancellations, the booking chat, waitlist offers and STOP/START confirmations all record their messages
+here, so they share one behaviour: a patient missing from the tenant is 404 (`NotFound`, as for every id a
+body refers to in this codebase), so are a missing appointment or journey instance; a channel the patient
+opted out of records the message as `failed` (`opted_out`) and starts nothing, so no caller crashes on it;
+a repeated idempotency key returns the row already recorded under it, the database's unique constraint
+deciding between two concurrent inserts. The record is inserted in the caller's transaction and its
+delivery workflow starts only after that transaction commits (`dispatch`); `delivery` sends it later.
+Message text and recipients are never logged (PHI).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import Unprocessable
+from core.errors import NotFound, Unprocessable
+from core.phones import to_e164
+from core.settings import get_settings
 from domain.communications import dispatch, policy, templates
 from domain.communications.models import Communication
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
+from domain.journeys.models import JourneyInstance
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 
 WHATSAPP_CONTENT = "whatsapp_content"  # the meta_data key of a WhatsApp message's Content template
+OPTED_OUT = "opted_out"  # the error_code of a message refused because the patient opted out
+
+
+@dataclass(frozen=True)
+class Content:
+    """A message's subject and text as recorded, and the template they were rendered from (if any)."""
+
+    subject: str | None
+    body: str
+    template: templates.MessageTemplate | None = None
+
+
+# Renders the content for the patient once the message is known to be new (the API's Jinja text).
+Compose = Callable[[Patient], Awaitable[Content]]
 
 
 @dataclass
@@ -53,6 +78,16 @@ def recipient_for(patient: Patient, channel: Channel) -> str:
     return address
 
 
+def normalised_recipient(channel: Channel, recipient: str) -> str:
+    """An address given explicitly, normalised (lower-case email, E.164 phone); Unprocessable if invalid."""
+    try:
+        if channel == Channel.EMAIL:
+            return str(TypeAdapter(EmailStr).validate_python(recipient)).lower()
+        return to_e164(recipient.removeprefix("whatsapp:"), get_settings().default_phone_region)
+    except (ValueError, ValidationError) as exc:
+        raise Unprocessable(f"recipient is not a valid {channel.value} address.") from exc
+
+
 async def by_idempotency_key(session: AsyncSession, key: str) -> Communication | None:
     """The message recorded under `key` in the session's tenant, if any."""
     return await session.scalar(select(Communication).where(Communication.idempotency_key == key))
@@ -63,7 +98,7 @@ async def send_message(
     *,
     patient_id: uuid.UUID,
     channel: Channel,
-    message: str,
+    message: str | Compose,
     idempotency_key: str,
     template_name: str | None = None,
     subject: str | None = None,
@@ -74,34 +109,48 @@ async def send_message(
     urgent: bool = False,
     consent_confirmation: bool = False,
     template: templates.MessageTemplate | None = None,
+    recipient: str | None = None,
+    scheduled_for: datetime | None = None,
 ) -> SendResult:
-    """Record one message to a patient once per `idempotency_key`; its delivery workflow starts after the
-    caller commits and applies the send policy (consent, quiet hours, frequency cap) like every message.
+    """Record one outbound message once per `idempotency_key`; its delivery workflow starts after the caller
+    commits and applies the send policy (consent, quiet hours, frequency cap) like every message.
 
-    `urgent` messages pass quiet hours and the cap (and the record says so): answers to a message the
-    patient has just sent, and offers that expire. A `consent_confirmation` (the one reply to STOP/START)
-    goes even to the channel the patient just left. `template` is the template the message was rendered
-    from when the caller holds it (a journey's snapshot copy); otherwise `template_name` is looked up.
-    Flushes, never commits."""
+    `message` is the finished text, or a `Compose` that renders the content for the patient (the API's text
+    is Jinja; automated callers pass finished text, never rendered again). `template_name` is recorded as
+    given and never rendered here. On WhatsApp, the template the text was rendered from (the `Compose`'s
+    answer; for finished text `template`, the caller's copy, else the template `template_name` names) lends
+    its approved Content template for use outside the 24-hour window.
+
+    `urgent` messages pass quiet hours and the cap (and the record says so); a `consent_confirmation` (the
+    one reply to STOP/START) is urgent and goes even to the channel the patient just left. `recipient`
+    defaults to the patient's address; a future `scheduled_for` records the message as scheduled.
+
+    NotFound for a patient, appointment or journey instance missing from the tenant; Unprocessable for an
+    unusable address or content. Flushes, never commits."""
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
-        if (
-            existing.status in {s.value for s in UNSENT_COMMUNICATION_STATUSES}
-            and not existing.provider_message_id
-        ):
-            dispatch.start_after_commit(session, existing)  # a retry after a failed start: harmless
-        return SendResult(existing, created=False)
+        return _already_recorded(session, existing)
     patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
     if patient is None:
-        raise Unprocessable("The patient does not exist.")
-    recipient = recipient_for(patient, channel)
+        raise NotFound("Patient not found.")
+    if appointment_id is not None:
+        await _exists(session, Appointment, appointment_id, "Appointment")
+    if journey_instance_id is not None:
+        await _exists(session, JourneyInstance, journey_instance_id, "Journey instance")
+    address = normalised_recipient(channel, recipient) if recipient else recipient_for(patient, channel)
+    if callable(message):
+        content = await message(patient)
+    else:
+        if template is None and template_name is not None and channel == Channel.WHATSAPP:
+            template = await templates.resolve_template(session, template_name)
+        content = Content(subject, message, template)
     meta_data: dict[str, Any] = {"consent_confirmation": True} if consent_confirmation else {}
-    if channel == Channel.WHATSAPP and template_name is not None:
-        template = template or await templates.resolve_template(session, template_name)
-        if template is not None and template.whatsapp_content_sid is not None:
-            variables = await system_variables(session, patient, appointment_id)
-            variables.update(template_vars or {})
-            meta_data.update(whatsapp_content_meta(template, variables))
+    rendered_from = content.template
+    if channel == Channel.WHATSAPP and rendered_from is not None and rendered_from.whatsapp_content_sid:
+        variables = await system_variables(session, patient, appointment_id)
+        variables.update(template_vars or {})
+        meta_data.update(whatsapp_content_meta(rendered_from, variables))
+    later = scheduled_for is not None and scheduled_for > datetime.now(UTC)
     record = Communication(
         id=uuid.uuid4(),
         patient_id=patient.id,
@@ -109,33 +158,50 @@ async def send_message(
         appointment_id=appointment_id,
         direction=Direction.OUTBOUND.value,
         channel=channel.value,
-        recipient=recipient,
-        subject=subject,
-        message=message,
+        recipient=address,
+        subject=content.subject,
+        message=content.body,
         template_name=template_name,
         template_vars=template_vars or {},
-        status=CommunicationStatus.QUEUED.value,
+        status=(CommunicationStatus.SCHEDULED if later else CommunicationStatus.QUEUED).value,
         is_urgent=urgent or consent_confirmation,
+        scheduled_for=scheduled_for,
         idempotency_key=idempotency_key,
-        workflow_id=workflow_id,
         meta_data=meta_data,
     )
+    # The workflow that asked for the message (a journey's), else the message's own delivery workflow.
+    record.workflow_id = workflow_id or dispatch.delivery_workflow_id(record.id)
+    if not consent_confirmation and await policy.opted_out(session, patient.id, channel):
+        record.status, record.failed_at = CommunicationStatus.FAILED.value, datetime.now(UTC)
+        record.error_code = OPTED_OUT
+        record.error_message = f"The patient opted out of {channel.value} messages."
     try:
         async with session.begin_nested():
             session.add(record)
             await session.flush()
     except IntegrityError:
+        # A concurrent insert under the same key committed first (the unique constraint waited for it).
         existing = await by_idempotency_key(session, idempotency_key)
         if existing is None:
             raise
-        return SendResult(existing, created=False)
-    if not consent_confirmation and await policy.opted_out(session, patient.id, channel):
-        record.status, record.failed_at = CommunicationStatus.FAILED.value, datetime.now(UTC)
-        record.error_code, record.error_message = "opted_out", f"The patient opted out of {channel.value}."
-        await session.flush()
-        return SendResult(record, created=True)
-    dispatch.start_after_commit(session, record)
+        return _already_recorded(session, existing)
+    await session.refresh(record)  # the database's created_at / updated_at, for the caller's response
+    if record.status != CommunicationStatus.FAILED.value:
+        dispatch.start_after_commit(session, record)
     return SendResult(record, created=True)
+
+
+def _already_recorded(session: AsyncSession, existing: Communication) -> SendResult:
+    """The message already under the key; its delivery is started again (harmless) while it is unsent."""
+    unsent = existing.status in {s.value for s in UNSENT_COMMUNICATION_STATUSES}
+    if unsent and not existing.provider_message_id:
+        dispatch.start_after_commit(session, existing)  # a retry after a failed start
+    return SendResult(existing, created=False)
+
+
+async def _exists(session: AsyncSession, model: Any, record_id: uuid.UUID, label: str) -> None:
+    if await session.scalar(select(model.id).where(model.id == record_id)) is None:
+        raise NotFound(f"{label} not found.")
 
 
 def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[str, Any]) -> dict[str, Any]:

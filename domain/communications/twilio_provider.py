@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from core.settings import Settings
-from domain.communications.providers import OutgoingMessage, ProviderError, ProviderResult
+from domain.communications.provider_contract import OutgoingMessage, ProviderError, ProviderResult
 from domain.enums import Channel, CommunicationStatus
 
 # Twilio error codes that no retry can fix (https://www.twilio.com/docs/api/errors).

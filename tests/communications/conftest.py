@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ class FakeProviders:
     # False: every WhatsApp recipient is outside the 24-hour window, so free text (`Body` without
     # `ContentSid`) is refused with 63016 as Twilio does; a Content template is accepted.
     whatsapp_window_open: bool = True
+    # Seconds the next Twilio calls hang before accepting anything; then the connection closes unanswered
+    # and no message is created (the caller has given up by then).
+    twilio_hangs: list[float] = field(default_factory=list)
+    # The sid of every message Twilio accepted (answered 201), in order.
+    twilio_accepted: list[str] = field(default_factory=list)
 
     def twilio_forms(self) -> list[dict[str, str]]:
         """The form fields of every Twilio message request, in order."""
@@ -81,6 +87,10 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
         def _twilio(self, body: bytes) -> None:
             from urllib.parse import parse_qsl
 
+            if fake.twilio_hangs:
+                time.sleep(fake.twilio_hangs.pop(0))
+                self.close_connection = True
+                return None
             if fake.twilio_answers:
                 status, payload = fake.twilio_answers.pop(0)
                 return self._answer(status, payload)
@@ -112,6 +122,7 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 "error_code": None,
                 "error_message": None,
             }
+            fake.twilio_accepted.append(sid)
             self._answer(201, resource)
 
         def _sendgrid(self) -> None:
