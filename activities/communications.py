@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,6 +20,15 @@ from temporalio.exceptions import ApplicationError
 from activities import ActivityDeps
 from core.database import bind_tenant
 from domain.communications import delivery, policy
+from domain.communications.plan import (
+    CommunicationRef,
+    DeliveryPlan,
+    FailInput,
+    FallbackInput,
+    PolicyAnswer,
+    PolicyInput,
+    SendInput,
+)
 from domain.communications.providers import (
     OutboxProvider,
     ProviderError,
@@ -34,73 +42,6 @@ from domain.tenants.models import Tenant
 from domain.tenants.service import settings_of
 
 T = TypeVar("T")
-
-
-@dataclass
-class CommunicationRef:
-    """One message."""
-
-    tenant_id: str
-    communication_id: str
-
-
-@dataclass
-class DeliveryPlan:
-    """What the delivery workflow needs to know up front (no PHI)."""
-
-    channel: str
-    scheduled_for: str | None
-    fallback_minutes: int
-    # False when the channel's provider never reports delivery (the outbox): waiting for it is pointless.
-    # Defaults to True so plans recorded before the field existed replay as they ran.
-    reports_delivery: bool = True
-
-
-@dataclass
-class PolicyInput:
-    """Ask the send policy about one message at the workflow's time."""
-
-    tenant_id: str
-    communication_id: str
-    now: str
-
-
-@dataclass
-class PolicyAnswer:
-    """`send`, `wait` (until), `refuse` (recorded as failed), or `done` (nothing left to send)."""
-
-    verdict: str
-    reason: str
-    until: str | None = None
-
-
-@dataclass
-class SendInput:
-    """Send one message; `at` is the workflow's time of the decision (recorded as sent_at)."""
-
-    tenant_id: str
-    communication_id: str
-    at: str
-
-
-@dataclass
-class FallbackInput:
-    """Send the same content on `channel` unless the message was delivered meanwhile."""
-
-    tenant_id: str
-    communication_id: str
-    channel: str
-
-
-@dataclass
-class FailInput:
-    """Give up on a message with a PHI-free reason."""
-
-    tenant_id: str
-    communication_id: str
-    code: str
-    reason: str
-    at: str
 
 
 async def _heartbeating(work: Coroutine[Any, Any, T]) -> T:

@@ -16,15 +16,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.communications import (
-        CommunicationActivities,
+    from activities.communications import CommunicationActivities
+    from domain.communications.plan import (
+        WORKFLOW_NAME,
         CommunicationRef,
+        DeliveryInput,
         FailInput,
         FallbackInput,
         PolicyInput,
         SendInput,
     )
-    from domain.communications.dispatch import WORKFLOW_NAME, DeliveryInput
 
 STEP_TIMEOUT = timedelta(seconds=30)
 # Sized to the call: a provider request gives up after `provider_timeout_seconds` (10 s) and the send step's

@@ -31,24 +31,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from core.database import scope_to
 from core.temporal import RPC_TIMEOUT, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess, temporal_for
 from domain.communications.models import Communication
+from domain.communications.plan import WORKFLOW_NAME, DeliveryInput, delivery_workflow_id
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Direction
 
 log = logging.getLogger(__name__)
-
-WORKFLOW_NAME = "CommunicationDeliveryWorkflow"
-
-
-@dataclass
-class DeliveryInput:
-    """The delivery workflow's input: ids only, never a recipient or a message body."""
-
-    tenant_id: str
-    communication_id: str
-
-
-def delivery_workflow_id(communication_id: uuid.UUID | str) -> str:
-    """`communication-<uuid>`: the one delivery workflow of a message."""
-    return f"communication-{communication_id}"
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Worker
 
 from activities import ActivityDeps
-from activities.communications import CommunicationActivities, SendInput
+from activities.communications import CommunicationActivities
 from core.database import bind_tenant
 from core.settings import get_settings
 from core.temporal import bind_temporal
 from domain.communications import service
 from domain.communications.models import Communication
+from domain.communications.plan import SendInput
 from domain.enums import Channel
 from tests.communications.test_dispatch import _set_tenant, access_to
 from workflows.communications import SEND_TIMEOUT, CommunicationDeliveryWorkflow
