@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import Conflict
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.practitioners.schemas import PractitionerCreate, PractitionerUpdate
-from domain.scheduling.models import Appointment
 from domain.schemas import changes
+
+# appointments.practitioner_id is ON DELETE RESTRICT: an appointment keeps its practitioner for good.
+HISTORY_CONSTRAINT = "fk_appointments_practitioner_id_practitioners"
+
+
+def _constraint(exc: IntegrityError) -> str | None:
+    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
 
 
 async def create_practitioner(repo: PractitionerRepository, data: PractitionerCreate) -> Practitioner:
@@ -35,9 +41,12 @@ async def update_practitioner(
 async def delete_practitioner(repo: PractitionerRepository, practitioner_id: uuid.UUID) -> None:
     """Remove a practitioner who has no appointments (history is never deleted: deactivate instead)."""
     practitioner = await repo.get_or_404(practitioner_id)
-    has_history = await repo.session.scalar(
-        select(exists().where(Appointment.practitioner_id == practitioner.id))
-    )
-    if has_history:
-        raise Conflict("This practitioner has appointments; set is_active=false instead of deleting.")
-    await repo.delete(practitioner)
+    try:
+        async with repo.session.begin_nested():  # the database refuses while an appointment names them
+            await repo.delete(practitioner)
+    except IntegrityError as exc:
+        if _constraint(exc) != HISTORY_CONSTRAINT:
+            raise
+        raise Conflict(
+            "This practitioner has appointments; set is_active=false instead of deleting."
+        ) from exc
