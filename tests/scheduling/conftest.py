@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -10,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from core.database import bind_tenant
 from domain.patients.models import Patient
+from tests.polling import eventually
 from tests.temporal_envs import start_time_skipping, terminate_workflows
 
 API = "/api/v1/prm"
@@ -155,3 +159,34 @@ async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -
 
     await terminate_workflows(client, first)
     await terminate_workflows(client, await ids_of(Communication, ("communication",)))
+
+
+@pytest.fixture
+def settle(temporal_env, system_sessionmaker, tenant_id) -> Callable[[], Awaitable[None]]:
+    """Wait until none of the test's message deliveries and waitlist backfills is in an activity.
+
+    For tests that leave them running: `scheduling_worker`'s teardown terminates what still runs, and one
+    terminated in the middle of an activity can leave the shared time-skipping server unable to skip time
+    for the tests that follow (its `sleep` never returns). A workflow asleep on a timer is safe to end."""
+    from sqlalchemy import select
+
+    from domain.communications.models import Communication
+    from domain.scheduling.models import Appointment
+
+    async def between_steps(workflow_id: str) -> bool:
+        try:
+            described = await temporal_env.client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return True  # never started
+        running = described.status == WorkflowExecutionStatus.RUNNING
+        return not (running and described.raw_description.pending_activities)
+
+    async def wait() -> None:
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant_id)
+            ids = [f"communication-{i}" for i in await session.scalars(select(Communication.id))]
+            ids += [f"waitlist-backfill-{i}" for i in await session.scalars(select(Appointment.id))]
+        for workflow_id in ids:
+            await eventually(functools.partial(between_steps, workflow_id), f"{workflow_id} between steps")
+
+    return wait

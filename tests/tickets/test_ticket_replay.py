@@ -1,0 +1,121 @@
+"""Replay: recorded ticket-SLA histories still replay against the current workflow code.
+
+A ticket's SLA workflow runs from opening to resolution, days on a slow desk, so a deploy always finds
+some running. `histories/ticket_<scenario>_<version>.json` were recorded from real runs (the time-skipping
+server, the real activities and PostgreSQL, the tickets API sending the signals). Each run of this file
+records the scenarios afresh and replays them; `PRM_RECORD_HISTORIES=<version> pytest
+tests/tickets/test_ticket_replay.py` also writes them (add `-k <scenario>` for one). Record a new version
+when a change to the workflow is intended and guarded by `workflow.patched(...)`; keep the old files,
+which must go on replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.tickets.plan import SIGNAL_CHANGED, WORKFLOW_NAME, ticket_workflow_id
+from tests import histories
+from tests.histories import Scenario
+from tests.polling import eventually
+from tests.tickets.conftest import TICKETS, Desk, SlaWired
+from tests.tickets.test_ticket_sla_workflow import _due_set, _signal_seen
+from workflows.tickets import TicketSlaWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RESULT_TIMEOUT = 15
+SCENARIOS = {
+    # waiting_on_patient, back to in_progress (the pause shifts the due times), resolved
+    "ticket_paused": Scenario(["ticket_sla_begin", "ticket_sla_pause"], [SIGNAL_CHANGED] * 3, "resolved"),
+    # the response target missed, in_progress, the resolution target missed, resolved
+    "ticket_breached": Scenario(
+        ["ticket_sla_begin", "ticket_sla_breach", "ticket_sla_breach"],
+        [SIGNAL_CHANGED] * 2,
+        "resolved",
+        timers_fired=2,
+    ),
+}
+FIXTURE_PHI = ("Maria", "Garcia", "Prescription refill")
+
+
+async def _resolve_and_replay(
+    sla_env: SlaWired, client: httpx.AsyncClient, auth: dict, ticket_id: str, scenario: str
+) -> None:
+    resp = await client.patch(f"{TICKETS}/{ticket_id}", json={"status": "resolved"}, headers=auth)
+    assert resp.status_code == 200, resp.text
+    handle = sla_env.env.client.get_workflow_handle(ticket_workflow_id(ticket_id))
+    assert await asyncio.wait_for(handle.result(), RESULT_TIMEOUT) == "resolved"
+    await histories.replay_fresh(await handle.fetch_history(), TicketSlaWorkflow, HISTORIES, scenario)
+
+
+async def test_a_fresh_paused_history_replays(
+    sla_env: SlaWired, desk: Desk, new_ticket: Callable, client: httpx.AsyncClient, auth: dict
+) -> None:
+    await desk.set_calendar(weekdays=[])  # a 24/7 desk: business time is wall time
+    ticket = await new_ticket(priority="urgent")
+    before = (await _due_set(desk, ticket["id"])).resolution_due_at
+    url = f"{TICKETS}/{ticket['id']}"
+    await client.patch(url, json={"status": "waiting_on_patient"}, headers=auth)
+    await _signal_seen(sla_env, ticket["id"], "waiting_on_patient")
+    await sla_env.env.sleep(timedelta(hours=1))
+    await client.patch(url, json={"status": "in_progress"}, headers=auth)
+
+    async def shifted() -> Any:
+        return (await desk.ticket(ticket["id"])).resolution_due_at != before
+
+    await eventually(shifted, "the pause to move the due times")
+    await _resolve_and_replay(sla_env, client, auth, ticket["id"], "ticket_paused")
+
+
+async def test_a_fresh_breached_history_replays(
+    sla_env: SlaWired, desk: Desk, new_ticket: Callable, client: httpx.AsyncClient, auth: dict
+) -> None:
+    await desk.set_calendar(weekdays=[])
+    ticket = await new_ticket(priority="high")  # respond within 2 h, resolve within 8 h
+    await _due_set(desk, ticket["id"])
+    await sla_env.env.sleep(timedelta(hours=2, minutes=1))
+
+    def escalations(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return len(await desk.events(ticket["id"], "escalated")) == count
+
+        return check
+
+    await eventually(escalations(1), "the missed response's escalation")
+    resp = await client.patch(f"{TICKETS}/{ticket['id']}", json={"status": "in_progress"}, headers=auth)
+    assert resp.status_code == 200, resp.text
+    await _signal_seen(sla_env, ticket["id"], "in_progress")
+    due = (await desk.ticket(ticket["id"])).resolution_due_at
+    await sla_env.env.sleep(due - await sla_env.env.get_current_time() + timedelta(minutes=1))
+    await eventually(escalations(2), "the missed resolution's escalation")
+    await _resolve_and_replay(sla_env, client, auth, ticket["id"], "ticket_breached")
+
+
+RECORDED = sorted(HISTORIES.glob("ticket_*.json"))
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+async def test_recorded_history_replays_against_current_code(path: Path) -> None:
+    await histories.replay(path, TicketSlaWorkflow)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_scenario_has_a_recorded_history(scenario: str) -> None:
+    assert histories.recorded(HISTORIES, scenario), f"no recorded history of {scenario}"
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+async def test_recorded_history_is_the_whole_scenario(path: Path) -> None:
+    scenario = histories.scenario_of(path, SCENARIOS)
+    histories.assert_whole(await histories.load(path), WORKFLOW_NAME, scenario)
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
+def test_recorded_history_holds_no_phi(path: Path) -> None:
+    assert histories.phi_suspects(path, FIXTURE_PHI) == []
