@@ -41,6 +41,7 @@ from domain.journeys.triggers import (
 )
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
+from domain.scheduling.notifications import appointment_facts
 from domain.tickets import service as tickets
 
 
@@ -203,7 +204,12 @@ class JourneyActivities:
                 else Channel(action.channel)
             )
             try:
-                variables = await communications.system_variables(session, patient, instance.appointment_id)
+                appointment = (
+                    await appointment_facts(session, instance.appointment_id)
+                    if instance.appointment_id is not None
+                    else None
+                )
+                variables = await communications.system_variables(session, patient, appointment)
                 variables.update(action.variables)
                 kept = _kept_template(instance, data, action)
                 subject: str | None
@@ -225,6 +231,7 @@ class JourneyActivities:
                     idempotency_key=action_idempotency_key(instance.id, data.order_index, data.action_index),
                     template_name=action.template_id,
                     appointment_id=instance.appointment_id,
+                    appointment=appointment,
                     journey_instance_id=instance.id,
                     workflow_id=journey_workflow_id(instance.id),
                     template_vars=dict(action.variables),

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from core.errors import NotFound
 from core.pagination import PageDep
 from domain.communications import messages, templates
 from domain.communications.models import CommunicationTemplate
@@ -29,6 +30,8 @@ from domain.communications.schemas import (
     TenantTemplateResponse,
 )
 from domain.enums import Channel, CommunicationStatus, Direction
+from domain.journeys.repository import JourneyInstanceRepository
+from domain.scheduling import notifications
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/communications", tags=["communications"])
@@ -194,7 +197,16 @@ async def create_communication(
     the message already recorded under it. A patient who opted out of the channel gets the message
     recorded as `failed` (`error_code` `opted_out`) and never sent."""
     ensure_own_tenant(principal, body.tenant_id)
-    record, _ = await messages.create_communication(CommunicationRepository(session), body)
+    appointment = None
+    if body.appointment_id is not None:
+        appointment = await notifications.appointment_facts(session, body.appointment_id)
+        if appointment is None:
+            raise NotFound("Appointment not found.")
+    if body.journey_instance_id is not None:
+        await JourneyInstanceRepository(session).get_or_404(body.journey_instance_id)
+    record, _ = await messages.create_communication(
+        CommunicationRepository(session), body, appointment=appointment
+    )
     return CommunicationDetail.model_validate(record)
 
 

@@ -10,7 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import RawSessionDep
 from api.webhook_auth import SendGridEvents, TwilioForm
+from domain.analytics.sentiment import record_inbound_sentiment
 from domain.communications import webhooks
+from domain.journeys.service import record_reply_received
+from domain.scheduling.replies import route_inbound_reply
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 SIGNED: dict[int | str, dict[str, Any]] = {403: {"description": "Missing, forged or altered signature"}}
@@ -18,15 +21,17 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 def reply_routing(request: Request) -> webhooks.ReplyRouting:
-    """The WhatsApp booking conversation and waitlist offers a reply may answer (the scheduling domain)."""
-    from domain.scheduling.replies import route_inbound_reply
+    """Who hears of an inbound reply: waiting journeys, the booking conversation or waitlist offer it may
+    answer (scheduling), and the sentiment analytics."""
 
     async def route_booking(
         session: AsyncSession, patient_id: uuid.UUID, communication_id: uuid.UUID
     ) -> None:
         await route_inbound_reply(session, patient_id=patient_id, communication_id=communication_id)
 
-    return webhooks.ReplyRouting(route_booking=route_booking)
+    return webhooks.ReplyRouting(
+        notify_journeys=record_reply_received, route_booking=route_booking, score=record_inbound_sentiment
+    )
 
 
 @router.post("/twilio/status", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED)

@@ -38,18 +38,23 @@ PATCHABLE = (S.SENT, S.DELIVERED, S.READ, S.FAILED)
 
 
 async def create_communication(
-    repo: CommunicationRepository, data: CommunicationCreate
+    repo: CommunicationRepository,
+    data: CommunicationCreate,
+    *,
+    appointment: service.AppointmentFacts | None = None,
 ) -> tuple[Communication, bool]:
     """Render and record a message (queued or scheduled) through the send gate; (record, created).
 
     `message` and `subject` are Jinja text filled with the system variables and `template_vars`. Without a
     `message`, `template_name` names the template rendered (422 when it is unknown or a variable it needs
     was not given: here, never a failure later); with one, `template_name` is only recorded as a label.
-    Everything else (404s, opt-outs, a repeated `idempotency_key`) is `service.send_message`'s one rule."""
+    `appointment` is what the message may say of `data.appointment_id` (the caller has checked that id and
+    `data.journey_instance_id` belong to the tenant). Everything else (404s, opt-outs, a repeated
+    `idempotency_key`) is `service.send_message`'s one rule."""
     session = repo.session
 
     async def compose(patient: Patient) -> service.Content:
-        return await _render(session, data, patient)
+        return await _render(session, data, patient, appointment)
 
     result = await service.send_message(
         session,
@@ -60,6 +65,7 @@ async def create_communication(
         template_name=data.template_name,
         template_vars=data.template_vars,
         appointment_id=data.appointment_id,
+        appointment=appointment,
         journey_instance_id=data.journey_instance_id,
         urgent=data.is_urgent,
         recipient=data.recipient,
@@ -68,9 +74,14 @@ async def create_communication(
     return result.communication, result.created
 
 
-async def _render(session: AsyncSession, data: CommunicationCreate, patient: Patient) -> service.Content:
+async def _render(
+    session: AsyncSession,
+    data: CommunicationCreate,
+    patient: Patient,
+    appointment: service.AppointmentFacts | None,
+) -> service.Content:
     """An API message's content: its own text, else its template's; 422 when it cannot be rendered."""
-    variables = await service.system_variables(session, patient, data.appointment_id)
+    variables = await service.system_variables(session, patient, appointment)
     variables.update(data.template_vars)
     try:
         subject = templates.render_text(data.subject, variables) if data.subject else None

@@ -31,10 +31,7 @@ from core.settings import get_settings
 from domain.communications import dispatch, policy, templates
 from domain.communications.models import Communication
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
-from domain.journeys.models import JourneyInstance
 from domain.patients.models import Patient
-from domain.practitioners.models import Practitioner
-from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 
 WHATSAPP_CONTENT = "whatsapp_content"  # the meta_data key of a WhatsApp message's Content template
@@ -103,6 +100,7 @@ async def send_message(
     template_name: str | None = None,
     subject: str | None = None,
     appointment_id: uuid.UUID | None = None,
+    appointment: AppointmentFacts | None = None,
     journey_instance_id: uuid.UUID | None = None,
     workflow_id: str | None = None,
     template_vars: dict[str, Any] | None = None,
@@ -125,7 +123,10 @@ async def send_message(
     one reply to STOP/START) is urgent and goes even to the channel the patient just left. `recipient`
     defaults to the patient's address; a future `scheduled_for` records the message as scheduled.
 
-    NotFound for a patient, appointment or journey instance missing from the tenant; Unprocessable for an
+    `appointment_id` and `journey_instance_id` are the caller's to vouch for (the API checks a client's; the
+    database's foreign keys hold), and `appointment` says what the message may tell of it.
+
+    NotFound for a patient missing from the tenant; Unprocessable for an
     unusable address or content. Flushes, never commits."""
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
@@ -133,10 +134,6 @@ async def send_message(
     patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
     if patient is None:
         raise NotFound("Patient not found.")
-    if appointment_id is not None:
-        await _exists(session, Appointment, appointment_id, "Appointment")
-    if journey_instance_id is not None:
-        await _exists(session, JourneyInstance, journey_instance_id, "Journey instance")
     address = normalised_recipient(channel, recipient) if recipient else recipient_for(patient, channel)
     if callable(message):
         content = await message(patient)
@@ -147,7 +144,7 @@ async def send_message(
     meta_data: dict[str, Any] = {"consent_confirmation": True} if consent_confirmation else {}
     rendered_from = content.template
     if channel == Channel.WHATSAPP and rendered_from is not None and rendered_from.whatsapp_content_sid:
-        variables = await system_variables(session, patient, appointment_id)
+        variables = await system_variables(session, patient, appointment)
         variables.update(template_vars or {})
         meta_data.update(whatsapp_content_meta(rendered_from, variables))
     later = scheduled_for is not None and scheduled_for > datetime.now(UTC)
@@ -199,11 +196,6 @@ def _already_recorded(session: AsyncSession, existing: Communication) -> SendRes
     return SendResult(existing, created=False)
 
 
-async def _exists(session: AsyncSession, model: Any, record_id: uuid.UUID, label: str) -> None:
-    if await session.scalar(select(model.id).where(model.id == record_id)) is None:
-        raise NotFound(f"{label} not found.")
-
-
 def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[str, Any]) -> dict[str, Any]:
     """`{"whatsapp_content": {"sid", "variables"}}` for a WhatsApp message's `meta_data` (the send step uses
     it outside WhatsApp's 24-hour window), or {} when the template has no Content template.
@@ -216,8 +208,17 @@ def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[s
     return {} if content is None else {WHATSAPP_CONTENT: content}
 
 
+@dataclass(frozen=True)
+class AppointmentFacts:
+    """What a message may say about its appointment, given by the caller: communications reads no
+    scheduling table (`scheduling.notifications.appointment_facts` builds it)."""
+
+    start_time: datetime
+    practitioner_name: str | None = None
+
+
 async def system_variables(
-    session: AsyncSession, patient: Patient, appointment_id: uuid.UUID | None
+    session: AsyncSession, patient: Patient, appointment: AppointmentFacts | None = None
 ) -> dict[str, str]:
     """The template variables the system fills (see `templates.SYSTEM_VARIABLES`).
 
@@ -230,18 +231,13 @@ async def system_variables(
         "practitioner_name": "your care team",
         "clinic_name": tenant.name if tenant is not None else "your clinic",
     }
-    if appointment_id is not None:
-        appointment = await session.scalar(select(Appointment).where(Appointment.id == appointment_id))
-        if appointment is not None:
-            practitioner = await session.scalar(
-                select(Practitioner).where(Practitioner.id == appointment.practitioner_id)
-            )
-            if practitioner is not None:
-                values["practitioner_name"] = f"Dr. {practitioner.first_name} {practitioner.last_name}"
-            tz = ZoneInfo((tenant.timezone if tenant is not None else None) or "UTC")
-            local = appointment.start_time.astimezone(tz)
-            values["appointment_date"] = f"{local:%a} {local.day} {local:%b %Y}"
-            values["appointment_time"] = f"{local:%H:%M}"
+    if appointment is not None:
+        if appointment.practitioner_name:
+            values["practitioner_name"] = appointment.practitioner_name
+        tz = ZoneInfo((tenant.timezone if tenant is not None else None) or "UTC")
+        local = appointment.start_time.astimezone(tz)
+        values["appointment_date"] = f"{local:%a} {local.day} {local:%b %Y}"
+        values["appointment_time"] = f"{local:%H:%M}"
     return values
 
 

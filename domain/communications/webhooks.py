@@ -23,14 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.database import bind_tenant, mark_system
 from core.phones import to_e164
 from core.settings import get_settings
-from core.workflow_commands import record_signal
-from domain.analytics.sentiment import record_inbound_sentiment
 from domain.communications import policy, service
 from domain.communications.models import Communication, WebhookEvent
 from domain.communications.repository import advance_status
-from domain.enums import Channel, CommunicationStatus, Direction, JourneyInstanceStatus
-from domain.journeys.models import JourneyInstance
-from domain.journeys.plan import SIGNAL_REPLY_RECEIVED, ReplyReceived, journey_workflow_id
+from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 
@@ -53,12 +49,19 @@ SENDGRID_STATUS = {
 }
 
 
+# (session, patient id, stored message id): each records what it needs in the message's transaction.
+ReplyHandler = Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[Any]]
+
+
 @dataclass
 class ReplyRouting:
-    """How an inbound reply reaches a waiting booking conversation or waitlist offer (the scheduling
-    domain, passed in by the API); journeys waiting for a reply get their signal recorded here."""
+    """Who hears of a stored inbound message, passed in by the API (the domains above communications):
+    the journeys waiting for a reply, the booking conversation or waitlist offer it may answer, and the
+    analytics that score its sentiment once, at write time."""
 
-    route_booking: Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[Any]]
+    notify_journeys: ReplyHandler
+    route_booking: ReplyHandler
+    score: Callable[[AsyncSession, Communication], Awaitable[Any]]
 
 
 async def first_time(session: AsyncSession, provider: str, event_id: str) -> bool:
@@ -235,7 +238,7 @@ async def receive_twilio_message(
     )
     session.add(record)
     await session.flush()
-    await record_inbound_sentiment(session, record)  # scored once, at write time, for the analytics
+    await routing.score(session, record)
     keyword = policy.consent_keyword(body)
     if keyword is not None:
         opt_out = keyword == policy.ConsentKeyword.OPT_OUT
@@ -252,21 +255,7 @@ async def receive_twilio_message(
                 consent_confirmation=True,
             )
         return record
-    instances = (
-        await session.scalars(
-            select(JourneyInstance).where(
-                JourneyInstance.patient_id == patient_id,
-                JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
-            )
-        )
-    ).all()
-    for instance in instances:  # delivered after the commit, and again until Temporal has it
-        record_signal(
-            session,
-            workflow_id=instance.workflow_id or journey_workflow_id(instance.id),
-            signal=SIGNAL_REPLY_RECEIVED,
-            arg=ReplyReceived(communication_id=str(record.id)),
-        )
     communication_id = record.id
+    await routing.notify_journeys(session, patient_id, communication_id)
     await routing.route_booking(session, patient_id, communication_id)
     return record

@@ -35,6 +35,7 @@ from core.temporal import (
     SA_TENANT_ID,
     TemporalAccess,
 )
+from core.workflow_commands import record_signal
 from domain.communications.templates import MessageTemplate, to_snapshot
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys.definitions import add_stage as add_stage
@@ -46,7 +47,9 @@ from domain.journeys.definitions import update_journey as update_journey
 from domain.journeys.definitions import update_stage as update_stage
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
 from domain.journeys.plan import (
+    SIGNAL_REPLY_RECEIVED,
     WORKFLOW_NAME,
+    ReplyReceived,
     journey_workflow_id,
     workflow_input_for,
 )
@@ -279,6 +282,29 @@ async def cancel_instance(
     await mark_cancelled(session, instance.id, datetime.now(UTC))
     await session.refresh(instance)
     return instance
+
+
+async def record_reply_received(
+    session: AsyncSession, patient_id: uuid.UUID, communication_id: uuid.UUID
+) -> int:
+    """Record, with the stored inbound message, the `reply_received` signal to each of the patient's active
+    journeys (delivered after the commit, and again until Temporal has it); how many."""
+    instances = (
+        await session.scalars(
+            select(JourneyInstance).where(
+                JourneyInstance.patient_id == patient_id,
+                JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
+            )
+        )
+    ).all()
+    for instance in instances:
+        record_signal(
+            session,
+            workflow_id=instance.workflow_id or journey_workflow_id(instance.id),
+            signal=SIGNAL_REPLY_RECEIVED,
+            arg=ReplyReceived(communication_id=str(communication_id)),
+        )
+    return len(instances)
 
 
 async def instance_stats(

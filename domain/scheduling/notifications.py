@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.communications import service as communications
 from domain.communications.models import Communication
+from domain.communications.service import AppointmentFacts
 from domain.enums import (
     ACTIVE_APPOINTMENT_STATUSES,
     UNSENT_COMMUNICATION_STATUSES,
@@ -45,6 +46,20 @@ def cancellation_key(appointment_id: uuid.UUID) -> str:
     return f"appointment:{appointment_id}:cancellation"
 
 
+async def appointment_facts(session: AsyncSession, appointment_id: uuid.UUID) -> AppointmentFacts | None:
+    """What a message may say of an appointment of the session's tenant (None when there is none)."""
+    parts = await _appointment_parts(session, appointment_id)
+    if parts is None:
+        return None
+    appointment, _, practitioner = parts
+    return _facts(appointment, practitioner)
+
+
+def _facts(appointment: Appointment, practitioner: Practitioner | None) -> AppointmentFacts:
+    name = f"Dr. {practitioner.first_name} {practitioner.last_name}" if practitioner is not None else None
+    return AppointmentFacts(start_time=appointment.start_time, practitioner_name=name)
+
+
 async def deliver(
     session: AsyncSession,
     *,
@@ -53,6 +68,7 @@ async def deliver(
     idempotency_key: str,
     template_name: str,
     appointment_id: uuid.UUID | None = None,
+    appointment: AppointmentFacts | None = None,
     channel: Channel | None = None,
     urgent: bool = False,
 ) -> bool:
@@ -65,6 +81,7 @@ async def deliver(
         idempotency_key=idempotency_key,
         template_name=template_name,
         appointment_id=appointment_id,
+        appointment=appointment,
         urgent=urgent,
     )
     return result.created
@@ -123,6 +140,7 @@ async def send_reminder(
         idempotency_key=reminder_key(appointment.id, offset_minutes, planned_start),
         template_name="appointment_reminder",
         appointment_id=appointment.id,
+        appointment=_facts(appointment, practitioner),
     )
 
 
@@ -144,6 +162,7 @@ async def send_cancellation(session: AsyncSession, *, appointment_id: uuid.UUID)
         idempotency_key=cancellation_key(appointment.id),
         template_name="appointment_cancelled",
         appointment_id=appointment.id,
+        appointment=_facts(appointment, practitioner),
     )
 
 
@@ -171,6 +190,7 @@ async def send_confirmation(
         idempotency_key=key,
         template_name="appointment_booked",
         appointment_id=appointment.id,
+        appointment=_facts(appointment, await session.get(Practitioner, appointment.practitioner_id)),
         urgent=True,
     )
 
