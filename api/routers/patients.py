@@ -21,21 +21,25 @@ from domain.patients.duplicates import find_duplicates
 from domain.patients.repository import PatientRepository
 from domain.patients.schemas import (
     DuplicateCandidate,
-    Patient360Response,
     PatientAdvancedSearch,
-    PatientAppointmentListResponse,
-    PatientConversationListResponse,
     PatientCreate,
     PatientDeleteResponse,
     PatientDemographicsResponse,
-    PatientDetailResponse,
-    PatientMergeRequest,
-    PatientMergeResponse,
     PatientResponse,
     PatientSearchType,
     PatientSimpleListResponse,
     PatientSimpleResponse,
     PatientUpdate,
+)
+from domain.records import merge, overview
+from domain.records.repository import PatientRecordRepository
+from domain.records.schemas import (
+    Patient360Response,
+    PatientAppointmentListResponse,
+    PatientConversationListResponse,
+    PatientDetailResponse,
+    PatientMergeRequest,
+    PatientMergeResponse,
 )
 from domain.scheduling.schemas import AppointmentResponse
 from domain.tickets.schemas import TicketResponse
@@ -116,8 +120,11 @@ async def merge_patients(body: PatientMergeRequest, session: SessionDep) -> Pati
     """Merge a duplicate record into the primary one. Every appointment, message, ticket and journey
     instance of the duplicate moves to the primary, as do its channel consents (an opt-out on either
     record wins). The duplicate becomes `inactive` with `merged_into_id` set. All or nothing."""
-    result = await service.merge_patients(
-        PatientRepository(session), primary_id=body.primary_patient_id, duplicate_id=body.duplicate_patient_id
+    result = await merge.merge_patients(
+        PatientRepository(session),
+        PatientRecordRepository(session),
+        primary_id=body.primary_patient_id,
+        duplicate_id=body.duplicate_patient_id,
     )
     return PatientMergeResponse(
         primary_patient_id=result.primary_patient_id,
@@ -160,9 +167,8 @@ async def create_patient(
 async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDetailResponse:
     """A patient's full demographics, with counts of appointments (total and upcoming), active journeys,
     open tickets and messages, and the dates of the last visit and the next appointment."""
-    repo = PatientRepository(session)
-    patient = await repo.get_or_404(patient_id)
-    stats = await repo.statistics(patient.id)
+    patient = await PatientRepository(session).get_or_404(patient_id)
+    stats = await PatientRecordRepository(session).statistics(patient.id)
     return PatientDetailResponse.model_validate(
         {**PatientResponse.model_validate(patient).model_dump(exclude={"full_name", "age"}), **asdict(stats)}
     )
@@ -214,14 +220,15 @@ async def patient_360(patient_id: uuid.UUID, session: SessionDep) -> Patient360R
     """Everything about a patient on one screen: demographics, the 10 latest appointments, active
     journeys, open tickets, the 10 latest messages, counts (`recent_communications`: last 30 days) and
     the last visit and next appointment dates."""
-    overview = await service.patient_overview(PatientRepository(session), patient_id)
-    stats = overview.statistics
+    records = PatientRecordRepository(session)
+    view = await overview.patient_overview(PatientRepository(session), records, patient_id)
+    stats = view.statistics
     return Patient360Response(
-        patient=PatientResponse.model_validate(overview.patient),
-        appointments=[AppointmentResponse.model_validate(a) for a in overview.appointments],
-        journeys=overview.journeys,
-        tickets=[TicketResponse.model_validate(t) for t in overview.tickets],
-        communications=[CommunicationResponse.model_validate(c) for c in overview.communications],
+        patient=PatientResponse.model_validate(view.patient),
+        appointments=[AppointmentResponse.model_validate(a) for a in view.appointments],
+        journeys=view.journeys,
+        tickets=[TicketResponse.model_validate(t) for t in view.tickets],
+        communications=[CommunicationResponse.model_validate(c) for c in view.communications],
         total_appointments=stats.total_appointments,
         upcoming_appointments=stats.upcoming_appointments,
         active_journeys=stats.active_journeys,
@@ -271,11 +278,9 @@ async def patient_appointments(
     ] = None,
 ) -> PatientAppointmentListResponse:
     """The patient's appointments, latest first (soonest first with `upcoming=true`)."""
-    repo = PatientRepository(session)
-    patient = await repo.get_or_404(patient_id)
-    rows, total = await paginate(
-        session, repo.appointments_of(patient.id, status=status, upcoming=upcoming), page
-    )
+    patient = await PatientRepository(session).get_or_404(patient_id)
+    stmt = PatientRecordRepository(session).appointments_of(patient.id, status=status, upcoming=upcoming)
+    rows, total = await paginate(session, stmt, page)
     items = [AppointmentResponse.model_validate(r) for r in rows]
     return PatientAppointmentListResponse.build(items, total, page)
 
@@ -294,9 +299,8 @@ async def patient_conversations(
     direction: Direction | None = None,
 ) -> PatientConversationListResponse:
     """The patient's messages, inbound and outbound, newest first; filter by channel or direction."""
-    repo = PatientRepository(session)
-    patient = await repo.get_or_404(patient_id)
-    stmt = repo.conversations_of(patient.id, channel=channel, direction=direction)
+    patient = await PatientRepository(session).get_or_404(patient_id)
+    stmt = PatientRecordRepository(session).conversations_of(patient.id, channel=channel, direction=direction)
     rows, total = await paginate(session, stmt, page)
     items = [CommunicationResponse.model_validate(r) for r in rows]
     return PatientConversationListResponse.build(items, total, page)

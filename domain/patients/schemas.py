@@ -12,11 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, computed_field, field_validator, model_validator
 
 from core.pagination import MAX_PAGE_SIZE, Page
-from domain.communications.schemas import CommunicationResponse
-from domain.enums import Channel, Gender, JourneyInstanceStatus, PatientStatus
-from domain.scheduling.schemas import AppointmentResponse
+from domain.enums import Channel, Gender, PatientStatus
 from domain.schemas import Email, PhoneNumber, RequestModel, ResponseModel
-from domain.tickets.schemas import TicketResponse
 
 MRN_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9 ._/-]*$")
 LANGUAGE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -183,18 +180,6 @@ class PatientResponse(PatientSimpleResponse):
     updated_at: datetime
 
 
-class PatientDetailResponse(PatientResponse):
-    """A patient with the statistics of their appointments, journeys, tickets and messages."""
-
-    total_appointments: int
-    upcoming_appointments: int
-    active_journeys: int
-    open_tickets: int
-    total_communications: int
-    last_visit_date: datetime | None
-    next_appointment_date: datetime | None
-
-
 class PatientSimpleListResponse(Page[PatientSimpleResponse]):
     """A page of patients."""
 
@@ -240,36 +225,6 @@ class PatientDeleteResponse(ResponseModel):
     patient_id: uuid.UUID
 
 
-class JourneyInstanceSummary(ResponseModel):
-    """A journey a patient is on, as the 360 view lists it."""
-
-    id: uuid.UUID
-    journey_id: uuid.UUID
-    journey_name: str
-    status: JourneyInstanceStatus
-    current_stage_id: uuid.UUID | None
-    appointment_id: uuid.UUID | None
-    started_at: datetime | None
-    created_at: datetime
-
-
-class Patient360Response(ResponseModel):
-    """Everything about a patient on one screen: demographics, recent activity and what is open."""
-
-    patient: PatientResponse
-    appointments: list[AppointmentResponse] = Field(description="The 10 latest, by start time")
-    journeys: list[JourneyInstanceSummary] = Field(description="Active journey instances")
-    tickets: list[TicketResponse] = Field(description="Open tickets (not resolved or closed)")
-    communications: list[CommunicationResponse] = Field(description="The 10 latest messages")
-    total_appointments: int
-    upcoming_appointments: int
-    active_journeys: int
-    open_tickets: int
-    recent_communications: int = Field(description="Messages in the last 30 days")
-    last_visit_date: datetime | None
-    next_appointment_date: datetime | None
-
-
 class DuplicateReason(StrEnum):
     """Why a record may be the same person."""
 
@@ -288,33 +243,6 @@ class DuplicateCandidate(ResponseModel):
     reasons: list[DuplicateReason]
 
 
-class PatientMergeRequest(RequestModel):
-    """Body of `POST /patients/merge`: the record to keep and the duplicate to fold into it."""
-
-    primary_patient_id: uuid.UUID = Field(description="The record that survives")
-    duplicate_patient_id: uuid.UUID = Field(description="The record merged into the primary and retired")
-
-
-class MergedRecords(ResponseModel):
-    """How many records of each kind moved from the duplicate to the primary."""
-
-    appointments: int = 0
-    communications: int = 0
-    tickets: int = 0
-    journey_instances: int = 0
-    channel_consents: int = 0
-
-
-class PatientMergeResponse(ResponseModel):
-    """The outcome of a merge."""
-
-    success: bool = True
-    primary_patient_id: uuid.UUID
-    merged_patient_id: uuid.UUID
-    merged_at: datetime
-    moved: MergedRecords
-
-
 class PatientDemographicsResponse(ResponseModel):
     """Counts of the tenant's patients (merged duplicates excluded), broken down several ways."""
 
@@ -325,11 +253,3 @@ class PatientDemographicsResponse(ResponseModel):
     by_preferred_channel: dict[str, int]
     by_preferred_language: dict[str, int]
     new_this_month: int = Field(description="Registered since the 1st of this month (tenant's time zone)")
-
-
-class PatientAppointmentListResponse(Page[AppointmentResponse]):
-    """A page of one patient's appointments."""
-
-
-class PatientConversationListResponse(Page[CommunicationResponse]):
-    """A page of one patient's messages, newest first."""

@@ -5,21 +5,13 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from core.errors import Conflict, NotFound
 from domain.enums import Channel, Gender, PatientStatus
 from domain.patients.models import Patient
-from domain.patients.repository import AGE_GROUPS, UNSPECIFIED, PatientRepository, PatientStatistics
-from domain.patients.schemas import (
-    JourneyInstanceSummary,
-    MergedRecords,
-    PatientCreate,
-    PatientDemographicsResponse,
-    PatientUpdate,
-)
+from domain.patients.repository import AGE_GROUPS, UNSPECIFIED, PatientRepository
+from domain.patients.schemas import PatientCreate, PatientDemographicsResponse, PatientUpdate
 from domain.schemas import changes
 from domain.tenants.models import Tenant
 
@@ -73,55 +65,13 @@ async def activate_patient(repo: PatientRepository, patient_id: uuid.UUID) -> Pa
     return await repo.save(patient)
 
 
-@dataclass(frozen=True)
-class PatientOverview:
-    """A patient with everything the 360 view shows."""
-
-    patient: Patient
-    statistics: PatientStatistics
-    appointments: list[Any]
-    journeys: list[JourneyInstanceSummary]
-    tickets: list[Any]
-    communications: list[Any]
-
-
-async def patient_overview(repo: PatientRepository, patient_id: uuid.UUID) -> PatientOverview:
-    """The 360 view's data: demographics, statistics and the latest and open records (seven queries)."""
-    patient = await repo.get_or_404(patient_id)
-    summary_fields = [name for name in JourneyInstanceSummary.model_fields if name != "journey_name"]
-    journeys = [
-        JourneyInstanceSummary.model_validate(
-            {**{name: getattr(instance, name) for name in summary_fields}, "journey_name": journey_name}
-        )
-        for instance, journey_name in await repo.active_journeys(patient.id)
-    ]
-    return PatientOverview(
-        patient=patient,
-        statistics=await repo.statistics(patient.id),
-        appointments=await repo.latest_appointments(patient.id),
-        journeys=journeys,
-        tickets=await repo.open_tickets(patient.id),
-        communications=await repo.latest_communications(patient.id),
-    )
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    """What a merge did."""
-
-    primary_patient_id: uuid.UUID
-    merged_patient_id: uuid.UUID
-    merged_at: datetime
-    moved: MergedRecords
-
-
-async def merge_patients(
+async def lock_for_merge(
     repo: PatientRepository, *, primary_id: uuid.UUID, duplicate_id: uuid.UUID
-) -> MergeResult:
-    """Move everything the duplicate owns onto the primary and retire the duplicate, in one transaction.
+) -> tuple[Patient, Patient]:
+    """Row-lock the primary and the duplicate and check the duplicate may be merged into the primary.
 
-    Both rows are locked first (in id order), so two merges touching the same patients run one after
-    the other and the second sees the first's outcome.
+    Both rows are locked in id order, so two merges touching the same patients run one after the other
+    and the second sees the first's outcome.
     """
     locked = await repo.lock(primary_id, duplicate_id)
     if primary_id not in locked or duplicate_id not in locked:
@@ -133,23 +83,21 @@ async def merge_patients(
         raise Conflict("The duplicate patient has already been merged into another record.")
     if primary.merged_into_id is not None:
         raise Conflict("The primary patient was merged into another record; merge into that record instead.")
+    return primary, duplicate
 
-    moved = await repo.move_owned_records(from_patient=duplicate.id, to_patient=primary.id)
-    moved["channel_consents"] = await _merge_consents(repo, primary=primary.id, duplicate=duplicate.id)
+
+async def retire_merged(repo: PatientRepository, duplicate: Patient, *, into: Patient) -> datetime:
+    """Retire the duplicate as merged into `into`, as are records merged into it earlier; returns when."""
+    await repo.redirect_merges(from_patient=duplicate.id, to_patient=into.id)
     duplicate.status = PatientStatus.INACTIVE.value
-    duplicate.merged_into_id = primary.id
+    duplicate.merged_into_id = into.id
     duplicate.merged_at = merged_at = datetime.now(UTC)
     await repo.save(duplicate)
-    return MergeResult(
-        primary_patient_id=primary.id,
-        merged_patient_id=duplicate.id,
-        merged_at=merged_at,
-        moved=MergedRecords(**moved),
-    )
+    return merged_at
 
 
-async def _merge_consents(repo: PatientRepository, *, primary: uuid.UUID, duplicate: uuid.UUID) -> int:
-    """Carry the duplicate's channel consents over; where both have one, an opt-out on either wins.
+async def merge_consents(repo: PatientRepository, *, primary: uuid.UUID, duplicate: uuid.UUID) -> int:
+    """Carry the duplicate's channel consents over (returns how many); where both have one, an opt-out wins.
 
     Folding towards the opt-out means a merge never resumes messages the person asked to stop.
     """
