@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.database import bind_tenant
 from core.settings import Settings
 
 
@@ -17,6 +19,12 @@ class ActivityDeps:
 
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
+
+    def tenant_session(self, tenant_id: str) -> AsyncSession:
+        """A session scoped to one tenant: how every activity opens its transaction (`async with`)."""
+        session = self.sessionmaker()
+        bind_tenant(session, uuid.UUID(tenant_id))
+        return session
 
 
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
-from core.database import bind_tenant, run_after_commit_jobs
+from core.database import run_after_commit_jobs
 from core.errors import DomainError
 from domain.scheduling import backfill, booking, notifications, waitlist
 from domain.scheduling.plan import (
@@ -53,8 +53,7 @@ class AppointmentActivities:
     async def send_appointment_reminder(self, data: ReminderInput) -> bool:
         """Send one reminder (skipped when the appointment moved or is no longer active)."""
         with _domain_errors_are_final():
-            async with self.deps.sessionmaker() as session:
-                bind_tenant(session, uuid.UUID(data.tenant_id))
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 sent = await notifications.send_reminder(
                     session,
                     appointment_id=uuid.UUID(data.appointment_id),
@@ -68,8 +67,7 @@ class AppointmentActivities:
     async def send_appointment_cancellation(self, data: CancellationMessageInput) -> bool:
         """Tell the patient the appointment is cancelled (once)."""
         with _domain_errors_are_final():
-            async with self.deps.sessionmaker() as session:
-                bind_tenant(session, uuid.UUID(data.tenant_id))
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 sent = await notifications.send_cancellation(
                     session, appointment_id=uuid.UUID(data.appointment_id)
                 )
@@ -80,8 +78,7 @@ class AppointmentActivities:
     async def expire_booking_conversation(self, data: ExpireConversationInput) -> ConversationUpdate:
         """Release the holds of a conversation whose offer ran out (unless it was extended or ended)."""
         with _domain_errors_are_final():
-            async with self.deps.sessionmaker() as session:
-                bind_tenant(session, uuid.UUID(data.tenant_id))
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 status, expires_at = await booking.expire_conversation(
                     session, uuid.UUID(data.conversation_id), data.expires_at
                 )
@@ -92,8 +89,7 @@ class AppointmentActivities:
     async def handle_booking_reply(self, data: ConversationReplyInput) -> ConversationUpdate:
         """Act on the patient's routed reply: book, re-offer, or ask again."""
         with _domain_errors_are_final():
-            async with self.deps.sessionmaker() as session:
-                bind_tenant(session, uuid.UUID(data.tenant_id))
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 status, expires_at = await booking.reply_from_message(
                     session,
                     self._gateway(),
@@ -108,8 +104,7 @@ class AppointmentActivities:
     async def offer_waitlist_wave(self, data: WaitlistWaveInput) -> WaitlistWave:
         """Offer the freed time to the next wave of the waitlist (the same wave again on retry)."""
         with _domain_errors_are_final():
-            async with self.deps.sessionmaker() as session:
-                bind_tenant(session, uuid.UUID(data.tenant_id))
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 wave = await backfill.offer_wave(
                     session,
                     uuid.UUID(data.cancelled_appointment_id),
@@ -128,8 +123,7 @@ class AppointmentActivities:
     async def handle_waitlist_reply(self, data: WaitlistReplyInput) -> WaitlistReplyOutcome:
         """Act on a patient's routed reply to an offer: book it, pass on it, or ask again."""
         with _domain_errors_are_final():
-            async with self.deps.sessionmaker() as session:
-                bind_tenant(session, uuid.UUID(data.tenant_id))
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 status, offer_id = await waitlist.reply_from_message(
                     session,
                     self._gateway(),
@@ -144,8 +138,7 @@ class AppointmentActivities:
     async def expire_waitlist_wave(self, data: ExpireWaitlistWaveInput) -> int:
         """Close the unanswered offers of a wave whose hold ran out; how many."""
         with _domain_errors_are_final():
-            async with self.deps.sessionmaker() as session:
-                bind_tenant(session, uuid.UUID(data.tenant_id))
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 expired = await backfill.expire_wave(
                     session, uuid.UUID(data.cancelled_appointment_id), data.wave
                 )

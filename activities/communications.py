@@ -13,12 +13,10 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
-from core.database import bind_tenant
 from domain.communications import delivery, policy
 from domain.communications.plan import (
     CommunicationRef,
@@ -71,17 +69,12 @@ class CommunicationActivities:
         self.deps = deps
         log_provider_configuration(deps.settings)
 
-    def _session(self, tenant_id: str) -> AsyncSession:
-        session = self.deps.sessionmaker()
-        bind_tenant(session, uuid.UUID(tenant_id))
-        return session
-
     @activity.defn(name="communication_plan")
     async def plan(self, data: CommunicationRef) -> DeliveryPlan | None:
         """The message's channel, its scheduled time and the tenant's fallback delay (None: it is gone).
 
         Stamps `delivery_started_at` (once): the reconciler restarts only messages without the stamp."""
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
             if record is None:
                 return None
@@ -103,7 +96,7 @@ class CommunicationActivities:
     async def check_policy(self, data: PolicyInput) -> PolicyAnswer:
         """Consent, quiet hours and frequency cap for one message; a refusal is recorded as failed."""
         now = datetime.fromisoformat(data.now)
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             repo = CommunicationRepository(session)
             record = await repo.for_update(uuid.UUID(data.communication_id))
             if record is None or record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
@@ -133,7 +126,7 @@ class CommunicationActivities:
         return await _heartbeating(self._send(data, at))
 
     async def _send(self, data: SendInput, at: datetime) -> str:
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             try:
                 outcome = await delivery.deliver(session, uuid.UUID(data.communication_id), at=at)
             except ProviderError as exc:  # transient: the retry policy backs off and tries again
@@ -144,7 +137,7 @@ class CommunicationActivities:
     @activity.defn(name="communication_fallback")
     async def fallback(self, data: FallbackInput) -> str | None:
         """Record the same content on `channel` (once) unless delivered meanwhile; the copy's id or None."""
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
             if record is None or record.status in ("delivered", "read"):
                 return None
@@ -157,7 +150,7 @@ class CommunicationActivities:
     @activity.defn(name="communication_mark_failed")
     async def mark_failed(self, data: FailInput) -> None:
         """Record that the message could not be sent."""
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             await delivery.mark_failed(
                 session,
                 uuid.UUID(data.communication_id),

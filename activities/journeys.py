@@ -22,7 +22,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
-from core.database import bind_tenant
 from core.errors import DomainError
 from domain.communications import service as communications
 from domain.communications import templates
@@ -125,11 +124,6 @@ class JourneyActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self.deps = deps
 
-    async def _session(self, tenant_id: str) -> AsyncSession:
-        session = self.deps.sessionmaker()
-        bind_tenant(session, uuid.UUID(tenant_id))
-        return session
-
     async def _instance(self, session: AsyncSession, instance_id: str) -> JourneyInstance:
         instance = await JourneyInstanceRepository(session).get(uuid.UUID(instance_id))
         if instance is None:
@@ -139,7 +133,7 @@ class JourneyActivities:
     @activity.defn(name="journey_record_stage_status")
     async def record_stage_status(self, data: StageStatusInput) -> None:
         """Record a stage's status and timestamps (ignored once the instance is cancelled or finished)."""
-        async with await self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             recorded = await JourneyInstanceRepository(session).record_stage(
                 uuid.UUID(data.instance_id),
                 data.order_index,
@@ -154,7 +148,7 @@ class JourneyActivities:
     @activity.defn(name="journey_record_instance_status")
     async def record_instance_status(self, data: InstanceStatusInput) -> None:
         """Record that the instance completed or failed (ignored once it is no longer active)."""
-        async with await self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             await JourneyInstanceRepository(session).finish(
                 uuid.UUID(data.instance_id),
                 JourneyInstanceStatus(data.status),
@@ -165,7 +159,7 @@ class JourneyActivities:
     @activity.defn(name="journey_mark_instance_cancelled")
     async def mark_instance_cancelled(self, data: InstanceStatusInput) -> None:
         """Record that the instance was cancelled (its unfinished stages become skipped)."""
-        async with await self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             await journeys.mark_cancelled(
                 session, uuid.UUID(data.instance_id), datetime.fromisoformat(data.at)
             )
@@ -174,7 +168,7 @@ class JourneyActivities:
     @activity.defn(name="journey_load_appointment_time")
     async def load_appointment_time(self, data: InstanceRef) -> str | None:
         """The start time (ISO 8601) of the instance's appointment; None without one or once cancelled."""
-        async with await self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             instance = await self._instance(session, data.instance_id)
             if instance.appointment_id is None:
                 return None
@@ -188,7 +182,7 @@ class JourneyActivities:
     @activity.defn(name="journey_send_message")
     async def send_journey_message(self, data: ActionInput) -> str | None:
         """Render and send a stage's message once; the communication's id (None once the journey stopped)."""
-        async with await self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             instance = await self._instance(session, data.instance_id)
             if instance.status != JourneyInstanceStatus.ACTIVE.value:
                 return None
@@ -246,7 +240,7 @@ class JourneyActivities:
     async def _ticket(
         self, data: ActionInput, spec_of: Callable[[JourneyInstance], TicketSpec], key: str
     ) -> str:
-        async with await self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             instance = await self._instance(session, data.instance_id)
             spec = spec_of(instance)
             result = await tickets.create_ticket(

@@ -8,16 +8,13 @@ change they stand for.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
-from core.database import bind_tenant
 from core.errors import NotFound
 from domain.tickets import service as tickets
 from domain.tickets.plan import BreachInput, PauseInput, SlaState, TicketRef
@@ -29,15 +26,10 @@ class TicketActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self.deps = deps
 
-    def _session(self, tenant_id: str) -> AsyncSession:
-        session = self.deps.sessionmaker()
-        bind_tenant(session, uuid.UUID(tenant_id))
-        return session
-
     @activity.defn(name="ticket_sla_begin")
     async def begin(self, data: TicketRef) -> SlaState:
         """Set the ticket's due times for the current cycle (once) and return its SLA state."""
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             try:
                 state = await tickets.begin_sla(session, data.ticket_id)
             except NotFound as exc:
@@ -48,7 +40,7 @@ class TicketActivities:
     @activity.defn(name="ticket_sla_breach")
     async def breach(self, data: BreachInput) -> SlaState:
         """Escalate a missed target once (flag, raise priority, notify) unless it no longer applies."""
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             try:
                 state = await tickets.record_breach(session, data)
             except NotFound as exc:
@@ -59,7 +51,7 @@ class TicketActivities:
     @activity.defn(name="ticket_sla_pause")
     async def pause(self, data: PauseInput) -> SlaState:
         """Move the pending due times by the business time spent waiting on the patient (once)."""
-        async with self._session(data.tenant_id) as session:
+        async with self.deps.tenant_session(data.tenant_id) as session:
             try:
                 state = await tickets.shift_for_pause(session, data)
             except NotFound as exc:
