@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
 
 from core.database import bind_tenant
+from core.errors import DomainError
 from core.settings import Settings
 
 
@@ -25,6 +28,18 @@ class ActivityDeps:
         session = self.sessionmaker()
         bind_tenant(session, uuid.UUID(tenant_id))
         return session
+
+
+@contextmanager
+def domain_errors_are_final() -> Iterator[None]:
+    """A domain error (a patient who cannot be reached, an invalid snapshot, a state the request no longer
+    fits) fails the activity for good, named by its class, with its readable detail: a retry would meet
+    the same data. Database and provider outages are not domain errors, and the workflow's retry policy
+    retries them."""
+    try:
+        yield
+    except DomainError as exc:
+        raise ApplicationError(exc.detail, type=type(exc).__name__, non_retryable=True) from exc
 
 
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:

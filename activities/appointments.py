@@ -7,16 +7,12 @@ idempotent under retry (every message carries a business idempotency key the dat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
-from activities import ActivityDeps
+from activities import ActivityDeps, domain_errors_are_final
 from core.database import run_after_commit_jobs
-from core.errors import DomainError
 from domain.scheduling import backfill, booking, notifications, waitlist
 from domain.scheduling.plan import (
     CancellationMessageInput,
@@ -33,16 +29,6 @@ from domain.scheduling.plan import (
 from domain.scheduling.workflow_jobs import WorkflowGateway
 
 
-@contextmanager
-def _domain_errors_are_final() -> Iterator[None]:
-    """A domain error (no way to reach the patient, an invalid state) fails the activity for good: a retry
-    would meet the same data. Database and provider outages are not domain errors and still retry."""
-    try:
-        yield
-    except DomainError as exc:
-        raise ApplicationError(exc.detail, type=type(exc).__name__, non_retryable=True) from exc
-
-
 class AppointmentActivities:
     """Activities of the appointment workflow, bound to the worker's dependencies."""
 
@@ -52,7 +38,7 @@ class AppointmentActivities:
     @activity.defn(name="send_appointment_reminder")
     async def send_appointment_reminder(self, data: ReminderInput) -> bool:
         """Send one reminder (skipped when the appointment moved or is no longer active)."""
-        with _domain_errors_are_final():
+        with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
                 sent = await notifications.send_reminder(
                     session,
@@ -66,7 +52,7 @@ class AppointmentActivities:
     @activity.defn(name="send_appointment_cancellation")
     async def send_appointment_cancellation(self, data: CancellationMessageInput) -> bool:
         """Tell the patient the appointment is cancelled (once)."""
-        with _domain_errors_are_final():
+        with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
                 sent = await notifications.send_cancellation(
                     session, appointment_id=uuid.UUID(data.appointment_id)
@@ -77,7 +63,7 @@ class AppointmentActivities:
     @activity.defn(name="expire_booking_conversation")
     async def expire_booking_conversation(self, data: ExpireConversationInput) -> ConversationUpdate:
         """Release the holds of a conversation whose offer ran out (unless it was extended or ended)."""
-        with _domain_errors_are_final():
+        with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
                 status, expires_at = await booking.expire_conversation(
                     session, uuid.UUID(data.conversation_id), data.expires_at
@@ -88,7 +74,7 @@ class AppointmentActivities:
     @activity.defn(name="handle_booking_reply")
     async def handle_booking_reply(self, data: ConversationReplyInput) -> ConversationUpdate:
         """Act on the patient's routed reply: book, re-offer, or ask again."""
-        with _domain_errors_are_final():
+        with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
                 status, expires_at = await booking.reply_from_message(
                     session,
@@ -103,7 +89,7 @@ class AppointmentActivities:
     @activity.defn(name="offer_waitlist_wave")
     async def offer_waitlist_wave(self, data: WaitlistWaveInput) -> WaitlistWave:
         """Offer the freed time to the next wave of the waitlist (the same wave again on retry)."""
-        with _domain_errors_are_final():
+        with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
                 wave = await backfill.offer_wave(
                     session,
@@ -122,7 +108,7 @@ class AppointmentActivities:
     @activity.defn(name="handle_waitlist_reply")
     async def handle_waitlist_reply(self, data: WaitlistReplyInput) -> WaitlistReplyOutcome:
         """Act on a patient's routed reply to an offer: book it, pass on it, or ask again."""
-        with _domain_errors_are_final():
+        with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
                 status, offer_id = await waitlist.reply_from_message(
                     session,
@@ -137,7 +123,7 @@ class AppointmentActivities:
     @activity.defn(name="expire_waitlist_wave")
     async def expire_waitlist_wave(self, data: ExpireWaitlistWaveInput) -> int:
         """Close the unanswered offers of a wave whose hold ran out; how many."""
-        with _domain_errors_are_final():
+        with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
                 expired = await backfill.expire_wave(
                     session, uuid.UUID(data.cancelled_appointment_id), data.wave

@@ -27,23 +27,21 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.journeys import (
-        ActionInput,
-        InstanceRef,
-        InstanceStatusInput,
-        JourneyActivities,
-        StageStatusInput,
-    )
+    from activities.journeys import JourneyActivities
     from core.temporal import SA_INSTANCE_STATUS
     from domain.journeys.plan import (
         WORKFLOW_NAME,
+        ActionInput,
         ActionPlan,
         AdvanceInput,
         AdvanceResult,
+        InstanceRef,
+        InstanceStatusInput,
         JourneyWorkflowInput,
         PendingReminder,
         ReplyReceived,
         StagePlan,
+        StageStatusInput,
     )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)

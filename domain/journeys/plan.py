@@ -149,3 +149,44 @@ class AdvanceResult:
 
     order_index: int
     instance_status: str
+
+
+@dataclass
+class InstanceRef:
+    """One journey instance."""
+
+    tenant_id: str
+    instance_id: str
+
+
+@dataclass
+class ActionInput:
+    """One action of one stage of an instance (`action_index` -1: the stage trigger's timeout ticket)."""
+
+    tenant_id: str
+    instance_id: str
+    order_index: int
+    action_index: int
+
+
+@dataclass
+class StageStatusInput:
+    """A stage's new status, at the workflow's time, with an optional PHI-free note."""
+
+    tenant_id: str
+    instance_id: str
+    order_index: int
+    status: str
+    at: str
+    notes: str | None = None
+
+
+@dataclass
+class InstanceStatusInput:
+    """An instance's new status, at the workflow's time."""
+
+    tenant_id: str
+    instance_id: str
+    status: str
+    at: str
+    notes: str | None = None

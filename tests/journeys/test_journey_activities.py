@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import ActivityDeps
-from activities.journeys import ActionInput, JourneyActivities, StageStatusInput
+from activities.journeys import JourneyActivities
 from domain.communications.providers import OutboxProvider, provider_for
 from domain.communications.templates import (
     BUILTIN_TEMPLATES,
@@ -14,6 +14,7 @@ from domain.communications.templates import (
     required_variables,
 )
 from domain.enums import Channel
+from domain.journeys.plan import ActionInput, StageStatusInput
 from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import activity_env, create_instance, send
 

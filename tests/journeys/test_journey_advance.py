@@ -15,8 +15,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ActivityDeps
-from activities.journeys import ActionInput, JourneyActivities
-from domain.journeys.plan import journey_workflow_id
+from activities.journeys import JourneyActivities
+from domain.journeys.plan import ActionInput, journey_workflow_id
 from tests.journeys.conftest import INSTANCES, LEGACY_INSTANCES, Clinic, Wired, app_on
 from tests.journeys.helpers import send
 from tests.journeys.test_journey_instances_api import define, stage_statuses, started, statuses_become

@@ -11,8 +11,9 @@ from sqlalchemy import update
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ActivityDeps
-from activities.journeys import ActionInput, JourneyActivities
+from activities.journeys import JourneyActivities
 from domain.journeys.models import JourneyInstance
+from domain.journeys.plan import ActionInput
 from tests.journeys.conftest import INSTANCES, JOURNEYS, Clinic, journey_worker
 from tests.journeys.helpers import activity_env, add_tenant_template, create_instance, send, start
 
