@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities import ActivityDeps
 from core.database import bind_tenant
 from core.errors import NotFound
-from domain.tickets import service as tickets
+from domain.tickets import sla_steps
 from domain.tickets.plan import BreachInput, PauseInput, SlaState, TicketRef
 
 
@@ -39,7 +39,7 @@ class TicketActivities:
         """Set the ticket's due times for the current cycle (once) and return its SLA state."""
         async with self._session(data.tenant_id) as session:
             try:
-                state = await tickets.begin_sla(session, data.ticket_id)
+                state = await sla_steps.begin_sla(session, data.ticket_id)
             except NotFound as exc:
                 raise ApplicationError("ticket not found", non_retryable=True) from exc
             await session.commit()
@@ -50,7 +50,7 @@ class TicketActivities:
         """Escalate a missed target once (flag, raise priority, notify) unless it no longer applies."""
         async with self._session(data.tenant_id) as session:
             try:
-                state = await tickets.record_breach(session, data)
+                state = await sla_steps.record_breach(session, data)
             except NotFound as exc:
                 raise ApplicationError("ticket not found", non_retryable=True) from exc
             await session.commit()
@@ -61,7 +61,7 @@ class TicketActivities:
         """Move the pending due times by the business time spent waiting on the patient (once)."""
         async with self._session(data.tenant_id) as session:
             try:
-                state = await tickets.shift_for_pause(session, data)
+                state = await sla_steps.shift_for_pause(session, data)
             except NotFound as exc:
                 raise ApplicationError("ticket not found", non_retryable=True) from exc
             await session.commit()
