@@ -16,6 +16,12 @@ from core.pagination import PageDep
 from core.temporal import shared_client
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, lifecycle, overview, service
+from domain.scheduling.booking_schemas import (
+    FindSlotsRequest,
+    FindSlotsResponse,
+    SelectSlotRequest,
+    SelectSlotResponse,
+)
 from domain.scheduling.repository import AppointmentRepository, tenant_timezone
 from domain.scheduling.schemas import (
     AppointmentDetailResponse,
@@ -25,10 +31,6 @@ from domain.scheduling.schemas import (
     AppointmentStats,
     AppointmentUpdate,
     ConflictCheckResponse,
-    FindSlotsRequest,
-    FindSlotsResponse,
-    SelectSlotRequest,
-    SelectSlotResponse,
 )
 from domain.scheduling.workflow_jobs import WorkflowGateway
 
