@@ -27,7 +27,7 @@ from core.temporal import TemporalAccess
 from domain.communications.dispatch import reconcile_delivery_starts
 from domain.journeys import service as journeys
 from domain.scheduling.workflow_jobs import WorkflowGateway, start_missing_appointment_workflows
-from domain.tickets import service as tickets
+from domain.tickets.sla_workflow import reconcile_ticket_sla_starts
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ async def reconcile_lost_starts(client: Client, deps: ActivityDeps, data: Reconc
         tenant_id=tenant_id,
     )
     access = TemporalAccess(get_client=get_client, task_queue=queue)
-    ticket_slas = await tickets.reconcile_ticket_sla_starts(
+    ticket_slas = await reconcile_ticket_sla_starts(
         deps.sessionmaker, access, older_than_seconds=data.older_than_seconds, tenant_id=tenant_id
     )
     messages = await reconcile_delivery_starts(

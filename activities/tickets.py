@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
 from core.errors import NotFound
-from domain.tickets import service as tickets
+from domain.tickets import sla_steps
 from domain.tickets.plan import BreachInput, PauseInput, SlaState, TicketRef
 
 
@@ -31,7 +31,7 @@ class TicketActivities:
         """Set the ticket's due times for the current cycle (once) and return its SLA state."""
         async with self.deps.tenant_session(data.tenant_id) as session:
             try:
-                state = await tickets.begin_sla(session, data.ticket_id)
+                state = await sla_steps.begin_sla(session, data.ticket_id)
             except NotFound as exc:
                 raise ApplicationError("ticket not found", non_retryable=True) from exc
             await session.commit()
@@ -42,7 +42,7 @@ class TicketActivities:
         """Escalate a missed target once (flag, raise priority, notify) unless it no longer applies."""
         async with self.deps.tenant_session(data.tenant_id) as session:
             try:
-                state = await tickets.record_breach(session, data)
+                state = await sla_steps.record_breach(session, data)
             except NotFound as exc:
                 raise ApplicationError("ticket not found", non_retryable=True) from exc
             await session.commit()
@@ -53,7 +53,7 @@ class TicketActivities:
         """Move the pending due times by the business time spent waiting on the patient (once)."""
         async with self.deps.tenant_session(data.tenant_id) as session:
             try:
-                state = await tickets.shift_for_pause(session, data)
+                state = await sla_steps.shift_for_pause(session, data)
             except NotFound as exc:
                 raise ApplicationError("ticket not found", non_retryable=True) from exc
             await session.commit()

@@ -15,7 +15,13 @@ from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep,
 from core.pagination import PageDep
 from core.temporal import shared_client
 from domain.enums import AppointmentStatus
-from domain.scheduling import booking, service
+from domain.scheduling import booking, lifecycle, overview, service
+from domain.scheduling.booking_schemas import (
+    FindSlotsRequest,
+    FindSlotsResponse,
+    SelectSlotRequest,
+    SelectSlotResponse,
+)
 from domain.scheduling.repository import AppointmentRepository, tenant_timezone
 from domain.scheduling.schemas import (
     AppointmentDetailResponse,
@@ -25,10 +31,6 @@ from domain.scheduling.schemas import (
     AppointmentStats,
     AppointmentUpdate,
     ConflictCheckResponse,
-    FindSlotsRequest,
-    FindSlotsResponse,
-    SelectSlotRequest,
-    SelectSlotResponse,
 )
 from domain.scheduling.workflow_jobs import WorkflowGateway
 
@@ -95,7 +97,7 @@ async def todays_appointments(
     status: AppointmentStatus | None = None,
 ) -> list[AppointmentDetailResponse]:
     """Today's appointments, where today is each location's local day (else the tenant's)."""
-    return await service.todays_appointments(
+    return await overview.todays_appointments(
         session,
         practitioner_id=practitioner_id,
         location_id=location_id,
@@ -111,7 +113,7 @@ async def upcoming_appointments(
     practitioner_id: uuid.UUID | None = None,
 ) -> list[AppointmentDetailResponse]:
     """The next active appointments from now on, soonest first."""
-    return await service.upcoming_appointments(
+    return await overview.upcoming_appointments(
         session, limit=limit, patient_id=patient_id, practitioner_id=practitioner_id
     )
 
@@ -126,7 +128,7 @@ async def appointment_stats(
 ) -> AppointmentStats:
     """Counts for dashboards: total, today, upcoming, completed, cancelled, no-show, by status and by type."""
     ensure_own_tenant(principal, tenant_id)
-    return await service.appointment_stats(session, start_date=start_date, end_date=end_date)
+    return await overview.appointment_stats(session, start_date=start_date, end_date=end_date)
 
 
 @router.get("/conflicts", response_model=ConflictCheckResponse, dependencies=[CanRead])
@@ -180,7 +182,7 @@ async def create_appointment(
     """Book directly (web portal, front desk): into a `time_slot_id`, or a practitioner's start/end time."""
     ensure_own_tenant(principal, body.tenant_id)
     appointment = await service.book_appointment(session, body, workflows)
-    return (await service.with_details(session, [appointment]))[0]
+    return (await overview.with_details(session, [appointment]))[0]
 
 
 @router.get("/{appointment_id}", response_model=AppointmentResponse, dependencies=[CanRead])
@@ -200,7 +202,7 @@ async def update_appointment(
     Status follows booked -> confirmed -> checked_in -> completed, with cancelled and no_show; any other
     transition is 409. A reschedule moves the pending reminders.
     """
-    appointment = await service.update_appointment(session, appointment_id, body, workflows)
+    appointment = await lifecycle.update_appointment(session, appointment_id, body, workflows)
     return AppointmentResponse.model_validate(appointment)
 
 
@@ -217,7 +219,7 @@ async def cancel_appointment(
     notify_patient: Annotated[bool, Query(description="Send a cancellation notification")] = True,
 ) -> AppointmentResponse:
     """Cancel: frees the slot, stops reminders, tells the patient (unless told not), offers the waitlist."""
-    appointment = await service.cancel_appointment(
+    appointment = await lifecycle.cancel_appointment(
         session, appointment_id, notify_patient=notify_patient, gateway=workflows
     )
     return AppointmentResponse.model_validate(appointment)
@@ -228,5 +230,5 @@ async def delete_appointment(
     appointment_id: uuid.UUID, session: SessionDep, workflows: WorkflowsDep
 ) -> Response:
     """Permanently remove an appointment. Prefer cancelling, which keeps the history."""
-    await service.delete_appointment(session, appointment_id, workflows)
+    await lifecycle.delete_appointment(session, appointment_id, workflows)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -10,7 +10,12 @@ from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own
 from core.pagination import PageDep
 from domain.scheduling import slots
 from domain.scheduling.repository import LocationRepository
-from domain.scheduling.schemas import LocationCreate, LocationListResponse, LocationResponse, LocationUpdate
+from domain.scheduling.slot_schemas import (
+    LocationCreate,
+    LocationListResponse,
+    LocationResponse,
+    LocationUpdate,
+)
 
 router = APIRouter(prefix="/locations", tags=["locations"])
 

@@ -13,7 +13,12 @@ from core.pagination import PageDep
 from domain.enums import SlotStatus
 from domain.scheduling import slots
 from domain.scheduling.repository import TimeSlotRepository
-from domain.scheduling.schemas import TimeSlotCreate, TimeSlotListResponse, TimeSlotResponse, TimeSlotUpdate
+from domain.scheduling.slot_schemas import (
+    TimeSlotCreate,
+    TimeSlotListResponse,
+    TimeSlotResponse,
+    TimeSlotUpdate,
+)
 
 router = APIRouter(prefix="/time-slots", tags=["time slots"])
 

@@ -20,7 +20,7 @@ from api.routers.appointments import WorkflowsDep
 from core.errors import Conflict
 from core.pagination import PageDep
 from domain.scheduling import backfill, waitlist
-from domain.scheduling.schemas import (
+from domain.scheduling.waitlist_schemas import (
     OfferStatus,
     WaitlistEntryCreate,
     WaitlistEntryResponse,

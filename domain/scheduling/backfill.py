@@ -26,8 +26,9 @@ from domain.scheduling import notifications, workflow_jobs
 from domain.scheduling.models import Appointment, Location, TimeSlot, WaitlistEntry, WaitlistOffer
 from domain.scheduling.plan import WaitlistBackfillInput
 from domain.scheduling.repository import AppointmentRepository, tenant_timezone
-from domain.scheduling.schemas import OfferStatus, PartOfDay, WaitlistStatus
+from domain.scheduling.slot_schemas import PartOfDay
 from domain.scheduling.slots import PARTS_OF_DAY
+from domain.scheduling.waitlist_schemas import OfferStatus, WaitlistStatus
 from domain.scheduling.workflow_jobs import WorkflowGateway
 from domain.tenants.models import Tenant
 from domain.tenants.schemas import WaitlistSettings

@@ -22,18 +22,18 @@ from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.scheduling import notifications, service, workflow_jobs
-from domain.scheduling.models import BookingConversation, SlotHold, TimeSlot
-from domain.scheduling.repository import TimeSlotRepository, tenant_timezone
-from domain.scheduling.schemas import (
-    AppointmentResponse,
+from domain.scheduling.booking_schemas import (
     FindSlotsRequest,
     FindSlotsResponse,
     OfferedSlot,
-    PartOfDay,
     SelectSlotOutcome,
     SelectSlotRequest,
     SelectSlotResponse,
 )
+from domain.scheduling.models import BookingConversation, SlotHold, TimeSlot
+from domain.scheduling.repository import TimeSlotRepository, tenant_timezone
+from domain.scheduling.schemas import AppointmentResponse
+from domain.scheduling.slot_schemas import PartOfDay
 from domain.scheduling.slots import PARTS_OF_DAY
 from domain.scheduling.workflow_jobs import WorkflowGateway
 

@@ -20,7 +20,7 @@ from domain.scheduling.repository import (
     TimeSlotRepository,
     tenant_timezone,
 )
-from domain.scheduling.schemas import (
+from domain.scheduling.slot_schemas import (
     LocationCreate,
     LocationUpdate,
     PartOfDay,

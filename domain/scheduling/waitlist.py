@@ -39,7 +39,7 @@ from domain.scheduling.backfill import (
 )
 from domain.scheduling.models import WaitlistEntry, WaitlistOffer
 from domain.scheduling.plan import OfferSettledSignal
-from domain.scheduling.schemas import OfferStatus, WaitlistEntryCreate, WaitlistStatus
+from domain.scheduling.waitlist_schemas import OfferStatus, WaitlistEntryCreate, WaitlistStatus
 from domain.scheduling.workflow_jobs import WorkflowGateway
 
 YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "accept", "book", "confirm", "si", "oui"}

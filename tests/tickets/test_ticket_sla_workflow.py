@@ -12,7 +12,7 @@ import httpx
 
 from core.temporal import TemporalAccess
 from domain.tickets.plan import ticket_workflow_id
-from domain.tickets.service import reconcile_ticket_sla_starts
+from domain.tickets.sla_workflow import reconcile_ticket_sla_starts
 from tests.polling import eventually
 from tests.tickets.conftest import TICKETS, Desk, SlaWired
 
