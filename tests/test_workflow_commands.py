@@ -82,9 +82,10 @@ async def _record(system_sessionmaker, tenant_id, *commands: tuple[str, str, int
         return [r.id for r in rows]
 
 
-async def _deliver(system_sessionmaker, client: Client, queue: str) -> tuple[int, int]:
+async def _deliver(system_sessionmaker, client: Client, queue: str, ids: list[int]) -> tuple[int, int]:
+    """Deliver this test's commands (a run's database may hold other tests' pending ones)."""
     async with system_sessionmaker() as session:
-        return await deliver_pending(session, client, queue)
+        return await deliver_pending(session, client, queue, ids=ids)
 
 
 async def _rows(system_sessionmaker, ids: list[int]) -> list[WorkflowCommand]:
@@ -109,12 +110,12 @@ async def test_commands_recorded_without_temporal_stay_pending_then_arrive_in_or
     ids = await _record(system_sessionmaker, tenant_id, *((workflow_id, "note", n) for n in (1, 2, 3)))
     assert [r.delivered_at for r in await _rows(system_sessionmaker, ids)] == [None, None, None]
 
-    delivered, left = await _deliver(system_sessionmaker, temporal, queue)
+    delivered, left = await _deliver(system_sessionmaker, temporal, queue, ids)
     assert (delivered, left) == (3, 0)
     assert await handle.query(CommandRecorder.seen) == [1, 2, 3]
     assert {r.outcome for r in await _rows(system_sessionmaker, ids)} == {"delivered"}
 
-    assert await _deliver(system_sessionmaker, temporal, queue) == (0, 0)  # nothing is sent twice
+    assert await _deliver(system_sessionmaker, temporal, queue, ids) == (0, 0)  # nothing is sent twice
     assert await handle.query(CommandRecorder.seen) == [1, 2, 3]
 
 
@@ -133,12 +134,12 @@ async def test_a_command_held_elsewhere_holds_back_its_workflow_but_not_others(
         await holder.execute(
             text("SELECT id FROM workflow_commands WHERE id = :id FOR UPDATE"), {"id": ids[0]}
         )
-        delivered, _ = await _deliver(system_sessionmaker, temporal, queue)
+        delivered, _ = await _deliver(system_sessionmaker, temporal, queue, ids)
         assert delivered == 1
         assert await handles[1].query(CommandRecorder.seen) == [7]
         assert await handles[0].query(CommandRecorder.seen) == []  # 2 never overtakes 1
         await holder.rollback()
-    assert (await _deliver(system_sessionmaker, temporal, queue))[0] == 2
+    assert (await _deliver(system_sessionmaker, temporal, queue, ids))[0] == 2
     assert await handles[0].query(CommandRecorder.seen) == [1, 2]
 
 
@@ -146,7 +147,7 @@ async def test_a_signal_to_a_workflow_that_is_not_running_is_dropped_as_not_runn
     temporal, queue, system_sessionmaker, tenant_id
 ) -> None:
     ids = await _record(system_sessionmaker, tenant_id, (f"recorder-{uuid.uuid4()}", "note", 1))
-    assert await _deliver(system_sessionmaker, temporal, queue) == (1, 0)
+    assert await _deliver(system_sessionmaker, temporal, queue, ids) == (1, 0)
     [row] = await _rows(system_sessionmaker, ids)
     assert (row.outcome, row.delivered_at is not None) == ("not_running", True)
 
@@ -157,16 +158,19 @@ async def test_a_command_with_a_start_starts_the_missing_workflow_with_its_signa
     workflow_id = f"recorder-{uuid.uuid4()}"
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        record_signal(
-            session,
-            workflow_id=workflow_id,
-            signal="note",
-            arg=Note(5),
-            start=StartIfMissing(workflow="CommandRecorder", input=RecorderInput(label="lost start")),
-        )
-        record_signal(session, workflow_id=workflow_id, signal="done", arg=Note(0))
+        rows = [
+            record_signal(
+                session,
+                workflow_id=workflow_id,
+                signal="note",
+                arg=Note(5),
+                start=StartIfMissing(workflow="CommandRecorder", input=RecorderInput(label="lost start")),
+            ),
+            record_signal(session, workflow_id=workflow_id, signal="done", arg=Note(0)),
+        ]
         await session.commit()
-    assert (await _deliver(system_sessionmaker, temporal, queue))[0] == 2
+    ids = [r.id for r in rows]
+    assert (await _deliver(system_sessionmaker, temporal, queue, ids))[0] == 2
     assert await temporal.get_workflow_handle(workflow_id).result() == [5]
 
 
@@ -182,5 +186,10 @@ async def test_a_command_rolled_back_with_its_change_is_never_delivered(
         record_signal(session, workflow_id=workflow_id, signal="note", arg=Note(9))
         await session.flush()
         await session.rollback()
-    assert await _deliver(system_sessionmaker, temporal, queue) == (0, 0)
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        kept = await session.scalar(
+            select(WorkflowCommand.id).where(WorkflowCommand.workflow_id == workflow_id)
+        )
+    assert kept is None  # nothing for a relay to deliver
     assert await handle.query(CommandRecorder.seen) == []

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, status
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, TemporalAccessDep, ensure_own_tenant
 from core.pagination import PageDep
 from domain.enums import TicketPriority, TicketStatus
+from domain.journeys.repository import JourneyInstanceRepository
 from domain.tickets import service
 from domain.tickets.repository import TicketRepository
 from domain.tickets.schemas import (
@@ -68,7 +69,13 @@ async def create_ticket(
     """Open a ticket. Its SLA clock starts now: `response_due_at` and `resolution_due_at` are set within
     moments by its workflow, from the tenant's targets for the priority, in business hours."""
     ensure_own_tenant(principal, body.tenant_id)
-    ticket = await service.open_ticket(session, body, temporal, actor=principal.sub)
+    journey_patient_id = None
+    if body.journey_instance_id is not None:
+        instance = await JourneyInstanceRepository(session).get_or_404(body.journey_instance_id)
+        journey_patient_id = instance.patient_id
+    ticket = await service.open_ticket(
+        session, body, temporal, actor=principal.sub, journey_patient_id=journey_patient_id
+    )
     return TicketResponse.model_validate(ticket)
 
 

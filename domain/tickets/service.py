@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import Conflict, NotFound, Unprocessable
 from core.temporal import TemporalAccess
 from domain.enums import TicketPriority, TicketStatus
-from domain.journeys.models import JourneyInstance
 from domain.patients.models import Patient
 from domain.schemas import changes
 from domain.tickets import sla_workflow
@@ -110,22 +109,25 @@ async def create_ticket(
 
 
 async def open_ticket(
-    session: AsyncSession, data: TicketCreate, access: TemporalAccess, *, actor: str
+    session: AsyncSession,
+    data: TicketCreate,
+    access: TemporalAccess,
+    *,
+    actor: str,
+    journey_patient_id: uuid.UUID | None = None,
 ) -> Ticket:
-    """Open a ticket about one of the tenant's patients; its SLA workflow starts after the commit."""
+    """Open a ticket about one of the tenant's patients; its SLA workflow starts after the commit.
+
+    With `data.journey_instance_id`, the caller has found that instance in the tenant and passes its
+    patient as `journey_patient_id` (tickets read no journeys table)."""
     patient_id = data.patient_id
     if patient_id is not None:
         if await session.scalar(select(Patient.id).where(Patient.id == patient_id)) is None:
             raise NotFound("Patient not found.")
     if data.journey_instance_id is not None:
-        instance = await session.scalar(
-            select(JourneyInstance).where(JourneyInstance.id == data.journey_instance_id)
-        )
-        if instance is None:
-            raise NotFound("Journey instance not found.")
-        if patient_id is not None and instance.patient_id != patient_id:
+        if patient_id is not None and journey_patient_id != patient_id:
             raise Unprocessable("The journey instance belongs to another patient.")
-        patient_id = instance.patient_id
+        patient_id = journey_patient_id
     result = await create_ticket(
         session,
         title=data.title,
