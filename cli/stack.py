@@ -8,6 +8,8 @@ resolved DATABASE_URL and TEMPORAL_ADDRESS, so only this process holds the embed
 While it runs, a worker or API that dies is started again (`cli.supervisor`); the infrastructure they
 depend on, the embedded PostgreSQL and the Temporal dev server, is not: if either dies, everything stops
 with a message naming it (their state may be half-written, and `prm run` again restarts all of it).
+
+What "ready" means for each component (the probes this module waits on) is in `cli.readiness`.
 """
 
 from __future__ import annotations
@@ -19,20 +21,15 @@ import os
 import signal
 import socket
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.service import RPCError
 
+from cli import readiness
 from cli.banner import Ready, api_base_url, render_banner
 from cli.processes import (
     STOP_TIMEOUT_SECONDS,
@@ -55,7 +52,7 @@ from core.embedded_db import (
 )
 from core.migrate import upgrade_to_head
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, connect_temporal, dev_server_binary, temporal_target
+from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary, temporal_target
 
 log = logging.getLogger("prm.run")
 
@@ -197,25 +194,9 @@ class Stack:
             self.embedded_pgdata = pgdata  # from here on, shutdown stops it
             self.postmaster = postmaster_process(pgdata)
             description = f"embedded PostgreSQL, data in {pgdata}"
-        await self._wait_for_database()
+        await readiness.wait_for_database(self.database_url, self.settings, pause=self._sleep)
         log.info("PostgreSQL is ready: %s", description)
         return description
-
-    async def _wait_for_database(self) -> None:
-        engine = make_engine(self.database_url, self.settings)
-        deadline = asyncio.get_running_loop().time() + 30.0
-        try:
-            while True:
-                try:
-                    async with engine.connect() as conn:
-                        await conn.execute(text("SELECT 1"))
-                    return
-                except Exception as exc:
-                    if asyncio.get_running_loop().time() > deadline:
-                        raise StackError(f"PostgreSQL is unreachable: {exc}") from exc
-                await self._sleep()
-        finally:
-            await engine.dispose()
 
     async def _seed(self, database: str) -> Ready:
         engine = make_engine(self.database_url, self.settings)
@@ -274,47 +255,14 @@ class Stack:
                 self.temporal = self.registry.spawn(
                     "temporal", argv, env=self._child_env(), output=out, log_path=log_path
                 )
-        client = await self._wait_until(
-            "Temporal", self.temporal, self._temporal_client, limit=STARTUP_TIMEOUT_SECONDS
-        )
-        await self._warn_missing_search_attributes(client)
+        healthy = partial(readiness.temporal_client, s)
+        client = await self._wait_until("Temporal", self.temporal, healthy, limit=STARTUP_TIMEOUT_SECONDS)
+        await readiness.warn_missing_search_attributes(client, s)
         if not s.temporal_address:
-            await self._wait_until("the Temporal UI", self.temporal, self._ui_answers, limit=30.0)
+            ui = partial(readiness.temporal_ui_answers, s)
+            await self._wait_until("the Temporal UI", self.temporal, ui, limit=30.0)
         log.info("Temporal is ready at %s", self.temporal_address)
         return client
-
-    async def _temporal_client(self) -> Client | None:
-        try:
-            client = await connect_temporal(self.settings)
-            await client.service_client.check_health()
-        except Exception:
-            return None
-        return client
-
-    async def _ui_answers(self) -> bool | None:
-        url = f"http://127.0.0.1:{self.settings.temporal_ui_port}/"
-        try:
-            async with httpx.AsyncClient(timeout=2.0) as http:
-                resp = await http.get(url)
-        except httpx.HTTPError:
-            return None
-        return True if resp.status_code < 500 else None
-
-    async def _warn_missing_search_attributes(self, client: Client) -> None:
-        try:
-            resp = await client.operator_service.list_search_attributes(
-                ListSearchAttributesRequest(namespace=self.settings.temporal_namespace)
-            )
-        except Exception:
-            log.warning("could not list Temporal's search attributes", exc_info=True)
-            return
-        missing = [k.name for k in SEARCH_ATTRIBUTES if k.name not in resp.custom_attributes]
-        if missing:
-            log.warning(
-                "Temporal lacks the search attributes %s: register each as Keyword "
-                "(temporal operator search-attribute create --name NAME --type Keyword)",
-                ", ".join(missing),
-            )
 
     async def _start_worker(self) -> None:
         client = self.temporal_client
@@ -324,21 +272,7 @@ class Stack:
         )
         identity = f"{self.worker.pid}@{socket.gethostname()}"
 
-        async def polling() -> bool | None:
-            for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-                request = DescribeTaskQueueRequest(
-                    namespace=self.settings.temporal_namespace,
-                    task_queue=TaskQueue(name=self.settings.temporal_task_queue),
-                    task_queue_type=kind,
-                )
-                try:
-                    resp = await client.workflow_service.describe_task_queue(request)
-                except RPCError:
-                    return None
-                if any(p.identity == identity for p in resp.pollers):
-                    return True
-            return None
-
+        polling = partial(readiness.worker_polls, client, self.settings, identity)
         await self._wait_until("the worker", self.worker, polling, limit=STARTUP_TIMEOUT_SECONDS)
         log.info("the worker is polling the task queue %r", self.settings.temporal_task_queue)
 
@@ -352,36 +286,15 @@ class Stack:
         self.api = self.registry.spawn("api", argv, env=self._child_env(), output=sys.stderr)
         base = api_base_url(self.settings, for_connecting=True)
 
-        async def answers(path: str, key: str) -> bool | None:
-            """200 with our JSON body (not just anything that answers on that port)."""
-            try:
-                async with httpx.AsyncClient(timeout=5.0) as http:
-                    resp = await http.get(base + path)
-                body = resp.json()
-            except (httpx.HTTPError, ValueError):
-                return None
-            return True if resp.status_code == 200 and isinstance(body, dict) and key in body else None
-
-        await self._wait_until(
-            "the API", self.api, lambda: answers("/health", "status"), limit=STARTUP_TIMEOUT_SECONDS
-        )
-        await self._wait_until("the API's /ready", self.api, lambda: answers("/ready", "checks"), limit=30.0)
+        health = partial(readiness.api_answers, base + "/health", "status")
+        ready = partial(readiness.api_answers, base + "/ready", "checks")
+        await self._wait_until("the API", self.api, health, limit=STARTUP_TIMEOUT_SECONDS)
+        await self._wait_until("the API's /ready", self.api, ready, limit=30.0)
         log.info("the API is ready at %s", base)
 
     async def _wait_until(self, what: str, child: Child | None, probe: Any, *, limit: float) -> Any:
-        """Poll `probe` until it returns a value; fail if `child` exits or `limit` seconds pass."""
-        deadline = asyncio.get_running_loop().time() + limit
-        while True:
-            if child is not None and (code := child.exited()) is not None:
-                tail = child.log_tail()
-                where = f" (log: {child.log_path})" if child.log_path else " (its output is above)"
-                raise StackError(f"{what} exited with code {code} during start-up{where}\n{tail}".rstrip())
-            result = await probe()
-            if result is not None:
-                return result
-            if asyncio.get_running_loop().time() > deadline:
-                raise StackError(f"{what} was not ready after {limit:.0f} s")
-            await self._sleep()
+        """`readiness.wait_until`, abandoned as soon as a stop is requested."""
+        return await readiness.wait_until(what, child, probe, limit=limit, pause=self._sleep)
 
     def _child_env(self) -> dict[str, str]:
         s = self.settings

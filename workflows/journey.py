@@ -1,3 +1,6 @@
+# Kept whole at ~400 lines: nearly all of it is one workflow class whose methods share its state
+# (position, claims, reminders) and its replay rules (patches); split across modules it would read
+# as mixins over hidden state.
 """One workflow per journey instance: runs its stages in order, waiting durably on each stage's trigger.
 
 Triggers: `immediate`; `delay` (a durable timer from the previous stage's completion); `before_appointment`
