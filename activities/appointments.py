@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 
 from temporalio import activity
-from temporalio.client import Client
 
 from activities import ActivityDeps, domain_errors_are_final
 from core.database import run_after_commit_jobs
@@ -26,7 +25,6 @@ from domain.scheduling.plan import (
     WaitlistWave,
     WaitlistWaveInput,
 )
-from domain.scheduling.workflow_jobs import WorkflowGateway
 
 
 class AppointmentActivities:
@@ -78,7 +76,6 @@ class AppointmentActivities:
             async with self.deps.tenant_session(data.tenant_id) as session:
                 status, expires_at = await booking.reply_from_message(
                     session,
-                    self._gateway(),
                     uuid.UUID(data.conversation_id),
                     uuid.UUID(data.communication_id),
                 )
@@ -112,7 +109,6 @@ class AppointmentActivities:
             async with self.deps.tenant_session(data.tenant_id) as session:
                 status, offer_id = await waitlist.reply_from_message(
                     session,
-                    self._gateway(),
                     uuid.UUID(data.cancelled_appointment_id),
                     uuid.UUID(data.communication_id),
                 )
@@ -130,18 +126,6 @@ class AppointmentActivities:
                 )
                 await session.commit()
         return expired
-
-    def _gateway(self) -> WorkflowGateway:
-        client = activity.client()
-
-        async def get_client() -> Client | None:
-            return client
-
-        return WorkflowGateway(
-            get_client=get_client,
-            task_queue=self.deps.settings.temporal_task_queue,
-            sessionmaker=self.deps.sessionmaker,
-        )
 
     def all(self) -> list:
         """Every activity of this group, for the worker."""

@@ -26,7 +26,7 @@ from activities import ActivityDeps
 from core.temporal import TemporalAccess
 from domain.communications.dispatch import reconcile_delivery_starts
 from domain.journeys import service as journeys
-from domain.scheduling.workflow_jobs import WorkflowGateway, start_missing_appointment_workflows
+from domain.scheduling.workflow_jobs import start_missing_appointment_workflows
 from domain.tickets.sla_workflow import reconcile_ticket_sla_starts
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,13 @@ async def reconcile_lost_starts(client: Client, deps: ActivityDeps, data: Reconc
         return client
 
     tenant_id = uuid.UUID(data.tenant_id) if data.tenant_id else None
-    queue = deps.settings.temporal_task_queue
+    access = TemporalAccess(get_client=get_client, task_queue=deps.settings.temporal_task_queue)
     appointments = await start_missing_appointment_workflows(
-        deps.sessionmaker,
-        WorkflowGateway(get_client=get_client, task_queue=queue, sessionmaker=deps.sessionmaker),
-        older_than=timedelta(seconds=data.older_than_seconds),
-        tenant_id=tenant_id,
+        deps.sessionmaker, access, older_than=timedelta(seconds=data.older_than_seconds), tenant_id=tenant_id
     )
     journey_instances = await journeys.reconcile_journey_starts(
-        deps.sessionmaker,
-        TemporalAccess(get_client=get_client, task_queue=queue),
-        older_than_seconds=data.older_than_seconds,
-        tenant_id=tenant_id,
+        deps.sessionmaker, access, older_than_seconds=data.older_than_seconds, tenant_id=tenant_id
     )
-    access = TemporalAccess(get_client=get_client, task_queue=queue)
     ticket_slas = await reconcile_ticket_sla_starts(
         deps.sessionmaker, access, older_than_seconds=data.older_than_seconds, tenant_id=tenant_id
     )

@@ -7,13 +7,11 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime
-from temporalio.client import Client
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from core.pagination import PageDep
-from core.temporal import shared_client
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, lifecycle, overview, service
 from domain.scheduling.booking_schemas import (
@@ -32,34 +30,12 @@ from domain.scheduling.schemas import (
     AppointmentUpdate,
     ConflictCheckResponse,
 )
-from domain.scheduling.workflow_jobs import WorkflowGateway
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/appointments", tags=["appointments"])
 CONFLICT_409: dict[int | str, dict[str, Any]] = {
     409: {"description": "Clashes with another appointment or a full/blocked slot (listed in the body)"}
 }
-
-
-def workflow_gateway(request: Request) -> WorkflowGateway:
-    """Temporal as the scheduling domain needs it: connected lazily, None while unreachable."""
-    state = request.app.state
-
-    async def get_client() -> Client | None:
-        try:
-            return await shared_client(state, connect_timeout=state.settings.temporal_rpc_timeout_seconds)
-        except Exception:
-            log.warning("Temporal unreachable; scheduling workflows will be started by the reconciler")
-            return None
-
-    return WorkflowGateway(
-        get_client=get_client,
-        task_queue=state.settings.temporal_task_queue,
-        sessionmaker=state.sessionmaker,
-    )
-
-
-WorkflowsDep = Annotated[WorkflowGateway, Depends(workflow_gateway)]
 
 
 @router.get("", response_model=AppointmentListResponse, dependencies=[CanRead])
@@ -151,22 +127,22 @@ async def check_conflicts(
 
 @router.post("/find-slots", response_model=FindSlotsResponse, dependencies=[CanWrite])
 async def find_slots(
-    body: FindSlotsRequest, session: SessionDep, principal: CurrentPrincipal, workflows: WorkflowsDep
+    body: FindSlotsRequest, session: SessionDep, principal: CurrentPrincipal
 ) -> FindSlotsResponse:
     """Start a booking conversation: find open slots, hold them briefly, send the patient a numbered list."""
     ensure_own_tenant(principal, body.tenant_id)
-    return await booking.find_slots(session, body, workflows)
+    return await booking.find_slots(session, body)
 
 
 @router.post(
     "/select-slot", response_model=SelectSlotResponse, dependencies=[CanWrite], responses=CONFLICT_409
 )
 async def select_slot(
-    body: SelectSlotRequest, session: SessionDep, principal: CurrentPrincipal, workflows: WorkflowsDep
+    body: SelectSlotRequest, session: SessionDep, principal: CurrentPrincipal
 ) -> SelectSlotResponse:
     """Process the patient's reply ("2", "the second one", "14:30"): book it, or say why not and re-offer."""
     ensure_own_tenant(principal, body.tenant_id)
-    return await booking.select_slot(session, body, workflows)
+    return await booking.select_slot(session, body)
 
 
 @router.post(
@@ -177,11 +153,11 @@ async def select_slot(
     responses=CONFLICT_409,
 )
 async def create_appointment(
-    body: AppointmentDirectCreate, session: SessionDep, principal: CurrentPrincipal, workflows: WorkflowsDep
+    body: AppointmentDirectCreate, session: SessionDep, principal: CurrentPrincipal
 ) -> AppointmentDetailResponse:
     """Book directly (web portal, front desk): into a `time_slot_id`, or a practitioner's start/end time."""
     ensure_own_tenant(principal, body.tenant_id)
-    appointment = await service.book_appointment(session, body, workflows)
+    appointment = await service.book_appointment(session, body)
     return (await overview.with_details(session, [appointment]))[0]
 
 
@@ -195,14 +171,14 @@ async def get_appointment(appointment_id: uuid.UUID, session: SessionDep) -> App
     "/{appointment_id}", response_model=AppointmentResponse, dependencies=[CanWrite], responses=CONFLICT_409
 )
 async def update_appointment(
-    appointment_id: uuid.UUID, body: AppointmentUpdate, session: SessionDep, workflows: WorkflowsDep
+    appointment_id: uuid.UUID, body: AppointmentUpdate, session: SessionDep
 ) -> AppointmentResponse:
     """Partial update: details, a reschedule (new start/end or a new slot), or a status change.
 
     Status follows booked -> confirmed -> checked_in -> completed, with cancelled and no_show; any other
     transition is 409. A reschedule moves the pending reminders.
     """
-    appointment = await lifecycle.update_appointment(session, appointment_id, body, workflows)
+    appointment = await lifecycle.update_appointment(session, appointment_id, body)
     return AppointmentResponse.model_validate(appointment)
 
 
@@ -215,20 +191,15 @@ async def update_appointment(
 async def cancel_appointment(
     appointment_id: uuid.UUID,
     session: SessionDep,
-    workflows: WorkflowsDep,
     notify_patient: Annotated[bool, Query(description="Send a cancellation notification")] = True,
 ) -> AppointmentResponse:
     """Cancel: frees the slot, stops reminders, tells the patient (unless told not), offers the waitlist."""
-    appointment = await lifecycle.cancel_appointment(
-        session, appointment_id, notify_patient=notify_patient, gateway=workflows
-    )
+    appointment = await lifecycle.cancel_appointment(session, appointment_id, notify_patient=notify_patient)
     return AppointmentResponse.model_validate(appointment)
 
 
 @router.delete("/{appointment_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[CanDelete])
-async def delete_appointment(
-    appointment_id: uuid.UUID, session: SessionDep, workflows: WorkflowsDep
-) -> Response:
+async def delete_appointment(appointment_id: uuid.UUID, session: SessionDep) -> Response:
     """Permanently remove an appointment. Prefer cancelling, which keeps the history."""
-    await lifecycle.delete_appointment(session, appointment_id, workflows)
+    await lifecycle.delete_appointment(session, appointment_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -16,7 +16,6 @@ from api.deps import (
     commit_and_run_jobs,
     ensure_own_tenant,
 )
-from api.routers.appointments import WorkflowsDep
 from core.errors import Conflict
 from core.pagination import PageDep
 from domain.scheduling import backfill, waitlist
@@ -94,11 +93,9 @@ async def list_waitlist_offers(
     dependencies=[CanWrite],
     responses={409: {"description": "The time was taken, or the offer expired or was declined"}},
 )
-async def accept_waitlist_offer(
-    offer_id: uuid.UUID, session: SessionDep, workflows: WorkflowsDep
-) -> WaitlistOfferResponse:
+async def accept_waitlist_offer(offer_id: uuid.UUID, session: SessionDep) -> WaitlistOfferResponse:
     """Accept an offer for the patient (a coordinator on the phone): books the time, or 409 if it is gone."""
-    offer = await waitlist.accept_offer(session, workflows, offer_id)
+    offer = await waitlist.accept_offer(session, offer_id)
     if offer.status == OfferStatus.TAKEN.value:
         await commit_and_run_jobs(session)  # the wave was closed and told: keep that, then answer 409
         raise Conflict(backfill.CLOSED_OFFER[offer.status], extra={"offer_id": str(offer.id)})
@@ -111,11 +108,9 @@ async def accept_waitlist_offer(
     dependencies=[CanWrite],
     responses={409: {"description": "The offer was already accepted, taken or expired"}},
 )
-async def decline_waitlist_offer(
-    offer_id: uuid.UUID, session: SessionDep, workflows: WorkflowsDep
-) -> WaitlistOfferResponse:
+async def decline_waitlist_offer(offer_id: uuid.UUID, session: SessionDep) -> WaitlistOfferResponse:
     """Pass on an offer for the patient; they stay on the waitlist and the next patients are offered it."""
-    return WaitlistOfferResponse.model_validate(await waitlist.decline_offer(session, workflows, offer_id))
+    return WaitlistOfferResponse.model_validate(await waitlist.decline_offer(session, offer_id))
 
 
 @router.get("/{entry_id}", response_model=WaitlistEntryResponse, dependencies=[CanRead])
@@ -132,7 +127,7 @@ async def get_waitlist_entry(entry_id: uuid.UUID, session: SessionDep) -> Waitli
     dependencies=[CanDelete],
     responses={409: {"description": "The entry was already booked"}},
 )
-async def remove_from_waitlist(entry_id: uuid.UUID, session: SessionDep, workflows: WorkflowsDep) -> Response:
+async def remove_from_waitlist(entry_id: uuid.UUID, session: SessionDep) -> Response:
     """Take a patient off the waitlist (the entry is kept as `removed`; an offer it holds is withdrawn)."""
-    await waitlist.remove_entry(session, workflows, entry_id)
+    await waitlist.remove_entry(session, entry_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

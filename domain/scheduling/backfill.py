@@ -29,7 +29,6 @@ from domain.scheduling.repository import AppointmentRepository, tenant_timezone
 from domain.scheduling.slot_schemas import PartOfDay
 from domain.scheduling.slots import PARTS_OF_DAY
 from domain.scheduling.waitlist_schemas import OfferStatus, WaitlistStatus
-from domain.scheduling.workflow_jobs import WorkflowGateway
 from domain.tenants.models import Tenant
 from domain.tenants.schemas import WaitlistSettings
 from domain.tenants.service import settings_of
@@ -182,9 +181,7 @@ async def still_free(
     return not clashes
 
 
-async def backfill_after_cancellation(
-    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment
-) -> None:
+async def backfill_after_cancellation(session: AsyncSession, appointment: Appointment) -> None:
     """After the commit, offer the cancelled appointment's time to matching waitlisted patients."""
     if appointment.start_time <= datetime.now(UTC):
         return
@@ -193,7 +190,6 @@ async def backfill_after_cancellation(
     policy = await policy_of(session, appointment.tenant_id)
     workflow_jobs.start_waitlist_backfill(
         session,
-        gateway,
         WaitlistBackfillInput(
             tenant_id=str(appointment.tenant_id),
             cancelled_appointment_id=str(appointment.id),

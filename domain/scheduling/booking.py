@@ -35,7 +35,6 @@ from domain.scheduling.repository import TimeSlotRepository, tenant_timezone
 from domain.scheduling.schemas import AppointmentResponse
 from domain.scheduling.slot_schemas import PartOfDay
 from domain.scheduling.slots import PARTS_OF_DAY
-from domain.scheduling.workflow_jobs import WorkflowGateway
 
 CANDIDATES = 200
 ORDINALS = {
@@ -172,9 +171,7 @@ async def _send_options(
     )
 
 
-async def find_slots(
-    session: AsyncSession, data: FindSlotsRequest, gateway: WorkflowGateway
-) -> FindSlotsResponse:
+async def find_slots(session: AsyncSession, data: FindSlotsRequest) -> FindSlotsResponse:
     """Start a conversation: find open slots, hold them, send the numbered list, start its workflow."""
     patient = await _patient(session, data.patient_id, data.phone)
     if data.practitioner_id is not None:
@@ -210,7 +207,7 @@ async def find_slots(
     sent = await _send_options(session, conversation, patient, slots, "Here are the next available times:")
     await session.flush()
     if slots:
-        workflow_jobs.start_conversation_workflow(session, gateway, conversation)
+        workflow_jobs.start_conversation_workflow(session, conversation)
     return FindSlotsResponse(
         conversation_id=conversation.id,
         patient_id=patient.id,
@@ -266,16 +263,14 @@ async def _conversation_for(session: AsyncSession, data: SelectSlotRequest) -> B
     return found
 
 
-async def select_slot(
-    session: AsyncSession, data: SelectSlotRequest, gateway: WorkflowGateway
-) -> SelectSlotResponse:
+async def select_slot(session: AsyncSession, data: SelectSlotRequest) -> SelectSlotResponse:
     """Book the option the patient's reply names, or say it was not understood, or re-offer if it is gone."""
     conversation = await _conversation_for(session, data)
-    return await handle_reply(session, conversation, data.reply, gateway)
+    return await handle_reply(session, conversation, data.reply)
 
 
 async def handle_reply(
-    session: AsyncSession, conversation: BookingConversation, reply: str, gateway: WorkflowGateway
+    session: AsyncSession, conversation: BookingConversation, reply: str
 ) -> SelectSlotResponse:
     """The one place a patient's reply to a conversation is acted on (API and inbound webhook alike)."""
     if conversation.status != "active" or conversation.expires_at <= datetime.now(UTC):
@@ -324,7 +319,7 @@ async def handle_reply(
         session, patient=patient, appointment=appointment, key=f"booking:{conversation.id}:confirmation"
     )
     await session.flush()
-    await workflow_jobs.start_appointment_workflow(session, gateway, appointment)
+    await workflow_jobs.start_appointment_workflow(session, appointment)
     workflow_jobs.signal_conversation(session, conversation)
     response = _response(conversation, SelectSlotOutcome.BOOKED, [])
     response.appointment = AppointmentResponse.model_validate(appointment)
@@ -363,7 +358,7 @@ async def expire_conversation(
 
 
 async def reply_from_message(
-    session: AsyncSession, gateway: WorkflowGateway, conversation_id: uuid.UUID, communication_id: uuid.UUID
+    session: AsyncSession, conversation_id: uuid.UUID, communication_id: uuid.UUID
 ) -> tuple[str, datetime]:
     """Handle a stored inbound message as the conversation's reply; returns its (status, expiry)."""
     from domain.communications.models import Communication
@@ -376,7 +371,7 @@ async def reply_from_message(
         return "closed", datetime.now(UTC)
     if message is not None and conversation.status == "active":
         try:
-            await handle_reply(session, conversation, message.message, gateway)
+            await handle_reply(session, conversation, message.message)
         except Conflict:
             pass  # ended meanwhile
     return conversation.status, conversation.expires_at

@@ -19,7 +19,6 @@ from domain.scheduling import backfill, notifications, service, workflow_jobs
 from domain.scheduling.models import Appointment
 from domain.scheduling.repository import ACTIVE, AppointmentRepository, LocationRepository, TimeSlotRepository
 from domain.scheduling.schemas import AppointmentUpdate
-from domain.scheduling.workflow_jobs import WorkflowGateway
 from domain.schemas import changes
 
 S = AppointmentStatus
@@ -41,7 +40,7 @@ STAMPS = {
 
 
 async def update_appointment(
-    session: AsyncSession, appointment_id: uuid.UUID, data: AppointmentUpdate, gateway: WorkflowGateway
+    session: AsyncSession, appointment_id: uuid.UUID, data: AppointmentUpdate
 ) -> Appointment:
     """Apply a PATCH: details, a reschedule (new times or slot) and/or a status transition."""
     repo = AppointmentRepository(session)
@@ -67,7 +66,6 @@ async def update_appointment(
                 session,
                 appointment_id,
                 notify_patient=True,
-                gateway=gateway,
                 reason=sent.get("cancellation_reason"),
             )
         _transition(appointment, AppointmentStatus(new_status))
@@ -94,7 +92,6 @@ async def cancel_appointment(
     appointment_id: uuid.UUID,
     *,
     notify_patient: bool,
-    gateway: WorkflowGateway,
     reason: str | None = None,
 ) -> Appointment:
     """Cancel: the slot's place is freed, reminders stop, the patient is told, the waitlist is offered it."""
@@ -107,13 +104,11 @@ async def cancel_appointment(
         await TimeSlotRepository(session).release_place(appointment.time_slot_id)
     await repo.save(appointment)
     await workflow_jobs.cancel_appointment_workflow(session, appointment, notify_patient=notify_patient)
-    await backfill.backfill_after_cancellation(session, gateway, appointment)
+    await backfill.backfill_after_cancellation(session, appointment)
     return appointment
 
 
-async def delete_appointment(
-    session: AsyncSession, appointment_id: uuid.UUID, gateway: WorkflowGateway
-) -> None:
+async def delete_appointment(session: AsyncSession, appointment_id: uuid.UUID) -> None:
     """Remove an appointment permanently (its slot place is freed and its workflow ended)."""
     repo = AppointmentRepository(session)
     appointment = await repo.get_or_404(appointment_id)

@@ -27,7 +27,6 @@ from domain.scheduling import workflow_jobs
 from domain.scheduling.models import Appointment, TimeSlot
 from domain.scheduling.repository import AppointmentRepository, LocationRepository, TimeSlotRepository
 from domain.scheduling.schemas import AppointmentDirectCreate, ConflictCheckResponse, ConflictingAppointment
-from domain.scheduling.workflow_jobs import WorkflowGateway
 
 OVERLAP_CONSTRAINT = "ex_appointments_practitioner_overlap"
 
@@ -111,9 +110,7 @@ async def _claim_slot(session: AsyncSession, slot_id: uuid.UUID) -> TimeSlot:
     return claimed
 
 
-async def book_appointment(
-    session: AsyncSession, data: AppointmentDirectCreate, gateway: WorkflowGateway
-) -> Appointment:
+async def book_appointment(session: AsyncSession, data: AppointmentDirectCreate) -> Appointment:
     """Book a patient into a slot or at a practitioner's free time; starts the reminders after the commit."""
     fields = data.model_dump(
         exclude={"tenant_id", "time_slot_id", "start_time", "end_time", "practitioner_id"}
@@ -127,7 +124,7 @@ async def book_appointment(
         end_time=data.end_time,
         **{k: v for k, v in fields.items() if k != "patient_id"},
     )
-    await workflow_jobs.start_appointment_workflow(session, gateway, appointment)
+    await workflow_jobs.start_appointment_workflow(session, appointment)
     return appointment
 
 

@@ -40,7 +40,6 @@ from domain.scheduling.backfill import (
 from domain.scheduling.models import WaitlistEntry, WaitlistOffer
 from domain.scheduling.plan import OfferSettledSignal
 from domain.scheduling.waitlist_schemas import OfferStatus, WaitlistEntryCreate, WaitlistStatus
-from domain.scheduling.workflow_jobs import WorkflowGateway
 
 YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "accept", "book", "confirm", "si", "oui"}
 NO = {"no", "n", "nope", "pass", "decline", "skip"}
@@ -90,7 +89,7 @@ async def add_entry(session: AsyncSession, data: WaitlistEntryCreate) -> Waitlis
     return await WaitlistRepository(session).add(WaitlistEntry(**values, status=WaitlistStatus.WAITING.value))
 
 
-async def remove_entry(session: AsyncSession, gateway: WorkflowGateway, entry_id: uuid.UUID) -> None:
+async def remove_entry(session: AsyncSession, entry_id: uuid.UUID) -> None:
     """Take an entry off the waitlist (kept as `removed`); an offer it holds is withdrawn."""
     entry = await WaitlistRepository(session).get_or_404(entry_id)
     if entry.status == WaitlistStatus.BOOKED.value:
@@ -101,7 +100,7 @@ async def remove_entry(session: AsyncSession, gateway: WorkflowGateway, entry_id
     )
     for offer in held.all():
         offer.status = OfferStatus.DECLINED.value
-        _settled(session, gateway, offer)
+        _settled(session, offer)
     await session.flush()
 
 
@@ -111,7 +110,7 @@ async def remove_entry(session: AsyncSession, gateway: WorkflowGateway, entry_id
 # ---------------------------------------------------------------- answers
 
 
-async def accept_offer(session: AsyncSession, gateway: WorkflowGateway, offer_id: uuid.UUID) -> WaitlistOffer:
+async def accept_offer(session: AsyncSession, offer_id: uuid.UUID) -> WaitlistOffer:
     """Book the offered time for the patient; the offer comes back `accepted`, or `taken` if it is gone.
 
     Declined or expired offers are a Conflict. A `taken` answer has changed state (the wave is closed and
@@ -154,26 +153,24 @@ async def accept_offer(session: AsyncSession, gateway: WorkflowGateway, offer_id
             end_time=offer.end_time,
         ):
             raise  # the time is free but this patient cannot be booked (e.g. their record was merged)
-        await _close_open_offers(session, gateway, offer.cancelled_appointment_id)
+        await _close_open_offers(session, offer.cancelled_appointment_id)
         return offer
     offer.status, offer.appointment_id = OfferStatus.ACCEPTED.value, appointment.id
     if entry is not None:
         entry.status, entry.appointment_id = WaitlistStatus.BOOKED.value, appointment.id
-    await _close_open_offers(session, gateway, offer.cancelled_appointment_id)
+    await _close_open_offers(session, offer.cancelled_appointment_id)
     patient = await session.scalar(select(Patient).where(Patient.id == offer.patient_id))
     assert patient is not None
     await notifications.send_confirmation(
         session, patient=patient, appointment=appointment, key=f"waitlist-offer:{offer.id}:confirmation"
     )
     await session.flush()
-    await workflow_jobs.start_appointment_workflow(session, gateway, appointment)
-    _settled(session, gateway, offer)
+    await workflow_jobs.start_appointment_workflow(session, appointment)
+    _settled(session, offer)
     return offer
 
 
-async def decline_offer(
-    session: AsyncSession, gateway: WorkflowGateway, offer_id: uuid.UUID
-) -> WaitlistOffer:
+async def decline_offer(session: AsyncSession, offer_id: uuid.UUID) -> WaitlistOffer:
     """The patient passes on this time (they stay on the waitlist); Conflict if the offer is closed."""
     offer = await WaitlistOfferRepository(session).get_or_404(offer_id)
     await lock_freed_time(session, offer.cancelled_appointment_id)
@@ -185,7 +182,7 @@ async def decline_offer(
     offer.status = OfferStatus.DECLINED.value
     await back_to_waiting(session, offer)
     await session.flush()
-    _settled(session, gateway, offer)
+    _settled(session, offer)
     return offer
 
 
@@ -198,7 +195,6 @@ def parse_answer(reply: str) -> bool | None:
 
 async def reply_from_message(
     session: AsyncSession,
-    gateway: WorkflowGateway,
     cancelled_appointment_id: uuid.UUID,
     communication_id: uuid.UUID,
 ) -> tuple[str, uuid.UUID | None]:
@@ -228,13 +224,13 @@ async def reply_from_message(
                 )
                 return "not_understood", offer.id
         elif answer:
-            offer = await accept_offer(session, gateway, offer.id)
+            offer = await accept_offer(session, offer.id)
         else:
-            offer = await decline_offer(session, gateway, offer.id)
+            offer = await decline_offer(session, offer.id)
     except Conflict:
         await session.refresh(offer)
         if offer.status == OPEN:  # the time is free, but this patient cannot be booked into it
-            offer = await decline_offer(session, gateway, offer.id)
+            offer = await decline_offer(session, offer.id)
         elif offer.status == OfferStatus.EXPIRED.value:
             await tell_patient(
                 session, offer, reply_key, "Sorry, this offer has expired. You're still on the waitlist."
@@ -245,9 +241,7 @@ async def reply_from_message(
 # ---------------------------------------------------------------- helpers
 
 
-async def _close_open_offers(
-    session: AsyncSession, gateway: WorkflowGateway, cancelled_appointment_id: uuid.UUID
-) -> None:
+async def _close_open_offers(session: AsyncSession, cancelled_appointment_id: uuid.UUID) -> None:
     """The time is gone: every offer still open is `taken`, and its patient is told (and waits on)."""
     for offer in await WaitlistOfferRepository(session).of_freed_time(cancelled_appointment_id):
         if offer.status != OPEN:
@@ -264,7 +258,7 @@ async def _close_open_offers(
     await session.flush()
 
 
-def _settled(session: AsyncSession, gateway: WorkflowGateway, offer: WaitlistOffer) -> None:
+def _settled(session: AsyncSession, offer: WaitlistOffer) -> None:
     workflow_jobs.signal_waitlist_backfill(
         session,
         offer.cancelled_appointment_id,

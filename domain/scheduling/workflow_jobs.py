@@ -12,18 +12,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from core.database import after_commit, bind_tenant, scope_to
-from core.temporal import RPC_TIMEOUT, SA_PATIENT_ID, SA_TENANT_ID
+from core.database import after_commit, scope_to
+from core.temporal import RPC_TIMEOUT, SA_PATIENT_ID, SA_TENANT_ID, TemporalAccess, temporal_for
 from core.workflow_commands import StartIfMissing, record_signal
 from domain.enums import ACTIVE_APPOINTMENT_STATUSES
 from domain.scheduling.models import Appointment
@@ -49,15 +47,6 @@ from domain.tenants.service import settings_of
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class WorkflowGateway:
-    """How the domain reaches Temporal: a client (None when unreachable), task queue and sessionmaker."""
-
-    get_client: Callable[[], Awaitable[Client | None]]
-    task_queue: str
-    sessionmaker: async_sessionmaker[AsyncSession] | None = None
-
-
 def _search_attributes(tenant_id: uuid.UUID, patient_id: uuid.UUID) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
@@ -80,65 +69,68 @@ async def appointment_input(session: AsyncSession, appointment: Appointment) -> 
     )
 
 
-async def _start(
-    gateway: WorkflowGateway,
-    wf_input: AppointmentWorkflowInput,
-    patient_id: uuid.UUID,
-    *,
-    signal: str | None = None,
-    signal_arg: Any = None,
-) -> bool:
-    """Start (or signal-with-start) the appointment's workflow; False when Temporal is unreachable."""
-    client = await gateway.get_client()
-    if client is None:
-        return False
-    workflow_id = appointment_workflow_id(uuid.UUID(wf_input.appointment_id))
-    kwargs: dict[str, Any] = {}
-    if signal is not None:
-        kwargs = {"start_signal": signal, "start_signal_args": [signal_arg]}
+async def _start(access: TemporalAccess, wf_input: AppointmentWorkflowInput, patient_id: uuid.UUID) -> None:
+    """Start the appointment's workflow (a running one is left alone); raises when Temporal is unreachable."""
+    client = await access.get_client()
     try:
         await client.start_workflow(
             APPOINTMENT_WORKFLOW,
             wf_input,
-            id=workflow_id,
-            task_queue=gateway.task_queue,
+            id=appointment_workflow_id(uuid.UUID(wf_input.appointment_id)),
+            task_queue=access.task_queue,
             search_attributes=_search_attributes(uuid.UUID(wf_input.tenant_id), patient_id),
             rpc_timeout=RPC_TIMEOUT,
-            **kwargs,
         )
     except WorkflowAlreadyStartedError:
         pass
-    return True
 
 
-async def _mark_started(gateway: WorkflowGateway, tenant_id: uuid.UUID, appointment_id: uuid.UUID) -> None:
-    if gateway.sessionmaker is None:
-        return
-    async with gateway.sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        await session.execute(
-            update(Appointment)
-            .where(Appointment.id == appointment_id)
-            .values(workflow_started_at=datetime.now(UTC))
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
+def _mark_started(appointment_id: uuid.UUID) -> Any:
+    return (
+        update(Appointment)
+        .where(Appointment.id == appointment_id)
+        .values(workflow_started_at=datetime.now(UTC))
+        .execution_options(synchronize_session=False)
+    )
 
 
-async def start_appointment_workflow(
-    session: AsyncSession, gateway: WorkflowGateway, appointment: Appointment
-) -> None:
-    """After the commit, start the appointment's reminder workflow (one per appointment)."""
+def _after_commit_start(
+    session: AsyncSession, what: str, start: Callable[[TemporalAccess], Awaitable[None]]
+) -> Callable[[], Awaitable[bool]]:
+    """A job for after the commit: `start` through the session's Temporal access; False (logged, left for
+    the reconciler) when there is none or Temporal is unreachable."""
+
+    async def job() -> bool:
+        access = temporal_for(session)
+        if access is None:
+            log.info("no Temporal here: %s left for the reconciler", what)
+            return False
+        try:
+            await start(access)
+        except Exception as exc:
+            log.warning("Temporal unreachable (%s): %s left for the reconciler", type(exc).__name__, what)
+            return False
+        return True
+
+    return job
+
+
+async def start_appointment_workflow(session: AsyncSession, appointment: Appointment) -> None:
+    """After the commit, start the appointment's reminder workflow (one per appointment) and stamp it."""
     wf_input = await appointment_input(session, appointment)
-    tenant_id, appointment_id, patient_id = appointment.tenant_id, appointment.id, appointment.patient_id
+    appointment_id, patient_id = appointment.id, appointment.patient_id
+    start = _after_commit_start(
+        session, f"appointment workflow {appointment_id}", lambda access: _start(access, wf_input, patient_id)
+    )
 
     async def job() -> None:
-        if await _start(gateway, wf_input, patient_id):
-            await _mark_started(gateway, tenant_id, appointment_id)
-        else:
-            log.warning(
-                "Temporal unreachable: appointment workflow %s left for the reconciler", appointment_id
-            )
+        if await start():
+            try:  # a new short transaction on the committed session
+                await session.execute(_mark_started(appointment_id))
+                await session.commit()
+            except Exception:
+                await session.rollback()
+                raise
 
     after_commit(session, job)
 
@@ -191,7 +183,7 @@ def finish_appointment_workflow(session: AsyncSession, appointment: Appointment)
 
 async def start_missing_appointment_workflows(
     sessionmaker: async_sessionmaker[AsyncSession],
-    gateway: WorkflowGateway,
+    access: TemporalAccess,
     *,
     older_than: timedelta,
     tenant_id: uuid.UUID | None = None,
@@ -199,7 +191,7 @@ async def start_missing_appointment_workflows(
     """Start the workflows of active, future appointments whose start was lost; returns how many.
 
     Scans every tenant unless `tenant_id` is given. Harmless to repeat: a running workflow is left alone.
-    """
+    Raises when Temporal is unreachable (the next round tries again)."""
     cutoff = datetime.now(UTC) - older_than
     async with sessionmaker() as session:
         scope_to(session, tenant_id)
@@ -213,40 +205,43 @@ async def start_missing_appointment_workflows(
                 )
             )
         ).all()
-        inputs = [(a, await appointment_input(session, a)) for a in rows]
-    started = 0
-    for appointment, wf_input in inputs:
-        if await _start(gateway, wf_input, appointment.patient_id):
-            await _mark_started(gateway, appointment.tenant_id, appointment.id)
+        started = 0
+        for appointment in rows:
+            await _start(access, await appointment_input(session, appointment), appointment.patient_id)
+            await session.execute(_mark_started(appointment.id))
+            await session.commit()
             started += 1
     return started
 
 
-def start_conversation_workflow(session: AsyncSession, gateway: WorkflowGateway, conversation: Any) -> None:
-    """After the commit, start the conversation's workflow: it releases the holds when the offer expires."""
+def start_conversation_workflow(session: AsyncSession, conversation: Any) -> None:
+    """After the commit, start the conversation's workflow: it releases the holds when the offer expires
+    (a lost start leaves the holds to their own expiry time)."""
     wf_input = ConversationInput(
         tenant_id=str(conversation.tenant_id),
         conversation_id=str(conversation.id),
         expires_at=conversation.expires_at.isoformat(),
     )
 
-    async def job() -> None:
-        client = await gateway.get_client()
-        if client is None:
-            log.warning("Temporal unreachable: conversation %s will not expire by itself", conversation.id)
-            return
+    async def start(access: TemporalAccess) -> None:
+        client = await access.get_client()
         try:
             await client.start_workflow(
                 CONVERSATION_WORKFLOW,
                 wf_input,
                 id=conversation.workflow_id,
-                task_queue=gateway.task_queue,
+                task_queue=access.task_queue,
                 rpc_timeout=RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             pass
 
-    after_commit(session, job)
+    job = _after_commit_start(session, f"conversation workflow {conversation.id}", start)
+
+    async def run() -> None:
+        await job()
+
+    after_commit(session, run)
 
 
 def signal_conversation(session: AsyncSession, conversation: Any) -> None:
@@ -269,23 +264,18 @@ def signal_inbound_reply(session: AsyncSession, conversation: Any, communication
     )
 
 
-def start_waitlist_backfill(
-    session: AsyncSession, gateway: WorkflowGateway, wf_input: WaitlistBackfillInput
-) -> None:
+def start_waitlist_backfill(session: AsyncSession, wf_input: WaitlistBackfillInput) -> None:
     """After the commit, start the backfill of a cancelled appointment's time (at most once, ever)."""
     workflow_id = waitlist_backfill_workflow_id(uuid.UUID(wf_input.cancelled_appointment_id))
 
-    async def job() -> None:
-        client = await gateway.get_client()
-        if client is None:
-            log.warning("Temporal unreachable: waitlist backfill %s not started", workflow_id)
-            return
+    async def start(access: TemporalAccess) -> None:
+        client = await access.get_client()
         try:
             await client.start_workflow(
                 WAITLIST_WORKFLOW,
                 wf_input,
                 id=workflow_id,
-                task_queue=gateway.task_queue,
+                task_queue=access.task_queue,
                 # A freed time is offered once: a repeated start after the backfill ended is refused.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 rpc_timeout=RPC_TIMEOUT,
@@ -293,7 +283,12 @@ def start_waitlist_backfill(
         except WorkflowAlreadyStartedError:
             pass
 
-    after_commit(session, job)
+    job = _after_commit_start(session, f"waitlist backfill {workflow_id}", start)
+
+    async def run() -> None:
+        await job()
+
+    after_commit(session, run)
 
 
 def signal_waitlist_backfill(

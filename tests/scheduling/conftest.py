@@ -157,8 +157,30 @@ async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -
     first = await ids_of(Appointment, ("appointment", "waitlist-backfill"))
     first += await ids_of(BookingConversation, ("booking-conversation",))
 
+    # One terminated in the middle of an activity can leave the shared time-skipping server unable to skip
+    # time for the tests that follow: let each finish its step first (bounded; a timer is safe to end).
+    for workflow_id in first + await ids_of(Communication, ("communication",)):
+        await _between_steps(client, workflow_id)
     await terminate_workflows(client, first)
     await terminate_workflows(client, await ids_of(Communication, ("communication",)))
+
+
+async def _between_steps(client, workflow_id: str, *, within: float = 5.0) -> None:
+    """Wait (at most `within` seconds) until the workflow runs no activity: ended, never started, or on a
+    timer."""
+
+    async def idle() -> bool:
+        try:
+            described = await client.get_workflow_handle(workflow_id).describe()
+        except RPCError:
+            return True  # never started
+        running = described.status == WorkflowExecutionStatus.RUNNING
+        return not (running and described.raw_description.pending_activities)
+
+    try:
+        await eventually(idle, f"{workflow_id} between steps", within=within)
+    except AssertionError:
+        pass  # terminated anyway; the wait only makes it gentler
 
 
 @pytest.fixture
