@@ -15,10 +15,12 @@ import base64
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
@@ -156,3 +158,35 @@ def phi_suspects(path: Path, fixture_values: tuple[str, ...]) -> list[str]:
     suspects = [s for s in strings_in_payloads(path) if not _NO_PHI.fullmatch(s)]
     text = path.read_text()
     return suspects + [value for value in fixture_values if value in text]
+
+
+def recorded_history_checks(
+    workflow: type, workflow_name: str, directory: Path, prefix: str, scenarios: Any, fixture_phi: Any
+) -> tuple[Callable[..., Any], ...]:
+    """The four checks every workflow's recorded histories get, as test functions for a test module to
+    bind at module level: each replays against the current code, each scenario has one, each is the whole
+    scenario (so a truncated file cannot pass), and none holds the fixtures' PHI."""
+    recorded_paths = sorted(directory.glob(f"{prefix}_*.json"))
+
+    @pytest.mark.parametrize("path", recorded_paths, ids=lambda p: p.stem)
+    async def replays_against_current_code(path: Path) -> None:
+        await replay(path, workflow)
+
+    @pytest.mark.parametrize("scenario", sorted(scenarios))
+    def every_scenario_has_a_recorded_history(scenario: str) -> None:
+        assert recorded(directory, scenario), f"no recorded history of {scenario}"
+
+    @pytest.mark.parametrize("path", recorded_paths, ids=lambda p: p.stem)
+    async def is_the_whole_scenario(path: Path) -> None:
+        assert_whole(await load(path), workflow_name, scenario_of(path, scenarios))
+
+    @pytest.mark.parametrize("path", recorded_paths, ids=lambda p: p.stem)
+    def holds_no_phi(path: Path) -> None:
+        assert phi_suspects(path, fixture_phi) == []
+
+    return (
+        replays_against_current_code,
+        every_scenario_has_a_recorded_history,
+        is_the_whole_scenario,
+        holds_no_phi,
+    )

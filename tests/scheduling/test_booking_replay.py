@@ -91,25 +91,11 @@ async def test_a_fresh_expired_history_replays(
     await histories.replay_fresh(history, BookingConversationWorkflow, HISTORIES, "booking_expired")
 
 
-RECORDED = sorted(HISTORIES.glob("booking_*.json"))
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-async def test_recorded_history_replays_against_current_code(path: Path) -> None:
-    await histories.replay(path, BookingConversationWorkflow)
-
-
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_every_scenario_has_a_recorded_history(scenario: str) -> None:
-    assert histories.recorded(HISTORIES, scenario), f"no recorded history of {scenario}"
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-async def test_recorded_history_is_the_whole_scenario(path: Path) -> None:
-    scenario = histories.scenario_of(path, SCENARIOS)
-    histories.assert_whole(await histories.load(path), "BookingConversationWorkflow", scenario)
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-def test_recorded_history_holds_no_phi(path: Path) -> None:
-    assert histories.phi_suspects(path, FIXTURE_PHI) == []
+(
+    test_recorded_history_replays_against_current_code,
+    test_every_scenario_has_a_recorded_history,
+    test_recorded_history_is_the_whole_scenario,
+    test_recorded_history_holds_no_phi,
+) = histories.recorded_history_checks(
+    BookingConversationWorkflow, "BookingConversationWorkflow", HISTORIES, "booking", SCENARIOS, FIXTURE_PHI
+)

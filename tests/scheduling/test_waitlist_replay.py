@@ -105,25 +105,11 @@ async def test_a_fresh_next_wave_history_replays(
     await _replays(temporal_env, cancelled, "waitlist_next_wave", settle)
 
 
-RECORDED = sorted(HISTORIES.glob("waitlist_*.json"))
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-async def test_recorded_history_replays_against_current_code(path: Path) -> None:
-    await histories.replay(path, WaitlistBackfillWorkflow)
-
-
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_every_scenario_has_a_recorded_history(scenario: str) -> None:
-    assert histories.recorded(HISTORIES, scenario), f"no recorded history of {scenario}"
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-async def test_recorded_history_is_the_whole_scenario(path: Path) -> None:
-    scenario = histories.scenario_of(path, SCENARIOS)
-    histories.assert_whole(await histories.load(path), "WaitlistBackfillWorkflow", scenario)
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-def test_recorded_history_holds_no_phi(path: Path) -> None:
-    assert histories.phi_suspects(path, FIXTURE_PHI) == []
+(
+    test_recorded_history_replays_against_current_code,
+    test_every_scenario_has_a_recorded_history,
+    test_recorded_history_is_the_whole_scenario,
+    test_recorded_history_holds_no_phi,
+) = histories.recorded_history_checks(
+    WaitlistBackfillWorkflow, "WaitlistBackfillWorkflow", HISTORIES, "waitlist", SCENARIOS, FIXTURE_PHI
+)

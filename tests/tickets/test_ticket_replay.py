@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from domain.tickets.plan import SIGNAL_CHANGED, WORKFLOW_NAME, ticket_workflow_id
 from tests import histories
@@ -97,25 +96,11 @@ async def test_a_fresh_breached_history_replays(
     await _resolve_and_replay(sla_env, client, auth, ticket["id"], "ticket_breached")
 
 
-RECORDED = sorted(HISTORIES.glob("ticket_*.json"))
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-async def test_recorded_history_replays_against_current_code(path: Path) -> None:
-    await histories.replay(path, TicketSlaWorkflow)
-
-
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_every_scenario_has_a_recorded_history(scenario: str) -> None:
-    assert histories.recorded(HISTORIES, scenario), f"no recorded history of {scenario}"
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-async def test_recorded_history_is_the_whole_scenario(path: Path) -> None:
-    scenario = histories.scenario_of(path, SCENARIOS)
-    histories.assert_whole(await histories.load(path), WORKFLOW_NAME, scenario)
-
-
-@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.stem)
-def test_recorded_history_holds_no_phi(path: Path) -> None:
-    assert histories.phi_suspects(path, FIXTURE_PHI) == []
+(
+    test_recorded_history_replays_against_current_code,
+    test_every_scenario_has_a_recorded_history,
+    test_recorded_history_is_the_whole_scenario,
+    test_recorded_history_holds_no_phi,
+) = histories.recorded_history_checks(
+    TicketSlaWorkflow, WORKFLOW_NAME, HISTORIES, "ticket", SCENARIOS, FIXTURE_PHI
+)
