@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 FAST_PATH_SECONDS = 2.0  # how long a request waits (to connect, then per call) for an unreachable Temporal
 BATCH = 200
+KEEP_DELIVERED = timedelta(days=7)  # delivered commands stay this long for operators, then are pruned
+PRUNE_BATCH = 10_000
 # Answers that will never change on a retry: the command is dropped (and logged) so it cannot block the
 # commands queued behind it for the same workflow.
 _REJECTED = {
@@ -265,6 +267,19 @@ async def _send(client: Client, task_queue: str, command: WorkflowCommand, rpc_t
     return "delivered"
 
 
+async def prune_delivered(session: AsyncSession, *, older_than: timedelta = KEEP_DELIVERED) -> int:
+    """Delete commands delivered more than `older_than` ago (a bounded batch) and commit; how many."""
+    result = await session.execute(
+        text(
+            "DELETE FROM workflow_commands WHERE id IN (SELECT id FROM workflow_commands"
+            " WHERE delivered_at < now() - make_interval(secs => :age) ORDER BY id LIMIT :batch)"
+        ),
+        {"age": older_than.total_seconds(), "batch": PRUNE_BATCH},
+    )
+    await session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def pending_count(session: AsyncSession) -> int:
     """How many commands wait for delivery (every tenant)."""
     mark_system(session)
@@ -320,6 +335,8 @@ class CommandRelay:
                 await self.reconcile(recovered)
             except Exception as exc:
                 log.warning("reconciliation of lost workflow starts failed: %s", type(exc).__name__)
+            async with self.sessionmaker() as session:
+                await prune_delivered(session)
         async with self.sessionmaker() as session:
             mark_system(session)
             if not await session.scalar(

@@ -77,6 +77,7 @@ class AppointmentWorkflow:
             ]
             if (
                 planned_start
+                and offsets
                 and not due
                 and self._reminded_start not in (None, self._start)
                 and now < self._start
