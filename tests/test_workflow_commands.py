@@ -14,7 +14,13 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from core.database import bind_tenant, mark_system
-from core.workflow_commands import StartIfMissing, WorkflowCommand, deliver_pending, record_signal
+from core.workflow_commands import (
+    StartIfMissing,
+    WorkflowCommand,
+    deliver_pending,
+    prune_delivered,
+    record_signal,
+)
 from tests.temporal_envs import start_time_skipping
 
 
@@ -193,3 +199,23 @@ async def test_a_command_rolled_back_with_its_change_is_never_delivered(
         )
     assert kept is None  # nothing for a relay to deliver
     assert await handle.query(CommandRecorder.seen) == []
+
+
+async def test_delivered_commands_are_pruned_after_a_week_and_pending_ones_never(
+    system_sessionmaker, tenant_id
+) -> None:
+    workflow_id = f"recorder-{uuid.uuid4()}"
+    old, recent, pending = await _record(
+        system_sessionmaker, tenant_id, *((workflow_id, "note", n) for n in (1, 2, 3))
+    )
+    async with system_sessionmaker() as session:
+        await session.execute(
+            text(
+                "UPDATE workflow_commands SET delivered_at = now() - make_interval(days => :days)"
+                " WHERE id = :id"
+            ),
+            [{"id": old, "days": 8}, {"id": recent, "days": 6}],
+        )
+        await session.commit()
+        assert await prune_delivered(session) >= 1
+    assert [r.id for r in await _rows(system_sessionmaker, [old, recent, pending])] == [recent, pending]
