@@ -87,7 +87,8 @@ class CommunicationActivities:
                 channel=record.channel,
                 scheduled_for=scheduled,
                 fallback_minutes=minutes,
-                reports_delivery=provider_for(Channel(record.channel)).name != OutboxProvider.name,
+                reports_delivery=provider_for(Channel(record.channel), self.deps.settings).name
+                != OutboxProvider.name,
             )
             await session.commit()
             return plan
@@ -128,7 +129,9 @@ class CommunicationActivities:
     async def _send(self, data: SendInput, at: datetime) -> str:
         async with self.deps.tenant_session(data.tenant_id) as session:
             try:
-                outcome = await delivery.deliver(session, uuid.UUID(data.communication_id), at=at)
+                outcome = await delivery.deliver(
+                    session, uuid.UUID(data.communication_id), at=at, settings=self.deps.settings
+                )
             except ProviderError as exc:  # transient: the retry policy backs off and tries again
                 raise ApplicationError(str(exc), type="ProviderUnavailable") from exc
             await session.commit()

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.settings import Settings
 from domain.communications import policy
 from domain.communications.models import Communication
 from domain.communications.provider_contract import OutgoingMessage, ProviderError
@@ -51,7 +52,9 @@ class DeliveryOutcome:
     sent_now: bool
 
 
-async def deliver(session: AsyncSession, communication_id: uuid.UUID, *, at: datetime) -> DeliveryOutcome:
+async def deliver(
+    session: AsyncSession, communication_id: uuid.UUID, *, at: datetime, settings: Settings
+) -> DeliveryOutcome:
     """Send one recorded message at most once; the caller commits. Retryable ProviderErrors propagate."""
     record = await CommunicationRepository(session).for_update(communication_id)
     if record is None:
@@ -70,7 +73,7 @@ async def deliver(session: AsyncSession, communication_id: uuid.UUID, *, at: dat
             error_message=f"The patient opted out of {channel.value} messages.",
         )
         return DeliveryOutcome(CommunicationStatus.FAILED.value, sent_now=False)
-    provider = provider_for(channel)
+    provider = provider_for(channel, settings)
     content: dict[str, Any] | None = None
     # The outbox sends nothing, so WhatsApp's window does not apply to it.
     if channel == Channel.WHATSAPP and provider.name != OutboxProvider.name:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from domain.communications.provider_contract import (
     MessageProvider,
     OutgoingMessage,
@@ -46,10 +46,9 @@ class OutboxProvider:
         )
 
 
-def provider_for(channel: Channel, settings: Settings | None = None) -> MessageProvider:
+def provider_for(channel: Channel, settings: Settings) -> MessageProvider:
     """The provider that sends on `channel`: Twilio (SMS, WhatsApp) or SendGrid (email) when configured,
-    else the outbox."""
-    settings = settings or get_settings()
+    else the outbox (`settings` come from the process: the worker's, the API's)."""
     if channel == Channel.EMAIL:
         if settings.sendgrid_api_key and settings.sendgrid_from_email:
             return SendGridProvider(settings)
@@ -60,7 +59,7 @@ def provider_for(channel: Channel, settings: Settings | None = None) -> MessageP
     return OutboxProvider()
 
 
-def log_provider_configuration(settings: Settings | None = None) -> None:
+def log_provider_configuration(settings: Settings) -> None:
     """Say at start-up which provider sends on each channel (the outbox sends nothing)."""
     log = logging.getLogger("communications")
     for channel in Channel:

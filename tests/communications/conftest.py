@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.database import bind_tenant, mark_system
-from core.settings import get_settings
 from domain.communications.models import Communication
 from domain.patients.models import Patient
 from tests.temporal_envs import start_time_skipping, terminate_workflows
@@ -201,9 +200,8 @@ def providers_configured(
         "sendgrid_webhook_public_key": sendgrid_keys.public_key_b64,
         "public_base_url": PUBLIC_BASE,
     }
-    for target in {id(settings): settings, id(get_settings()): get_settings()}.values():
-        for name, value in values.items():
-            monkeypatch.setattr(target, name, value)
+    for name, value in values.items():
+        monkeypatch.setattr(settings, name, value)
     return fake_providers
 
 

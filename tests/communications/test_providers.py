@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from core.settings import get_settings
 from domain.communications.providers import OutgoingMessage, ProviderError, provider_for
 from domain.enums import Channel
 from tests.communications.conftest import PUBLIC_BASE, TWILIO_SID
@@ -16,8 +15,10 @@ def _message(channel: Channel, recipient: str, **extra) -> OutgoingMessage:
     )
 
 
-async def test_sms_goes_through_twilio_with_from_to_body_and_status_callback(providers_configured) -> None:
-    result = await provider_for(Channel.SMS).send(_message(Channel.SMS, "+14155550123"))
+async def test_sms_goes_through_twilio_with_from_to_body_and_status_callback(
+    providers_configured, settings
+) -> None:
+    result = await provider_for(Channel.SMS, settings).send(_message(Channel.SMS, "+14155550123"))
     (request,) = providers_configured.requests
     assert request.path == f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
     assert providers_configured.twilio_forms() == [
@@ -33,14 +34,14 @@ async def test_sms_goes_through_twilio_with_from_to_body_and_status_callback(pro
     assert result.provider_message_id and result.provider_message_id.startswith("SM")
 
 
-async def test_whatsapp_numbers_carry_the_whatsapp_prefix(providers_configured) -> None:
-    await provider_for(Channel.WHATSAPP).send(_message(Channel.WHATSAPP, "+14155550123"))
+async def test_whatsapp_numbers_carry_the_whatsapp_prefix(providers_configured, settings) -> None:
+    await provider_for(Channel.WHATSAPP, settings).send(_message(Channel.WHATSAPP, "+14155550123"))
     (form,) = providers_configured.twilio_forms()
     assert (form["To"], form["From"]) == ("whatsapp:+14155550123", "whatsapp:+14155550001")
 
 
-async def test_email_goes_through_sendgrid_with_custom_args(providers_configured) -> None:
-    result = await provider_for(Channel.EMAIL).send(
+async def test_email_goes_through_sendgrid_with_custom_args(providers_configured, settings) -> None:
+    result = await provider_for(Channel.EMAIL, settings).send(
         _message(Channel.EMAIL, "maria@example.test", subject="Results", communication_id="c-1")
     )
     (mail,) = providers_configured.sendgrid_mails()
@@ -55,47 +56,47 @@ async def test_email_goes_through_sendgrid_with_custom_args(providers_configured
     assert result.provider_message_id
 
 
-async def test_an_invalid_number_is_a_permanent_error(providers_configured) -> None:
+async def test_an_invalid_number_is_a_permanent_error(providers_configured, settings) -> None:
     providers_configured.twilio_answers.append(
         (400, {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400})
     )
     with pytest.raises(ProviderError) as caught:
-        await provider_for(Channel.SMS).send(_message(Channel.SMS, "+14155550123"))
+        await provider_for(Channel.SMS, settings).send(_message(Channel.SMS, "+14155550123"))
     assert (caught.value.retryable, caught.value.code) == (False, "21211")
     assert "not valid" in str(caught.value)
 
 
-async def test_an_unsubscribed_recipient_is_a_permanent_error(providers_configured) -> None:
+async def test_an_unsubscribed_recipient_is_a_permanent_error(providers_configured, settings) -> None:
     providers_configured.twilio_answers.append(
         (400, {"code": 21610, "message": "unsubscribed", "status": 400})
     )
     with pytest.raises(ProviderError) as caught:
-        await provider_for(Channel.SMS).send(_message(Channel.SMS, "+14155550123"))
+        await provider_for(Channel.SMS, settings).send(_message(Channel.SMS, "+14155550123"))
     assert (caught.value.retryable, caught.value.code) == (False, "21610")
 
 
-async def test_a_twilio_server_error_or_rate_limit_is_retryable(providers_configured) -> None:
+async def test_a_twilio_server_error_or_rate_limit_is_retryable(providers_configured, settings) -> None:
     providers_configured.twilio_answers += [
         (500, {"code": 20500, "message": "Internal error", "status": 500}),
         (429, {"code": 20429, "message": "Too many requests", "status": 429}),
     ]
     for _ in range(2):
         with pytest.raises(ProviderError) as caught:
-            await provider_for(Channel.SMS).send(_message(Channel.SMS, "+14155550123"))
+            await provider_for(Channel.SMS, settings).send(_message(Channel.SMS, "+14155550123"))
         assert caught.value.retryable
 
 
-async def test_sendgrid_errors_are_classified(providers_configured) -> None:
+async def test_sendgrid_errors_are_classified(providers_configured, settings) -> None:
     providers_configured.sendgrid_answers += [(503, {"errors": []}), (400, {"errors": [{"message": "bad"}]})]
     with pytest.raises(ProviderError) as transient:
-        await provider_for(Channel.EMAIL).send(_message(Channel.EMAIL, "m@example.test"))
+        await provider_for(Channel.EMAIL, settings).send(_message(Channel.EMAIL, "m@example.test"))
     with pytest.raises(ProviderError) as permanent:
-        await provider_for(Channel.EMAIL).send(_message(Channel.EMAIL, "m@example.test"))
+        await provider_for(Channel.EMAIL, settings).send(_message(Channel.EMAIL, "m@example.test"))
     assert (transient.value.retryable, permanent.value.retryable) == (True, False)
 
 
-async def test_an_unreachable_provider_is_retryable(providers_configured, monkeypatch) -> None:
-    monkeypatch.setattr(get_settings(), "twilio_base_url", "http://127.0.0.1:1")
+async def test_an_unreachable_provider_is_retryable(providers_configured, settings, monkeypatch) -> None:
+    monkeypatch.setattr(settings, "twilio_base_url", "http://127.0.0.1:1")
     with pytest.raises(ProviderError) as caught:
-        await provider_for(Channel.SMS).send(_message(Channel.SMS, "+14155550123"))
+        await provider_for(Channel.SMS, settings).send(_message(Channel.SMS, "+14155550123"))
     assert caught.value.retryable

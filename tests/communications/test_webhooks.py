@@ -60,7 +60,9 @@ async def sendgrid_post(
     )
 
 
-async def _sent_message(system_sessionmaker, tenant_id, patient, channel=Channel.SMS) -> Communication:
+async def _sent_message(
+    settings, system_sessionmaker, tenant_id, patient, channel=Channel.SMS
+) -> Communication:
     """A message recorded by send_message, then handed to its provider by the send step (as the delivery
     workflow's send activity does; the workflow is tested in test_dispatch and test_delivery_workflow)."""
     async with system_sessionmaker() as session:
@@ -75,7 +77,7 @@ async def _sent_message(system_sessionmaker, tenant_id, patient, channel=Channel
         await session.commit()
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        await delivery.deliver(session, result.communication.id, at=datetime.now(UTC))
+        await delivery.deliver(session, result.communication.id, at=datetime.now(UTC), settings=settings)
         await session.commit()
     return await _reload(system_sessionmaker, tenant_id, result.communication.id)
 
@@ -87,13 +89,13 @@ async def _reload(system_sessionmaker, tenant_id, communication_id) -> Communica
 
 
 async def test_the_send_step_hands_a_recorded_message_to_twilio_once(
-    providers_configured, system_sessionmaker, tenant_id, make_patient
+    settings, providers_configured, system_sessionmaker, tenant_id, make_patient
 ) -> None:
     patient = await make_patient()
-    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    message = await _sent_message(settings, system_sessionmaker, tenant_id, patient)
     async with system_sessionmaker() as session:  # a retried send activity finds it sent
         bind_tenant(session, tenant_id)
-        outcome = await delivery.deliver(session, message.id, at=datetime.now(UTC))
+        outcome = await delivery.deliver(session, message.id, at=datetime.now(UTC), settings=settings)
         await session.commit()
     assert (outcome.status, outcome.sent_now) == ("sent", False)
     (form,) = providers_configured.twilio_forms()
@@ -106,10 +108,10 @@ async def test_the_send_step_hands_a_recorded_message_to_twilio_once(
 
 
 async def test_status_callbacks_out_of_order_never_move_backwards(
-    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient
 ) -> None:
     patient = await make_patient()
-    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    message = await _sent_message(settings, system_sessionmaker, tenant_id, patient)
     sid = message.provider_message_id
     for status in ("read", "delivered", "sent", "delivered", "failed"):
         resp = await twilio_post(client, "/twilio/status", {"MessageSid": sid, "MessageStatus": status})
@@ -119,10 +121,10 @@ async def test_status_callbacks_out_of_order_never_move_backwards(
 
 
 async def test_failed_status_is_final_and_readable(
-    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient
 ) -> None:
     patient = await make_patient()
-    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    message = await _sent_message(settings, system_sessionmaker, tenant_id, patient)
     params = {"MessageSid": message.provider_message_id, "MessageStatus": "undelivered", "ErrorCode": "30003"}
     await twilio_post(client, "/twilio/status", params)
     await twilio_post(
@@ -134,10 +136,10 @@ async def test_failed_status_is_final_and_readable(
 
 
 async def test_forged_unsigned_or_altered_twilio_requests_are_403_and_change_nothing(
-    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient
 ) -> None:
     patient = await make_patient()
-    message = await _sent_message(system_sessionmaker, tenant_id, patient)
+    message = await _sent_message(settings, system_sessionmaker, tenant_id, patient)
     params = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered"}
     forged = await twilio_post(client, "/twilio/status", params, signature="bm90LWEtc2lnbmF0dXJl")
     unsigned = await client.post(
@@ -156,10 +158,10 @@ async def test_forged_unsigned_or_altered_twilio_requests_are_403_and_change_not
 
 
 async def test_an_inbound_reply_is_stored_on_the_patients_conversation(
-    providers_configured, client, auth, system_sessionmaker, tenant_id, make_patient
+    settings, providers_configured, client, auth, system_sessionmaker, tenant_id, make_patient
 ) -> None:
     patient = await make_patient()
-    await _sent_message(system_sessionmaker, tenant_id, patient, Channel.WHATSAPP)
+    await _sent_message(settings, system_sessionmaker, tenant_id, patient, Channel.WHATSAPP)
     params = {
         "MessageSid": "SM" + uuid.uuid4().hex,
         "From": f"whatsapp:{patient.phone_primary}",
@@ -182,7 +184,7 @@ async def test_an_inbound_reply_is_stored_on_the_patients_conversation(
 
 
 async def test_an_inbound_reply_is_scored_for_sentiment_when_it_is_stored(
-    providers_configured, client, system_sessionmaker, tenant_id, make_patient
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient
 ) -> None:
     from sqlalchemy import select
 
@@ -190,7 +192,7 @@ async def test_an_inbound_reply_is_scored_for_sentiment_when_it_is_stored(
     from domain.analytics.models import MessageSentiment
 
     patient = await make_patient()
-    await _sent_message(system_sessionmaker, tenant_id, patient, Channel.SMS)
+    await _sent_message(settings, system_sessionmaker, tenant_id, patient, Channel.SMS)
     params = {
         "MessageSid": "SM" + uuid.uuid4().hex,
         "From": patient.phone_primary,
@@ -206,10 +208,10 @@ async def test_an_inbound_reply_is_scored_for_sentiment_when_it_is_stored(
 
 
 async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
-    providers_configured, client, system_sessionmaker, tenant_id, make_patient, comms_worker
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient, comms_worker
 ) -> None:
     patient = await make_patient()
-    await _sent_message(system_sessionmaker, tenant_id, patient)
+    await _sent_message(settings, system_sessionmaker, tenant_id, patient)
     for word in ("  stop ", "STOP"):
         params = {
             "MessageSid": "SM" + uuid.uuid4().hex,
@@ -230,7 +232,7 @@ async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
     await eventually(confirmed, "the opt-out confirmation")
     forms = providers_configured.twilio_forms()
     assert "unsubscribed" in forms[1]["Body"]  # the first message, then one confirmation
-    after = await _sent_message(system_sessionmaker, tenant_id, patient)
+    after = await _sent_message(settings, system_sessionmaker, tenant_id, patient)
     assert (after.status, after.error_code) == ("failed", "opted_out")
     assert len(providers_configured.twilio_forms()) == 2
     start = {
@@ -240,15 +242,15 @@ async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
         "Body": "Start",
     }
     await twilio_post(client, "/twilio/messages", start)
-    resumed = await _sent_message(system_sessionmaker, tenant_id, patient)
+    resumed = await _sent_message(settings, system_sessionmaker, tenant_id, patient)
     assert resumed.status == "sent"
 
 
 async def test_sendgrid_events_are_verified_applied_and_deduplicated(
-    providers_configured, client, system_sessionmaker, tenant_id, make_patient, sendgrid_keys
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient, sendgrid_keys
 ) -> None:
     patient = await make_patient()
-    message = await _sent_message(system_sessionmaker, tenant_id, patient, Channel.EMAIL)
+    message = await _sent_message(settings, system_sessionmaker, tenant_id, patient, Channel.EMAIL)
     (mail,) = providers_configured.sendgrid_mails()
     assert mail["custom_args"] == {"communication_id": str(message.id)}
     delivered = {

@@ -53,11 +53,11 @@ async def _queued(client, auth, patient, **fields) -> str:
     return resp.json()["id"]
 
 
-async def _deliver(system_sessionmaker, tenant_id, communication_id: str) -> Communication:
+async def _deliver(settings, system_sessionmaker, tenant_id, communication_id: str) -> Communication:
     """Run the send step now (as the delivery workflow's send activity does) and reload the message."""
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        await delivery.deliver(session, uuid.UUID(communication_id), at=datetime.now(UTC))
+        await delivery.deliver(session, uuid.UUID(communication_id), at=datetime.now(UTC), settings=settings)
         await session.commit()
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
@@ -173,7 +173,7 @@ async def test_literal_text_or_another_channel_records_no_content(
 
 
 async def test_inside_the_window_the_text_is_sent_as_body(
-    client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
+    settings, client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
 ) -> None:
     await _create(client, auth)
     patient = await make_patient()
@@ -181,7 +181,7 @@ async def test_inside_the_window_the_text_is_sent_as_body(
     communication_id = await _queued(
         client, auth, patient, template_name="visit_check_in", template_vars={"visit_kind": "check-up"}
     )
-    record = await _deliver(system_sessionmaker, tenant_id, communication_id)
+    record = await _deliver(settings, system_sessionmaker, tenant_id, communication_id)
     assert record.status == "sent" and record.provider_message_id
     (form,) = providers_configured.twilio_forms()
     assert form == {
@@ -193,7 +193,7 @@ async def test_inside_the_window_the_text_is_sent_as_body(
 
 
 async def test_outside_the_window_the_content_template_is_sent_with_its_values_in_order(
-    client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
+    settings, client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
 ) -> None:
     providers_configured.whatsapp_window_open = False  # Twilio would refuse free text (63016)
     await _create(client, auth)
@@ -202,7 +202,7 @@ async def test_outside_the_window_the_content_template_is_sent_with_its_values_i
     communication_id = await _queued(
         client, auth, patient, template_name="visit_check_in", template_vars={"visit_kind": "check-up"}
     )
-    record = await _deliver(system_sessionmaker, tenant_id, communication_id)
+    record = await _deliver(settings, system_sessionmaker, tenant_id, communication_id)
     assert record.status == "sent" and record.provider_message_id, record.error_message
     (form,) = providers_configured.twilio_forms()
     assert set(form) == {"To", "From", "ContentSid", "ContentVariables", "StatusCallback"}
@@ -216,12 +216,12 @@ async def test_outside_the_window_the_content_template_is_sent_with_its_values_i
 
 
 async def test_outside_the_window_without_a_content_template_nothing_is_sent_to_twilio(
-    client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
+    settings, client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
 ) -> None:
     patient = await make_patient()
     await _replied(system_sessionmaker, tenant_id, patient, hours_ago=25)
     communication_id = await _queued(client, auth, patient, message="Your results are ready")
-    record = await _deliver(system_sessionmaker, tenant_id, communication_id)
+    record = await _deliver(settings, system_sessionmaker, tenant_id, communication_id)
     assert providers_configured.twilio_forms() == []
     assert (record.status, record.error_code) == ("failed", "whatsapp_window_closed")
     assert record.error_message.startswith("Outside WhatsApp's 24-hour window a message must use an approved")
@@ -229,12 +229,12 @@ async def test_outside_the_window_without_a_content_template_nothing_is_sent_to_
 
 
 async def test_a_patient_who_never_wrote_on_whatsapp_is_outside_the_window(
-    client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
+    settings, client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
 ) -> None:
     patient = await make_patient()
     await _replied(system_sessionmaker, tenant_id, patient, hours_ago=1, channel="sms")
     communication_id = await _queued(client, auth, patient, message="Hello")
-    record = await _deliver(system_sessionmaker, tenant_id, communication_id)
+    record = await _deliver(settings, system_sessionmaker, tenant_id, communication_id)
     assert (record.status, record.error_code) == ("failed", "whatsapp_window_closed")
     assert providers_configured.twilio_forms() == []
 
@@ -256,20 +256,20 @@ async def test_the_window_is_24_hours_from_the_latest_inbound_whatsapp_message(
 
 
 async def test_a_63016_from_twilio_still_fails_the_message_for_good(
-    client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
+    settings, client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
 ) -> None:
     """The window can close between our check and Twilio's: 63016 is permanent, never retried."""
     providers_configured.whatsapp_window_open = False
     patient = await make_patient()
     await _replied(system_sessionmaker, tenant_id, patient, hours_ago=2)
     communication_id = await _queued(client, auth, patient, message="Hello")
-    record = await _deliver(system_sessionmaker, tenant_id, communication_id)
+    record = await _deliver(settings, system_sessionmaker, tenant_id, communication_id)
     assert (record.status, record.error_code) == ("failed", "63016")
     assert "Body" in providers_configured.twilio_forms()[0]
 
 
 async def test_send_message_with_a_template_records_the_content_for_the_send_step(
-    client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
+    settings, client, auth, providers_configured, make_patient, system_sessionmaker, tenant_id
 ) -> None:
     await _create(client, auth)
     patient = await make_patient()
@@ -285,7 +285,7 @@ async def test_send_message_with_a_template_records_the_content_for_the_send_ste
             template_vars={"visit_kind": "surgery"},
         )
         await session.commit()
-    record = await _deliver(system_sessionmaker, tenant_id, str(result.communication.id))
+    record = await _deliver(settings, system_sessionmaker, tenant_id, str(result.communication.id))
     assert record.status == "sent", record.error_message
     (form,) = providers_configured.twilio_forms()
     assert "Body" not in form and form["ContentSid"] == CONTENT_SID

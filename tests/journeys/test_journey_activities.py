@@ -90,8 +90,8 @@ def test_the_template_registry_covers_every_category_and_channel() -> None:
     assert {"patient_name", "appointment_date", "clinic_name"} <= SYSTEM_VARIABLES
 
 
-def test_without_credentials_every_channel_uses_the_outbox() -> None:
-    assert all(isinstance(provider_for(channel), OutboxProvider) for channel in Channel)
+def test_without_credentials_every_channel_uses_the_outbox(settings) -> None:
+    assert all(isinstance(provider_for(channel, settings), OutboxProvider) for channel in Channel)
 
 
 def test_templates_render_in_a_sandbox_that_refuses_unsafe_access() -> None:
