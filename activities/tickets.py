@@ -12,10 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities import ActivityDeps
-from core.errors import NotFound
+from activities import ActivityDeps, domain_errors_are_final
 from domain.tickets import sla_steps
 from domain.tickets.plan import BreachInput, PauseInput, SlaState, TicketRef
 
@@ -29,35 +27,29 @@ class TicketActivities:
     @activity.defn(name="ticket_sla_begin")
     async def begin(self, data: TicketRef) -> SlaState:
         """Set the ticket's due times for the current cycle (once) and return its SLA state."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
-            try:
+        with domain_errors_are_final():  # e.g. the ticket is gone: NotFound
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 state = await sla_steps.begin_sla(session, data.ticket_id)
-            except NotFound as exc:
-                raise ApplicationError("ticket not found", non_retryable=True) from exc
-            await session.commit()
-            return state
+                await session.commit()
+                return state
 
     @activity.defn(name="ticket_sla_breach")
     async def breach(self, data: BreachInput) -> SlaState:
         """Escalate a missed target once (flag, raise priority, notify) unless it no longer applies."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
-            try:
+        with domain_errors_are_final():  # e.g. the ticket is gone: NotFound
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 state = await sla_steps.record_breach(session, data)
-            except NotFound as exc:
-                raise ApplicationError("ticket not found", non_retryable=True) from exc
-            await session.commit()
-            return state
+                await session.commit()
+                return state
 
     @activity.defn(name="ticket_sla_pause")
     async def pause(self, data: PauseInput) -> SlaState:
         """Move the pending due times by the business time spent waiting on the patient (once)."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
-            try:
+        with domain_errors_are_final():  # e.g. the ticket is gone: NotFound
+            async with self.deps.tenant_session(data.tenant_id) as session:
                 state = await sla_steps.shift_for_pause(session, data)
-            except NotFound as exc:
-                raise ApplicationError("ticket not found", non_retryable=True) from exc
-            await session.commit()
-            return state
+                await session.commit()
+                return state
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this group, for the worker."""

@@ -101,8 +101,8 @@ class WaitlistBackfillInput:
 
     tenant_id: str
     cancelled_appointment_id: str
-    wave_size: int = 3
-    hold_minutes: int = 30
+    wave_size: int  # the tenant's settings (`waitlist`) hold the defaults
+    hold_minutes: int
 
 
 @dataclass
