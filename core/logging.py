@@ -1,8 +1,21 @@
-"""Logging set-up that keeps PHI out of the logs."""
+"""Logging set-up that keeps PHI out of the logs.
+
+Log messages are written PHI-free by convention (ids, counts, class names). What convention cannot cover
+is an exception's own text: a database error quotes the row it refused (`Key (email)=(jane@...)`), a
+provider error quotes the phone number it rejected. So tracebacks keep their frames and exception types,
+and an exception's message is printed only when it is ours and written PHI-free (`DomainError`); for a
+database error the SQLSTATE and constraint name are printed instead, and SQLAlchemy never renders bound
+parameters (`hide_parameters` on the engine).
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
+from types import TracebackType
+from typing import Any
+
+WITHHELD = "(message withheld: it may quote patient data)"
 
 
 class DropQueryString(logging.Filter):
@@ -15,7 +28,73 @@ class DropQueryString(logging.Filter):
         return True
 
 
+def _safe_text(exc: BaseException) -> str:
+    """What may be printed of an exception: our domain errors' detail, a database error's SQLSTATE and
+    constraint, else nothing."""
+    from core.errors import DomainError  # core.errors is a leaf; imported here to keep this module light
+
+    if isinstance(exc, DomainError):
+        return f": {exc.detail}"
+    diag = getattr(exc, "diag", None) or getattr(getattr(exc, "orig", None), "diag", None)
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if diag is not None or sqlstate is not None:
+        constraint = getattr(diag, "constraint_name", None)
+        return (
+            f": sqlstate {sqlstate}" + (f", constraint {constraint}" if constraint else "") + f" {WITHHELD}"
+        )
+    return f" {WITHHELD}" if str(exc) else ""
+
+
+def format_exception_safely(
+    exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+) -> str:
+    """A traceback (frames and types, causes first as Python prints them) without exception messages."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    parts: list[str] = []
+    for position, item in enumerate(reversed(chain)):
+        if position:
+            parts.append("\nThe above exception led to the following one:\n\n")
+        frames = traceback.extract_tb(item.__traceback__ if item is not exc else tb)
+        if frames:
+            parts.append("Traceback (most recent call last):\n")
+            parts.extend(traceback.format_list(frames))
+        parts.append(f"{type(item).__module__}.{type(item).__qualname__}{_safe_text(item)}\n")
+    return "".join(parts).rstrip("\n")
+
+
+class PhiSafeFormatter(logging.Formatter):
+    """The usual format, with tracebacks that leave exception messages out (see the module docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Another handler may have cached its own rendering of the traceback on the record: never reuse it.
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
+    def formatException(self, ei: Any) -> str:
+        return format_exception_safely(*ei)
+
+    def formatStack(self, stack_info: str) -> str:
+        return stack_info  # frames only: no values
+
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def configure_logging(level: str) -> None:
-    """Plain structured-enough logs on stderr, with the access-log filter installed."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Logs on stderr, PHI-safe tracebacks on every root handler, the access-log filter installed."""
+    logging.basicConfig(level=level.upper(), format=FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(PhiSafeFormatter(FORMAT))
     logging.getLogger("uvicorn.access").addFilter(DropQueryString())
+    for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own handlers, when it configured them
+        for handler in logging.getLogger(name).handlers:
+            handler.setFormatter(PhiSafeFormatter(handler.formatter._fmt if handler.formatter else FORMAT))
