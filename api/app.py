@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
+from api.ratelimit import RateLimits
 from api.routers import (
     analytics,
     appointments,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.rate_limits = RateLimits(settings) if settings.rate_limits_enabled else None
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)  # outermost of ours: it also answers unexpected exceptions
     log_provider_configuration(settings)

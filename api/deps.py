@@ -7,10 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.ratelimit import RateLimits, enforce
 from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
@@ -52,10 +53,12 @@ RawSessionDep = Annotated[AsyncSession, Depends(open_transaction, scope="functio
 
 async def get_principal(
     request: Request,
+    response: Response,
     session: RawSessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """Authenticate the caller and scope the request's session to their tenant."""
+    """Authenticate the caller, count the request against their rate limits and scope the request's
+    session to their tenant."""
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:
         principal = _anonymous_admin(request, settings)
@@ -63,6 +66,10 @@ async def get_principal(
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("Not authenticated.")
         principal = request.app.state.token_verifier.verify(credentials.credentials)
+    limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
+    if limits is not None:
+        verdict = await limits.check_caller(str(principal.tenant_id), principal.sub)
+        enforce(verdict, response, "user" if verdict and verdict.item is limits.per_user else "tenant")
     if await get_active_tenant(session, principal.tenant_id) is None:
         raise Unauthorized("Invalid token.")
     bind_tenant(session, principal.tenant_id)

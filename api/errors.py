@@ -80,8 +80,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, ServiceUnavailable):
             return unavailable_response(exc.detail, jsonable_encoder(exc.extra))
         body = {"detail": exc.detail, **jsonable_encoder(exc.extra)}
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(status_code=exc.status_code, content=body, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        return JSONResponse(status_code=exc.status_code, content=body, headers={**headers, **exc.headers})
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

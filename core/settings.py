@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "prm-development-secret-change-me-0123456789"  # noqa: S105 - refused outside development
@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
 
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
+    # Moving-window limits (`limits` notation): per user, per tenant, per provider-webhook source address.
+    rate_limits_enabled: bool = True
+    rate_limit_per_user: str = "100/minute"
+    rate_limit_per_tenant: str = "1000/minute"
+    rate_limit_per_webhook_source: str = "600/minute"
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -80,6 +85,17 @@ class Settings(BaseSettings):
     # The URL the providers call us on (scheme://host[:port]); webhook signatures are checked against it.
     public_base_url: str | None = None
     provider_timeout_seconds: float = 10.0
+
+    @field_validator("rate_limit_per_user", "rate_limit_per_tenant", "rate_limit_per_webhook_source")
+    @classmethod
+    def _a_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit such as '100/minute'") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

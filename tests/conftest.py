@@ -43,7 +43,11 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     """Settings for the app under test."""
-    return Settings(env="test", database_url=database_url, temporal_address="127.0.0.1:1")
+    # Rate limits are off here (a suite makes many quick requests as one user); tests/test_rate_limits.py
+    # turns them on.
+    return Settings(
+        env="test", database_url=database_url, temporal_address="127.0.0.1:1", rate_limits_enabled=False
+    )
 
 
 @pytest.fixture(scope="session")

@@ -126,6 +126,7 @@ async def voice_call_analytics(
 
 async def stream_principal(
     request: Request,
+    response: Response,
     session: RawSessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     access_token: Annotated[
@@ -136,7 +137,7 @@ async def stream_principal(
     """The caller, from the Authorization header or (on this endpoint only) the `access_token` parameter."""
     if credentials is None and access_token:
         credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=access_token)
-    principal = await get_principal(request, session, credentials)
+    principal = await get_principal(request, response, session, credentials)
     if not principal.can(Permission.READ):
         raise Forbidden("Your role does not allow this (read).")
     return principal

@@ -5,16 +5,17 @@ Authenticated by Twilio's signature (`api.webhook_auth.TwilioForm`), not by a be
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from api.deps import RawSessionDep, SettingsDep
+from api.ratelimit import limit_webhook_source
 from api.webhook_auth import TwilioForm
 from core.database import bind_tenant, mark_system
 from core.errors import NotFound, Unprocessable
 from domain.analytics import voice
 from domain.analytics.models import CALL_STATUS_RANK
 
-router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"], dependencies=[Depends(limit_webhook_source)])
 
 
 @router.post(

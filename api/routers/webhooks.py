@@ -5,17 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import RawSessionDep
+from api.ratelimit import limit_webhook_source
 from api.webhook_auth import SendGridEvents, TwilioForm
 from domain.analytics.sentiment import record_inbound_sentiment
 from domain.communications import webhooks
 from domain.journeys.service import record_reply_received
 from domain.scheduling.replies import route_inbound_reply
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[Depends(limit_webhook_source)])
 SIGNED: dict[int | str, dict[str, Any]] = {403: {"description": "Missing, forged or altered signature"}}
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 

@@ -1,0 +1,135 @@
+"""Rate limits as the reference states them: per user, per tenant, per webhook source; shared through
+Redis by every API process. Against the real PostgreSQL (and the machine's Redis for the shared test)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from api.app import create_app
+from core.settings import Settings
+
+API = "/api/v1/prm"
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def limited(settings: Settings, **limits: str | None) -> Settings:
+    """The test settings with rate limits on (and the given limits; `redis_url=None` keeps counters in
+    the process)."""
+    return settings.model_copy(update={"rate_limits_enabled": True, "redis_url": None, **limits})
+
+
+@pytest.fixture
+def serve(database_url: str) -> Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """An httpx client on a fresh, started app built from the given settings (each app: its own process
+    state, so its own counters unless they live in Redis)."""
+
+    @asynccontextmanager
+    async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(settings, database_url=database_url)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
+
+    return client_for
+
+
+@pytest.fixture
+async def redis_available() -> AsyncIterator[str]:
+    """The machine's Redis: required under CI, else the test says why it skips."""
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but Redis at {REDIS_URL} is unreachable: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL} (set REDIS_URL, or start redis-server): {exc}")
+    finally:
+        await client.aclose()
+    yield REDIS_URL
+
+
+async def _statuses(clients: list[httpx.AsyncClient], headers: dict, count: int) -> list[httpx.Response]:
+    """`count` quick requests, spread over `clients` in turn."""
+    return [
+        await clients[i % len(clients)].get(f"{API}/practitioners", headers=headers) for i in range(count)
+    ]
+
+
+async def test_150_quick_requests_from_one_user_let_exactly_100_through(
+    serve, settings, tenant_id, headers_for
+) -> None:
+    async with serve(limited(settings)) as client:
+        answers = await _statuses([client], headers_for(tenant_id), 150)
+    assert [r.status_code for r in answers].count(200) == 100
+    assert [r.status_code for r in answers[100:]] == [429] * 50
+    first, refused = answers[0], answers[100]
+    assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == ("100", "99")
+    assert refused.headers["X-RateLimit-Limit"] == "100" and refused.headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert int(refused.headers["X-RateLimit-Reset"]) > 0
+    assert "user" in refused.json()["detail"]
+
+
+async def test_the_tenant_limit_counts_every_user_of_the_tenant(
+    serve, settings, tenant_id, token_for, make_tenant
+) -> None:
+    limits = limited(settings, rate_limit_per_user="3/minute", rate_limit_per_tenant="5/minute")
+    other_tenant = await make_tenant("Other Clinic")
+    async with serve(limits) as client:
+
+        async def as_user(tenant: uuid.UUID, sub: str) -> int:
+            token = token_for(tenant, sub=sub)
+            resp = await client.get(f"{API}/practitioners", headers={"Authorization": f"Bearer {token}"})
+            return resp.status_code
+
+        ann = [await as_user(tenant_id, "ann") for _ in range(4)]
+        bob = [await as_user(tenant_id, "bob") for _ in range(3)]
+        elsewhere = await as_user(other_tenant, "ann")  # another tenant's counters are its own
+    assert ann == [200, 200, 200, 429]  # ann's own limit
+    assert bob == [200, 200, 429]  # the tenant's fifth request was bob's second
+    assert elsewhere == 200
+
+
+async def test_provider_webhooks_are_limited_per_source_apart_from_users(
+    serve, settings, tenant_id, headers_for
+) -> None:
+    limits = limited(settings, rate_limit_per_webhook_source="2/minute", rate_limit_per_user="5/minute")
+    async with serve(limits) as client:
+        hooks = [(await client.post(f"{API}/webhooks/twilio/status", data={})).status_code for _ in range(3)]
+        user = (await client.get(f"{API}/practitioners", headers=headers_for(tenant_id))).status_code
+    assert hooks[2] == 429  # the unsigned callbacks before it were refused by their signature check
+    assert hooks[:2] == [403, 403]
+    assert user == 200
+
+
+async def test_two_api_processes_sharing_redis_enforce_one_limit(
+    serve, settings, tenant_id, headers_for, redis_available
+) -> None:
+    shared = limited(settings, redis_url=redis_available)
+    async with serve(shared) as first, serve(shared) as second:
+        answers = await _statuses([first, second], headers_for(tenant_id), 150)
+    assert [r.status_code for r in answers].count(200) == 100
+    assert [r.status_code for r in answers[100:]] == [429] * 50
+
+
+async def test_an_unreachable_redis_does_not_take_the_api_down(
+    serve, settings, tenant_id, headers_for
+) -> None:
+    down = limited(settings, redis_url="redis://127.0.0.1:1/0")
+    async with serve(down) as client:
+        resp = await client.get(f"{API}/practitioners", headers=headers_for(tenant_id))
+    assert resp.status_code == 200
+    assert "X-RateLimit-Limit" not in resp.headers
+
+
+def test_a_malformed_limit_is_refused_when_the_settings_load() -> None:
+    with pytest.raises(ValueError, match="not a rate limit"):
+        Settings(rate_limit_per_user="lots")
