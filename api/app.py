@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
@@ -14,6 +15,7 @@ from api.ratelimit import RateLimits
 from api.routers import (
     analytics,
     appointments,
+    codec,
     communications,
     health,
     journey_instances,
@@ -28,6 +30,7 @@ from api.routers import (
     webhooks,
 )
 from core.auth import TokenVerifier
+from core.codec import EncryptionCodec
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
@@ -71,7 +74,15 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.rate_limits = RateLimits(settings) if settings.rate_limits_enabled else None
+    keys = settings.payload_encryption_keys
+    app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace", "X-Request-ID", "Idempotency-Key"],
+    )
     app.add_middleware(RequestIdMiddleware)  # outermost of ours: it also answers unexpected exceptions
     log_provider_configuration(settings)
     app.include_router(health.router)
@@ -90,6 +101,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(tickets.router, prefix=API_PREFIX)
     app.include_router(analytics.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
+    app.include_router(codec.router)
     return app
 
 

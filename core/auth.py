@@ -22,6 +22,7 @@ class Role(StrEnum):
     COORDINATOR = "coordinator"
     PRACTITIONER = "practitioner"
     VIEWER = "viewer"
+    OPERATOR = "operator"  # runs the Temporal side: may decode workflow payloads, reads no records
 
 
 class Permission(StrEnum):
@@ -32,6 +33,7 @@ class Permission(StrEnum):
     MERGE = "merge"  # merge duplicate patients
     DELETE = "delete"  # hard deletes
     ADMIN = "admin"  # tenant-wide administration
+    DECODE_PAYLOADS = "decode_payloads"  # the Temporal UI's codec server
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -39,6 +41,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.COORDINATOR: frozenset({Permission.READ, Permission.WRITE, Permission.MERGE, Permission.DELETE}),
     Role.PRACTITIONER: frozenset({Permission.READ, Permission.WRITE}),
     Role.VIEWER: frozenset({Permission.READ}),
+    Role.OPERATOR: frozenset({Permission.DECODE_PAYLOADS}),
 }
 
 

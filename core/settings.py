@@ -15,7 +15,10 @@ DEV_JWT_SECRET = "prm-development-secret-change-me-0123456789"  # noqa: S105 - r
 class Settings(BaseSettings):
     """Every knob of the service. Conventional names (`DATABASE_URL`, ...) keep no prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="PRM_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused setting (a key, a secret) is never echoed back in the error.
+    model_config = SettingsConfigDict(
+        env_prefix="PRM_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     env: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
@@ -36,6 +39,10 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "prm"
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    # `kid:base64 AES-256 key[,kid:key...]`: the first encrypts Temporal payloads, all decrypt (rotation).
+    payload_encryption_keys: str | None = None
+    # Browser origins allowed to call the API (the Temporal UI's, for the codec endpoints); comma-separated.
+    cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233"
     # The worker's relay: how often it delivers pending workflow commands (and notices Temporal is back),
     # and how often it starts the workflows whose start was lost (rows older than half of that).
     command_relay_interval_seconds: float = Field(default=2.0, gt=0, le=60)
@@ -97,6 +104,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a rate limit such as '100/minute'") from exc
         return value
 
+    @field_validator("payload_encryption_keys")
+    @classmethod
+    def _payload_keys(cls, value: str | None) -> str | None:
+        if value:
+            from core.codec import parse_keys
+
+            parse_keys(value)  # ValueError names what is wrong, never the key itself
+        return value or None
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env == "production":
@@ -104,6 +120,11 @@ class Settings(BaseSettings):
                 raise ValueError("PRM_JWT_SECRET must be set to a real secret when PRM_ENV=production")
             if not self.auth_enabled:
                 raise ValueError("PRM_AUTH_ENABLED=false is refused when PRM_ENV=production")
+            if not self.payload_encryption_keys:
+                raise ValueError(
+                    "PRM_PAYLOAD_ENCRYPTION_KEYS must be set when PRM_ENV=production (Temporal would store "
+                    "payloads in clear); e.g. k1:$(openssl rand -base64 32)"
+                )
         if self.jwt_algorithm.startswith(("RS", "ES")) and not (self.jwt_public_key or self.jwt_jwks_url):
             raise ValueError(f"{self.jwt_algorithm} needs PRM_JWT_PUBLIC_KEY or PRM_JWT_JWKS_URL")
         if self.jwt_algorithm.startswith("HS") and len(self.jwt_secret.encode()) < 32:

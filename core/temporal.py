@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RetryConfig
 
+from core.codec import data_converter
 from core.settings import Settings
 
 # Ids only: operators filter on these in the Temporal UI; never put PHI in a search attribute.
@@ -39,7 +40,10 @@ def temporal_target(settings: Settings) -> str:
 async def connect_temporal(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
     """Connect to the configured Temporal namespace (the SDK's default retries unless told otherwise)."""
     return await Client.connect(
-        temporal_target(settings), namespace=settings.temporal_namespace, retry_config=retry_config
+        temporal_target(settings),
+        namespace=settings.temporal_namespace,
+        retry_config=retry_config,
+        data_converter=data_converter(settings.payload_encryption_keys),
     )
 
 

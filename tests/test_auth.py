@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from api.app import create_app
 from core.auth import Role, TokenVerifier
+from core.codec import new_key_setting
 from core.errors import Unauthorized
 from core.settings import DEV_JWT_SECRET, Settings
 
@@ -254,6 +255,12 @@ def test_production_refuses_the_development_secret() -> None:
 def test_production_refuses_disabled_auth() -> None:
     with pytest.raises(ValueError, match="PRM_AUTH_ENABLED"):
         Settings(env="production", jwt_secret="s" * 40, auth_enabled=False)
+
+
+def test_production_refuses_to_store_temporal_payloads_in_clear() -> None:
+    with pytest.raises(ValueError, match="PRM_PAYLOAD_ENCRYPTION_KEYS"):
+        Settings(env="production", jwt_secret="s" * 40)
+    Settings(env="production", jwt_secret="s" * 40, payload_encryption_keys=new_key_setting())
 
 
 async def test_disabled_auth_acts_as_admin_of_the_named_tenant(

@@ -1,0 +1,60 @@
+"""The codec server the Temporal UI calls to show encrypted payloads in clear to an authorised operator.
+
+The UI posts `{"payloads": [...]}` (Temporal's Payloads message as proto3 JSON) to `/codec/decode` (and
+`/codec/encode`) and shows what comes back. Callers need the `decode_payloads` permission (the `operator`
+and `admin` roles); the UI's origins are allowed by CORS (`PRM_CORS_ORIGINS`). Without
+`PRM_PAYLOAD_ENCRYPTION_KEYS` payloads are stored in clear, and both endpoints return them unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from temporalio.api.common.v1 import Payloads
+
+from api.deps import require
+from core.auth import Permission
+from core.codec import CodecError, EncryptionCodec
+from core.errors import BadRequest, Unprocessable
+
+router = APIRouter(prefix="/codec", tags=["codec"])
+CanDecode = require(Permission.DECODE_PAYLOADS)
+BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object", "properties": {"payloads": {"type": "array"}}}}
+    },
+}
+
+
+async def _payloads(request: Request) -> Payloads:
+    try:
+        return json_format.Parse(await request.body(), Payloads())
+    except (json_format.ParseError, DecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest('The body is not Temporal\'s Payloads in JSON ({"payloads": [...]}).') from exc
+
+
+def _codec(request: Request) -> EncryptionCodec | None:
+    return getattr(request.app.state, "payload_codec", None)
+
+
+@router.post("/decode", dependencies=[CanDecode], openapi_extra={"requestBody": BODY})
+async def decode_payloads(request: Request) -> dict[str, Any]:
+    """Decrypt the Temporal UI's payloads (operators and admins)."""
+    payloads, codec = await _payloads(request), _codec(request)
+    try:
+        decoded = await codec.decode(payloads.payloads) if codec else list(payloads.payloads)
+    except CodecError as exc:
+        raise Unprocessable(str(exc)) from exc
+    return json_format.MessageToDict(Payloads(payloads=decoded))
+
+
+@router.post("/encode", dependencies=[CanDecode], openapi_extra={"requestBody": BODY})
+async def encode_payloads(request: Request) -> dict[str, Any]:
+    """Encrypt payloads the Temporal UI sends (e.g. a signal typed by an operator)."""
+    payloads, codec = await _payloads(request), _codec(request)
+    encoded = await codec.encode(payloads.payloads) if codec else list(payloads.payloads)
+    return json_format.MessageToDict(Payloads(payloads=encoded))
