@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
+from api.input_guard import InputGuardMiddleware
 from api.middleware import RequestIdMiddleware
 from api.ratelimit import RateLimits
 from api.routers import (
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
+    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],

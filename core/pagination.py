@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 1_000_000  # (page - 1) * page_size must stay far inside PostgreSQL's bigint OFFSET
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class PageParams:
 
 
 def page_params(
-    page: Annotated[int, Query(ge=1, description="Page number (1-indexed)")] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page number (1-indexed)")] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Items per page (max 100)")] = 20,
 ) -> PageParams:
     """Read the pagination parameters; out-of-range values are 422."""

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
     # Moving-window limits (`limits` notation): per user, per tenant, per provider-webhook source address.
     rate_limits_enabled: bool = True
+    # Bodies past this size are refused with 413 before any handler reads them.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     rate_limit_per_user: str = "100/minute"
     rate_limit_per_tenant: str = "1000/minute"
     rate_limit_per_webhook_source: str = "600/minute"

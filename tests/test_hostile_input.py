@@ -1,0 +1,96 @@
+"""Hostile input gets a clear 4xx in `{"detail": ...}` and changes nothing: oversized bodies, NUL
+characters, NaN/Infinity and deep nesting in JSON, pages past what an OFFSET can hold."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+API = "/api/v1/prm"
+PATIENT = {"first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1990-01-01"}
+
+
+async def patient_count(client: httpx.AsyncClient, auth: dict) -> int:
+    return (await client.get(f"{API}/patients", headers=auth)).json()["total"]
+
+
+async def test_a_body_past_the_limit_is_413_with_or_without_a_content_length(
+    client: httpx.AsyncClient, auth: dict, settings
+) -> None:
+    big = json.dumps({**PATIENT, "meta_data": {"note": "x" * (settings.max_body_bytes + 1)}}).encode()
+    resp = await client.post(
+        f"{API}/patients", content=big, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 413 and "larger than" in resp.json()["detail"]
+
+    async def chunks():  # no Content-Length: sent chunked, counted as it arrives
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    resp = await client.post(
+        f"{API}/patients", content=chunks(), headers={**auth, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 413
+    assert await patient_count(client, auth) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({**PATIENT, "first_name": "Ada\u0000"}),
+        json.dumps({**PATIENT, "meta_data": {"k\u0000": 1}}),
+    ],
+    ids=["in a value", "in a key"],
+)
+async def test_a_nul_character_in_a_body_is_422(client: httpx.AsyncClient, auth: dict, body: str) -> None:
+    resp = await client.post(
+        f"{API}/patients", content=body, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert (
+        resp.status_code == 422 and resp.json()["detail"] == "NUL characters are not accepted in a request."
+    )
+    assert await patient_count(client, auth) == 0
+
+
+async def test_a_nul_character_in_the_query_is_422(client: httpx.AsyncClient, auth: dict) -> None:
+    resp = await client.get(f"{API}/patients?search=Ada%00", headers=auth)
+    assert resp.status_code == 422 and "NUL" in resp.json()["detail"]
+
+
+async def test_an_escaped_backslash_before_u0000_is_just_text(client: httpx.AsyncClient, auth: dict) -> None:
+    body = json.dumps({**PATIENT, "meta_data": {"note": "C:\\u0000 is a path, not a NUL"}})
+    resp = await client.post(
+        f"{API}/patients", content=body, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_not_json_numbers(
+    client: httpx.AsyncClient, auth: dict, constant: str
+) -> None:
+    body = json.dumps({**PATIENT, "meta_data": {"score": 1}}).replace("1}", f"{constant}}}")
+    resp = await client.post(
+        f"{API}/patients", content=body, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 422 and "not a JSON number" in resp.json()["detail"]
+    assert await patient_count(client, auth) == 0
+
+
+async def test_json_nested_past_the_limit_is_422(client: httpx.AsyncClient, auth: dict) -> None:
+    nested: dict = {}
+    for _ in range(200):
+        nested = {"n": nested}
+    body = json.dumps({**PATIENT, "meta_data": nested})
+    resp = await client.post(
+        f"{API}/patients", content=body, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 422 and "nests deeper" in resp.json()["detail"]
+
+
+async def test_a_page_past_what_an_offset_holds_is_422_not_500(client: httpx.AsyncClient, auth: dict) -> None:
+    resp = await client.get(f"{API}/patients", params={"page": 10**19}, headers=auth)
+    assert resp.status_code == 422
+    assert (await client.get(f"{API}/patients", params={"page": 1_000_000}, headers=auth)).status_code == 200
