@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+from cli.demo import DemoHighlights
 from core.settings import Settings
 
 
@@ -18,6 +20,7 @@ class Ready:
     tenant_name: str | None
     seeded_now: bool
     token: str | None
+    highlights: DemoHighlights | None = None
 
 
 def api_base_url(settings: Settings, *, for_connecting: bool = False) -> str:
@@ -69,8 +72,43 @@ def render_banner(ready: Ready, settings: Settings, temporal_log: Path | None) -
             f"  Admin bearer token for it, valid {hours:g} h:",
             "",
             f"    export TOKEN={ready.token}",
-            f'    curl -H "Authorization: Bearer $TOKEN" {api}/api/v1/prm/practitioners',
-            "",
         ]
+        if ready.highlights is None:
+            lines += [f'    curl -H "Authorization: Bearer $TOKEN" {api}/api/v1/prm/practitioners', ""]
+        else:
+            lines += ["", *_first_steps(ready.highlights, settings, api)]
     lines += ["Press Ctrl-C to stop everything.", ""]
     return "\n".join(lines)
+
+
+def _first_steps(demo: DemoHighlights, settings: Settings, api: str) -> list[str]:
+    """What to try first in the demo clinic: ids only (the banner goes to the terminal, never PHI)."""
+    auth = 'curl -H "Authorization: Bearer $TOKEN"'
+    body = f"-H 'Content-Type: application/json' -d '{{\"order_index\": {demo.waiting_stage}}}'"
+    base = f"{api}/api/v1/prm"
+    lines = [
+        "  Try first:",
+        "",
+        "    # today's appointments",
+        f"    {auth} {base}/appointments/today",
+        "    # one demo patient's 360 view: appointments, messages, journeys, tickets",
+        f"    {auth} {base}/patients/{demo.patient_id}/360",
+    ]
+    if demo.instance_id is not None:
+        lines += [
+            "    # advance their onboarding journey, waiting on a coordinator (409 until it gets there)",
+            f"    {auth} {body} \\",
+            f"      {base}/journeys/instances/{demo.instance_id}/advance",
+        ]
+    else:
+        lines += [
+            "    # the running journey instances",
+            f"    {auth} '{base}/journeys/instances?status=active'",
+        ]
+    query = f'PrmPatientId = "{demo.patient_id}"'
+    lines += ["", f"  Their workflows in the Temporal UI: filter by  {query}"]
+    if not settings.temporal_address:
+        namespace = quote(settings.temporal_namespace, safe="")
+        url = f"http://localhost:{settings.temporal_ui_port}/namespaces/{namespace}/workflows"
+        lines += [f"    {url}?query={quote(query, safe='')}"]
+    return [*lines, ""]

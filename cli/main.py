@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,7 +24,11 @@ from cli.common import (
 )
 from core.auth import Role, issue_dev_token
 from core.migrate import upgrade_to_head
+from core.settings import Settings
 from domain.tenants.schemas import TenantCreate, validate_timezone
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 app = typer.Typer(
     name="prm",
@@ -124,23 +129,51 @@ def db_upgrade() -> None:
     typer.echo(f"The {describe_database(url)} is at the newest schema.", err=True)
 
 
+async def temporal_if_reachable(settings: Settings) -> Client | None:
+    """A client of the configured Temporal if it answers within a few seconds, else None."""
+    from cli.readiness import temporal_client
+
+    try:
+        async with asyncio.timeout(5):
+            return await temporal_client(settings)
+    except TimeoutError:
+        return None
+
+
 @app.command("seed")
-def seed() -> None:
+def seed(
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Seed the whole demo clinic (100 patients, appointments, journeys, messages, tickets) "
+            "instead of 3 practitioners and 5 patients.",
+        ),
+    ] = False,
+) -> None:
     """Seed the demo tenant when the database has no tenant; print the demo tenant's id."""
-    from cli.seed import seed_demo_tenant
+    from cli.seed import seed_and_commit
 
     settings = load_settings()
     configure_cli_logging(settings)
     url = database_url_or_fail(settings)
 
-    async def do_seed() -> tuple[uuid.UUID | None, bool]:
+    async def do_seed() -> tuple[uuid.UUID | None, bool, bool]:
+        client = await temporal_if_reachable(settings) if demo else None
         async with system_session(settings, url) as session:
-            outcome = await seed_demo_tenant(session)
-        return outcome.tenant_id, outcome.created
+            outcome = await seed_and_commit(
+                session, demo=demo, client=client, task_queue=settings.temporal_task_queue
+            )
+        return outcome.tenant_id, outcome.created, client is not None
 
-    tenant_id, created = run_db(url, do_seed)
+    tenant_id, created, with_temporal = run_db(url, do_seed)
     if created:
         typer.echo("Seeded the demo tenant.", err=True)
+        if demo and not with_temporal:
+            typer.echo(
+                "Temporal is not reachable: the worker's reconciler starts the demo's workflows later.",
+                err=True,
+            )
     elif tenant_id is not None:
         typer.echo("The database already has tenants: not seeding again.", err=True)
     else:

@@ -1,4 +1,5 @@
-"""Demo data for a fresh database: one clinic with a few practitioners and patients (all fictional)."""
+"""Demo data for a fresh database: one clinic with a few practitioners and patients (all fictional), or
+with `demo=True` the whole demo clinic of `cli.demo` (appointments, journeys, messages, tickets)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from datetime import date
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
+from cli.demo import seed_demo_clinic, start_demo_workflows, temporal_access
 from core.database import bind_tenant
 from core.phones import to_e164
+from core.temporal import bind_temporal
 from domain.enums import Channel, Gender
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
@@ -105,20 +109,31 @@ async def default_tenant(session: AsyncSession) -> Tenant | None:
     return (await session.scalars(stmt)).first()
 
 
-async def seed_demo_tenant(session: AsyncSession) -> SeedOutcome:
-    """Create the demo clinic with its practitioners and patients, only if the database has no tenant.
+async def seed_demo_tenant(
+    session: AsyncSession, *, demo: bool = False, client: Client | None = None, task_queue: str = "prm"
+) -> SeedOutcome:
+    """Create the demo clinic with its practitioners and patients, only if the database has no tenant;
+    with `demo`, the whole demo clinic (`cli.demo`).
 
-    `session` must be a system session; the caller commits. Everything is written in that one transaction,
-    so a database is either empty or fully seeded.
+    `session` must be a system session; the caller commits (`seed_and_commit` does, and starts the demo's
+    workflows). Everything is written in that one transaction, so a database is either empty or fully
+    seeded. `client` is the Temporal client the demo's workflows start with after the commit (None: the
+    worker's reconciler starts them once it runs).
     """
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
     tenant_count = await session.scalar(select(func.count()).select_from(Tenant))
     if tenant_count:
-        demo = await find_demo_tenant(session)
-        return SeedOutcome(tenant_id=demo.id if demo else None, created=False)
+        existing = await find_demo_tenant(session)
+        return SeedOutcome(tenant_id=existing.id if existing else None, created=False)
 
     tenant = await create_tenant(session, TenantCreate(name=DEMO_TENANT_NAME, timezone=DEMO_TIMEZONE))
     bind_tenant(session, tenant.id)
+    if demo:
+        access = temporal_access(client, task_queue)
+        if client is not None:
+            bind_temporal(session, access)
+        await seed_demo_clinic(session, clinic_name=DEMO_TENANT_NAME, timezone=DEMO_TIMEZONE, access=access)
+        return SeedOutcome(tenant_id=tenant.id, created=True)
     for doc in _PRACTITIONERS:
         session.add(
             Practitioner(
@@ -153,3 +168,14 @@ async def seed_demo_tenant(session: AsyncSession) -> SeedOutcome:
         )
     await session.flush()
     return SeedOutcome(tenant_id=tenant.id, created=True)
+
+
+async def seed_and_commit(
+    session: AsyncSession, *, demo: bool, client: Client | None, task_queue: str
+) -> SeedOutcome:
+    """`seed_demo_tenant`, committed; then, with a Temporal `client`, the demo's workflows are started."""
+    outcome = await seed_demo_tenant(session, demo=demo, client=client, task_queue=task_queue)
+    await session.commit()
+    if outcome.created and demo and client is not None:
+        await start_demo_workflows(session)
+    return outcome

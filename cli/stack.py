@@ -1,9 +1,11 @@
 """`prm run`: the whole service on one machine, in the foreground, stopped cleanly by Ctrl-C.
 
 Order of start (each waits for the previous to be ready): PostgreSQL (embedded unless DATABASE_URL is set),
-migrations, demo seed (only into an empty database), the Temporal dev server with its UI (unless
-TEMPORAL_ADDRESS is set), the worker, the API. Stopping runs the other way round. Children get the
-resolved DATABASE_URL and TEMPORAL_ADDRESS, so only this process holds the embedded server open.
+migrations, the Temporal dev server with its UI (unless TEMPORAL_ADDRESS is set), the demo clinic's seed
+(only into an empty database; Temporal comes first so the seed starts its workflows right after its commit,
+rather than leaving them to the worker's reconciler), the worker, the API. Stopping runs the other way
+round. Children get the resolved DATABASE_URL and TEMPORAL_ADDRESS, so only this process holds the embedded
+server open.
 
 While it runs, a worker or API that dies is started again (`cli.supervisor`); the infrastructure they
 depend on, the embedded PostgreSQL and the Temporal dev server, is not: if either dies, everything stops
@@ -31,6 +33,7 @@ from temporalio.client import Client
 
 from cli import readiness
 from cli.banner import Ready, api_base_url, render_banner
+from cli.demo import demo_highlights
 from cli.processes import (
     STOP_TIMEOUT_SECONDS,
     Child,
@@ -40,7 +43,7 @@ from cli.processes import (
     ensure_port_free,
     process_alive,
 )
-from cli.seed import DEMO_TENANT_NAME, default_tenant, seed_demo_tenant
+from cli.seed import DEMO_TENANT_NAME, default_tenant, seed_and_commit
 from cli.supervisor import Keeper, describe_exit, supervise
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
@@ -139,9 +142,10 @@ class Stack:
             await asyncio.to_thread(upgrade_to_head, self.database_url)
         except Exception as exc:
             raise StackError(f"applying the migrations failed: {exc}") from exc
-        ready = await self._seed(database)
         self._check_interrupt()
         self.temporal_client = await self._start_temporal()
+        ready = await self._seed(database, self.temporal_client)
+        self._check_interrupt()
         await self._start_worker()
         await self._start_api()
         return ready
@@ -198,14 +202,15 @@ class Stack:
         log.info("PostgreSQL is ready: %s", description)
         return description
 
-    async def _seed(self, database: str) -> Ready:
+    async def _seed(self, database: str, client: Client) -> Ready:
         engine = make_engine(self.database_url, self.settings)
+        task_queue = self.settings.temporal_task_queue
         try:
             async with make_sessionmaker(engine)() as session:
                 mark_system(session)
-                outcome = await seed_demo_tenant(session)
-                await session.commit()
+                outcome = await seed_and_commit(session, demo=True, client=client, task_queue=task_queue)
                 tenant = await default_tenant(session)
+                highlights = await demo_highlights(session, tenant.id) if tenant is not None else None
         finally:
             await engine.dispose()
         if outcome.created:
@@ -223,6 +228,7 @@ class Stack:
             tenant_name=tenant.name if tenant else None,
             seeded_now=outcome.created,
             token=token,
+            highlights=highlights,
         )
 
     async def _start_temporal(self) -> Client:

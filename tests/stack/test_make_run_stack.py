@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from temporalio.client import Client
 
 from tests.polling import eventually
 
@@ -292,6 +293,17 @@ async def kill_the_worker_then_run_a_journey(run: StackRun, token: str) -> Worke
     )
 
 
+async def demo_workflow_types(run: StackRun, tenant_id: uuid.UUID) -> set[str]:
+    """The types of the workflows Temporal lists for the tenant, once the seed's starts are visible."""
+    client = await Client.connect(f"127.0.0.1:{run.env['PRM_TEMPORAL_PORT']}")
+
+    async def listed() -> set[str] | None:
+        types = {wf.workflow_type async for wf in client.list_workflows(f'PrmTenantId = "{tenant_id}"')}
+        return types if len(types) >= 4 else None
+
+    return await eventually(listed, "the demo's workflows in Temporal", within=30, interval=0.5)
+
+
 @dataclass
 class FirstRun:
     """What the first `prm run` on a fresh data directory showed and did."""
@@ -299,6 +311,8 @@ class FirstRun:
     data_dir: Path
     tenant_id: uuid.UUID
     seeded: str
+    banner: str
+    demo_workflow_types: set[str]
     ready_status: int
     docs_status: int
     practitioners: list[dict[str, object]]
@@ -315,6 +329,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     data_dir = tmp_path_factory.mktemp("stack") / "data"
     with running_stack(data_dir) as run:
         tenant_id, seeded = run.tenant()
+        workflow_types = asyncio.run(demo_workflow_types(run, tenant_id))
         ready = httpx.get(f"{run.api}/ready", timeout=10)
         docs = httpx.get(f"{run.api}/docs", timeout=10)
         listed = list_practitioners(run, run.token())
@@ -335,6 +350,8 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
         data_dir=data_dir,
         tenant_id=tenant_id,
         seeded=seeded,
+        banner=run.banner,
+        demo_workflow_types=workflow_types,
         ready_status=ready.status_code,
         docs_status=docs.status_code,
         practitioners=listed.json()["items"],
@@ -350,9 +367,29 @@ def test_first_run_seeds_the_demo_clinic_and_prints_a_working_admin_token(first_
     assert first_run.seeded == "seeded just now"
     assert first_run.ready_status == 200
     assert first_run.docs_status == 200
-    assert len(first_run.practitioners) == 3
+    assert len(first_run.practitioners) == 4
     assert {p["tenant_id"] for p in first_run.practitioners} == {str(first_run.tenant_id)}
-    assert len({p["speciality"] for p in first_run.practitioners}) == 3
+    assert len({p["speciality"] for p in first_run.practitioners}) == 4
+
+
+def test_the_demo_clinics_workflows_are_in_temporal_from_the_start(first_run: FirstRun) -> None:
+    expected = {
+        "JourneyInstanceWorkflow",
+        "AppointmentWorkflow",
+        "TicketSlaWorkflow",
+        "CommunicationDeliveryWorkflow",
+    }
+    assert expected <= first_run.demo_workflow_types, first_run.demo_workflow_types
+
+
+def test_the_banner_says_what_to_try_first_with_real_ids(first_run: FirstRun) -> None:
+    curls = [line.strip() for line in first_run.banner.splitlines() if line.strip().startswith("curl ")]
+    assert len(curls) == 3, first_run.banner
+    assert curls[0].endswith("/api/v1/prm/appointments/today")
+    patient = re.search(r"/patients/([0-9a-f-]{36})/360", curls[1])
+    assert patient, curls[1]
+    assert "/advance" in first_run.banner
+    assert f'PrmPatientId = "{patient.group(1)}"' in first_run.banner
 
 
 def test_prm_token_mints_a_working_token_beside_the_running_stack(first_run: FirstRun) -> None:
@@ -417,7 +454,7 @@ def test_second_run_keeps_the_data_and_does_not_seed_again(
 ) -> None:
     assert (second_run.tenant_id, second_run.seeded) == (first_run.tenant_id, "kept from an earlier run")
     assert second_run.listed.status_code == 200
-    assert len(second_run.listed.json()["items"]) == 3
+    assert len(second_run.listed.json()["items"]) == 4
 
 
 def test_ctrl_c_while_a_crashed_api_awaits_its_restart_stops_everything(second_run: SecondRun) -> None:
