@@ -46,6 +46,7 @@ from cli.processes import (
 from cli.seed import DEMO_TENANT_NAME, default_tenant, seed_and_commit
 from cli.supervisor import Keeper, describe_exit, supervise
 from core.auth import Role, issue_dev_token
+from core.codec import key_file_setting
 from core.database import make_engine, make_sessionmaker, mark_system
 from core.embedded_db import (
     postmaster_process,
@@ -72,6 +73,9 @@ def run_stack(settings: Settings) -> int:
     data_dir = settings.data_dir.expanduser().resolve()
     settings = settings.model_copy(update={"data_dir": data_dir})
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    if not settings.payload_encryption_keys:  # Temporal stores ciphertext here too: a key of the data dir's
+        keys = key_file_setting(data_dir / "payload-keys")
+        settings = settings.model_copy(update={"payload_encryption_keys": keys})
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()
@@ -252,6 +256,9 @@ class Stack:
                 "--log-level",
                 "warn",
                 "--ui-disable-news-fetch",  # nothing here reaches the internet
+                # The UI asks the API to decrypt the payloads it shows (the codec server).
+                "--ui-codec-endpoint",
+                f"http://{s.api_host}:{s.api_port}/codec",
             ]
             if s.temporal_namespace != "default":
                 argv += ["--namespace", s.temporal_namespace]
@@ -313,8 +320,13 @@ class Stack:
             PRM_API_PORT=str(s.api_port),
             PRM_TEMPORAL_PORT=str(s.temporal_port),
             PRM_TEMPORAL_UI_PORT=str(s.temporal_ui_port),
+            PRM_PAYLOAD_ENCRYPTION_KEYS=s.payload_encryption_keys or "",
             PYTHONUNBUFFERED="1",
         )
+        if "PRM_CORS_ORIGINS" not in os.environ:  # the UI this stack starts, on its port
+            env["PRM_CORS_ORIGINS"] = (
+                f"http://127.0.0.1:{s.temporal_ui_port},http://localhost:{s.temporal_ui_port}"
+            )
         return env
 
     # ---------------------------------------------------------------- run and stop

@@ -18,6 +18,7 @@ import binascii
 import dataclasses
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
@@ -56,6 +57,18 @@ def parse_keys(value: str) -> tuple[str, dict[str, bytes]]:
     if not keys:
         raise ValueError("no key given")
     return current, keys
+
+
+def key_file_setting(path: Path) -> str:
+    """The keys kept in `path` (owner-only), made on first use: how `prm run` encrypts without setup."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(new_key_setting() + "\n")
+    value = path.read_text().strip()
+    parse_keys(value)
+    return value
 
 
 def new_key_setting(kid: str = "k1") -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
+import httpx
 import pytest
+from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 
+from api.app import create_app
 from core.codec import ENCODING, KEY_ID, CodecError, EncryptionCodec, new_key_setting, parse_keys
 from core.settings import Settings
 
@@ -57,3 +62,46 @@ def test_a_malformed_key_setting_is_refused_without_echoing_the_key(setting: str
     with pytest.raises(ValueError) as raised:
         Settings(payload_encryption_keys=setting)
     assert "c2hvcnQ" not in str(raised.value)
+
+
+async def _codec_answer(
+    database_url: str, settings: Settings, client_host: str, **headers: str
+) -> httpx.Response:
+    app = create_app(settings, database_url=database_url)
+    codec = EncryptionCodec.from_setting(settings.payload_encryption_keys or "")
+    (sealed,) = await codec.encode([PLAIN])
+    body = {"payloads": [json_format.MessageToDict(sealed)]}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(client_host, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/codec/decode", json=body, headers=headers)
+
+
+async def test_the_local_development_ui_decodes_without_a_token_and_nothing_else_does(
+    database_url, settings
+) -> None:
+    keys = {"payload_encryption_keys": new_key_setting()}
+    development = settings.model_copy(update={"env": "development", **keys})
+    local = await _codec_answer(database_url, development, "127.0.0.1")
+    assert local.status_code == 200
+    (clear,) = local.json()["payloads"]
+    assert b"tenant_id" in base64.b64decode(clear["data"])
+    assert (await _codec_answer(database_url, development, "203.0.113.5")).status_code == 401
+    tested = settings.model_copy(update=keys)  # any other environment: a token, always
+    assert (await _codec_answer(database_url, tested, "127.0.0.1")).status_code == 401
+
+
+async def test_cors_lets_the_temporal_ui_origin_call_the_codec_and_no_other(
+    client: httpx.AsyncClient,
+) -> None:
+    def preflight(origin: str) -> dict:
+        return {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+        }
+
+    allowed = await client.options("/codec/decode", headers=preflight("http://localhost:8233"))
+    assert allowed.headers.get("access-control-allow-origin") == "http://localhost:8233"
+    refused = await client.options("/codec/decode", headers=preflight("https://evil.example"))
+    assert "access-control-allow-origin" not in refused.headers

@@ -2,26 +2,54 @@
 
 The UI posts `{"payloads": [...]}` (Temporal's Payloads message as proto3 JSON) to `/codec/decode` (and
 `/codec/encode`) and shows what comes back. Callers need the `decode_payloads` permission (the `operator`
-and `admin` roles); the UI's origins are allowed by CORS (`PRM_CORS_ORIGINS`). Without
+and `admin` roles), except the local development UI that `prm run` starts, which cannot send a token
+(development only, from a loopback address, without an Authorization header); the UI's origins are allowed
+by CORS (`PRM_CORS_ORIGINS`). Without
 `PRM_PAYLOAD_ENCRYPTION_KEYS` payloads are stored in clear, and both endpoints return them unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
-from api.deps import require
+from api.deps import RawSessionDep, bearer, get_principal
 from core.auth import Permission
 from core.codec import CodecError, EncryptionCodec
-from core.errors import BadRequest, Unprocessable
+from core.errors import BadRequest, Forbidden, Unprocessable
 
 router = APIRouter(prefix="/codec", tags=["codec"])
-CanDecode = require(Permission.DECODE_PAYLOADS)
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+async def _development_ui(request: Request) -> bool:
+    """The dev server's UI (`prm run`) cannot send a token: in development, from this machine, it needs
+    none (the same trust as the admin token `prm run` prints). Everywhere else a token is required."""
+    settings = request.app.state.settings
+    client = request.client.host if request.client else ""
+    return settings.env == "development" and client in LOOPBACK and "authorization" not in request.headers
+
+
+async def can_decode(
+    request: Request,
+    response: Response,
+    session: RawSessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Operators and admins (bearer token), or the local development UI."""
+    if await _development_ui(request):
+        return
+    principal = await get_principal(request, response, session, credentials)
+    if not principal.can(Permission.DECODE_PAYLOADS):
+        raise Forbidden(f"Your role does not allow this ({Permission.DECODE_PAYLOADS.value}).")
+
+
+CanDecode = Depends(can_decode)
 BODY = {
     "required": True,
     "content": {
