@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.docs import serve_docs_offline
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
 from api.routers import (
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         "journeys, communications, tickets and analytics. Authenticate with a JWT bearer token.",
         lifespan=lifespan,
     )
+    serve_docs_offline(app)  # /docs and /redoc from assets the app ships: they work without internet
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
