@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.docs import serve_docs_offline
 from api.errors import install_error_handlers
 from api.input_guard import InputGuardMiddleware
 from api.middleware import RequestIdMiddleware
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         "journeys, communications, tickets and analytics. Authenticate with a JWT bearer token.",
         lifespan=lifespan,
     )
+    serve_docs_offline(app)  # /docs and /redoc from assets the app ships: they work without internet
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.rate_limits = RateLimits(settings) if settings.rate_limits_enabled else None

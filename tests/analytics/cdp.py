@@ -14,7 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +34,9 @@ FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
 )
+# No network but the loopback: every other host name fails to resolve (a CDN fetch fails as it would offline),
+# and no proxy is asked either.
+LOOPBACK_ONLY = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--no-proxy-server")
 INSTALL_HINT = (
     "apt-get install --no-install-recommends chromium (`make test` does it when run as root or with sudo)"
 )
@@ -72,9 +75,11 @@ class Page:
         await self.send("Page.navigate", url=url)
         await self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", within)
 
-    async def evaluate(self, expression: str) -> Any:
-        """The JSON value of a JavaScript expression in the page."""
-        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+    async def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
+        """The JSON value of a JavaScript expression in the page (of what it resolves to, if awaited)."""
+        result = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -92,7 +97,7 @@ class Page:
 
 
 @asynccontextmanager
-async def headless_chromium(executable: str) -> AsyncIterator[Page]:
+async def headless_chromium(executable: str, extra_flags: Sequence[str] = ()) -> AsyncIterator[Page]:
     """A headless chromium on a fresh profile with DevTools on a free local port; yields its first tab."""
     # Chromium's helper processes can outlive the browser for a moment and still write to the profile: the
     # whole process group is ended below, and a straggling file never fails the test's teardown.
@@ -102,6 +107,7 @@ async def headless_chromium(executable: str) -> AsyncIterator[Page]:
             [
                 executable,
                 *FLAGS,
+                *extra_flags,
                 f"--user-data-dir={profile}",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
