@@ -1,4 +1,5 @@
-"""The request id: taken from the caller or made up, echoed on every answer, and named by the JSON 500."""
+"""The request id: taken from the caller or made up, echoed on every answer, and named by the JSON 500;
+and the headers every answer carries (`nosniff`; `no-store` on the API: its answers hold patient data)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from api.errors import internal_error_response
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+NO_STORE_PREFIXES = ("/api/", "/codec/")
 # A caller's id is kept only when it is a plain token: it is echoed in a header and written to the logs.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -50,7 +52,11 @@ class RequestIdMiddleware:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[REQUEST_ID_HEADER] = request_id
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                if scope["path"].startswith(NO_STORE_PREFIXES):  # answers that can carry patient data
+                    headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
         try:

@@ -49,7 +49,13 @@ def load_settings(**overrides: object) -> Settings:
         problems = "; ".join(_describe(err) for err in exc.errors())
         fail(f"invalid settings: {problems}", EXIT_BAD_INPUT)
     given = {k: v for k, v in overrides.items() if v is not None}
-    return settings.model_copy(update=given) if given else settings
+    if not given:
+        return settings
+    try:  # validated again: an override (e.g. --api-host) obeys the same rules as the environment
+        return Settings.model_validate({**settings.model_dump(), **given})
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        fail(f"invalid settings: {problems}", EXIT_BAD_INPUT)
 
 
 def _describe(err: object) -> str:

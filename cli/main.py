@@ -229,12 +229,12 @@ def api(
     """Serve the API with uvicorn in the foreground."""
     import uvicorn
 
-    settings = load_settings()
+    settings = load_settings(api_host=host, api_port=port)
     uvicorn.run(
         "api.app:create_app_from_env",
         factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
+        host=settings.api_host,
+        port=settings.api_port,
         log_level=settings.log_level.lower(),
         reload=reload,
         timeout_graceful_shutdown=10,

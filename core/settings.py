@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "prm-development-secret-change-me-0123456789"  # noqa: S105 - refused outside development
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Settings(BaseSettings):
@@ -129,6 +130,11 @@ class Settings(BaseSettings):
                 )
         if self.jwt_algorithm.startswith(("RS", "ES")) and not (self.jwt_public_key or self.jwt_jwks_url):
             raise ValueError(f"{self.jwt_algorithm} needs PRM_JWT_PUBLIC_KEY or PRM_JWT_JWKS_URL")
+        if self.jwt_secret == DEV_JWT_SECRET and self.api_host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"the published development PRM_JWT_SECRET is refused on a non-loopback address "
+                f"({self.api_host}): anyone could mint tokens; set PRM_JWT_SECRET to a real secret"
+            )
         if self.jwt_algorithm.startswith("HS") and len(self.jwt_secret.encode()) < 32:
             raise ValueError("PRM_JWT_SECRET must be at least 32 bytes for HMAC signing")
         return self

@@ -94,3 +94,23 @@ async def test_a_page_past_what_an_offset_holds_is_422_not_500(client: httpx.Asy
     resp = await client.get(f"{API}/patients", params={"page": 10**19}, headers=auth)
     assert resp.status_code == 422
     assert (await client.get(f"{API}/patients", params={"page": 1_000_000}, headers=auth)).status_code == 200
+
+
+async def test_answers_with_patient_data_are_never_cached_and_never_sniffed(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
+    listed = await client.get(f"{API}/patients", headers=auth)
+    refused = await client.get(f"{API}/patients")
+    health = await client.get("/health")
+    assert listed.headers["Cache-Control"] == "no-store" and refused.headers["Cache-Control"] == "no-store"
+    assert all(r.headers["X-Content-Type-Options"] == "nosniff" for r in (listed, refused, health))
+
+
+def test_the_development_secret_is_refused_off_loopback() -> None:
+    from core.settings import Settings
+
+    everywhere = "0.0.0.0"  # noqa: S104 - the point of the test
+    with pytest.raises(ValueError, match="non-loopback"):
+        Settings(api_host=everywhere)
+    Settings(api_host=everywhere, jwt_secret="a-real-secret-" + "x" * 32)
+    Settings(api_host="127.0.0.1")
