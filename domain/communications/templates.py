@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from domain.enums import Channel
@@ -36,7 +37,39 @@ class TemplateError(ValueError):
     """A template is unknown, malformed, or was rendered without one of its variables."""
 
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+MAX_RENDERED_CHARS = 20_000  # far past any SMS (1,600) or WhatsApp (4,096) body; an email's text fits
+MAX_LOOP_ITEMS = 1_000  # `range()` in a template
+MAX_POWER = 64
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    """Jinja's sandbox, with its operations bounded too: `'x' * 10000000` or `9 ** 9999999` would build
+    a huge value before any output check could see it, and `range()` sizes the loops a template can run.
+    (The rendered text is bounded in `render_text`, as it streams.)"""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """Refuse a repetition or a power whose result would be too large."""
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                    if len(seq) * times > MAX_RENDERED_CHARS:
+                        raise SecurityError("a repetition in the template is too large")
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_POWER:
+            raise SecurityError("a power in the template is too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def _bounded_range(*args: int) -> range:
+    values = range(*args)
+    if len(values) > MAX_LOOP_ITEMS:
+        raise SecurityError(f"range() in a template is limited to {MAX_LOOP_ITEMS} items")
+    return values
+
+
+_env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_env.globals["range"] = _bounded_range
 
 
 @lru_cache(maxsize=1024)
@@ -65,7 +98,16 @@ def compile_text(text: str) -> set[str]:
 def render_text(text: str, variables: dict[str, Any]) -> str:
     """Render template text in the sandbox; a missing variable raises TemplateError."""
     try:
-        return _compiled(text).render(**variables)
+        rendered: list[str] = []
+        size = 0
+        for chunk in _compiled(text).generate(**variables):  # streamed: a runaway loop stops early
+            size += len(chunk)
+            if size > MAX_RENDERED_CHARS:
+                raise TemplateError(f"the template renders longer than {MAX_RENDERED_CHARS} characters")
+            rendered.append(chunk)
+        return "".join(rendered)
+    except TemplateError:
+        raise
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
     except Exception as exc:  # UndefinedError, SecurityError, ...: never echo the variables (PHI)

@@ -4,6 +4,7 @@ when a message names them; invisible to every other tenant."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from core.auth import Role
 from tests.communications.conftest import API
@@ -152,3 +153,26 @@ async def test_viewers_cannot_write_templates(client, tenant_id, headers_for) ->
     viewer = headers_for(tenant_id, Role.VIEWER)
     assert (await client.post(TEMPLATES, json=POST_VISIT, headers=viewer)).status_code == 403
     assert (await client.get(TEMPLATES, headers=viewer)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ 'x' * 10000000 }}",
+        "{{ [1] * 10000000 }}",
+        "{{ 9 ** 9999999 }}",
+        "{% for i in range(10000000) %}x{% endfor %}",
+        "{% for i in range(1000) %}{% for j in range(1000) %}xy{% endfor %}{% endfor %}",
+    ],
+    ids=["string repetition", "list repetition", "power", "huge range", "long output"],
+)
+async def test_a_template_cannot_render_a_huge_message(client, auth, make_patient, body: str) -> None:
+    created = await _create(client, auth, id="bomb", subject="", body=body)
+    assert created.status_code == 201, created.text  # it compiles: the bound applies when it renders
+    patient = await make_patient()
+    sent = await client.post(
+        BASE,
+        json={"patient_id": str(patient.id), "channel": "sms", "template_name": "bomb"},
+        headers=auth,
+    )
+    assert sent.status_code == 422 and "template" in sent.json()["detail"]
