@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -107,6 +107,19 @@ async def apply_twilio_status(
     )
 
 
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _event_time(value: Any) -> datetime | None:
+    """An event's Unix `timestamp`, or None (then: now) when it is missing or no sane time: one bad event
+    never fails the rest of its batch."""
+    try:
+        at = datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return at if EARLIEST_EVENT <= at <= datetime.now(UTC) + timedelta(days=1) else None
+
+
 async def apply_sendgrid_events(session: AsyncSession, events: list[dict[str, Any]]) -> int:
     """Apply SendGrid events (each once, by `sg_event_id`); how many moved a status or consent."""
     changed = 0
@@ -119,7 +132,7 @@ async def apply_sendgrid_events(session: AsyncSession, events: list[dict[str, An
             continue
         tenant_id, communication_id = found
         bind_tenant(session, tenant_id)
-        at = datetime.fromtimestamp(int(item.get("timestamp") or 0), UTC) if item.get("timestamp") else None
+        at = _event_time(item.get("timestamp"))
         if kind in ("unsubscribe", "spamreport", "group_unsubscribe"):
             patient_id = await session.scalar(
                 select(Communication.patient_id).where(Communication.id == communication_id)

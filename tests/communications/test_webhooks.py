@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
@@ -268,4 +269,19 @@ async def test_sendgrid_events_are_verified_applied_and_deduplicated(
     assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "delivered"
     opened = {**delivered, "event": "open", "sg_event_id": "ev-2"}
     await sendgrid_post(client, sendgrid_keys, [opened, opened])
+    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "read"
+
+
+@pytest.mark.parametrize("bad", ["soon", 10**30, -(10**30), None, [1]], ids=repr)
+async def test_a_sendgrid_event_with_a_bad_timestamp_fails_nothing_else_in_its_batch(
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient, sendgrid_keys, bad
+) -> None:
+    patient = await make_patient()
+    message = await _sent_message(settings, system_sessionmaker, tenant_id, patient, Channel.EMAIL)
+    event = {"email": "x", "communication_id": str(message.id)}
+    batch = [
+        {**event, "event": "delivered", "sg_event_id": f"bad-{uuid.uuid4()}", "timestamp": bad},
+        {**event, "event": "open", "sg_event_id": f"good-{uuid.uuid4()}", "timestamp": int(time.time())},
+    ]
+    assert (await sendgrid_post(client, sendgrid_keys, batch)).status_code == 204
     assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "read"
