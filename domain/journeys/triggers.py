@@ -26,10 +26,11 @@ class _Shape(BaseModel):
 class Duration(_Shape):
     """A length of time, e.g. `{"days": 1}` or `{"hours": 2, "minutes": 30}` or `{"seconds": 90}`."""
 
+    # Each part bounded on its own too, so an absurd one (`{"seconds": 1e16}`) is a 422, never an overflow.
     days: int = Field(default=0, ge=0, le=366)
-    hours: int = Field(default=0, ge=0)
-    minutes: int = Field(default=0, ge=0)
-    seconds: int = Field(default=0, ge=0)
+    hours: int = Field(default=0, ge=0, le=366 * 24)
+    minutes: int = Field(default=0, ge=0, le=366 * 24 * 60)
+    seconds: int = Field(default=0, ge=0, le=366 * 24 * 3600)
 
     @model_validator(mode="after")
     def _bounded(self) -> Duration:
