@@ -8,22 +8,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import RawSessionDep, SettingsDep
+from api.openapi import SIGNED, errors
 from api.webhook_auth import TwilioForm
 from core.database import bind_tenant, mark_system
 from core.errors import NotFound, Unprocessable
 from domain.analytics import voice
 from domain.analytics.models import CALL_STATUS_RANK
 
-router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"], responses=SIGNED)
 
 
 @router.post(
     "/voice-status",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        403: {"description": "Missing or invalid X-Twilio-Signature"},
-        404: {"description": "Unknown call"},
-    },
+    responses=errors(not_found="Unknown call"),
 )
 async def voice_status_callback(
     form: TwilioForm,
