@@ -13,6 +13,7 @@ from api.docs import serve_docs_offline
 from api.errors import install_error_handlers
 from api.input_guard import InputGuardMiddleware
 from api.middleware import RequestIdMiddleware
+from api.openapi import TAGS, operation_id
 from api.ratelimit import RateLimits
 from api.routers import (
     analytics,
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         description="Patient Relationship Management for clinics: patients, practitioners, appointments, "
         "journeys, communications, tickets and analytics. Authenticate with a JWT bearer token.",
         lifespan=lifespan,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
     )
     serve_docs_offline(app)  # /docs and /redoc from assets the app ships: they work without internet
     app.state.settings = settings
@@ -98,7 +101,10 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(waitlist.router, prefix=API_PREFIX)
     # Instances first: `/journeys/instances/...` must not be read as `/journeys/{journey_id}`.
     app.include_router(journey_instances.router, prefix=f"{API_PREFIX}/journeys/instances")
-    app.include_router(journey_instances.router, prefix=f"{API_PREFIX}/instances")
+    # The legacy alias keeps serving older clients, but generated clients see each operation once.
+    app.include_router(
+        journey_instances.router, prefix=f"{API_PREFIX}/instances", deprecated=True, include_in_schema=False
+    )
     app.include_router(journeys.router, prefix=API_PREFIX)
     app.include_router(communications.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)

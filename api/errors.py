@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -35,6 +36,41 @@ DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
 INTERNAL_ERROR = "Internal error"
 
 
+# ---- the bodies, as the OpenAPI schema declares them (`api.openapi.errors`) -------------------------
+
+
+class ErrorDetail(BaseModel):
+    """Every error but a 422 and a 500: `detail` says what went wrong, in words. Some errors add fields: a
+    booking clash lists `conflicting_appointments`, a refused advance names the `current_stage`, a journey
+    instance saved while Temporal was down gives its `instance_id`."""
+
+    model_config = ConfigDict(extra="allow")
+    detail: str = Field(examples=["Patient not found."])
+
+
+class ValidationItem(BaseModel):
+    """One problem with the request: where it is (`["body", "stages", 0, "name"]`), what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class UnprocessableDetail(BaseModel):
+    """A 422. The request's shape is wrong: `detail` lists each problem (`loc`, `msg`, `type`). Or its
+    content as a whole cannot be accepted (an unknown template, a missing template variable, an unusable
+    date range): `detail` says why in words."""
+
+    detail: list[ValidationItem] | str
+
+
+class InternalErrorDetail(BaseModel):
+    """A 500: nothing of the failure, only the id the API's log names it by (also in `X-Request-ID`)."""
+
+    detail: str = Field(examples=["Internal error"])
+    request_id: str
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` says the database could not be reached or lost the connection, not that the request
     was wrong: refused or dropped connections, shutdowns, a pool with no connection to give in time."""
@@ -59,7 +95,8 @@ def unavailable_response(detail: str, extra: dict | None = None) -> JSONResponse
 
 def internal_error_response(request_id: str) -> JSONResponse:
     """The answer to an unexpected exception: nothing of the exception, only the id to find it in the logs."""
-    return JSONResponse(status_code=500, content={"detail": INTERNAL_ERROR, "request_id": request_id})
+    body = InternalErrorDetail(detail=INTERNAL_ERROR, request_id=request_id)
+    return JSONResponse(status_code=500, content=body.model_dump())
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict]:

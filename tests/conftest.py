@@ -14,13 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
 
+from activities import ActivityDeps
 from api.app import create_app
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
 from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
 from core.migrate import scratch_database
 from core.settings import Settings
+from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
 
@@ -74,6 +77,25 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (the `temporal` CLI from the venv), with the search attributes; one for
+    the whole run (tests keep apart by using task queues of their own)."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(dev_server_binary()),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture
+def activity_deps(settings: Settings, system_sessionmaker: async_sessionmaker[AsyncSession]) -> ActivityDeps:
+    """What the workflows' activities need: the settings and the test database."""
+    return ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
 
 
 TenantFactory = Callable[..., Awaitable[uuid.UUID]]

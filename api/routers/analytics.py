@@ -21,6 +21,7 @@ from api.deps import (
     ensure_own_tenant,
     get_principal,
 )
+from api.openapi import AUTHENTICATED, errors
 from core.auth import Permission, Principal
 from core.errors import Forbidden
 from domain.analytics import realtime, service
@@ -34,7 +35,8 @@ from domain.analytics.schemas import (
     VoiceCallAnalyticsResponse,
 )
 
-router = APIRouter(prefix="/analytics", tags=["analytics"])
+# Every route takes `tenant_id`, which must be the caller's own (400).
+router = APIRouter(prefix="/analytics", tags=["analytics"], responses={**AUTHENTICATED, **errors(400)})
 HEARTBEAT_SECONDS = 15
 SHUTDOWN_GRACE_SECONDS = 5
 
@@ -145,8 +147,23 @@ async def stream_principal(
 
 @router.get(
     "/realtime",
+    # Documents the stream as the 200's first content (the answer returned is built below either way);
+    # the JSON snapshot is the alternative for clients that do not accept `text/event-stream`.
+    response_class=EventSourceResponse,
     response_model=RealtimeSnapshot,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "A stream of snapshots"}},
+    response_description="A stream of `RealtimeSnapshot` JSON documents, one per `data:` line, with "
+    "heartbeat comments; or, without `Accept: text/event-stream`, the current snapshot as JSON",
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": 'data: {"date": "2026-12-01", "appointments_today": 12, ...}\n\n',
+                },
+                "application/json": {"schema": {"$ref": "#/components/schemas/RealtimeSnapshot"}},
+            }
+        }
+    },
 )
 async def realtime_metrics(
     request: Request,

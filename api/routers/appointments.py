@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, lifecycle, overview, service
@@ -32,10 +33,13 @@ from domain.scheduling.schemas import (
 )
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/appointments", tags=["appointments"])
-CONFLICT_409: dict[int | str, dict[str, Any]] = {
-    409: {"description": "Clashes with another appointment or a full/blocked slot (listed in the body)"}
-}
+router = APIRouter(prefix="/appointments", tags=["appointments"], responses=AUTHENTICATED)
+NO_APPOINTMENT = "No such appointment in your tenant"
+UNKNOWN_REFERENCE = "Unknown patient, practitioner, location or time slot"
+CLASH = (
+    "The time clashes with another appointment (listed in `conflicting_appointments`) or a full or blocked "
+    "slot, or the patient or practitioner is not active"
+)
 
 
 @router.get("", response_model=AppointmentListResponse, dependencies=[CanRead])
@@ -94,7 +98,7 @@ async def upcoming_appointments(
     )
 
 
-@router.get("/stats", response_model=AppointmentStats, dependencies=[CanRead])
+@router.get("/stats", response_model=AppointmentStats, dependencies=[CanRead], responses=errors(400))
 async def appointment_stats(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -107,7 +111,12 @@ async def appointment_stats(
     return await overview.appointment_stats(session, start_date=start_date, end_date=end_date)
 
 
-@router.get("/conflicts", response_model=ConflictCheckResponse, dependencies=[CanRead])
+@router.get(
+    "/conflicts",
+    response_model=ConflictCheckResponse,
+    dependencies=[CanRead],
+    responses=errors(not_found="No such practitioner in your tenant"),
+)
 async def check_conflicts(
     session: SessionDep,
     practitioner_id: uuid.UUID,
@@ -125,7 +134,12 @@ async def check_conflicts(
     )
 
 
-@router.post("/find-slots", response_model=FindSlotsResponse, dependencies=[CanWrite])
+@router.post(
+    "/find-slots",
+    response_model=FindSlotsResponse,
+    dependencies=[CanWrite],
+    responses=errors(400, 409, not_found=UNKNOWN_REFERENCE),
+)
 async def find_slots(
     body: FindSlotsRequest, session: SessionDep, principal: CurrentPrincipal
 ) -> FindSlotsResponse:
@@ -135,7 +149,14 @@ async def find_slots(
 
 
 @router.post(
-    "/select-slot", response_model=SelectSlotResponse, dependencies=[CanWrite], responses=CONFLICT_409
+    "/select-slot",
+    response_model=SelectSlotResponse,
+    dependencies=[CanWrite],
+    responses=errors(
+        400,
+        not_found="No such booking conversation",
+        conflict="The conversation has ended, or the chosen time was just taken",
+    ),
 )
 async def select_slot(
     body: SelectSlotRequest, session: SessionDep, principal: CurrentPrincipal
@@ -150,7 +171,7 @@ async def select_slot(
     response_model=AppointmentDetailResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses=CONFLICT_409,
+    responses=errors(400, not_found=UNKNOWN_REFERENCE, conflict=CLASH),
 )
 async def create_appointment(
     body: AppointmentDirectCreate, session: SessionDep, principal: CurrentPrincipal
@@ -161,14 +182,25 @@ async def create_appointment(
     return (await overview.with_details(session, [appointment]))[0]
 
 
-@router.get("/{appointment_id}", response_model=AppointmentResponse, dependencies=[CanRead])
+@router.get(
+    "/{appointment_id}",
+    response_model=AppointmentResponse,
+    dependencies=[CanRead],
+    responses=errors(not_found=NO_APPOINTMENT),
+)
 async def get_appointment(appointment_id: uuid.UUID, session: SessionDep) -> AppointmentResponse:
     """One appointment."""
     return AppointmentResponse.model_validate(await AppointmentRepository(session).get_or_404(appointment_id))
 
 
 @router.patch(
-    "/{appointment_id}", response_model=AppointmentResponse, dependencies=[CanWrite], responses=CONFLICT_409
+    "/{appointment_id}",
+    response_model=AppointmentResponse,
+    dependencies=[CanWrite],
+    responses=errors(
+        not_found=NO_APPOINTMENT,
+        conflict="A status move that is not allowed, or a new time that clashes (as when booking)",
+    ),
 )
 async def update_appointment(
     appointment_id: uuid.UUID, body: AppointmentUpdate, session: SessionDep
@@ -186,7 +218,7 @@ async def update_appointment(
     "/{appointment_id}/cancel",
     response_model=AppointmentResponse,
     dependencies=[CanWrite],
-    responses={409: {"description": "Already cancelled, completed or a no-show"}},
+    responses=errors(not_found=NO_APPOINTMENT, conflict="Already cancelled, completed or a no-show"),
 )
 async def cancel_appointment(
     appointment_id: uuid.UUID,
@@ -198,7 +230,12 @@ async def cancel_appointment(
     return AppointmentResponse.model_validate(appointment)
 
 
-@router.delete("/{appointment_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[CanDelete])
+@router.delete(
+    "/{appointment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[CanDelete],
+    responses=errors(409, not_found=NO_APPOINTMENT),
+)
 async def delete_appointment(appointment_id: uuid.UUID, session: SessionDep) -> Response:
     """Permanently remove an appointment. Prefer cancelling, which keeps the history."""
     await lifecycle.delete_appointment(session, appointment_id)

@@ -16,14 +16,16 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payloads
 
 from api.deps import RawSessionDep, bearer, get_principal
+from api.openapi import AUTHENTICATED
 from core.auth import Permission
 from core.codec import CodecError, EncryptionCodec
 from core.errors import BadRequest, Forbidden, Unprocessable
 
-router = APIRouter(prefix="/codec", tags=["codec"])
+router = APIRouter(prefix="/codec", tags=["codec"], responses=AUTHENTICATED)
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -50,39 +52,50 @@ async def can_decode(
 
 
 CanDecode = Depends(can_decode)
-BODY = {
-    "required": True,
-    "content": {
-        "application/json": {"schema": {"type": "object", "properties": {"payloads": {"type": "array"}}}}
-    },
-}
 
 
-async def _payloads(request: Request) -> Payloads:
+class CodecPayload(BaseModel):
+    """One Temporal payload in proto3 JSON: metadata values and data in base64."""
+
+    metadata: dict[str, str] = Field(default_factory=dict)
+    data: str = ""
+
+
+class CodecPayloads(BaseModel):
+    """Temporal's `Payloads` message, as the Temporal UI sends and expects it."""
+
+    payloads: list[CodecPayload] = Field(default_factory=list, max_length=1000)
+
+
+def _payloads(body: CodecPayloads) -> Payloads:
     try:
-        return json_format.Parse(await request.body(), Payloads())
-    except (json_format.ParseError, DecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest('The body is not Temporal\'s Payloads in JSON ({"payloads": [...]}).') from exc
+        return json_format.ParseDict(body.model_dump(), Payloads())
+    except (json_format.ParseError, DecodeError) as exc:
+        raise BadRequest("The payloads are not valid (metadata values and data are base64).") from exc
+
+
+def _answer(payloads: list[Any]) -> CodecPayloads:
+    return CodecPayloads.model_validate(json_format.MessageToDict(Payloads(payloads=payloads)))
 
 
 def _codec(request: Request) -> EncryptionCodec | None:
     return getattr(request.app.state, "payload_codec", None)
 
 
-@router.post("/decode", dependencies=[CanDecode], openapi_extra={"requestBody": BODY})
-async def decode_payloads(request: Request) -> dict[str, Any]:
+@router.post("/decode", dependencies=[CanDecode])
+async def decode_payloads(request: Request, body: CodecPayloads) -> CodecPayloads:
     """Decrypt the Temporal UI's payloads (operators and admins)."""
-    payloads, codec = await _payloads(request), _codec(request)
+    payloads, codec = _payloads(body), _codec(request)
     try:
         decoded = await codec.decode(payloads.payloads) if codec else list(payloads.payloads)
     except CodecError as exc:
         raise Unprocessable(str(exc)) from exc
-    return json_format.MessageToDict(Payloads(payloads=decoded))
+    return _answer(decoded)
 
 
-@router.post("/encode", dependencies=[CanDecode], openapi_extra={"requestBody": BODY})
-async def encode_payloads(request: Request) -> dict[str, Any]:
+@router.post("/encode", dependencies=[CanDecode])
+async def encode_payloads(request: Request, body: CodecPayloads) -> CodecPayloads:
     """Encrypt payloads the Temporal UI sends (e.g. a signal typed by an operator)."""
-    payloads, codec = await _payloads(request), _codec(request)
+    payloads, codec = _payloads(body), _codec(request)
     encoded = await codec.encode(payloads.payloads) if codec else list(payloads.payloads)
-    return json_format.MessageToDict(Payloads(payloads=encoded))
+    return _answer(encoded)

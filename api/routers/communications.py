@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.errors import NotFound
 from core.pagination import PageDep
 from domain.communications import messages, templates
@@ -34,9 +35,11 @@ from domain.journeys.repository import JourneyInstanceRepository
 from domain.scheduling import notifications
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/communications", tags=["communications"])
+router = APIRouter(prefix="/communications", tags=["communications"], responses=AUTHENTICATED)
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such message in your tenant"}}
+NO_MESSAGE = "No such message in your tenant"
+NOT_FOUND = errors(not_found=NO_MESSAGE)
+NO_TEMPLATE = "No such template in your tenant (built-in ones are in the list)"
 
 
 @router.get("", response_model=CommunicationListResponse, dependencies=[CanRead])
@@ -64,7 +67,7 @@ async def list_communications(
     )
 
 
-@router.get("/stats", response_model=CommunicationStats, dependencies=[CanRead])
+@router.get("/stats", response_model=CommunicationStats, dependencies=[CanRead], responses=errors(400))
 async def communication_stats(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
 ) -> CommunicationStats:
@@ -73,7 +76,7 @@ async def communication_stats(
     return await messages.stats(CommunicationRepository(session))
 
 
-@router.get("/templates", response_model=TemplateListResponse, dependencies=[CanRead])
+@router.get("/templates", response_model=TemplateListResponse, dependencies=[CanRead], responses=errors(400))
 async def list_templates(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -92,7 +95,10 @@ async def list_templates(
     response_model=TenantTemplateResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={409: {"description": "The id is a built-in's or already used"}},
+    responses=errors(
+        conflict="The id is a built-in's or already used",
+        unprocessable="Invalid, or the text does not compile",
+    ),
 )
 async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTemplateResponse:
     """Define a template for your tenant; its text must compile in the sandbox (422 otherwise).
@@ -107,7 +113,7 @@ async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTe
     "/templates/{template_id}",
     response_model=TenantTemplateResponse,
     dependencies=[CanRead],
-    responses={404: {"description": "No such template in your tenant (built-in ones are in the list)"}},
+    responses=errors(not_found=NO_TEMPLATE),
 )
 async def get_template(template_id: str, session: SessionDep) -> TenantTemplateResponse:
     """One of your tenant's templates, with its WhatsApp Content template if it has one."""
@@ -118,7 +124,7 @@ async def get_template(template_id: str, session: SessionDep) -> TenantTemplateR
     "/templates/{template_id}",
     response_model=TenantTemplateResponse,
     dependencies=[CanWrite],
-    responses={404: {"description": "No such template in your tenant"}, 409: {"description": "Built-in"}},
+    responses=errors(not_found=NO_TEMPLATE, conflict="A built-in template cannot be changed"),
 )
 async def update_template(
     template_id: str, body: TemplateUpdate, session: SessionDep
@@ -131,7 +137,7 @@ async def update_template(
     "/templates/{template_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
-    responses={404: {"description": "No such template in your tenant"}, 409: {"description": "Built-in"}},
+    responses=errors(not_found=NO_TEMPLATE, conflict="A built-in template cannot be removed"),
 )
 async def delete_template(template_id: str, session: SessionDep) -> Response:
     """Remove one of your tenant's templates; messages already sent from it keep their text."""
@@ -186,7 +192,12 @@ async def search_communications(
     response_model=CommunicationDetail,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={404: {"description": "Unknown patient, journey instance or appointment"}},
+    responses=errors(
+        400,
+        409,
+        not_found="Unknown patient, journey instance or appointment",
+        unprocessable="Invalid, or an unknown template or a missing variable (without a `message`)",
+    ),
 )
 async def create_communication(
     body: CommunicationCreate, session: SessionDep, principal: CurrentPrincipal
@@ -221,7 +232,10 @@ async def get_communication(communication_id: uuid.UUID, session: SessionDep) ->
 
 
 @router.patch(
-    "/{communication_id}", response_model=CommunicationDetail, dependencies=[CanWrite], responses=NOT_FOUND
+    "/{communication_id}",
+    response_model=CommunicationDetail,
+    dependencies=[CanWrite],
+    responses=errors(not_found=NO_MESSAGE, conflict="The status cannot move backwards"),
 )
 async def update_communication(
     communication_id: uuid.UUID, body: CommunicationUpdate, session: SessionDep
@@ -235,7 +249,7 @@ async def update_communication(
     "/{communication_id}/read",
     response_model=CommunicationDetail,
     dependencies=[CanWrite],
-    responses=NOT_FOUND,
+    responses=errors(409, not_found=NO_MESSAGE),
 )
 async def mark_communication_read(communication_id: uuid.UUID, session: SessionDep) -> CommunicationDetail:
     """Mark a message read (sets `read_at`)."""
@@ -247,7 +261,7 @@ async def mark_communication_read(communication_id: uuid.UUID, session: SessionD
     "/{communication_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
-    responses=NOT_FOUND,
+    responses=errors(409, not_found=NO_MESSAGE),
 )
 async def delete_communication(communication_id: uuid.UUID, session: SessionDep) -> Response:
     """Permanently remove a message record."""

@@ -7,6 +7,7 @@ import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from core.temporal import shared_client
@@ -16,13 +17,25 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_SECONDS = 3.0
 
 
+class Readiness(BaseModel):
+    """`ready` or `unavailable`, and each dependency's state (`database`, `temporal`: `ok` or `down`)."""
+
+    status: str
+    checks: dict[str, str]
+
+
 @router.get("/health", summary="Liveness")
 async def health() -> dict[str, str]:
     """Answers 200 whenever the process is up."""
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness", responses={503: {"description": "A dependency is unreachable"}})
+@router.get(
+    "/ready",
+    summary="Readiness",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is unreachable"}},
+)
 async def ready(request: Request) -> JSONResponse:
     """Answers 200 only when both the database and Temporal are reachable, 503 otherwise."""
     checks = {"database": await _database_ok(request), "temporal": await _temporal_ok(request)}

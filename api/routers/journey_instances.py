@@ -6,7 +6,7 @@ Included before the journeys router, so `/journeys/instances/...` never reads as
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -20,6 +20,7 @@ from api.deps import (
     commit_and_run_jobs,
     ensure_own_tenant,
 )
+from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.enums import JourneyInstanceStatus
 from domain.journeys import advance, service
@@ -37,11 +38,9 @@ from domain.journeys.schemas import (
     JourneyInstanceWithStages,
 )
 
-router = APIRouter(tags=["journey instances"])
+router = APIRouter(tags=["journey instances"], responses=AUTHENTICATED)
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
-UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"description": "Temporal is unreachable (a created instance is kept and started later)"}
-}
+NO_INSTANCE = "No such journey instance in your tenant"
 
 
 @router.get("", response_model=JourneyInstanceListResponse, dependencies=[CanRead])
@@ -63,7 +62,7 @@ async def list_instances(
     )
 
 
-@router.get("/stats", response_model=JourneyInstanceStats, dependencies=[CanRead])
+@router.get("/stats", response_model=JourneyInstanceStats, dependencies=[CanRead], responses=errors(400))
 async def instance_stats(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -82,7 +81,13 @@ async def instance_stats(
     dependencies=[CanWrite],
     responses={
         200: {"description": "An instance created earlier under the same Idempotency-Key"},
-        **UNAVAILABLE,
+        **errors(
+            400,
+            not_found="Unknown journey, patient or appointment",
+            conflict="The journey is inactive, or a template it names is no longer usable",
+            unavailable="Temporal is unreachable: the instance is saved (its `instance_id` is in the body) "
+            "and its workflow is started once Temporal is back",
+        ),
     },
 )
 async def create_instance(
@@ -109,7 +114,12 @@ async def create_instance(
     return JourneyInstanceResponse.model_validate(instance)
 
 
-@router.get("/{instance_id}", response_model=JourneyInstanceWithStages, dependencies=[CanRead])
+@router.get(
+    "/{instance_id}",
+    response_model=JourneyInstanceWithStages,
+    dependencies=[CanRead],
+    responses=errors(not_found=NO_INSTANCE),
+)
 async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyInstanceWithStages:
     """One instance with each stage's status, timestamps and notes."""
     repo = JourneyInstanceRepository(session)
@@ -128,14 +138,13 @@ async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyIn
     "/{instance_id}/advance",
     response_model=AdvanceStageResponse,
     dependencies=[CanWrite],
-    responses={
-        409: {
-            "description": "Completed or cancelled; the stage named is not the one waiting; the current "
-            "stage is not manual; or another request advanced it first. `detail` names the current stage."
-        },
-        422: {"description": "`stage_id` / `order_index` name no stage of this instance"},
-        **UNAVAILABLE,
-    },
+    responses=errors(
+        not_found=NO_INSTANCE,
+        conflict="Completed or cancelled; the stage named is not the one waiting; the current stage is not "
+        "manual; or another request advanced it first. `detail` and `current_stage` name the current stage.",
+        unprocessable="`stage_id` / `order_index` name no stage of this instance",
+        unavailable="Temporal is unreachable; retry shortly",
+    ),
 )
 async def advance_instance(
     instance_id: uuid.UUID,
@@ -165,7 +174,11 @@ async def advance_instance(
     "/{instance_id}/cancel",
     response_model=JourneyInstanceResponse,
     dependencies=[CanWrite],
-    responses={409: {"description": "The instance already completed or failed"}, **UNAVAILABLE},
+    responses=errors(
+        not_found=NO_INSTANCE,
+        conflict="The instance already completed or failed",
+        unavailable="Temporal is unreachable; retry shortly",
+    ),
 )
 async def cancel_instance(
     instance_id: uuid.UUID, session: SessionDep, temporal: TemporalAccessDep

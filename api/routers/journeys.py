@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.journeys import service
 from domain.journeys.repository import JourneyRepository
@@ -21,11 +22,13 @@ from domain.journeys.schemas import (
     JourneyUpdate,
 )
 
-router = APIRouter(prefix="/journeys", tags=["journeys"])
+router = APIRouter(prefix="/journeys", tags=["journeys"], responses=AUTHENTICATED)
+NO_JOURNEY = "No such journey in your tenant"
+UNUSABLE_STAGE = "Unknown trigger or action, a template you cannot use, or a missing template variable"
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=JourneyListResponse, dependencies=[CanRead])
+@router.get("", response_model=JourneyListResponse, dependencies=[CanRead], responses=errors(400))
 async def list_journeys(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -46,9 +49,9 @@ async def list_journeys(
     response_model=JourneyResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={
-        422: {"description": "Unknown trigger or action, missing template variable, duplicate order_index"}
-    },
+    responses=errors(
+        400, 409, unprocessable="Unknown trigger or action, missing template variable, duplicate order_index"
+    ),
 )
 async def create_journey(
     body: JourneyCreate, session: SessionDep, principal: CurrentPrincipal
@@ -69,14 +72,24 @@ async def create_journey(
     return await service.journey_view(repo, journey)
 
 
-@router.get("/{journey_id}", response_model=JourneyResponse, dependencies=[CanRead])
+@router.get(
+    "/{journey_id}",
+    response_model=JourneyResponse,
+    dependencies=[CanRead],
+    responses=errors(not_found=NO_JOURNEY),
+)
 async def get_journey(journey_id: uuid.UUID, session: SessionDep) -> JourneyResponse:
     """One journey definition with its stages in order."""
     repo = JourneyRepository(session)
     return await service.journey_view(repo, await repo.get_or_404(journey_id))
 
 
-@router.patch("/{journey_id}", response_model=JourneyResponse, dependencies=[CanWrite])
+@router.patch(
+    "/{journey_id}",
+    response_model=JourneyResponse,
+    dependencies=[CanWrite],
+    responses=errors(409, not_found=NO_JOURNEY),
+)
 async def update_journey(journey_id: uuid.UUID, body: JourneyUpdate, session: SessionDep) -> JourneyResponse:
     """Partial update of the journey's own fields. Running instances keep the definition they started with."""
     repo = JourneyRepository(session)
@@ -89,7 +102,11 @@ async def update_journey(journey_id: uuid.UUID, body: JourneyUpdate, session: Se
     response_model=JourneyStageResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={409: {"description": "Another stage already has that order_index"}},
+    responses=errors(
+        not_found=NO_JOURNEY,
+        conflict="Another stage already has that order_index",
+        unprocessable=UNUSABLE_STAGE,
+    ),
 )
 async def add_stage(
     journey_id: uuid.UUID, body: JourneyStageCreate, session: SessionDep
@@ -106,7 +123,11 @@ async def add_stage(
     "/{journey_id}/stages/{stage_id}",
     response_model=JourneyStageResponse,
     dependencies=[CanWrite],
-    responses={409: {"description": "Another stage already has that order_index"}},
+    responses=errors(
+        not_found="No such journey or stage in your tenant",
+        conflict="Another stage already has that order_index",
+        unprocessable=UNUSABLE_STAGE,
+    ),
 )
 async def update_stage(
     journey_id: uuid.UUID, stage_id: uuid.UUID, body: JourneyStageUpdate, session: SessionDep

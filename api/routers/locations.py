@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.scheduling import slots
 from domain.scheduling.repository import LocationRepository
@@ -17,7 +18,8 @@ from domain.scheduling.slot_schemas import (
     LocationUpdate,
 )
 
-router = APIRouter(prefix="/locations", tags=["locations"])
+router = APIRouter(prefix="/locations", tags=["locations"], responses=AUTHENTICATED)
+NOT_FOUND = errors(not_found="No such location in your tenant")
 
 
 @router.get("", response_model=LocationListResponse, dependencies=[CanRead])
@@ -30,14 +32,18 @@ async def list_locations(
     return LocationListResponse.build([LocationResponse.model_validate(r) for r in rows], total, page)
 
 
-@router.get("/{location_id}", response_model=LocationResponse, dependencies=[CanRead])
+@router.get("/{location_id}", response_model=LocationResponse, dependencies=[CanRead], responses=NOT_FOUND)
 async def get_location(location_id: uuid.UUID, session: SessionDep) -> LocationResponse:
     """One location."""
     return LocationResponse.model_validate(await LocationRepository(session).get_or_404(location_id))
 
 
 @router.post(
-    "", response_model=LocationResponse, status_code=status.HTTP_201_CREATED, dependencies=[CanWrite]
+    "",
+    response_model=LocationResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CanWrite],
+    responses=errors(400, 409),
 )
 async def create_location(
     body: LocationCreate, session: SessionDep, principal: CurrentPrincipal
@@ -47,7 +53,12 @@ async def create_location(
     return LocationResponse.model_validate(await slots.create_location(LocationRepository(session), body))
 
 
-@router.patch("/{location_id}", response_model=LocationResponse, dependencies=[CanWrite])
+@router.patch(
+    "/{location_id}",
+    response_model=LocationResponse,
+    dependencies=[CanWrite],
+    responses=errors(409, not_found="No such location in your tenant"),
+)
 async def update_location(
     location_id: uuid.UUID, body: LocationUpdate, session: SessionDep
 ) -> LocationResponse:

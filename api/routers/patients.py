@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.deps import CanMerge, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.errors import NotFound
 from core.pagination import PageDep, PageParams, paginate
 from domain.communications.schemas import CommunicationResponse
@@ -44,12 +45,13 @@ from domain.records.schemas import (
 from domain.scheduling.schemas import AppointmentResponse
 from domain.tickets.schemas import TicketResponse
 
-router = APIRouter(prefix="/patients", tags=["patients"])
+router = APIRouter(prefix="/patients", tags=["patients"], responses=AUTHENTICATED)
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such patient in your tenant"}}
+NO_PATIENT = "No such patient in your tenant"
+NOT_FOUND = errors(not_found=NO_PATIENT)
 
 
-@router.get("", response_model=PatientSimpleListResponse, dependencies=[CanRead])
+@router.get("", response_model=PatientSimpleListResponse, dependencies=[CanRead], responses=errors(400))
 async def list_patients(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -111,10 +113,9 @@ async def get_patient_by_mrn(mrn: str, session: SessionDep) -> PatientResponse:
     "/merge",
     response_model=PatientMergeResponse,
     dependencies=[CanMerge],
-    responses={
-        **NOT_FOUND,
-        409: {"description": "Merging a patient into itself, or a record that is already merged"},
-    },
+    responses=errors(
+        not_found=NO_PATIENT, conflict="Merging a patient into itself, or a record that is already merged"
+    ),
 )
 async def merge_patients(body: PatientMergeRequest, session: SessionDep) -> PatientMergeResponse:
     """Merge a duplicate record into the primary one. Every appointment, message, ticket and journey
@@ -134,7 +135,12 @@ async def merge_patients(body: PatientMergeRequest, session: SessionDep) -> Pati
     )
 
 
-@router.get("/stats/demographics", response_model=PatientDemographicsResponse, dependencies=[CanRead])
+@router.get(
+    "/stats/demographics",
+    response_model=PatientDemographicsResponse,
+    dependencies=[CanRead],
+    responses=errors(400),
+)
 async def patient_demographics(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
 ) -> PatientDemographicsResponse:
@@ -149,7 +155,7 @@ async def patient_demographics(
     response_model=PatientResponse,
     status_code=201,
     dependencies=[CanWrite],
-    responses={409: {"description": "MRN already used by another patient"}},
+    responses=errors(400, conflict="MRN already used by another patient"),
 )
 async def create_patient(
     body: PatientCreate, session: SessionDep, principal: CurrentPrincipal
@@ -178,7 +184,7 @@ async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDeta
     "/{patient_id}",
     response_model=PatientResponse,
     dependencies=[CanWrite],
-    responses={**NOT_FOUND, 409: {"description": "MRN already used, or a merged record's status changed"}},
+    responses=errors(not_found=NO_PATIENT, conflict="MRN already used, or a merged record's status changed"),
 )
 async def update_patient(patient_id: uuid.UUID, body: PatientUpdate, session: SessionDep) -> PatientResponse:
     """Partial update: only the fields sent change. `status` may be set to active, inactive or deceased,
@@ -188,7 +194,10 @@ async def update_patient(patient_id: uuid.UUID, body: PatientUpdate, session: Se
 
 
 @router.delete(
-    "/{patient_id}", response_model=PatientDeleteResponse, dependencies=[CanWrite], responses=NOT_FOUND
+    "/{patient_id}",
+    response_model=PatientDeleteResponse,
+    dependencies=[CanWrite],
+    responses=errors(409, not_found=NO_PATIENT),
 )
 async def delete_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDeleteResponse:
     """Soft delete: the patient becomes `inactive` (a deceased patient stays `deceased`). Nothing is
@@ -201,10 +210,9 @@ async def delete_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientD
     "/{patient_id}/activate",
     response_model=PatientResponse,
     dependencies=[CanWrite],
-    responses={
-        **NOT_FOUND,
-        409: {"description": "The patient was merged into another record, or is deceased"},
-    },
+    responses=errors(
+        not_found=NO_PATIENT, conflict="The patient was merged into another record, or is deceased"
+    ),
 )
 async def activate_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientResponse:
     """Reactivate an inactive patient (already active: no change). A record merged into another cannot be

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.practitioners import service
 from domain.practitioners.repository import PractitionerRepository
@@ -20,11 +21,13 @@ from domain.practitioners.schemas import (
     display_name,
 )
 
-router = APIRouter(prefix="/practitioners", tags=["practitioners"])
+router = APIRouter(prefix="/practitioners", tags=["practitioners"], responses=AUTHENTICATED)
+NO_PRACTITIONER = "No such practitioner in your tenant"
+NOT_FOUND = errors(not_found=NO_PRACTITIONER)
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=PractitionerListResponse, dependencies=[CanRead])
+@router.get("", response_model=PractitionerListResponse, dependencies=[CanRead], responses=errors(400))
 async def list_practitioners(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -44,7 +47,9 @@ async def list_practitioners(
     return PractitionerListResponse.build(items, total, page)
 
 
-@router.get("/simple", response_model=list[PractitionerSimpleResponse], dependencies=[CanRead])
+@router.get(
+    "/simple", response_model=list[PractitionerSimpleResponse], dependencies=[CanRead], responses=errors(400)
+)
 async def list_practitioners_simple(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -68,7 +73,7 @@ async def list_practitioners_simple(
     ]
 
 
-@router.get("/specialities", response_model=list[str], dependencies=[CanRead])
+@router.get("/specialities", response_model=list[str], dependencies=[CanRead], responses=errors(400))
 async def list_specialities(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
 ) -> list[str]:
@@ -77,7 +82,9 @@ async def list_specialities(
     return await PractitionerRepository(session).specialities()
 
 
-@router.get("/{practitioner_id}", response_model=PractitionerResponse, dependencies=[CanRead])
+@router.get(
+    "/{practitioner_id}", response_model=PractitionerResponse, dependencies=[CanRead], responses=NOT_FOUND
+)
 async def get_practitioner(practitioner_id: uuid.UUID, session: SessionDep) -> PractitionerResponse:
     """One practitioner."""
     practitioner = await PractitionerRepository(session).get_or_404(practitioner_id)
@@ -89,7 +96,7 @@ async def get_practitioner(practitioner_id: uuid.UUID, session: SessionDep) -> P
     response_model=PractitionerResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={409: {"description": "License number already used"}},
+    responses=errors(400, conflict="License number already used"),
 )
 async def create_practitioner(
     body: PractitionerCreate, session: SessionDep, principal: CurrentPrincipal
@@ -100,7 +107,12 @@ async def create_practitioner(
     return PractitionerResponse.model_validate(practitioner)
 
 
-@router.patch("/{practitioner_id}", response_model=PractitionerResponse, dependencies=[CanWrite])
+@router.patch(
+    "/{practitioner_id}",
+    response_model=PractitionerResponse,
+    dependencies=[CanWrite],
+    responses=errors(not_found=NO_PRACTITIONER, conflict="License number already used"),
+)
 async def update_practitioner(
     practitioner_id: uuid.UUID, body: PractitionerUpdate, session: SessionDep
 ) -> PractitionerResponse:
@@ -113,7 +125,10 @@ async def update_practitioner(
     "/{practitioner_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
-    responses={409: {"description": "The practitioner has appointments; deactivate instead"}},
+    responses=errors(
+        not_found=NO_PRACTITIONER,
+        conflict="The practitioner has appointments; deactivate instead",
+    ),
 )
 async def delete_practitioner(practitioner_id: uuid.UUID, session: SessionDep) -> Response:
     """Permanently remove a practitioner who has no appointments. Prefer `is_active=false`."""

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, TemporalAccessDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.enums import TicketPriority, TicketStatus
 from domain.journeys.repository import JourneyInstanceRepository
@@ -21,11 +22,12 @@ from domain.tickets.schemas import (
     TicketUpdate,
 )
 
-router = APIRouter(prefix="/tickets", tags=["tickets"])
+router = APIRouter(prefix="/tickets", tags=["tickets"], responses=AUTHENTICATED)
+NOT_FOUND = errors(not_found="No such ticket in your tenant")
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=TicketListResponse, dependencies=[CanRead])
+@router.get("", response_model=TicketListResponse, dependencies=[CanRead], responses=errors(400))
 async def list_tickets(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -61,7 +63,7 @@ async def list_tickets(
     response_model=TicketResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={404: {"description": "Patient or journey instance not found"}},
+    responses=errors(400, 409, not_found="Patient or journey instance not found"),
 )
 async def create_ticket(
     body: TicketCreate, session: SessionDep, principal: CurrentPrincipal, temporal: TemporalAccessDep
@@ -79,7 +81,7 @@ async def create_ticket(
     return TicketResponse.model_validate(ticket)
 
 
-@router.get("/{ticket_id}", response_model=TicketResponse, dependencies=[CanRead])
+@router.get("/{ticket_id}", response_model=TicketResponse, dependencies=[CanRead], responses=NOT_FOUND)
 async def get_ticket(ticket_id: uuid.UUID, session: SessionDep) -> TicketResponse:
     """One ticket, with its SLA due times and breach flags."""
     return TicketResponse.model_validate(await TicketRepository(session).get_or_404(ticket_id))
@@ -89,7 +91,7 @@ async def get_ticket(ticket_id: uuid.UUID, session: SessionDep) -> TicketRespons
     "/{ticket_id}",
     response_model=TicketResponse,
     dependencies=[CanWrite],
-    responses={409: {"description": "The status cannot move that way"}},
+    responses=errors(not_found="No such ticket in your tenant", conflict="The status cannot move that way"),
 )
 async def update_ticket(
     ticket_id: uuid.UUID,
@@ -105,7 +107,12 @@ async def update_ticket(
     return TicketResponse.model_validate(ticket)
 
 
-@router.get("/{ticket_id}/events", response_model=list[TicketEventResponse], dependencies=[CanRead])
+@router.get(
+    "/{ticket_id}/events",
+    response_model=list[TicketEventResponse],
+    dependencies=[CanRead],
+    responses=NOT_FOUND,
+)
 async def list_ticket_events(ticket_id: uuid.UUID, session: SessionDep) -> list[TicketEventResponse]:
     """The ticket's history: creation, changes, first response, SLA pauses and escalations."""
     return [TicketEventResponse.model_validate(e) for e in await service.ticket_events(session, ticket_id)]

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.enums import SlotStatus
 from domain.scheduling import slots
@@ -20,7 +21,8 @@ from domain.scheduling.slot_schemas import (
     TimeSlotUpdate,
 )
 
-router = APIRouter(prefix="/time-slots", tags=["time slots"])
+router = APIRouter(prefix="/time-slots", tags=["time slots"], responses=AUTHENTICATED)
+NO_SLOT = "No such time slot in your tenant"
 
 
 @router.get("", response_model=TimeSlotListResponse, dependencies=[CanRead])
@@ -50,7 +52,9 @@ async def list_time_slots(
     return TimeSlotListResponse.build([TimeSlotResponse.model_validate(r) for r in rows], total, page)
 
 
-@router.get("/{slot_id}", response_model=TimeSlotResponse, dependencies=[CanRead])
+@router.get(
+    "/{slot_id}", response_model=TimeSlotResponse, dependencies=[CanRead], responses=errors(not_found=NO_SLOT)
+)
 async def get_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlotResponse:
     """One time slot, with how many of its places are booked."""
     return TimeSlotResponse.model_validate(await TimeSlotRepository(session).get_or_404(slot_id))
@@ -61,7 +65,11 @@ async def get_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlotResp
     response_model=TimeSlotResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={409: {"description": "Overlaps another slot of the practitioner"}},
+    responses=errors(
+        400,
+        not_found="Unknown practitioner or location",
+        conflict="Overlaps another slot of the practitioner",
+    ),
 )
 async def create_time_slot(
     body: TimeSlotCreate, session: SessionDep, principal: CurrentPrincipal
@@ -71,7 +79,14 @@ async def create_time_slot(
     return TimeSlotResponse.model_validate(await slots.create_slot(TimeSlotRepository(session), body))
 
 
-@router.patch("/{slot_id}", response_model=TimeSlotResponse, dependencies=[CanWrite])
+@router.patch(
+    "/{slot_id}",
+    response_model=TimeSlotResponse,
+    dependencies=[CanWrite],
+    responses=errors(
+        not_found=NO_SLOT, conflict="Overlaps another slot, or a capacity below the bookings already made"
+    ),
+)
 async def update_time_slot(slot_id: uuid.UUID, body: TimeSlotUpdate, session: SessionDep) -> TimeSlotResponse:
     """Change capacity (never below the bookings it has) or location."""
     return TimeSlotResponse.model_validate(
@@ -79,21 +94,36 @@ async def update_time_slot(slot_id: uuid.UUID, body: TimeSlotUpdate, session: Se
     )
 
 
-@router.post("/{slot_id}/block", response_model=TimeSlotResponse, dependencies=[CanWrite])
+@router.post(
+    "/{slot_id}/block",
+    response_model=TimeSlotResponse,
+    dependencies=[CanWrite],
+    responses=errors(not_found=NO_SLOT, conflict="Already blocked"),
+)
 async def block_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlotResponse:
     """Stop new bookings into the slot (existing appointments stay); 409 if already blocked."""
     slot = await slots.set_slot_status(TimeSlotRepository(session), slot_id, SlotStatus.BLOCKED)
     return TimeSlotResponse.model_validate(slot)
 
 
-@router.post("/{slot_id}/unblock", response_model=TimeSlotResponse, dependencies=[CanWrite])
+@router.post(
+    "/{slot_id}/unblock",
+    response_model=TimeSlotResponse,
+    dependencies=[CanWrite],
+    responses=errors(not_found=NO_SLOT, conflict="Not blocked"),
+)
 async def unblock_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlotResponse:
     """Open a blocked slot for booking again; 409 if already open."""
     slot = await slots.set_slot_status(TimeSlotRepository(session), slot_id, SlotStatus.OPEN)
     return TimeSlotResponse.model_validate(slot)
 
 
-@router.delete("/{slot_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[CanDelete])
+@router.delete(
+    "/{slot_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[CanDelete],
+    responses=errors(not_found=NO_SLOT, conflict="The slot has active bookings; block it or cancel them"),
+)
 async def delete_time_slot(slot_id: uuid.UUID, session: SessionDep) -> Response:
     """Remove a slot nobody is booked into; 409 otherwise (block it instead)."""
     await slots.delete_slot(TimeSlotRepository(session), slot_id)

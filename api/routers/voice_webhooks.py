@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from api.deps import RawSessionDep, SettingsDep
+from api.openapi import SIGNED, errors
 from api.ratelimit import limit_webhook_source
 from api.webhook_auth import TwilioForm
 from core.database import bind_tenant, mark_system
@@ -15,16 +16,18 @@ from core.errors import NotFound, Unprocessable
 from domain.analytics import voice
 from domain.analytics.models import CALL_STATUS_RANK
 
-router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"], dependencies=[Depends(limit_webhook_source)])
+router = APIRouter(
+    prefix="/webhooks/twilio",
+    tags=["webhooks"],
+    responses=SIGNED,
+    dependencies=[Depends(limit_webhook_source)],
+)
 
 
 @router.post(
     "/voice-status",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        403: {"description": "Missing or invalid X-Twilio-Signature"},
-        404: {"description": "Unknown call"},
-    },
+    responses=errors(not_found="Unknown call"),
 )
 async def voice_status_callback(
     form: TwilioForm,

@@ -16,6 +16,7 @@ from api.deps import (
     commit_and_run_jobs,
     ensure_own_tenant,
 )
+from api.openapi import AUTHENTICATED, errors
 from core.errors import Conflict
 from core.pagination import PageDep
 from domain.scheduling import backfill, waitlist
@@ -29,7 +30,9 @@ from domain.scheduling.waitlist_schemas import (
     WaitlistStatus,
 )
 
-router = APIRouter(prefix="/waitlist", tags=["waitlist"])
+router = APIRouter(prefix="/waitlist", tags=["waitlist"], responses=AUTHENTICATED)
+NO_OFFER = "No such offer in your tenant"
+NO_ENTRY = "No such waitlist entry in your tenant"
 
 
 @router.post(
@@ -37,7 +40,11 @@ router = APIRouter(prefix="/waitlist", tags=["waitlist"])
     response_model=WaitlistEntryResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses={409: {"description": "The patient record is not active (or was merged)"}},
+    responses=errors(
+        400,
+        not_found="Unknown patient or practitioner",
+        conflict="The patient record is not active (or was merged)",
+    ),
 )
 async def add_to_waitlist(
     body: WaitlistEntryCreate, session: SessionDep, principal: CurrentPrincipal
@@ -91,7 +98,7 @@ async def list_waitlist_offers(
     "/offers/{offer_id}/accept",
     response_model=WaitlistOfferResponse,
     dependencies=[CanWrite],
-    responses={409: {"description": "The time was taken, or the offer expired or was declined"}},
+    responses=errors(not_found=NO_OFFER, conflict="The time was taken, or the offer expired or was declined"),
 )
 async def accept_waitlist_offer(offer_id: uuid.UUID, session: SessionDep) -> WaitlistOfferResponse:
     """Accept an offer for the patient (a coordinator on the phone): books the time, or 409 if it is gone."""
@@ -106,14 +113,19 @@ async def accept_waitlist_offer(offer_id: uuid.UUID, session: SessionDep) -> Wai
     "/offers/{offer_id}/decline",
     response_model=WaitlistOfferResponse,
     dependencies=[CanWrite],
-    responses={409: {"description": "The offer was already accepted, taken or expired"}},
+    responses=errors(not_found=NO_OFFER, conflict="The offer was already accepted, taken or expired"),
 )
 async def decline_waitlist_offer(offer_id: uuid.UUID, session: SessionDep) -> WaitlistOfferResponse:
     """Pass on an offer for the patient; they stay on the waitlist and the next patients are offered it."""
     return WaitlistOfferResponse.model_validate(await waitlist.decline_offer(session, offer_id))
 
 
-@router.get("/{entry_id}", response_model=WaitlistEntryResponse, dependencies=[CanRead])
+@router.get(
+    "/{entry_id}",
+    response_model=WaitlistEntryResponse,
+    dependencies=[CanRead],
+    responses=errors(not_found=NO_ENTRY),
+)
 async def get_waitlist_entry(entry_id: uuid.UUID, session: SessionDep) -> WaitlistEntryResponse:
     """One waitlist entry."""
     return WaitlistEntryResponse.model_validate(
@@ -125,7 +137,7 @@ async def get_waitlist_entry(entry_id: uuid.UUID, session: SessionDep) -> Waitli
     "/{entry_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
-    responses={409: {"description": "The entry was already booked"}},
+    responses=errors(not_found=NO_ENTRY, conflict="The entry was already booked"),
 )
 async def remove_from_waitlist(entry_id: uuid.UUID, session: SessionDep) -> Response:
     """Take a patient off the waitlist (the entry is kept as `removed`; an offer it holds is withdrawn)."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import RawSessionDep
+from api.openapi import SIGNED
 from api.ratelimit import limit_webhook_source
 from api.webhook_auth import SendGridEvents, TwilioForm
 from domain.analytics.sentiment import record_inbound_sentiment
@@ -16,8 +16,9 @@ from domain.communications import webhooks
 from domain.journeys.service import record_reply_received
 from domain.scheduling.replies import route_inbound_reply
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[Depends(limit_webhook_source)])
-SIGNED: dict[int | str, dict[str, Any]] = {403: {"description": "Missing, forged or altered signature"}}
+router = APIRouter(
+    prefix="/webhooks", tags=["webhooks"], responses=SIGNED, dependencies=[Depends(limit_webhook_source)]
+)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -35,7 +36,7 @@ def reply_routing(request: Request) -> webhooks.ReplyRouting:
     )
 
 
-@router.post("/twilio/status", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED)
+@router.post("/twilio/status", status_code=status.HTTP_204_NO_CONTENT)
 async def twilio_message_status(form: TwilioForm, session: RawSessionDep) -> Response:
     """Twilio's message status callback (`MessageSid`, `MessageStatus`, `ErrorCode`)."""
     await webhooks.apply_twilio_status(
@@ -47,7 +48,7 @@ async def twilio_message_status(form: TwilioForm, session: RawSessionDep) -> Res
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/twilio/messages", responses=SIGNED)
+@router.post("/twilio/messages")
 async def twilio_inbound_message(form: TwilioForm, session: RawSessionDep, request: Request) -> Response:
     """An SMS or WhatsApp message from a patient: stored on their conversation and routed to waiting flows."""
     await webhooks.receive_twilio_message(
@@ -61,7 +62,7 @@ async def twilio_inbound_message(form: TwilioForm, session: RawSessionDep, reque
     return Response(content=EMPTY_TWIML, media_type="application/xml")
 
 
-@router.post("/sendgrid/events", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED)
+@router.post("/sendgrid/events", status_code=status.HTTP_204_NO_CONTENT)
 async def sendgrid_event_webhook(events: SendGridEvents, session: RawSessionDep) -> Response:
     """SendGrid's signed event webhook (delivered, open, bounce, dropped, unsubscribe, ...)."""
     await webhooks.apply_sendgrid_events(session, events)

@@ -1,8 +1,9 @@
-"""Journey test fixtures: two Temporal environments (time-skipping and a real dev server), workers running
-the real workflow and activities against the test database, and small data factories.
+"""Journey test fixtures: the time-skipping Temporal environment (the dev server, `dev_env`, is shared by the
+whole suite: `tests/conftest.py`), workers running the real workflow and activities against the test
+database, and small data factories.
 
-Both environments start once per session from the binaries in the venv (nothing is downloaded). Each test
-that runs workflows gets a fresh task queue, and the app is pointed at the environment for that test only.
+Both environments start from the binaries in the venv (nothing is downloaded). Each test that runs
+workflows gets a fresh task queue, and the app is pointed at the environment for that test only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from activities.communications import CommunicationActivities
 from activities.journeys import JourneyActivities
 from core.database import bind_tenant
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.communications.models import Communication
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
 from domain.patients.models import Patient
@@ -54,24 +54,6 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_time_skipping()
     async with env:
         yield env
-
-
-@pytest.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A real Temporal dev server (the `temporal` CLI from the venv), with the search attributes."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
-    async with env:
-        yield env
-
-
-@pytest.fixture
-def activity_deps(settings: Settings, system_sessionmaker: async_sessionmaker[AsyncSession]) -> ActivityDeps:
-    """What the journey activities need: the settings and the test database."""
-    return ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
 
 
 @asynccontextmanager
