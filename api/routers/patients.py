@@ -209,7 +209,7 @@ async def delete_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientD
 @router.post(
     "/{patient_id}/activate",
     response_model=PatientResponse,
-    dependencies=[CanWrite],
+    dependencies=[CanMerge],  # the README's role table: reactivating goes with merging
     responses=errors(
         not_found=NO_PATIENT, conflict="The patient was merged into another record, or is deceased"
     ),

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
+from core.auth import Role
 from tests.patients.conftest import BASE, CreatePatient, Records, ahead, patient_body
 
 Headers = Callable[..., dict[str, str]]
@@ -129,3 +130,17 @@ async def test_another_tenants_patients_never_appear_in_lists_searches_or_stats(
     assert all("Zyxwvut" not in r.text and patient["id"] not in r.text for r in responses)
     assert responses[-1].status_code == 404
     assert (await client.get(f"{BASE}/stats/demographics", headers=other)).json()["total"] == 0
+
+
+async def test_a_practitioner_cannot_reactivate_a_patient_and_a_coordinator_can(
+    client: httpx.AsyncClient, auth: dict, tenant_id, headers_for
+) -> None:
+    created = await client.post(
+        "/api/v1/prm/patients", json={"first_name": "Ada", "last_name": "Byron"}, headers=auth
+    )
+    patient_id = created.json()["id"]
+    assert (await client.delete(f"/api/v1/prm/patients/{patient_id}", headers=auth)).status_code == 200
+    as_practitioner = headers_for(tenant_id, Role.PRACTITIONER)
+    refused = await client.post(f"/api/v1/prm/patients/{patient_id}/activate", headers=as_practitioner)
+    assert refused.status_code == 403
+    assert (await client.post(f"/api/v1/prm/patients/{patient_id}/activate", headers=auth)).status_code == 200
