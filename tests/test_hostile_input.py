@@ -114,3 +114,23 @@ def test_the_development_secret_is_refused_off_loopback() -> None:
         Settings(api_host=everywhere)
     Settings(api_host=everywhere, jwt_secret="a-real-secret-" + "x" * 32)
     Settings(api_host="127.0.0.1")
+
+
+async def test_dates_at_the_edge_of_the_calendar_are_422_not_500(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
+    custom = {"time_period": "CUSTOM", "start_date": "9999-12-30", "end_date": "9999-12-31"}
+    assert (await client.get(f"{API}/analytics/dashboard", params=custom, headers=auth)).status_code == 422
+    far = {"start_date": "0001-01-01", "end_date": "9999-12-31"}
+    assert (await client.get(f"{API}/appointments", params=far, headers=auth)).status_code == 422
+    late = {**PATIENT, "date_of_birth": "1990-01-01"}
+    created = await client.post(f"{API}/patients", json=late, headers=auth)
+    body = {
+        "patient_id": created.json()["id"],
+        "channel": "sms",
+        "message": "Hi",
+        "scheduled_for": "9999-12-31T23:00:00-05:00",
+    }
+    resp = await client.post(f"{API}/communications", json=body, headers=auth)
+    assert resp.status_code == 422  # its UTC day is in the year 10000: never stored, so never unreadable
+    assert "scheduled_for must fall between" in json.dumps(resp.json())

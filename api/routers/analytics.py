@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date
 from typing import Annotated
 
 import anyio
@@ -34,6 +33,7 @@ from domain.analytics.schemas import (
     RealtimeSnapshot,
     VoiceCallAnalyticsResponse,
 )
+from domain.schemas import Day
 
 # Every route takes `tenant_id`, which must be the caller's own (400).
 router = APIRouter(prefix="/analytics", tags=["analytics"], responses={**AUTHENTICATED, **errors(400)})
@@ -48,8 +48,8 @@ async def analytics_window(
     time_period: Annotated[TimePeriod, Query(description="Reporting period (tenant's time zone)")] = (
         TimePeriod.LAST_30_DAYS
     ),
-    start_date: Annotated[date | None, Query(description="CUSTOM period: first day (YYYY-MM-DD)")] = None,
-    end_date: Annotated[date | None, Query(description="CUSTOM period: last day (YYYY-MM-DD)")] = None,
+    start_date: Annotated[Day | None, Query(description="CUSTOM period: first day (YYYY-MM-DD)")] = None,
+    end_date: Annotated[Day | None, Query(description="CUSTOM period: last day (YYYY-MM-DD)")] = None,
 ) -> Window:
     """The period asked for, in the caller's tenant's time zone (422 for an unusable CUSTOM range)."""
     ensure_own_tenant(principal, tenant_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -31,6 +30,7 @@ from domain.scheduling.schemas import (
     AppointmentUpdate,
     ConflictCheckResponse,
 )
+from domain.schemas import Day
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/appointments", tags=["appointments"], responses=AUTHENTICATED)
@@ -51,8 +51,8 @@ async def list_appointments(
     practitioner_id: uuid.UUID | None = None,
     location_id: uuid.UUID | None = None,
     status: AppointmentStatus | None = None,
-    start_date: Annotated[date | None, Query(description="From this local date (YYYY-MM-DD)")] = None,
-    end_date: Annotated[date | None, Query(description="To this local date, inclusive")] = None,
+    start_date: Annotated[Day | None, Query(description="From this local date (YYYY-MM-DD)")] = None,
+    end_date: Annotated[Day | None, Query(description="To this local date, inclusive")] = None,
 ) -> AppointmentListResponse:
     """List appointments, filtered by patient, practitioner, location, status and the clinic's local dates."""
     repo = AppointmentRepository(session)
@@ -103,8 +103,8 @@ async def appointment_stats(
     session: SessionDep,
     principal: CurrentPrincipal,
     tenant_id: Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")] = None,
-    start_date: date | None = None,
-    end_date: date | None = None,
+    start_date: Day | None = None,
+    end_date: Day | None = None,
 ) -> AppointmentStats:
     """Counts for dashboards: total, today, upcoming, completed, cancelled, no-show, by status and by type."""
     ensure_own_tenant(principal, tenant_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -33,6 +32,7 @@ from domain.communications.schemas import (
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.journeys.repository import JourneyInstanceRepository
 from domain.scheduling import notifications
+from domain.schemas import Instant
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/communications", tags=["communications"], responses=AUTHENTICATED)
@@ -165,8 +165,8 @@ async def search_communications(
     ],
     patient_id: uuid.UUID | None = None,
     channel: Channel | None = None,
-    date_from: datetime | None = None,
-    date_to: datetime | None = None,
+    date_from: Instant | None = None,
+    date_to: Instant | None = None,
 ) -> CommunicationSearchResponse:
     """Full-text search over message subjects and text, best match first."""
     rows, total = await CommunicationRepository(session).search(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -20,6 +19,7 @@ from domain.scheduling.slot_schemas import (
     TimeSlotResponse,
     TimeSlotUpdate,
 )
+from domain.schemas import Day
 
 router = APIRouter(prefix="/time-slots", tags=["time slots"], responses=AUTHENTICATED)
 NO_SLOT = "No such time slot in your tenant"
@@ -31,8 +31,8 @@ async def list_time_slots(
     page: PageDep,
     practitioner_id: uuid.UUID | None = None,
     location_id: uuid.UUID | None = None,
-    start_date: Annotated[date | None, Query(description="From this date (tenant's local day)")] = None,
-    end_date: Annotated[date | None, Query(description="To this date, inclusive")] = None,
+    start_date: Annotated[Day | None, Query(description="From this date (tenant's local day)")] = None,
+    end_date: Annotated[Day | None, Query(description="To this date, inclusive")] = None,
     status: SlotStatus | None = None,
     available_only: Annotated[bool, Query(description="Only open, future slots with a place left")] = False,
 ) -> TimeSlotListResponse:
