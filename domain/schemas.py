@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -46,6 +47,20 @@ Day = Annotated[date, AfterValidator(_in_range)]
 
 Instant = Annotated[datetime, AfterValidator(_in_range)]
 """A date-time whose UTC date falls between 1900-01-01 and 2199-12-31."""
+
+
+MAX_FREE_JSON_BYTES = 16 * 1024
+
+
+def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value, default=str)) > MAX_FREE_JSON_BYTES:
+        raise ValueError(f"at most {MAX_FREE_JSON_BYTES} bytes of JSON")
+    return value
+
+
+FreeJson = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
+"""Free-form JSON a client attaches (`meta_data`, `context`, ...): at most 16 KiB (depth, NUL, NaN and
+Infinity are refused for every body before it is parsed)."""
 
 
 class RequestModel(BaseModel):

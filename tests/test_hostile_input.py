@@ -134,3 +134,10 @@ async def test_dates_at_the_edge_of_the_calendar_are_422_not_500(
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
     assert resp.status_code == 422  # its UTC day is in the year 10000: never stored, so never unreadable
     assert "scheduled_for must fall between" in json.dumps(resp.json())
+
+
+async def test_free_form_json_past_16_kib_is_422(client: httpx.AsyncClient, auth: dict) -> None:
+    body = {**PATIENT, "meta_data": {"note": "x" * 20_000}}
+    resp = await client.post(f"{API}/patients", json=body, headers=auth)
+    assert resp.status_code == 422 and "16384 bytes" in json.dumps(resp.json())
+    assert await patient_count(client, auth) == 0

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from core.pagination import Page
 from domain.enums import Channel, CommunicationStatus, Direction
-from domain.schemas import RequestModel, ResponseModel
+from domain.schemas import FreeJson, RequestModel, ResponseModel
 
 
 class CommunicationResponse(ResponseModel):
@@ -53,7 +53,7 @@ class CommunicationCreate(RequestModel):
     subject: str | None = Field(default=None, max_length=300)
     message: str | None = Field(default=None, max_length=10_000)
     template_name: str | None = Field(default=None, max_length=100)
-    template_vars: dict[str, Any] = Field(default_factory=dict)
+    template_vars: FreeJson = Field(default_factory=dict)
     scheduled_for: datetime | None = None
     is_urgent: bool = Field(default=False, description="Bypass quiet hours (never consent)")
     idempotency_key: str | None = Field(default=None, max_length=200)

@@ -17,7 +17,7 @@ from domain.journeys.triggers import (
     coerce_actions,
     coerce_trigger,
 )
-from domain.schemas import RequestModel, ResponseModel
+from domain.schemas import FreeJson, RequestModel, ResponseModel
 
 Trigger = Annotated[
     TriggerEvent,
@@ -74,7 +74,7 @@ class JourneyCreate(RequestModel):
     journey_type: str | None = Field(default=None, max_length=64)
     is_default: bool = False
     is_active: bool = True
-    trigger_conditions: dict[str, Any] = Field(default_factory=dict)
+    trigger_conditions: FreeJson = Field(default_factory=dict)
     stages: Annotated[list[JourneyStageCreate], AfterValidator(_unique_order)] = Field(
         default_factory=list, max_length=100
     )
@@ -88,7 +88,7 @@ class JourneyUpdate(RequestModel):
     journey_type: str | None = Field(default=None, max_length=64)
     is_default: bool | None = None
     is_active: bool | None = None
-    trigger_conditions: dict[str, Any] | None = None
+    trigger_conditions: FreeJson | None = None
 
 
 class JourneyStageResponse(ResponseModel):
@@ -138,7 +138,7 @@ class JourneyInstanceCreate(RequestModel):
         default=None, description="The appointment that before/after_appointment stages are timed against"
     )
     encounter_id: uuid.UUID | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
+    context: FreeJson = Field(default_factory=dict)
 
 
 class AdvanceStageRequest(RequestModel):

@@ -13,7 +13,7 @@ from pydantic import AfterValidator, Field, computed_field, field_validator, mod
 
 from core.pagination import MAX_PAGE_SIZE, Page
 from domain.enums import Channel, Gender, PatientStatus
-from domain.schemas import Email, PhoneNumber, RequestModel, ResponseModel
+from domain.schemas import Email, FreeJson, PhoneNumber, RequestModel, ResponseModel
 
 MRN_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9 ._/-]*$")
 LANGUAGE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -81,7 +81,7 @@ class PatientCreate(RequestModel):
     preferred_language: LanguageTag | None = None
     preferred_channel: Channel | None = None
     timezone: TimeZoneName | None = Field(default=None, description="IANA zone; the tenant's when omitted")
-    meta_data: dict[str, Any] = Field(default_factory=dict)
+    meta_data: FreeJson = Field(default_factory=dict)
 
 
 NOT_NULLABLE_ON_UPDATE = ("mrn", "first_name", "last_name", "status")
@@ -109,7 +109,7 @@ class PatientUpdate(RequestModel):
     preferred_channel: Channel | None = None
     timezone: TimeZoneName | None = None
     status: PatientStatus | None = None
-    meta_data: dict[str, Any] | None = None
+    meta_data: FreeJson | None = None
 
     @field_validator(*NOT_NULLABLE_ON_UPDATE, mode="before")
     @classmethod

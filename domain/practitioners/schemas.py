@@ -10,7 +10,7 @@ from pydantic import Field, computed_field
 
 from core.pagination import Page
 from domain.enums import Gender
-from domain.schemas import Email, PhoneNumber, RequestModel, ResponseModel
+from domain.schemas import Email, FreeJson, PhoneNumber, RequestModel, ResponseModel
 
 
 class PractitionerBase(RequestModel):
@@ -28,7 +28,7 @@ class PractitionerBase(RequestModel):
     phone_primary: PhoneNumber | None = None
     email_primary: Email | None = None
     is_active: bool = True
-    meta_data: dict[str, Any] = Field(default_factory=dict)
+    meta_data: FreeJson = Field(default_factory=dict)
 
 
 class PractitionerCreate(PractitionerBase):
@@ -52,7 +52,7 @@ class PractitionerUpdate(RequestModel):
     phone_primary: PhoneNumber | None = None
     email_primary: Email | None = None
     is_active: bool | None = None
-    meta_data: dict[str, Any] | None = None
+    meta_data: FreeJson | None = None
 
 
 def display_name(first_name: str, last_name: str) -> str:

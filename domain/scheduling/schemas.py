@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from core.pagination import Page
 from domain.enums import AppointmentStatus
-from domain.schemas import RequestModel, ResponseModel
+from domain.schemas import FreeJson, RequestModel, ResponseModel
 
 
 class AppointmentDirectCreate(RequestModel):
@@ -31,7 +31,7 @@ class AppointmentDirectCreate(RequestModel):
     reason_text: str | None = Field(default=None, max_length=2000)
     source_channel: str | None = Field(default=None, max_length=32)
     notes: str | None = Field(default=None, max_length=4000)
-    meta_data: dict[str, Any] = Field(default_factory=dict)
+    meta_data: FreeJson = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _slot_or_times(self) -> Self:
@@ -58,7 +58,7 @@ class AppointmentUpdate(RequestModel):
     source_channel: str | None = Field(default=None, max_length=32)
     notes: str | None = Field(default=None, max_length=4000)
     cancellation_reason: str | None = Field(default=None, max_length=2000)
-    meta_data: dict[str, Any] | None = None
+    meta_data: FreeJson | None = None
 
     @model_validator(mode="after")
     def _consistent_reschedule(self) -> Self:
