@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from cli.demo import seed_demo_clinic, start_demo_workflows, temporal_access
+from cli.demo_roster import PRACTITIONERS, DemoPatient
 from core.database import bind_tenant
 from core.phones import to_e164
 from core.temporal import bind_temporal
@@ -28,54 +29,19 @@ DEMO_TIMEZONE = "America/New_York"
 _SEED_LOCK_KEY = 0x50524D5345454400  # "PRMSEED\0"
 
 
-@dataclass(frozen=True)
-class _DemoPractitioner:
-    first_name: str
-    last_name: str
-    gender: Gender
-    qualification: str
-    speciality: str
-    sub_speciality: str | None
-    license_number: str
-    phone: str
-    email: str
-
-
-@dataclass(frozen=True)
-class _DemoPatient:
-    first_name: str
-    last_name: str
-    date_of_birth: date
-    gender: Gender
-    phone: str
-    email: str
-    city: str
-    state: str
-    preferred_channel: Channel
-    preferred_language: str
-
-
 # 555-01xx numbers and example.com addresses are reserved for fiction: nobody is ever messaged.
+# The small seed: the demo clinic's first three practitioners and five patients.
 # fmt: off
-_PRACTITIONERS = [
-    _DemoPractitioner("Amelia", "Chen", Gender.FEMALE, "MD, FAAOS", "Orthopedic Surgery", "Sports Medicine",
-                      "NY-MD-100231", "+1 415 555 0101", "amelia.chen@example.com"),
-    _DemoPractitioner("Rafael", "Ortiz", Gender.MALE, "MD", "Family Medicine", None,
-                      "NY-MD-100874", "+1 415 555 0102", "rafael.ortiz@example.com"),
-    _DemoPractitioner("Priya", "Natarajan", Gender.FEMALE, "MD, FACC", "Cardiology", "Heart Failure",
-                      "NY-MD-101552", "+1 415 555 0103", "priya.natarajan@example.com"),
-]
-
 _PATIENTS = [
-    _DemoPatient("Maria", "Garcia", date(1968, 3, 14), Gender.FEMALE, "+1 415 555 0121",
+    DemoPatient("MRN-DEMO-0001", "Maria", "Garcia", date(1968, 3, 14), Gender.FEMALE, "+1 415 555 0121",
                  "maria.garcia@example.com", "Brooklyn", "NY", Channel.SMS, "es"),
-    _DemoPatient("James", "Okafor", date(1975, 11, 2), Gender.MALE, "+1 415 555 0122",
+    DemoPatient("MRN-DEMO-0002", "James", "Okafor", date(1975, 11, 2), Gender.MALE, "+1 415 555 0122",
                  "james.okafor@example.com", "Queens", "NY", Channel.WHATSAPP, "en"),
-    _DemoPatient("Emily", "Novak", date(1990, 6, 27), Gender.FEMALE, "+1 415 555 0123",
+    DemoPatient("MRN-DEMO-0003", "Emily", "Novak", date(1990, 6, 27), Gender.FEMALE, "+1 415 555 0123",
                  "emily.novak@example.com", "New York", "NY", Channel.EMAIL, "en"),
-    _DemoPatient("Daniel", "Kim", date(1957, 1, 9), Gender.MALE, "+1 415 555 0124",
+    DemoPatient("MRN-DEMO-0004", "Daniel", "Kim", date(1957, 1, 9), Gender.MALE, "+1 415 555 0124",
                  "daniel.kim@example.com", "Jersey City", "NJ", Channel.SMS, "ko"),
-    _DemoPatient("Aisha", "Rahman", date(1984, 9, 18), Gender.FEMALE, "+1 415 555 0125",
+    DemoPatient("MRN-DEMO-0005", "Aisha", "Rahman", date(1984, 9, 18), Gender.FEMALE, "+1 415 555 0125",
                  "aisha.rahman@example.com", "Hoboken", "NJ", Channel.SMS, "en"),
 ]
 # fmt: on
@@ -134,7 +100,7 @@ async def seed_demo_tenant(
             bind_temporal(session, access)
         await seed_demo_clinic(session, clinic_name=DEMO_TENANT_NAME, timezone=DEMO_TIMEZONE, access=access)
         return SeedOutcome(tenant_id=tenant.id, created=True)
-    for doc in _PRACTITIONERS:
+    for doc in PRACTITIONERS[:3]:
         session.add(
             Practitioner(
                 first_name=doc.first_name,
@@ -148,10 +114,10 @@ async def seed_demo_tenant(
                 email_primary=doc.email,
             )
         )
-    for number, person in enumerate(_PATIENTS, start=1):
+    for person in _PATIENTS:
         session.add(
             Patient(
-                mrn=f"MRN-DEMO-{number:04d}",
+                mrn=person.mrn,
                 first_name=person.first_name,
                 last_name=person.last_name,
                 date_of_birth=person.date_of_birth,
