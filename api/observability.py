@@ -16,7 +16,6 @@ import time
 from fastapi import FastAPI, Request, Response
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.settings import Settings
@@ -42,15 +41,12 @@ HTTP_DURATION = Histogram(
 
 
 def route_template(scope: Scope) -> str:
-    """The template of the route that served (or would serve) the request, never its raw path."""
-    route = scope.get("route")
-    if route is None:  # answered before routing (413, a CORS preflight, ...): find the route it was for
-        app = scope.get("app")
-        for candidate in getattr(getattr(app, "router", None), "routes", ()):
-            if candidate.matches(scope)[0] == Match.FULL:
-                route = candidate
-                break
-    path = getattr(route, "path", None)
+    """The template of the route that served the request, never its raw path; `unmatched` when no route
+    did (an unknown path, or a request a guard answered before routing: 413, a CORS preflight)."""
+    # FastAPI (0.16x) keeps an included router's routes without their prefix and records the full
+    # template in its effective route context; app-level routes (and older FastAPI) carry it themselves.
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) and path else UNMATCHED
 
 
