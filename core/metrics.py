@@ -23,12 +23,19 @@ from threading import Thread
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
+disable_created_metrics()  # no `*_created` series beside every counter: noise to a dashboard
 
 OTHER = "other"
 CHANNELS = frozenset({"whatsapp", "sms", "email"})
