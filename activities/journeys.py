@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import activity
 
 from activities import ActivityDeps, domain_errors_are_final
+from core import metrics
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys import actions
 from domain.journeys import service as journeys
@@ -52,21 +53,25 @@ class JourneyActivities:
     async def record_instance_status(self, data: InstanceStatusInput) -> None:
         """Record that the instance completed or failed (ignored once it is no longer active)."""
         async with self.deps.tenant_session(data.tenant_id) as session:
-            await JourneyInstanceRepository(session).finish(
+            finished = await JourneyInstanceRepository(session).finish(
                 uuid.UUID(data.instance_id),
                 JourneyInstanceStatus(data.status),
                 datetime.fromisoformat(data.at),
             )
             await session.commit()
+        if finished:  # once, whatever the retries
+            metrics.journey_finished(data.status)
 
     @activity.defn(name="journey_mark_instance_cancelled")
     async def mark_instance_cancelled(self, data: InstanceStatusInput) -> None:
         """Record that the instance was cancelled (its unfinished stages become skipped)."""
         async with self.deps.tenant_session(data.tenant_id) as session:
-            await journeys.mark_cancelled(
+            cancelled = await journeys.mark_cancelled(
                 session, uuid.UUID(data.instance_id), datetime.fromisoformat(data.at)
             )
             await session.commit()
+        if cancelled:
+            metrics.journey_finished(JourneyInstanceStatus.CANCELLED.value)
 
     @activity.defn(name="journey_load_appointment_time")
     async def load_appointment_time(self, data: InstanceRef) -> str | None:

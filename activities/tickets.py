@@ -14,6 +14,7 @@ from typing import Any
 from temporalio import activity
 
 from activities import ActivityDeps, domain_errors_are_final
+from core.database import run_after_commit_jobs
 from domain.tickets import sla_steps
 from domain.tickets.plan import BreachInput, PauseInput, SlaState, TicketRef
 
@@ -40,6 +41,7 @@ class TicketActivities:
             async with self.deps.tenant_session(data.tenant_id) as session:
                 state = await sla_steps.record_breach(session, data)
                 await session.commit()
+                await run_after_commit_jobs(session)  # the breach's metric, once committed
                 return state
 
     @activity.defn(name="ticket_sla_pause")

@@ -13,6 +13,7 @@ from api.docs import serve_docs_offline
 from api.errors import install_error_handlers
 from api.input_guard import InputGuardMiddleware
 from api.middleware import RequestIdMiddleware
+from api.observability import install_observability
 from api.openapi import TAGS, operation_id
 from api.ratelimit import RateLimits
 from api.routers import (
@@ -37,6 +38,7 @@ from core.codec import EncryptionCodec
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
+from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
 from domain.communications.providers import log_provider_configuration
 
@@ -90,7 +92,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "X-Namespace", "X-Request-ID", "Idempotency-Key"],
     )
-    app.add_middleware(RequestIdMiddleware)  # outermost of ours: it also answers unexpected exceptions
+    app.add_middleware(RequestIdMiddleware)  # it also answers unexpected exceptions
+    install_observability(app, settings)  # /metrics; request metrics (outermost) and traces
     log_provider_configuration(settings)
     app.include_router(health.router)
     app.include_router(patients.router, prefix=API_PREFIX)
@@ -116,7 +119,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
 
 def create_app_from_env() -> FastAPI:
-    """Entry point for uvicorn: logging configured from the environment."""
+    """Entry point for uvicorn: logging and tracing configured from the environment."""
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings, "prm-api")
     return create_app(settings)

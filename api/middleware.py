@@ -1,4 +1,5 @@
-"""The request id: taken from the caller or made up, echoed on every answer, and named by the JSON 500;
+"""The request id: taken from the caller or made up, echoed on every answer, named by the JSON 500 and by
+every log line written during the request (`core.request_context`);
 and the headers every answer carries (`nosniff`; `no-store` on the API: its answers hold patient data)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import internal_error_response
+from core.request_context import request_id_bound
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,14 @@ class RequestIdMiddleware:
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unexpected error, request %s (%s %s)", request_id, scope["method"], scope["path"])
-            if response_started:
-                raise  # half an answer is out: only closing the connection can tell the client
-            await internal_error_response(request_id)(scope, receive, send_with_id)
+        # Bound for the request: every line logged meanwhile names it, and the workflows it starts carry it.
+        with request_id_bound(request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception(
+                    "unexpected error, request %s (%s %s)", request_id, scope["method"], scope["path"]
+                )
+                if response_started:
+                    raise  # half an answer is out: only closing the connection can tell the client
+                await internal_error_response(request_id)(scope, receive, send_with_id)

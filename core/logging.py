@@ -10,10 +10,14 @@ parameters (`hide_parameters` on the engine).
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
+
+from core.request_context import current_request_id
 
 WITHHELD = "(message withheld: it may quote patient data)"
 
@@ -86,15 +90,85 @@ class PhiSafeFormatter(logging.Formatter):
         return stack_info  # frames only: no values
 
 
+class RequestIdFilter(logging.Filter):
+    """Put the current request id (`core.request_context`) on every record, as `record.request_id`
+    (None outside a request and its workflows' activities)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = current_request_id()
+        return True
+
+
+class PhiSafeTextFormatter(PhiSafeFormatter):
+    """The human format, naming the request id at the end of a line logged during a request."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        request_id = getattr(record, "request_id", None)
+        if request_id is None:
+            return text
+        first, newline, rest = text.partition("\n")  # before a traceback, if any
+        return f"{first} [request_id={request_id}]{newline}{rest}"
+
+
+# Extra fields worth keeping on a JSON line: Temporal's loggers put the workflow's or activity's ids here.
+_JSON_EXTRAS = ("temporal_workflow", "temporal_activity")
+
+
+class JsonFormatter(PhiSafeFormatter):
+    """One JSON object a line (`time`, `level`, `logger`, `message`, `request_id`, and `exception` with a
+    PHI-safe traceback): what a log pipeline ingests. Same PHI rules as the text format."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            entry["request_id"] = request_id
+        for name in _JSON_EXTRAS:
+            value = getattr(record, name, None)
+            if isinstance(value, dict):
+                entry[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = format_exception_safely(*record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LogFormat = Literal["text", "json"]
 
 
-def configure_logging(level: str) -> None:
-    """Logs on stderr, PHI-safe tracebacks on every root handler, the access-log filter installed."""
+def phi_safe_formatter(log_format: LogFormat, fmt: str = FORMAT) -> logging.Formatter:
+    """The formatter of `PRM_LOG_FORMAT`: JSON lines, or the human format (`fmt`)."""
+    return JsonFormatter() if log_format == "json" else PhiSafeTextFormatter(fmt)
+
+
+def _add_request_id_filter(handler: logging.Handler) -> None:
+    if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+        handler.addFilter(RequestIdFilter())
+
+
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Logs on stderr (`log_format`: text for humans, JSON lines for a log pipeline), the request id on
+    every line logged during a request, PHI-safe tracebacks on every root handler, the access-log filter."""
     logging.basicConfig(level=level.upper(), format=FORMAT)
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(PhiSafeFormatter(FORMAT))
+        handler.setFormatter(phi_safe_formatter(log_format))
+        _add_request_id_filter(handler)
     logging.getLogger("uvicorn.access").addFilter(DropQueryString())
     for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own handlers, when it configured them
         for handler in logging.getLogger(name).handlers:
-            handler.setFormatter(PhiSafeFormatter(handler.formatter._fmt if handler.formatter else FORMAT))
+            fmt = handler.formatter._fmt if handler.formatter and handler.formatter._fmt else FORMAT
+            handler.setFormatter(phi_safe_formatter(log_format, fmt))
+            _add_request_id_filter(handler)
+    for handler in logging.getLogger("uvicorn.access").handlers:
+        _add_request_id_filter(handler)  # it logs inside the request: the id is still bound
+        if log_format == "json":  # the text format stays uvicorn's own (its fields are its formatter's)
+            handler.setFormatter(JsonFormatter())

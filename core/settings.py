@@ -23,6 +23,22 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
+    # `text` for humans at a terminal, `json` (one object a line, with the request id) for a log pipeline.
+    log_format: Literal["text", "json"] = "text"
+
+    # Observability. The API serves /metrics on its own port (turned off with metrics_enabled=false); with a
+    # metrics token set, a scrape must send it as a bearer token. The worker serves its metrics (its own and
+    # the Temporal SDK's) on worker_metrics_port (0: none). Traces go over OTLP only when an endpoint is set.
+    metrics_enabled: bool = True
+    metrics_token: str | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("PRM_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
+        default="grpc", validation_alias=AliasChoices("PRM_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    )
 
     # Where `make run` keeps the embedded PostgreSQL and the Temporal dev server's state.
     data_dir: Path = Path(".prm")

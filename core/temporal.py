@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
 from core.codec import data_converter
 from core.settings import Settings
+from core.tracing import temporal_interceptors
 
 # Ids only: operators filter on these in the Temporal UI; never put PHI in a search attribute.
 SA_TENANT_ID = SearchAttributeKey.for_keyword("PrmTenantId")
@@ -37,13 +39,21 @@ def temporal_target(settings: Settings) -> str:
     return settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
 
 
-async def connect_temporal(settings: Settings, *, retry_config: RetryConfig | None = None) -> Client:
-    """Connect to the configured Temporal namespace (the SDK's default retries unless told otherwise)."""
+async def connect_temporal(
+    settings: Settings, *, retry_config: RetryConfig | None = None, runtime: Runtime | None = None
+) -> Client:
+    """Connect to the configured Temporal namespace (the SDK's default retries unless told otherwise).
+
+    The client carries the request id (and the trace, when tracing is on) into what it starts and signals,
+    and so do the workers built on it (`core.tracing.temporal_interceptors`); `runtime` is the worker's,
+    which exposes the SDK's metrics."""
     return await Client.connect(
         temporal_target(settings),
         namespace=settings.temporal_namespace,
         retry_config=retry_config,
         data_converter=data_converter(settings.payload_encryption_keys),
+        interceptors=temporal_interceptors(),
+        runtime=runtime,
     )
 
 

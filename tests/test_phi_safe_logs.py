@@ -4,6 +4,7 @@ engine and the formatter the API, the worker and the CLI use, against the real P
 from __future__ import annotations
 
 import io
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.database import make_engine
 from core.errors import NotFound
-from core.logging import FORMAT, PhiSafeFormatter, format_exception_safely
+from core.logging import FORMAT, JsonFormatter, PhiSafeFormatter, format_exception_safely
 
 PHI_EMAIL = "jane.phi-doe@example.test"
 PHI_PHONE = "+14155550199"
@@ -89,3 +90,24 @@ def test_chained_exceptions_keep_their_order_and_frames() -> None:
         rendered = format_exception_safely(type(exc), exc, exc.__traceback__)
     assert rendered.index("KeyError") < rendered.index("LookupError")
     assert PHI_EMAIL not in rendered and PHI_PHONE not in rendered
+
+
+def test_json_lines_withhold_exception_text_too() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("prm.test.json")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"The 'To' number {PHI_PHONE} is not a valid phone number")
+        except ValueError:
+            logger.exception("provider call failed")
+    finally:
+        logger.removeHandler(handler)
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["message"] == "provider call failed" and entry["level"] == "ERROR"
+    assert "ValueError (message withheld" in entry["exception"]
+    assert "test_phi_safe_logs.py" in entry["exception"]  # the frames are kept for debugging
+    assert PHI_PHONE not in line

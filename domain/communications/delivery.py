@@ -46,10 +46,14 @@ WINDOW_CLOSED_MESSAGE = (
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    """The message's status after the send step, and whether this call handed it to a provider."""
+    """The message's status after the send step, and whether this call handed it to a provider; and, for
+    the caller's metrics, the channel, the provider it went to and why it failed (bounded names, no PHI)."""
 
     status: str
     sent_now: bool
+    channel: str | None = None
+    provider: str | None = None
+    failure: str | None = None  # rejected (by the provider), opted_out, window_closed
 
 
 async def deliver(
@@ -72,7 +76,7 @@ async def deliver(
             error_code="opted_out",
             error_message=f"The patient opted out of {channel.value} messages.",
         )
-        return DeliveryOutcome(CommunicationStatus.FAILED.value, sent_now=False)
+        return DeliveryOutcome(CommunicationStatus.FAILED.value, False, channel.value, failure="opted_out")
     provider = provider_for(channel, settings)
     content: dict[str, Any] | None = None
     # The outbox sends nothing, so WhatsApp's window does not apply to it.
@@ -88,7 +92,9 @@ async def deliver(
                     error_code=WINDOW_CLOSED,
                     error_message=WINDOW_CLOSED_MESSAGE,
                 )
-                return DeliveryOutcome(CommunicationStatus.FAILED.value, sent_now=False)
+                return DeliveryOutcome(
+                    CommunicationStatus.FAILED.value, False, channel.value, failure="window_closed"
+                )
     outgoing = OutgoingMessage(
         channel=channel,
         recipient=record.recipient or "",
@@ -113,7 +119,8 @@ async def deliver(
             error_message=str(exc),
             extra={"provider": provider.name},
         )
-        return DeliveryOutcome(CommunicationStatus.FAILED.value, sent_now=True)
+        failed = CommunicationStatus.FAILED.value
+        return DeliveryOutcome(failed, True, channel.value, provider.name, "rejected")
     extra = {"provider": result.provider, "provider_message_id": result.provider_message_id}
     if result.status == CommunicationStatus.FAILED:
         await advance_status(
@@ -125,9 +132,9 @@ async def deliver(
             error_message=result.error_message,
             extra=extra,
         )
-    else:
-        await advance_status(session, record.id, result.status, at=at, extra=extra)
-    return DeliveryOutcome(result.status.value, sent_now=True)
+        return DeliveryOutcome(result.status.value, True, channel.value, result.provider, "rejected")
+    await advance_status(session, record.id, result.status, at=at, extra=extra)
+    return DeliveryOutcome(result.status.value, True, channel.value, result.provider)
 
 
 async def whatsapp_window_open(session: AsyncSession, patient_id: uuid.UUID | None, at: datetime) -> bool:

@@ -25,6 +25,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from core import metrics
 from core.database import after_commit, scope_to
 from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from core.temporal import (
@@ -213,6 +214,7 @@ async def start_instance_workflow(access: TemporalAccess, instance: JourneyInsta
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             rpc_timeout=RPC_TIMEOUT,
         )
+        metrics.journey_started()
         return True
     except WorkflowAlreadyStartedError:
         return False
@@ -279,7 +281,8 @@ async def cancel_instance(
         ensure_running(instance)
     except (OSError, TimeoutError) as exc:
         raise TemporalUnavailable("Temporal is unreachable; the journey was not cancelled.") from exc
-    await mark_cancelled(session, instance.id, datetime.now(UTC))
+    if await mark_cancelled(session, instance.id, datetime.now(UTC)):
+        after_commit(session, metrics.later(metrics.journey_finished, JourneyInstanceStatus.CANCELLED.value))
     await session.refresh(instance)
     return instance
 

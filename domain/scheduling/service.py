@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import advisory_xact_lock
+from core import metrics
+from core.database import advisory_xact_lock, after_commit
 from core.errors import Conflict, NotFound, Unprocessable
 from domain.enums import AppointmentStatus, PatientStatus, SlotStatus
 from domain.patients.models import Patient
@@ -173,6 +174,7 @@ async def book(
     ):
         session.add(appointment)
     await session.refresh(appointment)
+    after_commit(session, metrics.later(metrics.appointment_booked, appointment.source_channel))
     return appointment
 
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import metrics
+from core.database import after_commit
 from core.errors import NotFound
 from domain.tenants.models import Tenant
 from domain.tenants.service import settings_of
@@ -130,6 +132,7 @@ async def record_breach(session: AsyncSession, data: BreachInput) -> SlaState:
             ticket.resolution_breached = True
         ticket.priority = after
         await session.flush()
+        after_commit(session, metrics.later(metrics.sla_breached, data.kind))
     return sla_state(ticket)
 
 

@@ -88,14 +88,18 @@ async def app_on(
     env: WorkflowEnvironment,
     deps: ActivityDeps,
     journey_activities: JourneyActivities | None = None,
+    client: Client | None = None,
 ) -> AsyncIterator[Wired]:
-    """Point the app at `env` on a fresh task queue with a worker running; restore the app afterwards."""
+    """Point the app at `env` on a fresh task queue with a worker running; restore the app afterwards.
+
+    `client`: one of `env`'s with interceptors of its own (the app and the worker both use it)."""
     task_queue = f"journeys-{uuid.uuid4().hex[:8]}"
+    client = client or env.client
     saved = (app.state.settings, app.state.temporal_client)
     settings = app.state.settings.model_copy(update={"temporal_task_queue": task_queue})
-    app.state.settings, app.state.temporal_client = settings, env.client
+    app.state.settings, app.state.temporal_client = settings, client
     try:
-        async with journey_worker(env.client, deps, task_queue, journey_activities):
+        async with journey_worker(client, deps, task_queue, journey_activities):
             yield Wired(env=env, task_queue=task_queue, settings=settings)
     finally:
         app.state.settings, app.state.temporal_client = saved
