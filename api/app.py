@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.audit import AuditMiddleware
 from api.docs import serve_docs_offline
 from api.errors import install_error_handlers
 from api.input_guard import InputGuardMiddleware
@@ -18,6 +19,7 @@ from api.ratelimit import RateLimits
 from api.routers import (
     analytics,
     appointments,
+    audit,
     codec,
     communications,
     health,
@@ -32,6 +34,7 @@ from api.routers import (
     waitlist,
     webhooks,
 )
+from core.audit import AuditBuffer
 from core.auth import TokenVerifier
 from core.codec import EncryptionCodec
 from core.database import make_engine, make_sessionmaker, resolve_database_url
@@ -56,6 +59,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         # One LISTEN connection per process for every real-time stream (connects on the first stream).
         app.state.metrics_listener = MetricsListener.for_database(url, app.state.sessionmaker)
         app.state.temporal_client = None
+        # Reads' audit records, appended in batches (a write's go with the write).
+        app.state.audit_buffer = AuditBuffer(
+            app.state.sessionmaker, interval=settings.audit_flush_interval_seconds
+        )
+        app.state.audit_buffer.start()
         if not settings.auth_enabled:
             log.warning("=" * 72)
             log.warning("AUTHENTICATION IS DISABLED (PRM_AUTH_ENABLED=false): every caller is an admin.")
@@ -64,6 +72,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         try:
             yield
         finally:
+            await app.state.audit_buffer.close()  # nothing queued is lost on a graceful shutdown
             await app.state.metrics_listener.close()
             await app.state.engine.dispose()
 
@@ -83,6 +92,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
@@ -110,6 +120,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(tickets.router, prefix=API_PREFIX)
     app.include_router(analytics.router, prefix=API_PREFIX)
+    app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
     return app
