@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.audit import AuditMiddleware
 from api.docs import serve_docs_offline
 from api.errors import install_error_handlers
 from api.input_guard import InputGuardMiddleware
@@ -19,6 +20,7 @@ from api.ratelimit import RateLimits
 from api.routers import (
     analytics,
     appointments,
+    audit,
     codec,
     communications,
     health,
@@ -33,6 +35,7 @@ from api.routers import (
     waitlist,
     webhooks,
 )
+from core.audit import AuditBuffer
 from core.auth import TokenVerifier
 from core.codec import EncryptionCodec
 from core.database import make_engine, make_sessionmaker, resolve_database_url
@@ -58,6 +61,11 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         # One LISTEN connection per process for every real-time stream (connects on the first stream).
         app.state.metrics_listener = MetricsListener.for_database(url, app.state.sessionmaker)
         app.state.temporal_client = None
+        # Reads' audit records, appended in batches (a write's go with the write).
+        app.state.audit_buffer = AuditBuffer(
+            app.state.sessionmaker, interval=settings.audit_flush_interval_seconds
+        )
+        app.state.audit_buffer.start()
         if not settings.auth_enabled:
             log.warning("=" * 72)
             log.warning("AUTHENTICATION IS DISABLED (PRM_AUTH_ENABLED=false): every caller is an admin.")
@@ -66,6 +74,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         try:
             yield
         finally:
+            await app.state.audit_buffer.close()  # nothing queued is lost on a graceful shutdown
             await app.state.metrics_listener.close()
             await app.state.engine.dispose()
 
@@ -85,6 +94,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,
@@ -113,6 +123,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(tickets.router, prefix=API_PREFIX)
     app.include_router(analytics.router, prefix=API_PREFIX)
+    app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
     return app

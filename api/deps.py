@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.audit import record_write, watch_writes
 from api.ratelimit import RateLimits, enforce
 from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
@@ -36,11 +37,13 @@ async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed after the handler returns and before the response is sent."""
     async with request.app.state.sessionmaker() as session:
         bind_temporal(session, temporal_access(request))  # lazy: connects only if a workflow is started
+        watch_writes(session, request.scope)
         try:
             yield session
         except BaseException:
             await session.rollback()
             raise
+        await record_write(session)  # a write's audit record commits with it
         await session.commit()
         try:
             await run_after_commit_jobs(session)
@@ -116,6 +119,7 @@ CanRead = require(Permission.READ)
 CanWrite = require(Permission.WRITE)
 CanMerge = require(Permission.MERGE)
 CanDelete = require(Permission.DELETE)
+CanAdminister = require(Permission.ADMIN)
 
 
 def ensure_own_tenant(principal: Principal, tenant_id: uuid.UUID | None) -> None:
@@ -162,5 +166,6 @@ TemporalAccessDep = Annotated[TemporalAccess, Depends(temporal_access)]
 
 async def commit_and_run_jobs(session: AsyncSession) -> None:
     """Commit now and run the after-commit jobs, letting their errors reach the caller (e.g. as a 503)."""
+    await record_write(session)
     await session.commit()
     await run_after_commit_jobs(session)

@@ -54,6 +54,11 @@ TAGS: list[dict[str, Any]] = [
         "name": "analytics",
         "description": "Dashboard metrics for a period, in the tenant's time zone, and a real-time stream.",
     },
+    {
+        "name": "audit",
+        "description": "The audit trail of patient data: who read or changed what, when, from where and "
+        "with what outcome (administrators).",
+    },
     {"name": "health", "description": "Liveness and readiness probes for the load balancer."},
     {
         "name": "codec",
@@ -80,6 +85,7 @@ ACTIONS = {
     "realtime_metrics": "realtime",
     "sendgrid_event_webhook": "sendgrid_events",
     "voice_status_callback": "twilio_voice_status",
+    "list_audit_records": "list",
 }
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.analytics import analytics_app
+from cli.audit import audit_app
 from cli.common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -42,6 +43,7 @@ db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
 app.add_typer(analytics_app, name="analytics")
+app.add_typer(audit_app, name="audit")
 
 
 def _timezone(value: str) -> str:

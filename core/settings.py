@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     # and how often it starts the workflows whose start was lost (rows older than half of that).
     command_relay_interval_seconds: float = Field(default=2.0, gt=0, le=60)
     reconcile_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # How often the API appends the audit records of reads it has queued (writes' go with the write).
+    audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     # How long the API waits for Temporal (connecting, and retrying a call it cannot deliver) before it
     # answers 503. The worker keeps the SDK's own, longer retries.
     temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)

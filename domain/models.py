@@ -1,5 +1,6 @@
 """Imports every model so `Base.metadata` knows all tables (Alembic and tests read it from here)."""
 
+from core.audit import AuditRecord
 from core.database import Base
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
@@ -13,6 +14,7 @@ from domain.tickets.models import Ticket, TicketEvent
 
 __all__ = [
     "Appointment",
+    "AuditRecord",
     "Base",
     "ChannelConsent",
     "Communication",

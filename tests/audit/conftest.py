@@ -1,0 +1,33 @@
+"""Audit trail fixtures: the records of a tenant, read straight from the table once the reads' buffer has
+been flushed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.audit import AuditRecord
+from tests.patients.conftest import create_patient, records  # noqa: F401 - fixtures shared
+
+API = "/api/v1/prm"
+Trail = Callable[..., Awaitable[list[AuditRecord]]]
+
+
+@pytest.fixture
+def trail(app: Any, system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> Trail:
+    """The tenant's audit records in chain order, after appending the reads still queued (unless told not
+    to, to see only what was committed with the writes)."""
+
+    async def read(*, flush: bool = True, tenant: uuid.UUID | None = None) -> list[AuditRecord]:
+        if flush:
+            await app.state.audit_buffer.flush()
+        async with system_sessionmaker() as session:
+            stmt = select(AuditRecord).where(AuditRecord.tenant_id == (tenant or tenant_id))
+            return list(await session.scalars(stmt.order_by(AuditRecord.seq)))
+
+    return read

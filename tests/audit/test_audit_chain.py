@@ -1,0 +1,130 @@
+"""The trail cannot be changed: the database refuses UPDATE, DELETE and TRUNCATE, each tenant's records
+form one hash chain even under concurrent requests, and `prm audit verify` finds a record altered behind
+the trigger's back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from core.auth import Role
+from core.embedded_db import to_libpq_url
+from tests.audit.conftest import API, Trail
+from tests.patients.conftest import CreatePatient, patient_body
+from tests.stack.test_cli import prm
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_records SET user_sub = 'someone-else' WHERE tenant_id = %s",
+        "DELETE FROM audit_records WHERE tenant_id = %s",
+        "TRUNCATE audit_records",
+    ],
+    ids=["update", "delete", "truncate"],
+)
+async def test_the_database_refuses_to_change_audit_records(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    trail: Trail,
+    database_url: str,
+    tenant_id: uuid.UUID,
+    statement: str,
+) -> None:
+    await client.post(f"{API}/patients", json=patient_body(), headers=auth)
+    before = await trail()
+
+    with (
+        psycopg.connect(to_libpq_url(database_url)) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(statement, (tenant_id,) if "%s" in statement else ())
+
+    assert [(r.seq, r.user_sub, r.hash) for r in await trail()] == [
+        (r.seq, r.user_sub, r.hash) for r in before
+    ]
+
+
+async def test_concurrent_requests_keep_one_unbroken_chain(
+    app: Any,
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    create_patient: CreatePatient,
+    trail: Trail,
+    database_url: str,
+    tenant_id: uuid.UUID,
+) -> None:
+    patient = await create_patient()
+    writes = [client.post(f"{API}/patients", json=patient_body(), headers=auth) for _ in range(12)]
+    reads = [client.get(f"{API}/patients/{patient['id']}", headers=auth) for _ in range(12)]
+
+    async def flush_meanwhile() -> None:  # batches of reads race the writes' own records
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+            await app.state.audit_buffer.flush()
+
+    *answers, _ = await asyncio.gather(*writes, *reads, flush_meanwhile())
+
+    assert sorted({a.status_code for a in answers}) == [200, 201]
+    records = await trail()
+    assert [r.seq for r in records] == list(range(1, 26))
+    assert all(r.prev_hash == p.hash for p, r in itertools.pairwise(records))
+    result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant_id))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "25\n" and "25 record(s) intact" in result.stderr
+
+
+async def test_verify_names_the_first_record_altered_behind_the_triggers_back(
+    client: httpx.AsyncClient,
+    headers_for: Callable[..., dict[str, str]],
+    create_patient: CreatePatient,
+    trail: Trail,
+    database_url: str,
+    tenant_id: uuid.UUID,
+) -> None:
+    patient = await create_patient()
+    for _ in range(3):
+        await client.get(f"{API}/patients/{patient['id']}", headers=headers_for(tenant_id, Role.COORDINATOR))
+    records = await trail()
+    victim = records[2]
+
+    # Someone who owns the table can switch the trigger off; the chain still gives them away.
+    with psycopg.connect(to_libpq_url(database_url)) as conn:
+        conn.execute("ALTER TABLE audit_records DISABLE TRIGGER trg_audit_records_append_only")
+        conn.execute("UPDATE audit_records SET user_sub = 'nobody' WHERE id = %s", (victim.id,))
+        conn.execute("ALTER TABLE audit_records ENABLE TRIGGER trg_audit_records_append_only")
+    result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant_id))
+
+    assert result.returncode == 1
+    assert f"tenant {tenant_id}, record id {victim.id} (seq 3)" in result.stderr
+    assert "does not match its hash" in result.stderr and result.stdout == ""
+
+
+async def test_verify_finds_a_record_removed_from_the_middle(
+    client: httpx.AsyncClient, auth: dict[str, str], trail: Trail, database_url: str, tenant_id: uuid.UUID
+) -> None:
+    for _ in range(3):
+        await client.post(f"{API}/patients", json=patient_body(), headers=auth)
+    _first, second, third = await trail()
+
+    with psycopg.connect(to_libpq_url(database_url)) as conn:
+        conn.execute("ALTER TABLE audit_records DISABLE TRIGGER trg_audit_records_append_only")
+        conn.execute("DELETE FROM audit_records WHERE id = %s", (second.id,))
+        conn.execute("ALTER TABLE audit_records ENABLE TRIGGER trg_audit_records_append_only")
+    result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant_id))
+
+    assert result.returncode == 1
+    assert f"record id {third.id} (seq 3)" in result.stderr and "records are missing" in result.stderr
+
+
+def test_verify_of_an_unknown_tenant_fails(database_url: str) -> None:
+    result = prm(database_url, "audit", "verify", "--tenant-id", str(uuid.uuid4()))
+
+    assert result.returncode == 1 and "no tenant with id" in result.stderr

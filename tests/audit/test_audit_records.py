@@ -1,0 +1,186 @@
+"""Every read and write of patient data leaves an audit record naming who, what, which record and patient,
+when, from where and how it ended; ids only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import api.audit
+from core.auth import Role
+from core.database import bind_tenant
+from domain.patients.models import Patient
+from tests.audit.conftest import API, Trail
+from tests.patients.conftest import CreatePatient, patient_body
+
+
+async def test_a_read_records_the_user_the_operation_the_patient_and_the_request(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    create_patient: CreatePatient,
+    trail: Trail,
+    tenant_id: uuid.UUID,
+) -> None:
+    patient = await create_patient()
+
+    resp = await client.get(
+        f"{API}/patients/{patient['id']}/360", headers={**auth, "X-Request-ID": "req-360"}
+    )
+
+    assert resp.status_code == 200
+    [record] = [r for r in await trail() if r.action == "patients.get_360"]
+    assert (record.tenant_id, record.user_sub, record.user_roles) == (tenant_id, "tester", ["coordinator"])
+    assert (record.resource_type, record.resource_id) == ("patients", uuid.UUID(patient["id"]))
+    assert record.patient_id == uuid.UUID(patient["id"])
+    assert (record.outcome, record.status_code) == ("allowed", 200)
+    assert record.request_id == "req-360" and record.client_address == "127.0.0.1"
+
+
+async def test_a_read_of_a_patients_record_names_the_patient_from_the_answer(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    create_patient: CreatePatient,
+    trail: Trail,
+    records: Any,
+) -> None:
+    patient = await create_patient()
+    ticket = await records.ticket(patient["id"])
+
+    resp = await client.get(f"{API}/tickets/{ticket.id}", headers=auth)
+
+    assert resp.status_code == 200
+    [record] = [r for r in await trail() if r.action == "tickets.get"]
+    assert (record.resource_id, record.patient_id) == (ticket.id, uuid.UUID(patient["id"]))
+
+
+async def test_a_write_commits_its_record_with_it(
+    client: httpx.AsyncClient, auth: dict[str, str], trail: Trail
+) -> None:
+    resp = await client.post(f"{API}/patients", json=patient_body(), headers=auth)
+
+    assert resp.status_code == 201
+    patient_id = uuid.UUID(resp.json()["id"])
+    [record] = await trail(flush=False)  # already there: no batch was flushed
+    assert (record.action, record.outcome, record.status_code) == ("patients.create", "allowed", None)
+    assert record.resource_id == patient_id and record.patient_id == patient_id
+
+
+async def test_a_write_whose_record_cannot_be_appended_is_not_made(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: uuid.UUID,
+) -> None:
+    async def broken(*_args: Any) -> None:
+        raise RuntimeError("audit table unreachable")
+
+    monkeypatch.setattr(api.audit, "append", broken)
+
+    resp = await client.post(f"{API}/patients", json=patient_body(), headers=auth)
+
+    assert resp.status_code == 500
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        assert await session.scalar(select(func.count()).select_from(Patient)) == 0
+
+
+async def test_a_merge_is_recorded_under_both_patients(
+    client: httpx.AsyncClient,
+    headers_for: Callable[..., dict[str, str]],
+    tenant_id: uuid.UUID,
+    create_patient: CreatePatient,
+    trail: Trail,
+) -> None:
+    primary, duplicate = await create_patient(), await create_patient(first_name="Jon")
+    body = {"primary_patient_id": primary["id"], "duplicate_patient_id": duplicate["id"]}
+
+    resp = await client.post(f"{API}/patients/merge", json=body, headers=headers_for(tenant_id, Role.ADMIN))
+
+    assert resp.status_code == 200, resp.text
+    merges = [r for r in await trail(flush=False) if r.action == "patients.merge"]
+    assert {r.patient_id for r in merges} == {uuid.UUID(primary["id"]), uuid.UUID(duplicate["id"])}
+    assert {r.request_id for r in merges} == {resp.headers["X-Request-ID"]}
+
+
+async def test_a_denied_attempt_is_recorded(
+    client: httpx.AsyncClient,
+    headers_for: Callable[..., dict[str, str]],
+    tenant_id: uuid.UUID,
+    create_patient: CreatePatient,
+    trail: Trail,
+) -> None:
+    patient = await create_patient()
+
+    resp = await client.delete(f"{API}/patients/{patient['id']}", headers=headers_for(tenant_id, Role.VIEWER))
+
+    assert resp.status_code == 403
+    [record] = [r for r in await trail() if r.action == "patients.delete"]
+    assert (record.outcome, record.status_code, record.user_roles) == ("denied", 403, ["viewer"])
+    assert record.patient_id == uuid.UUID(patient["id"])
+
+
+async def test_a_read_of_a_missing_record_is_recorded_as_not_found(
+    client: httpx.AsyncClient, auth: dict[str, str], trail: Trail
+) -> None:
+    missing = uuid.uuid4()
+
+    resp = await client.get(f"{API}/appointments/{missing}", headers=auth)
+
+    assert resp.status_code == 404
+    [record] = await trail()
+    assert (record.action, record.outcome, record.status_code) == ("appointments.get", "not_found", 404)
+    assert record.resource_id == missing and record.patient_id is None
+
+
+async def test_a_request_without_a_valid_token_is_not_recorded(
+    client: httpx.AsyncClient, trail: Trail, tenant_id: uuid.UUID
+) -> None:
+    resp = await client.get(f"{API}/patients", headers={"Authorization": "Bearer not-a-token"})
+
+    assert resp.status_code == 401
+    assert await trail() == []
+
+
+async def test_operations_on_no_patient_data_are_not_recorded(
+    client: httpx.AsyncClient, auth: dict[str, str], trail: Trail
+) -> None:
+    resp = await client.get(f"{API}/practitioners", headers=auth)
+
+    assert resp.status_code == 200
+    assert await trail() == []
+
+
+async def test_records_hold_ids_never_patient_data(
+    client: httpx.AsyncClient, auth: dict[str, str], create_patient: CreatePatient, trail: Trail
+) -> None:
+    patient = await create_patient(first_name="Zebulon", last_name="Quartermaine", mrn="MRN-SECRET-42")
+    pid = patient["id"]
+    answers = [
+        await client.get(f"{API}/patients/search", params={"query": "Quartermaine"}, headers=auth),
+        await client.get(f"{API}/patients/mrn/MRN-SECRET-42", headers=auth),
+        await client.patch(f"{API}/patients/{pid}", json={"phone_primary": "+1 415 555 0199"}, headers=auth),
+        await client.post(
+            f"{API}/communications",
+            json={"patient_id": pid, "channel": "sms", "message": "Your biopsy results are in"},
+            headers=auth,
+        ),
+    ]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 201], [a.text for a in answers]
+    records = await trail()
+
+    assert {"patients.search", "patients.get_by_mrn", "patients.update", "communications.create"} <= {
+        r.action for r in records
+    }
+    by_mrn = next(r for r in records if r.action == "patients.get_by_mrn")
+    assert by_mrn.patient_id == uuid.UUID(pid)
+    stored = " ".join(str(value) for r in records for value in vars(r).values()).lower()
+    for phi in ("zebulon", "quartermaine", "mrn-secret", "+1415555", "biopsy", "example.com"):
+        assert phi not in stored, phi
