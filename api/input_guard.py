@@ -5,7 +5,8 @@
 - A NUL character anywhere in the query string or a body is 422: PostgreSQL's text cannot hold one, and
   letting it through turns into a 500 at the first write.
 - A JSON body must be JSON as RFC 8259 defines it: `NaN` and `Infinity` are refused (Python's parser
-  accepts them, PostgreSQL's JSONB does not), and so is nesting deeper than `MAX_JSON_DEPTH`.
+  accepts them, PostgreSQL's JSONB does not), and so is nesting deeper than `MAX_JSON_DEPTH`; so are bytes
+  that are not text in a JSON encoding (UTF-8, or UTF-16/32), which FastAPI would answer with a bare 400.
 Every refusal is `{"detail": ...}` and names the rule, never the submitted value.
 """
 
@@ -58,6 +59,8 @@ def check_body(body: bytes, content_type: str) -> None:
             parsed = json.loads(body, parse_constant=_no_constants)
         except _Refused:
             raise
+        except UnicodeDecodeError as exc:
+            raise _Refused(422, "The JSON body is not UTF-8 text.") from exc
         except (ValueError, RecursionError):
             return  # not JSON at all: the endpoint's own validation answers 422 with its location
         if _depth(parsed, MAX_JSON_DEPTH):

@@ -141,3 +141,14 @@ async def test_free_form_json_past_16_kib_is_422(client: httpx.AsyncClient, auth
     resp = await client.post(f"{API}/patients", json=body, headers=auth)
     assert resp.status_code == 422 and "16384 bytes" in json.dumps(resp.json())
     assert await patient_count(client, auth) == 0
+
+
+async def test_a_json_body_that_is_not_utf8_text_is_422_not_400(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
+    resp = await client.post(
+        f"{API}/patients/search",
+        content=b'{"first_name": "\xff"}',
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 422 and resp.json()["detail"] == "The JSON body is not UTF-8 text."

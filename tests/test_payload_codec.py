@@ -105,3 +105,11 @@ async def test_cors_lets_the_temporal_ui_origin_call_the_codec_and_no_other(
     assert allowed.headers.get("access-control-allow-origin") == "http://localhost:8233"
     refused = await client.options("/codec/decode", headers=preflight("https://evil.example"))
     assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_payloads_that_are_not_base64_are_422(
+    client: httpx.AsyncClient, tenant_id, headers_for
+) -> None:
+    body = {"payloads": [{"metadata": {"encoding": "not base64!"}, "data": ""}]}
+    resp = await client.post("/codec/decode", json=body, headers=headers_for(tenant_id, "admin"))
+    assert resp.status_code == 422 and "base64" in resp.json()["detail"]

@@ -183,7 +183,7 @@ async def create_appointment(
 
 
 @router.get(
-    "/{appointment_id}",
+    "/{appointment_id:record_id}",
     response_model=AppointmentResponse,
     dependencies=[CanRead],
     responses=errors(not_found=NO_APPOINTMENT),
@@ -194,7 +194,7 @@ async def get_appointment(appointment_id: uuid.UUID, session: SessionDep) -> App
 
 
 @router.patch(
-    "/{appointment_id}",
+    "/{appointment_id:record_id}",
     response_model=AppointmentResponse,
     dependencies=[CanWrite],
     responses=errors(
@@ -215,7 +215,7 @@ async def update_appointment(
 
 
 @router.post(
-    "/{appointment_id}/cancel",
+    "/{appointment_id:record_id}/cancel",
     response_model=AppointmentResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_APPOINTMENT, conflict="Already cancelled, completed or a no-show"),
@@ -231,7 +231,7 @@ async def cancel_appointment(
 
 
 @router.delete(
-    "/{appointment_id}",
+    "/{appointment_id:record_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
     responses=errors(409, not_found=NO_APPOINTMENT),

@@ -23,7 +23,7 @@ from api.deps import RawSessionDep, bearer, get_principal
 from api.openapi import AUTHENTICATED
 from core.auth import Permission
 from core.codec import CodecError, EncryptionCodec
-from core.errors import BadRequest, Forbidden, Unprocessable
+from core.errors import Forbidden, Unprocessable
 
 router = APIRouter(prefix="/codec", tags=["codec"], responses=AUTHENTICATED)
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -71,7 +71,8 @@ def _payloads(body: CodecPayloads) -> Payloads:
     try:
         return json_format.ParseDict(body.model_dump(), Payloads())
     except (json_format.ParseError, DecodeError) as exc:
-        raise BadRequest("The payloads are not valid (metadata values and data are base64).") from exc
+        # The body's shape was right but its content is not (not base64): 422 like any unacceptable content.
+        raise Unprocessable("The payloads are not valid (metadata values and data are base64).") from exc
 
 
 def _answer(payloads: list[Any]) -> CodecPayloads:

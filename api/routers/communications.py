@@ -222,7 +222,10 @@ async def create_communication(
 
 
 @router.get(
-    "/{communication_id}", response_model=CommunicationDetail, dependencies=[CanRead], responses=NOT_FOUND
+    "/{communication_id:record_id}",
+    response_model=CommunicationDetail,
+    dependencies=[CanRead],
+    responses=NOT_FOUND,
 )
 async def get_communication(communication_id: uuid.UUID, session: SessionDep) -> CommunicationDetail:
     """One message with its delivery state."""
@@ -232,7 +235,7 @@ async def get_communication(communication_id: uuid.UUID, session: SessionDep) ->
 
 
 @router.patch(
-    "/{communication_id}",
+    "/{communication_id:record_id}",
     response_model=CommunicationDetail,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_MESSAGE, conflict="The status cannot move backwards"),
@@ -246,7 +249,7 @@ async def update_communication(
 
 
 @router.patch(
-    "/{communication_id}/read",
+    "/{communication_id:record_id}/read",
     response_model=CommunicationDetail,
     dependencies=[CanWrite],
     responses=errors(409, not_found=NO_MESSAGE),
@@ -258,7 +261,7 @@ async def mark_communication_read(communication_id: uuid.UUID, session: SessionD
 
 
 @router.delete(
-    "/{communication_id}",
+    "/{communication_id:record_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
     responses=errors(409, not_found=NO_MESSAGE),

@@ -115,7 +115,7 @@ async def create_instance(
 
 
 @router.get(
-    "/{instance_id}",
+    "/{instance_id:record_id}",
     response_model=JourneyInstanceWithStages,
     dependencies=[CanRead],
     responses=errors(not_found=NO_INSTANCE),
@@ -135,7 +135,7 @@ async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyIn
 
 
 @router.post(
-    "/{instance_id}/advance",
+    "/{instance_id:record_id}/advance",
     response_model=AdvanceStageResponse,
     dependencies=[CanWrite],
     responses=errors(
@@ -171,7 +171,7 @@ async def advance_instance(
 
 
 @router.post(
-    "/{instance_id}/cancel",
+    "/{instance_id:record_id}/cancel",
     response_model=JourneyInstanceResponse,
     dependencies=[CanWrite],
     responses=errors(

@@ -73,7 +73,7 @@ async def create_journey(
 
 
 @router.get(
-    "/{journey_id}",
+    "/{journey_id:record_id}",
     response_model=JourneyResponse,
     dependencies=[CanRead],
     responses=errors(not_found=NO_JOURNEY),
@@ -85,7 +85,7 @@ async def get_journey(journey_id: uuid.UUID, session: SessionDep) -> JourneyResp
 
 
 @router.patch(
-    "/{journey_id}",
+    "/{journey_id:record_id}",
     response_model=JourneyResponse,
     dependencies=[CanWrite],
     responses=errors(409, not_found=NO_JOURNEY),
@@ -98,7 +98,7 @@ async def update_journey(journey_id: uuid.UUID, body: JourneyUpdate, session: Se
 
 
 @router.post(
-    "/{journey_id}/stages",
+    "/{journey_id:record_id}/stages",
     response_model=JourneyStageResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
@@ -120,7 +120,7 @@ async def add_stage(
 
 
 @router.patch(
-    "/{journey_id}/stages/{stage_id}",
+    "/{journey_id:record_id}/stages/{stage_id:record_id}",
     response_model=JourneyStageResponse,
     dependencies=[CanWrite],
     responses=errors(

@@ -32,7 +32,9 @@ async def list_locations(
     return LocationListResponse.build([LocationResponse.model_validate(r) for r in rows], total, page)
 
 
-@router.get("/{location_id}", response_model=LocationResponse, dependencies=[CanRead], responses=NOT_FOUND)
+@router.get(
+    "/{location_id:record_id}", response_model=LocationResponse, dependencies=[CanRead], responses=NOT_FOUND
+)
 async def get_location(location_id: uuid.UUID, session: SessionDep) -> LocationResponse:
     """One location."""
     return LocationResponse.model_validate(await LocationRepository(session).get_or_404(location_id))
@@ -54,7 +56,7 @@ async def create_location(
 
 
 @router.patch(
-    "/{location_id}",
+    "/{location_id:record_id}",
     response_model=LocationResponse,
     dependencies=[CanWrite],
     responses=errors(409, not_found="No such location in your tenant"),

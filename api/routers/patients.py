@@ -168,7 +168,10 @@ async def create_patient(
 
 
 @router.get(
-    "/{patient_id}", response_model=PatientDetailResponse, dependencies=[CanRead], responses=NOT_FOUND
+    "/{patient_id:record_id}",
+    response_model=PatientDetailResponse,
+    dependencies=[CanRead],
+    responses=NOT_FOUND,
 )
 async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDetailResponse:
     """A patient's full demographics, with counts of appointments (total and upcoming), active journeys,
@@ -181,7 +184,7 @@ async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDeta
 
 
 @router.patch(
-    "/{patient_id}",
+    "/{patient_id:record_id}",
     response_model=PatientResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_PATIENT, conflict="MRN already used, or a merged record's status changed"),
@@ -194,7 +197,7 @@ async def update_patient(patient_id: uuid.UUID, body: PatientUpdate, session: Se
 
 
 @router.delete(
-    "/{patient_id}",
+    "/{patient_id:record_id}",
     response_model=PatientDeleteResponse,
     dependencies=[CanWrite],
     responses=errors(409, not_found=NO_PATIENT),
@@ -207,7 +210,7 @@ async def delete_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientD
 
 
 @router.post(
-    "/{patient_id}/activate",
+    "/{patient_id:record_id}/activate",
     response_model=PatientResponse,
     dependencies=[CanMerge],  # the README's role table: reactivating goes with merging
     responses=errors(
@@ -222,7 +225,10 @@ async def activate_patient(patient_id: uuid.UUID, session: SessionDep) -> Patien
 
 
 @router.get(
-    "/{patient_id}/360", response_model=Patient360Response, dependencies=[CanRead], responses=NOT_FOUND
+    "/{patient_id:record_id}/360",
+    response_model=Patient360Response,
+    dependencies=[CanRead],
+    responses=NOT_FOUND,
 )
 async def patient_360(patient_id: uuid.UUID, session: SessionDep) -> Patient360Response:
     """Everything about a patient on one screen: demographics, the 10 latest appointments, active
@@ -248,7 +254,7 @@ async def patient_360(patient_id: uuid.UUID, session: SessionDep) -> Patient360R
 
 
 @router.get(
-    "/{patient_id}/duplicates",
+    "/{patient_id:record_id}/duplicates",
     response_model=list[DuplicateCandidate],
     dependencies=[CanRead],
     responses=NOT_FOUND,
@@ -271,7 +277,7 @@ async def patient_duplicates(
 
 
 @router.get(
-    "/{patient_id}/appointments",
+    "/{patient_id:record_id}/appointments",
     response_model=PatientAppointmentListResponse,
     dependencies=[CanRead],
     responses=NOT_FOUND,
@@ -294,7 +300,7 @@ async def patient_appointments(
 
 
 @router.get(
-    "/{patient_id}/conversations",
+    "/{patient_id:record_id}/conversations",
     response_model=PatientConversationListResponse,
     dependencies=[CanRead],
     responses=NOT_FOUND,

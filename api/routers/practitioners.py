@@ -83,7 +83,10 @@ async def list_specialities(
 
 
 @router.get(
-    "/{practitioner_id}", response_model=PractitionerResponse, dependencies=[CanRead], responses=NOT_FOUND
+    "/{practitioner_id:record_id}",
+    response_model=PractitionerResponse,
+    dependencies=[CanRead],
+    responses=NOT_FOUND,
 )
 async def get_practitioner(practitioner_id: uuid.UUID, session: SessionDep) -> PractitionerResponse:
     """One practitioner."""
@@ -108,7 +111,7 @@ async def create_practitioner(
 
 
 @router.patch(
-    "/{practitioner_id}",
+    "/{practitioner_id:record_id}",
     response_model=PractitionerResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_PRACTITIONER, conflict="License number already used"),
@@ -122,7 +125,7 @@ async def update_practitioner(
 
 
 @router.delete(
-    "/{practitioner_id}",
+    "/{practitioner_id:record_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
     responses=errors(

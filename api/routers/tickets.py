@@ -81,14 +81,16 @@ async def create_ticket(
     return TicketResponse.model_validate(ticket)
 
 
-@router.get("/{ticket_id}", response_model=TicketResponse, dependencies=[CanRead], responses=NOT_FOUND)
+@router.get(
+    "/{ticket_id:record_id}", response_model=TicketResponse, dependencies=[CanRead], responses=NOT_FOUND
+)
 async def get_ticket(ticket_id: uuid.UUID, session: SessionDep) -> TicketResponse:
     """One ticket, with its SLA due times and breach flags."""
     return TicketResponse.model_validate(await TicketRepository(session).get_or_404(ticket_id))
 
 
 @router.patch(
-    "/{ticket_id}",
+    "/{ticket_id:record_id}",
     response_model=TicketResponse,
     dependencies=[CanWrite],
     responses=errors(not_found="No such ticket in your tenant", conflict="The status cannot move that way"),
@@ -108,7 +110,7 @@ async def update_ticket(
 
 
 @router.get(
-    "/{ticket_id}/events",
+    "/{ticket_id:record_id}/events",
     response_model=list[TicketEventResponse],
     dependencies=[CanRead],
     responses=NOT_FOUND,

@@ -53,7 +53,10 @@ async def list_time_slots(
 
 
 @router.get(
-    "/{slot_id}", response_model=TimeSlotResponse, dependencies=[CanRead], responses=errors(not_found=NO_SLOT)
+    "/{slot_id:record_id}",
+    response_model=TimeSlotResponse,
+    dependencies=[CanRead],
+    responses=errors(not_found=NO_SLOT),
 )
 async def get_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlotResponse:
     """One time slot, with how many of its places are booked."""
@@ -80,7 +83,7 @@ async def create_time_slot(
 
 
 @router.patch(
-    "/{slot_id}",
+    "/{slot_id:record_id}",
     response_model=TimeSlotResponse,
     dependencies=[CanWrite],
     responses=errors(
@@ -95,7 +98,7 @@ async def update_time_slot(slot_id: uuid.UUID, body: TimeSlotUpdate, session: Se
 
 
 @router.post(
-    "/{slot_id}/block",
+    "/{slot_id:record_id}/block",
     response_model=TimeSlotResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_SLOT, conflict="Already blocked"),
@@ -107,7 +110,7 @@ async def block_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlotRe
 
 
 @router.post(
-    "/{slot_id}/unblock",
+    "/{slot_id:record_id}/unblock",
     response_model=TimeSlotResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_SLOT, conflict="Not blocked"),
@@ -119,7 +122,7 @@ async def unblock_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlot
 
 
 @router.delete(
-    "/{slot_id}",
+    "/{slot_id:record_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
     responses=errors(not_found=NO_SLOT, conflict="The slot has active bookings; block it or cancel them"),

@@ -95,7 +95,7 @@ async def list_waitlist_offers(
 
 
 @router.post(
-    "/offers/{offer_id}/accept",
+    "/offers/{offer_id:record_id}/accept",
     response_model=WaitlistOfferResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_OFFER, conflict="The time was taken, or the offer expired or was declined"),
@@ -110,7 +110,7 @@ async def accept_waitlist_offer(offer_id: uuid.UUID, session: SessionDep) -> Wai
 
 
 @router.post(
-    "/offers/{offer_id}/decline",
+    "/offers/{offer_id:record_id}/decline",
     response_model=WaitlistOfferResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_OFFER, conflict="The offer was already accepted, taken or expired"),
@@ -121,7 +121,7 @@ async def decline_waitlist_offer(offer_id: uuid.UUID, session: SessionDep) -> Wa
 
 
 @router.get(
-    "/{entry_id}",
+    "/{entry_id:record_id}",
     response_model=WaitlistEntryResponse,
     dependencies=[CanRead],
     responses=errors(not_found=NO_ENTRY),
@@ -134,7 +134,7 @@ async def get_waitlist_entry(entry_id: uuid.UUID, session: SessionDep) -> Waitli
 
 
 @router.delete(
-    "/{entry_id}",
+    "/{entry_id:record_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
     responses=errors(not_found=NO_ENTRY, conflict="The entry was already booked"),

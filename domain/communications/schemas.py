@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, model_validator
 
 from core.pagination import Page
+from domain.communications.templates import CATEGORIES
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.schemas import FreeJson, RequestModel, ResponseModel
 
@@ -153,7 +154,7 @@ class TemplateCreate(RequestModel):
     )
     name: str = Field(min_length=1, max_length=200)
     channel: Channel
-    category: str = Field(max_length=32, description="appointment, instructions, follow_up, results, ...")
+    category: str = Field(max_length=32, json_schema_extra={"enum": list(CATEGORIES)})
     subject: str = Field(default="", max_length=300)
     body: str = Field(min_length=1, max_length=10_000)
     is_active: bool = True
@@ -170,7 +171,7 @@ class TemplateUpdate(RequestModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     channel: Channel | None = None
-    category: str | None = Field(default=None, max_length=32)
+    category: str | None = Field(default=None, max_length=32, json_schema_extra={"enum": [*CATEGORIES, None]})
     subject: str | None = Field(default=None, max_length=300)
     body: str | None = Field(default=None, min_length=1, max_length=10_000)
     is_active: bool | None = None

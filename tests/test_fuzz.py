@@ -1,0 +1,278 @@
+"""Schemathesis over every operation of the OpenAPI schema, in the app's own process: whatever it sends, the
+API answers no 5xx, only statuses and content types the schema declares for the operation, and bodies that
+match their declared schema; without a token every operation but the public and the signed ones is 401."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import CheckContext
+from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import ASGIClient, get_client, shutdown_lifespans
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.app import create_app
+from core.auth import Role, issue_dev_token
+from core.database import mark_system
+from core.settings import Settings
+from domain.tenants.schemas import TenantCreate
+from domain.tenants.service import create_tenant
+
+# Examples per operation in the fuzzing phase (the coverage phase adds its own boundary cases): enough to
+# keep the run near 2 minutes here; `PRM_FUZZ_EXAMPLES=200` digs deeper.
+MAX_EXAMPLES = int(os.environ.get("PRM_FUZZ_EXAMPLES", "15"))
+BASE_URL = "http://testserver"
+# `/analytics/realtime` is an endless event stream when asked for `text/event-stream` (to schemathesis, which
+# asks for JSON, it answers one snapshot). Any stream is cut at this deadline, keeping the events it sent, and
+# no operation is left out of the run.
+READ_TIMEOUT_SECONDS = 10
+API = "/api/v1/prm"
+SPEC = create_app(Settings(env="test")).openapi()  # building the schema needs no database
+# One test per operation, made at collection time by schemathesis's pytest plugin. (Its fixture-based
+# loader, `schemathesis.pytest.from_fixture`, reaches into pytest internals that pytest 9.2 renamed.)
+schema = schemathesis.openapi.from_dict(SPEC)
+
+# The suite's Temporal address is a closed port, so whatever needs Temporal answers this documented 503.
+TEMPORAL_DOWN = "Temporal is unreachable"
+READY_BUT = {"database": "ok", "temporal": "down"}
+
+
+@schemathesis.check
+def no_server_error(ctx: CheckContext, response: Any, case: Any) -> bool | None:
+    """`not_a_server_error`, but for the 503 of the Temporal this test runs without (on purpose: its
+    `temporal_address` is a closed port), whether an operation needs it or `/ready` probes it."""
+    if response.status_code == 503:
+        body = json.loads(response.content or b"null")
+        if isinstance(body, dict) and (
+            TEMPORAL_DOWN in str(body.get("detail")) or body.get("checks") == READY_BUT
+        ):
+            return None
+    return not_a_server_error(ctx, response, case)
+
+
+CHECKS = [
+    no_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    unsupported_method,  # a method the path does not take is 405 (with `Allow`), not the route beside it
+]
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings, database_url: str) -> Iterator[ASGIClient]:
+    """The app under test, reached in-process through schemathesis's ASGI client. That client runs the app
+    (and its lifespan: the engine, the pool) on an event loop of its own, in a thread, so the suite's `app`,
+    whose connections belong to the suite's loop, cannot be shared. Rate limits stay off (the suite's
+    settings)."""
+    with get_client(create_app(settings, database_url=database_url)) as client:
+        yield client
+    shutdown_lifespans()  # close the pool before the run drops its database
+
+
+@pytest.fixture(scope="module")
+async def fuzz_tenant(system_sessionmaker: async_sessionmaker[AsyncSession]) -> uuid.UUID:
+    """One tenant for the whole run: what one operation creates, the next one lists, reads and changes."""
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        tenant = await create_tenant(session, TenantCreate(name="Fuzzed Clinic", timezone="Europe/Paris"))
+        await session.commit()
+        return tenant.id
+
+
+@pytest.fixture(scope="module")
+def admin_headers(fuzz_tenant: uuid.UUID, settings: Settings) -> dict[str, str]:
+    """An admin of the fuzzed tenant: every operation is allowed."""
+    return {"Authorization": f"Bearer {issue_dev_token(settings, tenant_id=fuzz_tenant, roles=[Role.ADMIN])}"}
+
+
+# What `records` created, by the name of the parameter or body field that takes it.
+REAL_IDS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def records(api: ASGIClient, admin_headers: dict[str, str], fuzz_tenant: uuid.UUID) -> Iterator[None]:
+    """A record of each kind in the fuzzed tenant, so that the ids the fuzzer sends (in the path, the query
+    or the body) are often real ones and its requests get past the 404 (see `REAL_IDS`)."""
+
+    def create(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = api.post(f"{BASE_URL}{API}{path}", json=body, headers=admin_headers)
+        assert resp.status_code == 201, (path, resp.text)
+        return resp.json()
+
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    person = {"first_name": "Ada", "last_name": "Lovelace", "date_of_birth": "1990-01-01"}
+    patient = create(
+        "/patients", {**person, "phone_primary": "+14155550100", "email_primary": "ada@example.com"}
+    )
+    duplicate = create("/patients", person)
+    practitioner = create(
+        "/practitioners", {"first_name": "Grace", "last_name": "Hopper", "speciality": "GP"}
+    )
+    location = create("/locations", {"name": "Main", "timezone": "Europe/Paris"})
+    slot = create(
+        "/time-slots",
+        {
+            "practitioner_id": practitioner["id"],
+            "location_id": location["id"],
+            "start_time": start.isoformat(),
+            "end_time": (start + timedelta(minutes=30)).isoformat(),
+            "capacity": 3,
+        },
+    )
+    appointment = create("/appointments", {"patient_id": patient["id"], "time_slot_id": slot["id"]})
+    entry = create(
+        "/waitlist",
+        {
+            "patient_id": patient["id"],
+            "practitioner_id": practitioner["id"],
+            "start_date": start.date().isoformat(),
+            "end_date": (start + timedelta(days=14)).date().isoformat(),
+        },
+    )
+    journey = create(
+        "/journeys",
+        {"name": "Onboarding", "stages": [{"name": "Wait", "order_index": 0, "trigger_event": "manual"}]},
+    )
+    template = create(
+        "/communications/templates",
+        {
+            "id": "fuzz_hello",
+            "name": "Hello",
+            "channel": "sms",
+            "category": "general",
+            "body": "Hi {{ name }}",
+        },
+    )
+    message = create("/communications", {"patient_id": patient["id"], "channel": "sms", "message": "Hello"})
+    ticket = create("/tickets", {"title": "Call back", "patient_id": patient["id"]})
+    # Starting an instance needs Temporal: 503 here, the instance kept (for the worker's reconciler).
+    started = api.post(
+        f"{BASE_URL}{API}/journeys/instances",
+        json={"journey_id": journey["id"], "patient_id": patient["id"], "appointment_id": appointment["id"]},
+        headers=admin_headers,
+    )
+    assert started.status_code == 503 and started.json()["instance_id"], started.text
+    REAL_IDS.update(
+        tenant_id=str(fuzz_tenant),
+        patient_id=patient["id"],
+        primary_patient_id=patient["id"],
+        duplicate_patient_id=duplicate["id"],
+        mrn=patient["mrn"],
+        practitioner_id=practitioner["id"],
+        location_id=location["id"],
+        slot_id=slot["id"],
+        time_slot_id=slot["id"],
+        appointment_id=appointment["id"],
+        entry_id=entry["id"],
+        journey_id=journey["id"],
+        stage_id=journey["stages"][0]["id"],
+        instance_id=started.json()["instance_id"],
+        journey_instance_id=started.json()["instance_id"],
+        template_id=template["id"],
+        communication_id=message["id"],
+        ticket_id=ticket["id"],
+    )
+    yield
+    REAL_IDS.clear()
+
+
+def _with_real_ids(values: Any) -> Any:
+    """Replace about half of the generated ids (those the fuzzer drew as strings) with the real record's: the
+    half is chosen by the drawn value's hash, so a run is as reproducible as the values themselves."""
+    if not isinstance(values, dict):
+        return values
+    replaced = dict(values)
+    for name, value in values.items():
+        if name in REAL_IDS and isinstance(value, str):
+            if hashlib.sha256(value.encode()).digest()[0] % 2 == 0:
+                replaced[name] = REAL_IDS[name]
+    return replaced
+
+
+@schema.hook("map_path_parameters")
+def _real_path_ids(_context: Any, path_parameters: dict[str, Any]) -> dict[str, Any]:
+    return _with_real_ids(path_parameters)
+
+
+@schema.hook("map_query")
+def _real_query_ids(_context: Any, query: dict[str, Any]) -> dict[str, Any]:
+    return _with_real_ids(query)
+
+
+@schema.hook("map_body")
+def _real_body_ids(_context: Any, body: Any) -> Any:
+    return _with_real_ids(body)
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@pytest.mark.usefixtures("records")
+def test_every_operation_answers_within_its_schema(
+    case: Any, api: ASGIClient, admin_headers: dict[str, str]
+) -> None:
+    case.call_and_validate(
+        session=api, base_url=BASE_URL, headers=admin_headers, checks=CHECKS, timeout=READ_TIMEOUT_SECONDS
+    )
+
+
+# ---- without a token -----------------------------------------------------------------------------------
+
+PUBLIC = {"/health": {200}, "/ready": {200, 503}}
+SIGNED_PREFIX = "/api/v1/prm/webhooks/"
+DOCS_PAGES = ["/docs", "/redoc", "/openapi.json"]
+
+
+def _without_token() -> Iterator[tuple[str, str, str]]:
+    """(method, path template, URL with every path parameter filled) of each operation in the schema."""
+    for template, methods in SPEC["paths"].items():
+        for method, operation in methods.items():
+            url = template
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    value = str(uuid.uuid4()) if parameter["schema"].get("format") == "uuid" else "x"
+                    url = url.replace(f"{{{parameter['name']}}}", value)
+            yield method.upper(), template, url
+
+
+async def test_without_a_token_every_operation_is_401_but_health_docs_and_webhooks(
+    client: httpx.AsyncClient,
+) -> None:
+    wrong = []
+    for method, template, url in _without_token():
+        body = {"json": {}} if method in {"POST", "PATCH", "PUT"} else {}
+        resp = await client.request(method, url, **body)
+        if template in PUBLIC:
+            expected = PUBLIC[template]
+        elif template.startswith(SIGNED_PREFIX):
+            expected = {403}  # no bearer token there: a missing signature is refused
+        else:
+            expected = {401}
+            if resp.status_code == 401 and resp.headers.get("WWW-Authenticate") != "Bearer":
+                wrong.append((method, template, "401 without WWW-Authenticate: Bearer"))
+        if resp.status_code not in expected:
+            wrong.append((method, template, resp.status_code))
+        elif resp.status_code in {401, 403}:
+            assert isinstance(resp.json()["detail"], str), (method, template)
+    for page in DOCS_PAGES:
+        resp = await client.get(page)
+        if resp.status_code != 200:
+            wrong.append(("GET", page, resp.status_code))
+    assert not wrong
+    assert len(list(_without_token())) > 90  # every operation was tried
