@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
     app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
-    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes, router=app.router)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],

@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_JSON_DEPTH = 32
@@ -72,9 +73,17 @@ def check_body(body: bytes, content_type: str) -> None:
 class InputGuardMiddleware:
     """Reads each request body (up to the limit) before the app does, and refuses what no endpoint takes."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, router: Router | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.router = router
+
+    def _routed(self, scope: Scope) -> bool:
+        """Whether a route takes this method on this path: if none does, the router's 404 or 405 is the
+        answer, whatever the request holds."""
+        if self.router is None:
+            return True
+        return any(route.matches(scope)[0] == Match.FULL for route in self.router.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass a sane request on (its body replayed); answer an insane one here."""
@@ -82,14 +91,18 @@ class InputGuardMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            if _QUERY_NUL.search(scope.get("query_string", b"")) or "\x00" in scope.get("path", ""):
+            routed = self._routed(scope)
+            if routed and (
+                _QUERY_NUL.search(scope.get("query_string", b"")) or "\x00" in scope.get("path", "")
+            ):
                 raise _Refused(422, "NUL characters are not accepted in a request.")
             headers = Headers(scope=scope)
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise _Refused(413, f"The request body is larger than {self.max_body_bytes} bytes.")
             body = await self._read_body(receive)
-            check_body(body, headers.get("content-type", "").lower())
+            if routed:
+                check_body(body, headers.get("content-type", "").lower())
         except _Refused as refused:
             response = JSONResponse({"detail": refused.detail}, status_code=refused.status)
             await response(scope, receive, send)
