@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from core.settings import Settings
 from domain.communications.provider_contract import OutgoingMessage, ProviderError, ProviderResult
 from domain.enums import CommunicationStatus
+
+# The SDK's HTTP client logs every request payload (recipients, subjects, bodies) at DEBUG:
+# patient data. Its logger stays at WARNING, whatever PRM_LOG_LEVEL says.
+logging.getLogger("python_http_client").setLevel(logging.WARNING)
 
 
 class SendGridProvider:

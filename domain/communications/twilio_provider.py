@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from core.settings import Settings
@@ -21,6 +22,10 @@ PERMANENT_ERRORS = {
     63016: "WhatsApp free text is only allowed within 24 hours of the patient's last message.",
 }
 STATUS_CALLBACK_PATH = "/api/v1/prm/webhooks/twilio/status"
+
+# The SDK's HTTP client logs every request (URL, query, headers) at INFO:
+# patient data. Its logger stays at WARNING, whatever PRM_LOG_LEVEL says.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 
 def whatsapp_address(number: str) -> str:
