@@ -69,20 +69,33 @@ async def appointment_input(session: AsyncSession, appointment: Appointment) -> 
     )
 
 
-async def _start(access: TemporalAccess, wf_input: AppointmentWorkflowInput, patient_id: uuid.UUID) -> None:
-    """Start the appointment's workflow (a running one is left alone); raises when Temporal is unreachable."""
+async def _start_workflow(
+    access: TemporalAccess, workflow: str, wf_input: Any, workflow_id: str, **options: Any
+) -> None:
+    """Start `workflow` as `workflow_id` (a running one is left alone); raises if Temporal is unreachable."""
     client = await access.get_client()
     try:
         await client.start_workflow(
-            APPOINTMENT_WORKFLOW,
+            workflow,
             wf_input,
-            id=appointment_workflow_id(uuid.UUID(wf_input.appointment_id)),
+            id=workflow_id,
             task_queue=access.task_queue,
-            search_attributes=_search_attributes(uuid.UUID(wf_input.tenant_id), patient_id),
             rpc_timeout=RPC_TIMEOUT,
+            **options,
         )
     except WorkflowAlreadyStartedError:
         pass
+
+
+async def _start(access: TemporalAccess, wf_input: AppointmentWorkflowInput, patient_id: uuid.UUID) -> None:
+    """Start the appointment's workflow; raises when Temporal is unreachable."""
+    await _start_workflow(
+        access,
+        APPOINTMENT_WORKFLOW,
+        wf_input,
+        appointment_workflow_id(uuid.UUID(wf_input.appointment_id)),
+        search_attributes=_search_attributes(uuid.UUID(wf_input.tenant_id), patient_id),
+    )
 
 
 def _mark_started(appointment_id: uuid.UUID) -> Any:
@@ -94,45 +107,50 @@ def _mark_started(appointment_id: uuid.UUID) -> Any:
     )
 
 
-def _after_commit_start(
-    session: AsyncSession, what: str, start: Callable[[TemporalAccess], Awaitable[None]]
-) -> Callable[[], Awaitable[bool]]:
-    """A job for after the commit: `start` through the session's Temporal access; False (logged, left for
-    the reconciler) when there is none or Temporal is unreachable."""
+def _start_after_commit(
+    session: AsyncSession,
+    what: str,
+    start: Callable[[TemporalAccess], Awaitable[None]],
+    then: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """After the commit, `start` through the session's Temporal access, then `then`; when there is no
+    access or Temporal is unreachable, log it and leave `what` to the reconciler."""
 
-    async def job() -> bool:
+    async def job() -> None:
         access = temporal_for(session)
         if access is None:
             log.info("no Temporal here: %s left for the reconciler", what)
-            return False
+            return
         try:
             await start(access)
         except Exception as exc:
             log.warning("Temporal unreachable (%s): %s left for the reconciler", type(exc).__name__, what)
-            return False
-        return True
+            return
+        if then is not None:
+            await then()
 
-    return job
+    after_commit(session, job)
 
 
 async def start_appointment_workflow(session: AsyncSession, appointment: Appointment) -> None:
     """After the commit, start the appointment's reminder workflow (one per appointment) and stamp it."""
     wf_input = await appointment_input(session, appointment)
     appointment_id, patient_id = appointment.id, appointment.patient_id
-    start = _after_commit_start(
-        session, f"appointment workflow {appointment_id}", lambda access: _start(access, wf_input, patient_id)
+
+    async def stamp() -> None:
+        try:  # a new short transaction on the committed session
+            await session.execute(_mark_started(appointment_id))
+            await session.commit()
+        except Exception:
+            await session.rollback()
+            raise
+
+    _start_after_commit(
+        session,
+        f"appointment workflow {appointment_id}",
+        lambda access: _start(access, wf_input, patient_id),
+        then=stamp,
     )
-
-    async def job() -> None:
-        if await start():
-            try:  # a new short transaction on the committed session
-                await session.execute(_mark_started(appointment_id))
-                await session.commit()
-            except Exception:
-                await session.rollback()
-                raise
-
-    after_commit(session, job)
 
 
 def _start_if_missing(wf_input: AppointmentWorkflowInput, patient_id: uuid.UUID) -> StartIfMissing:
@@ -223,25 +241,11 @@ def start_conversation_workflow(session: AsyncSession, conversation: Any) -> Non
         expires_at=conversation.expires_at.isoformat(),
     )
 
-    async def start(access: TemporalAccess) -> None:
-        client = await access.get_client()
-        try:
-            await client.start_workflow(
-                CONVERSATION_WORKFLOW,
-                wf_input,
-                id=conversation.workflow_id,
-                task_queue=access.task_queue,
-                rpc_timeout=RPC_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
-            pass
-
-    job = _after_commit_start(session, f"conversation workflow {conversation.id}", start)
-
-    async def run() -> None:
-        await job()
-
-    after_commit(session, run)
+    _start_after_commit(
+        session,
+        f"conversation workflow {conversation.id}",
+        lambda access: _start_workflow(access, CONVERSATION_WORKFLOW, wf_input, conversation.workflow_id),
+    )
 
 
 def signal_conversation(session: AsyncSession, conversation: Any) -> None:
@@ -268,27 +272,18 @@ def start_waitlist_backfill(session: AsyncSession, wf_input: WaitlistBackfillInp
     """After the commit, start the backfill of a cancelled appointment's time (at most once, ever)."""
     workflow_id = waitlist_backfill_workflow_id(uuid.UUID(wf_input.cancelled_appointment_id))
 
-    async def start(access: TemporalAccess) -> None:
-        client = await access.get_client()
-        try:
-            await client.start_workflow(
-                WAITLIST_WORKFLOW,
-                wf_input,
-                id=workflow_id,
-                task_queue=access.task_queue,
-                # A freed time is offered once: a repeated start after the backfill ended is refused.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                rpc_timeout=RPC_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
-            pass
-
-    job = _after_commit_start(session, f"waitlist backfill {workflow_id}", start)
-
-    async def run() -> None:
-        await job()
-
-    after_commit(session, run)
+    _start_after_commit(
+        session,
+        f"waitlist backfill {workflow_id}",
+        # A freed time is offered once: a repeated start after the backfill ended is refused.
+        lambda access: _start_workflow(
+            access,
+            WAITLIST_WORKFLOW,
+            wf_input,
+            workflow_id,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        ),
+    )
 
 
 def signal_waitlist_backfill(
