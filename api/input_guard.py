@@ -90,19 +90,21 @@ class InputGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The routes are matched only for a request about to be refused (the rare case), not for every one.
         try:
-            routed = self._routed(scope)
-            if routed and (
-                _QUERY_NUL.search(scope.get("query_string", b"")) or "\x00" in scope.get("path", "")
-            ):
+            query_nul = _QUERY_NUL.search(scope.get("query_string", b"")) or "\x00" in scope.get("path", "")
+            if query_nul and self._routed(scope):
                 raise _Refused(422, "NUL characters are not accepted in a request.")
             headers = Headers(scope=scope)
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise _Refused(413, f"The request body is larger than {self.max_body_bytes} bytes.")
             body = await self._read_body(receive)
-            if routed:
+            try:
                 check_body(body, headers.get("content-type", "").lower())
+            except _Refused:
+                if self._routed(scope):
+                    raise
         except _Refused as refused:
             response = JSONResponse({"detail": refused.detail}, status_code=refused.status)
             await response(scope, receive, send)
