@@ -175,6 +175,43 @@ def _message(
     return record
 
 
+def _exchange(
+    clinic: Clinic,
+    patient: Patient,
+    channel: Channel,
+    visit: Appointment,
+    text: str,
+    at: datetime,
+    template: str,
+    reply_chance: float,
+    reply_minutes: tuple[int, int],
+    replies: list[str],
+) -> list[Communication]:
+    """A message about `visit` and, by chance (never by email), the patient's reply some minutes later."""
+    sent = _message(
+        clinic,
+        patient,
+        direction=Direction.OUTBOUND,
+        channel=channel,
+        text=text,
+        at=at,
+        appointment=visit,
+        template=template,
+    )
+    if channel == Channel.EMAIL or clinic.rng.random() >= reply_chance:
+        return [sent]
+    reply_at = at + timedelta(minutes=clinic.rng.randint(*reply_minutes))
+    reply = _message(
+        clinic,
+        patient,
+        direction=Direction.INBOUND,
+        channel=channel,
+        text=clinic.rng.choice(replies),
+        at=reply_at,
+    )
+    return [sent, reply]
+
+
 async def conversations(session: AsyncSession, clinic: Clinic, visits: list[Appointment]) -> int:
     """Reminders before the visits and follow-ups after them, with the patients' replies (scored for
     sentiment as the inbound path scores them); how many messages."""
@@ -193,59 +230,35 @@ async def conversations(session: AsyncSession, clinic: Clinic, visits: list[Appo
             f"Hi {patient.first_name}, this is a reminder of your appointment with Dr {doctor.last_name} "
             f"on {local:%A %d %B} at {local:%H:%M} at {clinic.name}. Reply C to confirm."
         )
-        records.append(
-            _message(
-                clinic,
-                patient,
-                direction=Direction.OUTBOUND,
-                channel=channel,
-                text=text,
-                at=reminder_at,
-                appointment=visit,
-                template="apt_reminder",
-            )
+        records += _exchange(
+            clinic,
+            patient,
+            channel,
+            visit,
+            text,
+            reminder_at,
+            "apt_reminder",
+            0.6,
+            (3, 180),
+            REMINDER_REPLIES,
         )
-        if channel != Channel.EMAIL and rng.random() < 0.6:
-            reply_at = reminder_at + timedelta(minutes=rng.randint(3, 180))
-            records.append(
-                _message(
-                    clinic,
-                    patient,
-                    direction=Direction.INBOUND,
-                    channel=channel,
-                    text=rng.choice(REMINDER_REPLIES),
-                    at=reply_at,
-                )
-            )
         if visit.status == AppointmentStatus.COMPLETED.value and rng.random() < 0.4:
             follow_up_at = visit.start_time + timedelta(hours=rng.randint(20, 30))
             text = (
                 f"Hi {patient.first_name}, how are you feeling after your visit with Dr {doctor.last_name}?"
             )
-            records.append(
-                _message(
-                    clinic,
-                    patient,
-                    direction=Direction.OUTBOUND,
-                    channel=channel,
-                    text=text,
-                    at=follow_up_at,
-                    appointment=visit,
-                    template="general_message",
-                )
+            records += _exchange(
+                clinic,
+                patient,
+                channel,
+                visit,
+                text,
+                follow_up_at,
+                "general_message",
+                0.8,
+                (10, 600),
+                FOLLOW_UP_REPLIES,
             )
-            if channel != Channel.EMAIL and rng.random() < 0.8:
-                reply_at = follow_up_at + timedelta(minutes=rng.randint(10, 600))
-                records.append(
-                    _message(
-                        clinic,
-                        patient,
-                        direction=Direction.INBOUND,
-                        channel=channel,
-                        text=rng.choice(FOLLOW_UP_REPLIES),
-                        at=reply_at,
-                    )
-                )
     records = [r for r in records if r.created_at < clinic.now]
     session.add_all(records)
     await session.flush()
