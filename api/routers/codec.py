@@ -24,9 +24,9 @@ from api.openapi import AUTHENTICATED
 from core.auth import Permission
 from core.codec import CodecError, EncryptionCodec
 from core.errors import Forbidden, Unprocessable
+from core.settings import LOOPBACK_HOSTS
 
 router = APIRouter(prefix="/codec", tags=["codec"], responses=AUTHENTICATED)
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 async def _development_ui(request: Request) -> bool:
@@ -34,7 +34,9 @@ async def _development_ui(request: Request) -> bool:
     none (the same trust as the admin token `prm run` prints). Everywhere else a token is required."""
     settings = request.app.state.settings
     client = request.client.host if request.client else ""
-    return settings.env == "development" and client in LOOPBACK and "authorization" not in request.headers
+    return (
+        settings.env == "development" and client in LOOPBACK_HOSTS and "authorization" not in request.headers
+    )
 
 
 async def can_decode(
