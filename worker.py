@@ -26,6 +26,7 @@ from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
+from core.phones import set_default_region
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal, temporal_target
 from core.tracing import configure_tracing
@@ -114,6 +115,7 @@ async def _connect_with_retry(settings: Settings, runtime: Runtime | None = None
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully."""
     stop = stop or _stop_on_signals()
+    set_default_region(settings.default_phone_region)
     engine = make_engine(resolve_database_url(settings), settings)
     telemetry = start_worker_telemetry(settings)
     try:

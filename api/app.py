@@ -40,6 +40,7 @@ from core.auth import TokenVerifier
 from core.codec import EncryptionCodec
 from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
+from core.phones import set_default_region
 from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
@@ -52,6 +53,7 @@ API_PREFIX = "/api/v1/prm"
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
     """Build the API; the engine is created at start-up and disposed at shutdown."""
     settings = settings or get_settings()
+    set_default_region(settings.default_phone_region)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import make_engine, make_sessionmaker, mark_system, resolve_database_url
 from core.logging import FORMAT, PhiSafeFormatter
+from core.phones import set_default_region
 from core.settings import Settings
 
 T = TypeVar("T")
@@ -49,13 +50,14 @@ def load_settings(**overrides: object) -> Settings:
         problems = "; ".join(_describe(err) for err in exc.errors())
         fail(f"invalid settings: {problems}", EXIT_BAD_INPUT)
     given = {k: v for k, v in overrides.items() if v is not None}
-    if not given:
-        return settings
-    try:  # validated again: an override (e.g. --api-host) obeys the same rules as the environment
-        return Settings.model_validate({**settings.model_dump(), **given})
-    except ValidationError as exc:
-        problems = "; ".join(_describe(err) for err in exc.errors())
-        fail(f"invalid settings: {problems}", EXIT_BAD_INPUT)
+    if given:
+        try:  # validated again: an override (e.g. --api-host) obeys the same rules as the environment
+            settings = Settings.model_validate({**settings.model_dump(), **given})
+        except ValidationError as exc:
+            problems = "; ".join(_describe(err) for err in exc.errors())
+            fail(f"invalid settings: {problems}", EXIT_BAD_INPUT)
+    set_default_region(settings.default_phone_region)
+    return settings
 
 
 def _describe(err: object) -> str:

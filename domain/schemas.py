@@ -9,11 +9,10 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, model_validator
 
 from core.phones import to_e164
-from core.settings import get_settings
 
 
 def _phone(value: str) -> str:
-    return to_e164(value, get_settings().default_phone_region)
+    return to_e164(value)
 
 
 PhoneNumber = Annotated[str, AfterValidator(_phone)]

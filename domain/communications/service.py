@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound, Unprocessable
 from core.phones import to_e164
-from core.settings import get_settings
 from domain.communications import dispatch, policy, templates
 from domain.communications.models import Communication
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
@@ -80,7 +79,7 @@ def normalised_recipient(channel: Channel, recipient: str) -> str:
     try:
         if channel == Channel.EMAIL:
             return str(TypeAdapter(EmailStr).validate_python(recipient)).lower()
-        return to_e164(recipient.removeprefix("whatsapp:"), get_settings().default_phone_region)
+        return to_e164(recipient.removeprefix("whatsapp:"))
     except (ValueError, ValidationError) as exc:
         raise Unprocessable(f"recipient is not a valid {channel.value} address.") from exc
 

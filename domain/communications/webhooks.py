@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import bind_tenant, mark_system
 from core.phones import to_e164
-from core.settings import get_settings
 from domain.communications import policy, service
 from domain.communications.models import Communication, WebhookEvent
 from domain.communications.repository import advance_status
@@ -178,7 +177,7 @@ async def _sendgrid_message(
 def phone_of(address: str) -> str | None:
     """The E.164 number of a Twilio address (`whatsapp:+1...` or `+1...`), or None."""
     try:
-        return to_e164(address.removeprefix("whatsapp:"), get_settings().default_phone_region)
+        return to_e164(address.removeprefix("whatsapp:"))
     except ValueError:
         return None
 

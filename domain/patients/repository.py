@@ -17,7 +17,6 @@ from sqlalchemy import ColumnElement, Date, Select, case, cast, func, literal, o
 from core.errors import NotFound, Unprocessable
 from core.phones import digits_only, to_e164
 from core.repository import Repository
-from core.settings import get_settings
 from domain.patients.models import ChannelConsent, Patient, full_name_expression
 from domain.patients.schemas import PatientAdvancedSearch, PatientSearchType
 
@@ -130,7 +129,7 @@ class PatientRepository(Repository[Patient]):
         exact: ColumnElement[bool] = literal(False)
         try:
             # A national number ("020 7946 0958") only matches once normalised like stored numbers.
-            e164 = to_e164(query, get_settings().default_phone_region)
+            e164 = to_e164(query)
         except ValueError:
             pass
         else:
