@@ -89,7 +89,7 @@ async def _render(
             return service.Content(subject, templates.render_text(data.message or "", variables))
         template = await templates.resolve_template(session, data.template_name)
         if template is None:
-            raise Unprocessable(f"Unknown template {data.template_name!r}.")
+            raise Unprocessable(f"Unknown template {data.template_name!r}.", loc=("body", "template_name"))
         own_subject, body = template.render(variables)
         return service.Content(subject or own_subject, body, template)
     except templates.TemplateError as exc:
@@ -102,7 +102,9 @@ async def update_communication(
     """Apply a PATCH: a forward status move (409 when it would go backwards), or a failure's message."""
     record = await repo.get_or_404(communication_id)
     if data.status is not None and data.status not in PATCHABLE:
-        raise Unprocessable(f"status can be set to {', '.join(s.value for s in PATCHABLE)} only.")
+        raise Unprocessable(
+            f"status can be set to {', '.join(s.value for s in PATCHABLE)} only.", loc=("body", "status")
+        )
     if data.status is not None and data.status.value != record.status:
         at = data.read_at or data.delivered_at or datetime.now(UTC)
         moved = await advance_status(
@@ -117,7 +119,9 @@ async def update_communication(
             raise Conflict(f"A {record.status} message cannot become {data.status.value}.")
     elif data.error_message is not None:
         if record.status != S.FAILED.value:
-            raise Unprocessable("error_message can only be set on a failed message.")
+            raise Unprocessable(
+                "error_message can only be set on a failed message.", loc=("body", "error_message")
+            )
         record.error_message = data.error_message
     await repo.session.flush()
     await repo.session.refresh(record)
@@ -188,7 +192,9 @@ async def template_catalogue(
 def _checked(category: str, subject: str, body: str) -> list[str]:
     """The variables of a tenant template's text; 422 for an unknown category or text that won't compile."""
     if category not in templates.CATEGORIES:
-        raise Unprocessable(f"category must be one of {', '.join(templates.CATEGORIES)}.")
+        raise Unprocessable(
+            f"category must be one of {', '.join(templates.CATEGORIES)}.", loc=("body", "category")
+        )
     try:
         return sorted(templates.compile_text(subject) | templates.compile_text(body))
     except templates.TemplateError as exc:
@@ -201,10 +207,16 @@ def _check_whatsapp_content(record: CommunicationTemplate) -> None:
     names = record.whatsapp_content_variables
     if record.whatsapp_content_sid is None:
         if names:
-            raise Unprocessable("whatsapp_content_variables need a whatsapp_content_sid.")
+            raise Unprocessable(
+                "whatsapp_content_variables need a whatsapp_content_sid.",
+                loc=("body", "whatsapp_content_sid"),
+            )
         return
     if record.channel != Channel.WHATSAPP.value:
-        raise Unprocessable("whatsapp_content_sid can only be set on a whatsapp template.")
+        raise Unprocessable(
+            "whatsapp_content_sid can only be set on a whatsapp template.",
+            loc=("body", "whatsapp_content_sid"),
+        )
     known = set(record.variables) | templates.SYSTEM_VARIABLES
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -272,7 +284,7 @@ async def update_template(
         fields["whatsapp_content_variables"] = []
     for name, value in fields.items():
         if value is None and name != "whatsapp_content_sid":
-            raise Unprocessable(f"{name} cannot be null.")
+            raise Unprocessable(f"{name} cannot be null.", loc=("body", name))
         setattr(record, name, value)
     record.variables = _checked(record.category, record.subject, record.body)
     _check_whatsapp_content(record)

@@ -81,7 +81,9 @@ def normalised_recipient(channel: Channel, recipient: str) -> str:
             return str(TypeAdapter(EmailStr).validate_python(recipient)).lower()
         return to_e164(recipient.removeprefix("whatsapp:"))
     except (ValueError, ValidationError) as exc:
-        raise Unprocessable(f"recipient is not a valid {channel.value} address.") from exc
+        raise Unprocessable(
+            f"recipient is not a valid {channel.value} address.", loc=("body", "recipient")
+        ) from exc
 
 
 async def by_idempotency_key(session: AsyncSession, key: str) -> Communication | None:

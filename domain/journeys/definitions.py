@@ -154,7 +154,7 @@ async def update_journey(repo: JourneyRepository, journey_id: uuid.UUID, data: J
         if field == "trigger_conditions" and value is None:
             value = {}
         if field in {"name", "is_default", "is_active"} and value is None:
-            raise Unprocessable(f"{field} cannot be null.")
+            raise Unprocessable(f"{field} cannot be null.", loc=("body", field))
         setattr(journey, field, value)
     return await repo.save(journey)
 
@@ -192,7 +192,7 @@ async def update_stage(
     sent = changes(data)
     for field in ("name", "order_index", "trigger_event", "actions"):
         if field in sent and sent[field] is None:
-            raise Unprocessable(f"{field} cannot be null.")
+            raise Unprocessable(f"{field} cannot be null.", loc=("body", field))
     if "order_index" in sent and sent["order_index"] != stage.order_index:
         await _ensure_free_order_index(repo, journey_id, sent["order_index"])
     if data.actions is not None:

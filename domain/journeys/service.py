@@ -129,7 +129,7 @@ async def create_instance(
         if appointment is None:
             raise NotFound("Appointment not found.")
         if appointment.patient_id != patient.id:
-            raise Unprocessable("The appointment belongs to another patient.")
+            raise Unprocessable("The appointment belongs to another patient.", loc=("body", "appointment_id"))
     stages = (await journeys.stages_of([journey.id]))[journey.id]
     tenant_templates = await templates_to_keep(session, stages)
     instance_id = uuid.uuid4()

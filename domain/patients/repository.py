@@ -124,7 +124,7 @@ class PatientRepository(Repository[Patient]):
     def _phone_search(stmt: Select[Any], query: str) -> Select[Any]:
         digits = digits_only(query)
         if len(digits) < 2:
-            raise Unprocessable("A phone search needs at least 2 digits.")
+            raise Unprocessable("A phone search needs at least 2 digits.", loc=("query", "query"))
         conditions = [Patient.phone_primary.contains(digits, autoescape=True)]
         exact: ColumnElement[bool] = literal(False)
         try:
@@ -153,7 +153,7 @@ class PatientRepository(Repository[Patient]):
         if criteria.phone:
             digits = digits_only(criteria.phone)
             if len(digits) < 2:
-                raise Unprocessable("A phone search needs at least 2 digits.")
+                raise Unprocessable("A phone search needs at least 2 digits.", loc=("body", "phone"))
             conditions.append(Patient.phone_primary.contains(digits, autoescape=True))
         if criteria.email:
             email = criteria.email.lower()

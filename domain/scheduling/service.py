@@ -145,7 +145,10 @@ async def book(
     if time_slot_id is not None:
         slot = await TimeSlotRepository(session).get_or_404(time_slot_id)
         if practitioner_id is not None and practitioner_id != slot.practitioner_id:
-            raise Unprocessable("practitioner_id does not match the time slot's practitioner.")
+            raise Unprocessable(
+                "practitioner_id does not match the time slot's practitioner.",
+                loc=("body", "practitioner_id"),
+            )
         if start_time is not None and (start_time != slot.start_time or end_time != slot.end_time):
             raise Unprocessable("start_time and end_time must match the time slot (or be omitted).")
         practitioner_id, start_time, end_time = slot.practitioner_id, slot.start_time, slot.end_time
@@ -227,7 +230,7 @@ async def check_conflicts(
 ) -> ConflictCheckResponse:
     """The practitioner's active appointments overlapping the proposed time."""
     if end_time <= start_time:
-        raise Unprocessable("end_time must be after start_time.")
+        raise Unprocessable("end_time must be after start_time.", loc=("body", "end_time"))
     await PractitionerRepository(session).get_or_404(practitioner_id)
     clashes = await AppointmentRepository(session).overlapping(
         practitioner_id=practitioner_id,

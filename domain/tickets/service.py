@@ -126,7 +126,9 @@ async def open_ticket(
             raise NotFound("Patient not found.")
     if data.journey_instance_id is not None:
         if patient_id is not None and journey_patient_id != patient_id:
-            raise Unprocessable("The journey instance belongs to another patient.")
+            raise Unprocessable(
+                "The journey instance belongs to another patient.", loc=("body", "journey_instance_id")
+            )
         patient_id = journey_patient_id
     result = await create_ticket(
         session,
@@ -176,7 +178,7 @@ async def update_ticket(
     sent = changes(data)
     for field in ("title", "priority", "status", "responded"):
         if field in sent and sent[field] is None:
-            raise Unprocessable(f"{field} cannot be null.")
+            raise Unprocessable(f"{field} cannot be null.", loc=("body", field))
     now = datetime.now(UTC)
     previous = ticket.status
     target = sent.pop("status", previous)
