@@ -194,7 +194,14 @@ async def run(instances: int, concurrency: int) -> dict[str, float]:
             tenant_id = insert_tenant(url)
             patients = seed_patients(url, tenant_id, instances)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
-            settings = Settings(env="test", database_url=url, temporal_task_queue=queue, db_pool_size=20)
+            settings = Settings(
+                env="test",
+                database_url=url,
+                temporal_task_queue=queue,
+                db_pool_size=20,
+                rate_limit_per_user="1000000/minute",  # the limiter runs, and never answers 429 here
+                rate_limit_per_tenant="1000000/minute",
+            )
             app = create_app(settings, database_url=url)
             address = env.client.service_client.config.target_host
             worker = await asyncio.to_thread(start_worker_process, url, address, queue)
