@@ -14,7 +14,7 @@ import psycopg
 
 from core.embedded_db import start_embedded_postgres, to_libpq_url, to_sqlalchemy_url
 from core.migrate import scratch_database as migrated_scratch
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -83,3 +83,15 @@ def insert_tenant(url: str, name: str = "Bench") -> uuid.UUID:
             (tenant_id, name),
         )
     return tenant_id
+
+
+def api_settings(url: str) -> Settings:
+    """Settings for an in-process API over `url` that a benchmark times request after request: no Temporal,
+    and per-user and per-tenant limits high enough never to answer 429 (the limiter still runs)."""
+    return Settings(
+        env="test",
+        database_url=url,
+        temporal_address="127.0.0.1:1",
+        rate_limit_per_user="1000000/minute",
+        rate_limit_per_tenant="1000000/minute",
+    )
