@@ -7,10 +7,12 @@ when the page is not full yet:
 1. exact: a word equal to the first or the last name ("smith"); two or more words equal to the first and
    the last name, in either order ("john smith", "smith john", "maria garcia lopez");
 2. prefix: the same, each word a prefix ("jo", "jo smi"), exact matches excluded;
-3. fuzzy: each word looked up in the tenant's name vocabulary (`patient_name_terms`: trigram similarity,
-   a small edit distance, or the word inside a name, "konk" in "Okonkwo"); the closest terms then select
-   the patients. A single word ranks by how close its term is, several words by the trigram similarity of
-   the whole name.
+3. fuzzy: each word looked up in the tenant's name vocabulary (`patient_name_terms`, tens of thousands of
+   distinct names rather than a million rows): names one edit away from a short word (3 or 4 letters),
+   names similar by trigrams to a longer one (pg_trgm's `%`, at its default threshold 0.3, which one
+   changed letter in 5 keeps), and names containing the word ("konk" in "Okonkwo"). The closest terms (by
+   edit distance, then similarity) then select the patients, closest first: a nested loop over the ranked
+   terms (or pairs of terms) with an index range read each, stopped as soon as the page is full.
 
 Names and the query are compared as keys (`prm_name_key`: unaccented, lower-cased), so "jose garcia"
 finds "José García". Within a tier, patients are ordered by the matched name, then the other, then id.
@@ -20,24 +22,47 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, text, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from domain.patients.models import Patient, patient_name_terms
 
 TERM_CANDIDATES = 10  # vocabulary terms a word expands to in the fuzzy tier
-TERM_SIMILARITY = (
-    0.2  # the vocabulary's trigram threshold: short names share few trigrams ("jon"/"john" 0.29)
-)
-CLOSE_SIMILARITY = 0.3  # pg_trgm's default: a term at least this similar is a match at any edit distance
+SHORT_WORD = 4  # letters: a short word shares too few trigrams with its typos ("jon"/"john": 0.29)
+CLOSE_SIMILARITY = 0.3  # pg_trgm's default threshold for `%`: a term this similar matches at any distance
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+MIN_TYPO_WORD = 3  # letters: shorter words are only looked for inside names, never as typos
 MAX_WORDS = 5  # words of a query that count (a name is rarely longer; each adds readings to try)
 PREFIX_END = "\U0010ffff"  # the largest code point: key >= p AND key < p || PREFIX_END is "starts with p"
 
 # (condition, first sort key, second sort key) of one indexed branch of a tier.
 Branch = tuple[ColumnElement[bool], Any, Any]
+
+
+@dataclass(frozen=True)
+class Term:
+    """A vocabulary term close to a word of the query: its edit distance and trigram similarity."""
+
+    term: str
+    distance: int
+    similarity: float
 
 
 async def search_names(session: AsyncSession, tenant_id: uuid.UUID, query: str, limit: int) -> list[Patient]:
@@ -48,9 +73,8 @@ async def search_names(session: AsyncSession, tenant_id: uuid.UUID, query: str, 
         return []
     found: dict[uuid.UUID, Patient] = {}
     for tier in (_exact, _prefix, _fuzzy):
-        branches = await tier(session, tenant_id, words)
-        if branches:
-            stmt = _page(tenant_id, branches, limit - len(found), exclude=list(found))
+        stmt = await tier(session, tenant_id, words, limit - len(found), list(found))
+        if stmt is not None:
             for patient in (await session.scalars(stmt)).all():
                 found.setdefault(patient.id, patient)
         if len(found) >= limit:
@@ -72,76 +96,155 @@ def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
     return and_(column >= prefix, column < prefix + PREFIX_END)
 
 
-async def _exact(_session: AsyncSession, _tenant_id: uuid.UUID, words: tuple[str, ...]) -> list[Branch]:
+def _one_edit_away(word: str) -> list[str]:
+    """Every string one deletion, transposition, substitution or insertion away from `word`."""
+    letters = set(LETTERS) | set(word)
+    cuts = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    variants = {a + b[1:] for a, b in cuts if b}
+    variants |= {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
+    variants |= {a + c + b[1:] for a, b in cuts if b for c in letters}
+    variants |= {a + c + b for a, b in cuts for c in letters}
+    variants.discard(word)
+    return sorted(variants)
+
+
+async def _exact(
+    _session: AsyncSession, tenant_id: uuid.UUID, words: tuple[str, ...], limit: int, exclude: list[uuid.UUID]
+) -> Select[Any]:
     first, last = Patient.first_name_key, Patient.last_name_key
     if len(words) == 1:
-        return [(first == words[0], first, last), (last == words[0], last, first)]
-    return [(and_(first == f, last == la), last, first) for f, la in _splits(words)]
+        branches = [(first == words[0], first, last), (last == words[0], last, first)]
+    else:
+        branches = [(and_(first == f, last == la), last, first) for f, la in _splits(words)]
+    return _page(tenant_id, branches, limit, exclude)
 
 
-async def _prefix(_session: AsyncSession, _tenant_id: uuid.UUID, words: tuple[str, ...]) -> list[Branch]:
+async def _prefix(
+    _session: AsyncSession, tenant_id: uuid.UUID, words: tuple[str, ...], limit: int, exclude: list[uuid.UUID]
+) -> Select[Any]:
     first, last = Patient.first_name_key, Patient.last_name_key
     if len(words) == 1:
         w = words[0]
-        return [
+        branches = [
             (and_(_starts_with(first, w), first != w), first, last),
             (and_(_starts_with(last, w), last != w), last, first),
         ]
-    return [
-        (and_(_starts_with(first, f), _starts_with(last, la), ~and_(first == f, last == la)), last, first)
-        for f, la in _splits(words)
-    ]
+    else:
+        branches = [
+            (and_(_starts_with(first, f), _starts_with(last, la), ~and_(first == f, last == la)), last, first)
+            for f, la in _splits(words)
+        ]
+    return _page(tenant_id, branches, limit, exclude)
 
 
-async def _fuzzy(session: AsyncSession, tenant_id: uuid.UUID, words: tuple[str, ...]) -> list[Branch]:
-    first, last = Patient.first_name_key, Patient.last_name_key
-    parts = list(words) if len(words) == 1 else list(dict.fromkeys(p for s in _splits(words) for p in s))
-    terms = await _similar_terms(session, tenant_id, parts)
+async def _fuzzy(
+    session: AsyncSession, tenant_id: uuid.UUID, words: tuple[str, ...], limit: int, exclude: list[uuid.UUID]
+) -> Select[Any] | None:
     if len(words) == 1:
-        # One branch per term and name, ranked by the term's closeness: each an index range read in order.
-        branches: list[Branch] = []
-        for rank, term in enumerate(terms[words[0]]):
-            branches.append((first == term, literal(rank), last))
-            branches.append((last == term, literal(rank), first))
-        return branches
-    key = func.concat_ws(" ", first, last)
-    whole = " ".join(words)
-    return [
-        (and_(first.in_(terms[f]), last.in_(terms[la])), -func.similarity(key, whole), last)
-        for f, la in _splits(words)
-        if terms[f] and terms[la]
-    ]
+        close = (await _close_terms(session, tenant_id, list(words)))[words[0]]
+        return _by_term(tenant_id, [t.term for t in close], limit, exclude) if close else None
+    splits = _splits(words)
+    terms = await _close_terms(session, tenant_id, list(dict.fromkeys(p for s in splits for p in s)))
+    pairs = sorted(
+        (
+            (f.distance + la.distance, -(f.similarity + la.similarity), f.term, la.term)
+            for first, last in splits
+            for f in terms[first]
+            for la in terms[last]
+        ),
+    )
+    return _by_pair(tenant_id, [(f, la) for *_, f, la in pairs], limit, exclude) if pairs else None
 
 
-async def _similar_terms(
+async def _close_terms(
     session: AsyncSession, tenant_id: uuid.UUID, parts: list[str]
-) -> dict[str, list[str]]:
-    """The tenant's name terms close to each part (best first): similar by trigrams, a small edit distance
-    away, or containing the part."""
-    # The GIN index finds the candidates at this threshold (transaction-local); the filter below keeps
-    # only the close ones.
-    await session.execute(text(f"SET LOCAL pg_trgm.similarity_threshold = {TERM_SIMILARITY}"))
+) -> dict[str, list[Term]]:
+    """The tenant's name terms close to each part, closest first (at most TERM_CANDIDATES each)."""
     term = patient_name_terms.c.term
     selects = []
     for n, part in enumerate(parts):
         distance = func.levenshtein_less_equal(term, part, 3)
         similarity = func.similarity(term, part)
         contains = term.contains(part, autoescape=True)
+        if len(part) < MIN_TYPO_WORD:
+            close = contains  # "ol" is someone typing, not a typo of "al"
+        elif len(part) <= SHORT_WORD:
+            close = or_(term.in_(_one_edit_away(part)), contains)  # primary-key lookups, GIN for `contains`
+        else:
+            close = or_(term.bool_op("%")(part), contains)  # both answered by the trigram GIN index
         selects.append(
-            select(literal(n).label("part"), term)
+            select(literal(n).label("part"), term, distance.label("distance"), similarity.label("similarity"))
             .where(
                 patient_name_terms.c.tenant_id == tenant_id,
-                or_(term.bool_op("%")(part), contains),
-                or_(distance <= (1 if len(part) <= 4 else 2), similarity >= CLOSE_SIMILARITY, contains),
+                close,
+                or_(
+                    distance <= (1 if len(part) <= SHORT_WORD else 2),
+                    similarity >= CLOSE_SIMILARITY,
+                    contains,
+                ),
             )
             .order_by(distance, similarity.desc(), term)
             .limit(TERM_CANDIDATES)
         )
-    rows = (await session.execute(union_all(*selects))).all()
-    found: dict[str, list[str]] = {part: [] for part in parts}
-    for n, value in rows:
-        found[parts[n]].append(value)
+    found: dict[str, list[Term]] = {part: [] for part in parts}
+    for n, value, distance_, similarity_ in (await session.execute(union_all(*selects))).all():
+        found[parts[n]].append(Term(value, distance_, similarity_))
     return found
+
+
+def _ranked(columns: dict[str, tuple[list[Any], Any]]) -> Any:
+    """`unnest(...) WITH ORDINALITY` over parallel lists, sorted by the ordinality (`rank`): the outer side
+    of a nested loop that the planner knows to be in rank order, so it can stop once the page is full."""
+    names = list(columns)
+    arrays = [bindparam(None, values, type_=ARRAY(sql_type)) for values, sql_type in columns.values()]
+    table = func.unnest(*arrays).table_valued(*names, with_ordinality="rank").render_derived()
+    return select(table).order_by(table.c.rank).subquery("ranked")
+
+
+def _by_term(tenant_id: uuid.UUID, terms: list[str], limit: int, exclude: list[uuid.UUID]) -> Select[Any]:
+    """Patients whose first or last name is one of `terms`, the closest term first, then by the other name."""
+    ranked = _ranked({"term": (terms, Text)})
+    first, last = Patient.first_name_key, Patient.last_name_key
+    branches = []
+    for column, other in ((first, last), (last, first)):
+        stmt = select(Patient, other.label("k2")).where(
+            Patient.tenant_id == tenant_id, column == ranked.c.term
+        )
+        if exclude:
+            stmt = stmt.where(Patient.id.not_in(exclude))
+        branches.append(stmt.order_by(other, Patient.id).limit(limit))
+    matches = union_all(*branches).lateral("matches")
+    patient = aliased(Patient, matches)
+    return (
+        select(patient)
+        .select_from(ranked)
+        .join(matches, true())
+        .order_by(ranked.c.rank, matches.c.k2, matches.c.id)
+        .limit(limit)
+    )
+
+
+def _by_pair(
+    tenant_id: uuid.UUID, pairs: list[tuple[str, str]], limit: int, exclude: list[uuid.UUID]
+) -> Select[Any]:
+    """Patients whose (first, last) name is one of `pairs`, the closest pair first."""
+    ranked = _ranked({"first": ([f for f, _ in pairs], Text), "last": ([la for _, la in pairs], Text)})
+    stmt = select(Patient).where(
+        Patient.tenant_id == tenant_id,
+        Patient.first_name_key == ranked.c.first,
+        Patient.last_name_key == ranked.c.last,
+    )
+    if exclude:
+        stmt = stmt.where(Patient.id.not_in(exclude))
+    matches = stmt.order_by(Patient.id).limit(limit).lateral("matches")
+    patient = aliased(Patient, matches)
+    return (
+        select(patient)
+        .select_from(ranked)
+        .join(matches, true())
+        .order_by(ranked.c.rank, matches.c.id)
+        .limit(limit)
+    )
 
 
 def _page(tenant_id: uuid.UUID, branches: list[Branch], limit: int, exclude: list[uuid.UUID]) -> Select[Any]:
