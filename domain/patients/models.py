@@ -118,7 +118,8 @@ Index(
 
 
 # Every distinct name key of a tenant (kept by statement triggers on `patients`, migration 0012): name
-# search looks a misspelt word up here (trigram GIN over tens of thousands of terms, not a million rows).
+# search looks a misspelt word up here (tens of thousands of terms, not a million rows): its variants one
+# edit away by primary key, the names containing it through the trigram GIN index.
 patient_name_terms = Table(
     "patient_name_terms",
     Base.metadata,

@@ -8,11 +8,13 @@ when the page is not full yet:
    the last name, in either order ("john smith", "smith john", "maria garcia lopez");
 2. prefix: the same, each word a prefix ("jo", "jo smi"), exact matches excluded;
 3. fuzzy: each word looked up in the tenant's name vocabulary (`patient_name_terms`, tens of thousands of
-   distinct names rather than a million rows): names one edit away from a short word (3 or 4 letters),
-   names similar by trigrams to a longer one (pg_trgm's `%`, at its default threshold 0.3, which one
-   changed letter in 5 keeps), and names containing the word ("konk" in "Okonkwo"). The closest terms (by
-   edit distance, then similarity) then select the patients, closest first: a nested loop over the ranked
-   terms (or pairs of terms) with an index range read each, stopped as soon as the page is full.
+   distinct names rather than a million rows): names one edit away from it (a letter changed, missing,
+   added, or two swapped: "smyth", "jonh", "lovelase"), found by primary-key lookups of every such variant
+   of the word, and names containing it ("konk" in "Okonkwo", through the trigram GIN index); a word of 6
+   letters or more that finds neither is then matched by trigram similarity ("zabrisky" for "Zabriskie").
+   Words of fewer than 3 letters are only looked for inside names. The closest terms (by edit distance,
+   then trigram similarity) then select the patients, closest first: a nested loop over the ranked terms
+   (or pairs of terms, for several words) with an index range read each, stopped once the page is full.
 
 Names and the query are compared as keys (`prm_name_key`: unaccented, lower-cased), so "jose garcia"
 finds "José García". Within a tier, patients are ordered by the matched name, then the other, then id.
@@ -30,6 +32,7 @@ from sqlalchemy import (
     Select,
     Text,
     and_,
+    any_,
     bindparam,
     func,
     literal,
@@ -45,10 +48,9 @@ from sqlalchemy.orm import aliased
 from domain.patients.models import Patient, patient_name_terms
 
 TERM_CANDIDATES = 10  # vocabulary terms a word expands to in the fuzzy tier
-SHORT_WORD = 4  # letters: a short word shares too few trigrams with its typos ("jon"/"john": 0.29)
-CLOSE_SIMILARITY = 0.3  # pg_trgm's default threshold for `%`: a term this similar matches at any distance
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MIN_TYPO_WORD = 3  # letters: shorter words are only looked for inside names, never as typos
+SIMILAR_WORD = 6  # letters: a word this long with no name one edit away is matched by trigram similarity
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MAX_WORDS = 5  # words of a query that count (a name is rarely longer; each adds readings to try)
 PREFIX_END = "\U0010ffff"  # the largest code point: key >= p AND key < p || PREFIX_END is "starts with p"
 
@@ -159,30 +161,33 @@ async def _fuzzy(
 async def _close_terms(
     session: AsyncSession, tenant_id: uuid.UUID, parts: list[str]
 ) -> dict[str, list[Term]]:
-    """The tenant's name terms close to each part, closest first (at most TERM_CANDIDATES each)."""
+    """The tenant's name terms close to each part, closest first (at most TERM_CANDIDATES each): one edit
+    away (primary-key lookups of every variant) or containing the part (the trigram GIN index). A longer
+    part that finds none is then matched by trigram similarity (pg_trgm's `%`, threshold 0.3: two typos
+    in a long name), which lets the GIN index return many more candidates, hence only then."""
+    found = await _terms(session, tenant_id, parts, similar=False)
+    unmatched = [part for part in parts if not found[part] and len(part) >= SIMILAR_WORD]
+    if unmatched:
+        found.update(await _terms(session, tenant_id, unmatched, similar=True))
+    return found
+
+
+async def _terms(
+    session: AsyncSession, tenant_id: uuid.UUID, parts: list[str], *, similar: bool
+) -> dict[str, list[Term]]:
     term = patient_name_terms.c.term
     selects = []
     for n, part in enumerate(parts):
         distance = func.levenshtein_less_equal(term, part, 3)
         similarity = func.similarity(term, part)
-        contains = term.contains(part, autoescape=True)
-        if len(part) < MIN_TYPO_WORD:
-            close = contains  # "ol" is someone typing, not a typo of "al"
-        elif len(part) <= SHORT_WORD:
-            close = or_(term.in_(_one_edit_away(part)), contains)  # primary-key lookups, GIN for `contains`
-        else:
-            close = or_(term.bool_op("%")(part), contains)  # both answered by the trigram GIN index
+        close = term.contains(part, autoescape=True)
+        if similar:
+            close = term.bool_op("%")(part)
+        elif len(part) >= MIN_TYPO_WORD:  # "ol" is someone typing, not a typo of "al"
+            close = or_(term == any_(bindparam(None, _one_edit_away(part), type_=ARRAY(Text))), close)
         selects.append(
             select(literal(n).label("part"), term, distance.label("distance"), similarity.label("similarity"))
-            .where(
-                patient_name_terms.c.tenant_id == tenant_id,
-                close,
-                or_(
-                    distance <= (1 if len(part) <= SHORT_WORD else 2),
-                    similarity >= CLOSE_SIMILARITY,
-                    contains,
-                ),
-            )
+            .where(patient_name_terms.c.tenant_id == tenant_id, close)
             .order_by(distance, similarity.desc(), term)
             .limit(TERM_CANDIDATES)
         )

@@ -9,8 +9,9 @@ first name shares its trigrams with tens of thousands of rows, each fetched and 
   order of the results. `ix_patients_tenant_first_key` and `ix_patients_tenant_last_key` (tenant first)
   answer exact and prefix matches with an index range read in order, 20 rows for a page of 20.
 - `patient_name_terms`: every distinct name key of a tenant (a few tens of thousands, not a million),
-  with a trigram GIN index. A name with a typo is looked up there first (similar or containing terms),
-  and the few matching terms then select the patients through the btrees above. Statement triggers on
+  keyed (tenant, term), with a trigram GIN index. A word with a typo is looked up there first (every
+  variant one edit away, by primary key; names containing the word, by the GIN index), and the few
+  matching terms then select the patients through the btrees above. Statement triggers on
   `patients` add the keys of inserted and updated rows (`ON CONFLICT DO NOTHING`, in key order so
   concurrent writers never deadlock); a term is never removed (a stale one costs one empty lookup).
 

@@ -77,7 +77,9 @@ async def test_a_renamed_patient_is_found_by_a_typo_of_the_new_name(
     assert await names(client, auth, "lovelase") == ["Ada Lovelace"]
 
 
-@pytest.mark.parametrize("query", ["Quentin Zabriskie", "zabriskie", "zab", "zabriskey", "quentin zabrisky"])
+@pytest.mark.parametrize(
+    "query", ["Quentin Zabriskie", "zabriskie", "zab", "zabriskei", "qentin zabriskie", "quentin zabrisky"]
+)
 async def test_name_search_never_returns_another_tenants_patients(
     client: httpx.AsyncClient,
     auth: dict,
@@ -103,3 +105,14 @@ async def test_typed_wildcards_are_plain_characters(
     await create_patient(first_name="Anna", last_name="Berg")
     assert await names(client, auth, "b%") == []
     assert await names(client, auth, "%%") == []
+
+
+async def test_a_word_one_edit_away_is_a_typo_and_a_long_word_two_edits_away_too(
+    client: httpx.AsyncClient, auth: dict, create_patient: CreatePatient
+) -> None:
+    await create_patient(first_name="Quentin", last_name="Zabriskie")
+    await create_patient(first_name="Eva", last_name="Kahn")
+    for typo in ("zabriskei", "zabrisie", "zabbriskie", "zabrisky", "quentin zabriskey"):
+        assert await names(client, auth, typo) == ["Quentin Zabriskie"], typo
+    assert await names(client, auth, "kahm") == ["Eva Kahn"]
+    assert await names(client, auth, "kxhm") == []  # two edits away from a short name is another name
