@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 import statistics
+import time
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 
 from core.embedded_db import start_embedded_postgres, to_libpq_url, to_sqlalchemy_url
 from core.migrate import scratch_database as migrated_scratch
@@ -95,3 +98,31 @@ def api_settings(url: str) -> Settings:
         rate_limit_per_user="1000000/minute",
         rate_limit_per_tenant="1000000/minute",
     )
+
+
+class SqlClock:
+    """Milliseconds spent inside SQL statements (every SQLAlchemy engine of this process, from the driver's
+    call to its answer), summed until `take()`: splits a request's time into the database's and the rest."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+
+    def __enter__(self) -> SqlClock:
+        event.listen(Engine, "before_cursor_execute", self._before)
+        event.listen(Engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(Engine, "before_cursor_execute", self._before)
+        event.remove(Engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Connection, *_: object) -> None:
+        conn.info["sql_clock_started"] = time.perf_counter()
+
+    def _after(self, conn: Connection, *_: object) -> None:
+        self.ms += (time.perf_counter() - conn.info.pop("sql_clock_started")) * 1000
+
+    def take(self) -> float:
+        """The milliseconds summed since the last call."""
+        ms, self.ms = self.ms, 0.0
+        return ms
