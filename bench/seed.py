@@ -10,8 +10,8 @@ everything (800,000 patients). Every count scales with `--scale`. As a function:
 
 The data:
 - names drawn from real first- and last-name lists with a skewed (Zipf-like) choice, so "Smith" and
-  "James" are common and most surnames are rare; a long tail of generated surnames (about a third of the
-  patients), a few accented names (García, José, Müller); gender follows the first name; E.164 phone
+  "James" are common (about 0.9 % and 3 % of the men, as in the US census) and most surnames are rare: a
+  long tail of generated surnames (70 % of the patients, tens of thousands of them), a few accented names (García, José, Müller); gender follows the first name; E.164 phone
   numbers, MRNs `MRN-000000001` (unique per tenant), e-mail addresses for 70 % of the patients;
 - practitioners (one per 2,000 patients, at least 5) with 13 appointments a day each, 40 minutes apart
   from 08:00, from months back to a month ahead: never overlapping, as the exclusion constraint demands;
@@ -118,7 +118,9 @@ SYLLABLES = (
     "an ber car dal el fen gar hol in jor kel lan mar nor ol per quin ros sal tor ul van wel xan yor zel "
     "ash bro cha dre ev fos gri ham ing jen kov lin mon nes ost pat ric son tam vik"
 ).split()
-TAIL_SURNAMES = 0.35  # share of patients with a rare (generated) surname
+# Calibrated on the US census shares: "Smith" about 0.9 % of the people, the 100th surname about 0.1 %,
+# most people with a surname outside the top few hundred; "James" about 3 % of the men.
+TAIL_SURNAMES = 0.70  # share of patients with a rare (generated) surname
 GENDER_CHOICES = ("male", "female", "other", "unknown")
 
 OPENERS = (
@@ -216,9 +218,9 @@ class _Names:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.male_w = _zipf_cum_weights(len(MALE_FIRST), 0.9)
-        self.female_w = _zipf_cum_weights(len(FEMALE_FIRST), 0.9)
-        self.last_w = _zipf_cum_weights(len(LAST_NAMES), 0.8)
+        self.male_w = _zipf_cum_weights(len(MALE_FIRST), 0.6)
+        self.female_w = _zipf_cum_weights(len(FEMALE_FIRST), 0.6)
+        self.last_w = _zipf_cum_weights(len(LAST_NAMES), 0.5)
 
     def draw(self) -> tuple[str, str, str]:
         rng = self.rng
