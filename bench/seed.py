@@ -11,8 +11,9 @@ everything (800,000 patients). Every count scales with `--scale`. As a function:
 The data:
 - names drawn from real first- and last-name lists with a skewed (Zipf-like) choice, so "Smith" and
   "James" are common (about 0.9 % and 3 % of the men, as in the US census) and most surnames are rare: a
-  long tail of generated surnames (70 % of the patients, tens of thousands of them), a few accented names (García, José, Müller); gender follows the first name; E.164 phone
-  numbers, MRNs `MRN-000000001` (unique per tenant), e-mail addresses for 70 % of the patients;
+  long tail of generated surnames (70 % of the patients, tens of thousands of them), a few accented
+  names (García, José, Müller); gender follows the first name; E.164 phone numbers, MRNs
+  `MRN-000000001` (unique per tenant), e-mail addresses for 70 % of the patients;
 - practitioners (one per 2,000 patients, at least 5) with 13 appointments a day each, 40 minutes apart
   from 08:00, from months back to a month ahead: never overlapping, as the exclusion constraint demands;
   past ones completed / no-show / cancelled, future ones booked / confirmed / cancelled;
