@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from core.pagination import Page
 from domain.enums import JourneyInstanceStatus, StageStatus
+from domain.journeys.trigger_conditions import JourneyTrigger, empty_means_none
 from domain.journeys.triggers import (
     ImmediateTrigger,
     StageAction,
@@ -25,6 +26,16 @@ Trigger = Annotated[
     Field(
         description='What starts the stage: an object with a `type`, or just the type name ("manual", '
         '"immediate") for its defaults'
+    ),
+]
+TriggerConditions = Annotated[
+    JourneyTrigger | None,
+    BeforeValidator(empty_means_none),
+    Field(
+        description="What starts the journey on its own: a domain `event` (patient.registered, "
+        "appointment.no_show, message.received, encounter.discharged, ...), `conditions` on the event and "
+        "the patient, an optional `delay` and a `repeat` policy. `{}` or null: started only by hand (and, "
+        "for a default journey, for every new patient)"
     ),
 ]
 Actions = Annotated[
@@ -72,9 +83,11 @@ class JourneyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     journey_type: str | None = Field(default=None, max_length=64)
-    is_default: bool = False
+    is_default: bool = Field(
+        default=False, description="Start this journey for every new patient of the tenant (once each)"
+    )
     is_active: bool = True
-    trigger_conditions: FreeJson = Field(default_factory=dict)
+    trigger_conditions: TriggerConditions = None
     stages: Annotated[list[JourneyStageCreate], AfterValidator(_unique_order)] = Field(
         default_factory=list, max_length=100
     )
@@ -87,8 +100,10 @@ class JourneyUpdate(RequestModel):
     description: str | None = Field(default=None, max_length=5000)
     journey_type: str | None = Field(default=None, max_length=64)
     is_default: bool | None = None
-    is_active: bool | None = None
-    trigger_conditions: FreeJson | None = None
+    is_active: bool | None = Field(
+        default=None, description="false stops new starts (by hand and by triggers); running instances go on"
+    )
+    trigger_conditions: TriggerConditions = None
 
 
 class JourneyStageResponse(ResponseModel):
