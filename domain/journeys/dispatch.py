@@ -81,7 +81,7 @@ async def event_facts(session: AsyncSession, event: DomainEvent, patient: Patien
     text = None
     if event.type == EventType.MESSAGE_RECEIVED.value and event.subject_type == "communication":
         text = await session.scalar(
-            select(Communication.message).where(Communication.id == _uuid(event.subject_id))
+            select(Communication.message).where(Communication.id == as_uuid(event.subject_id))
         )
     return EventFacts(
         type=event.type,
@@ -99,7 +99,8 @@ def verdict_for(journey: Journey, facts: EventFacts) -> Verdict:
     return evaluate(journey.is_default, parse_trigger_conditions(journey.trigger_conditions), facts)
 
 
-def _uuid(value: str | None) -> uuid.UUID | None:
+def as_uuid(value: str | None) -> uuid.UUID | None:
+    """`value` as a UUID, or None when it is none (an HL7 visit number, say)."""
     try:
         return uuid.UUID(str(value)) if value else None
     except ValueError:
@@ -173,8 +174,8 @@ async def _start_now(
     if patient is None or patient.status != PatientStatus.ACTIVE.value or patient.merged_into_id is not None:
         _skip(start, "The patient is not active.")
         return False
-    appointment_id = _uuid(event.subject_id) if event and event.subject_type == "appointment" else None
-    encounter_id = _uuid(event.subject_id) if event and event.subject_type == "encounter" else None
+    appointment_id = as_uuid(event.subject_id) if event and event.subject_type == "appointment" else None
+    encounter_id = as_uuid(event.subject_id) if event and event.subject_type == "encounter" else None
     data = JourneyInstanceCreate(
         journey_id=start.journey_id,
         patient_id=start.patient_id,
@@ -267,15 +268,22 @@ async def _finish(session: AsyncSession) -> None:
 
 
 async def dispatch_events(
-    sessionmaker: async_sessionmaker[AsyncSession], access: TemporalAccess, *, batch: int = DEFAULT_BATCH
+    sessionmaker: async_sessionmaker[AsyncSession],
+    access: TemporalAccess,
+    *,
+    batch: int = DEFAULT_BATCH,
+    tenant_id: uuid.UUID | None = None,
 ) -> DispatchOutcome:
-    """Dispatch up to `batch` undispatched events, oldest first, each in its own transaction."""
+    """Dispatch up to `batch` undispatched events (of one tenant, or all), oldest first, each in its own
+    transaction."""
     total = DispatchOutcome()
     failed: list[int] = []
     for _ in range(batch):
         async with sessionmaker() as session:
             mark_system(session)
             stmt = select(DomainEvent).where(DomainEvent.dispatched_at.is_(None))
+            if tenant_id is not None:
+                stmt = stmt.where(DomainEvent.tenant_id == tenant_id)
             if failed:
                 stmt = stmt.where(DomainEvent.id.not_in(failed))
             event = await session.scalar(
@@ -321,9 +329,14 @@ async def dispatch_events(
 
 
 async def start_due(
-    sessionmaker: async_sessionmaker[AsyncSession], access: TemporalAccess, *, batch: int = DEFAULT_BATCH
+    sessionmaker: async_sessionmaker[AsyncSession],
+    access: TemporalAccess,
+    *,
+    batch: int = DEFAULT_BATCH,
+    tenant_id: uuid.UUID | None = None,
 ) -> DispatchOutcome:
-    """Start up to `batch` pending starts whose delay has passed, each in its own transaction."""
+    """Start up to `batch` pending starts (of one tenant, or all) whose delay has passed, each in its own
+    transaction."""
     total = DispatchOutcome()
     failed: list[uuid.UUID] = []
     for _ in range(batch):
@@ -333,6 +346,8 @@ async def start_due(
                 JourneyTriggerStart.status == TriggerStartStatus.PENDING.value,
                 JourneyTriggerStart.due_at <= datetime.now(UTC),
             )
+            if tenant_id is not None:
+                stmt = stmt.where(JourneyTriggerStart.tenant_id == tenant_id)
             if failed:
                 stmt = stmt.where(JourneyTriggerStart.id.not_in(failed))
             start = await session.scalar(
@@ -368,16 +383,19 @@ class TriggerDispatcher:
         *,
         interval: float = 2.0,
         batch: int = DEFAULT_BATCH,
+        tenant_id: uuid.UUID | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.access = access
         self.interval = interval
         self.batch = batch
+        self.tenant_id = tenant_id  # None: every tenant (the worker); one: a test, an operator's run
 
     async def round(self) -> DispatchOutcome:
         """One round; what it did."""
-        outcome = await start_due(self.sessionmaker, self.access, batch=self.batch)
-        outcome.add(await dispatch_events(self.sessionmaker, self.access, batch=self.batch))
+        batch, tenant_id = self.batch, self.tenant_id
+        outcome = await start_due(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id)
+        outcome.add(await dispatch_events(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id))
         if outcome.started or outcome.scheduled:
             log.info(
                 "trigger dispatcher: %d events, %d journeys started, %d scheduled, %d skipped",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from core.pagination import Page
-from domain.enums import JourneyInstanceStatus, StageStatus
+from domain.enums import JourneyInstanceStatus, RepeatPolicy, StageStatus, TriggerStartStatus
 from domain.journeys.trigger_conditions import JourneyTrigger, empty_means_none
 from domain.journeys.triggers import (
     ImmediateTrigger,
@@ -245,3 +245,46 @@ class JourneyInstanceStats(ResponseModel):
     cancelled: int
     by_status: dict[str, int]
     by_journey: dict[str, int]
+
+
+# ---- trigger dry run --------------------------------------------------------------------------------
+
+
+class TriggerStartView(ResponseModel):
+    """What the dispatcher already did with this event for this journey."""
+
+    status: TriggerStartStatus
+    due_at: datetime
+    instance_id: uuid.UUID | None
+    reason: str | None
+
+
+class TriggerTestItem(ResponseModel):
+    """One recent event, and whether the journey's trigger would start the journey for it (and why not)."""
+
+    event_id: int
+    type: str
+    occurred_at: datetime
+    source: str
+    patient_id: uuid.UUID | None
+    subject_type: str | None
+    subject_id: str | None
+    facts: dict[str, Any]
+    matched: bool = Field(description="The trigger's event and conditions match this event")
+    reasons: list[str] = Field(description="Why it does not match (empty when it does)")
+    would_start_at: datetime | None = Field(description="The event's time plus the trigger's delay")
+    repeat: RepeatPolicy | None
+    start: TriggerStartView | None = Field(
+        description="The start the dispatcher recorded for this event (the repeat policy may have refused "
+        "one: then there is none)"
+    )
+
+
+class TriggerTestResponse(Page[TriggerTestItem]):
+    """A page of the tenant's recent events, newest first, each with the journey's verdict on it."""
+
+    journey_id: uuid.UUID
+    is_active: bool = Field(description="An inactive journey starts nothing, whatever matches")
+    is_default: bool
+    trigger_conditions: dict[str, Any]
+    window_start: datetime
