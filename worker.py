@@ -232,6 +232,7 @@ def _trigger_dispatcher(client: Client, deps: ActivityDeps) -> TriggerDispatcher
         TemporalAccess(get_client=get_client, task_queue=settings.temporal_task_queue),
         interval=settings.trigger_dispatch_interval_seconds,
         batch=settings.trigger_dispatch_batch,
+        keep_events=timedelta(days=settings.domain_events_retention_days),
     )
 
 

@@ -18,7 +18,7 @@ the same key is a no-op, so a repeated external message (an HL7 control id) emit
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -98,6 +98,7 @@ FACTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+PRUNE_BATCH = 10_000
 MAX_FACTS_BYTES = 16_384  # a fact is an id, a code or a name: an event's facts stay small
 
 _SOURCE_KEY = "event_source"
@@ -194,3 +195,18 @@ async def emit(
         .returning(DomainEvent.id)
     )
     return await session.scalar(stmt)
+
+
+async def prune_dispatched(session: AsyncSession, *, older_than: timedelta) -> int:
+    """Delete dispatched events that occurred more than `older_than` ago (a bounded batch, every tenant)
+    and commit; how many. The journey starts they caused keep their own record (and the repeat policy)."""
+    result = await session.execute(
+        text(
+            "DELETE FROM domain_events WHERE id IN (SELECT id FROM domain_events"
+            " WHERE dispatched_at IS NOT NULL AND occurred_at < now() - make_interval(secs => :age)"
+            " ORDER BY id LIMIT :batch)"
+        ),
+        {"age": older_than.total_seconds(), "batch": PRUNE_BATCH},
+    )
+    await session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.database import bind_tenant, mark_system, run_after_commit_jobs
 from core.errors import DomainError
-from core.events import DomainEvent, EventType
+from core.events import DomainEvent, EventType, prune_dispatched
 from core.temporal import TemporalAccess, bind_temporal
 from domain.communications.models import Communication
 from domain.enums import PatientStatus, RepeatPolicy, TriggerStartStatus
@@ -384,8 +384,13 @@ class TriggerDispatcher:
         interval: float = 2.0,
         batch: int = DEFAULT_BATCH,
         tenant_id: uuid.UUID | None = None,
+        keep_events: timedelta | None = None,
+        prune_every: float = 3600.0,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.keep_events = keep_events  # None: never prune (tests); the worker passes the retention
+        self.prune_every = prune_every
+        self._last_prune: float | None = None
         self.access = access
         self.interval = interval
         self.batch = batch
@@ -393,6 +398,7 @@ class TriggerDispatcher:
 
     async def round(self) -> DispatchOutcome:
         """One round; what it did."""
+        await self._prune_if_due()
         batch, tenant_id = self.batch, self.tenant_id
         outcome = await start_due(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id)
         outcome.add(await dispatch_events(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id))
@@ -405,6 +411,18 @@ class TriggerDispatcher:
                 outcome.skipped,
             )
         return outcome
+
+    async def _prune_if_due(self) -> None:
+        if self.keep_events is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._last_prune is not None and now - self._last_prune < self.prune_every:
+            return
+        self._last_prune = now
+        async with self.sessionmaker() as session:
+            pruned = await prune_dispatched(session, older_than=self.keep_events)
+        if pruned:
+            log.info("pruned %d dispatched domain events", pruned)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until `stop` is set; a failed round (the database down) is logged and retried."""

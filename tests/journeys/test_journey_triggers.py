@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from core.database import bind_tenant
-from core.events import DomainEvent, EventType, emit
+from core.events import DomainEvent, EventType, emit, prune_dispatched
 from core.temporal import TemporalAccess
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyTriggerStart
@@ -464,3 +464,25 @@ async def test_events_are_tenant_scoped(
     async with clinic.sessionmaker() as session:
         bind_tenant(session, other)
         assert await session.scalar(select(func.count()).select_from(DomainEvent)) == 0
+
+
+async def test_dispatched_events_are_pruned_after_the_retention_and_their_starts_remain(
+    clinic: Clinic, dispatcher: TriggerDispatcher, make_journey: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    journey = await make_journey(trigger_conditions={"event": "patient.updated", "repeat": "never"})
+    async with await clinic.session() as session:
+        await emit(session, type=EventType.PATIENT_UPDATED, patient_id=clinic.patient_id)
+        await session.commit()
+    await dispatcher.round()
+    async with await clinic.session() as session:  # it happened long ago
+        await session.execute(update(DomainEvent).values(occurred_at=datetime.now(UTC) - timedelta(days=100)))
+        await session.commit()
+
+    async with clinic.sessionmaker() as session:
+        assert await prune_dispatched(session, older_than=timedelta(days=90)) >= 1
+
+    async with await clinic.session() as session:
+        assert await session.scalar(select(func.count()).select_from(DomainEvent)) == 0
+        start = await session.scalar(select(JourneyTriggerStart))
+    assert start is not None and start.status == "started" and start.event_id is None
+    assert len(await instances_of(clinic, journey["id"], clinic.patient_id)) == 1
