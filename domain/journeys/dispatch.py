@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # an event that fails this often (a bug, not an outage) is set aside, logged
 DEFAULT_BATCH = 100
+TRIGGER_KEY_PREFIX = "trigger:"  # the idempotency key of an instance a trigger started: trigger:<start id>
 
 
 @dataclass
@@ -113,9 +114,14 @@ def as_uuid(value: str | None) -> uuid.UUID | None:
 async def _already_on_journey(
     session: AsyncSession, journey_id: uuid.UUID, patient_id: uuid.UUID, since: datetime | None
 ) -> bool:
-    """Whether the patient was placed on the journey (by hand, too) at all, or since `since`."""
+    """Whether the patient was placed on the journey by hand at all, or since `since` (the starts of
+    triggers are the database's to refuse: `journey_trigger_starts`)."""
+    by_hand = or_(
+        JourneyInstance.idempotency_key.is_(None),
+        JourneyInstance.idempotency_key.not_like(f"{TRIGGER_KEY_PREFIX}%"),
+    )
     stmt = select(JourneyInstance.id).where(
-        JourneyInstance.journey_id == journey_id, JourneyInstance.patient_id == patient_id
+        JourneyInstance.journey_id == journey_id, JourneyInstance.patient_id == patient_id, by_hand
     )
     if since is not None:
         stmt = stmt.where(JourneyInstance.created_at >= since)
@@ -193,7 +199,7 @@ async def _start_now(
     try:
         async with session.begin_nested():
             instance, _ = await service.create_instance(
-                session, data, access, idempotency_key=f"trigger:{start.id}"
+                session, data, access, idempotency_key=f"{TRIGGER_KEY_PREFIX}{start.id}"
             )
     except DomainError as exc:  # inactive journey, a template it cannot use, a vanished appointment
         _skip(start, exc.detail)

@@ -486,3 +486,143 @@ async def test_dispatched_events_are_pruned_after_the_retention_and_their_starts
         start = await session.scalar(select(JourneyTriggerStart))
     assert start is not None and start.status == "started" and start.event_id is None
     assert len(await instances_of(clinic, journey["id"], clinic.patient_id)) == 1
+
+
+# ---- what emits --------------------------------------------------------------------------------------------
+
+
+async def event_types(clinic: Clinic) -> list[str]:
+    """The tenant's events, oldest first."""
+    async with await clinic.session() as session:
+        return list((await session.scalars(select(DomainEvent.type).order_by(DomainEvent.id))).all())
+
+
+async def test_each_change_through_the_api_emits_its_event_once(
+    client: httpx.AsyncClient, auth: dict[str, str], clinic: Clinic
+) -> None:
+    primary = await register(client, auth)
+    duplicate = await register(client, auth)
+    await client.patch(f"{API}/patients/{primary}", json={"city": "Porto"}, headers=auth)
+    merge = {"primary_patient_id": primary, "duplicate_patient_id": duplicate}
+    assert (await client.post(f"{API}/patients/merge", json=merge, headers=auth)).status_code == 200
+    visit = await book(client, auth, clinic, 3)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5)
+    moved = {"start_time": start.isoformat(), "end_time": (start + timedelta(minutes=30)).isoformat()}
+    for body in (moved, {"status": "checked_in"}, {"status": "completed"}):
+        resp = await client.patch(f"{API}/appointments/{visit}", json=body, headers=auth)
+        assert resp.status_code == 200, resp.text
+    missed, cancelled = await book(client, auth, clinic, 6), await book(client, auth, clinic, 7)
+    await client.patch(f"{API}/appointments/{missed}", json={"status": "no_show"}, headers=auth)
+    assert (await client.post(f"{API}/appointments/{cancelled}/cancel", headers=auth)).status_code == 200
+    ticket = await client.post(
+        f"{API}/tickets", json={"patient_id": str(clinic.patient_id), "title": "Call back"}, headers=auth
+    )
+    assert ticket.status_code == 201, ticket.text
+    await client.patch(f"{API}/tickets/{ticket.json()['id']}", json={"status": "resolved"}, headers=auth)
+
+    assert await event_types(clinic) == [
+        "patient.registered",
+        "patient.registered",
+        "patient.updated",
+        "patient.merged",
+        "appointment.booked",
+        "appointment.rescheduled",
+        "appointment.checked_in",
+        "appointment.completed",
+        "appointment.booked",
+        "appointment.booked",
+        "appointment.no_show",
+        "appointment.cancelled",
+        "ticket.resolved",
+    ]
+
+
+async def test_a_change_that_rolls_back_emits_nothing(
+    client: httpx.AsyncClient, auth: dict[str, str], clinic: Clinic
+) -> None:
+    visit = await book(client, auth, clinic, 3)
+    clash = {
+        "patient_id": str(clinic.patient_id),
+        "practitioner_id": str(clinic.practitioner_id),
+        "start_time": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        "end_time": (datetime.now(UTC) + timedelta(days=3, minutes=10)).isoformat(),
+    }
+    assert (await client.post(f"{API}/appointments", json=clash, headers=auth)).status_code == 409
+    assert visit and await event_types(clinic) == ["appointment.booked"]
+
+
+# ---- repeat policies ---------------------------------------------------------------------------------------
+
+
+async def discharge(clinic: Clinic, visit: str, at: datetime) -> None:
+    """An EHR's discharge of the clinic's patient, at `at`."""
+    async with await clinic.session() as session:
+        await emit(
+            session,
+            type=EventType.ENCOUNTER_DISCHARGED,
+            patient_id=clinic.patient_id,
+            subject=("encounter", visit),
+            facts={"procedure_names": ["Total knee replacement"], "procedure_codes": ["27447"]},
+            source="hl7",
+            occurred_at=at,
+        )
+        await session.commit()
+
+
+async def test_after_cooldown_starts_again_only_once_the_cooldown_has_passed(
+    clinic: Clinic, dispatcher: TriggerDispatcher, make_journey: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    recovery = await make_journey(
+        name="Post-Surgery Recovery",
+        trigger_conditions={
+            "event": "encounter.discharged",
+            "conditions": {"procedures": ["knee replacement"]},
+            "repeat": {"policy": "after_cooldown", "cooldown": {"days": 30}},
+        },
+    )
+    now = datetime.now(UTC)
+    await discharge(clinic, "V1", now - timedelta(days=40))
+    await discharge(clinic, "V2", now - timedelta(days=20))  # within 30 days of V1: refused
+    await discharge(clinic, "V3", now - timedelta(seconds=1))  # 39 days after V1
+
+    await dispatcher.round()
+
+    instances = await instances_of(clinic, recovery["id"], clinic.patient_id)
+    assert sorted(i.context["trigger"]["record"] for i in instances) == ["encounter:V1", "encounter:V3"]
+
+
+async def test_never_does_not_start_a_patient_already_placed_on_the_journey_by_hand(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    clinic: Clinic,
+    dispatcher: TriggerDispatcher,
+    make_journey: Callable[..., Awaitable[dict[str, Any]]],
+) -> None:
+    journey = await make_journey(trigger_conditions={"event": "patient.updated", "repeat": "never"})
+    body = {"journey_id": journey["id"], "patient_id": str(clinic.patient_id)}
+    assert (await client.post(f"{JOURNEYS}/instances", json=body, headers=auth)).status_code == 201
+    await client.patch(f"{API}/patients/{clinic.patient_id}", json={"city": "Braga"}, headers=auth)
+
+    await dispatcher.round()
+
+    assert len(await instances_of(clinic, journey["id"], clinic.patient_id)) == 1
+
+
+async def test_the_dry_run_is_in_the_audit_trail(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    app: Any,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    clinic: Clinic,
+    make_journey: Callable[..., Awaitable[dict[str, Any]]],
+) -> None:
+    from core.audit import AuditRecord
+
+    journey = await make_journey()
+    assert (await client.get(f"{JOURNEYS}/{journey['id']}/triggers/test", headers=auth)).status_code == 200
+    await app.state.audit_buffer.flush()
+    async with system_sessionmaker() as session:
+        actions = await session.scalars(
+            select(AuditRecord.action).where(AuditRecord.tenant_id == clinic.tenant_id)
+        )
+        assert "journey_triggers.test" in list(actions)
