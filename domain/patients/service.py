@@ -53,16 +53,21 @@ async def update_patient(repo: PatientRepository, patient_id: uuid.UUID, data: P
         if field == "meta_data" and value is None:
             value = {}
         setattr(patient, field, value)
-    if updates:  # which fields were sent, never their values
-        await emit(
-            repo.session,
-            tenant_id=patient.tenant_id,
-            type=EventType.PATIENT_UPDATED,
-            patient_id=patient.id,
-            subject=("patient", patient.id),
-            facts={"fields": sorted(updates)},
-        )
+    if updates:
+        await _updated(repo, patient, sorted(updates))
     return await repo.save(patient)
+
+
+async def _updated(repo: PatientRepository, patient: Patient, fields: list[str]) -> None:
+    """Emit `patient.updated`, naming the fields that changed (never their values)."""
+    await emit(
+        repo.session,
+        tenant_id=patient.tenant_id,
+        type=EventType.PATIENT_UPDATED,
+        patient_id=patient.id,
+        subject=("patient", patient.id),
+        facts={"fields": fields},
+    )
 
 
 async def soft_delete_patient(repo: PatientRepository, patient_id: uuid.UUID) -> Patient:
@@ -70,6 +75,7 @@ async def soft_delete_patient(repo: PatientRepository, patient_id: uuid.UUID) ->
     patient = await repo.get_for_update(patient_id)
     if patient.status == PatientStatus.ACTIVE:
         patient.status = PatientStatus.INACTIVE.value
+        await _updated(repo, patient, ["status"])
     return await repo.save(patient)
 
 
@@ -80,7 +86,9 @@ async def activate_patient(repo: PatientRepository, patient_id: uuid.UUID) -> Pa
         raise Conflict("This patient was merged into another record and cannot be reactivated.")
     if patient.status == PatientStatus.DECEASED:
         raise Conflict("A deceased patient cannot be reactivated; correct the status with PATCH if needed.")
-    patient.status = PatientStatus.ACTIVE.value
+    if patient.status != PatientStatus.ACTIVE:
+        patient.status = PatientStatus.ACTIVE.value
+        await _updated(repo, patient, ["status"])
     return await repo.save(patient)
 
 

@@ -125,6 +125,27 @@ async def test_new_patient_gets_the_default_journey_once_even_with_two_dispatche
     assert await eventually(lambda: running(on_dev_server.env.client, instances[0]), "the workflow")
 
 
+async def test_the_dispatcher_loop_starts_journeys_by_itself_until_stopped(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    clinic: Clinic,
+    dispatcher: TriggerDispatcher,
+    make_journey: Callable[..., Awaitable[dict[str, Any]]],
+) -> None:
+    onboarding = await make_journey(is_default=True)
+    loop = TriggerDispatcher(
+        dispatcher.sessionmaker, dispatcher.access, interval=0.1, tenant_id=clinic.tenant_id
+    )
+    stop = asyncio.Event()
+    running_loop = asyncio.create_task(loop.run(stop))
+    try:
+        patient_id = await register(client, auth)
+        assert await eventually(lambda: instances_of(clinic, onboarding["id"], patient_id), "the start")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running_loop, timeout=30)
+
+
 async def test_default_journey_is_not_started_for_existing_patients_or_updates(
     client: httpx.AsyncClient,
     auth: dict[str, str],
