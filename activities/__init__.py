@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from core.database import bind_tenant
 from core.errors import DomainError
+from core.events import EventSource, set_event_source
 from core.settings import Settings
 
 
@@ -27,6 +28,7 @@ class ActivityDeps:
         """A session scoped to one tenant: how every activity opens its transaction (`async with`)."""
         session = self.sessionmaker()
         bind_tenant(session, uuid.UUID(tenant_id))
+        set_event_source(session, EventSource.WORKER)  # a booking by chat or from the waitlist
         return session
 
 

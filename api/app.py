@@ -25,6 +25,7 @@ from api.routers import (
     communications,
     health,
     journey_instances,
+    journey_triggers,
     journeys,
     locations,
     patients,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         journey_instances.router, prefix=f"{API_PREFIX}/instances", deprecated=True, include_in_schema=False
     )
     app.include_router(journeys.router, prefix=API_PREFIX)
+    app.include_router(journey_triggers.router, prefix=API_PREFIX)
     app.include_router(communications.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(tickets.router, prefix=API_PREFIX)

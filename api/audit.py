@@ -39,7 +39,16 @@ log = logging.getLogger(__name__)
 
 # The tags of the operations that read or write patient data (and the trail itself).
 AUDITED_TAGS = frozenset(
-    {"patients", "appointments", "waitlist", "journey instances", "communications", "tickets", "audit"}
+    {
+        "patients",
+        "appointments",
+        "waitlist",
+        "journey instances",
+        "journey triggers",
+        "communications",
+        "tickets",
+        "audit",
+    }
 )
 # The table a resource's create inserts into: its new row's id is the record's resource id.
 RESOURCE_TABLES = {

@@ -2,10 +2,17 @@
 
 from core.audit import AuditRecord
 from core.database import Base
+from core.events import DomainEvent
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
 from domain.communications.models import Communication
-from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
+from domain.journeys.models import (
+    Journey,
+    JourneyInstance,
+    JourneyInstanceStage,
+    JourneyStage,
+    JourneyTriggerStart,
+)
 from domain.patients.models import ChannelConsent, Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment, Location, TimeSlot
@@ -18,10 +25,12 @@ __all__ = [
     "Base",
     "ChannelConsent",
     "Communication",
+    "DomainEvent",
     "Journey",
     "JourneyInstance",
     "JourneyInstanceStage",
     "JourneyStage",
+    "JourneyTriggerStart",
     "Location",
     "MessageSentiment",
     "Patient",

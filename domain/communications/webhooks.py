@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import bind_tenant, mark_system
+from core.events import EventSource, EventType, emit
 from core.phones import to_e164
 from domain.communications import policy, service
 from domain.communications.models import Communication, WebhookEvent
@@ -252,6 +253,16 @@ async def receive_twilio_message(
     await session.flush()
     await routing.score(session, record)
     keyword = policy.consent_keyword(body)
+    await emit(  # the text stays in `communications`; a keyword trigger reads it there
+        session,
+        tenant_id=tenant_id,
+        type=EventType.MESSAGE_RECEIVED,
+        patient_id=patient_id,
+        subject=("communication", record.id),
+        facts={"channel": channel.value, "consent_keyword": keyword.value if keyword else None},
+        source=EventSource.WEBHOOK,
+        dedupe_key=f"twilio:{message_sid}",
+    )
     if keyword is not None:
         opt_out = keyword == policy.ConsentKeyword.OPT_OUT
         if await policy.set_consent(session, patient_id, channel, opt_out=opt_out, at=now):

@@ -28,6 +28,7 @@ from domain.journeys.schemas import (
     JourneyStageUpdate,
     JourneyUpdate,
 )
+from domain.journeys.trigger_conditions import dump_trigger_conditions
 from domain.journeys.triggers import parse_actions, tenant_template_id
 from domain.schemas import changes
 
@@ -139,7 +140,10 @@ async def journey_views(repo: JourneyRepository, journeys: list[Journey]) -> lis
 async def create_journey(repo: JourneyRepository, data: JourneyCreate) -> Journey:
     """Add a journey definition and its stages to the caller's tenant (422 for a template it cannot use)."""
     await ensure_known_templates(repo.session, ((s.order_index, s.actions) for s in data.stages))
-    journey = Journey(**data.model_dump(mode="json", exclude={"tenant_id", "stages"}))
+    journey = Journey(
+        **data.model_dump(mode="json", exclude={"tenant_id", "stages", "trigger_conditions"}),
+        trigger_conditions=dump_trigger_conditions(data.trigger_conditions),
+    )
     await repo.add(journey)
     for stage in data.stages:
         repo.session.add(JourneyStage(journey_id=journey.id, **_stage_values(stage)))
@@ -151,8 +155,8 @@ async def update_journey(repo: JourneyRepository, journey_id: uuid.UUID, data: J
     """Apply the fields sent in a PATCH (running instances keep the definition they started with)."""
     journey = await repo.get_or_404(journey_id)
     for field, value in changes(data).items():
-        if field == "trigger_conditions" and value is None:
-            value = {}
+        if field == "trigger_conditions":
+            value = dump_trigger_conditions(data.trigger_conditions)
         if field in {"name", "is_default", "is_active"} and value is None:
             raise Unprocessable(f"{field} cannot be null.", loc=("body", field))
         setattr(journey, field, value)

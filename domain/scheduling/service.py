@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics
 from core.database import advisory_xact_lock, after_commit
 from core.errors import Conflict, NotFound, Unprocessable
+from core.events import EventType
 from domain.enums import AppointmentStatus, PatientStatus, SlotStatus
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.scheduling import workflow_jobs
+from domain.scheduling.events import emit_appointment_event
 from domain.scheduling.models import Appointment, TimeSlot
 from domain.scheduling.repository import AppointmentRepository, LocationRepository, TimeSlotRepository
 from domain.scheduling.schemas import AppointmentDirectCreate, ConflictCheckResponse, ConflictingAppointment
@@ -177,6 +179,7 @@ async def book(
     ):
         session.add(appointment)
     await session.refresh(appointment)
+    await emit_appointment_event(session, appointment, EventType.APPOINTMENT_BOOKED)
     after_commit(session, metrics.later(metrics.appointment_booked, appointment.source_channel))
     return appointment
 
@@ -218,6 +221,7 @@ async def reschedule(
         appointment.start_time, appointment.end_time = start_time, end_time
         if slot is not None:
             appointment.location_id = appointment.location_id or slot.location_id
+    await emit_appointment_event(session, appointment, EventType.APPOINTMENT_RESCHEDULED)
 
 
 async def check_conflicts(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound, Unprocessable
+from core.events import EventType, emit
 from core.temporal import TemporalAccess
 from domain.enums import TicketPriority, TicketStatus
 from domain.patients.models import Patient
@@ -211,6 +212,15 @@ async def update_ticket(
         await _record(
             session, ticket, "status_changed", actor=actor, details={"from": previous, "to": target}
         )
+        if target == S.RESOLVED or (target == S.CLOSED and previous != S.RESOLVED):
+            await emit(
+                session,
+                tenant_id=ticket.tenant_id,
+                type=EventType.TICKET_RESOLVED,
+                patient_id=ticket.patient_id,
+                subject=("ticket", ticket.id),
+                facts={"category": ticket.category, "priority": ticket.priority, "status": target},
+            )
     await session.flush()
     await session.refresh(ticket)
     if reopened:
