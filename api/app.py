@@ -27,6 +27,7 @@ from api.routers import (
     journey_instances,
     journeys,
     locations,
+    oauth,
     patients,
     practitioners,
     tickets,
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
+    app.include_router(oauth.router)
     return app
 
 
