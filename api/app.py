@@ -25,6 +25,7 @@ from api.routers import (
     communications,
     fhir,
     health,
+    hl7,
     journey_instances,
     journey_triggers,
     journeys,
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
+    app.add_exception_handler(hl7.MessageRefused, hl7.render_refusal)
     app.state.error_renderers = {f"{fhir.FHIR_BASE}/": fhir.render_error}
     app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes, router=app.router)
@@ -135,6 +137,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(codec.router)
     app.include_router(oauth.router)
     app.include_router(fhir.router)
+    app.include_router(hl7.router)
     return app
 
 

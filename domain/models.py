@@ -6,6 +6,7 @@ from core.events import DomainEvent
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
 from domain.communications.models import Communication
+from domain.hl7.models import Hl7Message
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
 from domain.journeys.models import (
     Journey,
@@ -28,6 +29,7 @@ __all__ = [
     "ChannelConsent",
     "Communication",
     "DomainEvent",
+    "Hl7Message",
     "IntegrationClient",
     "IntegrationClientSecret",
     "Journey",
