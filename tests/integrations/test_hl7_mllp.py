@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 import hl7
+import httpx
 import pytest
 from hl7.mllp import open_hl7_connection
 
