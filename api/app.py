@@ -24,6 +24,7 @@ from api.routers import (
     codec,
     communications,
     fhir,
+    fhir_hook,
     health,
     hl7,
     journey_instances,
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
     app.include_router(oauth.router)
+    app.include_router(fhir_hook.router)  # before fhir's /{resource_type} routes
     app.include_router(fhir.router)
     app.include_router(hl7.router)
     return app

@@ -11,14 +11,13 @@ the reason in MSA-3 and ERR) or AR (not a message this endpoint takes). A refuse
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.deps import RawSessionDep
+from api.integration_audit import record_integration_write
 from api.integration_auth import Hl7Client
-from core.audit import AuditEvent, AuditOutcome, append
 from core.errors import DomainError
 from domain.hl7 import service
 from domain.hl7.service import Acknowledgment
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/hl7", tags=["hl7"], include_in_schema=False)
 HL7_MEDIA_TYPE = "application/hl7-v2"
 ACCEPTED_MEDIA_TYPES = frozenset({HL7_MEDIA_TYPE, "x-application/hl7-v2+er7", "text/plain"})
-INTEGRATION_ROLE = "integration"
 
 
 class UnsupportedMediaType(DomainError):
@@ -84,24 +82,7 @@ async def receive_message(request: Request, caller: Hl7Client, session: RawSessi
     if not ack.accepted:
         raise MessageRefused(ack)
     if not ack.repeated:  # the write's audit records (one per patient touched) commit with it
-        client = request.client
-        await append(
-            session,
-            [
-                AuditEvent(
-                    tenant_id=caller.tenant_id,
-                    user_sub=caller.sub,
-                    user_roles=(INTEGRATION_ROLE,),
-                    action="hl7.receive",
-                    resource_type="hl7",
-                    outcome=AuditOutcome.ALLOWED,
-                    occurred_at=datetime.now(UTC),
-                    patient_id=patient_id,
-                    status_code=200,
-                    request_id=getattr(request.state, "request_id", None),
-                    client_address=client.host[:64] if client else None,
-                )
-                for patient_id in ack.patients
-            ],
+        await record_integration_write(
+            session, request, caller, action="hl7.receive", resource_type="hl7", patients=ack.patients
         )
     return ack_response(ack)
