@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.audit import AuditRecord
 from core.client_credentials import Scope
 from core.database import bind_tenant
 from core.events import DomainEvent
@@ -106,6 +108,26 @@ async def test_a04_registers_the_patient_once_even_when_sent_twice(
     async with session_of() as session:
         events = (await session.scalars(select(DomainEvent))).all()
     assert [(e.type, e.source) for e in events] == [("patient.registered", "hl7")]
+    async with session_of() as session:
+        session.info["system"] = True
+        audited = await session.scalars(
+            select(AuditRecord.patient_id).where(
+                AuditRecord.tenant_id == patient.tenant_id, AuditRecord.action == "hl7.receive"
+            )
+        )
+        assert audited.all() == [patient.id]  # the write's record; the repeat wrote nothing
+
+
+async def test_the_same_message_sent_twice_at_once_is_applied_once(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of
+) -> None:
+    body = adt("A04", "MRN1003")
+
+    first, second = await asyncio.gather(send(client, hl7_auth, body), send(client, hl7_auth, body))
+
+    assert segments(first.text)["MSA"][1] == segments(second.text)["MSA"][1] == "AA"
+    assert await count(session_of, Patient) == 1
+    assert await count(session_of, Hl7Message) == 1
 
 
 async def test_a04_for_a_probable_duplicate_links_the_identifier_instead_of_registering_again(
