@@ -23,11 +23,15 @@ from api.routers import (
     audit,
     codec,
     communications,
+    fhir,
+    fhir_hook,
     health,
+    hl7,
     journey_instances,
     journey_triggers,
     journeys,
     locations,
+    oauth,
     patients,
     practitioners,
     tickets,
@@ -97,6 +101,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
+    app.add_exception_handler(hl7.MessageRefused, hl7.render_refusal)
+    app.state.error_renderers = {f"{fhir.FHIR_BASE}/": fhir.render_error}
     app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes, router=app.router)
     app.add_middleware(
@@ -130,6 +136,10 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
+    app.include_router(oauth.router)
+    app.include_router(fhir_hook.router)  # before fhir's /{resource_type} routes
+    app.include_router(fhir.router)
+    app.include_router(hl7.router)
     return app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -116,12 +116,28 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
     return errors
 
 
+# Renders an error (status, detail, headers) in another shape for the paths under a prefix (FHIR's
+# OperationOutcome under /fhir/); `app.state.error_renderers` maps prefixes to renderers.
+ErrorRenderer = Callable[[int, str, dict[str, str]], JSONResponse]
+
+
+def _renderer_for(request: Request) -> ErrorRenderer | None:
+    renderers: dict[str, ErrorRenderer] = getattr(request.app.state, "error_renderers", {})
+    path = request.url.path
+    return next((render for prefix, render in renderers.items() if path.startswith(prefix)), None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers for domain errors, validation errors, constraint violations and an unreachable
     database (503). Unexpected exceptions are answered by `api.middleware.RequestIdMiddleware`."""
 
     @app.exception_handler(DomainError)
-    async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+    async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        render = _renderer_for(request)
+        if render is not None:
+            retry = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, ServiceUnavailable) else {}
+            auth = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+            return render(exc.status_code, exc.detail, {**auth, **retry, **exc.headers})
         if isinstance(exc, ServiceUnavailable):
             return unavailable_response(exc.detail, jsonable_encoder(exc.extra))
         if isinstance(exc, Unprocessable):
@@ -132,16 +148,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=exc.status_code, content=body, headers={**headers, **exc.headers})
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        render = _renderer_for(request)
+        if render is not None:
+            where = "; ".join(
+                f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in _validation_errors(exc)
+            )
+            return render(422, f"The request is invalid: {where}", {})
         return JSONResponse(status_code=422, content={"detail": _validation_errors(exc)})
 
     @app.exception_handler(IntegrityError)
-    async def _integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
+    async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if constraint in CONSTRAINT_MESSAGES:
-            return JSONResponse(status_code=409, content={"detail": CONSTRAINT_MESSAGES[constraint]})
-        log.warning("integrity error on constraint %s", constraint)
-        return JSONResponse(status_code=409, content={"detail": "The request conflicts with existing data."})
+        detail = CONSTRAINT_MESSAGES.get(constraint or "", "The request conflicts with existing data.")
+        if constraint not in CONSTRAINT_MESSAGES:
+            log.warning("integrity error on constraint %s", constraint)
+        render = _renderer_for(request)
+        if render is not None:
+            return render(409, detail, {})
+        return JSONResponse(status_code=409, content={"detail": detail})
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeout)

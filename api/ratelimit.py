@@ -63,6 +63,8 @@ class RateLimits:
         self.per_user = parse(settings.rate_limit_per_user)
         self.per_tenant = parse(settings.rate_limit_per_tenant)
         self.per_webhook_source = parse(settings.rate_limit_per_webhook_source)
+        self.per_integration_client = parse(settings.rate_limit_per_integration_client)
+        self.per_token_source = parse(settings.rate_limit_per_token_source)
 
     async def _hit(self, item: RateLimitItem, *keys: str) -> Verdict | None:
         try:
@@ -91,6 +93,14 @@ class RateLimits:
     async def check_webhook_source(self, source: str) -> Verdict | None:
         """Count one provider callback from `source` (the client address)."""
         return await self._hit(self.per_webhook_source, "webhook", source)
+
+    async def check_integration_client(self, tenant_id: str, client_id: str) -> Verdict | None:
+        """Count one call of an integration client (FHIR, HL7)."""
+        return await self._hit(self.per_integration_client, "integration", tenant_id, client_id)
+
+    async def check_token_source(self, source: str) -> Verdict | None:
+        """Count one `POST /oauth/token` from `source` (the client address): no fast guessing of secrets."""
+        return await self._hit(self.per_token_source, "oauth-token", source)
 
 
 def _storage_for(settings: Settings) -> Storage:

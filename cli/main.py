@@ -23,6 +23,8 @@ from cli.common import (
     run_db,
     system_session,
 )
+from cli.hl7 import hl7_app
+from cli.integration import integration_app
 from core.auth import Role, issue_dev_token
 from core.migrate import upgrade_to_head
 from core.settings import Settings
@@ -44,6 +46,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(audit_app, name="audit")
+app.add_typer(integration_app, name="integration")
+app.add_typer(hl7_app, name="hl7")
 
 
 def _timezone(value: str) -> str:

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     rate_limit_per_user: str = "100/minute"
     rate_limit_per_tenant: str = "1000/minute"
     rate_limit_per_webhook_source: str = "600/minute"
+    # Each EHR integration client (its FHIR / HL7 calls), and `POST /oauth/token` per source address.
+    rate_limit_per_integration_client: str = "600/minute"
+    rate_limit_per_token_source: str = "60/minute"  # noqa: S105 - a rate, not a secret
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -99,6 +102,13 @@ class Settings(BaseSettings):
     jwt_audience: str = "prm-api"
     jwt_leeway_seconds: int = 30
     dev_token_ttl_minutes: int = 12 * 60
+    # Integration clients (EHRs) trade their client id and secret at `POST /oauth/token` for a short-lived
+    # HS256 token of this audience, signed with `integration_token_secret` (default: PRM_JWT_SECRET when the
+    # API verifies HS* tokens). Coordinator tokens (audience `jwt_audience`) never reach integration
+    # endpoints, and integration tokens never reach the coordinator API.
+    integration_token_secret: str | None = None
+    integration_token_audience: str = "prm-integrations"  # noqa: S105 - an audience, not a secret
+    integration_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
 
     default_phone_region: str = "US"
     default_timezone: str = "UTC"
@@ -120,7 +130,13 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     provider_timeout_seconds: float = 10.0
 
-    @field_validator("rate_limit_per_user", "rate_limit_per_tenant", "rate_limit_per_webhook_source")
+    @field_validator(
+        "rate_limit_per_user",
+        "rate_limit_per_tenant",
+        "rate_limit_per_webhook_source",
+        "rate_limit_per_integration_client",
+        "rate_limit_per_token_source",
+    )
     @classmethod
     def _a_rate_limit(cls, value: str) -> str:
         from limits import parse
@@ -161,7 +177,24 @@ class Settings(BaseSettings):
             )
         if self.jwt_algorithm.startswith("HS") and len(self.jwt_secret.encode()) < 32:
             raise ValueError("PRM_JWT_SECRET must be at least 32 bytes for HMAC signing")
+        if self.integration_token_secret is not None and len(self.integration_token_secret.encode()) < 32:
+            raise ValueError("PRM_INTEGRATION_TOKEN_SECRET must be at least 32 bytes for HMAC signing")
+        if self.integration_token_audience == self.jwt_audience:
+            raise ValueError("PRM_INTEGRATION_TOKEN_AUDIENCE must differ from PRM_JWT_AUDIENCE")
         return self
+
+    @property
+    def integration_signing_secret(self) -> str | None:
+        """The HMAC secret integration tokens are signed and checked with, or None when none is configured
+        (an asymmetric PRM_JWT_ALGORITHM without PRM_INTEGRATION_TOKEN_SECRET, or the published development
+        secret in production): then `POST /oauth/token` answers 503."""
+        if self.integration_token_secret:
+            return self.integration_token_secret
+        if not self.jwt_algorithm.startswith("HS"):
+            return None
+        if self.env == "production" and self.jwt_secret == DEV_JWT_SECRET:
+            return None
+        return self.jwt_secret
 
     @property
     def embedded_pgdata(self) -> Path:

@@ -6,6 +6,8 @@ from core.events import DomainEvent
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
 from domain.communications.models import Communication
+from domain.hl7.models import Hl7Message
+from domain.integrations.models import IntegrationClient, IntegrationClientSecret
 from domain.journeys.models import (
     Journey,
     JourneyInstance,
@@ -13,19 +15,23 @@ from domain.journeys.models import (
     JourneyStage,
     JourneyTriggerStart,
 )
-from domain.patients.models import ChannelConsent, Patient
-from domain.practitioners.models import Practitioner
-from domain.scheduling.models import Appointment, Location, TimeSlot
+from domain.patients.models import ChannelConsent, Patient, PatientIdentifier
+from domain.practitioners.models import Practitioner, PractitionerIdentifier
+from domain.scheduling.models import Appointment, AppointmentIdentifier, Location, TimeSlot
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket, TicketEvent
 
 __all__ = [
     "Appointment",
+    "AppointmentIdentifier",
     "AuditRecord",
     "Base",
     "ChannelConsent",
     "Communication",
     "DomainEvent",
+    "Hl7Message",
+    "IntegrationClient",
+    "IntegrationClientSecret",
     "Journey",
     "JourneyInstance",
     "JourneyInstanceStage",
@@ -34,7 +40,9 @@ __all__ = [
     "Location",
     "MessageSentiment",
     "Patient",
+    "PatientIdentifier",
     "Practitioner",
+    "PractitionerIdentifier",
     "Tenant",
     "Ticket",
     "TicketEvent",

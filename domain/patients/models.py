@@ -149,3 +149,20 @@ class ChannelConsent(TenantScoped, Base):
     opted_out: Mapped[bool] = mapped_column(nullable=False, default=False)
     changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     source: Mapped[str | None] = mapped_column(String(32))
+
+
+class PatientIdentifier(TenantScoped, Base):
+    """An identifier another system gives the patient (an EHR's MRN, a national id): `system` says whose,
+    `value` which. Unique per tenant, so one external identifier names one record (imports upsert by it)."""
+
+    __tablename__ = "patient_identifiers"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "system", "value", name="uq_patient_identifiers_tenant_system_value"),
+        Index("ix_patient_identifiers_patient", "patient_id"),
+    )
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False
+    )
+    system: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str] = mapped_column(String(255), nullable=False)

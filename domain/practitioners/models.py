@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, func, literal_column
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
@@ -45,3 +47,21 @@ Index(
     postgresql_using="gin",
     postgresql_ops={"full_name": "gin_trgm_ops"},
 )
+
+
+class PractitionerIdentifier(TenantScoped, Base):
+    """An identifier another system gives the practitioner (an EHR's id, an NPI); unique per tenant."""
+
+    __tablename__ = "practitioner_identifiers"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "system", "value", name="uq_practitioner_identifiers_tenant_system_value"
+        ),
+        Index("ix_practitioner_identifiers_practitioner", "practitioner_id"),
+    )
+
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("practitioners.id", ondelete="CASCADE"), nullable=False
+    )
+    system: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str] = mapped_column(String(255), nullable=False)

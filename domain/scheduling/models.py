@@ -124,6 +124,24 @@ class Appointment(TenantScoped, Base):
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
 
 
+class AppointmentIdentifier(TenantScoped, Base):
+    """An identifier another system gives the appointment (the EHR's id); unique per tenant."""
+
+    __tablename__ = "appointment_identifiers"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "system", "value", name="uq_appointment_identifiers_tenant_system_value"
+        ),
+        Index("ix_appointment_identifiers_appointment", "appointment_id"),
+    )
+
+    appointment_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="CASCADE"), nullable=False
+    )
+    system: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str] = mapped_column(String(255), nullable=False)
+
+
 CONVERSATION_STATUSES = ("active", "booked", "expired", "closed")
 WAITLIST_STATUSES = ("waiting", "offered", "booked", "removed")
 OFFER_STATUSES = ("offered", "accepted", "taken", "declined", "expired")

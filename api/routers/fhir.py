@@ -1,0 +1,166 @@
+"""FHIR R4 (`/fhir/R4`): the CapabilityStatement, read and search of Patient, Practitioner, Appointment and
+Communication, and transaction Bundles from an EHR.
+
+Callers are integration clients with the `fhir` scope (`POST /oauth/token`); their tenant comes from their
+token. Answers are `application/fhir+json`; errors are OperationOutcomes with the HTTP status that fits.
+Reads of patient data leave audit records (one per patient concerned), as the coordinator API's do.
+The FHIR API's contract is its CapabilityStatement (`GET /fhir/R4/metadata`), not the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from api.deps import RawSessionDep
+from api.integration_auth import FhirClient
+from core.audit import AuditBuffer, AuditEvent, AuditOutcome
+from core.client_credentials import ClientCaller
+from core.errors import NotFound
+from domain.fhir import render
+from domain.fhir.bundles import FHIR_JSON, capability_statement, operation_outcome, searchset
+from domain.fhir.identifiers import APPOINTMENT_IDS, PATIENT_IDS, PRACTITIONER_IDS
+from domain.fhir.search import SEARCHABLE, build_search, run_search
+
+FHIR_BASE = "/fhir/R4"
+router = APIRouter(prefix=FHIR_BASE, tags=["fhir"], include_in_schema=False)
+INTEGRATION_ROLE = "integration"  # how the audit trail names a system's role
+
+
+class FhirResponse(JSONResponse):
+    """JSON with FHIR's media type."""
+
+    media_type = FHIR_JSON
+
+
+def render_error(status: int, detail: str, headers: dict[str, str]) -> JSONResponse:
+    """An error under /fhir/ as an OperationOutcome (installed in `api.errors` by the app)."""
+    return FhirResponse(status_code=status, content=operation_outcome(status, detail), headers=headers)
+
+
+def base_url(request: Request) -> str:
+    """The FHIR base URL as the caller reached it (or as PRM_PUBLIC_BASE_URL names the service)."""
+    public = request.app.state.settings.public_base_url
+    root = public.rstrip("/") if public else str(request.base_url).rstrip("/")
+    return root + FHIR_BASE
+
+
+def _audit_read(
+    request: Request, caller: ClientCaller, action: str, patients: Iterable[uuid.UUID | None], status: int
+) -> None:
+    """Queue the audit records of a read (one per patient concerned, or one naming none)."""
+    buffer: AuditBuffer | None = getattr(request.app.state, "audit_buffer", None)
+    if buffer is None:
+        return
+    concerned: list[uuid.UUID | None] = list(dict.fromkeys(p for p in patients if p is not None)) or [None]
+    client = request.client
+    for patient in concerned:
+        buffer.add(
+            AuditEvent(
+                tenant_id=caller.tenant_id,
+                user_sub=caller.sub,
+                user_roles=(INTEGRATION_ROLE,),
+                action=action,
+                resource_type="fhir",
+                outcome=AuditOutcome.ALLOWED if status < 400 else AuditOutcome.NOT_FOUND,
+                occurred_at=datetime.now(UTC),
+                resource_id=None,
+                patient_id=patient,
+                status_code=status,
+                request_id=getattr(request.state, "request_id", None),
+                client_address=client.host[:64] if client else None,
+            )
+        )
+
+
+def _patients_of(resource_type: str, records: list[Any]) -> list[uuid.UUID | None]:
+    if resource_type == "Patient":
+        return [r.id for r in records]
+    if resource_type in ("Appointment", "Communication"):
+        return [r.patient_id for r in records]
+    return []
+
+
+async def _resources(session: Any, resource_type: str, records: list[Any]) -> list[Any]:
+    """Render records of one type, with the external identifiers they carry."""
+    ids = [r.id for r in records]
+    if resource_type == "Patient":
+        known = await PATIENT_IDS.of(session, ids)
+        return [render.patient_resource(r, known.get(r.id, [])) for r in records]
+    if resource_type == "Practitioner":
+        known = await PRACTITIONER_IDS.of(session, ids)
+        return [render.practitioner_resource(r, known.get(r.id, [])) for r in records]
+    if resource_type == "Appointment":
+        known = await APPOINTMENT_IDS.of(session, ids)
+        return [render.appointment_resource(r, known.get(r.id, [])) for r in records]
+    return [render.communication_resource(r) for r in records]
+
+
+def _supported(resource_type: str) -> None:
+    if resource_type not in SEARCHABLE:
+        raise NotFound(f"This server does not serve {resource_type[:40]!r} resources.")
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> FhirResponse:
+    """The CapabilityStatement (public, as FHIR servers' are)."""
+    return FhirResponse(capability_statement(base_url(request), request.app.version))
+
+
+@router.get("/{resource_type}")
+async def search(
+    resource_type: str, request: Request, caller: FhirClient, session: RawSessionDep
+) -> FhirResponse:
+    """Search one resource type; a searchset Bundle of one page."""
+    _supported(resource_type)
+    params = list(request.query_params.multi_items())
+    stmt, paging = build_search(resource_type, params)
+    result = await run_search(session, stmt, paging)
+    resources = await _resources(session, resource_type, result.records)
+    _audit_read(
+        request,
+        caller,
+        f"fhir.{resource_type.lower()}.search",
+        _patients_of(resource_type, result.records),
+        200,
+    )
+    return FhirResponse(searchset(base_url(request), resource_type, params, resources, result.total, paging))
+
+
+@router.get("/{resource_type}/{resource_id}")
+async def read(
+    resource_type: str, resource_id: str, request: Request, caller: FhirClient, session: RawSessionDep
+) -> FhirResponse:
+    """Read one resource by its id; 404 (an OperationOutcome) when it is not one of the tenant's."""
+    _supported(resource_type)
+    model = SEARCHABLE[resource_type].model
+    record = None
+    try:
+        record_id = uuid.UUID(resource_id)
+    except ValueError:
+        record_id = None
+    if record_id is not None:
+        record = await session.scalar(select(model).where(model.id == record_id))
+    if record is None:
+        _audit_read(request, caller, f"fhir.{resource_type.lower()}.read", [], 404)
+        raise NotFound(f"{resource_type} not found.")
+    [resource] = await _resources(session, resource_type, [record])
+    _audit_read(
+        request, caller, f"fhir.{resource_type.lower()}.read", _patients_of(resource_type, [record]), 200
+    )
+    return FhirResponse(render.as_json(resource))
+
+
+def fhir_json(body: bytes) -> Any:
+    """Parse a FHIR JSON body (the input guard has already refused NUL, NaN and deep nesting)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

@@ -1,0 +1,155 @@
+"""`prm integration ...`: the clients (EHRs) that call the FHIR and HL7 endpoints, and their secrets.
+
+Every command that changes a client is recorded in the tenant's audit trail as `cli:<user>`. A secret is
+printed once, when it is made (stdout, JSON); only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cli.common import (
+    EXIT_BAD_INPUT,
+    CliError,
+    configure_cli_logging,
+    database_url_or_fail,
+    fail,
+    load_settings,
+    run_db,
+    system_session,
+)
+from core.client_credentials import Scope
+from core.errors import DomainError
+
+integration_app = typer.Typer(
+    help="Integration clients (EHRs) for the FHIR and HL7 endpoints: create, rotate, revoke, list.",
+    no_args_is_help=True,
+)
+T = TypeVar("T")
+
+TenantOption = Annotated[uuid.UUID, typer.Option("--tenant-id", help="The tenant the client belongs to.")]
+ClientOption = Annotated[str, typer.Option("--client-id", help="The client's id (prm_client_...).")]
+
+
+def _actor() -> Any:
+    from domain.integrations.service import Actor
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container): still say it was the command line
+        user = "unknown"
+    return Actor(sub=f"cli:{user}", roles=("admin",))
+
+
+def _run(job: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    settings = load_settings()
+    configure_cli_logging(settings)
+    url = database_url_or_fail(settings)
+
+    async def run() -> T:
+        try:
+            async with system_session(settings, url) as session:
+                return await job(session)
+        except DomainError as exc:
+            raise CliError(exc.detail) from exc
+
+    return run_db(url, run)
+
+
+def _issued(issued: Any) -> str:
+    return json.dumps(
+        {
+            "tenant_id": str(issued.client.tenant_id),
+            "client_id": issued.client.client_id,
+            "client_secret": issued.secret,
+            "secret_id": str(issued.secret_id),
+            "scope": " ".join(issued.client.scopes),
+        }
+    )
+
+
+@integration_app.command("create")
+def create(
+    tenant_id: TenantOption,
+    name: Annotated[str, typer.Option("--name", help="What the client is, e.g. 'Epic production'.")],
+    scope: Annotated[
+        list[Scope] | None,
+        typer.Option("--scope", help="What it may call (repeat for several) [default: fhir]."),
+    ] = None,
+) -> None:
+    """Create a client and its first secret; print them as JSON (the secret is shown only now)."""
+    if not name.strip():
+        fail("--name must not be empty", EXIT_BAD_INPUT)
+    from domain.integrations.service import create_client
+
+    scopes = set(scope or [Scope.FHIR])
+    issued = _run(lambda s: create_client(s, tenant_id=tenant_id, name=name, scopes=scopes, actor=_actor()))
+    typer.echo(_issued(issued))
+    typer.echo("Store the secret now: it cannot be shown again.", err=True)
+
+
+@integration_app.command("rotate")
+def rotate(tenant_id: TenantOption, client_id: ClientOption) -> None:
+    """Add a new secret to a client and print it as JSON. The old secrets keep working until revoked:
+    move the EHR to the new secret, then `prm integration revoke --secret-id OLD`."""
+    from domain.integrations.service import rotate_secret
+
+    issued = _run(lambda s: rotate_secret(s, tenant_id=tenant_id, client_id=client_id, actor=_actor()))
+    typer.echo(_issued(issued))
+
+
+@integration_app.command("revoke")
+def revoke(
+    tenant_id: TenantOption,
+    client_id: ClientOption,
+    secret_id: Annotated[
+        uuid.UUID | None,
+        typer.Option("--secret-id", help="Revoke only this secret [default: the whole client]."),
+    ] = None,
+) -> None:
+    """Revoke one secret of a client, or the client itself; tokens already issued stop working at once."""
+    from domain.integrations.service import revoke as revoke_client
+
+    _run(
+        lambda s: revoke_client(
+            s, tenant_id=tenant_id, client_id=client_id, secret_id=secret_id, actor=_actor()
+        )
+    )
+    typer.echo("Revoked the secret." if secret_id else "Revoked the client.", err=True)
+
+
+@integration_app.command("list")
+def list_(tenant_id: TenantOption) -> None:
+    """The tenant's clients, one JSON object a line, with their secrets' ids and last characters."""
+    from domain.integrations.service import list_clients
+
+    summaries = _run(lambda s: list_clients(s, tenant_id))
+    for summary in summaries:
+        client = summary.client
+        typer.echo(
+            json.dumps(
+                {
+                    "client_id": client.client_id,
+                    "name": client.name,
+                    "scope": " ".join(client.scopes),
+                    "created_at": client.created_at.isoformat(),
+                    "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
+                    "secrets": [
+                        {
+                            "secret_id": str(s.id),
+                            "ends_with": s.hint,
+                            "created_at": s.created_at.isoformat(),
+                            "revoked_at": s.revoked_at.isoformat() if s.revoked_at else None,
+                        }
+                        for s in summary.secrets
+                    ],
+                }
+            )
+        )

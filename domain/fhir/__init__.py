@@ -1,0 +1,1 @@
+"""FHIR R4 in and out: records rendered as FHIR resources, searches, and transaction bundles imported."""

@@ -1,0 +1,166 @@
+"""The FHIR documents around resources: searchset Bundles with paging links, OperationOutcomes, and the
+CapabilityStatement that says what this server does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fhir.resources.R4B.resource import Resource
+
+from domain.fhir.render import as_json, model
+from domain.fhir.search import MAX_COUNT, SEARCHABLE, Paging
+
+FHIR_VERSION = "4.0.1"
+FHIR_JSON = "application/fhir+json"
+
+# HTTP status -> the OperationOutcome issue code (FHIR's IssueType value set).
+ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    409: "conflict",
+    412: "multiple-matches",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+    429: "throttled",
+    503: "transient",
+}
+
+
+def operation_outcome(
+    status: int, diagnostics: str, *, severity: str = "error", expression: Sequence[str] = ()
+) -> dict[str, Any]:
+    """An OperationOutcome with one issue: its code from the HTTP status, `diagnostics` in words."""
+    issue: dict[str, Any] = {
+        "severity": severity,
+        "code": ISSUE_CODES.get(status, "exception" if status >= 500 else "processing"),
+        "diagnostics": diagnostics,
+    }
+    if expression:
+        issue["expression"] = list(expression)
+    return as_json(model({"resourceType": "OperationOutcome", "issue": [issue]}))
+
+
+def _page_url(
+    base: str, resource_type: str, params: Sequence[tuple[str, str]], count: int, offset: int
+) -> str:
+    kept = [(k, v) for k, v in params if k not in ("_count", "_offset")]
+    return f"{base}/{resource_type}?" + urlencode([*kept, ("_count", str(count)), ("_offset", str(offset))])
+
+
+def searchset(
+    base: str,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    resources: Sequence[Resource],
+    total: int,
+    paging: Paging,
+) -> dict[str, Any]:
+    """A searchset Bundle of one page, with `self`, `first`, `previous` and `next` links."""
+    count, offset = paging.count, paging.offset
+    links = [
+        {"relation": "self", "url": _page_url(base, resource_type, params, count, offset)},
+        {"relation": "first", "url": _page_url(base, resource_type, params, count, 0)},
+    ]
+    if count and offset > 0:
+        links.append(
+            {
+                "relation": "previous",
+                "url": _page_url(base, resource_type, params, count, max(0, offset - count)),
+            }
+        )
+    if count and offset + count < total:
+        links.append(
+            {"relation": "next", "url": _page_url(base, resource_type, params, count, offset + count)}
+        )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "total": total,
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/{resource_type}/{resource.id}",
+                "resource": as_json(resource),
+                "search": {"mode": "match"},
+            }
+            for resource in resources
+        ]
+        or None,
+    }
+    return as_json(model(bundle))
+
+
+def capability_statement(base: str, software_version: str) -> dict[str, Any]:
+    """What this server does: read and search of four resource types, and transaction bundles."""
+    writable = {"Patient", "Practitioner", "Appointment"}
+    resources = []
+    for resource_type, searchable in SEARCHABLE.items():
+        interactions = [{"code": "read"}, {"code": "search-type"}]
+        if resource_type in writable:
+            interactions += [{"code": "create"}, {"code": "update"}]
+        resources.append(
+            {
+                "type": resource_type,
+                "interaction": interactions,
+                "conditionalCreate": resource_type in writable,
+                "conditionalUpdate": resource_type in writable,
+                "searchParam": [
+                    {"name": name, "type": _param_type(name)} for name in sorted(searchable.parameters)
+                ],
+            }
+        )
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": datetime.now(UTC).date().isoformat(),
+        "kind": "instance",
+        "software": {"name": "PRM Service", "version": software_version},
+        "implementation": {"description": "PRM Service FHIR R4 API", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    f"Authenticate with an integration token (OAuth 2.0 client credentials at /oauth/token, "
+                    f"scope `fhir`). Searches page with _count (at most {MAX_COUNT}) and _offset, ordered by "
+                    "_lastUpdated. Transaction bundles upsert Patient, Practitioner and Appointment by "
+                    "identifier, all or nothing."
+                ),
+                "security": {
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "OAuth 2.0 client credentials (SMART Backend Services shape).",
+                },
+                "resource": resources,
+                "interaction": [{"code": "transaction"}],
+            }
+        ],
+    }
+    return as_json(model(statement))
+
+
+def _param_type(name: str) -> str:
+    if name in ("birthdate", "date", "sent", "_lastUpdated"):
+        return "date"
+    if name in ("patient", "practitioner", "subject"):
+        return "reference"
+    if name == "name":
+        return "string"
+    return "token"

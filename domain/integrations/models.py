@@ -1,0 +1,56 @@
+"""Integration clients and their secrets.
+
+These rows carry `tenant_id` but are not `TenantScoped`: the token endpoint finds a client by its id (or a
+secret by its hash) before any tenant is known, since the client is what names the tenant. Every
+administrative query filters by tenant explicitly (`domain.integrations.service`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, String
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.database import Base, TimestampMixin
+
+
+class IntegrationClient(TimestampMixin, Base):
+    """A system of one tenant allowed to call the integration endpoints of its scopes."""
+
+    __tablename__ = "integration_clients"
+    __table_args__ = (
+        Index("uq_integration_clients_client_id", "client_id", unique=True),
+        Index("ix_integration_clients_tenant_id", "tenant_id"),
+        CheckConstraint("cardinality(scopes) >= 1", name="has_scopes"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
+    client_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(16)), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IntegrationClientSecret(TimestampMixin, Base):
+    """One secret of a client. A client may hold several active secrets at once, so a rotation has no
+    downtime: add the new one, move the EHR to it, revoke the old one."""
+
+    __tablename__ = "integration_client_secrets"
+    __table_args__ = (
+        Index("uq_integration_client_secrets_secret_hash", "secret_hash", unique=True),
+        Index("ix_integration_client_secrets_client", "integration_client_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    integration_client_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("integration_clients.id", ondelete="CASCADE"), nullable=False
+    )
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hint: Mapped[str] = mapped_column(String(8), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,79 @@
+"""Integration clients for the tests: made through the domain service (as `prm integration create` does)
+and traded for tokens at `POST /oauth/token` (as an EHR does)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.client_credentials import Scope
+from core.database import mark_system
+from domain.integrations import service
+from domain.integrations.service import Actor
+
+TEST_ACTOR = Actor(sub="cli:tester")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A client's id and one of its secrets."""
+
+    tenant_id: uuid.UUID
+    client_id: str
+    secret: str
+    secret_id: uuid.UUID
+
+
+ClientFactory = Callable[..., Awaitable[Credentials]]
+
+
+@pytest.fixture
+def make_client(system_sessionmaker: async_sessionmaker[AsyncSession]) -> ClientFactory:
+    """Create an integration client of a tenant with the given scopes."""
+
+    async def factory(tenant: uuid.UUID, scopes: tuple[Scope, ...] = (Scope.FHIR,)) -> Credentials:
+        async with system_sessionmaker() as session:
+            mark_system(session)
+            issued = await service.create_client(
+                session, tenant_id=tenant, name="Test EHR", scopes=set(scopes), actor=TEST_ACTOR
+            )
+            await session.commit()
+        return Credentials(tenant, issued.client.client_id, issued.secret, issued.secret_id)
+
+    return factory
+
+
+async def request_token(
+    client: httpx.AsyncClient, creds: Credentials, scope: str | None = None
+) -> httpx.Response:
+    """`POST /oauth/token` with the client credentials grant, form-encoded."""
+    form = {"grant_type": "client_credentials", "client_id": creds.client_id, "client_secret": creds.secret}
+    if scope is not None:
+        form["scope"] = scope
+    return await client.post("/oauth/token", data=form)
+
+
+async def bearer_for(
+    client: httpx.AsyncClient, creds: Credentials, scope: str | None = None
+) -> dict[str, str]:
+    """Authorization headers carrying a fresh token of `creds`."""
+    response = await request_token(client, creds, scope)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+async def fhir_creds(tenant_id: uuid.UUID, make_client: ClientFactory) -> Credentials:
+    """A FHIR client of this test's tenant."""
+    return await make_client(tenant_id)
+
+
+@pytest.fixture
+async def fhir_auth(client: httpx.AsyncClient, fhir_creds: Credentials) -> dict[str, str]:
+    """Headers with a FHIR token of this test's tenant."""
+    return await bearer_for(client, fhir_creds)
