@@ -30,7 +30,9 @@ def valid(body: dict[str, Any]) -> dict[str, Any]:
     """`body` after checking it validates with its fhir.resources (R4B) model, entries included."""
     get_fhir_model_class(body["resourceType"]).model_validate(body)
     for entry in body.get("entry", []):
-        get_fhir_model_class(entry["resource"]["resourceType"]).model_validate(entry["resource"])
+        for resource in (entry.get("resource"), entry.get("response", {}).get("outcome")):
+            if resource is not None:
+                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
     return body
 
 
