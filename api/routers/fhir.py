@@ -22,7 +22,7 @@ from sqlalchemy import select
 from api.deps import RawSessionDep
 from api.integration_auth import FhirClient
 from core.audit import AuditBuffer, AuditEvent, AuditOutcome, append
-from core.client_credentials import ClientCaller
+from core.client_credentials import ClientCaller, Scope
 from core.errors import BadRequest, DomainError, NotFound
 from domain.fhir import render
 from domain.fhir.bundles import (
@@ -122,6 +122,21 @@ def _supported(resource_type: str) -> None:
 async def metadata(request: Request) -> FhirResponse:
     """The CapabilityStatement (public, as FHIR servers' are)."""
     return FhirResponse(capability_statement(base_url(request), request.app.version))
+
+
+@router.get("/.well-known/smart-configuration")
+async def smart_configuration(request: Request) -> JSONResponse:
+    """SMART discovery: where an EHR gets its token, and how (client credentials)."""
+    root = base_url(request).removesuffix(FHIR_BASE)
+    return JSONResponse(
+        {
+            "token_endpoint": f"{root}/oauth/token",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "scopes_supported": [s.value for s in Scope],
+            "capabilities": ["client-confidential-symmetric"],
+        }
+    )
 
 
 @router.get("/{resource_type}")

@@ -172,7 +172,16 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                             ]
                         }
                     ],
-                    "description": "OAuth 2.0 client credentials (SMART Backend Services shape).",
+                    "description": "OAuth 2.0 client credentials (SMART Backend Services shape); "
+                    "discovery at .well-known/smart-configuration.",
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [
+                                {"url": "token", "valueUri": base.removesuffix("/fhir/R4") + "/oauth/token"}
+                            ],
+                        }
+                    ],
                 },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}],

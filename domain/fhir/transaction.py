@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -30,7 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadRequest, Conflict, DomainError, NotFound, Unprocessable
 from domain.enums import AppointmentStatus
-from domain.fhir.identifiers import APPOINTMENT_IDS, PATIENT_IDS, PRACTITIONER_IDS, ExternalIds
+from domain.fhir.identifiers import (
+    APPOINTMENT_IDS,
+    MAX_SYSTEM_LENGTH,
+    MAX_VALUE_LENGTH,
+    PATIENT_IDS,
+    PRACTITIONER_IDS,
+    ExternalIds,
+)
 from domain.fhir.render import FHIR_TO_APPOINTMENT_STATUS, LICENSE_SYSTEM, MRN_SYSTEM, model
 from domain.patients import service as patients
 from domain.patients.duplicates import find_duplicates
@@ -147,13 +155,21 @@ def parse_bundle(body: Any) -> list[_Entry]:
     return entries
 
 
+def _checked(system: str, value: str) -> tuple[str, str]:
+    if len(system) > MAX_SYSTEM_LENGTH or len(value) > MAX_VALUE_LENGTH:
+        raise Unprocessable(
+            f"An identifier's system and value are at most {MAX_VALUE_LENGTH} characters each."
+        )
+    return system, value
+
+
 def _identifier_query(query: str) -> tuple[str, str]:
     """`identifier=system|value` (a conditional create or update, or a conditional reference)."""
-    name, _, token = query.partition("=")
+    name, _, token = unquote(query).partition("=")
     system, bar, value = token.partition("|")
     if name != "identifier" or not bar or not system or not value or "&" in token:
         raise Unprocessable("Conditions must be `identifier=system|value`.")
-    return system, value
+    return _checked(system, value)
 
 
 def _identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
@@ -161,7 +177,7 @@ def _identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
     for identifier in resource.get("identifier") or []:
         system, value = identifier.get("system"), identifier.get("value")
         if system and value:
-            found.append((str(system), str(value)))
+            found.append(_checked(str(system), str(value)))
     return found
 
 
