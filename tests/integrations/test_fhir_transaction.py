@@ -414,3 +414,73 @@ async def test_an_import_is_audited_and_needs_the_fhir_scope(
             )
         )
     assert audited == 2  # one record per patient the bundle touched
+
+
+def _bundle(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def _with(resource: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**resource, **changes}
+
+
+HOSTILE_BUNDLES: list[Any] = [
+    _bundle(entry(_with(patient("H-1"), birthDate="1980"))),  # a partial date: valid FHIR, not a birthday
+    _bundle(entry(_with(patient("H-1"), gender="bogus"))),
+    _bundle(entry(_with(patient("H-1"), name=[{"family": "X" * 500, "given": ["Y"]}]))),
+    _bundle(entry(_with(patient("H-1"), name=[{"given": ["Y"]}]))),
+    _bundle(entry(_with(patient("H-1"), telecom=[{"system": "phone", "value": "zz-hostile-99"}]))),
+    _bundle(entry(_with(patient("H-1"), identifier=[{"system": "s" * 300, "value": "v"}]))),
+    _bundle(entry(_with(patient("H-1"), communication=[{"language": {"coding": [{"code": "??"}]}}]))),
+    _bundle(entry(patient("H-1"), ifNoneExist="name=Smith")),
+    _bundle(entry(patient("H-1"), method="PUT", url="Patient/123")),
+    _bundle(entry(patient("H-1"), "urn:uuid:x"), entry(patient("H-2"), "urn:uuid:x")),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(patient("H-1"), "urn:uuid:p"),
+        entry(_with(appointment("A-1", "urn:uuid:p", "urn:uuid:dr", START), end=START.isoformat())),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(patient("H-1"), "urn:uuid:p"),
+        entry(_with(appointment("A-1", "urn:uuid:p", "urn:uuid:dr", START), status="entered-in-error")),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(appointment("A-1", "urn:uuid:dr", "urn:uuid:dr", START)),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(appointment("A-1", "Patient/not-an-id", "urn:uuid:dr", START)),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(appointment("A-1", f"Patient?identifier={EHR_MRN}|nobody", "urn:uuid:dr", START)),
+    ),
+    {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "POST", "url": "Patient"}}],
+    },
+    {"resourceType": "Bundle", "type": "transaction", "entry": "many"},
+    {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Patient", "name": 5}}],
+    },
+]
+
+
+async def test_hostile_bundles_are_refused_with_4xx_outcomes_and_change_nothing(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    before = await snapshot(system_sessionmaker, tenant_id)
+    for bundle in HOSTILE_BUNDLES:
+        response = await post_bundle(client, fhir_auth, bundle)
+        assert 400 <= response.status_code < 500, (bundle, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+        assert "zz-hostile" not in response.text and "XXXXX" not in response.text  # no submitted values
+    assert await snapshot(system_sessionmaker, tenant_id) == before
