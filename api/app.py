@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
     app.add_exception_handler(hl7.MessageRefused, hl7.render_refusal)
-    app.state.error_renderers = {f"{fhir.FHIR_BASE}/": fhir.render_error}
+    app.state.error_renderers = {fhir.FHIR_BASE: fhir.render_error}
     app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes, router=app.router)
     app.add_middleware(

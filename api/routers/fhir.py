@@ -21,13 +21,20 @@ from sqlalchemy import select
 
 from api.deps import RawSessionDep
 from api.integration_auth import FhirClient
-from core.audit import AuditBuffer, AuditEvent, AuditOutcome
-from core.client_credentials import ClientCaller
-from core.errors import NotFound
+from core.audit import AuditBuffer, AuditEvent, AuditOutcome, append
+from core.client_credentials import ClientCaller, Scope
+from core.errors import BadRequest, DomainError, NotFound
 from domain.fhir import render
-from domain.fhir.bundles import FHIR_JSON, capability_statement, operation_outcome, searchset
+from domain.fhir.bundles import (
+    FHIR_JSON,
+    capability_statement,
+    operation_outcome,
+    searchset,
+    transaction_response,
+)
 from domain.fhir.identifiers import APPOINTMENT_IDS, PATIENT_IDS, PRACTITIONER_IDS
 from domain.fhir.search import SEARCHABLE, build_search, run_search
+from domain.fhir.transaction import import_bundle
 
 FHIR_BASE = "/fhir/R4"
 router = APIRouter(prefix=FHIR_BASE, tags=["fhir"], include_in_schema=False)
@@ -52,6 +59,25 @@ def base_url(request: Request) -> str:
     return root + FHIR_BASE
 
 
+def _audit_event(
+    request: Request, caller: ClientCaller, action: str, patient: uuid.UUID | None, status: int | None
+) -> AuditEvent:
+    client = request.client
+    return AuditEvent(
+        tenant_id=caller.tenant_id,
+        user_sub=caller.sub,
+        user_roles=(INTEGRATION_ROLE,),
+        action=action,
+        resource_type="fhir",
+        outcome=AuditOutcome.ALLOWED if status is None or status < 400 else AuditOutcome.NOT_FOUND,
+        occurred_at=datetime.now(UTC),
+        patient_id=patient,
+        status_code=status,
+        request_id=getattr(request.state, "request_id", None),
+        client_address=client.host[:64] if client else None,
+    )
+
+
 def _audit_read(
     request: Request, caller: ClientCaller, action: str, patients: Iterable[uuid.UUID | None], status: int
 ) -> None:
@@ -60,24 +86,8 @@ def _audit_read(
     if buffer is None:
         return
     concerned: list[uuid.UUID | None] = list(dict.fromkeys(p for p in patients if p is not None)) or [None]
-    client = request.client
     for patient in concerned:
-        buffer.add(
-            AuditEvent(
-                tenant_id=caller.tenant_id,
-                user_sub=caller.sub,
-                user_roles=(INTEGRATION_ROLE,),
-                action=action,
-                resource_type="fhir",
-                outcome=AuditOutcome.ALLOWED if status < 400 else AuditOutcome.NOT_FOUND,
-                occurred_at=datetime.now(UTC),
-                resource_id=None,
-                patient_id=patient,
-                status_code=status,
-                request_id=getattr(request.state, "request_id", None),
-                client_address=client.host[:64] if client else None,
-            )
-        )
+        buffer.add(_audit_event(request, caller, action, patient, status))
 
 
 def _patients_of(resource_type: str, records: list[Any]) -> list[uuid.UUID | None]:
@@ -112,6 +122,21 @@ def _supported(resource_type: str) -> None:
 async def metadata(request: Request) -> FhirResponse:
     """The CapabilityStatement (public, as FHIR servers' are)."""
     return FhirResponse(capability_statement(base_url(request), request.app.version))
+
+
+@router.get("/.well-known/smart-configuration")
+async def smart_configuration(request: Request) -> JSONResponse:
+    """SMART discovery: where an EHR gets its token, and how (client credentials)."""
+    root = base_url(request).removesuffix(FHIR_BASE)
+    return JSONResponse(
+        {
+            "token_endpoint": f"{root}/oauth/token",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "scopes_supported": [s.value for s in Scope],
+            "capabilities": ["client-confidential-symmetric"],
+        }
+    )
 
 
 @router.get("/{resource_type}")
@@ -158,9 +183,28 @@ async def read(
     return FhirResponse(render.as_json(resource))
 
 
-def fhir_json(body: bytes) -> Any:
-    """Parse a FHIR JSON body (the input guard has already refused NUL, NaN and deep nesting)."""
+JSON_TYPES = ("application/fhir+json", "application/json")
+
+
+class UnsupportedMediaType(DomainError):
+    """The body is not in a format this endpoint reads."""
+
+    status_code = 415
+
+
+@router.post("")
+async def transaction(request: Request, caller: FhirClient, session: RawSessionDep) -> FhirResponse:
+    """Import a transaction Bundle (Patient, Practitioner, Appointment upserted by identifier), all or
+    nothing; answers a transaction-response Bundle, or an OperationOutcome naming the refused entry."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in JSON_TYPES:
+        raise UnsupportedMediaType("Send the Bundle as application/fhir+json.")
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        body = json.loads(await request.body())
+    except ValueError as exc:
+        raise BadRequest("The body is not JSON.") from exc
+    report = await import_bundle(session, body)
+    # The write's audit records commit with it (one per patient the bundle touched).
+    concerned: list[uuid.UUID | None] = [*report.patients] or [None]
+    await append(session, [_audit_event(request, caller, "fhir.transaction", p, None) for p in concerned])
+    return FhirResponse(transaction_response(report.results))

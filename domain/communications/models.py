@@ -137,3 +137,7 @@ class CommunicationTemplate(TenantScoped, Base):
     whatsapp_content_variables: Mapped[list[str]] = mapped_column(
         JSONB, nullable=False, default=list, server_default=text("'[]'::jsonb")
     )
+
+
+# FHIR searches page in `_lastUpdated` order (and EHRs sync by it): the tenant's rows by last change.
+Index("ix_communications_tenant_updated", Communication.tenant_id, Communication.updated_at, Communication.id)

@@ -39,12 +39,16 @@ def operation_outcome(
     """An OperationOutcome with one issue: its code from the HTTP status, `diagnostics` in words."""
     issue: dict[str, Any] = {
         "severity": severity,
-        "code": ISSUE_CODES.get(status, "exception" if status >= 500 else "processing"),
+        "code": "informational" if severity == "information" else _issue_code(status),
         "diagnostics": diagnostics,
     }
     if expression:
         issue["expression"] = list(expression)
     return as_json(model({"resourceType": "OperationOutcome", "issue": [issue]}))
+
+
+def _issue_code(status: int) -> str:
+    return ISSUE_CODES.get(status, "exception" if status >= 500 else "processing")
 
 
 def _page_url(
@@ -98,6 +102,28 @@ def searchset(
     return as_json(model(bundle))
 
 
+def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
+    """The transaction-response Bundle: one entry per request entry, in order, with its status, location
+    and (when there is something to say) an informational outcome."""
+    entries = []
+    for result in results:
+        response: dict[str, Any] = {"status": result.status}
+        if result.location:
+            response["location"] = result.location
+        if result.last_modified:
+            response["lastModified"] = result.last_modified.isoformat()
+        if result.note:
+            response["outcome"] = operation_outcome(200, result.note, severity="information")
+        entries.append({"response": response})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "entry": entries or None,
+    }
+    return as_json(model(bundle))
+
+
 def capability_statement(base: str, software_version: str) -> dict[str, Any]:
     """What this server does: read and search of four resource types, and transaction bundles."""
     writable = {"Patient", "Practitioner", "Appointment"}
@@ -146,7 +172,16 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                             ]
                         }
                     ],
-                    "description": "OAuth 2.0 client credentials (SMART Backend Services shape).",
+                    "description": "OAuth 2.0 client credentials (SMART Backend Services shape); "
+                    "discovery at .well-known/smart-configuration.",
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [
+                                {"url": "token", "valueUri": base.removesuffix("/fhir/R4") + "/oauth/token"}
+                            ],
+                        }
+                    ],
                 },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}],

@@ -166,3 +166,7 @@ class PatientIdentifier(TenantScoped, Base):
     )
     system: Mapped[str] = mapped_column(String(255), nullable=False)
     value: Mapped[str] = mapped_column(String(255), nullable=False)
+
+
+# FHIR searches page in `_lastUpdated` order (and EHRs sync by it): the tenant's rows by last change.
+Index("ix_patients_tenant_updated", Patient.tenant_id, Patient.updated_at, Patient.id)

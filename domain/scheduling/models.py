@@ -267,3 +267,7 @@ class WaitlistOffer(TenantScoped, Base):
     appointment_id: Mapped[uuid.UUID | None] = mapped_column(
         PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="SET NULL")
     )
+
+
+# FHIR searches page in `_lastUpdated` order (and EHRs sync by it): the tenant's rows by last change.
+Index("ix_appointments_tenant_updated", Appointment.tenant_id, Appointment.updated_at, Appointment.id)

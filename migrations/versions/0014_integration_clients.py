@@ -4,6 +4,8 @@
 endpoints, each with one or more active secrets (stored as SHA-256 hashes) so a rotation has no downtime.
 `patient_identifiers`, `practitioner_identifiers`, `appointment_identifiers`: identifiers other systems give
 our records (`system` + `value`, unique per tenant), by which FHIR imports upsert.
+`ix_*_tenant_updated`: FHIR searches (and EHR syncs) page patients, appointments and messages in
+`_lastUpdated` order.
 
 Revision ID: 0014_integration_clients
 Revises: 0011_audit_records
@@ -170,8 +172,16 @@ def upgrade() -> None:
         op.f("ix_appointment_identifiers_tenant_id"), "appointment_identifiers", ["tenant_id"], unique=False
     )
 
+    # FHIR searches page in `_lastUpdated` order (and EHRs sync by it).
+    op.create_index("ix_patients_tenant_updated", "patients", ["tenant_id", "updated_at", "id"])
+    op.create_index("ix_appointments_tenant_updated", "appointments", ["tenant_id", "updated_at", "id"])
+    op.create_index("ix_communications_tenant_updated", "communications", ["tenant_id", "updated_at", "id"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_communications_tenant_updated", table_name="communications")
+    op.drop_index("ix_appointments_tenant_updated", table_name="appointments")
+    op.drop_index("ix_patients_tenant_updated", table_name="patients")
     op.drop_index(op.f("ix_appointment_identifiers_tenant_id"), table_name="appointment_identifiers")
     op.drop_index("ix_appointment_identifiers_appointment", table_name="appointment_identifiers")
     op.drop_table("appointment_identifiers")

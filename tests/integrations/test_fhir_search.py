@@ -30,7 +30,9 @@ def valid(body: dict[str, Any]) -> dict[str, Any]:
     """`body` after checking it validates with its fhir.resources (R4B) model, entries included."""
     get_fhir_model_class(body["resourceType"]).model_validate(body)
     for entry in body.get("entry", []):
-        get_fhir_model_class(entry["resource"]["resourceType"]).model_validate(entry["resource"])
+        for resource in (entry.get("resource"), entry.get("response", {}).get("outcome")):
+            if resource is not None:
+                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
     return body
 
 
@@ -384,3 +386,27 @@ async def test_a_revoked_client_is_refused_at_once(
 async def test_a_malformed_token_is_401(client: httpx.AsyncClient, token: str) -> None:
     response = await client.get(f"{FHIR}/Patient", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
+
+
+HOSTILE_SEARCHES = [
+    ("Patient", {"birthdate": "2026-13-01"}),
+    ("Patient", {"birthdate": "2026-02-30"}),
+    ("Patient", {"_lastUpdated": "ge9999-12"}),
+    ("Patient", {"_lastUpdated": "ap2026-01-01"}),
+    ("Patient", {"_count": "1e3"}),
+    ("Patient", {"_offset": "-5"}),
+    ("Patient", {"identifier": ""}),
+    ("Patient", {"name": "x" * 300}),
+    ("Patient", {"identifier": ",,,"}),
+    ("Appointment", {"status": "waitlisted"}),
+    ("Appointment", {"date": "tomorrow"}),
+    ("Communication", {"sent": "lt20xx"}),
+]
+
+
+@pytest.mark.parametrize(("resource_type", "params"), HOSTILE_SEARCHES)
+async def test_hostile_searches_are_400_operation_outcomes(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str], resource_type: str, params: dict[str, str]
+) -> None:
+    response = await fhir_get(client, resource_type, fhir_auth, **params)
+    assert response.status_code == 400, response.text

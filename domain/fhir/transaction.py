@@ -1,0 +1,581 @@
+"""A transaction Bundle from an EHR: patients, practitioners and appointments upserted by identifier.
+
+- All or nothing: the bundle runs in the request's one transaction; any refused entry refuses the bundle
+  (4xx, an OperationOutcome naming the entry) and nothing is stored.
+- Idempotent: every entry is matched by identifier (`ifNoneExist`, `PUT Type?identifier=system|value`, or
+  the identifiers the resource carries), and only fields that differ are written, so the same bundle twice
+  changes nothing the second time.
+- A new patient goes through the duplicate matcher: a probable match (`PROBABLE_MATCH`) gets the EHR's
+  identifiers linked to it instead of a second record; a possible one is created, flagged in its
+  `meta_data.possible_duplicates` and named in the entry's outcome, for a coordinator to review (and merge).
+- `urn:uuid:` references between entries, `Patient/<id>` and conditional references
+  (`Patient?identifier=system|value`) are resolved; Practitioners and Patients are imported before the
+  Appointments that name them, whatever their order in the bundle.
+
+Every write goes through the domain services the API uses (registration, booking, the appointment
+lifecycle), so what follows a change there (reminders, events) follows an import too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import BadRequest, Conflict, DomainError, NotFound, Unprocessable
+from domain.enums import AppointmentStatus
+from domain.fhir.identifiers import (
+    APPOINTMENT_IDS,
+    MAX_SYSTEM_LENGTH,
+    MAX_VALUE_LENGTH,
+    PATIENT_IDS,
+    PRACTITIONER_IDS,
+    ExternalIds,
+)
+from domain.fhir.render import FHIR_TO_APPOINTMENT_STATUS, LICENSE_SYSTEM, MRN_SYSTEM, model
+from domain.patients import service as patients
+from domain.patients.duplicates import find_duplicates
+from domain.patients.models import Patient
+from domain.patients.repository import PatientRepository
+from domain.patients.schemas import DuplicateReason, PatientCreate, PatientUpdate
+from domain.practitioners import service as practitioners
+from domain.practitioners.models import Practitioner
+from domain.practitioners.repository import PractitionerRepository
+from domain.practitioners.schemas import PractitionerCreate, PractitionerUpdate
+from domain.scheduling import lifecycle
+from domain.scheduling.models import Appointment
+from domain.scheduling.schemas import AppointmentDirectCreate, AppointmentUpdate
+from domain.scheduling.service import book_appointment
+
+# A probable match (the same person): a score of at least PROBABLE_MATCH with the same date of birth and a
+# similar name (the same name and birthday alone score 0.6). Without the birthday (a father and son of one
+# name sharing a phone) it is only possible.
+PROBABLE_MATCH = 0.6
+POSSIBLE_MATCH = 0.35  # worth a coordinator's look, not enough to decide alone
+IMPORT_ORDER = ("Practitioner", "Patient", "Appointment")
+MAX_ENTRIES = 1000
+SOURCE = "fhir"
+S = AppointmentStatus
+# How an imported appointment reaches a status through the lifecycle (each step a legal transition).
+PATHS: dict[AppointmentStatus, tuple[AppointmentStatus, ...]] = {
+    S.BOOKED: (),
+    S.CHECKED_IN: (S.CHECKED_IN,),
+    S.COMPLETED: (S.CHECKED_IN, S.COMPLETED),
+    S.NO_SHOW: (S.NO_SHOW,),
+    S.CANCELLED: (S.CANCELLED,),
+}
+
+
+@dataclass
+class EntryResult:
+    """What happened to one entry: the HTTP-like status, the record, and a note for its outcome."""
+
+    status: str
+    location: str | None = None
+    last_modified: datetime | None = None
+    note: str | None = None
+
+
+@dataclass
+class ImportReport:
+    """The bundle's outcome: one result per entry (in the bundle's order) and the patients it touched."""
+
+    results: list[EntryResult]
+    patients: list[uuid.UUID] = field(default_factory=list)
+
+
+@dataclass
+class _Entry:
+    index: int
+    full_url: str | None
+    method: str
+    url: str
+    if_none_exist: str | None
+    resource: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.resource["resourceType"])
+
+
+def _refuse(entry: _Entry, error: DomainError) -> DomainError:
+    """The same error, its detail naming the entry."""
+    return type(error)(f"entry[{entry.index}] ({entry.type}): {error.detail}", extra=error.extra)
+
+
+def _fields(exc: ValidationError) -> str:
+    """Which fields were wrong and why, never their values (PHI)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'resource'}: {err['msg']}" for err in exc.errors()[:5]
+    )
+
+
+# ---- parsing the bundle ----------------------------------------------------------------------------------
+
+
+def parse_bundle(body: Any) -> list[_Entry]:
+    """The entries of a transaction Bundle, checked for shape; BadRequest says what is wrong."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise BadRequest("The body must be a FHIR Bundle (JSON).")
+    if body.get("type") != "transaction":
+        raise BadRequest("Only Bundles of type `transaction` are accepted here.")
+    try:
+        model(body)
+    except ValidationError as exc:
+        raise BadRequest(f"The Bundle is not valid FHIR: {_fields(exc)}") from exc
+    raw_entries = body.get("entry") or []
+    if len(raw_entries) > MAX_ENTRIES:
+        raise BadRequest(f"A Bundle may carry at most {MAX_ENTRIES} entries.")
+    entries = []
+    full_urls: set[str] = set()
+    for index, raw in enumerate(raw_entries):
+        resource, request = raw.get("resource"), raw.get("request") or {}
+        if not isinstance(resource, dict) or resource.get("resourceType") not in IMPORT_ORDER:
+            raise Unprocessable(
+                f"entry[{index}]: only Patient, Practitioner and Appointment resources can be imported."
+            )
+        method = str(request.get("method", "")).upper()
+        if method not in ("POST", "PUT"):
+            raise Unprocessable(f"entry[{index}]: request.method must be POST or PUT.")
+        full_url = raw.get("fullUrl")
+        if full_url:
+            if full_url in full_urls:
+                raise BadRequest(f"entry[{index}]: fullUrl appears twice in the Bundle.")
+            full_urls.add(full_url)
+        entries.append(
+            _Entry(index, full_url, method, str(request.get("url", "")), request.get("ifNoneExist"), resource)
+        )
+    return entries
+
+
+def _checked(system: str, value: str) -> tuple[str, str]:
+    if len(system) > MAX_SYSTEM_LENGTH or len(value) > MAX_VALUE_LENGTH:
+        raise Unprocessable(
+            f"An identifier's system and value are at most {MAX_VALUE_LENGTH} characters each."
+        )
+    return system, value
+
+
+def _identifier_query(query: str) -> tuple[str, str]:
+    """`identifier=system|value` (a conditional create or update, or a conditional reference)."""
+    name, _, token = unquote(query).partition("=")
+    system, bar, value = token.partition("|")
+    if name != "identifier" or not bar or not system or not value or "&" in token:
+        raise Unprocessable("Conditions must be `identifier=system|value`.")
+    return _checked(system, value)
+
+
+def _identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for identifier in resource.get("identifier") or []:
+        system, value = identifier.get("system"), identifier.get("value")
+        if system and value:
+            found.append(_checked(str(system), str(value)))
+    return found
+
+
+# ---- the importer ---------------------------------------------------------------------------------------
+
+
+class BundleImport:
+    """Imports one bundle's entries in one session (the request's transaction)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.resolved: dict[str, tuple[str, uuid.UUID]] = {}  # fullUrl -> (type, id)
+        self.patients_touched: dict[uuid.UUID, None] = {}
+
+    async def run(self, entries: list[_Entry]) -> ImportReport:
+        """Import every entry (Practitioners, then Patients, then Appointments); any refusal raises."""
+        results: dict[int, EntryResult] = {}
+        handlers: dict[str, Callable[[_Entry], Any]] = {
+            "Practitioner": self._practitioner,
+            "Patient": self._patient,
+            "Appointment": self._appointment,
+        }
+        for resource_type in IMPORT_ORDER:
+            for entry in (e for e in entries if e.type == resource_type):
+                try:
+                    results[entry.index] = await handlers[resource_type](entry)
+                except DomainError as exc:
+                    raise _refuse(entry, exc) from exc
+                except ValidationError as exc:
+                    raise _refuse(entry, Unprocessable(_fields(exc))) from exc
+        return ImportReport([results[e.index] for e in entries], list(self.patients_touched))
+
+    # -- matching --
+
+    async def _match(
+        self, entry: _Entry, ids: ExternalIds, own: Callable[[str, str], Any] | None
+    ) -> tuple[uuid.UUID | None, list[tuple[str, str]]]:
+        """The record an entry names (by its condition, its URL or its identifiers) and its identifiers."""
+        identifiers = _identifiers(entry.resource)
+        if entry.method == "PUT":
+            path, _, query = entry.url.partition("?")
+            if path != entry.type:
+                raise Unprocessable("A PUT url must be `Type?identifier=system|value` (conditional update).")
+            conditions = [_identifier_query(query)]
+        elif entry.if_none_exist:
+            conditions = [_identifier_query(entry.if_none_exist)]
+        else:
+            conditions = identifiers
+        if not conditions:
+            raise Unprocessable(
+                "The resource needs an identifier (system and value), so that a re-import "
+                "finds it instead of creating it again."
+            )
+        found: set[uuid.UUID] = set()
+        for system, value in conditions:
+            record_id = await own(system, value) if own else None
+            if record_id is None:
+                record_id = await ids.find(self.session, system, value)
+            if record_id is not None:
+                found.add(record_id)
+        if len(found) > 1:
+            raise Conflict("Its identifiers name different records; nothing was imported.")
+        all_identifiers = list(dict.fromkeys([*conditions, *identifiers]))
+        return (found.pop() if found else None), all_identifiers
+
+    async def _claim(self, ids: ExternalIds, owner: uuid.UUID, identifiers: list[tuple[str, str]]) -> bool:
+        """Give the record the identifiers it lacks (refused when another record holds one)."""
+        added = False
+        for system, value in identifiers:
+            if system in (MRN_SYSTEM, LICENSE_SYSTEM):
+                continue
+            holder = await ids.find(self.session, system, value)
+            if holder is None:
+                await ids.add(self.session, owner, system, value)
+                added = True
+            elif holder != owner:
+                raise Conflict("One of its identifiers already names another record.")
+        return added
+
+    def _resolve(self, entry: _Entry, result: EntryResult, record_id: uuid.UUID) -> EntryResult:
+        if entry.full_url:
+            self.resolved[entry.full_url] = (entry.type, record_id)
+        result.location = f"{entry.type}/{record_id}"
+        return result
+
+    # -- patients --
+
+    async def _own_patient(self, system: str, value: str) -> uuid.UUID | None:
+        if system != MRN_SYSTEM:
+            return None
+        patient = await PatientRepository(self.session).by_mrn(value)
+        return patient.id if patient else None
+
+    async def _survivor(self, patient_id: uuid.UUID) -> Patient:
+        patient = await PatientRepository(self.session).get_or_404(patient_id)
+        if patient.merged_into_id is not None:  # merges redirect straight to the surviving record
+            patient = await PatientRepository(self.session).get_or_404(patient.merged_into_id)
+        return patient
+
+    async def _patient(self, entry: _Entry) -> EntryResult:
+        repo = PatientRepository(self.session)
+        found, identifiers = await self._match(entry, PATIENT_IDS, self._own_patient)
+        fields = patient_fields(entry.resource)
+        if found is not None:
+            patient = await self._survivor(found)
+            added = await self._claim(PATIENT_IDS, patient.id, identifiers)
+            changed = {k: v for k, v in fields.items() if getattr(patient, k) != v}
+            if entry.method == "PUT" and changed:
+                patient = await patients.update_patient(repo, patient.id, PatientUpdate(**changed))
+            self.patients_touched[patient.id] = None
+            note = "Linked the identifiers it lacked." if added else None
+            result = EntryResult("200 OK", last_modified=patient.updated_at, note=note)
+            return self._resolve(entry, result, patient.id)
+        mrn = next((v for s, v in identifiers if s == MRN_SYSTEM), None)
+        data = PatientCreate(**fields, mrn=mrn)
+        candidate = Patient(**data.model_dump(exclude={"tenant_id", "mrn"}), mrn=data.mrn or "")
+        duplicates = await find_duplicates(repo, candidate, limit=3)
+        best = duplicates[0] if duplicates else None
+        if (
+            best is not None
+            and best.score >= PROBABLE_MATCH
+            and DuplicateReason.SAME_DOB_SIMILAR_NAME in best.reasons
+        ):
+            patient = await self._survivor(best.patient.id)
+            await self._claim(PATIENT_IDS, patient.id, identifiers)
+            self.patients_touched[patient.id] = None
+            note = (
+                f"Matched an existing patient by demographics (score {best.score:.2f}); the identifiers were "
+                "linked to it rather than creating a duplicate."
+            )
+            result = EntryResult("200 OK", last_modified=patient.updated_at, note=note)
+            return self._resolve(entry, result, patient.id)
+        possible = [str(d.patient.id) for d in duplicates if d.score >= POSSIBLE_MATCH]
+        if possible:
+            data.meta_data = {**data.meta_data, "possible_duplicates": possible, "imported_from": SOURCE}
+        patient = await patients.create_patient(repo, data)
+        await self._claim(PATIENT_IDS, patient.id, identifiers)
+        self.patients_touched[patient.id] = None
+        note = (
+            f"Created; {len(possible)} possible duplicate(s) flagged for review "
+            "(meta_data.possible_duplicates)."
+            if possible
+            else None
+        )
+        result = EntryResult("201 Created", last_modified=patient.updated_at, note=note)
+        return self._resolve(entry, result, patient.id)
+
+    # -- practitioners --
+
+    async def _own_practitioner(self, system: str, value: str) -> uuid.UUID | None:
+        if system != LICENSE_SYSTEM:
+            return None
+        return await self.session.scalar(select(Practitioner.id).where(Practitioner.license_number == value))
+
+    async def _practitioner(self, entry: _Entry) -> EntryResult:
+        repo = PractitionerRepository(self.session)
+        found, identifiers = await self._match(entry, PRACTITIONER_IDS, self._own_practitioner)
+        fields = practitioner_fields(entry.resource, identifiers)
+        if found is not None:
+            practitioner = await repo.get_or_404(found)
+            await self._claim(PRACTITIONER_IDS, practitioner.id, identifiers)
+            changed = {k: v for k, v in fields.items() if getattr(practitioner, k) != v}
+            if entry.method == "PUT" and changed:
+                practitioner = await practitioners.update_practitioner(
+                    repo, practitioner.id, PractitionerUpdate(**changed)
+                )
+            result = EntryResult("200 OK", last_modified=practitioner.updated_at)
+            return self._resolve(entry, result, practitioner.id)
+        practitioner = await practitioners.create_practitioner(repo, PractitionerCreate(**fields))
+        await self._claim(PRACTITIONER_IDS, practitioner.id, identifiers)
+        result = EntryResult("201 Created", last_modified=practitioner.updated_at)
+        return self._resolve(entry, result, practitioner.id)
+
+    # -- appointments --
+
+    async def _reference(self, reference: str, expected: str) -> uuid.UUID:
+        """Our id of the record a reference names: an entry of the bundle, `Type/<id>`, or
+        `Type?identifier=system|value`."""
+        if reference in self.resolved:
+            resource_type, record_id = self.resolved[reference]
+            if resource_type != expected:
+                raise Unprocessable(f"The reference to a {expected} names a {resource_type}.")
+            return record_id
+        if reference.startswith("urn:uuid:"):
+            raise Unprocessable(f"A {expected} reference names no entry of the Bundle.")
+        path, _, query = reference.partition("?")
+        if path != expected and not path.startswith(f"{expected}/"):
+            raise Unprocessable(f"A participant reference must name a {expected}.")
+        if query:
+            system, value = _identifier_query(query)
+            ids = PATIENT_IDS if expected == "Patient" else PRACTITIONER_IDS
+            own = self._own_patient if expected == "Patient" else self._own_practitioner
+            matched = await own(system, value) or await ids.find(self.session, system, value)
+            if matched is None:
+                raise Unprocessable(f"No {expected} has the identifier its reference names.")
+            return matched
+        try:
+            return uuid.UUID(path.split("/", 1)[1])
+        except (ValueError, IndexError) as exc:
+            raise Unprocessable(f"A {expected} reference must be {expected}/<id>.") from exc
+
+    async def _participants(self, resource: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID]:
+        patient_id = practitioner_id = None
+        for participant in resource.get("participant") or []:
+            reference = (participant.get("actor") or {}).get("reference") or ""
+            kind = reference.partition("/")[0].partition("?")[0]
+            if reference in self.resolved:
+                kind = self.resolved[reference][0]
+            elif reference.startswith("urn:uuid:"):
+                raise Unprocessable("A participant reference names no entry of the Bundle.")
+            if kind == "Patient" and patient_id is None:
+                patient_id = await self._reference(reference, "Patient")
+            elif kind == "Practitioner" and practitioner_id is None:
+                practitioner_id = await self._reference(reference, "Practitioner")
+        if patient_id is None or practitioner_id is None:
+            raise Unprocessable("An appointment needs a Patient and a Practitioner participant.")
+        patient = await self._survivor(patient_id)
+        return patient.id, practitioner_id
+
+    async def _appointment(self, entry: _Entry) -> EntryResult:
+        found, identifiers = await self._match(entry, APPOINTMENT_IDS, None)
+        resource = entry.resource
+        status = FHIR_TO_APPOINTMENT_STATUS.get(str(resource.get("status")))
+        if status is None:
+            raise Unprocessable(
+                "Its status cannot be imported (booked, pending, proposed, arrived, checked-in, "
+                "fulfilled, cancelled and noshow can)."
+            )
+        start, end = resource.get("start"), resource.get("end")
+        if not start or not end:
+            raise Unprocessable("An appointment needs a start and an end.")
+        details = appointment_details(resource)
+        if found is not None:
+            appointment = await self.session.scalar(select(Appointment).where(Appointment.id == found))
+            if appointment is None:
+                raise NotFound("Appointment not found.")
+            self.patients_touched[appointment.patient_id] = None
+            await self._claim(APPOINTMENT_IDS, appointment.id, identifiers)
+            if entry.method == "PUT":
+                appointment = await self._update_appointment(appointment, status, start, end, details)
+            result = EntryResult("200 OK", last_modified=appointment.updated_at)
+            return self._resolve(entry, result, appointment.id)
+        patient_id, practitioner_id = await self._participants(resource)
+        self.patients_touched[patient_id] = None
+        if status is S.CANCELLED:  # an appointment we never had, already cancelled: nothing to book
+            return EntryResult("200 OK", note="A cancelled appointment unknown here: not imported.")
+        data = AppointmentDirectCreate(
+            patient_id=patient_id,
+            practitioner_id=practitioner_id,
+            start_time=start,
+            end_time=end,
+            source_channel=SOURCE,
+            **details,
+        )
+        appointment = await book_appointment(self.session, data)
+        await self._claim(APPOINTMENT_IDS, appointment.id, identifiers)
+        for step in PATHS[status]:
+            appointment = await lifecycle.update_appointment(
+                self.session, appointment.id, AppointmentUpdate(status=step)
+            )
+        result = EntryResult("201 Created", last_modified=appointment.updated_at)
+        return self._resolve(entry, result, appointment.id)
+
+    async def _update_appointment(
+        self,
+        appointment: Appointment,
+        status: AppointmentStatus,
+        start: str,
+        end: str,
+        details: dict[str, Any],
+    ) -> Appointment:
+        """Bring an appointment in line with the EHR's: details, times, then status (only what differs)."""
+        times = AppointmentUpdate(start_time=start, end_time=end)  # type: ignore[arg-type]
+        changed: dict[str, Any] = {k: v for k, v in details.items() if getattr(appointment, k) != v}
+        if (times.start_time, times.end_time) != (appointment.start_time, appointment.end_time):
+            changed.update(start_time=times.start_time, end_time=times.end_time)
+        if changed:
+            appointment = await lifecycle.update_appointment(
+                self.session, appointment.id, AppointmentUpdate(**changed)
+            )
+        current = AppointmentStatus(appointment.status)
+        if current is S.CONFIRMED and status is S.BOOKED:
+            return appointment  # FHIR's `booked` covers our confirmed
+        if current is not status:
+            path = PATHS[status]
+            for step in path[path.index(current) + 1 :] if current in path else path:
+                appointment = await lifecycle.update_appointment(
+                    self.session, appointment.id, AppointmentUpdate(status=step)
+                )
+        return appointment
+
+
+# ---- FHIR resource -> our fields -----------------------------------------------------------------------
+
+
+def _official_name(resource: dict[str, Any]) -> dict[str, Any]:
+    names = resource.get("name") or []
+    official = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    if not official.get("family") or not official.get("given"):
+        raise Unprocessable("A name with a family name and a given name is needed.")
+    return dict(official)
+
+
+def _telecom(resource: dict[str, Any], system: str) -> list[str]:
+    return [t["value"] for t in resource.get("telecom") or [] if t.get("system") == system and t.get("value")]
+
+
+def patient_fields(resource: dict[str, Any]) -> dict[str, Any]:
+    """Our patient fields from a FHIR Patient (only those it carries), validated as a registration is."""
+    name = _official_name(resource)
+    given = list(name["given"])
+    fields: dict[str, Any] = {
+        "first_name": given[0],
+        "middle_name": " ".join(given[1:]) or None,
+        "last_name": name["family"],
+    }
+    if resource.get("gender"):
+        fields["gender"] = resource["gender"]
+    if resource.get("birthDate"):
+        fields["date_of_birth"] = resource["birthDate"]
+    phones, emails = _telecom(resource, "phone"), _telecom(resource, "email")
+    if phones:
+        fields["phone_primary"] = phones[0]
+        if len(phones) > 1:
+            fields["phone_secondary"] = phones[1]
+    if emails:
+        fields["email_primary"] = emails[0]
+    addresses = resource.get("address") or []
+    if addresses:
+        address = addresses[0]
+        lines = address.get("line") or []
+        fields.update(
+            address_line1=lines[0] if lines else None,
+            address_line2=lines[1] if len(lines) > 1 else None,
+            city=address.get("city"),
+            state=address.get("state"),
+            postal_code=address.get("postalCode"),
+            country=address.get("country"),
+        )
+    for communication in resource.get("communication") or []:
+        codings = (communication.get("language") or {}).get("coding") or []
+        if codings and codings[0].get("code"):
+            fields["preferred_language"] = codings[0]["code"]
+            break
+    # Validate and normalise (phone numbers to E.164, ...) as a registration does; keep only what was sent.
+    checked = PatientCreate(**fields).model_dump(
+        exclude_unset=True, exclude={"tenant_id", "mrn", "meta_data"}
+    )
+    return {k: v for k, v in checked.items() if k in fields}
+
+
+def practitioner_fields(resource: dict[str, Any], identifiers: list[tuple[str, str]]) -> dict[str, Any]:
+    """Our practitioner fields from a FHIR Practitioner."""
+    name = _official_name(resource)
+    given = list(name["given"])
+    fields: dict[str, Any] = {
+        "first_name": given[0],
+        "middle_name": " ".join(given[1:]) or None,
+        "last_name": name["family"],
+    }
+    if resource.get("gender"):
+        fields["gender"] = resource["gender"]
+    if "active" in resource:
+        fields["is_active"] = bool(resource["active"])
+    license_number = next((v for s, v in identifiers if s == LICENSE_SYSTEM), None)
+    if license_number:
+        fields["license_number"] = license_number
+    phones, emails = _telecom(resource, "phone"), _telecom(resource, "email")
+    if phones:
+        fields["phone_primary"] = phones[0]
+    if emails:
+        fields["email_primary"] = emails[0]
+    qualifications = [
+        (q.get("code") or {}).get("text") for q in resource.get("qualification") or [] if q.get("code")
+    ]
+    if qualifications and qualifications[0]:
+        fields["qualification"] = qualifications[0]
+    checked = PractitionerCreate(**fields).model_dump(exclude_unset=True, exclude={"tenant_id", "meta_data"})
+    return {k: v for k, v in checked.items() if k in fields}
+
+
+def appointment_details(resource: dict[str, Any]) -> dict[str, Any]:
+    """Type, reason and comment of a FHIR Appointment, as our appointment's fields."""
+    details: dict[str, Any] = {}
+    kind = resource.get("appointmentType") or {}
+    codings = kind.get("coding") or []
+    code = (codings[0].get("code") if codings else None) or kind.get("text")
+    if code:
+        details["appointment_type"] = str(code)[:64]
+    reasons = [r.get("text") for r in resource.get("reasonCode") or [] if r.get("text")]
+    if reasons:
+        details["reason_text"] = str(reasons[0])[:2000]
+    if resource.get("comment"):
+        details["notes"] = str(resource["comment"])[:4000]
+    return details
+
+
+async def import_bundle(session: AsyncSession, body: Any) -> ImportReport:
+    """Import a transaction Bundle into the session's tenant, all or nothing (the caller's transaction)."""
+    entries = parse_bundle(body)
+    return await BundleImport(session).run(entries)

@@ -1,0 +1,486 @@
+"""`POST /fhir/R4` with a transaction Bundle, as an EHR sends it: patients, practitioners and appointments
+upserted by identifier, all or nothing, idempotent, new patients run through the duplicate matcher."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.audit import AuditRecord
+from core.client_credentials import Scope
+from core.database import bind_tenant, mark_system
+from domain.patients.models import Patient, PatientIdentifier
+from domain.practitioners.models import Practitioner, PractitionerIdentifier
+from domain.scheduling.models import Appointment, AppointmentIdentifier
+from tests.integrations.conftest import ClientFactory, Credentials, bearer_for
+from tests.integrations.test_fhir_search import valid
+
+API = "/api/v1/prm"
+FHIR = "/fhir/R4"
+EHR_MRN = "urn:oid:2.16.840.1.113883.19.5"
+EHR_STAFF = "urn:oid:2.16.840.1.113883.19.7"
+EHR_APPT = "urn:oid:2.16.840.1.113883.19.9"
+START = (datetime.now(UTC) + timedelta(days=5)).replace(hour=9, minute=0, second=0, microsecond=0)
+
+
+def entry(resource: dict[str, Any], full_url: str | None = None, **request: Any) -> dict[str, Any]:
+    """A bundle entry: POST by default."""
+    item: dict[str, Any] = {
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"], **request},
+    }
+    if full_url:
+        item["fullUrl"] = full_url
+    return item
+
+
+def patient(
+    mrn: str, given: str = "Maria", family: str = "Garcia", birth: str = "1975-06-01", **extra: Any
+) -> dict[str, Any]:
+    """An EHR's Patient."""
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": EHR_MRN, "value": mrn}],
+        "name": [{"use": "official", "family": family, "given": [given]}],
+        "gender": "female",
+        "birthDate": birth,
+        **extra,
+    }
+
+
+def practitioner(staff_id: str) -> dict[str, Any]:
+    """An EHR's Practitioner."""
+    return {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": EHR_STAFF, "value": staff_id}],
+        "name": [{"family": "House", "given": ["Greg"]}],
+    }
+
+
+def appointment(
+    appt_id: str, patient_ref: str, practitioner_ref: str, start: datetime, status: str = "booked"
+) -> dict[str, Any]:
+    """An EHR's Appointment of 30 minutes."""
+    return {
+        "resourceType": "Appointment",
+        "identifier": [{"system": EHR_APPT, "value": appt_id}],
+        "status": status,
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=30)).isoformat(),
+        "appointmentType": {"coding": [{"code": "follow_up"}]},
+        "participant": [
+            {"actor": {"reference": patient_ref}, "status": "accepted"},
+            {"actor": {"reference": practitioner_ref}, "status": "accepted"},
+        ],
+    }
+
+
+def clinic_bundle() -> dict[str, Any]:
+    """Two patients, a practitioner and an appointment for each, linked by urn:uuid references."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            # Appointments first: the server must import what they reference before them.
+            entry(appointment("A-1", "urn:uuid:p1", "urn:uuid:dr", START), "urn:uuid:a1"),
+            entry(
+                appointment("A-2", "urn:uuid:p2", "urn:uuid:dr", START + timedelta(hours=1)), "urn:uuid:a2"
+            ),
+            entry(
+                patient("E-1", telecom=[{"system": "phone", "value": "+14155550101"}]),
+                "urn:uuid:p1",
+                ifNoneExist=f"identifier={EHR_MRN}|E-1",
+            ),
+            entry(patient("E-2", given="Kenji", family="Tanaka", birth="1990-02-03"), "urn:uuid:p2"),
+            entry(
+                practitioner("S-1"),
+                "urn:uuid:dr",
+                method="PUT",
+                url=f"Practitioner?identifier={EHR_STAFF}|S-1",
+            ),
+        ],
+    }
+
+
+async def post_bundle(client: httpx.AsyncClient, headers: dict[str, str], bundle: Any) -> httpx.Response:
+    """POST a bundle as FHIR JSON; the answer is always FHIR JSON."""
+    response = await client.post(
+        FHIR, json=bundle, headers={**headers, "Content-Type": "application/fhir+json"}
+    )
+    assert response.headers["content-type"].startswith("application/fhir+json"), response.text
+    valid(response.json())
+    return response
+
+
+async def snapshot(sessionmaker: async_sessionmaker[AsyncSession], tenant: uuid.UUID) -> dict[str, Any]:
+    """Every row an import may touch in the tenant, with its last change."""
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant)
+        state: dict[str, Any] = {}
+        for name, table in (
+            ("patients", Patient),
+            ("practitioners", Practitioner),
+            ("appointments", Appointment),
+            ("patient_ids", PatientIdentifier),
+            ("practitioner_ids", PractitionerIdentifier),
+            ("appointment_ids", AppointmentIdentifier),
+        ):
+            rows = (await session.execute(select(table.id, table.updated_at).order_by(table.id))).all()
+            state[name] = [tuple(r) for r in rows]
+        return state
+
+
+async def test_a_bundle_imports_patients_practitioners_and_appointments_resolving_references(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str], auth: dict[str, str]
+) -> None:
+    response = await post_bundle(client, fhir_auth, clinic_bundle())
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created"] * 5
+    locations = [e["response"]["location"] for e in body["entry"]]
+    maria = (
+        await client.get(f"{FHIR}/Patient", params={"identifier": f"{EHR_MRN}|E-1"}, headers=fhir_auth)
+    ).json()
+    assert [e["resource"]["id"] for e in maria["entry"]] == [locations[2].split("/")[1]]
+    assert maria["entry"][0]["resource"]["telecom"][0]["value"] == "+14155550101"
+    booked = (await client.get(f"{API}/appointments/{locations[0].split('/')[1]}", headers=auth)).json()
+    assert booked["patient_id"] == locations[2].split("/")[1]
+    assert booked["practitioner_id"] == locations[4].split("/")[1]
+    assert booked["source_channel"] == "fhir"
+    assert datetime.fromisoformat(booked["start_time"]) == START
+
+
+async def test_the_same_bundle_twice_changes_nothing(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    assert (await post_bundle(client, fhir_auth, clinic_bundle())).status_code == 200
+    before = await snapshot(system_sessionmaker, tenant_id)
+
+    again = await post_bundle(client, fhir_auth, clinic_bundle())
+
+    assert again.status_code == 200
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 5
+    assert await snapshot(system_sessionmaker, tenant_id) == before
+    assert len(before["patients"]) == 2 and len(before["appointments"]) == 2
+
+
+async def test_a_conditional_update_changes_only_what_differs(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str], auth: dict[str, str]
+) -> None:
+    await post_bundle(client, fhir_auth, clinic_bundle())
+    moved = START + timedelta(days=1)
+    update = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry(
+                patient("E-2", given="Kenji", family="Tanaka-Sato", birth="1990-02-03"),
+                method="PUT",
+                url=f"Patient?identifier={EHR_MRN}|E-2",
+            ),
+            entry(
+                appointment(
+                    "A-1",
+                    f"Patient?identifier={EHR_MRN}|E-1",
+                    f"Practitioner?identifier={EHR_STAFF}|S-1",
+                    moved,
+                ),
+                method="PUT",
+                url=f"Appointment?identifier={EHR_APPT}|A-1",
+            ),
+            entry(
+                appointment(
+                    "A-2",
+                    f"Patient?identifier={EHR_MRN}|E-2",
+                    f"Practitioner?identifier={EHR_STAFF}|S-1",
+                    START + timedelta(hours=1),
+                    status="cancelled",
+                ),
+                method="PUT",
+                url=f"Appointment?identifier={EHR_APPT}|A-2",
+            ),
+        ],
+    }
+
+    response = await post_bundle(client, fhir_auth, update)
+
+    assert response.status_code == 200, response.text
+    [kenji, first, second] = [e["response"]["location"].split("/")[1] for e in response.json()["entry"]]
+    assert (await client.get(f"{API}/patients/{kenji}", headers=auth)).json()["last_name"] == "Tanaka-Sato"
+    rescheduled = (await client.get(f"{API}/appointments/{first}", headers=auth)).json()
+    assert datetime.fromisoformat(rescheduled["start_time"]) == moved
+    assert (await client.get(f"{API}/appointments/{second}", headers=auth)).json()["status"] == "cancelled"
+
+
+async def test_a_bad_bundle_changes_nothing_and_answers_an_operation_outcome_naming_the_entry(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    bundle = clinic_bundle()
+    bundle["entry"].append(entry(appointment("A-3", "urn:uuid:nobody", "urn:uuid:dr", START), "urn:uuid:a3"))
+    before = await snapshot(system_sessionmaker, tenant_id)
+
+    response = await post_bundle(client, fhir_auth, bundle)
+
+    assert response.status_code == 422
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "entry[5] (Appointment)" in outcome["issue"][0]["diagnostics"]
+    assert await snapshot(system_sessionmaker, tenant_id) == before
+
+
+async def test_malformed_bundles_are_4xx_operation_outcomes_and_change_nothing(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    before = await snapshot(system_sessionmaker, tenant_id)
+    no_identifier = patient("E-9")
+    del no_identifier["identifier"]
+    cases: list[tuple[Any, int]] = [
+        ({"resourceType": "Bundle", "type": "batch", "entry": []}, 400),
+        ({"resourceType": "Patient"}, 400),
+        ([1, 2], 400),
+        (
+            {"resourceType": "Bundle", "type": "transaction", "entry": [entry(patient("E-1", birth="20x"))]},
+            400,
+        ),
+        (
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [entry(patient("E-1", birth="2999-01-01"))],
+            },
+            422,
+        ),
+        ({"resourceType": "Bundle", "type": "transaction", "entry": [entry(no_identifier)]}, 422),
+        (
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [entry({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})],
+            },
+            422,
+        ),
+        (
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [entry(practitioner("S-9"), method="DELETE")],
+            },
+            422,
+        ),
+    ]
+    for bundle, status in cases:
+        response = await post_bundle(client, fhir_auth, bundle)
+        assert response.status_code == status, (bundle, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+    not_json = await client.post(
+        FHIR, content=b"{nope", headers={**fhir_auth, "Content-Type": "application/fhir+json"}
+    )
+    assert not_json.status_code in (400, 422)
+    xml = await client.post(
+        FHIR, content=b"<Bundle/>", headers={**fhir_auth, "Content-Type": "application/fhir+xml"}
+    )
+    assert xml.status_code == 415
+    assert await snapshot(system_sessionmaker, tenant_id) == before
+
+
+async def test_a_probable_duplicate_is_linked_not_created_again(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    existing = await client.post(
+        f"{API}/patients",
+        json={
+            "first_name": "Maria",
+            "last_name": "Garcia",
+            "date_of_birth": "1975-06-01",
+            "gender": "female",
+        },
+        headers=auth,
+    )
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry(patient("E-1"))]}
+
+    response = await post_bundle(client, fhir_auth, bundle)
+
+    assert response.status_code == 200, response.text
+    result = response.json()["entry"][0]["response"]
+    assert result["status"] == "200 OK"
+    assert result["location"] == f"Patient/{existing.json()['id']}"
+    assert "Matched an existing patient" in result["outcome"]["issue"][0]["diagnostics"]
+    found = (
+        await client.get(f"{FHIR}/Patient", params={"identifier": f"{EHR_MRN}|E-1"}, headers=fhir_auth)
+    ).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [existing.json()["id"]]
+    assert len((await snapshot(system_sessionmaker, tenant_id))["patients"]) == 1
+
+
+async def test_a_possible_duplicate_is_created_and_flagged_for_review(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str], auth: dict[str, str]
+) -> None:
+    father = await client.post(
+        f"{API}/patients",
+        json={
+            "first_name": "John",
+            "last_name": "Smith",
+            "date_of_birth": "1950-01-01",
+            "phone_primary": "+14155550199",
+        },
+        headers=auth,
+    )
+    son = patient(
+        "E-7",
+        given="John",
+        family="Smith",
+        birth="1985-03-03",
+        telecom=[{"system": "phone", "value": "+14155550199"}],
+    )
+
+    response = await post_bundle(
+        client, fhir_auth, {"resourceType": "Bundle", "type": "transaction", "entry": [entry(son)]}
+    )
+
+    result = response.json()["entry"][0]["response"]
+    assert result["status"] == "201 Created"
+    created = (await client.get(f"{API}/patients/{result['location'].split('/')[1]}", headers=auth)).json()
+    assert created["meta_data"]["possible_duplicates"] == [father.json()["id"]]
+
+
+async def test_a_bundle_cannot_reach_another_tenants_patient(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    make_tenant: Any,
+    headers_for: Any,
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    other = await make_tenant(name="Other")
+    foreign = await client.post(
+        f"{API}/patients", json={"first_name": "Ann", "last_name": "Other"}, headers=headers_for(other)
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry(practitioner("S-1"), "urn:uuid:dr"),
+            entry(appointment("A-9", f"Patient/{foreign.json()['id']}", "urn:uuid:dr", START)),
+        ],
+    }
+    before = await snapshot(system_sessionmaker, tenant_id)
+
+    response = await post_bundle(client, fhir_auth, bundle)
+
+    assert response.status_code == 404
+    assert await snapshot(system_sessionmaker, tenant_id) == before
+
+
+async def test_an_import_is_audited_and_needs_the_fhir_scope(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    fhir_creds: Credentials,
+    make_client: ClientFactory,
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    hl7_only = await bearer_for(client, await make_client(tenant_id, (Scope.HL7,)))
+    assert (await post_bundle(client, hl7_only, clinic_bundle())).status_code == 403
+
+    await post_bundle(client, fhir_auth, clinic_bundle())
+
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        audited = await session.scalar(
+            select(func.count()).where(
+                AuditRecord.tenant_id == tenant_id,
+                AuditRecord.action == "fhir.transaction",
+                AuditRecord.user_sub == f"client:{fhir_creds.client_id}",
+            )
+        )
+    assert audited == 2  # one record per patient the bundle touched
+
+
+def _bundle(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def _with(resource: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**resource, **changes}
+
+
+HOSTILE_BUNDLES: list[Any] = [
+    _bundle(entry(_with(patient("H-1"), birthDate="1980"))),  # a partial date: valid FHIR, not a birthday
+    _bundle(entry(_with(patient("H-1"), gender="bogus"))),
+    _bundle(entry(_with(patient("H-1"), name=[{"family": "X" * 500, "given": ["Y"]}]))),
+    _bundle(entry(_with(patient("H-1"), name=[{"given": ["Y"]}]))),
+    _bundle(entry(_with(patient("H-1"), telecom=[{"system": "phone", "value": "zz-hostile-99"}]))),
+    _bundle(entry(_with(patient("H-1"), identifier=[{"system": "s" * 300, "value": "v"}]))),
+    _bundle(entry(_with(patient("H-1"), communication=[{"language": {"coding": [{"code": "??"}]}}]))),
+    _bundle(entry(patient("H-1"), ifNoneExist="name=Smith")),
+    _bundle(entry(patient("H-1"), method="PUT", url="Patient/123")),
+    _bundle(entry(patient("H-1"), "urn:uuid:x"), entry(patient("H-2"), "urn:uuid:x")),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(patient("H-1"), "urn:uuid:p"),
+        entry(_with(appointment("A-1", "urn:uuid:p", "urn:uuid:dr", START), end=START.isoformat())),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(patient("H-1"), "urn:uuid:p"),
+        entry(_with(appointment("A-1", "urn:uuid:p", "urn:uuid:dr", START), status="entered-in-error")),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(appointment("A-1", "urn:uuid:dr", "urn:uuid:dr", START)),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(appointment("A-1", "Patient/not-an-id", "urn:uuid:dr", START)),
+    ),
+    _bundle(
+        entry(practitioner("S-1"), "urn:uuid:dr"),
+        entry(appointment("A-1", f"Patient?identifier={EHR_MRN}|nobody", "urn:uuid:dr", START)),
+    ),
+    {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "POST", "url": "Patient"}}],
+    },
+    {"resourceType": "Bundle", "type": "transaction", "entry": "many"},
+    {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Patient", "name": 5}}],
+    },
+]
+
+
+async def test_hostile_bundles_are_refused_with_4xx_outcomes_and_change_nothing(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    before = await snapshot(system_sessionmaker, tenant_id)
+    for bundle in HOSTILE_BUNDLES:
+        response = await post_bundle(client, fhir_auth, bundle)
+        assert 400 <= response.status_code < 500, (bundle, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+        assert "zz-hostile" not in response.text and "XXXXX" not in response.text  # no submitted values
+    assert await snapshot(system_sessionmaker, tenant_id) == before
