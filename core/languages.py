@@ -8,12 +8,14 @@ shorter forms (`es-MX`, then `es`), the tenant's default (and its shorter forms)
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import langcodes
 from pydantic import AfterValidator, Field
 
 ENGLISH = "en"
+LANGUAGE_SUBTAG = re.compile("[a-z]{2,3}")
 MAX_TAG_LENGTH = 16  # the width of every language column (patients.preferred_language's first)
 
 
@@ -24,7 +26,8 @@ def normalise(value: str) -> str:
         language = langcodes.Language.get(langcodes.standardize_tag(text)) if text else None
     except (langcodes.LanguageTagError, ValueError):
         language = None
-    if language is None or not language.language or not language.is_valid():
+    # A private-use tag (`x-...`) parses as a "language" of its own: only a real 2-3 letter one is taken.
+    if language is None or not LANGUAGE_SUBTAG.fullmatch(language.language or "") or not language.is_valid():
         raise ValueError("is not a language tag (e.g. 'en' or 'es-MX')")
     tag = langcodes.Language.make(
         language=language.language, script=language.script, territory=language.territory
