@@ -117,11 +117,13 @@ async def send_message(
     """Record one outbound message once per `idempotency_key`; its delivery workflow starts after the caller
     commits and applies the send policy (consent, quiet hours, frequency cap) like every message.
 
-    `message` is the finished text, or a `Compose` that renders the content for the patient (the API's text
-    is Jinja; automated callers pass finished text, never rendered again). `template_name` is recorded as
-    given and never rendered here. On WhatsApp, the template the text was rendered from (the `Compose`'s
-    answer; for finished text `template`, the caller's copy, else the template `template_name` names) lends
-    its approved Content template for use outside the 24-hour window.
+    `message` is the finished text, or a `Compose` that renders the content for the patient (`render_for`:
+    the API's text and templates, journeys' and reminders' templates, in the patient's language); finished
+    text is never rendered again. `template_name` is recorded as given and never rendered here; the record's
+    `language` is that of the template the content was rendered from (None for literal text). On WhatsApp,
+    the template the text was rendered from (the `Compose`'s answer; for finished text `template`, the
+    caller's copy, else `template_name`'s variant in the patient's language) lends its approved Content
+    template for use outside the 24-hour window.
 
     `urgent` messages pass quiet hours and the cap (and the record says so); a `consent_confirmation` (the
     one reply to STOP/START) is urgent and goes even to the channel the patient just left. `recipient`
