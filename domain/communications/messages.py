@@ -95,6 +95,7 @@ async def _render(
             subject=data.subject,
             variables=data.template_vars,
             appointment=appointment,
+            language=data.language,
         )
     except templates.UnknownTemplate as exc:
         raise Unprocessable(

@@ -60,6 +60,12 @@ class CommunicationCreate(RequestModel):
     message: str | None = Field(default=None, max_length=10_000)
     template_name: str | None = Field(default=None, max_length=100)
     template_vars: FreeJson = Field(default_factory=dict)
+    language: LanguageTag | None = Field(
+        default=None,
+        description="With a template: the language to prefer over the patient's own (the fallback chain "
+        "still applies). With a message: the language it is written in (recorded, and the system "
+        "variables such as appointment_date are written in it; default: your tenant's default language)",
+    )
     scheduled_for: datetime | None = None
     is_urgent: bool = Field(default=False, description="Bypass quiet hours (never consent)")
     idempotency_key: str | None = Field(default=None, max_length=200)

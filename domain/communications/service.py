@@ -41,12 +41,18 @@ OPTED_OUT = "opted_out"  # the error_code of a message refused because the patie
 
 @dataclass(frozen=True)
 class Content:
-    """A message's subject and text as recorded, and the template they were rendered from (if any: its
-    `language` is the message's)."""
+    """A message's subject and text as recorded, the template they were rendered from (if any), and the
+    language they are in: the template's, else the one the caller stated for literal text (else None)."""
 
     subject: str | None
     body: str
     template: templates.MessageTemplate | None = None
+    stated_language: str | None = None
+
+    @property
+    def language(self) -> str | None:
+        """The message's language, as recorded on it."""
+        return self.template.language if self.template is not None else self.stated_language
 
 
 # Renders the content for the patient once the message is known to be new (the API's Jinja text).
@@ -167,7 +173,7 @@ async def send_message(
         message=content.body,
         template_name=template_name,
         template_vars=template_vars or {},
-        language=rendered_from.language if rendered_from is not None else None,
+        language=content.language,
         status=(CommunicationStatus.SCHEDULED if later else CommunicationStatus.QUEUED).value,
         is_urgent=urgent or consent_confirmation,
         scheduled_for=scheduled_for,
@@ -227,12 +233,17 @@ class AppointmentFacts:
     timezone: str | None = None
 
 
-async def language_chain(session: AsyncSession, patient: Patient) -> list[str]:
-    """The languages to write to the patient in, best first: their preferred language (then its shorter
-    forms), the tenant's default language, English."""
+async def default_language(session: AsyncSession, patient: Patient) -> str:
+    """The tenant's default message language."""
     tenant = await session.get(Tenant, session.info.get("tenant_id") or patient.tenant_id)
-    default = settings_of(tenant).default_language if tenant is not None else None
-    return languages.fallback_chain(patient.preferred_language, default)
+    return settings_of(tenant).default_language if tenant is not None else languages.ENGLISH
+
+
+async def language_chain(session: AsyncSession, patient: Patient, stated: str | None = None) -> list[str]:
+    """The languages to write to the patient in, best first: the `stated` one when the sender chose one,
+    the patient's preferred language, the tenant's default language (each then its shorter forms), English."""
+    default = await default_language(session, patient)
+    return languages.fallback_chain(stated, patient.preferred_language, default)
 
 
 async def system_variables(
@@ -272,20 +283,24 @@ async def render_for(
     subject: str | None = None,
     variables: dict[str, Any] | None = None,
     appointment: AppointmentFacts | None = None,
+    language: str | None = None,
 ) -> Content:
     """A message's content for the patient, in their language: the one render path of every message.
 
     With `text`, that literal Jinja text (its `subject` too) is rendered with the system variables in the
-    patient's language, and the content has no language of its own. Otherwise the template (`variants`
-    given, e.g. a journey's kept copy, else `template_id`'s: built-in, else the tenant's active ones) is
-    rendered in the first language of `language_chain` it has; `subject`, when given, replaces its own.
-    UnknownTemplate when there is no such template, TemplateError when a variable is missing."""
-    chain = await language_chain(session, patient)
+    `language` the sender says it is written in, else the tenant's default language; the content's language
+    is `language` (None when not stated). Otherwise the template (`variants` given, e.g. a journey's kept
+    copy, else `template_id`'s: built-in, else the tenant's active ones) is rendered in the first language
+    of `language_chain` it has (`language` first, when the sender chose one); `subject`, when given,
+    replaces its own. UnknownTemplate when there is no such template, TemplateError when a variable is
+    missing."""
     if text is not None or (template_id is None and variants is None):
-        values = await system_variables(session, patient, appointment, chain[0])
+        written_in = language or await default_language(session, patient)
+        values = await system_variables(session, patient, appointment, written_in)
         values.update(variables or {})
         rendered_subject = templates.render_text(subject, values) if subject else None
-        return Content(rendered_subject, templates.render_text(text or "", values))
+        return Content(rendered_subject, templates.render_text(text or "", values), stated_language=language)
+    chain = await language_chain(session, patient, language)
     if variants is None:
         variants = await templates.template_variants(session, template_id or "")
     template = templates.choose(variants, chain)

@@ -66,10 +66,12 @@ async def resolve_template_uses(
     if not uses:
         return {}, []
     rows = await session.scalars(
-        select(CommunicationTemplate).where(
+        select(CommunicationTemplate)
+        .where(
             CommunicationTemplate.key.in_({use.template_id for use in uses}),
             CommunicationTemplate.is_active.is_(True),
         )
+        .order_by(CommunicationTemplate.key, CommunicationTemplate.language)
     )
     found: dict[str, list[templates.MessageTemplate]] = {}
     for row in rows:

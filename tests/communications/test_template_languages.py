@@ -133,10 +133,33 @@ async def test_a_language_no_template_speaks_falls_back_to_the_default_then_engl
     assert (await _prescription(client, auth, french))["language"] == "es"
 
 
-async def test_literal_text_records_no_language(client, auth, make_patient) -> None:
+async def test_literal_text_records_no_language_unless_the_sender_states_it(
+    client, auth, make_patient
+) -> None:
     patient = await make_patient(preferred_language="es")
-    sent = await _send(client, auth, patient, message="Call us", template_name="prescription_ready")
-    assert (sent["message"], sent["language"]) == ("Call us", None)
+    sent = await _send(client, auth, patient, message="Call {{ practitioner_name }}", template_name="x")
+    assert (sent["message"], sent["language"]) == ("Call your care team", None)
+    stated = await _send(client, auth, patient, message="Llame a {{ practitioner_name }}", language="ES")
+    assert (stated["message"], stated["language"]) == ("Llame a su equipo médico", "es")
+
+
+async def test_a_language_the_sender_chooses_comes_before_the_patients(client, auth, make_patient) -> None:
+    patient = await make_patient(preferred_language="es")
+    chosen = await _send(
+        client,
+        auth,
+        patient,
+        template_name="prescription_ready",
+        template_vars={"pharmacy_name": "Farmacia"},
+        language="en-US",
+    )
+    assert chosen["language"] == "en" and chosen["message"].startswith("Hi Maria,")
+    bad = await client.post(
+        BASE,
+        json={"patient_id": str(patient.id), "channel": "sms", "message": "x", "language": "klingon!"},
+        headers=auth,
+    )
+    assert bad.status_code == 422 and "language" in str(bad.json()["detail"])
 
 
 async def test_a_tenant_template_is_sent_in_the_patients_variant(client, auth, make_patient) -> None:
