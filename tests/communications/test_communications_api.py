@@ -138,6 +138,7 @@ async def test_templates_have_the_reference_shape_and_filters(client, auth) -> N
         "subject",
         "body",
         "variables",
+        "language",
     }
     billing = (await client.get(f"{BASE}/templates", params={"category": "billing"}, headers=auth)).json()
     assert {t["category"] for t in billing["templates"]} == {"billing"}

@@ -44,7 +44,8 @@ async def test_create_lists_it_with_the_built_ins_and_derives_its_variables(clie
     assert "apt_reminder" in ids and ids[-1] == "post_visit_tips"
     assert listing["total"] == len(ids)
     mine = next(t for t in listing["templates"] if t["id"] == "post_visit_tips")
-    assert set(mine) == {"id", "name", "channel", "category", "subject", "body", "variables"}
+    assert set(mine) == {"id", "name", "channel", "category", "subject", "body", "variables", "language"}
+    assert mine["language"] == "en"
     assert "post_visit_tips" in await _ids(client, auth, channel="sms", category="follow_up")
     assert "post_visit_tips" not in await _ids(client, auth, channel="email")
     assert "post_visit_tips" not in await _ids(client, auth, category="billing")

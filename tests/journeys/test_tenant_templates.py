@@ -165,9 +165,10 @@ async def test_the_snapshot_keeps_the_tenant_templates_its_actions_name(clinic: 
     )
     kept = instance.definition_snapshot["templates"]
     assert set(kept) == {"wound_check"}
-    assert kept["wound_check"]["body"] == WOUND_CHECK
-    assert (kept["wound_check"]["subject"], kept["wound_check"]["channel"]) == ("Wound check", "sms")
-    assert kept["wound_check"]["name"] == "Wound Check"
+    (variant,) = kept["wound_check"]["variants"]
+    assert (variant["body"], variant["language"]) == (WOUND_CHECK, "en")
+    assert (variant["subject"], variant["channel"]) == ("Wound check", "sms")
+    assert variant["name"] == "Wound Check"
 
 
 async def test_a_running_instance_keeps_the_text_it_started_with_and_a_new_one_uses_the_new_text(
