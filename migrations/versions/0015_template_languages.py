@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_template_languages"
-down_revision: str | None = "0011_audit_records"
+down_revision: str | None = "0014_integration_clients"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0016_hl7_messages"
-down_revision: str | None = "0014_integration_clients"
+down_revision: str | None = "0015_template_languages"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
