@@ -130,15 +130,18 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
     """An async engine on psycopg 3 with a bounded pool and bounded waits.
 
     While the database is down every checkout fails within the connect timeout (or the pool timeout when
-    every connection is busy) rather than hanging the request; `pool_pre_ping` replaces the connections the
-    outage killed, so the service recovers by itself when the database returns.
+    every connection is busy) rather than hanging the request. There is no ping before each checkout (a
+    round trip on every request): a connection the outage killed fails its first statement instead, which
+    is a 503 (`api.errors`), and SQLAlchemy, seeing a disconnect, invalidates that connection and every
+    pooled connection older than the failure, so the next requests connect afresh and the service recovers
+    by itself when the database returns (tests/test_unavailability.py).
     """
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         connect_args={"connect_timeout": settings.db_connect_timeout_seconds},
         hide_parameters=True,  # a failed statement's error never quotes its values (patient data)
     )
