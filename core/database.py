@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -92,13 +93,17 @@ def _scope_queries_to_tenant(state: ORMExecuteState) -> None:
         if any(issubclass(m.class_, TenantScoped) for m in mappers):
             raise TenantScopeMissing("tenant-scoped query in a session with no tenant")
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(
-            TenantScoped,
-            lambda cls: cls.tenant_id == tenant_id,
-            include_aliases=True,
-            track_closure_variables=False,
-        )
+    state.statement = state.statement.options(_tenant_criteria(tenant_id))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant_criteria(tenant_id: uuid.UUID) -> Any:
+    """The `tenant_id = :tenant` criteria of one tenant, built once (not on every statement of a request)."""
+    return with_loader_criteria(
+        TenantScoped,
+        lambda cls: cls.tenant_id == tenant_id,
+        include_aliases=True,
+        track_closure_variables=False,
     )
 
 
