@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,13 +67,12 @@ class PatientRecordRepository:
 
     async def statistics(self, patient_id: uuid.UUID) -> PatientStatistics:
         """Counts and dates of the patient's appointments, journeys, tickets and messages (one query)."""
-        row = (await self.session.execute(select(*_statistics_columns(patient_id)))).one()
-        return PatientStatistics(**row._asdict())
+        row = (await self.session.execute(STATISTICS, {"patient_id": patient_id})).one()
+        return PatientStatistics(*row)
 
     async def patient_with_statistics(self, patient_id: uuid.UUID) -> tuple[Patient, PatientStatistics]:
         """The patient and their statistics in one round trip; NotFound when the tenant has no such one."""
-        stmt = select(Patient, *_statistics_columns(Patient.id)).where(Patient.id == patient_id)
-        row = (await self.session.execute(stmt)).first()
+        row = (await self.session.execute(PATIENT_WITH_STATISTICS, {"patient_id": patient_id})).first()
         if row is None:
             raise NotFound(f"{PatientRepository.label} not found.")
         patient, *figures = row
@@ -198,3 +198,10 @@ def _count(model: Any, patient_id: uuid.UUID | ColumnElement[Any], *conditions: 
         .where(model.patient_id == patient_id, *conditions)
         .scalar_subquery()
     )
+
+
+# Built once: building these per request cost more than running them (SQLAlchemy still caches the SQL).
+STATISTICS = select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True))))
+PATIENT_WITH_STATISTICS = select(Patient, *_statistics_columns(Patient.id)).where(
+    Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True))
+)
