@@ -44,12 +44,14 @@ from core.audit import AuditBuffer
 from core.auth import TokenVerifier
 from core.codec import EncryptionCodec
 from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.embedded_db import to_libpq_url
 from core.logging import configure_logging
 from core.phones import set_default_region
 from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
 from domain.communications.providers import log_provider_configuration
+from domain.tenants.active import ActiveTenants
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/prm"
@@ -67,6 +69,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
         # One LISTEN connection per process for every real-time stream (connects on the first stream).
         app.state.metrics_listener = MetricsListener.for_database(url, app.state.sessionmaker)
+        # The active tenants, cached per process and forgotten on PostgreSQL's change notices.
+        app.state.active_tenants = ActiveTenants(to_libpq_url(url))
+        app.state.active_tenants.start()
         app.state.temporal_client = None
         # Reads' audit records, appended in batches (a write's go with the write).
         app.state.audit_buffer = AuditBuffer(
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         finally:
             await app.state.audit_buffer.close()  # nothing queued is lost on a graceful shutdown
             await app.state.metrics_listener.close()
+            await app.state.active_tenants.close()
             await app.state.engine.dispose()
 
     app = FastAPI(

@@ -266,6 +266,9 @@ def api(
         log_level=settings.log_level.lower(),
         reload=reload,
         timeout_graceful_shutdown=10,
+        http="httptools",  # the flags of `prm run` (cli.stack.uvicorn_argv)
+        loop="uvloop",
+        access_log=False,  # the app writes its own (`prm.access`)
     )
 
 
