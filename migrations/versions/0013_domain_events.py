@@ -12,7 +12,7 @@ journey's repeat policy held by the database: a partial unique index for `never`
 created by 0001). A pending row waits for its trigger's delay (`ix_journey_trigger_starts_due`).
 
 Revision ID: 0013_domain_events
-Revises: 0011_audit_records
+Revises: 0012_search_indexes
 Create Date: 2026-12-01 18:00:00
 """
 

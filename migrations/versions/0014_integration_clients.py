@@ -8,7 +8,7 @@ our records (`system` + `value`, unique per tenant), by which FHIR imports upser
 `_lastUpdated` order.
 
 Revision ID: 0014_integration_clients
-Revises: 0011_audit_records
+Revises: 0013_domain_events
 Create Date: 2026-12-01 17:47:15.885168
 """
 

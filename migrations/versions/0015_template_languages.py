@@ -10,7 +10,7 @@ sent before languages).
 The downgrade keeps one variant of each template (its English one when it has one) and drops the rest.
 
 Revision ID: 0015_template_languages
-Revises: 0011_audit_records
+Revises: 0014_integration_clients
 Create Date: 2026-12-15 10:00:00
 """
 

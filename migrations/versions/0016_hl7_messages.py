@@ -5,7 +5,7 @@ control id), written in the transaction of the message's effects, so a repeated 
 is answered with the stored ACK. The raw message is not stored, only its digest.
 
 Revision ID: 0016_hl7_messages
-Revises: 0014_integration_clients
+Revises: 0015_template_languages
 Create Date: 2026-12-01 18:30:00
 """
 

@@ -4,8 +4,8 @@ The API keeps the tenants it found active in each process (`domain.tenants.activ
 than reading the tenant on every request; these notices make each process forget a tenant as soon as a
 change to it commits (NOTIFY is delivered at commit), whoever writes it. A TRUNCATE notifies `*`: forget all.
 
-Revision ID: 0013_tenant_change_notify
-Revises: 0011_audit_records
+Revision ID: 0017_tenant_change_notify
+Revises: 0016_hl7_messages
 Create Date: 2026-12-01 18:00:00
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0013_tenant_change_notify"
-down_revision: str | None = "0011_audit_records"
+revision: str = "0017_tenant_change_notify"
+down_revision: str | None = "0016_hl7_messages"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
