@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, upd
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from core.errors import NotFound
 from domain.communications.models import Communication
@@ -158,7 +159,11 @@ class PatientRecordRepository:
         return moved
 
 
-def _statistics_columns(patient_id: uuid.UUID | ColumnElement[Any]) -> list[Any]:
+# A patient's id as a statement names it: a value, a bound parameter or a correlated column.
+PatientKey = uuid.UUID | ColumnElement[Any] | QueryableAttribute[Any]
+
+
+def _statistics_columns(patient_id: PatientKey) -> list[Any]:
     """The columns of `PatientStatistics`, in its field order, for one patient (an id, or a correlated
     column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index."""
     now = func.now()
@@ -190,7 +195,7 @@ def _statistics_columns(patient_id: uuid.UUID | ColumnElement[Any]) -> list[Any]
     ]
 
 
-def _count(model: Any, patient_id: uuid.UUID | ColumnElement[Any], *conditions: ColumnElement[bool]) -> Any:
+def _count(model: Any, patient_id: PatientKey, *conditions: ColumnElement[bool]) -> Any:
     """`(SELECT count(*) FROM model WHERE patient_id = :id AND ...)` as a column."""
     return (
         select(func.count())
