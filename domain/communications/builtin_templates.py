@@ -257,7 +257,45 @@ BUILTIN_TEXTS: tuple[BuiltinText, ...] = (
             ),
         },
     ),
+    # The one reply to STOP / START (the keywords are Twilio's, in English, whatever the language).
+    BuiltinText(
+        "consent_opt_out",
+        "Unsubscribed",
+        Channel.SMS,
+        "general",
+        {
+            "en": (
+                "Unsubscribed",
+                "You have been unsubscribed from {{ clinic_name }} messages on this channel. "
+                "Reply START to resubscribe.",
+            ),
+            "es": (
+                "Baja confirmada",
+                "Ya no recibirá mensajes de {{ clinic_name }} por este canal. "
+                "Responda START para volver a recibirlos.",
+            ),
+        },
+    ),
+    BuiltinText(
+        "consent_opt_in",
+        "Subscribed again",
+        Channel.SMS,
+        "general",
+        {
+            "en": (
+                "Subscribed again",
+                "You are subscribed again to {{ clinic_name }} messages on this channel. "
+                "Reply STOP to unsubscribe.",
+            ),
+            "es": (
+                "Alta confirmada",
+                "Vuelve a recibir mensajes de {{ clinic_name }} por este canal. "
+                "Responda STOP para dejar de recibirlos.",
+            ),
+        },
+    ),
 )
+
 
 # The words the service fills in itself, by language (English is the fallback of every language).
 PHRASES: dict[str, dict[str, str]] = {

@@ -28,7 +28,6 @@ from domain.communications.models import Communication, WebhookEvent
 from domain.communications.repository import advance_status
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
-from domain.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 S = CommunicationStatus
@@ -266,15 +265,18 @@ async def receive_twilio_message(
     if keyword is not None:
         opt_out = keyword == policy.ConsentKeyword.OPT_OUT
         if await policy.set_consent(session, patient_id, channel, opt_out=opt_out, at=now):
-            tenant = await session.get(Tenant, tenant_id)
-            template = policy.OPT_OUT_CONFIRMATION if opt_out else policy.OPT_IN_CONFIRMATION
+            template_id = policy.OPT_OUT_CONFIRMATION if opt_out else policy.OPT_IN_CONFIRMATION
+
+            async def confirmation(patient: Patient) -> service.Content:
+                return await service.render_for(session, patient, template_id=template_id)
+
             await service.send_message(
                 session,
                 patient_id=patient_id,
                 channel=channel,
-                message=template.format(clinic=tenant.name if tenant else "clinic"),
+                message=confirmation,
                 idempotency_key=f"consent:{message_sid}",
-                template_name="consent_confirmation",
+                template_name=template_id,
                 consent_confirmation=True,
             )
         return record

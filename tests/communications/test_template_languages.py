@@ -19,6 +19,7 @@ from domain.communications.models import Communication, CommunicationTemplate
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 from tests.communications.conftest import API
+from tests.communications.test_webhooks import twilio_post
 
 BASE = f"{API}/communications"
 TEMPLATES = f"{BASE}/templates"
@@ -207,6 +208,27 @@ async def test_dates_are_written_in_the_messages_language(
         "a las 14:30."
     )
     assert "su equipo médico" in no_appointment.body
+
+
+async def test_stop_is_confirmed_in_the_patients_language(
+    client, providers_configured, make_patient, system_sessionmaker, tenant_id
+) -> None:
+    patient = await make_patient(preferred_language="es", preferred_channel="sms")
+    form = {"MessageSid": "SM" + uuid.uuid4().hex, "From": patient.phone_primary, "To": "+14155550000"}
+    assert (await twilio_post(client, "/twilio/messages", {**form, "Body": "STOP"})).status_code == 200
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        (reply,) = (
+            await session.scalars(
+                select(Communication).where(
+                    Communication.patient_id == patient.id, Communication.direction == "outbound"
+                )
+            )
+        ).all()
+    assert (reply.template_name, reply.language) == ("consent_opt_out", "es")
+    assert reply.message == (
+        "Ya no recibirá mensajes de Test Clinic por este canal. Responda START para volver a recibirlos."
+    )
 
 
 # ---- the tenant template API ----------------------------------------------------------------------------
