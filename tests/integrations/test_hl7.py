@@ -379,3 +379,18 @@ async def test_s13_reschedules_and_s26_records_a_no_show(
     assert (appointment.start_time, appointment.end_time) == (later, later + timedelta(minutes=45))
     assert appointment.status == "no_show"
     assert types[-2:] == ["appointment.rescheduled", "appointment.no_show"]
+
+
+async def test_no_log_line_quotes_the_message(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bad escape sequence in the name: python-hl7 would log the value it could not decode.
+    body = message(msh("ADT^A04", control_id()), "PID|1||MRN-LOG^^^H^MR||Zyx\\X4G\\wv^Quentin||19800101")
+    refused = message(msh("ADT^A04", control_id()), "PID|1||MRN-LOG2^^^H^MR||Zyxwv||1980-13-45")
+
+    with caplog.at_level("DEBUG"):
+        await send(client, hl7_auth, body)
+        await send(client, hl7_auth, refused)
+
+    assert caplog.records  # the requests were logged...
+    assert not [r for r in caplog.records if "Zyx" in r.getMessage() or "Quentin" in r.getMessage()]
