@@ -31,6 +31,7 @@ from tests.integrations.hl7_messages import (
     message,
     msh,
     pid,
+    pv1,
     siu,
 )
 
@@ -394,3 +395,48 @@ async def test_no_log_line_quotes_the_message(
 
     assert caplog.records  # the requests were logged...
     assert not [r for r in caplog.records if "Zyx" in r.getMessage() or "Quentin" in r.getMessage()]
+
+
+async def test_a01_emits_the_admission_and_an_a40_for_an_unknown_survivor_renames_the_patient(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of
+) -> None:
+    admit = adt("A01", "MRN4101", pv1("V4101"))
+    rename = message(
+        msh("ADT^A40^ADT_A39", control_id()),
+        "EVN|A40|20261201120000",
+        pid("MRN4102"),
+        f"MRG|MRN4101^^^{MRN_AUTHORITY}^MR",
+    )
+
+    assert segments((await send(client, hl7_auth, admit)).text)["MSA"][1] == "AA"
+    assert segments((await send(client, hl7_auth, rename)).text)["MSA"][1] == "AA"
+
+    async with session_of() as session:
+        [event] = (
+            await session.scalars(select(DomainEvent).where(DomainEvent.type == "encounter.admitted"))
+        ).all()
+    renamed = await patient_by_mrn(session_of, "MRN4102")
+    assert renamed is not None and renamed.id == event.patient_id  # the same record, now known by both MRNs
+    old = await patient_by_mrn(session_of, "MRN4101")
+    assert old is not None and old.id == renamed.id
+    assert await count(session_of, Patient) == 1
+
+
+async def test_s14_modifies_the_appointments_type_and_an_unknown_appointment_is_ae(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of
+) -> None:
+    start = (datetime.now(UTC) + timedelta(days=4)).replace(microsecond=0)
+    await send(client, hl7_auth, siu("S12", "MRN9201", "APPT-3", start))
+    modified = siu("S14", "MRN9201", "APPT-3", start).replace(
+        "FOLLOWUP^Follow-up visit|30", "POSTOP^Post-op|30"
+    )
+
+    ok = await send(client, hl7_auth, modified)
+    unknown = await send(client, hl7_auth, siu("S14", "MRN9201", "APPT-NONE", start))
+
+    assert segments(ok.text)["MSA"][1] == "AA"
+    assert segments(unknown.text)["MSA"][1] == "AE"
+    assert segments(unknown.text)["ERR"][3].startswith("204^")
+    async with session_of() as session:
+        [appointment] = (await session.scalars(select(Appointment))).all()
+    assert appointment.appointment_type == "POSTOP"
