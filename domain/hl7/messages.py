@@ -49,6 +49,7 @@ class ErrorCode:
     UNSUPPORTED_PROCESSING_ID = "202"
     UNKNOWN_KEY = "204"
     DUPLICATE_KEY = "205"
+    RECORD_LOCKED = "206"
     APPLICATION_ERROR = "207"
 
 
@@ -307,6 +308,7 @@ _ERROR_NAMES = {
     ErrorCode.UNSUPPORTED_PROCESSING_ID: "Unsupported processing id",
     ErrorCode.UNKNOWN_KEY: "Unknown key identifier",
     ErrorCode.DUPLICATE_KEY: "Duplicate key identifier",
+    ErrorCode.RECORD_LOCKED: "Application record locked",
     ErrorCode.APPLICATION_ERROR: "Application internal error",
 }
 

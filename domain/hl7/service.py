@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
@@ -132,6 +133,14 @@ async def receive(session: AsyncSession, text: str) -> Acknowledgment:
         return refusal(parsed, error)
     except DomainError as error:  # the domain's refusal (a clash, a transition it forbids): its words, no PHI
         return refusal(parsed, Hl7Error(error.detail, code=ErrorCode.APPLICATION_ERROR))
+    except IntegrityError:  # a concurrent message took the same identifier first: the sender resends
+        return refusal(
+            parsed,
+            Hl7Error(
+                "Another message changed the same record at the same moment; resend this one.",
+                code=ErrorCode.RECORD_LOCKED,
+            ),
+        )
     except ValidationError as error:
         return refusal(
             parsed,

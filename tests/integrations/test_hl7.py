@@ -440,3 +440,19 @@ async def test_s14_modifies_the_appointments_type_and_an_unknown_appointment_is_
     async with session_of() as session:
         [appointment] = (await session.scalars(select(Appointment))).all()
     assert appointment.appointment_type == "POSTOP"
+
+
+async def test_two_messages_registering_the_same_new_patient_at_once_make_one_record(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of
+) -> None:
+    register, update = adt("A04", "MRN1005"), adt("A08", "MRN1005")
+
+    acks = await asyncio.gather(send(client, hl7_auth, register), send(client, hl7_auth, update))
+
+    codes = sorted(segments(a.text)["MSA"][1] for a in acks)
+    assert codes in (["AA", "AA"], ["AA", "AE"])  # the loser (if they raced) is told to resend
+    assert await count(session_of, Patient) == 1
+    for ack, body in zip(acks, (register, update), strict=True):
+        if segments(ack.text)["MSA"][1] == "AE":
+            assert segments((await send(client, hl7_auth, body)).text)["MSA"][1] == "AA"
+    assert await count(session_of, Patient) == 1
