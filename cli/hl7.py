@@ -40,6 +40,8 @@ def mllp(
     encoding: Annotated[str, typer.Option(help="The character set the EHR sends (MSH-18).")] = "utf-8",
 ) -> None:
     """Listen for HL7 v2 over MLLP and forward each message to POST /hl7/v2, answering the API's ACK."""
+    import httpx
+
     from cli.hl7_mllp import TokenRefused, run_listener
 
     settings = load_settings()
@@ -55,6 +57,8 @@ def mllp(
         asyncio.run(run_listener(url, client_id, client_secret, host, port, encoding))
     except TokenRefused:
         fail("the API refused the client id and secret (is the client active, with the hl7 scope?)")
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the API at {url} ({type(exc).__name__}): is it running?")
     except KeyboardInterrupt:
         pass
     except OSError as exc:

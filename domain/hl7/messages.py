@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 import hl7
-from hl7.exceptions import ParseException
+import hl7.util
+
+from domain.hl7.models import MAX_CONTROL_ID_LENGTH
 
 MLLP_FRAME = "\x0b\x1c"
 MAX_REASON = 200
 RECEIVER = "PRM"  # MSH-3/MSH-4 of our ACKs when the message did not name us
 ACK_VERSION = "2.5.1"
+# python-hl7 logs the text of a value it cannot unescape or decode (a name, a phone number) at ERROR, to a
+# logger named after its file: silenced, since a message's values must never reach a log line.
+hl7.util.logger.disabled = True
 _TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?([+-]\d{4})?$")
 
 
@@ -44,6 +49,7 @@ class ErrorCode:
     UNSUPPORTED_PROCESSING_ID = "202"
     UNKNOWN_KEY = "204"
     DUPLICATE_KEY = "205"
+    RECORD_LOCKED = "206"
     APPLICATION_ERROR = "207"
 
 
@@ -86,17 +92,17 @@ class Segment:
             return 0
         return len(self._segment(field))
 
+    def raw(self, field: int) -> str:
+        """The whole field as sent (components and all)."""
+        return str(self._segment(field)) if field < len(self._segment) else ""
+
     def value(self, field: int, component: int = 1, repetition: int = 1, subcomponent: int = 1) -> str:
         """The text at field.component.subcomponent of a repetition, unescaped and stripped; `""` if none."""
         try:
             found = self._segment.extract_field(1, field, repetition, component, subcomponent)
-        except (IndexError, KeyError):
+        except Exception:  # a path the segment does not reach, or odd delimiters: absent, as HL7 means it
             return ""
         return str(found).strip()
-
-    def raw(self, field: int) -> str:
-        """The whole field as sent (components and all)."""
-        return str(self._segment(field)) if field < len(self._segment) else ""
 
 
 @dataclass(frozen=True)
@@ -194,40 +200,41 @@ def parse(text: str) -> Parsed:
         )
     try:
         message = hl7.parse(body)
-    except (ParseException, ValueError, IndexError) as exc:
+        msh = Segment(message, message.segment("MSH"))
+        header = Header(
+            control_id=msh.value(10),
+            message_code=msh.value(9, 1).upper(),
+            trigger=msh.value(9, 2).upper(),
+            sending_application=msh.value(3),
+            sending_facility=msh.value(4),
+            processing_id=msh.value(11),
+            version=msh.value(12),
+            sent_at=parse_timestamp(msh.value(7), "MSH-7"),
+        )
+    except Hl7Error as exc:
+        exc.ack = AckCode.REJECT
+        raise
+    except Exception as exc:  # python-hl7 fails in many ways on a header with odd delimiters
         raise Hl7Error(
             "The message could not be parsed as HL7 v2 (ER7).",
             code=ErrorCode.SEGMENT_SEQUENCE,
             ack=AckCode.REJECT,
             location="MSH",
         ) from exc
-    msh = Segment(message, message.segment("MSH"))
-    control_id = msh.value(10)
-    if not control_id:
+    if not header.control_id:
         raise Hl7Error(
             "MSH-10 (message control id) is required.",
             code=ErrorCode.REQUIRED_FIELD_MISSING,
             ack=AckCode.REJECT,
             location="MSH-10",
         )
-    if len(control_id) > 199:
+    if len(header.control_id) > MAX_CONTROL_ID_LENGTH:
         raise Hl7Error(
             "MSH-10 (message control id) is longer than 199 characters.",
             code=ErrorCode.DATA_TYPE,
             ack=AckCode.REJECT,
             location="MSH-10",
         )
-    header = Header(
-        control_id=control_id,
-        message_code=msh.value(9, 1).upper(),
-        trigger=msh.value(9, 2).upper(),
-        sending_application=msh.value(3),
-        sending_facility=msh.value(4),
-        processing_id=msh.value(11),
-        version=msh.value(12),
-        sent_at=None,
-    )
-    parsed = Parsed(message=message, header=header, digest=hashlib.sha256(body.encode()).hexdigest())
     if not header.message_code or not header.trigger:
         raise Hl7Error(
             "MSH-9 (message type and trigger event) is required.",
@@ -235,13 +242,7 @@ def parse(text: str) -> Parsed:
             ack=AckCode.REJECT,
             location="MSH-9",
         )
-    try:
-        sent_at = parse_timestamp(msh.value(7), "MSH-7")
-    except Hl7Error as exc:
-        exc.ack = AckCode.REJECT
-        raise
-    parsed.header = Header(**{**header.__dict__, "sent_at": sent_at})
-    return parsed
+    return Parsed(message=message, header=header, digest=hashlib.sha256(body.encode()).hexdigest())
 
 
 def _escape(text: str) -> str:
@@ -256,27 +257,35 @@ def ack_control_id(control_id: str) -> str:
     return "ACK" + hashlib.sha256(control_id.encode()).hexdigest()[:17]
 
 
+def _echoing_header(parsed: Parsed, code: str, now: str) -> list[str]:
+    """MSH and MSA of an ACK to `parsed`: the sender's routing fields turned around, its control id echoed."""
+    msh = Segment(parsed.message, parsed.message.segment("MSH"))
+    ack = parsed.message.create_ack(
+        ack_code=code,
+        message_id=ack_control_id(parsed.header.control_id),
+        application=msh.raw(5) or RECEIVER,
+        facility=msh.raw(6) or RECEIVER,
+    )
+    ack.segment("MSH").assign_field(now, 7)
+    if not str(ack.segment("MSH")(12)):
+        ack.segment("MSH").assign_field(ACK_VERSION, 12)
+    return str(ack).rstrip("\r").split("\r")
+
+
 def build_ack(parsed: Parsed | None, code: str, error: Hl7Error | None = None) -> str:
     """An original-mode ACK (MSH, MSA and, for AE/AR, ERR) for `parsed`, or for a message whose header could
     not be read (`parsed` None). MSA-3 and ERR-8 carry the reason; nothing from the message's body is echoed,
     only its header's routing fields and control id."""
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    segments = [
+        f"MSH|^~\\&|{RECEIVER}|{RECEIVER}|||{now}||ACK|{ack_control_id(now)}|P|{ACK_VERSION}",
+        f"MSA|{code}|",
+    ]
     if parsed is not None:
-        ack = parsed.message.create_ack(
-            ack_code=code,
-            message_id=ack_control_id(parsed.header.control_id),
-            application=Segment(parsed.message, parsed.message.segment("MSH")).raw(5) or RECEIVER,
-            facility=Segment(parsed.message, parsed.message.segment("MSH")).raw(6) or RECEIVER,
-        )
-        ack.segment("MSH").assign_field(now, 7)
-        if not str(ack.segment("MSH")(12)):
-            ack.segment("MSH").assign_field(ACK_VERSION, 12)
-        segments = str(ack).rstrip("\r").split("\r")
-    else:
-        segments = [
-            f"MSH|^~\\&|{RECEIVER}|{RECEIVER}|||{now}||ACK|{ack_control_id(now)}|P|{ACK_VERSION}",
-            f"MSA|{code}|",
-        ]
+        try:
+            segments = _echoing_header(parsed, code, now)
+        except Exception:  # a header python-hl7 cannot turn around: our own, echoing the control id
+            segments[1] = f"MSA|{code}|{_escape(parsed.header.control_id)}"
     if error is not None:
         segments[1] = f"{segments[1]}|{_escape(error.reason)}"
         segment, _, field = error.location.partition("-")
@@ -299,6 +308,7 @@ _ERROR_NAMES = {
     ErrorCode.UNSUPPORTED_PROCESSING_ID: "Unsupported processing id",
     ErrorCode.UNKNOWN_KEY: "Unknown key identifier",
     ErrorCode.DUPLICATE_KEY: "Duplicate key identifier",
+    ErrorCode.RECORD_LOCKED: "Application record locked",
     ErrorCode.APPLICATION_ERROR: "Application internal error",
 }
 

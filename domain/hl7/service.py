@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import DomainError
@@ -26,6 +28,7 @@ from domain.hl7 import adt, siu
 from domain.hl7.messages import AckCode, ErrorCode, Hl7Error, Parsed, build_ack, parse
 from domain.hl7.models import Hl7Message
 
+log = logging.getLogger(__name__)
 Handler = Callable[[AsyncSession, Parsed], Awaitable[list[uuid.UUID]]]
 HANDLERS: dict[str, dict[str, Handler]] = {
     "ADT": {"A01": adt.admit, "A03": adt.discharge, "A04": adt.register, "A08": adt.update, "A40": adt.merge},
@@ -113,10 +116,16 @@ async def receive(session: AsyncSession, text: str) -> Acknowledgment:
         .returning(Hl7Message.id)
     )
     if inserted is None:
-        stored = await session.scalar(
-            select(Hl7Message.ack).where(Hl7Message.control_id == header.control_id)
-        )
-        return Acknowledgment(AckCode.ACCEPT, stored or ack, header.control_id, repeated=True)
+        stored = (
+            await session.execute(
+                select(Hl7Message.ack, Hl7Message.digest).where(
+                    Hl7Message.tenant_id == tenant_id, Hl7Message.control_id == header.control_id
+                )
+            )
+        ).one()
+        if stored.digest != parsed.digest:  # a resend with a regenerated MSH-7, or a sender reusing ids
+            log.warning("HL7 control id repeated with a different body: answered as the first (no change)")
+        return Acknowledgment(AckCode.ACCEPT, stored.ack, header.control_id, repeated=True)
     set_event_source(session, EventSource.HL7)
     try:
         touched = await handler(session, parsed)
@@ -124,6 +133,14 @@ async def receive(session: AsyncSession, text: str) -> Acknowledgment:
         return refusal(parsed, error)
     except DomainError as error:  # the domain's refusal (a clash, a transition it forbids): its words, no PHI
         return refusal(parsed, Hl7Error(error.detail, code=ErrorCode.APPLICATION_ERROR))
+    except IntegrityError:  # a concurrent message took the same identifier first: the sender resends
+        return refusal(
+            parsed,
+            Hl7Error(
+                "Another message changed the same record at the same moment; resend this one.",
+                code=ErrorCode.RECORD_LOCKED,
+            ),
+        )
     except ValidationError as error:
         return refusal(
             parsed,
