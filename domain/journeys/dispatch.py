@@ -219,14 +219,26 @@ async def _due_start(session: AsyncSession, start: JourneyTriggerStart, access: 
 # ---- rounds ------------------------------------------------------------------------------------------------
 
 
-async def _finish(session: AsyncSession) -> None:
+@dataclass
+class _Round:
+    """What one round has learnt: once a workflow start failed (Temporal down), the round's later starts
+    are left to the reconciler rather than each waiting out its own timeout."""
+
+    temporal_up: bool = True
+
+
+async def _finish(session: AsyncSession, state: _Round) -> None:
     """Commit, then start the workflows the transaction created (a failure there is the reconciler's)."""
     await session.commit()
+    if not state.temporal_up:
+        session.info.pop("after_commit", None)
+        return
     try:
         await run_after_commit_jobs(session)
         await session.commit()  # the workflow-started marks
     except Exception as exc:
         await session.rollback()
+        state.temporal_up = False
         log.warning("journey workflows left for the reconciler: %s", type(exc).__name__)
 
 
@@ -239,7 +251,7 @@ async def dispatch_events(
 ) -> DispatchOutcome:
     """Dispatch up to `batch` undispatched events (of one tenant, or all), oldest first, each in its own
     transaction."""
-    total = DispatchOutcome()
+    total, state = DispatchOutcome(), _Round()
     failed: list[int] = []
     for _ in range(batch):
         async with sessionmaker() as session:
@@ -287,7 +299,7 @@ async def dispatch_events(
                     attempts,
                     type(exc).__name__,
                 )
-            await _finish(session)
+            await _finish(session, state)
     return total
 
 
@@ -300,7 +312,7 @@ async def start_due(
 ) -> DispatchOutcome:
     """Start up to `batch` pending starts (of one tenant, or all) whose delay has passed, each in its own
     transaction."""
-    total = DispatchOutcome()
+    total, state = DispatchOutcome(), _Round()
     failed: list[uuid.UUID] = []
     for _ in range(batch):
         async with sessionmaker() as session:
@@ -332,7 +344,7 @@ async def start_due(
                 session.info.pop("after_commit", None)
                 failed.append(start_id)
                 log.warning("a due journey start %s failed: %s", start_id, type(exc).__name__)
-            await _finish(session)
+            await _finish(session, state)
     return total
 
 
