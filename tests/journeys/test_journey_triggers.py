@@ -648,3 +648,26 @@ async def test_the_dry_run_is_in_the_audit_trail(
             select(AuditRecord.action).where(AuditRecord.tenant_id == clinic.tenant_id)
         )
         assert "journey_triggers.test" in list(actions)
+
+
+async def test_a_start_the_journey_refuses_is_skipped_with_its_reason_and_the_event_is_done(
+    clinic: Clinic, dispatcher: TriggerDispatcher, make_journey: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    journey = await make_journey(trigger_conditions={"event": "appointment.completed"})
+    async with await clinic.session() as session:  # an appointment deleted before the dispatch
+        await emit(
+            session,
+            type=EventType.APPOINTMENT_COMPLETED,
+            patient_id=clinic.patient_id,
+            subject=("appointment", uuid.uuid4()),
+        )
+        await session.commit()
+
+    await dispatcher.round()
+
+    assert await instances_of(clinic, journey["id"], clinic.patient_id) == []
+    async with await clinic.session() as session:
+        start = await session.scalar(select(JourneyTriggerStart))
+        event = await session.scalar(select(DomainEvent))
+    assert start is not None and (start.status, start.reason) == ("skipped", "Appointment not found.")
+    assert event is not None and event.dispatched_at is not None and event.dispatch_attempts == 0
