@@ -31,14 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.database import bind_tenant, mark_system, run_after_commit_jobs
 from core.errors import DomainError
-from core.events import DomainEvent, EventType, prune_dispatched
+from core.events import DomainEvent, prune_dispatched
 from core.temporal import TemporalAccess, bind_temporal
-from domain.communications.models import Communication
-from domain.enums import PatientStatus, RepeatPolicy, TriggerStartStatus
+from domain.enums import RepeatPolicy, TriggerStartStatus
 from domain.journeys import service
 from domain.journeys.models import Journey, JourneyInstance, JourneyTriggerStart
 from domain.journeys.schemas import JourneyInstanceCreate
-from domain.journeys.trigger_conditions import EventFacts, Verdict, evaluate, parse_trigger_conditions
+from domain.journeys.trigger_conditions import Verdict
+from domain.journeys.trigger_events import as_uuid, candidate_journeys, event_facts, startable, verdict_for
 from domain.patients.models import Patient
 
 log = logging.getLogger(__name__)
@@ -63,49 +63,6 @@ class DispatchOutcome:
         self.started += other.started
         self.scheduled += other.scheduled
         self.skipped += other.skipped
-
-
-# ---- what an event says, and which journeys listen --------------------------------------------------------
-
-
-async def candidate_journeys(session: AsyncSession, event_type: str) -> list[Journey]:
-    """The session tenant's active journeys that may start on `event_type`."""
-    listens = Journey.trigger_conditions["event"].astext == event_type
-    if event_type == EventType.PATIENT_REGISTERED.value:
-        listens = or_(listens, Journey.is_default.is_(True))
-    stmt = select(Journey).where(Journey.is_active.is_(True), listens).order_by(Journey.created_at)
-    return list((await session.scalars(stmt)).all())
-
-
-async def event_facts(session: AsyncSession, event: DomainEvent, patient: Patient | None) -> EventFacts:
-    """What triggers match `event` against: its facts, the patient's, and an inbound message's text."""
-    text = None
-    if event.type == EventType.MESSAGE_RECEIVED.value and event.subject_type == "communication":
-        text = await session.scalar(
-            select(Communication.message).where(Communication.id == as_uuid(event.subject_id))
-        )
-    return EventFacts(
-        type=event.type,
-        occurred_at=event.occurred_at,
-        facts=event.facts or {},
-        date_of_birth=patient.date_of_birth if patient else None,
-        gender=patient.gender if patient else None,
-        language=patient.preferred_language if patient else None,
-        text=text,
-    )
-
-
-def verdict_for(journey: Journey, facts: EventFacts) -> Verdict:
-    """The journey's verdict on an event, from its current definition."""
-    return evaluate(journey.is_default, parse_trigger_conditions(journey.trigger_conditions), facts)
-
-
-def as_uuid(value: str | None) -> uuid.UUID | None:
-    """`value` as a UUID, or None when it is none (an HL7 visit number, say)."""
-    try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None
 
 
 # ---- one event ---------------------------------------------------------------------------------------------
@@ -177,7 +134,7 @@ async def _start_now(
     """Place the patient on the journey through the API's path; False (and the start skipped) when the
     journey or the patient no longer qualifies."""
     patient = await session.scalar(select(Patient).where(Patient.id == start.patient_id))
-    if patient is None or patient.status != PatientStatus.ACTIVE.value or patient.merged_into_id is not None:
+    if not startable(patient):
         _skip(start, "The patient is not active.")
         return False
     appointment_id = as_uuid(event.subject_id) if event and event.subject_type == "appointment" else None
@@ -262,14 +219,26 @@ async def _due_start(session: AsyncSession, start: JourneyTriggerStart, access: 
 # ---- rounds ------------------------------------------------------------------------------------------------
 
 
-async def _finish(session: AsyncSession) -> None:
+@dataclass
+class _Round:
+    """What one round has learnt: once a workflow start failed (Temporal down), the round's later starts
+    are left to the reconciler rather than each waiting out its own timeout."""
+
+    temporal_up: bool = True
+
+
+async def _finish(session: AsyncSession, state: _Round) -> None:
     """Commit, then start the workflows the transaction created (a failure there is the reconciler's)."""
     await session.commit()
+    if not state.temporal_up:
+        session.info.pop("after_commit", None)
+        return
     try:
         await run_after_commit_jobs(session)
         await session.commit()  # the workflow-started marks
     except Exception as exc:
         await session.rollback()
+        state.temporal_up = False
         log.warning("journey workflows left for the reconciler: %s", type(exc).__name__)
 
 
@@ -282,7 +251,7 @@ async def dispatch_events(
 ) -> DispatchOutcome:
     """Dispatch up to `batch` undispatched events (of one tenant, or all), oldest first, each in its own
     transaction."""
-    total = DispatchOutcome()
+    total, state = DispatchOutcome(), _Round()
     failed: list[int] = []
     for _ in range(batch):
         async with sessionmaker() as session:
@@ -330,7 +299,7 @@ async def dispatch_events(
                     attempts,
                     type(exc).__name__,
                 )
-            await _finish(session)
+            await _finish(session, state)
     return total
 
 
@@ -343,7 +312,7 @@ async def start_due(
 ) -> DispatchOutcome:
     """Start up to `batch` pending starts (of one tenant, or all) whose delay has passed, each in its own
     transaction."""
-    total = DispatchOutcome()
+    total, state = DispatchOutcome(), _Round()
     failed: list[uuid.UUID] = []
     for _ in range(batch):
         async with sessionmaker() as session:
@@ -375,7 +344,7 @@ async def start_due(
                 session.info.pop("after_commit", None)
                 failed.append(start_id)
                 log.warning("a due journey start %s failed: %s", start_id, type(exc).__name__)
-            await _finish(session)
+            await _finish(session, state)
     return total
 
 
@@ -444,8 +413,3 @@ class TriggerDispatcher:
                 await asyncio.wait_for(stop.wait(), timeout=self.interval)
             except TimeoutError:
                 pass
-
-
-def cutoff(days: int) -> datetime:
-    """The start of a window of `days` days ending now."""
-    return datetime.now(UTC) - timedelta(days=days)

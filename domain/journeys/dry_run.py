@@ -12,13 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.events import DomainEvent, EventType
 from core.pagination import Page, PageParams, paginate
 from domain.communications.models import Communication
-from domain.enums import PatientStatus
-from domain.journeys.dispatch import as_uuid as _uuid
-from domain.journeys.dispatch import verdict_for
 from domain.journeys.models import JourneyTriggerStart
 from domain.journeys.repository import JourneyRepository
 from domain.journeys.schemas import TriggerStartView, TriggerTestItem, TriggerTestResponse
-from domain.journeys.trigger_conditions import EventFacts
+from domain.journeys.trigger_events import facts_of, message_id, startable, verdict_for
 from domain.patients.models import Patient
 
 MAX_WINDOW_DAYS = 90
@@ -48,12 +45,7 @@ async def test_trigger(
     patients = {
         p.id: p for p in (await session.scalars(select(Patient).where(Patient.id.in_(patient_ids)))).all()
     }
-    message_ids = [
-        i
-        for e in events
-        if e.type == EventType.MESSAGE_RECEIVED.value and e.subject_type == "communication"
-        if (i := _uuid(e.subject_id)) is not None
-    ]
+    message_ids = [i for e in events if (i := message_id(e)) is not None]
     texts: dict[uuid.UUID | None, str | None] = dict(
         (
             await session.execute(
@@ -75,20 +67,11 @@ async def test_trigger(
     items = []
     for event in events:
         patient = patients.get(event.patient_id) if event.patient_id else None
-        facts = EventFacts(
-            type=event.type,
-            occurred_at=event.occurred_at,
-            facts=event.facts or {},
-            date_of_birth=patient.date_of_birth if patient else None,
-            gender=patient.gender if patient else None,
-            language=patient.preferred_language if patient else None,
-            text=texts.get(_uuid(event.subject_id)) if event.subject_type == "communication" else None,
-        )
-        verdict = verdict_for(journey, facts)
+        verdict = verdict_for(journey, facts_of(event, patient, texts.get(message_id(event))))
         reasons = list(verdict.reasons)
         if patient is None:
             reasons.append("the event names no patient of the tenant")
-        elif patient.status != PatientStatus.ACTIVE.value or patient.merged_into_id is not None:
+        elif not startable(patient):
             reasons.append("the patient is not active")
         start = starts.get(event.id)
         items.append(

@@ -274,9 +274,16 @@ def _has_keyword(text: str | None, keywords: list[str]) -> bool:
     return any(re.search(rf"(?<!\w){re.escape(k)}(?!\w)", text, re.IGNORECASE) for k in keywords)
 
 
+def _listed(value: Any) -> list[Any]:
+    """A fact that may be one value or a list of them, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _has_procedure(facts: dict[str, Any], wanted: list[str]) -> bool:
-    codes = {_lower(c) for c in facts.get("procedure_codes") or []}
-    names = [_lower(n) for n in facts.get("procedure_names") or []]
+    codes = {_lower(c) for c in _listed(facts.get("procedure_codes"))}
+    names = [_lower(n) for n in _listed(facts.get("procedure_names"))]
     return any(_lower(w) in codes or any(_lower(w) in n for n in names) for w in wanted)
 
 

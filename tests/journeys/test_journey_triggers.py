@@ -268,20 +268,21 @@ async def test_an_event_while_temporal_was_down_starts_its_journey_once_temporal
     make_journey: Callable[..., Awaitable[dict[str, Any]]],
 ) -> None:
     onboarding = await make_journey(is_default=True)
-    patient_id = await register(client, auth)
+    patients = [await register(client, auth), await register(client, auth)]
     offline = TriggerDispatcher(system_sessionmaker, temporal_down(), tenant_id=clinic.tenant_id)
 
-    await offline.round()
+    await offline.round()  # both instances are kept, neither workflow could start
 
-    [instance] = await instances_of(clinic, onboarding["id"], patient_id)
-    assert instance.workflow_started_at is None
+    instances = [i for p in patients for i in await instances_of(clinic, onboarding["id"], p)]
+    assert len(instances) == 2 and all(i.workflow_started_at is None for i in instances)
     back = access_to(on_dev_server.env.client, on_dev_server.task_queue)
     started = await reconcile_journey_starts(
         system_sessionmaker, back, older_than_seconds=0, tenant_id=clinic.tenant_id
     )
-    assert started == 1
-    assert await eventually(lambda: running(on_dev_server.env.client, instance), "the workflow")
-    assert len(await instances_of(clinic, onboarding["id"], patient_id)) == 1
+    assert started == 2
+    for instance in instances:
+        assert await eventually(lambda: running(on_dev_server.env.client, instance), "the workflow")  # noqa: B023
+    assert [len(await instances_of(clinic, onboarding["id"], p)) for p in patients] == [1, 1]
 
 
 async def test_a_deactivated_journey_starts_nothing(
@@ -647,3 +648,26 @@ async def test_the_dry_run_is_in_the_audit_trail(
             select(AuditRecord.action).where(AuditRecord.tenant_id == clinic.tenant_id)
         )
         assert "journey_triggers.test" in list(actions)
+
+
+async def test_a_start_the_journey_refuses_is_skipped_with_its_reason_and_the_event_is_done(
+    clinic: Clinic, dispatcher: TriggerDispatcher, make_journey: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    journey = await make_journey(trigger_conditions={"event": "appointment.completed"})
+    async with await clinic.session() as session:  # an appointment deleted before the dispatch
+        await emit(
+            session,
+            type=EventType.APPOINTMENT_COMPLETED,
+            patient_id=clinic.patient_id,
+            subject=("appointment", uuid.uuid4()),
+        )
+        await session.commit()
+
+    await dispatcher.round()
+
+    assert await instances_of(clinic, journey["id"], clinic.patient_id) == []
+    async with await clinic.session() as session:
+        start = await session.scalar(select(JourneyTriggerStart))
+        event = await session.scalar(select(DomainEvent))
+    assert start is not None and (start.status, start.reason) == ("skipped", "Appointment not found.")
+    assert event is not None and event.dispatched_at is not None and event.dispatch_attempts == 0
