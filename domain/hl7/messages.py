@@ -10,6 +10,7 @@ rule and the segment/field, never a value from the message (which may be PHI).
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -23,9 +24,22 @@ MLLP_FRAME = "\x0b\x1c"
 MAX_REASON = 200
 RECEIVER = "PRM"  # MSH-3/MSH-4 of our ACKs when the message did not name us
 ACK_VERSION = "2.5.1"
-# python-hl7 logs the text of a value it cannot unescape or decode (a name, a phone number) at ERROR, to a
-# logger named after its file: silenced, since a message's values must never reach a log line.
-hl7.util.logger.disabled = True
+
+
+def _withhold_values(record: logging.LogRecord) -> bool:
+    """python-hl7 logs the text of a value it cannot unescape or decode (a name, a phone number) at ERROR,
+    with a traceback quoting it: keep the fact, drop the value. A filter, not `disabled`: a later
+    `logging.config.dictConfig` re-enables existing loggers, and keeps their filters."""
+    record.msg, record.args, record.exc_info, record.exc_text = (
+        "undecodable escape in an HL7 value",
+        (),
+        None,
+        None,
+    )
+    return True
+
+
+hl7.util.logger.addFilter(_withhold_values)
 _TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?([+-]\d{4})?$")
 
 

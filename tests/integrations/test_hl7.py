@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import logging.config
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -388,6 +389,8 @@ async def test_no_log_line_quotes_the_message(
     # A bad escape sequence in the name: python-hl7 would log the value it could not decode.
     body = message(msh("ADT^A04", control_id()), "PID|1||MRN-LOG^^^H^MR||Zyx\\X4G\\wv^Quentin||19800101")
     refused = message(msh("ADT^A04", control_id()), "PID|1||MRN-LOG2^^^H^MR||Zyxwv||1980-13-45")
+    # A logging set-up after the import (dictConfig re-enables the loggers that existed) changes nothing.
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
 
     with caplog.at_level("DEBUG"):
         await send(client, hl7_auth, body)
