@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 from tests.communications.conftest import API
 
@@ -144,7 +145,13 @@ async def test_templates_have_the_reference_shape_and_filters(client, auth) -> N
     assert {t["channel"] for t in sms["templates"]} == {"sms"}
 
 
-async def test_search_finds_words_ranked_and_filtered(client, auth, make_patient) -> None:
+@pytest.mark.parametrize("scan_share", [1.0, 0.0])  # through the GIN index; newest first
+async def test_search_finds_words_ranked_and_filtered(
+    client, auth, make_patient, monkeypatch, scan_share
+) -> None:
+    from domain.communications import repository
+
+    monkeypatch.setattr(repository, "SCAN_SHARE", scan_share)
     one, two = await make_patient(), await make_patient()
     await _create(
         client, auth, patient_id=str(one.id), channel="sms", message="Your insulin prescription is ready"
@@ -189,11 +196,21 @@ async def test_another_tenants_message_is_404(client, auth, make_patient, make_t
     ).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("scan_share", "scan_rows"),
+    [
+        (1.0, 50_000),  # never read newest first: the GIN index, slice by slice
+        (0.0, 50_000),  # always read the newest messages first (as for common words)
+        (0.0, 2),  # read too few of the newest, then fall back to the GIN index
+    ],
+)
 async def test_search_ranks_the_newest_window_and_stays_in_the_tenant(
-    client, auth, make_patient, make_tenant, headers_for, monkeypatch
+    client, auth, make_patient, make_tenant, headers_for, monkeypatch, scan_share, scan_rows
 ) -> None:
     from domain.communications import repository
 
+    monkeypatch.setattr(repository, "SCAN_SHARE", scan_share)
+    monkeypatch.setattr(repository, "SCAN_ROWS", scan_rows)
     patient = await make_patient()
     texts = ["insulin once", "insulin insulin insulin", "insulin", "insulin insulin", "no match here"]
     for text in texts:  # created oldest to newest
