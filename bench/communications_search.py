@@ -7,8 +7,8 @@ the largest), then times `GET /communications/search` in the largest tenant.
 Uses DATABASE_URL when set (an embedded PostgreSQL otherwise), in a scratch database it drops afterwards.
 Messages (`bench.seed`) are sentences built from word lists with a skewed (Zipf-like) choice, so a common
 word matches a large share of the rows, a medication a few percent, and a rare code word a handful.
-`--quick`: 250,000 messages, 30 requests per kind. The figures replace the `communications-search` section
-of BENCHMARKS.md.
+`--quick`: 250,000 messages, 30 requests per kind, one run. The figures replace the `communications-search`
+section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import httpx
 import psycopg
 
 from api.app import create_app
-from bench.common import Latency, api_settings, scratch_database, write_section
+from bench.common import Latency, SqlClock, api_settings, runs_table, scratch_database, write_section
 from bench.seed import MEDICATIONS, MESSAGE_DAYS, PHRASES, describe, seed_dataset
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
@@ -74,7 +74,9 @@ def match_counts(url: str, tenant_id: uuid.UUID, queries: list[str]) -> dict[str
 Kind = Callable[[int], dict[str, str]]
 
 
-async def measure(url: str, tenant_id: uuid.UUID, requests: int) -> tuple[list[Latency], dict[str, int]]:
+async def measure(
+    url: str, tenant_id: uuid.UUID, requests: int, runs: int = 1
+) -> tuple[list[list[Latency]], list[Latency], dict[str, int]]:
     """Time each kind of search through the real API (in-process ASGI, real database)."""
     settings = api_settings(url)
     token = issue_dev_token(settings, tenant_id=tenant_id, roles=[Role.VIEWER])
@@ -107,7 +109,7 @@ async def measure(url: str, tenant_id: uuid.UUID, requests: int) -> tuple[list[L
     }
     selectivity = match_counts(url, tenant_id, common + meds[:3] + phrases[:3] + rare[:3])
     app = create_app(settings, database_url=url)
-    results = []
+    all_runs: list[list[Latency]] = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -115,19 +117,27 @@ async def measure(url: str, tenant_id: uuid.UUID, requests: int) -> tuple[list[L
                 await client.get(
                     "/api/v1/prm/communications/search", params={"query": "clinic"}, headers=headers
                 )
-            for name, build in kinds.items():
-                samples = []
-                for i in range(requests):
-                    params = build(i)
-                    started = time.perf_counter()
-                    resp = await client.get(
-                        "/api/v1/prm/communications/search", params=params, headers=headers
-                    )
-                    samples.append((time.perf_counter() - started) * 1000)
-                    resp.raise_for_status()
-                results.append(Latency(name, samples))
-                print(f"  {results[-1].row()}", flush=True)
-    return results, selectivity
+            with SqlClock() as clock:
+                for run in range(1, runs + 1):
+                    print(f"run {run} of {runs}:", flush=True)
+                    results, in_sql = [], []
+                    for name, build in kinds.items():
+                        samples, sql_samples = [], []
+                        for i in range(requests):
+                            params = build(i)
+                            clock.take()
+                            started = time.perf_counter()
+                            resp = await client.get(
+                                "/api/v1/prm/communications/search", params=params, headers=headers
+                            )
+                            samples.append((time.perf_counter() - started) * 1000)
+                            sql_samples.append(clock.take())
+                            resp.raise_for_status()
+                        results.append(Latency(name, samples))
+                        in_sql.append(Latency(name, sql_samples))
+                        print(f"  {results[-1].row()}  SQL p50 {in_sql[-1].p50:.1f} ms", flush=True)
+                    all_runs.append(results)
+    return all_runs, in_sql, selectivity
 
 
 def main() -> None:
@@ -140,10 +150,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="250,000 messages, 30 requests per kind")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--reuse", metavar="URL", help="measure a database seeded by an earlier --keep run")
+    parser.add_argument("--runs", type=int, default=2, help="measurements, one after the other (default 2)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.quick:
-        args.scale, args.requests = 0.05, 30
+        args.scale, args.requests, args.runs = 0.05, 30, 1
 
     if args.reuse:
         url = args.reuse
@@ -154,7 +165,7 @@ def main() -> None:
             messages = conn.execute("SELECT count(*) FROM communications").fetchone()[0]  # type: ignore[index]
         loaded = f"{messages:,} messages over several tenants (reused database)"
         print(f"measuring {args.requests} requests per kind ...", flush=True)
-        results, selectivity = asyncio.run(measure(url, searched, args.requests))
+        runs, in_sql, selectivity = asyncio.run(measure(url, searched, args.requests, args.runs))
     else:
         with scratch_database(keep=args.keep) as url:
             if args.keep:
@@ -163,7 +174,7 @@ def main() -> None:
             dataset = seed_dataset(url, args.scale, parts=["messages"], rollups=False)
             loaded, main_share = describe(dataset), dataset.main.messages
             print(f"measuring {args.requests} requests per kind ...", flush=True)
-            results, selectivity = asyncio.run(measure(url, dataset.main.id, args.requests))
+            runs, in_sql, selectivity = asyncio.run(measure(url, dataset.main.id, args.requests, args.runs))
 
     hits = ", ".join(f"`{q}` {n:,}" for q, n in selectivity.items())
     body = "\n".join(
@@ -180,9 +191,12 @@ def main() -> None:
             "",
             f"Matches in the searched tenant: {hits}.",
             "",
-            "| request | n | p50 ms | p95 ms | max ms |",
-            "| --- | --- | --- | --- | --- |",
-            *(r.row() for r in results),
+            *runs_table(runs, in_sql),
+            "",
+            f"{len(runs)} runs one after the other on a machine shared with other work (figures move "
+            "from run to run). The last column is the part of each request spent inside SQL statements "
+            "(the driver's calls summed per request: the search's own queries, the tenant check, the audit "
+            "record).",
         ]
     )
     if args.no_write:
