@@ -163,7 +163,7 @@ def main() -> None:
                 "SELECT tenant_id, count(*) FROM communications GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
             ).fetchone()
             messages = conn.execute("SELECT count(*) FROM communications").fetchone()[0]  # type: ignore[index]
-        loaded = f"{messages:,} messages over several tenants (reused database)"
+        loaded = f"{messages:,} messages over several tenants, loaded earlier (`--keep`, then `--reuse`)"
         print(f"measuring {args.requests} requests per kind ...", flush=True)
         runs, in_sql, selectivity = asyncio.run(measure(url, searched, args.requests, args.runs))
     else:

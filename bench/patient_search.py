@@ -141,7 +141,7 @@ def main() -> None:
 
     if args.reuse:
         tenant, in_tenant, total = largest_tenant(args.reuse)
-        loaded = f"{total:,} patients over several tenants (reused database)"
+        loaded = f"{total:,} patients over several tenants, loaded earlier (`--keep`, then `--reuse`)"
         print(f"measuring {args.requests} requests per kind ...", flush=True)
         runs, in_sql = asyncio.run(measure_runs(args.reuse, tenant, args.requests, args.runs))
     else:
