@@ -10,9 +10,9 @@ everything (800,000 patients). Every count scales with `--scale`. As a function:
 
 The data:
 - names drawn from real first- and last-name lists with a skewed (Zipf-like) choice, so "Smith" and
-  "James" are common (about 0.9 % and 3 % of the men, as in the US census) and most surnames are rare: a
-  long tail of generated surnames (70 % of the patients, tens of thousands of them), a few accented
-  names (García, José, Müller); gender follows the first name; E.164 phone numbers, MRNs
+  "James" are common (about 1 % of the people and 7 % of the men; the census says 0.9 % and 3 %) and most
+  surnames are rare: a long tail of generated surnames (70 % of the patients, tens of thousands of them),
+  a few accented names (García, José, Müller); gender follows the first name; E.164 phone numbers, MRNs
   `MRN-000000001` (unique per tenant), e-mail addresses for 70 % of the patients;
 - practitioners (one per 2,000 patients, at least 5) with 13 appointments a day each, 40 minutes apart
   from 08:00, from months back to a month ahead: never overlapping, as the exclusion constraint demands;
@@ -120,7 +120,7 @@ SYLLABLES = (
     "ash bro cha dre ev fos gri ham ing jen kov lin mon nes ost pat ric son tam vik"
 ).split()
 # Calibrated on the US census shares: "Smith" about 0.9 % of the people, the 100th surname about 0.1 %,
-# most people with a surname outside the top few hundred; "James" about 3 % of the men.
+# most people with a surname outside the top few hundred ("James", 3 % of the men there, is 7 % here).
 TAIL_SURNAMES = 0.70  # share of patients with a rare (generated) surname
 GENDER_CHOICES = ("male", "female", "other", "unknown")
 
