@@ -58,6 +58,12 @@ EXPECTED_SHARE = text(
 )
 
 
+async def expected_share(session: AsyncSession, query: str) -> float:
+    """The share of all messages that hold the query's least common word, by PostgreSQL's statistics (0 for
+    a word rarer than every word they list, or before the first ANALYZE)."""
+    return float(await session.scalar(EXPECTED_SHARE, {"query": query}) or 0)
+
+
 def _rank_expression() -> Any:
     return case(
         *((Communication.status == s.value, rank) for s, rank in STATUS_RANK.items()), else_=literal(99)
@@ -143,9 +149,10 @@ class CommunicationRepository(Repository[Communication]):
         matches up to the end of the requested page, plus one), so `has_next` stays right. Counting and
         ranking every match of a common word is what made a search over a million messages slow; this reads
         only the newest matches. Words common enough (`SCAN_SHARE`) are looked for in the newest messages
-        first, newest first (a bounded read of the created_at index); otherwise, or when those hold too few,
-        within the last `SLICE_DAYS` (GIN index and the tenant's created_at index combined), widening only
-        when that slice holds too few."""
+        first, newest first (a bounded read of the created_at index); words too rare to be in the statistics
+        through the GIN index alone; others, or when the newest messages hold too few, within the last
+        `SLICE_DAYS` (GIN index and the tenant's created_at index combined), widening only when that slice
+        holds too few."""
         tsquery = func.websearch_to_tsquery(SEARCH_CONFIG, query)
         need = max(SEARCH_WINDOW, offset + limit) + 1
         conditions = []
@@ -167,7 +174,8 @@ class CommunicationRepository(Repository[Communication]):
             .limit(need)
         )
         rows: list[Any] = []
-        if (await self.session.scalar(EXPECTED_SHARE, {"query": query}) or 0) >= SCAN_SHARE:
+        share = await expected_share(self.session, query)
+        if share >= SCAN_SHARE:
             recent = (
                 select(Communication.id, Communication.created_at, Communication.search_vector)
                 .where(*conditions, *([Communication.created_at >= date_from] if date_from else []))
@@ -188,7 +196,9 @@ class CommunicationRepository(Repository[Communication]):
         # created_at index); psycopg prepares statements after a few runs, so plan each search afresh.
         await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         now = datetime.now(UTC)
-        for days in (*SLICE_DAYS, None):
+        # A word too rare for the statistics' list matches few messages: the GIN index answers at once,
+        # where each recent slice would add a read of the slice's range of the created_at index.
+        for days in (*(SLICE_DAYS if share else ()), None):
             since = now - timedelta(days=days) if days is not None else None
             if since is not None and (
                 patient_id is not None or (date_from is not None and date_from >= since)
