@@ -176,9 +176,10 @@ class CommunicationRepository(Repository[Communication]):
         rows: list[Any] = []
         share = await expected_share(self.session, query)
         if share >= SCAN_SHARE:
+            in_range = [*conditions, *([Communication.created_at >= date_from] if date_from else [])]
             recent = (
                 select(Communication.id, Communication.created_at, Communication.search_vector)
-                .where(*conditions, *([Communication.created_at >= date_from] if date_from else []))
+                .where(*in_range)
                 .order_by(*newest_first)
                 .limit(SCAN_ROWS)
                 .subquery()
@@ -190,7 +191,8 @@ class CommunicationRepository(Repository[Communication]):
                 .limit(need)
             )
             rows = list((await self.session.execute(scan)).all())
-            if len(rows) >= need:
+            if len(rows) >= need or await self._at_most(SCAN_ROWS, in_range):
+                # Enough, or the scan read every message in the filters (one patient's, a date range).
                 return await self._page_of(rows, need, offset, limit)
         # A generic plan cannot know whether the words are rare (GIN index) or common (newest first by the
         # created_at index); psycopg prepares statements after a few runs, so plan each search afresh.
@@ -210,6 +212,11 @@ class CommunicationRepository(Repository[Communication]):
             if len(rows) >= need:
                 break
         return await self._page_of(rows, need, offset, limit)
+
+    async def _at_most(self, count: int, conditions: list[Any]) -> bool:
+        """Whether at most `count` of the tenant's messages meet `conditions` (reads at most count + 1)."""
+        some = select(Communication.id).where(*conditions).limit(count + 1).subquery()
+        return int(await self.session.scalar(select(func.count()).select_from(some)) or 0) <= count
 
     async def _page_of(
         self, rows: list[Any], need: int, offset: int, limit: int
