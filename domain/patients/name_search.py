@@ -59,8 +59,8 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MAX_WORDS = 5  # words of a query that count (a name is rarely longer; each adds readings to try)
 PREFIX_END = "\U0010ffff"  # the largest code point: key >= p AND key < p || PREFIX_END is "starts with p"
 
-# (condition, first sort key, second sort key) of one indexed branch of a tier.
-Branch = tuple[ColumnElement[bool], Any, Any]
+# (tier, condition, first sort key, second sort key) of one indexed branch.
+Branch = tuple[int, ColumnElement[bool], Any, Any]
 Params = dict[str, Any]
 
 
@@ -86,13 +86,12 @@ class Term:
 
 async def search_names(session: AsyncSession, tenant_id: uuid.UUID, query: str, limit: int) -> list[Patient]:
     """Up to `limit` of the tenant's patients matching `query` by name, best first (see the module doc)."""
-    key = await session.scalar(select(func.prm_name_key(query)))
-    words = tuple((key or "").split())[:MAX_WORDS]
+    words = (await _key(session, query)).split()[:MAX_WORDS]
     if not words:
         return []
     found: dict[uuid.UUID, Patient] = {}
-    for tier in (_exact, _prefix, _fuzzy):
-        planned = await tier(session, tenant_id, words)
+    for tier in (_exact_or_prefix, _fuzzy):
+        planned = await tier(session, tenant_id, tuple(words))
         if planned is not None:
             stmt, params = planned
             params |= {"tenant": tenant_id, "limit": limit - len(found), "exclude": list(found)}
@@ -134,69 +133,65 @@ def _prefix_params(name: str, value: str) -> Params:
     return {name: value, f"{name}_end": value + PREFIX_END}
 
 
-async def _exact(
+async def _key(session: AsyncSession, query: str) -> str:
+    """The query as names are keyed (`prm_name_key`): computed here for plain ASCII (lower-cased, nothing to
+    unaccent), by PostgreSQL's unaccent rules otherwise (one round trip)."""
+    if query.isascii():
+        return query.lower()
+    return await session.scalar(select(func.prm_name_key(query))) or ""
+
+
+async def _exact_or_prefix(
     _session: AsyncSession, _tenant_id: uuid.UUID, words: tuple[str, ...]
 ) -> tuple[Select[Any], Params]:
     if len(words) == 1:
-        return _exact_statement(0), {"w": words[0]}
-    readings = _splits(words)
-    params = {f"{k}{i}": v for i, (f, la) in enumerate(readings) for k, v in (("f", f), ("l", la))}
-    return _exact_statement(len(readings)), params
-
-
-@cache
-def _exact_statement(readings: int) -> Select[Any]:
-    """Exact names: one word as the first or the last name (`readings` 0), or each (first, last) reading."""
-    if not readings:
-        w = _p("w")
-        return _page([(FIRST == w, FIRST, LAST), (LAST == w, LAST, FIRST)])
-    return _page([(and_(FIRST == _p(f"f{i}"), LAST == _p(f"l{i}")), LAST, FIRST) for i in range(readings)])
-
-
-async def _prefix(
-    _session: AsyncSession, _tenant_id: uuid.UUID, words: tuple[str, ...]
-) -> tuple[Select[Any], Params]:
-    if len(words) == 1:
-        return _prefix_statement(0), _prefix_params("w", words[0])
+        return _exact_or_prefix_statement(0), _prefix_params("w", words[0])
     readings = _splits(words)
     params: Params = {}
     for i, (f, la) in enumerate(readings):
         params |= _prefix_params(f"f{i}", f) | _prefix_params(f"l{i}", la)
-    return _prefix_statement(len(readings)), params
+    return _exact_or_prefix_statement(len(readings)), params
 
 
 @cache
-def _prefix_statement(readings: int) -> Select[Any]:
-    """Names starting with the word(s), exact ones excluded (the exact tier has them)."""
+def _exact_or_prefix_statement(readings: int) -> Select[Any]:
+    """Exact names (tier 0), then names starting with the word(s) (tier 1, exact ones excluded): one word as
+    the first or the last name (`readings` 0), or each (first, last) reading of several words. One
+    statement: each branch reads at most a page in its index order, so running all of them costs less
+    than a second round trip."""
     if not readings:
         w = _p("w")
         return _page(
             [
-                (and_(_starts_with(FIRST, "w"), FIRST != w), FIRST, LAST),
-                (and_(_starts_with(LAST, "w"), LAST != w), LAST, FIRST),
+                (0, FIRST == w, FIRST, LAST),
+                (0, LAST == w, LAST, FIRST),
+                (1, and_(_starts_with(FIRST, "w"), FIRST != w), FIRST, LAST),
+                (1, and_(_starts_with(LAST, "w"), LAST != w), LAST, FIRST),
             ]
         )
-    branches = []
+    exact, prefix = [], []
     for i in range(readings):
-        f, la = _p(f"f{i}"), _p(f"l{i}")
-        both = and_(_starts_with(FIRST, f"f{i}"), _starts_with(LAST, f"l{i}"), ~and_(FIRST == f, LAST == la))
-        branches.append((both, LAST, FIRST))
-    return _page(branches)
+        same = and_(FIRST == _p(f"f{i}"), LAST == _p(f"l{i}"))
+        exact.append((0, same, LAST, FIRST))
+        prefix.append(
+            (1, and_(_starts_with(FIRST, f"f{i}"), _starts_with(LAST, f"l{i}"), ~same), LAST, FIRST)
+        )
+    return _page(exact + prefix)
 
 
 def _page(branches: list[Branch]) -> Select[Any]:
     """The first `limit` patients of the branches together: each branch reads at most `limit` rows in its
-    index order, the union is sorted by (first key, second key, id)."""
+    index order, the union is sorted by (tier, first key, second key, id)."""
     parts = [
-        select(Patient, key1.label("k1"), key2.label("k2"))
+        select(Patient, literal(tier).label("tier"), key1.label("k1"), key2.label("k2"))
         .where(Patient.tenant_id == TENANT, Patient.id.not_in(EXCLUDE), condition)
         .order_by(key1, key2, Patient.id)
         .limit(LIMIT)
-        for condition, key1, key2 in branches
+        for tier, condition, key1, key2 in branches
     ]
     union = union_all(*parts).subquery()
     found = aliased(Patient, union)
-    return select(found).order_by(union.c.k1, union.c.k2, union.c.id).limit(LIMIT)
+    return select(found).order_by(union.c.tier, union.c.k1, union.c.k2, union.c.id).limit(LIMIT)
 
 
 async def _fuzzy(
