@@ -165,8 +165,10 @@ def _exact_or_prefix_statement(readings: int) -> Select[Any]:
             [
                 (0, FIRST == w, FIRST, LAST),
                 (0, LAST == w, LAST, FIRST),
-                (1, and_(_starts_with(FIRST, "w"), FIRST != w), FIRST, LAST),
-                (1, and_(_starts_with(LAST, "w"), LAST != w), LAST, FIRST),
+                # `> w`, not `>= w AND <> w`: the range then starts after every exact match instead of
+                # reading past them (27,000 "mary" for "mary").
+                (1, and_(FIRST > w, FIRST < _p("w_end")), FIRST, LAST),
+                (1, and_(LAST > w, LAST < _p("w_end")), LAST, FIRST),
             ]
         )
     exact, prefix = [], []
