@@ -45,7 +45,10 @@ catalog read). Words above 0.5 % are looked for newest first in at most the newe
 the filters); words too rare to be in the statistics go straight to the GIN index (the recent slices used to
 add a range read of the created_at index each, 50 ms for a code word); the rest, or a newest-first read
 that found too few, use the GIN index slice by slice as before. When the newest-first read covered every
-message in the filters (one patient's, a short date range), its matches are the answer. What remains slow
+message in the filters (one patient's, a short date range), its matches are the answer. The tenant's
+newest-first index carries `search_vector` (migration 0012: `(tenant_id, created_at, id) INCLUDE
+(search_vector)`, 1.1 GB at 5M messages instead of 0.2 GB), so that read tests each message in the index
+without fetching its row: 51 ms instead of 135 ms for "blood pressure" under the same load. What remains slow
 is reading thousands of rows when a phrase is much rarer than its words, and old date ranges whose pages
 are not in shared buffers (128 MB here); the scale section below says what changes at 100M messages."""
 
