@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, literal, select, text, update
+from sqlalchemy import Select, case, func, literal, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.repository import Repository
@@ -170,7 +170,12 @@ class CommunicationRepository(Repository[Communication]):
                 func.ts_rank_cd(Communication.search_vector, tsquery),
             )
             .where(Communication.search_vector.op("@@")(tsquery), *conditions)
-            .order_by(*newest_first)
+            # The same order, as an expression no index provides: a word that reaches this point is rare,
+            # and the planner would otherwise walk the tenant's newest-first index (which carries
+            # search_vector) through millions of entries, expecting the matches to come early.
+            .order_by(
+                (Communication.created_at + literal_column("interval '0'")).desc(), Communication.id.desc()
+            )
             .limit(need)
         )
         rows: list[Any] = []
