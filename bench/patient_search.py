@@ -48,16 +48,14 @@ ORM selects per request than PostgreSQL spent running it). The list's `?search=`
 over name, e-mail, phone and MRN with an exact total, so it reads every match (about 10,000 rows for a
 common surname).
 
-Goal status: not met in these runs. The name search's own queries take a few milliseconds (the SQL column
-also holds the tenant check and the audit record, which is most of the MRN row's); the rest of each request
-is the API's own per-request work (the MRN row, one index probe returning one patient, shows its floor in
-the same run; a name search returns 20 patients, so it also loads and serialises 20 rows), and all of it
-grows with the load of this shared 2-core machine (load average 5-9 during these runs). In a quieter
-moment of the same afternoon an earlier build of this search (one more round trip per request) measured,
-at p50 / p95: first name 10.2-11.7 / 20-24 ms, last name 12.2-15.9 / 26-36 ms, full name 18.0-22.8 /
-33-45 ms, full name with a typo 20.6-22.4 / 34-44 ms, prefix 13.4-14.1 / 18-22 ms, with the MRN lookup at
-7.4-8.0 ms and 1.7-1.8 ms of SQL. What remains is the request path itself (issue 14's other part), not
-the search."""
+Goal status (p50 <= 10 ms, p95 <= 30 ms): met for a 2-3 letter prefix (p50 9.0-9.4 ms, p95 15-19 ms);
+p95 <= 30 ms also for a first name and a last name with a typo in the quieter run; otherwise not met (p50
+12-34 ms). The name search's own queries are a few milliseconds (the SQL column, which also holds the tenant
+check and the audit record: the MRN row's 1-3 ms); most of each request is the API's own per-request work
+(the MRN lookup, one index probe returning one patient, shows its floor in the same run, 5.7-11.8 ms) plus
+loading and serialising 20 patients instead of one, all of it slowed by the load of this shared 2-core
+machine (load average 3-9 during these runs). What remains is the request path itself (issue 14's other
+part), not the search."""
 
 Person = tuple[str, str, str, str]  # first name, last name, phone, MRN
 Kind = Callable[[Person], tuple[str, dict[str, str]]]

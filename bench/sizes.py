@@ -37,7 +37,7 @@ SECTION = """\
 | data | rows | heap | all indexes | the search's indexes |
 | --- | --- | --- | --- | --- |
 | patients | {p_rows} | {p_heap} | {p_indexes} | {name_indexes} |
-| messages | {m_rows} | {m_heap} | {m_indexes} | full text (GIN) {gin}; tenant and time {tenant_time} |
+| messages | {m_rows} | {m_heap} | {m_indexes} | GIN {gin}; newest first, covering {tenant_time} |
 
 **1M to 10M patients.** Every name search tier is an index range read bounded by the page (20 rows): the
 btrees of the name keys grow tenfold (about {key_10x} each) but gain at most one level, so exact and prefix
@@ -51,7 +51,8 @@ counts all matches: the list's `?search=` (a substring of name, e-mail, phone or
 and `POST /patients/search`; at 10M a common surname's substring count reads about 100,000 rows. Those need
 an estimated or capped total before then (not done here).
 
-**5M to 100M messages.** The heap grows to about {m_heap_20x} and the indexes to about {m_indexes_20x}. A
+**5M to 100M messages.** The heap grows to about {m_heap_20x} and the indexes to about {m_indexes_20x} (half
+of them the newest-first index that carries `search_vector`, which trades size for index-only reads). A
 search for common words reads the newest messages first and stops after the first page's worth of matches,
 so its cost depends on the word's share, not on the volume. The GIN index's cost for a word is the length
 of its posting list, over every tenant and every year: twenty times longer at 100M, which is what makes
