@@ -40,6 +40,7 @@ import psycopg
 
 from api.app import create_app
 from bench.common import Latency, insert_tenant, scratch_database, write_section
+from bench.seed import number_patients, seed_journeys, seed_tickets
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
 from core.settings import Settings
@@ -59,13 +60,6 @@ INBOUND_TEXTS = [
     "Thanks a lot, great service",
     "I cannot make it tomorrow",
     "What should I bring?",
-]
-JOURNEYS = [
-    "Post-op recovery",
-    "New patient onboarding",
-    "Chronic care",
-    "Pre-surgery",
-    "Maternity follow-up",
 ]
 JOURNEY_INSTANCES = 100_000
 TICKETS = 50_000
@@ -238,96 +232,12 @@ def seed(
             """
         )
         print("  scored the inbound messages", flush=True)
-        _seed_journeys_and_tickets(conn, tenant_id)
+        number_patients(conn)
+        seed_journeys(conn, [(tenant_id, PATIENTS, JOURNEY_INSTANCES)])
+        print(f"  seeded {JOURNEY_INSTANCES:,} journey instances (4 stages each)", flush=True)
+        seed_tickets(conn, [(tenant_id, PATIENTS, TICKETS)])
+        print(f"  seeded {TICKETS:,} tickets", flush=True)
     return time.perf_counter() - started
-
-
-def _seed_journeys_and_tickets(conn: psycopg.Connection, tenant_id: uuid.UUID) -> None:
-    """Journey instances with their stages, and tickets, over the last 12 months."""
-    conn.execute(
-        """
-        INSERT INTO journeys (id, tenant_id, name, journey_type, is_default, is_active, trigger_conditions)
-        SELECT gen_random_uuid(), %(t)s, name, 'care', false, true, '{}'::jsonb
-        FROM unnest(%(names)s::text[]) AS name
-        """,
-        {"t": tenant_id, "names": JOURNEYS},
-    )
-    conn.execute("CREATE TEMP TABLE bench_journeys AS SELECT row_number() OVER () AS n, id FROM journeys")
-    # Instances started in the last 30 days are mostly active; older ones have ended. Stage k of 4 spans
-    # the k-th quarter of the instance's duration; an active instance is on stage `current`.
-    conn.execute(
-        """
-        CREATE TEMP TABLE bench_instances AS
-        SELECT gen_random_uuid() AS id, i, started, duration, 1 + (hashint4(i) & 3) AS current,
-               CASE WHEN started > now() - interval '30 days'
-                    THEN (array['active','active','active','active','active','active','active','active',
-                                'completed','cancelled'])[1 + floor(random() * 10)::int]
-                    ELSE (array['completed','completed','completed','completed','completed','completed',
-                                'completed','completed','cancelled','failed'])[1 + floor(random() * 10)::int]
-               END AS status
-        FROM (SELECT i, now() - random() * interval '365 days' AS started,
-                     (1 + random() * 20) * interval '1 day' AS duration
-              FROM generate_series(1, %(n)s::int) AS i) AS g
-        """,
-        {"n": JOURNEY_INSTANCES},
-    )
-    conn.execute(
-        """
-        INSERT INTO journey_instances (id, tenant_id, journey_id, patient_id, status, context,
-                                       definition_snapshot, started_at, completed_at, cancelled_at,
-                                       created_at, updated_at)
-        SELECT s.id, %(t)s, j.id, pa.id, s.status, '{}'::jsonb, '{}'::jsonb, s.started,
-               CASE WHEN s.status = 'completed' THEN least(s.started + s.duration, now()) END,
-               CASE WHEN s.status = 'cancelled' THEN least(s.started + s.duration / 2, now()) END,
-               s.started, least(s.started + s.duration, now())
-        FROM bench_instances s
-        JOIN bench_journeys j ON j.n = 1 + s.i %% 5
-        JOIN bench_patients pa ON pa.n = 1 + (hashint4(s.i + 7) & 2147483647) %% %(npat)s::int
-        """,
-        {"t": tenant_id, "npat": PATIENTS},
-    )
-    conn.execute(
-        """
-        INSERT INTO journey_instance_stages (id, tenant_id, instance_id, order_index, name, status,
-                                             started_at, completed_at)
-        SELECT gen_random_uuid(), %(t)s, s.id, k, 'Stage ' || k, st.status,
-               CASE WHEN st.status <> 'pending' THEN s.started + (k - 1) * s.duration / 4 END,
-               CASE WHEN st.status = 'completed' THEN s.started + k * s.duration / 4 END
-        FROM bench_instances s CROSS JOIN generate_series(1, 4) AS k
-        CROSS JOIN LATERAL (SELECT CASE
-            WHEN s.status = 'completed' OR k < s.current THEN 'completed'
-            WHEN k > s.current THEN 'pending'
-            WHEN s.status = 'active' THEN 'active'
-            WHEN s.status = 'failed' THEN 'failed'
-            ELSE 'skipped' END AS status) AS st
-        """,
-        {"t": tenant_id},
-    )
-    print(f"  seeded {JOURNEY_INSTANCES:,} journey instances (4 stages each)", flush=True)
-    conn.execute(
-        """
-        INSERT INTO tickets (id, tenant_id, patient_id, title, priority, status, first_response_at,
-                             resolved_at, closed_at, response_breached, resolution_breached,
-                             created_at, updated_at)
-        SELECT gen_random_uuid(), %(t)s, pa.id, 'Callback request', g.priority, g.status,
-               CASE WHEN g.responded THEN g.created + random() * interval '8 hours' END,
-               CASE WHEN g.status IN ('resolved', 'closed') THEN g.created + random() * interval '5 days' END,
-               CASE WHEN g.status = 'closed' THEN g.created + interval '6 days' END,
-               random() < 0.1, random() < 0.05, g.created, g.created
-        FROM (
-            SELECT i, now() - random() * interval '365 days' AS created, random() < 0.9 AS responded,
-                   (array['low','medium','medium','high','urgent'])[1 + floor(random() * 5)::int] AS priority,
-                   CASE WHEN random() < 0.05
-                        THEN (array['open','in_progress','waiting_on_patient'])[1 + floor(random() * 3)::int]
-                        ELSE (array['resolved','resolved','closed'])[1 + floor(random() * 3)::int]
-                   END AS status
-            FROM generate_series(1, %(n)s::int) AS i
-        ) AS g
-        JOIN bench_patients pa ON pa.n = 1 + (hashint4(g.i + 13) & 2147483647) %% %(npat)s::int
-        """,
-        {"t": tenant_id, "n": TICKETS, "npat": PATIENTS},
-    )
-    print(f"  seeded {TICKETS:,} tickets", flush=True)
 
 
 def rebuild(url: str, tenant_id: uuid.UUID) -> tuple[float, dict[str, int]]:

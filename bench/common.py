@@ -126,3 +126,21 @@ class SqlClock:
         """The milliseconds summed since the last call."""
         ms, self.ms = self.ms, 0.0
         return ms
+
+
+def runs_table(runs: list[list[Latency]], sql: list[Latency] | None = None) -> list[str]:
+    """A Markdown table of the same requests measured in several runs (p50 / p95 / max of each run), with
+    the median time inside SQL statements of the last run when given."""
+    head = "| request | n |" + "".join(
+        f" run {i} p50 ms | run {i} p95 ms | run {i} max ms |" for i in range(1, len(runs) + 1)
+    )
+    rule = "| --- | --- |" + " --- | --- | --- |" * len(runs)
+    if sql is not None:
+        head, rule = head + " SQL p50 ms (last run) |", rule + " --- |"
+    lines = [head, rule]
+    for i, first in enumerate(runs[0]):
+        cells = "".join(f" {r[i].p50:.1f} | {r[i].p95:.1f} | {r[i].max:.1f} |" for r in runs)
+        lines.append(
+            f"| {first.name} | {len(first.samples_ms)} |{cells}" + (f" {sql[i].p50:.1f} |" if sql else "")
+        )
+    return lines

@@ -10,9 +10,9 @@ everything (800,000 patients). Every count scales with `--scale`. As a function:
 
 The data:
 - names drawn from real first- and last-name lists with a skewed (Zipf-like) choice, so "Smith" and
-  "James" are common (about 0.9 % and 3 % of the men, as in the US census) and most surnames are rare: a
-  long tail of generated surnames (70 % of the patients, tens of thousands of them), a few accented
-  names (García, José, Müller); gender follows the first name; E.164 phone numbers, MRNs
+  "James" are common (about 1 % of the people and 7 % of the men; the census says 0.9 % and 3 %) and most
+  surnames are rare: a long tail of generated surnames (70 % of the patients, tens of thousands of them),
+  a few accented names (García, José, Müller); gender follows the first name; E.164 phone numbers, MRNs
   `MRN-000000001` (unique per tenant), e-mail addresses for 70 % of the patients;
 - practitioners (one per 2,000 patients, at least 5) with 13 appointments a day each, 40 minutes apart
   from 08:00, from months back to a month ahead: never overlapping, as the exclusion constraint demands;
@@ -120,7 +120,7 @@ SYLLABLES = (
     "ash bro cha dre ev fos gri ham ing jen kov lin mon nes ost pat ric son tam vik"
 ).split()
 # Calibrated on the US census shares: "Smith" about 0.9 % of the people, the 100th surname about 0.1 %,
-# most people with a surname outside the top few hundred; "James" about 3 % of the men.
+# most people with a surname outside the top few hundred ("James", 3 % of the men there, is 7 % here).
 TAIL_SURNAMES = 0.70  # share of patients with a rare (generated) surname
 GENDER_CHOICES = ("male", "female", "other", "unknown")
 
@@ -298,6 +298,11 @@ def _copy(conn: psycopg.Connection, table: str, columns: Iterable[str], rows: It
     return count
 
 
+def _plan(tenants: list[SeededTenant], total: int) -> list[tuple[uuid.UUID, int, int]]:
+    """(tenant, its patients, its share of `total`) for each tenant."""
+    return [(t.id, t.patients, n) for t, n in zip(tenants, _split(total), strict=True)]
+
+
 def _split(total: int) -> list[int]:
     """`total` split over the tenants by TENANT_SHARES (the first takes the rounding)."""
     parts = [int(total * share) for share in TENANT_SHARES]
@@ -370,10 +375,13 @@ def seed_dataset(
                 f"  {dataset.rows['messages']:,} messages (indexes rebuilt) "
                 f"in {dataset.seconds['messages']:.0f} s"
             )
-        _load_patient_ids(conn, patient_ids)
+        if wanted & {"journeys", "tickets"}:
+            number_patients(conn)
         if "journeys" in wanted:
             started = time.perf_counter()
-            dataset.rows["journey_instances"] = _seed_journeys(conn, tenants, counts["journey_instances"])
+            dataset.rows["journey_instances"] = seed_journeys(
+                conn, _plan(tenants, counts["journey_instances"])
+            )
             dataset.seconds["journeys"] = time.perf_counter() - started
             log(
                 f"  {dataset.rows['journey_instances']:,} journey instances "
@@ -381,7 +389,7 @@ def seed_dataset(
             )
         if "tickets" in wanted:
             started = time.perf_counter()
-            dataset.rows["tickets"] = _seed_tickets(conn, tenants, counts["tickets"])
+            dataset.rows["tickets"] = seed_tickets(conn, _plan(tenants, counts["tickets"]))
             dataset.seconds["tickets"] = time.perf_counter() - started
             log(f"  {dataset.rows['tickets']:,} tickets in {dataset.seconds['tickets']:.0f} s")
         conn.execute("SET session_replication_role = origin")
@@ -602,32 +610,33 @@ def _seed_messages(
     )
 
 
-def _load_patient_ids(conn: psycopg.Connection, patient_ids: dict[uuid.UUID, list[uuid.UUID]]) -> None:
-    """A temporary table numbering each tenant's patients, for the SQL-generated journeys and tickets."""
+def number_patients(conn: psycopg.Connection) -> None:
+    """A temporary table `seed_patients (tenant_id, n, id)` numbering each tenant's patients from 0, which
+    the SQL-generated journeys and tickets draw their patients from."""
     conn.execute(
-        "CREATE TEMP TABLE seed_patients (tenant_id uuid, n int, id uuid, PRIMARY KEY (tenant_id, n))"
+        "CREATE TEMP TABLE seed_patients AS SELECT tenant_id, "
+        "(row_number() OVER (PARTITION BY tenant_id ORDER BY id) - 1)::int AS n, id FROM patients"
     )
-    with conn.cursor() as cur, cur.copy("COPY seed_patients (tenant_id, n, id) FROM STDIN") as copy:
-        for tenant_id, ids in patient_ids.items():
-            copy.write("".join(f"{tenant_id}\t{n}\t{pid}\n" for n, pid in enumerate(ids)))
+    conn.execute("ALTER TABLE seed_patients ADD PRIMARY KEY (tenant_id, n)")
 
 
-def _seed_journeys(conn: psycopg.Connection, tenants: list[SeededTenant], instances: int) -> int:
-    """Five journeys per tenant; instances (with four stages each) over the last year, as in a live system:
-    recent ones mostly active, older ones ended."""
+def seed_journeys(conn: psycopg.Connection, plan: list[tuple[uuid.UUID, int, int]]) -> int:
+    """For each (tenant, its patients, instances): five journeys, and the instances (four stages each) over
+    the last year, as in a live system: recent ones mostly active, older ones ended. Needs
+    `number_patients`."""
     done = 0
-    for t, count in zip(tenants, _split(instances), strict=True):
+    for tenant_id, patients, count in plan:
         conn.execute(
             "INSERT INTO journeys (id, tenant_id, name, journey_type, is_default, is_active, "
             "trigger_conditions) "
             "SELECT gen_random_uuid(), %(t)s, name, 'care', false, true, '{}'::jsonb "
             "FROM unnest(%(names)s::text[]) AS name",
-            {"t": t.id, "names": list(JOURNEY_NAMES)},
+            {"t": tenant_id, "names": list(JOURNEY_NAMES)},
         )
         conn.execute(
             "CREATE TEMP TABLE seed_journeys AS "
             "SELECT row_number() OVER (ORDER BY id) AS n, id FROM journeys WHERE tenant_id = %s",
-            (t.id,),
+            (tenant_id,),
         )
         conn.execute(
             """
@@ -660,7 +669,7 @@ def _seed_journeys(conn: psycopg.Connection, tenants: list[SeededTenant], instan
             JOIN seed_patients pa ON pa.tenant_id = %(t)s
                  AND pa.n = (hashint4(s.i + 7) & 2147483647) %% %(npat)s::int
             """,
-            {"t": t.id, "npat": t.patients},
+            {"t": tenant_id, "npat": patients},
         )
         conn.execute(
             """
@@ -677,16 +686,17 @@ def _seed_journeys(conn: psycopg.Connection, tenants: list[SeededTenant], instan
                 WHEN s.status = 'failed' THEN 'failed'
                 ELSE 'skipped' END AS status) AS st
             """,
-            {"t": t.id},
+            {"t": tenant_id},
         )
         conn.execute("DROP TABLE seed_journeys, seed_instances")
         done += count
     return done
 
 
-def _seed_tickets(conn: psycopg.Connection, tenants: list[SeededTenant], tickets: int) -> int:
-    """Tickets over the last year: 5 % still open, the rest resolved or closed."""
-    for t, count in zip(tenants, _split(tickets), strict=True):
+def seed_tickets(conn: psycopg.Connection, plan: list[tuple[uuid.UUID, int, int]]) -> int:
+    """For each (tenant, its patients, tickets): tickets over the last year, 5 % still open, the rest resolved
+    or closed. Needs `number_patients`."""
+    for tenant_id, patients, count in plan:
         conn.execute(
             """
             INSERT INTO tickets (id, tenant_id, patient_id, title, priority, status, first_response_at,
@@ -712,9 +722,9 @@ def _seed_tickets(conn: psycopg.Connection, tenants: list[SeededTenant], tickets
             JOIN seed_patients pa ON pa.tenant_id = %(t)s
                  AND pa.n = (hashint4(g.i + 13) & 2147483647) %% %(npat)s::int
             """,
-            {"t": t.id, "n": count, "npat": t.patients},
+            {"t": tenant_id, "n": count, "npat": patients},
         )
-    return tickets
+    return sum(count for *_, count in plan)
 
 
 def describe(dataset: Dataset) -> str:

