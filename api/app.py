@@ -25,6 +25,7 @@ from api.routers import (
     communications,
     fhir,
     health,
+    integration_clients,
     journey_instances,
     journeys,
     locations,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(tickets.router, prefix=API_PREFIX)
     app.include_router(analytics.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(integration_clients.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
     app.include_router(oauth.router)
