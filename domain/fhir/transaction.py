@@ -68,6 +68,9 @@ PROBABLE_MATCH = 0.6
 POSSIBLE_MATCH = 0.35  # worth a coordinator's look, not enough to decide alone
 SOURCE = "fhir"
 S = AppointmentStatus
+UPCOMING = frozenset({S.BOOKED, S.CONFIRMED})
+# How far along the lifecycle a status is (cancelled and no-show are ends of their own).
+PROGRESS = {S.BOOKED: 0, S.CONFIRMED: 0, S.CHECKED_IN: 1, S.COMPLETED: 2}
 # How an imported appointment reaches a status through the lifecycle (each step a legal transition).
 PATHS: dict[AppointmentStatus, tuple[AppointmentStatus, ...]] = {
     S.BOOKED: (),
@@ -364,24 +367,30 @@ class BundleImport:
         end: str,
         details: dict[str, Any],
     ) -> Appointment:
-        """Bring an appointment in line with the EHR's: details, times, then status (only what differs)."""
+        """Bring an appointment in line with the EHR's: details, times, then status (only what differs).
+
+        An appointment still to come (booked, confirmed) moves to the EHR's times; a finished one keeps its
+        times (history). A status only moves forward: an EHR behind us (`booked` for our checked-in
+        appointment) changes nothing, a contradiction (`cancelled` for a completed one) refuses the bundle."""
         times = AppointmentUpdate(start_time=start, end_time=end)  # type: ignore[arg-type]
+        current = AppointmentStatus(appointment.status)
         changed: dict[str, Any] = {k: v for k, v in details.items() if getattr(appointment, k) != v}
-        if (times.start_time, times.end_time) != (appointment.start_time, appointment.end_time):
+        moved = (times.start_time, times.end_time) != (appointment.start_time, appointment.end_time)
+        if moved and current in UPCOMING:
             changed.update(start_time=times.start_time, end_time=times.end_time)
         if changed:
             appointment = await lifecycle.update_appointment(
                 self.session, appointment.id, AppointmentUpdate(**changed)
             )
-        current = AppointmentStatus(appointment.status)
-        if current is S.CONFIRMED and status is S.BOOKED:
-            return appointment  # FHIR's `booked` covers our confirmed
-        if current is not status:
-            path = PATHS[status]
-            for step in path[path.index(current) + 1 :] if current in path else path:
-                appointment = await lifecycle.update_appointment(
-                    self.session, appointment.id, AppointmentUpdate(status=step)
-                )
+        if current is status or (
+            current in PROGRESS and status in PROGRESS and PROGRESS[status] <= PROGRESS[current]
+        ):
+            return appointment  # already there, or the EHR has not caught up with us
+        path = PATHS[status]
+        for step in path[path.index(current) + 1 :] if current in path else path:
+            appointment = await lifecycle.update_appointment(
+                self.session, appointment.id, AppointmentUpdate(status=step)
+            )
         return appointment
 
 

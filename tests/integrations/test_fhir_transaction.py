@@ -527,3 +527,29 @@ async def test_imported_records_are_searchable_by_every_remaining_parameter(
     assert await search("Practitioner", _id=dr, _lastUpdated=f"ge{START.year - 1}") == [dr]
     assert len(await search("Patient", gender="female")) == 2
     assert await search("Communication", patient=locations[2], sent="ge2000-01-01") == []
+
+
+async def test_an_appointment_only_moves_forward_and_a_finished_one_keeps_its_times(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str], auth: dict[str, str]
+) -> None:
+    await post_bundle(client, fhir_auth, clinic_bundle())
+    patient_ref, dr_ref = f"Patient?identifier={EHR_MRN}|E-1", f"Practitioner?identifier={EHR_STAFF}|S-1"
+    put = {"method": "PUT", "url": f"Appointment?identifier={EHR_APPT}|A-1"}
+
+    async def send(status: str, start: datetime) -> httpx.Response:
+        return await post_bundle(
+            client,
+            fhir_auth,
+            _bundle(entry(appointment("A-1", patient_ref, dr_ref, start, status=status), **put)),
+        )
+
+    done = await send("fulfilled", START)
+    assert done.status_code == 200, done.text
+    appointment_id = done.json()["entry"][0]["response"]["location"].split("/")[1]
+    assert (await send("checked-in", START + timedelta(hours=3))).status_code == 200  # an EHR behind us
+    stored = (await client.get(f"{API}/appointments/{appointment_id}", headers=auth)).json()
+    assert stored["status"] == "completed"
+    assert datetime.fromisoformat(stored["start_time"]) == START
+    refused = await send("cancelled", START)
+    assert refused.status_code == 409
+    assert "entry[0] (Appointment)" in refused.json()["issue"][0]["diagnostics"]
