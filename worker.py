@@ -28,9 +28,10 @@ from core.logging import configure_logging
 from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
 from core.phones import set_default_region
 from core.settings import Settings, get_settings
-from core.temporal import connect_temporal, temporal_target
+from core.temporal import TemporalAccess, connect_temporal, temporal_target
 from core.tracing import configure_tracing
 from core.workflow_commands import CommandRelay
+from domain.journeys.dispatch import TriggerDispatcher
 from workflows import ALL_WORKFLOWS
 from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput, ReconcilerWorkflow
 
@@ -150,6 +151,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         running = asyncio.create_task(worker.run())
         relay_stop = asyncio.Event()
         relaying = asyncio.create_task(_command_relay(client, deps).run(relay_stop))
+        dispatching = asyncio.create_task(_trigger_dispatcher(client, deps).run(relay_stop))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         relay_stop.set()
@@ -158,6 +160,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             await worker.shutdown()
         stopping.cancel()
         await relaying
+        await dispatching
         await running  # re-raises a fatal worker error
         log.info("worker stopped")
     finally:
@@ -213,6 +216,23 @@ def _command_relay(client: Client, deps: ActivityDeps) -> CommandRelay:
         interval=settings.command_relay_interval_seconds,
         reconcile=reconcile,
         reconcile_every=settings.reconcile_interval_seconds,
+    )
+
+
+def _trigger_dispatcher(client: Client, deps: ActivityDeps) -> TriggerDispatcher:
+    """Starts the journeys that domain events trigger (see `domain.journeys.dispatch`), every
+    `trigger_dispatch_interval_seconds`; its workflow starts go through the worker's client."""
+
+    async def get_client() -> Client:
+        return client
+
+    settings = deps.settings
+    return TriggerDispatcher(
+        deps.sessionmaker,
+        TemporalAccess(get_client=get_client, task_queue=settings.temporal_task_queue),
+        interval=settings.trigger_dispatch_interval_seconds,
+        batch=settings.trigger_dispatch_batch,
+        keep_events=timedelta(days=settings.domain_events_retention_days),
     )
 
 

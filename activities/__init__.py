@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core import metrics
 from core.database import bind_tenant
 from core.errors import DomainError
+from core.events import EventSource, set_event_source
 from core.settings import Settings
+from domain.communications.delivery import DeliveryOutcome
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,6 +34,7 @@ class ActivityDeps:
         """A session scoped to one tenant: how every activity opens its transaction (`async with`)."""
         session = self.sessionmaker()
         bind_tenant(session, uuid.UUID(tenant_id))
+        set_event_source(session, EventSource.WORKER)  # a booking by chat or from the waitlist
         return session
 
 
@@ -40,6 +48,34 @@ def domain_errors_are_final() -> Iterator[None]:
         yield
     except DomainError as exc:
         raise ApplicationError(exc.detail, type=type(exc).__name__, non_retryable=True) from exc
+
+
+async def heartbeating(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, heartbeating at a third of the activity's heartbeat timeout (if it has one).
+
+    A cancelled attempt (its heartbeat or start-to-close timeout passed, the worker is shutting down) still
+    lets `work` finish: a provider call abandoned midway could be accepted with nothing recorded, and the
+    retry, finding the message unsent, would send it twice. Waiting is bounded by the provider's HTTP
+    timeout, and the retry waits on the message's row lock meanwhile, then finds it sent."""
+    timeout = activity.info().heartbeat_timeout
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=timeout.total_seconds() / 3 if timeout else None)
+            if not task.done():
+                activity.heartbeat()
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
+    return task.result()
+
+
+def count_outcome(outcome: DeliveryOutcome) -> None:
+    """Count a send step's outcome in the message metrics (sent, or failed and why)."""
+    if outcome.channel is not None and outcome.failure is not None:
+        metrics.message_failed(outcome.channel, outcome.provider, outcome.failure)
+    elif outcome.channel is not None and outcome.sent_now:
+        metrics.message_sent(outcome.channel, outcome.provider)
 
 
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:

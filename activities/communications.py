@@ -7,18 +7,17 @@ nothing once it carries a provider message id, and a fallback copy is keyed `fal
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import ActivityDeps
+from activities import ActivityDeps, count_outcome, heartbeating
 from core import metrics
-from domain.communications import delivery, policy
+from domain.communications import delivery
 from domain.communications.plan import (
     CommunicationRef,
     DeliveryPlan,
@@ -36,31 +35,9 @@ from domain.communications.providers import (
 )
 from domain.communications.repository import CommunicationRepository
 from domain.communications.service import create_fallback
-from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel
+from domain.enums import Channel
 from domain.tenants.models import Tenant
 from domain.tenants.service import settings_of
-
-T = TypeVar("T")
-
-
-async def _heartbeating(work: Coroutine[Any, Any, T]) -> T:
-    """Await `work`, heartbeating at a third of the activity's heartbeat timeout (if it has one).
-
-    A cancelled attempt (its heartbeat or start-to-close timeout passed, the worker is shutting down) still
-    lets `work` finish: a provider call abandoned midway could be accepted with nothing recorded, and the
-    retry, finding the message unsent, would send it twice. Waiting is bounded by the provider's HTTP
-    timeout, and the retry waits on the message's row lock meanwhile, then finds it sent."""
-    timeout = activity.info().heartbeat_timeout
-    task = asyncio.ensure_future(work)
-    try:
-        while not task.done():
-            await asyncio.wait({task}, timeout=timeout.total_seconds() / 3 if timeout else None)
-            if not task.done():
-                activity.heartbeat()
-    except asyncio.CancelledError:
-        await asyncio.wait({task})
-        raise
-    return task.result()
 
 
 class CommunicationActivities:
@@ -99,29 +76,16 @@ class CommunicationActivities:
         """Consent, quiet hours and frequency cap for one message; a refusal is recorded as failed."""
         now = datetime.fromisoformat(data.now)
         async with self.deps.tenant_session(data.tenant_id) as session:
-            repo = CommunicationRepository(session)
-            record = await repo.for_update(uuid.UUID(data.communication_id))
-            if record is None or record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
+            record = await CommunicationRepository(session).for_update(uuid.UUID(data.communication_id))
+            if record is None:
                 return PolicyAnswer("done", "nothing to send")
-            if record.provider_message_id:
-                return PolicyAnswer("done", "already sent")
-            decision = await policy.evaluate(session, record, now)
-            record.meta_data = {**(record.meta_data or {}), "policy": decision.reason}
-            refused, channel = False, record.channel
-            if decision.verdict == policy.Verdict.REFUSE:
-                code = "opted_out" if "opted out" in decision.reason else "policy"
-                refused = await delivery.mark_failed(
-                    session, record.id, at=now, code=code, reason=decision.reason
-                )
-            elif decision.verdict == policy.Verdict.WAIT and decision.until is not None:
-                record.status, record.scheduled_for = "scheduled", decision.until
-            else:
-                record.status = "queued"
+            answer = await delivery.pass_gate(session, record, now)
+            channel = record.channel
             await session.commit()
-            if refused:
-                metrics.message_failed(channel, None, code)
-            until = decision.until.isoformat() if decision.until else None
-            return PolicyAnswer(decision.verdict.value, decision.reason, until)
+        if answer.failure is not None:
+            metrics.message_failed(channel, None, answer.failure)
+        until = answer.until.isoformat() if answer.until else None
+        return PolicyAnswer(answer.verdict, answer.reason, until)
 
     @activity.defn(name="communication_send")
     async def send(self, data: SendInput) -> str:
@@ -130,7 +94,7 @@ class CommunicationActivities:
         Heartbeats while it works, so the attempt of a worker that died mid-send is retried within the
         workflow's heartbeat timeout (a few seconds) rather than its start-to-close timeout."""
         at = datetime.fromisoformat(data.at) if activity.info().attempt == 1 else datetime.now(UTC)
-        return await _heartbeating(self._send(data, at))
+        return await heartbeating(self._send(data, at))
 
     async def _send(self, data: SendInput, at: datetime) -> str:
         async with self.deps.tenant_session(data.tenant_id) as session:
@@ -141,10 +105,7 @@ class CommunicationActivities:
             except ProviderError as exc:  # transient: the retry policy backs off and tries again
                 raise ApplicationError(str(exc), type="ProviderUnavailable") from exc
             await session.commit()
-        if outcome.channel is not None and outcome.failure is not None:
-            metrics.message_failed(outcome.channel, outcome.provider, outcome.failure)
-        elif outcome.channel is not None and outcome.sent_now:
-            metrics.message_sent(outcome.channel, outcome.provider)
+        count_outcome(outcome)
         return outcome.status
 
     @activity.defn(name="communication_fallback")

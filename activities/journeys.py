@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from temporalio import activity
 
-from activities import ActivityDeps, domain_errors_are_final
+from activities import ActivityDeps, count_outcome, domain_errors_are_final, heartbeating
 from core import metrics
+from core.temporal import temporal_for
+from domain.communications import delivery, dispatch
+from domain.communications.models import Communication
+from domain.communications.provider_contract import ProviderError
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys import actions
 from domain.journeys import service as journeys
@@ -83,14 +88,46 @@ class JourneyActivities:
 
     @activity.defn(name="journey_send_message")
     async def send_journey_message(self, data: ActionInput) -> str | None:
-        """Render and send a stage's message once; the communication's id (None once the journey stopped)."""
+        """Render and record a stage's message once, then deliver it; the communication's id (None once the
+        journey stopped).
+
+        A message the send gate lets go now, not scheduled for later and with no fallback to watch, is
+        handed to its provider right here (`delivery.send_at_once`); any other (a wait for quiet hours or
+        the cap, a WhatsApp fallback to watch, a provider that failed for now) gets its delivery workflow.
+        Either way the same gate and the same at-most-once send apply. A retry after a crash finds the
+        message under its key and carries on from where it is."""
         with domain_errors_are_final():
             async with self.deps.tenant_session(data.tenant_id) as session:
+                dispatch.hold_starts(session)
                 communication_id = await actions.send_stage_message(
                     session, uuid.UUID(data.instance_id), data.order_index, data.action_index
                 )
                 await session.commit()
+        if communication_id is not None:
+            # The workflow's time on a first attempt (a time-skipped test's clock too); a retry's is now.
+            first = data.at is not None and activity.info().attempt == 1
+            now = datetime.fromisoformat(data.at) if first and data.at else datetime.now(UTC)
+            await heartbeating(self._deliver(data.tenant_id, communication_id, now))
         return str(communication_id) if communication_id is not None else None
+
+    async def _deliver(self, tenant_id: str, communication_id: uuid.UUID, now: datetime) -> None:
+        async with self.deps.tenant_session(tenant_id) as session:
+            try:
+                outcome = await delivery.send_at_once(
+                    session, communication_id, now=now, settings=self.deps.settings
+                )
+            except ProviderError:
+                outcome = None  # transient: rolled back; the workflow's send step retries it
+            else:
+                await session.commit()
+            patient_id = await session.scalar(
+                select(Communication.patient_id).where(Communication.id == communication_id)
+            )
+            access = temporal_for(session)
+        if outcome is not None:
+            count_outcome(outcome)
+        elif access is not None:
+            await dispatch.start_delivery(access, uuid.UUID(tenant_id), communication_id, patient_id)
 
     @activity.defn(name="journey_create_ticket")
     async def create_journey_ticket(self, data: ActionInput) -> str:

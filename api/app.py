@@ -24,9 +24,12 @@ from api.routers import (
     codec,
     communications,
     fhir,
+    fhir_hook,
     health,
+    hl7,
     integration_clients,
     journey_instances,
+    journey_triggers,
     journeys,
     locations,
     oauth,
@@ -42,12 +45,14 @@ from core.audit import AuditBuffer
 from core.auth import TokenVerifier
 from core.codec import EncryptionCodec
 from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.embedded_db import to_libpq_url
 from core.logging import configure_logging
 from core.phones import set_default_region
 from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
 from domain.communications.providers import log_provider_configuration
+from domain.tenants.active import ActiveTenants
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/prm"
@@ -65,6 +70,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
         # One LISTEN connection per process for every real-time stream (connects on the first stream).
         app.state.metrics_listener = MetricsListener.for_database(url, app.state.sessionmaker)
+        # The active tenants, cached per process and forgotten on PostgreSQL's change notices.
+        app.state.active_tenants = ActiveTenants(to_libpq_url(url))
+        app.state.active_tenants.start()
         app.state.temporal_client = None
         # Reads' audit records, appended in batches (a write's go with the write).
         app.state.audit_buffer = AuditBuffer(
@@ -81,6 +89,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         finally:
             await app.state.audit_buffer.close()  # nothing queued is lost on a graceful shutdown
             await app.state.metrics_listener.close()
+            await app.state.active_tenants.close()
             await app.state.engine.dispose()
 
     app = FastAPI(
@@ -99,6 +108,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
+    app.add_exception_handler(hl7.MessageRefused, hl7.render_refusal)
     app.state.error_renderers = {fhir.FHIR_BASE: fhir.render_error}
     app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes, router=app.router)
@@ -125,6 +135,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         journey_instances.router, prefix=f"{API_PREFIX}/instances", deprecated=True, include_in_schema=False
     )
     app.include_router(journeys.router, prefix=API_PREFIX)
+    app.include_router(journey_triggers.router, prefix=API_PREFIX)
     app.include_router(communications.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(tickets.router, prefix=API_PREFIX)
@@ -134,7 +145,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
     app.include_router(oauth.router)
+    app.include_router(fhir_hook.router)  # before fhir's /{resource_type} routes
     app.include_router(fhir.router)
+    app.include_router(hl7.router)
     return app
 
 

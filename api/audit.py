@@ -39,7 +39,16 @@ log = logging.getLogger(__name__)
 
 # The tags of the operations that read or write patient data (and the trail itself).
 AUDITED_TAGS = frozenset(
-    {"patients", "appointments", "waitlist", "journey instances", "communications", "tickets", "audit"}
+    {
+        "patients",
+        "appointments",
+        "waitlist",
+        "journey instances",
+        "journey triggers",
+        "communications",
+        "tickets",
+        "audit",
+    }
 )
 # The table a resource's create inserts into: its new row's id is the record's resource id.
 RESOURCE_TABLES = {
@@ -156,11 +165,16 @@ class AuditTrail:
             if name == "patient_id":
                 add(value)
         if self.is_write:
-            for name, value in _json_object(self.request_body).items():
-                if name == "patient_id" or name.endswith("_patient_id"):
-                    add(value)
+            # Parsed only when it can name a patient: the endpoint has parsed it already.
+            if any(b"patient_id" in chunk for chunk in self.request_body):
+                for name, value in _json_object(self.request_body).items():
+                    if name == "patient_id" or name.endswith("_patient_id"):
+                        add(value)
             patients.update(self.written_patients)
-        if answered and self.response_body:
+        names_patient = self.resource_type == "patients" or any(
+            b'"patient_id"' in chunk for chunk in self.response_body
+        )
+        if answered and self.response_body and names_patient:
             answer = _json_object(self.response_body)
             if self.resource_type == "patients":
                 add(answer.get("id"))

@@ -18,6 +18,7 @@ from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from core.settings import Settings
 from core.temporal import TemporalAccess, bind_temporal, shared_client
+from domain.tenants.active import ActiveTenants
 from domain.tenants.service import get_active_tenant
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,19 @@ async def get_principal(
     if limits is not None:
         verdict = await limits.check_caller(str(principal.tenant_id), principal.sub)
         enforce(verdict, response, "user" if verdict and verdict.item is limits.per_user else "tenant")
-    if await get_active_tenant(session, principal.tenant_id) is None:
+    if not await _tenant_is_active(request, session, principal.tenant_id):
         raise Unauthorized("Invalid token.")
     bind_tenant(session, principal.tenant_id)
     request.state.principal = principal
     return principal
+
+
+async def _tenant_is_active(request: Request, session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """The app's cache of active tenants when it runs one (`domain.tenants.active`), else a query."""
+    active: ActiveTenants | None = getattr(request.app.state, "active_tenants", None)
+    if active is None:
+        return await get_active_tenant(session, tenant_id) is not None
+    return await active.is_active(session, tenant_id)
 
 
 def _anonymous_admin(request: Request, settings: Settings) -> Principal:

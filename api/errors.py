@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core.errors import DomainError, ServiceUnavailable
+from core.errors import DomainError, ServiceUnavailable, Unprocessable
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,17 @@ class ValidationItem(BaseModel):
 
 
 class UnprocessableDetail(BaseModel):
-    """A 422. The request's shape is wrong: `detail` lists each problem (`loc`, `msg`, `type`). Or its
-    content as a whole cannot be accepted (an unknown template, a missing template variable, an unusable
-    date range): `detail` says why in words."""
+    """A 422, always this one shape: `detail` lists each problem (`loc`, `msg`, `type`), whether the
+    request's shape is wrong (a missing field, a date out of range) or its content cannot be accepted (an
+    unknown template, a missing template variable, an unusable date range: one item of type
+    `value_error`)."""
 
-    detail: list[ValidationItem] | str
+    detail: list[ValidationItem]
+
+
+def unprocessable_body(msg: str, loc: Sequence[str | int] = ("body",)) -> dict[str, list[dict[str, Any]]]:
+    """The body of a 422 that is not a validation error: one item, in the shape validation errors have."""
+    return {"detail": [{"loc": list(loc), "msg": msg, "type": "value_error"}]}
 
 
 class InternalErrorDetail(BaseModel):
@@ -137,7 +144,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return render(exc.status_code, exc.detail, {**auth, **retry, **exc.headers})
         if isinstance(exc, ServiceUnavailable):
             return unavailable_response(exc.detail, jsonable_encoder(exc.extra))
-        body = {"detail": exc.detail, **jsonable_encoder(exc.extra)}
+        if isinstance(exc, Unprocessable):
+            body = {**unprocessable_body(exc.detail, exc.loc), **jsonable_encoder(exc.extra)}
+        else:
+            body = {"detail": exc.detail, **jsonable_encoder(exc.extra)}
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
         return JSONResponse(status_code=exc.status_code, content=body, headers={**headers, **exc.headers})
 

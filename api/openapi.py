@@ -41,6 +41,11 @@ TAGS: list[dict[str, Any]] = [
         "advanced here.",
     },
     {
+        "name": "journey triggers",
+        "description": "What starts journeys on their own (domain events matched by `trigger_conditions`): "
+        "a dry run over recent events.",
+    },
+    {
         "name": "communications",
         "description": "Messages by WhatsApp, SMS and email: sending, delivery state, templates, statistics "
         "and full-text search.",

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import re
 import statistics
+import time
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 
 from core.embedded_db import start_embedded_postgres, to_libpq_url, to_sqlalchemy_url
 from core.migrate import scratch_database as migrated_scratch
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -83,3 +86,43 @@ def insert_tenant(url: str, name: str = "Bench") -> uuid.UUID:
             (tenant_id, name),
         )
     return tenant_id
+
+
+def api_settings(url: str) -> Settings:
+    """Settings for an in-process API over `url` that a benchmark times request after request: no Temporal,
+    and per-user and per-tenant limits high enough never to answer 429 (the limiter still runs)."""
+    return Settings(
+        env="test",
+        database_url=url,
+        temporal_address="127.0.0.1:1",
+        rate_limit_per_user="1000000/minute",
+        rate_limit_per_tenant="1000000/minute",
+    )
+
+
+class SqlClock:
+    """Milliseconds spent inside SQL statements (every SQLAlchemy engine of this process, from the driver's
+    call to its answer), summed until `take()`: splits a request's time into the database's and the rest."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+
+    def __enter__(self) -> SqlClock:
+        event.listen(Engine, "before_cursor_execute", self._before)
+        event.listen(Engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(Engine, "before_cursor_execute", self._before)
+        event.remove(Engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Connection, *_: object) -> None:
+        conn.info["sql_clock_started"] = time.perf_counter()
+
+    def _after(self, conn: Connection, *_: object) -> None:
+        self.ms += (time.perf_counter() - conn.info.pop("sql_clock_started")) * 1000
+
+    def take(self) -> float:
+        """The milliseconds summed since the last call."""
+        ms, self.ms = self.ms, 0.0
+        return ms

@@ -1,12 +1,14 @@
-"""Message search at scale: seeds N messages (default one million), times `GET /communications/search`.
+"""Message search at scale: the shared data set's messages (default five million over five tenants, 80 % in
+the largest), then times `GET /communications/search` in the largest tenant.
 
-    .venv/bin/python -m bench.communications_search [--messages 1000000] [--requests 100]
+    .venv/bin/python -m bench.communications_search [--scale 1] [--requests 100] [--quick]
+                                                    [--keep | --reuse URL]
 
 Uses DATABASE_URL when set (an embedded PostgreSQL otherwise), in a scratch database it drops afterwards.
-Messages are sentences built from word lists with a skewed (Zipf-like) choice, so a common word matches a
-large share of the rows, a medication a few percent, and a rare code word a handful. The searched tenant
-holds most of the rows; a few other tenants hold the rest. The figures replace the `communications-search`
-section of BENCHMARKS.md.
+Messages (`bench.seed`) are sentences built from word lists with a skewed (Zipf-like) choice, so a common
+word matches a large share of the rows, a medication a few percent, and a rare code word a handful.
+`--quick`: 250,000 messages, 30 requests per kind. The figures replace the `communications-search` section
+of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -24,158 +26,12 @@ import httpx
 import psycopg
 
 from api.app import create_app
-from bench.common import Latency, insert_tenant, scratch_database, write_section
-from bench.patient_search import FIRST_NAMES, SYLLABLES
+from bench.common import Latency, api_settings, scratch_database, write_section
+from bench.seed import MEDICATIONS, MESSAGE_DAYS, PHRASES, describe, seed_dataset
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
-from core.settings import Settings
 
-OPENERS = (
-    "Hi|Hello|Dear|Good morning|Good afternoon|Reminder:|Update:|Quick note:|Thank you|Important:"
-).split("|")
-# Ordered from most to least frequent: a word's chance falls off steeply with its position.
-WORDS = (
-    "your the appointment please to a is for and with on at you we clinic visit today tomorrow call "
-    "reply confirm doctor results care team next week time check pharmacy prescription ready pickup "
-    "follow up how feeling pain recovery questions portal bring insurance card arrive minutes early "
-    "blood pressure test lab fasting hours before procedure surgery dressing wound stitches "
-    "medication dose refill morning evening daily twice side effects nausea dizziness fever "
-    "temperature swelling rest water diet exercise walk sleep review report scan x-ray mri ultrasound "
-    "vaccine booster flu covid allergy rash cough headache balance payment invoice billing due "
-    "reschedule cancel waitlist slot available opening confirmed cancelled feedback survey rating "
-    "physiotherapy cardiology dermatology pediatrics orthopedics ophthalmology dental hygiene cleaning "
-    "cholesterol glucose thyroid vitamin iron biopsy referral specialist consent form signature"
-).split()
-PHRASES = (
-    "blood pressure|follow up|side effects|lab results|fasting hours|physical therapy|"
-    "pain level|next appointment|insurance card|wound care"
-).split("|")
-MEDICATIONS = (
-    "metformin lisinopril atorvastatin amlodipine omeprazole levothyroxine simvastatin losartan "
-    "albuterol gabapentin hydrochlorothiazide sertraline furosemide pantoprazole prednisone tramadol "
-    "amoxicillin azithromycin ciprofloxacin doxycycline ibuprofen acetaminophen naproxen insulin "
-    "warfarin apixaban clopidogrel montelukast fluticasone escitalopram bupropion trazodone citalopram "
-    "meloxicam carvedilol metoprolol rosuvastatin tamsulosin finasteride allopurinol"
-).split()
-CHANNELS = ("whatsapp", "sms", "email")
-STATUSES = ("delivered", "delivered", "read", "read", "sent", "failed", "queued")
-DAYS = 730  # messages span the last two years
-
-
-def seed_patients(url: str, tenant_id: uuid.UUID, count: int) -> None:
-    """`count` patients of one tenant (names from word lists), the senders and recipients of the messages."""
-    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
-        conn.execute(
-            """
-            INSERT INTO patients (id, tenant_id, mrn, first_name, last_name, status, meta_data,
-                                  phone_primary, preferred_channel)
-            SELECT gen_random_uuid(), %(tenant)s, 'MRN-' || lpad(i::text, 9, '0'),
-                   (%(firsts)s::text[])[1 + floor(random() * %(nf)s)::int],
-                   initcap((%(syl)s::text[])[1 + floor(random() * %(ns)s)::int]
-                           || (%(syl)s::text[])[1 + floor(random() * %(ns)s)::int]),
-                   'active', '{}'::jsonb, '+1415' || lpad((1000000 + i)::text, 7, '0'), 'sms'
-            FROM generate_series(1, %(count)s::int) AS i
-            """,
-            {
-                "tenant": tenant_id,
-                "firsts": FIRST_NAMES,
-                "nf": len(FIRST_NAMES),
-                "syl": SYLLABLES,
-                "ns": len(SYLLABLES),
-                "count": count,
-            },
-        )
-        conn.execute("ANALYZE patients")
-
-
-def seed_messages(url: str, tenants: list[tuple[uuid.UUID, int]], batch: int = 100_000) -> float:
-    """Insert the communications with SQL (secondary indexes dropped meanwhile, rebuilt after); seconds."""
-    started = time.perf_counter()
-    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        conn.execute("SELECT setseed(0.17)")
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'communications' "
-            "AND indexname NOT IN "
-            "(SELECT conname FROM pg_constraint WHERE conrelid = 'communications'::regclass)"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(f'DROP INDEX "{name}"')
-        done = 0
-        for tenant_id, count in tenants:
-            patient_ids = [
-                r[0]
-                for r in conn.execute("SELECT id FROM patients WHERE tenant_id = %s", (tenant_id,)).fetchall()
-            ]
-            for offset in range(0, count, batch):
-                n = min(batch, count - offset)
-                conn.execute(
-                    """
-                    INSERT INTO communications (id, tenant_id, patient_id, direction, channel, recipient,
-                        subject, message, template_vars, status, is_urgent, meta_data, created_at, updated_at)
-                    SELECT gen_random_uuid(), %(tenant)s, s.patient_id,
-                           CASE WHEN s.r < 0.12 THEN 'inbound' ELSE 'outbound' END,
-                           s.channel, '+14155550100',
-                           CASE WHEN s.channel = 'email' THEN initcap(s.words[1]) || ' ' || s.words[2] END,
-                           s.opener || ' ' || array_to_string(s.words, ' ')
-                               || CASE WHEN s.r2 < 0.30 THEN ' take ' || s.med || ' '
-                                       || (5 * (1 + floor(random() * 40)))::int || ' mg daily' ELSE '' END
-                               || CASE WHEN s.r3 < 0.08 THEN ' ' || s.phrase ELSE '' END
-                               || CASE WHEN s.r4 < 0.05 THEN ' ref ' || s.rare ELSE '' END || '.',
-                           '{}'::jsonb,
-                           CASE WHEN s.r < 0.12 THEN 'received' ELSE s.status END,
-                           false, '{}'::jsonb, s.at, s.at
-                    FROM (
-                        SELECT i,
-                               (%(patients)s::uuid[])[1 + floor(random() * %(np)s)::int] AS patient_id,
-                               (%(channels)s::text[])[1 + floor(random() * 3)::int] AS channel,
-                               (%(statuses)s::text[])[1 + floor(random() * %(nst)s)::int] AS status,
-                               (%(openers)s::text[])[1 + floor(random() * %(no)s)::int] AS opener,
-                               (%(meds)s::text[])[1 + floor(%(nm)s * power(random(), 1.6))::int] AS med,
-                               (%(phrases)s::text[])[1 + floor(random() * %(nph)s)::int] AS phrase,
-                               (%(syl)s::text[])[1 + floor(random() * %(ns)s)::int]
-                                   || (%(syl)s::text[])[1 + floor(random() * %(ns)s)::int]
-                                   || (%(syl)s::text[])[1 + floor(random() * %(ns)s)::int]
-                                   || (floor(random() * 10))::int AS rare,
-                               ARRAY(
-                                   SELECT (%(words)s::text[])[1 + floor(%(nw)s * power(random(), 2.2))::int]
-                                   FROM generate_series(1, 5 + (i::bigint * 7919) %% 12) AS w
-                                   WHERE i IS NOT NULL
-                               ) AS words,
-                               random() AS r, random() AS r2, random() AS r3, random() AS r4,
-                               now() - random() * %(days)s::int * interval '1 day' AS at
-                        FROM generate_series(%(lo)s::int, %(hi)s::int) AS i
-                    ) AS s
-                    """,
-                    {
-                        "tenant": tenant_id,
-                        "patients": patient_ids,
-                        "np": len(patient_ids),
-                        "channels": list(CHANNELS),
-                        "statuses": list(STATUSES),
-                        "nst": len(STATUSES),
-                        "openers": OPENERS,
-                        "no": len(OPENERS),
-                        "meds": MEDICATIONS,
-                        "nm": len(MEDICATIONS),
-                        "phrases": PHRASES,
-                        "nph": len(PHRASES),
-                        "syl": SYLLABLES,
-                        "ns": len(SYLLABLES),
-                        "words": WORDS,
-                        "nw": len(WORDS),
-                        "days": DAYS,
-                        "lo": offset + 1,
-                        "hi": offset + n,
-                    },
-                )
-                done += n
-                print(f"  seeded {done:>9,} messages", flush=True)
-        print("  rebuilding indexes ...", flush=True)
-        for _, definition in indexes:
-            conn.execute(definition)
-        conn.execute("VACUUM ANALYZE communications")
-    return time.perf_counter() - started
+DAYS = MESSAGE_DAYS
 
 
 def sample(url: str, tenant_id: uuid.UUID, requests: int) -> tuple[list[str], list[uuid.UUID], int]:
@@ -220,7 +76,7 @@ Kind = Callable[[int], dict[str, str]]
 
 async def measure(url: str, tenant_id: uuid.UUID, requests: int) -> tuple[list[Latency], dict[str, int]]:
     """Time each kind of search through the real API (in-process ASGI, real database)."""
-    settings = Settings(env="test", database_url=url, temporal_address="127.0.0.1:1")
+    settings = api_settings(url)
     token = issue_dev_token(settings, tenant_id=tenant_id, roles=[Role.VIEWER])
     headers = {"Authorization": f"Bearer {token}"}
     rare, patients, _ = sample(url, tenant_id, requests)
@@ -279,12 +135,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--patients", type=int, default=4_000, help="patients across all tenants")
+    parser.add_argument("--scale", type=float, default=1.0, help="of 5,000,000 messages (default 1)")
     parser.add_argument("--requests", type=int, default=100, help="requests per kind of search")
+    parser.add_argument("--quick", action="store_true", help="250,000 messages, 30 requests per kind")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--reuse", metavar="URL", help="measure a database seeded by an earlier --keep run")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args()
+    if args.quick:
+        args.scale, args.requests = 0.05, 30
 
     if args.reuse:
         url = args.reuse
@@ -292,43 +151,32 @@ def main() -> None:
             searched, main_share = conn.execute(  # type: ignore[misc]
                 "SELECT tenant_id, count(*) FROM communications GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
             ).fetchone()
-            args.messages = conn.execute("SELECT count(*) FROM communications").fetchone()[0]  # type: ignore[index]
-            args.patients = conn.execute("SELECT count(*) FROM patients").fetchone()[0]  # type: ignore[index]
-        seconds = float("nan")
+            messages = conn.execute("SELECT count(*) FROM communications").fetchone()[0]  # type: ignore[index]
+        loaded = f"{messages:,} messages over several tenants (reused database)"
         print(f"measuring {args.requests} requests per kind ...", flush=True)
         results, selectivity = asyncio.run(measure(url, searched, args.requests))
     else:
         with scratch_database(keep=args.keep) as url:
             if args.keep:
                 print(f"database (kept): {url}", flush=True)
-            searched = insert_tenant(url, "Searched clinic")
-            others = [insert_tenant(url, f"Other clinic {n}") for n in range(1, 4)]
-            main_share = int(args.messages * 0.85)
-            rest = args.messages - main_share
-            split = [(searched, main_share)] + [
-                (t, rest // 3 + (rest % 3 if n == 0 else 0)) for n, t in enumerate(others)
-            ]
-            print(f"seeding {args.patients:,} patients ...", flush=True)
-            seed_patients(url, searched, int(args.patients * 0.7))
-            for t in others:
-                seed_patients(url, t, int(args.patients * 0.1))
-            print(f"seeding {args.messages:,} messages ...", flush=True)
-            seconds = seed_messages(url, split)
+            print(f"seeding messages at scale {args.scale} ...", flush=True)
+            dataset = seed_dataset(url, args.scale, parts=["messages"], rollups=False)
+            loaded, main_share = describe(dataset), dataset.main.messages
             print(f"measuring {args.requests} requests per kind ...", flush=True)
-            results, selectivity = asyncio.run(measure(url, searched, args.requests))
+            results, selectivity = asyncio.run(measure(url, dataset.main.id, args.requests))
 
     hits = ", ".join(f"`{q}` {n:,}" for q, n in selectivity.items())
     body = "\n".join(
         [
             "## Communications search",
             "",
-            f"`python -m bench.communications_search --messages {args.messages} --requests {args.requests}` "
+            f"`python -m bench.communications_search --scale {args.scale} --requests {args.requests}` "
             f"on {platform.machine()}, {platform.python_implementation()} {platform.python_version()}: "
-            f"{args.messages:,} messages (seeded and indexed in {seconds:.0f} s) across {args.patients:,} "
-            f"patients in four tenants, {main_share:,} of them in the searched tenant; sentences built from "
-            "word lists with a skewed choice of words, medication names and rare code words. Each request "
-            "goes through the real API (in-process ASGI, auth, real PostgreSQL), one at a time, page 1 of "
-            "20. Goal: p50 <= 20 ms.",
+            f"{loaded} (`bench.seed`, messages and their patients), {main_share:,} messages in the searched "
+            "tenant over two years; sentences built from word lists with a skewed choice of words, "
+            "medication names and rare code words. Each request goes through the real API (in-process "
+            "ASGI, auth, real PostgreSQL), one at a time, page 1 of 20. "
+            "Goal: p50 <= 20 ms at 5,000,000 messages.",
             "",
             f"Matches in the searched tenant: {hits}.",
             "",
@@ -337,6 +185,9 @@ def main() -> None:
             *(r.row() for r in results),
         ]
     )
+    if args.no_write:
+        print(body)
+        return
     write_section("communications-search", body)
     print("BENCHMARKS.md updated")
 

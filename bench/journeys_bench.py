@@ -194,7 +194,14 @@ async def run(instances: int, concurrency: int) -> dict[str, float]:
             tenant_id = insert_tenant(url)
             patients = seed_patients(url, tenant_id, instances)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
-            settings = Settings(env="test", database_url=url, temporal_task_queue=queue, db_pool_size=20)
+            settings = Settings(
+                env="test",
+                database_url=url,
+                temporal_task_queue=queue,
+                db_pool_size=20,
+                rate_limit_per_user="1000000/minute",  # the limiter runs, and never answers 429 here
+                rate_limit_per_tenant="1000000/minute",
+            )
             app = create_app(settings, database_url=url)
             address = env.client.service_client.config.target_host
             worker = await asyncio.to_thread(start_worker_process, url, address, queue)
@@ -239,10 +246,11 @@ def main() -> None:
             "worker process (`bench.worker_process`) and the API in the benchmark's process, all on the "
             "machine that runs PostgreSQL. Each journey instance is started through "
             f"the API and runs {figures['activities']:.0f} activities (stage bookkeeping as local "
-            "activities, one SMS, one ticket). The SMS is recorded by the journey's activity and delivered "
-            "by its own `CommunicationDeliveryWorkflow` on the same worker (plan and send-policy check as "
-            "local activities, the send through the outbox provider as an activity), as every message is. "
-            "The bare workflow runs the same number of regular no-op activities as the journey itself.",
+            "activities, one SMS, one ticket). The SMS is recorded by the journey's activity, which passes "
+            "it through the send gate (consent, quiet hours, frequency cap) and, allowed now and with no "
+            "fallback to watch, hands it to the outbox provider itself; a message that must wait, fall back "
+            "or retry gets its own `CommunicationDeliveryWorkflow` (none does here). The bare workflow runs "
+            "the same number of regular no-op activities as the journey itself.",
             "",
             "| run | instances | completed / s |",
             "| --- | --- | --- |",

@@ -23,11 +23,14 @@ from cli.common import (
     run_db,
     system_session,
 )
+from cli.hl7 import hl7_app
 from cli.integration import integration_app
 from core.auth import Role, issue_dev_token
+from core.languages import ENGLISH
+from core.languages import normalise as normalise_language
 from core.migrate import upgrade_to_head
 from core.settings import Settings
-from domain.tenants.schemas import TenantCreate, validate_timezone
+from domain.tenants.schemas import TenantCreate, TenantSettings, validate_timezone
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -46,6 +49,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(audit_app, name="audit")
 app.add_typer(integration_app, name="integration")
+app.add_typer(hl7_app, name="hl7")
 
 
 def _timezone(value: str) -> str:
@@ -53,6 +57,13 @@ def _timezone(value: str) -> str:
         return validate_timezone(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+
+
+def _language(value: str) -> str:
+    try:
+        return normalise_language(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} {exc}") from exc
 
 
 @tenant_app.command("create")
@@ -66,13 +77,26 @@ def tenant_create(
             help="IANA time zone, e.g. Europe/London (default: PRM_DEFAULT_TIMEZONE).",
         ),
     ] = None,
+    language: Annotated[
+        str,
+        typer.Option(
+            "--language",
+            callback=_language,
+            help="The clinic's default message language (BCP 47, e.g. es or es-MX): used when a patient's "
+            "preferred language has no template.",
+        ),
+    ] = ENGLISH,
 ) -> None:
     """Create a tenant and print its id (alone) on stdout."""
     if not name.strip():
         fail("--name must not be empty", EXIT_BAD_INPUT)
     settings = load_settings()
     try:
-        data = TenantCreate(name=name.strip(), timezone=timezone or settings.default_timezone)
+        data = TenantCreate(
+            name=name.strip(),
+            timezone=timezone or settings.default_timezone,
+            settings=TenantSettings(default_language=language),
+        )
     except ValueError:
         fail("PRM_DEFAULT_TIMEZONE is not an IANA time zone", EXIT_BAD_INPUT)
     configure_cli_logging(settings)
@@ -242,6 +266,9 @@ def api(
         log_level=settings.log_level.lower(),
         reload=reload,
         timeout_graceful_shutdown=10,
+        http="httptools",  # the flags of `prm run` (cli.stack.uvicorn_argv)
+        loop="uvloop",
+        access_log=False,  # the app writes its own (`prm.access`)
     )
 
 

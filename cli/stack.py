@@ -64,6 +64,17 @@ STARTUP_TIMEOUT_SECONDS = 90.0
 POLL_SECONDS = 0.2
 
 
+def uvicorn_argv(factory: str, host: str, port: int, log_level: str) -> list[str]:
+    """How the API is served (`prm run`, and the HTTP benchmark with the same flags): one uvicorn process
+    on the C parser (httptools) and loop (uvloop) of `uvicorn[standard]`; no uvicorn access log, since
+    `api.observability` writes one structured line per request beside the request metrics."""
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", factory, "--host", host, "--port", str(port),
+        "--http", "httptools", "--loop", "uvloop", "--no-access-log",
+        "--log-level", log_level.lower(), "--timeout-graceful-shutdown", "10",
+    ]  # fmt: skip
+
+
 class Interrupted(Exception):
     """Ctrl-C (or SIGTERM) arrived while the stack was starting."""
 
@@ -291,11 +302,7 @@ class Stack:
 
     async def _start_api(self) -> None:
         s = self.settings
-        argv = [
-            sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app_from_env",
-            "--host", s.api_host, "--port", str(s.api_port),
-            "--log-level", s.log_level.lower(), "--timeout-graceful-shutdown", "10",
-        ]  # fmt: skip
+        argv = uvicorn_argv("api.app:create_app_from_env", s.api_host, s.api_port, s.log_level)
         self.api = self.registry.spawn("api", argv, env=self._child_env(), output=sys.stderr)
         base = api_base_url(self.settings, for_connecting=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -92,13 +93,17 @@ def _scope_queries_to_tenant(state: ORMExecuteState) -> None:
         if any(issubclass(m.class_, TenantScoped) for m in mappers):
             raise TenantScopeMissing("tenant-scoped query in a session with no tenant")
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(
-            TenantScoped,
-            lambda cls: cls.tenant_id == tenant_id,
-            include_aliases=True,
-            track_closure_variables=False,
-        )
+    state.statement = state.statement.options(_tenant_criteria(tenant_id))
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant_criteria(tenant_id: uuid.UUID) -> Any:
+    """The `tenant_id = :tenant` criteria of one tenant, built once (not on every statement of a request)."""
+    return with_loader_criteria(
+        TenantScoped,
+        lambda cls: cls.tenant_id == tenant_id,
+        include_aliases=True,
+        track_closure_variables=False,
     )
 
 
@@ -130,15 +135,18 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
     """An async engine on psycopg 3 with a bounded pool and bounded waits.
 
     While the database is down every checkout fails within the connect timeout (or the pool timeout when
-    every connection is busy) rather than hanging the request; `pool_pre_ping` replaces the connections the
-    outage killed, so the service recovers by itself when the database returns.
+    every connection is busy) rather than hanging the request. There is no ping before each checkout (a
+    round trip on every request): a connection the outage killed fails its first statement instead, which
+    is a 503 (`api.errors`), and SQLAlchemy, seeing a disconnect, invalidates that connection and every
+    pooled connection older than the failure, so the next requests connect afresh and the service recovers
+    by itself when the database returns (tests/test_unavailability.py).
     """
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=True,
+        pool_pre_ping=False,
         connect_args={"connect_timeout": settings.db_connect_timeout_seconds},
         hide_parameters=True,  # a failed statement's error never quotes its values (patient data)
     )

@@ -32,9 +32,22 @@ class Conflict(DomainError):
 
 
 class Unprocessable(DomainError):
-    """The request is well-formed but its content cannot be accepted."""
+    """The request is well-formed but its content cannot be accepted. `loc` names where the problem is,
+    as a validation error would (`("body", "template_name")`); the API renders it as one item of the same
+    list a validation error has, so every 422 has one shape."""
 
     status_code = 422
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        loc: tuple[str | int, ...] = ("body",),
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail, extra=extra, headers=headers)
+        self.loc = loc
 
 
 class BadRequest(DomainError):

@@ -112,8 +112,9 @@ class PhiSafeTextFormatter(PhiSafeFormatter):
         return f"{first} [request_id={request_id}]{newline}{rest}"
 
 
-# Extra fields worth keeping on a JSON line: Temporal's loggers put the workflow's or activity's ids here.
-_JSON_EXTRAS = ("temporal_workflow", "temporal_activity")
+# Extra fields worth keeping on a JSON line: Temporal's loggers put the workflow's or activity's ids here,
+# the access log (`api.observability`) the answer's method, route template, status and time.
+_JSON_EXTRAS = ("temporal_workflow", "temporal_activity", "http")
 
 
 class JsonFormatter(PhiSafeFormatter):
@@ -166,6 +167,8 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own handlers, when it configured them
         for handler in logging.getLogger(name).handlers:
             fmt = handler.formatter._fmt if handler.formatter and handler.formatter._fmt else FORMAT
+            # uvicorn's `%(levelprefix)s` is a field of its own formatter only: ours would fail on it.
+            fmt = fmt.replace("%(levelprefix)s", "%(levelname)s:")
             handler.setFormatter(phi_safe_formatter(log_format, fmt))
             _add_request_id_filter(handler)
     for handler in logging.getLogger("uvicorn.access").handlers:

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # and how often it starts the workflows whose start was lost (rows older than half of that).
     command_relay_interval_seconds: float = Field(default=2.0, gt=0, le=60)
     reconcile_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
+    # The worker's trigger dispatcher: how often it looks for new domain events (and delayed journey starts
+    # now due), and how many of each it takes in one round.
+    trigger_dispatch_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    trigger_dispatch_batch: int = Field(default=100, ge=1, le=1000)
+    # Dispatched domain events are kept this long (the trigger dry run looks back at most 90 days).
+    domain_events_retention_days: int = Field(default=90, ge=1, le=3650)
     # How often the API appends the audit records of reads it has queued (writes' go with the write).
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     # How long the API waits for Temporal (connecting, and retrying a call it cannot deliver) before it

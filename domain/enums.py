@@ -64,6 +64,22 @@ class JourneyInstanceStatus(StrEnum):
     FAILED = "failed"
 
 
+class TriggerStartStatus(StrEnum):
+    """Where a journey start that an event triggered stands."""
+
+    PENDING = "pending"  # waiting for its delay to pass
+    STARTED = "started"
+    SKIPPED = "skipped"  # the journey or the patient no longer qualified when it was due
+
+
+class RepeatPolicy(StrEnum):
+    """Whether an event may start a journey for a patient already started on it by an earlier event."""
+
+    NEVER = "never"  # once per patient
+    ONCE_PER_RECORD = "once_per_record"  # once per triggering record (an appointment, a ticket, ...)
+    AFTER_COOLDOWN = "after_cooldown"  # again once a cool-down has passed since the last start
+
+
 class StageStatus(StrEnum):
     """Progress of one stage within a journey instance."""
 

@@ -2,11 +2,19 @@
 
 from core.audit import AuditRecord
 from core.database import Base
+from core.events import DomainEvent
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
 from domain.communications.models import Communication
+from domain.hl7.models import Hl7Message
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
-from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
+from domain.journeys.models import (
+    Journey,
+    JourneyInstance,
+    JourneyInstanceStage,
+    JourneyStage,
+    JourneyTriggerStart,
+)
 from domain.patients.models import ChannelConsent, Patient, PatientIdentifier
 from domain.practitioners.models import Practitioner, PractitionerIdentifier
 from domain.scheduling.models import Appointment, AppointmentIdentifier, Location, TimeSlot
@@ -20,12 +28,15 @@ __all__ = [
     "Base",
     "ChannelConsent",
     "Communication",
+    "DomainEvent",
+    "Hl7Message",
     "IntegrationClient",
     "IntegrationClientSecret",
     "Journey",
     "JourneyInstance",
     "JourneyInstanceStage",
     "JourneyStage",
+    "JourneyTriggerStart",
     "Location",
     "MessageSentiment",
     "Patient",

@@ -277,3 +277,19 @@ async def test_disabled_auth_acts_as_admin_of_the_named_tenant(
     assert ok.status_code == 200
     assert missing.status_code == 401
     assert "AUTHENTICATION IS DISABLED" in caplog.text
+
+
+def test_a_verified_token_is_refused_once_it_expires(tenant_id: uuid.UUID) -> None:
+    """Verified tokens are remembered (no signature check on each request), but never past their expiry."""
+    settings = Settings(env="test", jwt_leeway_seconds=0)
+    verifier = TokenVerifier(settings)
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    token = jwt.encode(
+        claims_for(tenant_id, exp=expires), settings.jwt_secret, algorithm=settings.jwt_algorithm
+    )
+    assert verifier.verify(token).tenant_id == tenant_id
+    assert verifier.verify(token).tenant_id == tenant_id  # remembered
+    while datetime.now(UTC) < expires + timedelta(milliseconds=50):
+        threading.Event().wait(0.05)
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier.verify(token)

@@ -12,6 +12,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
+from tests.problems import unprocessable
+
+API = "/api/v1/prm"
 
 PHI = "Jane Doe 1980-04-12"  # what a database message can quote
 
@@ -75,3 +78,25 @@ async def test_any_other_database_error_is_a_json_500_that_echoes_nothing() -> N
         resp = await client.get("/boom")
     assert resp.status_code == 500
     assert resp.json() == {"detail": "Internal error", "request_id": resp.headers["x-request-id"]}
+
+
+async def test_every_422_has_the_shape_of_a_validation_error(client: httpx.AsyncClient, auth: dict) -> None:
+    """A malformed body, content the domain refuses and a refusal at the door answer the same shape."""
+    malformed = await client.post(f"{API}/patients", json={"first_name": "Ada"}, headers=auth)
+    assert any(item["type"] == "missing" for item in malformed.json()["detail"]), malformed.text
+    unprocessable(malformed)
+
+    refused = await client.get(
+        f"{API}/analytics/appointments",
+        params={"time_period": "CUSTOM", "start_date": "2026-02-01", "end_date": "2026-01-01"},
+        headers=auth,
+    )
+    assert unprocessable(refused) == "end_date must not be before start_date."
+    assert refused.json()["detail"][0] | {"msg": ""} == {
+        "loc": ["query", "end_date"],
+        "msg": "",
+        "type": "value_error",
+    }
+
+    at_the_door = await client.get(f"{API}/patients?search=Ada%00", headers=auth)
+    assert at_the_door.json()["detail"][0]["loc"] == ["query"] and "NUL" in unprocessable(at_the_door)

@@ -12,6 +12,7 @@ from temporalio.api.common.v1 import Payload
 from api.app import create_app
 from core.codec import ENCODING, KEY_ID, CodecError, EncryptionCodec, new_key_setting, parse_keys
 from core.settings import Settings
+from tests.problems import unprocessable
 
 PLAIN = Payload(metadata={"encoding": b"json/plain"}, data=b'{"tenant_id": "t-1", "instance_id": "i-1"}')
 
@@ -112,4 +113,4 @@ async def test_payloads_that_are_not_base64_are_422(
 ) -> None:
     body = {"payloads": [{"metadata": {"encoding": "not base64!"}, "data": ""}]}
     resp = await client.post("/codec/decode", json=body, headers=headers_for(tenant_id, "admin"))
-    assert resp.status_code == 422 and "base64" in resp.json()["detail"]
+    assert resp.status_code == 422 and "base64" in unprocessable(resp)

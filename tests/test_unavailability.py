@@ -245,6 +245,24 @@ async def test_the_service_recovers_by_itself_when_the_database_returns(
     assert (await client.get("/ready")).json()["checks"]["database"] == "ok"
 
 
+async def test_connections_killed_by_a_restart_cost_at_most_one_503(
+    client: httpx.AsyncClient, auth: dict[str, str], postgres: DedicatedPostgres, served: Served
+) -> None:
+    """The pool does not ping each connection before use: after a restart nobody saw, the first request on a
+    dead connection may answer 503, and that failure retires every pooled connection of before the restart."""
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+    async with httpx.AsyncClient(base_url=served.url, timeout=30, limits=limits) as many:
+        answers = await asyncio.gather(*(many.get(f"{API}/patients", headers=auth) for _ in range(8)))
+    assert {a.status_code for a in answers} == {200}
+    async with database_down(postgres):
+        pass  # restarted with no request meanwhile: the pooled connections are all dead now
+    first = await client.get(f"{API}/patients", headers=auth)
+    assert first.status_code in (200, 503), first.text
+    for _ in range(5):
+        again = await client.get(f"{API}/patients", headers=auth)
+        assert again.status_code == 200, again.text
+
+
 async def journey_instance_body(client: httpx.AsyncClient, auth: dict[str, str]) -> dict[str, str]:
     """Define a journey and register a patient: the body that places the patient on the journey."""
     journey = await client.post(f"{API}/journeys", json=MANUAL_JOURNEY, headers=auth)

@@ -300,7 +300,13 @@ class JourneyInstanceWorkflow:
         try:
             await workflow.execute_activity_method(
                 method,  # type: ignore[arg-type]
-                ActionInput(self._data.tenant_id, self._data.instance_id, order_index, action_index),
+                ActionInput(
+                    self._data.tenant_id,
+                    self._data.instance_id,
+                    order_index,
+                    action_index,
+                    workflow.now().isoformat(),
+                ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )

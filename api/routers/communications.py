@@ -84,10 +84,16 @@ async def list_templates(
     channel: Channel | None = None,
     category: Annotated[str | None, Query(max_length=50)] = None,
     include_inactive: Annotated[bool, Query(description="Also your deactivated templates")] = False,
+    language: Annotated[
+        str | None, Query(max_length=35, description="Only this language's variants (e.g. es)")
+    ] = None,
 ) -> TemplateListResponse:
-    """Message templates for quick replies and automation: the built-in set, then your tenant's own."""
+    """Message templates for quick replies and automation: the built-in set, then your tenant's own; each
+    language of a template is an entry (built-in ones exist in English and Spanish)."""
     ensure_own_tenant(principal, tenant_id)
-    return await messages.template_catalogue(session, channel, category, include_inactive=include_inactive)
+    return await messages.template_catalogue(
+        session, channel, category, include_inactive=include_inactive, language=language
+    )
 
 
 @router.post(
@@ -96,7 +102,7 @@ async def list_templates(
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
     responses=errors(
-        conflict="The id is a built-in's or already used",
+        conflict="The id is a built-in's, or already has this language",
         unprocessable="Invalid, or the text does not compile",
     ),
 )
@@ -105,8 +111,20 @@ async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTe
 
     A WhatsApp template may name its approved Twilio Content template (`whatsapp_content_sid`) and the
     variables filling its placeholders in order (`whatsapp_content_variables`): outside WhatsApp's 24-hour
-    window after the patient's last message, that is what is sent instead of the text."""
+    window after the patient's last message, that is what is sent instead of the text.
+
+    A template has one variant per `language` (default: your tenant's default language): post the same id
+    again with another language to add one; each may name its own Content template (Twilio approves one
+    per language). A message uses the patient's preferred language, else your default, else English."""
     return _template_out(await messages.create_template(session, body))
+
+
+TemplateLanguage = Annotated[
+    str | None,
+    Query(
+        max_length=35, description="Which language of the template (default: your tenant's default language)"
+    ),
+]
 
 
 @router.get(
@@ -115,9 +133,11 @@ async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTe
     dependencies=[CanRead],
     responses=errors(not_found=NO_TEMPLATE),
 )
-async def get_template(template_id: str, session: SessionDep) -> TenantTemplateResponse:
-    """One of your tenant's templates, with its WhatsApp Content template if it has one."""
-    return _template_out(await messages.get_template(session, template_id))
+async def get_template(
+    template_id: str, session: SessionDep, language: TemplateLanguage = None
+) -> TenantTemplateResponse:
+    """One language of one of your tenant's templates, with its WhatsApp Content template if it has one."""
+    return _template_out(await messages.get_template(session, template_id, language))
 
 
 @router.patch(
@@ -127,10 +147,10 @@ async def get_template(template_id: str, session: SessionDep) -> TenantTemplateR
     responses=errors(not_found=NO_TEMPLATE, conflict="A built-in template cannot be changed"),
 )
 async def update_template(
-    template_id: str, body: TemplateUpdate, session: SessionDep
+    template_id: str, body: TemplateUpdate, session: SessionDep, language: TemplateLanguage = None
 ) -> TenantTemplateResponse:
-    """Change one of your tenant's templates (built-in ones cannot be changed: 409)."""
-    return _template_out(await messages.update_template(session, template_id, body))
+    """Change one language of one of your tenant's templates (built-in ones cannot be changed: 409)."""
+    return _template_out(await messages.update_template(session, template_id, body, language))
 
 
 @router.delete(
@@ -139,9 +159,12 @@ async def update_template(
     dependencies=[CanDelete],
     responses=errors(not_found=NO_TEMPLATE, conflict="A built-in template cannot be removed"),
 )
-async def delete_template(template_id: str, session: SessionDep) -> Response:
-    """Remove one of your tenant's templates; messages already sent from it keep their text."""
-    await messages.delete_template(session, template_id)
+async def delete_template(
+    template_id: str, session: SessionDep, language: TemplateLanguage = None
+) -> Response:
+    """Remove one language of one of your tenant's templates; messages already sent from it keep their
+    text."""
+    await messages.delete_template(session, template_id, language)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

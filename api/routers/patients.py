@@ -176,8 +176,7 @@ async def create_patient(
 async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDetailResponse:
     """A patient's full demographics, with counts of appointments (total and upcoming), active journeys,
     open tickets and messages, and the dates of the last visit and the next appointment."""
-    patient = await PatientRepository(session).get_or_404(patient_id)
-    stats = await PatientRecordRepository(session).statistics(patient.id)
+    patient, stats = await PatientRecordRepository(session).patient_with_statistics(patient_id)
     return PatientDetailResponse.model_validate(
         {**PatientResponse.model_validate(patient).model_dump(exclude={"full_name", "age"}), **asdict(stats)}
     )

@@ -48,11 +48,15 @@ def local_dates(
     """The first and last local date of `period` as seen on `today`; 422 for an unusable CUSTOM range."""
     if period is TimePeriod.CUSTOM:
         if start_date is None or end_date is None:
-            raise Unprocessable("time_period CUSTOM needs start_date and end_date (YYYY-MM-DD).")
+            raise Unprocessable(
+                "time_period CUSTOM needs start_date and end_date (YYYY-MM-DD).", loc=("query", "start_date")
+            )
         if end_date < start_date:
-            raise Unprocessable("end_date must not be before start_date.")
+            raise Unprocessable("end_date must not be before start_date.", loc=("query", "end_date"))
         if (end_date - start_date).days >= MAX_CUSTOM_DAYS:
-            raise Unprocessable(f"A custom period spans at most {MAX_CUSTOM_DAYS} days.")
+            raise Unprocessable(
+                f"A custom period spans at most {MAX_CUSTOM_DAYS} days.", loc=("query", "end_date")
+            )
         return start_date, end_date
     spans = {
         TimePeriod.TODAY: (today, today),

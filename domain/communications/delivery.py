@@ -163,6 +163,77 @@ def _whatsapp_content(record: Communication) -> dict[str, Any] | None:
     return {"sid": str(content["sid"]), "variables": {str(k): str(v) for k, v in ordered}}
 
 
+@dataclass(frozen=True)
+class GateAnswer:
+    """The send gate's answer for one message at one moment; `failure` names why (opted_out, policy) when
+    this call recorded the message failed."""
+
+    verdict: str  # send, wait, refuse, done (nothing left to send)
+    reason: str
+    until: datetime | None = None
+    failure: str | None = None
+
+
+async def pass_gate(session: AsyncSession, record: Communication, now: datetime) -> GateAnswer:
+    """Apply the send policy (consent, quiet hours, frequency cap) to `record`, locked by the caller, and
+    record the decision on it: a refusal fails it, a wait schedules it for `until`, a go queues it. The
+    caller commits."""
+    if record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
+        return GateAnswer("done", "nothing to send")
+    if record.provider_message_id:
+        return GateAnswer("done", "already sent")
+    decision = await policy.evaluate(session, record, now)
+    record.meta_data = {**(record.meta_data or {}), "policy": decision.reason}
+    failure = None
+    if decision.verdict == policy.Verdict.REFUSE:
+        code = "opted_out" if "opted out" in decision.reason else "policy"
+        if await mark_failed(session, record.id, at=now, code=code, reason=decision.reason):
+            failure = code
+    elif decision.verdict == policy.Verdict.WAIT and decision.until is not None:
+        record.status, record.scheduled_for = "scheduled", decision.until
+    else:
+        record.status = "queued"
+    return GateAnswer(decision.verdict.value, decision.reason, decision.until, failure)
+
+
+def watches_fallback(channel: str, settings: Settings) -> bool:
+    """Whether a message on `channel` falls back to the next channel when it goes undelivered: WhatsApp
+    through a provider that reports delivery (the outbox reports nothing, so there is nothing to watch)."""
+    return (
+        channel == Channel.WHATSAPP.value
+        and provider_for(Channel(channel), settings).name != OutboxProvider.name
+    )
+
+
+async def send_at_once(
+    session: AsyncSession, communication_id: uuid.UUID, *, now: datetime, settings: Settings
+) -> DeliveryOutcome | None:
+    """Deliver, in the caller's transaction, a message that needs none of its delivery workflow's durable
+    waits: not scheduled for later, let through by the send gate now, with no fallback to watch. None when
+    it needs its workflow after all (the caller commits, then starts it: a wait the gate decided is
+    recorded, so the workflow sleeps it out). Retryable ProviderErrors propagate: the caller rolls back
+    and starts the workflow, whose send step retries. Same rules as the workflow's steps (`pass_gate`,
+    then `deliver`), so consent, quiet hours, the frequency cap and at-most-once sending all hold."""
+    record = await CommunicationRepository(session).for_update(communication_id)
+    if record is None:
+        return DeliveryOutcome("missing", sent_now=False)
+    if record.scheduled_for is not None and record.scheduled_for > now:
+        return None
+    if watches_fallback(record.channel, settings):
+        return None
+    answer = await pass_gate(session, record, now)
+    if answer.verdict == "done":
+        return DeliveryOutcome(record.status, sent_now=False)
+    if answer.verdict == "refuse":
+        return DeliveryOutcome(record.status, False, record.channel, failure=answer.failure)
+    if answer.verdict != "send":
+        return None
+    # Stamped like the workflow's first step: the reconciler restarts only messages without the stamp.
+    if record.delivery_started_at is None:
+        record.delivery_started_at = now
+    return await deliver(session, communication_id, at=now, settings=settings)
+
+
 async def mark_failed(
     session: AsyncSession, communication_id: uuid.UUID, *, at: datetime, code: str, reason: str
 ) -> bool:

@@ -71,6 +71,15 @@ async def start_delivery(
 
 _PENDING_KEY = "communications_to_dispatch"
 _HOOKED_KEY = "communications_dispatch_hook"
+_HELD_KEY = "communications_delivered_by_caller"
+
+
+def hold_starts(session: AsyncSession) -> None:
+    """The caller delivers the messages `session` records itself (`delivery.send_at_once` after its commit,
+    else `start_delivery`): nothing starts on commit. A journey's send activity does this, so a message
+    that needs no durable wait costs no workflow; one the caller never got to is started by the
+    reconciler, as a lost start is."""
+    session.info[_HELD_KEY] = True
 
 
 def start_after_commit(session: AsyncSession, record: Communication) -> None:
@@ -78,7 +87,10 @@ def start_after_commit(session: AsyncSession, record: Communication) -> None:
 
     Inside an activity a failed start surfaces from the commit, so the activity is retried and starts it
     then (the record is found under its key); elsewhere (an API request) it is logged and the reconciler
-    starts it later. Without any Temporal access (a CLI script) only the reconciler starts it."""
+    starts it later. Without any Temporal access (a CLI script) only the reconciler starts it. Nothing
+    starts for a session whose caller holds the starts (`hold_starts`)."""
+    if session.info.get(_HELD_KEY):
+        return
     access = temporal_for(session)
     if access is None:
         log.info("no Temporal access here: message %s waits for the reconciler", record.id)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import languages
 from core.errors import Conflict, NotFound, Unprocessable
 from domain.communications import service, templates
 from domain.communications.models import Communication, CommunicationTemplate
@@ -32,6 +33,8 @@ from domain.communications.schemas import (
 from domain.enums import Channel, CommunicationStatus
 from domain.patients.models import Patient
 from domain.schemas import changes
+from domain.tenants.models import Tenant
+from domain.tenants.service import settings_of
 
 S = CommunicationStatus
 PATCHABLE = (S.SENT, S.DELIVERED, S.READ, S.FAILED)
@@ -80,18 +83,24 @@ async def _render(
     patient: Patient,
     appointment: service.AppointmentFacts | None,
 ) -> service.Content:
-    """An API message's content: its own text, else its template's; 422 when it cannot be rendered."""
-    variables = await service.system_variables(session, patient, appointment)
-    variables.update(data.template_vars)
+    """An API message's content: its own text, else its template's in the patient's language; 422 when it
+    cannot be rendered."""
+    literal = bool(data.message) or data.template_name is None  # a template_name beside a message: a label
     try:
-        subject = templates.render_text(data.subject, variables) if data.subject else None
-        if data.message or data.template_name is None:  # a template_name beside a message is a label
-            return service.Content(subject, templates.render_text(data.message or "", variables))
-        template = await templates.resolve_template(session, data.template_name)
-        if template is None:
-            raise Unprocessable(f"Unknown template {data.template_name!r}.")
-        own_subject, body = template.render(variables)
-        return service.Content(subject or own_subject, body, template)
+        return await service.render_for(
+            session,
+            patient,
+            template_id=None if literal else data.template_name,
+            text=(data.message or "") if literal else None,
+            subject=data.subject,
+            variables=data.template_vars,
+            appointment=appointment,
+            language=data.language,
+        )
+    except templates.UnknownTemplate as exc:
+        raise Unprocessable(
+            f"Unknown template {data.template_name!r}.", loc=("body", "template_name")
+        ) from exc
     except templates.TemplateError as exc:
         raise Unprocessable(f"The message cannot be rendered: {exc}") from exc
 
@@ -102,7 +111,9 @@ async def update_communication(
     """Apply a PATCH: a forward status move (409 when it would go backwards), or a failure's message."""
     record = await repo.get_or_404(communication_id)
     if data.status is not None and data.status not in PATCHABLE:
-        raise Unprocessable(f"status can be set to {', '.join(s.value for s in PATCHABLE)} only.")
+        raise Unprocessable(
+            f"status can be set to {', '.join(s.value for s in PATCHABLE)} only.", loc=("body", "status")
+        )
     if data.status is not None and data.status.value != record.status:
         at = data.read_at or data.delivered_at or datetime.now(UTC)
         moved = await advance_status(
@@ -117,7 +128,9 @@ async def update_communication(
             raise Conflict(f"A {record.status} message cannot become {data.status.value}.")
     elif data.error_message is not None:
         if record.status != S.FAILED.value:
-            raise Unprocessable("error_message can only be set on a failed message.")
+            raise Unprocessable(
+                "error_message can only be set on a failed message.", loc=("body", "error_message")
+            )
         record.error_message = data.error_message
     await repo.session.flush()
     await repo.session.refresh(record)
@@ -161,19 +174,29 @@ def template_response(t: templates.MessageTemplate) -> TemplateResponse:
         subject=t.subject,
         body=t.body,
         variables=t.variables,
+        language=t.language,
     )
 
 
 async def template_catalogue(
-    session: AsyncSession, channel: Channel | None, category: str | None, *, include_inactive: bool = False
+    session: AsyncSession,
+    channel: Channel | None,
+    category: str | None,
+    *,
+    include_inactive: bool = False,
+    language: str | None = None,
 ) -> TemplateListResponse:
-    """The built-in templates and the tenant's own (active ones unless asked) matching the filters."""
-    found = templates.list_templates(channel.value if channel else None, category)
-    stmt = select(CommunicationTemplate).order_by(CommunicationTemplate.key)
+    """The built-in templates and the tenant's own (active ones unless asked) matching the filters, each
+    language of a template an entry; `language` (422 when it is not a tag) keeps that language only."""
+    tag = checked_language(language) if language is not None else None
+    found = templates.list_templates(channel.value if channel else None, category, tag)
+    stmt = select(CommunicationTemplate).order_by(CommunicationTemplate.key, CommunicationTemplate.language)
     if channel is not None:
         stmt = stmt.where(CommunicationTemplate.channel == channel.value)
     if category is not None:
         stmt = stmt.where(CommunicationTemplate.category == category)
+    if tag is not None:
+        stmt = stmt.where(CommunicationTemplate.language == tag)
     if not include_inactive:
         stmt = stmt.where(CommunicationTemplate.is_active.is_(True))
     found += [templates.from_record(r) for r in (await session.scalars(stmt)).all()]
@@ -185,10 +208,28 @@ async def template_catalogue(
     )
 
 
+def checked_language(value: str, where: str = "query") -> str:
+    """`value` as a normalised language tag; 422 (at `where`'s `language`) when it is not one."""
+    try:
+        return languages.normalise(value)
+    except ValueError as exc:
+        raise Unprocessable(f"language {exc}.", loc=(where, "language")) from exc
+
+
+async def _language_or_default(session: AsyncSession, language: str | None, where: str = "query") -> str:
+    """The variant a request means: its `language` (normalised), else the tenant's default language."""
+    if language is not None:
+        return checked_language(language, where)
+    tenant = await session.get(Tenant, session.info["tenant_id"])
+    return settings_of(tenant).default_language if tenant is not None else languages.ENGLISH
+
+
 def _checked(category: str, subject: str, body: str) -> list[str]:
     """The variables of a tenant template's text; 422 for an unknown category or text that won't compile."""
     if category not in templates.CATEGORIES:
-        raise Unprocessable(f"category must be one of {', '.join(templates.CATEGORIES)}.")
+        raise Unprocessable(
+            f"category must be one of {', '.join(templates.CATEGORIES)}.", loc=("body", "category")
+        )
     try:
         return sorted(templates.compile_text(subject) | templates.compile_text(body))
     except templates.TemplateError as exc:
@@ -201,10 +242,16 @@ def _check_whatsapp_content(record: CommunicationTemplate) -> None:
     names = record.whatsapp_content_variables
     if record.whatsapp_content_sid is None:
         if names:
-            raise Unprocessable("whatsapp_content_variables need a whatsapp_content_sid.")
+            raise Unprocessable(
+                "whatsapp_content_variables need a whatsapp_content_sid.",
+                loc=("body", "whatsapp_content_sid"),
+            )
         return
     if record.channel != Channel.WHATSAPP.value:
-        raise Unprocessable("whatsapp_content_sid can only be set on a whatsapp template.")
+        raise Unprocessable(
+            "whatsapp_content_sid can only be set on a whatsapp template.",
+            loc=("body", "whatsapp_content_sid"),
+        )
     known = set(record.variables) | templates.SYSTEM_VARIABLES
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -214,27 +261,34 @@ def _check_whatsapp_content(record: CommunicationTemplate) -> None:
         )
 
 
-async def _own_template(session: AsyncSession, template_id: str) -> CommunicationTemplate:
-    record = await session.scalar(
-        select(CommunicationTemplate).where(CommunicationTemplate.key == template_id)
-    )
-    if record is None and templates.is_builtin(template_id):
+async def _own_template(
+    session: AsyncSession, template_id: str, language: str | None
+) -> CommunicationTemplate:
+    """One language of the tenant's template (`language`, else the tenant's default): 409 for a built-in
+    id, 404 when the tenant has no such variant."""
+    if templates.is_builtin(template_id):
         raise Conflict("Built-in templates cannot be changed or deleted.")
-    if record is None:
-        raise NotFound("Template not found.")
-    return record
+    return await get_template(session, template_id, language)
 
 
 async def create_template(session: AsyncSession, data: TemplateCreate) -> CommunicationTemplate:
-    """Add a tenant template: 409 when its id is a built-in's or already taken, 422 when it won't compile."""
+    """Add a tenant template, or another language of one: 409 when its id is a built-in's or that language
+    of it exists already, 422 when it won't compile."""
     variables = _checked(data.category, data.subject, data.body)
     if templates.is_builtin(data.id):
         raise Conflict(f"{data.id!r} is the id of a built-in template.")
-    taken = await session.scalar(select(CommunicationTemplate.id).where(CommunicationTemplate.key == data.id))
-    if taken is not None:
-        raise Conflict(f"A template with id {data.id!r} already exists.")
+    language = await _language_or_default(session, data.language, "body")
+    taken = f"The template {data.id!r} already exists in {language!r}."
+    found = await session.scalar(
+        select(CommunicationTemplate.id).where(
+            CommunicationTemplate.key == data.id, CommunicationTemplate.language == language
+        )
+    )
+    if found is not None:
+        raise Conflict(taken)
     record = CommunicationTemplate(
         key=data.id,
+        language=language,
         name=data.name,
         channel=data.channel.value,
         category=data.category,
@@ -250,19 +304,19 @@ async def create_template(session: AsyncSession, data: TemplateCreate) -> Commun
     try:
         async with session.begin_nested():
             await session.flush()
-    except IntegrityError as exc:  # a concurrent create took the id first
-        raise Conflict(f"A template with id {data.id!r} already exists.") from exc
+    except IntegrityError as exc:  # a concurrent create took the (id, language) first
+        raise Conflict(taken) from exc
     await session.refresh(record)
     return record
 
 
 async def update_template(
-    session: AsyncSession, template_id: str, data: TemplateUpdate
+    session: AsyncSession, template_id: str, data: TemplateUpdate, language: str | None = None
 ) -> CommunicationTemplate:
-    """Change a tenant template; the variables are derived again (422 when the new text won't compile, or no
-    longer uses a variable its WhatsApp Content template needs). A null `whatsapp_content_sid` removes the
-    Content template."""
-    record = await _own_template(session, template_id)
+    """Change one language of a tenant template (`language`, else the tenant's default); the variables are
+    derived again (422 when the new text won't compile, or no longer uses a variable its WhatsApp Content
+    template needs). A null `whatsapp_content_sid` removes the Content template."""
+    record = await _own_template(session, template_id, language)
     fields = changes(data)
     if "channel" in fields and fields["channel"] is not None:
         fields["channel"] = Channel(fields["channel"]).value
@@ -272,7 +326,7 @@ async def update_template(
         fields["whatsapp_content_variables"] = []
     for name, value in fields.items():
         if value is None and name != "whatsapp_content_sid":
-            raise Unprocessable(f"{name} cannot be null.")
+            raise Unprocessable(f"{name} cannot be null.", loc=("body", name))
         setattr(record, name, value)
     record.variables = _checked(record.category, record.subject, record.body)
     _check_whatsapp_content(record)
@@ -281,17 +335,23 @@ async def update_template(
     return record
 
 
-async def get_template(session: AsyncSession, template_id: str) -> CommunicationTemplate:
-    """One of the tenant's own templates (404 otherwise, built-in ones included: they are in the list)."""
+async def get_template(
+    session: AsyncSession, template_id: str, language: str | None = None
+) -> CommunicationTemplate:
+    """One language (`language`, else the tenant's default) of one of the tenant's own templates (404
+    otherwise, built-in ones included: they are in the list)."""
+    tag = await _language_or_default(session, language)
     record = await session.scalar(
-        select(CommunicationTemplate).where(CommunicationTemplate.key == template_id)
+        select(CommunicationTemplate).where(
+            CommunicationTemplate.key == template_id, CommunicationTemplate.language == tag
+        )
     )
     if record is None:
         raise NotFound("Template not found.")
     return record
 
 
-async def delete_template(session: AsyncSession, template_id: str) -> None:
-    """Remove a tenant template (messages already rendered from it keep their text)."""
-    await session.delete(await _own_template(session, template_id))
+async def delete_template(session: AsyncSession, template_id: str, language: str | None = None) -> None:
+    """Remove one language of a tenant template (messages already rendered from it keep their text)."""
+    await session.delete(await _own_template(session, template_id, language))
     await session.flush()

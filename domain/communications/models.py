@@ -68,6 +68,8 @@ class Communication(TenantScoped, Base):
     message: Mapped[str] = mapped_column(Text, nullable=False, default="")
     template_name: Mapped[str | None] = mapped_column(String(100))
     template_vars: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    # The language the message was rendered in (its template's variant); None for literal text.
+    language: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=CommunicationStatus.PENDING.value)
     is_urgent: Mapped[bool] = mapped_column(nullable=False, default=False)
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -107,7 +109,8 @@ class WebhookEvent(TimestampMixin, Base):
 
 
 class CommunicationTemplate(TenantScoped, Base):
-    """A message template a tenant defines, next to the built-in ones; `key` is its id in the API.
+    """A message template a tenant defines, next to the built-in ones; `key` is its id in the API, and a
+    key has one row (variant) per `language` (a normalised BCP 47 tag), the database holding that unique.
 
     `variables` are derived from the subject and body (never given by clients), and a key never clashes with a
     built-in template's id (checked when it is created). A WhatsApp template may name the Twilio Content
@@ -122,10 +125,14 @@ class CommunicationTemplate(TenantScoped, Base):
             "OR (channel = 'whatsapp' AND whatsapp_content_sid ~ '^HX[0-9a-f]{32}$')",
             name="whatsapp_content_sid",
         ),
-        UniqueConstraint("tenant_id", "key", name="uq_communication_templates_tenant_key"),
+        CheckConstraint("language ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$'", name="language"),
+        UniqueConstraint(
+            "tenant_id", "key", "language", name="uq_communication_templates_tenant_key_language"
+        ),
     )
 
     key: Mapped[str] = mapped_column(String(100), nullable=False)
+    language: Mapped[str] = mapped_column(String(16), nullable=False, server_default=text("'en'"))
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     channel: Mapped[str] = mapped_column(String(16), nullable=False)
     category: Mapped[str] = mapped_column(String(32), nullable=False)

@@ -31,12 +31,9 @@ from domain.tenants.service import settings_of
 
 OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
-OPT_OUT_CONFIRMATION = (
-    "You have been unsubscribed from {clinic} messages on this channel. Reply START to resubscribe."
-)
-OPT_IN_CONFIRMATION = (
-    "You are subscribed again to {clinic} messages on this channel. Reply STOP to unsubscribe."
-)
+# The built-in templates (in the patient's language) that confirm a change of consent.
+OPT_OUT_CONFIRMATION = "consent_opt_out"
+OPT_IN_CONFIRMATION = "consent_opt_in"
 RELEASED_RECHECK = timedelta(minutes=1)
 IN_FLIGHT = timedelta(hours=1)  # database time: how long a released message may take to be sent
 COUNTED_STATUSES = (CommunicationStatus.SENT, CommunicationStatus.DELIVERED, CommunicationStatus.READ)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, model_validator
 
+from core.languages import LanguageTag
 from core.pagination import Page
 from domain.communications.templates import CATEGORIES
 from domain.enums import Channel, CommunicationStatus, Direction
@@ -29,6 +30,10 @@ class CommunicationResponse(ResponseModel):
     subject: str | None
     message: str
     template_name: str | None
+    language: str | None = Field(
+        description="The language the message was written in: its template's variant, chosen from the "
+        "patient's preferred language, then the tenant's default, then English (null for literal text)"
+    )
     status: CommunicationStatus
     is_urgent: bool
     scheduled_for: datetime | None
@@ -55,6 +60,12 @@ class CommunicationCreate(RequestModel):
     message: str | None = Field(default=None, max_length=10_000)
     template_name: str | None = Field(default=None, max_length=100)
     template_vars: FreeJson = Field(default_factory=dict)
+    language: LanguageTag | None = Field(
+        default=None,
+        description="With a template: the language to prefer over the patient's own (the fallback chain "
+        "still applies). With a message: the language it is written in (recorded, and the system "
+        "variables such as appointment_date are written in it; default: your tenant's default language)",
+    )
     scheduled_for: datetime | None = None
     is_urgent: bool = Field(default=False, description="Bypass quiet hours (never consent)")
     idempotency_key: str | None = Field(default=None, max_length=200)
@@ -120,6 +131,7 @@ class TemplateResponse(BaseModel):
     subject: str
     body: str
     variables: list[str]
+    language: str = Field(description="The language of this variant (a template has one per language)")
 
 
 class TemplateListResponse(BaseModel):
@@ -152,6 +164,12 @@ class TemplateCreate(RequestModel):
         pattern=TEMPLATE_KEY_PATTERN,
         description="Unique in your tenant and not a built-in id (lowercase letters, digits, _ and -)",
     )
+    language: LanguageTag | None = Field(
+        default=None,
+        description="The language of this variant (BCP 47, e.g. 'es' or 'es-MX'; default: your tenant's "
+        "default language). An id has at most one variant per language; a message uses the one in the "
+        "patient's preferred language, else your default language, else English.",
+    )
     name: str = Field(min_length=1, max_length=200)
     channel: Channel
     category: str = Field(max_length=32, json_schema_extra={"enum": list(CATEGORIES)})
@@ -167,7 +185,8 @@ class TemplateCreate(RequestModel):
 
 
 class TemplateUpdate(RequestModel):
-    """A change to a tenant's template (its id stays); variables are derived again from the new text."""
+    """A change to one language of a tenant's template (its id and language stay); variables are derived
+    again from the new text."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     channel: Channel | None = None

@@ -14,7 +14,7 @@ Message text and recipients are never logged (PHI).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import languages
 from core.errors import NotFound, Unprocessable
 from core.phones import to_e164
 from domain.communications import dispatch, policy, templates
@@ -32,6 +33,7 @@ from domain.communications.models import Communication
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
+from domain.tenants.service import settings_of
 
 WHATSAPP_CONTENT = "whatsapp_content"  # the meta_data key of a WhatsApp message's Content template
 OPTED_OUT = "opted_out"  # the error_code of a message refused because the patient opted out
@@ -39,11 +41,18 @@ OPTED_OUT = "opted_out"  # the error_code of a message refused because the patie
 
 @dataclass(frozen=True)
 class Content:
-    """A message's subject and text as recorded, and the template they were rendered from (if any)."""
+    """A message's subject and text as recorded, the template they were rendered from (if any), and the
+    language they are in: the template's, else the one the caller stated for literal text (else None)."""
 
     subject: str | None
     body: str
     template: templates.MessageTemplate | None = None
+    stated_language: str | None = None
+
+    @property
+    def language(self) -> str | None:
+        """The message's language, as recorded on it."""
+        return self.template.language if self.template is not None else self.stated_language
 
 
 # Renders the content for the patient once the message is known to be new (the API's Jinja text).
@@ -81,7 +90,9 @@ def normalised_recipient(channel: Channel, recipient: str) -> str:
             return str(TypeAdapter(EmailStr).validate_python(recipient)).lower()
         return to_e164(recipient.removeprefix("whatsapp:"))
     except (ValueError, ValidationError) as exc:
-        raise Unprocessable(f"recipient is not a valid {channel.value} address.") from exc
+        raise Unprocessable(
+            f"recipient is not a valid {channel.value} address.", loc=("body", "recipient")
+        ) from exc
 
 
 async def by_idempotency_key(session: AsyncSession, key: str) -> Communication | None:
@@ -112,11 +123,13 @@ async def send_message(
     """Record one outbound message once per `idempotency_key`; its delivery workflow starts after the caller
     commits and applies the send policy (consent, quiet hours, frequency cap) like every message.
 
-    `message` is the finished text, or a `Compose` that renders the content for the patient (the API's text
-    is Jinja; automated callers pass finished text, never rendered again). `template_name` is recorded as
-    given and never rendered here. On WhatsApp, the template the text was rendered from (the `Compose`'s
-    answer; for finished text `template`, the caller's copy, else the template `template_name` names) lends
-    its approved Content template for use outside the 24-hour window.
+    `message` is the finished text, or a `Compose` that renders the content for the patient (`render_for`:
+    the API's text and templates, journeys' and reminders' templates, in the patient's language); finished
+    text is never rendered again. `template_name` is recorded as given and never rendered here; the record's
+    `language` is that of the template the content was rendered from (None for literal text). On WhatsApp,
+    the template the text was rendered from (the `Compose`'s answer; for finished text `template`, the
+    caller's copy, else `template_name`'s variant in the patient's language) lends its approved Content
+    template for use outside the 24-hour window.
 
     `urgent` messages pass quiet hours and the cap (and the record says so); a `consent_confirmation` (the
     one reply to STOP/START) is urgent and goes even to the channel the patient just left. `recipient`
@@ -138,12 +151,13 @@ async def send_message(
         content = await message(patient)
     else:
         if template is None and template_name is not None and channel == Channel.WHATSAPP:
-            template = await templates.resolve_template(session, template_name)
+            chain = await language_chain(session, patient)
+            template = await templates.resolve_template(session, template_name, chain)
         content = Content(subject, message, template)
     meta_data: dict[str, Any] = {"consent_confirmation": True} if consent_confirmation else {}
     rendered_from = content.template
     if channel == Channel.WHATSAPP and rendered_from is not None and rendered_from.whatsapp_content_sid:
-        variables = await system_variables(session, patient, appointment)
+        variables = await system_variables(session, patient, appointment, rendered_from.language)
         variables.update(template_vars or {})
         meta_data.update(whatsapp_content_meta(rendered_from, variables))
     later = scheduled_for is not None and scheduled_for > datetime.now(UTC)
@@ -159,6 +173,7 @@ async def send_message(
         message=content.body,
         template_name=template_name,
         template_vars=template_vars or {},
+        language=content.language,
         status=(CommunicationStatus.SCHEDULED if later else CommunicationStatus.QUEUED).value,
         is_urgent=urgent or consent_confirmation,
         scheduled_for=scheduled_for,
@@ -210,16 +225,34 @@ def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[s
 @dataclass(frozen=True)
 class AppointmentFacts:
     """What a message may say about its appointment, given by the caller: communications reads no
-    scheduling table (`scheduling.notifications.appointment_facts` builds it)."""
+    scheduling table (`scheduling.notifications.appointment_facts` builds it). `timezone` is the
+    appointment's location's, when it has one (else the tenant's is used)."""
 
     start_time: datetime
     practitioner_name: str | None = None
+    timezone: str | None = None
+
+
+async def default_language(session: AsyncSession, patient: Patient) -> str:
+    """The tenant's default message language."""
+    tenant = await session.get(Tenant, session.info.get("tenant_id") or patient.tenant_id)
+    return settings_of(tenant).default_language if tenant is not None else languages.ENGLISH
+
+
+async def language_chain(session: AsyncSession, patient: Patient, stated: str | None = None) -> list[str]:
+    """The languages to write to the patient in, best first: the `stated` one when the sender chose one,
+    the patient's preferred language, the tenant's default language (each then its shorter forms), English."""
+    default = await default_language(session, patient)
+    return languages.fallback_chain(stated, patient.preferred_language, default)
 
 
 async def system_variables(
-    session: AsyncSession, patient: Patient, appointment: AppointmentFacts | None = None
+    session: AsyncSession,
+    patient: Patient,
+    appointment: AppointmentFacts | None = None,
+    language: str | None = None,
 ) -> dict[str, str]:
-    """The template variables the system fills (see `templates.SYSTEM_VARIABLES`).
+    """The template variables the system fills (see `templates.SYSTEM_VARIABLES`), in `language`.
 
     `appointment_date` / `appointment_time` are present only when there is an appointment, so rendering a
     template that needs them without one fails instead of sending a message with a blank date."""
@@ -227,30 +260,57 @@ async def system_variables(
     values = {
         "patient_name": f"{patient.first_name} {patient.last_name}",
         "patient_first_name": patient.first_name,
-        "practitioner_name": "your care team",
-        "clinic_name": tenant.name if tenant is not None else "your clinic",
+        "practitioner_name": templates.phrase("care_team", language),
+        "clinic_name": tenant.name if tenant is not None else templates.phrase("clinic", language),
     }
     if appointment is not None:
         if appointment.practitioner_name:
             values["practitioner_name"] = appointment.practitioner_name
-        tz = ZoneInfo((tenant.timezone if tenant is not None else None) or "UTC")
+        tz = ZoneInfo(appointment.timezone or (tenant.timezone if tenant is not None else None) or "UTC")
         local = appointment.start_time.astimezone(tz)
-        values["appointment_date"] = f"{local:%a} {local.day} {local:%b %Y}"
+        values["appointment_date"] = templates.format_day(local.date(), language)
         values["appointment_time"] = f"{local:%H:%M}"
     return values
 
 
-def render_content(
-    *, template_id: str | None, text: str | None, subject: str | None, variables: dict[str, Any]
-) -> tuple[str | None, str]:
-    """(subject, body) of a built-in template or of literal text; TemplateError when a variable is missing."""
-    if template_id is not None:
-        template = templates.get_template(template_id)
-        if template is None:
-            raise templates.TemplateError(f"unknown template {template_id!r}")
-        return template.render(variables)
-    rendered_subject = templates.render_text(subject, variables) if subject else None
-    return rendered_subject, templates.render_text(text or "", variables)
+async def render_for(
+    session: AsyncSession,
+    patient: Patient,
+    *,
+    template_id: str | None = None,
+    variants: Sequence[templates.MessageTemplate] | None = None,
+    text: str | None = None,
+    subject: str | None = None,
+    variables: dict[str, Any] | None = None,
+    appointment: AppointmentFacts | None = None,
+    language: str | None = None,
+) -> Content:
+    """A message's content for the patient, in their language: the one render path of every message.
+
+    With `text`, that literal Jinja text (its `subject` too) is rendered with the system variables in the
+    `language` the sender says it is written in, else the tenant's default language; the content's language
+    is `language` (None when not stated). Otherwise the template (`variants` given, e.g. a journey's kept
+    copy, else `template_id`'s: built-in, else the tenant's active ones) is rendered in the first language
+    of `language_chain` it has (`language` first, when the sender chose one); `subject`, when given,
+    replaces its own. UnknownTemplate when there is no such template, TemplateError when a variable is
+    missing."""
+    if text is not None or (template_id is None and variants is None):
+        written_in = language or await default_language(session, patient)
+        values = await system_variables(session, patient, appointment, written_in)
+        values.update(variables or {})
+        rendered_subject = templates.render_text(subject, values) if subject else None
+        return Content(rendered_subject, templates.render_text(text or "", values), stated_language=language)
+    chain = await language_chain(session, patient, language)
+    if variants is None:
+        variants = await templates.template_variants(session, template_id or "")
+    template = templates.choose(variants, chain)
+    if template is None:
+        raise templates.UnknownTemplate(f"unknown template {template_id!r}")
+    values = await system_variables(session, patient, appointment, template.language)
+    values.update(variables or {})
+    own_subject, body = template.render(values)
+    rendered_subject = templates.render_text(subject, values) if subject else own_subject
+    return Content(rendered_subject, body, template)
 
 
 async def create_fallback(
@@ -279,6 +339,7 @@ async def create_fallback(
         message=original.message,
         template_name=original.template_name,
         template_vars=original.template_vars,
+        language=original.language,
         status=CommunicationStatus.QUEUED.value,
         is_urgent=original.is_urgent,
         idempotency_key=key,

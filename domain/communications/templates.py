@@ -4,18 +4,29 @@ Templates are Jinja2 text rendered in a `SandboxedEnvironment` with `StrictUndef
 only the variables it is given, and a missing variable is an error, never an empty string in a patient's
 message. A journey action that names a template must supply every variable the template needs except the
 `SYSTEM_VARIABLES`, which the service fills from the patient, the appointment and the clinic at send time.
+
+A template id has a variant per language (built-in ones in `builtin_templates`, a tenant's as rows); a
+message takes the variant `choose` finds along the patient's fallback chain (`core.languages`), and the
+system variables speak that variant's language (`format_day`, `phrase`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+from babel import dates as babel_dates
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from core import languages
+from core.languages import ENGLISH
+from domain.communications.builtin_templates import BUILTIN_TEXTS, PHRASES, BuiltinText
 from domain.enums import Channel
 
 # Filled by the service when a message is rendered; a journey action never needs to supply them.
@@ -24,8 +35,10 @@ SYSTEM_VARIABLES: frozenset[str] = frozenset(
         "patient_name",  # the patient's full name
         "patient_first_name",
         "practitioner_name",  # "Dr. <first> <last>" of the instance's appointment, else "your care team"
-        "appointment_date",  # e.g. "Mon 3 Feb 2025", in the tenant's time zone (needs an appointment)
-        "appointment_time",  # e.g. "14:30", in the tenant's time zone (needs an appointment)
+        # "Mon 3 Feb 2025" (in the message's language) and "14:30", in the appointment's location's time
+        # zone, else the tenant's (both need an appointment)
+        "appointment_date",
+        "appointment_time",
         "clinic_name",  # the tenant's name
     }
 )
@@ -35,6 +48,10 @@ CATEGORIES = ("appointment", "instructions", "follow_up", "results", "pharmacy",
 
 class TemplateError(ValueError):
     """A template is unknown, malformed, or was rendered without one of its variables."""
+
+
+class UnknownTemplate(TemplateError):
+    """No template (built-in, or the tenant's active one) has this id."""
 
 
 MAX_RENDERED_CHARS = 20_000  # far past any SMS (1,600) or WhatsApp (4,096) body; an email's text fits
@@ -116,7 +133,8 @@ def render_text(text: str, variables: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class MessageTemplate:
-    """A predefined message: `{{ variables }}` in its subject and body are filled at send time.
+    """A predefined message in one language: `{{ variables }}` in its subject and body are filled at send
+    time. A template id may have a variant per language (`language`, a normalised BCP 47 tag).
 
     A tenant's WhatsApp template may name its approved Twilio Content template: `whatsapp_content_sid`, and
     the variables whose values fill its `{{1}}`, `{{2}}`, ... in order (`whatsapp_content_variables`)."""
@@ -130,6 +148,7 @@ class MessageTemplate:
     variables: list[str] = field(default_factory=list)
     whatsapp_content_sid: str | None = None
     whatsapp_content_variables: tuple[str, ...] = ()
+    language: str = ENGLISH
 
     def render(self, variables: dict[str, Any]) -> tuple[str, str]:
         """(subject, body) with `variables` filled in."""
@@ -148,119 +167,54 @@ class MessageTemplate:
         return {"sid": self.whatsapp_content_sid, "variables": values}
 
 
-def _template(
-    id: str, name: str, channel: Channel, category: str, subject: str, body: str
-) -> MessageTemplate:
+def _builtin(text: BuiltinText, language: str) -> MessageTemplate:
+    subject, body = text.text[language]
     names = sorted(variables_of(subject) | variables_of(body))
-    return MessageTemplate(id, name, channel, category, subject, body, names)
+    return MessageTemplate(
+        text.id, text.name, text.channel, text.category, subject, body, names, language=language
+    )
 
 
-BUILTIN_TEMPLATES: tuple[MessageTemplate, ...] = (
-    _template(
-        "apt_reminder",
-        "Appointment Reminder",
-        Channel.WHATSAPP,
-        "appointment",
-        "Appointment Reminder",
-        "Hi {{ patient_first_name }}, this is a reminder of your appointment with {{ practitioner_name }} "
-        "on {{ appointment_date }} at {{ appointment_time }} at {{ clinic_name }}. Reply C to confirm.",
-    ),
-    _template(
-        "apt_confirmation",
-        "Appointment Confirmation",
-        Channel.SMS,
-        "appointment",
-        "Appointment Confirmed",
-        "{{ clinic_name }}: your appointment with {{ practitioner_name }} is confirmed for "
-        "{{ appointment_date }} at {{ appointment_time }}.",
-    ),
-    _template(
-        "pre_procedure_instructions",
-        "Pre-Procedure Instructions",
-        Channel.EMAIL,
-        "instructions",
-        "Preparing for your {{ procedure_name }}",
-        "Dear {{ patient_name }},\n\nYour {{ procedure_name }} is on {{ appointment_date }} at "
-        "{{ appointment_time }}. Please do not eat or drink for {{ fasting_hours }} hours before it.\n\n"
-        "{{ clinic_name }}",
-    ),
-    _template(
-        "post_op_welcome",
-        "Post-Surgery Welcome",
-        Channel.WHATSAPP,
-        "follow_up",
-        "Welcome home",
-        "Hi {{ patient_first_name }}, welcome home from {{ clinic_name }}. We'll check in on your recovery "
-        "over the next days. Reply here any time if something worries you.",
-    ),
-    _template(
-        "recovery_check_in",
-        "Recovery Check-in",
-        Channel.WHATSAPP,
-        "follow_up",
-        "How are you feeling?",
-        "Hi {{ patient_first_name }}, how is your recovery going? Please reply with how you feel today "
-        "(pain 0-10) so {{ practitioner_name }} can follow up.",
-    ),
-    _template(
-        "lab_results_ready",
-        "Lab Results Ready",
-        Channel.SMS,
-        "results",
-        "Your results are ready",
-        "{{ clinic_name }}: the results of your {{ test_name }} are ready. Log in to the portal or call us "
-        "to discuss them with {{ practitioner_name }}.",
-    ),
-    _template(
-        "prescription_ready",
-        "Prescription Ready",
-        Channel.SMS,
-        "pharmacy",
-        "Prescription ready for pickup",
-        "Hi {{ patient_first_name }}, your prescription is ready for pickup at {{ pharmacy_name }}.",
-    ),
-    _template(
-        "payment_reminder",
-        "Payment Reminder",
-        Channel.EMAIL,
-        "billing",
-        "Payment reminder from {{ clinic_name }}",
-        "Dear {{ patient_name }},\n\nA balance of {{ amount_due }} is due on {{ due_date }}. "
-        "Reply to this email if you have any questions.\n\n{{ clinic_name }}",
-    ),
-    _template(
-        "general_message",
-        "General Message",
-        Channel.SMS,
-        "general",
-        "Message from {{ clinic_name }}",
-        "Hi {{ patient_first_name }}, {{ message }}",
-    ),
-    _template(
-        "feedback_request",
-        "Feedback Request",
-        Channel.EMAIL,
-        "follow_up",
-        "How was your visit?",
-        "Dear {{ patient_name }},\n\nThank you for visiting {{ clinic_name }}. We'd love to hear how your "
-        "visit with {{ practitioner_name }} went: just reply to this email.",
-    ),
+# Every built-in template in every language it has, English first.
+BUILTIN_TEMPLATES: tuple[MessageTemplate, ...] = tuple(
+    _builtin(text, language)
+    for text in BUILTIN_TEXTS
+    for language in sorted(text.text, key=lambda tag: (tag != ENGLISH, tag))
 )
 
 
 @lru_cache
-def _by_id() -> dict[str, MessageTemplate]:
-    return {t.id: t for t in BUILTIN_TEMPLATES}
+def _by_id() -> dict[str, list[MessageTemplate]]:
+    variants: dict[str, list[MessageTemplate]] = {}
+    for template in BUILTIN_TEMPLATES:
+        variants.setdefault(template.id, []).append(template)
+    return variants
 
 
-def get_template(template_id: str) -> MessageTemplate | None:
-    """The built-in template with this id, or None."""
-    return _by_id().get(template_id)
+def builtin_variants(template_id: str) -> list[MessageTemplate]:
+    """Every language of the built-in template with this id (empty when there is none)."""
+    return list(_by_id().get(template_id, ()))
+
+
+def get_template(template_id: str, language: str = ENGLISH) -> MessageTemplate | None:
+    """The built-in template with this id in the best language for `language`, or None."""
+    return choose(builtin_variants(template_id), languages.fallback_chain(language))
 
 
 def is_builtin(template_id: str) -> bool:
     """Whether `template_id` is a built-in template's id (a tenant's template may not take it)."""
     return template_id in _by_id()
+
+
+def choose(variants: Sequence[MessageTemplate], chain: Sequence[str]) -> MessageTemplate | None:
+    """The variant in the first language of `chain` that has one; else (a template nobody wrote in any of
+    those languages) the variant whose tag sorts first, so a message is never lost for want of a language.
+    None when there are no variants."""
+    by_language = {v.language: v for v in variants}
+    for language in chain:
+        if language in by_language:
+            return by_language[language]
+    return by_language[min(by_language)] if by_language else None
 
 
 def from_record(record: Any) -> MessageTemplate:
@@ -275,41 +229,51 @@ def from_record(record: Any) -> MessageTemplate:
         list(record.variables),
         record.whatsapp_content_sid,
         tuple(record.whatsapp_content_variables or ()),
+        record.language,
     )
 
 
-async def resolve_template(session: Any, template_id: str) -> MessageTemplate | None:
-    """The built-in template, else the session tenant's active template with this id, else None."""
-    builtin = get_template(template_id)
-    if builtin is not None:
+async def template_variants(session: Any, template_id: str) -> list[MessageTemplate]:
+    """The built-in template's languages, else the session tenant's active variants of this id."""
+    builtin = builtin_variants(template_id)
+    if builtin:
         return builtin
     from sqlalchemy import select
 
     from domain.communications.models import CommunicationTemplate
 
-    record = await session.scalar(
+    records = await session.scalars(
         select(CommunicationTemplate).where(
             CommunicationTemplate.key == template_id, CommunicationTemplate.is_active.is_(True)
         )
     )
-    return from_record(record) if record is not None else None
+    return [from_record(record) for record in records]
 
 
-def list_templates(channel: str | None = None, category: str | None = None) -> list[MessageTemplate]:
-    """Built-in templates, optionally filtered by channel and category."""
+async def resolve_template(session: Any, template_id: str, chain: Sequence[str]) -> MessageTemplate | None:
+    """The template with this id (built-in, else the tenant's active one) in the best language of `chain`."""
+    return choose(await template_variants(session, template_id), chain)
+
+
+def list_templates(
+    channel: str | None = None, category: str | None = None, language: str | None = None
+) -> list[MessageTemplate]:
+    """Built-in templates (each language a variant), optionally filtered by channel, category, language."""
     return [
         t
         for t in BUILTIN_TEMPLATES
-        if (channel is None or t.channel.value == channel) and (category is None or t.category == category)
+        if (channel is None or t.channel.value == channel)
+        and (category is None or t.category == category)
+        and (language is None or t.language == language)
     ]
 
 
 def required_variables(template_id: str) -> set[str]:
-    """The variables a caller must supply for a template (all it reads minus the system-filled ones)."""
-    template = get_template(template_id)
-    if template is None:
+    """The variables a caller must supply for a template (all its languages read minus the system-filled)."""
+    variants = builtin_variants(template_id)
+    if not variants:
         raise TemplateError(f"unknown template {template_id!r}")
-    return set(template.variables) - SYSTEM_VARIABLES
+    return set().union(*(v.variables for v in variants)) - SYSTEM_VARIABLES
 
 
 def missing_variables(
@@ -328,30 +292,64 @@ def missing_from(template: MessageTemplate, provided: dict[str, Any]) -> set[str
     return set(template.variables) - SYSTEM_VARIABLES - set(provided)
 
 
-def to_snapshot(template: MessageTemplate) -> dict[str, Any]:
-    """A template as plain JSON, kept where later edits must not reach it (a journey instance's snapshot)."""
+def to_snapshot(variants: Sequence[MessageTemplate]) -> dict[str, Any]:
+    """A template's variants as plain JSON, kept where later edits must not reach them (a journey instance's
+    snapshot)."""
     return {
-        "name": template.name,
-        "channel": template.channel.value,
-        "category": template.category,
-        "subject": template.subject,
-        "body": template.body,
-        "variables": list(template.variables),
-        "whatsapp_content_sid": template.whatsapp_content_sid,
-        "whatsapp_content_variables": list(template.whatsapp_content_variables),
+        "variants": [
+            {
+                "language": t.language,
+                "name": t.name,
+                "channel": t.channel.value,
+                "category": t.category,
+                "subject": t.subject,
+                "body": t.body,
+                "variables": list(t.variables),
+                "whatsapp_content_sid": t.whatsapp_content_sid,
+                "whatsapp_content_variables": list(t.whatsapp_content_variables),
+            }
+            for t in variants
+        ]
     }
 
 
-def from_snapshot(template_id: str, kept: dict[str, Any]) -> MessageTemplate:
-    """The template `to_snapshot` kept, with the text it had then."""
-    return MessageTemplate(
-        id=template_id,
-        name=kept["name"],
-        channel=Channel(kept["channel"]),
-        category=kept.get("category", "general"),
-        subject=kept.get("subject", ""),
-        body=kept["body"],
-        variables=list(kept.get("variables", [])),
-        whatsapp_content_sid=kept.get("whatsapp_content_sid"),
-        whatsapp_content_variables=tuple(kept.get("whatsapp_content_variables") or ()),
-    )
+def from_snapshot(template_id: str, kept: dict[str, Any]) -> list[MessageTemplate]:
+    """The variants `to_snapshot` kept, with the text they had then (a snapshot taken before templates had
+    languages holds one, in English)."""
+    return [
+        MessageTemplate(
+            id=template_id,
+            name=one["name"],
+            channel=Channel(one["channel"]),
+            category=one.get("category", "general"),
+            subject=one.get("subject", ""),
+            body=one["body"],
+            variables=list(one.get("variables", [])),
+            whatsapp_content_sid=one.get("whatsapp_content_sid"),
+            whatsapp_content_variables=tuple(one.get("whatsapp_content_variables") or ()),
+            language=one.get("language", ENGLISH),
+        )
+        for one in kept.get("variants", [kept])
+    ]
+
+
+def phrase(name: str, language: str | None) -> str:
+    """One of the words the service fills in itself (`PHRASES`), in `language` or its fallback."""
+    table = PHRASES[name]
+    for tag in languages.fallback_chain(language):
+        if tag in table:
+            return table[tag]
+    return table[ENGLISH]
+
+
+def format_day(day: date, language: str | None) -> str:
+    """A date as a message says it: `Mon 3 Feb 2025` in English, CLDR's full form (`lunes, 3 de febrero de
+    2025`) in any language Babel knows, English for one it does not."""
+    tag = languages.normalised_or_none(language) or ENGLISH
+    if languages.primary(tag) != ENGLISH:
+        for form in languages.shorter_forms(tag):
+            try:
+                return babel_dates.format_date(day, "full", locale=Locale.parse(form, sep="-"))
+            except (UnknownLocaleError, ValueError):
+                continue
+    return f"{day:%a} {day.day} {day:%b %Y}"

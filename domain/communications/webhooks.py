@@ -21,13 +21,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import bind_tenant, mark_system
+from core.events import EventSource, EventType, emit
 from core.phones import to_e164
 from domain.communications import policy, service
 from domain.communications.models import Communication, WebhookEvent
 from domain.communications.repository import advance_status
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
-from domain.tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 S = CommunicationStatus
@@ -252,18 +252,31 @@ async def receive_twilio_message(
     await session.flush()
     await routing.score(session, record)
     keyword = policy.consent_keyword(body)
+    await emit(  # the text stays in `communications`; a keyword trigger reads it there
+        session,
+        tenant_id=tenant_id,
+        type=EventType.MESSAGE_RECEIVED,
+        patient_id=patient_id,
+        subject=("communication", record.id),
+        facts={"channel": channel.value, "consent_keyword": keyword.value if keyword else None},
+        source=EventSource.WEBHOOK,
+        dedupe_key=f"twilio:{message_sid}",
+    )
     if keyword is not None:
         opt_out = keyword == policy.ConsentKeyword.OPT_OUT
         if await policy.set_consent(session, patient_id, channel, opt_out=opt_out, at=now):
-            tenant = await session.get(Tenant, tenant_id)
-            template = policy.OPT_OUT_CONFIRMATION if opt_out else policy.OPT_IN_CONFIRMATION
+            template_id = policy.OPT_OUT_CONFIRMATION if opt_out else policy.OPT_IN_CONFIRMATION
+
+            async def confirmation(patient: Patient) -> service.Content:
+                return await service.render_for(session, patient, template_id=template_id)
+
             await service.send_message(
                 session,
                 patient_id=patient_id,
                 channel=channel,
-                message=template.format(clinic=tenant.name if tenant else "clinic"),
+                message=confirmation,
                 idempotency_key=f"consent:{message_sid}",
-                template_name="consent_confirmation",
+                template_name=template_id,
                 consent_confirmation=True,
             )
         return record

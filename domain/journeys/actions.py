@@ -69,9 +69,10 @@ def snapshot_action(instance: JourneyInstance, order_index: int, action_index: i
 
 def kept_template(
     instance: JourneyInstance, order_index: int, action_index: int, action: Any
-) -> MessageTemplate | None:
-    """The tenant template a message action names, from the copy kept in the instance's snapshot (the text
-    it had when the instance was created); None for a built-in template or literal text."""
+) -> list[MessageTemplate] | None:
+    """The tenant template a message action names, every language of it, from the copy kept in the
+    instance's snapshot (the text it had when the instance was created); None for a built-in template or
+    literal text."""
     template_id = tenant_template_id(action)
     if template_id is None:
         return None
@@ -120,22 +121,26 @@ async def send_stage_message(
             if instance.appointment_id is not None
             else None
         )
-        variables = await communications.system_variables(session, patient, appointment)
-        variables.update(action.variables)
         kept = kept_template(instance, order_index, action_index, action)
-        subject: str | None
-        if kept is not None:
-            subject, body = kept.render(variables)
-        else:
-            subject, body = communications.render_content(
-                template_id=action.template_id, text=action.text, subject=action.subject, variables=variables
+
+        async def compose(patient: Patient) -> communications.Content:
+            # The one render path: the patient's language, else the tenant's default, else English.
+            return await communications.render_for(
+                session,
+                patient,
+                template_id=action.template_id,
+                variants=kept,
+                text=action.text,
+                subject=action.subject,
+                variables=dict(action.variables),
+                appointment=appointment,
             )
+
         result = await communications.send_message(
             session,
             patient_id=patient.id,
             channel=channel,
-            message=body,
-            subject=subject,
+            message=compose,
             idempotency_key=action_idempotency_key(instance.id, order_index, action_index),
             template_name=action.template_id,
             appointment_id=instance.appointment_id,
@@ -143,7 +148,6 @@ async def send_stage_message(
             journey_instance_id=instance.id,
             workflow_id=journey_workflow_id(instance.id),
             template_vars=dict(action.variables),
-            template=kept,
         )
     except InvalidJourneyAction:
         raise

@@ -28,6 +28,7 @@ from domain.journeys.schemas import (
     JourneyStageUpdate,
     JourneyUpdate,
 )
+from domain.journeys.trigger_conditions import dump_trigger_conditions
 from domain.journeys.triggers import parse_actions, tenant_template_id
 from domain.schemas import changes
 
@@ -57,30 +58,35 @@ def template_uses(stages: Iterable[tuple[int, list[Any]]]) -> list[TemplateUse]:
 
 async def resolve_template_uses(
     session: AsyncSession, uses: list[TemplateUse]
-) -> tuple[dict[str, templates.MessageTemplate], list[str]]:
-    """(the session tenant's active templates that `uses` name, what is wrong with `uses`), in one query.
+) -> tuple[dict[str, list[templates.MessageTemplate]], list[str]]:
+    """(the active variants of the session tenant's templates that `uses` name, what is wrong with `uses`),
+    in one query.
 
     Each problem names the stage (order_index) and the action's index: a template that is not an active
-    template of the tenant, or a variable it needs that the action does not supply."""
+    template of the tenant, or a variable one of its languages needs that the action does not supply."""
     if not uses:
         return {}, []
     rows = await session.scalars(
-        select(CommunicationTemplate).where(
+        select(CommunicationTemplate)
+        .where(
             CommunicationTemplate.key.in_({use.template_id for use in uses}),
             CommunicationTemplate.is_active.is_(True),
         )
+        .order_by(CommunicationTemplate.key, CommunicationTemplate.language)
     )
-    found = {row.key: templates.from_record(row) for row in rows}
+    found: dict[str, list[templates.MessageTemplate]] = {}
+    for row in rows:
+        found.setdefault(row.key, []).append(templates.from_record(row))
     problems = []
     for use in uses:
         where = f"Stage {use.order_index}, action {use.action_index}"
-        template = found.get(use.template_id)
-        if template is None:
+        variants = found.get(use.template_id)
+        if not variants:
             problems.append(
                 f"{where}: template_id {use.template_id!r} is neither a built-in template nor an active "
                 "template of your tenant."
             )
-        elif missing := templates.missing_from(template, use.variables):
+        elif missing := set().union(*(templates.missing_from(v, use.variables) for v in variants)):
             problems.append(
                 f"{where}: missing template variables for {use.template_id!r}: {', '.join(sorted(missing))}."
             )
@@ -97,8 +103,9 @@ async def ensure_known_templates(session: AsyncSession, stages: Iterable[tuple[i
 
 async def templates_to_keep(
     session: AsyncSession, stages: list[JourneyStage]
-) -> dict[str, templates.MessageTemplate]:
-    """The tenant templates a journey's stages name, as they are now (for a new instance's snapshot).
+) -> dict[str, list[templates.MessageTemplate]]:
+    """The tenant templates a journey's stages name, every active language of each, as they are now (for a
+    new instance's snapshot).
 
     409 when one of them is no longer usable (deactivated, deleted, or now needs a variable the action does
     not supply): placing a patient on the journey would only fail that stage later."""
@@ -139,7 +146,10 @@ async def journey_views(repo: JourneyRepository, journeys: list[Journey]) -> lis
 async def create_journey(repo: JourneyRepository, data: JourneyCreate) -> Journey:
     """Add a journey definition and its stages to the caller's tenant (422 for a template it cannot use)."""
     await ensure_known_templates(repo.session, ((s.order_index, s.actions) for s in data.stages))
-    journey = Journey(**data.model_dump(mode="json", exclude={"tenant_id", "stages"}))
+    journey = Journey(
+        **data.model_dump(mode="json", exclude={"tenant_id", "stages", "trigger_conditions"}),
+        trigger_conditions=dump_trigger_conditions(data.trigger_conditions),
+    )
     await repo.add(journey)
     for stage in data.stages:
         repo.session.add(JourneyStage(journey_id=journey.id, **_stage_values(stage)))
@@ -151,10 +161,10 @@ async def update_journey(repo: JourneyRepository, journey_id: uuid.UUID, data: J
     """Apply the fields sent in a PATCH (running instances keep the definition they started with)."""
     journey = await repo.get_or_404(journey_id)
     for field, value in changes(data).items():
-        if field == "trigger_conditions" and value is None:
-            value = {}
+        if field == "trigger_conditions":
+            value = dump_trigger_conditions(data.trigger_conditions)
         if field in {"name", "is_default", "is_active"} and value is None:
-            raise Unprocessable(f"{field} cannot be null.")
+            raise Unprocessable(f"{field} cannot be null.", loc=("body", field))
         setattr(journey, field, value)
     return await repo.save(journey)
 
@@ -192,7 +202,7 @@ async def update_stage(
     sent = changes(data)
     for field in ("name", "order_index", "trigger_event", "actions"):
         if field in sent and sent[field] is None:
-            raise Unprocessable(f"{field} cannot be null.")
+            raise Unprocessable(f"{field} cannot be null.", loc=("body", field))
     if "order_index" in sent and sent["order_index"] != stage.order_index:
         await _ensure_free_order_index(repo, journey_id, sent["order_index"])
     if data.actions is not None:

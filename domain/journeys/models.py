@@ -6,13 +6,24 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
-from domain.enums import JourneyInstanceStatus, StageStatus, sql_in
+from domain.enums import JourneyInstanceStatus, RepeatPolicy, StageStatus, TriggerStartStatus, sql_in
 
 
 class Journey(TenantScoped, Base):
@@ -101,3 +112,67 @@ class JourneyInstanceStage(TenantScoped, Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notes: Mapped[str | None] = mapped_column(Text)
+
+
+class JourneyTriggerStart(TenantScoped, Base):
+    """A journey that a domain event starts for a patient (at `due_at`, after the trigger's delay).
+
+    The database holds the trigger's promises: one start per (journey, patient, event); under the repeat
+    policy `never` one per (journey, patient), under `once_per_record` one per triggering record, and under
+    `after_cooldown` none whose cool-down window overlaps another's. A start that was `skipped` (the
+    journey was deactivated, the patient is no longer active) promises nothing."""
+
+    __tablename__ = "journey_trigger_starts"
+    __table_args__ = (
+        UniqueConstraint(
+            "journey_id", "patient_id", "event_id", name="uq_journey_trigger_starts_journey_patient_event"
+        ),
+        CheckConstraint(f"status IN ({sql_in(TriggerStartStatus)})", name="status"),
+        CheckConstraint(f"repeat_policy IN ({sql_in(RepeatPolicy)})", name="repeat_policy"),
+        Index(
+            "uq_journey_trigger_starts_never",
+            "journey_id",
+            "patient_id",
+            unique=True,
+            postgresql_where=text("repeat_policy = 'never' AND status <> 'skipped'"),
+        ),
+        Index(
+            "uq_journey_trigger_starts_once_per_record",
+            "journey_id",
+            "patient_id",
+            "record_key",
+            unique=True,
+            postgresql_where=text("repeat_policy = 'once_per_record' AND status <> 'skipped'"),
+        ),
+        ExcludeConstraint(
+            ("journey_id", "="),
+            ("patient_id", "="),
+            (text("tstzrange(occurred_at, cooldown_until, '[)')"), "&&"),
+            name="ex_journey_trigger_starts_cooldown",
+            using="gist",
+            where=text("repeat_policy = 'after_cooldown' AND status <> 'skipped'"),
+        ),
+        Index("ix_journey_trigger_starts_due", "due_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_journey_trigger_starts_event", "event_id"),
+    )
+
+    journey_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("journeys.id", ondelete="CASCADE"), nullable=False
+    )
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False
+    )
+    event_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("domain_events.id", ondelete="SET NULL")
+    )
+    event_type: Mapped[str] = mapped_column(String(40), nullable=False)
+    record_key: Mapped[str] = mapped_column(String(140), nullable=False)
+    repeat_policy: Mapped[str] = mapped_column(String(16), nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    cooldown_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=TriggerStartStatus.PENDING.value)
+    instance_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("journey_instances.id", ondelete="SET NULL")
+    )
+    reason: Mapped[str | None] = mapped_column(String(200))  # why it was skipped (no patient data)

@@ -161,12 +161,15 @@ class InstanceRef:
 
 @dataclass
 class ActionInput:
-    """One action of one stage of an instance (`action_index` -1: the stage trigger's timeout ticket)."""
+    """One action of one stage of an instance (`action_index` -1: the stage trigger's timeout ticket), and
+    the workflow's time when it asked (ISO 8601; the send gate judges a message sent at once at that time;
+    absent in histories recorded before it was added)."""
 
     tenant_id: str
     instance_id: str
     order_index: int
     action_index: int
+    at: str | None = None
 
 
 @dataclass

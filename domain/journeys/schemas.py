@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from core.pagination import Page
-from domain.enums import JourneyInstanceStatus, StageStatus
+from domain.enums import JourneyInstanceStatus, RepeatPolicy, StageStatus, TriggerStartStatus
+from domain.journeys.trigger_conditions import JourneyTrigger, empty_means_none
 from domain.journeys.triggers import (
     ImmediateTrigger,
     StageAction,
@@ -25,6 +26,16 @@ Trigger = Annotated[
     Field(
         description='What starts the stage: an object with a `type`, or just the type name ("manual", '
         '"immediate") for its defaults'
+    ),
+]
+TriggerConditions = Annotated[
+    JourneyTrigger | None,
+    BeforeValidator(empty_means_none),
+    Field(
+        description="What starts the journey on its own: a domain `event` (patient.registered, "
+        "appointment.no_show, message.received, encounter.discharged, ...), `conditions` on the event and "
+        "the patient, an optional `delay` and a `repeat` policy. `{}` or null: started only by hand (and, "
+        "for a default journey, for every new patient)"
     ),
 ]
 Actions = Annotated[
@@ -72,9 +83,11 @@ class JourneyCreate(RequestModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     journey_type: str | None = Field(default=None, max_length=64)
-    is_default: bool = False
+    is_default: bool = Field(
+        default=False, description="Start this journey for every new patient of the tenant (once each)"
+    )
     is_active: bool = True
-    trigger_conditions: FreeJson = Field(default_factory=dict)
+    trigger_conditions: TriggerConditions = None
     stages: Annotated[list[JourneyStageCreate], AfterValidator(_unique_order)] = Field(
         default_factory=list, max_length=100
     )
@@ -87,8 +100,10 @@ class JourneyUpdate(RequestModel):
     description: str | None = Field(default=None, max_length=5000)
     journey_type: str | None = Field(default=None, max_length=64)
     is_default: bool | None = None
-    is_active: bool | None = None
-    trigger_conditions: FreeJson | None = None
+    is_active: bool | None = Field(
+        default=None, description="false stops new starts (by hand and by triggers); running instances go on"
+    )
+    trigger_conditions: TriggerConditions = None
 
 
 class JourneyStageResponse(ResponseModel):
@@ -230,3 +245,46 @@ class JourneyInstanceStats(ResponseModel):
     cancelled: int
     by_status: dict[str, int]
     by_journey: dict[str, int]
+
+
+# ---- trigger dry run --------------------------------------------------------------------------------
+
+
+class TriggerStartView(ResponseModel):
+    """What the dispatcher already did with this event for this journey."""
+
+    status: TriggerStartStatus
+    due_at: datetime
+    instance_id: uuid.UUID | None
+    reason: str | None
+
+
+class TriggerTestItem(ResponseModel):
+    """One recent event, and whether the journey's trigger would start the journey for it (and why not)."""
+
+    event_id: int
+    type: str
+    occurred_at: datetime
+    source: str
+    patient_id: uuid.UUID | None
+    subject_type: str | None
+    subject_id: str | None
+    facts: dict[str, Any]
+    matched: bool = Field(description="The trigger's event and conditions match this event")
+    reasons: list[str] = Field(description="Why it does not match (empty when it does)")
+    would_start_at: datetime | None = Field(description="The event's time plus the trigger's delay")
+    repeat: RepeatPolicy | None
+    start: TriggerStartView | None = Field(
+        description="The start the dispatcher recorded for this event (the repeat policy may have refused "
+        "one: then there is none)"
+    )
+
+
+class TriggerTestResponse(Page[TriggerTestItem]):
+    """A page of the tenant's recent events, newest first, each with the journey's verdict on it."""
+
+    journey_id: uuid.UUID
+    is_active: bool = Field(description="An inactive journey starts nothing, whatever matches")
+    is_default: bool
+    trigger_conditions: dict[str, Any]
+    window_start: datetime

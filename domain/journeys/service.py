@@ -76,12 +76,13 @@ TemporalUnavailable = ServiceUnavailable  # Temporal could not be reached; the r
 def definition_snapshot(
     journey: Journey,
     stages: list[JourneyStage],
-    tenant_templates: dict[str, MessageTemplate] | None = None,
+    tenant_templates: dict[str, list[MessageTemplate]] | None = None,
 ) -> dict[str, Any]:
     """The journey as it is now: what an instance runs, whatever later edits do to the definition.
 
-    `templates` keeps a copy of each tenant template the stages name (built-in ones need none), so editing,
-    deactivating or deleting one later never changes the messages of instances already created."""
+    `templates` keeps a copy of each tenant template the stages name, in each of its languages (built-in
+    ones need none), so editing, deactivating or deleting one later never changes the messages of instances
+    already created."""
     return {
         "journey_id": str(journey.id),
         "name": journey.name,
@@ -97,7 +98,7 @@ def definition_snapshot(
             }
             for s in sorted(stages, key=lambda s: s.order_index)
         ],
-        "templates": {key: to_snapshot(t) for key, t in sorted((tenant_templates or {}).items())},
+        "templates": {key: to_snapshot(v) for key, v in sorted((tenant_templates or {}).items())},
     }
 
 
@@ -129,7 +130,7 @@ async def create_instance(
         if appointment is None:
             raise NotFound("Appointment not found.")
         if appointment.patient_id != patient.id:
-            raise Unprocessable("The appointment belongs to another patient.")
+            raise Unprocessable("The appointment belongs to another patient.", loc=("body", "appointment_id"))
     stages = (await journeys.stages_of([journey.id]))[journey.id]
     tenant_templates = await templates_to_keep(session, stages)
     instance_id = uuid.uuid4()

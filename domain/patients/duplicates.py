@@ -104,3 +104,38 @@ def _reasons(row: Any) -> list[DuplicateReason]:
     if similarity >= SIMILAR_NAME:
         reasons.append(DuplicateReason.SIMILAR_NAME)
     return reasons
+
+
+# A probable match (the same person): a score of at least PROBABLE_MATCH with the same date of birth and a
+# similar name (the same name and birthday alone score 0.6). Without the birthday (a father and son of one
+# name sharing a phone) it is only possible.
+PROBABLE_MATCH = 0.6
+POSSIBLE_MATCH = 0.35  # worth a coordinator's look, not enough to decide alone
+
+
+@dataclass(frozen=True)
+class RegistrationMatch:
+    """What the duplicate matcher says of a patient an external system registers: `probable` is an existing
+    record that is the same person (link to it, never register twice); `possible` are records a
+    coordinator should review (register, and flag them)."""
+
+    probable: Patient | None
+    possible: list[Patient]
+
+
+async def match_registration(
+    repo: PatientRepository, candidate: Patient, limit: int = 3
+) -> RegistrationMatch:
+    """Whether a patient about to be registered from an EHR (FHIR, HL7) is already known (see
+    `PROBABLE_MATCH`), or may be (`POSSIBLE_MATCH`). `candidate` is the unsaved record."""
+    duplicates = await find_duplicates(repo, candidate, limit=limit)
+    best = duplicates[0] if duplicates else None
+    if (
+        best is not None
+        and best.score >= PROBABLE_MATCH
+        and DuplicateReason.SAME_DOB_SIMILAR_NAME in best.reasons
+    ):
+        return RegistrationMatch(probable=best.patient, possible=[])
+    return RegistrationMatch(
+        probable=None, possible=[d.patient for d in duplicates if d.score >= POSSIBLE_MATCH]
+    )

@@ -8,11 +8,15 @@ from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
+    Column,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
     Index,
     String,
+    Table,
+    Text,
     UniqueConstraint,
     func,
     literal_column,
@@ -53,6 +57,9 @@ class Patient(TenantScoped, Base):
             "ix_patients_tenant_mrn_pattern", "tenant_id", "mrn", postgresql_ops={"mrn": "text_pattern_ops"}
         ),
         Index("ix_patients_tenant_name", "tenant_id", "last_name", "first_name", "id"),
+        # Name search's exact and prefix tiers (domain.patients.name_search): one range read, in order.
+        Index("ix_patients_tenant_first_key", "tenant_id", "first_name_key", "last_name_key", "id"),
+        Index("ix_patients_tenant_last_key", "tenant_id", "last_name_key", "first_name_key", "id"),
     )
 
     mrn: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -80,6 +87,14 @@ class Patient(TenantScoped, Base):
     )
     merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    # The names as search compares them: unaccented, lower-cased, spaces collapsed (`prm_name_key`, migration
+    # 0012), in the "C" collation so one btree serves equality, prefix ranges and the order of results.
+    first_name_key: Mapped[str] = mapped_column(
+        Text(collation="C"), Computed("prm_name_key(first_name)", persisted=True)
+    )
+    last_name_key: Mapped[str] = mapped_column(
+        Text(collation="C"), Computed("prm_name_key(last_name)", persisted=True)
+    )
 
 
 def full_name_expression(model: type[Patient]) -> Any:
@@ -99,6 +114,22 @@ Index(
     func.lower(Patient.email_primary).label("email_lower"),
     postgresql_using="gin",
     postgresql_ops={"email_lower": "gin_trgm_ops"},
+)
+
+
+# Every distinct name key of a tenant (kept by statement triggers on `patients`, migration 0012): name
+# search looks a misspelt word up here (tens of thousands of terms, not a million rows): its variants one
+# edit away by primary key, the names containing it through the trigram GIN index.
+patient_name_terms = Table(
+    "patient_name_terms",
+    Base.metadata,
+    Column(
+        "tenant_id", PG_UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("term", Text(collation="C"), primary_key=True),
+    Index(
+        "ix_patient_name_terms_trgm", "term", postgresql_using="gin", postgresql_ops={"term": "gin_trgm_ops"}
+    ),
 )
 
 

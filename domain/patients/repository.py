@@ -2,8 +2,9 @@
 
 What a patient owns in the other domains (appointments, messages, ...) is queried in `domain.records`.
 
-Name, email and phone searches are written against the trigram (GIN) indexes of the patients table, so they
-stay fast at a million patients: `%` (similarity) and `LIKE '%...%'` on the indexed expressions.
+The quick name search is `domain.patients.name_search` (exact, prefix, then typo-tolerant tiers). List,
+email and phone searches are written against the trigram (GIN) indexes of the patients table, so they stay
+fast at a million patients: `LIKE '%...%'` on the indexed expressions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from core.errors import NotFound, Unprocessable
 from core.phones import digits_only, to_e164
 from core.repository import Repository
 from domain.patients.models import ChannelConsent, Patient, full_name_expression
+from domain.patients.name_search import search_names
 from domain.patients.schemas import PatientAdvancedSearch, PatientSearchType
 
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
@@ -32,12 +34,6 @@ DEMOGRAPHIC_DIMENSIONS = ("status", "gender", "age_group", "preferred_channel", 
 def full_name() -> ColumnElement[str]:
     """`lower(first_name || ' ' || last_name)`, exactly as the trigram index is built."""
     return full_name_expression(Patient)  # type: ignore[no-any-return]
-
-
-def name_matches(query: str) -> ColumnElement[bool]:
-    """Trigram similarity (tolerates typos) or a substring of the full name; both use the GIN index."""
-    q = query.lower()
-    return or_(full_name().op("%")(q), full_name().contains(q, autoescape=True))
 
 
 def name_similarity(query: str) -> ColumnElement[float]:
@@ -100,10 +96,10 @@ class PatientRepository(Repository[Patient]):
     async def quick_search(self, query: str, search_type: PatientSearchType, limit: int) -> list[Patient]:
         """Up to `limit` patients matching `query` by one kind of identifier, best matches first."""
         q = query.strip()
-        stmt = self.base()
         if search_type is PatientSearchType.NAME:
-            stmt = stmt.where(name_matches(q)).order_by(name_similarity(q).desc())
-        elif search_type is PatientSearchType.PHONE:
+            return await search_names(self.session, self.session.info["tenant_id"], q, limit)
+        stmt = self.base()
+        if search_type is PatientSearchType.PHONE:
             stmt = self._phone_search(stmt, q)
         elif search_type is PatientSearchType.MRN:
             upper = q.upper()
@@ -124,7 +120,7 @@ class PatientRepository(Repository[Patient]):
     def _phone_search(stmt: Select[Any], query: str) -> Select[Any]:
         digits = digits_only(query)
         if len(digits) < 2:
-            raise Unprocessable("A phone search needs at least 2 digits.")
+            raise Unprocessable("A phone search needs at least 2 digits.", loc=("query", "query"))
         conditions = [Patient.phone_primary.contains(digits, autoescape=True)]
         exact: ColumnElement[bool] = literal(False)
         try:
@@ -153,7 +149,7 @@ class PatientRepository(Repository[Patient]):
         if criteria.phone:
             digits = digits_only(criteria.phone)
             if len(digits) < 2:
-                raise Unprocessable("A phone search needs at least 2 digits.")
+                raise Unprocessable("A phone search needs at least 2 digits.", loc=("body", "phone"))
             conditions.append(Patient.phone_primary.contains(digits, autoescape=True))
         if criteria.email:
             email = criteria.email.lower()

@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, computed_field, field_validator, model_validator
 
+from core.languages import LanguageTag
 from core.pagination import MAX_PAGE_SIZE, Page
 from domain.enums import Channel, Gender, PatientStatus
 from domain.schemas import Email, FreeJson, PhoneNumber, RequestModel, ResponseModel
 
 MRN_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9 ._/-]*$")
-LANGUAGE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 OLDEST_BIRTH_YEAR = 1875
 
 
@@ -44,17 +44,10 @@ def _timezone(value: str) -> str:
     return value
 
 
-def _language(value: str) -> str:
-    if not LANGUAGE_PATTERN.match(value):
-        raise ValueError("is not a language tag (e.g. 'en' or 'es-MX')")
-    return value
-
-
 MRN = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_mrn)]
 """A medical record number, unique within the tenant, stored upper-case."""
 BirthDate = Annotated[date, AfterValidator(_birth_date)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
-LanguageTag = Annotated[str, Field(max_length=16), AfterValidator(_language)]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 OptionalName = Annotated[str, Field(max_length=100)] | None
 

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 from core.errors import Conflict, NotFound
+from core.events import EventType, emit
 from domain.enums import Channel, Gender, PatientStatus
 from domain.patients.models import Patient
 from domain.patients.repository import AGE_GROUPS, UNSPECIFIED, PatientRepository
@@ -26,10 +27,19 @@ def generate_mrn() -> str:
 
 
 async def create_patient(repo: PatientRepository, data: PatientCreate) -> Patient:
-    """Register a patient in the caller's tenant (active, with a generated MRN unless one is given)."""
+    """Register a patient in the caller's tenant (active, with a generated MRN unless one is given); emits
+    `patient.registered` (which starts the tenant's default journeys) with the registration."""
     fields = data.model_dump(exclude={"tenant_id", "mrn"})
     patient = Patient(**fields, mrn=data.mrn or generate_mrn(), status=PatientStatus.ACTIVE.value)
-    return await repo.add(patient)
+    patient = await repo.add(patient)
+    await emit(
+        repo.session,
+        tenant_id=patient.tenant_id,
+        type=EventType.PATIENT_REGISTERED,
+        patient_id=patient.id,
+        subject=("patient", patient.id),
+    )
+    return patient
 
 
 async def update_patient(repo: PatientRepository, patient_id: uuid.UUID, data: PatientUpdate) -> Patient:
@@ -43,7 +53,21 @@ async def update_patient(repo: PatientRepository, patient_id: uuid.UUID, data: P
         if field == "meta_data" and value is None:
             value = {}
         setattr(patient, field, value)
+    if updates:
+        await _updated(repo, patient, sorted(updates))
     return await repo.save(patient)
+
+
+async def _updated(repo: PatientRepository, patient: Patient, fields: list[str]) -> None:
+    """Emit `patient.updated`, naming the fields that changed (never their values)."""
+    await emit(
+        repo.session,
+        tenant_id=patient.tenant_id,
+        type=EventType.PATIENT_UPDATED,
+        patient_id=patient.id,
+        subject=("patient", patient.id),
+        facts={"fields": fields},
+    )
 
 
 async def soft_delete_patient(repo: PatientRepository, patient_id: uuid.UUID) -> Patient:
@@ -51,6 +75,7 @@ async def soft_delete_patient(repo: PatientRepository, patient_id: uuid.UUID) ->
     patient = await repo.get_for_update(patient_id)
     if patient.status == PatientStatus.ACTIVE:
         patient.status = PatientStatus.INACTIVE.value
+        await _updated(repo, patient, ["status"])
     return await repo.save(patient)
 
 
@@ -61,7 +86,9 @@ async def activate_patient(repo: PatientRepository, patient_id: uuid.UUID) -> Pa
         raise Conflict("This patient was merged into another record and cannot be reactivated.")
     if patient.status == PatientStatus.DECEASED:
         raise Conflict("A deceased patient cannot be reactivated; correct the status with PATCH if needed.")
-    patient.status = PatientStatus.ACTIVE.value
+    if patient.status != PatientStatus.ACTIVE:
+        patient.status = PatientStatus.ACTIVE.value
+        await _updated(repo, patient, ["status"])
     return await repo.save(patient)
 
 

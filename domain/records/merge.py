@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.events import EventType, emit
 from domain.patients.repository import PatientRepository
 from domain.patients.service import lock_for_merge, merge_consents, retire_merged
 from domain.records.repository import PatientRecordRepository
@@ -38,6 +39,14 @@ async def merge_patients(
     moved = await records.move_owned_records(from_patient=duplicate.id, to_patient=primary.id)
     moved["channel_consents"] = await merge_consents(patients, primary=primary.id, duplicate=duplicate.id)
     merged_at = await retire_merged(patients, duplicate, into=primary)
+    await emit(
+        patients.session,
+        tenant_id=primary.tenant_id,
+        type=EventType.PATIENT_MERGED,
+        patient_id=primary.id,
+        subject=("patient", primary.id),
+        facts={"merged_patient_id": duplicate.id},
+    )
     return MergeResult(
         primary_patient_id=primary.id,
         merged_patient_id=duplicate.id,

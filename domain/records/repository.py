@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
+from core.errors import NotFound
 from domain.communications.models import Communication
 from domain.enums import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -22,6 +25,8 @@ from domain.enums import (
     TicketStatus,
 )
 from domain.journeys.models import Journey, JourneyInstance
+from domain.patients.models import Patient
+from domain.patients.repository import PatientRepository
 from domain.scheduling.models import Appointment, BookingConversation, WaitlistEntry, WaitlistOffer
 from domain.tickets.models import Ticket
 
@@ -62,45 +67,17 @@ class PatientRecordRepository:
         self.session = session
 
     async def statistics(self, patient_id: uuid.UUID) -> PatientStatistics:
-        """Counts and dates of the patient's appointments, journeys, tickets and messages (two queries)."""
-        now = func.now()
-        upcoming = and_(Appointment.start_time > now, Appointment.status.in_(ACTIVE_APPOINTMENT_STATUSES))
-        visited = and_(Appointment.start_time <= now, Appointment.status.in_(VISIT_STATUSES))
-        appointments = (
-            await self.session.execute(
-                select(
-                    func.count(),
-                    func.count().filter(upcoming),
-                    func.max(Appointment.start_time).filter(visited),
-                    func.min(Appointment.start_time).filter(upcoming),
-                )
-                .select_from(Appointment)
-                .where(Appointment.patient_id == patient_id)
-            )
-        ).one()
-        recent_since = now - func.make_interval(0, 0, 0, RECENT_COMMUNICATIONS_DAYS)
-        others = (
-            await self.session.execute(
-                select(
-                    _count(
-                        JourneyInstance, patient_id, JourneyInstance.status == JourneyInstanceStatus.ACTIVE
-                    ),
-                    _count(Ticket, patient_id, Ticket.status.in_(OPEN_TICKET_STATUSES)),
-                    _count(Communication, patient_id),
-                    _count(Communication, patient_id, Communication.created_at >= recent_since),
-                )
-            )
-        ).one()
-        return PatientStatistics(
-            total_appointments=appointments[0],
-            upcoming_appointments=appointments[1],
-            last_visit_date=appointments[2],
-            next_appointment_date=appointments[3],
-            active_journeys=others[0],
-            open_tickets=others[1],
-            total_communications=others[2],
-            recent_communications=others[3],
-        )
+        """Counts and dates of the patient's appointments, journeys, tickets and messages (one query)."""
+        row = (await self.session.execute(STATISTICS, {"patient_id": patient_id})).one()
+        return PatientStatistics(*row)
+
+    async def patient_with_statistics(self, patient_id: uuid.UUID) -> tuple[Patient, PatientStatistics]:
+        """The patient and their statistics in one round trip; NotFound when the tenant has no such one."""
+        row = (await self.session.execute(PATIENT_WITH_STATISTICS, {"patient_id": patient_id})).first()
+        if row is None:
+            raise NotFound(f"{PatientRepository.label} not found.")
+        patient, *figures = row
+        return patient, PatientStatistics(*figures)
 
     async def latest_appointments(self, patient_id: uuid.UUID, limit: int = 10) -> list[Appointment]:
         """The patient's latest appointments by start time (future ones included)."""
@@ -182,7 +159,43 @@ class PatientRecordRepository:
         return moved
 
 
-def _count(model: Any, patient_id: uuid.UUID, *conditions: ColumnElement[bool]) -> Any:
+# A patient's id as a statement names it: a value, a bound parameter or a correlated column.
+PatientKey = uuid.UUID | ColumnElement[Any] | QueryableAttribute[Any]
+
+
+def _statistics_columns(patient_id: PatientKey) -> list[Any]:
+    """The columns of `PatientStatistics`, in its field order, for one patient (an id, or a correlated
+    column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index."""
+    now = func.now()
+    upcoming = and_(Appointment.start_time > now, Appointment.status.in_(ACTIVE_APPOINTMENT_STATUSES))
+    visited = and_(Appointment.start_time <= now, Appointment.status.in_(VISIT_STATUSES))
+    recent_since = now - func.make_interval(0, 0, 0, RECENT_COMMUNICATIONS_DAYS)
+
+    def first(column: Any) -> Any:
+        return (
+            select(column)
+            .select_from(Appointment)
+            .where(Appointment.patient_id == patient_id)
+            .scalar_subquery()
+        )
+
+    return [
+        _count(Appointment, patient_id).label("total_appointments"),
+        _count(Appointment, patient_id, upcoming).label("upcoming_appointments"),
+        _count(JourneyInstance, patient_id, JourneyInstance.status == JourneyInstanceStatus.ACTIVE).label(
+            "active_journeys"
+        ),
+        _count(Ticket, patient_id, Ticket.status.in_(OPEN_TICKET_STATUSES)).label("open_tickets"),
+        _count(Communication, patient_id).label("total_communications"),
+        _count(Communication, patient_id, Communication.created_at >= recent_since).label(
+            "recent_communications"
+        ),
+        first(func.max(Appointment.start_time).filter(visited)).label("last_visit_date"),
+        first(func.min(Appointment.start_time).filter(upcoming)).label("next_appointment_date"),
+    ]
+
+
+def _count(model: Any, patient_id: PatientKey, *conditions: ColumnElement[bool]) -> Any:
     """`(SELECT count(*) FROM model WHERE patient_id = :id AND ...)` as a column."""
     return (
         select(func.count())
@@ -190,3 +203,10 @@ def _count(model: Any, patient_id: uuid.UUID, *conditions: ColumnElement[bool]) 
         .where(model.patient_id == patient_id, *conditions)
         .scalar_subquery()
     )
+
+
+# Built once: building these per request cost more than running them (SQLAlchemy still caches the SQL).
+STATISTICS = select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True))))
+PATIENT_WITH_STATISTICS = select(Patient, *_statistics_columns(Patient.id)).where(
+    Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True))
+)

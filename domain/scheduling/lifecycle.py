@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict
+from core.events import EventType
 from domain.enums import AppointmentStatus
 from domain.scheduling import backfill, notifications, service, workflow_jobs
+from domain.scheduling.events import emit_appointment_event
 from domain.scheduling.models import Appointment
 from domain.scheduling.repository import ACTIVE, AppointmentRepository, LocationRepository, TimeSlotRepository
 from domain.scheduling.schemas import AppointmentUpdate
@@ -30,6 +32,12 @@ TRANSITIONS: dict[AppointmentStatus, set[AppointmentStatus]] = {
     S.COMPLETED: set(),
     S.CANCELLED: set(),
     S.NO_SHOW: set(),
+}
+# The status changes that are domain events (a cancellation emits its own, in `cancel_appointment`).
+EVENTS = {
+    S.CHECKED_IN: EventType.APPOINTMENT_CHECKED_IN,
+    S.COMPLETED: EventType.APPOINTMENT_COMPLETED,
+    S.NO_SHOW: EventType.APPOINTMENT_NO_SHOW,
 }
 STAMPS = {
     S.CONFIRMED: "confirmed_at",
@@ -71,6 +79,8 @@ async def update_appointment(
         _transition(appointment, AppointmentStatus(new_status))
         if new_status in (S.COMPLETED, S.NO_SHOW):
             workflow_jobs.finish_appointment_workflow(session, appointment)
+        if new_status in EVENTS:
+            await emit_appointment_event(session, appointment, EVENTS[AppointmentStatus(new_status)])
     await repo.save(appointment)
     if rescheduled:
         await notifications.supersede_reminders(session, appointment)
@@ -103,6 +113,7 @@ async def cancel_appointment(
     if appointment.time_slot_id is not None:
         await TimeSlotRepository(session).release_place(appointment.time_slot_id)
     await repo.save(appointment)
+    await emit_appointment_event(session, appointment, EventType.APPOINTMENT_CANCELLED)
     await workflow_jobs.cancel_appointment_workflow(session, appointment, notify_patient=notify_patient)
     await backfill.backfill_after_cancellation(session, appointment)
     return appointment

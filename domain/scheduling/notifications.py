@@ -1,7 +1,9 @@
 """What scheduling tells patients (reminders, cancellations, offers, confirmations), via communications.
 
 Every message carries a business idempotency key (unique per tenant in `communications`), so a retried
-activity or a repeated request never sends twice. Texts are built here, never logged.
+activity or a repeated request never sends twice. Reminders, cancellations and booking confirmations are
+built-in templates (`appointment_reminder`, `appointment_cancelled`, `appointment_booked`) rendered in the
+patient's language; the booking chat's own texts are built here. None is ever logged.
 
 Every message passes the send policy in its delivery workflow. Reminders and cancellation notices wait
 out quiet hours and the frequency cap; conversational messages (booking-chat replies, confirmations of
@@ -52,19 +54,26 @@ async def appointment_facts(session: AsyncSession, appointment_id: uuid.UUID) ->
     if parts is None:
         return None
     appointment, _, practitioner = parts
-    return _facts(appointment, practitioner)
+    return await _facts(session, appointment, practitioner)
 
 
-def _facts(appointment: Appointment, practitioner: Practitioner | None) -> AppointmentFacts:
+async def _facts(
+    session: AsyncSession, appointment: Appointment, practitioner: Practitioner | None
+) -> AppointmentFacts:
     name = f"Dr. {practitioner.first_name} {practitioner.last_name}" if practitioner is not None else None
-    return AppointmentFacts(start_time=appointment.start_time, practitioner_name=name)
+    location = await session.get(Location, appointment.location_id) if appointment.location_id else None
+    return AppointmentFacts(
+        start_time=appointment.start_time,
+        practitioner_name=name,
+        timezone=location.timezone if location is not None else None,
+    )
 
 
 async def deliver(
     session: AsyncSession,
     *,
     patient: Patient,
-    message: str,
+    message: str | None = None,
     idempotency_key: str,
     template_name: str,
     appointment_id: uuid.UUID | None = None,
@@ -72,12 +81,20 @@ async def deliver(
     channel: Channel | None = None,
     urgent: bool = False,
 ) -> bool:
-    """Hand one message to the communications service; False when it was already sent under that key."""
+    """Hand one message to the communications service; False when it was already sent under that key.
+
+    Without `message`, `template_name` is a built-in template, rendered in the patient's language."""
+
+    async def compose(patient: Patient) -> communications.Content:
+        return await communications.render_for(
+            session, patient, template_id=template_name, appointment=appointment
+        )
+
     result = await communications.send_message(
         session,
         patient_id=patient.id,
         channel=channel or communications.preferred_channel(patient),
-        message=message,
+        message=compose if message is None else message,
         idempotency_key=idempotency_key,
         template_name=template_name,
         appointment_id=appointment_id,
@@ -128,19 +145,13 @@ async def send_reminder(
     appointment, patient, practitioner = parts
     if appointment.status not in ACTIVE or appointment.start_time != datetime.fromisoformat(planned_start):
         return False
-    when = await local_time_text(session, appointment.start_time, appointment.location_id)
-    message = (
-        f"Reminder: your appointment with Dr. {practitioner.first_name} {practitioner.last_name} "
-        f"is on {when}. Reply C to confirm."
-    )
     return await deliver(
         session,
         patient=patient,
-        message=message,
         idempotency_key=reminder_key(appointment.id, offset_minutes, planned_start),
         template_name="appointment_reminder",
         appointment_id=appointment.id,
-        appointment=_facts(appointment, practitioner),
+        appointment=await _facts(session, appointment, practitioner),
     )
 
 
@@ -150,19 +161,13 @@ async def send_cancellation(session: AsyncSession, *, appointment_id: uuid.UUID)
     if parts is None:
         return False
     appointment, patient, practitioner = parts
-    when = await local_time_text(session, appointment.start_time, appointment.location_id)
-    message = (
-        f"Your appointment with Dr. {practitioner.first_name} {practitioner.last_name} on {when} "
-        "has been cancelled. Reply to book a new time."
-    )
     return await deliver(
         session,
         patient=patient,
-        message=message,
         idempotency_key=cancellation_key(appointment.id),
         template_name="appointment_cancelled",
         appointment_id=appointment.id,
-        appointment=_facts(appointment, practitioner),
+        appointment=await _facts(session, appointment, practitioner),
     )
 
 
@@ -182,15 +187,14 @@ async def send_confirmation(
     session: AsyncSession, *, patient: Patient, appointment: Appointment, key: str
 ) -> bool:
     """Confirm a booking made over chat or from the waitlist."""
-    when = await local_time_text(session, appointment.start_time, appointment.location_id)
+    practitioner = await session.get(Practitioner, appointment.practitioner_id)
     return await deliver(
         session,
         patient=patient,
-        message=f"You're booked for {when}. We'll send a reminder before your visit.",
         idempotency_key=key,
         template_name="appointment_booked",
         appointment_id=appointment.id,
-        appointment=_facts(appointment, await session.get(Practitioner, appointment.practitioner_id)),
+        appointment=await _facts(session, appointment, practitioner),
         urgent=True,
     )
 

@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics
 from core.database import advisory_xact_lock, after_commit
 from core.errors import Conflict, NotFound, Unprocessable
+from core.events import EventType
 from domain.enums import AppointmentStatus, PatientStatus, SlotStatus
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.scheduling import workflow_jobs
+from domain.scheduling.events import emit_appointment_event
 from domain.scheduling.models import Appointment, TimeSlot
 from domain.scheduling.repository import AppointmentRepository, LocationRepository, TimeSlotRepository
 from domain.scheduling.schemas import AppointmentDirectCreate, ConflictCheckResponse, ConflictingAppointment
@@ -145,7 +147,10 @@ async def book(
     if time_slot_id is not None:
         slot = await TimeSlotRepository(session).get_or_404(time_slot_id)
         if practitioner_id is not None and practitioner_id != slot.practitioner_id:
-            raise Unprocessable("practitioner_id does not match the time slot's practitioner.")
+            raise Unprocessable(
+                "practitioner_id does not match the time slot's practitioner.",
+                loc=("body", "practitioner_id"),
+            )
         if start_time is not None and (start_time != slot.start_time or end_time != slot.end_time):
             raise Unprocessable("start_time and end_time must match the time slot (or be omitted).")
         practitioner_id, start_time, end_time = slot.practitioner_id, slot.start_time, slot.end_time
@@ -174,6 +179,7 @@ async def book(
     ):
         session.add(appointment)
     await session.refresh(appointment)
+    await emit_appointment_event(session, appointment, EventType.APPOINTMENT_BOOKED)
     after_commit(session, metrics.later(metrics.appointment_booked, appointment.source_channel))
     return appointment
 
@@ -215,6 +221,7 @@ async def reschedule(
         appointment.start_time, appointment.end_time = start_time, end_time
         if slot is not None:
             appointment.location_id = appointment.location_id or slot.location_id
+    await emit_appointment_event(session, appointment, EventType.APPOINTMENT_RESCHEDULED)
 
 
 async def check_conflicts(
@@ -227,7 +234,7 @@ async def check_conflicts(
 ) -> ConflictCheckResponse:
     """The practitioner's active appointments overlapping the proposed time."""
     if end_time <= start_time:
-        raise Unprocessable("end_time must be after start_time.")
+        raise Unprocessable("end_time must be after start_time.", loc=("body", "end_time"))
     await PractitionerRepository(session).get_or_404(practitioner_id)
     clashes = await AppointmentRepository(session).overlapping(
         practitioner_id=practitioner_id,

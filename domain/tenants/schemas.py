@@ -7,6 +7,7 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, Field, field_validator
 
+from core.languages import ENGLISH, LanguageTag
 from domain.enums import TicketPriority
 
 
@@ -67,6 +68,8 @@ class TenantSettings(BaseModel):
     reminder_offsets_minutes: list[int] = Field(default_factory=lambda: [24 * 60, 2 * 60])
     whatsapp_fallback_minutes: int = Field(default=30, ge=1)
     waitlist: WaitlistSettings = Field(default_factory=WaitlistSettings)
+    # Messages go in the patient's preferred language, else this one, else English (templates' variants).
+    default_language: LanguageTag = ENGLISH
 
 
 def validate_timezone(value: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound, Unprocessable
+from core.events import EventType, emit
 from core.temporal import TemporalAccess
 from domain.enums import TicketPriority, TicketStatus
 from domain.patients.models import Patient
@@ -126,7 +127,9 @@ async def open_ticket(
             raise NotFound("Patient not found.")
     if data.journey_instance_id is not None:
         if patient_id is not None and journey_patient_id != patient_id:
-            raise Unprocessable("The journey instance belongs to another patient.")
+            raise Unprocessable(
+                "The journey instance belongs to another patient.", loc=("body", "journey_instance_id")
+            )
         patient_id = journey_patient_id
     result = await create_ticket(
         session,
@@ -176,7 +179,7 @@ async def update_ticket(
     sent = changes(data)
     for field in ("title", "priority", "status", "responded"):
         if field in sent and sent[field] is None:
-            raise Unprocessable(f"{field} cannot be null.")
+            raise Unprocessable(f"{field} cannot be null.", loc=("body", field))
     now = datetime.now(UTC)
     previous = ticket.status
     target = sent.pop("status", previous)
@@ -209,6 +212,15 @@ async def update_ticket(
         await _record(
             session, ticket, "status_changed", actor=actor, details={"from": previous, "to": target}
         )
+        if target == S.RESOLVED or (target == S.CLOSED and previous != S.RESOLVED):
+            await emit(
+                session,
+                tenant_id=ticket.tenant_id,
+                type=EventType.TICKET_RESOLVED,
+                patient_id=ticket.patient_id,
+                subject=("ticket", ticket.id),
+                facts={"category": ticket.category, "priority": ticket.priority, "status": target},
+            )
     await session.flush()
     await session.refresh(ticket)
     if reopened:

@@ -8,7 +8,7 @@ our records (`system` + `value`, unique per tenant), by which FHIR imports upser
 `_lastUpdated` order.
 
 Revision ID: 0014_integration_clients
-Revises: 0011_audit_records
+Revises: 0013_domain_events
 Create Date: 2026-12-01 17:47:15.885168
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_integration_clients"
-down_revision: str | None = "0011_audit_records"
+down_revision: str | None = "0013_domain_events"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

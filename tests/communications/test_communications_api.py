@@ -7,6 +7,7 @@ import uuid
 import httpx
 
 from tests.communications.conftest import API
+from tests.problems import unprocessable
 
 BASE = f"{API}/communications"
 
@@ -41,7 +42,7 @@ async def test_a_template_variable_left_out_is_422_at_creation(client, auth, mak
         client, auth, patient_id=str(patient.id), channel="sms", template_name="lab_results_ready"
     )
     assert resp.status_code == 422
-    assert "test_name" in resp.json()["detail"]
+    assert "test_name" in unprocessable(resp)
 
 
 async def test_an_unknown_template_is_422(client, auth, make_patient) -> None:
@@ -137,6 +138,7 @@ async def test_templates_have_the_reference_shape_and_filters(client, auth) -> N
         "subject",
         "body",
         "variables",
+        "language",
     }
     billing = (await client.get(f"{BASE}/templates", params={"category": "billing"}, headers=auth)).json()
     assert {t["category"] for t in billing["templates"]} == {"billing"}

@@ -20,6 +20,7 @@ from domain.communications.models import Communication
 from domain.enums import Channel
 from tests.communications.conftest import API
 from tests.polling import eventually
+from tests.problems import unprocessable
 
 BASE = f"{API}/communications"
 
@@ -162,7 +163,7 @@ async def test_a_template_name_without_a_message_is_still_rendered_or_422(client
     patient = await make_patient()
     body = {"patient_id": str(patient.id), "channel": "sms"}
     unknown = await client.post(BASE, json={**body, "template_name": "front_desk_note"}, headers=auth)
-    assert (unknown.status_code, unknown.json()["detail"]) == (422, "Unknown template 'front_desk_note'.")
+    assert (unknown.status_code, unprocessable(unknown)) == (422, "Unknown template 'front_desk_note'.")
     rendered = await client.post(
         BASE,
         json={**body, "template_name": "lab_results_ready", "template_vars": {"test_name": "blood panel"}},

@@ -8,6 +8,7 @@ import pytest
 
 from core.auth import Role
 from tests.communications.conftest import API
+from tests.problems import unprocessable
 
 BASE = f"{API}/communications"
 TEMPLATES = f"{BASE}/templates"
@@ -43,7 +44,8 @@ async def test_create_lists_it_with_the_built_ins_and_derives_its_variables(clie
     assert "apt_reminder" in ids and ids[-1] == "post_visit_tips"
     assert listing["total"] == len(ids)
     mine = next(t for t in listing["templates"] if t["id"] == "post_visit_tips")
-    assert set(mine) == {"id", "name", "channel", "category", "subject", "body", "variables"}
+    assert set(mine) == {"id", "name", "channel", "category", "subject", "body", "variables", "language"}
+    assert mine["language"] == "en"
     assert "post_visit_tips" in await _ids(client, auth, channel="sms", category="follow_up")
     assert "post_visit_tips" not in await _ids(client, auth, channel="email")
     assert "post_visit_tips" not in await _ids(client, auth, category="billing")
@@ -175,4 +177,4 @@ async def test_a_template_cannot_render_a_huge_message(client, auth, make_patien
         json={"patient_id": str(patient.id), "channel": "sms", "template_name": "bomb"},
         headers=auth,
     )
-    assert sent.status_code == 422 and "template" in sent.json()["detail"]
+    assert sent.status_code == 422 and "template" in unprocessable(sent)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from core.database import bind_tenant
+from core.events import DomainEvent
 from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
@@ -181,6 +182,28 @@ async def test_an_inbound_reply_is_stored_on_the_patients_conversation(
     ).json()
     assert [(m["message"], m["channel"], m["status"]) for m in conversation["items"]] == [
         ("Feeling much better, thanks", "whatsapp", "received")
+    ]
+
+
+async def test_an_inbound_reply_emits_one_message_received_event_without_its_text(
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient
+) -> None:
+    patient = await make_patient()
+    await _sent_message(settings, system_sessionmaker, tenant_id, patient, Channel.SMS)
+    params = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "From": patient.phone_primary,
+        "To": "+14155550001",
+        "Body": "Please reschedule me",
+        "NumMedia": "0",
+    }
+    for _ in range(2):  # Twilio retries: one event
+        assert (await twilio_post(client, "/twilio/messages", params)).status_code == 200
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        events = list(await session.scalars(select(DomainEvent).where(DomainEvent.patient_id == patient.id)))
+    assert [(e.type, e.source, e.subject_type, e.facts) for e in events] == [
+        ("message.received", "webhook", "communication", {"channel": "sms", "consent_keyword": None})
     ]
 
 

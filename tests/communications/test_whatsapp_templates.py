@@ -16,6 +16,7 @@ from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
 from tests.communications.conftest import API, PUBLIC_BASE, delivery_result, record_inbound
+from tests.problems import unprocessable
 
 BASE = f"{API}/communications"
 TEMPLATES = f"{BASE}/templates"
@@ -95,12 +96,12 @@ async def test_a_malformed_content_sid_is_422(client, auth) -> None:
 
 async def test_a_content_sid_on_a_template_of_another_channel_is_422(client, auth) -> None:
     resp = await _create(client, auth, channel="sms")
-    assert resp.status_code == 422 and "whatsapp" in resp.json()["detail"]
+    assert resp.status_code == 422 and "whatsapp" in unprocessable(resp)
 
 
 async def test_content_variables_must_be_template_or_system_variables(client, auth) -> None:
     unknown = await _create(client, auth, whatsapp_content_variables=["patient_first_name", "dosage"])
-    assert unknown.status_code == 422 and "dosage" in unknown.json()["detail"]
+    assert unknown.status_code == 422 and "dosage" in unprocessable(unknown)
     without_sid = await _create(client, auth, whatsapp_content_sid=None)
     assert without_sid.status_code == 422
     assert (await _create(client, auth, whatsapp_content_variables=[""])).status_code == 422
@@ -110,7 +111,7 @@ async def test_patch_checks_the_content_variables_against_the_new_text(client, a
     await _create(client, auth)
     url = f"{TEMPLATES}/visit_check_in"
     dropped = await client.patch(url, json={"body": "Hi {{ patient_first_name }}!"}, headers=auth)
-    assert dropped.status_code == 422 and "visit_kind" in dropped.json()["detail"]
+    assert dropped.status_code == 422 and "visit_kind" in unprocessable(dropped)
     to_sms = await client.patch(url, json={"channel": "sms"}, headers=auth)
     assert to_sms.status_code == 422
     bad_sid = await client.patch(url, json={"whatsapp_content_sid": "HX1"}, headers=auth)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import ActivityDeps
@@ -21,18 +25,50 @@ from tests.journeys.helpers import activity_env, create_instance, send
 TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urgent", "category": "post_op"}
 
 
-async def test_retried_send_activity_records_once_and_hands_over_to_one_delivery_workflow(
+async def test_retried_send_activity_records_once_and_sends_once_without_a_delivery_workflow(
     activity_deps: ActivityDeps, clinic: Clinic, time_skipping_env: WorkflowEnvironment
 ) -> None:
+    """A message the gate lets go now, with no fallback to watch, goes from the journey's activity itself;
+    the retry finds it sent and sends nothing more."""
     instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
     activities, env = JourneyActivities(activity_deps), activity_env(time_skipping_env.client)
-    data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0)
+    data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0, datetime.now(UTC).isoformat())
     first = await env.run(activities.send_journey_message, data)
-    second = await env.run(activities.send_journey_message, data)
-    assert first == second
     (message,) = await clinic.communications(instance.id)
     assert message.idempotency_key == f"journey:{instance.id}:1:0"
-    assert (message.status, message.provider, message.delivery_started_at) == ("queued", None, None)
+    assert (message.status, message.provider, message.meta_data["policy"]) == ("sent", "outbox", "allowed")
+    assert message.recipient == "+14155550123" and message.delivery_started_at is not None
+    sent_at, provider_id = message.sent_at, message.provider_message_id
+    assert sent_at is not None and provider_id
+
+    assert await env.run(activities.send_journey_message, data) == first == str(message.id)
+    (again,) = await clinic.communications(instance.id)
+    assert (again.sent_at, again.provider_message_id) == (sent_at, provider_id)
+    with pytest.raises(RPCError):  # no workflow was needed
+        await time_skipping_env.client.get_workflow_handle(f"communication-{message.id}").describe()
+
+
+async def test_a_message_that_must_wait_gets_its_delivery_workflow(
+    activity_deps: ActivityDeps, clinic: Clinic, time_skipping_env: WorkflowEnvironment
+) -> None:
+    """In quiet hours the activity records the wait and hands the message to its delivery workflow, which
+    sleeps it out on a durable timer and sends it once."""
+    await clinic.set_settings(quiet_hours={"enabled": True, "start": "21:00", "end": "08:00"})
+    instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
+    activities, env = JourneyActivities(activity_deps), activity_env(time_skipping_env.client)
+    late = datetime.now(UTC).replace(hour=22, minute=30)
+    data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0, late.isoformat())
+    await env.run(activities.send_journey_message, data)
+    await env.run(activities.send_journey_message, data)  # a retry starts nothing twice
+    (message,) = await clinic.communications(instance.id)
+    assert (message.status, message.meta_data["policy"], message.sent_at) == (
+        "scheduled",
+        "quiet hours",
+        None,
+    )
+    assert message.scheduled_for == (late + timedelta(days=1)).replace(
+        hour=8, minute=0, second=0, microsecond=0
+    )
     handle = time_skipping_env.client.get_workflow_handle(f"communication-{message.id}")
     assert (await handle.describe()).task_queue == env.info.task_queue
     async with journey_worker(time_skipping_env.client, activity_deps, env.info.task_queue):
@@ -40,7 +76,6 @@ async def test_retried_send_activity_records_once_and_hands_over_to_one_delivery
             result = await handle.result()
     (message,) = await clinic.communications(instance.id)
     assert (result["status"], message.status, message.provider) == ("sent", "sent", "outbox")
-    assert message.recipient == "+14155550123" and message.delivery_started_at is not None
 
 
 async def test_retried_ticket_activity_files_once(activity_deps: ActivityDeps, clinic: Clinic) -> None:

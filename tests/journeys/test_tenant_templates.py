@@ -16,6 +16,7 @@ from domain.journeys.models import JourneyInstance
 from domain.journeys.plan import ActionInput
 from tests.journeys.conftest import INSTANCES, JOURNEYS, Clinic, journey_worker
 from tests.journeys.helpers import activity_env, add_tenant_template, create_instance, send, start
+from tests.problems import unprocessable
 
 TEMPLATES = "/api/v1/prm/communications/templates"
 WOUND_CHECK = "Hi {{ patient_first_name }}, please send a photo of your {{ wound_site }} today."
@@ -70,7 +71,7 @@ async def test_unknown_template_is_422_naming_the_stage_and_action(
     body = journey(send(), send("wound_chek"), order_index=3)
     resp = await client.post(JOURNEYS, json=body, headers=auth)
     assert resp.status_code == 422
-    detail = resp.json()["detail"]
+    detail = unprocessable(resp)
     assert "Stage 3, action 1" in detail and "'wound_chek'" in detail
     assert (await client.get(JOURNEYS, headers=auth)).json()["total"] == 0
 
@@ -81,14 +82,14 @@ async def test_another_tenants_template_is_422(
     await define_template(client, headers_for(await make_tenant()))
     resp = await client.post(JOURNEYS, json=journey(wound_check()), headers=auth)
     assert resp.status_code == 422
-    assert "Stage 1, action 0" in resp.json()["detail"] and "'wound_check'" in resp.json()["detail"]
+    assert "Stage 1, action 0" in unprocessable(resp) and "'wound_check'" in unprocessable(resp)
 
 
 async def test_inactive_template_is_422(client: httpx.AsyncClient, auth: dict) -> None:
     await define_template(client, auth, is_active=False)
     resp = await client.post(JOURNEYS, json=journey(wound_check()), headers=auth)
     assert resp.status_code == 422
-    assert "active template" in resp.json()["detail"]
+    assert "active template" in unprocessable(resp)
 
 
 async def test_missing_template_variable_is_422_but_system_variables_are_filled(
@@ -97,7 +98,7 @@ async def test_missing_template_variable_is_422_but_system_variables_are_filled(
     await define_template(client, auth)
     resp = await client.post(JOURNEYS, json=journey(send("wound_check")), headers=auth)
     assert resp.status_code == 422
-    detail = resp.json()["detail"]
+    detail = unprocessable(resp)
     assert "Stage 1, action 0" in detail and "wound_site" in detail
     assert "patient_first_name" not in detail
 
@@ -115,7 +116,7 @@ async def test_adding_a_stage_checks_its_templates(client: httpx.AsyncClient, au
     stages = f"{JOURNEYS}/{created['id']}/stages"
     bad = {"name": "Day 2", "order_index": 2, "actions": [send(), send("nope")]}
     resp = await client.post(stages, json=bad, headers=auth)
-    assert resp.status_code == 422 and "Stage 2, action 1" in resp.json()["detail"]
+    assert resp.status_code == 422 and "Stage 2, action 1" in unprocessable(resp)
     missing = {"name": "Day 2", "order_index": 2, "actions": [send("wound_check")]}
     assert (await client.post(stages, json=missing, headers=auth)).status_code == 422
     good = {"name": "Day 2", "order_index": 2, "actions": [wound_check()]}
@@ -130,9 +131,9 @@ async def test_updating_a_stage_checks_its_templates(
     created = (await client.post(JOURNEYS, json=journey(send(), order_index=4), headers=auth)).json()
     stage = f"{JOURNEYS}/{created['id']}/stages/{created['stages'][0]['id']}"
     resp = await client.patch(stage, json={"actions": [send(), send("theirs")]}, headers=auth)
-    assert resp.status_code == 422 and "Stage 4, action 1" in resp.json()["detail"]
+    assert resp.status_code == 422 and "Stage 4, action 1" in unprocessable(resp)
     resp = await client.patch(stage, json={"order_index": 7, "actions": [send("wound_check")]}, headers=auth)
-    assert resp.status_code == 422 and "Stage 7, action 0" in resp.json()["detail"]
+    assert resp.status_code == 422 and "Stage 7, action 0" in unprocessable(resp)
     resp = await client.patch(stage, json={"actions": [wound_check()]}, headers=auth)
     assert resp.status_code == 200, resp.text
     assert resp.json()["actions"][0]["template_id"] == "wound_check"
@@ -164,9 +165,10 @@ async def test_the_snapshot_keeps_the_tenant_templates_its_actions_name(clinic: 
     )
     kept = instance.definition_snapshot["templates"]
     assert set(kept) == {"wound_check"}
-    assert kept["wound_check"]["body"] == WOUND_CHECK
-    assert (kept["wound_check"]["subject"], kept["wound_check"]["channel"]) == ("Wound check", "sms")
-    assert kept["wound_check"]["name"] == "Wound Check"
+    (variant,) = kept["wound_check"]["variants"]
+    assert (variant["body"], variant["language"]) == (WOUND_CHECK, "en")
+    assert (variant["subject"], variant["channel"]) == ("Wound check", "sms")
+    assert variant["name"] == "Wound Check"
 
 
 async def test_a_running_instance_keeps_the_text_it_started_with_and_a_new_one_uses_the_new_text(

@@ -147,3 +147,26 @@ def test_tenant_create_defaults_to_the_configured_time_zone(database_url: str) -
     with psycopg.connect(to_libpq_url(database_url)) as conn:
         row = conn.execute("SELECT timezone FROM tenants WHERE id = %s", (result.stdout.strip(),)).fetchone()
     assert row == ("Europe/Lisbon",)
+
+
+def test_tenant_create_stores_the_default_language_normalised(database_url: str) -> None:
+    result = prm(database_url, "tenant", "create", "--name", "Clínica Sol", "--language", "ES-mx")
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(to_libpq_url(database_url)) as conn:
+        row = conn.execute(
+            "SELECT settings->>'default_language' FROM tenants WHERE id = %s", (result.stdout.strip(),)
+        ).fetchone()
+    assert row == ("es-MX",)
+    english = create_tenant(database_url, "Plain Clinic")
+    with psycopg.connect(to_libpq_url(database_url)) as conn:
+        row = conn.execute(
+            "SELECT settings->>'default_language' FROM tenants WHERE id = %s", (english,)
+        ).fetchone()
+    assert row == ("en",)
+
+
+def test_tenant_create_refuses_a_bad_language(database_url: str) -> None:
+    result = prm(database_url, "tenant", "create", "--name", "Babel Clinic", "--language", "english please")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "is not a language tag" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,558 @@
+"""The request path under load: the real API served as `make run` serves it, next to a bare reference.
+
+    .venv/bin/python -m bench.http_load [--patients 20000] [--duration 20] [--runs 2] [--compare main]
+
+What runs, in one process tree and one database (DATABASE_URL's server, else the embedded PostgreSQL):
+- a scratch database, migrated and seeded with PostgreSQL COPY: three tenants (one holding 80% of the
+  rows), practitioners, patients, two appointments and three messages per patient;
+- the API in one uvicorn process with the flags of `prm run` (`cli.stack.uvicorn_argv`), the real settings
+  (auth, rate limits on with limits too high to trigger, the audit trail), tokens of a coordinator;
+- the reference: `bench.bare_api`, a bare FastAPI app doing one psycopg point read of the same rows,
+  served with the same flags from the same venv;
+- with `--compare REF`, the API of git revision REF too (its tree exported to a temporary directory and
+  served from the same venv as it was served then), so before/after figures come from the same run;
+- wrk (Debian's package) with `--connections` connections for each request kind: GET /patients/{id}, a
+  list, a name search, a create, an update, and a mixed workload (70% reads of patients, appointments and
+  messages; 20% searches; 10% writes); every answer outside 2xx counts as an error;
+- `pgbench -S` (select-only, same connection count) on the same PostgreSQL, when pgbench is installed.
+
+The API's resident memory is sampled while wrk runs. With `--profile DIR`, py-spy records the API during
+each request kind (collapsed stacks in DIR). The figures replace the `http` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+
+from bench.common import ROOT, scratch_database, server_url, write_section
+from cli.stack import uvicorn_argv
+from core.auth import Role, issue_dev_token
+from core.embedded_db import to_libpq_url
+from core.settings import Settings
+
+WRK_SCRIPT = ROOT / "bench" / "wrk" / "prm.lua"
+API_PREFIX = "/api/v1/prm"
+SCENARIOS = ("get_patient", "list", "search", "create", "update", "mixed")
+LABELS = {
+    "bare_get_patient": "bare FastAPI + psycopg point read",
+    "get_patient": "GET /patients/{id}",
+    "list": "GET /patients (page of 20)",
+    "search": "GET /patients/search?type=name",
+    "create": "POST /patients",
+    "update": "PATCH /patients/{id}",
+    "mixed": "mixed 70/20/10",
+}
+# How the API was served before `uvicorn[standard]` and the structured access log: the pure-Python h11
+# parser, asyncio's loop and uvicorn's access log (used for `--compare`).
+BEFORE_FLAGS = ["--http", "h11", "--loop", "asyncio"]
+FIRST_NAMES = "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth Maria Ahmed Wei".split()
+LAST_NAMES = (
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
+    "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark "
+    "Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams"
+).split()
+WORDS = (
+    "appointment reminder clinic results pharmacy metformin lisinopril follow blood pressure reply "
+    "confirm reschedule thanks please call tomorrow morning fasting labs refill"
+).split()
+
+
+# ---- the data ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    """What the load generator needs of the seeded data: the busy tenant and ids of its rows."""
+
+    tenant_id: uuid.UUID
+    patients: list[uuid.UUID] = field(default_factory=list)
+    appointments: list[uuid.UUID] = field(default_factory=list)
+    messages: list[uuid.UUID] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def seed(url: str, patients: int, rng: random.Random) -> Seeded:
+    """Three tenants (80/10/10) with practitioners, patients, 2 appointments and 3 messages per patient,
+    loaded with COPY (triggers off: the analytics rollups are not what is measured here)."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    tenants = [uuid.uuid4() for _ in range(3)]
+    shares = [patients - 2 * (patients // 10), patients // 10, patients // 10]
+    seeded = Seeded(tenant_id=tenants[0])
+    counts = {"tenants": 3, "practitioners": 0, "patients": 0, "appointments": 0, "messages": 0}
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        for number, tenant in enumerate(tenants):
+            conn.execute(
+                "INSERT INTO tenants (id, name, timezone, settings, is_active) "
+                "VALUES (%s, %s, 'UTC', '{}', true)",
+                (tenant, f"Bench clinic {number + 1}"),
+            )
+        for tenant, share in zip(tenants, shares, strict=True):
+            practitioners = [uuid.uuid4() for _ in range(20)]
+            with conn.cursor().copy(
+                "COPY practitioners (id, tenant_id, first_name, last_name, is_active, meta_data) FROM STDIN"
+            ) as copy:
+                for p in practitioners:
+                    copy.write_row((p, tenant, rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES), True, "{}"))
+            people = [uuid.uuid4() for _ in range(share)]
+            with conn.cursor().copy(
+                "COPY patients (id, tenant_id, mrn, first_name, last_name, date_of_birth, gender, "
+                "phone_primary, email_primary, city, status, meta_data, preferred_channel) FROM STDIN"
+            ) as copy:
+                for i, p in enumerate(people):
+                    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+                    copy.write_row((
+                        p, tenant, f"MRN-{i:09d}", first, last,
+                        datetime(1940, 1, 1).date() + timedelta(days=rng.randrange(29000)),
+                        rng.choice(("male", "female", "other")), f"+1415{rng.randrange(10**7):07d}",
+                        f"{first.lower()}.{last.lower()}{i}@example.com", "Springfield", "active", "{}",
+                        rng.choice(("sms", "email", "whatsapp")),
+                    ))  # fmt: skip
+            appointments, messages = [], []
+            with conn.cursor().copy(
+                "COPY appointments (id, tenant_id, patient_id, practitioner_id, shared_slot, start_time, "
+                "end_time, status, appointment_type, meta_data) FROM STDIN"
+            ) as copy:
+                base = now - timedelta(days=365)
+                for k in range(2 * share):
+                    # Practitioner k % 20 sees a patient every half hour: no overlapping bookings.
+                    start = base + timedelta(minutes=30 * (k // len(practitioners)))
+                    status = "completed" if start < now else "booked"
+                    a = uuid.uuid4()
+                    appointments.append(a)
+                    copy.write_row((
+                        a, tenant, people[k % share], practitioners[k % len(practitioners)], False, start,
+                        start + timedelta(minutes=30), status, "consultation", "{}",
+                    ))  # fmt: skip
+            with conn.cursor().copy(
+                "COPY communications (id, tenant_id, patient_id, direction, channel, recipient, message, "
+                "template_vars, status, is_urgent, meta_data, created_at, sent_at) FROM STDIN"
+            ) as copy:
+                for k in range(3 * share):
+                    m = uuid.uuid4()
+                    messages.append(m)
+                    at = now - timedelta(minutes=rng.randrange(525_600))
+                    text = " ".join(rng.choice(WORDS) for _ in range(12))
+                    copy.write_row((
+                        m, tenant, people[k % share], rng.choice(("outbound", "inbound")), "sms",
+                        "+14155550100", text, "{}", "delivered", False, "{}", at, at,
+                    ))  # fmt: skip
+            counts["practitioners"] += len(practitioners)
+            counts["patients"] += share
+            counts["appointments"] += len(appointments)
+            counts["messages"] += len(messages)
+            if tenant == seeded.tenant_id:
+                seeded.patients = rng.sample(people, min(5000, len(people)))
+                seeded.appointments = rng.sample(appointments, min(5000, len(appointments)))
+                seeded.messages = rng.sample(messages, min(5000, len(messages)))
+        conn.execute("ANALYZE")
+    seeded.counts, seeded.seconds = counts, time.perf_counter() - started
+    return seeded
+
+
+def write_wrk_data(path: Path, token: str, seeded: Seeded) -> None:
+    """The Lua table `bench/wrk/prm.lua` reads: the token, ids, and words to search for."""
+
+    def lua_list(values: list[str]) -> str:
+        return "{" + ",".join(f'"{v}"' for v in values) + "}"
+
+    path.write_text(
+        "return {\n"
+        f'  token = "{token}",\n'
+        f"  patients = {lua_list([str(i) for i in seeded.patients])},\n"
+        f"  appointments = {lua_list([str(i) for i in seeded.appointments])},\n"
+        f"  messages = {lua_list([str(i) for i in seeded.messages])},\n"
+        f"  names = {lua_list(LAST_NAMES)},\n"
+        f"  words = {lua_list(WORDS)},\n"
+        "}\n"
+    )
+
+
+# ---- the servers ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One uvicorn process serving a variant of the API."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        """Its base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        """Its resident memory now (with any children), in MB."""
+        proc = psutil.Process(self.process.pid)
+        total = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            total += child.memory_info().rss
+        return total / 2**20
+
+
+@contextmanager
+def serve(
+    name: str, argv: list[str], env: dict[str, str], *, prefix: str, probe: str, cwd: Path = ROOT
+) -> Iterator[Server]:
+    """Start `argv` (a uvicorn command line), wait until `probe` answers 2xx, stop it afterwards."""
+    port = int(argv[argv.index("--port") + 1])
+    log = open(tempfile.gettempdir() + f"/prm-bench-{name}.log", "wb")
+    process = subprocess.Popen(argv, env={**os.environ, **env}, cwd=cwd, stdout=log, stderr=log)  # noqa: S603
+    server = Server(name, process, port, prefix)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {log.name}")
+            try:
+                if httpx.get(server.base + probe, timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not answer {probe} within 60 s; see {log.name}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def api_env(database_url: str, redis_url: str | None) -> dict[str, str]:
+    """The API's settings: the defaults of `make run` but the database, no Temporal needed for these
+    requests (an address where nothing listens) and rate limits too high to trigger (still counted)."""
+    env = {
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "PRM_RATE_LIMIT_PER_USER": "100000000/minute",
+        "PRM_RATE_LIMIT_PER_TENANT": "100000000/minute",
+        "PRM_LOG_LEVEL": "INFO",
+    }
+    env["REDIS_URL"] = redis_url or ""  # empty: counters in the process, as `make run` keeps them
+    return env
+
+
+def exported_tree(ref: str, into: Path) -> Path:
+    """The files of git revision `ref`, exported into `into` (to serve an earlier version of the API)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(  # noqa: S603
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref],  # noqa: S607
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)  # noqa: S603, S607
+    return into
+
+
+# ---- the load --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One wrk run against one server."""
+
+    server: str
+    scenario: str
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    rss_mb: float
+
+
+def run_wrk(
+    server: Server,
+    scenario: str,
+    data: Path,
+    *,
+    duration: int,
+    connections: int,
+    threads: int,
+    profile_dir: Path | None = None,
+) -> Result:
+    """wrk against `server` for `duration` seconds; the API's peak RSS sampled meanwhile."""
+    argv = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
+        "-s", str(WRK_SCRIPT), server.base,
+    ]  # fmt: skip
+    env = {**os.environ, "WRK_DATA": str(data), "WRK_SCENARIO": scenario, "WRK_PREFIX": server.prefix}
+    peak = [server.rss_mb()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            peak.append(server.rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    spy = None
+    if profile_dir is not None:
+        out = profile_dir / f"{server.name}-{scenario}.txt"
+        spy = subprocess.Popen(  # noqa: S603
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "-r", "200",
+             "-d", str(duration), "-o", str(out), "-p", str(server.process.pid), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)  # noqa: S603
+    finally:
+        stop.set()
+        sampler.join()
+        if spy is not None:
+            spy.wait()
+    match = re.search(r"^WRK_JSON (\{.*\})$", done.stdout, re.M)
+    if match is None:
+        raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
+    figures = json.loads(match.group(1))
+    seconds = figures["duration_us"] / 1e6
+    return Result(
+        server=server.name,
+        scenario=scenario,
+        rps=figures["requests"] / seconds,
+        p50_ms=figures["p50"] / 1000,
+        p95_ms=figures["p95"] / 1000,
+        p99_ms=figures["p99"] / 1000,
+        errors=figures["non2xx"] + figures["socket_errors"],
+        requests=figures["requests"],
+        rss_mb=max(peak),
+    )
+
+
+@dataclass
+class PgbenchResult:
+    """`pgbench -S` on the same server."""
+
+    tps: float
+    latency_ms: float
+
+
+def pgbench(url: str, *, duration: int, connections: int, threads: int) -> PgbenchResult | None:
+    """`pgbench -S` (select-only, scale 10) in a scratch database of its own; None without pgbench."""
+    if shutil.which("pgbench") is None:
+        return None
+    with scratch_database_plain(url) as conninfo:
+        subprocess.run(["pgbench", "-i", "-q", "-s", "10", conninfo], check=True, capture_output=True)  # noqa: S603, S607
+        done = subprocess.run(  # noqa: S603
+            ["pgbench", "-S", "-n", f"-c{connections}", f"-j{threads}", f"-T{duration}", conninfo],  # noqa: S607
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    tps = re.search(r"tps = ([\d.]+)", done.stdout)
+    latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
+    if tps is None or latency is None:
+        raise RuntimeError(f"pgbench printed no figures:\n{done.stdout}")
+    return PgbenchResult(float(tps.group(1)), float(latency.group(1)))
+
+
+@contextmanager
+def scratch_database_plain(url: str) -> Iterator[str]:
+    """An empty scratch database (not migrated) beside `url`'s; its libpq URL."""
+    from core.migrate import scratch_database as scratch
+
+    with scratch(url, "prm_pgbench", migrate=False) as plain:
+        yield to_libpq_url(plain)
+
+
+# ---- the report ----------------------------------------------------------------------------------------
+
+
+def ratio(value: float, reference: float) -> str:
+    """`value / reference`, as `0.72x`."""
+    return f"{value / reference:.2f}x" if reference else "n/a"
+
+
+def run_table(results: list[Result], bare: Result, servers: list[str]) -> str:
+    """One run's Markdown table: each request kind per server, next to the bare point read."""
+    lines = [
+        "| server | request | req/s | p50 ms | p95 ms | p99 ms | errors | RSS MB | req/s vs bare "
+        "| p99 vs bare |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| reference | {LABELS['bare_get_patient']} | {bare.rps:.0f} | {bare.p50_ms:.1f} "
+        f"| {bare.p95_ms:.1f} "
+        f"| {bare.p99_ms:.1f} | {bare.errors} | {bare.rss_mb:.0f} | 1.00x | 1.00x |",
+    ]
+    for scenario in SCENARIOS:
+        for name in servers:
+            r = next((x for x in results if x.server == name and x.scenario == scenario), None)
+            if r is None:
+                continue
+            lines.append(
+                f"| {name} | {LABELS[scenario]} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} "
+                f"| {r.p99_ms:.1f} | {r.errors} | {r.rss_mb:.0f} | {ratio(r.rps, bare.rps)} "
+                f"| {ratio(r.p99_ms, bare.p99_ms)} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Seed, serve, load, report."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--patients", type=int, default=20_000, help="patients over the three tenants")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of load per request kind")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--runs", type=int, default=2, help="measure everything this many times")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    parser.add_argument("--compare", metavar="REF", help="also serve git revision REF (before/after)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="rate-limit counters")
+    parser.add_argument("--profile", metavar="DIR", type=Path, help="py-spy the API into DIR")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    if shutil.which("wrk") is None:
+        sys.exit(
+            "bench.http_load needs wrk: `apt-get install wrk` as root (`make bench` does it when it can)."
+        )
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+
+    rng = random.Random(42)
+    server = server_url()
+    with scratch_database(keep=args.keep) as url, tempfile.TemporaryDirectory() as tmp:
+        seeded = seed(url, args.patients, rng)
+        print(f"seeded {seeded.counts} in {seeded.seconds:.1f} s", flush=True)
+        token = issue_dev_token(
+            Settings(), tenant_id=seeded.tenant_id, roles=[Role.COORDINATOR], sub="bench-coordinator",
+            ttl=timedelta(hours=6),
+        )  # fmt: skip
+        data = Path(tmp) / "data.lua"
+        write_wrk_data(data, token, seeded)
+        env = api_env(url, args.redis_url)
+        probe_patient = f"/patients/{seeded.patients[0]}"
+        variants = [
+            ("service", ROOT, uvicorn_argv("api.app:create_app_from_env", "127.0.0.1", free_port(), "info"))
+        ]
+        if args.compare:
+            tree = exported_tree(args.compare, Path(tmp) / "before")
+            argv = [
+                sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app_from_env",
+                "--host", "127.0.0.1", "--port", str(free_port()), "--log-level", "info",
+                "--timeout-graceful-shutdown", "10", *BEFORE_FLAGS,
+            ]  # fmt: skip
+            variants.insert(0, (f"before ({args.compare})", tree, argv))
+        bare_argv = uvicorn_argv("bench.bare_api:create_app", "127.0.0.1", free_port(), "info")
+        bare_env = {"BENCH_DATABASE_URL": to_libpq_url(url)}
+        auth = {"Authorization": f"Bearer {token}"}
+        runs: list[tuple[Result, list[Result]]] = []
+        for run in range(args.runs):
+            with serve("bare", bare_argv, bare_env, prefix="", probe=probe_patient) as bare_server:
+                run_wrk(bare_server, "bare_get_patient", data, duration=3, connections=args.connections,
+                        threads=args.threads)  # fmt: skip
+                bare = run_wrk(
+                    bare_server, "bare_get_patient", data, duration=args.duration,
+                    connections=args.connections, threads=args.threads,
+                )  # fmt: skip
+            print(f"run {run + 1}: bare {bare.rps:.0f} req/s, p99 {bare.p99_ms:.1f} ms", flush=True)
+            results: list[Result] = []
+            for name, cwd, argv in variants:
+                with serve(name, argv, env, prefix=API_PREFIX, probe="/health", cwd=cwd) as api:
+                    httpx.get(
+                        api.base + API_PREFIX + probe_patient, headers=auth, timeout=10
+                    ).raise_for_status()
+                    run_wrk(api, "get_patient", data, duration=3, connections=args.connections,
+                            threads=args.threads)  # fmt: skip
+                    for scenario in scenarios:
+                        result = run_wrk(
+                            api, scenario, data, duration=args.duration, connections=args.connections,
+                            threads=args.threads, profile_dir=args.profile if run == 0 else None,
+                        )  # fmt: skip
+                        results.append(result)
+                        print(
+                            f"run {run + 1}: {name} {scenario}: {result.rps:.0f} req/s, p50 "
+                            f"{result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}, "
+                            f"RSS {result.rss_mb:.0f} MB",
+                            flush=True,
+                        )
+            runs.append((bare, results))
+        reference = pgbench(
+            server, duration=args.duration, connections=args.connections, threads=args.threads
+        )
+
+    names = [name for name, _, _ in variants]
+    body = [
+        "## HTTP request path",
+        "",
+        f"`python -m bench.http_load --patients {args.patients} --duration {args.duration} --runs {args.runs}"
+        + (f" --compare {args.compare}" if args.compare else "")
+        + f"` on {platform.machine()}, CPython {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d}: wrk with {args.connections} connections ({args.threads} threads), "
+        f"{args.duration} s per request kind, against one uvicorn process serving the API as `make run` does "
+        "(auth, rate limits counted, audit trail on), and against the reference in the same run: a bare "
+        "FastAPI app doing one psycopg point read of the same patient rows (same venv, same uvicorn flags). "
+        f"Data: {seeded.counts['patients']:,} patients, {seeded.counts['appointments']:,} appointments, "
+        f"{seeded.counts['messages']:,} messages in 3 tenants (80% in the one measured), loaded with COPY in "
+        f"{seeded.seconds:.0f} s. Errors count every answer outside 2xx. "
+        "Goal: GET /patients/{id} at >= 0.7x the bare read's req/s, p99 <= 1.5x the bare p99; "
+        "API RSS <= 200 MB.",
+    ]
+    if args.redis_url:
+        body.append("\nRate-limit counters in Redis (`REDIS_URL`).")
+    for number, (bare, results) in enumerate(runs, 1):
+        body += ["", f"Run {number}:", "", run_table(results, bare, names)]
+    if reference is None:
+        body += [
+            "",
+            "`pgbench -S`: not measured (pgbench is not installed; Debian's postgresql-client has it).",
+        ]
+    else:
+        body += [
+            "",
+            f"`pgbench -S -c {args.connections} -j {args.threads}` (scale 10) on the same PostgreSQL after "
+            "the "
+            f"runs: {reference.tps:,.0f} tps, average latency {reference.latency_ms:.2f} ms.",
+        ]
+    text = "\n".join(body)
+    print(text)
+    if not args.no_write:
+        write_section("http", text)
+
+
+if __name__ == "__main__":
+    main()

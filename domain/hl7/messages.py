@@ -1,0 +1,335 @@
+"""HL7 v2 messages (ER7, the pipe-delimited encoding) read with python-hl7, and the ACKs that answer them.
+
+A message is parsed once into `hl7.Message`; `Segment` wraps one of its segments with forgiving accessors
+(an absent optional field or component is `""`, as HL7 means it). What a message is refused for travels
+as an `Hl7Error` carrying the acknowledgment code (AR: the message cannot be processed at all, AE: it was
+understood but its content is refused), an HL7 error code (table 0357) and a reason: the reason names the
+rule and the segment/field, never a value from the message (which may be PHI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+import hl7
+import hl7.util
+
+from domain.hl7.models import MAX_CONTROL_ID_LENGTH
+
+MLLP_FRAME = "\x0b\x1c"
+MAX_REASON = 200
+RECEIVER = "PRM"  # MSH-3/MSH-4 of our ACKs when the message did not name us
+ACK_VERSION = "2.5.1"
+
+
+def _withhold_values(record: logging.LogRecord) -> bool:
+    """python-hl7 logs the text of a value it cannot unescape or decode (a name, a phone number) at ERROR,
+    with a traceback quoting it: keep the fact, drop the value. A filter, not `disabled`: a later
+    `logging.config.dictConfig` re-enables existing loggers, and keeps their filters."""
+    record.msg, record.args, record.exc_info, record.exc_text = (
+        "undecodable escape in an HL7 value",
+        (),
+        None,
+        None,
+    )
+    return True
+
+
+hl7.util.logger.addFilter(_withhold_values)
+_TS = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?([+-]\d{4})?$")
+
+
+class AckCode:
+    """HL7 table 0008, original mode."""
+
+    ACCEPT = "AA"
+    ERROR = "AE"
+    REJECT = "AR"
+
+
+class ErrorCode:
+    """HL7 table 0357 (message error condition codes) that this receiver answers with."""
+
+    SEGMENT_SEQUENCE = "100"
+    REQUIRED_FIELD_MISSING = "101"
+    DATA_TYPE = "102"
+    TABLE_VALUE = "103"
+    UNSUPPORTED_MESSAGE_TYPE = "200"
+    UNSUPPORTED_EVENT = "201"
+    UNSUPPORTED_PROCESSING_ID = "202"
+    UNKNOWN_KEY = "204"
+    DUPLICATE_KEY = "205"
+    RECORD_LOCKED = "206"
+    APPLICATION_ERROR = "207"
+
+
+class Hl7Error(Exception):
+    """Why a message is refused: the ACK code, an HL7 error code, a reason without PHI, and where."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: str = ErrorCode.APPLICATION_ERROR,
+        ack: str = AckCode.ERROR,
+        location: str = "",
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason[:MAX_REASON]
+        self.code = code
+        self.ack = ack
+        self.location = location
+
+
+def missing(location: str, what: str) -> Hl7Error:
+    """A required field is empty."""
+    return Hl7Error(
+        f"{location} ({what}) is required.", code=ErrorCode.REQUIRED_FIELD_MISSING, location=location
+    )
+
+
+class Segment:
+    """One segment with 1-based, forgiving accessors: `value(3, 1)` is the first component of field 3."""
+
+    def __init__(self, message: hl7.Message, segment: hl7.Segment) -> None:
+        self._message = message
+        self._segment = segment
+        self.id = str(segment[0][0])
+
+    def repetitions(self, field: int) -> int:
+        """How many repetitions field `field` holds (0 when it is empty or absent)."""
+        if field >= len(self._segment) or not str(self._segment(field)):
+            return 0
+        return len(self._segment(field))
+
+    def raw(self, field: int) -> str:
+        """The whole field as sent (components and all)."""
+        return str(self._segment(field)) if field < len(self._segment) else ""
+
+    def value(self, field: int, component: int = 1, repetition: int = 1, subcomponent: int = 1) -> str:
+        """The text at field.component.subcomponent of a repetition, unescaped and stripped; `""` if none."""
+        try:
+            found = self._segment.extract_field(1, field, repetition, component, subcomponent)
+        except Exception:  # a path the segment does not reach, or odd delimiters: absent, as HL7 means it
+            return ""
+        return str(found).strip()
+
+
+@dataclass(frozen=True)
+class Header:
+    """What MSH says about a message."""
+
+    control_id: str
+    message_code: str  # ADT, SIU
+    trigger: str  # A01, S12
+    sending_application: str
+    sending_facility: str
+    processing_id: str
+    version: str
+    sent_at: datetime | None
+
+    @property
+    def type(self) -> str:
+        """`ADT^A03`."""
+        return f"{self.message_code}^{self.trigger}"
+
+
+@dataclass
+class Parsed:
+    """A parsed message: its header, its segments in order, and a digest of its text."""
+
+    message: hl7.Message
+    header: Header
+    digest: str
+
+    def segments(self, segment_id: str) -> list[Segment]:
+        """Every `segment_id` segment, in order (none: an empty list)."""
+        return [Segment(self.message, s) for s in self.message if str(s[0][0]) == segment_id]
+
+    def first(self, segment_id: str) -> Segment | None:
+        """The first `segment_id` segment, if any."""
+        found = self.segments(segment_id)
+        return found[0] if found else None
+
+    def required(self, segment_id: str) -> Segment:
+        """The first `segment_id` segment; an AE naming it when there is none."""
+        found = self.first(segment_id)
+        if found is None:
+            raise Hl7Error(
+                f"A {self.header.type} message needs a {segment_id} segment.",
+                code=ErrorCode.SEGMENT_SEQUENCE,
+                location=segment_id,
+            )
+        return found
+
+
+def normalise(text: str) -> str:
+    """The message with MLLP framing removed and segments separated by CR, as ER7 wants (HTTP clients often
+    send LF or CRLF)."""
+    text = text.strip(MLLP_FRAME + "\r\n\t ")
+    return "\r".join(line for line in re.split(r"\r\n|\r|\n", text) if line.strip())
+
+
+def parse_timestamp(value: str, location: str) -> datetime | None:
+    """An HL7 TS/DTM (`YYYYMMDDHHMM[SS[.S]][+ZZZZ]`) as an aware datetime; UTC when it names no offset."""
+    if not value:
+        return None
+    match = _TS.match(value)
+    if match is None:
+        raise Hl7Error(f"{location} is not an HL7 timestamp.", code=ErrorCode.DATA_TYPE, location=location)
+    year, month, day, hour, minute, second, offset = match.groups()
+    tz: timezone = UTC
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+    try:
+        return datetime(
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            tzinfo=tz,
+        )
+    except ValueError as exc:
+        raise Hl7Error(
+            f"{location} is not a valid date.", code=ErrorCode.DATA_TYPE, location=location
+        ) from exc
+
+
+def parse(text: str) -> Parsed:
+    """Parse an ER7 message; an AR `Hl7Error` when it is not one or its header lacks what an ACK needs."""
+    body = normalise(text)
+    if not body.startswith("MSH") or len(body) < 8:
+        raise Hl7Error(
+            "The body is not an HL7 v2 message: it must start with an MSH segment.",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
+    try:
+        message = hl7.parse(body)
+        msh = Segment(message, message.segment("MSH"))
+        header = Header(
+            control_id=msh.value(10),
+            message_code=msh.value(9, 1).upper(),
+            trigger=msh.value(9, 2).upper(),
+            sending_application=msh.value(3),
+            sending_facility=msh.value(4),
+            processing_id=msh.value(11),
+            version=msh.value(12),
+            sent_at=parse_timestamp(msh.value(7), "MSH-7"),
+        )
+    except Hl7Error as exc:
+        exc.ack = AckCode.REJECT
+        raise
+    except Exception as exc:  # python-hl7 fails in many ways on a header with odd delimiters
+        raise Hl7Error(
+            "The message could not be parsed as HL7 v2 (ER7).",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        ) from exc
+    if not header.control_id:
+        raise Hl7Error(
+            "MSH-10 (message control id) is required.",
+            code=ErrorCode.REQUIRED_FIELD_MISSING,
+            ack=AckCode.REJECT,
+            location="MSH-10",
+        )
+    if len(header.control_id) > MAX_CONTROL_ID_LENGTH:
+        raise Hl7Error(
+            "MSH-10 (message control id) is longer than 199 characters.",
+            code=ErrorCode.DATA_TYPE,
+            ack=AckCode.REJECT,
+            location="MSH-10",
+        )
+    if not header.message_code or not header.trigger:
+        raise Hl7Error(
+            "MSH-9 (message type and trigger event) is required.",
+            code=ErrorCode.REQUIRED_FIELD_MISSING,
+            ack=AckCode.REJECT,
+            location="MSH-9",
+        )
+    return Parsed(message=message, header=header, digest=hashlib.sha256(body.encode()).hexdigest())
+
+
+def _escape(text: str) -> str:
+    """Our own text (a reason) escaped for ER7, with the default delimiters."""
+    for char, escape in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\")):
+        text = text.replace(char, escape)
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def ack_control_id(control_id: str) -> str:
+    """The ACK's own control id, derived from the message's (so a repeat is answered identically)."""
+    return "ACK" + hashlib.sha256(control_id.encode()).hexdigest()[:17]
+
+
+def _echoing_header(parsed: Parsed, code: str, now: str) -> list[str]:
+    """MSH and MSA of an ACK to `parsed`: the sender's routing fields turned around, its control id echoed."""
+    msh = Segment(parsed.message, parsed.message.segment("MSH"))
+    ack = parsed.message.create_ack(
+        ack_code=code,
+        message_id=ack_control_id(parsed.header.control_id),
+        application=msh.raw(5) or RECEIVER,
+        facility=msh.raw(6) or RECEIVER,
+    )
+    ack.segment("MSH").assign_field(now, 7)
+    if not str(ack.segment("MSH")(12)):
+        ack.segment("MSH").assign_field(ACK_VERSION, 12)
+    return str(ack).rstrip("\r").split("\r")
+
+
+def build_ack(parsed: Parsed | None, code: str, error: Hl7Error | None = None) -> str:
+    """An original-mode ACK (MSH, MSA and, for AE/AR, ERR) for `parsed`, or for a message whose header could
+    not be read (`parsed` None). MSA-3 and ERR-8 carry the reason; nothing from the message's body is echoed,
+    only its header's routing fields and control id."""
+    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    segments = [
+        f"MSH|^~\\&|{RECEIVER}|{RECEIVER}|||{now}||ACK|{ack_control_id(now)}|P|{ACK_VERSION}",
+        f"MSA|{code}|",
+    ]
+    if parsed is not None:
+        try:
+            segments = _echoing_header(parsed, code, now)
+        except Exception:  # a header python-hl7 cannot turn around: our own, echoing the control id
+            segments[1] = f"MSA|{code}|{_escape(parsed.header.control_id)}"
+    if error is not None:
+        segments[1] = f"{segments[1]}|{_escape(error.reason)}"
+        segment, _, field = error.location.partition("-")
+        location = f"{segment}^1^{field}" if field else segment  # ERR-2 is an ERL: segment^sequence^field
+        severity = "E"
+        segments.append(
+            f"ERR||{location}|{error.code}^{_escape(_ERROR_NAMES.get(error.code, ''))}^HL70357"
+            f"|{severity}||||{_escape(error.reason)}"
+        )
+    return "\r".join(segments) + "\r"
+
+
+_ERROR_NAMES = {
+    ErrorCode.SEGMENT_SEQUENCE: "Segment sequence error",
+    ErrorCode.REQUIRED_FIELD_MISSING: "Required field missing",
+    ErrorCode.DATA_TYPE: "Data type error",
+    ErrorCode.TABLE_VALUE: "Table value not found",
+    ErrorCode.UNSUPPORTED_MESSAGE_TYPE: "Unsupported message type",
+    ErrorCode.UNSUPPORTED_EVENT: "Unsupported event code",
+    ErrorCode.UNSUPPORTED_PROCESSING_ID: "Unsupported processing id",
+    ErrorCode.UNKNOWN_KEY: "Unknown key identifier",
+    ErrorCode.DUPLICATE_KEY: "Duplicate key identifier",
+    ErrorCode.RECORD_LOCKED: "Application record locked",
+    ErrorCode.APPLICATION_ERROR: "Application internal error",
+}
+
+
+def ack_code_of(ack: str) -> str:
+    """MSA-1 of an ACK we built."""
+    for segment in ack.split("\r"):
+        if segment.startswith("MSA|"):
+            return segment.split("|")[1]
+    return ""

@@ -1,0 +1,30 @@
+"""The HL7 v2 messages a tenant's EHR has sent and we applied, one row per message control id (MSH-10).
+
+A message's row is written in the transaction of its effects, so a repeated control id finds it and is
+answered with the same ACK without touching anything again. A refused message (AE/AR) rolls back with its
+row, so it can be sent again once what it needed exists. The raw message is never stored: only its
+type, a SHA-256 digest of its text (to tell a true repeat from a reused control id) and the ACK sent back
+(which carries the sender's header fields and our verdict, no patient data).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.database import Base, TenantScoped
+
+MAX_CONTROL_ID_LENGTH = 199  # MSH-10 is an ST of at most 199 characters in v2.5+
+
+
+class Hl7Message(TenantScoped, Base):
+    """An applied HL7 v2 message: its control id, what it was and the ACK it got (AA)."""
+
+    __tablename__ = "hl7_messages"
+    __table_args__ = (UniqueConstraint("tenant_id", "control_id", name="uq_hl7_messages_tenant_control_id"),)
+
+    control_id: Mapped[str] = mapped_column(String(MAX_CONTROL_ID_LENGTH), nullable=False)
+    message_type: Mapped[str] = mapped_column(String(16), nullable=False)  # e.g. ADT^A03
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    ack_code: Mapped[str] = mapped_column(String(2), nullable=False)
+    ack: Mapped[str] = mapped_column(Text, nullable=False)

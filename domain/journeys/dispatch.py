@@ -1,0 +1,415 @@
+"""The trigger dispatcher: domain events start the journeys whose trigger conditions they match.
+
+The worker runs `TriggerDispatcher` (like its command relay). Each round it
+
+1. takes undispatched events (`domain_events`) in order, one transaction each, locked with
+   `FOR UPDATE SKIP LOCKED` so two workers never process the same event; matches each against its tenant's
+   active journeys (`trigger_conditions`, and `is_default` journeys on `patient.registered`); records one
+   `journey_trigger_starts` row per match, which the database keeps to one per (journey, patient, event)
+   and to the journey's repeat policy; and starts each start that is due now;
+2. starts the pending starts whose delay has passed (a durable not-before time, not a sleep).
+
+A start goes through `service.create_instance`, the API's own path (definition snapshot, workflow after
+the commit, search attributes), under the idempotency key `trigger:<start id>`. The instance row commits
+with the dispatch; when Temporal is down its workflow start fails after the commit and the reconciler
+(`reconcile_journey_starts`) starts it when Temporal is back. A start due later re-checks the journey when
+it is due: a journey deactivated (or whose conditions no longer match) in the meantime starts nothing.
+Running instances are never touched. Nothing here logs patient data: ids and event types only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.database import bind_tenant, mark_system, run_after_commit_jobs
+from core.errors import DomainError
+from core.events import DomainEvent, prune_dispatched
+from core.temporal import TemporalAccess, bind_temporal
+from domain.enums import RepeatPolicy, TriggerStartStatus
+from domain.journeys import service
+from domain.journeys.models import Journey, JourneyInstance, JourneyTriggerStart
+from domain.journeys.schemas import JourneyInstanceCreate
+from domain.journeys.trigger_conditions import Verdict
+from domain.journeys.trigger_events import as_uuid, candidate_journeys, event_facts, startable, verdict_for
+from domain.patients.models import Patient
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5  # an event that fails this often (a bug, not an outage) is set aside, logged
+DEFAULT_BATCH = 100
+TRIGGER_KEY_PREFIX = "trigger:"  # the idempotency key of an instance a trigger started: trigger:<start id>
+
+
+@dataclass
+class DispatchOutcome:
+    """What one round did."""
+
+    events: int = 0
+    started: int = 0
+    scheduled: int = 0
+    skipped: int = 0
+
+    def add(self, other: DispatchOutcome) -> None:
+        """Fold `other` into this one."""
+        self.events += other.events
+        self.started += other.started
+        self.scheduled += other.scheduled
+        self.skipped += other.skipped
+
+
+# ---- one event ---------------------------------------------------------------------------------------------
+
+
+async def _already_on_journey(
+    session: AsyncSession, journey_id: uuid.UUID, patient_id: uuid.UUID, since: datetime | None
+) -> bool:
+    """Whether the patient was placed on the journey by hand at all, or since `since` (the starts of
+    triggers are the database's to refuse: `journey_trigger_starts`)."""
+    by_hand = or_(
+        JourneyInstance.idempotency_key.is_(None),
+        JourneyInstance.idempotency_key.not_like(f"{TRIGGER_KEY_PREFIX}%"),
+    )
+    stmt = select(JourneyInstance.id).where(
+        JourneyInstance.journey_id == journey_id, JourneyInstance.patient_id == patient_id, by_hand
+    )
+    if since is not None:
+        stmt = stmt.where(JourneyInstance.created_at >= since)
+    return await session.scalar(stmt.limit(1)) is not None
+
+
+async def _record_start(
+    session: AsyncSession, journey: Journey, event: DomainEvent, patient: Patient, verdict: Verdict
+) -> JourneyTriggerStart | None:
+    """Record the start the event earns; None when the repeat policy (the database's) refuses it."""
+    if verdict.repeat == RepeatPolicy.NEVER and await _already_on_journey(
+        session, journey.id, patient.id, None
+    ):
+        return None
+    if verdict.cooldown is not None and await _already_on_journey(
+        session, journey.id, patient.id, event.occurred_at - verdict.cooldown
+    ):
+        return None
+    start_id = uuid.uuid4()
+    inserted = await session.scalar(
+        insert(JourneyTriggerStart)
+        .values(
+            id=start_id,
+            tenant_id=event.tenant_id,
+            journey_id=journey.id,
+            patient_id=patient.id,
+            event_id=event.id,
+            event_type=event.type,
+            record_key=event.record_key[:140],
+            repeat_policy=verdict.repeat.value,
+            occurred_at=event.occurred_at,
+            cooldown_until=event.occurred_at + verdict.cooldown if verdict.cooldown else None,
+            due_at=event.occurred_at + verdict.delay,
+            status=TriggerStartStatus.PENDING.value,
+        )
+        # Any of the unique keys or the cool-down exclusion: the repeat policy says no (or it exists).
+        .on_conflict_do_nothing()
+        .returning(JourneyTriggerStart.id)
+    )
+    if inserted is None:
+        return None
+    return await session.scalar(select(JourneyTriggerStart).where(JourneyTriggerStart.id == start_id))
+
+
+def _skip(start: JourneyTriggerStart, reason: str) -> None:
+    start.status = TriggerStartStatus.SKIPPED.value
+    start.reason = reason[:200]
+
+
+async def _start_now(
+    session: AsyncSession, start: JourneyTriggerStart, access: TemporalAccess, event: DomainEvent | None
+) -> bool:
+    """Place the patient on the journey through the API's path; False (and the start skipped) when the
+    journey or the patient no longer qualifies."""
+    patient = await session.scalar(select(Patient).where(Patient.id == start.patient_id))
+    if not startable(patient):
+        _skip(start, "The patient is not active.")
+        return False
+    appointment_id = as_uuid(event.subject_id) if event and event.subject_type == "appointment" else None
+    encounter_id = as_uuid(event.subject_id) if event and event.subject_type == "encounter" else None
+    data = JourneyInstanceCreate(
+        journey_id=start.journey_id,
+        patient_id=start.patient_id,
+        appointment_id=appointment_id,
+        encounter_id=encounter_id,
+        context={
+            "trigger": {
+                "event_id": start.event_id,
+                "event_type": start.event_type,
+                "record": start.record_key,
+                "start_id": str(start.id),
+            }
+        },
+    )
+    try:
+        async with session.begin_nested():
+            instance, _ = await service.create_instance(
+                session, data, access, idempotency_key=f"{TRIGGER_KEY_PREFIX}{start.id}"
+            )
+    except DomainError as exc:  # inactive journey, a template it cannot use, a vanished appointment
+        _skip(start, exc.detail)
+        return False
+    start.status = TriggerStartStatus.STARTED.value
+    start.instance_id = instance.id
+    return True
+
+
+async def dispatch_event(
+    session: AsyncSession, event: DomainEvent, access: TemporalAccess
+) -> DispatchOutcome:
+    """Match one event against its tenant's journeys and record (and start, when due) what it triggers."""
+    outcome = DispatchOutcome(events=1)
+    if event.patient_id is None:
+        return outcome  # a journey is a patient's: an event about no patient starts none
+    journeys = await candidate_journeys(session, event.type)
+    if not journeys:
+        return outcome
+    patient = await session.scalar(select(Patient).where(Patient.id == event.patient_id))
+    if patient is None:
+        return outcome
+    facts = await event_facts(session, event, patient)
+    now = datetime.now(UTC)
+    for journey in journeys:
+        verdict = verdict_for(journey, facts)
+        if not verdict.matched:
+            continue
+        start = await _record_start(session, journey, event, patient, verdict)
+        if start is None:
+            continue
+        if start.due_at > now:
+            outcome.scheduled += 1
+        elif await _start_now(session, start, access, event):
+            outcome.started += 1
+            log.info("event %s (%s) started journey %s", event.id, event.type, journey.id)
+        else:
+            outcome.skipped += 1
+    await session.flush()
+    return outcome
+
+
+async def _due_start(session: AsyncSession, start: JourneyTriggerStart, access: TemporalAccess) -> bool:
+    """A pending start whose delay has passed: start it if the journey still wants it."""
+    journey = await session.scalar(select(Journey).where(Journey.id == start.journey_id))
+    event = None
+    if start.event_id is not None:
+        event = await session.scalar(select(DomainEvent).where(DomainEvent.id == start.event_id))
+    if journey is None or not journey.is_active:
+        _skip(start, "The journey was deactivated before the start was due.")
+        return False
+    if event is not None:
+        patient = await session.scalar(select(Patient).where(Patient.id == start.patient_id))
+        if not verdict_for(journey, await event_facts(session, event, patient)).matched:
+            _skip(start, "The journey's trigger conditions changed before the start was due.")
+            return False
+    return await _start_now(session, start, access, event)
+
+
+# ---- rounds ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Round:
+    """What one round has learnt: once a workflow start failed (Temporal down), the round's later starts
+    are left to the reconciler rather than each waiting out its own timeout."""
+
+    temporal_up: bool = True
+
+
+async def _finish(session: AsyncSession, state: _Round) -> None:
+    """Commit, then start the workflows the transaction created (a failure there is the reconciler's)."""
+    await session.commit()
+    if not state.temporal_up:
+        session.info.pop("after_commit", None)
+        return
+    try:
+        await run_after_commit_jobs(session)
+        await session.commit()  # the workflow-started marks
+    except Exception as exc:
+        await session.rollback()
+        state.temporal_up = False
+        log.warning("journey workflows left for the reconciler: %s", type(exc).__name__)
+
+
+async def dispatch_events(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    access: TemporalAccess,
+    *,
+    batch: int = DEFAULT_BATCH,
+    tenant_id: uuid.UUID | None = None,
+) -> DispatchOutcome:
+    """Dispatch up to `batch` undispatched events (of one tenant, or all), oldest first, each in its own
+    transaction."""
+    total, state = DispatchOutcome(), _Round()
+    failed: list[int] = []
+    for _ in range(batch):
+        async with sessionmaker() as session:
+            mark_system(session)
+            stmt = select(DomainEvent).where(DomainEvent.dispatched_at.is_(None))
+            if tenant_id is not None:
+                stmt = stmt.where(DomainEvent.tenant_id == tenant_id)
+            if failed:
+                stmt = stmt.where(DomainEvent.id.not_in(failed))
+            event = await session.scalar(
+                stmt.order_by(DomainEvent.id).limit(1).with_for_update(skip_locked=True)
+            )
+            if event is None:
+                break
+            session.info.pop("system", None)
+            bind_tenant(session, event.tenant_id)
+            bind_temporal(session, access)
+            event_id, event_type = event.id, event.type
+            try:
+                async with session.begin_nested():
+                    total.add(await dispatch_event(session, event, access))
+                event.dispatched_at = datetime.now(UTC)
+                event.dispatch_error = None
+            except Exception as exc:
+                session.info.pop("after_commit", None)  # the instances it created were rolled back
+                failed.append(event_id)
+                attempts = await session.scalar(
+                    update(DomainEvent)
+                    .where(DomainEvent.id == event_id)
+                    .values(
+                        dispatch_attempts=DomainEvent.dispatch_attempts + 1,
+                        dispatch_error=type(exc).__name__[:200],
+                        # set aside after MAX_ATTEMPTS: a bug to fix, not an outage to wait out
+                        dispatched_at=case(
+                            (DomainEvent.dispatch_attempts + 1 >= MAX_ATTEMPTS, func.now()), else_=None
+                        ),
+                    )
+                    .returning(DomainEvent.dispatch_attempts)
+                    .execution_options(synchronize_session=False)
+                )
+                log.warning(
+                    "dispatching event %s (%s) failed (attempt %s): %s",
+                    event_id,
+                    event_type,
+                    attempts,
+                    type(exc).__name__,
+                )
+            await _finish(session, state)
+    return total
+
+
+async def start_due(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    access: TemporalAccess,
+    *,
+    batch: int = DEFAULT_BATCH,
+    tenant_id: uuid.UUID | None = None,
+) -> DispatchOutcome:
+    """Start up to `batch` pending starts (of one tenant, or all) whose delay has passed, each in its own
+    transaction."""
+    total, state = DispatchOutcome(), _Round()
+    failed: list[uuid.UUID] = []
+    for _ in range(batch):
+        async with sessionmaker() as session:
+            mark_system(session)
+            stmt = select(JourneyTriggerStart).where(
+                JourneyTriggerStart.status == TriggerStartStatus.PENDING.value,
+                JourneyTriggerStart.due_at <= datetime.now(UTC),
+            )
+            if tenant_id is not None:
+                stmt = stmt.where(JourneyTriggerStart.tenant_id == tenant_id)
+            if failed:
+                stmt = stmt.where(JourneyTriggerStart.id.not_in(failed))
+            start = await session.scalar(
+                stmt.order_by(JourneyTriggerStart.due_at).limit(1).with_for_update(skip_locked=True)
+            )
+            if start is None:
+                break
+            session.info.pop("system", None)
+            start_id = start.id
+            bind_tenant(session, start.tenant_id)
+            bind_temporal(session, access)
+            try:
+                async with session.begin_nested():
+                    if await _due_start(session, start, access):
+                        total.started += 1
+                    else:
+                        total.skipped += 1
+            except Exception as exc:  # left pending: the next round tries again
+                session.info.pop("after_commit", None)
+                failed.append(start_id)
+                log.warning("a due journey start %s failed: %s", start_id, type(exc).__name__)
+            await _finish(session, state)
+    return total
+
+
+class TriggerDispatcher:
+    """The worker's loop: every `interval`, start the due delayed starts, then dispatch new events."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        access: TemporalAccess,
+        *,
+        interval: float = 2.0,
+        batch: int = DEFAULT_BATCH,
+        tenant_id: uuid.UUID | None = None,
+        keep_events: timedelta | None = None,
+        prune_every: float = 3600.0,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.keep_events = keep_events  # None: never prune (tests); the worker passes the retention
+        self.prune_every = prune_every
+        self._last_prune: float | None = None
+        self.access = access
+        self.interval = interval
+        self.batch = batch
+        self.tenant_id = tenant_id  # None: every tenant (the worker); one: a test, an operator's run
+
+    async def round(self) -> DispatchOutcome:
+        """One round; what it did."""
+        await self._prune_if_due()
+        batch, tenant_id = self.batch, self.tenant_id
+        outcome = await start_due(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id)
+        outcome.add(await dispatch_events(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id))
+        if outcome.started or outcome.scheduled:
+            log.info(
+                "trigger dispatcher: %d events, %d journeys started, %d scheduled, %d skipped",
+                outcome.events,
+                outcome.started,
+                outcome.scheduled,
+                outcome.skipped,
+            )
+        return outcome
+
+    async def _prune_if_due(self) -> None:
+        if self.keep_events is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._last_prune is not None and now - self._last_prune < self.prune_every:
+            return
+        self._last_prune = now
+        async with self.sessionmaker() as session:
+            pruned = await prune_dispatched(session, older_than=self.keep_events)
+        if pruned:
+            log.info("pruned %d dispatched domain events", pruned)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until `stop` is set; a failed round (the database down) is logged and retried."""
+        while not stop.is_set():
+            try:
+                outcome = await self.round()
+            except Exception as exc:
+                log.warning("trigger dispatcher round failed: %s", type(exc).__name__)
+                outcome = DispatchOutcome()
+            if outcome.events >= self.batch:
+                continue  # more are waiting
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+            except TimeoutError:
+                pass
