@@ -27,6 +27,7 @@ from api.routers import (
     fhir_hook,
     health,
     hl7,
+    integration_clients,
     journey_instances,
     journey_triggers,
     journeys,
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(tickets.router, prefix=API_PREFIX)
     app.include_router(analytics.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(integration_clients.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
     app.include_router(oauth.router)

@@ -64,6 +64,12 @@ TAGS: list[dict[str, Any]] = [
         "description": "The audit trail of patient data: who read or changed what, when, from where and "
         "with what outcome (administrators).",
     },
+    {
+        "name": "integration clients",
+        "description": "The systems (EHRs) that call the FHIR and HL7 endpoints with OAuth client "
+        "credentials, "
+        "and their secrets: create, rotate, revoke (administrators).",
+    },
     {"name": "health", "description": "Liveness and readiness probes for the load balancer."},
     {
         "name": "codec",
@@ -91,6 +97,11 @@ ACTIONS = {
     "sendgrid_event_webhook": "sendgrid_events",
     "voice_status_callback": "twilio_voice_status",
     "list_audit_records": "list",
+    "create_integration_client": "create",
+    "list_integration_clients": "list",
+    "rotate_integration_client_secret": "rotate_secret",
+    "revoke_integration_client_secret": "revoke_secret",
+    "revoke_integration_client": "revoke",
 }
 
 

@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from core.auth import Role
+from core.client_credentials import Scope
 from core.database import bind_tenant
 from domain.communications.models import Communication, CommunicationTemplate
+from domain.integrations.service import Actor, create_client
 from domain.journeys.models import Journey, JourneyInstance, JourneyStage
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
@@ -89,6 +91,9 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             variables=[],
         )
         session.add_all([offer, template])
+        ehr = await create_client(
+            session, tenant_id=tenant, name=f"{MARKER} EHR", scopes={Scope.FHIR}, actor=Actor(sub="seed")
+        )
         await session.commit()
         return {
             "patient_id": str(patient.id),
@@ -105,6 +110,8 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             "entry_id": str(entry.id),
             "offer_id": str(offer.id),
             "template_id": template.key,
+            "client_id": ehr.client.client_id,
+            "secret_id": str(ehr.secret_id),
             "mrn": f"MRN-{MARKER}",
         }
 

@@ -23,23 +23,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import BadRequest, Conflict, DomainError, NotFound, Unprocessable
+from core.errors import Conflict, DomainError, NotFound, Unprocessable
 from domain.enums import AppointmentStatus
+from domain.fhir.entries import (
+    IMPORT_ORDER,
+    Entry,
+    field_errors,
+    identifier_query,
+    identifiers_of,
+    parse_bundle,
+    refuse,
+)
 from domain.fhir.identifiers import (
     APPOINTMENT_IDS,
-    MAX_SYSTEM_LENGTH,
-    MAX_VALUE_LENGTH,
     PATIENT_IDS,
     PRACTITIONER_IDS,
     ExternalIds,
 )
-from domain.fhir.render import FHIR_TO_APPOINTMENT_STATUS, LICENSE_SYSTEM, MRN_SYSTEM, model
+from domain.fhir.mapping import appointment_details, patient_fields, practitioner_fields
+from domain.fhir.render import FHIR_TO_APPOINTMENT_STATUS, LICENSE_SYSTEM, MRN_SYSTEM
 from domain.patients import service as patients
 from domain.patients.duplicates import find_duplicates
 from domain.patients.models import Patient
@@ -59,10 +66,11 @@ from domain.scheduling.service import book_appointment
 # name sharing a phone) it is only possible.
 PROBABLE_MATCH = 0.6
 POSSIBLE_MATCH = 0.35  # worth a coordinator's look, not enough to decide alone
-IMPORT_ORDER = ("Practitioner", "Patient", "Appointment")
-MAX_ENTRIES = 1000
 SOURCE = "fhir"
 S = AppointmentStatus
+UPCOMING = frozenset({S.BOOKED, S.CONFIRMED})
+# How far along the lifecycle a status is (cancelled and no-show are ends of their own).
+PROGRESS = {S.BOOKED: 0, S.CONFIRMED: 0, S.CHECKED_IN: 1, S.COMPLETED: 2}
 # How an imported appointment reaches a status through the lifecycle (each step a legal transition).
 PATHS: dict[AppointmentStatus, tuple[AppointmentStatus, ...]] = {
     S.BOOKED: (),
@@ -91,96 +99,6 @@ class ImportReport:
     patients: list[uuid.UUID] = field(default_factory=list)
 
 
-@dataclass
-class _Entry:
-    index: int
-    full_url: str | None
-    method: str
-    url: str
-    if_none_exist: str | None
-    resource: dict[str, Any]
-
-    @property
-    def type(self) -> str:
-        return str(self.resource["resourceType"])
-
-
-def _refuse(entry: _Entry, error: DomainError) -> DomainError:
-    """The same error, its detail naming the entry."""
-    return type(error)(f"entry[{entry.index}] ({entry.type}): {error.detail}", extra=error.extra)
-
-
-def _fields(exc: ValidationError) -> str:
-    """Which fields were wrong and why, never their values (PHI)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'resource'}: {err['msg']}" for err in exc.errors()[:5]
-    )
-
-
-# ---- parsing the bundle ----------------------------------------------------------------------------------
-
-
-def parse_bundle(body: Any) -> list[_Entry]:
-    """The entries of a transaction Bundle, checked for shape; BadRequest says what is wrong."""
-    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        raise BadRequest("The body must be a FHIR Bundle (JSON).")
-    if body.get("type") != "transaction":
-        raise BadRequest("Only Bundles of type `transaction` are accepted here.")
-    try:
-        model(body)
-    except ValidationError as exc:
-        raise BadRequest(f"The Bundle is not valid FHIR: {_fields(exc)}") from exc
-    raw_entries = body.get("entry") or []
-    if len(raw_entries) > MAX_ENTRIES:
-        raise BadRequest(f"A Bundle may carry at most {MAX_ENTRIES} entries.")
-    entries = []
-    full_urls: set[str] = set()
-    for index, raw in enumerate(raw_entries):
-        resource, request = raw.get("resource"), raw.get("request") or {}
-        if not isinstance(resource, dict) or resource.get("resourceType") not in IMPORT_ORDER:
-            raise Unprocessable(
-                f"entry[{index}]: only Patient, Practitioner and Appointment resources can be imported."
-            )
-        method = str(request.get("method", "")).upper()
-        if method not in ("POST", "PUT"):
-            raise Unprocessable(f"entry[{index}]: request.method must be POST or PUT.")
-        full_url = raw.get("fullUrl")
-        if full_url:
-            if full_url in full_urls:
-                raise BadRequest(f"entry[{index}]: fullUrl appears twice in the Bundle.")
-            full_urls.add(full_url)
-        entries.append(
-            _Entry(index, full_url, method, str(request.get("url", "")), request.get("ifNoneExist"), resource)
-        )
-    return entries
-
-
-def _checked(system: str, value: str) -> tuple[str, str]:
-    if len(system) > MAX_SYSTEM_LENGTH or len(value) > MAX_VALUE_LENGTH:
-        raise Unprocessable(
-            f"An identifier's system and value are at most {MAX_VALUE_LENGTH} characters each."
-        )
-    return system, value
-
-
-def _identifier_query(query: str) -> tuple[str, str]:
-    """`identifier=system|value` (a conditional create or update, or a conditional reference)."""
-    name, _, token = unquote(query).partition("=")
-    system, bar, value = token.partition("|")
-    if name != "identifier" or not bar or not system or not value or "&" in token:
-        raise Unprocessable("Conditions must be `identifier=system|value`.")
-    return _checked(system, value)
-
-
-def _identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
-    found = []
-    for identifier in resource.get("identifier") or []:
-        system, value = identifier.get("system"), identifier.get("value")
-        if system and value:
-            found.append(_checked(str(system), str(value)))
-    return found
-
-
 # ---- the importer ---------------------------------------------------------------------------------------
 
 
@@ -192,10 +110,10 @@ class BundleImport:
         self.resolved: dict[str, tuple[str, uuid.UUID]] = {}  # fullUrl -> (type, id)
         self.patients_touched: dict[uuid.UUID, None] = {}
 
-    async def run(self, entries: list[_Entry]) -> ImportReport:
+    async def run(self, entries: list[Entry]) -> ImportReport:
         """Import every entry (Practitioners, then Patients, then Appointments); any refusal raises."""
         results: dict[int, EntryResult] = {}
-        handlers: dict[str, Callable[[_Entry], Any]] = {
+        handlers: dict[str, Callable[[Entry], Any]] = {
             "Practitioner": self._practitioner,
             "Patient": self._patient,
             "Appointment": self._appointment,
@@ -205,25 +123,25 @@ class BundleImport:
                 try:
                     results[entry.index] = await handlers[resource_type](entry)
                 except DomainError as exc:
-                    raise _refuse(entry, exc) from exc
+                    raise refuse(entry, exc) from exc
                 except ValidationError as exc:
-                    raise _refuse(entry, Unprocessable(_fields(exc))) from exc
+                    raise refuse(entry, Unprocessable(field_errors(exc))) from exc
         return ImportReport([results[e.index] for e in entries], list(self.patients_touched))
 
     # -- matching --
 
     async def _match(
-        self, entry: _Entry, ids: ExternalIds, own: Callable[[str, str], Any] | None
+        self, entry: Entry, ids: ExternalIds, own: Callable[[str, str], Any] | None
     ) -> tuple[uuid.UUID | None, list[tuple[str, str]]]:
         """The record an entry names (by its condition, its URL or its identifiers) and its identifiers."""
-        identifiers = _identifiers(entry.resource)
+        identifiers = identifiers_of(entry.resource)
         if entry.method == "PUT":
             path, _, query = entry.url.partition("?")
             if path != entry.type:
                 raise Unprocessable("A PUT url must be `Type?identifier=system|value` (conditional update).")
-            conditions = [_identifier_query(query)]
+            conditions = [identifier_query(query)]
         elif entry.if_none_exist:
-            conditions = [_identifier_query(entry.if_none_exist)]
+            conditions = [identifier_query(entry.if_none_exist)]
         else:
             conditions = identifiers
         if not conditions:
@@ -257,7 +175,7 @@ class BundleImport:
                 raise Conflict("One of its identifiers already names another record.")
         return added
 
-    def _resolve(self, entry: _Entry, result: EntryResult, record_id: uuid.UUID) -> EntryResult:
+    def _resolve(self, entry: Entry, result: EntryResult, record_id: uuid.UUID) -> EntryResult:
         if entry.full_url:
             self.resolved[entry.full_url] = (entry.type, record_id)
         result.location = f"{entry.type}/{record_id}"
@@ -277,7 +195,7 @@ class BundleImport:
             patient = await PatientRepository(self.session).get_or_404(patient.merged_into_id)
         return patient
 
-    async def _patient(self, entry: _Entry) -> EntryResult:
+    async def _patient(self, entry: Entry) -> EntryResult:
         repo = PatientRepository(self.session)
         found, identifiers = await self._match(entry, PATIENT_IDS, self._own_patient)
         fields = patient_fields(entry.resource)
@@ -332,7 +250,7 @@ class BundleImport:
             return None
         return await self.session.scalar(select(Practitioner.id).where(Practitioner.license_number == value))
 
-    async def _practitioner(self, entry: _Entry) -> EntryResult:
+    async def _practitioner(self, entry: Entry) -> EntryResult:
         repo = PractitionerRepository(self.session)
         found, identifiers = await self._match(entry, PRACTITIONER_IDS, self._own_practitioner)
         fields = practitioner_fields(entry.resource, identifiers)
@@ -367,7 +285,7 @@ class BundleImport:
         if path != expected and not path.startswith(f"{expected}/"):
             raise Unprocessable(f"A participant reference must name a {expected}.")
         if query:
-            system, value = _identifier_query(query)
+            system, value = identifier_query(query)
             ids = PATIENT_IDS if expected == "Patient" else PRACTITIONER_IDS
             own = self._own_patient if expected == "Patient" else self._own_practitioner
             matched = await own(system, value) or await ids.find(self.session, system, value)
@@ -397,7 +315,7 @@ class BundleImport:
         patient = await self._survivor(patient_id)
         return patient.id, practitioner_id
 
-    async def _appointment(self, entry: _Entry) -> EntryResult:
+    async def _appointment(self, entry: Entry) -> EntryResult:
         found, identifiers = await self._match(entry, APPOINTMENT_IDS, None)
         resource = entry.resource
         status = FHIR_TO_APPOINTMENT_STATUS.get(str(resource.get("status")))
@@ -449,130 +367,31 @@ class BundleImport:
         end: str,
         details: dict[str, Any],
     ) -> Appointment:
-        """Bring an appointment in line with the EHR's: details, times, then status (only what differs)."""
+        """Bring an appointment in line with the EHR's: details, times, then status (only what differs).
+
+        An appointment still to come (booked, confirmed) moves to the EHR's times; a finished one keeps its
+        times (history). A status only moves forward: an EHR behind us (`booked` for our checked-in
+        appointment) changes nothing, a contradiction (`cancelled` for a completed one) refuses the bundle."""
         times = AppointmentUpdate(start_time=start, end_time=end)  # type: ignore[arg-type]
+        current = AppointmentStatus(appointment.status)
         changed: dict[str, Any] = {k: v for k, v in details.items() if getattr(appointment, k) != v}
-        if (times.start_time, times.end_time) != (appointment.start_time, appointment.end_time):
+        moved = (times.start_time, times.end_time) != (appointment.start_time, appointment.end_time)
+        if moved and current in UPCOMING:
             changed.update(start_time=times.start_time, end_time=times.end_time)
         if changed:
             appointment = await lifecycle.update_appointment(
                 self.session, appointment.id, AppointmentUpdate(**changed)
             )
-        current = AppointmentStatus(appointment.status)
-        if current is S.CONFIRMED and status is S.BOOKED:
-            return appointment  # FHIR's `booked` covers our confirmed
-        if current is not status:
-            path = PATHS[status]
-            for step in path[path.index(current) + 1 :] if current in path else path:
-                appointment = await lifecycle.update_appointment(
-                    self.session, appointment.id, AppointmentUpdate(status=step)
-                )
+        if current is status or (
+            current in PROGRESS and status in PROGRESS and PROGRESS[status] <= PROGRESS[current]
+        ):
+            return appointment  # already there, or the EHR has not caught up with us
+        path = PATHS[status]
+        for step in path[path.index(current) + 1 :] if current in path else path:
+            appointment = await lifecycle.update_appointment(
+                self.session, appointment.id, AppointmentUpdate(status=step)
+            )
         return appointment
-
-
-# ---- FHIR resource -> our fields -----------------------------------------------------------------------
-
-
-def _official_name(resource: dict[str, Any]) -> dict[str, Any]:
-    names = resource.get("name") or []
-    official = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
-    if not official.get("family") or not official.get("given"):
-        raise Unprocessable("A name with a family name and a given name is needed.")
-    return dict(official)
-
-
-def _telecom(resource: dict[str, Any], system: str) -> list[str]:
-    return [t["value"] for t in resource.get("telecom") or [] if t.get("system") == system and t.get("value")]
-
-
-def patient_fields(resource: dict[str, Any]) -> dict[str, Any]:
-    """Our patient fields from a FHIR Patient (only those it carries), validated as a registration is."""
-    name = _official_name(resource)
-    given = list(name["given"])
-    fields: dict[str, Any] = {
-        "first_name": given[0],
-        "middle_name": " ".join(given[1:]) or None,
-        "last_name": name["family"],
-    }
-    if resource.get("gender"):
-        fields["gender"] = resource["gender"]
-    if resource.get("birthDate"):
-        fields["date_of_birth"] = resource["birthDate"]
-    phones, emails = _telecom(resource, "phone"), _telecom(resource, "email")
-    if phones:
-        fields["phone_primary"] = phones[0]
-        if len(phones) > 1:
-            fields["phone_secondary"] = phones[1]
-    if emails:
-        fields["email_primary"] = emails[0]
-    addresses = resource.get("address") or []
-    if addresses:
-        address = addresses[0]
-        lines = address.get("line") or []
-        fields.update(
-            address_line1=lines[0] if lines else None,
-            address_line2=lines[1] if len(lines) > 1 else None,
-            city=address.get("city"),
-            state=address.get("state"),
-            postal_code=address.get("postalCode"),
-            country=address.get("country"),
-        )
-    for communication in resource.get("communication") or []:
-        codings = (communication.get("language") or {}).get("coding") or []
-        if codings and codings[0].get("code"):
-            fields["preferred_language"] = codings[0]["code"]
-            break
-    # Validate and normalise (phone numbers to E.164, ...) as a registration does; keep only what was sent.
-    checked = PatientCreate(**fields).model_dump(
-        exclude_unset=True, exclude={"tenant_id", "mrn", "meta_data"}
-    )
-    return {k: v for k, v in checked.items() if k in fields}
-
-
-def practitioner_fields(resource: dict[str, Any], identifiers: list[tuple[str, str]]) -> dict[str, Any]:
-    """Our practitioner fields from a FHIR Practitioner."""
-    name = _official_name(resource)
-    given = list(name["given"])
-    fields: dict[str, Any] = {
-        "first_name": given[0],
-        "middle_name": " ".join(given[1:]) or None,
-        "last_name": name["family"],
-    }
-    if resource.get("gender"):
-        fields["gender"] = resource["gender"]
-    if "active" in resource:
-        fields["is_active"] = bool(resource["active"])
-    license_number = next((v for s, v in identifiers if s == LICENSE_SYSTEM), None)
-    if license_number:
-        fields["license_number"] = license_number
-    phones, emails = _telecom(resource, "phone"), _telecom(resource, "email")
-    if phones:
-        fields["phone_primary"] = phones[0]
-    if emails:
-        fields["email_primary"] = emails[0]
-    qualifications = [
-        (q.get("code") or {}).get("text") for q in resource.get("qualification") or [] if q.get("code")
-    ]
-    if qualifications and qualifications[0]:
-        fields["qualification"] = qualifications[0]
-    checked = PractitionerCreate(**fields).model_dump(exclude_unset=True, exclude={"tenant_id", "meta_data"})
-    return {k: v for k, v in checked.items() if k in fields}
-
-
-def appointment_details(resource: dict[str, Any]) -> dict[str, Any]:
-    """Type, reason and comment of a FHIR Appointment, as our appointment's fields."""
-    details: dict[str, Any] = {}
-    kind = resource.get("appointmentType") or {}
-    codings = kind.get("coding") or []
-    code = (codings[0].get("code") if codings else None) or kind.get("text")
-    if code:
-        details["appointment_type"] = str(code)[:64]
-    reasons = [r.get("text") for r in resource.get("reasonCode") or [] if r.get("text")]
-    if reasons:
-        details["reason_text"] = str(reasons[0])[:2000]
-    if resource.get("comment"):
-        details["notes"] = str(resource["comment"])[:4000]
-    return details
 
 
 async def import_bundle(session: AsyncSession, body: Any) -> ImportReport:

@@ -484,3 +484,72 @@ async def test_hostile_bundles_are_refused_with_4xx_outcomes_and_change_nothing(
         assert response.json()["resourceType"] == "OperationOutcome"
         assert "zz-hostile" not in response.text and "XXXXX" not in response.text  # no submitted values
     assert await snapshot(system_sessionmaker, tenant_id) == before
+
+
+async def test_the_same_bundle_sent_twice_at_once_is_stored_once(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    import asyncio
+
+    first, second = await asyncio.gather(
+        post_bundle(client, fhir_auth, clinic_bundle()), post_bundle(client, fhir_auth, clinic_bundle())
+    )
+
+    # The database decides: one import wins, the other sees its rows (200) or lost the race (409, retry).
+    assert sorted([first.status_code, second.status_code]) in ([200, 200], [200, 409])
+    stored = await snapshot(system_sessionmaker, tenant_id)
+    assert (len(stored["patients"]), len(stored["practitioners"]), len(stored["appointments"])) == (2, 1, 2)
+    retry = await post_bundle(client, fhir_auth, clinic_bundle())
+    assert [e["response"]["status"] for e in retry.json()["entry"]] == ["200 OK"] * 5
+    assert await snapshot(system_sessionmaker, tenant_id) == stored
+
+
+async def test_imported_records_are_searchable_by_every_remaining_parameter(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str]
+) -> None:
+    locations = [
+        e["response"]["location"]
+        for e in (await post_bundle(client, fhir_auth, clinic_bundle())).json()["entry"]
+    ]
+    first_appointment, dr = locations[0].split("/")[1], locations[4].split("/")[1]
+
+    async def search(resource_type: str, **params: Any) -> list[str]:
+        bundle = (await client.get(f"{FHIR}/{resource_type}", params=params, headers=fhir_auth)).json()
+        return [e["resource"]["id"] for e in valid(bundle).get("entry", [])]
+
+    assert await search("Appointment", identifier=f"{EHR_APPT}|A-1") == [first_appointment]
+    assert len(await search("Appointment", practitioner=f"Practitioner/{dr}")) == 2
+    assert await search("Appointment", practitioner=str(uuid.uuid4())) == []
+    assert await search("Practitioner", identifier=f"{EHR_STAFF}|S-1") == [dr]
+    assert await search("Practitioner", _id=dr, _lastUpdated=f"ge{START.year - 1}") == [dr]
+    assert len(await search("Patient", gender="female")) == 2
+    assert await search("Communication", patient=locations[2], sent="ge2000-01-01") == []
+
+
+async def test_an_appointment_only_moves_forward_and_a_finished_one_keeps_its_times(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str], auth: dict[str, str]
+) -> None:
+    await post_bundle(client, fhir_auth, clinic_bundle())
+    patient_ref, dr_ref = f"Patient?identifier={EHR_MRN}|E-1", f"Practitioner?identifier={EHR_STAFF}|S-1"
+    put = {"method": "PUT", "url": f"Appointment?identifier={EHR_APPT}|A-1"}
+
+    async def send(status: str, start: datetime) -> httpx.Response:
+        return await post_bundle(
+            client,
+            fhir_auth,
+            _bundle(entry(appointment("A-1", patient_ref, dr_ref, start, status=status), **put)),
+        )
+
+    done = await send("fulfilled", START)
+    assert done.status_code == 200, done.text
+    appointment_id = done.json()["entry"][0]["response"]["location"].split("/")[1]
+    assert (await send("checked-in", START + timedelta(hours=3))).status_code == 200  # an EHR behind us
+    stored = (await client.get(f"{API}/appointments/{appointment_id}", headers=auth)).json()
+    assert stored["status"] == "completed"
+    assert datetime.fromisoformat(stored["start_time"]) == START
+    refused = await send("cancelled", START)
+    assert refused.status_code == 409
+    assert "entry[0] (Appointment)" in refused.json()["issue"][0]["diagnostics"]
