@@ -5,9 +5,9 @@
 - Idempotent: every entry is matched by identifier (`ifNoneExist`, `PUT Type?identifier=system|value`, or
   the identifiers the resource carries), and only fields that differ are written, so the same bundle twice
   changes nothing the second time.
-- A new patient goes through the duplicate matcher: a probable match (`PROBABLE_MATCH`) gets the EHR's
-  identifiers linked to it instead of a second record; a possible one is created, flagged in its
-  `meta_data.possible_duplicates` and named in the entry's outcome, for a coordinator to review (and merge).
+- A new patient goes through the duplicate matcher: a probable match (`duplicates.match_registration`)
+  gets the EHR's identifiers linked to it instead of a second record; a possible one is created, flagged
+  in its `meta_data.possible_duplicates` and named in the entry's outcome, for a coordinator to review.
 - `urn:uuid:` references between entries, `Patient/<id>` and conditional references
   (`Patient?identifier=system|value`) are resolved; Practitioners and Patients are imported before the
   Appointments that name them, whatever their order in the bundle.
@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, DomainError, NotFound, Unprocessable
+from core.events import EventSource, set_event_source
 from domain.enums import AppointmentStatus
 from domain.fhir.entries import (
     IMPORT_ORDER,
@@ -48,10 +49,10 @@ from domain.fhir.identifiers import (
 from domain.fhir.mapping import appointment_details, patient_fields, practitioner_fields
 from domain.fhir.render import FHIR_TO_APPOINTMENT_STATUS, LICENSE_SYSTEM, MRN_SYSTEM
 from domain.patients import service as patients
-from domain.patients.duplicates import find_duplicates
+from domain.patients.duplicates import match_registration
 from domain.patients.models import Patient
 from domain.patients.repository import PatientRepository
-from domain.patients.schemas import DuplicateReason, PatientCreate, PatientUpdate
+from domain.patients.schemas import PatientCreate, PatientUpdate
 from domain.practitioners import service as practitioners
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
@@ -61,11 +62,6 @@ from domain.scheduling.models import Appointment
 from domain.scheduling.schemas import AppointmentDirectCreate, AppointmentUpdate
 from domain.scheduling.service import book_appointment
 
-# A probable match (the same person): a score of at least PROBABLE_MATCH with the same date of birth and a
-# similar name (the same name and birthday alone score 0.6). Without the birthday (a father and son of one
-# name sharing a phone) it is only possible.
-PROBABLE_MATCH = 0.6
-POSSIBLE_MATCH = 0.35  # worth a coordinator's look, not enough to decide alone
 SOURCE = "fhir"
 S = AppointmentStatus
 UPCOMING = frozenset({S.BOOKED, S.CONFIRMED})
@@ -212,23 +208,18 @@ class BundleImport:
         mrn = next((v for s, v in identifiers if s == MRN_SYSTEM), None)
         data = PatientCreate(**fields, mrn=mrn)
         candidate = Patient(**data.model_dump(exclude={"tenant_id", "mrn"}), mrn=data.mrn or "")
-        duplicates = await find_duplicates(repo, candidate, limit=3)
-        best = duplicates[0] if duplicates else None
-        if (
-            best is not None
-            and best.score >= PROBABLE_MATCH
-            and DuplicateReason.SAME_DOB_SIMILAR_NAME in best.reasons
-        ):
-            patient = await self._survivor(best.patient.id)
+        match = await match_registration(repo, candidate)
+        if match.probable is not None:
+            patient = await self._survivor(match.probable.id)
             await self._claim(PATIENT_IDS, patient.id, identifiers)
             self.patients_touched[patient.id] = None
             note = (
-                f"Matched an existing patient by demographics (score {best.score:.2f}); the identifiers were "
-                "linked to it rather than creating a duplicate."
+                "Matched an existing patient by demographics; the identifiers were linked to it rather than "
+                "creating a duplicate."
             )
             result = EntryResult("200 OK", last_modified=patient.updated_at, note=note)
             return self._resolve(entry, result, patient.id)
-        possible = [str(d.patient.id) for d in duplicates if d.score >= POSSIBLE_MATCH]
+        possible = [str(p.id) for p in match.possible]
         if possible:
             data.meta_data = {**data.meta_data, "possible_duplicates": possible, "imported_from": SOURCE}
         patient = await patients.create_patient(repo, data)
@@ -397,4 +388,5 @@ class BundleImport:
 async def import_bundle(session: AsyncSession, body: Any) -> ImportReport:
     """Import a transaction Bundle into the session's tenant, all or nothing (the caller's transaction)."""
     entries = parse_bundle(body)
+    set_event_source(session, EventSource.FHIR)  # the events its changes emit say they came from the EHR
     return await BundleImport(session).run(entries)

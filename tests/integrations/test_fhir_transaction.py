@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.audit import AuditRecord
 from core.client_credentials import Scope
 from core.database import bind_tenant, mark_system
+from core.events import DomainEvent
 from domain.patients.models import Patient, PatientIdentifier
 from domain.practitioners.models import Practitioner, PractitionerIdentifier
 from domain.scheduling.models import Appointment, AppointmentIdentifier
@@ -172,6 +173,11 @@ async def test_the_same_bundle_twice_changes_nothing(
     assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 5
     assert await snapshot(system_sessionmaker, tenant_id) == before
     assert len(before["patients"]) == 2 and len(before["appointments"]) == 2
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        events = (await session.execute(select(DomainEvent.type, DomainEvent.source))).all()
+    # One event per record the first import made, none from the second, each saying it came from the EHR.
+    assert sorted(events) == [("appointment.booked", "fhir")] * 2 + [("patient.registered", "fhir")] * 2
 
 
 async def test_a_conditional_update_changes_only_what_differs(
