@@ -157,6 +157,32 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read (GET, HEAD, OPTIONS): each statement runs on its own, with no
+    BEGIN and COMMIT around them (two round trips of a three-round-trip read). Under READ COMMITTED every
+    statement of a transaction takes its own snapshot anyway, so a read sees exactly what it would have
+    seen inside one. Such a session refuses to write (`ReadOnlySession`): a write there would not be
+    atomic with the rest of the request."""
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False, info={"read_only": True})
+
+
+class ReadOnlySession(RuntimeError):
+    """A request that only reads tried to write (ORM flush or DML) in its statement-by-statement session."""
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush_when_read_only(session: Session, _ctx: Any, _instances: Any) -> None:
+    if session.info.get("read_only") and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySession("a read-only request tried to write (ORM flush)")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_dml_when_read_only(state: ORMExecuteState) -> None:
+    if state.session.info.get("read_only") and (state.is_insert or state.is_update or state.is_delete):
+        raise ReadOnlySession("a read-only request tried to write (INSERT, UPDATE or DELETE)")
+
+
 AfterCommit = Callable[[], Awaitable[None]]
 
 
