@@ -158,7 +158,7 @@ class PatientRecordRepository:
         return moved
 
 
-def _statistics_columns(patient_id: uuid.UUID | ColumnElement[Any]) -> list[Any]:
+def _statistics_columns(patient_id: Any) -> list[Any]:
     """The columns of `PatientStatistics`, in its field order, for one patient (an id, or a correlated
     column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index."""
     now = func.now()
