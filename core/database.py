@@ -6,9 +6,9 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, event, func, text
+from sqlalchemy import DateTime, Executable, ForeignKey, MetaData, event, func, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
@@ -93,7 +93,32 @@ def _scope_queries_to_tenant(state: ORMExecuteState) -> None:
         if any(issubclass(m.class_, TenantScoped) for m in mappers):
             raise TenantScopeMissing("tenant-scoped query in a session with no tenant")
         return
+    prebuilt = _PREBUILT.get(id(state.statement))
+    if prebuilt is not None and prebuilt[0] is state.statement:
+        # A statement built once: scope it once per tenant too, so SQLAlchemy's cache key of the scoped
+        # statement (memoized on the object) is computed once rather than on every execution.
+        scoped = prebuilt[1].get(tenant_id)
+        if scoped is None:
+            if len(prebuilt[1]) >= MAX_SCOPED_PER_STATEMENT:
+                prebuilt[1].clear()
+            scoped = prebuilt[1][tenant_id] = state.statement.options(_tenant_criteria(tenant_id))
+        state.statement = scoped
+        return
     state.statement = state.statement.options(_tenant_criteria(tenant_id))
+
+
+MAX_SCOPED_PER_STATEMENT = 4096
+_PREBUILT: dict[int, tuple[Any, dict[uuid.UUID, Any]]] = {}
+
+S = TypeVar("S", bound=Executable)
+
+
+def prebuilt(statement: S) -> S:
+    """Mark a statement built once at import (bind parameters for what varies) and run many times: its
+    tenant-scoped form is kept per tenant (see `_scope_queries_to_tenant`). Only for module-level
+    statements: each one is remembered for the life of the process."""
+    _PREBUILT[id(statement)] = (statement, {})
+    return statement
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import prebuilt
 from core.errors import NotFound
 from domain.communications.models import Communication
 from domain.enums import (
@@ -201,7 +202,9 @@ def _count(model: Any, patient_id: uuid.UUID | ColumnElement[Any], *conditions: 
 
 
 # Built once: building these per request cost more than running them (SQLAlchemy still caches the SQL).
-STATISTICS = select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True))))
-PATIENT_WITH_STATISTICS = select(Patient, *_statistics_columns(Patient.id)).where(
-    Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True))
+STATISTICS = prebuilt(select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True)))))
+PATIENT_WITH_STATISTICS = prebuilt(
+    select(Patient, *_statistics_columns(Patient.id)).where(
+        Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True))
+    )
 )
