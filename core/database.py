@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Executable, ForeignKey, MetaData, event, func, text
+from psycopg.pq import TransactionStatus
+from sqlalchemy import DateTime, Executable, ForeignKey, MetaData, TextClause, event, func, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
@@ -204,8 +205,18 @@ def _refuse_flush_when_read_only(session: Session, _ctx: Any, _instances: Any) -
 
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_dml_when_read_only(state: ORMExecuteState) -> None:
-    if state.session.info.get("read_only") and (state.is_insert or state.is_update or state.is_delete):
+    if not state.session.info.get("read_only"):
+        return
+    if state.is_insert or state.is_update or state.is_delete:
         raise ReadOnlySession("a read-only request tried to write (INSERT, UPDATE or DELETE)")
+    statement = state.statement
+    if isinstance(statement, TextClause) and statement.text.lstrip()[:9].upper() == "SET LOCAL":
+        # A setting for the rest of the request's reads (e.g. a planner setting for a search): it needs
+        # a transaction to live in, so the read opens one here; it ends when the connection is returned.
+        connection = state.session.connection()
+        driver = connection.connection.driver_connection
+        if driver is not None and driver.info.transaction_status == TransactionStatus.IDLE:
+            connection.exec_driver_sql("BEGIN")
 
 
 AfterCommit = Callable[[], Awaitable[None]]
