@@ -163,9 +163,9 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
     While the database is down every checkout fails within the connect timeout (or the pool timeout when
     every connection is busy) rather than hanging the request. There is no ping before each checkout (a
     round trip on every request): a connection the outage killed fails its first statement instead, which
-    is a 503 (`api.errors`), and SQLAlchemy, seeing a disconnect, invalidates that connection and every
-    pooled connection older than the failure, so the next requests connect afresh and the service recovers
-    by itself when the database returns (tests/test_unavailability.py).
+    is a 503, and that failure retires every pooled connection (`api.errors`: they all died with it), so
+    the next requests connect afresh and the service recovers by itself when the database returns
+    (tests/test_unavailability.py).
     """
     return create_async_engine(
         url,
