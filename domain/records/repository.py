@@ -4,11 +4,13 @@ messages, journey instances, tickets, booking chats and waitlist rows."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -159,12 +161,18 @@ class PatientRecordRepository:
         return moved
 
 
+def _one_of(column: Any, values: Iterable[str]) -> Any:
+    """`column = ANY(ARRAY[...])`: what `IN (...)` means, compiled once with the statement (an IN list is
+    expanded again at every execution)."""
+    return column == any_(postgresql.array([getattr(v, "value", v) for v in values]))
+
+
 def _statistics_columns(patient_id: Any) -> list[Any]:
     """The columns of `PatientStatistics`, in its field order, for one patient (an id, or a correlated
     column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index."""
     now = func.now()
-    upcoming = and_(Appointment.start_time > now, Appointment.status.in_(ACTIVE_APPOINTMENT_STATUSES))
-    visited = and_(Appointment.start_time <= now, Appointment.status.in_(VISIT_STATUSES))
+    upcoming = and_(Appointment.start_time > now, _one_of(Appointment.status, ACTIVE_APPOINTMENT_STATUSES))
+    visited = and_(Appointment.start_time <= now, _one_of(Appointment.status, VISIT_STATUSES))
     recent_since = now - func.make_interval(0, 0, 0, RECENT_COMMUNICATIONS_DAYS)
 
     def first(column: Any) -> Any:
@@ -181,7 +189,7 @@ def _statistics_columns(patient_id: Any) -> list[Any]:
         _count(JourneyInstance, patient_id, JourneyInstance.status == JourneyInstanceStatus.ACTIVE).label(
             "active_journeys"
         ),
-        _count(Ticket, patient_id, Ticket.status.in_(OPEN_TICKET_STATUSES)).label("open_tickets"),
+        _count(Ticket, patient_id, _one_of(Ticket.status, OPEN_TICKET_STATUSES)).label("open_tickets"),
         _count(Communication, patient_id).label("total_communications"),
         _count(Communication, patient_id, Communication.created_at >= recent_since).label(
             "recent_communications"
