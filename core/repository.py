@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
 from typing import Any, Generic, TypeVar
 
@@ -65,7 +64,12 @@ class Repository(Generic[ModelT]):
         await self.session.flush()
 
 
-@functools.cache
+_BY_ID: dict[type[TenantScoped], Select[Any]] = {}
+
+
 def _by_id(model: type[TenantScoped]) -> Select[Any]:
     """`SELECT model WHERE id = :record_id`, built once per model (the tenant filter is added when run)."""
-    return prebuilt(select(model).where(model.id == bindparam("record_id")))
+    stmt = _BY_ID.get(model)
+    if stmt is None:
+        stmt = _BY_ID[model] = prebuilt(select(model).where(model.id == bindparam("record_id")))
+    return stmt
