@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+QUICK ?=
 
 # Stamps: re-install only when pyproject.toml changes (or the venv is new).
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint migrate clean
+.PHONY: help run test lint migrate bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,6 +58,43 @@ lint: $(TEST_STAMP) ## ruff check, ruff format --check, mypy over every package,
 
 migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded database)
 	$(BIN)/prm db upgrade
+
+# `make bench`: every benchmark, figures into BENCHMARKS.md (about an hour and a half, most of it seeding
+# millions of rows). `make bench QUICK=1`: the same benchmarks, small, in a few minutes, figures into
+# BENCHMARKS.quick.md (git-ignored) so a smoke run never replaces the documented ones.
+ifeq ($(QUICK),)
+BENCH_ENV :=
+BENCH_HTTP := --patients 20000 --duration 20 --runs 2
+BENCH_PATIENTS := --patients 1000000 --requests 200
+BENCH_MESSAGES := --messages 1000000 --requests 100
+BENCH_JOURNEYS := --instances 200 --concurrency 20
+BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30 --writes 10000
+else
+BENCH_ENV := PRM_BENCHMARKS_FILE=BENCHMARKS.quick.md
+BENCH_HTTP := --patients 5000 --duration 5 --runs 1 --scenarios get_patient,list,create,mixed
+BENCH_PATIENTS := --patients 20000 --requests 20
+BENCH_MESSAGES := --messages 20000 --patients 400 --requests 10
+BENCH_JOURNEYS := --instances 20 --concurrency 5
+BENCH_DASHBOARD := --appointments 20000 --communications 50000 --requests 5 --writes 200
+endif
+
+bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minutes, into BENCHMARKS.quick.md)
+	@# The HTTP benchmark drives the API with Debian's wrk: installed here as root (or with passwordless sudo).
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=no; fi; \
+		if [ "$$sudo" = no ] || ! command -v apt-get >/dev/null 2>&1; then \
+			echo "make bench: wrk is missing (apt-get install wrk, as root); the HTTP benchmark will say so" >&2; \
+		else \
+			$$sudo apt-get update -q && \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; \
+		fi; }
+	@command -v pgbench >/dev/null 2>&1 || echo "make bench: pgbench is missing (Debian's postgresql-client):" \
+		"the pgbench -S reference is skipped" >&2
+	$(BENCH_ENV) $(BIN)/python -m bench.http_load $(BENCH_HTTP)
+	$(BENCH_ENV) $(BIN)/python -m bench.patient_search $(BENCH_PATIENTS)
+	$(BENCH_ENV) $(BIN)/python -m bench.communications_search $(BENCH_MESSAGES)
+	$(BENCH_ENV) $(BIN)/python -m bench.journeys_bench $(BENCH_JOURNEYS)
+	$(BENCH_ENV) $(BIN)/python -m bench.analytics_dashboard $(BENCH_DASHBOARD)
 
 clean: ## Remove build and tool caches (never .venv, never the data in .prm/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -44,7 +44,7 @@ from api.routers import (
 from core.audit import AuditBuffer
 from core.auth import TokenVerifier
 from core.codec import EncryptionCodec
-from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.database import make_engine, make_read_sessionmaker, make_sessionmaker, resolve_database_url
 from core.embedded_db import to_libpq_url
 from core.logging import configure_logging
 from core.phones import set_default_region
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         url = database_url or resolve_database_url(settings)
         app.state.engine = make_engine(url, settings)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        app.state.read_sessionmaker = make_read_sessionmaker(app.state.engine)  # GET, HEAD, OPTIONS
         # One LISTEN connection per process for every real-time stream (connects on the first stream).
         app.state.metrics_listener = MetricsListener.for_database(url, app.state.sessionmaker)
         # The active tenants, cached per process and forgotten on PostgreSQL's change notices.

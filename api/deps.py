@@ -34,9 +34,16 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed after the handler returns and before the response is sent."""
-    async with request.app.state.sessionmaker() as session:
+    """One transaction per request: committed after the handler returns and before the response is sent.
+    A request that only reads (GET, HEAD, OPTIONS) runs its statements without BEGIN/COMMIT round trips
+    (`core.database.make_read_sessionmaker`)."""
+    state = request.app.state
+    reads = request.method in READ_METHODS and getattr(state, "read_sessionmaker", None) is not None
+    async with (state.read_sessionmaker if reads else state.sessionmaker)() as session:
         bind_temporal(session, temporal_access(request))  # lazy: connects only if a workflow is started
         watch_writes(session, request.scope)
         try:

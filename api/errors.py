@@ -197,5 +197,27 @@ def install_error_handlers(app: FastAPI) -> None:
                 request.method,
                 request.url.path,
             )
+            if _connection_lost(exc):
+                await _retire_pooled_connections(request)
             return unavailable_response(DATABASE_UNAVAILABLE)
         raise exc  # anything else is a bug: the request id middleware answers a JSON 500
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """Whether the failure means the connection itself is gone (a restart, an outage), rather than a busy
+    pool or a cancelled statement."""
+    if isinstance(exc, PoolTimeout):
+        return False
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig if isinstance(exc, DBAPIError) else exc, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}
+
+
+async def _retire_pooled_connections(request: Request) -> None:
+    """There is no ping before each checkout (`core.database.make_engine`): a connection an outage killed
+    fails only when used. Its failure retires every pooled connection at once (they all died with it), so
+    this request pays for the outage and the next ones connect afresh."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is not None:
+        await engine.dispose(close=False)

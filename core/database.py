@@ -6,9 +6,10 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, event, func, text
+from psycopg.pq import TransactionStatus
+from sqlalchemy import DateTime, Executable, ForeignKey, MetaData, TextClause, event, func, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
@@ -93,7 +94,32 @@ def _scope_queries_to_tenant(state: ORMExecuteState) -> None:
         if any(issubclass(m.class_, TenantScoped) for m in mappers):
             raise TenantScopeMissing("tenant-scoped query in a session with no tenant")
         return
+    prebuilt = _PREBUILT.get(id(state.statement))
+    if prebuilt is not None and prebuilt[0] is state.statement:
+        # A statement built once: scope it once per tenant too, so SQLAlchemy's cache key of the scoped
+        # statement (memoized on the object) is computed once rather than on every execution.
+        scoped = prebuilt[1].get(tenant_id)
+        if scoped is None:
+            if len(prebuilt[1]) >= MAX_SCOPED_PER_STATEMENT:
+                prebuilt[1].clear()
+            scoped = prebuilt[1][tenant_id] = state.statement.options(_tenant_criteria(tenant_id))
+        state.statement = scoped
+        return
     state.statement = state.statement.options(_tenant_criteria(tenant_id))
+
+
+MAX_SCOPED_PER_STATEMENT = 4096
+_PREBUILT: dict[int, tuple[Any, dict[uuid.UUID, Any]]] = {}
+
+S = TypeVar("S", bound=Executable)
+
+
+def prebuilt(statement: S) -> S:
+    """Mark a statement built once at import (bind parameters for what varies) and run many times: its
+    tenant-scoped form is kept per tenant (see `_scope_queries_to_tenant`). Only for module-level
+    statements: each one is remembered for the life of the process."""
+    _PREBUILT[id(statement)] = (statement, {})
+    return statement
 
 
 @functools.lru_cache(maxsize=4096)
@@ -137,9 +163,9 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
     While the database is down every checkout fails within the connect timeout (or the pool timeout when
     every connection is busy) rather than hanging the request. There is no ping before each checkout (a
     round trip on every request): a connection the outage killed fails its first statement instead, which
-    is a 503 (`api.errors`), and SQLAlchemy, seeing a disconnect, invalidates that connection and every
-    pooled connection older than the failure, so the next requests connect afresh and the service recovers
-    by itself when the database returns (tests/test_unavailability.py).
+    is a 503, and that failure retires every pooled connection (`api.errors`: they all died with it), so
+    the next requests connect afresh and the service recovers by itself when the database returns
+    (tests/test_unavailability.py).
     """
     return create_async_engine(
         url,
@@ -155,6 +181,42 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded attributes after commit (responses are built after the commit)."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read (GET, HEAD, OPTIONS): each statement runs on its own, with no
+    BEGIN and COMMIT around them (two round trips of a three-round-trip read). Under READ COMMITTED every
+    statement of a transaction takes its own snapshot anyway, so a read sees exactly what it would have
+    seen inside one. Such a session refuses to write (`ReadOnlySession`): a write there would not be
+    atomic with the rest of the request."""
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False, info={"read_only": True})
+
+
+class ReadOnlySession(RuntimeError):
+    """A request that only reads tried to write (ORM flush or DML) in its statement-by-statement session."""
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_flush_when_read_only(session: Session, _ctx: Any, _instances: Any) -> None:
+    if session.info.get("read_only") and (session.new or session.dirty or session.deleted):
+        raise ReadOnlySession("a read-only request tried to write (ORM flush)")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_dml_when_read_only(state: ORMExecuteState) -> None:
+    if not state.session.info.get("read_only"):
+        return
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlySession("a read-only request tried to write (INSERT, UPDATE or DELETE)")
+    statement = state.statement
+    if isinstance(statement, TextClause) and statement.text.lstrip()[:9].upper() == "SET LOCAL":
+        # A setting for the rest of the request's reads (e.g. a planner setting for a search): it needs
+        # a transaction to live in, so the read opens one here; it ends when the connection is returned.
+        connection = state.session.connection()
+        driver = connection.connection.driver_connection
+        if driver is not None and driver.info.transaction_status == TransactionStatus.IDLE:
+            connection.exec_driver_sql("BEGIN")
 
 
 AfterCommit = Callable[[], Awaitable[None]]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import TenantScoped
+from core.database import TenantScoped, prebuilt
 from core.errors import NotFound
 from core.pagination import PageParams, paginate
 
@@ -30,7 +30,9 @@ class Repository(Generic[ModelT]):
 
     async def get(self, record_id: uuid.UUID) -> ModelT | None:
         """The record, or None when it does not exist for this tenant."""
-        return await self.session.scalar(self.base().where(self.model.id == record_id))
+        if type(self).base is not Repository.base:  # a repository with a base of its own
+            return await self.session.scalar(self.base().where(self.model.id == record_id))
+        return await self.session.scalar(_by_id(self.model), {"record_id": record_id})
 
     async def get_or_404(self, record_id: uuid.UUID) -> ModelT:
         """The record, or NotFound (the same answer whether it is missing or another tenant's)."""
@@ -60,3 +62,14 @@ class Repository(Generic[ModelT]):
         """Remove `record` permanently."""
         await self.session.delete(record)
         await self.session.flush()
+
+
+_BY_ID: dict[type[TenantScoped], Select[Any]] = {}
+
+
+def _by_id(model: type[TenantScoped]) -> Select[Any]:
+    """`SELECT model WHERE id = :record_id`, built once per model (the tenant filter is added when run)."""
+    stmt = _BY_ID.get(model)
+    if stmt is None:
+        stmt = _BY_ID[model] = prebuilt(select(model).where(model.id == bindparam("record_id")))
+    return stmt

@@ -133,3 +133,27 @@ async def test_an_unreachable_redis_does_not_take_the_api_down(
 def test_a_malformed_limit_is_refused_when_the_settings_load() -> None:
     with pytest.raises(ValueError, match="not a rate limit"):
         Settings(rate_limit_per_user="lots")
+
+
+async def test_with_redis_counters_the_headers_and_the_tenant_limit_hold_as_in_the_process(
+    serve, settings, tenant_id, token_for, redis_available
+) -> None:
+    """With Redis the two limits are read together and counted together (two round trips, not four): the
+    user limit, the tenant limit over all its users and the headers answer as with in-process counters."""
+    limits = limited(
+        settings, redis_url=redis_available, rate_limit_per_user="3/minute", rate_limit_per_tenant="5/minute"
+    )
+    async with serve(limits) as client:
+
+        async def as_user(sub: str) -> httpx.Response:
+            token = token_for(tenant_id, sub=sub)
+            return await client.get(f"{API}/practitioners", headers={"Authorization": f"Bearer {token}"})
+
+        ann = [await as_user("ann") for _ in range(4)]
+        bob = [await as_user("bob") for _ in range(3)]
+    assert [r.status_code for r in ann] == [200, 200, 200, 429]  # ann's 4th is refused: counted nowhere
+    assert [r.status_code for r in bob] == [200, 200, 429]  # the tenant's fifth request was bob's second
+    assert [r.headers["X-RateLimit-Remaining"] for r in ann[:3]] == ["2", "1", "0"]
+    assert ann[3].headers["X-RateLimit-Limit"] == "3" and "user" in ann[3].json()["detail"]
+    assert bob[2].headers["X-RateLimit-Limit"] == "5" and "tenant" in bob[2].json()["detail"]
+    assert 1 <= int(bob[2].headers["Retry-After"]) <= 60

@@ -4,16 +4,19 @@ messages, journey instances, tickets, booking chats and waitlist rows."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from core.database import prebuilt
 from core.errors import NotFound
 from domain.communications.models import Communication
 from domain.enums import (
@@ -163,12 +166,18 @@ class PatientRecordRepository:
 PatientKey = uuid.UUID | ColumnElement[Any] | QueryableAttribute[Any]
 
 
+def _one_of(column: Any, values: Iterable[str]) -> Any:
+    """`column = ANY(ARRAY[...])`: what `IN (...)` means, compiled once with the statement (an IN list is
+    expanded again at every execution)."""
+    return column == any_(postgresql.array([getattr(v, "value", v) for v in values]))
+
+
 def _statistics_columns(patient_id: PatientKey) -> list[Any]:
     """The columns of `PatientStatistics`, in its field order, for one patient (an id, or a correlated
     column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index."""
     now = func.now()
-    upcoming = and_(Appointment.start_time > now, Appointment.status.in_(ACTIVE_APPOINTMENT_STATUSES))
-    visited = and_(Appointment.start_time <= now, Appointment.status.in_(VISIT_STATUSES))
+    upcoming = and_(Appointment.start_time > now, _one_of(Appointment.status, ACTIVE_APPOINTMENT_STATUSES))
+    visited = and_(Appointment.start_time <= now, _one_of(Appointment.status, VISIT_STATUSES))
     recent_since = now - func.make_interval(0, 0, 0, RECENT_COMMUNICATIONS_DAYS)
 
     def first(column: Any) -> Any:
@@ -185,7 +194,7 @@ def _statistics_columns(patient_id: PatientKey) -> list[Any]:
         _count(JourneyInstance, patient_id, JourneyInstance.status == JourneyInstanceStatus.ACTIVE).label(
             "active_journeys"
         ),
-        _count(Ticket, patient_id, Ticket.status.in_(OPEN_TICKET_STATUSES)).label("open_tickets"),
+        _count(Ticket, patient_id, _one_of(Ticket.status, OPEN_TICKET_STATUSES)).label("open_tickets"),
         _count(Communication, patient_id).label("total_communications"),
         _count(Communication, patient_id, Communication.created_at >= recent_since).label(
             "recent_communications"
@@ -206,7 +215,9 @@ def _count(model: Any, patient_id: PatientKey, *conditions: ColumnElement[bool])
 
 
 # Built once: building these per request cost more than running them (SQLAlchemy still caches the SQL).
-STATISTICS = select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True))))
-PATIENT_WITH_STATISTICS = select(Patient, *_statistics_columns(Patient.id)).where(
-    Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True))
+STATISTICS = prebuilt(select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True)))))
+PATIENT_WITH_STATISTICS = prebuilt(
+    select(Patient, *_statistics_columns(Patient.id)).where(
+        Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True))
+    )
 )

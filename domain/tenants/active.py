@@ -2,7 +2,7 @@
 
 Every authenticated request checks that the caller's tenant exists and is active. `ActiveTenants` keeps
 the tenants found active in the process and forgets one as soon as PostgreSQL says it changed: a trigger on
-`tenants` (migration 0013) notifies `prm_tenants` with the tenant's id on every UPDATE and DELETE (`*` on
+`tenants` (migration 0017) notifies `prm_tenants` with the tenant's id on every UPDATE and DELETE (`*` on
 a TRUNCATE), and one LISTEN connection per process drops the entry. So a deactivation, whoever commits it
 (the API, the CLI, an operator's SQL), is refused by every process within moments of its commit.
 
