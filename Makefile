@@ -65,15 +65,15 @@ migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded
 ifeq ($(QUICK),)
 BENCH_ENV :=
 BENCH_HTTP := --patients 20000 --duration 20 --runs 2
-BENCH_PATIENTS := --patients 1000000 --requests 200
-BENCH_MESSAGES := --messages 1000000 --requests 100
+BENCH_PATIENTS := --scale 1 --requests 200
+BENCH_MESSAGES := --scale 1 --requests 100
 BENCH_JOURNEYS := --instances 200 --concurrency 20
 BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30 --writes 10000
 else
 BENCH_ENV := PRM_BENCHMARKS_FILE=BENCHMARKS.quick.md
 BENCH_HTTP := --patients 5000 --duration 5 --runs 1 --scenarios get_patient,list,create,mixed
-BENCH_PATIENTS := --patients 20000 --requests 20
-BENCH_MESSAGES := --messages 20000 --patients 400 --requests 10
+BENCH_PATIENTS := --quick
+BENCH_MESSAGES := --quick
 BENCH_JOURNEYS := --instances 20 --concurrency 5
 BENCH_DASHBOARD := --appointments 20000 --communications 50000 --requests 5 --writes 200
 endif
