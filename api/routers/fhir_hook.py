@@ -57,7 +57,10 @@ async def _notify(request: Request, caller: ClientCaller, session: RawSessionDep
         resource_type="fhir",
         patients=report.patients,
     )
-    words = f"Notification received: {report.emitted} event(s) emitted, {report.repeated} already received."
+    words = (
+        f"Notification received: {report.imported} record(s) imported, {report.emitted} event(s) "
+        f"emitted, {report.repeated} already received."
+    )
     if report.skipped:
         words += " Skipped: " + "; ".join(report.skipped[:10])
     outcome = {

@@ -7,6 +7,15 @@ endpoint given in `channel.endpoint`. R4 allows three shapes, all accepted:
 - a Bundle (`history`, `collection`, or the subscriptions backport's `subscription-notification`) whose
   entries carry the resources (a SubscriptionStatus entry and other resource types are skipped).
 
+A Patient, Practitioner or Appointment in a notification (a Subscription on `Patient?`, `Appointment?`...)
+is upserted by its first identifier exactly as a transaction Bundle's conditional update is
+(`PUT Patient?identifier=system|value`, `domain.fhir.transaction`): a new patient goes through the duplicate
+matcher, only fields that differ are written, and the domain's own services emit the events
+(`patient.registered`/`updated`, `appointment.booked`/`rescheduled`/`cancelled`/...), so a repeated
+notification changes nothing and emits nothing. They are imported before the notification's Encounters, so
+an Encounter may name a patient the same notification brings. A resource without an identifier cannot be
+matched and refuses the notification (422); so does a reference this service cannot resolve.
+
 An Encounter `finished` emits `encounter.discharged`; `in-progress` or `arrived` emit `encounter.admitted`.
 The facts are those an HL7 A01/A03 gives (`core.events.FACTS`): the procedures (Procedures of the same
 notification whose `encounter` names it, contained ones, and `diagnosis` entries that reference a
@@ -22,15 +31,18 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadRequest, Unprocessable
-from core.events import EventSource, EventType, emit
+from core.events import EventSource, EventType, emit, set_event_source
+from domain.fhir.entries import IMPORT_ORDER, Entry, identifiers_of
 from domain.fhir.identifiers import PATIENT_IDS, PRACTITIONER_IDS
 from domain.fhir.render import MRN_SYSTEM, model
+from domain.fhir.transaction import BundleImport
 from domain.patients.models import Patient
 
 ENCOUNTER_EVENTS = {
@@ -48,6 +60,7 @@ class HookReport:
 
     emitted: int = 0
     repeated: int = 0
+    imported: int = 0  # records matched and brought up to date, or created (their services emit the events)
     skipped: list[str] = field(default_factory=list)
     patients: list[uuid.UUID] = field(default_factory=list)
 
@@ -183,20 +196,42 @@ def _when(encounter: dict[str, Any], type: EventType) -> datetime | None:
     return when
 
 
+def _upsert_entry(index: int, full_url: str | None, resource: dict[str, Any], where: str) -> Entry:
+    """The conditional update (`PUT <Type>?identifier=system|value`) a notified resource amounts to."""
+    identifiers = identifiers_of(resource)
+    if not identifiers:
+        raise Unprocessable(
+            f"{where}: a notified {resource['resourceType']} needs an identifier to be matched."
+        )
+    system, value = identifiers[0]
+    url = f"{resource['resourceType']}?identifier={quote(system, safe=':/')}|{quote(value, safe='')}"
+    return Entry(index, full_url, "PUT", url, None, resource)
+
+
 async def receive_notification(session: AsyncSession, body: Any) -> HookReport:
-    """Emit the events a notification carries, in the session's transaction (all or nothing)."""
+    """Import the records a notification carries and emit its encounters' events, in the session's
+    transaction (all or nothing)."""
     resources = _resources(body)
     report = HookReport()
+    set_event_source(session, EventSource.FHIR)
+    in_bundle = isinstance(body, dict) and body.get("resourceType") == "Bundle"
+    upserts = [
+        _upsert_entry(index, full_url, resource, f"entry[{index}] ({resource['resourceType']})")
+        for index, (full_url, resource) in enumerate(resources)
+        if resource.get("resourceType") in IMPORT_ORDER
+    ]
+    if upserts:
+        imported = await BundleImport(session).run(upserts)
+        report.imported = len(imported.results)
+        report.patients.extend(imported.patients)
     for index, (full_url, resource) in enumerate(resources):
         resource_type = str(resource.get("resourceType"))
-        where = (
-            f"entry[{index}] ({resource_type})"
-            if isinstance(body, dict) and body.get("resourceType") == "Bundle"
-            else resource_type
-        )
+        where = f"entry[{index}] ({resource_type})" if in_bundle else resource_type
+        if resource_type in IMPORT_ORDER:
+            continue
         if resource_type != "Encounter":
             if resource_type not in ("SubscriptionStatus", "Parameters", "Procedure"):
-                report.skipped.append(f"{where}: only Encounters become events here")
+                report.skipped.append(f"{where}: not a Patient, Practitioner, Appointment or Encounter")
             continue
         _validate(resource, where)
         type = ENCOUNTER_EVENTS.get(str(resource.get("status")))

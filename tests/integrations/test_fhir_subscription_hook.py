@@ -17,6 +17,8 @@ from core.database import bind_tenant
 from core.events import DomainEvent
 from domain.fhir.identifiers import PATIENT_IDS
 from tests.integrations.conftest import ClientFactory, bearer_for
+from tests.integrations.test_fhir_transaction import EHR_MRN as IMPORT_MRN
+from tests.integrations.test_fhir_transaction import EHR_STAFF, START, appointment, patient, practitioner
 
 HOOK = "/fhir/R4/$subscription-hook"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -190,3 +192,68 @@ async def test_the_hook_needs_a_fhir_token(
 
     assert (await client.post(HOOK, json=encounter(), headers={**auth, **FHIR_JSON})).status_code == 401
     assert (await client.post(HOOK, json=encounter(), headers={**hl7_only, **FHIR_JSON})).status_code == 403
+
+
+async def all_events(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> list[tuple[str, str]]:
+    """(type, source) of every event of the tenant, in order."""
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        rows = await session.execute(select(DomainEvent.type, DomainEvent.source).order_by(DomainEvent.id))
+        return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+
+
+async def test_notified_patients_and_appointments_are_upserted_and_emit_their_events_once(
+    client: httpx.AsyncClient,
+    fhir_hook_auth: dict[str, str],
+    auth: dict[str, str],
+    system_sessionmaker,
+    tenant_id,
+) -> None:
+    """A Subscription on Patients and Appointments: the notified records are imported by identifier (the
+    domain's services emit their events), before the Encounter of the same notification is read."""
+    new_patient = patient("E-9", given="Rosa", family="Mendes", birth="1961-03-04")
+    visit = appointment(
+        "A-9", f"Patient?identifier={IMPORT_MRN}|E-9", f"Practitioner?identifier={EHR_STAFF}|S-9", START
+    )
+    discharge = encounter(subject={"identifier": {"system": IMPORT_MRN, "value": "E-9"}})
+    body = notification(practitioner("S-9"), new_patient, visit, discharge, KNEE | {"subject": {}})
+    headers = {**fhir_hook_auth, **FHIR_JSON}
+
+    first = await client.post(HOOK, json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert "3 record(s) imported, 1 event(s) emitted" in first.json()["issue"][0]["diagnostics"]
+    expected = [
+        ("patient.registered", "fhir"),
+        ("appointment.booked", "fhir"),
+        ("encounter.discharged", "fhir"),
+    ]
+    assert await all_events(system_sessionmaker, tenant_id) == expected
+    assert (await client.post(HOOK, json=body, headers=headers)).status_code == 200
+    assert await all_events(system_sessionmaker, tenant_id) == expected  # a repeat changes nothing
+
+    cancelled = await client.post(HOOK, json=notification({**visit, "status": "cancelled"}), headers=headers)
+    assert cancelled.status_code == 200, cancelled.text
+    assert (await all_events(system_sessionmaker, tenant_id))[-1] == ("appointment.cancelled", "fhir")
+    listed = (await client.get("/api/v1/prm/appointments", headers=auth)).json()
+    assert [a["status"] for a in listed["items"]] == ["cancelled"]
+
+
+async def test_a_notified_record_without_an_identifier_refuses_the_notification(
+    client: httpx.AsyncClient,
+    fhir_hook_auth: dict[str, str],
+    auth: dict[str, str],
+    system_sessionmaker,
+    tenant_id,
+) -> None:
+    anonymous = {key: value for key, value in patient("E-10").items() if key != "identifier"}
+
+    resp = await client.post(
+        HOOK, json=notification(patient("E-11"), anonymous), headers={**fhir_hook_auth, **FHIR_JSON}
+    )
+
+    assert resp.status_code == 422 and resp.json()["resourceType"] == "OperationOutcome"
+    assert "identifier" in resp.json()["issue"][0]["diagnostics"]
+    assert (await client.get("/api/v1/prm/patients", headers=auth)).json()["total"] == 0  # not even E-11
+    assert await all_events(system_sessionmaker, tenant_id) == []
