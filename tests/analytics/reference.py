@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -133,9 +135,17 @@ def communication_figures(rows: TenantRows, window: Window) -> dict[str, Any]:
             "analyzer": ANALYZER,
             "scored": len(scored),
             "unscored": len(inbound) - len(scored),
-            "average_compound": round(sum(c for c, _ in scored) / len(scored), 4) if scored else None,
+            "average_compound": _average(c for c, _ in scored) if scored else None,
             "positive": labels["positive"],
             "neutral": labels["neutral"],
             "negative": labels["negative"],
         },
     }
+
+
+def _average(compounds: Iterable[float]) -> float:
+    """The mean as the rollup computes it: each score cast to numeric the way PostgreSQL casts a double (15
+    significant digits), summed exactly, divided, rounded to 4 places. A float sum can land on the other side
+    of a rounding boundary (-0.05185 read as -0.0518 instead of -0.0519)."""
+    values = [Decimal(format(c, ".15g")) for c in compounds]
+    return round(float(sum(values, Decimal(0)) / len(values)), 4)
