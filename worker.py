@@ -32,8 +32,8 @@ from core.temporal import TemporalAccess, connect_temporal, temporal_target
 from core.tracing import configure_tracing
 from core.workflow_commands import CommandRelay
 from domain.journeys.dispatch import TriggerDispatcher
-from workflows import ALL_WORKFLOWS
 from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput, ReconcilerWorkflow
+from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
 
@@ -125,8 +125,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         activities = build_activities(deps)
         if not workflows and not activities:
             raise NothingToRun(
-                "no workflows (workflows.ALL_WORKFLOWS) and no activities (activities.build_activities) "
-                "are registered: the worker has nothing to run"
+                "no workflows (workflows.registry.ALL_WORKFLOWS) and no activities "
+                "(activities.build_activities) are registered: the worker has nothing to run"
             )
         client = await _connect_with_retry(settings, telemetry.runtime)
         # Start what a crash between a commit and Temporal left unstarted, and keep the periodic

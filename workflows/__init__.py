@@ -1,22 +1,6 @@
-"""Temporal workflows: deterministic decisions over dataclass inputs of ids; no I/O, no PHI."""
+"""Temporal workflows: deterministic decisions over dataclass inputs of ids; no I/O, no PHI.
 
-from __future__ import annotations
-
-from workflows.appointments import AppointmentWorkflow
-from workflows.booking import BookingConversationWorkflow
-from workflows.communications import CommunicationDeliveryWorkflow
-from workflows.journey import JourneyInstanceWorkflow
-from workflows.reconcile import ReconcilerWorkflow
-from workflows.tickets import TicketSlaWorkflow
-from workflows.waitlist import WaitlistBackfillWorkflow
-
-# Every workflow class the worker registers. Filled in by the domains that define workflows.
-ALL_WORKFLOWS: list[type] = [
-    JourneyInstanceWorkflow,
-    AppointmentWorkflow,
-    BookingConversationWorkflow,
-    WaitlistBackfillWorkflow,
-    ReconcilerWorkflow,
-    CommunicationDeliveryWorkflow,
-    TicketSlaWorkflow,
-]
+Nothing is imported here: the workflow sandbox imports a workflow's module afresh for every workflow run,
+and with it the package's `__init__`, so a package that imported every workflow would have each journey run
+import all seven modules. The worker takes its list from `workflows.registry`.
+"""

@@ -247,7 +247,7 @@ async def comms_worker(comms_temporal_env, app, settings, system_sessionmaker, m
     from temporalio.worker import Worker
 
     from activities import ActivityDeps, build_activities
-    from workflows import ALL_WORKFLOWS
+    from workflows.registry import ALL_WORKFLOWS
 
     queue = f"communications-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(settings, "temporal_task_queue", queue)

@@ -121,7 +121,7 @@ async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, mo
     from temporalio.worker import Worker
 
     from activities import ActivityDeps, build_activities
-    from workflows import ALL_WORKFLOWS
+    from workflows.registry import ALL_WORKFLOWS
 
     queue = f"scheduling-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(settings, "temporal_task_queue", queue)

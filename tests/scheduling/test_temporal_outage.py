@@ -30,8 +30,8 @@ from tests.dedicated_postgres import free_port
 from tests.polling import eventually
 from tests.scheduling.conftest import API
 from tests.scheduling.test_reminders import book_at, messages
-from workflows import ALL_WORKFLOWS
 from workflows.appointments import AppointmentWorkflow
+from workflows.registry import ALL_WORKFLOWS
 
 BASE = f"{API}/appointments"
 

@@ -1,0 +1,21 @@
+"""Every workflow class the worker registers (imported by the worker, never by a workflow)."""
+
+from __future__ import annotations
+
+from workflows.appointments import AppointmentWorkflow
+from workflows.booking import BookingConversationWorkflow
+from workflows.communications import CommunicationDeliveryWorkflow
+from workflows.journey import JourneyInstanceWorkflow
+from workflows.reconcile import ReconcilerWorkflow
+from workflows.tickets import TicketSlaWorkflow
+from workflows.waitlist import WaitlistBackfillWorkflow
+
+ALL_WORKFLOWS: list[type] = [
+    JourneyInstanceWorkflow,
+    AppointmentWorkflow,
+    BookingConversationWorkflow,
+    WaitlistBackfillWorkflow,
+    ReconcilerWorkflow,
+    CommunicationDeliveryWorkflow,
+    TicketSlaWorkflow,
+]
