@@ -198,6 +198,7 @@ def _when(encounter: dict[str, Any], type: EventType) -> datetime | None:
 
 def _upsert_entry(index: int, full_url: str | None, resource: dict[str, Any], where: str) -> Entry:
     """The conditional update (`PUT <Type>?identifier=system|value`) a notified resource amounts to."""
+    _validate(resource, where)  # a transaction Bundle is validated whole; a notification's entries one by one
     identifiers = identifiers_of(resource)
     if not identifiers:
         raise Unprocessable(

@@ -257,3 +257,14 @@ async def test_a_notified_record_without_an_identifier_refuses_the_notification(
     assert "identifier" in resp.json()["issue"][0]["diagnostics"]
     assert (await client.get("/api/v1/prm/patients", headers=auth)).json()["total"] == 0  # not even E-11
     assert await all_events(system_sessionmaker, tenant_id) == []
+
+
+async def test_a_malformed_notified_patient_is_400_not_a_crash(
+    client: httpx.AsyncClient, fhir_hook_auth: dict[str, str], auth: dict[str, str]
+) -> None:
+    broken = {**patient("E-12"), "identifier": ["E-12"]}  # not Identifier objects
+
+    resp = await client.post(HOOK, json=notification(broken), headers={**fhir_hook_auth, **FHIR_JSON})
+
+    assert resp.status_code == 400 and resp.json()["resourceType"] == "OperationOutcome"
+    assert (await client.get("/api/v1/prm/patients", headers=auth)).json()["total"] == 0
