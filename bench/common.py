@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import statistics
 import time
 import uuid
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -127,6 +131,48 @@ class SqlClock:
         """The milliseconds summed since the last call."""
         ms, self.ms = self.ms, 0.0
         return ms
+
+    async def time_gets(
+        self,
+        client: httpx.AsyncClient,
+        name: str,
+        requests: Iterable[tuple[str, dict[str, Any]]],
+        headers: dict[str, str],
+    ) -> tuple[Latency, Latency]:
+        """GET each (path, params) one after the other; (whole-request, in-SQL) latencies named `name`,
+        printed as they are measured. A request that fails stops the benchmark."""
+        samples, sql_samples = [], []
+        for path, params in requests:
+            self.take()
+            started = time.perf_counter()
+            resp = await client.get(path, params=params, headers=headers)
+            samples.append((time.perf_counter() - started) * 1000)
+            sql_samples.append(self.take())
+            resp.raise_for_status()
+        whole, in_sql = Latency(name, samples), Latency(name, sql_samples)
+        print(f"  {whole.row()}  SQL p50 {in_sql.p50:.1f} ms", flush=True)
+        return whole, in_sql
+
+
+def search_bench_arguments(
+    description: str, *, of: str, requests: int, quick: tuple[float, int], quick_help: str
+) -> argparse.Namespace:
+    """The command line both search benchmarks take: `--scale` (of the data set's `of`), `--requests`,
+    `--quick` (scale and requests from `quick`, one run), `--keep`/`--reuse URL`, `--runs`, `--no-write`."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help=f"of {of} (default 1)")
+    parser.add_argument("--requests", type=int, default=requests, help="requests per kind of search")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--reuse", metavar="URL", help="measure a database seeded by an earlier --keep run")
+    parser.add_argument("--runs", type=int, default=2, help="measurements, one after the other (default 2)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+    if args.quick:
+        args.scale, args.requests, args.runs = quick[0], quick[1], 1
+    return args
 
 
 def runs_table(runs: list[list[Latency]], sql: list[Latency] | None = None) -> list[str]:

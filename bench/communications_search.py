@@ -13,11 +13,9 @@ section of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import platform
 import random
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,7 +24,15 @@ import httpx
 import psycopg
 
 from api.app import create_app
-from bench.common import Latency, SqlClock, api_settings, runs_table, scratch_database, write_section
+from bench.common import (
+    Latency,
+    SqlClock,
+    api_settings,
+    runs_table,
+    scratch_database,
+    search_bench_arguments,
+    write_section,
+)
 from bench.seed import MEDICATIONS, MESSAGE_DAYS, PHRASES, describe, seed_dataset
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
@@ -150,39 +156,23 @@ async def measure(
                     print(f"run {run} of {runs}:", flush=True)
                     results, in_sql = [], []
                     for name, build in kinds.items():
-                        samples, sql_samples = [], []
-                        for i in range(requests):
-                            params = build(i)
-                            clock.take()
-                            started = time.perf_counter()
-                            resp = await client.get(
-                                "/api/v1/prm/communications/search", params=params, headers=headers
-                            )
-                            samples.append((time.perf_counter() - started) * 1000)
-                            sql_samples.append(clock.take())
-                            resp.raise_for_status()
-                        results.append(Latency(name, samples))
-                        in_sql.append(Latency(name, sql_samples))
-                        print(f"  {results[-1].row()}  SQL p50 {in_sql[-1].p50:.1f} ms", flush=True)
+                        gets = (("/api/v1/prm/communications/search", build(i)) for i in range(requests))
+                        whole, sql = await clock.time_gets(client, name, gets, headers)
+                        results.append(whole)
+                        in_sql.append(sql)
                     all_runs.append(results)
     return all_runs, in_sql, selectivity
 
 
 def main() -> None:
     """Seed, measure, report."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    args = search_bench_arguments(
+        __doc__ or "",
+        of="5,000,000 messages",
+        requests=100,
+        quick=(0.05, 30),
+        quick_help="250,000 messages, 30 requests per kind",
     )
-    parser.add_argument("--scale", type=float, default=1.0, help="of 5,000,000 messages (default 1)")
-    parser.add_argument("--requests", type=int, default=100, help="requests per kind of search")
-    parser.add_argument("--quick", action="store_true", help="250,000 messages, 30 requests per kind")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    parser.add_argument("--reuse", metavar="URL", help="measure a database seeded by an earlier --keep run")
-    parser.add_argument("--runs", type=int, default=2, help="measurements, one after the other (default 2)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
-    args = parser.parse_args()
-    if args.quick:
-        args.scale, args.requests, args.runs = 0.05, 30, 1
 
     if args.reuse:
         url = args.reuse
