@@ -20,19 +20,21 @@ def _official_name(resource: dict[str, Any]) -> dict[str, Any]:
     return dict(official)
 
 
+def _person_names(resource: dict[str, Any]) -> dict[str, Any]:
+    """First, middle and last name from the resource's official name (the first given name is the first
+    name, the others the middle name)."""
+    name = _official_name(resource)
+    given = list(name["given"])
+    return {"first_name": given[0], "middle_name": " ".join(given[1:]) or None, "last_name": name["family"]}
+
+
 def _telecom(resource: dict[str, Any], system: str) -> list[str]:
     return [t["value"] for t in resource.get("telecom") or [] if t.get("system") == system and t.get("value")]
 
 
 def patient_fields(resource: dict[str, Any]) -> dict[str, Any]:
     """Our patient fields from a FHIR Patient (only those it carries), validated as a registration is."""
-    name = _official_name(resource)
-    given = list(name["given"])
-    fields: dict[str, Any] = {
-        "first_name": given[0],
-        "middle_name": " ".join(given[1:]) or None,
-        "last_name": name["family"],
-    }
+    fields = _person_names(resource)
     if resource.get("gender"):
         fields["gender"] = resource["gender"]
     if resource.get("birthDate"):
@@ -70,13 +72,7 @@ def patient_fields(resource: dict[str, Any]) -> dict[str, Any]:
 
 def practitioner_fields(resource: dict[str, Any], identifiers: list[tuple[str, str]]) -> dict[str, Any]:
     """Our practitioner fields from a FHIR Practitioner."""
-    name = _official_name(resource)
-    given = list(name["given"])
-    fields: dict[str, Any] = {
-        "first_name": given[0],
-        "middle_name": " ".join(given[1:]) or None,
-        "last_name": name["family"],
-    }
+    fields = _person_names(resource)
     if resource.get("gender"):
         fields["gender"] = resource["gender"]
     if "active" in resource:
