@@ -31,7 +31,6 @@ from domain.communications.providers import (
     OutboxProvider,
     ProviderError,
     log_provider_configuration,
-    provider_for,
 )
 from domain.communications.repository import CommunicationRepository
 from domain.communications.service import create_fallback
@@ -65,8 +64,7 @@ class CommunicationActivities:
                 channel=record.channel,
                 scheduled_for=scheduled,
                 fallback_minutes=minutes,
-                reports_delivery=provider_for(Channel(record.channel), self.deps.settings).name
-                != OutboxProvider.name,
+                reports_delivery=delivery.reports_delivery(record.channel, self.deps.settings),
             )
             await session.commit()
             return plan

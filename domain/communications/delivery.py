@@ -196,13 +196,15 @@ async def pass_gate(session: AsyncSession, record: Communication, now: datetime)
     return GateAnswer(decision.verdict.value, decision.reason, decision.until, failure)
 
 
+def reports_delivery(channel: str, settings: Settings) -> bool:
+    """Whether the provider of `channel` reports delivery (the outbox reports nothing)."""
+    return provider_for(Channel(channel), settings).name != OutboxProvider.name
+
+
 def watches_fallback(channel: str, settings: Settings) -> bool:
     """Whether a message on `channel` falls back to the next channel when it goes undelivered: WhatsApp
-    through a provider that reports delivery (the outbox reports nothing, so there is nothing to watch)."""
-    return (
-        channel == Channel.WHATSAPP.value
-        and provider_for(Channel(channel), settings).name != OutboxProvider.name
-    )
+    through a provider that reports delivery (the delivery workflow's rule, from its plan)."""
+    return channel == Channel.WHATSAPP.value and reports_delivery(channel, settings)
 
 
 async def send_at_once(
