@@ -117,17 +117,20 @@ class JourneyActivities:
                     session, communication_id, now=now, settings=self.deps.settings
                 )
             except ProviderError:
-                outcome = None  # transient: rolled back; the workflow's send step retries it
+                await session.rollback()  # transient: the delivery workflow's send step retries it
+                outcome = None
             else:
                 await session.commit()
+            if outcome is not None:
+                count_outcome(outcome)
+                return
+            access = temporal_for(session)
+            if access is None:
+                return  # the reconciler starts its workflow
             patient_id = await session.scalar(
                 select(Communication.patient_id).where(Communication.id == communication_id)
             )
-            access = temporal_for(session)
-        if outcome is not None:
-            count_outcome(outcome)
-        elif access is not None:
-            await dispatch.start_delivery(access, uuid.UUID(tenant_id), communication_id, patient_id)
+        await dispatch.start_delivery(access, uuid.UUID(tenant_id), communication_id, patient_id)
 
     @activity.defn(name="journey_create_ticket")
     async def create_journey_ticket(self, data: ActionInput) -> str:
