@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql
 
-from core.database import TenantScopeMissing, bind_tenant
+from core.database import TenantScopeMissing, bind_tenant, mark_system, tenant_bound
+from core.errors import NotFound
+from domain.communications.models import Communication
+from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
+from domain.records.repository import PATIENT_DETAIL, PatientRecordRepository
 
 
 async def _add_practitioner(sessionmaker: Callable, tenant: uuid.UUID, last_name: str) -> uuid.UUID:
@@ -104,3 +110,62 @@ async def test_aggregates_and_column_queries_are_scoped_too(
     assert names == ["Counted"]
     assert [tuple(row) for row in grouped] == [("Counted", 1)]
     assert subquery_count == 1
+
+
+# ---- Core statements that filter by tenant themselves (`tenant_bound`) -------------------------------
+
+
+def test_a_tenant_bound_statement_must_name_the_tenant() -> None:
+    with pytest.raises(TenantScopeMissing):
+        tenant_bound(select(Practitioner.__table__.c.id))
+    tenant_bound(select(Practitioner.__table__.c.id).where(Practitioner.tenant_id == bindparam("tenant_id")))
+
+
+async def test_a_tenant_bound_statement_needs_a_session_with_a_tenant(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
+    patient = await _add_patient(system_sessionmaker, await make_tenant())
+    async with system_sessionmaker() as session:  # a system session sees every tenant: not for these
+        mark_system(session)
+        with pytest.raises(TenantScopeMissing):
+            await PatientRecordRepository(session).patient_detail(patient)
+
+
+async def test_the_patient_detail_reads_only_the_sessions_tenant(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
+    """Every table the hand-filtered statement reads is filtered: a message row of another tenant that
+    names this patient (nothing but the tenant filter keeps it out) is not counted, and another tenant
+    cannot read the patient at all."""
+    mine, theirs = await make_tenant(), await make_tenant()
+    patient = await _add_patient(system_sessionmaker, mine)
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        for tenant in (mine, theirs, theirs):
+            session.add(Communication(tenant_id=tenant, patient_id=patient, channel="sms", message="x"))
+        await session.commit()
+    async with system_sessionmaker() as session:
+        bind_tenant(session, mine)
+        row = await PatientRecordRepository(session).patient_detail(patient)
+    assert row["id"] == patient and row["total_communications"] == 1
+    async with system_sessionmaker() as session:
+        bind_tenant(session, theirs)
+        with pytest.raises(NotFound):
+            await PatientRecordRepository(session).patient_detail(patient)
+
+
+def test_the_patient_detail_filters_each_table_it_reads() -> None:
+    sql = str(PATIENT_DETAIL.compile(dialect=postgresql.dialect()))
+    tables = set(re.findall(r"FROM (\w+)", sql))
+    assert tables == {"patients", "appointments", "journey_instances", "tickets", "communications"}
+    for table in tables:
+        assert f"{table}.tenant_id = %(tenant_id)s" in sql, table
+
+
+async def _add_patient(sessionmaker: Callable, tenant: uuid.UUID) -> uuid.UUID:
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant)
+        patient = Patient(mrn=f"MRN-{uuid.uuid4().hex[:10]}", first_name="Ann", last_name="Core")
+        session.add(patient)
+        await session.commit()
+        return patient.id

@@ -6,7 +6,6 @@ Fixed paths (`/search`, `/mrn/{mrn}`, `/merge`, `/stats/demographics`) are decla
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -176,10 +175,8 @@ async def create_patient(
 async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDetailResponse:
     """A patient's full demographics, with counts of appointments (total and upcoming), active journeys,
     open tickets and messages, and the dates of the last visit and the next appointment."""
-    patient, stats = await PatientRecordRepository(session).patient_with_statistics(patient_id)
-    return PatientDetailResponse.model_validate(
-        {**PatientResponse.model_validate(patient).model_dump(exclude={"full_name", "age"}), **asdict(stats)}
-    )
+    row = await PatientRecordRepository(session).patient_detail(patient_id)
+    return PatientDetailResponse.model_validate(row)
 
 
 @router.patch(

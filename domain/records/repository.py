@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, any_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import CursorResult, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
-from core.database import prebuilt
+from core.database import TENANT_PARAMETER, execute_tenant_bound, prebuilt, tenant_bound
 from core.errors import NotFound
 from domain.communications.models import Communication
 from domain.enums import (
@@ -74,13 +74,14 @@ class PatientRecordRepository:
         row = (await self.session.execute(STATISTICS, {"patient_id": patient_id})).one()
         return PatientStatistics(*row)
 
-    async def patient_with_statistics(self, patient_id: uuid.UUID) -> tuple[Patient, PatientStatistics]:
-        """The patient and their statistics in one round trip; NotFound when the tenant has no such one."""
-        row = (await self.session.execute(PATIENT_WITH_STATISTICS, {"patient_id": patient_id})).first()
+    async def patient_detail(self, patient_id: uuid.UUID) -> RowMapping:
+        """The patient's columns and their statistics' (`PatientStatistics`' fields), in one round trip and
+        without the ORM (`core.database.tenant_bound`); NotFound when the tenant has no such patient."""
+        result = await execute_tenant_bound(self.session, PATIENT_DETAIL, {"patient_id": patient_id})
+        row = result.mappings().first()
         if row is None:
             raise NotFound(f"{PatientRepository.label} not found.")
-        patient, *figures = row
-        return patient, PatientStatistics(*figures)
+        return row
 
     async def latest_appointments(self, patient_id: uuid.UUID, limit: int = 10) -> list[Appointment]:
         """The patient's latest appointments by start time (future ones included)."""
@@ -172,31 +173,33 @@ def _one_of(column: Any, values: Iterable[str]) -> Any:
     return column == any_(postgresql.array([getattr(v, "value", v) for v in values]))
 
 
-def _statistics_columns(patient_id: PatientKey) -> list[Any]:
+def _statistics_columns(patient_id: PatientKey, tenant_id: Any = None) -> list[Any]:
     """The columns of `PatientStatistics`, in its field order, for one patient (an id, or a correlated
-    column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index."""
+    column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index. With
+    `tenant_id` (a bound parameter) each subquery also filters by it, for Core statements that the ORM's
+    tenant criteria do not reach."""
     now = func.now()
+
+    def owned_by(model: Any) -> list[ColumnElement[bool]]:
+        where = [model.patient_id == patient_id]
+        return where if tenant_id is None else [*where, model.tenant_id == tenant_id]
+
     upcoming = and_(Appointment.start_time > now, _one_of(Appointment.status, ACTIVE_APPOINTMENT_STATUSES))
     visited = and_(Appointment.start_time <= now, _one_of(Appointment.status, VISIT_STATUSES))
     recent_since = now - func.make_interval(0, 0, 0, RECENT_COMMUNICATIONS_DAYS)
 
     def first(column: Any) -> Any:
-        return (
-            select(column)
-            .select_from(Appointment)
-            .where(Appointment.patient_id == patient_id)
-            .scalar_subquery()
-        )
+        return select(column).select_from(Appointment).where(*owned_by(Appointment)).scalar_subquery()
 
     return [
-        _count(Appointment, patient_id).label("total_appointments"),
-        _count(Appointment, patient_id, upcoming).label("upcoming_appointments"),
-        _count(JourneyInstance, patient_id, JourneyInstance.status == JourneyInstanceStatus.ACTIVE).label(
-            "active_journeys"
-        ),
-        _count(Ticket, patient_id, _one_of(Ticket.status, OPEN_TICKET_STATUSES)).label("open_tickets"),
-        _count(Communication, patient_id).label("total_communications"),
-        _count(Communication, patient_id, Communication.created_at >= recent_since).label(
+        _count(Appointment, owned_by(Appointment)).label("total_appointments"),
+        _count(Appointment, owned_by(Appointment), upcoming).label("upcoming_appointments"),
+        _count(
+            JourneyInstance, owned_by(JourneyInstance), JourneyInstance.status == JourneyInstanceStatus.ACTIVE
+        ).label("active_journeys"),
+        _count(Ticket, owned_by(Ticket), _one_of(Ticket.status, OPEN_TICKET_STATUSES)).label("open_tickets"),
+        _count(Communication, owned_by(Communication)).label("total_communications"),
+        _count(Communication, owned_by(Communication), Communication.created_at >= recent_since).label(
             "recent_communications"
         ),
         first(func.max(Appointment.start_time).filter(visited)).label("last_visit_date"),
@@ -204,20 +207,17 @@ def _statistics_columns(patient_id: PatientKey) -> list[Any]:
     ]
 
 
-def _count(model: Any, patient_id: PatientKey, *conditions: ColumnElement[bool]) -> Any:
+def _count(model: Any, owned: list[ColumnElement[bool]], *conditions: ColumnElement[bool]) -> Any:
     """`(SELECT count(*) FROM model WHERE patient_id = :id AND ...)` as a column."""
-    return (
-        select(func.count())
-        .select_from(model)
-        .where(model.patient_id == patient_id, *conditions)
-        .scalar_subquery()
-    )
+    return select(func.count()).select_from(model).where(*owned, *conditions).scalar_subquery()
 
 
 # Built once: building these per request cost more than running them (SQLAlchemy still caches the SQL).
 STATISTICS = prebuilt(select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True)))))
-PATIENT_WITH_STATISTICS = prebuilt(
-    select(Patient, *_statistics_columns(Patient.id)).where(
-        Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True))
+# The hottest read of the API (GET /patients/{id}): plain columns, tenant filtered in every table it reads.
+_TENANT = bindparam(TENANT_PARAMETER, type_=PG_UUID(as_uuid=True))
+PATIENT_DETAIL = tenant_bound(
+    select(*Patient.__table__.columns, *_statistics_columns(Patient.id, _TENANT)).where(
+        Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True)), Patient.tenant_id == _TENANT
     )
 )
