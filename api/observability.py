@@ -11,9 +11,11 @@ block the path at the ingress; `PRM_METRICS_ENABLED=false` removes it.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from opentelemetry.sdk.trace import TracerProvider
@@ -79,10 +81,19 @@ class HttpMetricsMiddleware:
             seconds = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             route = route_template(scope)
-            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            HTTP_DURATION.labels(method=method, route=route).observe(seconds)
+            counter, histogram = _series(method, route, status)
+            counter.inc()
+            histogram.observe(seconds)
             if access_log.isEnabledFor(logging.INFO):
                 _log_access(scope, method, route, status, seconds)
+
+
+@functools.lru_cache(maxsize=4096)  # routes and statuses are few: the labelled series, looked up once each
+def _series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    return (
+        HTTP_REQUESTS.labels(method=method, route=route, status=str(status)),
+        HTTP_DURATION.labels(method=method, route=route),
+    )
 
 
 def _log_access(scope: Scope, method: str, route: str, status: int, seconds: float) -> None:

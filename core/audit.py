@@ -29,12 +29,23 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, DateTime, Identity, Index, SmallInteger, String, insert, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    SmallInteger,
+    String,
+    column,
+    insert,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.database import Base, advisory_xact_lock
+from core.database import Base
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +152,11 @@ def chain_hash(content: bytes, prev_hash: str) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + content).hexdigest()
 
 
+CHAIN_HEAD = text("SELECT seq, hash FROM prm_audit_chain_head(:tenant_id)").columns(
+    column("seq", BigInteger), column("hash", String)
+)
+
+
 async def append(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
     """Chain `events` onto their tenants' trails in `session`'s transaction (committed with it).
 
@@ -149,15 +165,8 @@ async def append(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
     for event in events:
         by_tenant.setdefault(event.tenant_id, []).append(event)
     for tenant_id in sorted(by_tenant):
-        await advisory_xact_lock(session, f"audit:{tenant_id}")
-        head = (
-            await session.execute(
-                select(AuditRecord.seq, AuditRecord.hash)
-                .where(AuditRecord.tenant_id == tenant_id)
-                .order_by(AuditRecord.seq.desc())
-                .limit(1)
-            )
-        ).first()
+        # The tenant's advisory lock, then its trail's last record, in one round trip (migration 0021).
+        head = (await session.execute(CHAIN_HEAD, {"tenant_id": tenant_id})).first()
         seq, prev_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
         rows = []
         for event in by_tenant[tenant_id]:

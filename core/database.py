@@ -46,9 +46,12 @@ NAMING_CONVENTION = {
 
 
 class Base(DeclarativeBase):
-    """Declarative base of every table."""
+    """Declarative base of every table. A flush reads back what the database set (server defaults,
+    computed columns, `updated_at = now()`) with RETURNING on the INSERT or UPDATE itself: no second
+    SELECT to see a row just written."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    __mapper_args__ = {"eager_defaults": True}
 
 
 class TimestampMixin:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import TenantScoped, prebuilt
@@ -48,14 +48,15 @@ class Repository(Generic[ModelT]):
     async def add(self, record: ModelT) -> ModelT:
         """Insert `record` and flush so constraint violations surface now."""
         self.session.add(record)
-        await self.session.flush()
-        await self.session.refresh(record)
-        return record
+        return await self.save(record)
 
     async def save(self, record: ModelT) -> ModelT:
-        """Flush pending changes to `record` and reload server-set columns."""
+        """Flush pending changes to `record`; the columns the database set come back with the statement
+        (`eager_defaults`, core.database.Base), and only what is still unknown is read again."""
         await self.session.flush()
-        await self.session.refresh(record)
+        expired = inspect(record).expired_attributes
+        if expired:
+            await self.session.refresh(record, attribute_names=sorted(expired))
         return record
 
     async def delete(self, record: ModelT) -> None:
