@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -191,3 +193,34 @@ def runs_table(runs: list[list[Latency]], sql: list[Latency] | None = None) -> l
             f"| {first.name} | {len(first.samples_ms)} |{cells}" + (f" {sql[i].p50:.1f} |" if sql else "")
         )
     return lines
+
+
+class PeakRss:
+    """The highest resident memory (MB) of process `pid` and its children, sampled in a thread every
+    `interval` seconds while the `with` block runs: a process's footprint under load."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid, self.interval, self.peak_mb = pid, interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        process = psutil.Process(self.pid)
+        while True:
+            try:
+                rss = process.memory_info().rss + sum(
+                    child.memory_info().rss for child in process.children(recursive=True)
+                )
+            except psutil.Error:  # it ended (or a child did between the listing and the reading)
+                rss = 0
+            self.peak_mb = max(self.peak_mb, rss / 2**20)
+            if self._stop.wait(self.interval):
+                return
