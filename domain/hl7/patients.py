@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import advisory_xact_lock
 from domain.fhir.identifiers import PATIENT_IDS
 from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, Segment, missing, parse_timestamp
 from domain.patients import service as patients
@@ -211,6 +212,11 @@ async def upsert_patient(session: AsyncSession, parsed: Parsed, *, update: bool 
     if not ids:
         raise missing("PID-3", "the patient identifier list")
     fields = patient_fields(pid)
+    # Two messages about one new patient at once: the second waits for the first to commit, then finds the
+    # patient it registered (instead of registering another, then refusing to resend). Sorted: no deadlock.
+    tenant_id = session.info["tenant_id"]
+    for system, value in sorted(set(ids)):
+        await advisory_xact_lock(session, f"hl7.patient:{tenant_id}:{system}|{value}")
     repo = PatientRepository(session)
     patient = await find_by_identifiers(session, ids, "PID-3")
     if patient is not None:
