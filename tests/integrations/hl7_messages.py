@@ -91,9 +91,11 @@ def siu(
     control: str | None = None,
     practitioner: str = "1234^House^Gregory^^^^^^GENHOSP",
     reason: str = "",
+    location: str = "",
 ) -> str:
-    """An SIU message about appointment `placer` of patient `mrn` at `start`."""
+    """An SIU message about appointment `placer` of patient `mrn` at `start` (at AIL-3 `location`, if any)."""
     ts = start.strftime("%Y%m%d%H%M%S+0000")
+    ail = [f"AIL|1||{location}|||{ts}|||{minutes}|MIN"] if location else []
     return message(
         msh(f"SIU^{trigger}^SIU_S12", control or control_id()),
         f"SCH|{placer}^GENHOSP||||||{reason}|FOLLOWUP^Follow-up visit|{minutes}|MIN|^^{minutes}^{ts}",
@@ -101,6 +103,7 @@ def siu(
         "RGS|1",
         f"AIS|1||FOLLOWUP^Follow-up visit|{ts}|||{minutes}|MIN",
         f"AIP|1||{practitioner}|||{ts}|||{minutes}|MIN",
+        *ail,
     )
 
 
