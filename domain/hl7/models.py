@@ -11,7 +11,7 @@ older than `PRM_HL7_RETENTION_DAYS` are purged by the worker (`domain.hl7.retent
 
 from __future__ import annotations
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
@@ -23,7 +23,10 @@ class Hl7Message(TenantScoped, Base):
     """A received HL7 v2 message: its control id, what it was and the ACK it got (AA, AE or AR)."""
 
     __tablename__ = "hl7_messages"
-    __table_args__ = (UniqueConstraint("tenant_id", "control_id", name="uq_hl7_messages_tenant_control_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "control_id", name="uq_hl7_messages_tenant_control_id"),
+        Index("ix_hl7_messages_created_at", "created_at"),  # the retention purge's oldest-first batches
+    )
 
     control_id: Mapped[str] = mapped_column(String(MAX_CONTROL_ID_LENGTH), nullable=False)
     message_type: Mapped[str] = mapped_column(String(16), nullable=False)  # e.g. ADT^A03
