@@ -101,6 +101,13 @@ def patient_fields(pid: Segment) -> dict[str, Any]:
         "middle_name": pid.value(5, 3) or None,
     }
     born = parse_timestamp(pid.value(7), "PID-7")
+    if born is not None and len(pid.value(7)) < len("YYYYMMDD"):  # never stored as 1 January
+        raise Hl7Error(
+            "PID-7 (date of birth) must give the day (YYYYMMDD); a year or a year and month alone is not a "
+            "date of birth the patient's record can hold.",
+            code=ErrorCode.DATA_TYPE,
+            location="PID-7",
+        )
     if born is not None:
         fields["date_of_birth"] = date(born.year, born.month, born.day)
     sex = pid.value(8).upper()
