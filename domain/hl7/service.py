@@ -198,7 +198,7 @@ async def _stored(session: AsyncSession, parsed: Parsed) -> Acknowledgment | Non
     ).one_or_none()
     if stored is None:
         return None
-    if stored.digest != parsed.digest:
+    if stored.digest not in (parsed.digest, parsed.whole_text_digest):
         log.warning("HL7 control id repeated with a different message: refused (AR)")
         return _reused_control_id(parsed)
     return Acknowledgment(stored.ack_code, stored.ack, parsed.header.control_id, repeated=True)

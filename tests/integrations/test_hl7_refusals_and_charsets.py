@@ -4,6 +4,7 @@ would (an integration client's token, ER7 bodies), against the real database."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.enums import AppointmentStatus
+from domain.hl7.messages import normalise
 from domain.hl7.models import Hl7Message
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
@@ -171,3 +173,20 @@ async def test_latin_1_bytes_without_msh_18_follow_the_content_type_charset_else
     assert segments(as_latin1.text)["MSA"][1] == "AA"
     async with session_of() as session:
         assert (await session.scalars(select(Patient.last_name))).all() == ["Müller"]
+
+
+async def test_a_message_recorded_with_a_whole_text_digest_is_still_a_repeat(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of: SessionOf
+) -> None:
+    body = adt("A04", "MRN7801", control="LEGACY-7801")
+    first = await send(client, hl7_auth, body)
+    async with session_of() as session:  # recorded as before MSH-7 was left out of the digest
+        row = await session.scalar(select(Hl7Message).where(Hl7Message.control_id == "LEGACY-7801"))
+        assert row is not None
+        row.digest = hashlib.sha256(normalise(body).encode()).hexdigest()
+        await session.commit()
+
+    resent = await send(client, hl7_auth, body)
+
+    assert segments(first.text)["MSA"][1] == "AA"
+    assert resent.text == first.text
