@@ -31,6 +31,7 @@ from core.settings import Settings, get_settings
 from core.temporal import TemporalAccess, connect_temporal, temporal_target
 from core.tracing import configure_tracing
 from core.workflow_commands import CommandRelay
+from domain.hl7.retention import Hl7Retention
 from domain.journeys.dispatch import TriggerDispatcher
 from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput, ReconcilerWorkflow
 from workflows.registry import ALL_WORKFLOWS
@@ -152,6 +153,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         relay_stop = asyncio.Event()
         relaying = asyncio.create_task(_command_relay(client, deps).run(relay_stop))
         dispatching = asyncio.create_task(_trigger_dispatcher(client, deps).run(relay_stop))
+        purging = asyncio.create_task(hl7_retention(deps).run(relay_stop))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         relay_stop.set()
@@ -161,6 +163,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         stopping.cancel()
         await relaying
         await dispatching
+        await purging
         await running  # re-raises a fatal worker error
         log.info("worker stopped")
     finally:
@@ -234,6 +237,11 @@ def _trigger_dispatcher(client: Client, deps: ActivityDeps) -> TriggerDispatcher
         batch=settings.trigger_dispatch_batch,
         keep_events=timedelta(days=settings.domain_events_retention_days),
     )
+
+
+def hl7_retention(deps: ActivityDeps) -> Hl7Retention:
+    """Purges the records of HL7 v2 messages older than `hl7_retention_days`, hourly."""
+    return Hl7Retention(deps.sessionmaker, keep=timedelta(days=deps.settings.hl7_retention_days))
 
 
 def _stop_on_signals() -> asyncio.Event:

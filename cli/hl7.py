@@ -37,7 +37,10 @@ def mllp(
         str | None,
         typer.Option("--api-url", help="The PRM API's base URL (default: http://127.0.0.1:PRM_API_PORT)."),
     ] = None,
-    encoding: Annotated[str, typer.Option(help="The character set the EHR sends (MSH-18).")] = "utf-8",
+    encoding: Annotated[
+        str,
+        typer.Option(help="The character set of messages whose MSH-18 names none (MSH-18, when set, wins)."),
+    ] = "utf-8",
 ) -> None:
     """Listen for HL7 v2 over MLLP and forward each message to POST /hl7/v2, answering the API's ACK."""
     import httpx

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     trigger_dispatch_batch: int = Field(default=100, ge=1, le=1000)
     # Dispatched domain events are kept this long (the trigger dry run looks back at most 90 days).
     domain_events_retention_days: int = Field(default=90, ge=1, le=3650)
+    # The records of HL7 v2 messages (control id, digest, ACK) are kept this long, so a resend within it is
+    # answered as the first was; the worker purges older ones hourly.
+    hl7_retention_days: int = Field(default=90, ge=1, le=3650)
     # How often the API appends the audit records of reads it has queued (writes' go with the write).
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     # How long the API waits for Temporal (connecting, and retrying a call it cannot deliver) before it

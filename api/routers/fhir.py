@@ -139,15 +139,23 @@ async def smart_configuration(request: Request) -> JSONResponse:
     )
 
 
+def _lenient(request: Request) -> bool:
+    """Whether the client asked (`Prefer: handling=lenient`) for unknown search parameters to be ignored
+    rather than refused, as FHIR lets it; strict is this server's default."""
+    preferences = request.headers.get("prefer", "").replace(";", ",").split(",")
+    return any(p.strip().lower().replace(" ", "") == "handling=lenient" for p in preferences)
+
+
 @router.get("/{resource_type}")
 async def search(
     resource_type: str, request: Request, caller: FhirClient, session: RawSessionDep
 ) -> FhirResponse:
-    """Search one resource type; a searchset Bundle of one page."""
+    """Search one resource type; a searchset Bundle of one page (strict about unknown parameters, modifiers
+    and sort keys unless the client prefers `handling=lenient`)."""
     _supported(resource_type)
     params = list(request.query_params.multi_items())
-    stmt, paging = build_search(resource_type, params)
-    result = await run_search(session, stmt, paging)
+    found = build_search(resource_type, params, lenient=_lenient(request))
+    result = await run_search(session, found.statement, found.paging)
     resources = await _resources(session, resource_type, result.records)
     _audit_read(
         request,
@@ -156,7 +164,9 @@ async def search(
         _patients_of(resource_type, result.records),
         200,
     )
-    return FhirResponse(searchset(base_url(request), resource_type, params, resources, result.total, paging))
+    return FhirResponse(
+        searchset(base_url(request), resource_type, found.applied, resources, result.total, found.paging)
+    )
 
 
 @router.get("/{resource_type}/{resource_id}")

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fhir.resources.R4B.resource import Resource
 
 from domain.fhir.render import as_json, model
-from domain.fhir.search import MAX_COUNT, SEARCHABLE, Paging
+from domain.fhir.search import MAX_COUNT, SEARCHABLE, SORT_PARAM, Paging, SearchableType
 
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
@@ -139,8 +139,10 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                 "conditionalCreate": resource_type in writable,
                 "conditionalUpdate": resource_type in writable,
                 "searchParam": [
-                    {"name": name, "type": _param_type(name)} for name in sorted(searchable.parameters)
-                ],
+                    {"name": name, "type": _param_type(name), **_param_documentation(name, searchable)}
+                    for name in searchable.parameter_names
+                ]
+                + [_sort_parameter(searchable)],
             }
         )
     statement = {
@@ -158,7 +160,9 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                 "documentation": (
                     f"Authenticate with an integration token (OAuth 2.0 client credentials at /oauth/token, "
                     f"scope `fhir`). Searches page with _count (at most {MAX_COUNT}) and _offset, ordered by "
-                    "_lastUpdated. Transaction bundles upsert Patient, Practitioner and Appointment by "
+                    "_sort (default _lastUpdated). Unknown parameters, modifiers and sort keys are refused "
+                    "(400) unless the request prefers handling=lenient, then ignored. Transaction "
+                    "bundles upsert Patient, Practitioner and Appointment by "
                     "identifier, all or nothing."
                 ),
                 "security": {
@@ -196,6 +200,26 @@ def _param_type(name: str) -> str:
         return "date"
     if name in ("patient", "practitioner", "subject"):
         return "reference"
-    if name == "name":
+    if name in ("name", "family", "given"):
         return "string"
     return "token"
+
+
+def _param_documentation(name: str, searchable: SearchableType) -> dict[str, str]:
+    if name not in searchable.strings:
+        return {}
+    return {
+        "documentation": "Starts with the value, in any case; modifiers :exact (the whole name part, as "
+        "written) and :contains (anywhere in it, in any case)."
+    }
+
+
+def _sort_parameter(searchable: SearchableType) -> dict[str, str]:
+    """`_sort`, declared as a special parameter with the keys it takes (FHIR has no element for these)."""
+    keys = ", ".join(sorted(searchable.sort_keys))
+    return {
+        "name": SORT_PARAM,
+        "type": "special",
+        "documentation": f"Sort keys: {keys}; comma-separated, each prefixed - for descending. Default "
+        "_lastUpdated; ties by id.",
+    }

@@ -4,12 +4,20 @@ resource carries are returned, so an update never clears what the EHR did not se
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.errors import Unprocessable
 from domain.fhir.render import LICENSE_SYSTEM
 from domain.patients.schemas import PatientCreate
 from domain.practitioners.schemas import PractitionerCreate
+
+FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PARTIAL_BIRTH_DATE = (
+    "birthDate must be a full date (YYYY-MM-DD): a patient's record holds the day of birth (it "
+    "identifies the patient and finds duplicates), which a year or a year and month alone does not give. "
+    "Send the full date, or leave birthDate out."
+)
 
 
 def _official_name(resource: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +46,9 @@ def patient_fields(resource: dict[str, Any]) -> dict[str, Any]:
     if resource.get("gender"):
         fields["gender"] = resource["gender"]
     if resource.get("birthDate"):
+        # Valid FHIR (`1980`, `1980-05`), but our record holds a day: refused, never stored as 1 January.
+        if not FULL_DATE.match(str(resource["birthDate"])):
+            raise Unprocessable(PARTIAL_BIRTH_DATE, loc=("body", "birthDate"))
         fields["date_of_birth"] = resource["birthDate"]
     phones, emails = _telecom(resource, "phone"), _telecom(resource, "email")
     if phones:

@@ -1,10 +1,17 @@
 """FHIR search: the parameters each resource takes, turned into SQL over our tables (tenant-scoped by the
-session), with `_count` / `_offset` paging in a stable order (`_lastUpdated`, then id).
+session), with `_count` / `_offset` paging in a stable order (`_sort`, by default `_lastUpdated`, then id).
 
 A parameter may repeat (every occurrence must match: `_lastUpdated=ge2026-01-01&_lastUpdated=lt2026-02-01`)
-and a token or reference may list alternatives with commas (`identifier=a|1,b|2`). An unknown parameter or
-modifier is refused (400) rather than ignored, so a client never mistakes an unfiltered answer for a
-filtered one.
+and a token or reference may list alternatives with commas (`identifier=a|1,b|2`). String parameters (`name`,
+`family`, `given`) match the start of a name part in any case, or with `:exact` the whole part as written,
+or with `:contains` any part of it in any case. `_sort` takes a comma-separated list of the resource's sort
+keys, each `-` for descending.
+
+Strict by default: an unknown parameter, modifier or sort key is refused (400, naming it) rather than
+ignored, so a client never mistakes an unfiltered (or unsorted) answer for a filtered one. FHIR leaves the
+default to the server and lets the client choose with `Prefer: handling=strict|lenient`: with `lenient`
+they are ignored, and the searchset's links carry only the parameters that were applied, as FHIR asks.
+A value this server cannot read (a bad date, an empty value) is a 400 either way.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from domain.scheduling.models import Appointment, AppointmentIdentifier
 
 DEFAULT_COUNT, MAX_COUNT = 20, 100
 PAGING_PARAMS = frozenset({"_count", "_offset"})
+SORT_PARAM = "_sort"
+STRING_MODIFIERS = ("exact", "contains")
 IGNORED_PARAMS = frozenset({"_format", "_pretty"})  # JSON is all this server speaks
 DATE_VALUE = re.compile(
     r"^(?P<year>\d{4})(-(?P<month>\d{2})(-(?P<day>\d{2})"
@@ -164,23 +173,40 @@ def _identifier_condition(
     return or_(*options) if options else false()
 
 
-def _name_condition(raw: str, first: Any, middle: Any, last: Any, whole: Any) -> Condition:
-    """FHIR string search: a name part (or the whole name) starts with the value, in any case."""
-    options = []
+def _string_condition(raw: str, modifier: str, parts: Sequence[Any], whole: Any | None = None) -> Condition:
+    """FHIR string search over name parts (and the whole name, lower-cased, when given): by default a part
+    starts with the value in any case; `exact`, a part is the value as written; `contains`, a part contains
+    it in any case."""
+    options: list[Condition] = []
     for alternative in _alternatives(raw):
+        if modifier == "exact":
+            options += [part == alternative for part in parts]
+            continue
         q = alternative.strip().lower()
-        options.append(
-            or_(
-                *(func.lower(c).startswith(q, autoescape=True) for c in (first, middle, last)),
-                whole.startswith(q, autoescape=True),
-            )
-        )
+        columns = [func.lower(part) for part in parts] + ([whole] if whole is not None else [])
+        if modifier == "contains":
+            options += [column.contains(q, autoescape=True) for column in columns]
+        else:
+            options += [column.startswith(q, autoescape=True) for column in columns]
     return or_(*options)
 
 
 # ---- the parameters of each resource -------------------------------------------------------------------
 
 ParameterBuilder = Callable[[str], Condition]
+StringBuilder = Callable[[str, str], Condition]  # (value, modifier: "", "exact" or "contains")
+SortKey = tuple[Any, ...]  # the columns a `_sort` key orders by, ascending
+
+
+def _name_parameters(model: Any, whole: Any) -> dict[str, StringBuilder]:
+    """`name` (any part, or the whole name), `family` and `given` of a person."""
+    return {
+        "name": lambda v, m: _string_condition(
+            v, m, (model.first_name, model.middle_name, model.last_name), whole
+        ),
+        "family": lambda v, m: _string_condition(v, m, (model.last_name,)),
+        "given": lambda v, m: _string_condition(v, m, (model.first_name, model.middle_name)),
+    }
 
 
 def _patient_parameters() -> dict[str, ParameterBuilder]:
@@ -193,17 +219,17 @@ def _patient_parameters() -> dict[str, ParameterBuilder]:
             owned_by=PatientIdentifier.patient_id,
             own={MRN_SYSTEM: Patient.mrn},
         ),
-        "name": lambda v: _name_condition(
-            v, Patient.first_name, Patient.middle_name, Patient.last_name, full_name()
-        ),
         "birthdate": lambda v: date_condition(Patient.date_of_birth, v, as_date=True),
         "gender": lambda v: Patient.gender.in_(_alternatives(v)),
         "_lastUpdated": lambda v: date_condition(Patient.updated_at, v),
     }
 
 
+def _practitioner_whole_name() -> Any:
+    return func.lower(Practitioner.first_name + " " + Practitioner.last_name)
+
+
 def _practitioner_parameters() -> dict[str, ParameterBuilder]:
-    whole = func.lower(Practitioner.first_name + " " + Practitioner.last_name)
     return {
         "_id": lambda v: _id_condition(Practitioner.id, v),
         "identifier": lambda v: _identifier_condition(
@@ -212,9 +238,6 @@ def _practitioner_parameters() -> dict[str, ParameterBuilder]:
             owner_column=Practitioner.id,
             owned_by=PractitionerIdentifier.practitioner_id,
             own={LICENSE_SYSTEM: Practitioner.license_number},
-        ),
-        "name": lambda v: _name_condition(
-            v, Practitioner.first_name, Practitioner.middle_name, Practitioner.last_name, whole
         ),
         "_lastUpdated": lambda v: date_condition(Practitioner.updated_at, v),
     }
@@ -269,18 +292,73 @@ def _communication_parameters() -> dict[str, ParameterBuilder]:
 
 @dataclass(frozen=True)
 class SearchableType:
-    """A resource type this server searches: its table and its parameters."""
+    """A resource type this server searches: its table, its parameters (string ones take modifiers) and the
+    keys `_sort` takes."""
 
     model: Any
     parameters: dict[str, ParameterBuilder]
+    strings: dict[str, StringBuilder]
+    sort_keys: dict[str, SortKey]
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Every search parameter, sorted."""
+        return sorted({*self.parameters, *self.strings})
+
+
+def _person_sort_keys(model: Any, family: Any, given: Any) -> dict[str, SortKey]:
+    return {
+        "_lastUpdated": (model.updated_at,),
+        "family": (family,),
+        "given": (given,),
+        "name": (family, given),
+    }
 
 
 SEARCHABLE: dict[str, SearchableType] = {
-    "Patient": SearchableType(Patient, _patient_parameters()),
-    "Practitioner": SearchableType(Practitioner, _practitioner_parameters()),
-    "Appointment": SearchableType(Appointment, _appointment_parameters()),
-    "Communication": SearchableType(Communication, _communication_parameters()),
+    "Patient": SearchableType(
+        Patient,
+        _patient_parameters(),
+        _name_parameters(Patient, full_name()),
+        {
+            **_person_sort_keys(Patient, Patient.last_name_key, Patient.first_name_key),
+            "birthdate": (Patient.date_of_birth,),
+        },
+    ),
+    "Practitioner": SearchableType(
+        Practitioner,
+        _practitioner_parameters(),
+        _name_parameters(Practitioner, _practitioner_whole_name()),
+        _person_sort_keys(
+            Practitioner, func.lower(Practitioner.last_name), func.lower(Practitioner.first_name)
+        ),
+    ),
+    "Appointment": SearchableType(
+        Appointment,
+        _appointment_parameters(),
+        {},
+        {"_lastUpdated": (Appointment.updated_at,), "date": (Appointment.start_time,)},
+    ),
+    "Communication": SearchableType(
+        Communication,
+        _communication_parameters(),
+        {},
+        {
+            "_lastUpdated": (Communication.updated_at,),
+            "sent": (func.coalesce(Communication.sent_at, Communication.created_at),),
+        },
+    ),
 }
+
+
+@dataclass(frozen=True)
+class Search:
+    """A search as it will run: its statement, the page asked for and the parameters applied (what the
+    searchset's links carry: under lenient handling, those ignored are left out)."""
+
+    statement: Select[Any]
+    paging: Paging
+    applied: list[tuple[str, str]]
 
 
 def _paging(params: Sequence[tuple[str, str]]) -> Paging:
@@ -295,25 +373,71 @@ def _paging(params: Sequence[tuple[str, str]]) -> Paging:
     return Paging(count=min(count, MAX_COUNT), offset=offset)
 
 
-def build_search(resource_type: str, params: Sequence[tuple[str, str]]) -> tuple[Select[Any], Paging]:
-    """The statement matching a search (ordered by `_lastUpdated` then id) and the page asked for."""
+def _order(searchable: SearchableType, raw: str, *, lenient: bool) -> tuple[list[Any], str]:
+    """The ORDER BY of a `_sort` value (nulls last either way) and the part of it applied."""
+    order: list[Any] = []
+    applied: list[str] = []
+    for key in raw.split(","):
+        name = key.strip().removeprefix("-")
+        columns = searchable.sort_keys.get(name)
+        if columns is None:
+            if lenient:
+                continue
+            known = ", ".join(sorted(searchable.sort_keys))
+            raise BadRequest(
+                f"_sort: unknown sort key {name[:40]!r}; known: {known} (each may start with -)."
+            )
+        descending = key.strip().startswith("-")
+        order += [(c.desc() if descending else c.asc()).nulls_last() for c in columns]
+        applied.append(key.strip())
+    return order, ",".join(applied)
+
+
+def build_search(resource_type: str, params: Sequence[tuple[str, str]], *, lenient: bool = False) -> Search:
+    """The statement matching a search (ordered by `_sort`, else `_lastUpdated`, then id), the page asked for
+    and the parameters applied. `lenient`: unknown parameters, modifiers and sort keys are ignored."""
     searchable = SEARCHABLE[resource_type]
     conditions: list[Condition] = []
-    for name, value in params:
-        if name in PAGING_PARAMS or name in IGNORED_PARAMS:
+    order: list[Any] = []
+    applied: list[tuple[str, str]] = []
+    for param, value in params:
+        name, _, modifier = param.partition(":")
+        if param in PAGING_PARAMS or param in IGNORED_PARAMS:
+            applied.append((param, value))
             continue
-        if ":" in name:
-            raise BadRequest(f"Search modifiers are not supported ({name.split(':', 1)[1][:20]!r}).")
+        if name == SORT_PARAM and not modifier:
+            if order:
+                raise BadRequest("_sort may be given once (list its keys with commas).")
+            if not value:
+                raise BadRequest("The search parameter _sort needs a value.")
+            order, kept = _order(searchable, value, lenient=lenient)
+            if kept:
+                applied.append((SORT_PARAM, kept))
+            continue
+        string = searchable.strings.get(name)
         builder = searchable.parameters.get(name)
-        if builder is None:
-            known = ", ".join(sorted(searchable.parameters))
+        if string is None and builder is None:
+            if lenient:
+                continue
+            known = ", ".join(searchable.parameter_names)
             raise BadRequest(f"Unknown search parameter {name[:40]!r} for {resource_type}; known: {known}.")
+        if modifier and (string is None or modifier not in STRING_MODIFIERS):
+            if lenient:
+                continue
+            takes = f"takes :{' or :'.join(STRING_MODIFIERS)}" if string is not None else "takes no modifier"
+            raise BadRequest(
+                f"Unknown modifier :{modifier[:20]} on the search parameter {name}; {name} {takes}."
+            )
         if not value:
             raise BadRequest(f"The search parameter {name} needs a value.")
-        conditions.append(builder(value))
+        if string is not None:
+            conditions.append(string(value, modifier))
+        elif builder is not None:
+            conditions.append(builder(value))
+        applied.append((param, value))
     model = searchable.model
-    stmt = select(model).where(*conditions).order_by(model.updated_at, model.id)
-    return stmt, _paging(params)
+    stmt = select(model).where(*conditions).order_by(*(order or [model.updated_at]), model.id)
+    return Search(stmt, _paging(params), applied)
 
 
 async def run_search(session: AsyncSession, stmt: Select[Any], paging: Paging) -> SearchResult:

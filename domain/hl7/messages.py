@@ -21,6 +21,7 @@ import hl7.util
 from domain.hl7.models import MAX_CONTROL_ID_LENGTH
 
 MLLP_FRAME = "\x0b\x1c"
+MLLP_FRAME_BYTES = MLLP_FRAME.encode()
 MAX_REASON = 200
 RECEIVER = "PRM"  # MSH-3/MSH-4 of our ACKs when the message did not name us
 ACK_VERSION = "2.5.1"
@@ -145,6 +146,9 @@ class Parsed:
     message: hl7.Message
     header: Header
     digest: str
+    # The digest of the whole text, MSH-7 included, as records made before `digest_of` left MSH-7 out hold
+    # it: a resend of such a message is still a repeat. Needless once those are past PRM_HL7_RETENTION_DAYS.
+    whole_text_digest: str = ""
 
     def segments(self, segment_id: str) -> list[Segment]:
         """Every `segment_id` segment, in order (none: an empty list)."""
@@ -172,6 +176,93 @@ def normalise(text: str) -> str:
     send LF or CRLF)."""
     text = text.strip(MLLP_FRAME + "\r\n\t ")
     return "\r".join(line for line in re.split(r"\r\n|\r|\n", text) if line.strip())
+
+
+# HL7 table 0211 (alternate character sets) that this receiver reads: those whose MSH segment is ASCII, so
+# MSH-18 itself can be read before the message is decoded. UTF-16/32 and the ISO 2022 sets are refused.
+CHARSETS = {
+    "ASCII": "ascii",
+    **{f"8859/{n}": f"iso8859-{n}" for n in range(1, 10)},
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+}
+DEFAULT_CHARSET = "utf-8"  # a message declaring none, sent without a charset: UTF-8 (ASCII's superset)
+MSH_CHARSET_FIELD = 18
+
+
+def _msh_fields(msh: str) -> list[str]:
+    """The fields of an MSH line: index n-1 holds MSH-n (MSH-1, the separator, is what splits them)."""
+    return msh.split(msh[3]) if len(msh) > 3 else [msh]
+
+
+def declared_charset(body: bytes) -> str:
+    """MSH-18 (its first repetition's first component), upper-cased; `""` when the message declares none."""
+    first = body.strip(MLLP_FRAME_BYTES + b"\r\n\t ").split(b"\r", 1)[0].split(b"\n", 1)[0]
+    header = first.decode("latin-1")  # every byte maps to one character: enough to read an ASCII header
+    if not header.startswith("MSH") or len(header) < 8:
+        return ""
+    fields = _msh_fields(header)
+    if len(fields) < MSH_CHARSET_FIELD:
+        return ""
+    repetition, component = header[5:6] or "~", header[4:5] or "^"
+    return fields[MSH_CHARSET_FIELD - 1].split(repetition)[0].split(component)[0].strip().upper()
+
+
+def decode(body: bytes, transport_charset: str | None = None) -> tuple[str, Hl7Error | None]:
+    """The message's text, decoded by the character set MSH-18 declares (when it declares none: the one the
+    transport named, else UTF-8), and why it cannot be read that way (an AR), if so. A message that cannot
+    be decoded still comes back as text (undecodable bytes replaced), so its header can be answered."""
+    declared = declared_charset(body)
+    error: Hl7Error | None = None
+    if declared:
+        codec = CHARSETS.get(declared)
+        if codec is None:
+            codec, error = (
+                DEFAULT_CHARSET,
+                Hl7Error(
+                    f"MSH-18 names a character set this receiver does not read; send {', '.join(CHARSETS)}.",
+                    code=ErrorCode.TABLE_VALUE,
+                    ack=AckCode.REJECT,
+                    location="MSH-18",
+                ),
+            )
+        where = "the character set MSH-18 names"
+    else:
+        codec, where = transport_charset or DEFAULT_CHARSET, "UTF-8 (MSH-18 names no character set)"
+        if transport_charset:
+            where = "the charset of its Content-Type (MSH-18 names none)"
+        try:
+            "".encode(codec)
+        except LookupError:
+            codec, error = (
+                DEFAULT_CHARSET,
+                Hl7Error(
+                    "The Content-Type names an unknown charset, and MSH-18 names none.",
+                    code=ErrorCode.TABLE_VALUE,
+                    ack=AckCode.REJECT,
+                    location="MSH-18",
+                ),
+            )
+    try:
+        return body.decode(codec), error
+    except UnicodeDecodeError:
+        return body.decode(codec, "replace"), error or Hl7Error(
+            f"The message is not valid text in {where}.",
+            code=ErrorCode.DATA_TYPE,
+            ack=AckCode.REJECT,
+            location="MSH-18",
+        )
+
+
+def digest_of(body: str) -> str:
+    """SHA-256 of a normalised message without MSH-7 (the time it was sent), which interface engines stamp
+    afresh when they resend: equal digests under one control id are the same message."""
+    msh, sep, rest = body.partition("\r")
+    fields = _msh_fields(msh)
+    if len(fields) > 6:
+        fields[6] = ""
+        msh = msh[3].join(fields)
+    return hashlib.sha256((msh + sep + rest).encode()).hexdigest()
 
 
 def parse_timestamp(value: str, location: str) -> datetime | None:
@@ -256,7 +347,12 @@ def parse(text: str) -> Parsed:
             ack=AckCode.REJECT,
             location="MSH-9",
         )
-    return Parsed(message=message, header=header, digest=hashlib.sha256(body.encode()).hexdigest())
+    return Parsed(
+        message=message,
+        header=header,
+        digest=digest_of(body),
+        whole_text_digest=hashlib.sha256(body.encode()).hexdigest(),
+    )
 
 
 def _escape(text: str) -> str:

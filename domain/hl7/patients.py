@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import advisory_xact_lock
 from domain.fhir.identifiers import PATIENT_IDS
 from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, Segment, missing, parse_timestamp
 from domain.patients import service as patients
@@ -100,6 +101,13 @@ def patient_fields(pid: Segment) -> dict[str, Any]:
         "middle_name": pid.value(5, 3) or None,
     }
     born = parse_timestamp(pid.value(7), "PID-7")
+    if born is not None and len(pid.value(7)) < len("YYYYMMDD"):  # never stored as 1 January
+        raise Hl7Error(
+            "PID-7 (date of birth) must give the day (YYYYMMDD); a year or a year and month alone is not a "
+            "date of birth the patient's record can hold.",
+            code=ErrorCode.DATA_TYPE,
+            location="PID-7",
+        )
     if born is not None:
         fields["date_of_birth"] = date(born.year, born.month, born.day)
     sex = pid.value(8).upper()
@@ -211,6 +219,11 @@ async def upsert_patient(session: AsyncSession, parsed: Parsed, *, update: bool 
     if not ids:
         raise missing("PID-3", "the patient identifier list")
     fields = patient_fields(pid)
+    # Two messages about one new patient at once: the second waits for the first to commit, then finds the
+    # patient it registered (instead of registering another, then refusing to resend). Sorted: no deadlock.
+    tenant_id = session.info["tenant_id"]
+    for system, value in sorted(set(ids)):
+        await advisory_xact_lock(session, f"hl7.patient:{tenant_id}:{system}|{value}")
     repo = PatientRepository(session)
     patient = await find_by_identifiers(session, ids, "PID-3")
     if patient is not None:

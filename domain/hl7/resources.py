@@ -1,5 +1,6 @@
 """The practitioners and locations an HL7 v2 message names (PV1-7 attending, AIP-3 personnel, PV1-3/AIL-3
-locations), found by their identifiers in our records."""
+locations), found by their identifiers (locations: by name) in our records. A scheduling message's unknown
+practitioner (AIP-3) or location (AIL-3) is registered from what the message says, as the EHR knows it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import advisory_xact_lock
 from domain.fhir.identifiers import PRACTITIONER_IDS
 from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, Segment
 from domain.hl7.patients import default_system
@@ -17,6 +19,10 @@ from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
 from domain.practitioners.schemas import PractitionerCreate
 from domain.scheduling.models import Location
+from domain.scheduling.repository import LocationRepository
+from domain.scheduling.slot_schemas import LocationCreate
+from domain.scheduling.slots import create_location
+from domain.tenants.service import get_active_tenant
 
 
 def practitioner_identifier(parsed: Parsed, segment: Segment, field: int) -> tuple[str, str] | None:
@@ -74,9 +80,14 @@ async def practitioner_for(
     return practitioner
 
 
+def _location_names(segment: Segment, field: int) -> list[str]:
+    """The names a PL field gives a location: its point of care (PL-1), then its facility (PL-4)."""
+    return [name[:200] for name in (segment.value(field, 1), segment.value(field, 4, 1, 1)) if name]
+
+
 async def find_location(session: AsyncSession, segment: Segment, field: int) -> uuid.UUID | None:
     """The location a PL field names by name (its point of care, PL-1, or facility, PL-4), if we have one."""
-    for name in (segment.value(field, 1), segment.value(field, 4, 1, 1)):
+    for name in _location_names(segment, field):
         if name:
             found = await session.scalar(
                 select(Location.id)
@@ -87,3 +98,26 @@ async def find_location(session: AsyncSession, segment: Segment, field: int) -> 
             if found is not None:
                 return found
     return None
+
+
+async def location_for(session: AsyncSession, segment: Segment, field: int) -> uuid.UUID | None:
+    """The location a PL field names, registered under its point of care (else facility) name, in the
+    tenant's time zone, when we have none by either name; None when the field names nothing."""
+    names = _location_names(segment, field)
+    if not names:
+        return None
+    tenant_id = session.info["tenant_id"]
+    # Two messages naming one new location at once: the second waits, then finds the first one's.
+    await advisory_xact_lock(session, f"hl7.location:{tenant_id}:{names[0].lower()}")
+    found = await find_location(session, segment, field)
+    if found is not None:
+        return found
+    tenant = await get_active_tenant(session, tenant_id)
+    try:
+        data = LocationCreate(name=names[0], timezone=tenant.timezone if tenant else "UTC")
+    except ValidationError as exc:
+        location = f"{segment.id}-{field}"
+        raise Hl7Error(
+            f"{location}: not a valid location's name.", code=ErrorCode.DATA_TYPE, location=location
+        ) from exc
+    return (await create_location(LocationRepository(session), data)).id

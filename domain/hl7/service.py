@@ -4,8 +4,13 @@
   in the transaction of the message's effects. A repeat finds it (a concurrent repeat waits for the first to
   commit, then finds it) and gets the stored ACK, changing nothing.
 - All or nothing: an accepted message's effects and its row commit together. A refused one (AE/AR) changes
-  nothing: the caller rolls the whole transaction back (its after-commit jobs with it) and answers the ACK.
-  Refusals are not recorded, so the EHR may resend the same message once what it needed exists.
+  nothing: the caller rolls the whole transaction back (its after-commit jobs with it), records the refusal
+  in a transaction of its own (`record_refusal`) and answers the ACK. A resent message is answered with the
+  ACK it got, refusal or not (HL7's original mode: a refused message is corrected and sent under a new
+  control id). Only a refusal that says "resend" (a record locked by a concurrent message) is not recorded.
+- A control id that comes back with another message (its digest differs; MSH-7 aside, see
+  `messages.digest_of`) is refused (AR, 205) naming the conflict, never answered with the first one's ACK.
+- The text is decoded by the character set MSH-18 declares (`messages.decode`).
 - Every change goes through the domain services the API uses, with `hl7` as the events' source.
 """
 
@@ -25,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import DomainError
 from core.events import EventSource, set_event_source
 from domain.hl7 import adt, siu
-from domain.hl7.messages import AckCode, ErrorCode, Hl7Error, Parsed, build_ack, parse
+from domain.hl7.messages import AckCode, ErrorCode, Hl7Error, Parsed, ack_code_of, build_ack, decode, parse
 from domain.hl7.models import Hl7Message
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,9 @@ class Acknowledgment:
     control_id: str | None = None
     repeated: bool = False
     patients: tuple[uuid.UUID, ...] = ()  # the patients an applied message touched (for the audit trail)
+    message_type: str = ""
+    digest: str = ""
+    recordable: bool = False  # a refusal to record (`record_refusal`) so that a resend gets the same ACK
 
     @property
     def accepted(self) -> bool:
@@ -81,24 +89,56 @@ def _handler(parsed: Parsed) -> Handler:
     return handler
 
 
-def refusal(parsed: Parsed | None, error: Hl7Error) -> Acknowledgment:
-    """The AE/AR answering a refused message."""
+TRANSIENT_ERRORS = frozenset({ErrorCode.RECORD_LOCKED})  # refusals that ask for a resend: never recorded
+
+
+def refusal(parsed: Parsed | None, error: Hl7Error, *, recordable: bool = True) -> Acknowledgment:
+    """The AE/AR answering a refused message (to record unless it asks for a resend or has no control id)."""
+    ack = build_ack(parsed, error.ack, error)
+    if parsed is None:
+        return Acknowledgment(error.ack, ack)
     return Acknowledgment(
-        error.ack, build_ack(parsed, error.ack, error), parsed.header.control_id if parsed else None
+        error.ack,
+        ack,
+        parsed.header.control_id,
+        message_type=parsed.header.type[:16],
+        digest=parsed.digest,
+        recordable=recordable and error.code not in TRANSIENT_ERRORS,
     )
 
 
-async def receive(session: AsyncSession, text: str) -> Acknowledgment:
+def _reused_control_id(parsed: Parsed) -> Acknowledgment:
+    return refusal(
+        parsed,
+        Hl7Error(
+            "MSH-10 (message control id) was used before for a different message; send this one under a new "
+            "control id.",
+            code=ErrorCode.DUPLICATE_KEY,
+            ack=AckCode.REJECT,
+            location="MSH-10",
+        ),
+        recordable=False,  # the control id's row holds the first message's answer
+    )
+
+
+async def receive(
+    session: AsyncSession, body: bytes | str, transport_charset: str | None = None
+) -> Acknowledgment:
     """Apply one message in the session's transaction (its tenant's) and say how to acknowledge it. An
-    acknowledgment that is not `accepted` means the caller must roll the transaction back."""
+    acknowledgment that is not `accepted` means the caller must roll the transaction back (then record it
+    with `record_refusal`). `body` as received: bytes are decoded by MSH-18, else `transport_charset`."""
+    text, undecodable = decode(body, transport_charset) if isinstance(body, bytes) else (body, None)
     try:
         parsed = parse(text)
     except Hl7Error as error:
         return refusal(None, error)
     try:
+        if undecodable is not None:
+            raise undecodable
         handler = _handler(parsed)
     except Hl7Error as error:
-        return refusal(parsed, error)
+        stored = await _stored(session, parsed)
+        return stored or refusal(parsed, error)
     header = parsed.header
     ack = build_ack(parsed, AckCode.ACCEPT)
     tenant_id = session.info["tenant_id"]
@@ -116,16 +156,12 @@ async def receive(session: AsyncSession, text: str) -> Acknowledgment:
         .returning(Hl7Message.id)
     )
     if inserted is None:
-        stored = (
-            await session.execute(
-                select(Hl7Message.ack, Hl7Message.digest).where(
-                    Hl7Message.tenant_id == tenant_id, Hl7Message.control_id == header.control_id
-                )
-            )
-        ).one()
-        if stored.digest != parsed.digest:  # a resend with a regenerated MSH-7, or a sender reusing ids
-            log.warning("HL7 control id repeated with a different body: answered as the first (no change)")
-        return Acknowledgment(AckCode.ACCEPT, stored.ack, header.control_id, repeated=True)
+        stored = await _stored(session, parsed)  # the row the insert met, committed by now
+        if stored is not None:
+            return stored
+        return refusal(  # purged in between: rare, and a resend settles it
+            parsed, Hl7Error("The message could not be recorded; resend it.", code=ErrorCode.RECORD_LOCKED)
+        )
     set_event_source(session, EventSource.HL7)
     try:
         touched = await handler(session, parsed)
@@ -147,3 +183,42 @@ async def receive(session: AsyncSession, text: str) -> Acknowledgment:
             Hl7Error(f"A value is not valid ({error.error_count()} errors).", code=ErrorCode.DATA_TYPE),
         )
     return Acknowledgment(AckCode.ACCEPT, ack, header.control_id, patients=tuple(dict.fromkeys(touched)))
+
+
+async def _stored(session: AsyncSession, parsed: Parsed) -> Acknowledgment | None:
+    """The answer to a control id seen before: its stored ACK when the message is the same, an AR naming the
+    conflict when it is another; None when the control id is new."""
+    stored = (
+        await session.execute(
+            select(Hl7Message.ack, Hl7Message.ack_code, Hl7Message.digest).where(
+                Hl7Message.tenant_id == session.info["tenant_id"],
+                Hl7Message.control_id == parsed.header.control_id,
+            )
+        )
+    ).one_or_none()
+    if stored is None:
+        return None
+    if stored.digest not in (parsed.digest, parsed.whole_text_digest):
+        log.warning("HL7 control id repeated with a different message: refused (AR)")
+        return _reused_control_id(parsed)
+    return Acknowledgment(stored.ack_code, stored.ack, parsed.header.control_id, repeated=True)
+
+
+async def record_refusal(session: AsyncSession, ack: Acknowledgment) -> None:
+    """Record a refused message's ACK under its control id (in the session's tenant, its own transaction,
+    after the message's was rolled back), so that a resend is answered the same; a row already there (a
+    concurrent resend recorded first) stays."""
+    if not ack.recordable or ack.control_id is None:
+        return
+    await session.execute(
+        insert(Hl7Message)
+        .values(
+            tenant_id=session.info["tenant_id"],
+            control_id=ack.control_id,
+            message_type=ack.message_type,
+            digest=ack.digest,
+            ack_code=ack_code_of(ack.text) or ack.code,
+            ack=ack.text,
+        )
+        .on_conflict_do_nothing(constraint="uq_hl7_messages_tenant_control_id")
+    )

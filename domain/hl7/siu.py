@@ -5,7 +5,8 @@ cancellations (the appointment's workflow gets its command) and events follow as
 An appointment is named by its placer (SCH-1) and filler (SCH-2) ids, kept as the appointment's external
 identifiers (system: the id's namespace, EI-2, else `<sending facility>.placer|filler`). Its time is SCH-11
 (TQ-4 start, TQ-5 end) or the first AIS/AIP/AIL (start, duration and units); its practitioner AIP-3 (else
-PV1-7), its type SCH-8, its reason SCH-7, its location AIL-3.
+PV1-7), its type SCH-8, its reason SCH-7, its location AIL-3 (by name; one we do not know is registered, as
+an unknown AIP-3 practitioner is: an appointment the EHR booked is kept with where it happens).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from domain.enums import AppointmentStatus
 from domain.fhir.identifiers import APPOINTMENT_IDS
 from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, Segment, missing, parse_timestamp
 from domain.hl7.patients import default_system, upsert_patient
-from domain.hl7.resources import find_location, practitioner_for
+from domain.hl7.resources import find_location, location_for, practitioner_for
 from domain.scheduling import lifecycle
 from domain.scheduling.models import Appointment
 from domain.scheduling.schemas import AppointmentDirectCreate, AppointmentUpdate
@@ -145,11 +146,13 @@ async def _practitioner_id(session: AsyncSession, parsed: Parsed) -> uuid.UUID:
 
 
 async def _location_id(session: AsyncSession, parsed: Parsed) -> uuid.UUID | None:
-    for ail in parsed.segments("AIL"):
+    """The first AIL-3 location we know; else the first AIL-3 one, registered (as AIP-3's practitioner is)."""
+    ails = [ail for ail in parsed.segments("AIL") if ail.value(3, 1) or ail.value(3, 4, 1, 1)]
+    for ail in ails:
         found = await find_location(session, ail, 3)
         if found is not None:
             return found
-    return None
+    return await location_for(session, ails[0], 3) if ails else None
 
 
 async def _known(session: AsyncSession, parsed: Parsed) -> tuple[Appointment, list[tuple[str, str]]]:

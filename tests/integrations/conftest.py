@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.client_credentials import Scope
-from core.database import mark_system
+from core.database import bind_tenant, mark_system
 from domain.integrations import service
 from domain.integrations.service import Actor
 
@@ -77,3 +77,25 @@ async def fhir_creds(tenant_id: uuid.UUID, make_client: ClientFactory) -> Creden
 async def fhir_auth(client: httpx.AsyncClient, fhir_creds: Credentials) -> dict[str, str]:
     """Headers with a FHIR token of this test's tenant."""
     return await bearer_for(client, fhir_creds)
+
+
+@pytest.fixture
+async def hl7_auth(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID, make_client: ClientFactory
+) -> dict[str, str]:
+    """Headers with an HL7 token of this test's tenant."""
+    return await bearer_for(client, await make_client(tenant_id, (Scope.HL7,)))
+
+
+@pytest.fixture
+def session_of(
+    system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> Callable[[], AsyncSession]:
+    """Sessions scoped to this test's tenant."""
+
+    def factory() -> AsyncSession:
+        session = system_sessionmaker()
+        bind_tenant(session, tenant_id)
+        return session
+
+    return factory

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 MRN_AUTHORITY = "GENHOSP"
+HL7 = "/hl7/v2"
 
 
 def control_id() -> str:
@@ -85,9 +91,11 @@ def siu(
     control: str | None = None,
     practitioner: str = "1234^House^Gregory^^^^^^GENHOSP",
     reason: str = "",
+    location: str = "",
 ) -> str:
-    """An SIU message about appointment `placer` of patient `mrn` at `start`."""
+    """An SIU message about appointment `placer` of patient `mrn` at `start` (at AIL-3 `location`, if any)."""
     ts = start.strftime("%Y%m%d%H%M%S+0000")
+    ail = [f"AIL|1||{location}|||{ts}|||{minutes}|MIN"] if location else []
     return message(
         msh(f"SIU^{trigger}^SIU_S12", control or control_id()),
         f"SCH|{placer}^GENHOSP||||||{reason}|FOLLOWUP^Follow-up visit|{minutes}|MIN|^^{minutes}^{ts}",
@@ -95,4 +103,27 @@ def siu(
         "RGS|1",
         f"AIS|1||FOLLOWUP^Follow-up visit|{ts}|||{minutes}|MIN",
         f"AIP|1||{practitioner}|||{ts}|||{minutes}|MIN",
+        *ail,
     )
+
+
+def segments(ack: str) -> dict[str, list[str]]:
+    """The ACK's segments by id, each split into fields (index = HL7 position for non-MSH segments)."""
+    return {line.split("|")[0]: line.split("|") for line in ack.split("\r") if line}
+
+
+async def send(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    body: str | bytes,
+    content_type: str = "application/hl7-v2",
+) -> httpx.Response:
+    """POST one message (text goes as UTF-8; bytes as they are)."""
+    content = body.encode() if isinstance(body, str) else body
+    return await client.post(HL7, content=content, headers={**auth, "Content-Type": content_type})
+
+
+async def count(session_of: Callable[[], AsyncSession], model: type) -> int:
+    """Rows of `model` in the tenant."""
+    async with session_of() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)

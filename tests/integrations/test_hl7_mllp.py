@@ -4,17 +4,20 @@ API's ACK in an MLLP block (a real socket, the real python-hl7 MLLP client, the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import hl7
 import httpx
 import pytest
 from hl7.mllp import open_hl7_connection
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli.hl7_mllp import Hl7Forwarder, start_listener
 from core.client_credentials import Scope
+from domain.patients.models import Patient
 from tests.integrations.conftest import ClientFactory
-from tests.integrations.hl7_messages import adt
+from tests.integrations.hl7_messages import adt, count
 
 
 @pytest.fixture
@@ -31,9 +34,9 @@ async def listener_port(
         await server.wait_closed()
 
 
-async def exchange(port: int, *messages: str) -> list[hl7.Message]:
-    """Send each message over one MLLP connection; the ACKs, in order."""
-    reader, writer = await open_hl7_connection("127.0.0.1", port)
+async def exchange(port: int, *messages: str, encoding: str = "ascii") -> list[hl7.Message]:
+    """Send each message over one MLLP connection (its text in `encoding`); the ACKs, in order."""
+    reader, writer = await open_hl7_connection("127.0.0.1", port, encoding=encoding)
     try:
         acks = []
         for message in messages:
@@ -56,6 +59,20 @@ async def test_a_message_sent_over_mllp_is_applied_once_and_acknowledged(
     assert str(first.segment("MSA")(1)) == "AA"
     assert str(first.segment("MSA")(2)) == "MLLP-0001"
     assert str(repeat) == str(first)
+
+
+async def test_a_latin_1_message_declared_in_msh_18_is_read_as_such_over_mllp(
+    listener_port: int, session_of: Callable[[], AsyncSession]
+) -> None:
+    header, _, rest = adt("A04", "MRN-MLLP-2", family="Müller", control="MLLP-0002").partition("\r")
+    register = f"{header}||||||8859/1\r{rest}"  # the listener runs with its default, UTF-8
+
+    [ack] = await exchange(listener_port, register, encoding="iso-8859-1")
+
+    assert str(ack.segment("MSA")(1)) == "AA"
+    async with session_of() as session:
+        assert (await session.scalars(select(Patient.last_name))).all() == ["Müller"]
+    assert await count(session_of, Patient) == 1
 
 
 async def test_a_malformed_message_over_mllp_gets_the_apis_refusal(listener_port: int) -> None:
