@@ -84,6 +84,7 @@ FACTS: dict[str, tuple[str, ...]] = {
         "location_id",
         "channel",
         "status",
+        "deleted",  # true on the `appointment.cancelled` of an appointment removed by DELETE
     ),
     "ticket": ("category", "priority", "status"),
     "message": ("channel", "consent_keyword"),

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.database import bind_tenant, mark_system, run_after_commit_jobs
 from core.errors import DomainError
-from core.events import DomainEvent, prune_dispatched
+from core.events import DomainEvent, EventType, prune_dispatched
 from core.temporal import TemporalAccess, bind_temporal
 from domain.enums import RepeatPolicy, TriggerStartStatus
 from domain.journeys import service
@@ -40,6 +40,7 @@ from domain.journeys.schemas import JourneyInstanceCreate
 from domain.journeys.trigger_conditions import Verdict
 from domain.journeys.trigger_events import as_uuid, candidate_journeys, event_facts, startable, verdict_for
 from domain.patients.models import Patient
+from domain.scheduling.models import Appointment
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,18 @@ def _skip(start: JourneyTriggerStart, reason: str) -> None:
     start.reason = reason[:200]
 
 
+async def _linked_appointment(session: AsyncSession, event: DomainEvent | None) -> uuid.UUID | None:
+    """The appointment the instance is about: the event's. A cancellation's appointment may be gone (a
+    DELETE is a cancellation too): the journey starts without the link rather than not at all; any other
+    event's vanished appointment makes `create_instance` refuse the start."""
+    if event is None or event.subject_type != "appointment":
+        return None
+    appointment_id = as_uuid(event.subject_id)
+    if appointment_id is not None and event.type == EventType.APPOINTMENT_CANCELLED.value:
+        return await session.scalar(select(Appointment.id).where(Appointment.id == appointment_id))
+    return appointment_id
+
+
 async def _start_now(
     session: AsyncSession, start: JourneyTriggerStart, access: TemporalAccess, event: DomainEvent | None
 ) -> bool:
@@ -137,7 +150,7 @@ async def _start_now(
     if not startable(patient):
         _skip(start, "The patient is not active.")
         return False
-    appointment_id = as_uuid(event.subject_id) if event and event.subject_type == "appointment" else None
+    appointment_id = await _linked_appointment(session, event)
     encounter_id = as_uuid(event.subject_id) if event and event.subject_type == "encounter" else None
     data = JourneyInstanceCreate(
         journey_id=start.journey_id,
