@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.events import DomainEvent
+from core.events import DomainEvent, prune_dispatched
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyStage
 from domain.journeys.set_aside import MAX_ATTEMPTS
@@ -167,3 +169,27 @@ async def test_retry_refuses_an_event_that_is_not_set_aside_or_does_not_exist(
     missing = prm(database_url, "events", "retry", "999999999")
     assert missing.returncode == 1 and "no event with id 999999999" in missing.stderr
     assert (await event(clinic, event_id)).dispatch_attempts == 1
+
+
+async def test_a_set_aside_event_outlives_the_retention_that_prunes_dispatched_ones(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    clinic: Clinic,
+    dispatcher: TriggerDispatcher,
+    failing_event: tuple[int, str],
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    event_id, _ = failing_event
+    await register(client, auth)  # an event dispatched without trouble
+    for _ in range(MAX_ATTEMPTS):
+        await dispatcher.round()
+    async with await clinic.session() as session:  # both happened long ago
+        await session.execute(update(DomainEvent).values(occurred_at=datetime.now(UTC) - timedelta(days=100)))
+        await session.commit()
+
+    async with system_sessionmaker() as session:
+        await prune_dispatched(session, older_than=timedelta(days=90))
+
+    async with await clinic.session() as session:
+        left = (await session.scalars(select(DomainEvent.id))).all()
+    assert left == [event_id]
