@@ -9,6 +9,10 @@ The worker runs `TriggerDispatcher` (like its command relay). Each round it
    and to the journey's repeat policy; and starts each start that is due now;
 2. starts the pending starts whose delay has passed (a durable not-before time, not a sleep).
 
+Both take their rows the same way (`_each_claimed`). An event whose dispatch raises rolls back alone, is
+tried again next round and, after `MAX_ATTEMPTS`, set aside for an operator (`domain.journeys.set_aside`,
+`prm events`); a due start that raises stays pending for the next round.
+
 A start goes through `service.create_instance`, the API's own path (definition snapshot, workflow after
 the commit, search attributes), under the idempotency key `trigger:<start id>`. The instance row commits
 with the dispatch; when Temporal is down its workflow start fails after the commit and the reconciler
