@@ -23,6 +23,7 @@ from cli.common import (
     run_db,
     system_session,
 )
+from cli.events import events_app
 from cli.hl7 import hl7_app
 from cli.integration import integration_app
 from core.auth import Role, issue_dev_token
@@ -50,6 +51,7 @@ app.add_typer(analytics_app, name="analytics")
 app.add_typer(audit_app, name="audit")
 app.add_typer(integration_app, name="integration")
 app.add_typer(hl7_app, name="hl7")
+app.add_typer(events_app, name="events")
 
 
 def _timezone(value: str) -> str:

@@ -84,6 +84,7 @@ FACTS: dict[str, tuple[str, ...]] = {
         "location_id",
         "channel",
         "status",
+        "deleted",  # true on the `appointment.cancelled` of an appointment removed by DELETE
     ),
     "ticket": ("category", "priority", "status"),
     "message": ("channel", "consent_keyword"),
@@ -199,11 +200,13 @@ async def emit(
 
 async def prune_dispatched(session: AsyncSession, *, older_than: timedelta) -> int:
     """Delete dispatched events that occurred more than `older_than` ago (a bounded batch, every tenant)
-    and commit; how many. The journey starts they caused keep their own record (and the repeat policy)."""
+    and commit; how many. The journey starts they caused keep their own record (and the repeat policy).
+    Events the dispatcher set aside (dispatched with an error) stay until an operator retries them."""
     result = await session.execute(
         text(
             "DELETE FROM domain_events WHERE id IN (SELECT id FROM domain_events"
-            " WHERE dispatched_at IS NOT NULL AND occurred_at < now() - make_interval(secs => :age)"
+            " WHERE dispatched_at IS NOT NULL AND dispatch_error IS NULL"
+            " AND occurred_at < now() - make_interval(secs => :age)"
             " ORDER BY id LIMIT :batch)"
         ),
         {"age": older_than.total_seconds(), "batch": PRUNE_BATCH},

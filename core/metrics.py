@@ -78,6 +78,11 @@ APPOINTMENTS_BOOKED = Counter(
 SLA_BREACHES = Counter(
     "prm_ticket_sla_breaches", "Ticket SLA targets missed (and escalated), by target.", ["target"]
 )
+EVENTS_SET_ASIDE = Counter(
+    "prm_domain_events_set_aside",
+    "Domain events the trigger dispatcher set aside after failing to dispatch them 5 times "
+    "(an operator retries one with `prm events retry ID`).",
+)
 
 
 def journey_started() -> None:
@@ -112,6 +117,11 @@ def appointment_booked(source: str | None) -> None:
 def sla_breached(target: str) -> None:
     """A ticket missed its response or resolution target and was escalated."""
     SLA_BREACHES.labels(target=bounded(target, SLA_TARGETS)).inc()
+
+
+def event_set_aside() -> None:
+    """The trigger dispatcher gave up on a domain event (its set-aside is committed)."""
+    EVENTS_SET_ASIDE.inc()
 
 
 def later(count: Callable[..., None], *labels: Any) -> Callable[[], Awaitable[None]]:

@@ -9,6 +9,10 @@ The worker runs `TriggerDispatcher` (like its command relay). Each round it
    and to the journey's repeat policy; and starts each start that is due now;
 2. starts the pending starts whose delay has passed (a durable not-before time, not a sleep).
 
+Both take their rows the same way (`_each_claimed`). An event whose dispatch raises rolls back alone, is
+tried again next round and, after `MAX_ATTEMPTS`, set aside for an operator (`domain.journeys.set_aside`,
+`prm events`); a due start that raises stays pending for the next round.
+
 A start goes through `service.create_instance`, the API's own path (definition snapshot, workflow after
 the commit, search attributes), under the idempotency key `trigger:<start id>`. The instance row commits
 with the dispatch; when Temporal is down its workflow start fails after the commit and the reconciler
@@ -22,28 +26,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import Select, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core import metrics
 from core.database import bind_tenant, mark_system, run_after_commit_jobs
 from core.errors import DomainError
-from core.events import DomainEvent, prune_dispatched
+from core.events import DomainEvent, EventType, prune_dispatched
 from core.temporal import TemporalAccess, bind_temporal
 from domain.enums import RepeatPolicy, TriggerStartStatus
 from domain.journeys import service
 from domain.journeys.models import Journey, JourneyInstance, JourneyTriggerStart
 from domain.journeys.schemas import JourneyInstanceCreate
+from domain.journeys.set_aside import MAX_ATTEMPTS
 from domain.journeys.trigger_conditions import Verdict
 from domain.journeys.trigger_events import as_uuid, candidate_journeys, event_facts, startable, verdict_for
 from domain.patients.models import Patient
+from domain.scheduling.models import Appointment
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5  # an event that fails this often (a bug, not an outage) is set aside, logged
 DEFAULT_BATCH = 100
 TRIGGER_KEY_PREFIX = "trigger:"  # the idempotency key of an instance a trigger started: trigger:<start id>
 
@@ -128,6 +136,18 @@ def _skip(start: JourneyTriggerStart, reason: str) -> None:
     start.reason = reason[:200]
 
 
+async def _linked_appointment(session: AsyncSession, event: DomainEvent | None) -> uuid.UUID | None:
+    """The appointment the instance is about: the event's. A cancellation's appointment may be gone (a
+    DELETE is a cancellation too): the journey starts without the link rather than not at all; any other
+    event's vanished appointment makes `create_instance` refuse the start."""
+    if event is None or event.subject_type != "appointment":
+        return None
+    appointment_id = as_uuid(event.subject_id)
+    if appointment_id is not None and event.type == EventType.APPOINTMENT_CANCELLED.value:
+        return await session.scalar(select(Appointment.id).where(Appointment.id == appointment_id))
+    return appointment_id
+
+
 async def _start_now(
     session: AsyncSession, start: JourneyTriggerStart, access: TemporalAccess, event: DomainEvent | None
 ) -> bool:
@@ -137,7 +157,7 @@ async def _start_now(
     if not startable(patient):
         _skip(start, "The patient is not active.")
         return False
-    appointment_id = as_uuid(event.subject_id) if event and event.subject_type == "appointment" else None
+    appointment_id = await _linked_appointment(session, event)
     encounter_id = as_uuid(event.subject_id) if event and event.subject_type == "encounter" else None
     data = JourneyInstanceCreate(
         journey_id=start.journey_id,
@@ -242,6 +262,90 @@ async def _finish(session: AsyncSession, state: _Round) -> None:
         log.warning("journey workflows left for the reconciler: %s", type(exc).__name__)
 
 
+Row = TypeVar("Row", DomainEvent, JourneyTriggerStart)
+
+
+async def _each_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    access: TemporalAccess,
+    model: type[Row],
+    claim: Callable[[], Select[Row]],
+    *,
+    batch: int,
+    work: Callable[[AsyncSession, Row], Awaitable[None]],
+    failed: Callable[[AsyncSession, Any, Exception], Awaitable[Callable[[], None] | None]],
+) -> None:
+    """Claim the `model` rows `claim()` selects, one at a time in its order, each in its own transaction
+    and locked with `FOR UPDATE SKIP LOCKED` (two workers never take the same row), and do `work` on each
+    in a savepoint. When `work` raises, what it did rolls back, `failed` records why (and may return what
+    to do once that is committed) and the row is not claimed again this round. Each transaction commits,
+    then the workflows it created start."""
+    state = _Round()
+    failed_ids: list[Any] = []
+    for _ in range(batch):
+        async with sessionmaker() as session:
+            mark_system(session)
+            stmt = claim()
+            if failed_ids:
+                stmt = stmt.where(model.id.not_in(failed_ids))
+            row = await session.scalar(stmt.limit(1).with_for_update(skip_locked=True))
+            if row is None:
+                break
+            session.info.pop("system", None)
+            row_id = row.id
+            bind_tenant(session, row.tenant_id)
+            bind_temporal(session, access)
+            then = None
+            try:
+                async with session.begin_nested():
+                    await work(session, row)
+            except Exception as exc:
+                session.info.pop("after_commit", None)  # the instances it created were rolled back
+                failed_ids.append(row_id)
+                then = await failed(session, row_id, exc)
+            await _finish(session, state)
+            if then is not None:
+                then()
+
+
+async def _event_failed(session: AsyncSession, event_id: int, exc: Exception) -> Callable[[], None] | None:
+    """Count the failed attempt; at `MAX_ATTEMPTS` set the event aside (a bug to fix, not an outage to wait
+    out): marked dispatched with its error's class, logged, counted, for an operator (`set_aside`)."""
+    attempts, event_type = (
+        await session.execute(
+            update(DomainEvent)
+            .where(DomainEvent.id == event_id)
+            .values(
+                dispatch_attempts=DomainEvent.dispatch_attempts + 1,
+                dispatch_error=type(exc).__name__[:200],
+                dispatched_at=case(
+                    (DomainEvent.dispatch_attempts + 1 >= MAX_ATTEMPTS, func.now()), else_=None
+                ),
+            )
+            .returning(DomainEvent.dispatch_attempts, DomainEvent.type)
+            .execution_options(synchronize_session=False)
+        )
+    ).one()
+    log.warning(
+        "dispatching event %s (%s) failed (attempt %s): %s",
+        event_id,
+        event_type,
+        attempts,
+        type(exc).__name__,
+    )
+    if attempts < MAX_ATTEMPTS:
+        return None
+    log.error(
+        "event %s (%s) set aside after %s failed attempts (%s); once fixed: prm events retry %s",
+        event_id,
+        event_type,
+        attempts,
+        type(exc).__name__,
+        event_id,
+    )
+    return metrics.event_set_aside
+
+
 async def dispatch_events(
     sessionmaker: async_sessionmaker[AsyncSession],
     access: TemporalAccess,
@@ -251,56 +355,28 @@ async def dispatch_events(
 ) -> DispatchOutcome:
     """Dispatch up to `batch` undispatched events (of one tenant, or all), oldest first, each in its own
     transaction."""
-    total, state = DispatchOutcome(), _Round()
-    failed: list[int] = []
-    for _ in range(batch):
-        async with sessionmaker() as session:
-            mark_system(session)
-            stmt = select(DomainEvent).where(DomainEvent.dispatched_at.is_(None))
-            if tenant_id is not None:
-                stmt = stmt.where(DomainEvent.tenant_id == tenant_id)
-            if failed:
-                stmt = stmt.where(DomainEvent.id.not_in(failed))
-            event = await session.scalar(
-                stmt.order_by(DomainEvent.id).limit(1).with_for_update(skip_locked=True)
-            )
-            if event is None:
-                break
-            session.info.pop("system", None)
-            bind_tenant(session, event.tenant_id)
-            bind_temporal(session, access)
-            event_id, event_type = event.id, event.type
-            try:
-                async with session.begin_nested():
-                    total.add(await dispatch_event(session, event, access))
-                event.dispatched_at = datetime.now(UTC)
-                event.dispatch_error = None
-            except Exception as exc:
-                session.info.pop("after_commit", None)  # the instances it created were rolled back
-                failed.append(event_id)
-                attempts = await session.scalar(
-                    update(DomainEvent)
-                    .where(DomainEvent.id == event_id)
-                    .values(
-                        dispatch_attempts=DomainEvent.dispatch_attempts + 1,
-                        dispatch_error=type(exc).__name__[:200],
-                        # set aside after MAX_ATTEMPTS: a bug to fix, not an outage to wait out
-                        dispatched_at=case(
-                            (DomainEvent.dispatch_attempts + 1 >= MAX_ATTEMPTS, func.now()), else_=None
-                        ),
-                    )
-                    .returning(DomainEvent.dispatch_attempts)
-                    .execution_options(synchronize_session=False)
-                )
-                log.warning(
-                    "dispatching event %s (%s) failed (attempt %s): %s",
-                    event_id,
-                    event_type,
-                    attempts,
-                    type(exc).__name__,
-                )
-            await _finish(session, state)
+    total = DispatchOutcome()
+
+    async def dispatch(session: AsyncSession, event: DomainEvent) -> None:
+        total.add(await dispatch_event(session, event, access))
+        event.dispatched_at = datetime.now(UTC)
+        event.dispatch_error = None
+
+    def undispatched() -> Select[DomainEvent]:
+        stmt = select(DomainEvent).where(DomainEvent.dispatched_at.is_(None))
+        if tenant_id is not None:
+            stmt = stmt.where(DomainEvent.tenant_id == tenant_id)
+        return stmt.order_by(DomainEvent.id)
+
+    await _each_claimed(
+        sessionmaker, access, DomainEvent, undispatched, batch=batch, work=dispatch, failed=_event_failed
+    )
     return total
+
+
+async def _start_failed(session: AsyncSession, start_id: uuid.UUID, exc: Exception) -> None:
+    """Left pending: the next round tries again."""
+    log.warning("a due journey start %s failed: %s", start_id, type(exc).__name__)
 
 
 async def start_due(
@@ -312,39 +388,26 @@ async def start_due(
 ) -> DispatchOutcome:
     """Start up to `batch` pending starts (of one tenant, or all) whose delay has passed, each in its own
     transaction."""
-    total, state = DispatchOutcome(), _Round()
-    failed: list[uuid.UUID] = []
-    for _ in range(batch):
-        async with sessionmaker() as session:
-            mark_system(session)
-            stmt = select(JourneyTriggerStart).where(
-                JourneyTriggerStart.status == TriggerStartStatus.PENDING.value,
-                JourneyTriggerStart.due_at <= datetime.now(UTC),
-            )
-            if tenant_id is not None:
-                stmt = stmt.where(JourneyTriggerStart.tenant_id == tenant_id)
-            if failed:
-                stmt = stmt.where(JourneyTriggerStart.id.not_in(failed))
-            start = await session.scalar(
-                stmt.order_by(JourneyTriggerStart.due_at).limit(1).with_for_update(skip_locked=True)
-            )
-            if start is None:
-                break
-            session.info.pop("system", None)
-            start_id = start.id
-            bind_tenant(session, start.tenant_id)
-            bind_temporal(session, access)
-            try:
-                async with session.begin_nested():
-                    if await _due_start(session, start, access):
-                        total.started += 1
-                    else:
-                        total.skipped += 1
-            except Exception as exc:  # left pending: the next round tries again
-                session.info.pop("after_commit", None)
-                failed.append(start_id)
-                log.warning("a due journey start %s failed: %s", start_id, type(exc).__name__)
-            await _finish(session, state)
+    total = DispatchOutcome()
+
+    async def start(session: AsyncSession, due: JourneyTriggerStart) -> None:
+        if await _due_start(session, due, access):
+            total.started += 1
+        else:
+            total.skipped += 1
+
+    def due() -> Select[JourneyTriggerStart]:
+        stmt = select(JourneyTriggerStart).where(
+            JourneyTriggerStart.status == TriggerStartStatus.PENDING.value,
+            JourneyTriggerStart.due_at <= datetime.now(UTC),
+        )
+        if tenant_id is not None:
+            stmt = stmt.where(JourneyTriggerStart.tenant_id == tenant_id)
+        return stmt.order_by(JourneyTriggerStart.due_at)
+
+    await _each_claimed(
+        sessionmaker, access, JourneyTriggerStart, due, batch=batch, work=start, failed=_start_failed
+    )
     return total
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
 from domain.enums import Channel, Gender, PatientStatus, sql_in
+from domain.identifiers import ExternalIdentifier, owner_column
 
 
 class Patient(TenantScoped, Base):
@@ -151,21 +152,13 @@ class ChannelConsent(TenantScoped, Base):
     source: Mapped[str | None] = mapped_column(String(32))
 
 
-class PatientIdentifier(TenantScoped, Base):
-    """An identifier another system gives the patient (an EHR's MRN, a national id): `system` says whose,
-    `value` which. Unique per tenant, so one external identifier names one record (imports upsert by it)."""
+class PatientIdentifier(ExternalIdentifier, Base):
+    """An identifier another system gives the patient (an EHR's MRN, a national id); unique per tenant."""
 
     __tablename__ = "patient_identifiers"
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "system", "value", name="uq_patient_identifiers_tenant_system_value"),
-        Index("ix_patient_identifiers_patient", "patient_id"),
-    )
+    __owner__ = "patient"
 
-    patient_id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="CASCADE"), nullable=False
-    )
-    system: Mapped[str] = mapped_column(String(255), nullable=False)
-    value: Mapped[str] = mapped_column(String(255), nullable=False)
+    patient_id: Mapped[uuid.UUID] = owner_column("patients")
 
 
 # FHIR searches page in `_lastUpdated` order (and EHRs sync by it): the tenant's rows by last change.

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, func, literal_column
+from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, func, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
 from domain.enums import Gender, sql_in
+from domain.identifiers import ExternalIdentifier, owner_column
 
 
 class Practitioner(TenantScoped, Base):
@@ -49,19 +49,10 @@ Index(
 )
 
 
-class PractitionerIdentifier(TenantScoped, Base):
+class PractitionerIdentifier(ExternalIdentifier, Base):
     """An identifier another system gives the practitioner (an EHR's id, an NPI); unique per tenant."""
 
     __tablename__ = "practitioner_identifiers"
-    __table_args__ = (
-        UniqueConstraint(
-            "tenant_id", "system", "value", name="uq_practitioner_identifiers_tenant_system_value"
-        ),
-        Index("ix_practitioner_identifiers_practitioner", "practitioner_id"),
-    )
+    __owner__ = "practitioner"
 
-    practitioner_id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), ForeignKey("practitioners.id", ondelete="CASCADE"), nullable=False
-    )
-    system: Mapped[str] = mapped_column(String(255), nullable=False)
-    value: Mapped[str] = mapped_column(String(255), nullable=False)
+    practitioner_id: Mapped[uuid.UUID] = owner_column("practitioners")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.events import EventType, emit
+from domain.journeys.trigger_merge import move_trigger_starts
 from domain.patients.repository import PatientRepository
 from domain.patients.service import lock_for_merge, merge_consents, retire_merged
 from domain.records.repository import PatientRecordRepository
@@ -32,11 +33,17 @@ async def merge_patients(
 ) -> MergeResult:
     """Move everything the duplicate owns onto the primary and retire the duplicate, in one transaction.
 
+    Its domain events and journey trigger starts move too (a start the primary already has is not
+    duplicated: `move_trigger_starts`), then `patient.merged` is emitted for the primary.
+
     Both patients are row-locked first (see `lock_for_merge`), so concurrent merges of the same records
     queue up and the second sees the first's outcome.
     """
     primary, duplicate = await lock_for_merge(patients, primary_id=primary_id, duplicate_id=duplicate_id)
     moved = await records.move_owned_records(from_patient=duplicate.id, to_patient=primary.id)
+    moved["journey_trigger_starts"] = await move_trigger_starts(
+        patients.session, from_patient=duplicate.id, to_patient=primary.id
+    )
     moved["channel_consents"] = await merge_consents(patients, primary=primary.id, duplicate=duplicate.id)
     merged_at = await retire_merged(patients, duplicate, into=primary)
     await emit(

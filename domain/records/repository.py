@@ -18,6 +18,7 @@ from sqlalchemy.orm import QueryableAttribute
 
 from core.database import TENANT_PARAMETER, execute_tenant_bound, prebuilt, tenant_bound
 from core.errors import NotFound
+from core.events import DomainEvent
 from domain.communications.models import Communication
 from domain.enums import (
     ACTIVE_APPOINTMENT_STATUSES,
@@ -38,7 +39,11 @@ OPEN_TICKET_STATUSES = (TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatu
 RECENT_COMMUNICATIONS_DAYS = 30
 # Records a patient owns that a merge moves to the surviving record. None of them has a unique constraint
 # involving patient_id, so re-pointing never clashes (slot holds belong to conversations, not patients).
+# Trigger starts do have such constraints: `domain.journeys.trigger_merge` moves them.
 OWNED_RECORDS: dict[str, Any] = {
+    # What happened to the duplicate is the survivor's history; undispatched events start the survivor's
+    # journeys (a merged record's would be skipped: it is no longer active).
+    "domain_events": DomainEvent,
     "appointments": Appointment,
     "communications": Communication,
     "tickets": Ticket,

@@ -120,10 +120,17 @@ async def cancel_appointment(
 
 
 async def delete_appointment(session: AsyncSession, appointment_id: uuid.UUID) -> None:
-    """Remove an appointment permanently (its slot place is freed and its workflow ended)."""
+    """Remove an appointment permanently (its slot place is freed and its workflow ended).
+
+    Deleting one that could still be cancelled (booked, confirmed) is a cancellation the clinic keeps no
+    record of: it emits `appointment.cancelled` (fact `deleted`), so journeys triggered by cancellations
+    react as they do to a cancel. The reminders stop; no cancellation message is sent (the endpoint has no
+    `notify_patient`) and the waitlist is not offered the time (the offer reads the appointment's row)."""
     repo = AppointmentRepository(session)
     appointment = await repo.get_or_404(appointment_id)
     if appointment.status in ACTIVE and appointment.time_slot_id is not None:
         await TimeSlotRepository(session).release_place(appointment.time_slot_id)
+    if S.CANCELLED in TRANSITIONS[AppointmentStatus(appointment.status)]:
+        await emit_appointment_event(session, appointment, EventType.APPOINTMENT_CANCELLED, deleted=True)
     workflow_jobs.finish_appointment_workflow(session, appointment)
     await repo.delete(appointment)

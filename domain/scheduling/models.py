@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, TenantScoped
 from domain.enums import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus, Channel, SlotStatus, sql_in
+from domain.identifiers import ExternalIdentifier, owner_column
 
 
 class Location(TenantScoped, Base):
@@ -124,22 +125,13 @@ class Appointment(TenantScoped, Base):
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
 
 
-class AppointmentIdentifier(TenantScoped, Base):
+class AppointmentIdentifier(ExternalIdentifier, Base):
     """An identifier another system gives the appointment (the EHR's id); unique per tenant."""
 
     __tablename__ = "appointment_identifiers"
-    __table_args__ = (
-        UniqueConstraint(
-            "tenant_id", "system", "value", name="uq_appointment_identifiers_tenant_system_value"
-        ),
-        Index("ix_appointment_identifiers_appointment", "appointment_id"),
-    )
+    __owner__ = "appointment"
 
-    appointment_id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), ForeignKey("appointments.id", ondelete="CASCADE"), nullable=False
-    )
-    system: Mapped[str] = mapped_column(String(255), nullable=False)
-    value: Mapped[str] = mapped_column(String(255), nullable=False)
+    appointment_id: Mapped[uuid.UUID] = owner_column("appointments")
 
 
 CONVERSATION_STATUSES = ("active", "booked", "expired", "closed")

@@ -8,7 +8,7 @@ function each statement takes a new snapshot, so the read after the lock sees wh
 The lock key is the one `core.database.advisory_xact_lock` takes for `audit:<tenant id>`.
 
 Revision ID: 0021_audit_chain_head
-Revises: 0017_tenant_change_notify
+Revises: 0020_hl7_messages_retention
 Create Date: 2026-12-01 21:30:00
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0021_audit_chain_head"
-down_revision: str | None = "0017_tenant_change_notify"
+down_revision: str | None = "0020_hl7_messages_retention"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

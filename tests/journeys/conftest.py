@@ -9,13 +9,14 @@ workflows gets a fresh task queue, and the app is pointed at the environment for
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +29,9 @@ from activities.communications import CommunicationActivities
 from activities.journeys import JourneyActivities
 from core.database import bind_tenant
 from core.settings import Settings
+from core.temporal import TemporalAccess
 from domain.communications.models import Communication
+from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = "/api/v1/prm/journeys"
 INSTANCES = "/api/v1/prm/journeys/instances"
 LEGACY_INSTANCES = "/api/v1/prm/instances"
+WAITING_STAGE = {"name": "Call the patient", "order_index": 0, "trigger_event": "manual", "actions": []}
 
 
 @pytest.fixture
@@ -121,6 +125,40 @@ async def on_time_skipping(
     """The app on the time-skipping server, a worker on a fresh task queue."""
     async with app_on(app, time_skipping_env, activity_deps) as wired:
         yield wired
+
+
+def access_to(client: Client, task_queue: str) -> TemporalAccess:
+    """How the dispatcher reaches Temporal: the test environment's client."""
+
+    async def get_client() -> Client:
+        return client
+
+    return TemporalAccess(get_client=get_client, task_queue=task_queue)
+
+
+@pytest.fixture
+def dispatcher(
+    on_dev_server: Wired, system_sessionmaker: async_sessionmaker[AsyncSession], clinic: Clinic
+) -> TriggerDispatcher:
+    """The worker's dispatcher, on this test's tenant and task queue."""
+    return TriggerDispatcher(
+        system_sessionmaker,
+        access_to(on_dev_server.env.client, on_dev_server.task_queue),
+        tenant_id=clinic.tenant_id,
+    )
+
+
+@pytest.fixture
+def make_journey(client: httpx.AsyncClient, auth: dict[str, str]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Create a journey (one manual stage, so its instances stay active) through the API."""
+
+    async def factory(**fields: Any) -> dict[str, Any]:
+        body = {"name": "Journey", "stages": [WAITING_STAGE], **fields}
+        resp = await client.post(JOURNEYS, json=body, headers=auth)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    return factory
 
 
 # ---- data ------------------------------------------------------------------------------------------

@@ -24,20 +24,10 @@ from core.temporal import TemporalAccess
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyTriggerStart
 from domain.journeys.service import reconcile_journey_starts
-from tests.journeys.conftest import JOURNEYS, Clinic, Wired
+from tests.journeys.conftest import JOURNEYS, Clinic, Wired, access_to
 from tests.polling import eventually
 
 API = "/api/v1/prm"
-WAITING_STAGE = {"name": "Call the patient", "order_index": 0, "trigger_event": "manual", "actions": []}
-
-
-def access_to(client: Client, task_queue: str) -> TemporalAccess:
-    """How the dispatcher reaches Temporal: the test environment's client."""
-
-    async def get_client() -> Client:
-        return client
-
-    return TemporalAccess(get_client=get_client, task_queue=task_queue)
 
 
 def temporal_down() -> TemporalAccess:
@@ -47,31 +37,6 @@ def temporal_down() -> TemporalAccess:
         raise ConnectionRefusedError("Temporal is down")
 
     return TemporalAccess(get_client=get_client, task_queue="nowhere")
-
-
-@pytest.fixture
-def dispatcher(
-    on_dev_server: Wired, system_sessionmaker: async_sessionmaker[AsyncSession], clinic: Clinic
-) -> TriggerDispatcher:
-    """The worker's dispatcher, on this test's tenant and task queue."""
-    return TriggerDispatcher(
-        system_sessionmaker,
-        access_to(on_dev_server.env.client, on_dev_server.task_queue),
-        tenant_id=clinic.tenant_id,
-    )
-
-
-@pytest.fixture
-def make_journey(client: httpx.AsyncClient, auth: dict[str, str]) -> Callable[..., Awaitable[dict[str, Any]]]:
-    """Create a journey (one manual stage, so its instances stay active) through the API."""
-
-    async def factory(**fields: Any) -> dict[str, Any]:
-        body = {"name": "Journey", "stages": [WAITING_STAGE], **fields}
-        resp = await client.post(JOURNEYS, json=body, headers=auth)
-        assert resp.status_code == 201, resp.text
-        return resp.json()
-
-    return factory
 
 
 async def register(client: httpx.AsyncClient, auth: dict[str, str], **fields: Any) -> str:

@@ -179,6 +179,28 @@ async def test_cancellation_without_notify_sends_nothing(
     assert await messages(system_sessionmaker, tenant_id, appointment["id"]) == []
 
 
+async def test_deleting_a_booked_appointment_stops_its_reminders_and_sends_nothing(
+    client: httpx.AsyncClient,
+    auth: dict,
+    tenant_id,
+    temporal_env,
+    scheduling_worker,
+    system_sessionmaker,
+    make_patient,
+    make_practitioner,
+) -> None:
+    patient, practitioner = await make_patient(), await make_practitioner()
+    start = await server_now(temporal_env) + timedelta(days=3)
+    appointment = await book_at(client, auth, patient, practitioner, start)
+    handle = temporal_env.client.get_workflow_handle(f"appointment-{appointment['id']}")
+    await wait_for(lambda: _running(handle), "the workflow to start")
+
+    assert (await client.delete(f"{BASE}/{appointment['id']}", headers=auth)).status_code == 204
+    assert await handle.result() == "booked"  # ended by the deletion, as it stood
+    await skip_to(temporal_env, start + timedelta(hours=1))
+    assert await messages(system_sessionmaker, tenant_id, appointment["id"]) == []
+
+
 async def test_booking_inside_the_24h_window_sends_only_the_2h_reminder_and_no_show_ends_it(
     client: httpx.AsyncClient,
     auth: dict,
