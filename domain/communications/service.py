@@ -57,6 +57,8 @@ class Content:
 
 # Renders the content for the patient once the message is known to be new (the API's Jinja text).
 Compose = Callable[[Patient], Awaitable[Content]]
+# Template variables written in the language the message turned out to be in (dates, titles, ...).
+Localised = Callable[[str], dict[str, Any]]
 
 
 @dataclass
@@ -281,7 +283,7 @@ async def render_for(
     variants: Sequence[templates.MessageTemplate] | None = None,
     text: str | None = None,
     subject: str | None = None,
-    variables: dict[str, Any] | None = None,
+    variables: dict[str, Any] | Localised | None = None,
     appointment: AppointmentFacts | None = None,
     language: str | None = None,
 ) -> Content:
@@ -292,12 +294,13 @@ async def render_for(
     is `language` (None when not stated). Otherwise the template (`variants` given, e.g. a journey's kept
     copy, else `template_id`'s: built-in, else the tenant's active ones) is rendered in the first language
     of `language_chain` it has (`language` first, when the sender chose one); `subject`, when given,
-    replaces its own. UnknownTemplate when there is no such template, TemplateError when a variable is
-    missing."""
+    replaces its own. `variables` may be `Localised`: called with the language chosen, for values that
+    must be written in it. UnknownTemplate when there is no such template, TemplateError when a variable
+    is missing."""
     if text is not None or (template_id is None and variants is None):
         written_in = language or await default_language(session, patient)
         values = await system_variables(session, patient, appointment, written_in)
-        values.update(variables or {})
+        values.update((variables(written_in) if callable(variables) else variables) or {})
         rendered_subject = templates.render_text(subject, values) if subject else None
         return Content(rendered_subject, templates.render_text(text or "", values), stated_language=language)
     chain = await language_chain(session, patient, language)
@@ -307,7 +310,7 @@ async def render_for(
     if template is None:
         raise templates.UnknownTemplate(f"unknown template {template_id!r}")
     values = await system_variables(session, patient, appointment, template.language)
-    values.update(variables or {})
+    values.update((variables(template.language) if callable(variables) else variables) or {})
     own_subject, body = template.render(values)
     rendered_subject = templates.render_text(subject, values) if subject else own_subject
     return Content(rendered_subject, body, template)
