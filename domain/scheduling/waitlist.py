@@ -190,8 +190,10 @@ async def decline_offer(session: AsyncSession, offer_id: uuid.UUID) -> WaitlistO
 def parse_answer(reply: str) -> bool | None:
     """True for yes, False for no, None when the reply says neither or both (in any language of
     `reply_words`, accents and case ignored: `SÍ` is yes)."""
-    words = set(languages.words(reply))
-    yes, no = bool(words & YES), bool(words & NO)
+    words = languages.words(reply)
+    # A one-letter answer ("Y", "N") counts only alone: in Spanish "y" is "and" ("¿y a qué hora?").
+    found = set(words) if len(words) == 1 else {w for w in words if len(w) > 1}
+    yes, no = bool(found & YES), bool(found & NO)
     return None if yes == no else yes
 
 
