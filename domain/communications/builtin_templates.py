@@ -446,6 +446,7 @@ PHRASES: dict[str, dict[str, str]] = {
     "care_team": {"en": "your care team", "es": "su equipo médico"},
     "clinic": {"en": "your clinic", "es": "su clínica"},
     "the_clinic": {"en": "the clinic", "es": "la clínica"},
+    "email_subject": {"en": "Message from your clinic", "es": "Mensaje de su clínica"},
     # A practitioner's title before their last name (`Dra.` for a woman in Spanish).
     "doctor": {"en": "Dr.", "es": "Dr."},
     "doctor_female": {"en": "Dr.", "es": "Dra."},

@@ -16,6 +16,7 @@ from core import languages
 from core.database import bind_tenant
 from domain.communications import builtin_templates, delivery, service, templates
 from domain.communications.models import Communication, CommunicationTemplate
+from domain.enums import Channel
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 from tests.communications.conftest import API
@@ -341,3 +342,32 @@ async def test_outside_the_window_the_patients_language_content_template_is_sent
     (form,) = providers_configured.twilio_forms()
     assert form["ContentSid"] == CONTENT_ES
     assert json.loads(form["ContentVariables"]) == {"1": "Maria", "2": "rodilla"}
+
+
+async def test_an_email_without_a_subject_gets_one_in_its_language(
+    settings, providers_configured, make_patient, system_sessionmaker, tenant_id
+) -> None:
+    patient = await make_patient(email_primary="ana@example.com")
+    for language in ("es", None):
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant_id)
+            sent = await service.send_message(
+                session,
+                patient_id=patient.id,
+                channel=Channel.EMAIL,
+                message=lambda p, language=language: _literal(session, p, language),
+                idempotency_key=str(uuid.uuid4()),
+            )
+            await session.commit()
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant_id)
+            await delivery.deliver(session, sent.communication.id, at=datetime.now(UTC), settings=settings)
+            await session.commit()
+    assert [m["subject"] for m in providers_configured.sendgrid_mails()] == [
+        "Mensaje de su clínica",
+        "Message from your clinic",
+    ]
+
+
+async def _literal(session, patient: Patient, language: str | None) -> service.Content:
+    return await service.render_for(session, patient, text="Hola", language=language)
