@@ -257,7 +257,7 @@ async def offer_wave(
     await session.flush()
     for offer in created:
         await tell_patient(
-            session, offer, "offer", "waitlist_offer", await offer_text(session, offer, hold_minutes)
+            session, offer, "offer", "waitlist_offer", await offer_variables(session, offer, hold_minutes)
         )
     return Wave(OPEN, [o.id for o in created], expires_at)
 
@@ -285,7 +285,7 @@ async def pending_offer_of(session: AsyncSession, patient_id: uuid.UUID) -> Wait
     return (await session.scalars(stmt)).first()
 
 
-async def offer_text(session: AsyncSession, offer: WaitlistOffer, hold_minutes: int) -> Localised:
+async def offer_variables(session: AsyncSession, offer: WaitlistOffer, hold_minutes: int) -> Localised:
     """The `waitlist_offer` template's variables: the freed time and its practitioner, and the hold."""
     time = await notifications.offered_time(
         session, offer.start_time, offer.location_id, offer.practitioner_id
