@@ -227,12 +227,15 @@ def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[s
 @dataclass(frozen=True)
 class AppointmentFacts:
     """What a message may say about its appointment, given by the caller: communications reads no
-    scheduling table (`scheduling.notifications.appointment_facts` builds it). `timezone` is the
-    appointment's location's, when it has one (else the tenant's is used)."""
+    scheduling table (`scheduling.notifications.appointment_facts` builds it). `practitioner_name` is the
+    practitioner's name without a title (the message's language gives it: `Dr.`, or `Dra.` in Spanish when
+    `practitioner_gender` is female). `timezone` is the appointment's location's, when it has one (else the
+    tenant's is used)."""
 
     start_time: datetime
     practitioner_name: str | None = None
     timezone: str | None = None
+    practitioner_gender: str | None = None
 
 
 async def default_language(session: AsyncSession, patient: Patient) -> str:
@@ -267,7 +270,9 @@ async def system_variables(
     }
     if appointment is not None:
         if appointment.practitioner_name:
-            values["practitioner_name"] = appointment.practitioner_name
+            values["practitioner_name"] = templates.practitioner_title(
+                appointment.practitioner_name, appointment.practitioner_gender, language
+            )
         tz = ZoneInfo(appointment.timezone or (tenant.timezone if tenant is not None else None) or "UTC")
         local = appointment.start_time.astimezone(tz)
         values["appointment_date"] = templates.format_day(local.date(), language)

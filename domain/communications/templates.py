@@ -34,7 +34,8 @@ SYSTEM_VARIABLES: frozenset[str] = frozenset(
     {
         "patient_name",  # the patient's full name
         "patient_first_name",
-        "practitioner_name",  # "Dr. <first> <last>" of the instance's appointment, else "your care team"
+        # "Dr. <first> <last>" ("Dra." for a woman in Spanish) of the appointment, else "your care team"
+        "practitioner_name",
         # "Mon 3 Feb 2025" (in the message's language) and "14:30", in the appointment's location's time
         # zone, else the tenant's (both need an appointment)
         "appointment_date",
@@ -372,7 +373,7 @@ def format_moment(local: datetime, language: str | None) -> str:
     return f"{local:%a} {local.day} {local:%b}, {local:%H:%M}"
 
 
-def practitioner_title(last_name: str, gender: str | None, language: str | None) -> str:
-    """`Dr. Lovelace` (`Dra. Ruiz` for a woman in Spanish): how a chat message names a practitioner."""
+def practitioner_title(name: str, gender: str | None, language: str | None) -> str:
+    """`Dr. Lovelace` (`Dra. Ruiz` for a woman in Spanish): a practitioner's name with their title."""
     title = phrase("doctor_female" if gender == "female" else "doctor", language)
-    return f"{title} {last_name}"
+    return f"{title} {name}"

@@ -65,12 +65,13 @@ async def appointment_facts(session: AsyncSession, appointment_id: uuid.UUID) ->
 async def _facts(
     session: AsyncSession, appointment: Appointment, practitioner: Practitioner | None
 ) -> AppointmentFacts:
-    name = f"Dr. {practitioner.first_name} {practitioner.last_name}" if practitioner is not None else None
+    name = f"{practitioner.first_name} {practitioner.last_name}" if practitioner is not None else None
     location = await session.get(Location, appointment.location_id) if appointment.location_id else None
     return AppointmentFacts(
         start_time=appointment.start_time,
         practitioner_name=name,
         timezone=location.timezone if location is not None else None,
+        practitioner_gender=practitioner.gender if practitioner is not None else None,
     )
 
 

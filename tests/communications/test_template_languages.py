@@ -193,20 +193,30 @@ async def test_dates_are_written_in_the_messages_language(
     make_patient, system_sessionmaker, tenant_id
 ) -> None:
     patient = await make_patient(preferred_language="es")
+    english = await make_patient(preferred_language="en")
     facts = service.AppointmentFacts(
-        start_time=datetime(2025, 2, 3, 14, 30, tzinfo=UTC), practitioner_name="Dr. Ana Ruiz", timezone="UTC"
+        start_time=datetime(2025, 2, 3, 14, 30, tzinfo=UTC),
+        practitioner_name="Ana Ruiz",
+        timezone="UTC",
+        practitioner_gender="female",
     )
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         content = await service.render_for(
             session, patient, template_id="apt_confirmation", appointment=facts
         )
+        in_english = await service.render_for(
+            session, english, template_id="apt_confirmation", appointment=facts
+        )
         no_appointment = await service.render_for(
             session, patient, template_id="recovery_check_in", appointment=None
         )
     assert content.body == (
-        "Test Clinic: su cita con Dr. Ana Ruiz queda confirmada para el lunes, 3 de febrero de 2025 "
+        "Test Clinic: su cita con Dra. Ana Ruiz queda confirmada para el lunes, 3 de febrero de 2025 "
         "a las 14:30."
+    )
+    assert in_english.body == (
+        "Test Clinic: your appointment with Dr. Ana Ruiz is confirmed for Mon 3 Feb 2025 at 14:30."
     )
     assert "su equipo médico" in no_appointment.body
 
