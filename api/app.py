@@ -35,6 +35,7 @@ from api.routers import (
     oauth,
     patients,
     practitioners,
+    tenant,
     tickets,
     time_slots,
     voice_webhooks,
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.include_router(analytics.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(integration_clients.router, prefix=API_PREFIX)
+    app.include_router(tenant.router, prefix=API_PREFIX)
     app.include_router(voice_webhooks.router, prefix=API_PREFIX)
     app.include_router(codec.router)
     app.include_router(oauth.router)

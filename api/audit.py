@@ -29,10 +29,11 @@ from urllib.parse import parse_qsl
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.openapi import operation_id
-from core.audit import AuditBuffer, AuditEvent, AuditOutcome, append, outcome_of
+from core.audit import Actor, AuditBuffer, AuditEvent, AuditOutcome, append, outcome_of
 from core.auth import Principal
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,18 @@ def _note_written_rows(session: Session, _context: Any) -> None:
         trail.note_written_row(row, new=True)
     for row in itertools.chain(session.dirty, session.deleted):
         trail.note_written_row(row, new=False)
+
+
+def actor_of(request: Request, principal: Principal) -> Actor:
+    """The caller of an administrative route, as the audit record of its change names them (routes whose
+    records their service appends itself: integration clients, tenant settings)."""
+    client = request.client
+    return Actor(
+        sub=principal.sub,
+        roles=tuple(sorted(principal.roles)),
+        request_id=getattr(request.state, "request_id", None),
+        client_address=client.host[:64] if client else None,
+    )
 
 
 async def record_write(session: AsyncSession) -> None:

@@ -70,6 +70,11 @@ TAGS: list[dict[str, Any]] = [
         "credentials, "
         "and their secrets: create, rotate, revoke (administrators).",
     },
+    {
+        "name": "tenant",
+        "description": "Your tenant (clinic): its name, time zone and default message language, which "
+        "administrators change.",
+    },
     {"name": "health", "description": "Liveness and readiness probes for the load balancer."},
     {
         "name": "codec",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import sys
 import warnings
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.audit import Actor
 from core.database import make_engine, make_sessionmaker, mark_system, resolve_database_url
 from core.logging import FORMAT, PhiSafeFormatter
 from core.phones import set_default_region
@@ -34,6 +36,15 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def cli_actor() -> Actor:
+    """The command line's user as the audit trail names them: `cli:<login name>`, an admin."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container): still say it was the command line
+        user = "unknown"
+    return Actor(sub=f"cli:{user}", roles=("admin",))
 
 
 def fail(message: str, exit_code: int = EXIT_FAILED) -> NoReturn:

@@ -6,7 +6,6 @@ printed once, when it is made (stdout, JSON); only its hash is stored.
 
 from __future__ import annotations
 
-import getpass
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cli.common import (
     EXIT_BAD_INPUT,
     CliError,
+    cli_actor,
     configure_cli_logging,
     database_url_or_fail,
     fail,
@@ -36,16 +36,6 @@ T = TypeVar("T")
 
 TenantOption = Annotated[uuid.UUID, typer.Option("--tenant-id", help="The tenant the client belongs to.")]
 ClientOption = Annotated[str, typer.Option("--client-id", help="The client's id (prm_client_...).")]
-
-
-def _actor() -> Any:
-    from domain.integrations.service import Actor
-
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name (a container): still say it was the command line
-        user = "unknown"
-    return Actor(sub=f"cli:{user}", roles=("admin",))
 
 
 def _run(job: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -90,7 +80,9 @@ def create(
     from domain.integrations.service import create_client
 
     scopes = set(scope or [Scope.FHIR])
-    issued = _run(lambda s: create_client(s, tenant_id=tenant_id, name=name, scopes=scopes, actor=_actor()))
+    issued = _run(
+        lambda s: create_client(s, tenant_id=tenant_id, name=name, scopes=scopes, actor=cli_actor())
+    )
     typer.echo(_issued(issued))
     typer.echo("Store the secret now: it cannot be shown again.", err=True)
 
@@ -101,7 +93,7 @@ def rotate(tenant_id: TenantOption, client_id: ClientOption) -> None:
     move the EHR to the new secret, then `prm integration revoke --secret-id OLD`."""
     from domain.integrations.service import rotate_secret
 
-    issued = _run(lambda s: rotate_secret(s, tenant_id=tenant_id, client_id=client_id, actor=_actor()))
+    issued = _run(lambda s: rotate_secret(s, tenant_id=tenant_id, client_id=client_id, actor=cli_actor()))
     typer.echo(_issued(issued))
 
 
@@ -119,7 +111,7 @@ def revoke(
 
     _run(
         lambda s: revoke_client(
-            s, tenant_id=tenant_id, client_id=client_id, secret_id=secret_id, actor=_actor()
+            s, tenant_id=tenant_id, client_id=client_id, secret_id=secret_id, actor=cli_actor()
         )
     )
     typer.echo("Revoked the secret." if secret_id else "Revoked the client.", err=True)

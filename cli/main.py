@@ -15,6 +15,7 @@ from cli.audit import audit_app
 from cli.common import (
     EXIT_BAD_INPUT,
     CliError,
+    cli_actor,
     configure_cli_logging,
     database_url_or_fail,
     describe_database,
@@ -113,6 +114,40 @@ def tenant_create(
 
     tenant_id = run_db(url, create)
     typer.echo(str(tenant_id))
+
+
+@tenant_app.command("set-language")
+def tenant_set_language(
+    tenant_id: Annotated[uuid.UUID, typer.Option("--tenant-id", help="The tenant to change.")],
+    language: Annotated[
+        str,
+        typer.Option(
+            "--language",
+            callback=_language,
+            help="The clinic's new default message language (BCP 47, e.g. es or es-MX).",
+        ),
+    ],
+) -> None:
+    """Change a tenant's default message language (recorded in its audit trail as `cli:<user>`) and print
+    the stored tag (normalised: `ES-mx` is stored as `es-MX`) on stdout."""
+    settings = load_settings()
+    configure_cli_logging(settings)
+    url = database_url_or_fail(settings)
+
+    async def change() -> str:
+        from core.errors import NotFound
+        from domain.tenants.service import set_default_language, settings_of
+
+        try:
+            async with system_session(settings, url) as session:
+                tenant = await set_default_language(
+                    session, tenant_id, language, by=cli_actor(), loc=("language",)
+                )
+                return settings_of(tenant).default_language
+        except NotFound as exc:
+            raise CliError(f"no tenant with id {tenant_id} in the {describe_database(url)}") from exc
+
+    typer.echo(run_db(url, change))
 
 
 @app.command("token")

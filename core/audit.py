@@ -120,6 +120,34 @@ class AuditEvent:
     client_address: str | None = None
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who administers something outside a patient's data (an integration client, a tenant setting), as
+    the audit trail names them: an admin's `sub`, or `cli:<user>` for the command line."""
+
+    sub: str
+    roles: tuple[str, ...] = ("admin",)
+    request_id: str | None = None
+    client_address: str | None = None
+
+    def event(
+        self, *, tenant_id: uuid.UUID, action: str, resource_type: str, resource_id: uuid.UUID | None
+    ) -> AuditEvent:
+        """The record of this actor's change to one resource of the tenant, now."""
+        return AuditEvent(
+            tenant_id=tenant_id,
+            user_sub=self.sub[:200],
+            user_roles=self.roles,
+            action=action,
+            resource_type=resource_type,
+            outcome=AuditOutcome.ALLOWED,
+            occurred_at=datetime.now(UTC),
+            resource_id=resource_id,
+            request_id=self.request_id,
+            client_address=self.client_address,
+        )
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 

@@ -9,6 +9,7 @@ shorter forms (`es-MX`, then `es`), the tenant's default (and its shorter forms)
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
 import langcodes
@@ -67,6 +68,21 @@ def fallback_chain(*tags: str | None) -> list[str]:
 def primary(tag: str) -> str:
     """The language subtag alone (`es` of `es-MX`)."""
     return tag.split("-", 1)[0]
+
+
+def fold(text: str) -> str:
+    """`text` lower-cased with its accents removed (`SÍ` -> `si`, `Baja` -> `baja`): how a reply's words
+    are compared, whatever the patient's keyboard."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> list[str]:
+    """The words of a patient's reply, folded (`fold`): `"¡Sí, gracias!"` -> [`si`, `gracias`]."""
+    return WORD.findall(fold(text))
 
 
 def _checked(value: str) -> str:

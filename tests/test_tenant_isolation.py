@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from core.audit import Actor
 from core.auth import Role
 from core.client_credentials import Scope
 from core.database import bind_tenant
 from domain.communications.models import Communication, CommunicationTemplate
-from domain.integrations.service import Actor, create_client
+from domain.integrations.service import create_client
 from domain.journeys.models import Journey, JourneyInstance, JourneyStage
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
+from api.audit import actor_of
 from api.deps import CanAdminister, CurrentPrincipal, SessionDep
 from api.openapi import AUTHENTICATED, errors
 from core.auth import Principal
@@ -26,16 +27,6 @@ from domain.integrations.schemas import (
 router = APIRouter(prefix="/integration-clients", tags=["integration clients"], responses=AUTHENTICATED)
 ClientIdPath = Annotated[ClientId, Path(description="The client's id (`prm_client_...`)")]
 NOT_FOUND = errors(not_found="No such integration client (or secret) in your tenant")
-
-
-def _actor(request: Request, principal: Principal) -> service.Actor:
-    client = request.client
-    return service.Actor(
-        sub=principal.sub,
-        roles=tuple(sorted(principal.roles)),
-        request_id=getattr(request.state, "request_id", None),
-        client_address=client.host[:64] if client else None,
-    )
 
 
 def _issued(issued: service.IssuedSecret) -> IssuedSecretResponse:
@@ -81,7 +72,7 @@ async def create_integration_client(
         tenant_id=principal.tenant_id,
         name=body.name,
         scopes=set(body.scopes),
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
     )
     return _issued(issued)
 
@@ -108,7 +99,7 @@ async def rotate_integration_client_secret(
     """Add a new secret to a client (rotation without downtime): its other secrets keep working until you
     revoke them. The new secret is in this answer only. Administrators only."""
     issued = await service.rotate_secret(
-        session, tenant_id=principal.tenant_id, client_id=client_id, actor=_actor(request, principal)
+        session, tenant_id=principal.tenant_id, client_id=client_id, actor=actor_of(request, principal)
     )
     return _issued(issued)
 
@@ -132,7 +123,7 @@ async def revoke_integration_client_secret(
         tenant_id=principal.tenant_id,
         client_id=client_id,
         secret_id=secret_id,
-        actor=_actor(request, principal),
+        actor=actor_of(request, principal),
     )
     return await _summary(session, principal, client_id)
 
@@ -149,6 +140,6 @@ async def revoke_integration_client(
     """Revoke a client and all its secrets: its tokens stop working at once. The record stays (revoked), for
     the audit trail. Administrators only."""
     await service.revoke(
-        session, tenant_id=principal.tenant_id, client_id=client_id, actor=_actor(request, principal)
+        session, tenant_id=principal.tenant_id, client_id=client_id, actor=actor_of(request, principal)
     )
     return await _summary(session, principal, client_id)

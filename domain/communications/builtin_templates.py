@@ -2,7 +2,11 @@
 
 Every language of a template reads the same variables (a test holds it), so a journey action valid in one
 language is valid in all. The Spanish addresses the patient as `usted`, as clinics do. `PHRASES` are the
-few words the service itself puts into a message (`practitioner_name` without an appointment, ...).
+few words the service itself puts into a message (`practitioner_name` without an appointment, ...), and
+`reply_words` the words it reads in patients' answers.
+
+To add a language: give every `BuiltinText` below a variant under its tag (same variables), every
+`PHRASES` entry a word, and `reply_words` its answers and keywords; dates come from Babel's CLDR data.
 """
 
 from __future__ import annotations
@@ -257,7 +261,147 @@ BUILTIN_TEXTS: tuple[BuiltinText, ...] = (
             ),
         },
     ),
-    # The one reply to STOP / START (the keywords are Twilio's, in English, whatever the language).
+    # The booking chat's turns (`scheduling.booking`): `options` is the offered times, each a `time` and a
+    # `practitioner` already written in the message's language.
+    BuiltinText(
+        "booking_options",
+        "Booking: open times",
+        Channel.WHATSAPP,
+        "appointment",
+        {
+            "en": (
+                "Open times",
+                "Here are the next available times:\n"
+                "{% for o in options %}{{ loop.index }}. {{ o.time }} with {{ o.practitioner }}\n"
+                "{% endfor %}Reply with the number of the time you want.",
+            ),
+            "es": (
+                "Horas disponibles",
+                "Estas son las próximas horas disponibles:\n"
+                "{% for o in options %}{{ loop.index }}. {{ o.time }} con {{ o.practitioner }}\n"
+                "{% endfor %}Responda con el número de la hora que prefiera.",
+            ),
+        },
+    ),
+    BuiltinText(
+        "booking_slot_taken",
+        "Booking: time just taken",
+        Channel.WHATSAPP,
+        "appointment",
+        {
+            "en": (
+                "Time taken",
+                "Sorry, that time was just taken. Other times:\n"
+                "{% for o in options %}{{ loop.index }}. {{ o.time }} with {{ o.practitioner }}\n"
+                "{% endfor %}Reply with the number of the time you want.",
+            ),
+            "es": (
+                "Hora ocupada",
+                "Lo sentimos, esa hora se acaba de ocupar. Otras horas:\n"
+                "{% for o in options %}{{ loop.index }}. {{ o.time }} con {{ o.practitioner }}\n"
+                "{% endfor %}Responda con el número de la hora que prefiera.",
+            ),
+        },
+    ),
+    BuiltinText(
+        "booking_no_slots",
+        "Booking: no open times",
+        Channel.WHATSAPP,
+        "appointment",
+        {
+            "en": (
+                "No open times",
+                "Sorry, there are no open times matching your request right now. Reply to try other dates.",
+            ),
+            "es": (
+                "Sin horas disponibles",
+                "Lo sentimos, ahora mismo no hay horas disponibles que coincidan con su petición. Responda "
+                "a este mensaje para probar otras fechas.",
+            ),
+        },
+    ),
+    BuiltinText(
+        "booking_not_understood",
+        "Booking: reply not understood",
+        Channel.WHATSAPP,
+        "appointment",
+        {
+            "en": (
+                "Not understood",
+                "Sorry, I didn't catch that. Reply with the number of the time you want, e.g. 1.",
+            ),
+            "es": (
+                "No le hemos entendido",
+                "Lo sentimos, no le hemos entendido. Responda con el número de la hora que prefiera, "
+                "por ejemplo 1.",
+            ),
+        },
+    ),
+    # The waitlist's offers of a freed time (`scheduling.backfill`, `scheduling.waitlist`): `time` is the
+    # freed time and `practitioner` its practitioner ("" when unknown), written in the message's language.
+    BuiltinText(
+        "waitlist_offer",
+        "Waitlist: a time is free",
+        Channel.SMS,
+        "appointment",
+        {
+            "en": (
+                "An earlier appointment is free",
+                "Good news: an earlier appointment is free on {{ time }}"
+                "{% if practitioner %} with {{ practitioner }}{% endif %}. Reply YES to book it or NO to "
+                "pass. We'll keep it for you for {{ hold_minutes }} minutes.",
+            ),
+            "es": (
+                "Hay una cita antes",
+                "Buenas noticias: ha quedado libre una cita antes, el {{ time }}"
+                "{% if practitioner %} con {{ practitioner }}{% endif %}. Responda SÍ para reservarla o NO "
+                "para dejarla pasar. Se la guardamos durante {{ hold_minutes }} minutos.",
+            ),
+        },
+    ),
+    BuiltinText(
+        "waitlist_taken",
+        "Waitlist: the time was taken",
+        Channel.SMS,
+        "appointment",
+        {
+            "en": (
+                "The time was taken",
+                "Sorry, the {{ time }} appointment has just been taken. You're still on the waitlist.",
+            ),
+            "es": (
+                "La cita ya está ocupada",
+                "Lo sentimos, la cita del {{ time }} se acaba de ocupar. Sigue en la lista de espera.",
+            ),
+        },
+    ),
+    BuiltinText(
+        "waitlist_not_understood",
+        "Waitlist: reply not understood",
+        Channel.SMS,
+        "appointment",
+        {
+            "en": ("Not understood", "Sorry, I didn't catch that. Reply YES to book it or NO to pass."),
+            "es": (
+                "No le hemos entendido",
+                "Lo sentimos, no le hemos entendido. Responda SÍ para reservarla o NO para dejarla pasar.",
+            ),
+        },
+    ),
+    BuiltinText(
+        "waitlist_expired",
+        "Waitlist: the offer expired",
+        Channel.SMS,
+        "appointment",
+        {
+            "en": ("Offer expired", "Sorry, this offer has expired. You're still on the waitlist."),
+            "es": (
+                "Oferta caducada",
+                "Lo sentimos, esta oferta ha caducado. Sigue en la lista de espera.",
+            ),
+        },
+    ),
+    # The one reply to STOP / START (or a keyword of another language: `reply_words`).
     BuiltinText(
         "consent_opt_out",
         "Unsubscribed",
@@ -301,4 +445,9 @@ BUILTIN_TEXTS: tuple[BuiltinText, ...] = (
 PHRASES: dict[str, dict[str, str]] = {
     "care_team": {"en": "your care team", "es": "su equipo médico"},
     "clinic": {"en": "your clinic", "es": "su clínica"},
+    "the_clinic": {"en": "the clinic", "es": "la clínica"},
+    "email_subject": {"en": "Message from your clinic", "es": "Mensaje de su clínica"},
+    # A practitioner's title before their last name (`Dra.` for a woman in Spanish).
+    "doctor": {"en": "Dr.", "es": "Dr."},
+    "doctor_female": {"en": "Dr.", "es": "Dra."},
 }

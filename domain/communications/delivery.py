@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import Settings
-from domain.communications import policy
+from domain.communications import policy, templates
 from domain.communications.models import Communication
 from domain.communications.provider_contract import OutgoingMessage, ProviderError
 from domain.communications.providers import OutboxProvider, provider_for
@@ -99,7 +99,9 @@ async def deliver(
         channel=channel,
         recipient=record.recipient or "",
         body=record.message,
-        subject=record.subject,
+        # An email needs a subject: literal text sent without one gets it in the message's language.
+        subject=record.subject
+        or (templates.phrase("email_subject", record.language) if channel == Channel.EMAIL else None),
         idempotency_key=record.idempotency_key or str(record.id),
         communication_id=str(record.id),
         content_sid=content["sid"] if content else None,

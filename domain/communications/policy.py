@@ -5,8 +5,9 @@ waits until the window opens in the patient's time zone, else the tenant's; urge
 say so), and the tenant's frequency cap (the message waits until the oldest message in the window ages out).
 A message that must wait is never dropped: the delivery workflow sleeps on a durable timer and asks again.
 
-Consent keywords follow Twilio's defaults: a reply of exactly one of them (any case, surrounding whitespace
-ignored) opts the patient out of, or back into, the channel it arrived on.
+Consent keywords follow Twilio's defaults, plus common Spanish ones (`reply_words`): a reply of exactly one
+of them (any case or accents, surrounding whitespace ignored) opts the patient out of, or back into, the
+channel it arrived on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import advisory_xact_lock
+from domain.communications import reply_words
 from domain.communications.models import Communication
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import ChannelConsent, Patient
@@ -29,8 +31,8 @@ from domain.tenants.models import Tenant
 from domain.tenants.schemas import TenantSettings
 from domain.tenants.service import settings_of
 
-OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
-OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
+OPT_OUT_KEYWORDS = reply_words.every_language(reply_words.OPT_OUT_KEYWORDS)
+OPT_IN_KEYWORDS = reply_words.every_language(reply_words.OPT_IN_KEYWORDS)
 # The built-in templates (in the patient's language) that confirm a change of consent.
 OPT_OUT_CONFIRMATION = "consent_opt_out"
 OPT_IN_CONFIRMATION = "consent_opt_in"
@@ -47,8 +49,9 @@ class ConsentKeyword(StrEnum):
 
 
 def consent_keyword(text: str | None) -> ConsentKeyword | None:
-    """OPT_OUT / OPT_IN when the whole message is a consent keyword (any case), else None."""
-    word = (text or "").strip().upper()
+    """OPT_OUT / OPT_IN when the whole message is a consent keyword of any language (any case or accents),
+    else None."""
+    word = reply_words.keyword_of(text)
     if word in OPT_OUT_KEYWORDS:
         return ConsentKeyword.OPT_OUT
     if word in OPT_IN_KEYWORDS:

@@ -57,6 +57,8 @@ class Content:
 
 # Renders the content for the patient once the message is known to be new (the API's Jinja text).
 Compose = Callable[[Patient], Awaitable[Content]]
+# Template variables written in the language the message turned out to be in (dates, titles, ...).
+Localised = Callable[[str], dict[str, Any]]
 
 
 @dataclass
@@ -225,12 +227,15 @@ def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[s
 @dataclass(frozen=True)
 class AppointmentFacts:
     """What a message may say about its appointment, given by the caller: communications reads no
-    scheduling table (`scheduling.notifications.appointment_facts` builds it). `timezone` is the
-    appointment's location's, when it has one (else the tenant's is used)."""
+    scheduling table (`scheduling.notifications.appointment_facts` builds it). `practitioner_name` is the
+    practitioner's name without a title (the message's language gives it: `Dr.`, or `Dra.` in Spanish when
+    `practitioner_gender` is female). `timezone` is the appointment's location's, when it has one (else the
+    tenant's is used)."""
 
     start_time: datetime
     practitioner_name: str | None = None
     timezone: str | None = None
+    practitioner_gender: str | None = None
 
 
 async def default_language(session: AsyncSession, patient: Patient) -> str:
@@ -265,7 +270,9 @@ async def system_variables(
     }
     if appointment is not None:
         if appointment.practitioner_name:
-            values["practitioner_name"] = appointment.practitioner_name
+            values["practitioner_name"] = templates.practitioner_title(
+                appointment.practitioner_name, appointment.practitioner_gender, language
+            )
         tz = ZoneInfo(appointment.timezone or (tenant.timezone if tenant is not None else None) or "UTC")
         local = appointment.start_time.astimezone(tz)
         values["appointment_date"] = templates.format_day(local.date(), language)
@@ -281,7 +288,7 @@ async def render_for(
     variants: Sequence[templates.MessageTemplate] | None = None,
     text: str | None = None,
     subject: str | None = None,
-    variables: dict[str, Any] | None = None,
+    variables: dict[str, Any] | Localised | None = None,
     appointment: AppointmentFacts | None = None,
     language: str | None = None,
 ) -> Content:
@@ -292,12 +299,13 @@ async def render_for(
     is `language` (None when not stated). Otherwise the template (`variants` given, e.g. a journey's kept
     copy, else `template_id`'s: built-in, else the tenant's active ones) is rendered in the first language
     of `language_chain` it has (`language` first, when the sender chose one); `subject`, when given,
-    replaces its own. UnknownTemplate when there is no such template, TemplateError when a variable is
-    missing."""
+    replaces its own. `variables` may be `Localised`: called with the language chosen, for values that
+    must be written in it. UnknownTemplate when there is no such template, TemplateError when a variable
+    is missing."""
     if text is not None or (template_id is None and variants is None):
         written_in = language or await default_language(session, patient)
         values = await system_variables(session, patient, appointment, written_in)
-        values.update(variables or {})
+        values.update((variables(written_in) if callable(variables) else variables) or {})
         rendered_subject = templates.render_text(subject, values) if subject else None
         return Content(rendered_subject, templates.render_text(text or "", values), stated_language=language)
     chain = await language_chain(session, patient, language)
@@ -307,7 +315,7 @@ async def render_for(
     if template is None:
         raise templates.UnknownTemplate(f"unknown template {template_id!r}")
     values = await system_variables(session, patient, appointment, template.language)
-    values.update(variables or {})
+    values.update((variables(template.language) if callable(variables) else variables) or {})
     own_subject, body = template.render(values)
     rendered_subject = templates.render_text(subject, values) if subject else own_subject
     return Content(rendered_subject, body, template)

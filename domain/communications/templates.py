@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -34,7 +34,8 @@ SYSTEM_VARIABLES: frozenset[str] = frozenset(
     {
         "patient_name",  # the patient's full name
         "patient_first_name",
-        "practitioner_name",  # "Dr. <first> <last>" of the instance's appointment, else "your care team"
+        # "Dr. <first> <last>" ("Dra." for a woman in Spanish) of the appointment, else "your care team"
+        "practitioner_name",
         # "Mon 3 Feb 2025" (in the message's language) and "14:30", in the appointment's location's time
         # zone, else the tenant's (both need an appointment)
         "appointment_date",
@@ -346,10 +347,33 @@ def format_day(day: date, language: str | None) -> str:
     """A date as a message says it: `Mon 3 Feb 2025` in English, CLDR's full form (`lunes, 3 de febrero de
     2025`) in any language Babel knows, English for one it does not."""
     tag = languages.normalised_or_none(language) or ENGLISH
-    if languages.primary(tag) != ENGLISH:
-        for form in languages.shorter_forms(tag):
-            try:
-                return babel_dates.format_date(day, "full", locale=Locale.parse(form, sep="-"))
-            except (UnknownLocaleError, ValueError):
-                continue
+    locale = _babel_locale(tag) if languages.primary(tag) != ENGLISH else None
+    if locale is not None:
+        return babel_dates.format_date(day, "full", locale=locale)
     return f"{day:%a} {day.day} {day:%b %Y}"
+
+
+def _babel_locale(tag: str) -> Locale | None:
+    """Babel's locale for `tag` or its nearest shorter form, or None when Babel knows none of them."""
+    for form in languages.shorter_forms(tag):
+        try:
+            return Locale.parse(form, sep="-")
+        except (UnknownLocaleError, ValueError):
+            continue
+    return None
+
+
+def format_moment(local: datetime, language: str | None) -> str:
+    """A local date and time as a chat message says it: `Tue 3 Dec, 09:00` in English, CLDR's abbreviated
+    day and month (`mar, 3 dic, 09:00`) in any language Babel knows, English for one it does not."""
+    tag = languages.normalised_or_none(language) or ENGLISH
+    locale = _babel_locale(tag) if languages.primary(tag) != ENGLISH else None
+    if locale is not None:
+        return f"{babel_dates.format_skeleton('MMMEd', local, locale=locale)}, {local:%H:%M}"
+    return f"{local:%a} {local.day} {local:%b}, {local:%H:%M}"
+
+
+def practitioner_title(name: str, gender: str | None, language: str | None) -> str:
+    """`Dr. Lovelace` (`Dra. Ruiz` for a woman in Spanish): a practitioner's name with their title."""
+    title = phrase("doctor_female" if gender == "female" else "doctor", language)
+    return f"{title} {name}"

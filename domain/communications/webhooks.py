@@ -224,7 +224,10 @@ async def receive_twilio_message(
     body: str,
 ) -> Communication | None:
     """Store an inbound SMS/WhatsApp message on the patient's conversation, apply STOP/START, and route the
-    reply to waiting workflows after the commit; None when the number matches no patient or it is a repeat."""
+    reply to waiting workflows after the commit; None when the number matches no patient or it is a repeat.
+
+    An opt-out keyword, or an opt-in one that opts the patient back in, is consent only; an opt-in word
+    that changes nothing (YES to an offer from a patient who never opted out) is routed like any reply."""
     channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
     phone = phone_of(sender)
     if phone is None or await _locate(session, Communication.provider_message_id == message_sid):
@@ -264,7 +267,8 @@ async def receive_twilio_message(
     )
     if keyword is not None:
         opt_out = keyword == policy.ConsentKeyword.OPT_OUT
-        if await policy.set_consent(session, patient_id, channel, opt_out=opt_out, at=now):
+        changed = await policy.set_consent(session, patient_id, channel, opt_out=opt_out, at=now)
+        if changed:
             template_id = policy.OPT_OUT_CONFIRMATION if opt_out else policy.OPT_IN_CONFIRMATION
 
             async def confirmation(patient: Patient) -> service.Content:
@@ -279,7 +283,9 @@ async def receive_twilio_message(
                 template_name=template_id,
                 consent_confirmation=True,
             )
-        return record
+        # An opt-in word from a patient who never left (YES, SÍ) is an answer: it goes on to what waits.
+        if opt_out or changed:
+            return record
     communication_id = record.id
     await routing.notify_journeys(session, patient_id, communication_id)
     await routing.route_booking(session, patient_id, communication_id)

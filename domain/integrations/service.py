@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit import AuditEvent, AuditOutcome, append
+from core.audit import Actor, append
 from core.client_credentials import (
     SECRET_HINT_CHARS,
     ClientCaller,
@@ -29,16 +29,6 @@ from domain.tenants.models import Tenant
 
 RESOURCE_TYPE = "integration_clients"
 MAX_NAME_LENGTH = 200
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who administers a client, as the audit trail names them (an admin's `sub`, or `cli:<user>`)."""
-
-    sub: str
-    roles: tuple[str, ...] = ("admin",)
-    request_id: str | None = None
-    client_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,17 +62,11 @@ async def _audit(session: AsyncSession, actor: Actor, client: IntegrationClient,
     await append(
         session,
         [
-            AuditEvent(
+            actor.event(
                 tenant_id=client.tenant_id,
-                user_sub=actor.sub[:200],
-                user_roles=actor.roles,
                 action=f"{RESOURCE_TYPE}.{action}",
                 resource_type=RESOURCE_TYPE,
-                outcome=AuditOutcome.ALLOWED,
-                occurred_at=datetime.now(UTC),
                 resource_id=client.id,
-                request_id=actor.request_id,
-                client_address=actor.client_address,
             )
         ],
     )

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.database import advisory_xact_lock
 from core.errors import Unprocessable
 from core.repository import Repository
+from domain.communications.service import Localised
 from domain.enums import AppointmentStatus, PatientStatus, SlotStatus
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
@@ -255,7 +256,9 @@ async def offer_wave(
         created.append(offer)
     await session.flush()
     for offer in created:
-        await tell_patient(session, offer, "offer", await offer_text(session, offer, hold_minutes))
+        await tell_patient(
+            session, offer, "offer", "waitlist_offer", await offer_variables(session, offer, hold_minutes)
+        )
     return Wave(OPEN, [o.id for o in created], expires_at)
 
 
@@ -282,28 +285,33 @@ async def pending_offer_of(session: AsyncSession, patient_id: uuid.UUID) -> Wait
     return (await session.scalars(stmt)).first()
 
 
-async def offer_text(session: AsyncSession, offer: WaitlistOffer, hold_minutes: int) -> str:
-    when = await notifications.local_time_text(session, offer.start_time, offer.location_id)
-    practitioner = await session.get(Practitioner, offer.practitioner_id)
-    who = f" with Dr. {practitioner.last_name}" if practitioner else ""
-    return (
-        f"Good news: an earlier appointment is free on {when}{who}. Reply YES to book it or NO to pass. "
-        f"We'll keep it for you for {hold_minutes} minutes."
+async def offer_variables(session: AsyncSession, offer: WaitlistOffer, hold_minutes: int) -> Localised:
+    """The `waitlist_offer` template's variables: the freed time and its practitioner, and the hold."""
+    time = await notifications.offered_time(
+        session, offer.start_time, offer.location_id, offer.practitioner_id
     )
+    return lambda language: {**time.written_in(language, nobody=""), "hold_minutes": hold_minutes}
 
 
-async def tell_patient(session: AsyncSession, offer: WaitlistOffer, kind: str, message: str) -> None:
-    """One message about an offer, once per (offer, kind); a patient with no address is skipped."""
+async def tell_patient(
+    session: AsyncSession,
+    offer: WaitlistOffer,
+    kind: str,
+    template_name: str,
+    variables: Localised | None = None,
+) -> None:
+    """One message about an offer (the built-in `template_name`, in the patient's language), once per
+    (offer, kind); a patient with no address is skipped."""
     patient = await session.scalar(select(Patient).where(Patient.id == offer.patient_id))
     if patient is None:
         return
     try:
-        await notifications.send_text(
+        await notifications.send_conversational(
             session,
             patient=patient,
-            message=message,
+            template_name=template_name,
+            variables=variables,
             key=f"waitlist-offer:{offer.id}:{kind}",
-            template_name=f"waitlist_{kind.split(':')[0]}",
         )
     except Unprocessable:
         pass  # no address on the patient's channel: the offer simply goes unanswered

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import languages
 from core.errors import Conflict, NotFound
+from domain.communications import reply_words
 from domain.enums import Channel, PatientStatus
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
@@ -37,14 +39,6 @@ from domain.scheduling.slot_schemas import PartOfDay
 from domain.scheduling.slots import PARTS_OF_DAY
 
 CANDIDATES = 200
-ORDINALS = {
-    "first": 1, "one": 1, "1st": 1,
-    "second": 2, "two": 2, "2nd": 2,
-    "third": 3, "three": 3, "3rd": 3,
-    "fourth": 4, "four": 4, "4th": 4,
-    "fifth": 5, "five": 5, "5th": 5,
-    "sixth": 6, "six": 6, "seventh": 7, "seven": 7, "eighth": 8, "eight": 8, "ninth": 9, "nine": 9,
-}  # fmt: skip
 TIME_RE = re.compile(r"\b(\d{1,2})(?::|\.|h)(\d{2})\s*(am|pm)?\b|\b(\d{1,2})\s*(am|pm)\b", re.IGNORECASE)
 
 
@@ -154,19 +148,16 @@ async def _send_options(
     conversation: BookingConversation,
     patient: Patient,
     slots: list[TimeSlot],
-    intro: str,
+    template_name: str,
 ) -> bool:
-    if slots:
-        listing = await notifications.options_text(session, slots)
-        text = f"{intro}\n{listing}\nReply with the number of the time you want."
-    else:
-        text = "Sorry, there are no open times matching your request right now. Reply to try other dates."
-    return await notifications.send_text(
+    """The numbered list of `slots` (`booking_options`, or `booking_slot_taken` after a clash), or
+    `booking_no_slots` when there are none."""
+    return await notifications.send_conversational(
         session,
         patient=patient,
-        message=text,
+        template_name=template_name if slots else "booking_no_slots",
+        variables=await notifications.offered_options(session, slots) if slots else None,
         key=_next_message_key(conversation, "options"),
-        template_name="booking_options",
         channel=Channel(conversation.channel),
     )
 
@@ -204,7 +195,7 @@ async def find_slots(session: AsyncSession, data: FindSlotsRequest) -> FindSlots
     await _hold(session, conversation, slots)
     if not slots:
         conversation.status = "closed"
-    sent = await _send_options(session, conversation, patient, slots, "Here are the next available times:")
+    sent = await _send_options(session, conversation, patient, slots, "booking_options")
     await session.flush()
     if slots:
         workflow_jobs.start_conversation_workflow(session, conversation)
@@ -219,14 +210,16 @@ async def find_slots(session: AsyncSession, data: FindSlotsRequest) -> FindSlots
 
 
 def parse_choice(reply: str, offered: list[TimeSlot], tz: ZoneInfo) -> int | None:
-    """The option number a reply names ("2", "the second one", "14:30", "2pm"), or None."""
-    text = reply.strip().lower()
+    """The option number a reply names in any language of `reply_words` ("2", "the second one", "la
+    segunda", "14:30", "2pm"), or None."""
+    text = languages.fold(reply.strip())
     if text.isdigit():
         number = int(text)
         return number if 1 <= number <= len(offered) else None
-    for word in re.findall(r"[a-z0-9]+", text):
-        if word in ORDINALS and ORDINALS[word] <= len(offered):
-            return ORDINALS[word]
+    for word in languages.words(text):
+        place = reply_words.ordinal_of(word)
+        if place is not None and place <= len(offered):
+            return place
     match = TIME_RE.search(text)
     if match:
         hour = int(match.group(1) or match.group(4))
@@ -283,12 +276,11 @@ async def handle_reply(
     tz = ZoneInfo(await tenant_timezone(session, conversation.tenant_id))
     choice = parse_choice(reply, offered, tz)
     if choice is None:
-        await notifications.send_text(
+        await notifications.send_conversational(
             session,
             patient=patient,
-            message="Sorry, I didn't catch that. Reply with the number of the time you want, e.g. 1.",
-            key=_next_message_key(conversation, "not_understood"),
             template_name="booking_not_understood",
+            key=_next_message_key(conversation, "not_understood"),
             channel=Channel(conversation.channel),
         )
         await session.flush()
@@ -306,9 +298,7 @@ async def handle_reply(
         await _hold(session, conversation, slots)
         if not slots:
             conversation.status = "closed"
-        await _send_options(
-            session, conversation, patient, slots, "Sorry, that time was just taken. Other times:"
-        )
+        await _send_options(session, conversation, patient, slots, "booking_slot_taken")
         await session.flush()
         workflow_jobs.signal_conversation(session, conversation)
         outcome = SelectSlotOutcome.SLOT_TAKEN if slots else SelectSlotOutcome.NO_SLOTS

@@ -1,9 +1,10 @@
 """What scheduling tells patients (reminders, cancellations, offers, confirmations), via communications.
 
 Every message carries a business idempotency key (unique per tenant in `communications`), so a retried
-activity or a repeated request never sends twice. Reminders, cancellations and booking confirmations are
-built-in templates (`appointment_reminder`, `appointment_cancelled`, `appointment_booked`) rendered in the
-patient's language; the booking chat's own texts are built here. None is ever logged.
+activity or a repeated request never sends twice. Every text is a built-in template rendered in the
+patient's language (reminders, cancellations and booking confirmations: `appointment_reminder`,
+`appointment_cancelled`, `appointment_booked`; the booking chat's turns: `booking_*`; the waitlist's:
+`waitlist_*`), its times and practitioners written in that language (`OfferedTime`). None is ever logged.
 
 Every message passes the send policy in its delivery workflow. Reminders and cancellation notices wait
 out quiet hours and the frequency cap; conversational messages (booking-chat replies, confirmations of
@@ -14,13 +15,17 @@ waiting for them, and the record says why they went during quiet hours.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.communications import service as communications
+from domain.communications import templates
 from domain.communications.models import Communication
 from domain.communications.service import AppointmentFacts
 from domain.enums import (
@@ -60,12 +65,13 @@ async def appointment_facts(session: AsyncSession, appointment_id: uuid.UUID) ->
 async def _facts(
     session: AsyncSession, appointment: Appointment, practitioner: Practitioner | None
 ) -> AppointmentFacts:
-    name = f"Dr. {practitioner.first_name} {practitioner.last_name}" if practitioner is not None else None
+    name = f"{practitioner.first_name} {practitioner.last_name}" if practitioner is not None else None
     location = await session.get(Location, appointment.location_id) if appointment.location_id else None
     return AppointmentFacts(
         start_time=appointment.start_time,
         practitioner_name=name,
         timezone=location.timezone if location is not None else None,
+        practitioner_gender=practitioner.gender if practitioner is not None else None,
     )
 
 
@@ -80,14 +86,16 @@ async def deliver(
     appointment: AppointmentFacts | None = None,
     channel: Channel | None = None,
     urgent: bool = False,
+    variables: dict[str, Any] | communications.Localised | None = None,
 ) -> bool:
     """Hand one message to the communications service; False when it was already sent under that key.
 
-    Without `message`, `template_name` is a built-in template, rendered in the patient's language."""
+    Without `message`, `template_name` is a built-in template, rendered in the patient's language with
+    `variables` (written in that language when they are `Localised`)."""
 
     async def compose(patient: Patient) -> communications.Content:
         return await communications.render_for(
-            session, patient, template_id=template_name, appointment=appointment
+            session, patient, template_id=template_name, appointment=appointment, variables=variables
         )
 
     result = await communications.send_message(
@@ -104,16 +112,48 @@ async def deliver(
     return result.created
 
 
-async def local_time_text(session: AsyncSession, when: datetime, location_id: uuid.UUID | None) -> str:
-    """`Mon 3 Feb, 14:30` in the location's (else the tenant's) time zone."""
+async def local_time(session: AsyncSession, when: datetime, location_id: uuid.UUID | None) -> datetime:
+    """`when` in the location's (else the tenant's) time zone."""
     tz_name = None
     if location_id is not None:
         location = await session.get(Location, location_id)
         tz_name = location.timezone if location is not None else None
     if tz_name is None:
         tz_name = await tenant_timezone(session, session.info["tenant_id"])
-    local = when.astimezone(ZoneInfo(tz_name))
-    return f"{local:%a} {local.day} {local:%b}, {local:%H:%M}"
+    return when.astimezone(ZoneInfo(tz_name))
+
+
+@dataclass(frozen=True)
+class OfferedTime:
+    """A time a message offers or mentions: its local start, and the practitioner's last name and gender
+    (None: no practitioner to name). `written_in` gives the template's `time` and `practitioner`."""
+
+    local: datetime
+    practitioner_last_name: str | None = None
+    practitioner_gender: str | None = None
+
+    def written_in(self, language: str, *, nobody: str = "the_clinic") -> dict[str, str]:
+        """`{"time": "Tue 3 Dec, 09:00", "practitioner": "Dr. Lovelace"}` in `language`; without a
+        practitioner, the phrase `nobody` ("" when it is empty)."""
+        if self.practitioner_last_name is not None:
+            who = templates.practitioner_title(
+                self.practitioner_last_name, self.practitioner_gender, language
+            )
+        else:
+            who = templates.phrase(nobody, language) if nobody else ""
+        return {"time": templates.format_moment(self.local, language), "practitioner": who}
+
+
+async def offered_time(
+    session: AsyncSession, start: datetime, location_id: uuid.UUID | None, practitioner_id: uuid.UUID | None
+) -> OfferedTime:
+    """What a message may say of a time: local to its location (else the tenant), with its practitioner."""
+    practitioner = await session.get(Practitioner, practitioner_id) if practitioner_id else None
+    return OfferedTime(
+        await local_time(session, start, location_id),
+        practitioner.last_name if practitioner is not None else None,
+        practitioner.gender if practitioner is not None else None,
+    )
 
 
 async def _appointment_parts(
@@ -171,16 +211,10 @@ async def send_cancellation(session: AsyncSession, *, appointment_id: uuid.UUID)
     )
 
 
-async def options_text(session: AsyncSession, slots: list[TimeSlot]) -> str:
-    """The numbered list of offered times."""
-    lines = []
-    for number, slot in enumerate(slots, start=1):
-        practitioner = await session.get(Practitioner, slot.practitioner_id)
-        who = f"Dr. {practitioner.last_name}" if practitioner else "the clinic"
-        lines.append(
-            f"{number}. {await local_time_text(session, slot.start_time, slot.location_id)} with {who}"
-        )
-    return "\n".join(lines)
+async def offered_options(session: AsyncSession, slots: Sequence[TimeSlot]) -> communications.Localised:
+    """The booking chat's `options` variable for `slots`, in order, written in the message's language."""
+    times = [await offered_time(session, s.start_time, s.location_id, s.practitioner_id) for s in slots]
+    return lambda language: {"options": [t.written_in(language) for t in times]}
 
 
 async def send_confirmation(
@@ -199,22 +233,23 @@ async def send_confirmation(
     )
 
 
-async def send_text(
+async def send_conversational(
     session: AsyncSession,
     *,
     patient: Patient,
-    message: str,
-    key: str,
     template_name: str,
+    key: str,
+    variables: dict[str, Any] | communications.Localised | None = None,
     channel: Channel | None = None,
 ) -> bool:
-    """Send a conversational message (offers, not-understood, expired, taken): urgent."""
+    """Send a conversational message (offers, not-understood, expired, taken), a built-in template in the
+    patient's language: urgent."""
     return await deliver(
         session,
         patient=patient,
-        message=message,
         idempotency_key=key,
         template_name=template_name,
+        variables=variables,
         channel=channel,
         urgent=True,
     )

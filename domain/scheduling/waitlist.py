@@ -14,15 +14,16 @@ key derived from its offer's id. Every change to the offers of one freed time ta
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import languages
 from core.errors import Conflict, NotFound
 from core.repository import Repository
+from domain.communications import reply_words
 from domain.communications.models import Communication
 from domain.enums import PatientStatus
 from domain.patients.models import Patient
@@ -41,8 +42,8 @@ from domain.scheduling.models import WaitlistEntry, WaitlistOffer
 from domain.scheduling.plan import OfferSettledSignal
 from domain.scheduling.waitlist_schemas import OfferStatus, WaitlistEntryCreate, WaitlistStatus
 
-YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "accept", "book", "confirm", "si", "oui"}
-NO = {"no", "n", "nope", "pass", "decline", "skip"}
+YES = reply_words.every_language(reply_words.YES)
+NO = reply_words.every_language(reply_words.NO)
 
 
 class WaitlistRepository(Repository[WaitlistEntry]):
@@ -187,9 +188,12 @@ async def decline_offer(session: AsyncSession, offer_id: uuid.UUID) -> WaitlistO
 
 
 def parse_answer(reply: str) -> bool | None:
-    """True for yes, False for no, None when the reply says neither."""
-    words = set(re.findall(r"[a-z]+", reply.lower()))
-    yes, no = bool(words & YES), bool(words & NO)
+    """True for yes, False for no, None when the reply says neither or both (in any language of
+    `reply_words`, accents and case ignored: `SÍ` is yes)."""
+    words = languages.words(reply)
+    # A one-letter answer ("Y", "N") counts only alone: in Spanish "y" is "and" ("¿y a qué hora?").
+    found = set(words) if len(words) == 1 else {w for w in words if len(w) > 1}
+    yes, no = bool(found & YES), bool(found & NO)
     return None if yes == no else yes
 
 
@@ -216,12 +220,7 @@ async def reply_from_message(
     try:
         if answer is None:
             if offer.status == OPEN:
-                await tell_patient(
-                    session,
-                    offer,
-                    reply_key,
-                    "Sorry, I didn't catch that. Reply YES to book it or NO to pass.",
-                )
+                await tell_patient(session, offer, reply_key, "waitlist_not_understood")
                 return "not_understood", offer.id
         elif answer:
             offer = await accept_offer(session, offer.id)
@@ -232,9 +231,7 @@ async def reply_from_message(
         if offer.status == OPEN:  # the time is free, but this patient cannot be booked into it
             offer = await decline_offer(session, offer.id)
         elif offer.status == OfferStatus.EXPIRED.value:
-            await tell_patient(
-                session, offer, reply_key, "Sorry, this offer has expired. You're still on the waitlist."
-            )
+            await tell_patient(session, offer, reply_key, "waitlist_expired")
     return offer.status, offer.id
 
 
@@ -248,13 +245,8 @@ async def _close_open_offers(session: AsyncSession, cancelled_appointment_id: uu
             continue
         offer.status = OfferStatus.TAKEN.value
         await back_to_waiting(session, offer)
-        when = await notifications.local_time_text(session, offer.start_time, offer.location_id)
-        await tell_patient(
-            session,
-            offer,
-            "taken",
-            f"Sorry, the {when} appointment has just been taken. You're still on the waitlist.",
-        )
+        time = await notifications.offered_time(session, offer.start_time, offer.location_id, None)
+        await tell_patient(session, offer, "taken", "waitlist_taken", time.written_in)
     await session.flush()
 
 

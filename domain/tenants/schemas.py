@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import time
 from zoneinfo import available_timezones
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from core.languages import ENGLISH, LanguageTag
 from domain.enums import TicketPriority
+from domain.schemas import RequestModel
 
 
 class QuietHours(BaseModel):
@@ -90,3 +92,22 @@ class TenantCreate(BaseModel):
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         return validate_timezone(value)
+
+
+class TenantResponse(BaseModel):
+    """The caller's tenant as the API shows it: who it is and the settings it may change here."""
+
+    id: uuid.UUID
+    name: str
+    timezone: str
+    default_language: str = Field(description="The language messages fall back to (BCP 47)")
+
+
+class TenantUpdate(RequestModel):
+    """What an administrator may change of their tenant (PATCH: only the fields sent)."""
+
+    default_language: LanguageTag | None = Field(
+        default=None,
+        description="The tenant's default message language: used when a patient's preferred language has "
+        "no text (a BCP 47 tag such as 'es' or 'es-MX', normalised)",
+    )

@@ -16,6 +16,7 @@ from core import languages
 from core.database import bind_tenant
 from domain.communications import builtin_templates, delivery, service, templates
 from domain.communications.models import Communication, CommunicationTemplate
+from domain.enums import Channel
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 from tests.communications.conftest import API
@@ -192,20 +193,30 @@ async def test_dates_are_written_in_the_messages_language(
     make_patient, system_sessionmaker, tenant_id
 ) -> None:
     patient = await make_patient(preferred_language="es")
+    english = await make_patient(preferred_language="en")
     facts = service.AppointmentFacts(
-        start_time=datetime(2025, 2, 3, 14, 30, tzinfo=UTC), practitioner_name="Dr. Ana Ruiz", timezone="UTC"
+        start_time=datetime(2025, 2, 3, 14, 30, tzinfo=UTC),
+        practitioner_name="Ana Ruiz",
+        timezone="UTC",
+        practitioner_gender="female",
     )
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         content = await service.render_for(
             session, patient, template_id="apt_confirmation", appointment=facts
         )
+        in_english = await service.render_for(
+            session, english, template_id="apt_confirmation", appointment=facts
+        )
         no_appointment = await service.render_for(
             session, patient, template_id="recovery_check_in", appointment=None
         )
     assert content.body == (
-        "Test Clinic: su cita con Dr. Ana Ruiz queda confirmada para el lunes, 3 de febrero de 2025 "
+        "Test Clinic: su cita con Dra. Ana Ruiz queda confirmada para el lunes, 3 de febrero de 2025 "
         "a las 14:30."
+    )
+    assert in_english.body == (
+        "Test Clinic: your appointment with Dr. Ana Ruiz is confirmed for Mon 3 Feb 2025 at 14:30."
     )
     assert "su equipo médico" in no_appointment.body
 
@@ -341,3 +352,32 @@ async def test_outside_the_window_the_patients_language_content_template_is_sent
     (form,) = providers_configured.twilio_forms()
     assert form["ContentSid"] == CONTENT_ES
     assert json.loads(form["ContentVariables"]) == {"1": "Maria", "2": "rodilla"}
+
+
+async def test_an_email_without_a_subject_gets_one_in_its_language(
+    settings, providers_configured, make_patient, system_sessionmaker, tenant_id
+) -> None:
+    patient = await make_patient(email_primary="ana@example.com")
+    for language in ("es", None):
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant_id)
+            sent = await service.send_message(
+                session,
+                patient_id=patient.id,
+                channel=Channel.EMAIL,
+                message=lambda p, language=language: _literal(session, p, language),
+                idempotency_key=str(uuid.uuid4()),
+            )
+            await session.commit()
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant_id)
+            await delivery.deliver(session, sent.communication.id, at=datetime.now(UTC), settings=settings)
+            await session.commit()
+    assert [m["subject"] for m in providers_configured.sendgrid_mails()] == [
+        "Mensaje de su clínica",
+        "Message from your clinic",
+    ]
+
+
+async def _literal(session, patient: Patient, language: str | None) -> service.Content:
+    return await service.render_for(session, patient, text="Hola", language=language)

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.audit import Actor
 from core.client_credentials import Scope
 from core.database import bind_tenant, mark_system
 from domain.integrations import service
-from domain.integrations.service import Actor
 
 TEST_ACTOR = Actor(sub="cli:tester")
 

@@ -10,9 +10,10 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select
 
+from core.audit import Actor
 from core.client_credentials import Scope
 from core.database import bind_tenant, mark_system
-from domain.integrations.service import Actor, create_client
+from domain.integrations.service import create_client
 from domain.scheduling.models import Appointment
 from tests.integrations.hl7_messages import siu
 from tests.polling import eventually
