@@ -65,6 +65,7 @@ migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded
 ifeq ($(QUICK),)
 BENCH_ENV :=
 BENCH_HTTP := --patients 20000 --duration 20 --runs 2
+BENCH_LADDER := --duration 15
 BENCH_PATIENTS := --scale 1 --requests 200
 BENCH_MESSAGES := --scale 1 --requests 100
 BENCH_JOURNEYS := --instances 200 --concurrency 20
@@ -72,6 +73,7 @@ BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30
 else
 BENCH_ENV := PRM_BENCHMARKS_FILE=BENCHMARKS.quick.md
 BENCH_HTTP := --patients 5000 --duration 5 --runs 1 --scenarios get_patient,list,create,mixed
+BENCH_LADDER := --duration 3
 BENCH_PATIENTS := --quick
 BENCH_MESSAGES := --quick
 BENCH_JOURNEYS := --instances 20 --concurrency 5
@@ -91,6 +93,7 @@ bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minute
 	@command -v pgbench >/dev/null 2>&1 || echo "make bench: pgbench is missing (Debian's postgresql-client):" \
 		"the pgbench -S reference is skipped" >&2
 	$(BENCH_ENV) $(BIN)/python -m bench.http_load $(BENCH_HTTP)
+	$(BENCH_ENV) $(BIN)/python -m bench.request_ladder $(BENCH_LADDER)
 	$(BENCH_ENV) $(BIN)/python -m bench.patient_search $(BENCH_PATIENTS)
 	$(BENCH_ENV) $(BIN)/python -m bench.communications_search $(BENCH_MESSAGES)
 	$(BENCH_ENV) $(BIN)/python -m bench.journeys_bench $(BENCH_JOURNEYS)
