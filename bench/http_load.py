@@ -66,7 +66,8 @@ LABELS = {
     "mixed": "mixed 70/20/10",
 }
 # How the API was served before `uvicorn[standard]` and the structured access log: the pure-Python h11
-# parser, asyncio's loop and uvicorn's access log (used for `--compare`).
+# parser, asyncio's loop and uvicorn's access log (used for `--compare` with a revision that predates them;
+# a later revision is served with the flags of `prm run`).
 BEFORE_FLAGS = ["--http", "h11", "--loop", "asyncio"]
 FIRST_NAMES = "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth Maria Ahmed Wei".split()
 LAST_NAMES = (
@@ -471,11 +472,14 @@ def main() -> None:
         ]
         if args.compare:
             tree = exported_tree(args.compare, Path(tmp) / "before")
-            argv = [
-                sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app_from_env",
-                "--host", "127.0.0.1", "--port", str(free_port()), "--log-level", "info",
-                "--timeout-graceful-shutdown", "10", *BEFORE_FLAGS,
-            ]  # fmt: skip
+            if '"httptools"' in (tree / "cli" / "stack.py").read_text():  # served as it is served now
+                argv = uvicorn_argv("api.app:create_app_from_env", "127.0.0.1", free_port(), "info")
+            else:
+                argv = [
+                    sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app_from_env",
+                    "--host", "127.0.0.1", "--port", str(free_port()), "--log-level", "info",
+                    "--timeout-graceful-shutdown", "10", *BEFORE_FLAGS,
+                ]  # fmt: skip
             variants.insert(0, (f"before ({args.compare})", tree, argv))
         bare_argv = uvicorn_argv("bench.bare_api:create_app", "127.0.0.1", free_port(), "info")
         bare_env = {"BENCH_DATABASE_URL": to_libpq_url(url)}
