@@ -7,11 +7,6 @@ limit (a request waits for two Redis round trips: both windows read together, th
 Over a limit the answer is 429 with `Retry-After` and `X-RateLimit-Limit/Remaining/Reset`; every
 limited answer carries the X-RateLimit headers of the limit closest to running out. If Redis cannot be
 reached the request goes through (logged): a counter outage must not take the API down with it.
-
-In the process, the counters are `limits`' thread-safe memory storage, called directly: they do no I/O, so
-there is nothing to await. (Its asyncio twin expires old entries in a task it starts again after nearly
-every request, handing each key to a thread: a third of a millisecond per request under load,
-bench/request_ladder.py. The thread-safe one expires them from a timer thread at most every 10 ms.)
 """
 
 from __future__ import annotations
@@ -24,10 +19,9 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 from limits import RateLimitItem, parse
-from limits import strategies as in_process
-from limits.aio.storage import Storage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import storage_from_string
 
 from core.errors import DomainError
 from core.settings import Settings
@@ -68,13 +62,9 @@ class Verdict:
 class RateLimits:
     """The service's limits over one counter store (the process's memory, or Redis)."""
 
-    def __init__(self, settings: Settings, storage: Storage | MemoryStorage | None = None) -> None:
+    def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
         self.storage = storage or _storage_for(settings)
-        self.limiter: MovingWindowRateLimiter | _InProcessLimiter = (
-            _InProcessLimiter(self.storage)
-            if isinstance(self.storage, MemoryStorage)
-            else MovingWindowRateLimiter(self.storage)
-        )
+        self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_user = parse(settings.rate_limit_per_user)
         self.per_tenant = parse(settings.rate_limit_per_tenant)
         self.per_webhook_source = parse(settings.rate_limit_per_webhook_source)
@@ -140,21 +130,7 @@ class RateLimits:
         return await self._hit(self.per_token_source, "oauth-token", source)
 
 
-class _InProcessLimiter:
-    """`limits`' moving window over its thread-safe memory storage, with the asyncio limiter's signatures."""
-
-    def __init__(self, storage: MemoryStorage) -> None:
-        self._limiter = in_process.MovingWindowRateLimiter(storage)
-
-    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
-        return self._limiter.hit(item, *identifiers)
-
-    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> tuple[float, int]:
-        stats = self._limiter.get_window_stats(item, *identifiers)
-        return stats.reset_time, stats.remaining
-
-
-def _storage_for(settings: Settings) -> Storage | MemoryStorage:
+def _storage_for(settings: Settings) -> Storage:
     if settings.redis_url:
         scheme, rest = settings.redis_url.split("://", 1)
         storage = storage_from_string(f"async+{scheme}://{rest}", implementation="redispy")
