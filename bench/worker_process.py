@@ -19,6 +19,7 @@ from activities.communications import CommunicationActivities
 from activities.journeys import JourneyActivities
 from bench.bare_workflow import BareWorkflow, noop
 from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.process import freeze_startup_objects
 from core.settings import get_settings
 from core.temporal import connect_temporal
 from workflows.communications import CommunicationDeliveryWorkflow
@@ -41,6 +42,7 @@ async def serve() -> None:
         activities=[*JourneyActivities(deps).all(), *CommunicationActivities(deps).all(), noop],
         max_concurrent_activities=50,
     )
+    freeze_startup_objects()  # as the production worker does (`worker.main`)
     async with worker:
         print("worker ready", flush=True)
         await stop.wait()
