@@ -38,34 +38,6 @@ from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
 
 DAYS = MESSAGE_DAYS
-HOW = """\
-How: a search returns the newest 200 matches ranked (`domain/communications/repository.py`), and
-`EXPLAIN (ANALYZE, BUFFERS)` at 5M messages showed the GIN index to be the slow path for any word that is
-not rare: its posting list covers every tenant and every year (about 200,000 entries for a medication name,
-45,000 for "blood pressure"), and turning it into a bitmap took 200-300 ms on this loaded machine, while
-reading the tenant's newest messages backwards through the `(tenant_id, created_at)` btree and testing each
-one found the newest 200 matches after 4,000-25,000 rows (20-60 ms). The planner cannot tell those apart (it
-prices the GIN bitmap far too cheaply), so the search asks PostgreSQL's statistics first: the share of
-messages holding the query's least common word (`pg_stats.most_common_elems` of `search_vector`, one cheap
-catalog read). Words above 0.5 % are looked for newest first in at most the newest 50,000 messages (within
-the filters); words too rare to be in the statistics go straight to the GIN index (the recent slices used to
-add a range read of the created_at index each, 50 ms for a code word); the rest, or a newest-first read
-that found too few, use the GIN index slice by slice as before. When the newest-first read covered every
-message in the filters (one patient's, a short date range), its matches are the answer. The tenant's
-newest-first index carries `search_vector` (migration 0012: `(tenant_id, created_at, id) INCLUDE
-(search_vector)`, 1.1 GB at 5M messages instead of 0.2 GB), so that read tests each message in the index
-without fetching its row: 51 ms instead of 135 ms for "blood pressure" under the same load (the GIN path
-then orders by an expression no index provides, or the planner walks that index through millions of
-entries for a rare word, expecting matches early: 1.9 s instead of 0.1 ms). What remains slow
-is reading thousands of rows when a phrase is much rarer than its words, and old date ranges whose pages
-are not in shared buffers (128 MB here); the scale section below says what changes at 100M messages.
-
-Goal status (p50 <= 20 ms at 5M): met for rare words in both runs and common words in one (18.7 and
-26.5 ms); medication names, phrases and the filters
-are at 24-67 ms, of which 13-50 ms in SQL (the newest-first read of 5,000-25,000 index entries until 200
-matches are found, and for an old date range pages outside shared buffers); the rest is the API's own
-per-request work on this loaded machine. At 1M messages before this change, on a quieter machine: 5.7 to
-17.2 ms."""
 
 
 def sample(url: str, tenant_id: uuid.UUID, requests: int) -> tuple[list[str], list[uuid.UUID], int]:
@@ -211,12 +183,10 @@ def main() -> None:
             "",
             *runs_table(runs, in_sql),
             "",
-            f"{len(runs)} runs one after the other on a machine shared with other work (figures move "
-            "from run to run). The last column is the part of each request spent inside SQL statements "
-            "(the driver's calls summed per request: the search's own queries, the tenant check, the audit "
-            "record).",
-            "",
-            HOW,
+            f"{len(runs)} runs one after the other (figures move from run to run; the section "
+            "after this one reads them). The last column is the part of each request spent inside SQL "
+            "statements (the driver's calls summed per request: the search's own queries, the tenant "
+            "check, the audit record).",
         ]
     )
     if args.no_write:

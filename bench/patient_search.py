@@ -33,36 +33,6 @@ from bench.seed import describe, seed_dataset
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
 
-HOW = """\
-How (migration 0012, `domain/patients/name_search.py`): the name search used to be one pg_trgm query over
-`lower(first_name || ' ' || last_name)` of the whole tenant, ordered by similarity. `EXPLAIN (ANALYZE,
-BUFFERS)` showed where the time went: a common first name shares its trigrams with tens of thousands of
-rows, and every one of them was fetched from the heap, rechecked and scored before the first 20 could be
-returned (62 ms for a typo, 119 ms for a last name at 1M patients before this change, on a quieter machine).
-Now the search answers in tiers and each reads only what it returns: exact and prefix matches come from two
-tenant-leading btrees over stored, unaccented, lower-cased name keys (`"C"` collation, so one index serves
-equality, the prefix range and the order: a range read of at most 20 rows per branch, all branches in one
-statement); only when the page is not full does a typo get looked up, and then in the tenant's vocabulary
-of distinct names (`patient_name_terms`, kept by statement triggers): the word's variants one edit away are
-primary-key probes, names containing it come from the vocabulary's trigram index, and the closest terms (or
-pairs of terms) drive a nested loop over the patients that stops once the page is full (an incremental sort
-on the terms' rank). Two experiments that did not work: a trigram threshold lowered to 0.2 for short words
-(11,885 candidate terms for "mary", 110 ms), and a GiST trigram index for nearest-neighbour order on the
-vocabulary (67-157 ms: its signatures are too lossy for short strings). Building the statements once per
-shape with bound parameters halved the time left in Python (SQLAlchemy spent more building a new union of
-ORM selects per request than PostgreSQL spent running it). The list's `?search=` is unchanged: a substring
-over name, e-mail, phone and MRN with an exact total, so it reads every match (about 10,000 rows for a
-common surname).
-
-Goal status (p50 <= 10 ms, p95 <= 30 ms): met for a 2-3 letter prefix (p50 9.0-9.4 ms, p95 15-19 ms);
-p95 <= 30 ms also for a first name and a last name with a typo in the quieter run; otherwise not met (p50
-12-34 ms). The name search's own queries are a few milliseconds (the SQL column, which also holds the tenant
-check and the audit record: the MRN row's 1-3 ms); most of each request is the API's own per-request work
-(the MRN lookup, one index probe returning one patient, shows its floor in the same run, 5.7-11.8 ms) plus
-loading and serialising 20 patients instead of one, all of it slowed by the load of this shared 2-core
-machine (load average 3-9 during these runs). What remains is the request path itself (issue 14's other
-part), not the search."""
-
 Person = tuple[str, str, str, str]  # first name, last name, phone, MRN
 Kind = Callable[[Person], tuple[str, dict[str, str]]]
 
@@ -189,13 +159,11 @@ def main() -> None:
             "",
             *runs_table(runs, in_sql),
             "",
-            f"{len(runs)} runs one after the other on a machine shared with other work (figures move "
-            "from run to run). The last column is the part of each request spent inside SQL statements "
+            f"{len(runs)} runs one after the other (figures move from run to run; the section after this "
+            "one reads them). The last column is the part of each request spent inside SQL statements "
             "(the driver's calls summed per request: the search's own queries, the tenant check, the audit "
             "record); the rest is the API's own work (routing, auth, audit, the ORM, serialising up to 20 "
             "patients).",
-            "",
-            HOW,
         ]
     )
     if args.no_write:
