@@ -25,8 +25,9 @@ POINT_READ = (
 )
 
 
-def create_app() -> FastAPI:
-    """The bare app: `GET /patients/{id}` answers the row as JSON (404 when there is none)."""
+def pooled_app() -> tuple[FastAPI, AsyncConnectionPool]:
+    """A bare FastAPI app and psycopg's pool of 10 connections to `BENCH_DATABASE_URL`, opened and closed
+    with the app."""
     pool = AsyncConnectionPool(os.environ["BENCH_DATABASE_URL"], min_size=10, max_size=10, open=False)
 
     @asynccontextmanager
@@ -37,7 +38,12 @@ def create_app() -> FastAPI:
         finally:
             await pool.close()
 
-    app = FastAPI(lifespan=lifespan)
+    return FastAPI(lifespan=lifespan), pool
+
+
+def create_app() -> FastAPI:
+    """The bare app: `GET /patients/{id}` answers the row as JSON (404 when there is none)."""
+    app, pool = pooled_app()
 
     @app.get("/patients/{patient_id}")
     async def get_patient(patient_id: uuid.UUID) -> dict[str, Any]:

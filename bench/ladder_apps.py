@@ -17,11 +17,11 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from api.app import create_app_from_env
+from bench.bare_api import pooled_app
 from core.database import bind_tenant, make_engine, make_read_sessionmaker, resolve_database_url
 from core.settings import get_settings
 from domain.records.repository import PATIENT_DETAIL, PatientRecordRepository
@@ -40,17 +40,7 @@ def _psycopg_app(*, response_model: bool) -> FastAPI:
         dialect=psycopg_dialect.dialect(), compile_kwargs={"render_postcompile": True}
     )
     sql, defaults, tenant = str(compiled), dict(compiled.params), _tenant()
-    pool = AsyncConnectionPool(os.environ["BENCH_DATABASE_URL"], min_size=10, max_size=10, open=False)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await pool.open(wait=True)
-        try:
-            yield
-        finally:
-            await pool.close()
-
-    app = FastAPI(lifespan=lifespan)
+    app, pool = pooled_app()
 
     async def read(patient_id: uuid.UUID) -> dict[str, Any]:
         async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
