@@ -76,13 +76,16 @@ def statistics_psycopg_model() -> FastAPI:
 
 
 def _engine_app(route: Any) -> FastAPI:
-    """An app holding the service's engine (`core.database.make_engine`, the service's settings)."""
+    """An app holding the service's engine (`core.database.make_engine`, the service's settings), built at
+    start-up with what the routes take from it: its statement-by-statement form and the read sessions."""
     state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         settings = get_settings()
         state["engine"] = make_engine(resolve_database_url(settings), settings)
+        state["autocommit"] = state["engine"].execution_options(isolation_level="AUTOCOMMIT")
+        state["read_sessions"] = make_read_sessionmaker(state["engine"])
         try:
             yield
         finally:
@@ -101,7 +104,7 @@ def sqlalchemy_connection() -> FastAPI:
 
         @app.get("/patients/{patient_id}")
         async def read(patient_id: uuid.UUID) -> dict[str, Any]:
-            engine: AsyncEngine = state["engine"].execution_options(isolation_level="AUTOCOMMIT")
+            engine: AsyncEngine = state["autocommit"]
             async with engine.connect() as conn:
                 result = await conn.execute(PATIENT_DETAIL, {"patient_id": patient_id, "tenant_id": tenant})
                 row = result.mappings().first()
@@ -120,7 +123,7 @@ def sqlalchemy_session() -> FastAPI:
 
         @app.get("/patients/{patient_id}")
         async def read(patient_id: uuid.UUID) -> dict[str, Any]:
-            async with make_read_sessionmaker(state["engine"])() as session:
+            async with state["read_sessions"]() as session:
                 bind_tenant(session, tenant)
                 return dict(await PatientRecordRepository(session).patient_detail(patient_id))
 
