@@ -17,30 +17,35 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
-from activities.reconcile import ReconcileInput, reconcile_lost_starts
-from core.database import make_engine, make_sessionmaker, resolve_database_url
+from core.database import make_engine, make_sessionmaker, mark_system, resolve_database_url
+from core.events import PRUNE_BATCH as PRUNE_EVENTS_BATCH
+from core.events import prune_dispatched
+from core.gateway import WorkflowGateway
 from core.logging import configure_logging
 from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
+from core.periodic import PeriodicJob, PeriodicRunner
 from core.phones import set_default_region
 from core.process import freeze_startup_objects
 from core.settings import Settings, get_settings
-from core.temporal import TemporalAccess, connect_temporal, temporal_target
+from core.temporal import connect_temporal, temporal_target, worker_gateway
 from core.tracing import configure_tracing
-from core.workflow_commands import CommandRelay
-from domain.hl7.retention import Hl7Retention
+from core.workflow_commands import PRUNE_BATCH as PRUNE_COMMANDS_BATCH
+from core.workflow_commands import CommandRelay, prune_delivered
+from domain.hl7.retention import purge_expired
 from domain.journeys.dispatch import TriggerDispatcher
-from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput, ReconcilerWorkflow
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")
 
 WORKER_GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 TEMPORAL_CONNECT_TIMEOUT_SECONDS = 30.0
+RETENTION_EVERY_SECONDS = 3600.0
+# The periodic reconciler of earlier versions (its work is the relay's now); ended at start-up if it runs.
+RETIRED_RECONCILER_ID = "prm-reconciler"
 
 
 class NothingToRun(RuntimeError):
@@ -135,9 +140,8 @@ async def run_worker(
                 "(activities.build_activities) are registered: the worker has nothing to run"
             )
         client = await _connect_with_retry(settings, telemetry.runtime)
-        # Start what a crash between a commit and Temporal left unstarted, and keep the periodic
-        # reconciler running (it never raises: the worker starts regardless).
-        await run_startup_reconciliation(client, deps)
+        gateway = worker_gateway(client, settings)
+        await _retire_reconciler(gateway)
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
@@ -157,20 +161,18 @@ async def run_worker(
         if freeze_after_startup:
             freeze_startup_objects()
         running = asyncio.create_task(worker.run())
-        relay_stop = asyncio.Event()
-        relaying = asyncio.create_task(_command_relay(client, deps).run(relay_stop))
-        dispatching = asyncio.create_task(_trigger_dispatcher(client, deps).run(relay_stop))
-        purging = asyncio.create_task(hl7_retention(deps).run(relay_stop))
+        periodic_stop = asyncio.Event()
+        periodic = asyncio.create_task(
+            PeriodicRunner(engine, periodic_jobs(deps, gateway)).run(periodic_stop)
+        )
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        relay_stop.set()
+        periodic_stop.set()
         if not running.done():
             log.info("worker shutting down ...")
             await worker.shutdown()
         stopping.cancel()
-        await relaying
-        await dispatching
-        await purging
+        await periodic
         await running  # re-raises a fatal worker error
         log.info("worker stopped")
     finally:
@@ -178,77 +180,50 @@ async def run_worker(
         await engine.dispose()
 
 
-async def ensure_reconciler_running(
-    client: Client, task_queue: str, wf_input: ReconcilerInput | None = None
-) -> None:
-    """Start the periodic `ReconcilerWorkflow` unless it already runs (one per namespace)."""
-    try:
-        await client.start_workflow(
-            ReconcilerWorkflow.run,
-            wf_input or ReconcilerInput(),
-            id=RECONCILER_WORKFLOW_ID,
-            task_queue=task_queue,
-        )
-    except WorkflowAlreadyStartedError:
-        pass
-
-
-async def run_startup_reconciliation(
-    client: Client, deps: ActivityDeps, wf_input: ReconcilerInput | None = None
-) -> None:
-    """At worker start-up: reconcile once now, then make sure the periodic reconciler runs (never raises)."""
-    wf_input = wf_input or ReconcilerInput()
-    try:
-        await reconcile_lost_starts(
-            client,
-            deps,
-            ReconcileInput(older_than_seconds=wf_input.older_than_seconds, tenant_id=wf_input.tenant_id),
-        )
-        await ensure_reconciler_running(client, deps.settings.temporal_task_queue, wf_input)
-    except Exception:  # the worker must start anyway; the periodic reconciler (or the next start) catches up
-        log.exception("start-up reconciliation failed")
-
-
-def _command_relay(client: Client, deps: ActivityDeps) -> CommandRelay:
-    """Delivers the workflow commands recorded with database changes; starts lost workflows every
-    `reconcile_interval_seconds` (rows older than half of it) and as soon as Temporal is back."""
+def periodic_jobs(deps: ActivityDeps, gateway: WorkflowGateway) -> list[PeriodicJob]:
+    """The worker's periodic work (`core.periodic`): the command relay, the trigger dispatcher, retention."""
     settings = deps.settings
-
-    async def reconcile(recovered: bool) -> None:
-        # Right after an outage every row counts: the starts made during it all failed.
-        older_than = 0.0 if recovered else settings.reconcile_interval_seconds / 2
-        await reconcile_lost_starts(client, deps, ReconcileInput(older_than_seconds=older_than))
-
-    return CommandRelay(
-        deps.sessionmaker,
-        client,
-        settings.temporal_task_queue,
-        interval=settings.command_relay_interval_seconds,
-        reconcile=reconcile,
-        reconcile_every=settings.reconcile_interval_seconds,
-    )
+    dispatcher = TriggerDispatcher(deps.sessionmaker, gateway, batch=settings.trigger_dispatch_batch)
+    return [
+        PeriodicJob(
+            "workflow-commands",
+            settings.command_relay_interval_seconds,
+            CommandRelay(deps.sessionmaker, gateway),
+        ),
+        PeriodicJob("journey-triggers", settings.trigger_dispatch_interval_seconds, dispatcher),
+        PeriodicJob("retention", RETENTION_EVERY_SECONDS, lambda: retention(deps)),
+    ]
 
 
-def _trigger_dispatcher(client: Client, deps: ActivityDeps) -> TriggerDispatcher:
-    """Starts the journeys that domain events trigger (see `domain.journeys.dispatch`), every
-    `trigger_dispatch_interval_seconds`; its workflow starts go through the worker's client."""
-
-    async def get_client() -> Client:
-        return client
-
+async def retention(deps: ActivityDeps) -> bool:
+    """Delete what has outlived its retention: delivered workflow commands (7 days), dispatched domain
+    events (`domain_events_retention_days`) and HL7 message records (`hl7_retention_days`); True when a
+    batch was full (more is waiting)."""
     settings = deps.settings
-    return TriggerDispatcher(
-        deps.sessionmaker,
-        TemporalAccess(get_client=get_client, task_queue=settings.temporal_task_queue),
-        interval=settings.trigger_dispatch_interval_seconds,
-        batch=settings.trigger_dispatch_batch,
-        keep_events=timedelta(days=settings.domain_events_retention_days),
-    )
+    async with deps.sessionmaker() as session:
+        mark_system(session)
+        commands = await prune_delivered(session)
+    async with deps.sessionmaker() as session:
+        events = await prune_dispatched(
+            session, older_than=timedelta(days=settings.domain_events_retention_days)
+        )
+    hl7 = await purge_expired(deps.sessionmaker, keep=timedelta(days=settings.hl7_retention_days))
+    if commands or events or hl7:
+        log.info(
+            "retention: %d workflow commands, %d domain events, %d HL7 records deleted", commands, events, hl7
+        )
+    return commands >= PRUNE_COMMANDS_BATCH or events >= PRUNE_EVENTS_BATCH
 
 
-def hl7_retention(deps: ActivityDeps) -> Hl7Retention:
-    """Purges the records of HL7 v2 messages older than `hl7_retention_days`, hourly."""
-    return Hl7Retention(deps.sessionmaker, keep=timedelta(days=deps.settings.hl7_retention_days))
+async def _retire_reconciler(gateway: WorkflowGateway) -> None:
+    """End the periodic reconciler an earlier version left running (never raises: the worker starts)."""
+    try:
+        if await gateway.terminate(
+            RETIRED_RECONCILER_ID, "retired: the workflow-command relay does its work"
+        ):
+            log.info("ended the retired reconciler workflow %s", RETIRED_RECONCILER_ID)
+    except Exception as exc:
+        log.warning("could not end the retired reconciler workflow: %s", type(exc).__name__)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core import metrics
-from core.database import bind_tenant
+from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import DomainError
 from core.events import EventSource, set_event_source
 from core.settings import Settings
@@ -31,11 +31,24 @@ class ActivityDeps:
     sessionmaker: async_sessionmaker[AsyncSession]
 
     def tenant_session(self, tenant_id: str) -> AsyncSession:
-        """A session scoped to one tenant: how every activity opens its transaction (`async with`)."""
+        """A session scoped to one tenant (`async with`); the caller commits. `unit_of_work` is the usual
+        way in: this is for a step that must commit in several parts."""
         session = self.sessionmaker()
         bind_tenant(session, uuid.UUID(tenant_id))
         set_event_source(session, EventSource.WORKER)  # a booking by chat or from the waitlist
         return session
+
+    @asynccontextmanager
+    async def unit_of_work(self, tenant_id: str) -> AsyncIterator[AsyncSession]:
+        """An activity's transaction, in one tenant: committed when the block ends (rolled back when it
+        raises), then what it queued for after the commit runs (the workflow commands it recorded are
+        delivered through the worker's client; metrics counted once committed). A domain error fails the
+        activity for good (`domain_errors_are_final`)."""
+        with domain_errors_are_final():
+            async with self.tenant_session(tenant_id) as session:
+                yield session
+                await session.commit()
+                await run_after_commit_jobs(session)
 
 
 @contextmanager
@@ -83,13 +96,11 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     from activities.appointments import AppointmentActivities  # imported here: it needs ActivityDeps
     from activities.communications import CommunicationActivities
     from activities.journeys import JourneyActivities
-    from activities.reconcile import ReconcileActivities
     from activities.tickets import TicketActivities
 
     return [
         *AppointmentActivities(deps).all(),
         *JourneyActivities(deps).all(),
-        *ReconcileActivities(deps).all(),
         *TicketActivities(deps).all(),
         *CommunicationActivities(deps).all(),
     ]

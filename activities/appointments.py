@@ -10,8 +10,7 @@ import uuid
 
 from temporalio import activity
 
-from activities import ActivityDeps, domain_errors_are_final
-from core.database import run_after_commit_jobs
+from activities import ActivityDeps
 from domain.scheduling import backfill, booking, notifications, waitlist
 from domain.scheduling.plan import (
     CancellationMessageInput,
@@ -36,66 +35,55 @@ class AppointmentActivities:
     @activity.defn(name="send_appointment_reminder")
     async def send_appointment_reminder(self, data: ReminderInput) -> bool:
         """Send one reminder (skipped when the appointment moved or is no longer active)."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                sent = await notifications.send_reminder(
-                    session,
-                    appointment_id=uuid.UUID(data.appointment_id),
-                    offset_minutes=data.offset_minutes,
-                    planned_start=data.start_time,
-                )
-                await session.commit()
-                return sent
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            sent = await notifications.send_reminder(
+                session,
+                appointment_id=uuid.UUID(data.appointment_id),
+                offset_minutes=data.offset_minutes,
+                planned_start=data.start_time,
+            )
+            return sent
 
     @activity.defn(name="send_appointment_cancellation")
     async def send_appointment_cancellation(self, data: CancellationMessageInput) -> bool:
         """Tell the patient the appointment is cancelled (once)."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                sent = await notifications.send_cancellation(
-                    session, appointment_id=uuid.UUID(data.appointment_id)
-                )
-                await session.commit()
-                return sent
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            sent = await notifications.send_cancellation(
+                session, appointment_id=uuid.UUID(data.appointment_id)
+            )
+            return sent
 
     @activity.defn(name="expire_booking_conversation")
     async def expire_booking_conversation(self, data: ExpireConversationInput) -> ConversationUpdate:
         """Release the holds of a conversation whose offer ran out (unless it was extended or ended)."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                status, expires_at = await booking.expire_conversation(
-                    session, uuid.UUID(data.conversation_id), data.expires_at
-                )
-                await session.commit()
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            status, expires_at = await booking.expire_conversation(
+                session, uuid.UUID(data.conversation_id), data.expires_at
+            )
         return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
 
     @activity.defn(name="handle_booking_reply")
     async def handle_booking_reply(self, data: ConversationReplyInput) -> ConversationUpdate:
         """Act on the patient's routed reply: book, re-offer, or ask again."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                status, expires_at = await booking.reply_from_message(
-                    session,
-                    uuid.UUID(data.conversation_id),
-                    uuid.UUID(data.communication_id),
-                )
-                await session.commit()
-                await run_after_commit_jobs(session)  # e.g. the new appointment's reminder workflow
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            status, expires_at = await booking.reply_from_message(
+                session,
+                uuid.UUID(data.conversation_id),
+                uuid.UUID(data.communication_id),
+            )
         return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
 
     @activity.defn(name="offer_waitlist_wave")
     async def offer_waitlist_wave(self, data: WaitlistWaveInput) -> WaitlistWave:
         """Offer the freed time to the next wave of the waitlist (the same wave again on retry)."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                wave = await backfill.offer_wave(
-                    session,
-                    uuid.UUID(data.cancelled_appointment_id),
-                    data.wave,
-                    wave_size=data.wave_size,
-                    hold_minutes=data.hold_minutes,
-                )
-                await session.commit()
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            wave = await backfill.offer_wave(
+                session,
+                uuid.UUID(data.cancelled_appointment_id),
+                data.wave,
+                wave_size=data.wave_size,
+                hold_minutes=data.hold_minutes,
+            )
         return WaitlistWave(
             status=wave.status,
             offer_ids=[str(i) for i in wave.offer_ids],
@@ -105,26 +93,19 @@ class AppointmentActivities:
     @activity.defn(name="handle_waitlist_reply")
     async def handle_waitlist_reply(self, data: WaitlistReplyInput) -> WaitlistReplyOutcome:
         """Act on a patient's routed reply to an offer: book it, pass on it, or ask again."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                status, offer_id = await waitlist.reply_from_message(
-                    session,
-                    uuid.UUID(data.cancelled_appointment_id),
-                    uuid.UUID(data.communication_id),
-                )
-                await session.commit()
-                await run_after_commit_jobs(session)  # the new appointment's reminder workflow
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            status, offer_id = await waitlist.reply_from_message(
+                session,
+                uuid.UUID(data.cancelled_appointment_id),
+                uuid.UUID(data.communication_id),
+            )
         return WaitlistReplyOutcome(status=status, offer_id=str(offer_id) if offer_id else None)
 
     @activity.defn(name="expire_waitlist_wave")
     async def expire_waitlist_wave(self, data: ExpireWaitlistWaveInput) -> int:
         """Close the unanswered offers of a wave whose hold ran out; how many."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                expired = await backfill.expire_wave(
-                    session, uuid.UUID(data.cancelled_appointment_id), data.wave
-                )
-                await session.commit()
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            expired = await backfill.expire_wave(session, uuid.UUID(data.cancelled_appointment_id), data.wave)
         return expired
 
     def all(self) -> list:

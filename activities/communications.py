@@ -48,38 +48,31 @@ class CommunicationActivities:
 
     @activity.defn(name="communication_plan")
     async def plan(self, data: CommunicationRef) -> DeliveryPlan | None:
-        """The message's channel, its scheduled time and the tenant's fallback delay (None: it is gone).
-
-        Stamps `delivery_started_at` (once): the reconciler restarts only messages without the stamp."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
+        """The message's channel, its scheduled time and the tenant's fallback delay (None: it is gone)."""
+        async with self.deps.unit_of_work(data.tenant_id) as session:
             record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
             if record is None:
                 return None
-            if record.delivery_started_at is None:
-                record.delivery_started_at = datetime.now(UTC)
             tenant = await session.get(Tenant, record.tenant_id)
             minutes = settings_of(tenant).whatsapp_fallback_minutes if tenant is not None else 30
             scheduled = record.scheduled_for.isoformat() if record.scheduled_for else None
-            plan = DeliveryPlan(
+            return DeliveryPlan(
                 channel=record.channel,
                 scheduled_for=scheduled,
                 fallback_minutes=minutes,
                 reports_delivery=delivery.reports_delivery(record.channel, self.deps.settings),
             )
-            await session.commit()
-            return plan
 
     @activity.defn(name="communication_check_policy")
     async def check_policy(self, data: PolicyInput) -> PolicyAnswer:
         """Consent, quiet hours and frequency cap for one message; a refusal is recorded as failed."""
         now = datetime.fromisoformat(data.now)
-        async with self.deps.tenant_session(data.tenant_id) as session:
+        async with self.deps.unit_of_work(data.tenant_id) as session:
             record = await CommunicationRepository(session).for_update(uuid.UUID(data.communication_id))
             if record is None:
                 return PolicyAnswer("done", "nothing to send")
             answer = await delivery.pass_gate(session, record, now)
             channel = record.channel
-            await session.commit()
         if answer.failure is not None:
             metrics.message_failed(channel, None, answer.failure)
         until = answer.until.isoformat() if answer.until else None
@@ -109,20 +102,19 @@ class CommunicationActivities:
     @activity.defn(name="communication_fallback")
     async def fallback(self, data: FallbackInput) -> str | None:
         """Record the same content on `channel` (once) unless delivered meanwhile; the copy's id or None."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
+        async with self.deps.unit_of_work(data.tenant_id) as session:
             record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
             if record is None or record.status in ("delivered", "read"):
                 return None
             if record.provider == OutboxProvider.name and record.status != "failed":
                 return None  # the outbox never reports delivery: a fallback would only duplicate it
             copy = await create_fallback(session, record, Channel(data.channel))
-            await session.commit()
             return str(copy.id) if copy is not None else None
 
     @activity.defn(name="communication_mark_failed")
     async def mark_failed(self, data: FailInput) -> None:
         """Record that the message could not be sent."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
+        async with self.deps.unit_of_work(data.tenant_id) as session:
             record = await CommunicationRepository(session).get(uuid.UUID(data.communication_id))
             channel, provider = (record.channel, record.provider) if record is not None else ("", None)
             failed = await delivery.mark_failed(
@@ -132,7 +124,6 @@ class CommunicationActivities:
                 code=data.code,
                 reason=data.reason,
             )
-            await session.commit()
         if failed:  # the provider kept failing: retries exhausted
             metrics.message_failed(channel, provider, "gave_up")
 

@@ -1,8 +1,9 @@
 """Journey activities: stage and instance bookkeeping, messages, tickets, appointment times.
 
-Each takes one dataclass of ids, opens its own transaction scoped to the input's tenant and calls the
-journeys domain, which is idempotent under retry (messages and tickets carry the key
-`journey:{instance}:{order_index}:{action_index}`, held unique by the database) and reads what to send from
+Each takes one dataclass of ids, opens its own transaction scoped to the input's tenant (the worker's unit
+of work, `ActivityDeps.unit_of_work`) and calls the journeys domain, which is idempotent under retry
+(messages and tickets carry the key `journey:{instance}:{order_index}:{action_index}`, held unique by the
+database) and reads what to send from
 the instance's snapshot, so no message text ever passes through Temporal. A domain error (an invalid
 snapshot, a patient who cannot be reached) fails for good as a non-retryable ApplicationError named by its
 class (`InvalidJourneyAction`, ...); anything else is retried by the workflow's RetryPolicy.
@@ -15,14 +16,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from temporalio import activity
 
-from activities import ActivityDeps, count_outcome, domain_errors_are_final, heartbeating
+from activities import ActivityDeps, count_outcome, heartbeating
 from core import metrics
-from core.temporal import temporal_for
+from core.database import after_commit
 from domain.communications import delivery, dispatch
-from domain.communications.models import Communication
 from domain.communications.provider_contract import ProviderError
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys import actions
@@ -41,49 +40,45 @@ class JourneyActivities:
     @activity.defn(name="journey_record_stage_status")
     async def record_stage_status(self, data: StageStatusInput) -> None:
         """Record a stage's status and timestamps (ignored once the instance is cancelled or finished)."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                recorded = await JourneyInstanceRepository(session).record_stage(
-                    uuid.UUID(data.instance_id),
-                    data.order_index,
-                    StageStatus(data.status).value,
-                    datetime.fromisoformat(data.at),
-                    data.notes,
-                )
-                if recorded is None:
-                    raise actions.InvalidJourneyAction(f"the instance has no stage {data.order_index}")
-                await session.commit()
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            recorded = await JourneyInstanceRepository(session).record_stage(
+                uuid.UUID(data.instance_id),
+                data.order_index,
+                StageStatus(data.status).value,
+                datetime.fromisoformat(data.at),
+                data.notes,
+            )
+            if recorded is None:
+                raise actions.InvalidJourneyAction(f"the instance has no stage {data.order_index}")
 
     @activity.defn(name="journey_record_instance_status")
     async def record_instance_status(self, data: InstanceStatusInput) -> None:
         """Record that the instance completed or failed (ignored once it is no longer active)."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
+        async with self.deps.unit_of_work(data.tenant_id) as session:
             finished = await JourneyInstanceRepository(session).finish(
                 uuid.UUID(data.instance_id),
                 JourneyInstanceStatus(data.status),
                 datetime.fromisoformat(data.at),
             )
-            await session.commit()
-        if finished:  # once, whatever the retries
-            metrics.journey_finished(data.status)
+            if finished:  # once, whatever the retries
+                after_commit(session, metrics.later(metrics.journey_finished, data.status))
 
     @activity.defn(name="journey_mark_instance_cancelled")
     async def mark_instance_cancelled(self, data: InstanceStatusInput) -> None:
         """Record that the instance was cancelled (its unfinished stages become skipped)."""
-        async with self.deps.tenant_session(data.tenant_id) as session:
-            cancelled = await journeys.mark_cancelled(
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            if await journeys.mark_cancelled(
                 session, uuid.UUID(data.instance_id), datetime.fromisoformat(data.at)
-            )
-            await session.commit()
-        if cancelled:
-            metrics.journey_finished(JourneyInstanceStatus.CANCELLED.value)
+            ):
+                after_commit(
+                    session, metrics.later(metrics.journey_finished, JourneyInstanceStatus.CANCELLED.value)
+                )
 
     @activity.defn(name="journey_load_appointment_time")
     async def load_appointment_time(self, data: InstanceRef) -> str | None:
         """The start time (ISO 8601) of the instance's appointment; None without one or once cancelled."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                start = await actions.appointment_time(session, uuid.UUID(data.instance_id))
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            start = await actions.appointment_time(session, uuid.UUID(data.instance_id))
         return start.isoformat() if start is not None else None
 
     @activity.defn(name="journey_send_message")
@@ -93,16 +88,16 @@ class JourneyActivities:
 
         A message the send gate lets go now, not scheduled for later and with no fallback to watch, is
         handed to its provider right here (`delivery.send_at_once`); any other (a wait for quiet hours or
-        the cap, a WhatsApp fallback to watch, a provider that failed for now) gets its delivery workflow.
+        the cap, a WhatsApp fallback to watch, a provider that failed for now) gets its delivery workflow,
+        whose start was recorded, held, with the message (`dispatch.hold_starts`) and is released here.
         Either way the same gate and the same at-most-once send apply. A retry after a crash finds the
-        message under its key and carries on from where it is."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                dispatch.hold_starts(session)
-                communication_id = await actions.send_stage_message(
-                    session, uuid.UUID(data.instance_id), data.order_index, data.action_index
-                )
-                await session.commit()
+        message under its key and carries on from where it is; a worker lost for good leaves the held
+        start to the relay."""
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            dispatch.hold_starts(session)
+            communication_id = await actions.send_stage_message(
+                session, uuid.UUID(data.instance_id), data.order_index, data.action_index
+            )
         if communication_id is not None:
             # The workflow's time on a first attempt (a time-skipped test's clock too); a retry's is now.
             first = data.at is not None and activity.info().attempt == 1
@@ -121,37 +116,30 @@ class JourneyActivities:
                 outcome = None
             else:
                 await session.commit()
+        async with self.deps.unit_of_work(tenant_id) as session:
             if outcome is not None:
-                count_outcome(outcome)
-                return
-            access = temporal_for(session)
-            if access is None:
-                return  # the reconciler starts its workflow
-            patient_id = await session.scalar(
-                select(Communication.patient_id).where(Communication.id == communication_id)
-            )
-        await dispatch.start_delivery(access, uuid.UUID(tenant_id), communication_id, patient_id)
+                await dispatch.settle(session, communication_id)
+            else:
+                await dispatch.release(session, communication_id)
+        if outcome is not None:
+            count_outcome(outcome)
 
     @activity.defn(name="journey_create_ticket")
     async def create_journey_ticket(self, data: ActionInput) -> str:
         """Create a stage's ticket once (a create_ticket action, or a wait_for_reply action's timeout)."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                ticket_id = await actions.create_stage_ticket(
-                    session, uuid.UUID(data.instance_id), data.order_index, data.action_index
-                )
-                await session.commit()
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            ticket_id = await actions.create_stage_ticket(
+                session, uuid.UUID(data.instance_id), data.order_index, data.action_index
+            )
         return str(ticket_id)
 
     @activity.defn(name="journey_create_timeout_ticket")
     async def create_timeout_ticket(self, data: ActionInput) -> str:
         """Create, once, the ticket of a `reply_received` stage whose patient did not reply in time."""
-        with domain_errors_are_final():
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                ticket_id = await actions.create_timeout_ticket(
-                    session, uuid.UUID(data.instance_id), data.order_index
-                )
-                await session.commit()
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            ticket_id = await actions.create_timeout_ticket(
+                session, uuid.UUID(data.instance_id), data.order_index
+            )
         return str(ticket_id)
 
     def all(self) -> list[Callable[..., Any]]:

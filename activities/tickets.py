@@ -13,8 +13,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities import ActivityDeps, domain_errors_are_final
-from core.database import run_after_commit_jobs
+from activities import ActivityDeps
 from domain.tickets import sla_steps
 from domain.tickets.plan import BreachInput, PauseInput, SlaState, TicketRef
 
@@ -28,30 +27,20 @@ class TicketActivities:
     @activity.defn(name="ticket_sla_begin")
     async def begin(self, data: TicketRef) -> SlaState:
         """Set the ticket's due times for the current cycle (once) and return its SLA state."""
-        with domain_errors_are_final():  # e.g. the ticket is gone: NotFound
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                state = await sla_steps.begin_sla(session, data.ticket_id)
-                await session.commit()
-                return state
+        async with self.deps.unit_of_work(data.tenant_id) as session:  # a ticket gone: NotFound, final
+            return await sla_steps.begin_sla(session, data.ticket_id)
 
     @activity.defn(name="ticket_sla_breach")
     async def breach(self, data: BreachInput) -> SlaState:
         """Escalate a missed target once (flag, raise priority, notify) unless it no longer applies."""
-        with domain_errors_are_final():  # e.g. the ticket is gone: NotFound
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                state = await sla_steps.record_breach(session, data)
-                await session.commit()
-                await run_after_commit_jobs(session)  # the breach's metric, once committed
-                return state
+        async with self.deps.unit_of_work(data.tenant_id) as session:  # the metric counts once committed
+            return await sla_steps.record_breach(session, data)
 
     @activity.defn(name="ticket_sla_pause")
     async def pause(self, data: PauseInput) -> SlaState:
         """Move the pending due times by the business time spent waiting on the patient (once)."""
-        with domain_errors_are_final():  # e.g. the ticket is gone: NotFound
-            async with self.deps.tenant_session(data.tenant_id) as session:
-                state = await sla_steps.shift_for_pause(session, data)
-                await session.commit()
-                return state
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            return await sla_steps.shift_for_pause(session, data)
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this group, for the worker."""

@@ -15,9 +15,10 @@ from api.audit import record_write, watch_writes
 from api.ratelimit import RateLimits, enforce
 from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
-from core.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
+from core.errors import BadRequest, Forbidden, Unauthorized
+from core.gateway import WorkflowGateway, bind_gateway
 from core.settings import Settings
-from core.temporal import TemporalAccess, bind_temporal, shared_client
+from core.temporal import gateway_for_state
 from domain.tenants.active import ActiveTenants
 from domain.tenants.service import get_active_tenant
 
@@ -44,7 +45,7 @@ async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
     state = request.app.state
     reads = request.method in READ_METHODS and getattr(state, "read_sessionmaker", None) is not None
     async with (state.read_sessionmaker if reads else state.sessionmaker)() as session:
-        bind_temporal(session, temporal_access(request))  # lazy: connects only if a workflow is started
+        bind_gateway(session, workflow_gateway(request))  # connects only when a command is to be delivered
         watch_writes(session, request.scope)
         try:
             yield session
@@ -55,7 +56,7 @@ async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
         await session.commit()
         try:
             await run_after_commit_jobs(session)
-        except Exception:  # the data is committed; a lost job is picked up by its reconciler
+        except Exception:  # the data is committed (and its workflow commands with it, for the relay)
             log.exception("a job queued for after the commit failed")
 
 
@@ -155,29 +156,15 @@ IdempotencyKey = Annotated[
 ]
 
 
-# ---- Temporal --------------------------------------------------------------------------------------
+# ---- Temporal ----------------------------------------------------------------------------------------
 
 
-async def temporal_client(request: Request) -> Any:
-    """The app's Temporal client, connected on first use (shared with /ready); 503 when unreachable."""
-    timeout = get_settings_dep(request).temporal_rpc_timeout_seconds
-    try:
-        return await shared_client(request.app.state, connect_timeout=timeout)
-    except Exception as exc:
-        log.warning("Temporal is unreachable: %s", type(exc).__name__)
-        raise ServiceUnavailable("Temporal is unreachable; try again shortly.") from exc
+def workflow_gateway(request: Request) -> WorkflowGateway:
+    """The app's gateway to Temporal (`core.gateway`), for what needs Temporal's answer now (an advance)."""
+    return gateway_for_state(request.app.state)
 
 
-TemporalDep = Annotated[Any, Depends(temporal_client)]
-
-
-def temporal_access(request: Request) -> TemporalAccess:
-    """How domain services reach Temporal: the client (connected when first needed) and the task queue."""
-    queue = get_settings_dep(request).temporal_task_queue
-    return TemporalAccess(get_client=lambda: temporal_client(request), task_queue=queue)
-
-
-TemporalAccessDep = Annotated[TemporalAccess, Depends(temporal_access)]
+GatewayDep = Annotated[WorkflowGateway, Depends(workflow_gateway)]
 
 
 async def commit_and_run_jobs(session: AsyncSession) -> None:

@@ -566,17 +566,16 @@ def _seed_messages(
             subject = " ".join(body.split()[1:3]).capitalize() if channel == "email" else "\\N"
             if rng.random() < 0.12:
                 direction, status, recipient = "inbound", "received", "\\N"
-                sent = delivered = read = failed = started = "\\N"
+                sent = delivered = read = failed = "\\N"
             else:
                 direction, status, recipient = "outbound", rng.choice(OUTBOUND_STATUSES), "+14155550100"
-                started = created
                 sent = _ts(at + timedelta(seconds=2)) if status != "queued" else "\\N"
                 delivered = _ts(at + timedelta(seconds=5)) if status in ("delivered", "read") else "\\N"
                 read = _ts(at + timedelta(minutes=20)) if status == "read" else "\\N"
                 failed = _ts(at + timedelta(seconds=3)) if status == "failed" else "\\N"
             yield (
                 f"{_uuid(rng)}\t{t.id}\t{rng.choice(patient_ids[t.id])}\t{direction}\t{channel}\t{recipient}\t"
-                f"{subject}\t{body}\t{{}}\t{status}\tf\t{sent}\t{delivered}\t{read}\t{failed}\t{started}\t{{}}\t"
+                f"{subject}\t{body}\t{{}}\t{status}\tf\t{sent}\t{delivered}\t{read}\t{failed}\t{{}}\t"
                 f"{created}\t{created}\n"
             )
             if (i + 1) % 1_000_000 == 0:
@@ -601,7 +600,6 @@ def _seed_messages(
             "delivered_at",
             "read_at",
             "failed_at",
-            "delivery_started_at",
             "meta_data",
             "created_at",
             "updated_at",

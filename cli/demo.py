@@ -4,9 +4,9 @@ One location (with its time zone), four practitioners with open time slots over 
 fictional patients, a month of past visits with the reminders, follow-ups and replies around them, today's
 and the coming weeks' bookings, two journeys with instances finished, cancelled and still running, a few
 messages on their way and open tickets. The present goes through the services, so what should have a
-workflow gets one after the commit (`start_demo_workflows`): every upcoming appointment's reminders, every
-running journey instance, every open ticket's SLA clock and every message on its way. The past is written
-by `cli.demo_history`. Workflow inputs carry ids only, as everywhere.
+workflow has its start recorded with it (`core.workflow_commands`): every upcoming appointment's reminders,
+every running journey instance, every open ticket's SLA clock and every message on its way. The past is
+written by `cli.demo_history`. Workflow inputs carry ids only, as everywhere.
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 
 from cli.demo_history import Clinic, conversations, finished_journeys, past_visits, todays_finished_visits
 from cli.demo_roster import BOOKING_CHANNELS, PRACTITIONERS, VISIT_TYPES, DemoPatient, demo_patients
-from core.database import run_after_commit_jobs
-from core.temporal import TemporalAccess
 from domain.communications.service import send_message
 from domain.enums import AppointmentStatus, Channel, JourneyInstanceStatus, StageStatus, TicketPriority
 from domain.enums import TicketStatus as T
@@ -151,11 +148,9 @@ class DemoHighlights:
     waiting_stage: int = WAITING_STAGE
 
 
-async def seed_demo_clinic(
-    session: AsyncSession, *, clinic_name: str, timezone: str, access: TemporalAccess
-) -> DemoHighlights:
-    """Fill the session's (new, empty) tenant with the demo clinic; flushes only. `access` is what journey
-    instances and tickets start their workflows with after the commit (`start_demo_workflows`)."""
+async def seed_demo_clinic(session: AsyncSession, *, clinic_name: str, timezone: str) -> DemoHighlights:
+    """Fill the session's (new, empty) tenant with the demo clinic; flushes only (the workflows' starts are
+    recorded with their rows and delivered after the caller's commit)."""
     tz, now = ZoneInfo(timezone), datetime.now(UTC)
     location = await create_location(
         LocationRepository(session),
@@ -182,12 +177,12 @@ async def seed_demo_clinic(
     ]
     first_visit = {a.patient_id: a.id for a in reversed(upcoming)}
     waiting = [
-        await _place(session, access, onboarding, p, first_visit.get(p.id), key=f"demo:onboarding:{p.mrn}")
+        await _place(session, onboarding, p, first_visit.get(p.id), key=f"demo:onboarding:{p.mrn}")
         for p in patients[:8]
     ]
     operated = patients[30:40]
     for patient in operated[:6]:
-        await _place(session, access, post_surgery, patient, None, key=f"demo:post-surgery:{patient.mrn}")
+        await _place(session, post_surgery, patient, None, key=f"demo:post-surgery:{patient.mrn}")
     repo = JourneyRepository(session)
     stages = await repo.stages_of([onboarding.id, post_surgery.id])
     await finished_journeys(
@@ -198,7 +193,7 @@ async def seed_demo_clinic(
     )
 
     await _messages_on_their_way(session, clinic, patients[53:58])
-    await _open_tickets(session, access, clinic, operated[:3] + patients[58:62])
+    await _open_tickets(session, clinic, operated[:3] + patients[58:62])
     log.info(
         "demo clinic: %d patients, %d past and %d upcoming visits, %d past messages",
         len(patients),
@@ -207,16 +202,6 @@ async def seed_demo_clinic(
         message_count,
     )
     return DemoHighlights(patient_id=patients[0].id, instance_id=waiting[0].id)
-
-
-async def start_demo_workflows(session: AsyncSession) -> None:
-    """After the seed's commit: start the workflows its rows queued, then record that they started (what
-    could not start is left to the worker's reconciler)."""
-    try:
-        await run_after_commit_jobs(session)
-    except Exception as exc:
-        log.warning("not every demo workflow started (%s); the worker's reconciler starts the rest", exc)
-    await session.commit()
 
 
 async def demo_highlights(session: AsyncSession, tenant_id: uuid.UUID) -> DemoHighlights | None:
@@ -244,18 +229,6 @@ async def demo_highlights(session: AsyncSession, tenant_id: uuid.UUID) -> DemoHi
         select(Patient.id).where(Patient.tenant_id == tenant_id, Patient.mrn == "MRN-DEMO-0001")
     )
     return DemoHighlights(patient_id=patient_id, instance_id=None) if patient_id else None
-
-
-def temporal_access(client: Client | None, task_queue: str) -> TemporalAccess:
-    """The access journey instances and tickets start their workflows with; without a client it is never
-    used (the seed's after-commit jobs are not run, and the worker's reconciler starts the workflows)."""
-
-    async def get_client() -> Client:
-        if client is None:
-            raise ConnectionError("Temporal is not reachable from this seed")
-        return client
-
-    return TemporalAccess(get_client=get_client, task_queue=task_queue)
 
 
 # ---- the parts --------------------------------------------------------------------------------------
@@ -359,7 +332,6 @@ async def _book_upcoming(
 
 async def _place(
     session: AsyncSession,
-    access: TemporalAccess,
     journey: Journey,
     patient: Patient,
     appointment_id: uuid.UUID | None,
@@ -367,7 +339,7 @@ async def _place(
     key: str,
 ) -> JourneyInstance:
     data = JourneyInstanceCreate(journey_id=journey.id, patient_id=patient.id, appointment_id=appointment_id)
-    instance, _ = await journeys.create_instance(session, data, access, idempotency_key=key)
+    instance, _ = await journeys.create_instance(session, data, idempotency_key=key)
     return instance
 
 
@@ -402,9 +374,7 @@ async def _messages_on_their_way(session: AsyncSession, clinic: Clinic, patients
             )
 
 
-async def _open_tickets(
-    session: AsyncSession, access: TemporalAccess, clinic: Clinic, patients: list[Patient]
-) -> None:
+async def _open_tickets(session: AsyncSession, clinic: Clinic, patients: list[Patient]) -> None:
     """Open tickets through the tickets service (each starts its SLA workflow) and move some on."""
     for (title, priority, status, category), patient in zip(TICKETS, patients, strict=False):
         data = TicketCreate(
@@ -414,6 +384,6 @@ async def _open_tickets(
             category=category,
             description="Seeded for the demo.",
         )
-        ticket = await open_ticket(session, data, access, actor=ACTOR)
+        ticket = await open_ticket(session, data, actor=ACTOR)
         if status != T.OPEN:
-            await update_ticket(session, access, ticket.id, TicketUpdate(status=status), actor=ACTOR)
+            await update_ticket(session, ticket.id, TicketUpdate(status=status), actor=ACTOR)

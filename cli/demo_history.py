@@ -3,8 +3,8 @@
 The services only act in the present (a booking starts reminders, a journey instance starts its workflow),
 so the past is written as rows with their past statuses and timestamps (journey stages through the journeys'
 own repository; the database's constraints and analytics triggers apply as to any write). None of it gets a
-workflow: a finished visit, a delivered message or a completed journey has nothing left to run (and the
-reconciler only starts the workflows of active, unsent or unfinished rows).
+workflow: a finished visit, a delivered message or a completed journey has nothing left to run, so no
+workflow command is recorded for any of it.
 """
 
 from __future__ import annotations
@@ -169,7 +169,6 @@ def _message(
         record.status = "read" if clinic.rng.random() < 0.3 else "delivered"
         record.sent_at, record.delivered_at = at + timedelta(seconds=2), at + timedelta(seconds=9)
         record.read_at = at + timedelta(minutes=12) if record.status == "read" else None
-        record.delivery_started_at = at
     else:
         record.status = "received"
     return record

@@ -12,6 +12,7 @@ import typer
 
 from cli.analytics import analytics_app
 from cli.audit import audit_app
+from cli.commands import commands_app
 from cli.common import (
     EXIT_BAD_INPUT,
     CliError,
@@ -35,7 +36,7 @@ from core.settings import Settings
 from domain.tenants.schemas import TenantCreate, TenantSettings, validate_timezone
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
+    from core.gateway import WorkflowGateway
 
 app = typer.Typer(
     name="prm",
@@ -53,6 +54,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(integration_app, name="integration")
 app.add_typer(hl7_app, name="hl7")
 app.add_typer(events_app, name="events")
+app.add_typer(commands_app, name="commands")
 
 
 def _timezone(value: str) -> str:
@@ -194,13 +196,13 @@ def db_upgrade() -> None:
     typer.echo(f"The {describe_database(url)} is at the newest schema.", err=True)
 
 
-async def temporal_if_reachable(settings: Settings) -> Client | None:
-    """A client of the configured Temporal if it answers within a few seconds, else None."""
-    from cli.readiness import temporal_client
+async def temporal_if_reachable(settings: Settings) -> WorkflowGateway | None:
+    """A gateway to the configured Temporal if it answers within a few seconds, else None."""
+    from cli.readiness import temporal_gateway
 
     try:
         async with asyncio.timeout(5):
-            return await temporal_client(settings)
+            return await temporal_gateway(settings)
     except TimeoutError:
         return None
 
@@ -224,19 +226,17 @@ def seed(
     url = database_url_or_fail(settings)
 
     async def do_seed() -> tuple[uuid.UUID | None, bool, bool]:
-        client = await temporal_if_reachable(settings) if demo else None
+        gateway = await temporal_if_reachable(settings) if demo else None
         async with system_session(settings, url) as session:
-            outcome = await seed_and_commit(
-                session, demo=demo, client=client, task_queue=settings.temporal_task_queue
-            )
-        return outcome.tenant_id, outcome.created, client is not None
+            outcome = await seed_and_commit(session, demo=demo, gateway=gateway)
+        return outcome.tenant_id, outcome.created, gateway is not None
 
     tenant_id, created, with_temporal = run_db(url, do_seed)
     if created:
         typer.echo("Seeded the demo tenant.", err=True)
         if demo and not with_temporal:
             typer.echo(
-                "Temporal is not reachable: the worker's reconciler starts the demo's workflows later.",
+                "Temporal is not reachable: the worker's relay starts the demo's workflows once it runs.",
                 err=True,
             )
     elif tenant_id is not None:

@@ -15,17 +15,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import text
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from cli.processes import Child, StackError
 from core.database import make_engine
+from core.gateway import WorkflowGateway
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, connect_temporal
+from core.temporal import connect_gateway
 
 log = logging.getLogger("prm.run")  # the stack's logger: these lines are part of its start-up story
 
@@ -66,14 +61,13 @@ async def wait_for_database(database_url: str, settings: Settings, *, pause: Pau
         await engine.dispose()
 
 
-async def temporal_client(settings: Settings) -> Client | None:
-    """A client of a Temporal that answers its health check, or None."""
+async def temporal_gateway(settings: Settings) -> WorkflowGateway | None:
+    """A gateway to a Temporal that answers its health check, or None."""
     try:
-        client = await connect_temporal(settings)
-        await client.service_client.check_health()
+        gateway = await connect_gateway(settings)
     except Exception:
         return None
-    return client
+    return gateway if await gateway.healthy() else None
 
 
 async def temporal_ui_answers(settings: Settings) -> bool | None:
@@ -87,16 +81,13 @@ async def temporal_ui_answers(settings: Settings) -> bool | None:
     return True if resp.status_code < 500 else None
 
 
-async def warn_missing_search_attributes(client: Client, settings: Settings) -> None:
+async def warn_missing_search_attributes(gateway: WorkflowGateway, settings: Settings) -> None:
     """Log the search attributes the workflows set that this Temporal has not registered."""
     try:
-        resp = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=settings.temporal_namespace)
-        )
+        missing = await gateway.missing_search_attributes(settings.temporal_namespace)
     except Exception:
         log.warning("could not list Temporal's search attributes", exc_info=True)
         return
-    missing = [k.name for k in SEARCH_ATTRIBUTES if k.name not in resp.custom_attributes]
     if missing:
         log.warning(
             "Temporal lacks the search attributes %s: register each as Keyword "
@@ -105,21 +96,12 @@ async def warn_missing_search_attributes(client: Client, settings: Settings) -> 
         )
 
 
-async def worker_polls(client: Client, settings: Settings, identity: str) -> bool | None:
+async def worker_polls(gateway: WorkflowGateway, settings: Settings, identity: str) -> bool | None:
     """True once the worker with `identity` polls the task queue (for workflows or activities)."""
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-        request = DescribeTaskQueueRequest(
-            namespace=settings.temporal_namespace,
-            task_queue=TaskQueue(name=settings.temporal_task_queue),
-            task_queue_type=kind,
-        )
-        try:
-            resp = await client.workflow_service.describe_task_queue(request)
-        except RPCError:
-            return None
-        if any(p.identity == identity for p in resp.pollers):
-            return True
-    return None
+    try:
+        return True if await gateway.polled_by(settings.temporal_namespace, identity) else None
+    except Exception:
+        return None
 
 
 async def api_answers(url: str, key: str) -> bool | None:

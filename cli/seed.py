@@ -9,13 +9,12 @@ from datetime import date
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 
-from cli.demo import seed_demo_clinic, start_demo_workflows, temporal_access
+from cli.demo import seed_demo_clinic
 from cli.demo_roster import PRACTITIONERS, DemoPatient
-from core.database import bind_tenant
+from core.database import bind_tenant, run_after_commit_jobs
+from core.gateway import WorkflowGateway, bind_gateway
 from core.phones import to_e164
-from core.temporal import bind_temporal
 from domain.enums import Channel, Gender
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
@@ -75,16 +74,13 @@ async def default_tenant(session: AsyncSession) -> Tenant | None:
     return (await session.scalars(stmt)).first()
 
 
-async def seed_demo_tenant(
-    session: AsyncSession, *, demo: bool = False, client: Client | None = None, task_queue: str = "prm"
-) -> SeedOutcome:
+async def seed_demo_tenant(session: AsyncSession, *, demo: bool = False) -> SeedOutcome:
     """Create the demo clinic with its practitioners and patients, only if the database has no tenant;
     with `demo`, the whole demo clinic (`cli.demo`).
 
-    `session` must be a system session; the caller commits (`seed_and_commit` does, and starts the demo's
-    workflows). Everything is written in that one transaction, so a database is either empty or fully
-    seeded. `client` is the Temporal client the demo's workflows start with after the commit (None: the
-    worker's reconciler starts them once it runs).
+    `session` must be a system session; the caller commits (`seed_and_commit` does). Everything is written
+    in that one transaction, the demo's workflow commands too, so a database is either empty or fully
+    seeded, and its workflows start once the commands are delivered.
     """
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK_KEY})
     tenant_count = await session.scalar(select(func.count()).select_from(Tenant))
@@ -95,10 +91,7 @@ async def seed_demo_tenant(
     tenant = await create_tenant(session, TenantCreate(name=DEMO_TENANT_NAME, timezone=DEMO_TIMEZONE))
     bind_tenant(session, tenant.id)
     if demo:
-        access = temporal_access(client, task_queue)
-        if client is not None:
-            bind_temporal(session, access)
-        await seed_demo_clinic(session, clinic_name=DEMO_TENANT_NAME, timezone=DEMO_TIMEZONE, access=access)
+        await seed_demo_clinic(session, clinic_name=DEMO_TENANT_NAME, timezone=DEMO_TIMEZONE)
         return SeedOutcome(tenant_id=tenant.id, created=True)
     for doc in PRACTITIONERS[:3]:
         session.add(
@@ -137,11 +130,13 @@ async def seed_demo_tenant(
 
 
 async def seed_and_commit(
-    session: AsyncSession, *, demo: bool, client: Client | None, task_queue: str
+    session: AsyncSession, *, demo: bool, gateway: WorkflowGateway | None = None
 ) -> SeedOutcome:
-    """`seed_demo_tenant`, committed; then, with a Temporal `client`, the demo's workflows are started."""
-    outcome = await seed_demo_tenant(session, demo=demo, client=client, task_queue=task_queue)
+    """`seed_demo_tenant`, committed; its workflow commands are delivered right away through `gateway`
+    (None, or Temporal unreachable: by the worker's relay once it runs)."""
+    if gateway is not None:
+        bind_gateway(session, gateway)
+    outcome = await seed_demo_tenant(session, demo=demo)
     await session.commit()
-    if outcome.created and demo and client is not None:
-        await start_demo_workflows(session)
+    await run_after_commit_jobs(session)
     return outcome

@@ -2,8 +2,8 @@
 
 Order of start (each waits for the previous to be ready): PostgreSQL (embedded unless DATABASE_URL is set),
 migrations, the Temporal dev server with its UI (unless TEMPORAL_ADDRESS is set), the demo clinic's seed
-(only into an empty database; Temporal comes first so the seed starts its workflows right after its commit,
-rather than leaving them to the worker's reconciler), the worker, the API. Stopping runs the other way
+(only into an empty database; Temporal comes first so the seed's workflow commands are delivered right after
+its commit rather than by the worker's relay), the worker, the API. Stopping runs the other way
 round. Children get the resolved DATABASE_URL and TEMPORAL_ADDRESS, so only this process holds the embedded
 server open.
 
@@ -29,7 +29,6 @@ from typing import Any
 
 import psutil
 from sqlalchemy.engine import make_url
-from temporalio.client import Client
 
 from cli import readiness
 from cli.banner import Ready, api_base_url, render_banner
@@ -54,9 +53,10 @@ from core.embedded_db import (
     stop_embedded_postgres,
     to_sqlalchemy_url,
 )
+from core.gateway import SEARCH_ATTRIBUTE_NAMES, WorkflowGateway
 from core.migrate import upgrade_to_head
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary, temporal_target
+from core.temporal import dev_server_binary, temporal_target
 
 log = logging.getLogger("prm.run")
 
@@ -114,7 +114,7 @@ class Stack:
         self.api: Child | None = None
         self.worker: Child | None = None
         self.temporal: Child | None = None
-        self.temporal_client: Client | None = None
+        self.temporal_gateway: WorkflowGateway | None = None
 
     async def run(self) -> int:
         """The whole life of the stack."""
@@ -158,8 +158,8 @@ class Stack:
         except Exception as exc:
             raise StackError(f"applying the migrations failed: {exc}") from exc
         self._check_interrupt()
-        self.temporal_client = await self._start_temporal()
-        ready = await self._seed(database, self.temporal_client)
+        self.temporal_gateway = await self._start_temporal()
+        ready = await self._seed(database, self.temporal_gateway)
         self._check_interrupt()
         await self._start_worker()
         await self._start_api()
@@ -217,13 +217,12 @@ class Stack:
         log.info("PostgreSQL is ready: %s", description)
         return description
 
-    async def _seed(self, database: str, client: Client) -> Ready:
+    async def _seed(self, database: str, gateway: WorkflowGateway) -> Ready:
         engine = make_engine(self.database_url, self.settings)
-        task_queue = self.settings.temporal_task_queue
         try:
             async with make_sessionmaker(engine)() as session:
                 mark_system(session)
-                outcome = await seed_and_commit(session, demo=True, client=client, task_queue=task_queue)
+                outcome = await seed_and_commit(session, demo=True, gateway=gateway)
                 tenant = await default_tenant(session)
                 highlights = await demo_highlights(session, tenant.id) if tenant is not None else None
         finally:
@@ -246,7 +245,7 @@ class Stack:
             highlights=highlights,
         )
 
-    async def _start_temporal(self) -> Client:
+    async def _start_temporal(self) -> WorkflowGateway:
         s = self.settings
         if s.temporal_address:
             log.info("using the Temporal service at %s (TEMPORAL_ADDRESS)", s.temporal_address)
@@ -273,30 +272,30 @@ class Stack:
             ]
             if s.temporal_namespace != "default":
                 argv += ["--namespace", s.temporal_namespace]
-            for key in SEARCH_ATTRIBUTES:
-                argv += ["--search-attribute", f"{key.name}=Keyword"]
+            for name in SEARCH_ATTRIBUTE_NAMES:
+                argv += ["--search-attribute", f"{name}=Keyword"]
             with log_path.open("ab") as out:
                 self.temporal = self.registry.spawn(
                     "temporal", argv, env=self._child_env(), output=out, log_path=log_path
                 )
-        healthy = partial(readiness.temporal_client, s)
-        client = await self._wait_until("Temporal", self.temporal, healthy, limit=STARTUP_TIMEOUT_SECONDS)
-        await readiness.warn_missing_search_attributes(client, s)
+        healthy = partial(readiness.temporal_gateway, s)
+        gateway = await self._wait_until("Temporal", self.temporal, healthy, limit=STARTUP_TIMEOUT_SECONDS)
+        await readiness.warn_missing_search_attributes(gateway, s)
         if not s.temporal_address:
             ui = partial(readiness.temporal_ui_answers, s)
             await self._wait_until("the Temporal UI", self.temporal, ui, limit=30.0)
         log.info("Temporal is ready at %s", self.temporal_address)
-        return client
+        return gateway
 
     async def _start_worker(self) -> None:
-        client = self.temporal_client
-        assert client is not None, "Temporal is started first"
+        gateway = self.temporal_gateway
+        assert gateway is not None, "Temporal is started first"
         self.worker = self.registry.spawn(
             "worker", [sys.executable, "-m", "worker"], env=self._child_env(), output=sys.stderr
         )
         identity = f"{self.worker.pid}@{socket.gethostname()}"
 
-        polling = partial(readiness.worker_polls, client, self.settings, identity)
+        polling = partial(readiness.worker_polls, gateway, self.settings, identity)
         await self._wait_until("the worker", self.worker, polling, limit=STARTUP_TIMEOUT_SECONDS)
         log.info("the worker is polling the task queue %r", self.settings.temporal_task_queue)
 

@@ -19,9 +19,12 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from temporalio.api.common.v1 import Payload
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 ENCODING = b"binary/encrypted"
@@ -128,3 +131,21 @@ def data_converter(keys_setting: str | None) -> DataConverter:
         payload_codec=EncryptionCodec.from_setting(keys_setting),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+class InvalidPayloads(CodecError):
+    """The Temporal UI's payloads are not valid proto3 JSON (metadata values and data are base64)."""
+
+
+async def transcode_json(
+    codec: EncryptionCodec | None, body: dict[str, Any], *, decode: bool
+) -> dict[str, Any]:
+    """The Temporal UI's `Payloads` (proto3 JSON) decoded (or encoded) with `codec`, unchanged without one.
+    InvalidPayloads for content that does not parse; CodecError for payloads that do not decrypt."""
+    try:
+        payloads: Sequence[Payload] = json_format.ParseDict(body, Payloads()).payloads
+    except (json_format.ParseError, DecodeError) as exc:
+        raise InvalidPayloads("The payloads are not valid (metadata values and data are base64).") from exc
+    if codec is not None:
+        payloads = await (codec.decode(payloads) if decode else codec.encode(payloads))
+    return json_format.MessageToDict(Payloads(payloads=list(payloads)))

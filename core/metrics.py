@@ -27,6 +27,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     disable_created_metrics,
     start_http_server,
 )
@@ -54,7 +55,9 @@ def bounded(value: str | None, allowed: frozenset[str], *, missing: str = "none"
     return value if value in allowed else OTHER
 
 
-JOURNEYS_STARTED = Counter("prm_journeys_started", "Journey instance workflows started.")
+JOURNEYS_STARTED = Counter(
+    "prm_journeys_started", "Journey instances placed (their workflow's start recorded)."
+)
 JOURNEYS_FINISHED = Counter(
     "prm_journeys_finished",
     "Journey instances that ended, by outcome (completed, failed, cancelled).",
@@ -85,8 +88,26 @@ EVENTS_SET_ASIDE = Counter(
 )
 
 
+COMMANDS_PENDING = Gauge(
+    "prm_workflow_commands_pending",
+    "Workflow commands (starts, signals, cancels) recorded and not yet delivered to Temporal, as the relay "
+    "last counted them.",
+)
+COMMAND_OLDEST_PENDING = Gauge(
+    "prm_workflow_command_oldest_pending_seconds",
+    "Age of the oldest due workflow command not yet delivered (0: none); above a few seconds, Temporal is "
+    "unreachable or a command is stuck (`prm commands pending`).",
+)
+
+
+def workflow_commands_pending(count: int, oldest_seconds: float) -> None:
+    """What the relay found waiting after its round."""
+    COMMANDS_PENDING.set(count)
+    COMMAND_OLDEST_PENDING.set(oldest_seconds)
+
+
 def journey_started() -> None:
-    """A journey instance's workflow started."""
+    """A journey instance was placed (its workflow's start is recorded with it)."""
     JOURNEYS_STARTED.inc()
 
 

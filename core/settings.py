@@ -60,10 +60,9 @@ class Settings(BaseSettings):
     payload_encryption_keys: str | None = None
     # Browser origins allowed to call the API (the Temporal UI's, for the codec endpoints); comma-separated.
     cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233"
-    # The worker's relay: how often it delivers pending workflow commands (and notices Temporal is back),
-    # and how often it starts the workflows whose start was lost (rows older than half of that).
+    # The worker's relay: how often it delivers the workflow commands (starts, signals, cancels) that were
+    # not delivered right after their commit (Temporal down, a process killed), and notices Temporal is back.
     command_relay_interval_seconds: float = Field(default=2.0, gt=0, le=60)
-    reconcile_interval_seconds: float = Field(default=60.0, ge=5, le=3600)
     # The worker's trigger dispatcher: how often it looks for new domain events (and delayed journey starts
     # now due), and how many of each it takes in one round.
     trigger_dispatch_interval_seconds: float = Field(default=2.0, gt=0, le=60)

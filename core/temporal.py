@@ -1,37 +1,30 @@
-"""The Temporal client, search attributes and server binaries, shared by the API, the worker and the CLI."""
+"""The Temporal client, the gateways over it, search attributes and server binaries, shared by the API, the
+worker and the CLI. Only `core` talks to the client: everyone else goes through `core.gateway`."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
+from core import gateway
 from core.codec import data_converter
+from core.gateway import WorkflowGateway
 from core.settings import Settings
 from core.tracing import temporal_interceptors
 
-# Ids only: operators filter on these in the Temporal UI; never put PHI in a search attribute.
-SA_TENANT_ID = SearchAttributeKey.for_keyword("PrmTenantId")
-SA_PATIENT_ID = SearchAttributeKey.for_keyword("PrmPatientId")
-SA_JOURNEY_ID = SearchAttributeKey.for_keyword("PrmJourneyId")
-SA_INSTANCE_STATUS = SearchAttributeKey.for_keyword("PrmInstanceStatus")
-SEARCH_ATTRIBUTES = [SA_TENANT_ID, SA_PATIENT_ID, SA_JOURNEY_ID, SA_INSTANCE_STATUS]
-
-# The one bound on a call to Temporal (a start, a signal, a cancel): past it the caller answers 503 or
-# leaves the work to the relay and the reconciler, instead of hanging on the client's own retries.
-RPC_TIMEOUT = timedelta(seconds=5)
+# Ids only: operators filter on these in the Temporal UI; never put PHI in a search attribute. The names
+# are the gateway's; the keys are for workflows (upserts) and for registering them on a dev server.
+SA_INSTANCE_STATUS = SearchAttributeKey.for_keyword(gateway.SA_INSTANCE_STATUS)
+SEARCH_ATTRIBUTES = [SearchAttributeKey.for_keyword(name) for name in gateway.SEARCH_ATTRIBUTE_NAMES]
 
 
 def temporal_target(settings: Settings) -> str:
@@ -71,36 +64,35 @@ async def shared_client(state: Any, *, connect_timeout: float = 5.0) -> Client:
     return state.temporal_client
 
 
-@dataclass(frozen=True)
-class TemporalAccess:
-    """How domain services reach Temporal: a client (connected when first needed) and the task queue."""
-
-    get_client: Callable[[], Awaitable[Client]]
-    task_queue: str
-
-
-_ACCESS_KEY = "temporal_access"
-
-
-def bind_temporal(session: AsyncSession, access: TemporalAccess) -> None:
-    """Let domain code that only holds `session` start workflows after its commit (see `temporal_for`)."""
-    session.info[_ACCESS_KEY] = access
-
-
-def temporal_for(session: AsyncSession) -> TemporalAccess | None:
-    """The Temporal access bound to `session`; inside an activity, the worker's own client and task queue;
-    None where there is neither (a CLI script: the reconciler starts what it needed)."""
-    bound: TemporalAccess | None = session.info.get(_ACCESS_KEY)
-    if bound is not None:
-        return bound
-    if activity.in_activity():
-        client = activity.client()
+def gateway_for_state(state: Any) -> WorkflowGateway:
+    """The API's gateway: over the process's shared client (connected on first use), on its task queue,
+    with the configured timeout; kept on `state.workflow_gateway`."""
+    if getattr(state, "workflow_gateway", None) is None:
+        settings: Settings = state.settings
+        timeout = settings.temporal_rpc_timeout_seconds
 
         async def get_client() -> Client:
-            return client
+            return await shared_client(state, connect_timeout=timeout)
 
-        return TemporalAccess(get_client=get_client, task_queue=activity.info().task_queue)
-    return None
+        state.workflow_gateway = WorkflowGateway(
+            get_client, settings.temporal_task_queue, rpc_timeout=timedelta(seconds=timeout)
+        )
+    return state.workflow_gateway
+
+
+async def connect_gateway(settings: Settings) -> WorkflowGateway:
+    """A gateway over a new client of the configured Temporal (the CLI's); raises when it is unreachable."""
+    client = await connect_temporal(settings)
+    return worker_gateway(client, settings)
+
+
+def worker_gateway(client: Client, settings: Settings) -> WorkflowGateway:
+    """The worker's gateway, over its own connected client."""
+    return WorkflowGateway.of_client(
+        client,
+        settings.temporal_task_queue,
+        rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
+    )
 
 
 def _venv_binary(name: str) -> Path:

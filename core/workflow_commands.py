@@ -1,67 +1,89 @@
-"""Commands to workflows that follow a database change, recorded in the change's own transaction and
-delivered until Temporal has them (a transactional outbox).
+"""The one road from a database change to its workflow: commands recorded in the change's own transaction
+and delivered until Temporal has them (a transactional outbox).
 
-A reschedule, a cancellation, a ticket's new status or a patient's reply changes a row and must reach the
-row's workflow. Sending the signal after the commit loses it whenever Temporal is down at that moment (or
-the process dies in between); sending it before the commit tells the workflow about a change that may
-roll back. So the domain records a `WorkflowCommand` row beside its change (`record_signal`); once the
-transaction commits, the same process tries to deliver it at once (the fast path, bounded in time), and
-the worker's `CommandRelay` delivers whatever is still pending every few seconds, so an outage delays a
-command and never loses it.
+Every start, signal and cancel that follows a change (a journey placed or cancelled, an appointment booked,
+moved or cancelled, a ticket opened or reopened, a message recorded, a patient's reply, a freed time for the
+waitlist) is a `WorkflowCommand` row written beside the change (`record_start`, `record_signal`,
+`record_cancel`). The row commits or rolls back with the change, so a workflow never hears of a change that
+did not happen, and a change never misses its workflow:
 
-Delivery is ordered per workflow (a reschedule is never overtaken by the cancellation that followed it)
-and at least once: a command whose delivery succeeded but whose `delivered_at` could not be written is
-sent again, so every signal carried this way is a state the workflow can apply twice (a new time, a
-status, a cancellation) or names a stored record it can recognise. A command may carry a start: then it
-is delivered as signal-with-start, so a workflow whose own start was lost is started by its first
-command. A plain signal to a workflow that is not running (never started, or finished) is recorded as
-`not_running` and dropped: the workflow reads the row's current state when it starts.
+1. right after the commit, the same process delivers its transaction's commands through the gateway bound
+   to its session (`core.gateway`) when Temporal answers quickly (the fast path);
+2. whatever is still pending (Temporal down, the process killed after the commit) is delivered by the
+   worker's relay (`deliver_pending`, a job of `core.periodic`), every couple of seconds, in order.
+
+Delivery is ordered per workflow (a start before the cancel that follows it; a reschedule never overtaken
+by the cancellation after it) and at least once: a command whose delivery succeeded but whose `delivered_at`
+could not be written is sent again, so every command is one its workflow can take twice (a start of a
+running workflow is a no-op; a signal carries a state, or names a stored record). A signal may carry a start:
+it is then delivered as signal-with-start, so the workflow is started by it when it is not running.
+
+A command may be held (`hold_for`): it is not delivered before that time unless released. A journey's send
+step holds its message's delivery start while it sends the message itself, then settles (it was sent) or
+releases it (it needs its workflow after all); a worker killed in between leaves the start to the relay.
+
+Operators see what waits with `prm commands pending` and the worker's metrics
+(`prm_workflow_commands_pending`, `prm_workflow_command_oldest_pending_seconds`).
 
 Ids and statuses only: these payloads end up in Temporal, where operators see them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
-from temporalio.client import Client
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError, RPCStatusCode
 
+from core import metrics
 from core.database import Base, after_commit, mark_system
-from core.temporal import RPC_TIMEOUT, temporal_for
+from core.gateway import (
+    CommandRejected,
+    StartPolicy,
+    TemporalUnavailable,
+    WorkflowGateway,
+    WorkflowStart,
+    gateway_for,
+)
 
 log = logging.getLogger(__name__)
 
-FAST_PATH_SECONDS = 2.0  # how long a request waits (to connect, then per call) for an unreachable Temporal
 BATCH = 200
 KEEP_DELIVERED = timedelta(days=7)  # delivered commands stay this long for operators, then are pruned
 PRUNE_BATCH = 10_000
-# Answers that will never change on a retry: the command is dropped (and logged) so it cannot block the
-# commands queued behind it for the same workflow.
-_REJECTED = {
-    RPCStatusCode.INVALID_ARGUMENT,
-    RPCStatusCode.FAILED_PRECONDITION,
-    RPCStatusCode.PERMISSION_DENIED,
-}
+
+START, SIGNAL, CANCEL = "start", "signal", "cancel"
 
 
 class WorkflowCommand(Base):
-    """One signal (or signal-with-start) owed to one workflow; pending while `delivered_at` is null."""
+    """One start, signal (or signal-with-start) or cancel owed to one workflow; pending while `delivered_at`
+    is null."""
 
     __tablename__ = "workflow_commands"
     __table_args__ = (
+        CheckConstraint("kind IN ('start', 'signal', 'cancel')", name="kind"),
         Index("ix_workflow_commands_pending", "id", postgresql_where=text("delivered_at IS NULL")),
         Index(
             "ix_workflow_commands_workflow_pending",
@@ -75,29 +97,36 @@ class WorkflowCommand(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(
         PG_UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="CASCADE"), index=True, nullable=False
     )
+    kind: Mapped[str] = mapped_column(
+        String(10), nullable=False, server_default=SIGNAL
+    )  # start|signal|cancel
     workflow_id: Mapped[str] = mapped_column(String(200), nullable=False)
-    signal: Mapped[str] = mapped_column(String(100), nullable=False)
-    arg: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
-    # Set for signal-with-start: the workflow type, its input and its search attributes (ids only).
+    signal: Mapped[str | None] = mapped_column(String(100))
+    arg: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # A start, or a signal's start-if-not-running: the workflow type, its input and search attributes (ids).
     start_workflow: Mapped[str | None] = mapped_column(String(100))
     start_input: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     search_attributes: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    start_policy: Mapped[str | None] = mapped_column(String(10))
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # held until then
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    outcome: Mapped[str | None] = mapped_column(String(20))  # delivered | not_running | rejected
+    # delivered | already_started | not_running | rejected | settled
+    outcome: Mapped[str | None] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_error: Mapped[str | None] = mapped_column(String(200))  # an error's class or status, never text
 
-
-@dataclasses.dataclass(frozen=True)
-class StartIfMissing:
-    """Deliver as signal-with-start: the workflow to start (with this input) when it is not running."""
-
-    workflow: str
-    input: Any
-    search_attributes: dict[str, str] = dataclasses.field(default_factory=dict)
+    def start_spec(self) -> WorkflowStart:
+        """The start this command carries."""
+        return WorkflowStart(
+            workflow=self.start_workflow or "",
+            workflow_id=self.workflow_id,
+            input=self.start_input,
+            search_attributes=self.search_attributes or {},
+            policy=StartPolicy(self.start_policy or StartPolicy.REUSE),
+        )
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -111,89 +140,157 @@ def _plain(value: Any) -> dict[str, Any]:
 _PENDING_KEY = "workflow_commands"
 
 
+def _record(session: AsyncSession, tenant_id: uuid.UUID | None, **fields: Any) -> WorkflowCommand:
+    tenant = tenant_id or session.info.get("tenant_id")
+    if tenant is None:
+        raise RuntimeError("a workflow command needs the tenant of the change it follows")
+    command = WorkflowCommand(tenant_id=tenant, **fields)
+    session.add(command)
+    if command.not_before is None:
+        pending: list[WorkflowCommand] = session.info.setdefault(_PENDING_KEY, [])
+        pending.append(command)
+        if len(pending) == 1:  # one fast-path job per transaction, for all of its commands
+            after_commit(session, lambda: _deliver_now(session))
+    return command
+
+
+def _start_fields(spec: WorkflowStart) -> dict[str, Any]:
+    return {
+        "start_workflow": spec.workflow,
+        "start_input": _plain(spec.input),
+        "search_attributes": dict(spec.search_attributes),
+        "start_policy": spec.policy.value,
+    }
+
+
+def record_start(
+    session: AsyncSession,
+    spec: WorkflowStart,
+    *,
+    tenant_id: uuid.UUID | None = None,
+    hold_for: timedelta | None = None,
+) -> WorkflowCommand:
+    """Record, in the session's transaction, the start of `spec`'s workflow; delivered after the commit
+    (after `hold_for`, unless released sooner)."""
+    return _record(
+        session,
+        tenant_id,
+        kind=START,
+        workflow_id=spec.workflow_id,
+        not_before=datetime.now(UTC) + hold_for if hold_for is not None else None,
+        **_start_fields(spec),
+    )
+
+
 def record_signal(
     session: AsyncSession,
     *,
     workflow_id: str,
     signal: str,
     arg: Any,
-    start: StartIfMissing | None = None,
+    start: WorkflowStart | None = None,
     tenant_id: uuid.UUID | None = None,
 ) -> WorkflowCommand:
-    """Record a signal to `workflow_id` in the session's transaction; it is delivered after the commit."""
-    tenant = tenant_id or session.info.get("tenant_id")
-    if tenant is None:
-        raise RuntimeError("a workflow command needs the tenant of the change it follows")
-    command = WorkflowCommand(
-        tenant_id=tenant,
+    """Record a signal to `workflow_id` in the session's transaction (with `start`: signal-with-start, so a
+    workflow that is not running is started by it); delivered after the commit."""
+    if start is not None and start.workflow_id != workflow_id:
+        raise ValueError("a signal-with-start starts the workflow it signals")
+    return _record(
+        session,
+        tenant_id,
+        kind=SIGNAL,
         workflow_id=workflow_id,
         signal=signal,
         arg=_plain(arg),
-        start_workflow=start.workflow if start else None,
-        start_input=_plain(start.input) if start else None,
-        search_attributes=dict(start.search_attributes) if start else None,
+        **(_start_fields(start) if start is not None else {}),
     )
-    session.add(command)
-    pending: list[WorkflowCommand] = session.info.setdefault(_PENDING_KEY, [])
-    pending.append(command)
-    if len(pending) == 1:  # one fast-path job per transaction, for all of its commands
-        after_commit(session, lambda: _deliver_now(session))
-    return command
+
+
+def record_cancel(
+    session: AsyncSession, *, workflow_id: str, tenant_id: uuid.UUID | None = None
+) -> WorkflowCommand:
+    """Record the cancellation of `workflow_id` in the session's transaction; delivered after the commit
+    (after any start recorded before it). A workflow that is not running has nothing to cancel."""
+    return _record(session, tenant_id, kind=CANCEL, workflow_id=workflow_id)
+
+
+async def settle_held(session: AsyncSession, workflow_id: str) -> None:
+    """The held start of `workflow_id` is no longer needed (what it would do is done): never deliver it."""
+    await session.execute(
+        update(WorkflowCommand)
+        .where(
+            WorkflowCommand.workflow_id == workflow_id,
+            WorkflowCommand.delivered_at.is_(None),
+            WorkflowCommand.not_before.is_not(None),
+        )
+        .values(delivered_at=func.now(), outcome="settled")
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def release_held(session: AsyncSession, workflow_id: str) -> None:
+    """Deliver the held commands of `workflow_id` now (after the commit) rather than at their time."""
+    ids = (
+        await session.scalars(
+            update(WorkflowCommand)
+            .where(
+                WorkflowCommand.workflow_id == workflow_id,
+                WorkflowCommand.delivered_at.is_(None),
+                WorkflowCommand.not_before.is_not(None),
+            )
+            .values(not_before=None)
+            .returning(WorkflowCommand.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if ids:
+        pending: list[int] = session.info.setdefault(_RELEASED_KEY, [])
+        pending.extend(ids)
+        if len(pending) == len(ids):
+            after_commit(session, lambda: _deliver_now(session))
+
+
+_RELEASED_KEY = "workflow_commands_released"
 
 
 async def _deliver_now(session: AsyncSession) -> None:
     """The fast path: right after the commit, deliver this transaction's commands if Temporal answers
     quickly; anything left is the relay's."""
-    commands: list[WorkflowCommand] = session.info.pop(_PENDING_KEY, [])
-    access = temporal_for(session)
-    if not commands or access is None:
+    ids = [c.id for c in session.info.pop(_PENDING_KEY, [])] + session.info.pop(_RELEASED_KEY, [])
+    gateway = gateway_for(session)
+    if not ids or gateway is None or gateway.recently_down:
         return
     try:
-        async with asyncio.timeout(FAST_PATH_SECONDS):
-            client = await access.get_client()
-    except Exception as exc:
-        log.warning(
-            "Temporal unreachable (%s): %d workflow commands left for the relay",
-            type(exc).__name__,
-            len(commands),
-        )
-        return
-    try:
-        await deliver_pending(
-            session,
-            client,
-            access.task_queue,
-            ids=[c.id for c in commands],
-            rpc_timeout=timedelta(seconds=FAST_PATH_SECONDS),
-        )
+        await deliver_pending(session, gateway, ids=ids)
     except Exception as exc:  # the commands are stored; the relay delivers them
         await session.rollback()
         log.warning("workflow commands left for the relay: %s", type(exc).__name__)
 
 
-async def deliver_pending(
-    session: AsyncSession,
-    client: Client,
-    task_queue: str,
-    *,
-    ids: list[int] | None = None,
-    rpc_timeout: timedelta = RPC_TIMEOUT,
-) -> tuple[int, int]:
-    """Deliver pending commands in order (only `ids` when given) and commit; (delivered, left pending).
-
-    Rows are locked (`FOR UPDATE SKIP LOCKED`), so two deliverers never send the same command, and a
-    command goes only when every earlier pending command of its workflow went before it in this round:
-    one held by another deliverer, or one that failed, holds back the rest of that workflow's queue."""
+def _claim(ids: list[int] | None) -> Any:
     stmt = (
         select(WorkflowCommand)
-        .where(WorkflowCommand.delivered_at.is_(None))
+        .where(
+            WorkflowCommand.delivered_at.is_(None),
+            or_(WorkflowCommand.not_before.is_(None), WorkflowCommand.not_before <= func.now()),
+        )
         .order_by(WorkflowCommand.id)
         .limit(BATCH)
         .with_for_update(skip_locked=True)
     )
-    if ids is not None:
-        stmt = stmt.where(WorkflowCommand.id.in_(ids))
-    rows = list((await session.scalars(stmt)).all())
+    return stmt.where(WorkflowCommand.id.in_(ids)) if ids is not None else stmt
+
+
+async def deliver_pending(
+    session: AsyncSession, gateway: WorkflowGateway, *, ids: list[int] | None = None
+) -> tuple[int, int]:
+    """Deliver due pending commands in order (only `ids` when given) and commit; (delivered, left pending).
+
+    Rows are locked (`FOR UPDATE SKIP LOCKED`), so two deliverers never send the same command, and a
+    command goes only when every earlier pending command of its workflow went before it in this round:
+    one held, held by another deliverer, or one that failed, holds back the rest of that workflow's queue.
+    Temporal unreachable ends the round: what is left waits for the next."""
+    rows = list((await session.scalars(_claim(ids))).all())
     if not rows:
         await session.commit()
         return 0, 0
@@ -214,57 +311,41 @@ async def deliver_pending(
             blocked.add(command.workflow_id)
             continue
         try:
-            command.outcome = await _send(client, task_queue, command, rpc_timeout)
+            command.outcome = await _send(gateway, command)
+        except CommandRejected as exc:
+            log.error("workflow command %s to %s rejected: %s", command.id, command.workflow_id, exc.status)
+            command.attempts += 1
+            command.last_error = f"rejected {exc.status}"[:200]
+            command.outcome, command.delivered_at = "rejected", now
+            done.add(command.id)
+            continue
+        except TemporalUnavailable as exc:
+            command.attempts += 1
+            command.last_error = (type(exc.__cause__ or exc).__name__)[:200]
+            break  # the rest of the round would meet the same outage
         except Exception as exc:
             command.attempts += 1
-            if isinstance(exc, RPCError):
-                command.last_error = f"RPCError {exc.status.name if exc.status else 'UNKNOWN'}"
-                if exc.status in _REJECTED:
-                    log.error(
-                        "workflow command %s to %s rejected: %s", command.id, command.workflow_id, exc.status
-                    )
-                    command.outcome, command.delivered_at = "rejected", now
-                    done.add(command.id)
-                    continue
-            else:
-                command.last_error = type(exc).__name__[:200]
+            command.last_error = type(exc).__name__[:200]
             blocked.add(command.workflow_id)
             continue
         command.delivered_at = now
         done.add(command.id)
     await session.commit()
-    return sum(1 for c in rows if c.outcome in ("delivered", "not_running")), sum(
-        1 for c in rows if c.delivered_at is None
-    )
+    delivered = sum(1 for c in rows if c.delivered_at is not None and c.outcome != "rejected")
+    return delivered, sum(1 for c in rows if c.delivered_at is None)
 
 
-async def _send(client: Client, task_queue: str, command: WorkflowCommand, rpc_timeout: timedelta) -> str:
-    """One delivery: signal-with-start when the command carries a start, else a signal."""
+async def _send(gateway: WorkflowGateway, command: WorkflowCommand) -> str:
+    """One delivery; its outcome."""
+    if command.kind == START:
+        return "delivered" if await gateway.start(command.start_spec()) else "already_started"
+    if command.kind == CANCEL:
+        return "delivered" if await gateway.cancel(command.workflow_id) else "not_running"
     if command.start_workflow is not None:
-        pairs = [
-            SearchAttributePair(SearchAttributeKey.for_keyword(name), value)
-            for name, value in (command.search_attributes or {}).items()
-        ]
-        await client.start_workflow(
-            command.start_workflow,
-            command.start_input,
-            id=command.workflow_id,
-            task_queue=task_queue,
-            start_signal=command.signal,
-            start_signal_args=[command.arg],
-            search_attributes=TypedSearchAttributes(pairs),
-            rpc_timeout=rpc_timeout,
-        )
+        await gateway.signal_with_start(command.start_spec(), command.signal or "", command.arg)
         return "delivered"
-    try:
-        await client.get_workflow_handle(command.workflow_id).signal(
-            command.signal, command.arg, rpc_timeout=rpc_timeout
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return "not_running"
-        raise
-    return "delivered"
+    sent = await gateway.signal(command.workflow_id, command.signal or "", command.arg)
+    return "delivered" if sent else "not_running"
 
 
 async def prune_delivered(session: AsyncSession, *, older_than: timedelta = KEEP_DELIVERED) -> int:
@@ -280,88 +361,64 @@ async def prune_delivered(session: AsyncSession, *, older_than: timedelta = KEEP
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def pending_count(session: AsyncSession) -> int:
-    """How many commands wait for delivery (every tenant)."""
+@dataclass(frozen=True)
+class PendingSummary:
+    """What waits for delivery (every tenant): how many, and how old the oldest is (seconds; 0: none).
+    Held commands count from their time, not their creation."""
+
+    count: int
+    oldest_seconds: float
+
+
+async def pending_summary(session: AsyncSession) -> PendingSummary:
+    """How many commands wait for delivery, and the age of the oldest one that is due."""
     mark_system(session)
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(WorkflowCommand).where(WorkflowCommand.delivered_at.is_(None))
+    due_since = func.coalesce(WorkflowCommand.not_before, WorkflowCommand.created_at)
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(due_since)).where(WorkflowCommand.delivered_at.is_(None))
         )
-        or 0
+    ).one()
+    age = max((datetime.now(UTC) - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+    return PendingSummary(count=int(count or 0), oldest_seconds=age)
+
+
+async def pending_commands(session: AsyncSession, *, limit: int = 50) -> list[WorkflowCommand]:
+    """The oldest pending commands (every tenant), for an operator."""
+    mark_system(session)
+    return list(
+        (
+            await session.scalars(
+                select(WorkflowCommand)
+                .where(WorkflowCommand.delivered_at.is_(None))
+                .order_by(WorkflowCommand.id)
+                .limit(limit)
+            )
+        ).all()
     )
 
 
-Reconcile = Callable[[bool], Awaitable[None]]  # called with True right after Temporal came back
-
-
 class CommandRelay:
-    """The worker's loop: deliver pending commands every `interval`; start lost workflows every
-    `reconcile_every` and at once when Temporal comes back after being unreachable, so an outage costs
-    seconds after it ends, not minutes. Only one relay delivers at a time across worker processes."""
+    """The worker's delivery of what the fast path left: one round delivers every due pending command (in
+    batches), logs when Temporal goes away and comes back, and sets the pending metrics. Run as a job of
+    `core.periodic` (which takes the job's lock first, so one worker relays at a time)."""
 
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        client: Client,
-        task_queue: str,
-        *,
-        interval: float = 2.0,
-        reconcile: Reconcile | None = None,
-        reconcile_every: float = 60.0,
-    ) -> None:
+    def __init__(self, sessionmaker: Any, gateway: WorkflowGateway) -> None:
         self.sessionmaker = sessionmaker
-        self.client = client
-        self.task_queue = task_queue
-        self.interval = interval
-        self.reconcile = reconcile
-        self.reconcile_every = reconcile_every
+        self.gateway = gateway
         self.temporal_up = True
-        self._last_reconcile = asyncio.get_running_loop().time()
 
-    async def round(self) -> int:
-        """One round: check Temporal, reconcile if it just came back (or it is time), deliver what is
-        pending; how many commands were delivered."""
-        up = await self._temporal_reachable()
-        recovered = up and not self.temporal_up
-        if up != self.temporal_up:
-            log.warning("Temporal is %s", "reachable again" if up else "unreachable; workflow commands wait")
-        self.temporal_up = up
-        if not up:
-            return 0
-        now = asyncio.get_running_loop().time()
-        if self.reconcile is not None and (recovered or now - self._last_reconcile >= self.reconcile_every):
-            self._last_reconcile = now
-            try:
-                await self.reconcile(recovered)
-            except Exception as exc:
-                log.warning("reconciliation of lost workflow starts failed: %s", type(exc).__name__)
-            async with self.sessionmaker() as session:
-                await prune_delivered(session)
+    async def __call__(self) -> bool:
+        """One round; True when a full batch went (more may be due at once)."""
         async with self.sessionmaker() as session:
             mark_system(session)
-            if not await session.scalar(
-                text("SELECT pg_try_advisory_xact_lock(hashtextextended('workflow-command-relay', 0))")
-            ):
-                return 0  # another worker's relay is delivering
-            delivered, _ = await deliver_pending(session, self.client, self.task_queue)
+            delivered, left = await deliver_pending(session, self.gateway)
+            summary = await pending_summary(session)
+        metrics.workflow_commands_pending(summary.count, summary.oldest_seconds)
+        up = not self.gateway.recently_down
+        if up != self.temporal_up:
+            log.warning("Temporal is %s", "reachable again" if up else "unreachable; workflow commands wait")
+            self.temporal_up = up
         if delivered:
             log.info("relay delivered %d workflow commands", delivered)
-        return delivered
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until `stop` is set; a failed round (the database down) is logged and retried."""
-        while not stop.is_set():
-            try:
-                await self.round()
-            except Exception as exc:
-                log.warning("workflow command relay round failed: %s", type(exc).__name__)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
-
-    async def _temporal_reachable(self) -> bool:
-        try:
-            return await self.client.service_client.check_health(timeout=RPC_TIMEOUT)
-        except Exception:
-            return False
+        return up and delivered + left >= BATCH

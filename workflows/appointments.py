@@ -11,6 +11,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.appointments import AppointmentActivities
     from domain.scheduling.plan import (
         APPOINTMENT_WORKFLOW,
+        SIGNAL_CANCEL,
+        SIGNAL_FINISH,
+        SIGNAL_RESCHEDULE,
         AppointmentWorkflowInput,
         AppointmentWorkflowState,
         CancellationMessageInput,
@@ -119,20 +122,20 @@ class AppointmentWorkflow:
         assert self._start is not None
         return f"{offset}:{self._start.isoformat()}"
 
-    @workflow.signal(name="reschedule")
+    @workflow.signal(name=SIGNAL_RESCHEDULE)
     def reschedule(self, signal: RescheduleSignal) -> None:
         """Move the pending reminders to the new time."""
         self._start = datetime.fromisoformat(signal.start_time)
         self._end = datetime.fromisoformat(signal.end_time)
         self._changed = True
 
-    @workflow.signal(name="cancel")
+    @workflow.signal(name=SIGNAL_CANCEL)
     def cancel(self, signal: CancelSignal) -> None:
         """Stop the reminders (and send the cancellation message if asked)."""
         self._cancel = signal
         self._changed = True
 
-    @workflow.signal(name="finish")
+    @workflow.signal(name=SIGNAL_FINISH)
     def finish(self, signal: FinishSignal) -> None:
         """End the workflow: the appointment is completed, a no-show, or gone."""
         self._finish = signal

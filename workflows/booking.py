@@ -10,6 +10,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.appointments import AppointmentActivities
     from domain.scheduling.plan import (
         CONVERSATION_WORKFLOW,
+        SIGNAL_CONVERSATION_UPDATED,
+        SIGNAL_INBOUND_REPLY,
         ConversationInput,
         ConversationReplyInput,
         ConversationUpdate,
@@ -67,12 +69,12 @@ class BookingConversationWorkflow:
         self._expires_at = datetime.fromisoformat(update.expires_at)
         self._changed = True
 
-    @workflow.signal(name="updated")
+    @workflow.signal(name=SIGNAL_CONVERSATION_UPDATED)
     def updated(self, update: ConversationUpdate) -> None:
         """A reply was handled elsewhere (the select-slot API): take its status and expiry."""
         self._apply(update)
 
-    @workflow.signal(name="inbound_reply")
+    @workflow.signal(name=SIGNAL_INBOUND_REPLY)
     def inbound_reply(self, reply: InboundReply) -> None:
         """The patient answered over the channel: handle it in an activity."""
         self._replies.append(reply.communication_id)

@@ -6,7 +6,6 @@ from workflows.appointments import AppointmentWorkflow
 from workflows.booking import BookingConversationWorkflow
 from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
-from workflows.reconcile import ReconcilerWorkflow
 from workflows.tickets import TicketSlaWorkflow
 from workflows.waitlist import WaitlistBackfillWorkflow
 
@@ -15,7 +14,6 @@ ALL_WORKFLOWS: list[type] = [
     AppointmentWorkflow,
     BookingConversationWorkflow,
     WaitlistBackfillWorkflow,
-    ReconcilerWorkflow,
     CommunicationDeliveryWorkflow,
     TicketSlaWorkflow,
 ]

@@ -9,6 +9,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.appointments import AppointmentActivities
     from domain.scheduling.plan import (
+        SIGNAL_INBOUND_REPLY,
+        SIGNAL_OFFER_SETTLED,
         WAITLIST_WORKFLOW,
         ExpireWaitlistWaveInput,
         OfferSettledSignal,
@@ -91,12 +93,12 @@ class WaitlistBackfillWorkflow:
                 return "expired"
         return "declined"
 
-    @workflow.signal(name="inbound_reply")
+    @workflow.signal(name=SIGNAL_INBOUND_REPLY)
     def inbound_reply(self, reply: WaitlistReplySignal) -> None:
         """A patient holding an offer answered over the channel: handled in an activity."""
         self._replies.append(reply.communication_id)
 
-    @workflow.signal(name="offer_settled")
+    @workflow.signal(name=SIGNAL_OFFER_SETTLED)
     def offer_settled(self, settled: OfferSettledSignal) -> None:
         """An offer was accepted or declined through the API (or its entry was removed)."""
         self._settled.append(settled)

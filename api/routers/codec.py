@@ -10,19 +10,16 @@ by CORS (`PRM_CORS_ORIGINS`). Without
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 from pydantic import BaseModel, Field
-from temporalio.api.common.v1 import Payloads
 
 from api.deps import RawSessionDep, bearer, get_principal
 from api.openapi import AUTHENTICATED
 from core.auth import Permission
-from core.codec import CodecError, EncryptionCodec
+from core.codec import CodecError, EncryptionCodec, transcode_json
 from core.errors import Forbidden, Unprocessable
 from core.settings import LOOPBACK_HOSTS
 
@@ -69,18 +66,6 @@ class CodecPayloads(BaseModel):
     payloads: list[CodecPayload] = Field(default_factory=list, max_length=1000)
 
 
-def _payloads(body: CodecPayloads) -> Payloads:
-    try:
-        return json_format.ParseDict(body.model_dump(), Payloads())
-    except (json_format.ParseError, DecodeError) as exc:
-        # The body's shape was right but its content is not (not base64): 422 like any unacceptable content.
-        raise Unprocessable("The payloads are not valid (metadata values and data are base64).") from exc
-
-
-def _answer(payloads: list[Any]) -> CodecPayloads:
-    return CodecPayloads.model_validate(json_format.MessageToDict(Payloads(payloads=payloads)))
-
-
 def _codec(request: Request) -> EncryptionCodec | None:
     return getattr(request.app.state, "payload_codec", None)
 
@@ -88,17 +73,18 @@ def _codec(request: Request) -> EncryptionCodec | None:
 @router.post("/decode", dependencies=[CanDecode])
 async def decode_payloads(request: Request, body: CodecPayloads) -> CodecPayloads:
     """Decrypt the Temporal UI's payloads (operators and admins)."""
-    payloads, codec = _payloads(body), _codec(request)
     try:
-        decoded = await codec.decode(payloads.payloads) if codec else list(payloads.payloads)
-    except CodecError as exc:
+        decoded = await transcode_json(_codec(request), body.model_dump(), decode=True)
+    except CodecError as exc:  # content that does not parse, or does not decrypt: 422
         raise Unprocessable(str(exc)) from exc
-    return _answer(decoded)
+    return CodecPayloads.model_validate(decoded)
 
 
 @router.post("/encode", dependencies=[CanDecode])
 async def encode_payloads(request: Request, body: CodecPayloads) -> CodecPayloads:
     """Encrypt payloads the Temporal UI sends (e.g. a signal typed by an operator)."""
-    payloads, codec = _payloads(body), _codec(request)
-    encoded = await codec.encode(payloads.payloads) if codec else list(payloads.payloads)
-    return _answer(encoded)
+    try:
+        encoded = await transcode_json(_codec(request), body.model_dump(), decode=False)
+    except CodecError as exc:
+        raise Unprocessable(str(exc)) from exc
+    return CodecPayloads.model_validate(encoded)

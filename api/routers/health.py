@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from core.temporal import shared_client
+from core.temporal import gateway_for_state
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -59,12 +59,11 @@ async def _database_ok(request: Request) -> bool:
 
 
 async def _temporal_ok(request: Request) -> bool:
-    state = request.app.state
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            client = await shared_client(state, connect_timeout=PROBE_TIMEOUT_SECONDS)
-            await client.service_client.check_health()
-        return True
-    except Exception:
+            healthy = await gateway_for_state(request.app.state).healthy()
+    except TimeoutError:
+        healthy = False
+    if not healthy:
         log.warning("readiness: Temporal unreachable")
-        return False
+    return healthy

@@ -14,10 +14,9 @@ from api.deps import (
     CanRead,
     CanWrite,
     CurrentPrincipal,
+    GatewayDep,
     IdempotencyKey,
     SessionDep,
-    TemporalAccessDep,
-    commit_and_run_jobs,
     ensure_own_tenant,
 )
 from api.openapi import AUTHENTICATED, errors
@@ -85,8 +84,6 @@ async def instance_stats(
             400,
             not_found="Unknown journey, patient or appointment",
             conflict="The journey is inactive, or a template it names is no longer usable",
-            unavailable="Temporal is unreachable: the instance is saved (its `instance_id` is in the body) "
-            "and its workflow is started once Temporal is back",
         ),
     },
 )
@@ -94,22 +91,17 @@ async def create_instance(
     body: JourneyInstanceCreate,
     session: SessionDep,
     principal: CurrentPrincipal,
-    temporal: TemporalAccessDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JourneyInstanceResponse:
     """Place a patient on a journey (201) and start its workflow.
 
     With an `Idempotency-Key` header, a repeated request returns the instance the first one created, with
-    status 200, and starts nothing. When Temporal is unreachable the instance is still saved, the answer is
-    503, and its workflow is started automatically once Temporal is back."""
+    status 200, and starts nothing. The workflow's start is saved with the instance: while Temporal is
+    unreachable the answer is still 201, and the workflow starts as soon as Temporal is back."""
     ensure_own_tenant(principal, body.tenant_id)
-    instance, created = await service.create_instance(
-        session, body, temporal, idempotency_key=idempotency_key
-    )
-    if created:
-        await commit_and_run_jobs(session)
-    else:
+    instance, created = await service.create_instance(session, body, idempotency_key=idempotency_key)
+    if not created:
         response.status_code = status.HTTP_200_OK
     return JourneyInstanceResponse.model_validate(instance)
 
@@ -151,7 +143,7 @@ async def advance_instance(
     body: AdvanceStageRequest,
     session: SessionDep,
     principal: CurrentPrincipal,
-    temporal: TemporalAccessDep,
+    gateway: GatewayDep,
     idempotency_key: IdempotencyKey = None,
 ) -> AdvanceStageResponse:
     """Mark a manual stage complete and move to the next stage; returns the new state and the stage advanced.
@@ -162,7 +154,7 @@ async def advance_instance(
     repeated request returns the first one's outcome (200 with the same `advanced_stage`, and the instance
     as it is now) and advances nothing again."""
     advanced = await advance.advance_instance(
-        session, temporal, instance_id, body, requested_by=principal.sub, idempotency_key=idempotency_key
+        session, gateway, instance_id, body, requested_by=principal.sub, idempotency_key=idempotency_key
     )
     return AdvanceStageResponse(
         **JourneyInstanceResponse.model_validate(advanced.instance).model_dump(),
@@ -177,12 +169,10 @@ async def advance_instance(
     responses=errors(
         not_found=NO_INSTANCE,
         conflict="The instance already completed or failed",
-        unavailable="Temporal is unreachable; retry shortly",
     ),
 )
-async def cancel_instance(
-    instance_id: uuid.UUID, session: SessionDep, temporal: TemporalAccessDep
-) -> JourneyInstanceResponse:
-    """Take the patient off the journey: pending timers and messages stop for good. Idempotent."""
-    instance = await service.cancel_instance(session, temporal, instance_id)
+async def cancel_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyInstanceResponse:
+    """Take the patient off the journey: pending timers and messages stop for good. Idempotent. The
+    cancellation is saved at once; its workflow stops as soon as Temporal has it (after an outage too)."""
+    instance = await service.cancel_instance(session, instance_id)
     return JourneyInstanceResponse.model_validate(instance)

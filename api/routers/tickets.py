@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, TemporalAccessDep, ensure_own_tenant
+from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.enums import TicketPriority, TicketStatus
@@ -66,7 +66,7 @@ async def list_tickets(
     responses=errors(400, 409, not_found="Patient or journey instance not found"),
 )
 async def create_ticket(
-    body: TicketCreate, session: SessionDep, principal: CurrentPrincipal, temporal: TemporalAccessDep
+    body: TicketCreate, session: SessionDep, principal: CurrentPrincipal
 ) -> TicketResponse:
     """Open a ticket. Its SLA clock starts now: `response_due_at` and `resolution_due_at` are set within
     moments by its workflow, from the tenant's targets for the priority, in business hours."""
@@ -76,7 +76,7 @@ async def create_ticket(
         instance = await JourneyInstanceRepository(session).get_or_404(body.journey_instance_id)
         journey_patient_id = instance.patient_id
     ticket = await service.open_ticket(
-        session, body, temporal, actor=principal.sub, journey_patient_id=journey_patient_id
+        session, body, actor=principal.sub, journey_patient_id=journey_patient_id
     )
     return TicketResponse.model_validate(ticket)
 
@@ -100,12 +100,11 @@ async def update_ticket(
     body: TicketUpdate,
     session: SessionDep,
     principal: CurrentPrincipal,
-    temporal: TemporalAccessDep,
 ) -> TicketResponse:
     """Partial update. Status moves: open -> in_progress / waiting_on_patient (the SLA clock pauses) ->
     resolved -> closed; resolved or closed -> open reopens (a new SLA cycle). Leaving `open` records the
     first response."""
-    ticket = await service.update_ticket(session, temporal, ticket_id, body, actor=principal.sub)
+    ticket = await service.update_ticket(session, ticket_id, body, actor=principal.sub)
     return TicketResponse.model_validate(ticket)
 
 

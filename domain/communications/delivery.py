@@ -1,7 +1,7 @@
 """The send step: a message already recorded (and committed) is handed to its provider, once.
 
-This module delivers and never creates: messages are created by `service.send_message`, their workflows
-started by `dispatch`, and the provider comes from `providers.provider_for`.
+This module delivers and never creates: messages are created by `service.send_message` (which records
+their workflows' starts through `dispatch`), and the provider comes from `providers.provider_for`.
 
 `deliver` locks the row, returns at once when the message was already sent or has failed (the retry after a
 crash finds `provider_message_id` set and sends nothing), calls the provider, and records the outcome with
@@ -232,9 +232,6 @@ async def send_at_once(
         return DeliveryOutcome(record.status, False, record.channel, failure=answer.failure)
     if answer.verdict != "send":
         return None
-    # Stamped like the workflow's first step: the reconciler restarts only messages without the stamp.
-    if record.delivery_started_at is None:
-        record.delivery_started_at = now
     return await deliver(session, communication_id, at=now, settings=settings)
 
 

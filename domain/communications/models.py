@@ -48,15 +48,6 @@ class Communication(TenantScoped, Base):
             postgresql_include=["search_vector"],
         ),
         Index("ix_communications_journey_instance", "journey_instance_id"),
-        # The reconciler's question: which unsent outbound messages never reached their delivery workflow?
-        Index(
-            "ix_communications_undispatched",
-            "created_at",
-            postgresql_where=text(
-                "delivery_started_at IS NULL AND direction = 'outbound' "
-                "AND status IN ('pending', 'scheduled', 'queued')"
-            ),
-        ),
     )
 
     patient_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -91,8 +82,6 @@ class Communication(TenantScoped, Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     workflow_id: Mapped[str | None] = mapped_column(String(100))
-    # Stamped by the delivery workflow's first step; NULL on an unsent message means its start was lost.
-    delivery_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     search_vector: Mapped[str] = mapped_column(
         TSVECTOR,

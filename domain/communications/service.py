@@ -30,7 +30,7 @@ from core.errors import NotFound, Unprocessable
 from core.phones import to_e164
 from domain.communications import dispatch, policy, templates
 from domain.communications.models import Communication
-from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
+from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 from domain.tenants.service import settings_of
@@ -122,8 +122,8 @@ async def send_message(
     recipient: str | None = None,
     scheduled_for: datetime | None = None,
 ) -> SendResult:
-    """Record one outbound message once per `idempotency_key`; its delivery workflow starts after the caller
-    commits and applies the send policy (consent, quiet hours, frequency cap) like every message.
+    """Record one outbound message once per `idempotency_key`, with the start of its delivery workflow
+    (`dispatch`), which applies the send policy (consent, quiet hours, frequency cap) like every message.
 
     `message` is the finished text, or a `Compose` that renders the content for the patient (`render_for`:
     the API's text and templates, journeys' and reminders' templates, in the patient's language); finished
@@ -144,7 +144,7 @@ async def send_message(
     unusable address or content. Flushes, never commits."""
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
-        return _already_recorded(session, existing)
+        return SendResult(existing, created=False)
     patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
     if patient is None:
         raise NotFound("Patient not found.")
@@ -197,19 +197,11 @@ async def send_message(
         existing = await by_idempotency_key(session, idempotency_key)
         if existing is None:
             raise
-        return _already_recorded(session, existing)
+        return SendResult(existing, created=False)
     await session.refresh(record)  # the database's created_at / updated_at, for the caller's response
     if record.status != CommunicationStatus.FAILED.value:
-        dispatch.start_after_commit(session, record)
+        dispatch.record_delivery_start(session, record)
     return SendResult(record, created=True)
-
-
-def _already_recorded(session: AsyncSession, existing: Communication) -> SendResult:
-    """The message already under the key; its delivery is started again (harmless) while it is unsent."""
-    unsent = existing.status in {s.value for s in UNSENT_COMMUNICATION_STATUSES}
-    if unsent and not existing.provider_message_id:
-        dispatch.start_after_commit(session, existing)  # a retry after a failed start
-    return SendResult(existing, created=False)
 
 
 def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[str, Any]) -> dict[str, Any]:

@@ -11,24 +11,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import Conflict, NotFound, Unprocessable
-from core.temporal import TemporalAccess
+from core.gateway import CommandRejected, UpdateRefused, WorkflowGateway, WorkflowNotRunning
 from domain.enums import StageStatus
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
 from domain.journeys.plan import AdvanceInput, AdvanceResult
 from domain.journeys.repository import JourneyInstanceRepository
 from domain.journeys.schemas import AdvanceStageRequest
-from domain.journeys.service import (
-    TemporalUnavailable,
-    ensure_running,
-    workflow_handle,
-)
+from domain.journeys.service import ensure_running, workflow_id_of
 
 UPDATE_TIMEOUT = timedelta(seconds=30)  # the Update returns once the journey has moved past the stage
 
@@ -49,7 +42,7 @@ class Advanced:
 
 async def advance_instance(
     session: AsyncSession,
-    access: TemporalAccess,
+    gateway: WorkflowGateway,
     instance_id: uuid.UUID,
     request: AdvanceStageRequest,
     *,
@@ -65,32 +58,30 @@ async def advance_instance(
     stages = await repo.stages(instance.id)
     target = _named_stage(stages, request) if request.names_a_stage else None
     update_id = advance_update_id(idempotency_key) if idempotency_key else None
+    workflow_id = workflow_id_of(instance)
     try:
-        client = await access.get_client()
-        handle = workflow_handle(client, instance)
-        result = await _earlier_advance(handle, update_id) if update_id else None
+        result = (
+            await gateway.update_result(workflow_id, update_id, result_type=AdvanceResult)
+            if update_id
+            else None
+        )
         if result is None:
             ensure_running(instance)
             target = target or _waiting_stage(stages)
-            result = await handle.execute_update(
+            result = await gateway.update(
+                workflow_id,
                 "advance",
                 AdvanceInput(requested_by=requested_by, order_index=target.order_index),
-                id=update_id,
+                update_id=update_id,
                 result_type=AdvanceResult,
-                rpc_timeout=UPDATE_TIMEOUT,
+                wait=UPDATE_TIMEOUT,
             )
-    except WorkflowUpdateFailedError as exc:
-        raise _refused(exc.cause, stages) from exc
-    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
-        raise TemporalUnavailable("The journey's workflow did not answer in time; try again.") from exc
-    except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-            await session.refresh(instance)
-            ensure_running(instance)
-            raise Conflict("The journey's workflow is not running yet; try again shortly.") from exc
-        raise TemporalUnavailable("Temporal is unreachable; try again.") from exc
-    except (OSError, TimeoutError) as exc:
-        raise TemporalUnavailable("Temporal is unreachable; try again.") from exc
+    except UpdateRefused as exc:
+        raise _refused(exc, stages) from exc
+    except (WorkflowNotRunning, CommandRejected) as exc:  # not started yet, or closed meanwhile
+        await session.refresh(instance)
+        ensure_running(instance)
+        raise Conflict("The journey's workflow is not running yet; try again shortly.") from exc
     stage = await repo.stage(instance.id, result.order_index)
     if stage is None:  # the workflow runs the instance's own snapshot, so its stages are the instance's
         raise NotFound(f"The journey instance has no stage {result.order_index}.")
@@ -119,23 +110,10 @@ def _waiting_stage(stages: list[JourneyInstanceStage]) -> JourneyInstanceStage:
     raise Conflict("No stage of the journey instance is waiting to be advanced right now; try again shortly.")
 
 
-async def _earlier_advance(handle: Any, update_id: str) -> AdvanceResult | None:
-    """The outcome of the advance already run under `update_id`; None when there was none."""
-    try:
-        result: AdvanceResult = await handle.get_update_handle(update_id, result_type=AdvanceResult).result(
-            rpc_timeout=UPDATE_TIMEOUT
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # a new key (or the workflow is not there: the caller sees)
-            return None
-        raise
-    return result
-
-
-def _refused(cause: BaseException | None, stages: list[JourneyInstanceStage]) -> Conflict:
+def _refused(refusal: UpdateRefused, stages: list[JourneyInstanceStage]) -> Conflict:
     """The 409 for an advance the workflow refused: its reason, and the stage current in the workflow."""
-    reason = str(getattr(cause, "message", None) or cause)
-    details = getattr(cause, "details", None) or ()
+    reason = refusal.message
+    details = refusal.details
     current = next((s for s in stages if s.order_index == details[0]), None) if details else None
     if current is None:
         return Conflict(reason)

@@ -1,6 +1,6 @@
 """The trigger dispatcher: domain events start the journeys whose trigger conditions they match.
 
-The worker runs `TriggerDispatcher` (like its command relay). Each round it
+The worker runs `TriggerDispatcher` as a periodic job (`core.periodic`, under the job's lock). Each round it
 
 1. takes undispatched events (`domain_events`) in order, one transaction each, locked with
    `FOR UPDATE SKIP LOCKED` so two workers never process the same event; matches each against its tenant's
@@ -9,26 +9,26 @@ The worker runs `TriggerDispatcher` (like its command relay). Each round it
    and to the journey's repeat policy; and starts each start that is due now;
 2. starts the pending starts whose delay has passed (a durable not-before time, not a sleep).
 
-Both take their rows the same way (`_each_claimed`). An event whose dispatch raises rolls back alone, is
-tried again next round and, after `MAX_ATTEMPTS`, set aside for an operator (`domain.journeys.set_aside`,
-`prm events`); a due start that raises stays pending for the next round.
+Both take their rows the same way (`_each_claimed`, through `core.periodic.claim`). An event whose
+dispatch raises rolls back alone, is tried again next round and, after `MAX_ATTEMPTS`, set aside for an
+operator (`domain.journeys.set_aside`, `prm events`); a due start that raises stays pending for the next
+round.
 
-A start goes through `service.create_instance`, the API's own path (definition snapshot, workflow after
-the commit, search attributes), under the idempotency key `trigger:<start id>`. The instance row commits
-with the dispatch; when Temporal is down its workflow start fails after the commit and the reconciler
-(`reconcile_journey_starts`) starts it when Temporal is back. A start due later re-checks the journey when
-it is due: a journey deactivated (or whose conditions no longer match) in the meantime starts nothing.
-Running instances are never touched. Nothing here logs patient data: ids and event types only.
+A start goes through `service.create_instance`, the API's own path (definition snapshot, the workflow's
+start recorded with the instance, search attributes), under the idempotency key `trigger:<start id>`. The
+instance and its start command commit with the dispatch, so no Temporal is needed here: the start is
+delivered after the commit, or by the relay while Temporal is down. A start due later re-checks the
+journey when it is due: a journey deactivated (or whose conditions no longer match) in the meantime starts
+nothing. Running instances are never touched. Nothing here logs patient data: ids and event types only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, case, func, or_, select, update
@@ -38,8 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core import metrics
 from core.database import bind_tenant, mark_system, run_after_commit_jobs
 from core.errors import DomainError
-from core.events import DomainEvent, EventType, prune_dispatched
-from core.temporal import TemporalAccess, bind_temporal
+from core.events import DomainEvent, EventType
+from core.gateway import WorkflowGateway, bind_gateway
+from core.periodic import claim
 from domain.enums import RepeatPolicy, TriggerStartStatus
 from domain.journeys import service
 from domain.journeys.models import Journey, JourneyInstance, JourneyTriggerStart
@@ -148,9 +149,7 @@ async def _linked_appointment(session: AsyncSession, event: DomainEvent | None) 
     return appointment_id
 
 
-async def _start_now(
-    session: AsyncSession, start: JourneyTriggerStart, access: TemporalAccess, event: DomainEvent | None
-) -> bool:
+async def _start_now(session: AsyncSession, start: JourneyTriggerStart, event: DomainEvent | None) -> bool:
     """Place the patient on the journey through the API's path; False (and the start skipped) when the
     journey or the patient no longer qualifies."""
     patient = await session.scalar(select(Patient).where(Patient.id == start.patient_id))
@@ -176,7 +175,7 @@ async def _start_now(
     try:
         async with session.begin_nested():
             instance, _ = await service.create_instance(
-                session, data, access, idempotency_key=f"{TRIGGER_KEY_PREFIX}{start.id}"
+                session, data, idempotency_key=f"{TRIGGER_KEY_PREFIX}{start.id}"
             )
     except DomainError as exc:  # inactive journey, a template it cannot use, a vanished appointment
         _skip(start, exc.detail)
@@ -186,9 +185,7 @@ async def _start_now(
     return True
 
 
-async def dispatch_event(
-    session: AsyncSession, event: DomainEvent, access: TemporalAccess
-) -> DispatchOutcome:
+async def dispatch_event(session: AsyncSession, event: DomainEvent) -> DispatchOutcome:
     """Match one event against its tenant's journeys and record (and start, when due) what it triggers."""
     outcome = DispatchOutcome(events=1)
     if event.patient_id is None:
@@ -210,7 +207,7 @@ async def dispatch_event(
             continue
         if start.due_at > now:
             outcome.scheduled += 1
-        elif await _start_now(session, start, access, event):
+        elif await _start_now(session, start, event):
             outcome.started += 1
             log.info("event %s (%s) started journey %s", event.id, event.type, journey.id)
         else:
@@ -219,7 +216,7 @@ async def dispatch_event(
     return outcome
 
 
-async def _due_start(session: AsyncSession, start: JourneyTriggerStart, access: TemporalAccess) -> bool:
+async def _due_start(session: AsyncSession, start: JourneyTriggerStart) -> bool:
     """A pending start whose delay has passed: start it if the journey still wants it."""
     journey = await session.scalar(select(Journey).where(Journey.id == start.journey_id))
     event = None
@@ -233,33 +230,10 @@ async def _due_start(session: AsyncSession, start: JourneyTriggerStart, access: 
         if not verdict_for(journey, await event_facts(session, event, patient)).matched:
             _skip(start, "The journey's trigger conditions changed before the start was due.")
             return False
-    return await _start_now(session, start, access, event)
+    return await _start_now(session, start, event)
 
 
 # ---- rounds ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Round:
-    """What one round has learnt: once a workflow start failed (Temporal down), the round's later starts
-    are left to the reconciler rather than each waiting out its own timeout."""
-
-    temporal_up: bool = True
-
-
-async def _finish(session: AsyncSession, state: _Round) -> None:
-    """Commit, then start the workflows the transaction created (a failure there is the reconciler's)."""
-    await session.commit()
-    if not state.temporal_up:
-        session.info.pop("after_commit", None)
-        return
-    try:
-        await run_after_commit_jobs(session)
-        await session.commit()  # the workflow-started marks
-    except Exception as exc:
-        await session.rollback()
-        state.temporal_up = False
-        log.warning("journey workflows left for the reconciler: %s", type(exc).__name__)
 
 
 Row = TypeVar("Row", DomainEvent, JourneyTriggerStart)
@@ -267,43 +241,46 @@ Row = TypeVar("Row", DomainEvent, JourneyTriggerStart)
 
 async def _each_claimed(
     sessionmaker: async_sessionmaker[AsyncSession],
-    access: TemporalAccess,
+    gateway: WorkflowGateway | None,
     model: type[Row],
-    claim: Callable[[], Select[Row]],
+    select_rows: Callable[[], Select[Row]],
     *,
     batch: int,
     work: Callable[[AsyncSession, Row], Awaitable[None]],
     failed: Callable[[AsyncSession, Any, Exception], Awaitable[Callable[[], None] | None]],
 ) -> None:
-    """Claim the `model` rows `claim()` selects, one at a time in its order, each in its own transaction
+    """Claim the `model` rows `select_rows()` selects, one at a time in its order, each in its own transaction
     and locked with `FOR UPDATE SKIP LOCKED` (two workers never take the same row), and do `work` on each
     in a savepoint. When `work` raises, what it did rolls back, `failed` records why (and may return what
     to do once that is committed) and the row is not claimed again this round. Each transaction commits,
-    then the workflows it created start."""
-    state = _Round()
+    then the workflow commands it recorded are delivered through `gateway` (the relay's when None)."""
     failed_ids: list[Any] = []
     for _ in range(batch):
         async with sessionmaker() as session:
             mark_system(session)
-            stmt = claim()
+            stmt = select_rows()
             if failed_ids:
                 stmt = stmt.where(model.id.not_in(failed_ids))
-            row = await session.scalar(stmt.limit(1).with_for_update(skip_locked=True))
-            if row is None:
+            rows = await claim(session, stmt, limit=1)
+            if not rows:
                 break
+            row = rows[0]
             session.info.pop("system", None)
             row_id = row.id
             bind_tenant(session, row.tenant_id)
-            bind_temporal(session, access)
+            if gateway is not None:
+                bind_gateway(session, gateway)
             then = None
             try:
                 async with session.begin_nested():
                     await work(session, row)
             except Exception as exc:
-                session.info.pop("after_commit", None)  # the instances it created were rolled back
+                session.info.pop("after_commit", None)  # what it recorded was rolled back with it
+                session.info.pop("workflow_commands", None)
                 failed_ids.append(row_id)
                 then = await failed(session, row_id, exc)
-            await _finish(session, state)
+            await session.commit()
+            await run_after_commit_jobs(session)
             if then is not None:
                 then()
 
@@ -348,7 +325,7 @@ async def _event_failed(session: AsyncSession, event_id: int, exc: Exception) ->
 
 async def dispatch_events(
     sessionmaker: async_sessionmaker[AsyncSession],
-    access: TemporalAccess,
+    gateway: WorkflowGateway | None,
     *,
     batch: int = DEFAULT_BATCH,
     tenant_id: uuid.UUID | None = None,
@@ -358,7 +335,7 @@ async def dispatch_events(
     total = DispatchOutcome()
 
     async def dispatch(session: AsyncSession, event: DomainEvent) -> None:
-        total.add(await dispatch_event(session, event, access))
+        total.add(await dispatch_event(session, event))
         event.dispatched_at = datetime.now(UTC)
         event.dispatch_error = None
 
@@ -369,7 +346,7 @@ async def dispatch_events(
         return stmt.order_by(DomainEvent.id)
 
     await _each_claimed(
-        sessionmaker, access, DomainEvent, undispatched, batch=batch, work=dispatch, failed=_event_failed
+        sessionmaker, gateway, DomainEvent, undispatched, batch=batch, work=dispatch, failed=_event_failed
     )
     return total
 
@@ -381,7 +358,7 @@ async def _start_failed(session: AsyncSession, start_id: uuid.UUID, exc: Excepti
 
 async def start_due(
     sessionmaker: async_sessionmaker[AsyncSession],
-    access: TemporalAccess,
+    gateway: WorkflowGateway | None,
     *,
     batch: int = DEFAULT_BATCH,
     tenant_id: uuid.UUID | None = None,
@@ -391,7 +368,7 @@ async def start_due(
     total = DispatchOutcome()
 
     async def start(session: AsyncSession, due: JourneyTriggerStart) -> None:
-        if await _due_start(session, due, access):
+        if await _due_start(session, due):
             total.started += 1
         else:
             total.skipped += 1
@@ -406,40 +383,33 @@ async def start_due(
         return stmt.order_by(JourneyTriggerStart.due_at)
 
     await _each_claimed(
-        sessionmaker, access, JourneyTriggerStart, due, batch=batch, work=start, failed=_start_failed
+        sessionmaker, gateway, JourneyTriggerStart, due, batch=batch, work=start, failed=_start_failed
     )
     return total
 
 
 class TriggerDispatcher:
-    """The worker's loop: every `interval`, start the due delayed starts, then dispatch new events."""
+    """One round of the dispatcher: start the due delayed starts, then dispatch new events (a periodic job
+    of the worker; a test or an operator runs rounds of one tenant)."""
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        access: TemporalAccess,
+        gateway: WorkflowGateway | None = None,
         *,
-        interval: float = 2.0,
         batch: int = DEFAULT_BATCH,
         tenant_id: uuid.UUID | None = None,
-        keep_events: timedelta | None = None,
-        prune_every: float = 3600.0,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.keep_events = keep_events  # None: never prune (tests); the worker passes the retention
-        self.prune_every = prune_every
-        self._last_prune: float | None = None
-        self.access = access
-        self.interval = interval
+        self.gateway = gateway  # delivers the starts right after each commit; None: the relay does
         self.batch = batch
         self.tenant_id = tenant_id  # None: every tenant (the worker); one: a test, an operator's run
 
     async def round(self) -> DispatchOutcome:
         """One round; what it did."""
-        await self._prune_if_due()
-        batch, tenant_id = self.batch, self.tenant_id
-        outcome = await start_due(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id)
-        outcome.add(await dispatch_events(self.sessionmaker, self.access, batch=batch, tenant_id=tenant_id))
+        batch, tenant_id, gateway = self.batch, self.tenant_id, self.gateway
+        outcome = await start_due(self.sessionmaker, gateway, batch=batch, tenant_id=tenant_id)
+        outcome.add(await dispatch_events(self.sessionmaker, gateway, batch=batch, tenant_id=tenant_id))
         if outcome.started or outcome.scheduled:
             log.info(
                 "trigger dispatcher: %d events, %d journeys started, %d scheduled, %d skipped",
@@ -450,29 +420,6 @@ class TriggerDispatcher:
             )
         return outcome
 
-    async def _prune_if_due(self) -> None:
-        if self.keep_events is None:
-            return
-        now = asyncio.get_running_loop().time()
-        if self._last_prune is not None and now - self._last_prune < self.prune_every:
-            return
-        self._last_prune = now
-        async with self.sessionmaker() as session:
-            pruned = await prune_dispatched(session, older_than=self.keep_events)
-        if pruned:
-            log.info("pruned %d dispatched domain events", pruned)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Rounds until `stop` is set; a failed round (the database down) is logged and retried."""
-        while not stop.is_set():
-            try:
-                outcome = await self.round()
-            except Exception as exc:
-                log.warning("trigger dispatcher round failed: %s", type(exc).__name__)
-                outcome = DispatchOutcome()
-            if outcome.events >= self.batch:
-                continue  # more are waiting
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
+    async def __call__(self) -> bool:
+        """A round as a periodic job: True when a full batch of events was dispatched (more may wait)."""
+        return (await self.round()).events >= self.batch

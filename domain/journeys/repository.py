@@ -167,17 +167,3 @@ class JourneyInstanceRepository(Repository[JourneyInstance]):
         by_status = {s: int(n) for s, n in (await self.session.execute(by_status_stmt)).all()}
         by_journey = {name: int(n) for name, n in (await self.session.execute(by_journey_stmt)).all()}
         return by_status, by_journey
-
-    async def lost_starts(self, *, older_than: datetime, limit: int = 500) -> list[JourneyInstance]:
-        """Active instances whose workflow start was never confirmed, created before `older_than`."""
-        stmt = (
-            self.base()
-            .where(
-                JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
-                JourneyInstance.workflow_started_at.is_(None),
-                JourneyInstance.created_at < older_than,
-            )
-            .order_by(JourneyInstance.created_at)
-            .limit(limit)
-        )
-        return list((await self.session.scalars(stmt)).all())

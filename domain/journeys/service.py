@@ -1,42 +1,28 @@
 """Journey use cases: placing patients on journeys and driving their workflows (the definitions' own use
 cases live in `definitions` and are re-exported here).
 
-An instance row gets exactly one workflow, `journey-instance-<id>`: it is started after the request's
-commit, a repeated start is harmless (WorkflowAlreadyStartedError, and ids are never reused), and a start
-lost between commit and Temporal is found again by `reconcile_journey_starts`.
+An instance row gets exactly one workflow, `journey-instance-<id>`: its start is recorded in the instance's
+own transaction (`core.workflow_commands`) and delivered after the commit, at once when Temporal answers and
+by the relay otherwise, so the instance is created (201) whether or not Temporal is up. A cancellation is
+recorded the same way, behind the start.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
-from core.database import after_commit, scope_to
-from core.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
-from core.temporal import (
-    RPC_TIMEOUT,
-    SA_INSTANCE_STATUS,
-    SA_JOURNEY_ID,
-    SA_PATIENT_ID,
-    SA_TENANT_ID,
-    TemporalAccess,
-)
-from core.workflow_commands import record_signal
+from core.database import after_commit
+from core.errors import Conflict, NotFound, Unprocessable
+from core.gateway import SA_INSTANCE_STATUS, SA_JOURNEY, SA_PATIENT, SA_TENANT, StartPolicy, WorkflowStart
+from core.workflow_commands import record_cancel, record_signal, record_start
 from domain.communications.templates import MessageTemplate, to_snapshot
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys.definitions import add_stage as add_stage
@@ -65,9 +51,6 @@ FINAL_STATUSES = {
     JourneyInstanceStatus.CANCELLED.value,
     JourneyInstanceStatus.FAILED.value,
 }
-
-
-TemporalUnavailable = ServiceUnavailable  # Temporal could not be reached; the request's data is kept
 
 
 # ---- instances ------------------------------------------------------------------------------------
@@ -105,11 +88,10 @@ def definition_snapshot(
 async def create_instance(
     session: AsyncSession,
     data: JourneyInstanceCreate,
-    access: TemporalAccess,
     *,
     idempotency_key: str | None = None,
 ) -> tuple[JourneyInstance, bool]:
-    """Place a patient on a journey; (instance, created). The workflow starts after the commit.
+    """Place a patient on a journey; (instance, created). Its workflow's start is recorded with it.
 
     Under an `idempotency_key` already used by this tenant, the existing instance is returned and nothing
     new is created or started (the database's unique key settles concurrent requests)."""
@@ -172,60 +154,26 @@ async def create_instance(
         )
     await session.flush()
     await session.refresh(instance)
-
-    async def start_after_commit() -> None:
-        await start_instance_workflow(access, instance)
-        await _mark_started(session, instance.id)
-
-    after_commit(session, start_after_commit)
+    record_start(session, workflow_start(instance))
+    after_commit(session, metrics.later(metrics.journey_started))
     return instance, True
 
 
-async def _mark_started(session: AsyncSession, instance_id: uuid.UUID) -> None:
-    await session.execute(
-        update(JourneyInstance)
-        .where(JourneyInstance.id == instance_id, JourneyInstance.workflow_started_at.is_(None))
-        .values(workflow_started_at=datetime.now(UTC))
-        .execution_options(synchronize_session=False)  # loaded instances stay readable without I/O
+def workflow_start(instance: JourneyInstance) -> WorkflowStart:
+    """The start of the instance's workflow: at most one run per instance, ever; searchable by the ids
+    operators filter on in the Temporal UI (never PHI) and the instance's status."""
+    return WorkflowStart(
+        workflow=WORKFLOW_NAME,
+        workflow_id=instance.workflow_id or journey_workflow_id(instance.id),
+        input=workflow_input_for(instance),
+        search_attributes={
+            SA_TENANT: str(instance.tenant_id),
+            SA_PATIENT: str(instance.patient_id),
+            SA_JOURNEY: str(instance.journey_id),
+            SA_INSTANCE_STATUS: instance.status,
+        },
+        policy=StartPolicy.ONCE,
     )
-
-
-def search_attributes_for(instance: JourneyInstance) -> TypedSearchAttributes:
-    """The ids operators filter on in the Temporal UI (never PHI), and the instance's status."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SA_TENANT_ID, str(instance.tenant_id)),
-            SearchAttributePair(SA_PATIENT_ID, str(instance.patient_id)),
-            SearchAttributePair(SA_JOURNEY_ID, str(instance.journey_id)),
-            SearchAttributePair(SA_INSTANCE_STATUS, instance.status),
-        ]
-    )
-
-
-async def start_instance_workflow(access: TemporalAccess, instance: JourneyInstance) -> bool:
-    """Start the instance's workflow; False when it was already started. TemporalUnavailable when down."""
-    try:
-        client = await access.get_client()
-        await client.start_workflow(
-            WORKFLOW_NAME,
-            workflow_input_for(instance),
-            id=instance.workflow_id or journey_workflow_id(instance.id),
-            task_queue=access.task_queue,
-            search_attributes=search_attributes_for(instance),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            rpc_timeout=RPC_TIMEOUT,
-        )
-        metrics.journey_started()
-        return True
-    except WorkflowAlreadyStartedError:
-        return False
-    except (TemporalUnavailable, RPCError, OSError, TimeoutError) as exc:
-        log.warning("could not start the workflow of journey instance %s: %s", instance.id, exc)
-        raise TemporalUnavailable(
-            "The journey instance was saved, but Temporal is unreachable: its workflow will be started "
-            "automatically when Temporal is back.",
-            extra={"instance_id": str(instance.id)},
-        ) from exc
 
 
 def ensure_running(instance: JourneyInstance) -> None:
@@ -234,9 +182,9 @@ def ensure_running(instance: JourneyInstance) -> None:
         raise Conflict(f"The journey instance is already {instance.status}.")
 
 
-def workflow_handle(client: Client, instance: JourneyInstance) -> Any:
-    """The handle of the instance's workflow."""
-    return client.get_workflow_handle(instance.workflow_id or journey_workflow_id(instance.id))
+def workflow_id_of(instance: JourneyInstance) -> str:
+    """The id of the instance's workflow."""
+    return instance.workflow_id or journey_workflow_id(instance.id)
 
 
 async def mark_cancelled(session: AsyncSession, instance_id: uuid.UUID, at: datetime) -> bool:
@@ -261,31 +209,26 @@ async def mark_cancelled(session: AsyncSession, instance_id: uuid.UUID, at: date
     return True
 
 
-async def cancel_instance(
-    session: AsyncSession, access: TemporalAccess, instance_id: uuid.UUID
-) -> JourneyInstance:
-    """Cancel the instance's workflow (its timers and pending sends stop) and mark it cancelled."""
+async def cancel_instance(session: AsyncSession, instance_id: uuid.UUID) -> JourneyInstance:
+    """Take the patient off the journey: mark the instance cancelled (its unfinished stages skipped) and
+    record the cancellation of its workflow (its timers and pending sends stop once Temporal has it)."""
     repo = JourneyInstanceRepository(session)
     instance = await repo.get_or_404(instance_id)
     if instance.status == JourneyInstanceStatus.CANCELLED.value:
         return instance
     ensure_running(instance)
-    try:
-        client = await access.get_client()
-        await workflow_handle(client, instance).cancel(rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: never started, or already closed
-            raise TemporalUnavailable("Temporal is unreachable; the journey was not cancelled.") from exc
-        await session.refresh(instance)
-        if instance.status == JourneyInstanceStatus.CANCELLED.value:
-            return instance
-        ensure_running(instance)
-    except (OSError, TimeoutError) as exc:
-        raise TemporalUnavailable("Temporal is unreachable; the journey was not cancelled.") from exc
     if await mark_cancelled(session, instance.id, datetime.now(UTC)):
+        record_cancel(session, workflow_id=workflow_id_of(instance))
         after_commit(session, metrics.later(metrics.journey_finished, JourneyInstanceStatus.CANCELLED.value))
     await session.refresh(instance)
+    ensure_running_or_cancelled(instance)
     return instance
+
+
+def ensure_running_or_cancelled(instance: JourneyInstance) -> None:
+    """409 when the instance finished otherwise (completed or failed) before it could be cancelled."""
+    if instance.status != JourneyInstanceStatus.CANCELLED.value:
+        ensure_running(instance)
 
 
 async def record_reply_received(
@@ -304,7 +247,7 @@ async def record_reply_received(
     for instance in instances:
         record_signal(
             session,
-            workflow_id=instance.workflow_id or journey_workflow_id(instance.id),
+            workflow_id=workflow_id_of(instance),
             signal=SIGNAL_REPLY_RECEIVED,
             arg=ReplyReceived(communication_id=str(communication_id)),
         )
@@ -325,27 +268,3 @@ async def instance_stats(
         by_status=statuses,
         by_journey=by_journey,
     )
-
-
-async def reconcile_journey_starts(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    access: TemporalAccess,
-    *,
-    older_than_seconds: float = 60.0,
-    tenant_id: uuid.UUID | None = None,
-) -> int:
-    """Start the workflows of active instances whose start was never confirmed; how many were started.
-
-    Harmless to run at any time: a workflow that is already running is left alone and marked started."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
-    async with sessionmaker() as session:
-        scope_to(session, tenant_id)
-        lost = await JourneyInstanceRepository(session).lost_starts(older_than=cutoff)
-        started = 0
-        for instance in lost:
-            if await start_instance_workflow(access, instance):
-                started += 1
-                log.info("started the lost workflow of journey instance %s", instance.id)
-            await _mark_started(session, instance.id)
-        await session.commit()
-        return started

@@ -121,7 +121,6 @@ class Appointment(TenantScoped, Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancellation_reason: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str | None] = mapped_column(String(100))
-    workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
 
 

@@ -15,6 +15,14 @@ APPOINTMENT_WORKFLOW = "AppointmentWorkflow"
 CONVERSATION_WORKFLOW = "BookingConversationWorkflow"
 WAITLIST_WORKFLOW = "WaitlistBackfillWorkflow"
 
+# Signal names (the workflows' handlers and the domain's commands both use these).
+SIGNAL_RESCHEDULE = "reschedule"  # appointment: new times
+SIGNAL_CANCEL = "cancel"  # appointment: cancelled (and whether to tell the patient)
+SIGNAL_FINISH = "finish"  # appointment: completed, no-show or deleted
+SIGNAL_CONVERSATION_UPDATED = "updated"  # booking conversation: new status and expiry
+SIGNAL_INBOUND_REPLY = "inbound_reply"  # conversation or waitlist backfill: a patient's stored reply
+SIGNAL_OFFER_SETTLED = "offer_settled"  # waitlist backfill: an offer was taken, declined or withdrawn
+
 
 # ---- the appointment workflow ----
 

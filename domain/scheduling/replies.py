@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.scheduling import backfill, workflow_jobs
 from domain.scheduling.models import BookingConversation
-from domain.scheduling.plan import WaitlistReplySignal
+from domain.scheduling.plan import SIGNAL_INBOUND_REPLY, WaitlistReplySignal
 
 
 async def route_inbound_reply(
@@ -36,7 +36,7 @@ async def route_inbound_reply(
         workflow_jobs.signal_waitlist_backfill(
             session,
             offer.cancelled_appointment_id,
-            "inbound_reply",
+            SIGNAL_INBOUND_REPLY,
             WaitlistReplySignal(communication_id=str(communication_id)),
         )
         return offer.id

@@ -39,7 +39,7 @@ from domain.scheduling.backfill import (
     tell_patient,
 )
 from domain.scheduling.models import WaitlistEntry, WaitlistOffer
-from domain.scheduling.plan import OfferSettledSignal
+from domain.scheduling.plan import SIGNAL_OFFER_SETTLED, OfferSettledSignal
 from domain.scheduling.waitlist_schemas import OfferStatus, WaitlistEntryCreate, WaitlistStatus
 
 YES = reply_words.every_language(reply_words.YES)
@@ -254,6 +254,6 @@ def _settled(session: AsyncSession, offer: WaitlistOffer) -> None:
     workflow_jobs.signal_waitlist_backfill(
         session,
         offer.cancelled_appointment_id,
-        "offer_settled",
+        SIGNAL_OFFER_SETTLED,
         OfferSettledSignal(offer_id=str(offer.id), status=offer.status),
     )

@@ -55,8 +55,6 @@ class Ticket(TenantScoped, Base):
     workflow_id: Mapped[str | None] = mapped_column(String(100))
     # When the current SLA cycle began: creation, or the latest reopen.
     sla_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Set once the SLA workflow of the current cycle is known to be started (None: the reconciler starts it).
-    sla_workflow_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reopened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

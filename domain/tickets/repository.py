@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, or_, select
 
 from core.repository import Repository
 from domain.tickets.models import Ticket, TicketEvent
-from domain.tickets.plan import FINAL_STATUSES
 
 
 class TicketRepository(Repository[Ticket]):
@@ -58,19 +56,5 @@ class TicketRepository(Repository[Ticket]):
             select(TicketEvent)
             .where(TicketEvent.ticket_id == ticket_id)
             .order_by(TicketEvent.created_at, TicketEvent.id)
-        )
-        return list((await self.session.scalars(stmt)).all())
-
-    async def lost_sla_starts(self, *, older_than: datetime, limit: int = 500) -> list[Ticket]:
-        """Unfinished tickets whose SLA workflow was never confirmed started (e.g. created by a journey)."""
-        stmt = (
-            select(Ticket)
-            .where(
-                Ticket.sla_workflow_started_at.is_(None),
-                Ticket.status.not_in(FINAL_STATUSES),
-                func.coalesce(Ticket.sla_started_at, Ticket.created_at) < older_than,
-            )
-            .order_by(Ticket.created_at)
-            .limit(limit)
         )
         return list((await self.session.scalars(stmt)).all())

@@ -1,7 +1,8 @@
 """Ticket use cases: opening (from the API or a journey), the status lifecycle and the ticket's history.
 
-A ticket opened or reopened here gets its SLA workflow started after the commit, and a status change is
-signalled to it after the commit (both in `sla_workflow`); the workflow's own steps are in `sla_steps`.
+A ticket opened (from the API or a journey) or reopened here gets the start of its SLA workflow recorded in
+the same transaction, and a status change the signal to it (both in `sla_workflow`, both delivered after the
+commit through `core.workflow_commands`); the workflow's own steps are in `sla_steps`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, NotFound, Unprocessable
 from core.events import EventType, emit
-from core.temporal import TemporalAccess
 from domain.enums import TicketPriority, TicketStatus
 from domain.patients.models import Patient
 from domain.schemas import changes
@@ -66,8 +66,7 @@ async def create_ticket(
 ) -> TicketResult:
     """Open a ticket, or return the one already created under `idempotency_key` (flushes only).
 
-    No SLA workflow is started here (callers without Temporal, like journey activities, use this): the API
-    starts it after its commit, and `sla_workflow.reconcile_ticket_sla_starts` starts it for everyone else."""
+    A new ticket's SLA workflow start is recorded with it, whoever opens it (the API, a journey's step)."""
     if idempotency_key:
         existing = await by_idempotency_key(session, idempotency_key)
         if existing is not None:
@@ -102,6 +101,7 @@ async def create_ticket(
             created_at=datetime.now(UTC),  # the clock, not the transaction's start: events of one
         )  # request keep their order
     )
+    sla_workflow.record_sla_start(session, ticket, restart=False)
     await session.flush()
     return TicketResult(ticket, created=True)
 
@@ -112,12 +112,11 @@ async def create_ticket(
 async def open_ticket(
     session: AsyncSession,
     data: TicketCreate,
-    access: TemporalAccess,
     *,
     actor: str,
     journey_patient_id: uuid.UUID | None = None,
 ) -> Ticket:
-    """Open a ticket about one of the tenant's patients; its SLA workflow starts after the commit.
+    """Open a ticket about one of the tenant's patients (its SLA workflow's start recorded with it).
 
     With `data.journey_instance_id`, the caller has found that instance in the tenant and passes its
     patient as `journey_patient_id` (tickets read no journeys table)."""
@@ -144,7 +143,6 @@ async def open_ticket(
     )
     ticket = result.ticket
     await session.refresh(ticket)
-    sla_workflow.start_after_commit(session, access, ticket, restart=False)
     return ticket
 
 
@@ -169,7 +167,7 @@ def _check_transition(current: str, target: str) -> None:
 
 
 async def update_ticket(
-    session: AsyncSession, access: TemporalAccess, ticket_id: uuid.UUID, data: TicketUpdate, *, actor: str
+    session: AsyncSession, ticket_id: uuid.UUID, data: TicketUpdate, *, actor: str
 ) -> Ticket:
     """Apply a PATCH: fields, status moves (409 when impossible), first response; tell the SLA workflow."""
     repo = TicketRepository(session)
@@ -208,7 +206,6 @@ async def update_ticket(
             ticket.resolved_at = ticket.closed_at = None
             ticket.resolution_due_at = None  # the new cycle's workflow sets it
             ticket.resolution_breached = False
-            ticket.sla_workflow_started_at = None
         await _record(
             session, ticket, "status_changed", actor=actor, details={"from": previous, "to": target}
         )
@@ -224,9 +221,9 @@ async def update_ticket(
     await session.flush()
     await session.refresh(ticket)
     if reopened:
-        sla_workflow.start_after_commit(session, access, ticket, restart=True)
+        sla_workflow.record_sla_start(session, ticket, restart=True)
     elif target != previous or newly_responded:
-        sla_workflow.signal_after_commit(session, ticket)
+        sla_workflow.record_sla_signal(session, ticket)
     return ticket
 
 

@@ -9,7 +9,7 @@ nothing here checks a transition or records who acted.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,8 +76,6 @@ async def begin_sla(session: AsyncSession, ticket_id: str) -> SlaState:
             ticket.response_due_at = due.response_due_at
         if ticket.resolution_due_at is None:
             ticket.resolution_due_at = due.resolution_due_at
-    if ticket.sla_workflow_started_at is None:
-        ticket.sla_workflow_started_at = datetime.now(UTC)
     await session.flush()
     return sla_state(ticket)
 

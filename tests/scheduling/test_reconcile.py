@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from sqlalchemy import select
+from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput
 
 from activities import ActivityDeps
-from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from core.database import bind_tenant
 from domain.scheduling.models import Appointment
 from tests.polling import eventually
 from tests.scheduling.conftest import future
 from worker import run_startup_reconciliation
-from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput
 
 
 async def appointment_without_workflow(

@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from sqlalchemy import func, select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
-from activities.reconcile import ReconcileInput, reconcile_lost_starts
 from core.database import mark_system
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from core.workflow_commands import CommandRelay, WorkflowCommand
