@@ -9,9 +9,9 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select
 
-from api.deps import temporal_access
+from api.deps import workflow_gateway
 from core.database import bind_tenant
-from core.temporal import bind_temporal
+from core.gateway import bind_gateway
 from domain.communications.models import Communication
 from domain.scheduling.models import BookingConversation, SlotHold
 from tests.scheduling.conftest import API, future
@@ -229,7 +229,7 @@ async def test_an_inbound_whatsapp_reply_routed_to_the_workflow_books_the_slot(
     request.app = app  # type: ignore[attr-defined]
     async with system_sessionmaker() as session:  # what the communications webhook does with a reply
         bind_tenant(session, tenant_id)
-        bind_temporal(session, temporal_access(request))  # as the webhook's request binds it
+        bind_gateway(session, workflow_gateway(request))  # as the webhook's request binds it
         inbound = Communication(
             patient_id=patient.id, direction="inbound", channel="whatsapp", message="2", status="received"
         )

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from api.deps import temporal_access
+from api.deps import workflow_gateway
 from core.database import bind_tenant, mark_system, run_after_commit_jobs
-from core.temporal import bind_temporal
+from core.gateway import bind_gateway
 from domain.communications.models import Communication
 from domain.scheduling.models import WaitlistEntry, WaitlistOffer
 from domain.tenants.models import Tenant
@@ -97,7 +97,7 @@ async def reply(app, sessionmaker, tenant_id, *answers: tuple[uuid.UUID, str]) -
     routed = []
     async with sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        bind_temporal(session, temporal_access(request))  # as the webhook's request binds it
+        bind_gateway(session, workflow_gateway(request))  # as the webhook's request binds it
         for patient_id, text in answers:
             inbound = Communication(
                 patient_id=patient_id,
