@@ -66,18 +66,22 @@ async def shared_client(state: Any, *, connect_timeout: float = 5.0) -> Client:
 
 def gateway_for_state(state: Any) -> WorkflowGateway:
     """The API's gateway: over the process's shared client (connected on first use), on its task queue,
-    with the configured timeout; kept on `state.workflow_gateway`."""
-    if getattr(state, "workflow_gateway", None) is None:
-        settings: Settings = state.settings
+    with the configured timeout; kept on `state.workflow_gateway` while the client and task queue it was
+    made for stay the same."""
+    settings: Settings = state.settings
+    key = (settings.temporal_task_queue, id(getattr(state, "temporal_client", None)))
+    gateway: WorkflowGateway | None = getattr(state, "workflow_gateway", None)
+    if gateway is None or getattr(state, "workflow_gateway_key", None) != key:
         timeout = settings.temporal_rpc_timeout_seconds
 
         async def get_client() -> Client:
             return await shared_client(state, connect_timeout=timeout)
 
-        state.workflow_gateway = WorkflowGateway(
+        gateway = WorkflowGateway(
             get_client, settings.temporal_task_queue, rpc_timeout=timedelta(seconds=timeout)
         )
-    return state.workflow_gateway
+        state.workflow_gateway, state.workflow_gateway_key = gateway, key
+    return gateway
 
 
 async def connect_gateway(settings: Settings) -> WorkflowGateway:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 
@@ -272,14 +271,22 @@ async def journey_instance_body(client: httpx.AsyncClient, auth: dict[str, str])
     return {"journey_id": journey.json()["id"], "patient_id": patient.json()["id"]}
 
 
-async def test_unreachable_temporal_answers_503_quickly_to_a_journey_start(
+async def test_unreachable_temporal_still_places_a_patient_on_a_journey_quickly(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
+    """The instance and its workflow's start commit together: 201 at once, the start left to the relay; only
+    what needs Temporal's answer now (an advance) is a quick 503."""
     body = await journey_instance_body(client, auth)
     resp, seconds = await timed(client.post(f"{API}/journeys/instances", json=body, headers=auth))
-    assert_unavailable(resp, seconds)
-    assert "Temporal" in resp.json()["detail"]
-    uuid.UUID(resp.json()["instance_id"])  # saved, for the reconciler to start
+    assert resp.status_code == 201, resp.text
+    assert seconds < QUICKLY
+    advance, seconds = await timed(
+        client.post(
+            f"{API}/journeys/instances/{resp.json()['id']}/advance", json={"order_index": 1}, headers=auth
+        )
+    )
+    assert_unavailable(advance, seconds)
+    assert "Temporal" in advance.json()["detail"]
 
 
 async def test_temporal_going_away_bounds_the_wait_of_requests_that_need_it(
@@ -296,13 +303,22 @@ async def test_temporal_going_away_bounds_the_wait_of_requests_that_need_it(
             assert (await client.get("/ready")).status_code == 200  # the app's client is connected
             await env.shutdown()
 
-            start = client.post(f"{API}/journeys/instances", json=body, headers=headers)
-            resp, seconds = await timed(start)
-            assert_unavailable(resp, seconds)
+            started, seconds = await timed(
+                client.post(f"{API}/journeys/instances", json=body, headers=headers)
+            )
+            assert started.status_code == 201, started.text  # saved with its start, for the relay
             assert seconds < 3 * TEMPORAL_WAIT
             ticket, seconds = await timed(
                 client.post(f"{API}/tickets", json={"title": "Call"}, headers=headers)
             )
-            assert ticket.status_code == 201  # saved; its SLA workflow is left to the reconciler
+            assert ticket.status_code == 201  # saved with its SLA workflow's start
+            assert seconds < 3 * TEMPORAL_WAIT
+            advance = client.post(
+                f"{API}/journeys/instances/{started.json()['id']}/advance",
+                json={"order_index": 1},
+                headers=headers,
+            )
+            resp, seconds = await timed(advance)
+            assert_unavailable(resp, seconds)
             assert seconds < 3 * TEMPORAL_WAIT
             assert (await client.get("/ready")).status_code == 503

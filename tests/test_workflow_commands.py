@@ -1,25 +1,33 @@
-"""Workflow commands (core.workflow_commands): recorded with the change, delivered in order until Temporal
-has them, against a real Temporal test server and PostgreSQL."""
+"""Workflow commands (core.workflow_commands): starts, signals and cancels recorded with the change,
+delivered in order until Temporal has them, against a real Temporal test server and PostgreSQL."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
 from temporalio import workflow
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from core.database import bind_tenant, mark_system
+from core.gateway import StartPolicy, WorkflowGateway, WorkflowStart
 from core.workflow_commands import (
-    StartIfMissing,
+    CommandRelay,
     WorkflowCommand,
     deliver_pending,
+    pending_summary,
     prune_delivered,
+    record_cancel,
     record_signal,
+    record_start,
+    release_held,
+    settle_held,
 )
 from tests.temporal_envs import start_time_skipping
 
@@ -91,7 +99,11 @@ async def _record(system_sessionmaker, tenant_id, *commands: tuple[str, str, int
 async def _deliver(system_sessionmaker, client: Client, queue: str, ids: list[int]) -> tuple[int, int]:
     """Deliver this test's commands (a run's database may hold other tests' pending ones)."""
     async with system_sessionmaker() as session:
-        return await deliver_pending(session, client, queue, ids=ids)
+        return await deliver_pending(session, WorkflowGateway.of_client(client, queue), ids=ids)
+
+
+def _recorder(workflow_id: str, policy: StartPolicy = StartPolicy.REUSE, label: str = "") -> WorkflowStart:
+    return WorkflowStart("CommandRecorder", workflow_id, RecorderInput(label=label), policy=policy)
 
 
 async def _rows(system_sessionmaker, ids: list[int]) -> list[WorkflowCommand]:
@@ -170,7 +182,7 @@ async def test_a_command_with_a_start_starts_the_missing_workflow_with_its_signa
                 workflow_id=workflow_id,
                 signal="note",
                 arg=Note(5),
-                start=StartIfMissing(workflow="CommandRecorder", input=RecorderInput(label="lost start")),
+                start=_recorder(workflow_id, label="not running yet"),
             ),
             record_signal(session, workflow_id=workflow_id, signal="done", arg=Note(0)),
         ]
@@ -219,3 +231,103 @@ async def test_delivered_commands_are_pruned_after_a_week_and_pending_ones_never
         await session.commit()
         assert await prune_delivered(session) >= 1
     assert [r.id for r in await _rows(system_sessionmaker, [old, recent, pending])] == [recent, pending]
+
+
+async def test_a_start_then_its_signals_and_cancel_arrive_in_order_once(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    workflow_id = f"recorder-{uuid.uuid4()}"
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        rows = [
+            record_start(session, _recorder(workflow_id)),
+            record_signal(session, workflow_id=workflow_id, signal="note", arg=Note(4)),
+            record_cancel(session, workflow_id=workflow_id),
+        ]
+        await session.commit()
+    ids = [r.id for r in rows]
+    assert await _deliver(system_sessionmaker, temporal, queue, ids) == (3, 0)
+    assert [r.outcome for r in await _rows(system_sessionmaker, ids)] == ["delivered"] * 3
+    status = await WorkflowGateway.of_client(temporal, queue).status(workflow_id)
+    assert status in ("RUNNING", "CANCELED")  # cancellation requested after the note; never before the start
+    assert await _deliver(system_sessionmaker, temporal, queue, ids) == (0, 0)
+
+
+async def test_a_start_of_a_running_workflow_is_a_no_op_and_once_means_once_ever(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    running, finished = f"recorder-{uuid.uuid4()}", f"recorder-{uuid.uuid4()}"
+    await temporal.start_workflow(CommandRecorder.run, RecorderInput(), id=running, task_queue=queue)
+    done = await temporal.start_workflow(CommandRecorder.run, RecorderInput(), id=finished, task_queue=queue)
+    await done.signal(CommandRecorder.done, Note(0))
+    await done.result()
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        rows = [
+            record_start(session, _recorder(running)),
+            record_start(session, _recorder(finished, StartPolicy.ONCE)),
+        ]
+        await session.commit()
+    ids = [r.id for r in rows]
+    assert (await _deliver(system_sessionmaker, temporal, queue, ids))[1] == 0
+    assert [r.outcome for r in await _rows(system_sessionmaker, ids)] == [
+        "already_started",
+        "already_started",
+    ]
+    assert (await temporal.get_workflow_handle(finished).describe()).status.name == "COMPLETED"
+
+
+async def test_a_held_start_waits_until_released_and_a_settled_one_never_goes(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    released, settled = f"recorder-{uuid.uuid4()}", f"recorder-{uuid.uuid4()}"
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        held = [
+            record_start(session, _recorder(w), hold_for=timedelta(minutes=5)) for w in (released, settled)
+        ]
+        await session.commit()
+    ids = [c.id for c in held]
+    assert await _deliver(system_sessionmaker, temporal, queue, ids) == (0, 0)  # not due yet
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        await release_held(session, released)
+        await settle_held(session, settled)
+        await session.commit()
+    assert await _deliver(system_sessionmaker, temporal, queue, ids) == (1, 0)
+    assert [r.outcome for r in await _rows(system_sessionmaker, ids)] == ["delivered", "settled"]
+    assert (await temporal.get_workflow_handle(released).describe()).status.name == "RUNNING"
+    with pytest.raises(RPCError):
+        await temporal.get_workflow_handle(settled).describe()
+
+
+async def test_an_unreachable_temporal_ends_the_round_and_leaves_every_command_pending(
+    system_sessionmaker, tenant_id
+) -> None:
+    async def unreachable() -> Client:
+        raise ConnectionError("Temporal is down")
+
+    down = WorkflowGateway(unreachable, "nowhere")
+    ids = await _record(
+        system_sessionmaker, tenant_id, *((f"recorder-{uuid.uuid4()}", "note", n) for n in (1, 2, 3))
+    )
+    async with system_sessionmaker() as session:
+        assert await deliver_pending(session, down, ids=ids) == (0, 3)
+    rows = await _rows(system_sessionmaker, ids)
+    assert [(r.delivered_at, r.attempts) for r in rows] == [(None, 1), (None, 0), (None, 0)]
+    assert rows[0].last_error == "ConnectionError"
+    assert down.recently_down  # requests now leave their commands to the relay without waiting
+
+
+async def test_the_relay_delivers_what_waits_and_reports_the_oldest(
+    temporal, queue, system_sessionmaker, tenant_id
+) -> None:
+    workflow_id = f"recorder-{uuid.uuid4()}"
+    ids = await _record(system_sessionmaker, tenant_id, (workflow_id, "note", 1))
+    async with system_sessionmaker() as session:
+        summary = await pending_summary(session)
+    assert summary.count >= 1 and summary.oldest_seconds >= 0
+    relay = CommandRelay(system_sessionmaker, WorkflowGateway.of_client(temporal, queue))
+    await relay()
+    [row] = await _rows(system_sessionmaker, ids)
+    assert row.outcome == "not_running"  # delivered: the workflow does not run, so the signal is dropped
