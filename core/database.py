@@ -89,7 +89,7 @@ def mark_system(session: AsyncSession | Session) -> None:
 
 
 def scope_to(session: AsyncSession | Session, tenant_id: uuid.UUID | None) -> None:
-    """Scope `session` to one tenant, or (None) let it see every tenant: how reconcilers sweep."""
+    """Scope `session` to one tenant, or (None) let it see every tenant: how periodic jobs sweep."""
     if tenant_id is None:
         mark_system(session)
     else:

@@ -1,7 +1,7 @@
 """What the ticket SLA workflow and its callers exchange: ids, statuses and ISO times, never PHI.
 
-Pure dataclasses (the workflow imports this module); the names of the workflow, its signal and its
-reconciler live here so the API, the activities and the workflow agree on them.
+Pure dataclasses (the workflow imports this module); the names of the workflow and its signal
+live here so the domain, the activities and the workflow agree on them.
 """
 
 from __future__ import annotations
