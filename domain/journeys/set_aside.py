@@ -1,8 +1,9 @@
 """Events the trigger dispatcher set aside, for operators: list them and, the cause fixed, retry one.
 
 The dispatcher sets an event aside after `MAX_ATTEMPTS` failed attempts (a bug, not an outage: a Temporal
-outage fails nothing here, as the journey's start is a command the relay delivers later): it is marked dispatched with its
-error's class (`dispatch_error`), logged at ERROR with its id and counted (`prm_domain_events_set_aside`).
+outage fails nothing here, as the journey's start is a command the relay delivers later): it is marked
+dispatched with its error's class (`dispatch_error`), logged at ERROR with its id and counted
+(`prm_domain_events_set_aside`).
 A retry puts it back in the queue with its attempts reset; a start it already earned is never repeated
 (one per journey, patient and event). Nothing here reads patient data: ids, types and error classes.
 """

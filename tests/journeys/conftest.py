@@ -27,9 +27,10 @@ from temporalio.worker import Worker
 from activities import ActivityDeps
 from activities.communications import CommunicationActivities
 from activities.journeys import JourneyActivities
+from activities.tickets import TicketActivities
 from core.database import bind_tenant
+from core.gateway import WorkflowGateway
 from core.settings import Settings
-from core.temporal import TemporalAccess
 from domain.communications.models import Communication
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
@@ -37,10 +38,12 @@ from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
-from domain.tickets.models import Ticket
+from domain.tickets.models import Ticket, TicketEvent
+from domain.tickets.sla import escalated
 from tests.temporal_envs import start_time_skipping
 from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
+from workflows.tickets import TicketSlaWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = "/api/v1/prm/journeys"
@@ -65,13 +68,14 @@ async def journey_worker(
     client: Client, deps: ActivityDeps, task_queue: str, journey_activities: JourneyActivities | None = None
 ) -> AsyncIterator[Worker]:
     """A worker running the journey workflows and activities on `task_queue`, with the delivery workflow
-    that every journey message goes through (`journey_activities`: a test's own variant of them)."""
+    that every journey message goes through and the SLA workflow of the tickets a journey opens (both
+    started by the commands those activities record; `journey_activities`: a test's own variant of them)."""
     journeys = journey_activities or JourneyActivities(deps)
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[JourneyInstanceWorkflow, CommunicationDeliveryWorkflow],
-        activities=[*journeys.all(), *CommunicationActivities(deps).all()],
+        workflows=[JourneyInstanceWorkflow, CommunicationDeliveryWorkflow, TicketSlaWorkflow],
+        activities=[*journeys.all(), *CommunicationActivities(deps).all(), *TicketActivities(deps).all()],
     )
     async with worker:
         yield worker
@@ -127,13 +131,9 @@ async def on_time_skipping(
         yield wired
 
 
-def access_to(client: Client, task_queue: str) -> TemporalAccess:
-    """How the dispatcher reaches Temporal: the test environment's client."""
-
-    async def get_client() -> Client:
-        return client
-
-    return TemporalAccess(get_client=get_client, task_queue=task_queue)
+def gateway_to(client: Client, task_queue: str) -> WorkflowGateway:
+    """How the dispatcher (and the relay) reach Temporal: the test environment's client."""
+    return WorkflowGateway.of_client(client, task_queue)
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def dispatcher(
     """The worker's dispatcher, on this test's tenant and task queue."""
     return TriggerDispatcher(
         system_sessionmaker,
-        access_to(on_dev_server.env.client, on_dev_server.task_queue),
+        gateway_to(on_dev_server.env.client, on_dev_server.task_queue),
         tenant_id=clinic.tenant_id,
     )
 
@@ -217,6 +217,23 @@ class Clinic:
         async with await self.session() as session:
             stmt = select(Ticket).where(Ticket.journey_instance_id == uuid.UUID(str(instance_id)))
             return list((await session.scalars(stmt)).all())
+
+    async def opened_priority(self, ticket: Ticket) -> str:
+        """The priority `ticket` was opened with. Its SLA workflow (started by the command its opening
+        recorded) runs on a time-skipping server's clock, days ahead of the database's when a journey's
+        timeout filed it, so it may have escalated it already: then its first escalation says what the
+        priority was (and the ticket's is the escalated one)."""
+        async with await self.session() as session:
+            first = await session.scalar(
+                select(TicketEvent)
+                .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "escalated")
+                .order_by(TicketEvent.created_at)
+                .limit(1)
+            )
+        if first is None:
+            return ticket.priority
+        assert ticket.priority == escalated(first.details["priority_from"]).value
+        return str(first.details["priority_from"])
 
     async def instance(self, instance_id: uuid.UUID | str) -> JourneyInstance:
         """The instance row as committed now."""

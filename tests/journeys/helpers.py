@@ -6,26 +6,21 @@ import dataclasses
 import uuid
 from typing import Any
 
+from sqlalchemy import func, update
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.testing import ActivityEnvironment
 
+from core.gateway import search_attributes
+from core.workflow_commands import WorkflowCommand
 from domain.communications import templates
 from domain.communications.models import CommunicationTemplate
 from domain.journeys import service
 from domain.journeys.models import JourneyInstance
-from domain.journeys.plan import WORKFLOW_NAME, journey_workflow_id, workflow_input_for
+from domain.journeys.plan import workflow_input_for
 from domain.journeys.repository import JourneyRepository
 from domain.journeys.schemas import JourneyCreate, JourneyInstanceCreate
 from tests.journeys.conftest import Clinic
-
-
-def access_for(client: Client, task_queue: str) -> service.TemporalAccess:
-    """A TemporalAccess over an already connected client."""
-
-    async def get_client() -> Client:
-        return client
-
-    return service.TemporalAccess(get_client=get_client, task_queue=task_queue)
 
 
 async def create_instance(
@@ -35,7 +30,10 @@ async def create_instance(
     appointment_id: uuid.UUID | None = None,
     patient_id: uuid.UUID | None = None,
 ) -> JourneyInstance:
-    """A journey with `stages` and an instance of it for the clinic's patient (committed, not started)."""
+    """A journey with `stages` and an instance of it for the clinic's patient (committed, not started).
+
+    The start command `create_instance` records with it is settled in the same transaction: these tests
+    start the workflow themselves (`start`), on their own task queue, and no relay is to start it too."""
     async with await clinic.session() as session:
         repo = JourneyRepository(session)
         journey = await service.create_journey(
@@ -48,22 +46,30 @@ async def create_instance(
                 patient_id=patient_id or clinic.patient_id,
                 appointment_id=appointment_id,
             ),
-            access_for(None, "unused"),  # type: ignore[arg-type]
         )
-        await session.commit()  # the queued start is not run: the tests start the workflow themselves
+        await session.execute(
+            update(WorkflowCommand)
+            .where(
+                WorkflowCommand.workflow_id == instance.workflow_id, WorkflowCommand.delivered_at.is_(None)
+            )
+            .values(delivered_at=func.now(), outcome="settled")
+        )
+        await session.commit()  # no gateway is bound: nothing is delivered after the commit
         return instance
 
 
 async def start(client: Client, task_queue: str, instance: JourneyInstance) -> WorkflowHandle[Any, Any]:
-    """Start the instance's workflow as `service.start_instance_workflow` does; the handle it returns.
+    """Start the instance's workflow as its start command (`service.workflow_start`) does; the handle.
 
     (The time-skipping environment skips time only while awaiting the result of a handle it returned.)"""
+    spec = service.workflow_start(instance)
     return await client.start_workflow(
-        WORKFLOW_NAME,
+        spec.workflow,
         workflow_input_for(instance),
-        id=journey_workflow_id(instance.id),
+        id=spec.workflow_id,
         task_queue=task_queue,
-        search_attributes=service.search_attributes_for(instance),
+        search_attributes=search_attributes(spec.search_attributes),
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
 
 

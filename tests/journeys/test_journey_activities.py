@@ -10,6 +10,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities import ActivityDeps
 from activities.journeys import JourneyActivities
+from domain.communications.plan import delivery_workflow_id
 from domain.communications.providers import OutboxProvider, provider_for
 from domain.communications.templates import (
     BUILTIN_TEMPLATES,
@@ -19,8 +20,11 @@ from domain.communications.templates import (
 )
 from domain.enums import Channel
 from domain.journeys.plan import ActionInput, StageStatusInput
+from domain.tickets.plan import WORKFLOW_NAME as TICKET_WORKFLOW
+from domain.tickets.plan import ticket_workflow_id
 from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import activity_env, create_instance, send
+from tests.journeys.outbox import commands_for
 
 TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urgent", "category": "post_op"}
 
@@ -37,7 +41,10 @@ async def test_retried_send_activity_records_once_and_sends_once_without_a_deliv
     (message,) = await clinic.communications(instance.id)
     assert message.idempotency_key == f"journey:{instance.id}:1:0"
     assert (message.status, message.provider, message.meta_data["policy"]) == ("sent", "outbox", "allowed")
-    assert message.recipient == "+14155550123" and message.delivery_started_at is not None
+    assert message.recipient == "+14155550123"
+    # Its delivery workflow's start was recorded held with it, and settled once the message went.
+    (held,) = await commands_for(clinic.sessionmaker, delivery_workflow_id(message.id))
+    assert (held.kind, held.outcome, held.delivered_at is not None) == ("start", "settled", True)
     sent_at, provider_id = message.sent_at, message.provider_message_id
     assert sent_at is not None and provider_id
 
@@ -46,6 +53,9 @@ async def test_retried_send_activity_records_once_and_sends_once_without_a_deliv
     assert (again.sent_at, again.provider_message_id) == (sent_at, provider_id)
     with pytest.raises(RPCError):  # no workflow was needed
         await time_skipping_env.client.get_workflow_handle(f"communication-{message.id}").describe()
+    assert [c.outcome for c in await commands_for(clinic.sessionmaker, delivery_workflow_id(message.id))] == [
+        "settled"
+    ]
 
 
 async def test_a_message_that_must_wait_gets_its_delivery_workflow(
@@ -71,6 +81,9 @@ async def test_a_message_that_must_wait_gets_its_delivery_workflow(
     )
     handle = time_skipping_env.client.get_workflow_handle(f"communication-{message.id}")
     assert (await handle.describe()).task_queue == env.info.task_queue
+    # The held start was released and delivered after the commit, once for the two attempts.
+    (start,) = await commands_for(clinic.sessionmaker, delivery_workflow_id(message.id))
+    assert (start.kind, start.outcome) == ("start", "delivered")
     async with journey_worker(time_skipping_env.client, activity_deps, env.info.task_queue):
         async with time_skipping_env.time_skipping_unlocked():
             result = await handle.result()
@@ -78,9 +91,11 @@ async def test_a_message_that_must_wait_gets_its_delivery_workflow(
     assert (result["status"], message.status, message.provider) == ("sent", "sent", "outbox")
 
 
-async def test_retried_ticket_activity_files_once(activity_deps: ActivityDeps, clinic: Clinic) -> None:
+async def test_retried_ticket_activity_files_once_and_starts_its_sla_workflow_once(
+    activity_deps: ActivityDeps, clinic: Clinic, time_skipping_env: WorkflowEnvironment
+) -> None:
     instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [TICKET]}])
-    activities, env = JourneyActivities(activity_deps), ActivityEnvironment()
+    activities, env = JourneyActivities(activity_deps), activity_env(time_skipping_env.client)
     data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0)
     assert await env.run(activities.create_journey_ticket, data) == await env.run(
         activities.create_journey_ticket, data
@@ -92,6 +107,12 @@ async def test_retried_ticket_activity_files_once(activity_deps: ActivityDeps, c
         "post_op",
         "open",
     )
+    # The ticket's SLA workflow start was recorded with it (once, whatever the retries) and delivered
+    # after the activity's commit, on the worker's task queue: no reconciler is needed.
+    (start,) = await commands_for(clinic.sessionmaker, ticket_workflow_id(ticket.id))
+    assert (start.kind, start.outcome) == ("start", "delivered")
+    sla = await time_skipping_env.client.get_workflow_handle(ticket_workflow_id(ticket.id)).describe()
+    assert (sla.workflow_type, sla.task_queue) == (TICKET_WORKFLOW, env.info.task_queue)
 
 
 async def test_no_message_goes_out_once_the_instance_is_cancelled(

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from activities import ActivityDeps
 from domain.journeys.plan import journey_workflow_id
-from domain.journeys.service import reconcile_journey_starts
+from domain.tickets.plan import ticket_workflow_id
 from tests.journeys.conftest import (
     INSTANCES,
     JOURNEYS,
     LEGACY_INSTANCES,
     Clinic,
     Wired,
+    gateway_to,
     journey_worker,
 )
-from tests.journeys.helpers import access_for, send
+from tests.journeys.helpers import send
+from tests.journeys.outbox import commands_for, tenant_relay
 from tests.polling import eventually
 
 POST_SURGERY = {
@@ -141,11 +146,16 @@ async def test_post_surgery_recovery_runs_through_the_api(
     await on_time_skipping.env.sleep(timedelta(days=2, minutes=1))
     await eventually(statuses_become(client, auth, iid, ["completed", "completed", "completed", "skipped"]))
     (ticket,) = await clinic.tickets(iid)
-    assert (ticket.title, ticket.priority, ticket.patient_id) == (
+    assert (ticket.title, ticket.category, ticket.patient_id) == (
         "No reply after surgery check-in",
-        "high",
+        "post_op",
         clinic.patient_id,
     )
+    # The ticket's SLA workflow was started by the command its opening recorded (no reconciler).
+    sla_start, *_ = await commands_for(clinic.sessionmaker, ticket_workflow_id(ticket.id))
+    assert (sla_start.kind, sla_start.outcome) == ("start", "delivered")
+    assert ticket.response_due_at is not None and ticket.resolution_due_at is not None
+    assert await clinic.opened_priority(ticket) == "high"
 
     async def completed() -> bool:
         return (await client.get(f"{INSTANCES}/{iid}", headers=auth)).json()["status"] == "completed"
@@ -269,8 +279,10 @@ async def test_same_idempotency_key_creates_and_starts_one_instance(
     runs = [
         w async for w in on_dev_server.env.client.list_workflows(f"WorkflowId = '{journey_workflow_id(iid)}'")
     ]
-    assert len(runs) <= 1  # visibility may lag; the reused id is what guarantees a single workflow
-    assert (await clinic.instance(iid)).workflow_started_at is not None
+    assert len(runs) <= 1  # visibility may lag; the once-ever id is what guarantees a single workflow
+    (start_command,) = await commands_for(clinic.sessionmaker, journey_workflow_id(iid))  # one start recorded
+    assert (start_command.kind, start_command.outcome) == ("start", "delivered")
+    assert start_command.delivered_at is not None
 
 
 async def test_other_tenant_gets_404_on_every_instance_endpoint(
@@ -337,7 +349,20 @@ async def test_list_filters_and_stats_by_journey_name(
         await client.post(f"{INSTANCES}/{item['id']}/cancel", headers=auth)
 
 
-async def test_temporal_down_is_503_the_row_is_kept_and_reconcile_starts_it(
+@contextlib.contextmanager
+def temporal_down(app: Any, wired: Wired) -> Iterator[None]:
+    """The API's Temporal unreachable (no client, an address nobody listens on) until the block ends."""
+    up = app.state.temporal_client
+    app.state.temporal_client = None
+    app.state.settings = app.state.settings.model_copy(update={"temporal_address": "127.0.0.1:1"})
+    try:
+        yield
+    finally:
+        app.state.temporal_client = up
+        app.state.settings = wired.settings
+
+
+async def test_temporal_down_the_instance_is_created_and_its_workflow_starts_once_temporal_is_back(
     app: Any,
     client: httpx.AsyncClient,
     auth: dict,
@@ -348,35 +373,84 @@ async def test_temporal_down_is_503_the_row_is_kept_and_reconcile_starts_it(
     journey_id = await define(
         client, auth, {"name": "Later", "stages": [{"name": "Now", "order_index": 1, "actions": [send()]}]}
     )
-    up = app.state.temporal_client
-    app.state.temporal_client = None
-    app.state.settings = app.state.settings.model_copy(update={"temporal_address": "127.0.0.1:1"})
-    try:
+    with temporal_down(app, on_dev_server):
         resp = await place(client, auth, journey_id, clinic.patient_id)
-    finally:
-        app.state.temporal_client = up
-        app.state.settings = on_dev_server.settings
-    assert resp.status_code == 503, resp.text
-    assert "Temporal" in resp.json()["detail"]
-    iid = resp.json()["instance_id"]
-    row = await clinic.instance(iid)
-    assert row.status == "active" and row.workflow_started_at is None
+    assert resp.status_code == 201, resp.text  # the instance and its start are saved together
+    iid = resp.json()["id"]
+    workflow_id = journey_workflow_id(iid)
+    assert (await clinic.instance(iid)).status == "active"
+    (pending,) = await commands_for(clinic.sessionmaker, workflow_id)
+    assert (pending.kind, pending.delivered_at, pending.attempts) == ("start", None, 1)
+    with pytest.raises(RPCError):  # not on Temporal
+        await on_dev_server.env.client.get_workflow_handle(workflow_id).describe()
 
-    access = access_for(on_dev_server.env.client, on_dev_server.task_queue)
-    started_now = await reconcile_journey_starts(
-        activity_deps.sessionmaker, access, older_than_seconds=0, tenant_id=clinic.tenant_id
+    relay = tenant_relay(
+        activity_deps.sessionmaker,
+        clinic.tenant_id,
+        gateway_to(on_dev_server.env.client, on_dev_server.task_queue),
     )
-    assert started_now == 1
-    assert (await clinic.instance(iid)).workflow_started_at is not None
+    await relay()  # Temporal is back: the relay's round delivers the start
+
+    (delivered,) = await commands_for(clinic.sessionmaker, workflow_id)
+    assert delivered.outcome == "delivered" and delivered.delivered_at is not None
 
     async def sent() -> bool:
         return len(await clinic.communications(iid)) == 1
 
     await eventually(sent)
-    again = await reconcile_journey_starts(
-        activity_deps.sessionmaker, access, older_than_seconds=0, tenant_id=clinic.tenant_id
+    await relay()  # a second round delivers nothing again
+    (after,) = await commands_for(clinic.sessionmaker, workflow_id)
+    assert (after.delivered_at, after.outcome) == (delivered.delivered_at, "delivered")
+    assert len(await clinic.communications(iid)) == 1
+    assert await clinic.count_instances() == 1
+
+
+async def test_temporal_down_cancel_is_saved_and_reaches_the_workflow_later_but_advance_is_503(
+    app: Any,
+    client: httpx.AsyncClient,
+    auth: dict,
+    clinic: Clinic,
+    on_dev_server: Wired,
+    activity_deps: ActivityDeps,
+) -> None:
+    body = {"name": "Calls", "stages": [{"name": "Call", "order_index": 1, "trigger_event": "manual"}]}
+    iid = (await started(client, auth, await define(client, auth, body), clinic.patient_id))["id"]
+    await eventually(statuses_become(client, auth, iid, ["active"]))
+    workflow_id = journey_workflow_id(iid)
+    handle = on_dev_server.env.client.get_workflow_handle(workflow_id)
+
+    with temporal_down(app, on_dev_server):
+        advance = await client.post(f"{INSTANCES}/{iid}/advance", json={}, headers=auth)
+        cancel = await client.post(f"{INSTANCES}/{iid}/cancel", headers=auth)
+    assert advance.status_code == 503, advance.text  # an advance needs the workflow's answer now
+    assert "Temporal" in advance.json()["detail"]
+    assert cancel.status_code == 200, cancel.text  # a cancellation is saved, and sent when it can be
+    assert cancel.json()["status"] == "cancelled" and cancel.json()["cancelled_at"]
+    assert await stage_statuses(client, auth, iid) == ["skipped"]
+    start, pending = await commands_for(clinic.sessionmaker, workflow_id)
+    assert (start.kind, start.outcome) == ("start", "delivered")
+    assert (pending.kind, pending.delivered_at) == ("cancel", None)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    relay = tenant_relay(
+        activity_deps.sessionmaker,
+        clinic.tenant_id,
+        gateway_to(on_dev_server.env.client, on_dev_server.task_queue),
     )
-    assert again == 0
+    await relay()  # Temporal is back: the relay delivers the cancellation
+
+    async def workflow_cancelled() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+    await eventually(workflow_cancelled)
+    _, cancel_command = await commands_for(clinic.sessionmaker, workflow_id)
+    assert cancel_command.outcome == "delivered" and cancel_command.delivered_at is not None
+    await relay()  # delivered once: a second round sends nothing
+    assert [c.delivered_at for c in await commands_for(clinic.sessionmaker, workflow_id)] == [
+        start.delivered_at,
+        cancel_command.delivered_at,
+    ]
+    assert (await client.get(f"{INSTANCES}/{iid}", headers=auth)).json()["status"] == "cancelled"
 
 
 async def test_advance_and_cancel_work_after_the_api_and_worker_restart(

@@ -17,26 +17,18 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from core.database import bind_tenant
 from core.events import DomainEvent, EventType, emit, prune_dispatched
-from core.temporal import TemporalAccess
+from core.periodic import PeriodicJob, PeriodicRunner
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyTriggerStart
-from domain.journeys.service import reconcile_journey_starts
-from tests.journeys.conftest import JOURNEYS, Clinic, Wired, access_to
+from tests.journeys.conftest import JOURNEYS, Clinic, Wired, gateway_to
+from tests.journeys.outbox import commands_for, tenant_relay, unreachable_gateway
 from tests.polling import eventually
 
 API = "/api/v1/prm"
-
-
-def temporal_down() -> TemporalAccess:
-    """Temporal unreachable: every start fails, after the instance's commit."""
-
-    async def get_client() -> Client:
-        raise ConnectionRefusedError("Temporal is down")
-
-    return TemporalAccess(get_client=get_client, task_queue="nowhere")
 
 
 async def register(client: httpx.AsyncClient, auth: dict[str, str], **fields: Any) -> str:
@@ -80,7 +72,7 @@ async def test_new_patient_gets_the_default_journey_once_even_with_two_dispatche
     onboarding = await make_journey(name="New Patient Onboarding", is_default=True)
     patient_id = await register(client, auth)
 
-    second = TriggerDispatcher(dispatcher.sessionmaker, dispatcher.access, tenant_id=clinic.tenant_id)
+    second = TriggerDispatcher(dispatcher.sessionmaker, dispatcher.gateway, tenant_id=clinic.tenant_id)
     await asyncio.gather(dispatcher.round(), second.round())
     await dispatcher.round()
 
@@ -90,7 +82,7 @@ async def test_new_patient_gets_the_default_journey_once_even_with_two_dispatche
     assert await eventually(lambda: running(on_dev_server.env.client, instances[0]), "the workflow")
 
 
-async def test_the_dispatcher_loop_starts_journeys_by_itself_until_stopped(
+async def test_the_dispatcher_job_starts_journeys_by_itself_until_stopped(
     client: httpx.AsyncClient,
     auth: dict[str, str],
     clinic: Clinic,
@@ -98,11 +90,12 @@ async def test_the_dispatcher_loop_starts_journeys_by_itself_until_stopped(
     make_journey: Callable[..., Awaitable[dict[str, Any]]],
 ) -> None:
     onboarding = await make_journey(is_default=True)
-    loop = TriggerDispatcher(
-        dispatcher.sessionmaker, dispatcher.access, interval=0.1, tenant_id=clinic.tenant_id
+    # The worker's periodic job (`worker.periodic_jobs`), on this test's tenant, every 0.1 s.
+    runner = PeriodicRunner(
+        dispatcher.sessionmaker.kw["bind"], [PeriodicJob("journey-triggers", 0.1, dispatcher)]
     )
     stop = asyncio.Event()
-    running_loop = asyncio.create_task(loop.run(stop))
+    running_loop = asyncio.create_task(runner.run(stop))
     try:
         patient_id = await register(client, auth)
         assert await eventually(lambda: instances_of(clinic, onboarding["id"], patient_id), "the start")
@@ -234,19 +227,33 @@ async def test_an_event_while_temporal_was_down_starts_its_journey_once_temporal
 ) -> None:
     onboarding = await make_journey(is_default=True)
     patients = [await register(client, auth), await register(client, auth)]
-    offline = TriggerDispatcher(system_sessionmaker, temporal_down(), tenant_id=clinic.tenant_id)
+    offline = TriggerDispatcher(system_sessionmaker, unreachable_gateway(), tenant_id=clinic.tenant_id)
 
-    await offline.round()  # both instances are kept, neither workflow could start
+    outcome = await offline.round()  # both instances are kept, with their starts waiting for Temporal
 
+    assert outcome.started == 2
     instances = [i for p in patients for i in await instances_of(clinic, onboarding["id"], p)]
-    assert len(instances) == 2 and all(i.workflow_started_at is None for i in instances)
-    back = access_to(on_dev_server.env.client, on_dev_server.task_queue)
-    started = await reconcile_journey_starts(
-        system_sessionmaker, back, older_than_seconds=0, tenant_id=clinic.tenant_id
+    assert len(instances) == 2 and all(i.status == "active" for i in instances)
+    workflow_ids = [str(i.workflow_id) for i in instances]
+    pending = await commands_for(system_sessionmaker, *workflow_ids)
+    assert [(c.kind, c.delivered_at) for c in pending] == [("start", None), ("start", None)]
+    for instance in instances:
+        with pytest.raises(RPCError):  # not on Temporal yet
+            await on_dev_server.env.client.get_workflow_handle(str(instance.workflow_id)).describe()
+
+    relay = tenant_relay(
+        system_sessionmaker, clinic.tenant_id, gateway_to(on_dev_server.env.client, on_dev_server.task_queue)
     )
-    assert started == 2
+    await relay()  # Temporal is back: a relay round delivers both starts
+
+    delivered = await commands_for(system_sessionmaker, *workflow_ids)
+    assert all(c.delivered_at is not None and c.outcome == "delivered" for c in delivered)
     for instance in instances:
         assert await eventually(lambda: running(on_dev_server.env.client, instance), "the workflow")  # noqa: B023
+    await relay()  # a second round has nothing left to deliver
+    assert [(c.id, c.delivered_at) for c in await commands_for(system_sessionmaker, *workflow_ids)] == [
+        (c.id, c.delivered_at) for c in delivered
+    ]
     assert [len(await instances_of(clinic, onboarding["id"], p)) for p in patients] == [1, 1]
 
 

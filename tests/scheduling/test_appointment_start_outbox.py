@@ -1,93 +1,165 @@
-"""Reconciliation: an appointment committed without its workflow gets one, once, at start-up and later."""
+"""An appointment's reminder workflow starts from the outbox: booked while Temporal is unreachable, the
+appointment is booked all the same (201) with its start recorded in the same transaction, and the worker's
+relay starts the workflow once Temporal answers, once, with what changed meanwhile delivered after it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import timedelta
 
-from activities.reconcile import ReconcileInput, reconcile_lost_starts
-from sqlalchemy import select
-from workflows.reconcile import RECONCILER_WORKFLOW_ID, ReconcilerInput
+import httpx
+from temporalio.service import RPCError
 
-from activities import ActivityDeps
-from core.database import bind_tenant
+from core.database import bind_tenant, make_engine, run_after_commit_jobs
+from core.gateway import WorkflowGateway
+from core.periodic import PeriodicJob, PeriodicRunner
 from domain.scheduling.models import Appointment
+from domain.scheduling.plan import APPOINTMENT_WORKFLOW, appointment_workflow_id
+from domain.scheduling.workflow_jobs import start_appointment_workflow
 from tests.polling import eventually
-from tests.scheduling.conftest import future
-from worker import run_startup_reconciliation
+from tests.scheduling.conftest import API
+from tests.scheduling.outbox_support import commands_for, relay_rounds, tenant_relay
+from tests.scheduling.test_reminders import book_at, messages, server_now, skip_to
+from workflows.appointments import AppointmentWorkflow
+
+BASE = f"{API}/appointments"
 
 
-async def appointment_without_workflow(
-    sessionmaker, tenant_id, patient_id, practitioner_id, days: int
-) -> uuid.UUID:
-    """An appointment row committed, its workflow start lost (as after a crash between the two)."""
-    async with sessionmaker() as session:
+async def not_started(client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return True
+    return False
+
+
+async def test_an_appointment_booked_while_temporal_is_unreachable_gets_its_reminders_once_it_answers(
+    app,
+    client: httpx.AsyncClient,
+    auth: dict,
+    settings,
+    tenant_id,
+    temporal_env,
+    scheduling_worker,
+    system_sessionmaker,
+    make_patient,
+    make_practitioner,
+    settle,
+) -> None:
+    patient, practitioner = await make_patient(), await make_practitioner()
+    start = await server_now(temporal_env) + timedelta(days=3)
+    moved_to = start + timedelta(days=1)
+    app.state.temporal_client = None  # the API connects to settings.temporal_address: nothing listens there
+    try:
+        began = time.monotonic()
+        booked = await book_at(client, auth, patient, practitioner, start)  # 201
+        resp = await client.patch(
+            f"{BASE}/{booked['id']}",
+            json={
+                "start_time": moved_to.isoformat(),
+                "end_time": (moved_to + timedelta(minutes=30)).isoformat(),
+            },
+            headers=auth,
+        )
+        assert resp.status_code == 200, resp.text
+        assert (
+            time.monotonic() - began < 10
+        )  # bounded waits on the unreachable Temporal, not the SDK's retries
+    finally:
+        app.state.temporal_client = temporal_env.client
+    workflow_id = appointment_workflow_id(uuid.UUID(booked["id"]))
+
+    recorded = await commands_for(system_sessionmaker, workflow_id)
+    assert [(c.kind, c.signal, c.start_workflow, c.delivered_at) for c in recorded] == [
+        ("start", None, APPOINTMENT_WORKFLOW, None),
+        ("signal", "reschedule", APPOINTMENT_WORKFLOW, None),  # a signal-with-start: it cannot come first
+    ]
+    assert await not_started(temporal_env.client, workflow_id)
+
+    relay = tenant_relay(
+        system_sessionmaker,
+        tenant_id,
+        WorkflowGateway.of_client(temporal_env.client, settings.temporal_task_queue),
+    )
+    await relay_rounds(relay)
+    delivered = await commands_for(system_sessionmaker, workflow_id)
+    assert [(c.kind, c.outcome) for c in delivered] == [("start", "delivered"), ("signal", "delivered")]
+    assert all(c.delivered_at is not None for c in delivered)
+    handle = temporal_env.client.get_workflow_handle(workflow_id)
+    state = await handle.query(AppointmentWorkflow.state)
+    assert state.start_time == moved_to.isoformat()  # the start went first, then the reschedule
+    assert state.next_reminder_at == (moved_to - timedelta(hours=24)).isoformat()
+    run_id = (await handle.describe()).run_id
+
+    await relay_rounds(relay)  # a later round sends nothing again
+    assert [c.delivered_at for c in await commands_for(system_sessionmaker, workflow_id)] == [
+        c.delivered_at for c in delivered
+    ]
+    assert (await handle.describe()).run_id == run_id
+
+    await skip_to(temporal_env, moved_to - timedelta(hours=24) + timedelta(minutes=1))
+    reminder = f"appointment:{booked['id']}:reminder:1440:{moved_to.isoformat()}"
+
+    async def reminded() -> bool:
+        return await messages(system_sessionmaker, tenant_id, booked["id"]) == [reminder]
+
+    await eventually(reminded, "the 24 h reminder of the moved time")
+    await settle()
+
+
+async def test_the_workers_periodic_relay_starts_what_a_process_without_temporal_recorded(
+    settings,
+    database_url,
+    tenant_id,
+    temporal_env,
+    scheduling_worker,
+    system_sessionmaker,
+    make_patient,
+    make_practitioner,
+) -> None:
+    """A script or import that books with no gateway leaves the start to the worker: its periodic
+    "workflow-commands" job delivers it without anyone asking."""
+    patient, practitioner = await make_patient(), await make_practitioner()
+    start = await server_now(temporal_env) + timedelta(days=4)
+    async with system_sessionmaker() as session:  # as a CLI script books: no gateway bound
         bind_tenant(session, tenant_id)
-        start = future(days=days)
         appointment = Appointment(
-            patient_id=patient_id,
-            practitioner_id=uuid.UUID(practitioner_id),
+            patient_id=patient.id,
+            practitioner_id=uuid.UUID(practitioner["id"]),
             start_time=start,
             end_time=start + timedelta(minutes=30),
         )
         session.add(appointment)
+        await session.flush()
+        await start_appointment_workflow(session, appointment)
         await session.commit()
-        return appointment.id
+        await run_after_commit_jobs(session)  # nothing to deliver through: the command waits
+    workflow_id = appointment_workflow_id(appointment.id)
+    assert [c.delivered_at for c in await commands_for(system_sessionmaker, workflow_id)] == [None]
+    assert await not_started(temporal_env.client, workflow_id)
 
-
-async def started_at(sessionmaker, tenant_id, appointment_id):
-    async with sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        return await session.scalar(
-            select(Appointment.workflow_started_at).where(Appointment.id == appointment_id)
-        )
-
-
-async def test_reconciliation_starts_a_lost_appointment_workflow_once(
-    tenant_id, temporal_env, scheduling_worker, settings, system_sessionmaker, make_patient, make_practitioner
-) -> None:
-    patient, practitioner = await make_patient(), await make_practitioner()
-    lost = await appointment_without_workflow(
-        system_sessionmaker, tenant_id, patient.id, practitioner["id"], 4
+    relay = tenant_relay(
+        system_sessionmaker,
+        tenant_id,
+        WorkflowGateway.of_client(temporal_env.client, settings.temporal_task_queue),
     )
-    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-    scope = ReconcileInput(older_than_seconds=0, tenant_id=str(tenant_id))
-
-    first = await reconcile_lost_starts(temporal_env.client, deps, scope)
-    assert first.appointments == 1
-    handle = temporal_env.client.get_workflow_handle(f"appointment-{lost}")
-    run_id = (await handle.describe()).run_id
-    assert await started_at(system_sessionmaker, tenant_id, lost) is not None
-
-    second = await reconcile_lost_starts(temporal_env.client, deps, scope)
-    assert second.appointments == 0
-    assert (await handle.describe()).run_id == run_id
-
-
-async def test_the_worker_start_up_reconciles_now_and_the_periodic_reconciler_catches_later_losses(
-    tenant_id, temporal_env, scheduling_worker, settings, system_sessionmaker, make_patient, make_practitioner
-) -> None:
-    patient, practitioner = await make_patient(), await make_practitioner()
-    before = await appointment_without_workflow(
-        system_sessionmaker, tenant_id, patient.id, practitioner["id"], 4
+    engine = make_engine(database_url, settings)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(
+        PeriodicRunner(engine, [PeriodicJob("workflow-commands", 0.2, relay)]).run(stop)
     )
-    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-    periodic = ReconcilerInput(interval_seconds=300, older_than_seconds=0, tenant_id=str(tenant_id))
     try:
-        await run_startup_reconciliation(temporal_env.client, deps, periodic)
-        assert await started_at(system_sessionmaker, tenant_id, before) is not None
-        await run_startup_reconciliation(temporal_env.client, deps, periodic)  # a second start-up: harmless
-        reconciler = temporal_env.client.get_workflow_handle(RECONCILER_WORKFLOW_ID)
 
-        async def first_round_done() -> bool:
-            return await reconciler.query("rounds") >= 1
+        async def started() -> bool:
+            return not await not_started(temporal_env.client, workflow_id)
 
-        await eventually(first_round_done, "the reconciler's first round")
-
-        later = await appointment_without_workflow(
-            system_sessionmaker, tenant_id, patient.id, practitioner["id"], 5
-        )
-        await temporal_env.sleep(timedelta(minutes=6))  # the next round is due
-        await eventually(lambda: started_at(system_sessionmaker, tenant_id, later), "the periodic round")
+        await eventually(started, "the periodic relay's start")
     finally:
-        await temporal_env.client.get_workflow_handle(RECONCILER_WORKFLOW_ID).terminate("test finished")
+        stop.set()
+        await runner
+        await engine.dispose()
+    assert [c.outcome for c in await commands_for(system_sessionmaker, workflow_id)] == ["delivered"]
+    state = await temporal_env.client.get_workflow_handle(workflow_id).query(AppointmentWorkflow.state)
+    assert state.next_reminder_at == (start - timedelta(hours=24)).isoformat()
