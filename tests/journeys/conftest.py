@@ -39,7 +39,6 @@ from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket, TicketEvent
-from domain.tickets.sla import escalated
 from tests.temporal_envs import start_time_skipping
 from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
@@ -224,16 +223,17 @@ class Clinic:
         timeout filed it, so it may have escalated it already: then its first escalation says what the
         priority was (and the ticket's is the escalated one)."""
         async with await self.session() as session:
-            first = await session.scalar(
-                select(TicketEvent)
-                .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "escalated")
-                .order_by(TicketEvent.created_at)
-                .limit(1)
+            escalations = list(
+                await session.scalars(
+                    select(TicketEvent)
+                    .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "escalated")
+                    .order_by(TicketEvent.created_at)
+                )
             )
-        if first is None:
+        if not escalations:
             return ticket.priority
-        assert ticket.priority == escalated(first.details["priority_from"]).value
-        return str(first.details["priority_from"])
+        assert ticket.priority == escalations[-1].details["priority_to"]
+        return str(escalations[0].details["priority_from"])
 
     async def instance(self, instance_id: uuid.UUID | str) -> JourneyInstance:
         """The instance row as committed now."""

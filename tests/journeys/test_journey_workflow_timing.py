@@ -9,6 +9,7 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ActivityDeps
+from core.gateway import search_attributes
 from domain.journeys.plan import ReplyReceived
 from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import create_instance, send, start
@@ -228,7 +229,7 @@ async def test_continue_as_new_carries_the_journey_on_without_repeating_a_stage(
             replace(workflow_input_for(instance), stages_per_run=1),
             id=journey_workflow_id(instance.id),
             task_queue="ts-can",
-            search_attributes=service.search_attributes_for(instance),
+            search_attributes=search_attributes(service.workflow_start(instance).search_attributes),
         )
         assert await handle.result() == "completed"
         first_run = time_skipping_env.client.get_workflow_handle(
