@@ -1,8 +1,9 @@
 """A reschedule and a cancellation made while Temporal is stopped take effect when it returns.
 
 A real Temporal dev server (its state in a file) is stopped and started again on the same port; the API
-answers while it is down, records the signals with the changes, and the worker's relay delivers them once
-Temporal is back: the right reminder is pending, one cancellation message goes out, nothing twice.
+answers while it is down, records the signals with the changes (after the starts recorded with the
+bookings), and the worker's relay delivers them, in order, once Temporal is back: the right reminder is
+pending, one cancellation message goes out, nothing twice.
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from activities.reconcile import ReconcileInput, reconcile_lost_starts
-from sqlalchemy import func, select
+from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
 from core.database import mark_system
+from core.gateway import WorkflowGateway
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
-from core.workflow_commands import CommandRelay, WorkflowCommand
+from core.workflow_commands import WorkflowCommand
 from domain.scheduling.plan import appointment_workflow_id
 from tests.dedicated_postgres import free_port
 from tests.polling import eventually
 from tests.scheduling.conftest import API
-from tests.scheduling.test_reminders import book_at, messages
+from tests.scheduling.outbox_support import commands_for, relay_rounds, tenant_relay
+from tests.scheduling.test_reminders import book_at, messages, server_now
 from workflows.appointments import AppointmentWorkflow
 from workflows.registry import ALL_WORKFLOWS
 
@@ -104,13 +106,13 @@ async def test_a_reschedule_and_a_cancel_made_while_temporal_is_down_take_effect
             for workflow_id in (moved_id, cancelled_id):
                 await eventually(lambda w=workflow_id: running(temporal, w), "the reminder workflow")
 
-        async def reconcile(_recovered: bool) -> None:
-            await reconcile_lost_starts(temporal, deps, ReconcileInput(older_than_seconds=0))
+        assert [
+            [(c.kind, c.outcome) for c in await commands_for(system_sessionmaker, w)]
+            for w in (moved_id, cancelled_id)
+        ] == [[("start", "delivered")]] * 2  # the bookings' starts went right after their commits
 
-        relay = CommandRelay(system_sessionmaker, temporal, queue, reconcile=reconcile)
+        relay = tenant_relay(system_sessionmaker, tenant_id, WorkflowGateway.of_client(temporal, queue))
         await server.shutdown()
-        await relay.round()
-        assert not relay.temporal_up  # it noticed; the commands below wait for Temporal
 
         new_start = now + timedelta(days=5)
         began = time.monotonic()
@@ -126,11 +128,13 @@ async def test_a_reschedule_and_a_cancel_made_while_temporal_is_down_take_effect
         assert (await client.post(f"{BASE}/{cancelled['id']}/cancel", headers=auth)).status_code == 200
         assert time.monotonic() - began < 10  # bounded waits, not the SDK's retries
         assert await pending_commands(system_sessionmaker, moved_id, cancelled_id) == ["reschedule", "cancel"]
+        await relay()  # the worker's relay, while Temporal is still down: it delivers nothing, loses nothing
+        assert not relay.temporal_up
+        assert await pending_commands(system_sessionmaker, moved_id, cancelled_id) == ["reschedule", "cancel"]
 
         server = await dev_server(port, db_file)  # Temporal is back, with the workflows it had
         async with worker(temporal, queue, deps):
-            assert await relay.round() >= 2  # ours, and any another test left pending in this database
-            assert relay.temporal_up
+            await relay_rounds(relay)  # (whether it reports Temporal back at once: the test below)
             assert await pending_commands(system_sessionmaker, moved_id, cancelled_id) == []
             state = await temporal.get_workflow_handle(moved_id).query(AppointmentWorkflow.state)
             assert state.start_time == new_start.isoformat()
@@ -143,17 +147,59 @@ async def test_a_reschedule_and_a_cancel_made_while_temporal_is_down_take_effect
                 return await messages(system_sessionmaker, tenant_id, cancelled["id"]) == [cancellation]
 
             await eventually(told_once, "the cancellation message")
-            await relay.round()  # a later round sends nothing of ours again
+            await relay_rounds(relay)  # a later round sends nothing of ours again
             assert await messages(system_sessionmaker, tenant_id, cancelled["id"]) == [cancellation]
             assert await messages(system_sessionmaker, tenant_id, moved["id"]) == []
-            async with system_sessionmaker() as session:
-                mark_system(session)
-                delivered = await session.scalar(
-                    select(func.count())
-                    .select_from(WorkflowCommand)
-                    .where(WorkflowCommand.workflow_id.in_([moved_id, cancelled_id]))
-                )
-            assert delivered == 2
+            assert [
+                [(c.kind, c.signal, c.outcome) for c in await commands_for(system_sessionmaker, w)]
+                for w in (moved_id, cancelled_id)
+            ] == [
+                [("start", None, "delivered"), ("signal", "reschedule", "delivered")],
+                [("start", None, "delivered"), ("signal", "cancel", "delivered")],
+            ]
     finally:
         app.state.temporal_client = previous_client
         await server.shutdown()
+
+
+async def test_the_relay_reports_temporal_back_as_soon_as_a_round_delivers_again(
+    app,
+    client: httpx.AsyncClient,
+    auth: dict,
+    settings,
+    tenant_id,
+    temporal_env,
+    scheduling_worker,
+    system_sessionmaker,
+    make_patient,
+    make_practitioner,
+) -> None:
+    """The relay logs when Temporal goes away and when it comes back, and a round says more is due at once
+    only while Temporal answers: a round that delivers after an outage knows Temporal is back."""
+    patient, practitioner = await make_patient(), await make_practitioner()
+    app.state.temporal_client = None  # nothing listens at settings.temporal_address: the start waits
+    try:
+        booked = await book_at(
+            client, auth, patient, practitioner, await server_now(temporal_env) + timedelta(days=3)
+        )
+    finally:
+        app.state.temporal_client = temporal_env.client
+    workflow_id = appointment_workflow_id(uuid.UUID(booked["id"]))
+    temporal = {"up": False}
+
+    async def get_client() -> Client:
+        if not temporal["up"]:
+            raise ConnectionError("Temporal is down")
+        return temporal_env.client
+
+    relay = tenant_relay(
+        system_sessionmaker, tenant_id, WorkflowGateway(get_client, settings.temporal_task_queue)
+    )
+    await relay()
+    assert not relay.temporal_up
+    assert [c.delivered_at for c in await commands_for(system_sessionmaker, workflow_id)] == [None]
+
+    temporal["up"] = True
+    await relay()
+    assert [c.outcome for c in await commands_for(system_sessionmaker, workflow_id)] == ["delivered"]
+    assert relay.temporal_up  # it just delivered through Temporal
