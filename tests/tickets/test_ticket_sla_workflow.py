@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import func, update
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import ActivityEnvironment
 
-from core.temporal import TemporalAccess
+from activities import ActivityDeps
+from activities.journeys import JourneyActivities
+from core.database import run_after_commit_jobs
+from core.gateway import WorkflowGateway, bind_gateway
+from core.workflow_commands import WorkflowCommand
+from domain.journeys import service as journeys
+from domain.journeys.plan import ActionInput
+from domain.journeys.repository import JourneyRepository
+from domain.journeys.schemas import JourneyCreate, JourneyInstanceCreate
 from domain.tickets.plan import ticket_workflow_id
-from domain.tickets.sla_workflow import reconcile_ticket_sla_starts
+from domain.tickets.service import create_ticket
+from tests.journeys.outbox import commands_for, tenant_relay, unreachable_gateway
 from tests.polling import eventually
 from tests.tickets.conftest import TICKETS, Desk, SlaWired
 
@@ -34,7 +47,8 @@ async def test_workflow_sets_due_times_from_the_tenant_targets(
     opened = row.sla_started_at
     assert row.response_due_at == opened + timedelta(minutes=30)
     assert row.resolution_due_at == opened + timedelta(hours=4)
-    assert row.sla_workflow_started_at is not None
+    (start,) = await commands_for(desk.sessionmaker, ticket_workflow_id(ticket["id"]))  # recorded with it
+    assert (start.kind, start.outcome) == ("start", "delivered")  # and delivered after the commit
 
 
 async def test_missed_response_escalates_priority_and_notifies_the_fallback_queue(
@@ -131,28 +145,65 @@ async def test_reopen_starts_a_new_cycle(
     assert row.resolution_due_at == datetime.fromisoformat(reopened["reopened_at"]) + timedelta(hours=4)
 
 
-async def test_reconciler_starts_the_workflow_of_a_ticket_that_has_none(
+async def test_a_ticket_a_journey_opens_gets_its_sla_workflow_through_the_command_it_records(
+    sla_env: SlaWired, desk: Desk, activity_deps: ActivityDeps
+) -> None:
+    """The journey's ticket step opens the ticket through `create_ticket`, which records the SLA start in
+    the step's transaction; the step's commit delivers it on the worker's task queue. Nothing sweeps."""
+    stage = {"name": "Call", "order_index": 1, "actions": [{"type": "create_ticket", "title": "Call back"}]}
+    async with desk.session() as session:
+        journey = await journeys.create_journey(
+            JourneyRepository(session), JourneyCreate.model_validate({"name": "Follow-up", "stages": [stage]})
+        )
+        instance, _ = await journeys.create_instance(
+            session, JourneyInstanceCreate(journey_id=journey.id, patient_id=desk.patient_id)
+        )
+        await session.execute(  # no journey workflow here: this test runs its ticket step alone
+            update(WorkflowCommand)
+            .where(WorkflowCommand.workflow_id == instance.workflow_id)
+            .values(delivered_at=func.now(), outcome="settled")
+        )
+        await session.commit()
+    env = ActivityEnvironment(client=sla_env.env.client)
+    env.info = dataclasses.replace(env.info, task_queue=sla_env.task_queue)  # the worker's own queue
+
+    ticket_id = await env.run(
+        JourneyActivities(activity_deps).create_journey_ticket,
+        ActionInput(str(desk.tenant_id), str(instance.id), 1, 0),
+    )
+
+    row = await _due_set(desk, ticket_id)  # the SLA workflow is running and has set the due times
+    assert row.journey_instance_id == instance.id and row.status == "open"
+    (start,) = await commands_for(desk.sessionmaker, ticket_workflow_id(ticket_id))
+    assert (start.kind, start.outcome, start.attempts) == ("start", "delivered", 0)
+    handle = sla_env.env.client.get_workflow_handle(ticket_workflow_id(ticket_id))
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_ticket_opened_while_temporal_is_down_gets_its_sla_workflow_from_the_relay_once(
     sla_env: SlaWired, desk: Desk, system_sessionmaker: Any
 ) -> None:
-    from domain.tickets.service import create_ticket
-
-    async with desk.session() as session:  # as a journey activity does: no workflow is started
+    async with desk.session() as session:
+        bind_gateway(session, unreachable_gateway())
         result = await create_ticket(session, title="Follow up", patient_id=desk.patient_id)
         await session.commit()
+        await run_after_commit_jobs(session)  # the fast path meets the outage: the start waits
+    ticket_id = str(result.ticket.id)
+    workflow_id = ticket_workflow_id(ticket_id)
+    (pending,) = await commands_for(system_sessionmaker, workflow_id)
+    assert (pending.kind, pending.delivered_at, pending.attempts) == ("start", None, 1)
+    assert (await desk.ticket(ticket_id)).sla_started_at is not None  # the ticket is saved
 
-    async def client() -> Any:
-        return sla_env.env.client
-
-    access = TemporalAccess(get_client=client, task_queue=sla_env.task_queue)
-    started = await reconcile_ticket_sla_starts(
-        system_sessionmaker, access, older_than_seconds=0, tenant_id=desk.tenant_id
+    relay = tenant_relay(
+        system_sessionmaker, desk.tenant_id, WorkflowGateway.of_client(sla_env.env.client, sla_env.task_queue)
     )
-    assert started == 1
-    await _due_set(desk, str(result.ticket.id))
-    again = await reconcile_ticket_sla_starts(
-        system_sessionmaker, access, older_than_seconds=0, tenant_id=desk.tenant_id
-    )
-    assert again == 0
+    await relay()  # Temporal is back
+    await _due_set(desk, ticket_id)
+    (delivered,) = await commands_for(system_sessionmaker, workflow_id)
+    assert delivered.outcome == "delivered" and delivered.delivered_at is not None
+    await relay()  # delivered once: a second round sends nothing
+    (after,) = await commands_for(system_sessionmaker, workflow_id)
+    assert (after.delivered_at, after.outcome) == (delivered.delivered_at, "delivered")
 
 
 async def _signal_seen(wired: SlaWired, ticket_id: str, status: str) -> None:

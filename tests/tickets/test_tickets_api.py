@@ -1,7 +1,7 @@
 """Tickets API: create, list with every filter, get, PATCH through the status lifecycle, tenant isolation.
 
-No Temporal here (the app's Temporal address is unreachable): the ticket is saved and its SLA workflow is
-left for the reconciler, which is what happens when Temporal is down."""
+No Temporal here (the app's Temporal address is unreachable): the ticket is saved with the start of its SLA
+workflow, which waits for the relay, as it does whenever Temporal is down."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import httpx
 from core.auth import Role
 from core.database import bind_tenant
 from domain.journeys.models import Journey, JourneyInstance
+from domain.tickets.plan import ticket_workflow_id
+from tests.journeys.outbox import commands_for
 from tests.tickets.conftest import TICKETS, Desk
 
 
@@ -29,12 +31,24 @@ async def test_create_returns_the_ticket_with_201(new_ticket: Callable, desk: De
     assert ticket["response_breached"] is False and ticket["first_response_at"] is None
 
 
-async def test_ticket_is_saved_when_temporal_is_down_and_waits_for_the_reconciler(
+async def test_ticket_is_saved_when_temporal_is_down_and_its_sla_start_waits_for_the_relay(
     new_ticket: Callable, desk: Desk
 ) -> None:
-    ticket = await new_ticket()
+    ticket = await new_ticket()  # 201
     row = await desk.ticket(ticket["id"])
-    assert row.sla_workflow_started_at is None and row.sla_started_at is not None
+    assert row.sla_started_at is not None
+    (start,) = await commands_for(desk.sessionmaker, ticket_workflow_id(ticket["id"]))
+    assert (start.kind, start.start_workflow, start.delivered_at, start.outcome) == (
+        "start",
+        "TicketSlaWorkflow",
+        None,
+        None,
+    )
+    assert start.start_input == {
+        "tenant_id": str(desk.tenant_id),
+        "ticket_id": ticket["id"],
+        "paused_since": None,
+    }
 
 
 async def test_missing_title_is_422(client: httpx.AsyncClient, auth: dict, desk: Desk) -> None:
