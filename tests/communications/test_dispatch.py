@@ -1,6 +1,8 @@
 """One road for every outbound message: `send_message` (journeys, reminders, the booking chat, consent
-confirmations) records the message and starts its delivery workflow after the commit, so automated messages
-pass the same send policy as API-created ones; lost starts are picked up by the reconciler.
+confirmations) records the message with the start of its delivery workflow, as one workflow command in the
+same transaction, delivered after the commit, so automated messages pass the same send policy as
+API-created ones; a start Temporal could not take waits for the relay, never lost. A journey's send step
+holds the start while it sends itself, then settles or releases it.
 
 Real time-skipping Temporal server, real worker, the real Twilio SDK against the local fake API.
 """
@@ -13,35 +15,33 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.database import bind_tenant
-from core.temporal import TemporalAccess, bind_temporal
-from domain.communications import service
-from domain.communications.dispatch import reconcile_delivery_starts
+from core.database import bind_tenant, run_after_commit_jobs
+from core.gateway import WorkflowGateway, bind_gateway
+from domain.communications import dispatch, service
 from domain.communications.models import Communication
+from domain.communications.plan import WORKFLOW_NAME, delivery_workflow_id
 from domain.enums import Channel
 from domain.tenants.models import Tenant
 from tests.communications.conftest import delivery_result, next_local_time
+from tests.scheduling.outbox_support import commands_for, tenant_relay, unreachable_gateway
 
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def access_to(env, settings) -> TemporalAccess:
+def gateway_to(env, settings) -> WorkflowGateway:
     """The worker's task queue on the test server, as the API and activities reach it."""
-
-    async def get_client() -> Client:
-        return env.client
-
-    return TemporalAccess(get_client=get_client, task_queue=settings.temporal_task_queue)
+    return WorkflowGateway.of_client(env.client, settings.temporal_task_queue)
 
 
-async def _send(system_sessionmaker, tenant_id, patient, *, access=None, key=None, commit=True):
+async def _send(system_sessionmaker, tenant_id, patient, *, gateway=None, key=None, commit=True):
+    """Record an SMS as every caller does, committing (then running what follows the commit, as a request
+    and an activity do) or rolling back."""
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        if access is not None:
-            bind_temporal(session, access)
+        if gateway is not None:
+            bind_gateway(session, gateway)
         result = await service.send_message(
             session,
             patient_id=patient.id,
@@ -49,7 +49,11 @@ async def _send(system_sessionmaker, tenant_id, patient, *, access=None, key=Non
             message="Your results are ready.",
             idempotency_key=key or f"test:{uuid.uuid4()}",
         )
-        await (session.commit() if commit else session.rollback())
+        if commit:
+            await session.commit()
+            await run_after_commit_jobs(session)
+        else:
+            await session.rollback()
         return result.communication.id
 
 
@@ -77,19 +81,56 @@ async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sen
     make_patient,
 ) -> None:
     patient = await make_patient()
-    access = access_to(comms_temporal_env, settings)
+    gateway = gateway_to(comms_temporal_env, settings)
     await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
-    first = await _send(system_sessionmaker, tenant_id, patient, access=access, key="results:1")
+    first = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
     assert (await delivery_result(comms_temporal_env, first)).status == "sent"
-    again = await _send(system_sessionmaker, tenant_id, patient, access=access, key="results:1")
+    again = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
     assert again == first
     message = await _message(system_sessionmaker, tenant_id, first)
-    assert (message.status, message.provider, message.delivery_started_at is not None) == (
-        "sent",
-        "twilio",
-        True,
-    )
+    assert (message.status, message.provider) == ("sent", "twilio")
+    commands = await commands_for(system_sessionmaker, delivery_workflow_id(first))
+    assert [(c.kind, c.outcome) for c in commands] == [("start", "delivered")]  # the repeat recorded none
     assert [f["To"] for f in providers_configured.twilio_forms()] == [patient.phone_primary]
+
+
+async def test_a_message_commits_with_exactly_one_start_which_is_delivered_after_the_commit(
+    comms_temporal_env,
+    comms_worker,
+    settings,
+    providers_configured,
+    system_sessionmaker,
+    tenant_id,
+    make_patient,
+) -> None:
+    patient = await make_patient()
+    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        bind_gateway(session, gateway_to(comms_temporal_env, settings))
+        result = await service.send_message(
+            session,
+            patient_id=patient.id,
+            channel=Channel.SMS,
+            message="Your results are ready.",
+            idempotency_key=f"test:{uuid.uuid4()}",
+        )
+        workflow_id = delivery_workflow_id(result.communication.id)
+        await session.flush()
+        assert await commands_for(system_sessionmaker, workflow_id) == []  # not committed yet
+        assert not await _started(comms_temporal_env, workflow_id)
+
+        await session.commit()
+        committed = await commands_for(system_sessionmaker, workflow_id)
+        assert [(c.kind, c.start_workflow, c.delivered_at) for c in committed] == [
+            ("start", WORKFLOW_NAME, None)
+        ]
+        assert not await _started(comms_temporal_env, workflow_id)  # nothing goes before the commit's jobs
+
+        await run_after_commit_jobs(session)
+    assert [c.outcome for c in await commands_for(system_sessionmaker, workflow_id)] == ["delivered"]
+    assert (await delivery_result(comms_temporal_env, result.communication.id)).status == "sent"
+    assert len(providers_configured.twilio_forms()) == 1
 
 
 async def test_a_rolled_back_message_starts_no_workflow(
@@ -102,12 +143,13 @@ async def test_a_rolled_back_message_starts_no_workflow(
     make_patient,
 ) -> None:
     patient = await make_patient()
-    access = access_to(comms_temporal_env, settings)
-    rolled_back = await _send(system_sessionmaker, tenant_id, patient, access=access, commit=False)
+    gateway = gateway_to(comms_temporal_env, settings)
+    rolled_back = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, commit=False)
     with pytest.raises(RPCError) as raised:
         await comms_temporal_env.client.get_workflow_handle(f"communication-{rolled_back}").describe()
     assert raised.value.status == RPCStatusCode.NOT_FOUND
     assert await _message(system_sessionmaker, tenant_id, rolled_back) is None
+    assert await commands_for(system_sessionmaker, delivery_workflow_id(rolled_back)) == []
     assert providers_configured.requests == []
 
 
@@ -124,7 +166,7 @@ async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
     now, at_2230 = await next_local_time(comms_temporal_env, NEW_YORK, 22, 30)
     await comms_temporal_env.sleep(at_2230 - now)  # the server's clock: what the policy sees
     sent = await _send(
-        system_sessionmaker, tenant_id, patient, access=access_to(comms_temporal_env, settings)
+        system_sessionmaker, tenant_id, patient, gateway=gateway_to(comms_temporal_env, settings)
     )
     assert (await delivery_result(comms_temporal_env, sent)).status == "sent"
     message = await _message(system_sessionmaker, tenant_id, sent)
@@ -149,9 +191,9 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
         quiet_hours={"enabled": False},
         frequency_cap={"max_messages": 2, "per_hours": 24},
     )
-    access = access_to(comms_temporal_env, settings)
+    gateway = gateway_to(comms_temporal_env, settings)
     # Released at once, so their policy checks race: the per-patient lock makes the cap hold anyway.
-    ids = [await _send(system_sessionmaker, tenant_id, patient, access=access) for _ in range(3)]
+    ids = [await _send(system_sessionmaker, tenant_id, patient, gateway=gateway) for _ in range(3)]
     for communication_id in ids:
         assert (await delivery_result(comms_temporal_env, communication_id)).status == "sent"
     messages = sorted(
@@ -164,7 +206,7 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
     assert len(providers_configured.twilio_forms()) == 3
 
 
-async def test_the_reconciler_starts_the_delivery_a_lost_start_left_behind(
+async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_delivers_it_once(
     comms_temporal_env,
     comms_worker,
     settings,
@@ -175,20 +217,87 @@ async def test_the_reconciler_starts_the_delivery_a_lost_start_left_behind(
 ) -> None:
     patient = await make_patient()
     await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
-    lost = await _send(system_sessionmaker, tenant_id, patient)  # no Temporal here: nothing starts
-    assert (await _message(system_sessionmaker, tenant_id, lost)).status == "queued"
-    access = access_to(comms_temporal_env, settings)
-    started = await reconcile_delivery_starts(
-        system_sessionmaker, access, older_than_seconds=0, tenant_id=tenant_id
-    )
-    assert started == 1
-    assert (await delivery_result(comms_temporal_env, lost)).status == "sent"
-    message = await _message(system_sessionmaker, tenant_id, lost)
-    assert message.status == "sent" and message.delivery_started_at is not None
-    assert (
-        await reconcile_delivery_starts(
-            system_sessionmaker, access, older_than_seconds=0, tenant_id=tenant_id
-        )
-        == 0
-    )
+    waiting = await _send(system_sessionmaker, tenant_id, patient, gateway=unreachable_gateway())
+    assert (await _message(system_sessionmaker, tenant_id, waiting)).status == "queued"
+    workflow_id = delivery_workflow_id(waiting)
+    [command] = await commands_for(system_sessionmaker, workflow_id)
+    assert (command.kind, command.delivered_at, command.attempts) == ("start", None, 1)
+    assert not await _started(comms_temporal_env, workflow_id)
+
+    relay = tenant_relay(system_sessionmaker, tenant_id, gateway_to(comms_temporal_env, settings))
+    assert await relay() is False  # one round: less than a batch was due
+    assert [c.outcome for c in await commands_for(system_sessionmaker, workflow_id)] == ["delivered"]
+    assert (await delivery_result(comms_temporal_env, waiting)).status == "sent"
+    await relay()  # a later round starts nothing again
+    [command] = await commands_for(system_sessionmaker, workflow_id)
+    assert (command.outcome, command.attempts) == ("delivered", 1)
+    message = await _message(system_sessionmaker, tenant_id, waiting)
+    assert message.status == "sent"
     assert len(providers_configured.twilio_forms()) == 1
+
+
+async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
+    comms_temporal_env,
+    comms_worker,
+    settings,
+    providers_configured,
+    system_sessionmaker,
+    tenant_id,
+    make_patient,
+) -> None:
+    """A journey's send step sends itself: the delivery start it holds goes neither after the commit nor
+    with the relay before its time; settled (the step sent the message), it never goes; released (the
+    message needs its workflow after all), it goes after the commit."""
+    patient = await make_patient()
+    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    gateway = gateway_to(comms_temporal_env, settings)
+    held = []
+    for _ in range(2):
+        async with system_sessionmaker() as session:
+            bind_tenant(session, tenant_id)
+            bind_gateway(session, gateway)
+            dispatch.hold_starts(session)
+            result = await service.send_message(
+                session,
+                patient_id=patient.id,
+                channel=Channel.SMS,
+                message="Your results are ready.",
+                idempotency_key=f"test:{uuid.uuid4()}",
+            )
+            await session.commit()
+            await run_after_commit_jobs(session)
+            held.append(result.communication.id)
+    settled, released = held
+    relay = tenant_relay(system_sessionmaker, tenant_id, gateway)
+    await relay()
+    for communication_id in held:
+        [command] = await commands_for(system_sessionmaker, delivery_workflow_id(communication_id))
+        assert command.delivered_at is None and command.not_before is not None
+        assert not await _started(comms_temporal_env, delivery_workflow_id(communication_id))
+
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        bind_gateway(session, gateway)
+        await dispatch.settle(session, settled)
+        await dispatch.release(session, released)
+        await session.commit()
+        await run_after_commit_jobs(session)
+    assert [c.outcome for c in await commands_for(system_sessionmaker, delivery_workflow_id(released))] == [
+        "delivered"
+    ]
+    assert (await delivery_result(comms_temporal_env, released)).status == "sent"
+    await relay()
+    assert [c.outcome for c in await commands_for(system_sessionmaker, delivery_workflow_id(settled))] == [
+        "settled"
+    ]
+    assert not await _started(comms_temporal_env, delivery_workflow_id(settled))
+    assert len(providers_configured.twilio_forms()) == 1
+
+
+async def _started(env, workflow_id: str) -> bool:
+    try:
+        await env.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        assert exc.status == RPCStatusCode.NOT_FOUND
+        return False
+    return True

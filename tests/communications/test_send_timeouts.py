@@ -16,21 +16,21 @@ from temporalio.worker import Worker
 
 from activities import ActivityDeps
 from activities.communications import CommunicationActivities
-from core.database import bind_tenant
-from core.temporal import bind_temporal
+from core.database import bind_tenant, run_after_commit_jobs
+from core.gateway import bind_gateway
 from domain.communications import service
 from domain.communications.models import Communication
 from domain.communications.plan import SendInput
 from domain.enums import Channel
-from tests.communications.test_dispatch import _set_tenant, access_to
+from tests.communications.test_dispatch import _set_tenant, gateway_to
 from workflows.communications import SEND_TIMEOUT, CommunicationDeliveryWorkflow
 
 
-async def _record(system_sessionmaker, tenant_id, patient, access) -> uuid.UUID:
+async def _record(system_sessionmaker, tenant_id, patient, gateway) -> uuid.UUID:
     """An SMS recorded (and its delivery started) as every automated caller does."""
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        bind_temporal(session, access)
+        bind_gateway(session, gateway)
         result = await service.send_message(
             session,
             patient_id=patient.id,
@@ -39,6 +39,7 @@ async def _record(system_sessionmaker, tenant_id, patient, access) -> uuid.UUID:
             idempotency_key=f"test:{uuid.uuid4()}",
         )
         await session.commit()
+        await run_after_commit_jobs(session)
         return result.communication.id
 
 
@@ -89,8 +90,8 @@ async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_mess
     providers_configured.twilio_hangs.append(3.0)  # then the connection closes: nothing was accepted
     await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patient = await make_patient()
-    access = access_to(comms_temporal_env, settings)
-    communication_id = await _record(system_sessionmaker, tenant_id, patient, access)
+    gateway = gateway_to(comms_temporal_env, settings)
+    communication_id = await _record(system_sessionmaker, tenant_id, patient, gateway)
 
     handle = await _delivered(comms_temporal_env, communication_id)
     attempt, took = await _send_activity(handle)
@@ -133,7 +134,7 @@ async def test_a_send_whose_worker_died_is_retried_after_the_heartbeat_timeout(
         activities=[*others, send_on_a_worker_that_dies_once],
     ):
         communication_id = await _record(
-            system_sessionmaker, tenant_id, patient, access_to(comms_temporal_env, settings)
+            system_sessionmaker, tenant_id, patient, gateway_to(comms_temporal_env, settings)
         )
         handle = await _delivered(comms_temporal_env, communication_id)
     attempt, took = await _send_activity(handle)
