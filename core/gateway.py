@@ -353,7 +353,7 @@ class WorkflowGateway:
             self._down()
             raise TemporalUnavailable("Temporal is unreachable; try again shortly.") from exc
         try:
-            return await call(client)
+            result = await call(client)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError):
@@ -371,6 +371,8 @@ class WorkflowGateway:
         except (OSError, TimeoutError) as exc:
             self._down()
             raise TemporalUnavailable("Temporal is unreachable; try again shortly.") from exc
+        self.mark_reachable()  # it answered: requests may deliver their own commands again
+        return result
 
     def _down(self) -> None:
         self._down_until = time.monotonic() + DOWN_MEMORY_SECONDS
