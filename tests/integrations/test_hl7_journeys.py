@@ -11,19 +11,18 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ActivityDeps
 from core.client_credentials import Scope
 from core.database import bind_tenant
-from core.temporal import TemporalAccess
 from domain.fhir.identifiers import PATIENT_IDS
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance
 from tests.integrations.conftest import ClientFactory, bearer_for
 from tests.integrations.hl7_messages import MRN_AUTHORITY, adt, discharge_after_knee_replacement, pv1
-from tests.journeys.conftest import Wired, app_on
+from tests.journeys.conftest import Wired, app_on, gateway_to
 from tests.polling import eventually
 
 JOURNEYS = "/api/v1/prm/journeys"
@@ -48,13 +47,8 @@ def dispatcher_for(
     wired: Wired, sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
 ) -> TriggerDispatcher:
     """The worker's trigger dispatcher, on this test's tenant and task queue."""
-    client = wired.env.client
-
-    async def get_client() -> Client:
-        return client
-
     return TriggerDispatcher(
-        sessionmaker, TemporalAccess(get_client=get_client, task_queue=wired.task_queue), tenant_id=tenant_id
+        sessionmaker, gateway_to(wired.env.client, wired.task_queue), tenant_id=tenant_id
     )
 
 

@@ -15,12 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities import ActivityDeps
 from core.client_credentials import Scope
 from core.database import mark_system
+from core.periodic import PeriodicRunner
 from domain.hl7.models import Hl7Message
-from domain.hl7.retention import Hl7Retention
+from domain.hl7.retention import purge_expired
 from tests.integrations.conftest import ClientFactory, bearer_for
 from tests.integrations.hl7_messages import adt, count, segments, send
+from tests.journeys.outbox import unreachable_gateway
 from tests.polling import eventually
-from worker import hl7_retention
+from worker import periodic_jobs
 
 SessionOf = Callable[[], AsyncSession]
 RETENTION = timedelta(days=90)
@@ -59,15 +61,17 @@ async def test_records_past_the_retention_are_purged_in_batches_and_a_second_pur
     assert segments(refused.text)["MSA"][1] == "AE"  # recorded too, so purged too
     await age(system_sessionmaker, [*old, "OLD-REFUSED"], days=91)
     await age(system_sessionmaker, ["RECENT-1"], days=89)
-    retention = Hl7Retention(system_sessionmaker, keep=RETENTION, batch=2, tenant_id=tenant_id)
 
-    purged, again = await retention.purge(), await retention.purge()
+    async def purge() -> int:
+        return await purge_expired(system_sessionmaker, keep=RETENTION, batch=2, tenant_id=tenant_id)
+
+    purged, again = await purge(), await purge()
 
     assert (purged, again) == (6, 0)
     assert await controls(session_of) == {"RECENT-1"}
 
 
-async def test_the_worker_purges_every_tenants_expired_records_and_stops_when_asked(
+async def test_the_workers_retention_job_purges_every_tenants_expired_records_and_stops_when_asked(
     client: httpx.AsyncClient,
     hl7_auth: dict[str, str],
     session_of: SessionOf,
@@ -95,8 +99,11 @@ async def test_the_worker_purges_every_tenants_expired_records_and_stops_when_as
             )
             return left == 0
 
+    (job,) = [j for j in periodic_jobs(activity_deps, unreachable_gateway()) if j.name == "retention"]
+    assert job.interval == 3600  # at start, then hourly
     stop = asyncio.Event()
-    running = asyncio.create_task(hl7_retention(activity_deps).run(stop))
+    runner = PeriodicRunner(system_sessionmaker.kw["bind"], [job])  # under the job's lock, as the worker
+    running = asyncio.create_task(runner.run(stop))
     try:
         await eventually(purged, "the expired records purged")
     finally:
