@@ -21,7 +21,7 @@ from domain.scheduling.workflow_jobs import start_appointment_workflow
 from tests.polling import eventually
 from tests.scheduling.conftest import API
 from tests.scheduling.outbox_support import commands_for, relay_rounds, tenant_relay
-from tests.scheduling.test_reminders import book_at, messages, server_now, skip_to
+from tests.scheduling.test_reminders import book_at, server_now
 from workflows.appointments import AppointmentWorkflow
 
 BASE = f"{API}/appointments"
@@ -46,7 +46,6 @@ async def test_an_appointment_booked_while_temporal_is_unreachable_gets_its_remi
     system_sessionmaker,
     make_patient,
     make_practitioner,
-    settle,
 ) -> None:
     patient, practitioner = await make_patient(), await make_practitioner()
     start = await server_now(temporal_env) + timedelta(days=3)
@@ -98,15 +97,6 @@ async def test_an_appointment_booked_while_temporal_is_unreachable_gets_its_remi
         c.delivered_at for c in delivered
     ]
     assert (await handle.describe()).run_id == run_id
-
-    await skip_to(temporal_env, moved_to - timedelta(hours=24) + timedelta(minutes=1))
-    reminder = f"appointment:{booked['id']}:reminder:1440:{moved_to.isoformat()}"
-
-    async def reminded() -> bool:
-        return await messages(system_sessionmaker, tenant_id, booked["id"]) == [reminder]
-
-    await eventually(reminded, "the 24 h reminder of the moved time")
-    await settle()
 
 
 async def test_the_workers_periodic_relay_starts_what_a_process_without_temporal_recorded(
