@@ -257,10 +257,10 @@ async def _deliver_now(session: AsyncSession) -> None:
     """The fast path: right after the commit, deliver this transaction's commands if Temporal answers
     quickly; anything left is the relay's."""
     ids = [c.id for c in session.info.pop(_PENDING_KEY, [])] + session.info.pop(_RELEASED_KEY, [])
-    gateway = gateway_for(session)
-    if not ids or gateway is None or gateway.recently_down:
-        return
     try:
+        gateway = gateway_for(session)
+        if not ids or gateway is None or gateway.recently_down:
+            return
         await deliver_pending(session, gateway, ids=ids)
     except Exception as exc:  # the commands are stored; the relay delivers them
         await session.rollback()
