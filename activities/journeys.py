@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -111,19 +112,17 @@ class JourneyActivities:
         return str(communication_id) if communication_id is not None else None
 
     async def _deliver(self, tenant_id: str, communication_id: uuid.UUID, now: datetime) -> None:
-        async with self.deps.tenant_session(tenant_id) as session:
-            try:
-                outcome = await delivery.send_at_once(
-                    session, communication_id, now=now, settings=self.deps.settings
-                )
-            except ProviderError:
-                await session.rollback()  # transient: the delivery workflow's send step retries it
-                outcome = None
-            else:
-                await session.commit()
-            if outcome is not None:
-                count_outcome(outcome)
-                return
+        sessions = partial(self.deps.tenant_session, tenant_id)
+        try:
+            outcome = await delivery.send_at_once(
+                sessions, communication_id, now=now, settings=self.deps.settings
+            )
+        except ProviderError:  # transient, or an attempt in doubt: the delivery workflow's send step retries
+            outcome = None
+        if outcome is not None:
+            count_outcome(outcome)
+            return
+        async with sessions() as session:
             access = temporal_for(session)
             if access is None:
                 return  # the reconciler starts its workflow

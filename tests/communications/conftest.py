@@ -205,6 +205,20 @@ def providers_configured(
     return fake_providers
 
 
+def tenant_sessions(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> Callable[[], AsyncSession]:
+    """New sessions scoped to one tenant, one per transaction: what the send step (`delivery.deliver`)
+    takes, as the activities give it."""
+
+    def open_session() -> AsyncSession:
+        session = sessionmaker()
+        bind_tenant(session, tenant_id)
+        return session
+
+    return open_session
+
+
 @pytest.fixture
 def make_patient(
     system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
