@@ -54,8 +54,12 @@ class FakeProviders:
     # Seconds the next Twilio calls hang before accepting anything; then the connection closes unanswered
     # and no message is created (the caller has given up by then).
     twilio_hangs: list[float] = field(default_factory=list)
-    # The sid of every message Twilio accepted (answered 201), in order.
+    # The sid of every message Twilio accepted (answered 201), in order; SendGrid's X-Message-Id likewise.
     twilio_accepted: list[str] = field(default_factory=list)
+    sendgrid_accepted: list[str] = field(default_factory=list)
+    # Called (in the server's thread) with the path of each request as it arrives, before it is answered:
+    # a test's way to act at that moment (stop the sender, as a crash would).
+    on_request: Callable[[str], None] | None = None
 
     def twilio_forms(self) -> list[dict[str, str]]:
         """The form fields of every Twilio message request, in order."""
@@ -76,6 +80,8 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fake.requests.append(Recorded("POST", self.path, dict(self.headers), body))
+            if fake.on_request is not None:
+                fake.on_request(self.path)
             if self.path.endswith("/Messages.json"):
                 self._twilio(body)
             elif self.path == "/v3/mail/send":
@@ -128,8 +134,10 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
             if fake.sendgrid_answers:
                 status, payload = fake.sendgrid_answers.pop(0)
                 return self._answer(status, payload)
+            message_id = "sg" + uuid.uuid4().hex[:20]
+            fake.sendgrid_accepted.append(message_id)
             self.send_response(202)
-            self.send_header("X-Message-Id", "sg" + uuid.uuid4().hex[:20])
+            self.send_header("X-Message-Id", message_id)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
