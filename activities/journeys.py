@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from temporalio import activity
 
-from activities import ActivityDeps, count_outcome, domain_errors_are_final, heartbeating
+from activities import ActivityDeps, count_outcome, domain_errors_are_final, heartbeats
 from core import metrics
 from core.temporal import temporal_for
 from domain.communications import delivery, dispatch
@@ -88,6 +88,7 @@ class JourneyActivities:
         return start.isoformat() if start is not None else None
 
     @activity.defn(name="journey_send_message")
+    @heartbeats
     async def send_journey_message(self, data: ActionInput) -> str | None:
         """Render and record a stage's message once, then deliver it; the communication's id (None once the
         journey stopped).
@@ -108,7 +109,7 @@ class JourneyActivities:
             # The workflow's time on a first attempt (a time-skipped test's clock too); a retry's is now.
             first = data.at is not None and activity.info().attempt == 1
             now = datetime.fromisoformat(data.at) if first and data.at else datetime.now(UTC)
-            await heartbeating(self._deliver(data.tenant_id, communication_id, now))
+            await self._deliver(data.tenant_id, communication_id, now)
         return str(communication_id) if communication_id is not None else None
 
     async def _deliver(self, tenant_id: str, communication_id: uuid.UUID, now: datetime) -> None:
@@ -132,6 +133,7 @@ class JourneyActivities:
         await dispatch.start_delivery(access, uuid.UUID(tenant_id), communication_id, patient_id)
 
     @activity.defn(name="journey_create_ticket")
+    @heartbeats
     async def create_journey_ticket(self, data: ActionInput) -> str:
         """Create a stage's ticket once (a create_ticket action, or a wait_for_reply action's timeout)."""
         with domain_errors_are_final():
@@ -143,6 +145,7 @@ class JourneyActivities:
         return str(ticket_id)
 
     @activity.defn(name="journey_create_timeout_ticket")
+    @heartbeats
     async def create_timeout_ticket(self, data: ActionInput) -> str:
         """Create, once, the ticket of a `reply_received` stage whose patient did not reply in time."""
         with domain_errors_are_final():
