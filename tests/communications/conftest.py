@@ -57,6 +57,11 @@ class FakeProviders:
     # The sid of every message Twilio accepted (answered 201), in order; SendGrid's X-Message-Id likewise.
     twilio_accepted: list[str] = field(default_factory=list)
     sendgrid_accepted: list[str] = field(default_factory=list)
+    # Set: every message Twilio creates is created at once (counted above), but its answer waits until the
+    # event is set, as if the network were slow; a test kills the sender meanwhile. `twilio_created` keeps
+    # the form of each created message by sid (its StatusCallback names the message and the attempt).
+    twilio_hold: threading.Event | None = None
+    twilio_created: dict[str, dict[str, str]] = field(default_factory=dict)
     # Called (in the server's thread) with the path of each request as it arrives, before it is answered:
     # a test's way to act at that moment (stop the sender, as a crash would).
     on_request: Callable[[str], None] | None = None
@@ -128,7 +133,14 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 "error_message": None,
             }
             fake.twilio_accepted.append(sid)
-            self._answer(201, resource)
+            fake.twilio_created[sid] = form
+            hold = fake.twilio_hold
+            if hold is not None:
+                hold.wait(timeout=60)
+            try:
+                self._answer(201, resource)
+            except OSError:  # the sender died while the answer was held
+                self.close_connection = True
 
         def _sendgrid(self) -> None:
             if fake.sendgrid_answers:

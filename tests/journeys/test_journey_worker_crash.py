@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from tests.journeys.conftest import INSTANCES, ROOT, Clinic
+from tests.journeys.conftest import INSTANCES, Clinic
 from tests.journeys.helpers import send
 from tests.journeys.test_journey_instances_api import define, started, statuses_become
 from tests.polling import eventually
-
-
-@asynccontextmanager
-async def worker_process(env: WorkflowEnvironment, database_url: str, task_queue: str) -> AsyncIterator[Any]:
-    """`python worker.py` (the real entry point) against the dev server and the test database."""
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "PRM_TEMPORAL_NAMESPACE": env.client.namespace,
-        "PRM_TEMPORAL_TASK_QUEUE": task_queue,
-        "PRM_LOG_LEVEL": "WARNING",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "worker.py"), env=environ, stdout=asyncio.subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+from tests.worker_processes import worker_process
 
 
 async def test_killed_worker_resumes_on_a_new_worker_with_one_message_per_send(
