@@ -12,6 +12,8 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from core.database import mark_system
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,3 +53,20 @@ async def kill(process: Any) -> None:
     """SIGKILL: no graceful shutdown, as if the machine died."""
     process.kill()
     await process.wait()
+
+
+async def waits_on_a_lock(sessionmaker: Any, statement: str) -> bool:
+    """Whether a backend of this database waits on a lock running a statement that starts with `statement`
+    (a worker's activity stopped by a lock the test holds)."""
+    from sqlalchemy import text
+
+    async with sessionmaker() as session:
+        mark_system(session)
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query ILIKE :statement"
+            ),
+            {"statement": f"{statement}%"},
+        )
+    return bool(waiting)
