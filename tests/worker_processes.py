@@ -55,9 +55,9 @@ async def kill(process: Any) -> None:
     await process.wait()
 
 
-async def waits_on_a_lock(sessionmaker: Any, statement: str) -> bool:
-    """Whether a backend of this database waits on a lock running a statement that starts with `statement`
-    (a worker's activity stopped by a lock the test holds)."""
+async def waits_on_a_lock(sessionmaker: Any, pattern: str) -> bool:
+    """Whether a backend of this database waits on a lock, running a statement like `pattern` (ILIKE): a
+    worker's activity stopped by a lock the test holds."""
     from sqlalchemy import text
 
     async with sessionmaker() as session:
@@ -67,6 +67,6 @@ async def waits_on_a_lock(sessionmaker: Any, statement: str) -> bool:
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND wait_event_type = 'Lock' AND query ILIKE :statement"
             ),
-            {"statement": f"{statement}%"},
+            {"statement": pattern},
         )
     return bool(waiting)

@@ -121,7 +121,7 @@ async def test_a_killed_workers_journey_action_is_retried_within_seconds(
                 )
                 await holder.flush()
                 await eventually(
-                    lambda: waits_on_a_lock(system_sessionmaker, "INSERT INTO communications"),
+                    lambda: waits_on_a_lock(system_sessionmaker, "INSERT INTO communications%"),
                     "the send action to wait on the key",
                     within=30,
                 )
