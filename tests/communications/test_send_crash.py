@@ -57,7 +57,7 @@ def _requests_per_message(fake: FakeProviders) -> Counter[str]:
 
 
 async def _record(sessionmaker, tenant_id: uuid.UUID, patient: Any, gateway: WorkflowGateway) -> str:
-    """An SMS recorded with its delivery workflow's start, delivered after the commit, as every caller does."""
+    """An SMS recorded with its delivery start, delivered after the commit, as every caller does."""
     async with sessionmaker() as session:
         bind_tenant(session, tenant_id)
         bind_gateway(session, gateway)
