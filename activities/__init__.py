@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -21,6 +22,7 @@ from core.settings import Settings
 from domain.communications.delivery import DeliveryOutcome
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -81,6 +83,17 @@ async def heartbeating(work: Coroutine[Any, Any, T]) -> T:
         await asyncio.wait({task})
         raise
     return task.result()
+
+
+def heartbeats(body: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Run an activity's whole body under `heartbeating` (written under `@activity.defn`), so a worker that
+    dies mid-activity is noticed within the heartbeat timeout its workflow sets."""
+
+    @functools.wraps(body)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await heartbeating(body(*args, **kwargs))
+
+    return run
 
 
 def count_outcome(outcome: DeliveryOutcome) -> None:

@@ -10,7 +10,7 @@ import uuid
 
 from temporalio import activity
 
-from activities import ActivityDeps
+from activities import ActivityDeps, heartbeats
 from domain.scheduling import backfill, booking, notifications, waitlist
 from domain.scheduling.plan import (
     CancellationMessageInput,
@@ -33,6 +33,7 @@ class AppointmentActivities:
         self.deps = deps
 
     @activity.defn(name="send_appointment_reminder")
+    @heartbeats
     async def send_appointment_reminder(self, data: ReminderInput) -> bool:
         """Send one reminder (skipped when the appointment moved or is no longer active)."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
@@ -45,6 +46,7 @@ class AppointmentActivities:
             return sent
 
     @activity.defn(name="send_appointment_cancellation")
+    @heartbeats
     async def send_appointment_cancellation(self, data: CancellationMessageInput) -> bool:
         """Tell the patient the appointment is cancelled (once)."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
@@ -54,6 +56,7 @@ class AppointmentActivities:
             return sent
 
     @activity.defn(name="expire_booking_conversation")
+    @heartbeats
     async def expire_booking_conversation(self, data: ExpireConversationInput) -> ConversationUpdate:
         """Release the holds of a conversation whose offer ran out (unless it was extended or ended)."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
@@ -63,6 +66,7 @@ class AppointmentActivities:
         return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
 
     @activity.defn(name="handle_booking_reply")
+    @heartbeats
     async def handle_booking_reply(self, data: ConversationReplyInput) -> ConversationUpdate:
         """Act on the patient's routed reply: book, re-offer, or ask again."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
@@ -74,6 +78,7 @@ class AppointmentActivities:
         return ConversationUpdate(status=status, expires_at=expires_at.isoformat())
 
     @activity.defn(name="offer_waitlist_wave")
+    @heartbeats
     async def offer_waitlist_wave(self, data: WaitlistWaveInput) -> WaitlistWave:
         """Offer the freed time to the next wave of the waitlist (the same wave again on retry)."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
@@ -91,6 +96,7 @@ class AppointmentActivities:
         )
 
     @activity.defn(name="handle_waitlist_reply")
+    @heartbeats
     async def handle_waitlist_reply(self, data: WaitlistReplyInput) -> WaitlistReplyOutcome:
         """Act on a patient's routed reply to an offer: book it, pass on it, or ask again."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
@@ -102,6 +108,7 @@ class AppointmentActivities:
         return WaitlistReplyOutcome(status=status, offer_id=str(offer_id) if offer_id else None)
 
     @activity.defn(name="expire_waitlist_wave")
+    @heartbeats
     async def expire_waitlist_wave(self, data: ExpireWaitlistWaveInput) -> int:
         """Close the unanswered offers of a wave whose hold ran out; how many."""
         async with self.deps.unit_of_work(data.tenant_id) as session:

@@ -1,8 +1,9 @@
 """Communication delivery activities: the policy gate, the send step, fallbacks, and giving up.
 
-Each takes one dataclass of ids (never a phone number or a message body), opens its own transaction scoped
-to the input's tenant, and is idempotent under retry: the send step locks the committed record and does
-nothing once it carries a provider message id, and a fallback copy is keyed `fallback:<id>:<channel>`.
+Each takes one dataclass of ids (never a phone number or a message body), opens its own transactions scoped
+to the input's tenant, and is idempotent under retry: the send step commits its attempt before it calls the
+provider and does nothing once the message carries a provider message id (nor, until the provider's word
+settles it, while an attempt is open), and a fallback copy is keyed `fallback:<id>:<channel>`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from temporalio import activity
@@ -88,14 +90,15 @@ class CommunicationActivities:
         return await heartbeating(self._send(data, at))
 
     async def _send(self, data: SendInput, at: datetime) -> str:
-        async with self.deps.tenant_session(data.tenant_id) as session:
-            try:
-                outcome = await delivery.deliver(
-                    session, uuid.UUID(data.communication_id), at=at, settings=self.deps.settings
-                )
-            except ProviderError as exc:  # transient: the retry policy backs off and tries again
-                raise ApplicationError(str(exc), type="ProviderUnavailable") from exc
-            await session.commit()
+        sessions = partial(self.deps.tenant_session, data.tenant_id)
+        try:
+            outcome = await delivery.deliver(
+                sessions, uuid.UUID(data.communication_id), at=at, settings=self.deps.settings
+            )
+        except delivery.AttemptInDoubt as exc:  # the retry policy waits for the provider's word
+            raise ApplicationError(str(exc), type="SendAttemptInDoubt") from exc
+        except ProviderError as exc:  # transient: the retry policy backs off and tries again
+            raise ApplicationError(str(exc), type="ProviderUnavailable") from exc
         count_outcome(outcome)
         return outcome.status
 

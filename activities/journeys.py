@@ -14,11 +14,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from temporalio import activity
 
-from activities import ActivityDeps, count_outcome, heartbeating
+from activities import ActivityDeps, count_outcome, heartbeats
 from core import metrics
 from core.database import after_commit
 from domain.communications import delivery, dispatch
@@ -82,6 +83,7 @@ class JourneyActivities:
         return start.isoformat() if start is not None else None
 
     @activity.defn(name="journey_send_message")
+    @heartbeats
     async def send_journey_message(self, data: ActionInput) -> str | None:
         """Render and record a stage's message once, then deliver it; the communication's id (None once the
         journey stopped).
@@ -102,20 +104,17 @@ class JourneyActivities:
             # The workflow's time on a first attempt (a time-skipped test's clock too); a retry's is now.
             first = data.at is not None and activity.info().attempt == 1
             now = datetime.fromisoformat(data.at) if first and data.at else datetime.now(UTC)
-            await heartbeating(self._deliver(data.tenant_id, communication_id, now))
+            await self._deliver(data.tenant_id, communication_id, now)
         return str(communication_id) if communication_id is not None else None
 
     async def _deliver(self, tenant_id: str, communication_id: uuid.UUID, now: datetime) -> None:
-        async with self.deps.tenant_session(tenant_id) as session:
-            try:
-                outcome = await delivery.send_at_once(
-                    session, communication_id, now=now, settings=self.deps.settings
-                )
-            except ProviderError:
-                await session.rollback()  # transient: the delivery workflow's send step retries it
-                outcome = None
-            else:
-                await session.commit()
+        sessions = partial(self.deps.tenant_session, tenant_id)
+        try:
+            outcome = await delivery.send_at_once(
+                sessions, communication_id, now=now, settings=self.deps.settings
+            )
+        except ProviderError:  # transient, or an attempt in doubt: the delivery workflow's send step retries
+            outcome = None
         async with self.deps.unit_of_work(tenant_id) as session:
             if outcome is not None:
                 await dispatch.settle(session, communication_id)
@@ -125,6 +124,7 @@ class JourneyActivities:
             count_outcome(outcome)
 
     @activity.defn(name="journey_create_ticket")
+    @heartbeats
     async def create_journey_ticket(self, data: ActionInput) -> str:
         """Create a stage's ticket once (a create_ticket action, or a wait_for_reply action's timeout)."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
@@ -134,6 +134,7 @@ class JourneyActivities:
         return str(ticket_id)
 
     @activity.defn(name="journey_create_timeout_ticket")
+    @heartbeats
     async def create_timeout_ticket(self, data: ActionInput) -> str:
         """Create, once, the ticket of a `reply_received` stage whose patient did not reply in time."""
         async with self.deps.unit_of_work(data.tenant_id) as session:

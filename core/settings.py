@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     # The URL the providers call us on (scheme://host[:port]); webhook signatures are checked against it.
     public_base_url: str | None = None
     provider_timeout_seconds: float = 10.0
+    # A send whose provider call was left unfinished (its worker died before recording the answer) is not
+    # sent again until the provider's status callback says what became of it, or until this long after the
+    # attempt began passes without a word: then the provider is taken never to have received it. Longer
+    # than the provider timeout (an attempt still waiting on the provider must not be raced).
+    send_resolve_seconds: float = Field(default=300.0, ge=0)
 
     @field_validator(
         "rate_limit_per_user",

@@ -23,7 +23,12 @@ with workflow.unsafe.imports_passed_through():
         RescheduleSignal,
     )
 
-SEND_TIMEOUT = timedelta(minutes=2)
+# Sized to the call: a few database writes and the start of a message's delivery workflow (an RPC that gives
+# up after 5 s). The activities heartbeat, so a worker that died mid-activity is noticed after
+# SEND_HEARTBEAT and the retry runs within seconds, not after the start-to-close timeout. (Changing these
+# options does not break replay: replay checks the commands and activity types.)
+SEND_TIMEOUT = timedelta(seconds=30)
+SEND_HEARTBEAT = timedelta(seconds=5)
 # Reminders are keyed by the start time they were planned for (not the time a reschedule set during the
 # send), and a patient reminded of a time that then changed is reminded of the new one.
 PLANNED_START_PATCH = "reminder-planned-start"
@@ -64,6 +69,7 @@ class AppointmentWorkflow:
                             AppointmentActivities.send_appointment_cancellation,
                             CancellationMessageInput(wf_input.tenant_id, wf_input.appointment_id),
                             start_to_close_timeout=SEND_TIMEOUT,
+                            heartbeat_timeout=SEND_HEARTBEAT,
                         )
                     except ActivityError as exc:  # final: the patient cannot be told by message
                         self._failed.append(f"cancellation: {_reason(exc)}")
@@ -109,6 +115,7 @@ class AppointmentWorkflow:
                         start_time=start.isoformat(),
                     ),
                     start_to_close_timeout=SEND_TIMEOUT,
+                    heartbeat_timeout=SEND_HEARTBEAT,
                 )
             except ActivityError as exc:  # final (e.g. no way to reach the patient): recorded, not retried
                 self._failed.append(f"{offset}:{start.isoformat()}: {_reason(exc)}")

@@ -19,7 +19,12 @@ with workflow.unsafe.imports_passed_through():
         InboundReply,
     )
 
-ACTIVITY_TIMEOUT = timedelta(minutes=2)
+# Sized to the call: a few database writes and the start of a message's delivery workflow (an RPC that gives
+# up after 5 s). The activities heartbeat, so a worker that died mid-activity is noticed after HEARTBEAT and
+# the retry runs within seconds, not after the start-to-close timeout. (Changing these options does not
+# break replay: replay checks the commands and activity types.)
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+HEARTBEAT = timedelta(seconds=5)
 
 
 @workflow.defn(name=CONVERSATION_WORKFLOW)
@@ -44,6 +49,7 @@ class BookingConversationWorkflow:
                     AppointmentActivities.handle_booking_reply,
                     ConversationReplyInput(wf_input.tenant_id, wf_input.conversation_id, communication_id),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT,
                 )
                 self._apply(update)
                 continue
@@ -60,6 +66,7 @@ class BookingConversationWorkflow:
                     wf_input.tenant_id, wf_input.conversation_id, self._expires_at.isoformat()
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT,
             )
             self._apply(update)  # expired, or the state the database holds (extended, booked, closed)
         return self._status

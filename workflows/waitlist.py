@@ -20,7 +20,12 @@ with workflow.unsafe.imports_passed_through():
         WaitlistWaveInput,
     )
 
-ACTIVITY_TIMEOUT = timedelta(minutes=2)
+# Sized to the call: a few database writes and the start of a message's delivery workflow (an RPC that gives
+# up after 5 s). The activities heartbeat, so a worker that died mid-activity is noticed after HEARTBEAT and
+# the retry runs within seconds, not after the start-to-close timeout. (Changing these options does not
+# break replay: replay checks the commands and activity types.)
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+HEARTBEAT = timedelta(seconds=5)
 
 
 @workflow.defn(name=WAITLIST_WORKFLOW)
@@ -47,6 +52,7 @@ class WaitlistBackfillWorkflow:
                     hold_minutes=wf_input.hold_minutes,
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT,
             )
             if wave.status != "offered":
                 return wave.status  # exhausted, slot_gone, booked or closed
@@ -58,6 +64,7 @@ class WaitlistBackfillWorkflow:
                 AppointmentActivities.expire_waitlist_wave,
                 ExpireWaitlistWaveInput(wf_input.tenant_id, wf_input.cancelled_appointment_id, self._wave),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT,
             )
 
     async def _follow_wave(
@@ -78,6 +85,7 @@ class WaitlistBackfillWorkflow:
                         wf_input.tenant_id, wf_input.cancelled_appointment_id, self._replies.pop(0)
                     ),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT,
                 )
                 if outcome.status in ("accepted", "taken"):
                     return "booked" if outcome.status == "accepted" else "taken"

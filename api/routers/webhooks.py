@@ -37,13 +37,21 @@ def reply_routing(request: Request) -> webhooks.ReplyRouting:
 
 
 @router.post("/twilio/status", status_code=status.HTTP_204_NO_CONTENT)
-async def twilio_message_status(form: TwilioForm, session: RawSessionDep) -> Response:
-    """Twilio's message status callback (`MessageSid`, `MessageStatus`, `ErrorCode`)."""
+async def twilio_message_status(
+    form: TwilioForm,
+    session: RawSessionDep,
+    communication_id: str | None = None,
+    attempt: str | None = None,
+) -> Response:
+    """Twilio's message status callback (`MessageSid`, `MessageStatus`, `ErrorCode`), on the URL the send
+    step gave Twilio: its query names the message and the send attempt (signed with the rest of the URL)."""
     await webhooks.apply_twilio_status(
         session,
         message_sid=form.get("MessageSid", ""),
         status=form.get("MessageStatus", ""),
         error_code=form.get("ErrorCode") or None,
+        communication_id=communication_id,
+        attempt=attempt,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

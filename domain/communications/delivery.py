@@ -1,13 +1,23 @@
-"""The send step: a message already recorded (and committed) is handed to its provider, once.
+"""The send step: a message already recorded (and committed) is handed to its provider, at most once.
 
 This module delivers and never creates: messages are created by `service.send_message` (which records
 their workflows' starts through `dispatch`), and the provider comes from `providers.provider_for`.
 
-`deliver` locks the row, returns at once when the message was already sent or has failed (the retry after a
-crash finds `provider_message_id` set and sends nothing), calls the provider, and records the outcome with
-the forward-only status rule. A transient provider error (5xx, 429, timeout) propagates so the caller's
-retry policy tries again; a permanent one (invalid number, unsubscribed, ...) fails the message at once.
-Only the delivery workflow's send activity calls it, after the send policy let the message go.
+`deliver` commits in three steps, so a worker killed at any point never leads to a second send:
+1. lock the row; return at once when the message was already sent or has failed; otherwise record a send
+   attempt (`send_attempt`, a fresh key, and `send_attempt_at`) and commit;
+2. call the provider, outside any transaction, with the communication id and the attempt's key (they come
+   back on Twilio's status callback URL and in SendGrid's `custom_args`);
+3. record the answer with the forward-only status rule, closing the attempt, and commit.
+A retry that finds an attempt still open (its worker died between 1 and 3, or the provider call timed out)
+does not send: it raises `AttemptInDoubt` (retryable) until the provider's status callback settles the
+attempt (`webhooks` records the message sent, with the provider's id), or until `send_resolve_seconds` pass
+without a word, when the provider is taken never to have received it and the message goes again. The
+outbox receives nothing, so its open attempts are resent at once. A transient provider error in which the
+provider surely never took the message (an error answer, no connection) closes the attempt and propagates,
+so the caller's retry policy tries again; a permanent one (invalid number, unsubscribed, ...) fails the
+message at once. The delivery workflow's send activity calls `deliver`, after the send policy let the
+message go; a journey's send activity calls it through `send_at_once`.
 
 WhatsApp accepts free text only within 24 hours of the patient's last inbound WhatsApp message. Outside that
 window a message goes as its approved Twilio Content template (recorded in `meta_data["whatsapp_content"]`
@@ -19,23 +29,36 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import Settings
 from domain.communications import policy, templates
 from domain.communications.models import Communication
-from domain.communications.provider_contract import OutgoingMessage, ProviderError
+from domain.communications.provider_contract import (
+    MessageProvider,
+    OutgoingMessage,
+    ProviderError,
+    ProviderResult,
+)
 from domain.communications.providers import OutboxProvider, provider_for
-from domain.communications.repository import CommunicationRepository, advance_status
+from domain.communications.repository import (
+    NO_ATTEMPT,
+    CommunicationRepository,
+    advance_status,
+    record_accepted,
+)
 from domain.communications.service import WHATSAPP_CONTENT
 from domain.enums import UNSENT_COMMUNICATION_STATUSES, Channel, CommunicationStatus, Direction
 
 log = logging.getLogger(__name__)
+# Opens a new session scoped to the message's tenant (`async with`): the send step commits in steps.
+SessionFactory = Callable[[], AsyncSession]
 WHATSAPP_WINDOW = timedelta(hours=24)
 WINDOW_CLOSED = "whatsapp_window_closed"
 WINDOW_CLOSED_MESSAGE = (
@@ -56,16 +79,70 @@ class DeliveryOutcome:
     failure: str | None = None  # rejected (by the provider), opted_out, window_closed
 
 
+class AttemptInDoubt(ProviderError):
+    """An earlier send attempt of the message may have reached its provider, and nothing says yet what
+    became of it: sending again now could send it twice. Retryable: by the next try the provider's status
+    callback may have settled it, or the resolution window (`send_resolve_seconds`) passed."""
+
+    def __init__(self, communication_id: uuid.UUID) -> None:
+        super().__init__(
+            f"Message {communication_id}: an earlier send attempt is not settled yet",
+            retryable=True,
+            code="attempt_in_doubt",
+        )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """A send attempt committed and about to go to its provider (the message is held in memory only)."""
+
+    key: str
+    channel: Channel
+    provider: MessageProvider
+    message: OutgoingMessage
+
+
 async def deliver(
-    session: AsyncSession, communication_id: uuid.UUID, *, at: datetime, settings: Settings
+    sessions: SessionFactory, communication_id: uuid.UUID, *, at: datetime, settings: Settings
 ) -> DeliveryOutcome:
-    """Send one recorded message at most once; the caller commits. Retryable ProviderErrors propagate."""
+    """Send one recorded message at most once, in three steps: commit the attempt, call the provider
+    (outside any transaction), commit its answer. Retryable ProviderErrors propagate, AttemptInDoubt too."""
+    async with sessions() as session:
+        step = await _begin_attempt(session, communication_id, at=at, settings=settings)
+        await session.commit()
+    if isinstance(step, DeliveryOutcome):
+        return step
+    try:
+        result = await step.provider.send(step.message)
+    except ProviderError as exc:
+        if exc.retryable and exc.in_doubt:
+            raise  # the attempt stays open: its status callback, or the resolution window, settles it
+        async with sessions() as session:
+            outcome = await _record_refusal(session, communication_id, step, exc, at=at)
+            await session.commit()
+        if outcome is None:
+            raise
+        return outcome
+    async with sessions() as session:
+        outcome = await _record_answer(session, communication_id, step, result, at=at)
+        await session.commit()
+    return outcome
+
+
+async def _begin_attempt(
+    session: AsyncSession, communication_id: uuid.UUID, *, at: datetime, settings: Settings
+) -> DeliveryOutcome | _Attempt:
+    """Lock the message and record a new send attempt on it (the caller commits), or say why nothing is to
+    be sent; AttemptInDoubt while an earlier attempt may still have reached the provider."""
     record = await CommunicationRepository(session).for_update(communication_id)
     if record is None:
         return DeliveryOutcome("missing", sent_now=False)
     if record.provider_message_id or record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
         return DeliveryOutcome(record.status, sent_now=False)
     channel = Channel(record.channel)
+    provider = provider_for(channel, settings)
+    if record.send_attempt is not None and not await _abandoned(session, record, provider, settings):
+        raise AttemptInDoubt(record.id)
     confirmation = bool((record.meta_data or {}).get("consent_confirmation"))
     if record.patient_id and not confirmation and await policy.opted_out(session, record.patient_id, channel):
         await advance_status(
@@ -75,9 +152,9 @@ async def deliver(
             at=at,
             error_code="opted_out",
             error_message=f"The patient opted out of {channel.value} messages.",
+            extra=NO_ATTEMPT,
         )
         return DeliveryOutcome(CommunicationStatus.FAILED.value, False, channel.value, failure="opted_out")
-    provider = provider_for(channel, settings)
     content: dict[str, Any] | None = None
     # The outbox sends nothing, so WhatsApp's window does not apply to it.
     if channel == Channel.WHATSAPP and provider.name != OutboxProvider.name:
@@ -91,10 +168,13 @@ async def deliver(
                     at=at,
                     error_code=WINDOW_CLOSED,
                     error_message=WINDOW_CLOSED_MESSAGE,
+                    extra=NO_ATTEMPT,
                 )
                 return DeliveryOutcome(
                     CommunicationStatus.FAILED.value, False, channel.value, failure="window_closed"
                 )
+    key = uuid.uuid4().hex
+    record.send_attempt, record.send_attempt_at = key, func.now()
     outgoing = OutgoingMessage(
         channel=channel,
         recipient=record.recipient or "",
@@ -104,39 +184,97 @@ async def deliver(
         or (templates.phrase("email_subject", record.language) if channel == Channel.EMAIL else None),
         idempotency_key=record.idempotency_key or str(record.id),
         communication_id=str(record.id),
+        send_attempt=key,
         content_sid=content["sid"] if content else None,
         content_variables=content["variables"] if content else None,
     )
-    try:
-        result = await provider.send(outgoing)
-    except ProviderError as exc:
-        if exc.retryable:
-            raise
-        await advance_status(
-            session,
-            record.id,
-            CommunicationStatus.FAILED,
-            at=at,
-            error_code=exc.code or "provider_error",
-            error_message=str(exc),
-            extra={"provider": provider.name},
+    return _Attempt(key, channel, provider, outgoing)
+
+
+async def _abandoned(
+    session: AsyncSession, record: Communication, provider: MessageProvider, settings: Settings
+) -> bool:
+    """Whether the message's open attempt can be taken as never received: the outbox receives nothing, and
+    a provider that has not called back within `send_resolve_seconds` of the attempt never got it (the
+    database's clock, so workers' clocks do not matter)."""
+    if provider.name == OutboxProvider.name:
+        return True
+    age: timedelta | None = await session.scalar(
+        select(func.now() - Communication.send_attempt_at).where(Communication.id == record.id)
+    )
+    if age is not None and age < timedelta(seconds=settings.send_resolve_seconds):
+        return False
+    log.warning(
+        "message %s: no word from %s on its last send attempt; sending it again", record.id, provider.name
+    )
+    return True
+
+
+async def _record_refusal(
+    session: AsyncSession, communication_id: uuid.UUID, attempt: _Attempt, exc: ProviderError, *, at: datetime
+) -> DeliveryOutcome | None:
+    """Record that the provider refused `attempt`: a permanent refusal fails the message (its outcome); a
+    transient one closes the attempt, the provider never having taken the message (None: the caller
+    raises, and the retry sends anew)."""
+    is_open = Communication.send_attempt == attempt.key
+    if exc.retryable:
+        await session.execute(
+            update(Communication)
+            .where(Communication.id == communication_id, is_open)
+            .values(**NO_ATTEMPT)
+            .execution_options(synchronize_session=False)
         )
-        failed = CommunicationStatus.FAILED.value
-        return DeliveryOutcome(failed, True, channel.value, provider.name, "rejected")
-    extra = {"provider": result.provider, "provider_message_id": result.provider_message_id}
+        return None
+    await advance_status(
+        session,
+        communication_id,
+        CommunicationStatus.FAILED,
+        at=at,
+        error_code=exc.code or "provider_error",
+        error_message=str(exc),
+        extra={"provider": attempt.provider.name, **NO_ATTEMPT},
+        only_if=is_open,
+    )
+    failed = CommunicationStatus.FAILED.value
+    return DeliveryOutcome(failed, True, attempt.channel.value, attempt.provider.name, "rejected")
+
+
+async def _record_answer(
+    session: AsyncSession,
+    communication_id: uuid.UUID,
+    attempt: _Attempt,
+    result: ProviderResult,
+    *,
+    at: datetime,
+) -> DeliveryOutcome:
+    """Record the provider's answer to `attempt` (accepted, or failed in its answer) and close the attempt
+    (a status callback may have recorded the acceptance first: then this changes nothing)."""
+    channel = attempt.channel.value
     if result.status == CommunicationStatus.FAILED:
         await advance_status(
             session,
-            record.id,
+            communication_id,
             CommunicationStatus.FAILED,
             at=at,
             error_code=result.error_code,
             error_message=result.error_message,
-            extra=extra,
+            extra={
+                "provider": result.provider,
+                "provider_message_id": result.provider_message_id,
+                **NO_ATTEMPT,
+            },
+            only_if=Communication.send_attempt == attempt.key,
         )
-        return DeliveryOutcome(result.status.value, True, channel.value, result.provider, "rejected")
-    await advance_status(session, record.id, result.status, at=at, extra=extra)
-    return DeliveryOutcome(result.status.value, True, channel.value, result.provider)
+        return DeliveryOutcome(result.status.value, True, channel, result.provider, "rejected")
+    await record_accepted(
+        session,
+        communication_id,
+        attempt=attempt.key,
+        provider=result.provider,
+        provider_message_id=result.provider_message_id,
+        at=at,
+    )
+    return DeliveryOutcome(result.status.value, True, channel, result.provider)
 
 
 async def whatsapp_window_open(session: AsyncSession, patient_id: uuid.UUID | None, at: datetime) -> bool:
@@ -184,6 +322,8 @@ async def pass_gate(session: AsyncSession, record: Communication, now: datetime)
         return GateAnswer("done", "nothing to send")
     if record.provider_message_id:
         return GateAnswer("done", "already sent")
+    if record.send_attempt is not None:  # let through before, and perhaps sent: `deliver` settles it
+        return GateAnswer("send", "a send attempt is open")
     decision = await policy.evaluate(session, record, now)
     record.meta_data = {**(record.meta_data or {}), "policy": decision.reason}
     failure = None
@@ -210,29 +350,33 @@ def watches_fallback(channel: str, settings: Settings) -> bool:
 
 
 async def send_at_once(
-    session: AsyncSession, communication_id: uuid.UUID, *, now: datetime, settings: Settings
+    sessions: SessionFactory, communication_id: uuid.UUID, *, now: datetime, settings: Settings
 ) -> DeliveryOutcome | None:
-    """Deliver, in the caller's transaction, a message that needs none of its delivery workflow's durable
-    waits: not scheduled for later, let through by the send gate now, with no fallback to watch. None when
-    it needs its workflow after all (the caller commits, then starts it: a wait the gate decided is
-    recorded, so the workflow sleeps it out). Retryable ProviderErrors propagate: the caller rolls back
-    and starts the workflow, whose send step retries. Same rules as the workflow's steps (`pass_gate`,
-    then `deliver`), so consent, quiet hours, the frequency cap and at-most-once sending all hold."""
-    record = await CommunicationRepository(session).for_update(communication_id)
-    if record is None:
-        return DeliveryOutcome("missing", sent_now=False)
-    if record.scheduled_for is not None and record.scheduled_for > now:
-        return None
-    if watches_fallback(record.channel, settings):
-        return None
-    answer = await pass_gate(session, record, now)
+    """Deliver a message that needs none of its delivery workflow's durable waits: not scheduled for later,
+    let through by the send gate now, with no fallback to watch. None when it needs its workflow after all
+    (the gate's decision is committed here, so the workflow the caller starts sleeps out a wait it decided).
+    Retryable ProviderErrors propagate: the caller releases the workflow's held start, whose send step
+    retries. Same rules
+    as the workflow's steps (`pass_gate`, then `deliver`), so consent, quiet hours, the frequency cap and
+    at-most-once sending all hold."""
+    async with sessions() as session:
+        record = await CommunicationRepository(session).for_update(communication_id)
+        if record is None:
+            return DeliveryOutcome("missing", sent_now=False)
+        if record.scheduled_for is not None and record.scheduled_for > now:
+            return None
+        if watches_fallback(record.channel, settings):
+            return None
+        answer = await pass_gate(session, record, now)
+        status, channel = record.status, record.channel
+        await session.commit()
     if answer.verdict == "done":
-        return DeliveryOutcome(record.status, sent_now=False)
+        return DeliveryOutcome(status, sent_now=False)
     if answer.verdict == "refuse":
-        return DeliveryOutcome(record.status, False, record.channel, failure=answer.failure)
+        return DeliveryOutcome(status, False, channel, failure=answer.failure)
     if answer.verdict != "send":
         return None
-    return await deliver(session, communication_id, at=now, settings=settings)
+    return await deliver(sessions, communication_id, at=now, settings=settings)
 
 
 async def mark_failed(

@@ -82,6 +82,11 @@ class Communication(TenantScoped, Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(100))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     workflow_id: Mapped[str | None] = mapped_column(String(100))
+    # The send step's attempt in flight: committed before the provider is called, cleared when its answer
+    # is recorded. Its key travels to the provider and comes back on the provider's status callbacks, so an
+    # attempt a crash left unfinished is settled by the callback, never by sending again at once.
+    send_attempt: Mapped[str | None] = mapped_column(String(32))
+    send_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     search_vector: Mapped[str] = mapped_column(
         TSVECTOR,

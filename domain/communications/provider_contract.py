@@ -6,6 +6,7 @@ from nowhere else in this package, so no provider module imports another.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,7 @@ class OutgoingMessage:
     subject: str | None
     idempotency_key: str
     communication_id: str | None = None  # travels to the provider so its callbacks find the record
+    send_attempt: str | None = None  # the attempt's key: travels too, so a callback settles that attempt
     # WhatsApp outside its 24-hour window: the approved Content template and its placeholder values
     # ({"1": ..., "2": ...}), sent instead of `body`.
     content_sid: str | None = None
@@ -40,12 +42,37 @@ class ProviderResult:
 
 
 class ProviderError(Exception):
-    """A provider failed; `retryable` says whether trying again may succeed."""
+    """A provider failed; `retryable` says whether trying again may succeed, `in_doubt` whether the provider
+    may have accepted the message all the same (the request went out and no answer came back)."""
 
-    def __init__(self, message: str, *, retryable: bool = True, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = True, code: str | None = None, in_doubt: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.in_doubt = in_doubt
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether a transport error came before any connection was made (refused, unknown host, connect
+    timeout), so the request never reached the provider; any other (a read timeout, a connection dropped
+    after the request went out) leaves the message in doubt."""
+    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError is one too
+
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError | socket.gaierror | ConnectTimeoutError):
+            return True
+        # requests and urllib wrap the socket's error: in `reason`, in `args`, or as the cause.
+        linked = (error.__cause__, error.__context__, getattr(error, "reason", None), *error.args)
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    return False
 
 
 class MessageProvider(Protocol):

@@ -79,8 +79,10 @@ async def advance_status(
     error_code: str | None = None,
     error_message: str | None = None,
     extra: dict[str, Any] | None = None,
+    only_if: Any = None,
 ) -> bool:
-    """Move a message to `status` if that is forward (one conditional UPDATE); False when it was not."""
+    """Move a message to `status` if that is forward (one conditional UPDATE, narrowed by `only_if` when
+    given); False when it was not."""
     values: dict[str, Any] = {"status": status.value, **(extra or {})}
     column = TIMESTAMP_OF.get(status)
     if column is not None:
@@ -94,12 +96,37 @@ async def advance_status(
         allowed = _rank_expression() < STATUS_RANK[status]
     stmt = (
         update(Communication)
-        .where(Communication.id == communication_id, allowed)
+        .where(Communication.id == communication_id, allowed, *([only_if] if only_if is not None else []))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     result = await session.execute(stmt)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+NO_ATTEMPT: dict[str, Any] = {"send_attempt": None, "send_attempt_at": None}
+
+
+async def record_accepted(
+    session: AsyncSession,
+    communication_id: uuid.UUID,
+    *,
+    attempt: str,
+    provider: str,
+    provider_message_id: str | None,
+    at: datetime,
+) -> bool:
+    """Record that the provider accepted send attempt `attempt` (sent, with its message id), closing the
+    attempt; False when that attempt is no longer the one open (already recorded, by the send step or by a
+    status callback)."""
+    return await advance_status(
+        session,
+        communication_id,
+        S.SENT,
+        at=at,
+        extra={"provider": provider, "provider_message_id": provider_message_id, **NO_ATTEMPT},
+        only_if=Communication.send_attempt == attempt,
+    )
 
 
 class CommunicationRepository(Repository[Communication]):

@@ -7,7 +7,12 @@ import logging
 from typing import Any
 
 from core.settings import Settings
-from domain.communications.provider_contract import OutgoingMessage, ProviderError, ProviderResult
+from domain.communications.provider_contract import (
+    OutgoingMessage,
+    ProviderError,
+    ProviderResult,
+    never_connected,
+)
 from domain.enums import CommunicationStatus
 
 # The SDK's HTTP client logs every request payload (recipients, subjects, bodies) at DEBUG:
@@ -42,6 +47,8 @@ class SendGridProvider:
         )
         if message.communication_id:
             mail.custom_arg = CustomArg("communication_id", message.communication_id)
+        if message.send_attempt:  # comes back on every event: the event settles this attempt
+            mail.custom_arg = CustomArg("send_attempt", message.send_attempt)
         return mail
 
     def _send_sync(self, message: OutgoingMessage) -> ProviderResult:
@@ -56,7 +63,11 @@ class SendGridProvider:
                 f"SendGrid refused the email (HTTP {status})", retryable=retryable, code=str(status)
             ) from exc
         except OSError as exc:  # URLError, timeouts, connection refused
-            raise ProviderError(f"SendGrid unreachable: {type(exc).__name__}", retryable=True) from exc
+            raise ProviderError(
+                f"SendGrid unreachable: {type(exc).__name__}",
+                retryable=True,
+                in_doubt=not never_connected(exc),
+            ) from exc
         headers = {k.lower(): v for k, v in dict(response.headers or {}).items()}
         return ProviderResult(
             provider=self.name,

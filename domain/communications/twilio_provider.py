@@ -6,9 +6,15 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from core.settings import Settings
-from domain.communications.provider_contract import OutgoingMessage, ProviderError, ProviderResult
+from domain.communications.provider_contract import (
+    OutgoingMessage,
+    ProviderError,
+    ProviderResult,
+    never_connected,
+)
 from domain.enums import Channel, CommunicationStatus
 
 # Twilio error codes that no retry can fix (https://www.twilio.com/docs/api/errors).
@@ -40,6 +46,15 @@ def classify(status: int | None, code: int | None, message: str) -> ProviderErro
     retryable = status is None or status == 429 or status >= 500
     label = f"Twilio {code}" if code else f"Twilio HTTP {status}"
     return ProviderError(f"{label}: {message}", retryable=retryable, code=str(code or status or ""))
+
+
+def status_callback_url(public_base_url: str, message: OutgoingMessage) -> str:
+    """The `StatusCallback` Twilio calls for `message`: our webhook, with the communication id and the send
+    attempt's key in its query (Twilio signs the URL with its query, so they come back authenticated)."""
+    url = public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
+    ids = {"communication_id": message.communication_id, "attempt": message.send_attempt}
+    query = urlencode({name: value for name, value in ids.items() if value})
+    return f"{url}?{query}" if query else url
 
 
 class TwilioProvider:
@@ -76,7 +91,7 @@ class TwilioProvider:
         else:
             fields["body"] = message.body
         if self.settings.public_base_url:
-            fields["status_callback"] = self.settings.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
+            fields["status_callback"] = status_callback_url(self.settings.public_base_url, message)
         return fields
 
     def _send_sync(self, message: OutgoingMessage) -> ProviderResult:
@@ -89,7 +104,9 @@ class TwilioProvider:
         except TwilioException as exc:
             raise ProviderError(f"Twilio client error: {type(exc).__name__}", retryable=True) from exc
         except OSError as exc:  # connection refused, timeouts (requests' errors are OSErrors)
-            raise ProviderError(f"Twilio unreachable: {type(exc).__name__}", retryable=True) from exc
+            raise ProviderError(
+                f"Twilio unreachable: {type(exc).__name__}", retryable=True, in_doubt=not never_connected(exc)
+            ) from exc
         return ProviderResult(
             provider=self.name, status=CommunicationStatus.SENT, provider_message_id=created.sid
         )

@@ -25,7 +25,7 @@ from core.events import EventSource, EventType, emit
 from core.phones import to_e164
 from domain.communications import policy, service
 from domain.communications.models import Communication, WebhookEvent
-from domain.communications.repository import advance_status
+from domain.communications.repository import advance_status, record_accepted
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
 
@@ -86,24 +86,70 @@ async def _locate(session: AsyncSession, *conditions: Any) -> tuple[uuid.UUID, u
 
 
 async def apply_twilio_status(
-    session: AsyncSession, *, message_sid: str, status: str, error_code: str | None
+    session: AsyncSession,
+    *,
+    message_sid: str,
+    status: str,
+    error_code: str | None,
+    communication_id: str | None = None,
+    attempt: str | None = None,
 ) -> bool:
-    """Apply a Twilio status callback; True when the message's status moved."""
+    """Apply a Twilio status callback; True when the message's status moved. `communication_id` and
+    `attempt` come from the callback URL's query: they settle a send attempt whose answer was never
+    recorded (its worker died), whatever the status says, since Twilio calls back only on messages it took."""
     new = TWILIO_STATUS.get(status.lower())
     found = await _locate(session, Communication.provider_message_id == message_sid)
+    settled = False
+    if found is None:
+        found = await settle_attempt(session, communication_id, attempt, "twilio", message_sid)
+        settled = found is not None
     if new is None or found is None:
-        return False
-    tenant_id, communication_id = found
+        return settled
+    tenant_id, found_id = found
     bind_tenant(session, tenant_id)
     reason = f"Twilio reported the message {status.lower()} (error {error_code})." if error_code else None
-    return await advance_status(
+    moved = await advance_status(
         session,
-        communication_id,
+        found_id,
         new,
         at=datetime.now(UTC),
         error_code=error_code or status.lower() if new == S.FAILED else None,
         error_message=reason or f"Twilio reported the message {status.lower()}.",
     )
+    return moved or settled
+
+
+async def settle_attempt(
+    session: AsyncSession,
+    communication_id: str | uuid.UUID | None,
+    attempt: str | None,
+    provider: str,
+    provider_message_id: str | None,
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """Record as sent (with the provider's id) the message whose send attempt `attempt` is still open: the
+    provider's callback is the word the send step's retry waits for. (tenant_id, communication_id), or None
+    when no such attempt is open (the send step recorded the answer itself, or the ids are not ours)."""
+    try:
+        message_id = uuid.UUID(str(communication_id))
+    except ValueError:
+        return None
+    if not attempt:
+        return None
+    found = await _locate(session, Communication.id == message_id, Communication.send_attempt == attempt)
+    if found is None:
+        return None
+    bind_tenant(session, found[0])
+    accepted = await record_accepted(
+        session,
+        message_id,
+        attempt=attempt,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        at=datetime.now(UTC),
+    )
+    if accepted:
+        log.info("message %s: %s's callback settled its open send attempt", message_id, provider)
+    return found if accepted else None
 
 
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
@@ -131,6 +177,10 @@ async def apply_sendgrid_events(session: AsyncSession, events: list[dict[str, An
             continue
         tenant_id, communication_id = found
         bind_tenant(session, tenant_id)
+        if await settle_attempt(
+            session, communication_id, _text(item.get("send_attempt")), "sendgrid", _sg_message_id(item)
+        ):
+            changed += 1
         at = _event_time(item.get("timestamp"))
         if kind in ("unsubscribe", "spamreport", "group_unsubscribe"):
             patient_id = await session.scalar(
@@ -168,10 +218,20 @@ async def _sendgrid_message(
         )
         if found is not None:
             return found
-    sg_message_id = str(item.get("sg_message_id") or "").split(".")[0]
+    sg_message_id = _sg_message_id(item)
     if sg_message_id:
         return await _locate(session, Communication.provider_message_id == sg_message_id)
     return None
+
+
+def _sg_message_id(item: dict[str, Any]) -> str | None:
+    """The message id SendGrid answered the send with (`X-Message-Id`): the event's `sg_message_id` up to
+    its first dot."""
+    return str(item.get("sg_message_id") or "").split(".")[0] or None
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value else None
 
 
 def phone_of(address: str) -> str | None:

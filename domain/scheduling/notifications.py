@@ -258,7 +258,8 @@ async def send_conversational(
 async def supersede_reminders(session: AsyncSession, appointment: Appointment) -> int:
     """Fail the appointment's reminders still waiting to go out (quiet hours, the frequency cap) for a time
     that is no longer its time; how many. One UPDATE whose condition PostgreSQL re-checks after any send in
-    progress commits, so a reminder that went out meanwhile is left as sent."""
+    progress commits, so a reminder that went out meanwhile is left as sent, and one already handed to its
+    provider (a send attempt open, its answer not yet recorded) is left to its send step."""
     prefix = f"appointment:{appointment.id}:reminder:"
     result = await session.execute(
         update(Communication)
@@ -270,6 +271,7 @@ async def supersede_reminders(session: AsyncSession, appointment: Appointment) -
                 f":{appointment.start_time.isoformat()}", autoescape=True
             ),
             Communication.status.in_([s.value for s in UNSENT_COMMUNICATION_STATUSES]),
+            Communication.send_attempt.is_(None),
         )
         .values(
             status=CommunicationStatus.FAILED.value,

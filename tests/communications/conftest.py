@@ -54,8 +54,17 @@ class FakeProviders:
     # Seconds the next Twilio calls hang before accepting anything; then the connection closes unanswered
     # and no message is created (the caller has given up by then).
     twilio_hangs: list[float] = field(default_factory=list)
-    # The sid of every message Twilio accepted (answered 201), in order.
+    # The sid of every message Twilio accepted (answered 201), in order; SendGrid's X-Message-Id likewise.
     twilio_accepted: list[str] = field(default_factory=list)
+    sendgrid_accepted: list[str] = field(default_factory=list)
+    # Set: every message Twilio creates is created at once (counted above), but its answer waits until the
+    # event is set, as if the network were slow; a test kills the sender meanwhile. `twilio_created` keeps
+    # the form of each created message by sid (its StatusCallback names the message and the attempt).
+    twilio_hold: threading.Event | None = None
+    twilio_created: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Called (in the server's thread) with the path of each request as it arrives, before it is answered:
+    # a test's way to act at that moment (stop the sender, as a crash would).
+    on_request: Callable[[str], None] | None = None
 
     def twilio_forms(self) -> list[dict[str, str]]:
         """The form fields of every Twilio message request, in order."""
@@ -76,6 +85,8 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fake.requests.append(Recorded("POST", self.path, dict(self.headers), body))
+            if fake.on_request is not None:
+                fake.on_request(self.path)
             if self.path.endswith("/Messages.json"):
                 self._twilio(body)
             elif self.path == "/v3/mail/send":
@@ -122,14 +133,23 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 "error_message": None,
             }
             fake.twilio_accepted.append(sid)
-            self._answer(201, resource)
+            fake.twilio_created[sid] = form
+            hold = fake.twilio_hold
+            if hold is not None:
+                hold.wait(timeout=60)
+            try:
+                self._answer(201, resource)
+            except OSError:  # the sender died while the answer was held
+                self.close_connection = True
 
         def _sendgrid(self) -> None:
             if fake.sendgrid_answers:
                 status, payload = fake.sendgrid_answers.pop(0)
                 return self._answer(status, payload)
+            message_id = "sg" + uuid.uuid4().hex[:20]
+            fake.sendgrid_accepted.append(message_id)
             self.send_response(202)
-            self.send_header("X-Message-Id", "sg" + uuid.uuid4().hex[:20])
+            self.send_header("X-Message-Id", message_id)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -203,6 +223,20 @@ def providers_configured(
     for name, value in values.items():
         monkeypatch.setattr(settings, name, value)
     return fake_providers
+
+
+def tenant_sessions(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
+) -> Callable[[], AsyncSession]:
+    """New sessions scoped to one tenant, one per transaction: what the send step (`delivery.deliver`)
+    takes, as the activities give it."""
+
+    def open_session() -> AsyncSession:
+        session = sessionmaker()
+        bind_tenant(session, tenant_id)
+        return session
+
+    return open_session
 
 
 @pytest.fixture

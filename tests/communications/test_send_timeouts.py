@@ -86,7 +86,12 @@ async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_mess
     make_patient,
     monkeypatch,
 ) -> None:
+    """A timed-out call leaves its attempt in doubt (Twilio may have taken the message): the retry waits for
+    Twilio's word, and sends again once the resolution window passes without one. No window here: the
+    time-skipping server skips the retries' back-off, which a window of wall-clock seconds would outlast
+    (tests/communications/test_send_once.py covers the window)."""
     monkeypatch.setattr(settings, "provider_timeout_seconds", 0.5)
+    monkeypatch.setattr(settings, "send_resolve_seconds", 0.0)
     providers_configured.twilio_hangs.append(3.0)  # then the connection closes: nothing was accepted
     await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patient = await make_patient()

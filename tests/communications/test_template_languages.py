@@ -19,7 +19,7 @@ from domain.communications.models import Communication, CommunicationTemplate
 from domain.enums import Channel
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
-from tests.communications.conftest import API
+from tests.communications.conftest import API, tenant_sessions
 from tests.communications.test_webhooks import twilio_post
 
 BASE = f"{API}/communications"
@@ -341,10 +341,12 @@ async def test_outside_the_window_the_patients_language_content_template_is_sent
         template_name="aftercare",
         template_vars={"body_part": "rodilla"},
     )
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        await delivery.deliver(session, uuid.UUID(sent["id"]), at=datetime.now(UTC), settings=settings)
-        await session.commit()
+    await delivery.deliver(
+        tenant_sessions(system_sessionmaker, tenant_id),
+        uuid.UUID(sent["id"]),
+        at=datetime.now(UTC),
+        settings=settings,
+    )
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         record = await session.scalar(select(Communication).where(Communication.id == uuid.UUID(sent["id"])))
@@ -369,10 +371,12 @@ async def test_an_email_without_a_subject_gets_one_in_its_language(
                 idempotency_key=str(uuid.uuid4()),
             )
             await session.commit()
-        async with system_sessionmaker() as session:
-            bind_tenant(session, tenant_id)
-            await delivery.deliver(session, sent.communication.id, at=datetime.now(UTC), settings=settings)
-            await session.commit()
+        await delivery.deliver(
+            tenant_sessions(system_sessionmaker, tenant_id),
+            sent.communication.id,
+            at=datetime.now(UTC),
+            settings=settings,
+        )
     assert [m["subject"] for m in providers_configured.sendgrid_mails()] == [
         "Mensaje de su clínica",
         "Message from your clinic",

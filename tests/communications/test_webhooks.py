@@ -22,7 +22,7 @@ from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
 from domain.patients.models import ChannelConsent
-from tests.communications.conftest import API, PUBLIC_BASE, TWILIO_TOKEN
+from tests.communications.conftest import API, PUBLIC_BASE, TWILIO_TOKEN, tenant_sessions
 from tests.polling import eventually
 
 HOOKS = f"{API}/webhooks"
@@ -77,10 +77,12 @@ async def _sent_message(
             idempotency_key=str(uuid.uuid4()),
         )
         await session.commit()
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        await delivery.deliver(session, result.communication.id, at=datetime.now(UTC), settings=settings)
-        await session.commit()
+    await delivery.deliver(
+        tenant_sessions(system_sessionmaker, tenant_id),
+        result.communication.id,
+        at=datetime.now(UTC),
+        settings=settings,
+    )
     return await _reload(system_sessionmaker, tenant_id, result.communication.id)
 
 
@@ -95,10 +97,9 @@ async def test_the_send_step_hands_a_recorded_message_to_twilio_once(
 ) -> None:
     patient = await make_patient()
     message = await _sent_message(settings, system_sessionmaker, tenant_id, patient)
-    async with system_sessionmaker() as session:  # a retried send activity finds it sent
-        bind_tenant(session, tenant_id)
-        outcome = await delivery.deliver(session, message.id, at=datetime.now(UTC), settings=settings)
-        await session.commit()
+    outcome = await delivery.deliver(
+        tenant_sessions(system_sessionmaker, tenant_id), message.id, at=datetime.now(UTC), settings=settings
+    )  # a retried send activity finds it sent
     assert (outcome.status, outcome.sent_now) == ("sent", False)
     (form,) = providers_configured.twilio_forms()
     assert form["To"] == patient.phone_primary
@@ -276,7 +277,11 @@ async def test_sendgrid_events_are_verified_applied_and_deduplicated(
     patient = await make_patient()
     message = await _sent_message(settings, system_sessionmaker, tenant_id, patient, Channel.EMAIL)
     (mail,) = providers_configured.sendgrid_mails()
-    assert mail["custom_args"] == {"communication_id": str(message.id)}
+    assert mail["custom_args"] == {
+        "communication_id": str(message.id),
+        "send_attempt": mail["custom_args"]["send_attempt"],
+    }
+    assert message.send_attempt is None  # the send step recorded SendGrid's answer: the attempt is closed
     delivered = {
         "event": "delivered",
         "sg_event_id": "ev-1",

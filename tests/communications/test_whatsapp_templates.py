@@ -15,7 +15,7 @@ from core.database import bind_tenant
 from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
-from tests.communications.conftest import API, PUBLIC_BASE, delivery_result, record_inbound
+from tests.communications.conftest import API, PUBLIC_BASE, delivery_result, record_inbound, tenant_sessions
 from tests.problems import unprocessable
 
 BASE = f"{API}/communications"
@@ -56,10 +56,12 @@ async def _queued(client, auth, patient, **fields) -> str:
 
 async def _deliver(settings, system_sessionmaker, tenant_id, communication_id: str) -> Communication:
     """Run the send step now (as the delivery workflow's send activity does) and reload the message."""
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        await delivery.deliver(session, uuid.UUID(communication_id), at=datetime.now(UTC), settings=settings)
-        await session.commit()
+    await delivery.deliver(
+        tenant_sessions(system_sessionmaker, tenant_id),
+        uuid.UUID(communication_id),
+        at=datetime.now(UTC),
+        settings=settings,
+    )
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         record = await session.scalar(
@@ -185,12 +187,14 @@ async def test_inside_the_window_the_text_is_sent_as_body(
     record = await _deliver(settings, system_sessionmaker, tenant_id, communication_id)
     assert record.status == "sent" and record.provider_message_id
     (form,) = providers_configured.twilio_forms()
+    callback = form.pop("StatusCallback")
     assert form == {
         "To": f"whatsapp:{patient.phone_primary}",
         "From": SENDER,
         "Body": f"Hi {patient.first_name}, how are you after your check-up?",
-        "StatusCallback": STATUS_CALLBACK,
     }
+    # The callback names the message and the send attempt, so it can settle an attempt left unrecorded.
+    assert callback.startswith(f"{STATUS_CALLBACK}?communication_id={communication_id}&attempt=")
 
 
 async def test_outside_the_window_the_content_template_is_sent_with_its_values_in_order(

@@ -5,40 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from tests.journeys.conftest import INSTANCES, ROOT, Clinic
+from domain.communications.models import Communication
+from domain.journeys.plan import action_idempotency_key
+from tests.journeys.conftest import INSTANCES, Clinic
 from tests.journeys.helpers import send
 from tests.journeys.test_journey_instances_api import define, started, statuses_become
 from tests.polling import eventually
-
-
-@asynccontextmanager
-async def worker_process(env: WorkflowEnvironment, database_url: str, task_queue: str) -> AsyncIterator[Any]:
-    """`python worker.py` (the real entry point) against the dev server and the test database."""
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "PRM_TEMPORAL_NAMESPACE": env.client.namespace,
-        "PRM_TEMPORAL_TASK_QUEUE": task_queue,
-        "PRM_LOG_LEVEL": "WARNING",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "worker.py"), env=environ, stdout=asyncio.subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+from tests.worker_processes import kill, waits_on_a_lock, worker_process
 
 
 async def test_killed_worker_resumes_on_a_new_worker_with_one_message_per_send(
@@ -93,5 +71,71 @@ async def test_killed_worker_resumes_on_a_new_worker_with_one_message_per_send(
             "general_message",
         ]
         assert len({m.idempotency_key for m in messages}) == 3
+    finally:
+        app.state.settings, app.state.temporal_client = saved
+
+
+async def test_a_killed_workers_journey_action_is_retried_within_seconds(
+    app: Any,
+    client: httpx.AsyncClient,
+    auth: dict,
+    clinic: Clinic,
+    dev_env: WorkflowEnvironment,
+    database_url: str,
+    system_sessionmaker: Any,
+) -> None:
+    """The worker dies while a stage's send action runs (held by a row lock of the test's): the action
+    heartbeats, so a new worker retries it once the 5 s heartbeat timeout passes, not after the 30 s
+    start-to-close timeout."""
+    task_queue = f"crash-action-{clinic.tenant_id.hex[:8]}"
+    saved = (app.state.settings, app.state.temporal_client)
+    app.state.settings = app.state.settings.model_copy(update={"temporal_task_queue": task_queue})
+    app.state.temporal_client = dev_env.client
+    body = {
+        "name": "Crash mid-action",
+        "stages": [
+            {
+                "name": "Soon",
+                "order_index": 1,
+                "trigger_event": {"type": "delay", "delay": {"seconds": 2}},
+                "actions": [send(channel="sms")],
+            }
+        ],
+    }
+    loop = asyncio.get_running_loop()
+    try:
+        async with worker_process(dev_env, database_url, task_queue, PRM_WORKER_METRICS_PORT="0") as first:
+            iid = (await started(client, auth, await define(client, auth, body), clinic.patient_id))["id"]
+            key = action_idempotency_key(iid, 1, 0)
+            async with (
+                await clinic.session() as holder
+            ):  # the same key, uncommitted: the action's insert waits
+                holder.add(
+                    Communication(
+                        patient_id=clinic.patient_id,
+                        channel="sms",
+                        message="",
+                        status="queued",
+                        idempotency_key=key,
+                    )
+                )
+                await holder.flush()
+                await eventually(
+                    lambda: waits_on_a_lock(system_sessionmaker, "INSERT INTO communications%"),
+                    "the send action to wait on the key",
+                    within=30,
+                )
+                await kill(first)
+                killed_at = loop.time()
+                await holder.rollback()
+        async with worker_process(dev_env, database_url, task_queue, PRM_WORKER_METRICS_PORT="0"):
+
+            async def sent() -> bool:
+                return [m.idempotency_key for m in await clinic.communications(iid)] == [key]
+
+            await eventually(sent, "the action to run again on the new worker", within=30)
+            resumed = loop.time() - killed_at
+            await eventually(statuses_become(client, auth, iid, ["completed"]), within=15)
+        assert resumed < 15, f"the action resumed {resumed:.1f} s after the kill"
     finally:
         app.state.settings, app.state.temporal_client = saved
