@@ -25,7 +25,7 @@ from domain.communications.plan import WORKFLOW_NAME, delivery_workflow_id
 from domain.enums import Channel
 from domain.tenants.models import Tenant
 from tests.communications.conftest import delivery_result, next_local_time
-from tests.scheduling.outbox_support import commands_for, tenant_relay, unreachable_gateway
+from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -20,7 +20,7 @@ from domain.hl7.models import Hl7Message
 from domain.hl7.retention import purge_expired
 from tests.integrations.conftest import ClientFactory, bearer_for
 from tests.integrations.hl7_messages import adt, count, segments, send
-from tests.journeys.outbox import unreachable_gateway
+from tests.outbox import unreachable_gateway
 from tests.polling import eventually
 from worker import periodic_jobs
 

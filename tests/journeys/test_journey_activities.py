@@ -24,7 +24,7 @@ from domain.tickets.plan import WORKFLOW_NAME as TICKET_WORKFLOW
 from domain.tickets.plan import ticket_workflow_id
 from tests.journeys.conftest import Clinic, journey_worker
 from tests.journeys.helpers import activity_env, create_instance, send
-from tests.journeys.outbox import commands_for
+from tests.outbox import commands_for
 
 TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urgent", "category": "post_op"}
 

@@ -26,7 +26,7 @@ from tests.journeys.conftest import (
     journey_worker,
 )
 from tests.journeys.helpers import send
-from tests.journeys.outbox import commands_for, tenant_relay
+from tests.outbox import commands_for, tenant_relay
 from tests.polling import eventually
 
 POST_SURGERY = {

@@ -25,7 +25,7 @@ from core.periodic import PeriodicJob, PeriodicRunner
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyTriggerStart
 from tests.journeys.conftest import JOURNEYS, Clinic, Wired, gateway_to
-from tests.journeys.outbox import commands_for, tenant_relay, unreachable_gateway
+from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 from tests.polling import eventually
 
 API = "/api/v1/prm"

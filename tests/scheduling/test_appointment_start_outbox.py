@@ -18,9 +18,9 @@ from core.periodic import PeriodicJob, PeriodicRunner
 from domain.scheduling.models import Appointment
 from domain.scheduling.plan import APPOINTMENT_WORKFLOW, appointment_workflow_id
 from domain.scheduling.workflow_jobs import start_appointment_workflow
+from tests.outbox import commands_for, relay_rounds, tenant_relay
 from tests.polling import eventually
 from tests.scheduling.conftest import API
-from tests.scheduling.outbox_support import commands_for, relay_rounds, tenant_relay
 from tests.scheduling.test_reminders import book_at, server_now
 from workflows.appointments import AppointmentWorkflow
 

@@ -28,9 +28,9 @@ from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from core.workflow_commands import WorkflowCommand
 from domain.scheduling.plan import appointment_workflow_id
 from tests.dedicated_postgres import free_port
+from tests.outbox import commands_for, relay_rounds, tenant_relay
 from tests.polling import eventually
 from tests.scheduling.conftest import API
-from tests.scheduling.outbox_support import commands_for, relay_rounds, tenant_relay
 from tests.scheduling.test_reminders import book_at, messages, server_now
 from workflows.appointments import AppointmentWorkflow
 from workflows.registry import ALL_WORKFLOWS

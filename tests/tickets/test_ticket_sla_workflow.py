@@ -25,7 +25,7 @@ from domain.journeys.repository import JourneyRepository
 from domain.journeys.schemas import JourneyCreate, JourneyInstanceCreate
 from domain.tickets.plan import ticket_workflow_id
 from domain.tickets.service import create_ticket
-from tests.journeys.outbox import commands_for, tenant_relay, unreachable_gateway
+from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 from tests.polling import eventually
 from tests.tickets.conftest import TICKETS, Desk, SlaWired
 

@@ -15,7 +15,7 @@ from core.auth import Role
 from core.database import bind_tenant
 from domain.journeys.models import Journey, JourneyInstance
 from domain.tickets.plan import ticket_workflow_id
-from tests.journeys.outbox import commands_for
+from tests.outbox import commands_for
 from tests.tickets.conftest import TICKETS, Desk
 
 

@@ -1,6 +1,5 @@
-"""Reading the workflow commands a change records (`core.workflow_commands`), a Temporal that cannot be
-reached, and the worker's relay confined to one test's tenant (shared by the journeys, tickets and
-integrations tests)."""
+"""Tests of the workflow commands a change records (`core.workflow_commands`): reading them, a Temporal that
+cannot be reached, and the worker's relay confined to one test's tenant. Shared by every test directory."""
 
 from __future__ import annotations
 
@@ -32,14 +31,14 @@ def unreachable_gateway(task_queue: str = "nowhere") -> WorkflowGateway:
     """A gateway whose Temporal cannot be reached (every call raises `TemporalUnavailable`)."""
 
     async def get_client() -> Client:
-        raise ConnectionRefusedError("Temporal is down")
+        raise ConnectionError("Temporal is down")
 
     return WorkflowGateway(get_client, task_queue)
 
 
 def tenant_relay(sessionmaker: Any, tenant_id: uuid.UUID, gateway: WorkflowGateway) -> CommandRelay:
-    """The worker's relay (`CommandRelay`) over sessions that see only `tenant_id`'s commands, as it runs
-    against a database holding only this test's: the test database also holds commands other tests left
+    """The worker's relay (`CommandRelay`), over sessions that see only `tenant_id`'s commands, as it runs
+    against a database holding only this test's: a run's database also holds the commands other tests left
     pending, which are not this test's to start on its server and worker."""
 
     def only_this_tenant(state: ORMExecuteState) -> None:
@@ -54,3 +53,9 @@ def tenant_relay(sessionmaker: Any, tenant_id: uuid.UUID, gateway: WorkflowGatew
         return session
 
     return CommandRelay(sessions, gateway)
+
+
+async def relay_rounds(relay: CommandRelay) -> None:
+    """Relay rounds until one says nothing more is due at once (as the worker's periodic job does)."""
+    while await relay():
+        pass
