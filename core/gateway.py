@@ -130,6 +130,14 @@ class WorkflowStart:
     policy: StartPolicy = StartPolicy.REUSE
 
 
+def ids_of(tenant_id: object, patient_id: object | None = None) -> dict[str, str]:
+    """The search attributes naming a workflow's tenant and (when it has one) patient."""
+    values = {SA_TENANT: str(tenant_id)}
+    if patient_id is not None:
+        values[SA_PATIENT] = str(patient_id)
+    return values
+
+
 def search_attributes(values: Mapping[str, str]) -> TypedSearchAttributes:
     """Keyword search attributes from plain names and values."""
     return TypedSearchAttributes(

@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.gateway import SA_PATIENT, SA_TENANT, StartPolicy, WorkflowStart
+from core.gateway import StartPolicy, WorkflowStart, ids_of
 from core.workflow_commands import record_start, release_held, settle_held
 from domain.communications.models import Communication
 from domain.communications.plan import WORKFLOW_NAME, DeliveryInput, delivery_workflow_id
@@ -44,16 +44,13 @@ def hold_starts(session: AsyncSession) -> None:
 
 def record_delivery_start(session: AsyncSession, record: Communication) -> None:
     """Record, with the message, the start of its delivery workflow (held when the caller said so)."""
-    attributes = {SA_TENANT: str(record.tenant_id)}
-    if record.patient_id is not None:
-        attributes[SA_PATIENT] = str(record.patient_id)
     record_start(
         session,
         WorkflowStart(
             workflow=WORKFLOW_NAME,
             workflow_id=delivery_workflow_id(record.id),
             input=DeliveryInput(tenant_id=str(record.tenant_id), communication_id=str(record.id)),
-            search_attributes=attributes,
+            search_attributes=ids_of(record.tenant_id, record.patient_id),
             policy=StartPolicy.REUSE,
         ),
         tenant_id=record.tenant_id,

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics
 from core.database import after_commit
 from core.errors import Conflict, NotFound, Unprocessable
-from core.gateway import SA_INSTANCE_STATUS, SA_JOURNEY, SA_PATIENT, SA_TENANT, StartPolicy, WorkflowStart
+from core.gateway import SA_INSTANCE_STATUS, SA_JOURNEY, StartPolicy, WorkflowStart, ids_of
 from core.workflow_commands import record_cancel, record_signal, record_start
 from domain.communications.templates import MessageTemplate, to_snapshot
 from domain.enums import JourneyInstanceStatus, StageStatus
@@ -167,8 +167,7 @@ def workflow_start(instance: JourneyInstance) -> WorkflowStart:
         workflow_id=instance.workflow_id or journey_workflow_id(instance.id),
         input=workflow_input_for(instance),
         search_attributes={
-            SA_TENANT: str(instance.tenant_id),
-            SA_PATIENT: str(instance.patient_id),
+            **ids_of(instance.tenant_id, instance.patient_id),
             SA_JOURNEY: str(instance.journey_id),
             SA_INSTANCE_STATUS: instance.status,
         },

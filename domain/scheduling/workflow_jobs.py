@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.gateway import SA_PATIENT, SA_TENANT, StartPolicy, WorkflowStart
+from core.gateway import StartPolicy, WorkflowStart, ids_of
 from core.workflow_commands import record_signal, record_start
 from domain.scheduling.models import Appointment
 from domain.scheduling.plan import (
@@ -45,10 +45,6 @@ from domain.tenants.service import settings_of
 log = logging.getLogger(__name__)
 
 
-def _search_attributes(tenant_id: uuid.UUID | str, patient_id: uuid.UUID | str) -> dict[str, str]:
-    return {SA_TENANT: str(tenant_id), SA_PATIENT: str(patient_id)}
-
-
 async def appointment_input(session: AsyncSession, appointment: Appointment) -> AppointmentWorkflowInput:
     """The workflow input for an appointment as it stands: ids, times and the tenant's reminder offsets."""
     tenant = await session.get(Tenant, appointment.tenant_id)
@@ -67,7 +63,7 @@ def _appointment_start(wf_input: AppointmentWorkflowInput, patient_id: uuid.UUID
         workflow=APPOINTMENT_WORKFLOW,
         workflow_id=appointment_workflow_id(uuid.UUID(wf_input.appointment_id)),
         input=wf_input,
-        search_attributes=_search_attributes(wf_input.tenant_id, patient_id),
+        search_attributes=ids_of(wf_input.tenant_id, patient_id),
     )
 
 
@@ -129,7 +125,7 @@ def start_conversation_workflow(session: AsyncSession, conversation: Any) -> Non
             workflow=CONVERSATION_WORKFLOW,
             workflow_id=conversation.workflow_id,
             input=wf_input,
-            search_attributes=_search_attributes(conversation.tenant_id, conversation.patient_id),
+            search_attributes=ids_of(conversation.tenant_id, conversation.patient_id),
         ),
     )
 
@@ -163,7 +159,7 @@ def start_waitlist_backfill(session: AsyncSession, wf_input: WaitlistBackfillInp
             workflow=WAITLIST_WORKFLOW,
             workflow_id=waitlist_backfill_workflow_id(uuid.UUID(wf_input.cancelled_appointment_id)),
             input=wf_input,
-            search_attributes={SA_TENANT: wf_input.tenant_id},
+            search_attributes=ids_of(wf_input.tenant_id),
             policy=StartPolicy.ONCE,
         ),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.gateway import SA_PATIENT, SA_TENANT, StartPolicy, WorkflowStart
+from core.gateway import StartPolicy, WorkflowStart, ids_of
 from core.workflow_commands import record_signal, record_start
 from domain.tickets.models import Ticket
 from domain.tickets.plan import (
@@ -24,16 +24,13 @@ from domain.tickets.plan import (
 
 def record_sla_start(session: AsyncSession, ticket: Ticket, *, restart: bool) -> None:
     """Record the start of the ticket's SLA workflow (`restart`: replacing a run still going)."""
-    attributes = {SA_TENANT: str(ticket.tenant_id)}
-    if ticket.patient_id is not None:
-        attributes[SA_PATIENT] = str(ticket.patient_id)
     record_start(
         session,
         WorkflowStart(
             workflow=WORKFLOW_NAME,
             workflow_id=ticket_workflow_id(ticket.id),
             input=TicketSlaInput(tenant_id=str(ticket.tenant_id), ticket_id=str(ticket.id)),
-            search_attributes=attributes,
+            search_attributes=ids_of(ticket.tenant_id, ticket.patient_id),
             policy=StartPolicy.REPLACE if restart else StartPolicy.REUSE,
         ),
         tenant_id=ticket.tenant_id,
