@@ -67,6 +67,7 @@ from core.gateway import (
     WorkflowStart,
     gateway_for,
 )
+from core.periodic import claim
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ async def _deliver_now(session: AsyncSession) -> None:
         log.warning("workflow commands left for the relay: %s", type(exc).__name__)
 
 
-def _claim(ids: list[int] | None) -> Any:
+def _due(ids: list[int] | None) -> Any:
     stmt = (
         select(WorkflowCommand)
         .where(
@@ -275,8 +276,6 @@ def _claim(ids: list[int] | None) -> Any:
             or_(WorkflowCommand.not_before.is_(None), WorkflowCommand.not_before <= func.now()),
         )
         .order_by(WorkflowCommand.id)
-        .limit(BATCH)
-        .with_for_update(skip_locked=True)
     )
     return stmt.where(WorkflowCommand.id.in_(ids)) if ids is not None else stmt
 
@@ -290,7 +289,7 @@ async def deliver_pending(
     command goes only when every earlier pending command of its workflow went before it in this round:
     one held, held by another deliverer, or one that failed, holds back the rest of that workflow's queue.
     Temporal unreachable ends the round: what is left waits for the next."""
-    rows = list((await session.scalars(_claim(ids))).all())
+    rows: list[WorkflowCommand] = await claim(session, _due(ids), limit=BATCH)
     if not rows:
         await session.commit()
         return 0, 0
