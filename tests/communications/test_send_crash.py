@@ -25,9 +25,9 @@ from core.gateway import WorkflowGateway, bind_gateway
 from domain.communications import service
 from domain.communications.models import Communication
 from domain.enums import Channel
-from tests.communications.conftest import PUBLIC_BASE, TWILIO_SID, TWILIO_TOKEN, FakeProviders
-from tests.communications.test_dispatch import _set_tenant
-from tests.communications.test_webhooks import HOOKS, twilio_post
+from tests.communications.provider_support import PUBLIC_BASE, TWILIO_SID, TWILIO_TOKEN, FakeProviders
+from tests.communications.support import set_tenant
+from tests.communications.webhook_support import HOOKS, twilio_post
 from tests.polling import eventually
 from tests.worker_processes import kill, start_worker
 
@@ -95,7 +95,7 @@ async def test_workers_killed_after_twilio_took_their_messages_send_none_twice(
     queue = f"send-crash-{uuid.uuid4().hex[:8]}"
 
     gateway = WorkflowGateway.of_client(dev_env.client, queue)
-    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patients = [await make_patient() for _ in range(ROUNDS * PER_ROUND)]  # one each: no frequency cap
     rng = random.Random(21)
     callbacks: list[asyncio.Task[None]] = []
@@ -148,4 +148,5 @@ async def test_workers_killed_after_twilio_took_their_messages_send_none_twice(
             task.cancel()
     counts = _requests_per_message(fake)
     assert sorted(counts[i] for i in ids) == [1] * len(ids), counts  # none sent twice
-    assert len(fake.twilio_accepted) == len(ids)
+    # Only this test's messages count: the worker's relay serves every tenant, so it also delivers what other
+    # tests of the run left pending, and those may reach the same fake Twilio.

@@ -36,12 +36,13 @@ class Seeded:
 
 
 COUNTED = ["tenants", "practitioners", "patients", "locations", "time_slots", "appointments", "journeys",
-           "journey_instances", "communications", "message_sentiments", "tickets"]  # fmt: skip
+           "journey_instances", "communications", "message_sentiments", "tickets",
+           "workflow_commands"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 async def seeded(demo_database_url: str, settings: Settings) -> AsyncIterator[Seeded]:
-    """Seed the demo clinic without Temporal (the reconciler's case), then try again."""
+    """Seed the demo clinic without Temporal (its workflow commands wait for a relay), then try again."""
     engine = make_engine(demo_database_url, settings)
     sessions = make_sessionmaker(engine)
     try:
@@ -49,7 +50,7 @@ async def seeded(demo_database_url: str, settings: Settings) -> AsyncIterator[Se
         for _ in range(2):
             async with sessions() as session:
                 mark_system(session)
-                outcomes.append(await seed_and_commit(session, demo=True, client=None, task_queue="prm"))
+                outcomes.append(await seed_and_commit(session, demo=True))
         async with sessions() as session:
             counts = {t: int(await session.scalar(text(f"SELECT count(*) FROM {t}")) or 0) for t in COUNTED}  # noqa: S608
         assert outcomes[0].tenant_id is not None
@@ -82,6 +83,9 @@ async def test_demo_seed_creates_the_clinic(seeded: Seeded) -> None:
     assert counts["communications"] > 100
     assert counts["message_sentiments"] > 20
     assert counts["tickets"] >= 5
+    # Every workflow the present needs (reminders, running journeys, SLA clocks, messages on their way) has
+    # its start recorded with the rows, for the worker's relay: none is delivered without a Temporal here.
+    assert counts["workflow_commands"] >= counts["tickets"] + 20
 
 
 async def test_demo_seed_runs_once(seeded: Seeded) -> None:
