@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
+from tests.tenants import TenantFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,9 +97,6 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 def activity_deps(settings: Settings, system_sessionmaker: async_sessionmaker[AsyncSession]) -> ActivityDeps:
     """What the workflows' activities need: the settings and the test database."""
     return ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-
-
-TenantFactory = Callable[..., Awaitable[uuid.UUID]]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from core.embedded_db import to_libpq_url
 from domain.tenants.active import ActiveTenants
 from tests.dedicated_postgres import free_port
 from tests.polling import eventually
+from tests.tenants import listening
 
 URL = "/api/v1/prm/practitioners"
 
@@ -29,14 +30,6 @@ async def set_active(sessionmaker: async_sessionmaker[AsyncSession], tenant: uui
             text("UPDATE tenants SET is_active = :active WHERE id = :id"), {"active": active, "id": tenant}
         )
         await session.commit()
-
-
-async def listening(app: FastAPI) -> ActiveTenants:
-    """The app's cache, once its LISTEN connection is up."""
-    active: ActiveTenants = app.state.active_tenants
-    async with asyncio.timeout(15):
-        await active.wait_listening()
-    return active
 
 
 async def test_a_tenant_deactivated_after_its_requests_were_served_is_refused(

@@ -26,7 +26,7 @@ from api.app import create_app
 from api.errors import ErrorDetail, InternalErrorDetail, UnprocessableDetail, internal_error_response
 from api.openapi import TAGS
 from core.settings import Settings
-from tests.journeys.conftest import app_on
+from tests.journeys.app_support import app_on
 from tests.polling import eventually
 
 API = "/api/v1/prm"

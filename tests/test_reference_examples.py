@@ -18,7 +18,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ActivityDeps
-from tests.journeys.conftest import app_on
+from tests.journeys.app_support import app_on
 from tests.polling import eventually
 
 API = "/api/v1/prm"

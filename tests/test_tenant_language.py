@@ -17,8 +17,8 @@ from core.audit import AuditRecord
 from core.auth import Role
 from core.embedded_db import to_libpq_url
 from tests.polling import eventually
-from tests.stack.test_cli import create_tenant, prm
-from tests.test_active_tenants import listening
+from tests.stack.cli_support import create_tenant, prm
+from tests.tenants import listening
 
 TENANT = "/api/v1/prm/tenant"
 

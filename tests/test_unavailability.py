@@ -32,7 +32,7 @@ from core.temporal import dev_server_binary
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
 from tests.dedicated_postgres import DedicatedPostgres, dedicated_postgres, free_port
-from tests.patients.conftest import patient_body
+from tests.patients.support import patient_body
 from tests.polling import eventually
 
 API = "/api/v1/prm"

@@ -13,7 +13,7 @@ from domain.analytics.models import MessageSentiment
 from domain.analytics.sentiment import record_inbound_sentiment
 from domain.communications.models import Communication
 from tests.analytics.conftest import ANALYTICS, Clinic
-from tests.stack.test_cli import prm
+from tests.stack.cli_support import prm
 
 T = datetime(2025, 5, 20, 15, tzinfo=UTC)
 PERIOD = {"time_period": "CUSTOM", "start_date": "2025-05-20", "end_date": "2025-05-20"}

@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.audit import AuditRecord
-from tests.patients.conftest import create_patient, records  # noqa: F401 - fixtures shared
+from tests.patients.support import CreatePatient, Records, patient_factory
 
 API = "/api/v1/prm"
 Trail = Callable[..., Awaitable[list[AuditRecord]]]
@@ -31,3 +32,15 @@ def trail(app: Any, system_sessionmaker: async_sessionmaker[AsyncSession], tenan
             return list(await session.scalars(stmt.order_by(AuditRecord.seq)))
 
     return read
+
+
+@pytest.fixture
+def create_patient(client: httpx.AsyncClient, auth: dict[str, str]) -> CreatePatient:
+    """Register a patient through the API (as the test tenant's coordinator) and return the response."""
+    return patient_factory(client, auth)
+
+
+@pytest.fixture
+def records(system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> Records:
+    """Factories for the rows a patient owns, in this test's tenant."""
+    return Records(system_sessionmaker, tenant_id)

@@ -12,7 +12,7 @@ import httpx
 
 from core.auth import Role
 from tests.audit.conftest import API, Trail
-from tests.patients.conftest import CreatePatient
+from tests.patients.support import CreatePatient
 
 Headers = Callable[..., dict[str, str]]
 

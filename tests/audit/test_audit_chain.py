@@ -17,8 +17,8 @@ import pytest
 from core.auth import Role
 from core.embedded_db import to_libpq_url
 from tests.audit.conftest import API, Trail
-from tests.patients.conftest import CreatePatient, patient_body
-from tests.stack.test_cli import prm
+from tests.patients.support import CreatePatient, patient_body
+from tests.stack.cli_support import prm
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from core.auth import Role
 from core.database import bind_tenant
 from domain.patients.models import Patient
 from tests.audit.conftest import API, Trail
-from tests.patients.conftest import CreatePatient, patient_body
+from tests.patients.support import CreatePatient, patient_body
 
 
 async def test_a_read_records_the_user_the_operation_the_patient_and_the_request(

@@ -12,7 +12,7 @@ from core.database import bind_tenant
 from domain.communications.models import Communication
 from domain.communications.policy import consent_keyword
 from domain.patients.models import ChannelConsent
-from tests.communications.test_webhooks import twilio_post
+from tests.communications.webhook_support import twilio_post
 
 
 @pytest.mark.parametrize("word", ["BAJA", "baja", " Baja ", "PARAR", "alto", "Detener", "DESUSCRIBIR"])

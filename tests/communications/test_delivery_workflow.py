@@ -7,27 +7,13 @@ import asyncio
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
-from core.database import bind_tenant
-from domain.communications.models import Communication
 from domain.communications.policy import consent_keyword, quiet_hours_end
 from domain.tenants.schemas import TenantSettings
 from tests.communications.conftest import API, delivery_result, next_local_time, record_inbound
+from tests.communications.support import outbound_messages
+from tests.communications.webhook_support import twilio_post
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-async def _messages(system_sessionmaker, tenant_id, patient_id) -> list[Communication]:
-    """The messages sent to the patient, oldest first."""
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        stmt = (
-            select(Communication)
-            .where(Communication.patient_id == patient_id, Communication.direction == "outbound")
-            .order_by(Communication.created_at)
-        )
-        return list((await session.scalars(stmt)).all())
 
 
 def test_quiet_hours_span_midnight_in_the_patients_zone() -> None:
@@ -73,7 +59,7 @@ async def test_a_message_created_at_2230_patient_time_goes_out_at_0800(
     assert resp.status_code == 201, resp.text
     result = await delivery_result(comms_temporal_env, resp.json()["id"])
     assert result.status == "sent"
-    (message,) = await _messages(system_sessionmaker, tenant_id, patient.id)
+    (message,) = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     sent_local = message.sent_at.astimezone(NEW_YORK)
     assert (sent_local.date(), sent_local.hour, sent_local.minute) == (
         (at_2230 + timedelta(days=1)).date(),
@@ -107,7 +93,7 @@ async def test_an_urgent_message_bypasses_quiet_hours_and_says_so(
     }
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
     assert (await delivery_result(comms_temporal_env, resp.json()["id"])).status == "sent"
-    (message,) = await _messages(system_sessionmaker, tenant_id, patient.id)
+    (message,) = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     assert message.sent_at.astimezone(NEW_YORK).hour == 23
     assert message.meta_data["policy"] == "urgent: sent during quiet hours"
 
@@ -137,7 +123,7 @@ async def test_an_undelivered_whatsapp_message_falls_back_to_sms_then_email(
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
     result = await delivery_result(comms_temporal_env, resp.json()["id"])
     assert (result.channel, result.status) == ("email", "sent")
-    messages = await _messages(system_sessionmaker, tenant_id, patient.id)
+    messages = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     assert [(m.channel, m.message) for m in messages] == [
         ("whatsapp", "Bring your card"),
         ("sms", "Bring your card"),
@@ -164,8 +150,6 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
     tenant_id,
     monkeypatch,
 ) -> None:
-    from tests.communications.test_webhooks import twilio_post
-
     patient = await make_patient()
     # The patient wrote on WhatsApp just now (server time): free text may go inside the 24-hour window.
     now = await comms_temporal_env.get_current_time()
@@ -173,7 +157,7 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
     body = {"patient_id": str(patient.id), "channel": "whatsapp", "message": "Hello", "is_urgent": True}
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
     for _ in range(100):  # wait for the send, then report delivery as Twilio would
-        (message,) = await _messages(system_sessionmaker, tenant_id, patient.id)
+        (message,) = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
         if message.provider_message_id:
             break
         await asyncio.sleep(0.05)
@@ -182,4 +166,4 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
     )
     result = await delivery_result(comms_temporal_env, resp.json()["id"])
     assert (result.channel, result.status) == ("whatsapp", "sent")
-    assert len(await _messages(system_sessionmaker, tenant_id, patient.id)) == 1
+    assert len(await outbound_messages(system_sessionmaker, tenant_id, patient.id)) == 1

@@ -18,21 +18,16 @@ from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import bind_tenant, run_after_commit_jobs
-from core.gateway import WorkflowGateway, bind_gateway
+from core.gateway import bind_gateway
 from domain.communications import dispatch, service
 from domain.communications.models import Communication
 from domain.communications.plan import WORKFLOW_NAME, delivery_workflow_id
 from domain.enums import Channel
-from domain.tenants.models import Tenant
 from tests.communications.conftest import delivery_result, next_local_time
+from tests.communications.support import gateway_to, set_tenant
 from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-def gateway_to(env, settings) -> WorkflowGateway:
-    """The worker's task queue on the test server, as the API and activities reach it."""
-    return WorkflowGateway.of_client(env.client, settings.temporal_task_queue)
 
 
 async def _send(system_sessionmaker, tenant_id, patient, *, gateway=None, key=None, commit=True):
@@ -63,14 +58,6 @@ async def _message(system_sessionmaker, tenant_id, communication_id) -> Communic
         return await session.scalar(select(Communication).where(Communication.id == communication_id))
 
 
-async def _set_tenant(system_sessionmaker, tenant_id, **settings) -> None:
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        tenant = await session.get(Tenant, tenant_id)
-        tenant.settings = {**tenant.settings, **settings}
-        await session.commit()
-
-
 async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sends_nothing_more(
     comms_temporal_env,
     comms_worker,
@@ -82,7 +69,7 @@ async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sen
 ) -> None:
     patient = await make_patient()
     gateway = gateway_to(comms_temporal_env, settings)
-    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     first = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
     assert (await delivery_result(comms_temporal_env, first)).status == "sent"
     again = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
@@ -104,7 +91,7 @@ async def test_a_message_commits_with_exactly_one_start_which_is_delivered_after
     make_patient,
 ) -> None:
     patient = await make_patient()
-    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         bind_gateway(session, gateway_to(comms_temporal_env, settings))
@@ -185,7 +172,7 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
     make_patient,
 ) -> None:
     patient = await make_patient()
-    await _set_tenant(
+    await set_tenant(
         system_sessionmaker,
         tenant_id,
         quiet_hours={"enabled": False},
@@ -216,7 +203,7 @@ async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_deliver
     make_patient,
 ) -> None:
     patient = await make_patient()
-    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     waiting = await _send(system_sessionmaker, tenant_id, patient, gateway=unreachable_gateway())
     assert (await _message(system_sessionmaker, tenant_id, waiting)).status == "queued"
     workflow_id = delivery_workflow_id(waiting)
@@ -249,7 +236,7 @@ async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
     with the relay before its time; settled (the step sent the message), it never goes; released (the
     message needs its workflow after all), it goes after the commit."""
     patient = await make_patient()
-    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     gateway = gateway_to(comms_temporal_env, settings)
     held = []
     for _ in range(2):

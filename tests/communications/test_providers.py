@@ -6,7 +6,7 @@ import pytest
 
 from domain.communications.providers import OutgoingMessage, ProviderError, provider_for
 from domain.enums import Channel
-from tests.communications.conftest import PUBLIC_BASE, TWILIO_SID
+from tests.communications.provider_support import PUBLIC_BASE, TWILIO_SID
 
 
 def _message(channel: Channel, recipient: str, **extra) -> OutgoingMessage:

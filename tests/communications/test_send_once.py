@@ -21,8 +21,9 @@ from core.database import bind_tenant
 from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
-from tests.communications.conftest import PUBLIC_BASE, FakeProviders, tenant_sessions
-from tests.communications.test_webhooks import HOOKS, _reload, sendgrid_post, twilio_post
+from tests.communications.conftest import tenant_sessions
+from tests.communications.provider_support import PUBLIC_BASE, FakeProviders
+from tests.communications.webhook_support import HOOKS, reload, sendgrid_post, twilio_post
 
 
 async def _record(system_sessionmaker, tenant_id, patient, channel: Channel = Channel.SMS) -> uuid.UUID:
@@ -73,7 +74,7 @@ async def test_a_send_stopped_after_twilio_took_it_is_not_sent_again_and_the_cal
     fake = providers_configured
     communication_id = await _record(system_sessionmaker, tenant_id, await make_patient())
     await _send_and_die(fake, settings, system_sessionmaker, tenant_id, communication_id)
-    left = await _reload(system_sessionmaker, tenant_id, communication_id)
+    left = await reload(system_sessionmaker, tenant_id, communication_id)
     assert (left.status, left.provider_message_id, bool(left.send_attempt)) == ("queued", None, True)
 
     with pytest.raises(delivery.AttemptInDoubt):  # the retry: Twilio may have it, so it waits
@@ -84,7 +85,7 @@ async def test_a_send_stopped_after_twilio_took_it_is_not_sent_again_and_the_cal
     callback = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": "AC", "To": "+1", "From": "+1"}
     answer = await twilio_post(client, _status_callback_path(fake), callback)
     assert answer.status_code == 204  # signed over the URL with its query, as Twilio signs it
-    settled = await _reload(system_sessionmaker, tenant_id, communication_id)
+    settled = await reload(system_sessionmaker, tenant_id, communication_id)
     assert (settled.status, settled.provider, settled.provider_message_id) == ("delivered", "twilio", sid)
     assert settled.send_attempt is None and settled.sent_at is not None
 
@@ -107,7 +108,7 @@ async def test_an_attempt_twilio_never_took_is_sent_again_once_the_resolution_wi
     await asyncio.sleep(1.0)
     outcome = await _send(settings, system_sessionmaker, tenant_id, communication_id)
     assert (outcome.status, outcome.sent_now) == ("sent", True)
-    message = await _reload(system_sessionmaker, tenant_id, communication_id)
+    message = await reload(system_sessionmaker, tenant_id, communication_id)
     assert fake.twilio_accepted == [message.provider_message_id]
     assert message.send_attempt is None
 
@@ -133,7 +134,7 @@ async def test_a_sendgrid_event_settles_an_email_attempt_left_open(
         **mail["custom_args"],  # communication_id and send_attempt, as SendGrid returns them
     }
     assert (await sendgrid_post(client, sendgrid_keys, [processed])).status_code == 204
-    settled = await _reload(system_sessionmaker, tenant_id, communication_id)
+    settled = await reload(system_sessionmaker, tenant_id, communication_id)
     assert (settled.status, settled.provider, settled.provider_message_id) == ("sent", "sendgrid", message_id)
     outcome = await _send(settings, system_sessionmaker, tenant_id, communication_id)
     assert (outcome.status, outcome.sent_now) == ("sent", False)
@@ -151,7 +152,7 @@ async def test_a_callback_naming_another_attempt_settles_nothing(
     other = f"/twilio/status?communication_id={query['communication_id']}&attempt={uuid.uuid4().hex}"
     callback = {"MessageSid": fake.twilio_accepted[0], "MessageStatus": "sent"}
     assert (await twilio_post(client, other, callback)).status_code == 204
-    left = await _reload(system_sessionmaker, tenant_id, communication_id)
+    left = await reload(system_sessionmaker, tenant_id, communication_id)
     assert (left.status, left.provider_message_id, left.send_attempt) == ("queued", None, query["attempt"])
 
 

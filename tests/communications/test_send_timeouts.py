@@ -22,7 +22,7 @@ from domain.communications import service
 from domain.communications.models import Communication
 from domain.communications.plan import SendInput
 from domain.enums import Channel
-from tests.communications.test_dispatch import _set_tenant, gateway_to
+from tests.communications.support import gateway_to, set_tenant
 from workflows.communications import SEND_TIMEOUT, CommunicationDeliveryWorkflow
 
 
@@ -93,7 +93,7 @@ async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_mess
     monkeypatch.setattr(settings, "provider_timeout_seconds", 0.5)
     monkeypatch.setattr(settings, "send_resolve_seconds", 0.0)
     providers_configured.twilio_hangs.append(3.0)  # then the connection closes: nothing was accepted
-    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patient = await make_patient()
     gateway = gateway_to(comms_temporal_env, settings)
     communication_id = await _record(system_sessionmaker, tenant_id, patient, gateway)
@@ -130,7 +130,7 @@ async def test_a_send_whose_worker_died_is_retried_after_the_heartbeat_timeout(
         return await steps.send(data)
 
     others = [steps.plan, steps.check_policy, steps.fallback, steps.mark_failed]
-    await _set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patient = await make_patient()
     async with Worker(
         comms_temporal_env.client,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from core import languages
 from core.database import bind_tenant
@@ -18,9 +18,9 @@ from domain.communications import builtin_templates, delivery, service, template
 from domain.communications.models import Communication, CommunicationTemplate
 from domain.enums import Channel
 from domain.patients.models import Patient
-from domain.tenants.models import Tenant
 from tests.communications.conftest import API, tenant_sessions
-from tests.communications.test_webhooks import twilio_post
+from tests.communications.support import set_default_language
+from tests.communications.webhook_support import twilio_post
 
 BASE = f"{API}/communications"
 TEMPLATES = f"{BASE}/templates"
@@ -42,15 +42,6 @@ AFTERCARE_ES = {
     "body": "Hola, {{ patient_first_name }}: hoy descanse la {{ body_part }}.",
     "whatsapp_content_sid": CONTENT_ES,
 }
-
-
-async def _set_default_language(system_sessionmaker, tenant_id: uuid.UUID, language: str) -> None:
-    """Give the tenant a default language, as `prm tenant create --language` stores it."""
-    async with system_sessionmaker() as session:
-        tenant = await session.get(Tenant, tenant_id)
-        settings = {**tenant.settings, "default_language": language}
-        await session.execute(update(Tenant).where(Tenant.id == tenant_id).values(settings=settings))
-        await session.commit()
 
 
 async def _send(client: httpx.AsyncClient, auth: dict, patient: Patient, **fields) -> dict:
@@ -119,7 +110,7 @@ async def test_a_patients_regional_language_falls_back_to_its_language(client, a
 async def test_without_a_preferred_language_the_tenants_default_is_used(
     client, auth, make_patient, system_sessionmaker, tenant_id
 ) -> None:
-    await _set_default_language(system_sessionmaker, tenant_id, "es")
+    await set_default_language(system_sessionmaker, tenant_id, "es")
     sent = await _prescription(client, auth, await make_patient(preferred_language=None))
     assert sent["language"] == "es" and sent["message"].startswith("Hola, Maria:")
 
@@ -131,7 +122,7 @@ async def test_a_language_no_template_speaks_falls_back_to_the_default_then_engl
     in_english = await _prescription(client, auth, french)
     assert in_english["language"] == "en"
     assert in_english["message"] == "Hi Maria, your prescription is ready for pickup at Farmacia."
-    await _set_default_language(system_sessionmaker, tenant_id, "es-MX")
+    await set_default_language(system_sessionmaker, tenant_id, "es-MX")
     assert (await _prescription(client, auth, french))["language"] == "es"
 
 
@@ -309,7 +300,7 @@ async def test_get_patch_and_delete_address_one_language(client, auth) -> None:
 async def test_a_tenant_whose_default_is_spanish_creates_spanish_variants(
     client, auth, system_sessionmaker, tenant_id
 ) -> None:
-    await _set_default_language(system_sessionmaker, tenant_id, "es")
+    await set_default_language(system_sessionmaker, tenant_id, "es")
     created = await client.post(TEMPLATES, json=AFTERCARE, headers=auth)
     assert created.json()["language"] == "es"
     assert (await client.get(f"{TEMPLATES}/aftercare", headers=auth)).json()["language"] == "es"

@@ -3,16 +3,12 @@ STOP / START consent, and SendGrid's signed events deduplicated."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 import uuid
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
@@ -22,44 +18,10 @@ from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
 from domain.patients.models import ChannelConsent
-from tests.communications.conftest import API, PUBLIC_BASE, TWILIO_TOKEN, tenant_sessions
+from tests.communications.conftest import API, tenant_sessions
+from tests.communications.provider_support import PUBLIC_BASE, TWILIO_TOKEN
+from tests.communications.webhook_support import HOOKS, reload, sendgrid_post, twilio_post
 from tests.polling import eventually
-
-HOOKS = f"{API}/webhooks"
-
-
-async def twilio_post(client, path: str, params: dict[str, str], *, signature: str | None = None):
-    """POST a form as Twilio does, signed over the public URL unless `signature` is given."""
-    url = f"{PUBLIC_BASE}{HOOKS}{path}"
-    signed = (
-        signature if signature is not None else RequestValidator(TWILIO_TOKEN).compute_signature(url, params)
-    )
-    return await client.post(
-        f"{HOOKS}{path}",
-        content=urlencode(params),
-        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signed},
-    )
-
-
-async def sendgrid_post(
-    client, keys, events: list[dict], *, timestamp: int | None = None, tamper: bool = False
-):
-    """POST events as SendGrid's signed event webhook does."""
-    raw = json.dumps(events)
-    stamp = str(timestamp or int(time.time()))
-    signature = base64.b64encode(
-        keys.private_key.sign((stamp + raw).encode(), ec.ECDSA(hashes.SHA256()))
-    ).decode()
-    body = raw.replace("delivered", "bounce") if tamper else raw
-    return await client.post(
-        f"{HOOKS}/sendgrid/events",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "X-Twilio-Email-Event-Webhook-Signature": signature,
-            "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
-        },
-    )
 
 
 async def _sent_message(
@@ -83,13 +45,7 @@ async def _sent_message(
         at=datetime.now(UTC),
         settings=settings,
     )
-    return await _reload(system_sessionmaker, tenant_id, result.communication.id)
-
-
-async def _reload(system_sessionmaker, tenant_id, communication_id) -> Communication:
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        return await session.scalar(select(Communication).where(Communication.id == communication_id))
+    return await reload(system_sessionmaker, tenant_id, result.communication.id)
 
 
 async def test_the_send_step_hands_a_recorded_message_to_twilio_once(
@@ -119,7 +75,7 @@ async def test_status_callbacks_out_of_order_never_move_backwards(
     for status in ("read", "delivered", "sent", "delivered", "failed"):
         resp = await twilio_post(client, "/twilio/status", {"MessageSid": sid, "MessageStatus": status})
         assert resp.status_code == 204
-    final = await _reload(system_sessionmaker, tenant_id, message.id)
+    final = await reload(system_sessionmaker, tenant_id, message.id)
     assert (final.status, final.read_at is not None, final.delivered_at is not None) == ("read", True, True)
 
 
@@ -133,7 +89,7 @@ async def test_failed_status_is_final_and_readable(
     await twilio_post(
         client, "/twilio/status", {"MessageSid": message.provider_message_id, "MessageStatus": "delivered"}
     )
-    final = await _reload(system_sessionmaker, tenant_id, message.id)
+    final = await reload(system_sessionmaker, tenant_id, message.id)
     assert (final.status, final.error_code) == ("failed", "30003")
     assert "undelivered" in final.error_message
 
@@ -157,7 +113,7 @@ async def test_forged_unsigned_or_altered_twilio_requests_are_403_and_change_not
     )
     wrong_url = await twilio_post(client, "/twilio/status", params, signature=other_host)
     assert [r.status_code for r in (forged, unsigned, altered, wrong_url)] == [403, 403, 403, 403]
-    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "sent"
+    assert (await reload(system_sessionmaker, tenant_id, message.id)).status == "sent"
 
 
 async def test_an_inbound_reply_is_stored_on_the_patients_conversation(
@@ -292,12 +248,12 @@ async def test_sendgrid_events_are_verified_applied_and_deduplicated(
     assert (await sendgrid_post(client, sendgrid_keys, [delivered], tamper=True)).status_code == 403
     stale = int(time.time()) - 3600
     assert (await sendgrid_post(client, sendgrid_keys, [delivered], timestamp=stale)).status_code == 403
-    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "sent"
+    assert (await reload(system_sessionmaker, tenant_id, message.id)).status == "sent"
     assert (await sendgrid_post(client, sendgrid_keys, [delivered])).status_code == 204
-    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "delivered"
+    assert (await reload(system_sessionmaker, tenant_id, message.id)).status == "delivered"
     opened = {**delivered, "event": "open", "sg_event_id": "ev-2"}
     await sendgrid_post(client, sendgrid_keys, [opened, opened])
-    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "read"
+    assert (await reload(system_sessionmaker, tenant_id, message.id)).status == "read"
 
 
 @pytest.mark.parametrize("bad", ["soon", 10**30, -(10**30), None, [1]], ids=repr)
@@ -312,4 +268,4 @@ async def test_a_sendgrid_event_with_a_bad_timestamp_fails_nothing_else_in_its_b
         {**event, "event": "open", "sg_event_id": f"good-{uuid.uuid4()}", "timestamp": int(time.time())},
     ]
     assert (await sendgrid_post(client, sendgrid_keys, batch)).status_code == 204
-    assert (await _reload(system_sessionmaker, tenant_id, message.id)).status == "read"
+    assert (await reload(system_sessionmaker, tenant_id, message.id)).status == "read"

@@ -15,7 +15,9 @@ from core.database import bind_tenant
 from domain.communications import delivery, service
 from domain.communications.models import Communication
 from domain.enums import Channel
-from tests.communications.conftest import API, PUBLIC_BASE, delivery_result, record_inbound, tenant_sessions
+from tests.communications.conftest import API, delivery_result, record_inbound, tenant_sessions
+from tests.communications.provider_support import PUBLIC_BASE
+from tests.communications.support import outbound_messages
 from tests.problems import unprocessable
 
 BASE = f"{API}/communications"
@@ -307,8 +309,6 @@ async def test_the_delivery_workflow_falls_back_to_sms_at_once_when_the_window_i
     system_sessionmaker,
     tenant_id,
 ) -> None:
-    from tests.communications.test_delivery_workflow import _messages
-
     # The SMS fails for good too, so every step is immediate: no timer waits for a delivery report.
     providers_configured.twilio_answers.append(
         (400, {"code": 21614, "message": "'To' number is not a valid mobile number", "status": 400})
@@ -317,7 +317,7 @@ async def test_the_delivery_workflow_falls_back_to_sms_at_once_when_the_window_i
     communication_id = await _queued(client, auth, patient, message="Bring your card")
     result = await delivery_result(comms_temporal_env, communication_id)
     assert (result.channel, result.status) == ("email", "sent")
-    whatsapp, sms, email = await _messages(system_sessionmaker, tenant_id, patient.id)
+    whatsapp, sms, email = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     assert (whatsapp.channel, whatsapp.status, whatsapp.error_code) == (
         "whatsapp",
         "failed",

@@ -11,7 +11,7 @@ import httpx
 from api.app import create_app
 from core.settings import Settings
 from tests.integrations.conftest import ClientFactory, request_token
-from tests.stack.test_cli import create_tenant, prm
+from tests.stack.cli_support import create_tenant, prm
 
 
 async def test_each_client_and_each_token_requesting_address_has_a_rate_limit(

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from fhir.resources.R4B import get_fhir_model_class
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,48 +20,7 @@ from domain.communications.models import Communication
 from domain.fhir.identifiers import PATIENT_IDS
 from domain.integrations import service
 from tests.integrations.conftest import TEST_ACTOR, ClientFactory, Credentials, bearer_for
-
-API = "/api/v1/prm"
-FHIR = "/fhir/R4"
-
-
-def valid(body: dict[str, Any]) -> dict[str, Any]:
-    """`body` after checking it validates with its fhir.resources (R4B) model, entries included."""
-    get_fhir_model_class(body["resourceType"]).model_validate(body)
-    for entry in body.get("entry", []):
-        for resource in (entry.get("resource"), entry.get("response", {}).get("outcome")):
-            if resource is not None:
-                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-    return body
-
-
-async def fhir_get(
-    client: httpx.AsyncClient, path: str, headers: dict[str, str], **params: Any
-) -> httpx.Response:
-    """GET a FHIR path; the answer is FHIR JSON whatever its status."""
-    response = await client.get(f"{FHIR}/{path}", params=params, headers=headers)
-    assert response.headers["content-type"].startswith("application/fhir+json"), response.text
-    valid(response.json())
-    return response
-
-
-def ids(bundle: dict[str, Any]) -> list[str]:
-    """The ids of a searchset's entries."""
-    return [e["resource"]["id"] for e in bundle.get("entry", [])]
-
-
-async def register(client: httpx.AsyncClient, auth: dict[str, str], **fields: Any) -> dict[str, Any]:
-    """A patient registered through the coordinator API."""
-    body = {
-        "first_name": "John",
-        "last_name": "Smith",
-        "date_of_birth": "1980-04-12",
-        "gender": "male",
-        **fields,
-    }
-    response = await client.post(f"{API}/patients", json=body, headers=auth)
-    assert response.status_code == 201, response.text
-    return response.json()
+from tests.integrations.fhir_support import API, FHIR, fhir_get, ids, register, valid
 
 
 async def test_metadata_is_a_capability_statement_of_fhir_4_0_1(client: httpx.AsyncClient) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from tests.integrations.test_fhir_search import API, FHIR, fhir_get, ids, register, valid
+from tests.integrations.fhir_support import API, FHIR, fhir_get, ids, register, valid
 
 LENIENT = {"Prefer": "handling=lenient"}
 

@@ -17,8 +17,8 @@ from core.database import bind_tenant
 from core.events import DomainEvent
 from domain.fhir.identifiers import PATIENT_IDS
 from tests.integrations.conftest import ClientFactory, bearer_for
-from tests.integrations.test_fhir_transaction import EHR_MRN as IMPORT_MRN
-from tests.integrations.test_fhir_transaction import EHR_STAFF, START, appointment, patient, practitioner
+from tests.integrations.fhir_support import EHR_MRN as IMPORT_MRN
+from tests.integrations.fhir_support import EHR_STAFF, START, appointment, patient, practitioner
 
 HOOK = "/fhir/R4/$subscription-hook"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}

@@ -4,7 +4,7 @@ upserted by identifier, all or nothing, idempotent, new patients run through the
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,70 +15,22 @@ from core.audit import AuditRecord
 from core.client_credentials import Scope
 from core.database import bind_tenant, mark_system
 from core.events import DomainEvent
-from domain.patients.models import Patient, PatientIdentifier
-from domain.practitioners.models import Practitioner, PractitionerIdentifier
-from domain.scheduling.models import Appointment, AppointmentIdentifier
 from tests.integrations.conftest import ClientFactory, Credentials, bearer_for
-from tests.integrations.test_fhir_search import valid
-
-API = "/api/v1/prm"
-FHIR = "/fhir/R4"
-EHR_MRN = "urn:oid:2.16.840.1.113883.19.5"
-EHR_STAFF = "urn:oid:2.16.840.1.113883.19.7"
-EHR_APPT = "urn:oid:2.16.840.1.113883.19.9"
-START = (datetime.now(UTC) + timedelta(days=5)).replace(hour=9, minute=0, second=0, microsecond=0)
-
-
-def entry(resource: dict[str, Any], full_url: str | None = None, **request: Any) -> dict[str, Any]:
-    """A bundle entry: POST by default."""
-    item: dict[str, Any] = {
-        "resource": resource,
-        "request": {"method": "POST", "url": resource["resourceType"], **request},
-    }
-    if full_url:
-        item["fullUrl"] = full_url
-    return item
-
-
-def patient(
-    mrn: str, given: str = "Maria", family: str = "Garcia", birth: str = "1975-06-01", **extra: Any
-) -> dict[str, Any]:
-    """An EHR's Patient."""
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": EHR_MRN, "value": mrn}],
-        "name": [{"use": "official", "family": family, "given": [given]}],
-        "gender": "female",
-        "birthDate": birth,
-        **extra,
-    }
-
-
-def practitioner(staff_id: str) -> dict[str, Any]:
-    """An EHR's Practitioner."""
-    return {
-        "resourceType": "Practitioner",
-        "identifier": [{"system": EHR_STAFF, "value": staff_id}],
-        "name": [{"family": "House", "given": ["Greg"]}],
-    }
-
-
-def appointment(
-    appt_id: str, patient_ref: str, practitioner_ref: str, start: datetime, status: str = "booked"
-) -> dict[str, Any]:
-    """An EHR's Appointment of 30 minutes."""
-    return {
-        "resourceType": "Appointment",
-        "identifier": [{"system": EHR_APPT, "value": appt_id}],
-        "status": status,
-        "start": start.isoformat(),
-        "end": (start + timedelta(minutes=30)).isoformat(),
-        "appointmentType": {"coding": [{"code": "follow_up"}]},
-        "participant": [
-            {"actor": {"reference": patient_ref}, "status": "accepted"},
-            {"actor": {"reference": practitioner_ref}, "status": "accepted"},
-        ],
-    }
+from tests.integrations.fhir_support import (
+    API,
+    EHR_APPT,
+    EHR_MRN,
+    EHR_STAFF,
+    FHIR,
+    START,
+    appointment,
+    entry,
+    patient,
+    post_bundle,
+    practitioner,
+    snapshot,
+    valid,
+)
 
 
 def clinic_bundle() -> dict[str, Any]:
@@ -106,34 +58,6 @@ def clinic_bundle() -> dict[str, Any]:
             ),
         ],
     }
-
-
-async def post_bundle(client: httpx.AsyncClient, headers: dict[str, str], bundle: Any) -> httpx.Response:
-    """POST a bundle as FHIR JSON; the answer is always FHIR JSON."""
-    response = await client.post(
-        FHIR, json=bundle, headers={**headers, "Content-Type": "application/fhir+json"}
-    )
-    assert response.headers["content-type"].startswith("application/fhir+json"), response.text
-    valid(response.json())
-    return response
-
-
-async def snapshot(sessionmaker: async_sessionmaker[AsyncSession], tenant: uuid.UUID) -> dict[str, Any]:
-    """Every row an import may touch in the tenant, with its last change."""
-    async with sessionmaker() as session:
-        bind_tenant(session, tenant)
-        state: dict[str, Any] = {}
-        for name, table in (
-            ("patients", Patient),
-            ("practitioners", Practitioner),
-            ("appointments", Appointment),
-            ("patient_ids", PatientIdentifier),
-            ("practitioner_ids", PractitionerIdentifier),
-            ("appointment_ids", AppointmentIdentifier),
-        ):
-            rows = (await session.execute(select(table.id, table.updated_at).order_by(table.id))).all()
-            state[name] = [tuple(r) for r in rows]
-        return state
 
 
 async def test_a_bundle_imports_patients_practitioners_and_appointments_resolving_references(

@@ -22,7 +22,7 @@ from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance
 from tests.integrations.conftest import ClientFactory, bearer_for
 from tests.integrations.hl7_messages import MRN_AUTHORITY, adt, discharge_after_knee_replacement, pv1
-from tests.journeys.conftest import Wired, app_on, gateway_to
+from tests.journeys.app_support import Wired, app_on, gateway_to
 from tests.polling import eventually
 
 JOURNEYS = "/api/v1/prm/journeys"

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.app import API_PREFIX
 from domain.scheduling.models import Appointment, Location
-from tests.conftest import TenantFactory
 from tests.integrations.hl7_messages import segments, send, siu
+from tests.tenants import TenantFactory
 
 SessionOf = Callable[[], AsyncSession]
 CLINIC_TIMEZONE = "Europe/Paris"

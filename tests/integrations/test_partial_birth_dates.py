@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.patients.models import Patient
+from tests.integrations.fhir_support import entry, patient, post_bundle, practitioner, snapshot
 from tests.integrations.hl7_messages import adt, count, segments, send
-from tests.integrations.test_fhir_transaction import entry, patient, post_bundle, practitioner, snapshot
 
 
 def bundle_with_birth_date(birth: str) -> dict[str, object]:

@@ -9,8 +9,7 @@ workflows gets a fresh task queue, and the app is pointed at the environment for
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,17 +19,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities import ActivityDeps
-from activities.communications import CommunicationActivities
-from activities.journeys import JourneyActivities
-from activities.tickets import TicketActivities
 from core.database import bind_tenant
-from core.gateway import WorkflowGateway
-from core.settings import Settings
 from domain.communications.models import Communication
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
@@ -39,10 +31,15 @@ from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket, TicketEvent
+from tests.communications.provider_support import (
+    FakeProviders,
+    SendGridKeys,
+    configure_providers,
+    make_sendgrid_keys,
+    serve_fake_providers,
+)
+from tests.journeys.app_support import Wired, app_on, gateway_to
 from tests.temporal_envs import start_time_skipping
-from workflows.communications import CommunicationDeliveryWorkflow
-from workflows.journey import JourneyInstanceWorkflow
-from workflows.tickets import TicketSlaWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = "/api/v1/prm/journeys"
@@ -62,56 +59,6 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-@asynccontextmanager
-async def journey_worker(
-    client: Client, deps: ActivityDeps, task_queue: str, journey_activities: JourneyActivities | None = None
-) -> AsyncIterator[Worker]:
-    """A worker running the journey workflows and activities on `task_queue`, with the delivery workflow
-    that every journey message goes through and the SLA workflow of the tickets a journey opens (both
-    started by the commands those activities record; `journey_activities`: a test's own variant of them)."""
-    journeys = journey_activities or JourneyActivities(deps)
-    worker = Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[JourneyInstanceWorkflow, CommunicationDeliveryWorkflow, TicketSlaWorkflow],
-        activities=[*journeys.all(), *CommunicationActivities(deps).all(), *TicketActivities(deps).all()],
-    )
-    async with worker:
-        yield worker
-
-
-@dataclass
-class Wired:
-    """The app wired to a Temporal environment with a worker polling a fresh task queue."""
-
-    env: WorkflowEnvironment
-    task_queue: str
-    settings: Settings
-
-
-@asynccontextmanager
-async def app_on(
-    app: Any,
-    env: WorkflowEnvironment,
-    deps: ActivityDeps,
-    journey_activities: JourneyActivities | None = None,
-    client: Client | None = None,
-) -> AsyncIterator[Wired]:
-    """Point the app at `env` on a fresh task queue with a worker running; restore the app afterwards.
-
-    `client`: one of `env`'s with interceptors of its own (the app and the worker both use it)."""
-    task_queue = f"journeys-{uuid.uuid4().hex[:8]}"
-    client = client or env.client
-    saved = (app.state.settings, app.state.temporal_client)
-    settings = app.state.settings.model_copy(update={"temporal_task_queue": task_queue})
-    app.state.settings, app.state.temporal_client = settings, client
-    try:
-        async with journey_worker(client, deps, task_queue, journey_activities):
-            yield Wired(env=env, task_queue=task_queue, settings=settings)
-    finally:
-        app.state.settings, app.state.temporal_client = saved
-
-
 @pytest.fixture
 async def on_dev_server(
     app: Any, dev_env: WorkflowEnvironment, activity_deps: ActivityDeps
@@ -128,11 +75,6 @@ async def on_time_skipping(
     """The app on the time-skipping server, a worker on a fresh task queue."""
     async with app_on(app, time_skipping_env, activity_deps) as wired:
         yield wired
-
-
-def gateway_to(client: Client, task_queue: str) -> WorkflowGateway:
-    """How the dispatcher (and the relay) reach Temporal: the test environment's client."""
-    return WorkflowGateway.of_client(client, task_queue)
 
 
 @pytest.fixture
@@ -301,3 +243,27 @@ async def clinic(tenant_id: uuid.UUID, system_sessionmaker: async_sessionmaker[A
 def now() -> datetime:
     """The current time, UTC."""
     return datetime.now(UTC)
+
+
+# ---- message providers (the fake Twilio and SendGrid of `tests/communications/provider_support.py`) -------
+
+
+@pytest.fixture
+def fake_providers() -> Iterator[FakeProviders]:
+    """A fresh fake Twilio + SendGrid server on 127.0.0.1 for this test."""
+    with serve_fake_providers() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def sendgrid_keys() -> SendGridKeys:
+    """A signing key for SendGrid's event webhook."""
+    return make_sendgrid_keys()
+
+
+@pytest.fixture
+def providers_configured(
+    fake_providers: FakeProviders, settings: Any, sendgrid_keys: SendGridKeys, monkeypatch: pytest.MonkeyPatch
+) -> FakeProviders:
+    """Twilio and SendGrid credentials pointing the real SDKs at the fake server."""
+    return configure_providers(fake_providers, settings, sendgrid_keys, monkeypatch)

@@ -24,9 +24,9 @@ from core.events import DomainEvent, prune_dispatched
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyStage
 from domain.journeys.set_aside import MAX_ATTEMPTS
+from tests.journeys.api_support import API, instances_of, register
 from tests.journeys.conftest import Clinic
-from tests.journeys.test_journey_triggers import API, instances_of, register
-from tests.stack.test_cli import prm
+from tests.stack.cli_support import prm
 
 MakeJourney = Callable[..., Awaitable[dict[str, Any]]]
 SET_ASIDE_METRIC = "prm_domain_events_set_aside_total"

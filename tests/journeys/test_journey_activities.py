@@ -22,7 +22,8 @@ from domain.enums import Channel
 from domain.journeys.plan import ActionInput, StageStatusInput
 from domain.tickets.plan import WORKFLOW_NAME as TICKET_WORKFLOW
 from domain.tickets.plan import ticket_workflow_id
-from tests.journeys.conftest import Clinic, journey_worker
+from tests.journeys.app_support import journey_worker
+from tests.journeys.conftest import Clinic
 from tests.journeys.helpers import activity_env, create_instance, send
 from tests.outbox import commands_for
 

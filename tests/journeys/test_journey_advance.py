@@ -17,9 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities import ActivityDeps
 from activities.journeys import JourneyActivities
 from domain.journeys.plan import ActionInput, journey_workflow_id
-from tests.journeys.conftest import INSTANCES, LEGACY_INSTANCES, Clinic, Wired, app_on
+from tests.journeys.api_support import define, stage_statuses, started, statuses_become
+from tests.journeys.app_support import Wired, app_on
+from tests.journeys.conftest import INSTANCES, LEGACY_INSTANCES, Clinic
 from tests.journeys.helpers import send
-from tests.journeys.test_journey_instances_api import define, stage_statuses, started, statuses_become
 from tests.polling import eventually
 
 GATED = {

@@ -16,86 +16,12 @@ from temporalio.service import RPCError
 from activities import ActivityDeps
 from domain.journeys.plan import journey_workflow_id
 from domain.tickets.plan import ticket_workflow_id
-from tests.journeys.conftest import (
-    INSTANCES,
-    JOURNEYS,
-    LEGACY_INSTANCES,
-    Clinic,
-    Wired,
-    gateway_to,
-    journey_worker,
-)
+from tests.journeys.api_support import define, place, stage_statuses, started, statuses_become
+from tests.journeys.app_support import Wired, gateway_to, journey_worker
+from tests.journeys.conftest import INSTANCES, LEGACY_INSTANCES, Clinic
 from tests.journeys.helpers import send
 from tests.outbox import commands_for, tenant_relay
 from tests.polling import eventually
-
-POST_SURGERY = {
-    "name": "Post-Surgery Recovery",
-    "journey_type": "post_procedure",
-    "stages": [
-        {
-            "name": "Day 0 welcome",
-            "order_index": 1,
-            "trigger_event": "immediate",
-            "actions": [{"type": "send_message", "channel": "whatsapp", "template_id": "post_op_welcome"}],
-        },
-        {
-            "name": "Day 1 check-in",
-            "order_index": 2,
-            "trigger_event": {"type": "delay", "delay": {"days": 1}},
-            "actions": [{"type": "send_message", "channel": "whatsapp", "template_id": "recovery_check_in"}],
-        },
-        {"name": "Coordinator check-in call", "order_index": 3, "trigger_event": "manual", "actions": {}},
-        {
-            "name": "Patient replied",
-            "order_index": 4,
-            "trigger_event": {
-                "type": "reply_received",
-                "timeout": {"days": 2},
-                "on_timeout": "create_ticket",
-                "ticket": {
-                    "title": "No reply after surgery check-in",
-                    "priority": "high",
-                    "category": "post_op",
-                },
-            },
-            "actions": [],
-        },
-    ],
-}
-
-
-async def define(client: httpx.AsyncClient, auth: dict, body: dict | None = None, **fields: Any) -> str:
-    resp = await client.post(JOURNEYS, json={**(body or POST_SURGERY), **fields}, headers=auth)
-    assert resp.status_code == 201, resp.text
-    return resp.json()["id"]
-
-
-async def place(
-    client: httpx.AsyncClient, auth: dict, journey_id: str, patient_id: uuid.UUID, key: str | None = None
-) -> httpx.Response:
-    headers = {**auth, "Idempotency-Key": key} if key else auth
-    body = {"journey_id": journey_id, "patient_id": str(patient_id), "context": {"procedure": "knee"}}
-    return await client.post(INSTANCES, json=body, headers=headers)
-
-
-async def started(client: httpx.AsyncClient, auth: dict, journey_id: str, patient_id: uuid.UUID) -> dict:
-    resp = await place(client, auth, journey_id, patient_id)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
-
-
-async def stage_statuses(client: httpx.AsyncClient, auth: dict, instance_id: str) -> list[str]:
-    resp = await client.get(f"{INSTANCES}/{instance_id}", headers=auth)
-    assert resp.status_code == 200, resp.text
-    return [s["status"] for s in resp.json()["stages"]]
-
-
-def statuses_become(client: httpx.AsyncClient, auth: dict, instance_id: str, expected: list[str]) -> Callable:
-    async def check() -> bool:
-        return await stage_statuses(client, auth, instance_id) == expected
-
-    return check
 
 
 async def test_post_surgery_recovery_runs_through_the_api(

@@ -27,7 +27,8 @@ from core.logging import RequestIdFilter
 from core.request_context import current_request_id
 from core.tracing import temporal_interceptors, tracer_provider
 from domain.journeys.plan import StageStatusInput
-from tests.journeys.conftest import INSTANCES, JOURNEYS, Clinic, app_on
+from tests.journeys.app_support import app_on
+from tests.journeys.conftest import INSTANCES, JOURNEYS, Clinic
 from tests.polling import eventually
 
 WELCOME_ONLY = {

@@ -21,7 +21,8 @@ from temporalio.worker import Replayer
 
 from activities import ActivityDeps
 from domain.journeys.plan import AdvanceInput, AdvanceResult
-from tests.journeys.conftest import Clinic, journey_worker
+from tests.journeys.app_support import journey_worker
+from tests.journeys.conftest import Clinic
 from tests.journeys.helpers import create_instance, start
 from tests.polling import eventually
 from workflows.journey import JourneyInstanceWorkflow

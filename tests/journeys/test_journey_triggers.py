@@ -24,31 +24,11 @@ from core.events import DomainEvent, EventType, emit, prune_dispatched
 from core.periodic import PeriodicJob, PeriodicRunner
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyTriggerStart
-from tests.journeys.conftest import JOURNEYS, Clinic, Wired, gateway_to
+from tests.journeys.api_support import API, book, event_types, instances_of, register
+from tests.journeys.app_support import Wired, gateway_to
+from tests.journeys.conftest import JOURNEYS, Clinic
 from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 from tests.polling import eventually
-
-API = "/api/v1/prm"
-
-
-async def register(client: httpx.AsyncClient, auth: dict[str, str], **fields: Any) -> str:
-    """Register a patient through the API; their id."""
-    body = {"first_name": "Ana", "last_name": "Lima", **fields}
-    resp = await client.post(f"{API}/patients", json=body, headers=auth)
-    assert resp.status_code == 201, resp.text
-    return str(resp.json()["id"])
-
-
-async def instances_of(clinic: Clinic, journey_id: str, patient_id: str | uuid.UUID) -> list[JourneyInstance]:
-    """The patient's instances of the journey."""
-    async with await clinic.session() as session:
-        rows = await session.scalars(
-            select(JourneyInstance).where(
-                JourneyInstance.journey_id == uuid.UUID(journey_id),
-                JourneyInstance.patient_id == uuid.UUID(str(patient_id)),
-            )
-        )
-        return list(rows.all())
 
 
 async def running(client: Client, instance: JourneyInstance) -> bool:
@@ -123,23 +103,6 @@ async def test_default_journey_is_not_started_for_existing_patients_or_updates(
 
 
 # ---- trigger conditions ------------------------------------------------------------------------------------
-
-
-async def book(
-    client: httpx.AsyncClient, auth: dict[str, str], clinic: Clinic, days: int, **fields: Any
-) -> str:
-    """Book the clinic's patient with its practitioner `days` ahead; the appointment's id."""
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
-    body = {
-        "patient_id": str(clinic.patient_id),
-        "practitioner_id": str(clinic.practitioner_id),
-        "start_time": start.isoformat(),
-        "end_time": (start + timedelta(minutes=30)).isoformat(),
-        **fields,
-    }
-    resp = await client.post(f"{API}/appointments", json=body, headers=auth)
-    assert resp.status_code == 201, resp.text
-    return str(resp.json()["id"])
 
 
 async def test_no_show_starts_the_rebooking_journey_timed_against_the_appointment(
@@ -483,12 +446,6 @@ async def test_dispatched_events_are_pruned_after_the_retention_and_their_starts
 
 
 # ---- what emits --------------------------------------------------------------------------------------------
-
-
-async def event_types(clinic: Clinic) -> list[str]:
-    """The tenant's events, oldest first."""
-    async with await clinic.session() as session:
-        return list((await session.scalars(select(DomainEvent.type).order_by(DomainEvent.id))).all())
 
 
 async def test_each_change_through_the_api_emits_its_event_once(

@@ -12,9 +12,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.communications.models import Communication
 from domain.journeys.plan import action_idempotency_key
+from tests.journeys.api_support import define, started, statuses_become
 from tests.journeys.conftest import INSTANCES, Clinic
 from tests.journeys.helpers import send
-from tests.journeys.test_journey_instances_api import define, started, statuses_become
 from tests.polling import eventually
 from tests.worker_processes import kill, waits_on_a_lock, worker_process
 

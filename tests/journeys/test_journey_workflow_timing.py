@@ -11,7 +11,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities import ActivityDeps
 from core.gateway import search_attributes
 from domain.journeys.plan import ReplyReceived
-from tests.journeys.conftest import Clinic, journey_worker
+from tests.journeys.app_support import journey_worker
+from tests.journeys.conftest import Clinic
 from tests.journeys.helpers import create_instance, send, start
 from tests.polling import eventually
 

@@ -15,8 +15,9 @@ from temporalio.client import Client
 from activities import ActivityDeps
 from core.auth import Role
 from core.codec import ENCODING, EncryptionCodec, data_converter, new_key_setting
-from tests.journeys.conftest import Clinic, journey_worker
-from tests.journeys.test_journey_instances_api import define, started, statuses_become
+from tests.journeys.api_support import define, started, statuses_become
+from tests.journeys.app_support import journey_worker
+from tests.journeys.conftest import Clinic
 from tests.polling import eventually
 
 # Stored in clear by design: search attributes (Temporal indexes them; ids and statuses only) and the SDK's

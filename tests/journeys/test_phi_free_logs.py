@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from core.logging import FORMAT, PhiSafeFormatter
-from tests.communications.conftest import fake_providers, providers_configured, sendgrid_keys  # noqa: F401
-from tests.journeys.conftest import Clinic, Wired
-from tests.journeys.test_journey_instances_api import define, started, statuses_become
+from tests.journeys.api_support import define, started, statuses_become
+from tests.journeys.app_support import Wired
+from tests.journeys.conftest import Clinic
 from tests.polling import eventually
 
 PHONE = "+14155550123"  # the clinic fixture's patient, Maria Garcia
@@ -41,7 +41,7 @@ async def test_a_journey_a_failing_provider_and_a_failing_write_log_no_phi(
     client: httpx.AsyncClient,
     auth: dict,
     clinic: Clinic,
-    providers_configured,  # noqa: F811
+    providers_configured,
     on_time_skipping: Wired,
     every_log_line: io.StringIO,
 ) -> None:

@@ -14,7 +14,8 @@ from activities import ActivityDeps
 from activities.journeys import JourneyActivities
 from domain.journeys.models import JourneyInstance
 from domain.journeys.plan import ActionInput
-from tests.journeys.conftest import INSTANCES, JOURNEYS, Clinic, journey_worker
+from tests.journeys.app_support import journey_worker
+from tests.journeys.conftest import INSTANCES, JOURNEYS, Clinic
 from tests.journeys.helpers import activity_env, add_tenant_template, create_instance, send, start
 from tests.problems import unprocessable
 

@@ -15,8 +15,8 @@ from sqlalchemy import select, update
 from core.events import DomainEvent, EventType, emit
 from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyTriggerStart
+from tests.journeys.api_support import API, book, event_types, instances_of, register
 from tests.journeys.conftest import Clinic
-from tests.journeys.test_journey_triggers import API, book, event_types, instances_of, register
 
 MakeJourney = Callable[..., Awaitable[dict[str, Any]]]
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from core.auth import Role
-from tests.patients.conftest import BASE, CreatePatient, Records, ahead, patient_body
+from tests.patients.support import BASE, CreatePatient, Records, ahead, patient_body
 
 Headers = Callable[..., dict[str, str]]
 

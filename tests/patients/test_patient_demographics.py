@@ -7,7 +7,7 @@ from datetime import date
 
 import httpx
 
-from tests.patients.conftest import BASE, CreatePatient
+from tests.patients.support import BASE, CreatePatient
 
 STATS = f"{BASE}/stats/demographics"
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.database import bind_tenant
 from domain.patients.models import ChannelConsent
-from tests.patients.conftest import BASE, CreatePatient, Records, ago, ahead
+from tests.patients.support import BASE, CreatePatient, Records, ago, ahead
 
 MERGE = f"{BASE}/merge"
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.conftest import TenantFactory
-from tests.patients.conftest import BASE, CreatePatient, patient_body
+from tests.patients.support import BASE, CreatePatient, patient_body
+from tests.tenants import TenantFactory
 
 
 async def names(client: httpx.AsyncClient, auth: dict, query: str, **params: object) -> list[str]:

@@ -8,7 +8,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.patients.conftest import BASE, CreatePatient, Records, ago, ahead
+from tests.patients.support import BASE, CreatePatient, Records, ago, ahead
 
 REFERENCE_360_KEYS = {
     "patient",

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from tests.patients.conftest import BASE, CreatePatient, patient_body
+from tests.patients.support import BASE, CreatePatient, patient_body
 
 
 async def test_create_returns_201_with_contact_details_normalised(

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.patients.conftest import BASE, CreatePatient
+from tests.patients.support import BASE, CreatePatient
 
 
 def ids(patients: list[dict]) -> list[str]:

@@ -24,7 +24,7 @@ from tests import histories
 from tests.histories import Scenario
 from tests.polling import eventually
 from tests.scheduling.conftest import API
-from tests.scheduling.test_reminders import book_at, messages, server_now, skip_to
+from tests.scheduling.reminder_support import book_at, messages, server_now, skip_to
 from tests.temporal_envs import start_time_skipping
 from workflows.appointments import AppointmentWorkflow
 

@@ -21,7 +21,7 @@ from domain.scheduling.workflow_jobs import start_appointment_workflow
 from tests.outbox import commands_for, relay_rounds, tenant_relay
 from tests.polling import eventually
 from tests.scheduling.conftest import API
-from tests.scheduling.test_reminders import book_at, server_now
+from tests.scheduling.reminder_support import book_at, server_now
 from workflows.appointments import AppointmentWorkflow
 
 BASE = f"{API}/appointments"

@@ -14,7 +14,8 @@ from core.database import bind_tenant
 from core.gateway import bind_gateway
 from domain.communications.models import Communication
 from domain.scheduling.models import BookingConversation, SlotHold
-from tests.scheduling.conftest import API, future
+from tests.scheduling.booking_support import slots_for
+from tests.scheduling.conftest import API
 
 BASE = f"{API}/appointments"
 
@@ -28,13 +29,6 @@ async def sent_templates(sessionmaker, tenant_id, patient_id) -> list[str]:
             .order_by(Communication.created_at)
         )
         return list(rows)
-
-
-async def slots_for(make_practitioner, make_slot, count: int) -> tuple[dict, list[dict]]:
-    practitioner = await make_practitioner(speciality="Dermatology")
-    return practitioner, [
-        await make_slot(practitioner["id"], future(days=2 + i, hour=9)) for i in range(count)
-    ]
 
 
 async def test_find_slots_offers_held_options_and_a_reply_books_with_confirmation(

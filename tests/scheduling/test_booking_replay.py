@@ -19,8 +19,8 @@ import pytest
 
 from tests import histories
 from tests.histories import Scenario
+from tests.scheduling.booking_support import slots_for
 from tests.scheduling.conftest import API
-from tests.scheduling.test_booking_conversation import slots_for
 from tests.scheduling.waitlist_support import reply
 from tests.temporal_envs import start_time_skipping
 from workflows.booking import BookingConversationWorkflow

@@ -16,13 +16,8 @@ from core.database import bind_tenant
 from domain.communications.models import Communication
 from domain.scheduling.booking import parse_choice
 from domain.scheduling.waitlist import parse_answer
-from tests.communications.conftest import (  # noqa: F401 - fixtures: the signed Twilio webhook
-    fake_providers,
-    providers_configured,
-    sendgrid_keys,
-)
-from tests.communications.test_template_languages import _set_default_language
-from tests.communications.test_webhooks import twilio_post
+from tests.communications.support import set_default_language
+from tests.communications.webhook_support import twilio_post
 from tests.polling import eventually
 from tests.scheduling.conftest import API, future
 from tests.scheduling.waitlist_support import add_entry, booked_then_cancelled, offers
@@ -169,7 +164,7 @@ async def test_a_language_without_texts_falls_back_to_the_tenants_default_then_e
     tenant_language: str,
     expected: str,
 ) -> None:
-    await _set_default_language(system_sessionmaker, tenant_id, tenant_language)
+    await set_default_language(system_sessionmaker, tenant_id, tenant_language)
     patient = await make_patient(preferred_language="fr-CA")  # no French texts
     await client.post(f"{BASE}/find-slots", json={"patient_id": str(patient.id)}, headers=auth)
 
@@ -189,7 +184,7 @@ async def test_a_spanish_speaking_patient_gets_a_spanish_offer_and_books_it_by_t
     tenant_id,
     temporal_env,
     scheduling_worker,
-    providers_configured,  # noqa: F811 - the fixture imported above
+    providers_configured,
     system_sessionmaker,
     make_patient,
     make_practitioner,

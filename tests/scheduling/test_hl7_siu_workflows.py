@@ -17,7 +17,7 @@ from domain.integrations.service import create_client
 from domain.scheduling.models import Appointment
 from tests.integrations.hl7_messages import siu
 from tests.polling import eventually
-from tests.scheduling.test_reminders import messages, server_now, skip_to
+from tests.scheduling.reminder_support import messages, server_now, skip_to
 
 wait_for = functools.partial(eventually, within=10.0)
 

@@ -18,7 +18,7 @@ from domain.scheduling import notifications
 from domain.scheduling.models import Appointment
 from tests.polling import eventually
 from tests.scheduling.conftest import API
-from tests.scheduling.test_reminders import book_at, messages, server_now, skip_to
+from tests.scheduling.reminder_support import book_at, messages, server_now, skip_to
 from workflows.appointments import AppointmentWorkflow
 
 BASE = f"{API}/appointments"

@@ -19,7 +19,7 @@ from domain.scheduling.models import Appointment
 from domain.scheduling.notifications import reminder_key
 from domain.tenants.models import Tenant
 from tests.polling import eventually
-from tests.scheduling.test_reminders import book_at, messages
+from tests.scheduling.reminder_support import book_at, messages
 from tests.worker_processes import kill, waits_on_a_lock, worker_process
 
 

@@ -31,7 +31,7 @@ from tests.dedicated_postgres import free_port
 from tests.outbox import commands_for, relay_rounds, tenant_relay
 from tests.polling import eventually
 from tests.scheduling.conftest import API
-from tests.scheduling.test_reminders import book_at, messages, server_now
+from tests.scheduling.reminder_support import book_at, messages, server_now
 from workflows.appointments import AppointmentWorkflow
 from workflows.registry import ALL_WORKFLOWS
 

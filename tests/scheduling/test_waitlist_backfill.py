@@ -7,33 +7,20 @@ from datetime import timedelta
 
 import httpx
 
-from domain.scheduling.models import WaitlistOffer
-from tests.polling import eventually
 from tests.scheduling.conftest import API
 from tests.scheduling.waitlist_support import (
     add_entry,
+    backfill,
     booked_then_cancelled,
     entry_status,
     offers,
+    open_offers,
     reply,
     set_policy,
     templates_sent,
 )
 
 RESULT_TIMEOUT = 15
-
-
-def backfill(temporal_env, appointment: dict):
-    return temporal_env.client.get_workflow_handle(f"waitlist-backfill-{appointment['id']}")
-
-
-async def open_offers(sessionmaker, tenant_id, appointment: dict, count: int) -> list[WaitlistOffer]:
-    async def found():
-        rows = await offers(sessionmaker, tenant_id, status="offered")
-        rows = [o for o in rows if str(o.cancelled_appointment_id) == appointment["id"]]
-        return rows if len(rows) == count else None
-
-    return await eventually(found, f"{count} open offer(s)")
 
 
 async def test_a_waitlisted_patient_is_offered_a_cancelled_slot_and_books_it_by_replying(

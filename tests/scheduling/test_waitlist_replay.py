@@ -20,8 +20,14 @@ import pytest
 from tests import histories
 from tests.histories import Scenario
 from tests.scheduling.conftest import API
-from tests.scheduling.test_waitlist_backfill import backfill, open_offers
-from tests.scheduling.waitlist_support import add_entry, booked_then_cancelled, reply, set_policy
+from tests.scheduling.waitlist_support import (
+    add_entry,
+    backfill,
+    booked_then_cancelled,
+    open_offers,
+    reply,
+    set_policy,
+)
 from tests.temporal_envs import start_time_skipping
 from workflows.waitlist import WaitlistBackfillWorkflow
 

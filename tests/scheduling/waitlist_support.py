@@ -14,6 +14,7 @@ from core.gateway import bind_gateway
 from domain.communications.models import Communication
 from domain.scheduling.models import WaitlistEntry, WaitlistOffer
 from domain.tenants.models import Tenant
+from tests.polling import eventually
 from tests.scheduling.conftest import API, future
 
 WAITLIST = f"{API}/waitlist"
@@ -118,3 +119,16 @@ async def reply(app, sessionmaker, tenant_id, *answers: tuple[uuid.UUID, str]) -
         await session.commit()
         await run_after_commit_jobs(session)
     return routed
+
+
+def backfill(temporal_env, appointment: dict):
+    return temporal_env.client.get_workflow_handle(f"waitlist-backfill-{appointment['id']}")
+
+
+async def open_offers(sessionmaker, tenant_id, appointment: dict, count: int) -> list[WaitlistOffer]:
+    async def found():
+        rows = await offers(sessionmaker, tenant_id, status="offered")
+        rows = [o for o in rows if str(o.cancelled_appointment_id) == appointment["id"]]
+        return rows if len(rows) == count else None
+
+    return await eventually(found, f"{count} open offer(s)")

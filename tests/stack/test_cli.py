@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import jwt
 import psycopg
@@ -18,31 +14,7 @@ from core.auth import Role, TokenVerifier
 from core.embedded_db import to_libpq_url
 from core.migrate import scratch_database
 from core.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def prm_command() -> list[str]:
-    """The installed `prm` script, or the module when the project is not installed."""
-    script = Path(sys.executable).parent / "prm"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-
-
-def prm(database_url: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    """Run `prm ARGS` against `database_url`, capturing stdout and stderr apart."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATABASE_URL"] = database_url
-    env.update(extra_env)
-    return subprocess.run(  # noqa: S603 - our own command line
-        [*prm_command(), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def create_tenant(database_url: str, name: str = "CLI Clinic") -> uuid.UUID:
-    """Create a tenant through the CLI and return its id."""
-    result = prm(database_url, "tenant", "create", "--name", name)
-    assert result.returncode == 0, result.stderr
-    return uuid.UUID(result.stdout.strip())
+from tests.stack.cli_support import create_tenant, prm
 
 
 @pytest.fixture(scope="module")

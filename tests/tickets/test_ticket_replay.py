@@ -24,7 +24,7 @@ from tests import histories
 from tests.histories import Scenario
 from tests.polling import eventually
 from tests.tickets.conftest import TICKETS, Desk, SlaWired
-from tests.tickets.test_ticket_sla_workflow import _due_set, _signal_seen
+from tests.tickets.sla_support import due_set, signal_seen
 from workflows.tickets import TicketSlaWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -58,10 +58,10 @@ async def test_a_fresh_paused_history_replays(
 ) -> None:
     await desk.set_calendar(weekdays=[])  # a 24/7 desk: business time is wall time
     ticket = await new_ticket(priority="urgent")
-    before = (await _due_set(desk, ticket["id"])).resolution_due_at
+    before = (await due_set(desk, ticket["id"])).resolution_due_at
     url = f"{TICKETS}/{ticket['id']}"
     await client.patch(url, json={"status": "waiting_on_patient"}, headers=auth)
-    await _signal_seen(sla_env, ticket["id"], "waiting_on_patient")
+    await signal_seen(sla_env, ticket["id"], "waiting_on_patient")
     await sla_env.env.sleep(timedelta(hours=1))
     await client.patch(url, json={"status": "in_progress"}, headers=auth)
 
@@ -77,7 +77,7 @@ async def test_a_fresh_breached_history_replays(
 ) -> None:
     await desk.set_calendar(weekdays=[])
     ticket = await new_ticket(priority="high")  # respond within 2 h, resolve within 8 h
-    await _due_set(desk, ticket["id"])
+    await due_set(desk, ticket["id"])
     await sla_env.env.sleep(timedelta(hours=2, minutes=1))
 
     def escalations(count: int) -> Callable[[], Awaitable[bool]]:
@@ -89,7 +89,7 @@ async def test_a_fresh_breached_history_replays(
     await eventually(escalations(1), "the missed response's escalation")
     resp = await client.patch(f"{TICKETS}/{ticket['id']}", json={"status": "in_progress"}, headers=auth)
     assert resp.status_code == 200, resp.text
-    await _signal_seen(sla_env, ticket["id"], "in_progress")
+    await signal_seen(sla_env, ticket["id"], "in_progress")
     due = (await desk.ticket(ticket["id"])).resolution_due_at
     await sla_env.env.sleep(due - await sla_env.env.get_current_time() + timedelta(minutes=1))
     await eventually(escalations(2), "the missed resolution's escalation")

@@ -28,14 +28,7 @@ from domain.tickets.service import create_ticket
 from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 from tests.polling import eventually
 from tests.tickets.conftest import TICKETS, Desk, SlaWired
-
-
-async def _due_set(desk: Desk, ticket_id: str) -> Any:
-    async def check() -> Any:
-        row = await desk.ticket(ticket_id)
-        return row if row.resolution_due_at is not None else None
-
-    return await eventually(check)
+from tests.tickets.sla_support import due_set, signal_seen
 
 
 async def test_workflow_sets_due_times_from_the_tenant_targets(
@@ -43,7 +36,7 @@ async def test_workflow_sets_due_times_from_the_tenant_targets(
 ) -> None:
     await desk.set_calendar(weekdays=[])  # a 24/7 desk: business time is wall time
     ticket = await new_ticket(priority="urgent")
-    row = await _due_set(desk, ticket["id"])
+    row = await due_set(desk, ticket["id"])
     opened = row.sla_started_at
     assert row.response_due_at == opened + timedelta(minutes=30)
     assert row.resolution_due_at == opened + timedelta(hours=4)
@@ -56,7 +49,7 @@ async def test_missed_response_escalates_priority_and_notifies_the_fallback_queu
 ) -> None:
     await desk.set_calendar(weekdays=[])
     ticket = await new_ticket(priority="high")  # response within 2 h
-    await _due_set(desk, ticket["id"])
+    await due_set(desk, ticket["id"])
     await sla_env.env.sleep(timedelta(hours=2, minutes=1))
 
     async def breached() -> Any:
@@ -78,7 +71,7 @@ async def test_missed_resolution_notifies_the_assignee(
     await desk.set_calendar(weekdays=[])
     assignee = uuid.uuid4()
     ticket = await new_ticket(priority="urgent", assigned_to=str(assignee))  # resolve within 4 h
-    await _due_set(desk, ticket["id"])
+    await due_set(desk, ticket["id"])
     await client.patch(f"{TICKETS}/{ticket['id']}", json={"status": "in_progress"}, headers=auth)
     await sla_env.env.sleep(timedelta(hours=4, minutes=1))
 
@@ -99,10 +92,10 @@ async def test_waiting_on_the_patient_pauses_the_clock_and_shifts_the_due_time(
 ) -> None:
     await desk.set_calendar(weekdays=[])
     ticket = await new_ticket(priority="urgent")  # resolve within 4 h
-    before = (await _due_set(desk, ticket["id"])).resolution_due_at
+    before = (await due_set(desk, ticket["id"])).resolution_due_at
     url = f"{TICKETS}/{ticket['id']}"
     await client.patch(url, json={"status": "waiting_on_patient"}, headers=auth)
-    await _signal_seen(sla_env, ticket["id"], "waiting_on_patient")
+    await signal_seen(sla_env, ticket["id"], "waiting_on_patient")
     await sla_env.env.sleep(timedelta(hours=5))  # longer than the whole target: no breach while paused
     await client.patch(url, json={"status": "in_progress"}, headers=auth)
 
@@ -122,7 +115,7 @@ async def test_resolution_ends_the_workflow(
 ) -> None:
     await desk.set_calendar(weekdays=[])
     ticket = await new_ticket()
-    await _due_set(desk, ticket["id"])
+    await due_set(desk, ticket["id"])
     await client.patch(f"{TICKETS}/{ticket['id']}", json={"status": "resolved"}, headers=auth)
     handle = sla_env.env.client.get_workflow_handle(ticket_workflow_id(ticket["id"]))
     assert await asyncio.wait_for(handle.result(), 15) == "resolved"
@@ -135,13 +128,13 @@ async def test_reopen_starts_a_new_cycle(
 ) -> None:
     await desk.set_calendar(weekdays=[])
     ticket = await new_ticket(priority="urgent")
-    await _due_set(desk, ticket["id"])
+    await due_set(desk, ticket["id"])
     url = f"{TICKETS}/{ticket['id']}"
     await client.patch(url, json={"status": "resolved"}, headers=auth)
     handle = sla_env.env.client.get_workflow_handle(ticket_workflow_id(ticket["id"]))
     await asyncio.wait_for(handle.result(), 15)
     reopened = (await client.patch(url, json={"status": "open"}, headers=auth)).json()
-    row = await _due_set(desk, ticket["id"])
+    row = await due_set(desk, ticket["id"])
     assert row.resolution_due_at == datetime.fromisoformat(reopened["reopened_at"]) + timedelta(hours=4)
 
 
@@ -172,7 +165,7 @@ async def test_a_ticket_a_journey_opens_gets_its_sla_workflow_through_the_comman
         ActionInput(str(desk.tenant_id), str(instance.id), 1, 0),
     )
 
-    row = await _due_set(desk, ticket_id)  # the SLA workflow is running and has set the due times
+    row = await due_set(desk, ticket_id)  # the SLA workflow is running and has set the due times
     assert row.journey_instance_id == instance.id and row.status == "open"
     (start,) = await commands_for(desk.sessionmaker, ticket_workflow_id(ticket_id))
     assert (start.kind, start.outcome, start.attempts) == ("start", "delivered", 0)
@@ -198,19 +191,9 @@ async def test_a_ticket_opened_while_temporal_is_down_gets_its_sla_workflow_from
         system_sessionmaker, desk.tenant_id, WorkflowGateway.of_client(sla_env.env.client, sla_env.task_queue)
     )
     await relay()  # Temporal is back
-    await _due_set(desk, ticket_id)
+    await due_set(desk, ticket_id)
     (delivered,) = await commands_for(system_sessionmaker, workflow_id)
     assert delivered.outcome == "delivered" and delivered.delivered_at is not None
     await relay()  # delivered once: a second round sends nothing
     (after,) = await commands_for(system_sessionmaker, workflow_id)
     assert (after.delivered_at, after.outcome) == (delivered.delivered_at, "delivered")
-
-
-async def _signal_seen(wired: SlaWired, ticket_id: str, status: str) -> None:
-    """Wait until the workflow has taken the status in (so skipped time counts against the pause)."""
-    handle = wired.env.client.get_workflow_handle(ticket_workflow_id(ticket_id))
-
-    async def seen() -> bool:
-        return await handle.query("status") == status
-
-    await eventually(seen)
