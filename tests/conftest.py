@@ -26,6 +26,13 @@ from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
+from tests.communications.provider_support import (
+    FakeProviders,
+    SendGridKeys,
+    configure_providers,
+    make_sendgrid_keys,
+    serve_fake_providers,
+)
 from tests.tenants import TenantFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,3 +150,30 @@ def headers_for(token_for: Callable[..., str]) -> Callable[..., dict[str, str]]:
 def auth(tenant_id: uuid.UUID, headers_for: Callable[..., dict[str, str]]) -> dict[str, str]:
     """Coordinator headers for this test's tenant."""
     return headers_for(tenant_id)
+
+
+# ---- message providers (the fake Twilio and SendGrid of `tests/communications/provider_support.py`) -------
+
+
+@pytest.fixture
+def fake_providers() -> Iterator[FakeProviders]:
+    """A fresh fake Twilio + SendGrid server on 127.0.0.1 for this test."""
+    with serve_fake_providers() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def sendgrid_keys() -> SendGridKeys:
+    """A signing key for SendGrid's event webhook."""
+    return make_sendgrid_keys()
+
+
+@pytest.fixture
+def providers_configured(
+    fake_providers: FakeProviders,
+    settings: Settings,
+    sendgrid_keys: SendGridKeys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> FakeProviders:
+    """Twilio and SendGrid credentials pointing the real SDKs at the fake server."""
+    return configure_providers(fake_providers, settings, sendgrid_keys, monkeypatch)

@@ -5,7 +5,7 @@ in `provider_support.py`), provider credentials, and a time-skipping Temporal wo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,37 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.database import bind_tenant, mark_system
 from domain.communications.models import Communication
 from domain.patients.models import Patient
-from tests.communications.provider_support import (
-    FakeProviders,
-    SendGridKeys,
-    configure_providers,
-    make_sendgrid_keys,
-    serve_fake_providers,
-)
 from tests.temporal_envs import start_time_skipping, terminate_workflows
 
 API = "/api/v1/prm"
-
-
-@pytest.fixture
-def fake_providers() -> Iterator[FakeProviders]:
-    """A fresh fake Twilio + SendGrid server on 127.0.0.1 for this test."""
-    with serve_fake_providers() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def sendgrid_keys() -> SendGridKeys:
-    """A signing key for SendGrid's event webhook."""
-    return make_sendgrid_keys()
-
-
-@pytest.fixture
-def providers_configured(
-    fake_providers: FakeProviders, settings: Any, sendgrid_keys: SendGridKeys, monkeypatch: pytest.MonkeyPatch
-) -> FakeProviders:
-    """Twilio and SendGrid credentials pointing the real SDKs at the fake server."""
-    return configure_providers(fake_providers, settings, sendgrid_keys, monkeypatch)
 
 
 def tenant_sessions(

@@ -9,6 +9,7 @@ after the provider call runs, as in a process that died there. The real SDKs tal
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -54,12 +55,18 @@ async def _send_and_die(
     provider's answer (record it) never runs."""
     loop = asyncio.get_running_loop()
     step = asyncio.ensure_future(_send(settings, system_sessionmaker, tenant_id, communication_id))
+    # Twilio (the fake) takes the message but holds its answer until the step is gone, so the step can never
+    # record the answer first, however busy the machine.
+    hold = threading.Event()
+    fake.twilio_hold = hold
     fake.on_request = lambda _path: loop.call_soon_threadsafe(step.cancel)
     try:
         with pytest.raises(asyncio.CancelledError):
             await step
     finally:
         fake.on_request = None
+        fake.twilio_hold = None
+        hold.set()
 
 
 def _status_callback_path(fake: FakeProviders) -> str:

@@ -9,7 +9,7 @@ workflows gets a fresh task queue, and the app is pointed at the environment for
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,13 +31,6 @@ from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket, TicketEvent
-from tests.communications.provider_support import (
-    FakeProviders,
-    SendGridKeys,
-    configure_providers,
-    make_sendgrid_keys,
-    serve_fake_providers,
-)
 from tests.journeys.app_support import Wired, app_on, gateway_to
 from tests.temporal_envs import start_time_skipping
 
@@ -243,27 +236,3 @@ async def clinic(tenant_id: uuid.UUID, system_sessionmaker: async_sessionmaker[A
 def now() -> datetime:
     """The current time, UTC."""
     return datetime.now(UTC)
-
-
-# ---- message providers (the fake Twilio and SendGrid of `tests/communications/provider_support.py`) -------
-
-
-@pytest.fixture
-def fake_providers() -> Iterator[FakeProviders]:
-    """A fresh fake Twilio + SendGrid server on 127.0.0.1 for this test."""
-    with serve_fake_providers() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def sendgrid_keys() -> SendGridKeys:
-    """A signing key for SendGrid's event webhook."""
-    return make_sendgrid_keys()
-
-
-@pytest.fixture
-def providers_configured(
-    fake_providers: FakeProviders, settings: Any, sendgrid_keys: SendGridKeys, monkeypatch: pytest.MonkeyPatch
-) -> FakeProviders:
-    """Twilio and SendGrid credentials pointing the real SDKs at the fake server."""
-    return configure_providers(fake_providers, settings, sendgrid_keys, monkeypatch)

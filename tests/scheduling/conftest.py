@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,13 +16,6 @@ from temporalio.service import RPCError
 
 from core.database import bind_tenant
 from domain.patients.models import Patient
-from tests.communications.provider_support import (
-    FakeProviders,
-    SendGridKeys,
-    configure_providers,
-    make_sendgrid_keys,
-    serve_fake_providers,
-)
 from tests.polling import eventually
 from tests.temporal_envs import start_time_skipping, terminate_workflows
 
@@ -219,27 +212,3 @@ def settle(temporal_env, system_sessionmaker, tenant_id) -> Callable[[], Awaitab
             await eventually(functools.partial(between_steps, workflow_id), f"{workflow_id} between steps")
 
     return wait
-
-
-# ---- message providers (the fake Twilio and SendGrid of `tests/communications/provider_support.py`) -------
-
-
-@pytest.fixture
-def fake_providers() -> Iterator[FakeProviders]:
-    """A fresh fake Twilio + SendGrid server on 127.0.0.1 for this test."""
-    with serve_fake_providers() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def sendgrid_keys() -> SendGridKeys:
-    """A signing key for SendGrid's event webhook."""
-    return make_sendgrid_keys()
-
-
-@pytest.fixture
-def providers_configured(
-    fake_providers: FakeProviders, settings: Any, sendgrid_keys: SendGridKeys, monkeypatch: pytest.MonkeyPatch
-) -> FakeProviders:
-    """Twilio and SendGrid credentials pointing the real SDKs at the fake server."""
-    return configure_providers(fake_providers, settings, sendgrid_keys, monkeypatch)
