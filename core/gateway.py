@@ -192,7 +192,7 @@ class WorkflowGateway:
             try:
                 await client.start_workflow(
                     spec.workflow,
-                    _plain(spec.input),
+                    spec.input,
                     id=spec.workflow_id,
                     task_queue=self.task_queue,
                     search_attributes=search_attributes(spec.search_attributes),
@@ -216,12 +216,12 @@ class WorkflowGateway:
         async def call(client: Client) -> None:
             await client.start_workflow(
                 spec.workflow,
-                _plain(spec.input),
+                spec.input,
                 id=spec.workflow_id,
                 task_queue=self.task_queue,
                 search_attributes=search_attributes(spec.search_attributes),
                 start_signal=signal,
-                start_signal_args=[_plain(arg)],
+                start_signal_args=[arg],
                 rpc_timeout=self.rpc_timeout,
             )
 
@@ -231,9 +231,7 @@ class WorkflowGateway:
         """Signal a running workflow; False when it is not running."""
 
         async def call(client: Client) -> bool:
-            await client.get_workflow_handle(workflow_id).signal(
-                signal, _plain(arg), rpc_timeout=self.rpc_timeout
-            )
+            await client.get_workflow_handle(workflow_id).signal(signal, arg, rpc_timeout=self.rpc_timeout)
             return True
 
         return await self._unless_not_found(call)
@@ -384,13 +382,6 @@ class WorkflowGateway:
 
     def _down(self) -> None:
         self._down_until = time.monotonic() + DOWN_MEMORY_SECONDS
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses as dicts: the outbox stores inputs as JSON, and a dict reaches a workflow the same way."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return value
 
 
 _GATEWAY_KEY = "workflow_gateway"

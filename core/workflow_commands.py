@@ -138,7 +138,9 @@ def _plain(value: Any) -> dict[str, Any]:
     raise TypeError(f"a workflow command carries a dataclass or a dict, not {type(value).__name__}")
 
 
-_PENDING_KEY = "workflow_commands"
+_PENDING_KEY = "workflow_commands"  # recorded by this transaction (ids known once flushed)
+_RELEASED_KEY = "workflow_commands_released"  # ids of held commands this transaction released
+_QUEUED_KEY = "workflow_commands_queued"  # the fast path is queued for after the commit
 
 
 def _record(session: AsyncSession, tenant_id: uuid.UUID | None, **fields: Any) -> WorkflowCommand:
@@ -148,11 +150,23 @@ def _record(session: AsyncSession, tenant_id: uuid.UUID | None, **fields: Any) -
     command = WorkflowCommand(tenant_id=tenant, **fields)
     session.add(command)
     if command.not_before is None:
-        pending: list[WorkflowCommand] = session.info.setdefault(_PENDING_KEY, [])
-        pending.append(command)
-        if len(pending) == 1:  # one fast-path job per transaction, for all of its commands
-            after_commit(session, lambda: _deliver_now(session))
+        session.info.setdefault(_PENDING_KEY, []).append(command)
+        _deliver_after_commit(session)
     return command
+
+
+def _deliver_after_commit(session: AsyncSession) -> None:
+    """Queue the fast path once per transaction, for all of its commands."""
+    if not session.info.get(_QUEUED_KEY):
+        session.info[_QUEUED_KEY] = True
+        after_commit(session, lambda: _deliver_now(session))
+
+
+def forget_recorded(session: AsyncSession) -> None:
+    """Forget the commands `session` recorded in a savepoint that rolled back (with the after-commit jobs
+    the caller drops): the fast path has nothing of theirs to deliver."""
+    for key in (_PENDING_KEY, _RELEASED_KEY, _QUEUED_KEY):
+        session.info.pop(key, None)
 
 
 def _start_fields(spec: WorkflowStart) -> dict[str, Any]:
@@ -245,19 +259,15 @@ async def release_held(session: AsyncSession, workflow_id: str) -> None:
         )
     ).all()
     if ids:
-        pending: list[int] = session.info.setdefault(_RELEASED_KEY, [])
-        pending.extend(ids)
-        if len(pending) == len(ids):
-            after_commit(session, lambda: _deliver_now(session))
-
-
-_RELEASED_KEY = "workflow_commands_released"
+        session.info.setdefault(_RELEASED_KEY, []).extend(ids)
+        _deliver_after_commit(session)
 
 
 async def _deliver_now(session: AsyncSession) -> None:
     """The fast path: right after the commit, deliver this transaction's commands if Temporal answers
     quickly; anything left is the relay's."""
     ids = [c.id for c in session.info.pop(_PENDING_KEY, [])] + session.info.pop(_RELEASED_KEY, [])
+    session.info.pop(_QUEUED_KEY, None)
     try:
         gateway = gateway_for(session)
         if not ids or gateway is None or gateway.recently_down:

@@ -41,6 +41,7 @@ from core.errors import DomainError
 from core.events import DomainEvent, EventType
 from core.gateway import WorkflowGateway, bind_gateway
 from core.periodic import claim
+from core.workflow_commands import forget_recorded
 from domain.enums import RepeatPolicy, TriggerStartStatus
 from domain.journeys import service
 from domain.journeys.models import Journey, JourneyInstance, JourneyTriggerStart
@@ -276,7 +277,7 @@ async def _each_claimed(
                     await work(session, row)
             except Exception as exc:
                 session.info.pop("after_commit", None)  # what it recorded was rolled back with it
-                session.info.pop("workflow_commands", None)
+                forget_recorded(session)
                 failed_ids.append(row_id)
                 then = await failed(session, row_id, exc)
             await session.commit()

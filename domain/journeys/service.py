@@ -9,7 +9,6 @@ recorded the same way, behind the start.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +44,6 @@ from domain.journeys.schemas import JourneyInstanceCreate, JourneyInstanceStats
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
 
-log = logging.getLogger(__name__)
 FINAL_STATUSES = {
     JourneyInstanceStatus.COMPLETED.value,
     JourneyInstanceStatus.CANCELLED.value,
@@ -220,14 +218,9 @@ async def cancel_instance(session: AsyncSession, instance_id: uuid.UUID) -> Jour
         record_cancel(session, workflow_id=workflow_id_of(instance))
         after_commit(session, metrics.later(metrics.journey_finished, JourneyInstanceStatus.CANCELLED.value))
     await session.refresh(instance)
-    ensure_running_or_cancelled(instance)
-    return instance
-
-
-def ensure_running_or_cancelled(instance: JourneyInstance) -> None:
-    """409 when the instance finished otherwise (completed or failed) before it could be cancelled."""
     if instance.status != JourneyInstanceStatus.CANCELLED.value:
-        ensure_running(instance)
+        ensure_running(instance)  # it completed or failed before it could be cancelled: 409
+    return instance
 
 
 async def record_reply_received(

@@ -9,7 +9,6 @@ otherwise: an outage delays them and never loses them. Workflow ids derive from 
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
@@ -41,8 +40,6 @@ from domain.scheduling.plan import (
 from domain.tenants.models import Tenant
 from domain.tenants.schemas import TenantSettings
 from domain.tenants.service import settings_of
-
-log = logging.getLogger(__name__)
 
 
 async def appointment_input(session: AsyncSession, appointment: Appointment) -> AppointmentWorkflowInput:
