@@ -1,5 +1,5 @@
 """Helpers shared by the communications tests and the tests of other directories that send messages: tenant
-settings, the worker's gateway, and the messages a patient was sent."""
+settings, the worker's gateway, recording a message, and the messages a patient was sent."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import uuid
 
 from sqlalchemy import select, update
 
-from core.database import bind_tenant
-from core.gateway import WorkflowGateway
+from core.database import bind_tenant, run_after_commit_jobs
+from core.gateway import WorkflowGateway, bind_gateway
+from domain.communications import dispatch, service
 from domain.communications.models import Communication
+from domain.enums import Channel
 from domain.tenants.models import Tenant
 
 
@@ -46,3 +48,37 @@ async def outbound_messages(system_sessionmaker, tenant_id, patient_id) -> list[
             .order_by(Communication.created_at)
         )
         return list((await session.scalars(stmt)).all())
+
+
+async def record_sms(
+    system_sessionmaker,
+    tenant_id,
+    patient,
+    *,
+    gateway: WorkflowGateway | None = None,
+    key: str | None = None,
+    commit: bool = True,
+    held: bool = False,
+) -> uuid.UUID:
+    """Record an SMS as every caller does (`held`: as a journey's send step, its delivery start held),
+    committing (then running what follows the commit, as a request and an activity do: with `gateway`, its
+    start is delivered) or rolling back; the message's id."""
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        if gateway is not None:
+            bind_gateway(session, gateway)
+        if held:
+            dispatch.hold_starts(session)
+        result = await service.send_message(
+            session,
+            patient_id=patient.id,
+            channel=Channel.SMS,
+            message="Your results are ready.",
+            idempotency_key=key or f"test:{uuid.uuid4()}",
+        )
+        if commit:
+            await session.commit()
+            await run_after_commit_jobs(session)
+        else:
+            await session.rollback()
+        return result.communication.id

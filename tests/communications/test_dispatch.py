@@ -24,32 +24,10 @@ from domain.communications.models import Communication
 from domain.communications.plan import WORKFLOW_NAME, delivery_workflow_id
 from domain.enums import Channel
 from tests.communications.conftest import delivery_result, next_local_time
-from tests.communications.support import gateway_to, set_tenant
+from tests.communications.support import gateway_to, record_sms, set_tenant
 from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-async def _send(system_sessionmaker, tenant_id, patient, *, gateway=None, key=None, commit=True):
-    """Record an SMS as every caller does, committing (then running what follows the commit, as a request
-    and an activity do) or rolling back."""
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        if gateway is not None:
-            bind_gateway(session, gateway)
-        result = await service.send_message(
-            session,
-            patient_id=patient.id,
-            channel=Channel.SMS,
-            message="Your results are ready.",
-            idempotency_key=key or f"test:{uuid.uuid4()}",
-        )
-        if commit:
-            await session.commit()
-            await run_after_commit_jobs(session)
-        else:
-            await session.rollback()
-        return result.communication.id
 
 
 async def _message(system_sessionmaker, tenant_id, communication_id) -> Communication:
@@ -70,9 +48,9 @@ async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sen
     patient = await make_patient()
     gateway = gateway_to(comms_temporal_env, settings)
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
-    first = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
+    first = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
     assert (await delivery_result(comms_temporal_env, first)).status == "sent"
-    again = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
+    again = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
     assert again == first
     message = await _message(system_sessionmaker, tenant_id, first)
     assert (message.status, message.provider) == ("sent", "twilio")
@@ -131,7 +109,7 @@ async def test_a_rolled_back_message_starts_no_workflow(
 ) -> None:
     patient = await make_patient()
     gateway = gateway_to(comms_temporal_env, settings)
-    rolled_back = await _send(system_sessionmaker, tenant_id, patient, gateway=gateway, commit=False)
+    rolled_back = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, commit=False)
     with pytest.raises(RPCError) as raised:
         await comms_temporal_env.client.get_workflow_handle(f"communication-{rolled_back}").describe()
     assert raised.value.status == RPCStatusCode.NOT_FOUND
@@ -152,7 +130,7 @@ async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
     patient = await make_patient(timezone="America/New_York")
     now, at_2230 = await next_local_time(comms_temporal_env, NEW_YORK, 22, 30)
     await comms_temporal_env.sleep(at_2230 - now)  # the server's clock: what the policy sees
-    sent = await _send(
+    sent = await record_sms(
         system_sessionmaker, tenant_id, patient, gateway=gateway_to(comms_temporal_env, settings)
     )
     assert (await delivery_result(comms_temporal_env, sent)).status == "sent"
@@ -180,7 +158,7 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
     )
     gateway = gateway_to(comms_temporal_env, settings)
     # Released at once, so their policy checks race: the per-patient lock makes the cap hold anyway.
-    ids = [await _send(system_sessionmaker, tenant_id, patient, gateway=gateway) for _ in range(3)]
+    ids = [await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway) for _ in range(3)]
     for communication_id in ids:
         assert (await delivery_result(comms_temporal_env, communication_id)).status == "sent"
     messages = sorted(
@@ -204,7 +182,7 @@ async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_deliver
 ) -> None:
     patient = await make_patient()
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
-    waiting = await _send(system_sessionmaker, tenant_id, patient, gateway=unreachable_gateway())
+    waiting = await record_sms(system_sessionmaker, tenant_id, patient, gateway=unreachable_gateway())
     assert (await _message(system_sessionmaker, tenant_id, waiting)).status == "queued"
     workflow_id = delivery_workflow_id(waiting)
     [command] = await commands_for(system_sessionmaker, workflow_id)
@@ -240,20 +218,7 @@ async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
     gateway = gateway_to(comms_temporal_env, settings)
     held = []
     for _ in range(2):
-        async with system_sessionmaker() as session:
-            bind_tenant(session, tenant_id)
-            bind_gateway(session, gateway)
-            dispatch.hold_starts(session)
-            result = await service.send_message(
-                session,
-                patient_id=patient.id,
-                channel=Channel.SMS,
-                message="Your results are ready.",
-                idempotency_key=f"test:{uuid.uuid4()}",
-            )
-            await session.commit()
-            await run_after_commit_jobs(session)
-            held.append(result.communication.id)
+        held.append(await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, held=True))
     settled, released = held
     relay = tenant_relay(system_sessionmaker, tenant_id, gateway)
     await relay()

@@ -20,13 +20,11 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from core.database import bind_tenant, run_after_commit_jobs
-from core.gateway import WorkflowGateway, bind_gateway
-from domain.communications import service
+from core.database import bind_tenant
+from core.gateway import WorkflowGateway
 from domain.communications.models import Communication
-from domain.enums import Channel
 from tests.communications.provider_support import PUBLIC_BASE, TWILIO_SID, TWILIO_TOKEN, FakeProviders
-from tests.communications.support import set_tenant
+from tests.communications.support import record_sms, set_tenant
 from tests.communications.webhook_support import HOOKS, twilio_post
 from tests.polling import eventually
 from tests.worker_processes import kill, start_worker
@@ -54,23 +52,6 @@ def _requests_per_message(fake: FakeProviders) -> Counter[str]:
     for form in fake.twilio_forms():
         counts[dict(parse_qsl(urlsplit(form["StatusCallback"]).query))["communication_id"]] += 1
     return counts
-
-
-async def _record(sessionmaker, tenant_id: uuid.UUID, patient: Any, gateway: WorkflowGateway) -> str:
-    """An SMS recorded with its delivery start, delivered after the commit, as every caller does."""
-    async with sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        bind_gateway(session, gateway)
-        result = await service.send_message(
-            session,
-            patient_id=patient.id,
-            channel=Channel.SMS,
-            message="Your results are ready.",
-            idempotency_key=f"crash:{uuid.uuid4()}",
-        )
-        await session.commit()
-        await run_after_commit_jobs(session)
-        return str(result.communication.id)
 
 
 async def _call_back(client: Any, fake: FakeProviders, sid: str, delay: float) -> None:
@@ -107,7 +88,7 @@ async def test_workers_killed_after_twilio_took_their_messages_send_none_twice(
             fake.twilio_hold = hold = threading.Event()
             taken = set(fake.twilio_accepted)
             batch = [
-                await _record(system_sessionmaker, tenant_id, p, gateway)
+                str(await record_sms(system_sessionmaker, tenant_id, p, gateway=gateway))
                 for p in patients[round_ * PER_ROUND : (round_ + 1) * PER_ROUND]
             ]
             ids += batch

@@ -16,31 +16,11 @@ from temporalio.worker import Worker
 
 from activities import ActivityDeps
 from activities.communications import CommunicationActivities
-from core.database import bind_tenant, run_after_commit_jobs
-from core.gateway import bind_gateway
-from domain.communications import service
+from core.database import bind_tenant
 from domain.communications.models import Communication
 from domain.communications.plan import SendInput
-from domain.enums import Channel
-from tests.communications.support import gateway_to, set_tenant
+from tests.communications.support import gateway_to, record_sms, set_tenant
 from workflows.communications import SEND_TIMEOUT, CommunicationDeliveryWorkflow
-
-
-async def _record(system_sessionmaker, tenant_id, patient, gateway) -> uuid.UUID:
-    """An SMS recorded (and its delivery started) as every automated caller does."""
-    async with system_sessionmaker() as session:
-        bind_tenant(session, tenant_id)
-        bind_gateway(session, gateway)
-        result = await service.send_message(
-            session,
-            patient_id=patient.id,
-            channel=Channel.SMS,
-            message="Your results are ready.",
-            idempotency_key=f"test:{uuid.uuid4()}",
-        )
-        await session.commit()
-        await run_after_commit_jobs(session)
-        return result.communication.id
 
 
 async def _delivered(env, communication_id: uuid.UUID) -> WorkflowHandle:
@@ -96,7 +76,7 @@ async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_mess
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patient = await make_patient()
     gateway = gateway_to(comms_temporal_env, settings)
-    communication_id = await _record(system_sessionmaker, tenant_id, patient, gateway)
+    communication_id = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway)
 
     handle = await _delivered(comms_temporal_env, communication_id)
     attempt, took = await _send_activity(handle)
@@ -138,8 +118,8 @@ async def test_a_send_whose_worker_died_is_retried_after_the_heartbeat_timeout(
         workflows=[CommunicationDeliveryWorkflow],
         activities=[*others, send_on_a_worker_that_dies_once],
     ):
-        communication_id = await _record(
-            system_sessionmaker, tenant_id, patient, gateway_to(comms_temporal_env, settings)
+        communication_id = await record_sms(
+            system_sessionmaker, tenant_id, patient, gateway=gateway_to(comms_temporal_env, settings)
         )
         handle = await _delivered(comms_temporal_env, communication_id)
     attempt, took = await _send_activity(handle)
