@@ -58,9 +58,10 @@ class FakeProviders:
     # the form of each created message by sid (its StatusCallback names the message and the attempt).
     twilio_hold: threading.Event | None = None
     twilio_created: dict[str, dict[str, str]] = field(default_factory=dict)
-    # Called (in the server's thread) with the path of each request as it arrives, before it is answered:
-    # a test's way to act at that moment (stop the sender, as a crash would).
-    on_request: Callable[[str], None] | None = None
+    # Called (in the server's thread) with the path of a message request once the fake has decided its fate
+    # (created the message, recorded above, or begun to hang) and before it answers: a test's way to act at
+    # that moment (stop the sender, as a crash would) knowing what the provider holds.
+    on_decided: Callable[[str], None] | None = None
 
     def twilio_forms(self) -> list[dict[str, str]]:
         """The form fields of every Twilio message request, in order."""
@@ -81,8 +82,6 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fake.requests.append(Recorded("POST", self.path, dict(self.headers), body))
-            if fake.on_request is not None:
-                fake.on_request(self.path)
             if self.path.endswith("/Messages.json"):
                 self._twilio(body)
             elif self.path == "/v3/mail/send":
@@ -94,7 +93,9 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
             from urllib.parse import parse_qsl
 
             if fake.twilio_hangs:
-                time.sleep(fake.twilio_hangs.pop(0))
+                hang = fake.twilio_hangs.pop(0)
+                self._decided()
+                time.sleep(hang)
                 self.close_connection = True
                 return None
             if fake.twilio_answers:
@@ -130,6 +131,7 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
             }
             fake.twilio_accepted.append(sid)
             fake.twilio_created[sid] = form
+            self._decided()
             hold = fake.twilio_hold
             if hold is not None:
                 hold.wait(timeout=60)
@@ -144,10 +146,15 @@ def _handler(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
                 return self._answer(status, payload)
             message_id = "sg" + uuid.uuid4().hex[:20]
             fake.sendgrid_accepted.append(message_id)
+            self._decided()
             self.send_response(202)
             self.send_header("X-Message-Id", message_id)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def _decided(self) -> None:
+            if fake.on_decided is not None:
+                fake.on_decided(self.path)
 
         def _answer(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -51,20 +51,21 @@ async def _send(settings, system_sessionmaker, tenant_id, communication_id) -> d
 async def _send_and_die(
     fake: FakeProviders, settings, system_sessionmaker, tenant_id, communication_id
 ) -> None:
-    """Run the send step and stop it when the provider receives the request: what it would do after the
-    provider's answer (record it) never runs."""
+    """Run the send step and stop it once the provider has decided what to do with the request (taken the
+    message, or begun to hang): what the step would do after the provider's answer (record it) never runs,
+    and what the provider holds is already in `fake` when this returns."""
     loop = asyncio.get_running_loop()
     step = asyncio.ensure_future(_send(settings, system_sessionmaker, tenant_id, communication_id))
     # Twilio (the fake) takes the message but holds its answer until the step is gone, so the step can never
     # record the answer first, however busy the machine.
     hold = threading.Event()
     fake.twilio_hold = hold
-    fake.on_request = lambda _path: loop.call_soon_threadsafe(step.cancel)
+    fake.on_decided = lambda _path: loop.call_soon_threadsafe(step.cancel)
     try:
         with pytest.raises(asyncio.CancelledError):
             await step
     finally:
-        fake.on_request = None
+        fake.on_decided = None
         fake.twilio_hold = None
         hold.set()
 
