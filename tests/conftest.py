@@ -23,7 +23,6 @@ from core.database import make_engine, make_sessionmaker, mark_system
 from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
 from core.migrate import scratch_database
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
 from tests.communications.provider_support import (
@@ -33,6 +32,7 @@ from tests.communications.provider_support import (
     make_sendgrid_keys,
     serve_fake_providers,
 )
+from tests.temporal_envs import start_dev_server, start_time_skipping
 from tests.tenants import TenantFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,12 +91,16 @@ async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the `temporal` CLI from the venv), with the search attributes; one for
     the whole run (tests keep apart by using task queues of their own)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
-    async with env:
+    async with await start_dev_server() as env:
+        yield env
+
+
+@pytest.fixture
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server of the test's own (it starts in a fraction of a second): each test's
+    clock starts at now, so what a workflow computes from the database's times (an offer's expiry, an SLA's
+    due time) holds, and time one test skips never moves another's."""
+    async with await start_time_skipping() as env:
         yield env
 
 

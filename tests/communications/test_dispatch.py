@@ -37,7 +37,7 @@ async def _message(system_sessionmaker, tenant_id, communication_id) -> Communic
 
 
 async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sends_nothing_more(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -46,10 +46,10 @@ async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sen
     make_patient,
 ) -> None:
     patient = await make_patient()
-    gateway = gateway_to(comms_temporal_env, settings)
+    gateway = gateway_to(temporal_env, settings)
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     first = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
-    assert (await delivery_result(comms_temporal_env, first)).status == "sent"
+    assert (await delivery_result(temporal_env, first)).status == "sent"
     again = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, key="results:1")
     assert again == first
     message = await _message(system_sessionmaker, tenant_id, first)
@@ -60,7 +60,7 @@ async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sen
 
 
 async def test_a_message_commits_with_exactly_one_start_which_is_delivered_after_the_commit(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -72,7 +72,7 @@ async def test_a_message_commits_with_exactly_one_start_which_is_delivered_after
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        bind_gateway(session, gateway_to(comms_temporal_env, settings))
+        bind_gateway(session, gateway_to(temporal_env, settings))
         result = await service.send_message(
             session,
             patient_id=patient.id,
@@ -83,23 +83,23 @@ async def test_a_message_commits_with_exactly_one_start_which_is_delivered_after
         workflow_id = delivery_workflow_id(result.communication.id)
         await session.flush()
         assert await commands_for(system_sessionmaker, workflow_id) == []  # not committed yet
-        assert not await _started(comms_temporal_env, workflow_id)
+        assert not await _started(temporal_env, workflow_id)
 
         await session.commit()
         committed = await commands_for(system_sessionmaker, workflow_id)
         assert [(c.kind, c.start_workflow, c.delivered_at) for c in committed] == [
             ("start", WORKFLOW_NAME, None)
         ]
-        assert not await _started(comms_temporal_env, workflow_id)  # nothing goes before the commit's jobs
+        assert not await _started(temporal_env, workflow_id)  # nothing goes before the commit's jobs
 
         await run_after_commit_jobs(session)
     assert [c.outcome for c in await commands_for(system_sessionmaker, workflow_id)] == ["delivered"]
-    assert (await delivery_result(comms_temporal_env, result.communication.id)).status == "sent"
+    assert (await delivery_result(temporal_env, result.communication.id)).status == "sent"
     assert len(providers_configured.twilio_forms()) == 1
 
 
 async def test_a_rolled_back_message_starts_no_workflow(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -108,10 +108,10 @@ async def test_a_rolled_back_message_starts_no_workflow(
     make_patient,
 ) -> None:
     patient = await make_patient()
-    gateway = gateway_to(comms_temporal_env, settings)
+    gateway = gateway_to(temporal_env, settings)
     rolled_back = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, commit=False)
     with pytest.raises(RPCError) as raised:
-        await comms_temporal_env.client.get_workflow_handle(f"communication-{rolled_back}").describe()
+        await temporal_env.client.get_workflow_handle(f"communication-{rolled_back}").describe()
     assert raised.value.status == RPCStatusCode.NOT_FOUND
     assert await _message(system_sessionmaker, tenant_id, rolled_back) is None
     assert await commands_for(system_sessionmaker, delivery_workflow_id(rolled_back)) == []
@@ -119,7 +119,7 @@ async def test_a_rolled_back_message_starts_no_workflow(
 
 
 async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -128,12 +128,12 @@ async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
     make_patient,
 ) -> None:
     patient = await make_patient(timezone="America/New_York")
-    now, at_2230 = await next_local_time(comms_temporal_env, NEW_YORK, 22, 30)
-    await comms_temporal_env.sleep(at_2230 - now)  # the server's clock: what the policy sees
+    now, at_2230 = await next_local_time(temporal_env, NEW_YORK, 22, 30)
+    await temporal_env.sleep(at_2230 - now)  # the server's clock: what the policy sees
     sent = await record_sms(
-        system_sessionmaker, tenant_id, patient, gateway=gateway_to(comms_temporal_env, settings)
+        system_sessionmaker, tenant_id, patient, gateway=gateway_to(temporal_env, settings)
     )
-    assert (await delivery_result(comms_temporal_env, sent)).status == "sent"
+    assert (await delivery_result(temporal_env, sent)).status == "sent"
     message = await _message(system_sessionmaker, tenant_id, sent)
     local = message.sent_at.astimezone(NEW_YORK)
     assert (local.date(), local.hour, local.minute) == ((at_2230 + timedelta(days=1)).date(), 8, 0)
@@ -141,7 +141,7 @@ async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
 
 
 async def test_automated_messages_count_against_the_frequency_cap_and_wait_never_drop(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -156,11 +156,11 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
         quiet_hours={"enabled": False},
         frequency_cap={"max_messages": 2, "per_hours": 24},
     )
-    gateway = gateway_to(comms_temporal_env, settings)
+    gateway = gateway_to(temporal_env, settings)
     # Released at once, so their policy checks race: the per-patient lock makes the cap hold anyway.
     ids = [await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway) for _ in range(3)]
     for communication_id in ids:
-        assert (await delivery_result(comms_temporal_env, communication_id)).status == "sent"
+        assert (await delivery_result(temporal_env, communication_id)).status == "sent"
     messages = sorted(
         [await _message(system_sessionmaker, tenant_id, i) for i in ids], key=lambda m: m.sent_at
     )
@@ -172,7 +172,7 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
 
 
 async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_delivers_it_once(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -187,12 +187,12 @@ async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_deliver
     workflow_id = delivery_workflow_id(waiting)
     [command] = await commands_for(system_sessionmaker, workflow_id)
     assert (command.kind, command.delivered_at, command.attempts) == ("start", None, 1)
-    assert not await _started(comms_temporal_env, workflow_id)
+    assert not await _started(temporal_env, workflow_id)
 
-    relay = tenant_relay(system_sessionmaker, tenant_id, gateway_to(comms_temporal_env, settings))
+    relay = tenant_relay(system_sessionmaker, tenant_id, gateway_to(temporal_env, settings))
     assert await relay() is False  # one round: less than a batch was due
     assert [c.outcome for c in await commands_for(system_sessionmaker, workflow_id)] == ["delivered"]
-    assert (await delivery_result(comms_temporal_env, waiting)).status == "sent"
+    assert (await delivery_result(temporal_env, waiting)).status == "sent"
     await relay()  # a later round starts nothing again
     [command] = await commands_for(system_sessionmaker, workflow_id)
     assert (command.outcome, command.attempts) == ("delivered", 1)
@@ -202,7 +202,7 @@ async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_deliver
 
 
 async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -215,7 +215,7 @@ async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
     message needs its workflow after all), it goes after the commit."""
     patient = await make_patient()
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
-    gateway = gateway_to(comms_temporal_env, settings)
+    gateway = gateway_to(temporal_env, settings)
     held = []
     for _ in range(2):
         held.append(await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, held=True))
@@ -225,7 +225,7 @@ async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
     for communication_id in held:
         [command] = await commands_for(system_sessionmaker, delivery_workflow_id(communication_id))
         assert command.delivered_at is None and command.not_before is not None
-        assert not await _started(comms_temporal_env, delivery_workflow_id(communication_id))
+        assert not await _started(temporal_env, delivery_workflow_id(communication_id))
 
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
@@ -237,12 +237,12 @@ async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
     assert [c.outcome for c in await commands_for(system_sessionmaker, delivery_workflow_id(released))] == [
         "delivered"
     ]
-    assert (await delivery_result(comms_temporal_env, released)).status == "sent"
+    assert (await delivery_result(temporal_env, released)).status == "sent"
     await relay()
     assert [c.outcome for c in await commands_for(system_sessionmaker, delivery_workflow_id(settled))] == [
         "settled"
     ]
-    assert not await _started(comms_temporal_env, delivery_workflow_id(settled))
+    assert not await _started(temporal_env, delivery_workflow_id(settled))
     assert len(providers_configured.twilio_forms()) == 1
 
 

@@ -16,7 +16,7 @@ def sent(channel: str, provider: str) -> float:
 
 
 async def test_a_message_sent_by_the_delivery_activity_is_counted_by_channel_and_provider(
-    client, auth, comms_temporal_env, comms_worker, providers_configured, make_patient
+    client, auth, temporal_env, comms_worker, providers_configured, make_patient
 ) -> None:
     patient = await make_patient()
     before = sent("sms", "twilio")
@@ -24,5 +24,5 @@ async def test_a_message_sent_by_the_delivery_activity_is_counted_by_channel_and
     resp = await client.post(f"{API}/communications", json=body, headers=auth)
     assert resp.status_code == 201, resp.text
 
-    assert (await delivery_result(comms_temporal_env, resp.json()["id"])).status == "sent"
+    assert (await delivery_result(temporal_env, resp.json()["id"])).status == "sent"
     assert sent("sms", "twilio") == before + 1

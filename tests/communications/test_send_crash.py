@@ -96,7 +96,7 @@ async def test_workers_killed_after_twilio_took_their_messages_send_none_twice(
             async def all_taken(batch: list[str] = batch) -> bool:
                 return all(_requests_per_message(fake)[i] for i in batch)
 
-            await eventually(all_taken, f"Twilio to take round {round_}'s messages", within=30)
+            await eventually(all_taken, f"Twilio to take round {round_}'s messages", within=60)
             await kill(worker)  # Twilio has them all; no answer reached the worker
             hold.set()
             worker = await start_worker(dev_env, database_url, queue, **environ)

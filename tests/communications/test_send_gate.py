@@ -69,7 +69,7 @@ async def test_a_missing_patient_is_404_from_the_api_and_from_an_automated_calle
 async def test_an_opted_out_patient_gets_a_failed_record_and_no_delivery_from_either_path(
     client,
     auth,
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     providers_configured,
     system_sessionmaker,
@@ -93,9 +93,7 @@ async def test_an_opted_out_patient_gets_a_failed_record_and_no_delivery_from_ei
     assert api["error_message"] == automated.error_message
     for communication_id in (api["id"], automated.id):
         with pytest.raises(RPCError) as raised:
-            await comms_temporal_env.client.get_workflow_handle(
-                f"communication-{communication_id}"
-            ).describe()
+            await temporal_env.client.get_workflow_handle(f"communication-{communication_id}").describe()
         assert raised.value.status == RPCStatusCode.NOT_FOUND
     assert providers_configured.requests == []
 

@@ -57,7 +57,7 @@ async def _message(system_sessionmaker, tenant_id, communication_id) -> Communic
 
 
 async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_message_once(
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     settings,
     providers_configured,
@@ -75,10 +75,10 @@ async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_mess
     providers_configured.twilio_hangs.append(3.0)  # then the connection closes: nothing was accepted
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patient = await make_patient()
-    gateway = gateway_to(comms_temporal_env, settings)
+    gateway = gateway_to(temporal_env, settings)
     communication_id = await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway)
 
-    handle = await _delivered(comms_temporal_env, communication_id)
+    handle = await _delivered(temporal_env, communication_id)
     attempt, took = await _send_activity(handle)
     assert attempt == 2
     assert took < timedelta(seconds=15), took  # the HTTP timeout, then the retry's 5 s back-off
@@ -89,7 +89,7 @@ async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_mess
 
 
 async def test_a_send_whose_worker_died_is_retried_after_the_heartbeat_timeout(
-    comms_temporal_env,
+    temporal_env,
     settings,
     providers_configured,
     system_sessionmaker,
@@ -113,15 +113,15 @@ async def test_a_send_whose_worker_died_is_retried_after_the_heartbeat_timeout(
     await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})
     patient = await make_patient()
     async with Worker(
-        comms_temporal_env.client,
+        temporal_env.client,
         task_queue=queue,
         workflows=[CommunicationDeliveryWorkflow],
         activities=[*others, send_on_a_worker_that_dies_once],
     ):
         communication_id = await record_sms(
-            system_sessionmaker, tenant_id, patient, gateway=gateway_to(comms_temporal_env, settings)
+            system_sessionmaker, tenant_id, patient, gateway=gateway_to(temporal_env, settings)
         )
-        handle = await _delivered(comms_temporal_env, communication_id)
+        handle = await _delivered(temporal_env, communication_id)
     attempt, took = await _send_activity(handle)
     assert attempt == 2
     # The heartbeat timeout (5 s) and the 5 s back-off; the start-to-close timeout alone would take longer.

@@ -302,7 +302,7 @@ async def test_send_message_with_a_template_records_the_content_for_the_send_ste
 async def test_the_delivery_workflow_falls_back_to_sms_at_once_when_the_window_is_closed(
     client,
     auth,
-    comms_temporal_env,
+    temporal_env,
     comms_worker,
     providers_configured,
     make_patient,
@@ -315,7 +315,7 @@ async def test_the_delivery_workflow_falls_back_to_sms_at_once_when_the_window_i
     )
     patient = await make_patient()
     communication_id = await _queued(client, auth, patient, message="Bring your card")
-    result = await delivery_result(comms_temporal_env, communication_id)
+    result = await delivery_result(temporal_env, communication_id)
     assert (result.channel, result.status) == ("email", "sent")
     whatsapp, sms, email = await outbound_messages(system_sessionmaker, tenant_id, patient.id)
     assert (whatsapp.channel, whatsapp.status, whatsapp.error_code) == (

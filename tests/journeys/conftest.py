@@ -32,24 +32,12 @@ from domain.scheduling.models import Appointment
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket, TicketEvent
 from tests.journeys.app_support import Wired, app_on, gateway_to
-from tests.temporal_envs import start_time_skipping
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNEYS = "/api/v1/prm/journeys"
 INSTANCES = "/api/v1/prm/journeys/instances"
 LEGACY_INSTANCES = "/api/v1/prm/instances"
 WAITING_STAGE = {"name": "Call the patient", "order_index": 0, "trigger_event": "manual", "actions": []}
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server of this test's own, with the service's search attributes registered.
-
-    Per test: every journey message starts its own delivery workflow, and one of those left behind
-    mid-task by an earlier test's worker would stop a shared server from skipping time."""
-    env = await start_time_skipping()
-    async with env:
-        yield env
 
 
 @pytest.fixture
@@ -63,10 +51,10 @@ async def on_dev_server(
 
 @pytest.fixture
 async def on_time_skipping(
-    app: Any, time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps
+    app: Any, temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps
 ) -> AsyncIterator[Wired]:
     """The app on the time-skipping server, a worker on a fresh task queue."""
-    async with app_on(app, time_skipping_env, activity_deps) as wired:
+    async with app_on(app, temporal_env, activity_deps) as wired:
         yield wired
 
 

@@ -31,12 +31,12 @@ TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urg
 
 
 async def test_retried_send_activity_records_once_and_sends_once_without_a_delivery_workflow(
-    activity_deps: ActivityDeps, clinic: Clinic, time_skipping_env: WorkflowEnvironment
+    activity_deps: ActivityDeps, clinic: Clinic, temporal_env: WorkflowEnvironment
 ) -> None:
     """A message the gate lets go now, with no fallback to watch, goes from the journey's activity itself;
     the retry finds it sent and sends nothing more."""
     instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
-    activities, env = JourneyActivities(activity_deps), activity_env(time_skipping_env.client)
+    activities, env = JourneyActivities(activity_deps), activity_env(temporal_env.client)
     data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0, datetime.now(UTC).isoformat())
     first = await env.run(activities.send_journey_message, data)
     (message,) = await clinic.communications(instance.id)
@@ -53,20 +53,20 @@ async def test_retried_send_activity_records_once_and_sends_once_without_a_deliv
     (again,) = await clinic.communications(instance.id)
     assert (again.sent_at, again.provider_message_id) == (sent_at, provider_id)
     with pytest.raises(RPCError):  # no workflow was needed
-        await time_skipping_env.client.get_workflow_handle(f"communication-{message.id}").describe()
+        await temporal_env.client.get_workflow_handle(f"communication-{message.id}").describe()
     assert [c.outcome for c in await commands_for(clinic.sessionmaker, delivery_workflow_id(message.id))] == [
         "settled"
     ]
 
 
 async def test_a_message_that_must_wait_gets_its_delivery_workflow(
-    activity_deps: ActivityDeps, clinic: Clinic, time_skipping_env: WorkflowEnvironment
+    activity_deps: ActivityDeps, clinic: Clinic, temporal_env: WorkflowEnvironment
 ) -> None:
     """In quiet hours the activity records the wait and hands the message to its delivery workflow, which
     sleeps it out on a durable timer and sends it once."""
     await clinic.set_settings(quiet_hours={"enabled": True, "start": "21:00", "end": "08:00"})
     instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
-    activities, env = JourneyActivities(activity_deps), activity_env(time_skipping_env.client)
+    activities, env = JourneyActivities(activity_deps), activity_env(temporal_env.client)
     late = datetime.now(UTC).replace(hour=22, minute=30)
     data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0, late.isoformat())
     await env.run(activities.send_journey_message, data)
@@ -80,23 +80,23 @@ async def test_a_message_that_must_wait_gets_its_delivery_workflow(
     assert message.scheduled_for == (late + timedelta(days=1)).replace(
         hour=8, minute=0, second=0, microsecond=0
     )
-    handle = time_skipping_env.client.get_workflow_handle(f"communication-{message.id}")
+    handle = temporal_env.client.get_workflow_handle(f"communication-{message.id}")
     assert (await handle.describe()).task_queue == env.info.task_queue
     # The held start was released and delivered after the commit, once for the two attempts.
     (start,) = await commands_for(clinic.sessionmaker, delivery_workflow_id(message.id))
     assert (start.kind, start.outcome) == ("start", "delivered")
-    async with journey_worker(time_skipping_env.client, activity_deps, env.info.task_queue):
-        async with time_skipping_env.time_skipping_unlocked():
+    async with journey_worker(temporal_env.client, activity_deps, env.info.task_queue):
+        async with temporal_env.time_skipping_unlocked():
             result = await handle.result()
     (message,) = await clinic.communications(instance.id)
     assert (result["status"], message.status, message.provider) == ("sent", "sent", "outbox")
 
 
 async def test_retried_ticket_activity_files_once_and_starts_its_sla_workflow_once(
-    activity_deps: ActivityDeps, clinic: Clinic, time_skipping_env: WorkflowEnvironment
+    activity_deps: ActivityDeps, clinic: Clinic, temporal_env: WorkflowEnvironment
 ) -> None:
     instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [TICKET]}])
-    activities, env = JourneyActivities(activity_deps), activity_env(time_skipping_env.client)
+    activities, env = JourneyActivities(activity_deps), activity_env(temporal_env.client)
     data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0)
     assert await env.run(activities.create_journey_ticket, data) == await env.run(
         activities.create_journey_ticket, data
@@ -112,7 +112,7 @@ async def test_retried_ticket_activity_files_once_and_starts_its_sla_workflow_on
     # after the activity's commit, on the worker's task queue: no reconciler is needed.
     (start,) = await commands_for(clinic.sessionmaker, ticket_workflow_id(ticket.id))
     assert (start.kind, start.outcome) == ("start", "delivered")
-    sla = await time_skipping_env.client.get_workflow_handle(ticket_workflow_id(ticket.id)).describe()
+    sla = await temporal_env.client.get_workflow_handle(ticket_workflow_id(ticket.id)).describe()
     assert (sla.workflow_type, sla.task_queue) == (TICKET_WORKFLOW, env.info.task_queue)
 
 

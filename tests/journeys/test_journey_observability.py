@@ -110,7 +110,7 @@ def counter(name: str, **labels: str) -> float:
 
 async def test_a_journey_started_through_the_api_is_one_trace_with_its_request_id_in_activities(
     traced_app: Any,
-    time_skipping_env: WorkflowEnvironment,
+    temporal_env: WorkflowEnvironment,
     activity_deps: ActivityDeps,
     provider: TracerProvider,
     spans: InMemorySpanExporter,
@@ -118,13 +118,13 @@ async def test_a_journey_started_through_the_api_is_one_trace_with_its_request_i
     auth: dict[str, str],
     log_records: list[logging.LogRecord],
 ) -> None:
-    traced = Client(**{**time_skipping_env.client.config(), "interceptors": temporal_interceptors(provider)})
+    traced = Client(**{**temporal_env.client.config(), "interceptors": temporal_interceptors(provider)})
     recording = RecordingJourneyActivities(activity_deps)
     started_before = counter("prm_journeys_started_total")
     completed_before = counter("prm_journeys_finished_total", outcome="completed")
     transport = httpx.ASGITransport(app=traced_app)
     async with (
-        app_on(traced_app, time_skipping_env, activity_deps, recording, client=traced),
+        app_on(traced_app, temporal_env, activity_deps, recording, client=traced),
         httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
     ):
         journey = await client.post(JOURNEYS, json=WELCOME_ONLY, headers=auth)

@@ -70,9 +70,9 @@ async def _record(env: WorkflowEnvironment, deps: ActivityDeps, clinic: Clinic) 
 
 
 async def test_a_fresh_history_replays(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
-    history = await _record(time_skipping_env, activity_deps, clinic)
+    history = await _record(temporal_env, activity_deps, clinic)
     if name := os.environ.get("PRM_RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / f"post_surgery_recovery_{name}.json").write_text(history.to_json())

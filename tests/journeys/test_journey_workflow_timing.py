@@ -18,7 +18,7 @@ from tests.polling import eventually
 
 
 async def test_three_day_delay_runs_the_stage_three_days_after_the_previous_one(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     instance = await create_instance(
         clinic,
@@ -32,8 +32,8 @@ async def test_three_day_delay_runs_the_stage_three_days_after_the_previous_one(
             },
         ],
     )
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-delay") as _:
-        handle = await start(time_skipping_env.client, "ts-delay", instance)
+    async with journey_worker(temporal_env.client, activity_deps, "ts-delay") as _:
+        handle = await start(temporal_env.client, "ts-delay", instance)
         assert await handle.result() == "completed"
     first, second = await clinic.stages(instance.id)
     assert (first.status, second.status) == ("completed", "completed")
@@ -48,9 +48,9 @@ async def test_three_day_delay_runs_the_stage_three_days_after_the_previous_one(
 
 
 async def test_stage_runs_24_hours_before_the_appointment(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
-    appointment_at = (await time_skipping_env.get_current_time()).replace(microsecond=0) + timedelta(days=5)
+    appointment_at = (await temporal_env.get_current_time()).replace(microsecond=0) + timedelta(days=5)
     appointment_id = await clinic.add_appointment(appointment_at)
     instance = await create_instance(
         clinic,
@@ -64,8 +64,8 @@ async def test_stage_runs_24_hours_before_the_appointment(
         ],
         appointment_id=appointment_id,
     )
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-appt"):
-        handle = await start(time_skipping_env.client, "ts-appt", instance)
+    async with journey_worker(temporal_env.client, activity_deps, "ts-appt"):
+        handle = await start(temporal_env.client, "ts-appt", instance)
         assert await handle.result() == "completed"
     (stage,) = await clinic.stages(instance.id)
     assert stage.completed_at is not None
@@ -75,7 +75,7 @@ async def test_stage_runs_24_hours_before_the_appointment(
 
 
 async def test_appointment_stage_without_an_appointment_is_skipped(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     instance = await create_instance(
         clinic,
@@ -88,8 +88,8 @@ async def test_appointment_stage_without_an_appointment_is_skipped(
             }
         ],
     )
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-noappt"):
-        assert await (await start(time_skipping_env.client, "ts-noappt", instance)).result() == "completed"
+    async with journey_worker(temporal_env.client, activity_deps, "ts-noappt"):
+        assert await (await start(temporal_env.client, "ts-noappt", instance)).result() == "completed"
     (stage,) = await clinic.stages(instance.id)
     assert stage.status == "skipped" and "no appointment" in (stage.notes or "")
     assert await clinic.communications(instance.id) == []
@@ -117,14 +117,11 @@ REPLY_STAGES = [
 
 
 async def test_no_reply_within_two_days_creates_one_ticket_and_skips_the_stage(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     instance = await create_instance(clinic, REPLY_STAGES)
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-reply-timeout"):
-        assert (
-            await (await start(time_skipping_env.client, "ts-reply-timeout", instance)).result()
-            == "completed"
-        )
+    async with journey_worker(temporal_env.client, activity_deps, "ts-reply-timeout"):
+        assert await (await start(temporal_env.client, "ts-reply-timeout", instance)).result() == "completed"
     (ticket,) = await clinic.tickets(instance.id)
     assert (ticket.title, await clinic.opened_priority(ticket), ticket.category) == (
         "No reply to recovery check-in",
@@ -139,11 +136,11 @@ async def test_no_reply_within_two_days_creates_one_ticket_and_skips_the_stage(
 
 
 async def test_a_reply_runs_the_stage_and_creates_no_ticket(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     instance = await create_instance(clinic, REPLY_STAGES)
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-reply"):
-        handle = await start(time_skipping_env.client, "ts-reply", instance)
+    async with journey_worker(temporal_env.client, activity_deps, "ts-reply"):
+        handle = await start(temporal_env.client, "ts-reply", instance)
         await eventually(lambda: _stage_is(clinic, instance.id, 2, "active"))
         await handle.signal("reply_received", ReplyReceived())
         assert await handle.result() == "completed"
@@ -153,7 +150,7 @@ async def test_a_reply_runs_the_stage_and_creates_no_ticket(
 
 
 async def test_a_failing_action_fails_the_stage_and_the_instance(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     no_email = await clinic.add_patient(phone_primary="+14155550999")
     instance = await create_instance(
@@ -164,8 +161,8 @@ async def test_a_failing_action_fails_the_stage_and_the_instance(
         ],
         patient_id=no_email,
     )
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-fail"):
-        assert await (await start(time_skipping_env.client, "ts-fail", instance)).result() == "failed"
+    async with journey_worker(temporal_env.client, activity_deps, "ts-fail"):
+        assert await (await start(temporal_env.client, "ts-fail", instance)).result() == "failed"
     first, second = await clinic.stages(instance.id)
     assert first.status == "failed" and "no email address" in (first.notes or "")
     assert second.status == "pending"
@@ -173,11 +170,9 @@ async def test_a_failing_action_fails_the_stage_and_the_instance(
 
 
 async def test_scheduled_reminder_is_sent_before_the_appointment_and_the_journey_waits_for_it(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
-    appointment_id = await clinic.add_appointment(
-        await time_skipping_env.get_current_time() + timedelta(days=3)
-    )
+    appointment_id = await clinic.add_appointment(await temporal_env.get_current_time() + timedelta(days=3))
     reminder = {
         "type": "schedule_reminder",
         "before_appointment": {"hours": 2},
@@ -188,8 +183,8 @@ async def test_scheduled_reminder_is_sent_before_the_appointment_and_the_journey
         [{"name": "Book", "order_index": 1, "actions": [send("apt_confirmation"), reminder]}],
         appointment_id=appointment_id,
     )
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-reminder"):
-        assert await (await start(time_skipping_env.client, "ts-reminder", instance)).result() == "completed"
+    async with journey_worker(temporal_env.client, activity_deps, "ts-reminder"):
+        assert await (await start(temporal_env.client, "ts-reminder", instance)).result() == "completed"
     messages = await clinic.communications(instance.id)
     assert [m.template_name for m in messages] == ["apt_confirmation", "apt_reminder"]
 
@@ -201,7 +196,7 @@ async def _stage_is(clinic: Clinic, instance_id: object, order_index: int, statu
 
 
 async def test_continue_as_new_carries_the_journey_on_without_repeating_a_stage(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     """A long journey hands over to a fresh run between stages; progress, delays and sends carry over."""
     from dataclasses import replace
@@ -224,8 +219,8 @@ async def test_continue_as_new_carries_the_journey_on_without_repeating_a_stage(
             {"name": "Closing", "order_index": 3, "trigger_event": "immediate", "actions": []},
         ],
     )
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-can") as _:
-        handle = await time_skipping_env.client.start_workflow(
+    async with journey_worker(temporal_env.client, activity_deps, "ts-can") as _:
+        handle = await temporal_env.client.start_workflow(
             WORKFLOW_NAME,
             replace(workflow_input_for(instance), stages_per_run=1),
             id=journey_workflow_id(instance.id),
@@ -233,9 +228,7 @@ async def test_continue_as_new_carries_the_journey_on_without_repeating_a_stage(
             search_attributes=search_attributes(service.workflow_start(instance).search_attributes),
         )
         assert await handle.result() == "completed"
-        first_run = time_skipping_env.client.get_workflow_handle(
-            handle.id, run_id=handle.first_execution_run_id
-        )
+        first_run = temporal_env.client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
         history = await first_run.fetch_history()
     assert history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     stages = await clinic.stages(instance.id)
@@ -248,21 +241,21 @@ async def test_continue_as_new_carries_the_journey_on_without_repeating_a_stage(
 
 
 async def test_a_journey_message_due_at_2230_waits_for_the_end_of_quiet_hours(
-    time_skipping_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
+    temporal_env: WorkflowEnvironment, activity_deps: ActivityDeps, clinic: Clinic
 ) -> None:
     """Journey messages pass the same send policy as every message: the journey goes on, the message waits."""
     await clinic.set_settings(quiet_hours={"enabled": True, "start": "21:00", "end": "08:00"})
-    now = await time_skipping_env.get_current_time()
+    now = await temporal_env.get_current_time()
     at_2230 = now.replace(hour=22, minute=30, second=0, microsecond=0)
     if at_2230 <= now:
         at_2230 += timedelta(days=1)
-    await time_skipping_env.sleep(at_2230 - now)
+    await temporal_env.sleep(at_2230 - now)
     instance = await create_instance(
         clinic,
         [{"name": "Check-in", "order_index": 1, "actions": [send("recovery_check_in", channel="sms")]}],
     )
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-quiet"):
-        assert await (await start(time_skipping_env.client, "ts-quiet", instance)).result() == "completed"
+    async with journey_worker(temporal_env.client, activity_deps, "ts-quiet"):
+        assert await (await start(temporal_env.client, "ts-quiet", instance)).result() == "completed"
 
         async def deferred() -> Any:
             (message,) = await clinic.communications(instance.id)
@@ -270,8 +263,8 @@ async def test_a_journey_message_due_at_2230_waits_for_the_end_of_quiet_hours(
 
         message = await eventually(deferred, "the message to wait for quiet hours to end")
         assert message.meta_data["policy"] == "quiet hours" and message.sent_at is None
-        delivery = time_skipping_env.client.get_workflow_handle(f"communication-{message.id}")
-        async with time_skipping_env.time_skipping_unlocked():
+        delivery = temporal_env.client.get_workflow_handle(f"communication-{message.id}")
+        async with temporal_env.time_skipping_unlocked():
             assert (await delivery.result())["status"] == "sent"
     (message,) = await clinic.communications(instance.id)
     eight = (at_2230 + timedelta(days=1)).replace(hour=8, minute=0)

@@ -57,11 +57,11 @@ async def test_a_journeys_history_holds_no_payload_in_clear_and_an_operator_read
     headers_for,
     tenant_id,
     clinic: Clinic,
-    time_skipping_env,
+    temporal_env,
     activity_deps: ActivityDeps,
 ) -> None:
     keys = new_key_setting("k1")
-    plain: Client = time_skipping_env.client
+    plain: Client = temporal_env.client
     encrypted = Client(plain.service_client, namespace=plain.namespace, data_converter=data_converter(keys))
     queue = f"encrypted-{uuid.uuid4().hex[:8]}"
     saved = (app.state.settings, app.state.temporal_client, app.state.payload_codec)

@@ -177,7 +177,7 @@ async def test_a_running_instance_keeps_the_text_it_started_with_and_a_new_one_u
     auth: dict,
     clinic: Clinic,
     activity_deps: ActivityDeps,
-    time_skipping_env: WorkflowEnvironment,
+    temporal_env: WorkflowEnvironment,
 ) -> None:
     await define_template(client, auth)
     stages = [{"name": "Check-in", "order_index": 1, "actions": [wound_check(channel="sms")]}]
@@ -187,9 +187,9 @@ async def test_a_running_instance_keeps_the_text_it_started_with_and_a_new_one_u
     )
     assert edited.status_code == 200, edited.text
     after = await create_instance(clinic, stages)
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-tenant-templates"):
+    async with journey_worker(temporal_env.client, activity_deps, "ts-tenant-templates"):
         for instance in (before, after):
-            handle = await start(time_skipping_env.client, "ts-tenant-templates", instance)
+            handle = await start(temporal_env.client, "ts-tenant-templates", instance)
             assert await handle.result() == "completed"
     (old,) = await clinic.communications(before.id)
     (new,) = await clinic.communications(after.id)
@@ -204,14 +204,14 @@ async def test_a_deleted_template_still_sends_from_the_instances_copy(
     auth: dict,
     clinic: Clinic,
     activity_deps: ActivityDeps,
-    time_skipping_env: WorkflowEnvironment,
+    temporal_env: WorkflowEnvironment,
 ) -> None:
     await define_template(client, auth, channel="email", subject="Your {{ wound_site }}")
     instance = await create_instance(
         clinic, [{"name": "x", "order_index": 1, "actions": [wound_check(channel="email")]}]
     )
     assert (await client.delete(f"{TEMPLATES}/wound_check", headers=auth)).status_code == 204
-    env = activity_env(time_skipping_env.client)
+    env = activity_env(temporal_env.client)
     assert await env.run(JourneyActivities(activity_deps).send_journey_message, run(instance))
     (message,) = await clinic.communications(instance.id)
     assert (message.template_name, message.subject) == ("wound_check", "Your knee")
@@ -220,7 +220,7 @@ async def test_a_deleted_template_still_sends_from_the_instances_copy(
 
 
 async def test_an_old_snapshot_naming_an_unknown_template_fails_the_stage_with_a_readable_reason(
-    clinic: Clinic, activity_deps: ActivityDeps, time_skipping_env: WorkflowEnvironment
+    clinic: Clinic, activity_deps: ActivityDeps, temporal_env: WorkflowEnvironment
 ) -> None:
     await add_tenant_template(clinic, "wound_check", WOUND_CHECK)
     instance = await create_instance(clinic, [{"name": "x", "order_index": 1, "actions": [wound_check()]}])
@@ -232,8 +232,8 @@ async def test_an_old_snapshot_naming_an_unknown_template_fails_the_stage_with_a
             .values(definition_snapshot=snapshot)
         )
         await session.commit()
-    async with journey_worker(time_skipping_env.client, activity_deps, "ts-old-snapshot"):
-        handle = await start(time_skipping_env.client, "ts-old-snapshot", instance)
+    async with journey_worker(temporal_env.client, activity_deps, "ts-old-snapshot"):
+        handle = await start(temporal_env.client, "ts-old-snapshot", instance)
         assert await handle.result() == "failed"
     (stage,) = await clinic.stages(instance.id)
     assert stage.status == "failed"

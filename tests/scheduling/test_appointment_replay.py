@@ -25,7 +25,6 @@ from tests.histories import Scenario
 from tests.polling import eventually
 from tests.scheduling.conftest import API
 from tests.scheduling.reminder_support import book_at, messages, server_now, skip_to
-from tests.temporal_envs import start_time_skipping
 from workflows.appointments import AppointmentWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -39,14 +38,6 @@ SCENARIOS = {
     "appointment_finished": Scenario(["send_appointment_reminder"], ["finish"], "completed", 1),
 }
 FIXTURE_PHI = ("Lovelace", "+14155550", "(415) 555")
-
-
-@pytest.fixture(scope="module")
-async def temporal_env():
-    """This module's own time-skipping server: the time its scenarios skip must not move the clock of the
-    shared one, whose other tests compare it with the database's."""
-    async with await start_time_skipping() as env:
-        yield env
 
 
 @dataclass

@@ -15,14 +15,11 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from tests import histories
 from tests.histories import Scenario
 from tests.scheduling.booking_support import slots_for
 from tests.scheduling.conftest import API
 from tests.scheduling.waitlist_support import reply
-from tests.temporal_envs import start_time_skipping
 from workflows.booking import BookingConversationWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -33,14 +30,6 @@ SCENARIOS = {
     "booking_expired": Scenario(["expire_booking_conversation"], [], "expired", timers_fired=1),
 }
 FIXTURE_PHI = ("Lovelace", "+14155550", "(415) 555")
-
-
-@pytest.fixture(scope="module")
-async def temporal_env():
-    """This module's own time-skipping server: the time its scenarios skip must not move the clock of the
-    shared one, whose other tests compare it with the database's (an offer's expiry among them)."""
-    async with await start_time_skipping() as env:
-        yield env
 
 
 async def _offer(client, auth, temporal_env, patient, **fields) -> tuple[dict, object]:

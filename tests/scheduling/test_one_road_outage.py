@@ -16,10 +16,8 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import WorkflowEnvironment
 
 from core.database import mark_system
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from core.workflow_commands import WorkflowCommand
 from domain.communications.models import Communication
 from domain.scheduling.plan import (
@@ -27,10 +25,12 @@ from domain.scheduling.plan import (
     appointment_workflow_id,
     waitlist_backfill_workflow_id,
 )
+from tests.communications.support import set_tenant
 from tests.dedicated_postgres import free_port
 from tests.polling import eventually
 from tests.scheduling.conftest import API, future
 from tests.scheduling.waitlist_support import add_entry, templates_sent
+from tests.temporal_envs import start_dev_server
 from worker import run_worker
 
 WAITING_STAGE = {"name": "Call the patient", "order_index": 0, "trigger_event": "manual", "actions": []}
@@ -93,6 +93,7 @@ async def test_everything_made_while_temporal_is_down_reaches_its_workflow_once_
     book,
 ) -> None:
     port, _queue = temporal_down
+    await set_tenant(system_sessionmaker, tenant_id, quiet_hours={"enabled": False})  # any time of day
     practitioner = await make_practitioner()
     patient = await make_patient(phone_primary="+14155550311")
     waiting = await make_patient(phone_primary="+14155550312")
@@ -148,12 +149,7 @@ async def test_everything_made_while_temporal_is_down_reaches_its_workflow_once_
     assert await _sent(system_sessionmaker, tenant_id, "waitlist_offer") == []
 
     # ---- Temporal comes back; two workers run at once ------------------------------------------------------
-    env = await WorkflowEnvironment.start_local(
-        port=port,
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await start_dev_server(port=port)
     worker_settings = settings.model_copy(
         update={"worker_metrics_port": 0, "command_relay_interval_seconds": 0.5}
     )

@@ -18,13 +18,11 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
 from core.database import mark_system
 from core.gateway import WorkflowGateway
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from core.workflow_commands import WorkflowCommand
 from domain.scheduling.plan import appointment_workflow_id
 from tests.dedicated_postgres import free_port
@@ -32,21 +30,11 @@ from tests.outbox import commands_for, relay_rounds, tenant_relay
 from tests.polling import eventually
 from tests.scheduling.conftest import API
 from tests.scheduling.reminder_support import book_at, messages, server_now
+from tests.temporal_envs import start_dev_server
 from workflows.appointments import AppointmentWorkflow
 from workflows.registry import ALL_WORKFLOWS
 
 BASE = f"{API}/appointments"
-
-
-async def dev_server(port: int, db_file: Path) -> WorkflowEnvironment:
-    """A dev server on `port` keeping its state in `db_file`, so a restart finds its workflows again."""
-    return await WorkflowEnvironment.start_local(
-        port=port,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_existing_path=str(dev_server_binary()),
-        dev_server_database_filename=str(db_file),
-        dev_server_log_level="error",
-    )
 
 
 @asynccontextmanager
@@ -94,7 +82,7 @@ async def test_a_reschedule_and_a_cancel_made_while_temporal_is_down_take_effect
     previous_client = getattr(app.state, "temporal_client", None)
     app.state.temporal_client = None  # the app connects to this test's server on first use
     deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-    server = await dev_server(port, db_file)
+    server = await start_dev_server(port=port, db_file=db_file)
     try:
         temporal = await Client.connect(f"127.0.0.1:{port}")  # the worker's client, kept through the outage
         patient, practitioner = await make_patient(), await make_practitioner()
@@ -132,7 +120,8 @@ async def test_a_reschedule_and_a_cancel_made_while_temporal_is_down_take_effect
         assert not relay.temporal_up
         assert await pending_commands(system_sessionmaker, moved_id, cancelled_id) == ["reschedule", "cancel"]
 
-        server = await dev_server(port, db_file)  # Temporal is back, with the workflows it had
+        # Temporal is back, with the workflows it had
+        server = await start_dev_server(port=port, db_file=db_file)
         async with worker(temporal, queue, deps):
             await relay_rounds(relay)  # (whether it reports Temporal back at once: the test below)
             assert await pending_commands(system_sessionmaker, moved_id, cancelled_id) == []

@@ -15,8 +15,6 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from tests import histories
 from tests.histories import Scenario
 from tests.scheduling.conftest import API
@@ -28,7 +26,6 @@ from tests.scheduling.waitlist_support import (
     reply,
     set_policy,
 )
-from tests.temporal_envs import start_time_skipping
 from workflows.waitlist import WaitlistBackfillWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -42,14 +39,6 @@ SCENARIOS = {
     ),
 }
 FIXTURE_PHI = ("Lovelace", "+14155550", "Yes please")
-
-
-@pytest.fixture(scope="module")
-async def temporal_env():
-    """This module's own time-skipping server: the time its scenarios skip must not move the clock of the
-    shared one, whose other tests compare it with the database's."""
-    async with await start_time_skipping() as env:
-        yield env
 
 
 async def _replays(temporal_env, cancelled: dict, scenario: str, settle) -> None:

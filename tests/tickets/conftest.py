@@ -22,21 +22,9 @@ from core.settings import Settings
 from domain.patients.models import Patient
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket, TicketEvent
-from tests.temporal_envs import start_time_skipping
 from workflows.tickets import TicketSlaWorkflow
 
 TICKETS = "/api/v1/prm/tickets"
-
-
-@pytest.fixture
-async def ticket_time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server (from the venv) per test, with the service's search attributes.
-
-    Per test, because skipped time accumulates: a shared server's clock would run hours ahead of the
-    database's, and SLA due times are computed from the ticket's (database) opening time."""
-    env = await start_time_skipping()
-    async with env:
-        yield env
 
 
 @dataclass
@@ -69,13 +57,13 @@ async def _wired(app: Any, env: WorkflowEnvironment, deps: ActivityDeps) -> Asyn
 @pytest.fixture
 async def sla_env(
     app: Any,
-    ticket_time_env: WorkflowEnvironment,
+    temporal_env: WorkflowEnvironment,
     settings: Settings,
     system_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[SlaWired]:
     """The app on the time-skipping server with the ticket worker running."""
     deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-    async with _wired(app, ticket_time_env, deps) as wired:
+    async with _wired(app, temporal_env, deps) as wired:
         yield wired
 
 
