@@ -1,10 +1,14 @@
 # One image for the API and the worker (docker-compose.yml runs it twice with different commands).
 FROM python:3.11-slim
 
+# Production unless told otherwise: the API then refuses to start with the development JWT secret (which
+# anyone can read in the code), disabled auth or clear Temporal payloads. Run it with PRM_JWT_SECRET and
+# PRM_PAYLOAD_ENCRYPTION_KEYS set (docker-compose.yml shows how).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PRM_ENV=production
 
 WORKDIR /app
 

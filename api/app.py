@@ -161,8 +161,14 @@ def create_app(
 
 
 def create_app_from_env() -> FastAPI:
-    """Entry point for uvicorn: logging and tracing configured from the environment."""
+    """Entry point for uvicorn: logging and tracing configured from the environment. A served API runs in
+    development or production; `PRM_ENV=test` (the published secret on any address) is refused here."""
     settings = get_settings()
+    if settings.env == "test":
+        raise RuntimeError(
+            "PRM_ENV=test is for the in-process test suite only: serve the API with PRM_ENV=production "
+            "(and a real PRM_JWT_SECRET) or PRM_ENV=development (on a loopback address)"
+        )
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings, "prm-api")
     return create_app(settings, freeze_after_startup=True)

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
         env_prefix="PRM_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
     )
 
+    # `production` (the image's default) refuses the published development JWT secret, disabled auth and
+    # clear Temporal payloads. `development` (`make run`) accepts that secret only on a loopback address.
+    # `test` is the in-process test suite's: a served API (`create_app_from_env`) refuses it.
     env: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
     # `text` for humans at a terminal, `json` (one object a line, with the request id) for a log pipeline.
@@ -166,8 +169,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env == "production":
-            if self.jwt_algorithm.startswith("HS") and self.jwt_secret == DEV_JWT_SECRET:
-                raise ValueError("PRM_JWT_SECRET must be set to a real secret when PRM_ENV=production")
+            if self.uses_development_secret:
+                raise ValueError(
+                    "PRM_JWT_SECRET is the development secret published in the code: set it to a real "
+                    "secret when PRM_ENV=production, e.g. $(openssl rand -hex 32)"
+                )
             if not self.auth_enabled:
                 raise ValueError("PRM_AUTH_ENABLED=false is refused when PRM_ENV=production")
             if not self.payload_encryption_keys:
@@ -191,6 +197,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def uses_development_secret(self) -> bool:
+        """Whether tokens are checked with DEV_JWT_SECRET, which anyone can read in the code: accepted in
+        development (and only on a loopback address, `api.deps`) and in the in-process test suite."""
+        return self.jwt_algorithm.startswith("HS") and self.jwt_secret == DEV_JWT_SECRET
+
+    @property
     def integration_signing_secret(self) -> str | None:
         """The HMAC secret integration tokens are signed and checked with, or None when none is configured
         (an asymmetric PRM_JWT_ALGORITHM without PRM_INTEGRATION_TOKEN_SECRET, or the published development
@@ -199,7 +211,7 @@ class Settings(BaseSettings):
             return self.integration_token_secret
         if not self.jwt_algorithm.startswith("HS"):
             return None
-        if self.env == "production" and self.jwt_secret == DEV_JWT_SECRET:
+        if self.env == "production" and self.uses_development_secret:
             return None
         return self.jwt_secret
 

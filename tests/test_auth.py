@@ -293,3 +293,59 @@ def test_a_verified_token_is_refused_once_it_expires(tenant_id: uuid.UUID) -> No
         threading.Event().wait(0.05)
     with pytest.raises(Unauthorized, match="expired"):
         verifier.verify(token)
+
+
+async def practitioners_as_served_on(application: object, address: str, token: str) -> httpx.Response:
+    """GET the practitioners list on a connection that reached `address` (the ASGI `server` uvicorn fills
+    from the socket the connection was accepted on)."""
+    transport = httpx.ASGITransport(app=application)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{address}") as c:
+        return await c.get(URL, headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_development_takes_published_secret_tokens_only_on_a_loopback_address(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID
+) -> None:
+    """`uvicorn --host 0.0.0.0` without PRM_ENV is development: a token anyone can mint with the secret in
+    the code must not open the API to the network, whatever PRM_API_HOST says."""
+    development = settings.model_copy(update={"env": "development"})
+    application = create_app(development, database_url=database_url)
+    minted = sign(claims_for(tenant_id, roles=["admin"]))
+    async with application.router.lifespan_context(application):
+        on_network = await practitioners_as_served_on(application, "192.0.2.10", minted)
+        on_loopback = await practitioners_as_served_on(application, "127.0.0.1", minted)
+        on_ipv6_loopback = await practitioners_as_served_on(application, "[::1]", minted)
+    assert on_network.status_code == 401
+    assert "PRM_JWT_SECRET" in on_network.json()["detail"]
+    assert DEV_JWT_SECRET not in on_network.text
+    assert on_loopback.status_code == 200
+    assert on_ipv6_loopback.status_code == 200
+
+
+async def test_development_with_a_real_secret_takes_tokens_on_any_address(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID
+) -> None:
+    secret = "a-real-secret-nobody-published-0123456789"
+    development = settings.model_copy(update={"env": "development", "jwt_secret": secret})
+    application = create_app(development, database_url=database_url)
+    async with application.router.lifespan_context(application):
+        real = await practitioners_as_served_on(
+            application, "192.0.2.10", sign(claims_for(tenant_id), secret)
+        )
+        forged = await practitioners_as_served_on(application, "192.0.2.10", sign(claims_for(tenant_id)))
+    assert real.status_code == 200
+    assert forged.status_code == 401
+
+
+def test_a_served_api_refuses_the_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PRM_ENV=test (the published secret, on any address) is the in-process suite's alone."""
+    from api.app import create_app_from_env
+    from core.settings import get_settings
+
+    monkeypatch.setenv("PRM_ENV", "test")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="PRM_ENV=test"):
+            create_app_from_env()
+    finally:
+        get_settings.cache_clear()
