@@ -106,7 +106,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "prm"
     jwt_audience: str = "prm-api"
     jwt_leeway_seconds: int = 30
-    dev_token_ttl_minutes: int = 12 * 60
+    # No token is accepted that lives longer than this (`exp` - `iat`, or `exp` - now without `iat`), whoever
+    # signed it (`prm token`, `POST /oauth/token`, an identity provider): a leaked token is good for a day.
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    dev_token_ttl_minutes: int = Field(default=12 * 60, ge=1)
     # Integration clients (EHRs) trade their client id and secret at `POST /oauth/token` for a short-lived
     # HS256 token of this audience, signed with `integration_token_secret` (default: PRM_JWT_SECRET when the
     # API verifies HS* tokens). Coordinator tokens (audience `jwt_audience`) never reach integration
@@ -192,6 +195,10 @@ class Settings(BaseSettings):
             raise ValueError("PRM_JWT_SECRET must be at least 32 bytes for HMAC signing")
         if self.integration_token_secret is not None and len(self.integration_token_secret.encode()) < 32:
             raise ValueError("PRM_INTEGRATION_TOKEN_SECRET must be at least 32 bytes for HMAC signing")
+        if self.dev_token_ttl_minutes * 60 > self.jwt_max_lifetime_seconds:
+            raise ValueError("PRM_DEV_TOKEN_TTL_MINUTES must not exceed PRM_JWT_MAX_LIFETIME_SECONDS")
+        if self.integration_token_ttl_seconds > self.jwt_max_lifetime_seconds:
+            raise ValueError("PRM_INTEGRATION_TOKEN_TTL_SECONDS must not exceed PRM_JWT_MAX_LIFETIME_SECONDS")
         if self.integration_token_audience == self.jwt_audience:
             raise ValueError("PRM_INTEGRATION_TOKEN_AUDIENCE must differ from PRM_JWT_AUDIENCE")
         return self

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from api.app import create_app
-from core.auth import Role, TokenVerifier
+from core.auth import Role, TokenVerifier, issue_dev_token
 from core.codec import new_key_setting
 from core.errors import Unauthorized
 from core.settings import DEV_JWT_SECRET, Settings
@@ -349,3 +349,80 @@ def test_a_served_api_refuses_the_test_environment(monkeypatch: pytest.MonkeyPat
             create_app_from_env()
     finally:
         get_settings.cache_clear()
+
+
+def seconds(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def token_times(tenant: uuid.UUID, **times: object) -> str:
+    """A correctly signed coordinator token whose `exp`, `iat` and `nbf` are `times` (None: absent)."""
+    return sign(
+        {**claims_for(tenant, iat=None, exp=None), **{k: v for k, v in times.items() if v is not None}}
+    )
+
+
+async def get_with(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.get(URL, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_a_time_claim_written_as_a_string_is_refused(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID, claim: str
+) -> None:
+    """PyJWT takes `"1767225600"` for a date; RFC 7519 says a NumericDate is a JSON number."""
+    now = seconds(datetime.now(UTC))
+    times: dict[str, object] = {"iat": now - 10, "nbf": now - 10, "exp": now + 300}
+    times[claim] = str(times[claim])
+    resp = await get_with(client, token_times(tenant_id, **times))
+    assert resp.status_code == 401
+    assert claim in resp.json()["detail"]
+    assert DEV_JWT_SECRET not in resp.text
+
+
+async def test_a_token_that_expires_in_a_hundred_years_is_refused(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID
+) -> None:
+    now = datetime.now(UTC)
+    resp = await get_with(
+        client, token_times(tenant_id, iat=seconds(now), exp=seconds(now.replace(year=now.year + 100)))
+    )
+    assert resp.status_code == 401
+    assert resp.json() == {"detail": "Invalid token: it lives longer than the 86400 seconds allowed."}
+
+
+async def test_a_long_lived_token_without_iat_is_measured_from_now(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID
+) -> None:
+    now = datetime.now(UTC)
+    resp = await get_with(client, token_times(tenant_id, exp=seconds(now + timedelta(days=2))))
+    assert resp.status_code == 401
+    assert "lives longer" in resp.json()["detail"]
+
+
+async def test_a_token_that_lives_exactly_the_maximum_is_accepted_and_a_second_more_is_not(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID
+) -> None:
+    issued = seconds(datetime.now(UTC))
+    at_limit = await get_with(client, token_times(tenant_id, iat=issued, exp=issued + 86400))
+    past_limit = await get_with(client, token_times(tenant_id, iat=issued, exp=issued + 86401))
+    assert at_limit.status_code == 200
+    assert past_limit.status_code == 401
+
+
+def test_the_maximum_lifetime_is_a_setting(tenant_id: uuid.UUID) -> None:
+    verifier = TokenVerifier(Settings(env="test", jwt_max_lifetime_seconds=3600, dev_token_ttl_minutes=60))
+    issued = seconds(datetime.now(UTC))
+    assert verifier.verify(token_times(tenant_id, iat=issued, exp=issued + 3600)).tenant_id == tenant_id
+    with pytest.raises(Unauthorized, match="3600 seconds"):
+        verifier.verify(token_times(tenant_id, iat=issued, exp=issued + 3601))
+
+
+def test_development_tokens_never_outlive_the_maximum(tenant_id: uuid.UUID) -> None:
+    settings = Settings(env="test")
+    with pytest.raises(ValueError, match="PRM_JWT_MAX_LIFETIME_SECONDS"):
+        issue_dev_token(settings, tenant_id=tenant_id, roles=[Role.ADMIN], ttl=timedelta(days=2))
+    with pytest.raises(ValueError, match="PRM_DEV_TOKEN_TTL_MINUTES"):
+        Settings(env="test", dev_token_ttl_minutes=25 * 60)
+    with pytest.raises(ValueError, match="PRM_INTEGRATION_TOKEN_TTL_SECONDS"):
+        Settings(env="test", jwt_max_lifetime_seconds=120, dev_token_ttl_minutes=1)
