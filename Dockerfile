@@ -29,6 +29,7 @@ USER prm
 EXPOSE 8000
 
 # docker-compose.yml overrides this for the worker (`prm worker`) and to migrate before serving.
-# httptools + uvloop (uvicorn[standard]); the access log is the app's own (`prm.access`), not uvicorn's.
+# httptools + uvloop (uvicorn[standard]); the access log is the app's own (`prm.access`), not uvicorn's;
+# no `server: uvicorn` header (it tells a scanner what to try).
 CMD ["uvicorn", "--factory", "api.app:create_app_from_env", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", \
-     "--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+     "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--no-server-header"]

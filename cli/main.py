@@ -310,6 +310,7 @@ def api(
         http="httptools",  # the flags of `prm run` (cli.stack.uvicorn_argv)
         loop="uvloop",
         access_log=False,  # the app writes its own (`prm.access`)
+        server_header=False,  # `server: uvicorn` tells a scanner what to try
     )
 
 

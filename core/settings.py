@@ -95,6 +95,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Strict-Transport-Security max-age on every answer, for when TLS terminates in front of the API (a proxy
+    # or load balancer serving https); 0 sends none (plain http on a local machine must not pin https).
+    hsts_seconds: int = Field(default=0, ge=0, le=2 * 365 * 24 * 3600)
 
     auth_enabled: bool = True
     # When auth is disabled, requests act as an admin of this tenant (or of the `X-Tenant-ID` header's).

@@ -1,5 +1,5 @@
-"""The API served as the container image serves it: the Dockerfile's own environment and command, in a
-process of its own, on every address of this machine (`--host 0.0.0.0`)."""
+"""The API served as it is really served, in a process of its own: the container image (the Dockerfile's own
+environment and command, on every address of this machine), `prm run` and `prm api`."""
 
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.stack import uvicorn_argv
 from core.auth import Role, issue_dev_token
 from core.codec import new_key_setting
 from core.settings import DEV_JWT_SECRET, Settings
 from tests.dedicated_postgres import free_port
+from tests.stack.cli_support import prm_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -131,13 +133,7 @@ def test_the_image_refuses_to_start_with_the_published_secret(database_url: str)
 def test_the_image_with_a_real_secret_refuses_a_token_minted_with_the_published_one(
     database_url: str, tenant_id: uuid.UUID
 ) -> None:
-    env = {
-        **image_environment(),
-        "DATABASE_URL": database_url,
-        "PRM_JWT_SECRET": REAL_SECRET,
-        "PRM_PAYLOAD_ENCRYPTION_KEYS": new_key_setting(),
-    }
-    with serving(image_command(free_port()), env) as served:
+    with serving(image_command(free_port()), image_production_env(database_url)) as served:
         assert isinstance(served, str), served
         minted = httpx.get(
             served + PRACTITIONERS, headers={"Authorization": f"Bearer {minted_admin_token(tenant_id)}"}
@@ -168,3 +164,36 @@ def test_development_on_every_address_refuses_published_secret_tokens_from_the_n
     assert from_network.status_code == 401
     assert "PRM_JWT_SECRET" in from_network.json()["detail"]
     assert from_this_machine.status_code == 200
+
+
+def image_production_env(database_url: str) -> dict[str, str]:
+    """The image's environment with what docker-compose.yml adds: a database and real secrets."""
+    return {
+        **image_environment(),
+        "DATABASE_URL": database_url,
+        "PRM_JWT_SECRET": REAL_SECRET,
+        "PRM_PAYLOAD_ENCRYPTION_KEYS": new_key_setting(),
+    }
+
+
+def served_by(how: str, port: int, database_url: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment each way of serving the API starts it with, on `port`."""
+    development = {"DATABASE_URL": database_url, "PRM_ENV": "development"}
+    if how == "the image":
+        return image_command(port), image_production_env(database_url)
+    if how == "prm run":
+        return uvicorn_argv("api.app:create_app_from_env", "127.0.0.1", port, "warning"), development
+    assert how == "prm api", how
+    return [*prm_command(), "api", "--port", str(port)], development
+
+
+@pytest.mark.parametrize("how", ["the image", "prm run", "prm api"])
+def test_the_served_api_names_no_server_and_sends_the_security_headers(database_url: str, how: str) -> None:
+    argv, env = served_by(how, free_port(), database_url)
+    with serving(argv, env) as served:
+        assert isinstance(served, str), served
+        health = httpx.get(served + "/health")
+
+    assert "server" not in health.headers
+    assert health.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in health.headers["content-security-policy"]
