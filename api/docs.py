@@ -76,7 +76,8 @@ async def redoc(request: Request) -> HTMLResponse:
 
 
 def with_docs_policy(page: HTMLResponse) -> HTMLResponse:
-    """`page` with the policy its own HTML needs (its inline scripts' hashes), the same on every request."""
+    """`page` with the policy its own HTML needs, hashed from that HTML: it follows any change to the page
+    (a FastAPI upgrade, a Swagger UI parameter, a proxy's root path)."""
     page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body).decode())
     return page
 
