@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from api.audit import AuditMiddleware
 from api.docs import serve_docs_offline
@@ -42,6 +41,7 @@ from api.routers import (
     waitlist,
     webhooks,
 )
+from api.security_headers import CORSOnlyUnder, SecurityHeadersMiddleware
 from core.audit import AuditBuffer
 from core.auth import TokenVerifier
 from core.codec import EncryptionCodec
@@ -121,12 +121,14 @@ def create_app(
     app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes, router=app.router)
     app.add_middleware(
-        CORSMiddleware,
-        allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
-        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-Namespace", "X-Request-ID", "Idempotency-Key"],
+        CORSOnlyUnder,  # the Temporal UI calls the codec endpoints, and nothing else of ours
+        prefix=codec.router.prefix,
+        origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+        methods=["POST"],
+        headers=["Authorization", "Content-Type", "X-Namespace", "X-Request-ID"],
     )
     app.add_middleware(RequestIdMiddleware)  # it also answers unexpected exceptions
+    app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.hsts_seconds)  # on that answer too
     install_observability(app, settings)  # /metrics; request metrics (outermost) and traces
     log_provider_configuration(settings)
     app.include_router(health.router)
@@ -161,8 +163,14 @@ def create_app(
 
 
 def create_app_from_env() -> FastAPI:
-    """Entry point for uvicorn: logging and tracing configured from the environment."""
+    """Entry point for uvicorn: logging and tracing configured from the environment. A served API runs in
+    development or production; `PRM_ENV=test` (the published secret on any address) is refused here."""
     settings = get_settings()
+    if settings.env == "test":
+        raise RuntimeError(
+            "PRM_ENV=test is for the in-process test suite only: serve the API with PRM_ENV=production "
+            "(and a real PRM_JWT_SECRET) or PRM_ENV=development (on a loopback address)"
+        )
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings, "prm-api")
     return create_app(settings, freeze_after_startup=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -77,6 +78,7 @@ async def get_principal(
     else:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("Not authenticated.")
+        refuse_published_secret_off_loopback(request, settings)
         principal = request.app.state.token_verifier.verify(credentials.credentials)
     limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
     if limits is not None:
@@ -87,6 +89,31 @@ async def get_principal(
     bind_tenant(session, principal.tenant_id)
     request.state.principal = principal
     return principal
+
+
+def refuse_published_secret_off_loopback(request: Request, settings: Settings) -> None:
+    """With the development secret (which anyone can read in the code) a development server takes tokens
+    only on a connection to a loopback address: what it is really served on, whatever PRM_API_HOST says.
+    Production refuses that secret at start-up; `create_app_from_env` refuses the test suite's PRM_ENV."""
+    if settings.env == "development" and settings.uses_development_secret and not served_on_loopback(request):
+        raise Unauthorized(
+            "This server checks tokens with the published development secret, so it accepts them only on "
+            "a loopback address: set PRM_JWT_SECRET to serve it on a network."
+        )
+
+
+def served_on_loopback(request: Request) -> bool:
+    """Whether the connection reached a loopback address of this machine (the ASGI `server`: the address
+    the socket was accepted on, not a header a client or proxy can write)."""
+    server = request.scope.get("server")
+    if not server:
+        return False  # a Unix socket: a proxy may sit in front of it
+    try:
+        address = ipaddress.ip_address(str(server[0]))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # `::ffff:127.0.0.1` on a dual-stack socket
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 async def _tenant_is_active(request: Request, session: AsyncSession, tenant_id: uuid.UUID) -> bool:

@@ -18,6 +18,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
+from api.security_headers import docs_policy
+
 ASSETS_URL = "/docs-assets"
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 
@@ -44,7 +46,7 @@ async def swagger_ui(request: Request) -> HTMLResponse:
     app: FastAPI = request.app
     root = _root_path(request)
     redirect_url = app.swagger_ui_oauth2_redirect_url
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=f"{root}{app.openapi_url}",
         title=f"{app.title} - Swagger UI",
         swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
@@ -54,6 +56,7 @@ async def swagger_ui(request: Request) -> HTMLResponse:
         init_oauth=app.swagger_ui_init_oauth,
         swagger_ui_parameters=app.swagger_ui_parameters,
     )
+    return with_docs_policy(page)
 
 
 async def redoc(request: Request) -> HTMLResponse:
@@ -67,8 +70,15 @@ async def redoc(request: Request) -> HTMLResponse:
         redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
         with_google_fonts=False,  # fonts from Google's CDN: the page uses the browser's own
     )
-    # The bundle shows Redocly's logo from their CDN (and hides it when it fails to load): never fetched.
-    page.headers["Content-Security-Policy"] = "img-src 'self' data:"
+    # The bundle shows Redocly's logo from their CDN (and hides it when it fails to load): the policy's
+    # `img-src 'self' data:` keeps it from being fetched.
+    return with_docs_policy(page)
+
+
+def with_docs_policy(page: HTMLResponse) -> HTMLResponse:
+    """`page` with the policy its own HTML needs, hashed from that HTML: it follows any change to the page
+    (a FastAPI upgrade, a Swagger UI parameter, a proxy's root path)."""
+    page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body).decode())
     return page
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import RawSessionDep, bearer
+from api.deps import RawSessionDep, bearer, refuse_published_secret_off_loopback
 from api.ratelimit import RateLimits, enforce
 from core.client_credentials import ClientCaller, Scope, verify_client_token
 from core.database import bind_tenant
@@ -33,6 +33,7 @@ async def get_client_caller(
     settings: Settings = request.app.state.settings
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Not authenticated: send an integration token from POST /oauth/token.")
+    refuse_published_secret_off_loopback(request, settings)
     caller = verify_client_token(settings, credentials.credentials)
     limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
     if limits is not None:

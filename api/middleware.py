@@ -1,6 +1,6 @@
 """The request id: taken from the caller or made up, echoed on every answer, named by the JSON 500 and by
-every log line written during the request (`core.request_context`);
-and the headers every answer carries (`nosniff`; `no-store` on the API: its answers hold patient data)."""
+every log line written during the request (`core.request_context`). The other headers every answer carries
+are `api.security_headers`'."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from core.request_context import request_id_bound
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
-NO_STORE_PREFIXES = ("/api/", "/codec/")
 # A caller's id is kept only when it is a plain token: it is echoed in a header and written to the logs.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
@@ -56,9 +55,6 @@ class RequestIdMiddleware:
                 response_started = True
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                if scope["path"].startswith(NO_STORE_PREFIXES):  # answers that can carry patient data
-                    headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
         # Bound for the request: every line logged meanwhile names it, and the workflows it starts carry it.

@@ -169,6 +169,11 @@ def token(
     configure_cli_logging(settings)
     if not settings.jwt_algorithm.startswith("HS"):
         fail(f"PRM_JWT_ALGORITHM is {settings.jwt_algorithm}: development tokens need an HS* secret")
+    ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
+    try:  # printed only once the tenant is known to be active
+        minted = issue_dev_token(settings, tenant_id=tenant_id, roles=[role], sub=sub.strip(), ttl=ttl)
+    except ValueError as exc:  # longer than the API accepts
+        fail(f"--ttl-minutes: {exc}", EXIT_BAD_INPUT)
     url = database_url_or_fail(settings)
 
     async def check_tenant() -> None:
@@ -179,8 +184,7 @@ def token(
                 raise CliError(f"no active tenant with id {tenant_id} in the {describe_database(url)}")
 
     run_db(url, check_tenant)
-    ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
-    typer.echo(issue_dev_token(settings, tenant_id=tenant_id, roles=[role], sub=sub.strip(), ttl=ttl))
+    typer.echo(minted)
 
 
 @db_app.command("upgrade")
@@ -306,6 +310,7 @@ def api(
         http="httptools",  # the flags of `prm run` (cli.stack.uvicorn_argv)
         loop="uvloop",
         access_log=False,  # the app writes its own (`prm.access`)
+        server_header=False,  # `server: uvicorn` tells a scanner what to try
     )
 
 

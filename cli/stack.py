@@ -67,10 +67,11 @@ POLL_SECONDS = 0.2
 def uvicorn_argv(factory: str, host: str, port: int, log_level: str) -> list[str]:
     """How the API is served (`prm run`, and the HTTP benchmark with the same flags): one uvicorn process
     on the C parser (httptools) and loop (uvloop) of `uvicorn[standard]`; no uvicorn access log, since
-    `api.observability` writes one structured line per request beside the request metrics."""
+    `api.observability` writes one structured line per request beside the request metrics; no `server`
+    header."""
     return [
         sys.executable, "-m", "uvicorn", "--factory", factory, "--host", host, "--port", str(port),
-        "--http", "httptools", "--loop", "uvloop", "--no-access-log",
+        "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--no-server-header",
         "--log-level", log_level.lower(), "--timeout-graceful-shutdown", "10",
     ]  # fmt: skip
 

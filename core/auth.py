@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class Principal:
 
 
 REQUIRED_CLAIMS = ["sub", "tenant_id", "roles", "exp", "iss", "aud"]
+TIME_CLAIMS = ("exp", "iat", "nbf")
 MAX_VERIFIED_TOKENS = 10_000
 
 
@@ -109,11 +111,29 @@ class TokenVerifier:
             raise Unauthorized("Token has expired.") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized("Invalid token.") from exc
+        check_token_times(claims, max_lifetime_seconds=self.settings.jwt_max_lifetime_seconds)
         principal = _principal_from_claims(claims)
         if len(self._verified) >= MAX_VERIFIED_TOKENS:
             self._verified.clear()
         self._verified[token] = (principal, float(claims["exp"]) + self.settings.jwt_leeway_seconds)
         return principal
+
+
+def check_token_times(claims: dict[str, Any], *, max_lifetime_seconds: int) -> None:
+    """`exp`, `iat` and `nbf` are JSON numbers (RFC 7519's NumericDate: PyJWT takes a string of digits too),
+    and the token lives no longer than `max_lifetime_seconds` from `iat` (from now without one)."""
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if name in claims and not _is_numeric_date(value):
+            raise Unauthorized(f"Invalid token: `{name}` must be a number of seconds since the epoch.")
+    start = claims["iat"] if "iat" in claims else time.time()
+    if claims["exp"] - start > max_lifetime_seconds:
+        raise Unauthorized(f"Invalid token: it lives longer than the {max_lifetime_seconds} seconds allowed.")
+
+
+def _is_numeric_date(value: object) -> bool:
+    # bool is an int to Python, and json.loads takes NaN and Infinity: neither is a date.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -148,6 +168,12 @@ def issue_dev_token(
         raise ValueError(
             "development tokens need an HS* algorithm (the deployment verifies with a public key)"
         )
+    lifetime = ttl or timedelta(minutes=settings.dev_token_ttl_minutes)
+    if lifetime.total_seconds() > settings.jwt_max_lifetime_seconds:
+        raise ValueError(
+            f"a token may live {settings.jwt_max_lifetime_seconds} seconds at most "
+            "(PRM_JWT_MAX_LIFETIME_SECONDS)"
+        )
     now = datetime.now(UTC)
     claims = {
         "sub": sub,
@@ -156,6 +182,6 @@ def issue_dev_token(
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "iat": now,
-        "exp": now + (ttl or timedelta(minutes=settings.dev_token_ttl_minutes)),
+        "exp": now + lifetime,
     }
     return jwt.encode(claims, settings.jwt_secret, algorithm=settings.jwt_algorithm)

@@ -21,6 +21,7 @@ from typing import Any
 
 import jwt
 
+from core.auth import check_token_times
 from core.errors import ServiceUnavailable, Unauthorized
 from core.settings import Settings
 
@@ -127,6 +128,7 @@ def verify_client_token(settings: Settings, token: str) -> ClientCaller:
         raise Unauthorized("Token has expired.") from exc
     except jwt.InvalidTokenError as exc:
         raise Unauthorized("Invalid token.") from exc
+    check_token_times(claims, max_lifetime_seconds=settings.jwt_max_lifetime_seconds)
     try:
         return ClientCaller(
             client_id=str(claims["sub"]),

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
         env_prefix="PRM_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
     )
 
+    # `production` (the image's default) refuses the published development JWT secret, disabled auth and
+    # clear Temporal payloads. `development` (`make run`) accepts that secret only on a loopback address.
+    # `test` is the in-process test suite's: a served API (`create_app_from_env`) refuses it.
     env: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
     # `text` for humans at a terminal, `json` (one object a line, with the request id) for a log pipeline.
@@ -92,6 +95,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Strict-Transport-Security max-age on every answer, for when TLS terminates in front of the API (a proxy
+    # or load balancer serving https); 0 sends none (plain http on a local machine must not pin https).
+    hsts_seconds: int = Field(default=0, ge=0, le=2 * 365 * 24 * 3600)
 
     auth_enabled: bool = True
     # When auth is disabled, requests act as an admin of this tenant (or of the `X-Tenant-ID` header's).
@@ -103,7 +109,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "prm"
     jwt_audience: str = "prm-api"
     jwt_leeway_seconds: int = 30
-    dev_token_ttl_minutes: int = 12 * 60
+    # No token is accepted that lives longer than this (`exp` - `iat`, or `exp` - now without `iat`), whoever
+    # signed it (`prm token`, `POST /oauth/token`, an identity provider): a leaked token is good for a day.
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    dev_token_ttl_minutes: int = Field(default=12 * 60, ge=1)
     # Integration clients (EHRs) trade their client id and secret at `POST /oauth/token` for a short-lived
     # HS256 token of this audience, signed with `integration_token_secret` (default: PRM_JWT_SECRET when the
     # API verifies HS* tokens). Coordinator tokens (audience `jwt_audience`) never reach integration
@@ -166,8 +175,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env == "production":
-            if self.jwt_algorithm.startswith("HS") and self.jwt_secret == DEV_JWT_SECRET:
-                raise ValueError("PRM_JWT_SECRET must be set to a real secret when PRM_ENV=production")
+            if self.uses_development_secret:
+                raise ValueError(
+                    "PRM_JWT_SECRET is the development secret published in the code: set it to a real "
+                    "secret when PRM_ENV=production, e.g. $(openssl rand -hex 32)"
+                )
             if not self.auth_enabled:
                 raise ValueError("PRM_AUTH_ENABLED=false is refused when PRM_ENV=production")
             if not self.payload_encryption_keys:
@@ -186,9 +198,19 @@ class Settings(BaseSettings):
             raise ValueError("PRM_JWT_SECRET must be at least 32 bytes for HMAC signing")
         if self.integration_token_secret is not None and len(self.integration_token_secret.encode()) < 32:
             raise ValueError("PRM_INTEGRATION_TOKEN_SECRET must be at least 32 bytes for HMAC signing")
+        if self.dev_token_ttl_minutes * 60 > self.jwt_max_lifetime_seconds:
+            raise ValueError("PRM_DEV_TOKEN_TTL_MINUTES must not exceed PRM_JWT_MAX_LIFETIME_SECONDS")
+        if self.integration_token_ttl_seconds > self.jwt_max_lifetime_seconds:
+            raise ValueError("PRM_INTEGRATION_TOKEN_TTL_SECONDS must not exceed PRM_JWT_MAX_LIFETIME_SECONDS")
         if self.integration_token_audience == self.jwt_audience:
             raise ValueError("PRM_INTEGRATION_TOKEN_AUDIENCE must differ from PRM_JWT_AUDIENCE")
         return self
+
+    @property
+    def uses_development_secret(self) -> bool:
+        """Whether tokens are checked with DEV_JWT_SECRET, which anyone can read in the code: accepted in
+        development (and only on a loopback address, `api.deps`) and in the in-process test suite."""
+        return self.jwt_algorithm.startswith("HS") and self.jwt_secret == DEV_JWT_SECRET
 
     @property
     def integration_signing_secret(self) -> str | None:
@@ -199,7 +221,7 @@ class Settings(BaseSettings):
             return self.integration_token_secret
         if not self.jwt_algorithm.startswith("HS"):
             return None
-        if self.env == "production" and self.jwt_secret == DEV_JWT_SECRET:
+        if self.env == "production" and self.uses_development_secret:
             return None
         return self.jwt_secret
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from api.app import create_app
-from core.auth import Role, TokenVerifier
+from core.auth import Role, TokenVerifier, issue_dev_token
 from core.codec import new_key_setting
 from core.errors import Unauthorized
 from core.settings import DEV_JWT_SECRET, Settings
@@ -293,3 +293,136 @@ def test_a_verified_token_is_refused_once_it_expires(tenant_id: uuid.UUID) -> No
         threading.Event().wait(0.05)
     with pytest.raises(Unauthorized, match="expired"):
         verifier.verify(token)
+
+
+async def practitioners_as_served_on(application: object, address: str, token: str) -> httpx.Response:
+    """GET the practitioners list on a connection that reached `address` (the ASGI `server` uvicorn fills
+    from the socket the connection was accepted on)."""
+    transport = httpx.ASGITransport(app=application)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{address}") as c:
+        return await c.get(URL, headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_development_takes_published_secret_tokens_only_on_a_loopback_address(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID
+) -> None:
+    """`uvicorn --host 0.0.0.0` without PRM_ENV is development: a token anyone can mint with the secret in
+    the code must not open the API to the network, whatever PRM_API_HOST says."""
+    development = settings.model_copy(update={"env": "development"})
+    application = create_app(development, database_url=database_url)
+    minted = sign(claims_for(tenant_id, roles=["admin"]))
+    async with application.router.lifespan_context(application):
+        on_network = await practitioners_as_served_on(application, "192.0.2.10", minted)
+        on_loopback = await practitioners_as_served_on(application, "127.0.0.1", minted)
+        on_ipv6_loopback = await practitioners_as_served_on(application, "[::1]", minted)
+    assert on_network.status_code == 401
+    assert "PRM_JWT_SECRET" in on_network.json()["detail"]
+    assert DEV_JWT_SECRET not in on_network.text
+    assert on_loopback.status_code == 200
+    assert on_ipv6_loopback.status_code == 200
+
+
+async def test_development_with_a_real_secret_takes_tokens_on_any_address(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID
+) -> None:
+    secret = "a-real-secret-nobody-published-0123456789"
+    development = settings.model_copy(update={"env": "development", "jwt_secret": secret})
+    application = create_app(development, database_url=database_url)
+    async with application.router.lifespan_context(application):
+        real = await practitioners_as_served_on(
+            application, "192.0.2.10", sign(claims_for(tenant_id), secret)
+        )
+        forged = await practitioners_as_served_on(application, "192.0.2.10", sign(claims_for(tenant_id)))
+    assert real.status_code == 200
+    assert forged.status_code == 401
+
+
+def test_a_served_api_refuses_the_test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PRM_ENV=test (the published secret, on any address) is the in-process suite's alone."""
+    from api.app import create_app_from_env
+    from core.settings import get_settings
+
+    monkeypatch.setenv("PRM_ENV", "test")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="PRM_ENV=test"):
+            create_app_from_env()
+    finally:
+        get_settings.cache_clear()
+
+
+def seconds(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def token_times(tenant: uuid.UUID, **times: object) -> str:
+    """A correctly signed coordinator token whose `exp`, `iat` and `nbf` are `times` (None: absent)."""
+    return sign(
+        {**claims_for(tenant, iat=None, exp=None), **{k: v for k, v in times.items() if v is not None}}
+    )
+
+
+async def get_with(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.get(URL, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_a_time_claim_written_as_a_string_is_refused(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID, claim: str
+) -> None:
+    """PyJWT takes `"1767225600"` for a date; RFC 7519 says a NumericDate is a JSON number."""
+    now = seconds(datetime.now(UTC))
+    times: dict[str, object] = {"iat": now - 10, "nbf": now - 10, "exp": now + 300}
+    times[claim] = str(times[claim])
+    resp = await get_with(client, token_times(tenant_id, **times))
+    assert resp.status_code == 401
+    assert claim in resp.json()["detail"]
+    assert DEV_JWT_SECRET not in resp.text
+
+
+async def test_a_token_that_expires_in_a_hundred_years_is_refused(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID
+) -> None:
+    now = datetime.now(UTC)
+    resp = await get_with(
+        client, token_times(tenant_id, iat=seconds(now), exp=seconds(now.replace(year=now.year + 100)))
+    )
+    assert resp.status_code == 401
+    assert resp.json() == {"detail": "Invalid token: it lives longer than the 86400 seconds allowed."}
+
+
+async def test_a_long_lived_token_without_iat_is_measured_from_now(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID
+) -> None:
+    now = datetime.now(UTC)
+    resp = await get_with(client, token_times(tenant_id, exp=seconds(now + timedelta(days=2))))
+    assert resp.status_code == 401
+    assert "lives longer" in resp.json()["detail"]
+
+
+async def test_a_token_that_lives_exactly_the_maximum_is_accepted_and_a_second_more_is_not(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID
+) -> None:
+    issued = seconds(datetime.now(UTC))
+    at_limit = await get_with(client, token_times(tenant_id, iat=issued, exp=issued + 86400))
+    past_limit = await get_with(client, token_times(tenant_id, iat=issued, exp=issued + 86401))
+    assert at_limit.status_code == 200
+    assert past_limit.status_code == 401
+
+
+def test_the_maximum_lifetime_is_a_setting(tenant_id: uuid.UUID) -> None:
+    verifier = TokenVerifier(Settings(env="test", jwt_max_lifetime_seconds=3600, dev_token_ttl_minutes=60))
+    issued = seconds(datetime.now(UTC))
+    assert verifier.verify(token_times(tenant_id, iat=issued, exp=issued + 3600)).tenant_id == tenant_id
+    with pytest.raises(Unauthorized, match="3600 seconds"):
+        verifier.verify(token_times(tenant_id, iat=issued, exp=issued + 3601))
+
+
+def test_development_tokens_never_outlive_the_maximum(tenant_id: uuid.UUID) -> None:
+    settings = Settings(env="test")
+    with pytest.raises(ValueError, match="PRM_JWT_MAX_LIFETIME_SECONDS"):
+        issue_dev_token(settings, tenant_id=tenant_id, roles=[Role.ADMIN], ttl=timedelta(days=2))
+    with pytest.raises(ValueError, match="PRM_DEV_TOKEN_TTL_MINUTES"):
+        Settings(env="test", dev_token_ttl_minutes=25 * 60)
+    with pytest.raises(ValueError, match="PRM_INTEGRATION_TOKEN_TTL_SECONDS"):
+        Settings(env="test", jwt_max_lifetime_seconds=120, dev_token_ttl_minutes=1)

@@ -31,7 +31,8 @@ LOADED_URLS = """[
 ]"""
 # URLs the page's Content-Security-Policy kept the browser from fetching, recorded from the first script on.
 RECORD_BLOCKED = """window.blockedByPolicy = [];
-document.addEventListener('securitypolicyviolation', (e) => window.blockedByPolicy.push(e.blockedURI));"""
+document.addEventListener('securitypolicyviolation', (e) => window.blockedByPolicy.push(
+  {uri: e.blockedURI, directive: e.effectiveDirective}));"""
 # Whether the CDN answers a request from inside the page (no CORS needed: an opaque answer is one).
 CDN_REACHABLE = f"fetch({json.dumps(CDN_PROBE)}, {{mode: 'no-cors'}}).then(() => true, () => false)"
 PRACTITIONERS = f"{API_PREFIX}/practitioners"
@@ -77,12 +78,16 @@ async def open_docs(page: Page, url: str) -> None:
 
 
 async def assert_everything_came_from(page: Page, base_url: str) -> None:
-    """Every URL the page loaded is the app's (or was never fetched: blocked by the page's own policy), and
-    the CDN is out of the page's reach."""
+    """Every URL the page loaded is the app's (or was never fetched: blocked by the page's own policy), the
+    policy refused nothing but remote images, and the CDN is out of the page's reach."""
     loaded = await page.evaluate(LOADED_URLS)
-    blocked = await page.evaluate("window.blockedByPolicy")
+    refusals = await page.evaluate("window.blockedByPolicy")
+    blocked = [refusal["uri"] for refusal in refusals]
     assert loaded, "the page loaded nothing"
     assert [url for url in loaded if not url.startswith(base_url + "/") and url not in blocked] == []
+    # The page's own policy (`api.security_headers.docs_policy`) keeps out remote images (ReDoc's logo), and
+    # nothing the page needs: no script, style, fetch or worker of its own was refused.
+    assert [refusal for refusal in refusals if refusal["directive"] != "img-src"] == []
     assert await page.evaluate(CDN_REACHABLE, await_promise=True) is False, "the CDN is reachable"
 
 

@@ -24,6 +24,7 @@ from tests.analytics.cdp import chromium_or_skip, headless_chromium
 from tests.analytics.conftest import ANALYTICS, Clinic
 
 PAGE_PATH = "/test-pages/realtime.html"
+PAGE_POLICY = "default-src 'none'; script-src 'unsafe-inline'; connect-src 'self'"
 # The reference's client example, with the token as `access_token` (EventSource cannot send headers); each
 # snapshot is kept in `window.snapshots` and listed in the page.
 PAGE = """<!doctype html>
@@ -63,7 +64,12 @@ async def browser_server(settings: Settings, database_url: str) -> AsyncIterator
     page_params: dict[str, str] = {}
 
     async def realtime_page() -> HTMLResponse:
-        return HTMLResponse(PAGE % {"stream": f"{ANALYTICS}/realtime", **page_params})
+        # A page on the API's origin gets the API's `default-src 'none'` unless it sends a policy of its own
+        # (a clinic's dashboard would live on its own origin): this one runs its script and reads the stream.
+        return HTMLResponse(
+            PAGE % {"stream": f"{ANALYTICS}/realtime", **page_params},
+            headers={"Content-Security-Policy": PAGE_POLICY},
+        )
 
     app.add_api_route(PAGE_PATH, realtime_page, include_in_schema=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

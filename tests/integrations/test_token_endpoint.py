@@ -172,3 +172,24 @@ async def test_another_tenants_client_cannot_be_rotated(
             pass
         else:
             raise AssertionError("a client was rotated through another tenant")
+
+
+async def test_an_integration_token_with_a_string_exp_or_a_century_to_live_is_refused(
+    client: httpx.AsyncClient, fhir_creds: Credentials, settings: Settings
+) -> None:
+    """The same time checks as coordinator tokens: a correctly signed token is not enough."""
+    issued = (await request_token(client, fhir_creds)).json()["access_token"]
+    claims = jwt.decode(
+        issued, settings.jwt_secret, algorithms=["HS256"], audience=settings.integration_token_audience
+    )
+    string_exp = {**claims, "exp": str(claims["exp"])}
+    century = {**claims, "exp": claims["iat"] + 100 * 365 * 24 * 3600}
+
+    answers = {}
+    for name, forged in (("as issued", claims), ("string exp", string_exp), ("century", century)):
+        token = jwt.encode(forged, settings.jwt_secret, algorithm="HS256")
+        answers[name] = (
+            await client.get("/fhir/R4/Patient", headers={"Authorization": f"Bearer {token}"})
+        ).status_code
+
+    assert answers == {"as issued": 200, "string exp": 401, "century": 401}

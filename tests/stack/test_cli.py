@@ -142,3 +142,16 @@ def test_tenant_create_refuses_a_bad_language(database_url: str) -> None:
     assert (result.returncode, result.stdout) == (2, "")
     assert "is not a language tag" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_token_refuses_a_lifetime_the_api_would_refuse(database_url: str) -> None:
+    tenant_id = create_tenant(database_url)
+
+    result = prm(
+        database_url, "token", "--tenant-id", str(tenant_id), "--role", "viewer", "--ttl-minutes", "1441"
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "PRM_JWT_MAX_LIFETIME_SECONDS" in result.stderr
+    assert "Traceback" not in result.stderr
