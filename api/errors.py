@@ -125,10 +125,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
 ErrorRenderer = Callable[[int, str, dict[str, str]], JSONResponse]
 
 
-def _renderer_for(request: Request) -> ErrorRenderer | None:
-    renderers: dict[str, ErrorRenderer] = getattr(request.app.state, "error_renderers", {})
-    path = request.url.path
+def renderer_for(app: Any, path: str) -> ErrorRenderer | None:
+    """The renderer of errors under `path` (FHIR's OperationOutcome under /fhir/), or None for the API's
+    own `{"detail": ...}`."""
+    renderers: dict[str, ErrorRenderer] = getattr(app.state, "error_renderers", {})
     return next((render for prefix, render in renderers.items() if path.startswith(prefix)), None)
+
+
+def _renderer_for(request: Request) -> ErrorRenderer | None:
+    return renderer_for(request.app, request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -22,9 +22,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import unprocessable_body
+from api.errors import renderer_for, unprocessable_body
 
 MAX_JSON_DEPTH = 32
+_TOO_DEEP = f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels."
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _QUERY_NUL = re.compile(rb"%00|\x00")
 _FORM_NUL = re.compile(rb"%00|\x00")
@@ -35,8 +36,13 @@ class _Refused(Exception):
         super().__init__(detail)
         self.status, self.detail, self.loc = status, detail, loc
 
-    def response(self) -> JSONResponse:
-        """The refusal as the API renders every error of its status (a 422 as a one-item list)."""
+    def response(self, scope: Scope) -> JSONResponse:
+        """The refusal as the API renders every error of its status (a 422 as a one-item list), or as the
+        paths under a prefix render theirs (FHIR's OperationOutcome)."""
+        app = scope.get("app")
+        render = renderer_for(app, scope.get("path", "")) if app is not None else None
+        if render is not None:
+            return render(self.status, self.detail, {})
         body = unprocessable_body(self.detail, (self.loc,)) if self.status == 422 else {"detail": self.detail}
         return JSONResponse(body, status_code=self.status)
 
@@ -84,10 +90,12 @@ def check_body(body: bytes, content_type: str) -> None:
             raise
         except UnicodeDecodeError as exc:
             raise _Refused(422, "The JSON body is not UTF-8 text.") from exc
-        except (ValueError, RecursionError):
+        except RecursionError as exc:  # only nesting ~1,000 deep exhausts the parser: far past the limit
+            raise _Refused(422, _TOO_DEEP) from exc
+        except ValueError:
             return  # not JSON at all: the endpoint's own validation answers 422 with its location
         if _depth(parsed, MAX_JSON_DEPTH):
-            raise _Refused(422, f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.")
+            raise _Refused(422, _TOO_DEEP)
     elif "x-www-form-urlencoded" in content_type and _FORM_NUL.search(body):
         raise _Refused(422, "NUL characters are not accepted in a request.")
 
@@ -128,7 +136,7 @@ class InputGuardMiddleware:
                 if self._routed(scope):
                     raise
         except _Refused as refused:
-            await refused.response()(scope, receive, send)
+            await refused.response(scope)(scope, receive, send)
             return
 
         replayed = False

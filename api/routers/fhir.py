@@ -9,6 +9,7 @@ The FHIR API's contract is its CapabilityStatement (`GET /fhir/R4/metadata`), no
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterable
@@ -210,7 +211,7 @@ async def transaction(request: Request, caller: FhirClient, session: RawSessionD
     if content_type not in JSON_TYPES:
         raise UnsupportedMediaType("Send the Bundle as application/fhir+json.")
     try:
-        body = json.loads(await request.body())
+        body = await asyncio.to_thread(json.loads, await request.body())  # up to the body limit: off the loop
     except ValueError as exc:
         raise BadRequest("The body is not JSON.") from exc
     report = await import_bundle(session, body)

@@ -298,8 +298,8 @@ async def render_for(
         written_in = language or await default_language(session, patient)
         values = await system_variables(session, patient, appointment, written_in)
         values.update((variables(written_in) if callable(variables) else variables) or {})
-        rendered_subject = templates.render_text(subject, values) if subject else None
-        return Content(rendered_subject, templates.render_text(text or "", values), stated_language=language)
+        rendered_subject, body = await templates.render_off_loop((subject or None, text or ""), values)
+        return Content(rendered_subject, body or "", stated_language=language)
     chain = await language_chain(session, patient, language)
     if variants is None:
         variants = await templates.template_variants(session, template_id or "")
@@ -308,9 +308,10 @@ async def render_for(
         raise templates.UnknownTemplate(f"unknown template {template_id!r}")
     values = await system_variables(session, patient, appointment, template.language)
     values.update((variables(template.language) if callable(variables) else variables) or {})
-    own_subject, body = template.render(values)
-    rendered_subject = templates.render_text(subject, values) if subject else own_subject
-    return Content(rendered_subject, body, template)
+    own_subject, body, given_subject = await templates.render_off_loop(
+        (template.subject, template.body, subject or None), values
+    )
+    return Content(given_subject if subject else own_subject, body or "", template)
 
 
 async def create_fallback(

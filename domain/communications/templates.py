@@ -1,9 +1,10 @@
 """The built-in message templates, and the one place that renders message text.
 
-Templates are Jinja2 text rendered in a `SandboxedEnvironment` with `StrictUndefined`: a template can read
-only the variables it is given, and a missing variable is an error, never an empty string in a patient's
-message. A journey action that names a template must supply every variable the template needs except the
-`SYSTEM_VARIABLES`, which the service fills from the patient, the appointment and the clinic at send time.
+Templates are Jinja2 text rendered in a bounded sandbox (`sandbox`: a budget of steps, time and sizes) with
+`StrictUndefined`: a template can read only the variables it is given, and a missing variable is an error,
+never an empty string in a patient's message. A journey action that names a template must supply every
+variable the template needs except the `SYSTEM_VARIABLES`, which the service fills from the patient, the
+appointment and the clinic at send time.
 
 A template id has a variant per language (built-in ones in `builtin_templates`, a tenant's as rows); a
 message takes the variant `choose` finds along the patient's fallback chain (`core.languages`), and the
@@ -12,6 +13,7 @@ system variables speak that variant's language (`format_day`, `phrase`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -21,12 +23,12 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 from babel import dates as babel_dates
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from core import languages
 from core.languages import ENGLISH
+from domain.communications import sandbox
 from domain.communications.builtin_templates import BUILTIN_TEXTS, PHRASES, BuiltinText
+from domain.communications.sandbox import BoundedSandbox
 from domain.enums import Channel
 
 # Filled by the service when a message is rendered; a journey action never needs to supply them.
@@ -55,39 +57,7 @@ class UnknownTemplate(TemplateError):
     """No template (built-in, or the tenant's active one) has this id."""
 
 
-MAX_RENDERED_CHARS = 20_000  # far past any SMS (1,600) or WhatsApp (4,096) body; an email's text fits
-MAX_LOOP_ITEMS = 1_000  # `range()` in a template
-MAX_POWER = 64
-
-
-class BoundedSandbox(SandboxedEnvironment):
-    """Jinja's sandbox, with its operations bounded too: `'x' * 10000000` or `9 ** 9999999` would build
-    a huge value before any output check could see it, and `range()` sizes the loops a template can run.
-    (The rendered text is bounded in `render_text`, as it streams.)"""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        """Refuse a repetition or a power whose result would be too large."""
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    if len(seq) * times > MAX_RENDERED_CHARS:
-                        raise SecurityError("a repetition in the template is too large")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_POWER:
-            raise SecurityError("a power in the template is too large")
-        return super().call_binop(context, operator, left, right)
-
-
-def _bounded_range(*args: int) -> range:
-    values = range(*args)
-    if len(values) > MAX_LOOP_ITEMS:
-        raise SecurityError(f"range() in a template is limited to {MAX_LOOP_ITEMS} items")
-    return values
-
-
 _env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_env.globals["range"] = _bounded_range
 
 
 @lru_cache(maxsize=1024)
@@ -102,6 +72,8 @@ def variables_of(text: str) -> set[str]:
         return set(meta.find_undeclared_variables(_env.parse(text)))
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
+    except (RecursionError, MemoryError) as exc:  # nesting past what the parser can follow
+        raise TemplateError("template syntax error: the template nests too deeply") from exc
 
 
 def compile_text(text: str) -> set[str]:
@@ -110,26 +82,32 @@ def compile_text(text: str) -> set[str]:
         _compiled(text)
     except TemplateSyntaxError as exc:  # also TemplateAssertionError (an unknown filter or test)
         raise TemplateError(f"template syntax error: {exc.message}") from exc
+    except (SyntaxError, RecursionError, MemoryError) as exc:  # nesting past what Python compiles
+        raise TemplateError("template syntax error: the template nests too deeply") from exc
     return variables_of(text)
 
 
 def render_text(text: str, variables: dict[str, Any]) -> str:
-    """Render template text in the sandbox; a missing variable raises TemplateError."""
+    """Render template text in the sandbox, within its budget (`sandbox`); a missing variable, or a template
+    past a bound, raises TemplateError."""
     try:
-        rendered: list[str] = []
-        size = 0
-        for chunk in _compiled(text).generate(**variables):  # streamed: a runaway loop stops early
-            size += len(chunk)
-            if size > MAX_RENDERED_CHARS:
-                raise TemplateError(f"the template renders longer than {MAX_RENDERED_CHARS} characters")
-            rendered.append(chunk)
-        return "".join(rendered)
-    except TemplateError:
-        raise
+        return sandbox.render(_compiled(text), variables)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        raise TemplateError("template syntax error: the template nests too deeply") from exc
     except Exception as exc:  # UndefinedError, SecurityError, ...: never echo the variables (PHI)
         raise TemplateError(f"template could not be rendered: {type(exc).__name__}: {exc}") from exc
+
+
+async def render_off_loop(texts: Sequence[str | None], variables: dict[str, Any]) -> list[str | None]:
+    """Render each text (None stays None) with the same variables, in a worker thread: a render is bounded
+    (`sandbox`) but CPU-bound, and the event loop serves every tenant's requests meanwhile."""
+
+    def rendered() -> list[str | None]:
+        return [None if text is None else render_text(text, variables) for text in texts]
+
+    return await asyncio.to_thread(rendered)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,15 @@ Strict by default: an unknown parameter, modifier or sort key is refused (400, n
 ignored, so a client never mistakes an unfiltered (or unsorted) answer for a filtered one. FHIR leaves the
 default to the server and lets the client choose with `Prefer: handling=strict|lenient`: with `lenient`
 they are ignored, and the searchset's links carry only the parameters that were applied, as FHIR asks.
-A value this server cannot read (a bad date, an empty value) is a 400 either way.
+A value this server cannot read (a bad date, an empty value) is a 400 either way, and so is a search past
+its size (`MAX_PARAMETERS`, `MAX_REPEATS`, `MAX_ALTERNATIVES`).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -51,6 +53,12 @@ DATE_VALUE = re.compile(
 )
 DATE_PREFIXES = ("eq", "ne", "gt", "ge", "lt", "le", "sa", "eb")
 MAX_VALUE_LENGTH = 255
+# A search's size is bounded, so that no client's search holds the server for long: each condition costs
+# building, planning and running. Ample for what FHIR searches say (a date range is two, `_id` of a page a
+# few dozen alternatives).
+MAX_PARAMETERS = 50  # in one search, paging and sorting included
+MAX_REPEATS = 20  # of one parameter (every occurrence must match)
+MAX_ALTERNATIVES = 100  # comma-separated values of one occurrence (any may match)
 
 Condition = ColumnElement[bool]
 
@@ -393,9 +401,26 @@ def _order(searchable: SearchableType, raw: str, *, lenient: bool) -> tuple[list
     return order, ",".join(applied)
 
 
+def _check_size(params: Sequence[tuple[str, str]]) -> None:
+    """400 for a search past `MAX_PARAMETERS`, `MAX_REPEATS` or `MAX_ALTERNATIVES`, naming the parameter."""
+    repeats = Counter(param.partition(":")[0] for param, _ in params)
+    for name, times in repeats.items():
+        if times > MAX_REPEATS:
+            raise BadRequest(f"The search parameter {name[:40]} may be given at most {MAX_REPEATS} times.")
+    if len(params) > MAX_PARAMETERS:
+        raise BadRequest(f"A search takes at most {MAX_PARAMETERS} parameters; this one has {len(params)}.")
+    for param, value in params:
+        if value.count(",") >= MAX_ALTERNATIVES:
+            raise BadRequest(
+                f"The search parameter {param.partition(':')[0][:40]} lists at most {MAX_ALTERNATIVES} "
+                "comma-separated values."
+            )
+
+
 def build_search(resource_type: str, params: Sequence[tuple[str, str]], *, lenient: bool = False) -> Search:
     """The statement matching a search (ordered by `_sort`, else `_lastUpdated`, then id), the page asked for
     and the parameters applied. `lenient`: unknown parameters, modifiers and sort keys are ignored."""
+    _check_size(params)
     searchable = SEARCHABLE[resource_type]
     conditions: list[Condition] = []
     order: list[Any] = []

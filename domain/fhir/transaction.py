@@ -18,6 +18,7 @@ lifecycle), so what follows a change there (reminders, events) follows an import
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -387,6 +388,6 @@ class BundleImport:
 
 async def import_bundle(session: AsyncSession, body: Any) -> ImportReport:
     """Import a transaction Bundle into the session's tenant, all or nothing (the caller's transaction)."""
-    entries = parse_bundle(body)
+    entries = await asyncio.to_thread(parse_bundle, body)  # fhir.resources validation is CPU: off the loop
     set_event_source(session, EventSource.FHIR)  # the events its changes emit say they came from the EHR
     return await BundleImport(session).run(entries)

@@ -112,12 +112,21 @@ class Segment:
         return str(self._segment(field)) if field < len(self._segment) else ""
 
     def value(self, field: int, component: int = 1, repetition: int = 1, subcomponent: int = 1) -> str:
-        """The text at field.component.subcomponent of a repetition, unescaped and stripped; `""` if none."""
+        """The text at field.component.subcomponent of a repetition, unescaped and stripped; `""` if none.
+        An AE (102) when it unescapes to a NUL character."""
         try:
             found = self._segment.extract_field(1, field, repetition, component, subcomponent)
         except Exception:  # a path the segment does not reach, or odd delimiters: absent, as HL7 means it
             return ""
-        return str(found).strip()
+        text = str(found).strip()
+        if "\x00" in text:  # `\X00\` unescapes to a NUL, which PostgreSQL's text cannot hold
+            location = f"{self.id}-{field}"
+            raise Hl7Error(
+                f"{location} holds a NUL character (\\X00\\), which is not text.",
+                code=ErrorCode.DATA_TYPE,
+                location=location,
+            )
+        return text
 
 
 @dataclass(frozen=True)

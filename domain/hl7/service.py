@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -129,7 +130,7 @@ async def receive(
     with `record_refusal`). `body` as received: bytes are decoded by MSH-18, else `transport_charset`."""
     text, undecodable = decode(body, transport_charset) if isinstance(body, bytes) else (body, None)
     try:
-        parsed = parse(text)
+        parsed = await asyncio.to_thread(parse, text)  # python-hl7 is pure Python: off the event loop
     except Hl7Error as error:
         return refusal(None, error)
     try:

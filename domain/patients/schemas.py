@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, computed_field, field_validator, model_validator
 
 from core.languages import LanguageTag
-from core.pagination import MAX_PAGE_SIZE, Page
+from core.pagination import MAX_PAGE, MAX_PAGE_SIZE, Page
 from domain.enums import Channel, Gender, PatientStatus
 from domain.schemas import Email, FreeJson, PhoneNumber, RequestModel, ResponseModel
 
@@ -200,7 +200,7 @@ class PatientAdvancedSearch(RequestModel):
     city: str | None = Field(default=None, min_length=1, max_length=100, description="Exact, any case")
     created_from: datetime | None = None
     created_to: datetime | None = None
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=MAX_PAGE)  # the GET lists' bound (a bigint OFFSET)
     page_size: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
 
     @model_validator(mode="after")

@@ -165,8 +165,35 @@ async def test_viewers_cannot_write_templates(client, tenant_id, headers_for) ->
         "{{ 9 ** 9999999 }}",
         "{% for i in range(10000000) %}x{% endfor %}",
         "{% for i in range(1000) %}{% for j in range(1000) %}xy{% endfor %}{% endfor %}",
+        "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(100) %}{% endfor %}"
+        "{% endfor %}{% endfor %}",
+        "{{ lipsum(n=100000) }}",
+        "{{ 'x'|center(300000000) }}",
+        "{{ '%0300000000d' % 1 }}",
+        "{{ '%0300000000d'|format(1) }}",
+        "{{ '{:0300000000d}'.format(1) }}",
+        "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        "{% set s = 'x' * 20000 %}{{ s|list|join(s) }}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+        "{{ ((10 ** 64) ** 64) ** 64 }}",
     ],
-    ids=["string repetition", "list repetition", "power", "huge range", "long output"],
+    ids=[
+        "string repetition",
+        "list repetition",
+        "power",
+        "huge range",
+        "long output",
+        "three nested loops",
+        "lipsum",
+        "center",
+        "percent format",
+        "format filter",
+        "str.format",
+        "doubling by concatenation",
+        "join",
+        "macro recursion",
+        "power of a power",
+    ],
 )
 async def test_a_template_cannot_render_a_huge_message(client, auth, make_patient, body: str) -> None:
     created = await _create(client, auth, id="bomb", subject="", body=body)
@@ -178,3 +205,18 @@ async def test_a_template_cannot_render_a_huge_message(client, auth, make_patien
         headers=auth,
     )
     assert sent.status_code == 422 and "template" in unprocessable(sent)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ a }}" * 1_400,
+        "{{ " + "(" * 4_000 + "1" + ")" * 4_000 + " }}",
+        "{% if a %}" * 100 + "{% endif %}" * 100,
+    ],
+    ids=["too many elements", "nested parentheses", "nested blocks"],
+)
+async def test_a_template_too_large_or_deep_to_compile_quickly_is_422(client, auth, body: str) -> None:
+    created = await _create(client, auth, id="heavy", subject="", body=body)
+    assert created.status_code == 422 and "template" in unprocessable(created)
+    assert "heavy" not in await _ids(client, auth, include_inactive=True)

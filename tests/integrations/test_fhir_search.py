@@ -139,6 +139,40 @@ async def test_bad_search_parameters_are_400_operation_outcomes(
         assert response.json()["issue"][0]["code"] == "invalid"
 
 
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("&".join(["gender=female"] * 3000), "gender"),
+        ("&".join(["name=ada"] * 21), "name"),
+        (
+            "&".join(f"gender=female&birthdate=ge19{n:02d}&_lastUpdated=ge20{n:02d}" for n in range(17)),
+            "50 parameters",
+        ),
+        ("_id=" + ",".join(str(uuid.uuid4()) for _ in range(101)), "_id"),
+    ],
+    ids=["3000 repeats", "21 repeats", "51 parameters", "101 alternatives"],
+)
+async def test_a_search_past_its_size_is_a_400_naming_the_parameter(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str], query: str, named: str
+) -> None:
+    response = await client.get(f"{FHIR}/Patient?{query}", headers=fhir_auth)
+
+    assert response.status_code == 400, response.text
+    assert named in valid(response.json())["issue"][0]["diagnostics"]
+
+
+async def test_a_search_within_its_size_is_answered(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str]
+) -> None:
+    query = (
+        "&".join(["_lastUpdated=ge2020-01-01"] * 20)
+        + "&_id="
+        + ",".join(str(uuid.uuid4()) for _ in range(100))
+    )
+    response = await client.get(f"{FHIR}/Patient?{query}", headers=fhir_auth)
+    assert response.status_code == 200, response.text
+
+
 async def test_practitioner_appointment_and_communication_read_and_search(
     client: httpx.AsyncClient,
     auth: dict[str, str],

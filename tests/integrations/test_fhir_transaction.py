@@ -416,6 +416,28 @@ async def test_hostile_bundles_are_refused_with_4xx_outcomes_and_change_nothing(
     assert await snapshot(system_sessionmaker, tenant_id) == before
 
 
+async def test_a_bundle_nested_thousands_deep_is_a_4xx_outcome_and_changes_nothing(
+    client: httpx.AsyncClient,
+    fhir_auth: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await post_bundle(client, fhir_auth, _bundle(entry(patient("D-1"))))
+    before = await snapshot(system_sessionmaker, tenant_id)
+    extension = '{"extension": [' * 3000 + "{}" + "]}" * 3000  # past what a JSON parser can recurse
+    body = f'{{"resourceType": "Bundle", "type": "transaction", "entry": [{{"resource": {extension}}}]}}'
+
+    response = await client.post(
+        FHIR, content=body, headers={**fhir_auth, "Content-Type": "application/fhir+json"}
+    )
+
+    assert response.status_code == 422, response.text
+    outcome = valid(response.json())
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "nests deeper" in outcome["issue"][0]["diagnostics"]
+    assert await snapshot(system_sessionmaker, tenant_id) == before
+
+
 async def test_the_same_bundle_sent_twice_at_once_is_stored_once(
     client: httpx.AsyncClient,
     fhir_auth: dict[str, str],

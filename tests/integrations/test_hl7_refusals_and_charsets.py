@@ -141,6 +141,27 @@ async def test_an_ascii_message_is_accepted_and_non_ascii_bytes_in_it_are_an_ar(
     assert await count(session_of, Patient) == 1
 
 
+async def test_a_nul_escape_in_a_name_is_an_ae_and_the_stored_patient_is_kept(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of: SessionOf
+) -> None:
+    registered = await send(client, hl7_auth, adt("A04", "MRN7451", family="Lovelace", given="Ada"))
+    assert segments(registered.text)["MSA"][1] == "AA"
+
+    updated = await send(client, hl7_auth, adt("A08", "MRN7451", family="Love\\X00\\lace", given="Ada"))
+    created = await send(client, hl7_auth, adt("A04", "MRN7452", family="Nul\\X00\\l", given="Zed"))
+
+    for response in (updated, created):
+        assert response.status_code == 200
+        ack = segments(response.text)
+        assert ack["MSA"][1] == "AE"
+        assert "PID-5" in ack["MSA"][3] and "NUL" in ack["MSA"][3]
+        assert ack["ERR"][3].startswith("102^")  # data type error
+        assert "Love" not in response.text and "Nul" not in response.text  # no value echoed
+    async with session_of() as session:
+        [patient] = (await session.scalars(select(Patient))).all()
+    assert (patient.last_name, patient.first_name) == ("Lovelace", "Ada")
+
+
 async def test_an_unknown_character_set_is_an_ar_with_a_clear_reason(
     client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of: SessionOf
 ) -> None:
