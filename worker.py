@@ -36,7 +36,7 @@ from core.tracing import configure_tracing
 from core.workflow_commands import PRUNE_BATCH as PRUNE_COMMANDS_BATCH
 from core.workflow_commands import CommandRelay, prune_delivered
 from domain.hl7.retention import purge_expired
-from domain.journeys.dispatch import TriggerDispatcher
+from domain.journeys.trigger_dispatch import TriggerDispatcher
 from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("worker")

@@ -88,7 +88,7 @@ class JourneyActivities:
         """Render and record a stage's message once, then deliver it; the communication's id (None once the
         journey stopped).
 
-        A message the send gate lets go now, not scheduled for later and with no fallback to watch, is
+        A message the send policy lets go now, not scheduled for later and with no fallback to watch, is
         handed to its provider right here (`delivery.send_at_once`); any other (a wait for quiet hours or
         the cap, a WhatsApp fallback to watch, a provider that failed for now) gets its delivery workflow,
         whose start was recorded, held, with the message (`dispatch.hold_starts`) and is released here.

@@ -1,5 +1,5 @@
 """Domain events: what happened to a tenant's records, written in the same transaction as the change (a
-transactional outbox), for the journeys' trigger dispatcher (`domain.journeys.dispatch`) to act on.
+transactional outbox), for the journeys' trigger dispatcher (`domain.journeys.trigger_dispatch`) to act on.
 
 Emitting is a plain insert in the caller's transaction, so an event exists exactly when its change
 committed, whether or not Temporal or the worker is up at that moment:

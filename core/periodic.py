@@ -2,7 +2,7 @@
 
 Three kinds of work recur in the worker: delivering the workflow commands the fast path left
 (`core.workflow_commands.CommandRelay`, every couple of seconds), dispatching domain events to the journeys
-they trigger (`domain.journeys.dispatch`), and retention (delivered commands, dispatched events, HL7
+they trigger (`domain.journeys.trigger_dispatch`), and retention (delivered commands, dispatched events, HL7
 message records; hourly). `PeriodicRunner` runs each as a `PeriodicJob`:
 
 - before a round does anything, it takes the job's PostgreSQL advisory lock (session-level, on a connection

@@ -13,7 +13,7 @@ from api.ratelimit import limit_webhook_source
 from api.webhook_auth import TwilioForm
 from core.database import bind_tenant, mark_system
 from core.errors import NotFound, Unprocessable
-from domain.analytics import voice
+from domain.analytics import call_records
 from domain.analytics.models import CALL_STATUS_RANK
 
 router = APIRouter(
@@ -42,9 +42,9 @@ async def voice_status_callback(
     if not form.get("CallSid") or form.get("CallStatus") not in CALL_STATUS_RANK:
         raise Unprocessable("CallSid and a known CallStatus are required.")
     mark_system(session)  # finding the tenant looks across tenants; the write below is scoped
-    tenant = await voice.find_tenant(session, form, tenant_id, settings.default_phone_region)
+    tenant = await call_records.find_tenant(session, form, tenant_id, settings.default_phone_region)
     if tenant is None:
         raise NotFound("Unknown call: no tenant owns this number.")
     bind_tenant(session, tenant)
-    await voice.record_status_callback(session, tenant, form, settings.default_phone_region)
+    await call_records.record_status_callback(session, tenant, form, settings.default_phone_region)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

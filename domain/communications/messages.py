@@ -1,8 +1,8 @@
-"""The Communications API's use cases: create (rendered from the request body, then recorded by the send
-gate `service.send_message`), update, delete, mark read, statistics and the template catalogue.
+"""The Communications API's use cases: create (rendered from the request body, then recorded by the one
+send path `service.send_message`), update, delete, mark read, statistics and the template catalogue.
 
-The package's roles: `service` creates every outbound message (the send gate), `dispatch` starts its
-delivery workflow after the commit, `delivery` hands it to its provider once (`providers` builds that
+The package's roles: `service` creates every outbound message (the send path), `dispatch` records its
+delivery workflow's start, `delivery` hands it to its provider once (`providers` builds that
 provider), `policy` decides when it may go, `webhooks` applies what providers report back, and this module
 serves the API.
 """
@@ -47,7 +47,7 @@ async def create_communication(
     *,
     appointment: service.AppointmentFacts | None = None,
 ) -> tuple[Communication, bool]:
-    """Render and record a message (queued or scheduled) through the send gate; (record, created).
+    """Render and record a message (queued or scheduled) through the send path; (record, created).
 
     `message` and `subject` are Jinja text filled with the system variables and `template_vars`. Without a
     `message`, `template_name` names the template rendered (422 when it is unknown or a variable it needs

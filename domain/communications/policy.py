@@ -1,4 +1,4 @@
-"""The send policy: the one gate every automated message passes before a provider is called.
+"""The send policy: the checks every automated message passes before a provider is called.
 
 In order: consent (nothing goes to a channel the patient opted out of: refused), quiet hours (the message
 waits until the window opens in the patient's time zone, else the tenant's; urgent messages bypass it and

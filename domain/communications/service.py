@@ -1,4 +1,4 @@
-"""The send gate: the one function that creates an outbound message, `send_message`.
+"""The one path that records an outbound message: `send_message`.
 
 The API (`POST /communications`, through `messages.create_communication`), journeys, appointment reminders
 and cancellations, the booking chat, waitlist offers and STOP/START confirmations all record their messages

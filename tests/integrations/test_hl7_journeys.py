@@ -18,8 +18,8 @@ from activities import ActivityDeps
 from core.client_credentials import Scope
 from core.database import bind_tenant
 from domain.fhir.identifiers import PATIENT_IDS
-from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance
+from domain.journeys.trigger_dispatch import TriggerDispatcher
 from tests.integrations.conftest import ClientFactory, bearer_for
 from tests.integrations.hl7_messages import MRN_AUTHORITY, adt, discharge_after_knee_replacement, pv1
 from tests.journeys.app_support import Wired, app_on, gateway_to

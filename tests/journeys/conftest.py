@@ -24,8 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities import ActivityDeps
 from core.database import bind_tenant
 from domain.communications.models import Communication
-from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
+from domain.journeys.trigger_dispatch import TriggerDispatcher
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment

@@ -21,9 +21,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.events import DomainEvent, prune_dispatched
-from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyStage
 from domain.journeys.set_aside import MAX_ATTEMPTS
+from domain.journeys.trigger_dispatch import TriggerDispatcher
 from tests.journeys.api_support import API, instances_of, register
 from tests.journeys.conftest import Clinic
 from tests.stack.cli_support import prm
@@ -112,7 +112,7 @@ async def test_a_set_aside_event_is_logged_without_patient_data_and_counted(
     event_id, _ = failing_event
     before = REGISTRY.get_sample_value(SET_ASIDE_METRIC) or 0.0
 
-    with caplog.at_level(logging.INFO, logger="domain.journeys.dispatch"):
+    with caplog.at_level(logging.INFO, logger="domain.journeys.trigger_dispatch"):
         for _ in range(MAX_ATTEMPTS + 1):
             await dispatcher.round()
 

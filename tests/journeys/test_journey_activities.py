@@ -33,8 +33,8 @@ TICKET = {"type": "create_ticket", "title": "Call the patient", "priority": "urg
 async def test_retried_send_activity_records_once_and_sends_once_without_a_delivery_workflow(
     activity_deps: ActivityDeps, clinic: Clinic, temporal_env: WorkflowEnvironment
 ) -> None:
-    """A message the gate lets go now, with no fallback to watch, goes from the journey's activity itself;
-    the retry finds it sent and sends nothing more."""
+    """A message the send policy lets go now, with no fallback to watch, goes from the journey's activity
+    itself; the retry finds it sent and sends nothing more."""
     instance = await create_instance(clinic, [{"name": "Now", "order_index": 1, "actions": [send()]}])
     activities, env = JourneyActivities(activity_deps), activity_env(temporal_env.client)
     data = ActionInput(str(clinic.tenant_id), str(instance.id), 1, 0, datetime.now(UTC).isoformat())

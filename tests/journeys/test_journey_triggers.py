@@ -22,8 +22,8 @@ from temporalio.service import RPCError
 from core.database import bind_tenant
 from core.events import DomainEvent, EventType, emit, prune_dispatched
 from core.periodic import PeriodicJob, PeriodicRunner
-from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyInstance, JourneyTriggerStart
+from domain.journeys.trigger_dispatch import TriggerDispatcher
 from tests.journeys.api_support import API, book, event_types, instances_of, register
 from tests.journeys.app_support import Wired, gateway_to
 from tests.journeys.conftest import JOURNEYS, Clinic

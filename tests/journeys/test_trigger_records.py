@@ -13,8 +13,8 @@ import httpx
 from sqlalchemy import select, update
 
 from core.events import DomainEvent, EventType, emit
-from domain.journeys.dispatch import TriggerDispatcher
 from domain.journeys.models import JourneyTriggerStart
+from domain.journeys.trigger_dispatch import TriggerDispatcher
 from tests.journeys.api_support import API, book, event_types, instances_of, register
 from tests.journeys.conftest import Clinic
 
