@@ -22,6 +22,7 @@ from api.routers import (
     appointments,
     audit,
     codec,
+    cohorts,
     communications,
     fhir,
     fhir_hook,
@@ -144,6 +145,7 @@ def create_app(
     )
     app.include_router(journeys.router, prefix=API_PREFIX)
     app.include_router(journey_triggers.router, prefix=API_PREFIX)
+    app.include_router(cohorts.router, prefix=API_PREFIX)
     app.include_router(communications.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(tickets.router, prefix=API_PREFIX)
