@@ -21,6 +21,7 @@ from api.routers import (
     appointments,
     audit,
     codec,
+    cohorts,
     communications,
     fhir,
     fhir_hook,
@@ -146,6 +147,7 @@ def create_app(
     )
     app.include_router(journeys.router, prefix=API_PREFIX)
     app.include_router(journey_triggers.router, prefix=API_PREFIX)
+    app.include_router(cohorts.router, prefix=API_PREFIX)
     app.include_router(communications.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(tickets.router, prefix=API_PREFIX)

@@ -46,6 +46,7 @@ AUDITED_TAGS = frozenset(
         "waitlist",
         "journey instances",
         "journey triggers",
+        "cohorts",
         "communications",
         "tickets",
         "audit",
@@ -57,6 +58,7 @@ RESOURCE_TABLES = {
     "appointments": "appointments",
     "waitlist": "waitlist_entries",
     "journey_instances": "journey_instances",
+    "cohorts": "cohorts",
     "communications": "communications",
     "tickets": "tickets",
 }

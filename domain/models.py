@@ -5,6 +5,7 @@ from core.database import Base
 from core.events import DomainEvent
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
+from domain.cohorts.models import Cohort
 from domain.communications.models import Communication
 from domain.hl7.models import Hl7Message
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
@@ -27,6 +28,7 @@ __all__ = [
     "AuditRecord",
     "Base",
     "ChannelConsent",
+    "Cohort",
     "Communication",
     "DomainEvent",
     "Hl7Message",
