@@ -47,6 +47,7 @@ AUDITED_TAGS = frozenset(
         "journey instances",
         "journey triggers",
         "cohorts",
+        "campaigns",
         "communications",
         "tickets",
         "audit",
@@ -59,6 +60,7 @@ RESOURCE_TABLES = {
     "waitlist": "waitlist_entries",
     "journey_instances": "journey_instances",
     "cohorts": "cohorts",
+    "campaigns": "campaigns",
     "communications": "communications",
     "tickets": "tickets",
 }

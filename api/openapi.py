@@ -51,6 +51,11 @@ TAGS: list[dict[str, Any]] = [
         "...), and a preview of who they hold now.",
     },
     {
+        "name": "campaigns",
+        "description": "A cohort enrolled into a journey, each patient once, by one durable workflow: "
+        "launch, pace, pause, resume, cancel, counts.",
+    },
+    {
         "name": "communications",
         "description": "Messages by WhatsApp, SMS and email: sending, delivery state, templates, statistics "
         "and full-text search.",

@@ -5,6 +5,7 @@ from core.database import Base
 from core.events import DomainEvent
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
+from domain.campaigns.models import Campaign, CampaignMember
 from domain.cohorts.models import Cohort
 from domain.communications.models import Communication
 from domain.hl7.models import Hl7Message
@@ -27,6 +28,8 @@ __all__ = [
     "AppointmentIdentifier",
     "AuditRecord",
     "Base",
+    "Campaign",
+    "CampaignMember",
     "ChannelConsent",
     "Cohort",
     "Communication",
