@@ -95,7 +95,7 @@ async def update_cohort(cohort_id: uuid.UUID, body: CohortUpdate, session: Sessi
     "/{cohort_id:record_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[CanDelete],
-    responses=errors(not_found=NO_COHORT),
+    responses=errors(not_found=NO_COHORT, conflict="A campaign was launched with this cohort"),
 )
 async def delete_cohort(cohort_id: uuid.UUID, session: SessionDep) -> Response:
     """Delete a cohort for good. Its patients are untouched."""

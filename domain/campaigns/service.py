@@ -80,7 +80,9 @@ async def create_campaign(
     repo = CampaignRepository(session)
     if idempotency_key and (existing := await repo.by_idempotency_key(idempotency_key)) is not None:
         return existing, False
-    if await session.scalar(select(Cohort.id).where(Cohort.id == data.cohort_id)) is None:
+    # KEY SHARE: a delete of the cohort waits for this launch (and then refuses), or this waits for it.
+    cohort = select(Cohort.id).where(Cohort.id == data.cohort_id).with_for_update(key_share=True)
+    if await session.scalar(cohort) is None:
         raise Unprocessable("No such cohort in your tenant.", loc=("body", "cohort_id"))
     journey = await session.scalar(select(Journey).where(Journey.id == data.journey_id))
     if journey is None:

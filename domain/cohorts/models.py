@@ -16,7 +16,7 @@ class Cohort(TenantScoped, Base):
     asked (`domain.cohorts.criteria.members_query`), never stored as a member list.
 
     The name is unique per tenant, ignoring case. Deleting a cohort removes the row for good (hard delete):
-    nothing refers to a cohort yet; once campaigns do, a cohort a campaign names must be refused (409)."""
+    a cohort a campaign names is refused (409; `campaigns.cohort_id` is RESTRICT besides)."""
 
     __tablename__ = "cohorts"
     __table_args__ = (Index("uq_cohorts_tenant_name", "tenant_id", text("lower(name)"), unique=True),)

@@ -65,7 +65,8 @@ async def update_cohort(session: AsyncSession, cohort_id: uuid.UUID, data: Cohor
 
 
 async def delete_cohort(session: AsyncSession, cohort_id: uuid.UUID) -> None:
-    """Remove a cohort for good (nothing refers to cohorts yet: see `Cohort`)."""
+    """Remove a cohort for good. One a campaign names stays, as part of the campaign's record: the database
+    refuses the delete (`fk_campaigns_cohort_id_cohorts` is RESTRICT), which the API answers 409."""
     repo = CohortRepository(session)
     await repo.delete(await repo.get_or_404(cohort_id))
 
