@@ -70,6 +70,7 @@ BENCH_PATIENTS := --scale 1 --requests 200
 BENCH_MESSAGES := --scale 1 --requests 100
 BENCH_JOURNEYS := --instances 200 --concurrency 20
 BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30 --writes 10000
+BENCH_COHORTS := --scale 1 --requests 30
 else
 BENCH_ENV := PRM_BENCHMARKS_FILE=BENCHMARKS.quick.md
 BENCH_HTTP := --patients 5000 --duration 5 --runs 1 --scenarios get_patient,list,create,mixed
@@ -78,6 +79,7 @@ BENCH_PATIENTS := --quick
 BENCH_MESSAGES := --quick
 BENCH_JOURNEYS := --instances 20 --concurrency 5
 BENCH_DASHBOARD := --appointments 20000 --communications 50000 --requests 5 --writes 200
+BENCH_COHORTS := --quick
 endif
 
 bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minutes, into BENCHMARKS.quick.md)
@@ -98,6 +100,7 @@ bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minute
 	$(BENCH_ENV) $(BIN)/python -m bench.communications_search $(BENCH_MESSAGES)
 	$(BENCH_ENV) $(BIN)/python -m bench.journeys_bench $(BENCH_JOURNEYS)
 	$(BENCH_ENV) $(BIN)/python -m bench.analytics_dashboard $(BENCH_DASHBOARD)
+	$(BENCH_ENV) $(BIN)/python -m bench.cohort_preview $(BENCH_COHORTS)
 
 clean: ## Remove build and tool caches (never .venv, never the data in .prm/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -107,6 +107,7 @@ def count_outcome(outcome: DeliveryOutcome) -> None:
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to `deps` (each domain adds its group here)."""
     from activities.appointments import AppointmentActivities  # imported here: it needs ActivityDeps
+    from activities.campaigns import CampaignActivities
     from activities.communications import CommunicationActivities
     from activities.journeys import JourneyActivities
     from activities.tickets import TicketActivities
@@ -116,4 +117,5 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         *JourneyActivities(deps).all(),
         *TicketActivities(deps).all(),
         *CommunicationActivities(deps).all(),
+        *CampaignActivities(deps).all(),
     ]

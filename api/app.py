@@ -20,7 +20,9 @@ from api.routers import (
     analytics,
     appointments,
     audit,
+    campaigns,
     codec,
+    cohorts,
     communications,
     fhir,
     fhir_hook,
@@ -146,6 +148,8 @@ def create_app(
     )
     app.include_router(journeys.router, prefix=API_PREFIX)
     app.include_router(journey_triggers.router, prefix=API_PREFIX)
+    app.include_router(cohorts.router, prefix=API_PREFIX)
+    app.include_router(campaigns.router, prefix=API_PREFIX)
     app.include_router(communications.router, prefix=API_PREFIX)
     app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(tickets.router, prefix=API_PREFIX)

@@ -46,6 +46,8 @@ AUDITED_TAGS = frozenset(
         "waitlist",
         "journey instances",
         "journey triggers",
+        "cohorts",
+        "campaigns",
         "communications",
         "tickets",
         "audit",
@@ -57,6 +59,8 @@ RESOURCE_TABLES = {
     "appointments": "appointments",
     "waitlist": "waitlist_entries",
     "journey_instances": "journey_instances",
+    "cohorts": "cohorts",
+    "campaigns": "campaigns",
     "communications": "communications",
     "tickets": "tickets",
 }

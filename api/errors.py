@@ -27,6 +27,7 @@ CONSTRAINT_MESSAGES = {
     "ex_appointments_practitioner_overlap": "The practitioner already has an appointment at that time.",
     "ck_time_slots_within_capacity": "The time slot is fully booked.",
     "uq_journey_stages_journey_order": "Another stage of this journey already has that order_index.",
+    "fk_campaigns_cohort_id_cohorts": "A campaign was launched with this cohort; it is kept as its record.",
     # A concurrent import gave the same external identifier to another record first: a retry finds it.
     "uq_patient_identifiers_tenant_system_value": "Another patient already has this identifier; retry.",
     "uq_practitioner_identifiers_tenant_system_value": "Another practitioner has this identifier; retry.",

@@ -46,6 +46,16 @@ TAGS: list[dict[str, Any]] = [
         "a dry run over recent events.",
     },
     {
+        "name": "cohorts",
+        "description": "Saved patient selections by declarative criteria (age, visits, journeys, consent, "
+        "...), and a preview of who they hold now.",
+    },
+    {
+        "name": "campaigns",
+        "description": "A cohort enrolled into a journey, each patient once, by one durable workflow: "
+        "launch, pace, pause, resume, cancel, counts.",
+    },
+    {
         "name": "communications",
         "description": "Messages by WhatsApp, SMS and email: sending, delivery state, templates, statistics "
         "and full-text search.",

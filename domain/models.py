@@ -5,6 +5,8 @@ from core.database import Base
 from core.events import DomainEvent
 from core.workflow_commands import WorkflowCommand
 from domain.analytics.models import MessageSentiment, VoiceCall
+from domain.campaigns.models import Campaign, CampaignMember
+from domain.cohorts.models import Cohort
 from domain.communications.models import Communication
 from domain.hl7.models import Hl7Message
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
@@ -26,7 +28,10 @@ __all__ = [
     "AppointmentIdentifier",
     "AuditRecord",
     "Base",
+    "Campaign",
+    "CampaignMember",
     "ChannelConsent",
+    "Cohort",
     "Communication",
     "DomainEvent",
     "Hl7Message",

@@ -10,13 +10,15 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from activities import ActivityDeps
+from activities import ActivityDeps, build_activities
 from api.app import create_app
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
@@ -25,6 +27,7 @@ from core.migrate import scratch_database
 from core.settings import Settings
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
+from tests.cohorts.support import Clinic
 from tests.communications.provider_support import (
     FakeProviders,
     SendGridKeys,
@@ -34,6 +37,7 @@ from tests.communications.provider_support import (
 )
 from tests.temporal_envs import start_dev_server, start_time_skipping
 from tests.tenants import TenantFactory
+from workflows.registry import ALL_WORKFLOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,6 +109,30 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
+async def temporal_worker(
+    temporal_env: WorkflowEnvironment,
+    app: Any,
+    settings: Settings,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Worker]:
+    """A worker with every workflow and activity on a fresh task queue of the test's time-skipping server,
+    and the API pointed at both (its requests deliver their workflow commands there)."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(settings, "temporal_task_queue", queue)
+    previous_client = getattr(app.state, "temporal_client", None)
+    app.state.temporal_client = temporal_env.client
+    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
+    try:
+        async with Worker(
+            temporal_env.client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
+        ) as worker:
+            yield worker
+    finally:
+        app.state.temporal_client = previous_client
+
+
+@pytest.fixture
 def activity_deps(settings: Settings, system_sessionmaker: async_sessionmaker[AsyncSession]) -> ActivityDeps:
     """What the workflows' activities need: the settings and the test database."""
     return ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
@@ -128,6 +156,12 @@ def make_tenant(system_sessionmaker: async_sessionmaker[AsyncSession]) -> Tenant
 async def tenant_id(make_tenant: TenantFactory) -> uuid.UUID:
     """A fresh tenant for this test."""
     return await make_tenant()
+
+
+@pytest.fixture
+def clinic(system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> Clinic:
+    """Writes patients and their records (appointments, journeys, opt-outs) into this test's tenant."""
+    return Clinic(system_sessionmaker, tenant_id)
 
 
 @pytest.fixture

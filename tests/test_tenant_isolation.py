@@ -16,6 +16,8 @@ from core.audit import Actor
 from core.auth import Role
 from core.client_credentials import Scope
 from core.database import bind_tenant
+from domain.campaigns.models import Campaign
+from domain.cohorts.models import Cohort
 from domain.communications.models import Communication, CommunicationTemplate
 from domain.integrations.service import create_client
 from domain.journeys.models import Journey, JourneyInstance, JourneyStage
@@ -91,7 +93,11 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             body=f"Hello from {MARKER}",
             variables=[],
         )
-        session.add_all([offer, template])
+        cohort = Cohort(name=f"{MARKER} cohort", criteria={})
+        session.add_all([offer, template, cohort])
+        await session.flush()
+        campaign = Campaign(name=f"{MARKER} campaign", cohort_id=cohort.id, journey_id=journey.id)
+        session.add(campaign)
         ehr = await create_client(
             session, tenant_id=tenant, name=f"{MARKER} EHR", scopes={Scope.FHIR}, actor=Actor(sub="seed")
         )
@@ -113,6 +119,8 @@ async def _seed_tenant_a(sessionmaker: Callable, tenant: uuid.UUID) -> dict[str,
             "template_id": template.key,
             "client_id": ehr.client.client_id,
             "secret_id": str(ehr.secret_id),
+            "cohort_id": str(cohort.id),
+            "campaign_id": str(campaign.id),
             "mrn": f"MRN-{MARKER}",
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from workflows.appointments import AppointmentWorkflow
 from workflows.booking import BookingConversationWorkflow
+from workflows.campaigns import CampaignWorkflow
 from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
 from workflows.tickets import TicketSlaWorkflow
@@ -16,4 +17,5 @@ ALL_WORKFLOWS: list[type] = [
     WaitlistBackfillWorkflow,
     CommunicationDeliveryWorkflow,
     TicketSlaWorkflow,
+    CampaignWorkflow,
 ]

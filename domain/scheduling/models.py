@@ -93,6 +93,10 @@ class Appointment(TenantScoped, Base):
         Index("ix_appointments_patient_start", "patient_id", "start_time"),
         Index("ix_appointments_practitioner_start", "practitioner_id", "start_time"),
         Index("ix_appointments_tenant_status", "tenant_id", "status"),
+        # Cohort criteria ask, per patient, for a visit of a status since a moment (domain.cohorts.criteria).
+        Index(
+            "ix_appointments_tenant_patient_status_start", "tenant_id", "patient_id", "status", "start_time"
+        ),
     )
 
     patient_id: Mapped[uuid.UUID] = mapped_column(

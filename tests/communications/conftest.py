@@ -60,31 +60,6 @@ def make_patient(
     return factory
 
 
-@pytest.fixture
-async def comms_worker(temporal_env, app, settings, system_sessionmaker, monkeypatch):
-    """A worker with every workflow and activity on a fresh task queue, and the API pointed at it."""
-    from temporalio.worker import Worker
-
-    from activities import ActivityDeps, build_activities
-    from workflows.registry import ALL_WORKFLOWS
-
-    queue = f"communications-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(settings, "temporal_task_queue", queue)
-    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-    async with Worker(
-        temporal_env.client,
-        task_queue=queue,
-        workflows=ALL_WORKFLOWS,
-        activities=build_activities(deps),
-    ) as worker:
-        previous_client = getattr(app.state, "temporal_client", None)
-        app.state.temporal_client = temporal_env.client
-        try:
-            yield worker
-        finally:
-            app.state.temporal_client = previous_client
-
-
 async def record_inbound(
     sessionmaker, tenant_id: uuid.UUID, patient: Patient, *, at: datetime, channel: str = "whatsapp"
 ) -> None:

@@ -24,7 +24,7 @@ HISTORIES = Path(__file__).parent / "histories"
 
 
 async def test_a_fresh_fallback_history_replays(
-    client, auth, temporal_env, comms_worker, providers_configured, make_patient
+    client, auth, temporal_env, temporal_worker, providers_configured, make_patient
 ) -> None:
     patient = await make_patient()
     body = {"patient_id": str(patient.id), "channel": "whatsapp", "message": "Bring your card"}

@@ -38,7 +38,7 @@ async def _message(system_sessionmaker, tenant_id, communication_id) -> Communic
 
 async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sends_nothing_more(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,
@@ -61,7 +61,7 @@ async def test_a_committed_message_is_delivered_by_one_workflow_and_a_repeat_sen
 
 async def test_a_message_commits_with_exactly_one_start_which_is_delivered_after_the_commit(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,
@@ -100,7 +100,7 @@ async def test_a_message_commits_with_exactly_one_start_which_is_delivered_after
 
 async def test_a_rolled_back_message_starts_no_workflow(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,
@@ -120,7 +120,7 @@ async def test_a_rolled_back_message_starts_no_workflow(
 
 async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,
@@ -142,7 +142,7 @@ async def test_an_automated_message_at_2230_patient_time_waits_for_0800(
 
 async def test_automated_messages_count_against_the_frequency_cap_and_wait_never_drop(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,
@@ -173,7 +173,7 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
 
 async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_delivers_it_once(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,
@@ -203,7 +203,7 @@ async def test_a_start_temporal_could_not_take_waits_for_the_relay_which_deliver
 
 async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,

@@ -16,7 +16,7 @@ def sent(channel: str, provider: str) -> float:
 
 
 async def test_a_message_sent_by_the_delivery_activity_is_counted_by_channel_and_provider(
-    client, auth, temporal_env, comms_worker, providers_configured, make_patient
+    client, auth, temporal_env, temporal_worker, providers_configured, make_patient
 ) -> None:
     patient = await make_patient()
     before = sent("sms", "twilio")

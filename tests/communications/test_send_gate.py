@@ -70,7 +70,7 @@ async def test_an_opted_out_patient_gets_a_failed_record_and_no_delivery_from_ei
     client,
     auth,
     temporal_env,
-    comms_worker,
+    temporal_worker,
     providers_configured,
     system_sessionmaker,
     tenant_id,

@@ -58,7 +58,7 @@ async def _message(system_sessionmaker, tenant_id, communication_id) -> Communic
 
 async def test_a_provider_that_hangs_is_given_up_on_and_the_retry_sends_the_message_once(
     temporal_env,
-    comms_worker,
+    temporal_worker,
     settings,
     providers_configured,
     system_sessionmaker,

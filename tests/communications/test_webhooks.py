@@ -189,7 +189,7 @@ async def test_an_inbound_reply_is_scored_for_sentiment_when_it_is_stored(
 
 
 async def test_stop_opts_out_with_one_confirmation_and_nothing_is_sent_after(
-    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient, comms_worker
+    settings, providers_configured, client, system_sessionmaker, tenant_id, make_patient, temporal_worker
 ) -> None:
     patient = await make_patient()
     await _sent_message(settings, system_sessionmaker, tenant_id, patient)

@@ -303,7 +303,7 @@ async def test_the_delivery_workflow_falls_back_to_sms_at_once_when_the_window_i
     client,
     auth,
     temporal_env,
-    comms_worker,
+    temporal_worker,
     providers_configured,
     make_patient,
     system_sessionmaker,

@@ -101,35 +101,10 @@ def book(client: httpx.AsyncClient, auth: dict) -> Callable[..., Awaitable[httpx
 
 
 @pytest.fixture
-async def scheduling_worker(temporal_env, app, settings, system_sessionmaker, monkeypatch):
-    """A worker with the scheduling workflows on a fresh task queue, and the API pointed at it."""
-    from temporalio.worker import Worker
-
-    from activities import ActivityDeps, build_activities
-    from workflows.registry import ALL_WORKFLOWS
-
-    queue = f"scheduling-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr(settings, "temporal_task_queue", queue)
-    previous_client = getattr(app.state, "temporal_client", None)
-    app.state.temporal_client = temporal_env.client
-    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-    async with Worker(
-        temporal_env.client,
-        task_queue=queue,
-        workflows=ALL_WORKFLOWS,
-        activities=build_activities(deps),
-    ) as worker:
-        try:
-            yield worker
-        finally:
-            app.state.temporal_client = previous_client
-
-
-@pytest.fixture
 def settle(temporal_env, system_sessionmaker, tenant_id) -> Callable[[], Awaitable[None]]:
     """Wait until none of the test's message deliveries and waitlist backfills is in an activity.
 
-    For tests that leave them running: `scheduling_worker`'s teardown terminates what still runs, and one
+    For tests that leave them running: `temporal_worker`'s teardown terminates what still runs, and one
     terminated in the middle of an activity can leave the shared time-skipping server unable to skip time
     for the tests that follow (its `sleep` never returns). A workflow asleep on a timer is safe to end."""
     from sqlalchemy import select

@@ -56,7 +56,7 @@ def book_in(
     auth,
     tenant_id,
     temporal_env,
-    scheduling_worker,
+    temporal_worker,
     system_sessionmaker,
     make_patient,
     make_practitioner,

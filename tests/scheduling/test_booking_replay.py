@@ -49,7 +49,7 @@ async def test_a_fresh_reply_booked_history_replays(
     app,
     tenant_id,
     temporal_env,
-    scheduling_worker,
+    temporal_worker,
     system_sessionmaker,
     make_patient,
     make_practitioner,
@@ -68,7 +68,7 @@ async def test_a_fresh_reply_booked_history_replays(
 
 
 async def test_a_fresh_expired_history_replays(
-    client, auth, temporal_env, scheduling_worker, make_patient, make_practitioner, make_slot, settle
+    client, auth, temporal_env, temporal_worker, make_patient, make_practitioner, make_slot, settle
 ) -> None:
     patient = await make_patient()
     await slots_for(make_practitioner, make_slot, 2)

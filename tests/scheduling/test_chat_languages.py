@@ -183,7 +183,7 @@ async def test_a_spanish_speaking_patient_gets_a_spanish_offer_and_books_it_by_t
     app,
     tenant_id,
     temporal_env,
-    scheduling_worker,
+    temporal_worker,
     providers_configured,
     system_sessionmaker,
     make_patient,

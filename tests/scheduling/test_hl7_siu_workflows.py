@@ -45,7 +45,7 @@ def ack_code(response: httpx.Response) -> str:
 
 
 async def test_s15_cancels_the_appointment_its_reminders_and_tells_the_patient_once(
-    client: httpx.AsyncClient, tenant_id, temporal_env, scheduling_worker, system_sessionmaker
+    client: httpx.AsyncClient, tenant_id, temporal_env, temporal_worker, system_sessionmaker
 ) -> None:
     headers = await hl7_headers(client, system_sessionmaker, tenant_id)
     start = await server_now(temporal_env) + timedelta(days=3)

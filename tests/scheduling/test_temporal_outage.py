@@ -158,7 +158,7 @@ async def test_the_relay_reports_temporal_back_as_soon_as_a_round_delivers_again
     settings,
     tenant_id,
     temporal_env,
-    scheduling_worker,
+    temporal_worker,
     system_sessionmaker,
     make_patient,
     make_practitioner,

@@ -1,0 +1,53 @@
+"""Campaign activities: read the plan, enrol a batch of members, end the campaign.
+
+Each takes one dataclass of ids (never PHI) and is one transaction in the campaign's tenant; a batch is
+idempotent under retry because its members' states and their journey instances (unique per member by
+their idempotency key) commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+
+from activities import ActivityDeps, heartbeats
+from domain.campaigns import steps
+from domain.campaigns.plan import BatchResult, CampaignInput, CampaignPlan, EnrollInput, FinishInput
+
+
+class CampaignActivities:
+    """The campaign activities, bound to the worker's database."""
+
+    def __init__(self, deps: ActivityDeps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="campaign_plan")
+    async def plan(self, data: CampaignInput) -> CampaignPlan:
+        """The campaign's status, start time and pace as stored."""
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            return await steps.plan_of(session, uuid.UUID(data.campaign_id))
+
+    @activity.defn(name="campaign_enroll_batch")
+    @heartbeats
+    async def enroll_batch(self, data: EnrollInput) -> BatchResult:
+        """Enrol the next members (freezing the cohort first, once); journeys start after the commit."""
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            return await steps.enroll_batch(
+                session, uuid.UUID(data.campaign_id), now=datetime.now(UTC), limit=data.limit
+            )
+
+    @activity.defn(name="campaign_finish")
+    async def finish(self, data: FinishInput) -> str:
+        """Mark the campaign completed (or failed) unless it already ended; its final status."""
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            return await steps.finish(
+                session, uuid.UUID(data.campaign_id), now=datetime.now(UTC), failure=data.failure
+            )
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity of this group, for the worker."""
+        return [self.plan, self.enroll_batch, self.finish]

@@ -1,0 +1,123 @@
+"""Campaigns API (`/campaigns`): a cohort enrolled into a journey by one durable workflow."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from api.deps import CanRead, CanWrite, CurrentPrincipal, IdempotencyKey, SessionDep, ensure_own_tenant
+from api.openapi import AUTHENTICATED, errors
+from core.pagination import PageDep
+from domain.campaigns import service
+from domain.campaigns.plan import CampaignStatus
+from domain.campaigns.schemas import CampaignCreate, CampaignListResponse, CampaignResponse
+from domain.campaigns.service import CampaignRepository
+
+router = APIRouter(prefix="/campaigns", tags=["campaigns"], responses=AUTHENTICATED)
+NO_CAMPAIGN = "No such campaign in your tenant"
+TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
+
+
+@router.post(
+    "",
+    response_model=CampaignResponse,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[CanWrite],
+    responses={
+        200: {"description": "A campaign launched earlier under the same Idempotency-Key"},
+        **errors(
+            400,
+            conflict="The journey is inactive",
+            unprocessable="Invalid body, or a cohort or journey that is not your tenant's",
+        ),
+    },
+)
+async def launch_campaign(
+    body: CampaignCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> CampaignResponse:
+    """Launch a campaign (201): at `starts_at` (or at once) the cohort's patients are frozen as its members,
+    then each is placed on the journey once, as `POST /journeys/instances` would, in batches, at most
+    `pace_per_minute` a minute and only inside `send_window` (your tenant's local time) when given.
+
+    Members are skipped, and counted by reason, when merged into another record (`merged`), no longer active
+    (`inactive`), or already on the journey (`already_on_journey`). The campaign's workflow start is saved
+    with it, so the answer is 201 while Temporal is unreachable too. With an `Idempotency-Key`, a repeated
+    request returns the first campaign (200) and launches nothing."""
+    ensure_own_tenant(principal, body.tenant_id)
+    campaign, created = await service.create_campaign(
+        session, body, created_by=principal.sub, idempotency_key=idempotency_key
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return (await service.views(session, [campaign]))[0]
+
+
+@router.get("", response_model=CampaignListResponse, dependencies=[CanRead], responses=errors(400))
+async def list_campaigns(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    tenant_id: TenantFilter = None,
+    status: CampaignStatus | None = None,
+) -> CampaignListResponse:
+    """List your tenant's campaigns, newest first, with their counts; of one `status` when given."""
+    ensure_own_tenant(principal, tenant_id)
+    repo = CampaignRepository(session)
+    rows, total = await repo.page(repo.listed(status), page)
+    return CampaignListResponse.build(await service.views(session, rows), total, page)
+
+
+@router.get(
+    "/{campaign_id:record_id}",
+    response_model=CampaignResponse,
+    dependencies=[CanRead],
+    responses=errors(not_found=NO_CAMPAIGN),
+)
+async def get_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
+    """One campaign: its `status` (scheduled, running, paused, completed, cancelled, failed) and `counts`
+    (members frozen, pending, enrolled, skipped by reason)."""
+    campaign = await CampaignRepository(session).get_or_404(campaign_id)
+    return (await service.views(session, [campaign]))[0]
+
+
+@router.post(
+    "/{campaign_id:record_id}/pause",
+    response_model=CampaignResponse,
+    dependencies=[CanWrite],
+    responses=errors(not_found=NO_CAMPAIGN, conflict="The campaign has ended"),
+)
+async def pause_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
+    """Hold the campaign: once this answers, no further member is enrolled until it is resumed. Pausing a
+    paused campaign changes nothing."""
+    campaign = await service.pause_campaign(session, campaign_id)
+    return (await service.views(session, [campaign]))[0]
+
+
+@router.post(
+    "/{campaign_id:record_id}/resume",
+    response_model=CampaignResponse,
+    dependencies=[CanWrite],
+    responses=errors(not_found=NO_CAMPAIGN, conflict="The campaign has ended"),
+)
+async def resume_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
+    """Continue a paused campaign with the members it has not reached yet."""
+    campaign = await service.resume_campaign(session, campaign_id)
+    return (await service.views(session, [campaign]))[0]
+
+
+@router.post(
+    "/{campaign_id:record_id}/cancel",
+    response_model=CampaignResponse,
+    dependencies=[CanWrite],
+    responses=errors(not_found=NO_CAMPAIGN, conflict="The campaign has already completed or failed"),
+)
+async def cancel_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
+    """Stop the campaign for good: members not yet enrolled never are; those enrolled stay on the journey."""
+    campaign = await service.cancel_campaign(session, campaign_id)
+    return (await service.views(session, [campaign]))[0]

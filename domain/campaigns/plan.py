@@ -1,0 +1,110 @@
+"""What the campaign workflow and its callers exchange: ids, statuses, counts and ISO times, never PHI.
+
+Pure dataclasses and names (the workflow imports this module), so the domain, the activities and the
+workflow agree on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+WORKFLOW_NAME = "CampaignWorkflow"
+SIGNAL_CHANGED = "campaign_changed"
+BATCH_SIZE = 100  # members enrolled per activity (one transaction)
+BATCHES_PER_RUN = 200  # then the workflow continues as new: its history never grows with the cohort
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign is: waiting for its start, enrolling, held, or over."""
+
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+FINAL_STATUSES = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, CampaignStatus.FAILED})
+
+
+class MemberState(StrEnum):
+    """One member's fate: waiting, enrolled into the journey, or skipped (with a reason)."""
+
+    PENDING = "pending"
+    ENROLLED = "enrolled"
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    """Why a member was not enrolled."""
+
+    ALREADY_ON_JOURNEY = "already_on_journey"
+    INACTIVE = "inactive"
+    MERGED = "merged"
+
+
+def campaign_workflow_id(campaign_id: object) -> str:
+    """`campaign-<uuid>`: one workflow per campaign, ever."""
+    return f"campaign-{campaign_id}"
+
+
+def enrollment_key(campaign_id: object, patient_id: object) -> str:
+    """The journey instance's idempotency key for one member: the database holds it unique per tenant, so a
+    member is enrolled once whatever retries or crashes happen."""
+    return f"campaign:{campaign_id}:{patient_id}"
+
+
+@dataclass
+class CampaignInput:
+    """The workflow's input: which campaign, carried unchanged over each continue-as-new."""
+
+    tenant_id: str
+    campaign_id: str
+
+
+@dataclass
+class CampaignChanged:
+    """The `campaign_changed` signal: the campaign's status now (paused, running or cancelled)."""
+
+    status: str
+
+
+@dataclass
+class CampaignPlan:
+    """What the workflow needs to know of the campaign, as stored: its status, when it starts (ISO, or None
+    for at once) and its pace (members per minute, or None for as fast as the batches go)."""
+
+    status: str
+    starts_at: str | None
+    pace_per_minute: int | None
+
+
+@dataclass
+class BatchResult:
+    """One batch's outcome: the campaign's status as stored, members handled, members still pending, and
+    seconds to wait before the next batch (outside the send window; 0 inside)."""
+
+    status: str
+    processed: int
+    remaining: int
+    wait_seconds: float = 0.0
+
+
+@dataclass
+class EnrollInput:
+    """One batch: enrol up to `limit` of the campaign's pending members."""
+
+    tenant_id: str
+    campaign_id: str
+    limit: int = BATCH_SIZE
+
+
+@dataclass
+class FinishInput:
+    """The campaign's end: completed, or failed with `failure` (an error's type name, never PHI)."""
+
+    tenant_id: str
+    campaign_id: str
+    failure: str | None = None

@@ -1,0 +1,83 @@
+"""Campaign request and response shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time
+from typing import Self
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from core.pagination import Page
+from domain.campaigns.plan import CampaignStatus
+from domain.schemas import RequestModel, ResponseModel
+
+MAX_PACE_PER_MINUTE = 60_000
+
+
+class SendWindow(RequestModel):
+    """The daily hours (your tenant's time zone) in which members are enrolled; `start` before `end`."""
+
+    start: time = Field(description="Local time the window opens, e.g. `09:00`")
+    end: time = Field(description="Local time the window closes, e.g. `17:00`")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start >= self.end:
+            raise ValueError("start must be before end (a window within one day)")
+        return self
+
+
+class CampaignCreate(RequestModel):
+    """Body of `POST /campaigns`: enrol a cohort's patients into a journey."""
+
+    tenant_id: uuid.UUID | None = None
+    name: str = Field(min_length=1, max_length=200)
+    cohort_id: uuid.UUID
+    journey_id: uuid.UUID
+    starts_at: AwareDatetime | None = Field(
+        default=None, description="When to freeze the cohort and begin; omitted: at once"
+    )
+    send_window: SendWindow | None = Field(
+        default=None, description="Enrol only between these local times each day; omitted: any time"
+    )
+    pace_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PACE_PER_MINUTE,
+        description="At most this many members enrolled per minute; omitted: as fast as batches go",
+    )
+
+
+class CampaignCounts(ResponseModel):
+    """Where the members are: frozen `members`, `pending`, `enrolled`, and `skipped` by reason."""
+
+    members: int = 0
+    pending: int = 0
+    enrolled: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)
+
+
+class CampaignResponse(ResponseModel):
+    """A campaign as the API returns it, with its counts."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    cohort_id: uuid.UUID
+    journey_id: uuid.UUID
+    status: CampaignStatus
+    starts_at: datetime | None
+    send_window: SendWindow | None = None
+    pace_per_minute: int | None
+    frozen_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    counts: CampaignCounts = Field(default_factory=CampaignCounts)
+
+
+class CampaignListResponse(Page[CampaignResponse]):
+    """A page of campaigns."""

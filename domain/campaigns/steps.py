@@ -1,0 +1,189 @@
+"""The campaign workflow's steps, each one transaction in the campaign's tenant (run by its activities).
+
+`enroll_batch` is where members are reached. It locks the campaign's row first, so a pause or a cancel
+waits for the batch in progress and no member is enrolled after it answered; it freezes the members on
+the first batch (one `INSERT ... SELECT` of the cohort's query: later changes to the cohort never change a
+running campaign); then it takes the next pending members in patient order and enrols each through the
+one path of `POST /journeys/instances` under the member's idempotency key, or records why it skipped
+them. The members' states and the journey instances commit together: a crash anywhere loses the whole
+batch or nothing, and the retry finds it as it was.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, literal, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.periodic import claim
+from domain.campaigns.models import Campaign, CampaignMember
+from domain.campaigns.plan import (
+    FINAL_STATUSES,
+    BatchResult,
+    CampaignPlan,
+    CampaignStatus,
+    MemberState,
+    SkipReason,
+    enrollment_key,
+)
+from domain.campaigns.service import CampaignRepository
+from domain.cohorts.models import Cohort
+from domain.cohorts.service import members_of
+from domain.enums import JourneyInstanceStatus, PatientStatus
+from domain.journeys import service as journeys
+from domain.journeys.models import JourneyInstance
+from domain.journeys.schemas import JourneyInstanceCreate
+from domain.patients.models import Patient
+from domain.scheduling.repository import tenant_timezone
+
+
+async def plan_of(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignPlan:
+    """What the workflow needs of the campaign as stored now."""
+    campaign = await CampaignRepository(session).get_or_404(campaign_id)
+    return CampaignPlan(
+        status=campaign.status,
+        starts_at=campaign.starts_at.isoformat() if campaign.starts_at else None,
+        pace_per_minute=campaign.pace_per_minute,
+    )
+
+
+async def enroll_batch(
+    session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, limit: int
+) -> BatchResult:
+    """Enrol up to `limit` pending members (freezing the members first, once), unless the campaign is not
+    running or its send window is closed (then how long until it opens)."""
+    campaign = await CampaignRepository(session).get_or_404(campaign_id)
+    await session.refresh(campaign, with_for_update=True)
+    if campaign.status == CampaignStatus.SCHEDULED:  # its start has come: who is in it is decided now
+        await _freeze(session, campaign, now)
+    if campaign.status != CampaignStatus.RUNNING:
+        return BatchResult(status=campaign.status, processed=0, remaining=await _pending(session, campaign))
+    wait = await _until_window(session, campaign, now)
+    if wait > 0:
+        return BatchResult(
+            status=campaign.status,
+            processed=0,
+            remaining=await _pending(session, campaign),
+            wait_seconds=wait,
+        )
+    members: list[CampaignMember] = await claim(
+        session,
+        select(CampaignMember)
+        .where(CampaignMember.campaign_id == campaign.id, CampaignMember.state == MemberState.PENDING)
+        .order_by(CampaignMember.patient_id),
+        limit=limit,
+    )
+    reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members])
+    for member in members:
+        member.processed_at = now
+        reason = reasons.get(member.patient_id)
+        if reason is not None:
+            member.state, member.skip_reason = MemberState.SKIPPED.value, reason.value
+            continue
+        instance, _ = await journeys.create_instance(
+            session,
+            JourneyInstanceCreate(journey_id=campaign.journey_id, patient_id=member.patient_id),
+            idempotency_key=enrollment_key(campaign.id, member.patient_id),
+        )
+        member.state, member.journey_instance_id = MemberState.ENROLLED.value, instance.id
+    await session.flush()
+    return BatchResult(
+        status=campaign.status, processed=len(members), remaining=await _pending(session, campaign)
+    )
+
+
+async def finish(session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, failure: str | None) -> str:
+    """End the campaign: completed (or failed with `failure`) unless it already ended; its final status."""
+    campaign = await CampaignRepository(session).get_or_404(campaign_id)
+    await session.refresh(campaign, with_for_update=True)
+    if campaign.status in FINAL_STATUSES:
+        return campaign.status
+    if failure is not None:
+        campaign.status, campaign.failure_reason = CampaignStatus.FAILED.value, failure[:200]
+    else:
+        campaign.status = CampaignStatus.COMPLETED.value
+    campaign.completed_at = now
+    return campaign.status
+
+
+async def _freeze(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
+    """Insert one member row per patient the cohort holds now, and mark the campaign running."""
+    cohort = await session.scalar(select(Cohort).where(Cohort.id == campaign.cohort_id))
+    assert cohort is not None  # campaigns.cohort_id is RESTRICT: a cohort in use is not deleted
+    patients = members_of(cohort, now=now).subquery()
+    result = await session.execute(
+        insert(CampaignMember)
+        .from_select(
+            ["id", "tenant_id", "campaign_id", "patient_id", "state"],
+            select(
+                func.gen_random_uuid(),
+                literal(campaign.tenant_id),
+                literal(campaign.id),
+                patients.c.id,
+                literal(MemberState.PENDING.value),
+            ),
+        )
+        .on_conflict_do_nothing(index_elements=["campaign_id", "patient_id"])
+    )
+    campaign.member_count = int(result.rowcount)  # type: ignore[attr-defined]
+    campaign.frozen_at = now
+    campaign.status = CampaignStatus.RUNNING.value
+
+
+async def _pending(session: AsyncSession, campaign: Campaign) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).where(
+                CampaignMember.campaign_id == campaign.id, CampaignMember.state == MemberState.PENDING
+            )
+        )
+        or 0
+    )
+
+
+async def _skip_reasons(
+    session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, SkipReason]:
+    """Why each of `patient_ids` is not to be enrolled now (absent: enrol): merged into another record,
+    no longer active, or already on the journey (a running instance that is not this campaign's)."""
+    if not patient_ids:
+        return {}
+    reasons: dict[uuid.UUID, SkipReason] = {}
+    for patient_id, status, merged_into in await session.execute(
+        select(Patient.id, Patient.status, Patient.merged_into_id).where(Patient.id.in_(patient_ids))
+    ):
+        if merged_into is not None:
+            reasons[patient_id] = SkipReason.MERGED
+        elif status != PatientStatus.ACTIVE:
+            reasons[patient_id] = SkipReason.INACTIVE
+    ours = [enrollment_key(campaign.id, p) for p in patient_ids]
+    for patient_id in await session.scalars(
+        select(JourneyInstance.patient_id).where(
+            JourneyInstance.journey_id == campaign.journey_id,
+            JourneyInstance.patient_id.in_(patient_ids),
+            JourneyInstance.status == JourneyInstanceStatus.ACTIVE,
+            func.coalesce(JourneyInstance.idempotency_key, "").not_in(ours),
+        )
+    ):
+        reasons.setdefault(patient_id, SkipReason.ALREADY_ON_JOURNEY)
+    return reasons
+
+
+async def _until_window(session: AsyncSession, campaign: Campaign, now: datetime) -> float:
+    """Seconds until the campaign's daily window opens in the tenant's time zone (0: open now, or none)."""
+    start, end = campaign.send_window_start, campaign.send_window_end
+    if start is None or end is None:
+        return 0.0
+    local = now.astimezone(ZoneInfo(await tenant_timezone(session, campaign.tenant_id)))
+    if start <= local.time() < end:
+        return 0.0
+    opens = local.replace(hour=start.hour, minute=start.minute, second=0, microsecond=0)
+    if local.time() >= end:
+        opens += timedelta(days=1)
+    # Wall-clock arithmetic, then back to an instant: right across a DST change too.
+    opens = opens.replace(tzinfo=None).replace(tzinfo=local.tzinfo)
+    return max((opens.astimezone(UTC) - now).total_seconds(), 1.0)
