@@ -12,7 +12,13 @@ from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.campaigns import service
 from domain.campaigns.plan import CampaignStatus
-from domain.campaigns.schemas import CampaignCreate, CampaignListResponse, CampaignResponse
+from domain.campaigns.results import campaign_results
+from domain.campaigns.schemas import (
+    CampaignCreate,
+    CampaignListResponse,
+    CampaignResponse,
+    CampaignResults,
+)
 from domain.campaigns.service import CampaignRepository
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], responses=AUTHENTICATED)
@@ -121,3 +127,21 @@ async def cancel_campaign(campaign_id: uuid.UUID, session: SessionDep) -> Campai
     """Stop the campaign for good: members not yet enrolled never are; those enrolled stay on the journey."""
     campaign = await service.cancel_campaign(session, campaign_id)
     return (await service.views(session, [campaign]))[0]
+
+
+@router.get(
+    "/{campaign_id:record_id}/results",
+    response_model=CampaignResults,
+    dependencies=[CanRead],
+    responses=errors(not_found=NO_CAMPAIGN),
+)
+async def get_campaign_results(
+    campaign_id: uuid.UUID,
+    session: SessionDep,
+    booked_within_days: Annotated[int, Query(ge=1, le=365, description="Days after a message")] = 30,
+) -> CampaignResults:
+    """What the campaign achieved, counting each enrolled patient once from their first message of the
+    journey: `messaged`, `sent`, `delivered`, `replied` and `opted_out` (after that message, on its channel),
+    and `booked` (an appointment made within `booked_within_days` of it and not cancelled), by channel and
+    language of that message, and in `total`; with the members, enrolled and skipped counts."""
+    return await campaign_results(session, campaign_id, booked_within_days=booked_within_days)

@@ -81,3 +81,29 @@ class CampaignResponse(ResponseModel):
 
 class CampaignListResponse(Page[CampaignResponse]):
     """A page of campaigns."""
+
+
+class ResultRow(ResponseModel):
+    """Enrolled members counted by what happened after their first message of the campaign's journey."""
+
+    channel: str
+    language: str
+    messaged: int = Field(description="Enrolled members the journey has sent (or queued) a message to")
+    sent: int = Field(description="... whose message went out")
+    delivered: int = Field(description="... whose message the provider reported delivered (or read)")
+    replied: int = Field(description="... who wrote back on that channel after it")
+    opted_out: int = Field(description="... who opted out of that channel after it")
+    booked: int = Field(description="... who booked an appointment within `booked_within_days` of it")
+
+
+class CampaignResults(ResponseModel):
+    """`GET /campaigns/{id}/results`: the campaign's outcome, by channel and language and in total."""
+
+    campaign_id: uuid.UUID
+    status: CampaignStatus
+    booked_within_days: int
+    members: int
+    enrolled: int
+    skipped: dict[str, int]
+    total: ResultRow
+    by_channel_and_language: list[ResultRow]
