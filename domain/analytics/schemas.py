@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.analytics.periods import TimePeriod
 
@@ -166,6 +166,18 @@ class DashboardOverviewResponse(BaseModel):
     tickets: TicketSummary
 
 
+class CampaignProgress(BaseModel):
+    """A campaign not yet over, as the real-time stream shows it."""
+
+    id: uuid.UUID
+    name: str
+    status: str
+    members: int
+    enrolled: int
+    pending: int
+    skipped: int
+
+
 class RealtimeSnapshot(BaseModel):
     """The live numbers of today (tenant's time zone), pushed on every change."""
 
@@ -178,3 +190,6 @@ class RealtimeSnapshot(BaseModel):
     messages_today: int
     open_tickets: int
     breached_open_tickets: int
+    campaigns: list[CampaignProgress] = Field(
+        default_factory=list, description="Campaigns scheduled, running or paused, newest first (at most 20)"
+    )

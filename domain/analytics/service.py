@@ -24,6 +24,7 @@ from domain.analytics.schemas import (
     AppointmentAnalyticsResponse,
     AppointmentBreakdown,
     CallQuality,
+    CampaignProgress,
     CommunicationAnalyticsResponse,
     DashboardOverviewResponse,
     DayCount,
@@ -35,11 +36,17 @@ from domain.analytics.schemas import (
     TicketSummary,
     VoiceCallAnalyticsResponse,
 )
+from domain.campaigns.models import Campaign
+from domain.campaigns.plan import CampaignStatus
+from domain.campaigns.service import CampaignRepository
 from domain.enums import AppointmentStatus, Direction, JourneyInstanceStatus, StageStatus
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
 from domain.practitioners.models import Practitioner
 from domain.tenants.models import Tenant
 from domain.tickets.models import Ticket
+
+CAMPAIGNS_IN_PROGRESS = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+LIVE_CAMPAIGNS = 20  # the live view's list stays small whatever the tenant's history
 
 DEFAULT_OVERDUE_DAYS = 7
 SHORT_CALL_SECONDS = 10  # a connected call this short was most likely dropped
@@ -374,6 +381,15 @@ async def realtime_snapshot(session: AsyncSession, tenant_id: uuid.UUID) -> Real
             ).where(T.tenant_id == tenant_id, unfinished)
         )
     ).one()
+    campaigns = list(
+        await session.scalars(
+            select(Campaign)
+            .where(Campaign.tenant_id == tenant_id, Campaign.status.in_(CAMPAIGNS_IN_PROGRESS))
+            .order_by(Campaign.created_at.desc(), Campaign.id)
+            .limit(LIVE_CAMPAIGNS)
+        )
+    )
+    counts = await CampaignRepository(session).counts([c.id for c in campaigns])
     return RealtimeSnapshot(
         tenant_id=tenant_id,
         generated_at=datetime.now(UTC),
@@ -384,4 +400,16 @@ async def realtime_snapshot(session: AsyncSession, tenant_id: uuid.UUID) -> Real
         messages_today=messages,
         open_tickets=tickets.open,
         breached_open_tickets=tickets.breached,
+        campaigns=[
+            CampaignProgress(
+                id=c.id,
+                name=c.name,
+                status=c.status,
+                members=counts[c.id].members,
+                enrolled=counts[c.id].enrolled,
+                pending=counts[c.id].pending,
+                skipped=sum(counts[c.id].skipped.values()),
+            )
+            for c in campaigns
+        ],
     )

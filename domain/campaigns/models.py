@@ -63,6 +63,7 @@ class Campaign(TenantScoped, Base):
     pace_per_minute: Mapped[int | None] = mapped_column(Integer)
     member_count: Mapped[int | None] = mapped_column(Integer)  # set when the members are frozen
     frozen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_batch_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # progress: a notify
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_reason: Mapped[str | None] = mapped_column(String(200))

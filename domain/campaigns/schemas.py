@@ -71,6 +71,7 @@ class CampaignResponse(ResponseModel):
     send_window: SendWindow | None = None
     pace_per_minute: int | None
     frozen_at: datetime | None
+    last_batch_at: datetime | None
     completed_at: datetime | None
     cancelled_at: datetime | None
     failure_reason: str | None

@@ -90,6 +90,8 @@ async def enroll_batch(
             idempotency_key=enrollment_key(campaign.id, member.patient_id),
         )
         member.state, member.journey_instance_id = MemberState.ENROLLED.value, instance.id
+    if members:
+        campaign.last_batch_at = now  # and the real-time stream hears of it (`trg_campaigns_prm_metrics`)
     await session.flush()
     return BatchResult(
         status=campaign.status, processed=len(members), remaining=await _pending(session, campaign)

@@ -4,7 +4,7 @@
 time, daily send window and pace. `campaign_members`: one row per patient frozen at the start
 (`uq_campaign_members_campaign_patient`), its state and skip reason, and the journey instance it got;
 `ix_campaign_members_pending` serves the next batch. A cohort or a journey a campaign names cannot be
-deleted (RESTRICT).
+deleted (RESTRICT). `trg_campaigns_prm_metrics` tells the real-time stream of each batch.
 
 Revision ID: 0025_campaigns
 Revises: 0024_cohorts
@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("pace_per_minute", sa.Integer(), nullable=True),
         sa.Column("member_count", sa.Integer(), nullable=True),
         sa.Column("frozen_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_batch_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failure_reason", sa.String(length=200), nullable=True),
@@ -136,9 +137,15 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("state = 'pending'"),
     )
+    # The real-time stream hears of each batch (its `last_batch_at`): the tenant id only, as for the others.
+    op.execute(
+        "CREATE TRIGGER trg_campaigns_prm_metrics AFTER INSERT OR UPDATE OR DELETE ON campaigns "
+        "FOR EACH ROW EXECUTE FUNCTION prm_notify_metrics()"
+    )
 
 
 def downgrade() -> None:
     """Drop them."""
+    op.execute("DROP TRIGGER IF EXISTS trg_campaigns_prm_metrics ON campaigns")
     op.drop_table("campaign_members")
     op.drop_table("campaigns")
