@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cli.demo_campaign import finished_recall_campaign
 from cli.demo_history import Clinic, conversations, finished_journeys, past_visits, todays_finished_visits
 from cli.demo_roster import BOOKING_CHANNELS, PRACTITIONERS, VISIT_TYPES, DemoPatient, demo_patients
 from domain.communications.service import send_message
@@ -191,6 +192,7 @@ async def seed_demo_clinic(session: AsyncSession, *, clinic_name: str, timezone:
     await finished_journeys(
         session, clinic, post_surgery, stages[post_surgery.id], patients[48:53], cancel_last=True
     )
+    await finished_recall_campaign(session, clinic, slots)
 
     await _messages_on_their_way(session, clinic, patients[53:58])
     await _open_tickets(session, clinic, operated[:3] + patients[58:62])

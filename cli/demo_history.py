@@ -135,7 +135,7 @@ async def todays_finished_visits(
     return done, to_book
 
 
-def _message(
+def message(
     clinic: Clinic,
     patient: Patient,
     *,
@@ -146,6 +146,7 @@ def _message(
     appointment: Appointment | None = None,
     template: str | None = None,
 ) -> Communication:
+    """A message of the clinic's past, as it was sent or received (never handed to a provider)."""
     outbound = direction == Direction.OUTBOUND
     patient_address = patient.email_primary if channel == Channel.EMAIL else patient.phone_primary
     clinic_address = CLINIC_EMAIL if channel == Channel.EMAIL else CLINIC_PHONE
@@ -187,7 +188,7 @@ def _exchange(
     replies: list[str],
 ) -> list[Communication]:
     """A message about `visit` and, by chance (never by email), the patient's reply some minutes later."""
-    sent = _message(
+    sent = message(
         clinic,
         patient,
         direction=Direction.OUTBOUND,
@@ -200,7 +201,7 @@ def _exchange(
     if channel == Channel.EMAIL or clinic.rng.random() >= reply_chance:
         return [sent]
     reply_at = at + timedelta(minutes=clinic.rng.randint(*reply_minutes))
-    reply = _message(
+    reply = message(
         clinic,
         patient,
         direction=Direction.INBOUND,
@@ -274,12 +275,18 @@ async def finished_journeys(
     patients: list[Patient],
     *,
     cancel_last: bool,
+    began: datetime | None = None,
 ) -> list[JourneyInstance]:
     """Instances that ran their course over the last weeks (the last one cancelled half-way, if asked),
-    written stage by stage through the journeys repository with the times they would have had."""
+    written stage by stage through the journeys repository with the times they would have had; started a
+    minute apart from `began` when given (a campaign's pace), else scattered over the last weeks."""
     repo, rng, finished = JourneyInstanceRepository(session), clinic.rng, []
     for number, patient in enumerate(patients):
-        started = clinic.now - timedelta(days=rng.randint(12, 28), hours=rng.randint(0, 8))
+        started = (
+            began + timedelta(minutes=number)
+            if began is not None
+            else clinic.now - timedelta(days=rng.randint(12, 28), hours=rng.randint(0, 8))
+        )
         instance_id = uuid.uuid4()
         instance = JourneyInstance(
             id=instance_id,

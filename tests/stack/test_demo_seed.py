@@ -78,7 +78,7 @@ async def test_demo_seed_creates_the_clinic(seeded: Seeded) -> None:
     assert counts["locations"] == 1
     assert counts["time_slots"] > 50
     assert counts["appointments"] > 100
-    assert counts["journeys"] == 2
+    assert counts["journeys"] == 3  # onboarding, post-surgery, and the recall campaign's
     assert counts["journey_instances"] >= 20
     assert counts["communications"] > 100
     assert counts["message_sentiments"] > 20
@@ -150,3 +150,17 @@ async def test_demo_highlights_point_at_a_patient_with_a_waiting_journey(
     assert tenants == 1
     assert highlights is not None
     assert highlights.instance_id is not None
+
+
+async def test_demo_has_a_finished_recall_campaign_with_results_worth_reading(
+    seeded: Seeded, demo_api: httpx.AsyncClient, token_for: Callable[..., str]
+) -> None:
+    headers = {"Authorization": f"Bearer {token_for(seeded.tenant_id, 'admin')}"}
+    (recall,) = (await demo_api.get("/campaigns", headers=headers)).json()["items"]
+    assert recall["status"] == "completed"
+    assert recall["counts"]["enrolled"] > 10 and recall["counts"]["pending"] == 0
+    results = (await demo_api.get(f"/campaigns/{recall['id']}/results", headers=headers)).json()
+    total = results["total"]
+    assert total["messaged"] == total["sent"] == results["enrolled"]
+    assert total["opted_out"] == 1
+    assert 0 < total["replied"] < total["messaged"] and 0 < total["booked"] < total["messaged"]
