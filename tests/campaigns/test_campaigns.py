@@ -7,12 +7,12 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.database import bind_tenant
 from core.workflow_commands import WorkflowCommand
 from domain.campaigns.plan import campaign_workflow_id, enrollment_key
-from domain.journeys.models import JourneyInstance
+from domain.journeys.models import Journey, JourneyInstance
 from tests.campaigns.support import (
     API,
     campaign,
@@ -189,3 +189,26 @@ async def test_a_repeated_launch_with_the_same_idempotency_key_returns_the_first
     assert first.json()["id"] == second.json()["id"]
     listed = await client.get(f"{API}/campaigns", headers=auth)
     assert [c["id"] for c in listed.json()["items"]] == [first.json()["id"]]
+
+
+async def test_a_journey_deactivated_mid_campaign_fails_it_with_the_reason_and_keeps_the_enrolled(
+    client, auth, clinic, temporal_env, temporal_worker, system_sessionmaker, tenant_id
+) -> None:
+    journey = await clinic.journey()
+    for i in range(3):
+        await clinic.patient(last_name=f"F{i}")
+    cohort = await cohort_of_everyone(client, auth)
+    launched = await launch(client, auth, cohort_id=cohort, journey_id=journey, pace_per_minute=1)
+
+    async def first_enrolled() -> bool:
+        return (await campaign(client, auth, launched["id"]))["counts"]["enrolled"] == 1
+
+    await eventually(first_enrolled, "the first member enrolled")
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        await session.execute(update(Journey).where(Journey.id == journey).values(is_active=False))
+        await session.commit()
+    assert await result_of(temporal_env, launched["id"]) == "failed"
+    failed = await campaign(client, auth, launched["id"])
+    assert failed["failure_reason"].startswith("Conflict: This journey is inactive")
+    assert (failed["counts"]["enrolled"], failed["counts"]["pending"]) == (1, 2)
