@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from core.database import violated_constraint
 from core.errors import DomainError, ServiceUnavailable, Unprocessable
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IntegrityError)
     async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+        constraint = violated_constraint(exc)
         detail = CONSTRAINT_MESSAGES.get(constraint or "", "The request conflicts with existing data.")
         if constraint not in CONSTRAINT_MESSAGES:
             log.warning("integrity error on constraint %s", constraint)

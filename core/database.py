@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.engine import Result
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -141,6 +142,7 @@ TENANT_PARAMETER = "tenant_id"
 
 
 C = TypeVar("C", bound=ClauseElement)
+R = TypeVar("R")
 
 
 def tenant_bound(statement: C) -> C:
@@ -269,6 +271,28 @@ def _refuse_dml_when_read_only(state: ORMExecuteState) -> None:
 
 
 AfterCommit = Callable[[], Awaitable[None]]
+
+
+def violated_constraint(exc: IntegrityError) -> str | None:
+    """The name of the constraint a failed statement violated (None when the driver did not say)."""
+    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+
+
+async def insert_once(
+    session: AsyncSession, row: R, *, constraint: str, existing: Callable[[], Awaitable[R | None]]
+) -> tuple[R, bool]:
+    """Insert `row` in a savepoint: (row, True); or, when `constraint` (its idempotency key's unique index)
+    refused it because a concurrent request inserted first, (that request's row, False). The database
+    decides between two concurrent inserts; the session stays usable either way."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        if violated_constraint(exc) == constraint and (found := await existing()) is not None:
+            return found, False
+        raise
+    return row, True
 
 
 async def advisory_xact_lock(session: AsyncSession, key: str) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import insert_once
 from core.errors import Conflict, Unprocessable
 from core.gateway import SA_JOURNEY, StartPolicy, WorkflowStart, ids_of
 from core.repository import Repository
@@ -103,19 +104,15 @@ async def create_campaign(
         created_by=created_by,
         idempotency_key=idempotency_key,
     )
-    try:
-        async with session.begin_nested():
-            session.add(campaign)
-            await session.flush()
-    except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if idempotency_key and constraint == "uq_campaigns_tenant_idempotency_key":
-            existing = await repo.by_idempotency_key(idempotency_key)
-            if existing is not None:
-                return existing, False
-        raise
-    record_start(session, workflow_start(campaign))
-    return campaign, True
+    campaign, created = await insert_once(
+        session,
+        campaign,
+        constraint="uq_campaigns_tenant_idempotency_key",
+        existing=partial(repo.by_idempotency_key, idempotency_key or ""),  # the index holds only keys given
+    )
+    if created:
+        record_start(session, workflow_start(campaign))
+    return campaign, created
 
 
 def workflow_start(campaign: Campaign) -> WorkflowStart:

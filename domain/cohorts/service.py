@@ -9,7 +9,7 @@ from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import TenantScoped
+from core.database import TenantScoped, violated_constraint
 from core.errors import Conflict, Unprocessable
 from domain.cohorts.criteria import members_query
 from domain.cohorts.models import Cohort
@@ -118,6 +118,6 @@ async def _save(repo: CohortRepository, cohort: Cohort) -> Cohort:
     try:
         return await repo.save(cohort)
     except IntegrityError as exc:
-        if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != NAME_CONSTRAINT:
+        if violated_constraint(exc) != NAME_CONSTRAINT:
             raise
         raise Conflict(DUPLICATE_NAME) from exc

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
-from core.database import after_commit
+from core.database import after_commit, insert_once
 from core.errors import Conflict, NotFound, Unprocessable
 from core.gateway import SA_INSTANCE_STATUS, SA_JOURNEY, StartPolicy, WorkflowStart, ids_of
 from core.workflow_commands import record_cancel, record_signal, record_start
@@ -129,17 +129,14 @@ async def create_instance(
         workflow_id=journey_workflow_id(instance_id),
         started_at=now,
     )
-    try:
-        async with session.begin_nested():
-            session.add(instance)
-            await session.flush()
-    except IntegrityError as exc:
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
-        if idempotency_key and constraint == "uq_journey_instances_tenant_idempotency_key":
-            existing = await repo.by_idempotency_key(idempotency_key)
-            if existing is not None:
-                return existing, False
-        raise
+    instance, created = await insert_once(
+        session,
+        instance,
+        constraint="uq_journey_instances_tenant_idempotency_key",
+        existing=partial(repo.by_idempotency_key, idempotency_key or ""),  # the index holds only keys given
+    )
+    if not created:
+        return instance, False
     for stage in stages:
         session.add(
             JourneyInstanceStage(

@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy.exc import IntegrityError
 
+from core.database import violated_constraint
 from core.errors import Conflict
 from domain.practitioners.models import Practitioner
 from domain.practitioners.repository import PractitionerRepository
@@ -14,10 +15,6 @@ from domain.schemas import changes
 
 # appointments.practitioner_id is ON DELETE RESTRICT: an appointment keeps its practitioner for good.
 HISTORY_CONSTRAINT = "fk_appointments_practitioner_id_practitioners"
-
-
-def _constraint(exc: IntegrityError) -> str | None:
-    return getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
 
 
 async def create_practitioner(repo: PractitionerRepository, data: PractitionerCreate) -> Practitioner:
@@ -45,7 +42,7 @@ async def delete_practitioner(repo: PractitionerRepository, practitioner_id: uui
         async with repo.session.begin_nested():  # the database refuses while an appointment names them
             await repo.delete(practitioner)
     except IntegrityError as exc:
-        if _constraint(exc) != HISTORY_CONSTRAINT:
+        if violated_constraint(exc) != HISTORY_CONSTRAINT:
             raise
         raise Conflict(
             "This practitioner has appointments; set is_active=false instead of deleting."

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
-from core.database import advisory_xact_lock, after_commit
+from core.database import advisory_xact_lock, after_commit, violated_constraint
 from core.errors import Conflict, NotFound, Unprocessable
 from core.events import EventType
 from domain.enums import AppointmentStatus, PatientStatus, SlotStatus
@@ -90,7 +90,7 @@ async def _no_overlap(
             yield
             await session.flush()
     except IntegrityError as exc:
-        if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != OVERLAP_CONSTRAINT:
+        if violated_constraint(exc) != OVERLAP_CONSTRAINT:
             raise
         clashes = await AppointmentRepository(session).overlapping(
             practitioner_id=practitioner_id, start_time=start_time, end_time=end_time, exclude_id=exclude_id

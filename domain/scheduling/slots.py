@@ -10,6 +10,7 @@ from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import violated_constraint
 from core.errors import Conflict
 from domain.enums import SlotStatus
 from domain.practitioners.repository import PractitionerRepository
@@ -82,7 +83,7 @@ async def create_slot(repo: TimeSlotRepository, data: TimeSlotCreate) -> TimeSlo
             repo.session.add(slot)
             await repo.session.flush()
     except IntegrityError as exc:
-        if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != SLOT_OVERLAP_CONSTRAINT:
+        if violated_constraint(exc) != SLOT_OVERLAP_CONSTRAINT:
             raise
         raise await _overlapping_slot(repo, slot) from exc
     await repo.session.refresh(slot)

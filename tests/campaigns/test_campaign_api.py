@@ -3,12 +3,15 @@ a cohort a campaign names cannot be deleted."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from core.database import bind_tenant
+from core.workflow_commands import WorkflowCommand
+from domain.campaigns.plan import campaign_workflow_id
 from domain.journeys.models import Journey
 from tests.campaigns.support import API, cohort_of_everyone, launch
 
@@ -89,3 +92,22 @@ async def test_the_list_filters_by_status(client, auth, clinic) -> None:
     assert [c["id"] for c in paused.json()["items"]] == [second["id"]]
     assert [c["id"] for c in scheduled.json()["items"]] == [first["id"]]
     assert (await client.get(f"{API}/campaigns", params={"status": "nope"}, headers=auth)).status_code == 422
+
+
+async def test_a_double_click_launches_one_campaign_with_one_workflow_start(
+    client, auth, clinic, system_sessionmaker, tenant_id
+) -> None:
+    body = {"name": "Twice", "cohort_id": await cohort_of_everyone(client, auth)}
+    body["journey_id"] = str(await clinic.journey())
+    headers = {**auth, "Idempotency-Key": f"click-{uuid.uuid4()}"}
+    answers = await asyncio.gather(
+        *(client.post(f"{API}/campaigns", json=body, headers=headers) for _ in range(5))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 201]
+    (campaign_id,) = {a.json()["id"] for a in answers}
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        starts = await session.scalar(
+            select(func.count()).where(WorkflowCommand.workflow_id == campaign_workflow_id(campaign_id))
+        )
+    assert starts == 1
