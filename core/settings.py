@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".prm")
 
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    # The password `prm db app-role` (and `prm run`) gives the app's role `prm_app`; none for trust auth.
+    app_db_password: str | None = None
     db_pool_size: int = 10
     db_max_overflow: int = 10
     # How long a request waits for the database before it answers 503: to open a connection (libpq's
