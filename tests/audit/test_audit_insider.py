@@ -18,16 +18,19 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from activities import ActivityDeps
 from core.audit import GENESIS_HASH, AuditRecord, HashVersion, canonical_content, chain_hash
 from core.audit_key import AuditKey
 from core.database import make_engine, make_sessionmaker
 from core.embedded_db import to_libpq_url
-from core.periodic import PeriodicJob, PeriodicRunner
+from core.periodic import PeriodicRunner
 from core.settings import Settings
-from domain.audit.anchor import Anchor, AnchorJob, ForgedAnchor, append_anchors, read_anchors
+from domain.audit.anchor import Anchor, ForgedAnchor, append_anchors, read_anchors
 from tests.audit.conftest import API, Trail
+from tests.outbox import unreachable_gateway
 from tests.patients.support import patient_body
 from tests.stack.cli_support import AUDIT_HMAC_KEY, prm
+from worker import periodic_jobs
 
 Hasher = Callable[[bytes, str], str]
 THE_KEY = AuditKey(AUDIT_HMAC_KEY.encode())
@@ -101,10 +104,15 @@ Anchoring = Callable[[], Awaitable[None]]
 
 
 @pytest.fixture
-def anchor_now(engine: AsyncEngine, anchor_file: Path) -> Anchoring:
-    """One more round of the worker's anchor job (one job for the test, as in one worker), under the
-    periodic runner as the worker runs it."""
-    job = PeriodicJob("audit-anchors", 300.0, AnchorJob(make_sessionmaker(engine), THE_KEY, anchor_file))
+def anchor_now(engine: AsyncEngine, settings: Settings, anchor_file: Path) -> Anchoring:
+    """One more round of the worker's own anchor job (one job for the test, as in one worker process),
+    under the periodic runner as the worker runs it."""
+    deps = ActivityDeps(
+        settings=settings.model_copy(update={"audit_anchor_file": anchor_file}),
+        sessionmaker=make_sessionmaker(engine),
+    )
+    (job,) = [j for j in periodic_jobs(deps, unreachable_gateway()) if j.name == "audit-anchors"]
+    assert job.interval == settings.audit_anchor_interval_seconds
     runner = PeriodicRunner(engine, [job])
 
     async def round_() -> None:
