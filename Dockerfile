@@ -23,7 +23,8 @@ COPY cli ./cli
 COPY migrations ./migrations
 COPY worker.py ./
 RUN pip install . \
-    && useradd --create-home --uid 10001 --user-group prm
+    && useradd --create-home --uid 10001 --user-group prm \
+    && mkdir -p /var/lib/prm/anchors && chown prm:prm /var/lib/prm/anchors
 
 USER prm
 EXPOSE 8000

@@ -21,6 +21,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
+from core.audit_key import audit_key
 from core.database import make_engine, make_sessionmaker, mark_system, resolve_database_url
 from core.events import PRUNE_BATCH as PRUNE_EVENTS_BATCH
 from core.events import prune_dispatched
@@ -35,6 +36,7 @@ from core.temporal import connect_temporal, temporal_target, worker_gateway
 from core.tracing import configure_tracing
 from core.workflow_commands import PRUNE_BATCH as PRUNE_COMMANDS_BATCH
 from core.workflow_commands import CommandRelay, prune_delivered
+from domain.audit.anchor import AnchorJob
 from domain.hl7.retention import purge_expired
 from domain.journeys.trigger_dispatch import TriggerDispatcher
 from workflows.registry import ALL_WORKFLOWS
@@ -181,9 +183,11 @@ async def run_worker(
 
 
 def periodic_jobs(deps: ActivityDeps, gateway: WorkflowGateway) -> list[PeriodicJob]:
-    """The worker's periodic work (`core.periodic`): the command relay, the trigger dispatcher, retention."""
+    """The worker's periodic work (`core.periodic`): the command relay, the trigger dispatcher, retention,
+    and the audit anchors (each tenant's signed chain head, written outside the database)."""
     settings = deps.settings
     dispatcher = TriggerDispatcher(deps.sessionmaker, gateway, batch=settings.trigger_dispatch_batch)
+    anchors = AnchorJob(deps.sessionmaker, audit_key(settings), settings.audit_anchor_path)
     return [
         PeriodicJob(
             "workflow-commands",
@@ -192,6 +196,7 @@ def periodic_jobs(deps: ActivityDeps, gateway: WorkflowGateway) -> list[Periodic
         ),
         PeriodicJob("journey-triggers", settings.trigger_dispatch_interval_seconds, dispatcher),
         PeriodicJob("retention", RETENTION_EVERY_SECONDS, lambda: retention(deps)),
+        PeriodicJob("audit-anchors", settings.audit_anchor_interval_seconds, anchors),
     ]
 
 

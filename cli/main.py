@@ -31,7 +31,7 @@ from cli.integration import integration_app
 from core.auth import Role, issue_dev_token
 from core.languages import ENGLISH
 from core.languages import normalise as normalise_language
-from core.migrate import upgrade_to_head
+from core.migrate import APP_ROLE, enable_app_role, upgrade_to_head
 from core.settings import Settings
 from domain.tenants.schemas import TenantCreate, TenantSettings, validate_timezone
 
@@ -198,6 +198,21 @@ def db_upgrade() -> None:
     except Exception as exc:
         fail(f"migrating the {describe_database(url)} failed: {exc}")
     typer.echo(f"The {describe_database(url)} is at the newest schema.", err=True)
+
+
+@db_app.command("app-role")
+def db_app_role() -> None:
+    """Let the role the API and the worker connect as (`prm_app`: made by the migrations, it owns nothing and
+    may only read and append the audit trail) log in, with PRM_APP_DB_PASSWORD when set. Run it as the
+    owner, after `prm db upgrade`; then point the API's and the worker's DATABASE_URL at user prm_app."""
+    settings = load_settings()
+    configure_cli_logging(settings, quiet=False)
+    url = database_url_or_fail(settings)
+    try:
+        enable_app_role(url, settings.app_db_password)
+    except Exception as exc:
+        fail(f"letting {APP_ROLE} log in to the {describe_database(url)} failed: {exc}")
+    typer.echo(f"{APP_ROLE} may log in to the {describe_database(url)}.", err=True)
 
 
 async def temporal_if_reachable(settings: Settings) -> WorkflowGateway | None:

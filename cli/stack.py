@@ -5,7 +5,9 @@ migrations, the Temporal dev server with its UI (unless TEMPORAL_ADDRESS is set)
 (only into an empty database; Temporal comes first so the seed's workflow commands are delivered right after
 its commit rather than by the worker's relay), the worker, the API. Stopping runs the other way
 round. Children get the resolved DATABASE_URL and TEMPORAL_ADDRESS, so only this process holds the embedded
-server open.
+server open. Their DATABASE_URL names the app's role `prm_app` (migration 0024: it owns nothing and may only
+read and append the audit trail), with PRM_APP_DB_PASSWORD when set; the migrations and the seed run here,
+as the owner. They also get the audit chain's key (PRM_AUDIT_HMAC_KEY, or the data dir's generated one).
 
 While it runs, a worker or API that dies is started again (`cli.supervisor`); the infrastructure they
 depend on, the embedded PostgreSQL and the Temporal dev server, is not: if either dies, everything stops
@@ -44,6 +46,7 @@ from cli.processes import (
 )
 from cli.seed import DEMO_TENANT_NAME, default_tenant, seed_and_commit
 from cli.supervisor import Keeper, describe_exit, supervise
+from core.audit_key import audit_key
 from core.auth import Role, issue_dev_token
 from core.codec import key_file_setting
 from core.database import make_engine, make_sessionmaker, mark_system
@@ -54,7 +57,7 @@ from core.embedded_db import (
     to_sqlalchemy_url,
 )
 from core.gateway import SEARCH_ATTRIBUTE_NAMES, WorkflowGateway
-from core.migrate import upgrade_to_head
+from core.migrate import APP_ROLE, enable_app_role, upgrade_to_head
 from core.settings import Settings
 from core.temporal import dev_server_binary, temporal_target
 
@@ -88,6 +91,8 @@ def run_stack(settings: Settings) -> int:
     if not settings.payload_encryption_keys:  # Temporal stores ciphertext here too: a key of the data dir's
         keys = key_file_setting(data_dir / "payload-keys")
         settings = settings.model_copy(update={"payload_encryption_keys": keys})
+    if not settings.audit_hmac_key:  # the audit chain's key: the data dir's, handed to the children
+        settings = settings.model_copy(update={"audit_hmac_key": audit_key(settings).secret.decode()})
     lock = DataDirLock(data_dir)
     try:
         lock.acquire()
@@ -110,7 +115,8 @@ class Stack:
         self.stop_requested = asyncio.Event()
         self.embedded_pgdata: Path | None = None
         self.postmaster: psutil.Process | None = None  # the embedded server's, watched while running
-        self.database_url = ""
+        self.database_url = ""  # the owner's: migrations and the seed
+        self.app_database_url = ""  # prm_app's: the worker and the API, which own nothing
         self.temporal_address = temporal_target(settings)
         self.api: Child | None = None
         self.worker: Child | None = None
@@ -158,6 +164,12 @@ class Stack:
             await asyncio.to_thread(upgrade_to_head, self.database_url)
         except Exception as exc:
             raise StackError(f"applying the migrations failed: {exc}") from exc
+        try:
+            self.app_database_url = await asyncio.to_thread(
+                enable_app_role, self.database_url, self.settings.app_db_password
+            )
+        except Exception as exc:
+            raise StackError(f"letting the app's role {APP_ROLE} log in failed: {exc}") from exc
         self._check_interrupt()
         self.temporal_gateway = await self._start_temporal()
         ready = await self._seed(database, self.temporal_gateway)
@@ -320,7 +332,7 @@ class Stack:
         s = self.settings
         env = dict(os.environ)
         env.update(
-            DATABASE_URL=self.database_url,
+            DATABASE_URL=self.app_database_url,
             TEMPORAL_ADDRESS=self.temporal_address,
             PRM_DATA_DIR=str(self.data_dir),
             PRM_API_HOST=s.api_host,
@@ -328,6 +340,7 @@ class Stack:
             PRM_TEMPORAL_PORT=str(s.temporal_port),
             PRM_TEMPORAL_UI_PORT=str(s.temporal_ui_port),
             PRM_PAYLOAD_ENCRYPTION_KEYS=s.payload_encryption_keys or "",
+            PRM_AUDIT_HMAC_KEY=s.audit_hmac_key or "",
             PYTHONUNBUFFERED="1",
         )
         if "PRM_CORS_ORIGINS" not in os.environ:  # the UI this stack starts, on its port

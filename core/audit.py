@@ -2,9 +2,17 @@
 how it ended, in records nobody can change unnoticed.
 
 Records are append-only: the database refuses UPDATE, DELETE and TRUNCATE on `audit_records` (a trigger,
-migration 0011), and each tenant's records form a hash chain: record n stores the hash of record n-1 and
-its own hash over its canonical content and that previous hash, so a record altered (with the trigger
-disabled by someone who owns the table) or removed from the middle no longer verifies (`prm audit verify`).
+migration 0011; the API and the worker connect as `prm_app`, which may only SELECT and INSERT there and
+owns nothing, so it cannot switch the trigger off), and each tenant's records form a hash chain: record n
+stores the hash of record n-1 and its own hash over its canonical content and that previous hash, so a
+record altered (with the trigger disabled by someone who owns the table) or removed from the middle no
+longer verifies (`prm audit verify`).
+
+The hash is keyed (`HashVersion.HMAC_SHA256`, under `core.audit_key`, a secret the database never holds):
+an insider with the owner's role can rewrite the rows, but not recompute hashes that verify. Records
+written before the key (`HashVersion.SHA256`) keep their plain SHA-256 and still verify; the first keyed
+record after them pins them, since its HMAC covers their head's hash. The worker anchors each tenant's head
+outside the database (`domain.audit.anchor`), which catches a rewrite even by someone who took the key.
 
 Appending takes a per-tenant advisory lock held to the end of the transaction, then reads the chain's head
 in a new statement (under READ COMMITTED each statement sees what committed before it began, so the head is
@@ -26,12 +34,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Identity,
     Index,
@@ -45,11 +54,23 @@ from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.audit_key import AuditKey, audit_key_of
 from core.database import Base
 
 log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64  # the `prev_hash` of a tenant's first record
+
+
+class HashVersion(IntEnum):
+    """How a record's hash is computed: plain SHA-256 (records written before the chain was keyed), or
+    HMAC-SHA256 under the audit key (every record written since)."""
+
+    SHA256 = 1
+    HMAC_SHA256 = 2
+
+
+CURRENT_HASH_VERSION = HashVersion.HMAC_SHA256
 
 
 class AuditOutcome(StrEnum):
@@ -80,6 +101,7 @@ class AuditRecord(Base):
         Index("uq_audit_records_tenant_id_seq", "tenant_id", "seq", unique=True),
         Index("ix_audit_records_tenant_patient", "tenant_id", "patient_id", "seq"),
         Index("ix_audit_records_tenant_occurred_at", "tenant_id", "occurred_at"),
+        CheckConstraint("hash_version IN (1, 2)", name="hash_version"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -100,6 +122,8 @@ class AuditRecord(Base):
     client_address: Mapped[str | None] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # `HashVersion`: how `hash` was computed (migration 0024; the records before it are SHA-256).
+    hash_version: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="1")
 
 
 @dataclass(frozen=True)
@@ -175,9 +199,15 @@ def canonical_content(row: Any) -> bytes:
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def chain_hash(content: bytes, prev_hash: str) -> str:
-    """A record's hash: SHA-256 over the previous record's hash and the record's canonical content."""
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + content).hexdigest()
+def chain_hash(content: bytes, prev_hash: str, *, version: int, key: AuditKey | None) -> str:
+    """A record's hash over the previous record's hash and the record's canonical content: HMAC-SHA256
+    under `key` (`HashVersion.HMAC_SHA256`), or the plain SHA-256 of records written before the key."""
+    message = prev_hash.encode("ascii") + b"\n" + content
+    if version == HashVersion.SHA256:
+        return hashlib.sha256(message).hexdigest()
+    if version == HashVersion.HMAC_SHA256 and key is not None:
+        return key.mac(message)
+    raise ValueError(f"cannot compute a hash of version {version} without the audit key")
 
 
 CHAIN_HEAD = text("SELECT seq, hash FROM prm_audit_chain_head(:tenant_id)").columns(
@@ -188,7 +218,9 @@ CHAIN_HEAD = text("SELECT seq, hash FROM prm_audit_chain_head(:tenant_id)").colu
 async def append(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
     """Chain `events` onto their tenants' trails in `session`'s transaction (committed with it).
 
-    Tenants are locked in a fixed order, so two batches spanning the same tenants cannot deadlock."""
+    Tenants are locked in a fixed order, so two batches spanning the same tenants cannot deadlock. Records
+    are signed with the key of the session's engine (`core.audit_key`)."""
+    key = audit_key_of(session.get_bind().get_execution_options())
     by_tenant: dict[uuid.UUID, list[AuditEvent]] = {}
     for event in events:
         by_tenant.setdefault(event.tenant_id, []).append(event)
@@ -214,8 +246,11 @@ async def append(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
                 "request_id": event.request_id,
                 "client_address": event.client_address,
                 "prev_hash": prev_hash,
+                "hash_version": CURRENT_HASH_VERSION.value,
             }
-            row["hash"] = prev_hash = chain_hash(canonical_content(row), prev_hash)
+            row["hash"] = prev_hash = chain_hash(
+                canonical_content(row), prev_hash, version=CURRENT_HASH_VERSION, key=key
+            )
             rows.append(row)
         await session.execute(insert(AuditRecord), rows)
 

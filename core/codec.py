@@ -27,6 +27,8 @@ from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from core.keyfile import key_file
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
@@ -64,12 +66,7 @@ def parse_keys(value: str) -> tuple[str, dict[str, bytes]]:
 
 def key_file_setting(path: Path) -> str:
     """The keys kept in `path` (owner-only), made on first use: how `prm run` encrypts without setup."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(new_key_setting() + "\n")
-    value = path.read_text().strip()
+    value = key_file(path, new_key_setting)
     parse_keys(value)
     return value
 

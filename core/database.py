@@ -34,6 +34,7 @@ from sqlalchemy.orm import (
     with_loader_criteria,
 )
 
+from core.audit_key import ENGINE_OPTION, audit_key
 from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
 from core.settings import Settings
 
@@ -217,9 +218,13 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
     is a 503, and that failure retires every pooled connection (`api.errors`: they all died with it), so
     the next requests connect afresh and the service recovers by itself when the database returns
     (tests/test_unavailability.py).
+
+    The engine carries the audit trail's key (`core.audit_key`): every session on it signs the records it
+    appends with that key.
     """
     return create_async_engine(
         url,
+        execution_options={ENGINE_OPTION: audit_key(settings)},
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,

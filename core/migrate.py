@@ -10,11 +10,15 @@ from pathlib import Path
 import psycopg
 from alembic import command
 from alembic.config import Config
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from core.embedded_db import to_libpq_url
 
 ROOT = Path(__file__).resolve().parent.parent
+# The role the API and the worker connect as: made by migration 0024, it owns nothing and may only SELECT and
+# INSERT the audit trail; migrations keep running as the owner.
+APP_ROLE = "prm_app"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -49,3 +53,14 @@ def scratch_database(
         if not keep:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def enable_app_role(owner_url: str, password: str | None = None) -> str:
+    """Let `prm_app` log in (with `password` when given; trust or peer auth needs none), as the owner at
+    `owner_url` after the migrations; the URL the API and the worker connect with: the owner's, as prm_app."""
+    login = sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(APP_ROLE))
+    if password:
+        login = sql.SQL("{} PASSWORD {}").format(login, sql.Literal(password))
+    with psycopg.connect(to_libpq_url(owner_url), autocommit=True) as conn:
+        conn.execute(login)
+    return make_url(owner_url).set(username=APP_ROLE, password=password).render_as_string(hide_password=False)

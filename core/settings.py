@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".prm")
 
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    # The password `prm db app-role` (and `prm run`) gives the app's role `prm_app`; none for trust auth.
+    app_db_password: str | None = None
     db_pool_size: int = 10
     db_max_overflow: int = 10
     # How long a request waits for the database before it answers 503: to open a connection (libpq's
@@ -77,6 +79,13 @@ class Settings(BaseSettings):
     hl7_retention_days: int = Field(default=90, ge=1, le=3650)
     # How often the API appends the audit records of reads it has queued (writes' go with the write).
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # The HMAC key of the audit chain and its anchors (`core.audit_key`): a secret the database never holds,
+    # at least 32 bytes, required in production; elsewhere an unset key is one generated in the data dir.
+    audit_hmac_key: str | None = None
+    # Where the worker appends each tenant's signed chain head (`domain.audit.anchor`), every
+    # `audit_anchor_interval_seconds`; default `<PRM_DATA_DIR>/audit-anchors.jsonl`. Ship it off the box.
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
     # How long the API waits for Temporal (connecting, and retrying a call it cannot deliver) before it
     # answers 503. The worker keeps the SDK's own, longer retries.
     temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
@@ -187,6 +196,11 @@ class Settings(BaseSettings):
                     "PRM_PAYLOAD_ENCRYPTION_KEYS must be set when PRM_ENV=production (Temporal would store "
                     "payloads in clear); e.g. k1:$(openssl rand -base64 32)"
                 )
+            if not self.audit_hmac_key:
+                raise ValueError(
+                    "PRM_AUDIT_HMAC_KEY must be set when PRM_ENV=production (the audit chain is keyed with a "
+                    "secret the database never holds); e.g. $(openssl rand -hex 32)"
+                )
         if self.jwt_algorithm.startswith(("RS", "ES")) and not (self.jwt_public_key or self.jwt_jwks_url):
             raise ValueError(f"{self.jwt_algorithm} needs PRM_JWT_PUBLIC_KEY or PRM_JWT_JWKS_URL")
         if self.jwt_secret == DEV_JWT_SECRET and self.api_host not in LOOPBACK_HOSTS:
@@ -196,6 +210,8 @@ class Settings(BaseSettings):
             )
         if self.jwt_algorithm.startswith("HS") and len(self.jwt_secret.encode()) < 32:
             raise ValueError("PRM_JWT_SECRET must be at least 32 bytes for HMAC signing")
+        if self.audit_hmac_key is not None and len(self.audit_hmac_key.encode()) < 32:
+            raise ValueError("PRM_AUDIT_HMAC_KEY must be at least 32 bytes")
         if self.integration_token_secret is not None and len(self.integration_token_secret.encode()) < 32:
             raise ValueError("PRM_INTEGRATION_TOKEN_SECRET must be at least 32 bytes for HMAC signing")
         if self.dev_token_ttl_minutes * 60 > self.jwt_max_lifetime_seconds:
@@ -224,6 +240,12 @@ class Settings(BaseSettings):
         if self.env == "production" and self.uses_development_secret:
             return None
         return self.jwt_secret
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        """The file the audit anchors are appended to (PRM_AUDIT_ANCHOR_FILE, or one in the data dir)."""
+        path = self.audit_anchor_file or self.data_dir / "audit-anchors.jsonl"
+        return path.expanduser().resolve()
 
     @property
     def embedded_pgdata(self) -> Path:

@@ -35,6 +35,7 @@ from tests.communications.provider_support import (
     make_sendgrid_keys,
     serve_fake_providers,
 )
+from tests.stack.cli_support import AUDIT_ANCHOR_FILE, AUDIT_HMAC_KEY
 from tests.temporal_envs import start_dev_server, start_time_skipping
 from tests.tenants import TenantFactory
 from workflows.registry import ALL_WORKFLOWS
@@ -61,7 +62,12 @@ def settings(database_url: str) -> Settings:
     # Rate limits are off here (a suite makes many quick requests as one user); tests/test_rate_limits.py
     # turns them on.
     return Settings(
-        env="test", database_url=database_url, temporal_address="127.0.0.1:1", rate_limits_enabled=False
+        env="test",
+        database_url=database_url,
+        temporal_address="127.0.0.1:1",
+        rate_limits_enabled=False,
+        audit_hmac_key=AUDIT_HMAC_KEY,
+        audit_anchor_file=AUDIT_ANCHOR_FILE,
     )
 
 

@@ -260,7 +260,22 @@ def test_production_refuses_disabled_auth() -> None:
 def test_production_refuses_to_store_temporal_payloads_in_clear() -> None:
     with pytest.raises(ValueError, match="PRM_PAYLOAD_ENCRYPTION_KEYS"):
         Settings(env="production", jwt_secret="s" * 40)
-    Settings(env="production", jwt_secret="s" * 40, payload_encryption_keys=new_key_setting())
+    Settings(
+        env="production",
+        jwt_secret="s" * 40,
+        payload_encryption_keys=new_key_setting(),
+        audit_hmac_key="k" * 32,
+    )
+
+
+def test_production_refuses_an_audit_chain_without_its_key() -> None:
+    with pytest.raises(ValueError, match="PRM_AUDIT_HMAC_KEY must be set"):
+        Settings(env="production", jwt_secret="s" * 40, payload_encryption_keys=new_key_setting())
+
+
+def test_a_short_audit_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="PRM_AUDIT_HMAC_KEY must be at least 32 bytes"):
+        Settings(audit_hmac_key="short")
 
 
 async def test_disabled_auth_acts_as_admin_of_the_named_tenant(

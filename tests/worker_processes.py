@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.testing import WorkflowEnvironment
 
 from core.database import mark_system
+from tests.stack.cli_support import AUDIT_ANCHOR_FILE, AUDIT_HMAC_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,8 @@ async def start_worker(env: WorkflowEnvironment, database_url: str, task_queue: 
             "PRM_TEMPORAL_NAMESPACE": env.client.namespace,
             "PRM_TEMPORAL_TASK_QUEUE": task_queue,
             "PRM_LOG_LEVEL": "WARNING",
+            "PRM_AUDIT_HMAC_KEY": AUDIT_HMAC_KEY,
+            "PRM_AUDIT_ANCHOR_FILE": str(AUDIT_ANCHOR_FILE),
             **environ,
         },
         stdout=asyncio.subprocess.DEVNULL,

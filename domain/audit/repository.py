@@ -4,10 +4,11 @@ tenant filter is this repository's base statement: every query it builds sees on
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import AuditOutcome, AuditRecord
@@ -65,3 +66,31 @@ async def tenants_with_records(session: AsyncSession) -> list[uuid.UUID]:
     """Every tenant that has an audit trail."""
     stmt = select(AuditRecord.tenant_id).distinct().order_by(AuditRecord.tenant_id)
     return list(await session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The last record of a tenant's trail."""
+
+    tenant_id: uuid.UUID
+    seq: int
+    hash: str
+
+
+# One index probe per tenant (uq_audit_records_tenant_id_seq, backwards), not a scan of the whole trail.
+# Tenants that were deleted keep their trail but add nothing to it: their last anchor stays their head.
+CHAIN_HEADS = text(
+    """
+    SELECT t.id AS tenant_id, h.seq, h.hash FROM tenants t
+    CROSS JOIN LATERAL (
+        SELECT a.seq, a.hash FROM audit_records a WHERE a.tenant_id = t.id ORDER BY a.seq DESC LIMIT 1
+    ) h
+    ORDER BY t.id
+    """
+)
+
+
+async def chain_heads(session: AsyncSession) -> list[ChainHead]:
+    """The head of every tenant's trail (tenants with no record have none)."""
+    rows = await session.execute(CHAIN_HEADS)
+    return [ChainHead(row.tenant_id, row.seq, row.hash) for row in rows]

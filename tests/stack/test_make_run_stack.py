@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
 from tests.polling import eventually
@@ -176,6 +177,14 @@ class StackRun:
         return match.group(1)
 
 
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    """A process's environment (empty when it is gone or not ours to read)."""
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
+
+
 def start_stack(data_dir: Path) -> StackRun:
     """Start `prm run` on free ports and collect its stdout in the background."""
     env = fresh_machine_env(data_dir)
@@ -318,6 +327,8 @@ class FirstRun:
     practitioners: list[dict[str, object]]
     viewer_status: int
     worker_crash: WorkerCrash
+    audit_verify: subprocess.CompletedProcess[str]
+    database_users: set[str | None]  # the users the API's and the worker's DATABASE_URL name
     started: list[str]
     exit_code: int
     survivors: list[str]
@@ -341,6 +352,13 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
         )  # fmt: skip
         assert minted.returncode == 0, minted.stderr
         viewer = list_practitioners(run, minted.stdout.strip())
+        verified = subprocess.run(  # noqa: S603 - our own command line
+            [*prm_command(), "audit", "verify"],
+            env=run.env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        database_users = {
+            make_url(url).username for proc in run.started if (url := _environ(proc).get("DATABASE_URL"))
+        }
         worker_crash = asyncio.run(kill_the_worker_then_run_a_journey(run, run.token()))
         run.record_processes()  # the new worker too: Ctrl-C must stop it
         started = run.commands
@@ -357,10 +375,21 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
         practitioners=listed.json()["items"],
         viewer_status=viewer.status_code,
         worker_crash=worker_crash,
+        audit_verify=verified,
+        database_users=database_users,
         started=started,
         exit_code=exit_code,
         survivors=survivors,
     )
+
+
+def test_the_api_and_the_worker_connect_as_the_app_role_that_owns_nothing(first_run: FirstRun) -> None:
+    assert first_run.database_users == {"prm_app"}  # the API and the worker served the calls above as it
+    assert first_run.practitioners and first_run.worker_crash.messages  # both worked, as that role
+
+
+def test_prm_audit_verify_beside_the_stack_checks_the_keyed_trail(first_run: FirstRun) -> None:
+    assert first_run.audit_verify.returncode == 0, first_run.audit_verify.stderr
 
 
 def test_first_run_seeds_the_demo_clinic_and_prints_a_working_admin_token(first_run: FirstRun) -> None:

@@ -24,7 +24,7 @@ from core.auth import Role, issue_dev_token
 from core.codec import new_key_setting
 from core.settings import DEV_JWT_SECRET, Settings
 from tests.dedicated_postgres import free_port
-from tests.stack.cli_support import prm_command
+from tests.stack.cli_support import AUDIT_HMAC_KEY, prm_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -173,6 +173,7 @@ def image_production_env(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "PRM_JWT_SECRET": REAL_SECRET,
         "PRM_PAYLOAD_ENCRYPTION_KEYS": new_key_setting(),
+        "PRM_AUDIT_HMAC_KEY": AUDIT_HMAC_KEY,
     }
 
 
