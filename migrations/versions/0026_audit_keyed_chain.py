@@ -14,8 +14,8 @@ to the server, not the database, so it may exist already); whoever deploys gives
 (`prm db app-role`). A `prm_app` found with a special attribute (superuser, createrole, createdb,
 bypassrls) or a membership in another role is refused: it would not be least privilege.
 
-Revision ID: 0024_audit_keyed_chain
-Revises: 0023_send_attempts
+Revision ID: 0026_audit_keyed_chain
+Revises: 0025_campaigns
 Create Date: 2026-12-03 10:00:00
 """
 
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0024_audit_keyed_chain"
-down_revision: str | None = "0023_send_attempts"
+revision: str = "0026_audit_keyed_chain"
+down_revision: str | None = "0025_campaigns"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
