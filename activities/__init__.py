@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,7 +20,9 @@ from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import DomainError
 from core.events import EventSource, set_event_source
 from core.settings import Settings
+from domain.communications import delivery, dispatch
 from domain.communications.delivery import DeliveryOutcome
+from domain.communications.provider_contract import ProviderError
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -94,6 +97,27 @@ def heartbeats(body: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corouti
         return await heartbeating(body(*args, **kwargs))
 
     return run
+
+
+async def deliver_recorded(
+    deps: ActivityDeps, tenant_id: str, communication_id: uuid.UUID, now: datetime
+) -> None:
+    """Hand a message this activity recorded (its delivery start held) to its provider at once; its held
+    start is then settled (sent, refused or done: no workflow) or released (a durable wait, a fallback to
+    watch, a provider failing for now: the delivery workflow takes over). A crash before this leaves the
+    held start to the relay, so the message is never lost."""
+    sessions = functools.partial(deps.tenant_session, tenant_id)
+    try:
+        outcome = await delivery.send_at_once(sessions, communication_id, now=now, settings=deps.settings)
+    except ProviderError:  # transient, or an attempt in doubt: the delivery workflow's send step retries
+        outcome = None
+    async with deps.unit_of_work(tenant_id) as session:
+        if outcome is not None:
+            await dispatch.settle(session, communication_id)
+        else:
+            await dispatch.release(session, communication_id)
+    if outcome is not None:
+        count_outcome(outcome)
 
 
 def count_outcome(outcome: DeliveryOutcome) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 
 from temporalio import activity
 
-from activities import ActivityDeps, heartbeats
+from activities import ActivityDeps, deliver_recorded, heartbeats
 from domain.campaigns import steps
 from domain.campaigns.plan import BatchResult, CampaignInput, CampaignPlan, EnrollInput, FinishInput
+from domain.communications import dispatch
 
 
 class CampaignActivities:
@@ -34,11 +35,18 @@ class CampaignActivities:
     @activity.defn(name="campaign_enroll_batch")
     @heartbeats
     async def enroll_batch(self, data: EnrollInput) -> BatchResult:
-        """Enrol the next members (freezing the cohort first, once); journeys start after the commit."""
+        """Reach the next members (freezing the cohort first, once): their journeys start after the commit;
+        their messages are handed to the providers here, one after the other, with no workflow each
+        unless one must wait (`deliver_recorded`)."""
+        now = datetime.now(UTC)
         async with self.deps.unit_of_work(data.tenant_id) as session:
-            return await steps.enroll_batch(
-                session, uuid.UUID(data.campaign_id), now=datetime.now(UTC), limit=data.limit
+            dispatch.hold_starts(session)
+            result, messages = await steps.enroll_batch(
+                session, uuid.UUID(data.campaign_id), now=now, limit=data.limit
             )
+        for communication_id in messages:
+            await deliver_recorded(self.deps, data.tenant_id, communication_id, now)
+        return result
 
     @activity.defn(name="campaign_finish")
     async def finish(self, data: FinishInput) -> str:

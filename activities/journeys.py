@@ -14,16 +14,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from temporalio import activity
 
-from activities import ActivityDeps, count_outcome, heartbeats
+from activities import ActivityDeps, deliver_recorded, heartbeats
 from core import metrics
 from core.database import after_commit
-from domain.communications import delivery, dispatch
-from domain.communications.provider_contract import ProviderError
+from domain.communications import dispatch
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys import actions
 from domain.journeys import service as journeys
@@ -104,24 +102,8 @@ class JourneyActivities:
             # The workflow's time on a first attempt (a time-skipped test's clock too); a retry's is now.
             first = data.at is not None and activity.info().attempt == 1
             now = datetime.fromisoformat(data.at) if first and data.at else datetime.now(UTC)
-            await self._deliver(data.tenant_id, communication_id, now)
+            await deliver_recorded(self.deps, data.tenant_id, communication_id, now)
         return str(communication_id) if communication_id is not None else None
-
-    async def _deliver(self, tenant_id: str, communication_id: uuid.UUID, now: datetime) -> None:
-        sessions = partial(self.deps.tenant_session, tenant_id)
-        try:
-            outcome = await delivery.send_at_once(
-                sessions, communication_id, now=now, settings=self.deps.settings
-            )
-        except ProviderError:  # transient, or an attempt in doubt: the delivery workflow's send step retries
-            outcome = None
-        async with self.deps.unit_of_work(tenant_id) as session:
-            if outcome is not None:
-                await dispatch.settle(session, communication_id)
-            else:
-                await dispatch.release(session, communication_id)
-        if outcome is not None:
-            count_outcome(outcome)
 
     @activity.defn(name="journey_create_ticket")
     @heartbeats

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     Time,
     UniqueConstraint,
     text,
@@ -37,6 +38,7 @@ class Campaign(TenantScoped, Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({sql_in(CampaignStatus)})", name="status"),
         CheckConstraint("pace_per_minute IS NULL OR pace_per_minute > 0", name="pace_positive"),
+        CheckConstraint("(journey_id IS NULL) <> (channel IS NULL)", name="journey_or_message"),
         CheckConstraint(
             "(send_window_start IS NULL) = (send_window_end IS NULL)", name="send_window_both_or_neither"
         ),
@@ -53,9 +55,13 @@ class Campaign(TenantScoped, Base):
     cohort_id: Mapped[uuid.UUID] = mapped_column(
         PG_UUID(as_uuid=True), ForeignKey("cohorts.id", ondelete="RESTRICT"), nullable=False
     )
-    journey_id: Mapped[uuid.UUID] = mapped_column(
-        PG_UUID(as_uuid=True), ForeignKey("journeys.id", ondelete="RESTRICT"), nullable=False
+    journey_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("journeys.id", ondelete="RESTRICT")
     )
+    # A one-off message instead of a journey: its channel, and a template or literal text.
+    channel: Mapped[str | None] = mapped_column(String(16))
+    template_name: Mapped[str | None] = mapped_column(String(100))
+    message_text: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=CampaignStatus.SCHEDULED.value)
     starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     send_window_start: Mapped[time | None] = mapped_column(Time)
@@ -98,5 +104,8 @@ class CampaignMember(TenantScoped, Base):
     skip_reason: Mapped[str | None] = mapped_column(String(32))
     journey_instance_id: Mapped[uuid.UUID | None] = mapped_column(
         PG_UUID(as_uuid=True), ForeignKey("journey_instances.id", ondelete="SET NULL")
+    )
+    communication_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("communications.id", ondelete="SET NULL")
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -30,10 +30,11 @@ FINAL_STATUSES = frozenset({CampaignStatus.COMPLETED, CampaignStatus.CANCELLED, 
 
 
 class MemberState(StrEnum):
-    """One member's fate: waiting, enrolled into the journey, or skipped (with a reason)."""
+    """One member's fate: waiting, enrolled into the journey (or sent the message), or skipped (why)."""
 
     PENDING = "pending"
     ENROLLED = "enrolled"
+    SENT = "sent"
     SKIPPED = "skipped"
 
 
@@ -43,6 +44,8 @@ class SkipReason(StrEnum):
     ALREADY_ON_JOURNEY = "already_on_journey"
     INACTIVE = "inactive"
     MERGED = "merged"
+    OPTED_OUT = "opted_out"  # of the message's channel
+    NO_CONTACT = "no_contact"  # no address for the message's channel
 
 
 def campaign_workflow_id(campaign_id: object) -> str:
@@ -51,8 +54,8 @@ def campaign_workflow_id(campaign_id: object) -> str:
 
 
 def enrollment_key(campaign_id: object, patient_id: object) -> str:
-    """The journey instance's idempotency key for one member: the database holds it unique per tenant, so a
-    member is enrolled once whatever retries or crashes happen."""
+    """The idempotency key of one member's journey instance (or message): the database holds it unique per
+    tenant, so a member is reached once whatever retries or crashes happen."""
     return f"campaign:{campaign_id}:{patient_id}"
 
 

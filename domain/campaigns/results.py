@@ -1,11 +1,12 @@
-"""A campaign's outcome, patient by patient: who was messaged by the journey it enrolled them in, whether
-the message went out and arrived, whether they replied or opted out, and whether they booked an
-appointment within N days of it (a recall's real outcome), by the channel and language of that message.
+"""A campaign's outcome, patient by patient: who was messaged (by the journey it enrolled them in, or by
+its one-off message), whether the message went out and arrived, whether they replied or opted out, and
+whether they booked an appointment within N days of it (a recall's real outcome), by the channel and
+language of that message.
 
-One statement over the members, their journey instances' messages, replies, opt-outs and appointments,
-each table filtered by the tenant explicitly. Each enrolled member counts once, from their first message of
-the campaign's journey: a reply, an opt-out or a booking counts when it came after that message (a booking
-within `booked_within_days` of it, cancelled ones aside).
+One statement over the members, their messages, replies, opt-outs and appointments, each table filtered by
+the tenant explicitly. Each member reached counts once, from their first message of the campaign: a reply,
+an opt-out or a booking counts when it came after that message (a booking within `booked_within_days` of
+it, cancelled ones aside).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ _OUTCOMES = text(
                c.sent_at, c.delivered_at, coalesce(c.sent_at, c.created_at) AS at
           FROM campaign_members m
           JOIN communications c
-            ON c.journey_instance_id = m.journey_instance_id
+            ON (c.journey_instance_id = m.journey_instance_id OR c.id = m.communication_id)
            AND c.tenant_id = :tenant AND c.direction = 'outbound'
-         WHERE m.tenant_id = :tenant AND m.campaign_id = :campaign AND m.state = 'enrolled'
+         WHERE m.tenant_id = :tenant AND m.campaign_id = :campaign AND m.state IN ('enrolled', 'sent')
          ORDER BY m.patient_id, c.created_at, c.id
     )
     SELECT f.channel, f.language,
@@ -83,6 +84,7 @@ async def campaign_results(
         booked_within_days=booked_within_days,
         members=counts.members,
         enrolled=counts.enrolled,
+        sent=counts.sent,
         skipped=counts.skipped,
         total=total,
         by_channel_and_language=rows,

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from core.pagination import Page
 from domain.campaigns.plan import CampaignStatus
+from domain.enums import Channel
 from domain.schemas import RequestModel, ResponseModel
 
 MAX_PACE_PER_MINUTE = 60_000
@@ -28,13 +29,28 @@ class SendWindow(RequestModel):
         return self
 
 
+class CampaignMessage(RequestModel):
+    """A one-off message: its channel, and a template (rendered in each patient's language) or text."""
+
+    channel: Channel
+    template_name: str | None = Field(default=None, min_length=1, max_length=100)
+    message: str | None = Field(default=None, min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.template_name is None) == (self.message is None):
+            raise ValueError("give exactly one of template_name or message")
+        return self
+
+
 class CampaignCreate(RequestModel):
-    """Body of `POST /campaigns`: enrol a cohort's patients into a journey."""
+    """Body of `POST /campaigns`: place a cohort's patients on a journey, or send each of them a message."""
 
     tenant_id: uuid.UUID | None = None
     name: str = Field(min_length=1, max_length=200)
     cohort_id: uuid.UUID
-    journey_id: uuid.UUID
+    journey_id: uuid.UUID | None = Field(default=None, description="The journey to enrol them in, or:")
+    message: CampaignMessage | None = Field(default=None, description="The one message to send each")
     starts_at: AwareDatetime | None = Field(
         default=None, description="When to freeze the cohort and begin; omitted: at once"
     )
@@ -48,13 +64,21 @@ class CampaignCreate(RequestModel):
         description="At most this many members enrolled per minute; omitted: as fast as batches go",
     )
 
+    @model_validator(mode="after")
+    def _journey_or_message(self) -> Self:
+        if (self.journey_id is None) == (self.message is None):
+            raise ValueError("give exactly one of journey_id or message")
+        return self
+
 
 class CampaignCounts(ResponseModel):
-    """Where the members are: frozen `members`, `pending`, `enrolled`, and `skipped` by reason."""
+    """Where the members are: frozen `members`, `pending`, `enrolled` (a journey campaign), `sent` (a
+    message campaign: the message recorded and handed on), and `skipped` by reason."""
 
     members: int = 0
     pending: int = 0
     enrolled: int = 0
+    sent: int = 0
     skipped: dict[str, int] = Field(default_factory=dict)
 
 
@@ -65,7 +89,8 @@ class CampaignResponse(ResponseModel):
     tenant_id: uuid.UUID
     name: str
     cohort_id: uuid.UUID
-    journey_id: uuid.UUID
+    journey_id: uuid.UUID | None
+    message: CampaignMessage | None = None
     status: CampaignStatus
     starts_at: datetime | None
     send_window: SendWindow | None = None
@@ -105,6 +130,7 @@ class CampaignResults(ResponseModel):
     booked_within_days: int
     members: int
     enrolled: int
+    sent: int
     skipped: dict[str, int]
     total: ResultRow
     by_channel_and_language: list[ResultRow]

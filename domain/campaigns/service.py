@@ -31,8 +31,16 @@ from domain.campaigns.plan import (
     MemberState,
     campaign_workflow_id,
 )
-from domain.campaigns.schemas import CampaignCounts, CampaignCreate, CampaignResponse, SendWindow
+from domain.campaigns.schemas import (
+    CampaignCounts,
+    CampaignCreate,
+    CampaignMessage,
+    CampaignResponse,
+    SendWindow,
+)
 from domain.cohorts.models import Cohort
+from domain.communications.templates import template_variants
+from domain.enums import Channel
 from domain.journeys.models import Journey
 
 
@@ -66,6 +74,8 @@ class CampaignRepository(Repository[Campaign]):
                 c.pending += n
             elif state == MemberState.ENROLLED:
                 c.enrolled += n
+            elif state == MemberState.SENT:
+                c.sent += n
             elif reason is not None:
                 c.skipped[reason] = c.skipped.get(reason, 0) + n
         return counts
@@ -85,17 +95,27 @@ async def create_campaign(
     cohort = select(Cohort.id).where(Cohort.id == data.cohort_id).with_for_update(key_share=True)
     if await session.scalar(cohort) is None:
         raise Unprocessable("No such cohort in your tenant.", loc=("body", "cohort_id"))
-    journey = await session.scalar(select(Journey).where(Journey.id == data.journey_id))
-    if journey is None:
-        raise Unprocessable("No such journey in your tenant.", loc=("body", "journey_id"))
-    if not journey.is_active:
-        raise Conflict("This journey is inactive; activate it before launching a campaign into it.")
+    if data.journey_id is not None:
+        journey = await session.scalar(select(Journey).where(Journey.id == data.journey_id))
+        if journey is None:
+            raise Unprocessable("No such journey in your tenant.", loc=("body", "journey_id"))
+        if not journey.is_active:
+            raise Conflict("This journey is inactive; activate it before launching a campaign into it.")
+    message = data.message
+    if message is not None and message.template_name is not None:
+        if not await template_variants(session, message.template_name):
+            raise Unprocessable(
+                f"Unknown template {message.template_name!r}.", loc=("body", "message", "template_name")
+            )
     window = data.send_window
     campaign = Campaign(
         id=uuid.uuid4(),
         name=data.name,
         cohort_id=data.cohort_id,
         journey_id=data.journey_id,
+        channel=message.channel.value if message else None,
+        template_name=message.template_name if message else None,
+        message_text=message.message if message else None,
         status=CampaignStatus.SCHEDULED.value,
         starts_at=data.starts_at,
         send_window_start=window.start if window else None,
@@ -121,7 +141,10 @@ def workflow_start(campaign: Campaign) -> WorkflowStart:
         workflow=WORKFLOW_NAME,
         workflow_id=campaign_workflow_id(campaign.id),
         input=CampaignInput(tenant_id=str(campaign.tenant_id), campaign_id=str(campaign.id)),
-        search_attributes={**ids_of(campaign.tenant_id), SA_JOURNEY: str(campaign.journey_id)},
+        search_attributes={
+            **ids_of(campaign.tenant_id),
+            **({SA_JOURNEY: str(campaign.journey_id)} if campaign.journey_id else {}),
+        },
         policy=StartPolicy.ONCE,
     )
 
@@ -134,6 +157,12 @@ async def views(session: AsyncSession, campaigns: list[Campaign]) -> list[Campai
 
 def _view(campaign: Campaign, counts: CampaignCounts) -> CampaignResponse:
     response = CampaignResponse.model_validate(campaign)
+    if campaign.channel is not None:
+        response.message = CampaignMessage(
+            channel=Channel(campaign.channel),
+            template_name=campaign.template_name,
+            message=campaign.message_text,
+        )
     if campaign.send_window_start is not None and campaign.send_window_end is not None:
         response.send_window = SendWindow(start=campaign.send_window_start, end=campaign.send_window_end)
     response.counts = counts

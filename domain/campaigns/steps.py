@@ -19,6 +19,7 @@ from sqlalchemy import func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import Unprocessable
 from core.periodic import claim
 from domain.campaigns.models import Campaign, CampaignMember
 from domain.campaigns.plan import (
@@ -33,11 +34,15 @@ from domain.campaigns.plan import (
 from domain.campaigns.service import CampaignRepository
 from domain.cohorts.models import Cohort
 from domain.cohorts.service import members_of
-from domain.enums import JourneyInstanceStatus, PatientStatus
+from domain.communications.messages import create_communication
+from domain.communications.repository import CommunicationRepository
+from domain.communications.schemas import CommunicationCreate
+from domain.communications.service import recipient_for
+from domain.enums import Channel, JourneyInstanceStatus, PatientStatus
 from domain.journeys import service as journeys
 from domain.journeys.models import JourneyInstance
 from domain.journeys.schemas import JourneyInstanceCreate
-from domain.patients.models import Patient
+from domain.patients.models import ChannelConsent, Patient
 from domain.scheduling.repository import tenant_timezone
 
 
@@ -53,23 +58,20 @@ async def plan_of(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignPlan
 
 async def enroll_batch(
     session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, limit: int
-) -> BatchResult:
-    """Enrol up to `limit` pending members (freezing the members first, once), unless the campaign is not
-    running or its send window is closed (then how long until it opens)."""
+) -> tuple[BatchResult, list[uuid.UUID]]:
+    """Reach up to `limit` pending members (freezing the members first, once), unless the campaign is not
+    running or its send window is closed (then how long until it opens): each placed on the journey, or
+    sent the message; with the messages recorded, for the caller to hand to their providers after the
+    commit (their delivery starts held: `dispatch.hold_starts`)."""
     campaign = await CampaignRepository(session).get_or_404(campaign_id)
     await session.refresh(campaign, with_for_update=True)
     if campaign.status == CampaignStatus.SCHEDULED:  # its start has come: who is in it is decided now
         await _freeze(session, campaign, now)
     if campaign.status != CampaignStatus.RUNNING:
-        return BatchResult(status=campaign.status, processed=0, remaining=await _pending(session, campaign))
+        return BatchResult(campaign.status, 0, await _pending(session, campaign)), []
     wait = await _until_window(session, campaign, now)
     if wait > 0:
-        return BatchResult(
-            status=campaign.status,
-            processed=0,
-            remaining=await _pending(session, campaign),
-            wait_seconds=wait,
-        )
+        return BatchResult(campaign.status, 0, await _pending(session, campaign), wait_seconds=wait), []
     members: list[CampaignMember] = await claim(
         session,
         select(CampaignMember)
@@ -78,23 +80,50 @@ async def enroll_batch(
         limit=limit,
     )
     reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members])
+    messages: list[uuid.UUID] = []
     for member in members:
         member.processed_at = now
         reason = reasons.get(member.patient_id)
         if reason is not None:
             member.state, member.skip_reason = MemberState.SKIPPED.value, reason.value
-            continue
-        instance, _ = await journeys.create_instance(
-            session,
-            JourneyInstanceCreate(journey_id=campaign.journey_id, patient_id=member.patient_id),
-            idempotency_key=enrollment_key(campaign.id, member.patient_id),
-        )
-        member.state, member.journey_instance_id = MemberState.ENROLLED.value, instance.id
+        elif campaign.journey_id is not None:
+            instance, _ = await journeys.create_instance(
+                session,
+                JourneyInstanceCreate(journey_id=campaign.journey_id, patient_id=member.patient_id),
+                idempotency_key=enrollment_key(campaign.id, member.patient_id),
+            )
+            member.state, member.journey_instance_id = MemberState.ENROLLED.value, instance.id
+        else:
+            record, _ = await create_communication(
+                CommunicationRepository(session), _message_for(campaign, member.patient_id)
+            )
+            member.state, member.communication_id = MemberState.SENT.value, record.id
+            messages.append(record.id)
     if members:
         campaign.last_batch_at = now  # and the real-time stream hears of it (`trg_campaigns_prm_metrics`)
     await session.flush()
-    return BatchResult(
-        status=campaign.status, processed=len(members), remaining=await _pending(session, campaign)
+    return BatchResult(campaign.status, len(members), await _pending(session, campaign)), messages
+
+
+def _reachable(patient: Patient, channel: Channel) -> bool:
+    """Whether the patient has an address for `channel` (the send path's own rule)."""
+    try:
+        recipient_for(patient, channel)
+    except Unprocessable:
+        return False
+    return True
+
+
+def _message_for(campaign: Campaign, patient_id: uuid.UUID) -> CommunicationCreate:
+    """The campaign's message to one member, as `POST /communications` would take it (rendered in the
+    patient's language, through the one send path), under the member's idempotency key."""
+    assert campaign.channel is not None  # a message campaign (ck_campaigns_journey_or_message)
+    return CommunicationCreate(
+        patient_id=patient_id,
+        channel=Channel(campaign.channel),
+        template_name=campaign.template_name,
+        message=campaign.message_text,
+        idempotency_key=enrollment_key(campaign.id, patient_id),
     )
 
 
@@ -150,18 +179,29 @@ async def _pending(session: AsyncSession, campaign: Campaign) -> int:
 async def _skip_reasons(
     session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, SkipReason]:
-    """Why each of `patient_ids` is not to be enrolled now (absent: enrol): merged into another record,
-    no longer active, or already on the journey (a running instance that is not this campaign's)."""
+    """Why each of `patient_ids` is not to be reached now (absent: reach them): merged into another record,
+    no longer active; for a journey, already on it (a running instance that is not this campaign's); for a
+    message, opted out of its channel or without an address for it."""
     if not patient_ids:
         return {}
     reasons: dict[uuid.UUID, SkipReason] = {}
-    for patient_id, status, merged_into in await session.execute(
-        select(Patient.id, Patient.status, Patient.merged_into_id).where(Patient.id.in_(patient_ids))
-    ):
-        if merged_into is not None:
-            reasons[patient_id] = SkipReason.MERGED
-        elif status != PatientStatus.ACTIVE:
-            reasons[patient_id] = SkipReason.INACTIVE
+    channel = Channel(campaign.channel) if campaign.channel else None
+    for patient in await session.scalars(select(Patient).where(Patient.id.in_(patient_ids))):
+        if patient.merged_into_id is not None:
+            reasons[patient.id] = SkipReason.MERGED
+        elif patient.status != PatientStatus.ACTIVE:
+            reasons[patient.id] = SkipReason.INACTIVE
+        elif channel is not None and not _reachable(patient, channel):
+            reasons[patient.id] = SkipReason.NO_CONTACT
+    if channel is not None:
+        opted_out = select(ChannelConsent.patient_id).where(
+            ChannelConsent.patient_id.in_(patient_ids),
+            ChannelConsent.channel == channel.value,
+            ChannelConsent.opted_out.is_(True),
+        )
+        for patient_id in await session.scalars(opted_out):
+            reasons.setdefault(patient_id, SkipReason.OPTED_OUT)
+        return reasons
     ours = [enrollment_key(campaign.id, p) for p in patient_ids]
     for patient_id in await session.scalars(
         select(JourneyInstance.patient_id).where(

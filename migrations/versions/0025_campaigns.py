@@ -39,7 +39,10 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.UUID(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("cohort_id", sa.UUID(), nullable=False),
-        sa.Column("journey_id", sa.UUID(), nullable=False),
+        sa.Column("journey_id", sa.UUID(), nullable=True),
+        sa.Column("channel", sa.String(length=16), nullable=True),
+        sa.Column("template_name", sa.String(length=100), nullable=True),
+        sa.Column("message_text", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("starts_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("send_window_start", sa.Time(), nullable=True),
@@ -57,6 +60,9 @@ def upgrade() -> None:
         sa.CheckConstraint(f"status IN ({CAMPAIGN_STATUSES})", name=op.f("ck_campaigns_status")),
         sa.CheckConstraint(
             "pace_per_minute IS NULL OR pace_per_minute > 0", name=op.f("ck_campaigns_pace_positive")
+        ),
+        sa.CheckConstraint(
+            "(journey_id IS NULL) <> (channel IS NULL)", name=op.f("ck_campaigns_journey_or_message")
         ),
         sa.CheckConstraint(
             "(send_window_start IS NULL) = (send_window_end IS NULL)",
@@ -93,13 +99,15 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("skip_reason", sa.String(length=32), nullable=True),
         sa.Column("journey_instance_id", sa.UUID(), nullable=True),
+        sa.Column("communication_id", sa.UUID(), nullable=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         *_timestamps(),
         sa.CheckConstraint(
-            "state IN ('pending', 'enrolled', 'skipped')", name=op.f("ck_campaign_members_state")
+            "state IN ('pending', 'enrolled', 'sent', 'skipped')", name=op.f("ck_campaign_members_state")
         ),
         sa.CheckConstraint(
-            "skip_reason IS NULL OR skip_reason IN ('already_on_journey', 'inactive', 'merged')",
+            "skip_reason IS NULL OR skip_reason IN "
+            "('already_on_journey', 'inactive', 'merged', 'opted_out', 'no_contact')",
             name=op.f("ck_campaign_members_skip_reason"),
         ),
         sa.ForeignKeyConstraint(
@@ -124,6 +132,12 @@ def upgrade() -> None:
             ["journey_instance_id"],
             ["journey_instances.id"],
             name=op.f("fk_campaign_members_journey_instance_id_journey_instances"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["communication_id"],
+            ["communications.id"],
+            name=op.f("fk_campaign_members_communication_id_communications"),
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_members")),

@@ -20,12 +20,11 @@ API = "/api/v1/prm"
 async def launch(
     client: httpx.AsyncClient, auth: dict[str, str], *, cohort_id: Any, journey_id: Any, **fields: Any
 ) -> dict[str, Any]:
-    """Launch a campaign through the API (201 expected); its body."""
-    body = {
-        "name": f"Recall {uuid.uuid4().hex[:6]}",
-        "cohort_id": str(cohort_id),
-        "journey_id": str(journey_id),
-    }
+    """Launch a campaign through the API (201 expected): into `journey_id`, or (None) with the `message`
+    given in `fields`; its body."""
+    body = {"name": f"Recall {uuid.uuid4().hex[:6]}", "cohort_id": str(cohort_id)}
+    if journey_id is not None:
+        body["journey_id"] = str(journey_id)
     answer = await client.post(f"{API}/campaigns", json={**body, **fields}, headers=auth)
     assert answer.status_code == 201, answer.text
     return dict(answer.json())

@@ -45,6 +45,7 @@ async def test_a_campaign_enrols_each_member_once_and_counts_the_skipped_by_reas
         "members": 7,
         "pending": 0,
         "enrolled": 5,
+        "sent": 0,
         "skipped": {"already_on_journey": 1, "inactive": 1},
     }
     assert await instances_by_patient(system_sessionmaker, tenant_id, journey) == {
@@ -109,6 +110,7 @@ async def test_pause_holds_the_campaign_and_resume_continues_where_it_stopped(
         "members": 3,
         "pending": 2,
         "enrolled": 1,
+        "sent": 0,
         "skipped": {},
     }
 

@@ -38,7 +38,7 @@ async def _windowed(client, auth, clinic, system_sessionmaker, tenant_id) -> uui
 async def _batch_at(system_sessionmaker, tenant_id, campaign_id, now: datetime):
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        result = await steps.enroll_batch(session, campaign_id, now=now, limit=10)
+        result, _messages = await steps.enroll_batch(session, campaign_id, now=now, limit=10)
         await session.rollback()  # each probe leaves the campaign as it was
         return result
 
