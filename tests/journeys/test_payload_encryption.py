@@ -203,15 +203,13 @@ async def test_every_decode_is_audited_naming_the_caller_and_the_workflow_and_no
     other = await make_tenant("Other Clinic")
     body = {"payloads": [as_json(encrypted_journey.input)]}
 
-    def bearer(tenant: uuid.UUID, sub: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token_for(tenant, Role.OPERATOR, sub)}"}
+    async def decode_as(tenant: uuid.UUID, sub: str, role: Role = Role.OPERATOR) -> int:
+        headers = {"Authorization": f"Bearer {token_for(tenant, role, sub)}"}
+        return (await client.post("/codec/decode", json=body, headers=headers)).status_code
 
-    assert (
-        await client.post("/codec/decode", json=body, headers=bearer(tenant_id, "op-own"))
-    ).status_code == 200
-    assert (
-        await client.post("/codec/decode", json=body, headers=bearer(other, "op-other"))
-    ).status_code == 200
+    assert await decode_as(tenant_id, "op-own") == 200
+    assert await decode_as(other, "op-other") == 200
+    assert await decode_as(tenant_id, "a-viewer", Role.VIEWER) == 403
     await app.state.audit_buffer.flush()
 
     async def trail(tenant: uuid.UUID) -> list[AuditRecord]:
@@ -226,12 +224,13 @@ async def test_every_decode_is_audited_naming_the_caller_and_the_workflow_and_no
     assert [(r.user_sub, r.outcome, r.resource_type, r.resource_id) for r in own] == [
         ("op-own", AuditOutcome.ALLOWED, "workflow:journey-instance", instance_id),
         ("op-other", AuditOutcome.DENIED, "workflow:journey-instance", instance_id),  # the owner sees it too
+        ("a-viewer", AuditOutcome.DENIED, "codec", None),  # refused before reading anything
     ]
     assert [(r.user_sub, r.outcome, r.resource_id) for r in others] == [
         ("op-other", AuditOutcome.DENIED, instance_id)
     ]
     for record in own + others:
-        assert record.patient_id is None and record.user_roles == ["operator"]
+        assert record.patient_id is None and record.user_roles in (["operator"], ["viewer"])
         content = canonical_content(record)
         assert (
             b"stages" not in content and str(encrypted_journey.instance["patient_id"]).encode() not in content
