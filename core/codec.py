@@ -290,22 +290,21 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     ) -> tuple[list[Payload], list[PayloadAccount]]:
         """The codec server's decode for `reader` (a tenant id, or EVERY_TENANT): its own payloads in clear,
         every other encrypted payload still encoded, and an account of each encrypted one.
-        CodecError when a payload meant for `reader` does not decrypt."""
+        CodecError when a payload does not decrypt (altered, relabelled, or under a key not held here)."""
         answered, accounts = [], []
         for payload in payloads:
             if payload.metadata.get("encoding") != ENCODING:
                 answered.append(payload)
                 continue
+            # Opened even when withheld: what the account names (tenant, workflow) is then authenticated.
+            plain = self._open(payload)
             workflow_id = payload.metadata.get(WORKFLOW, b"").decode(errors="replace") or None
             sealed_for = _sealed_for(payload)
             if sealed_for is None:  # before per-tenant keys: it is the reader's only if it says so
-                plain = self._open(payload)
                 owner = tenant_named_by(plain)
-                disclosed = reader == EVERY_TENANT or (owner is not None and owner == reader)
             else:
                 owner = None if sealed_for == NO_TENANT else sealed_for
-                disclosed = reader == EVERY_TENANT or (owner is not None and owner == reader)
-                plain = self._open(payload) if disclosed else payload
+            disclosed = reader == EVERY_TENANT or (owner is not None and owner == reader)
             answered.append(plain if disclosed else payload)
             accounts.append(PayloadAccount(tenant_id=owner, workflow_id=workflow_id, disclosed=disclosed))
         return answered, accounts

@@ -84,6 +84,11 @@ async def test_a_payload_is_sealed_for_the_tenant_it_names_and_only_that_tenant_
     relabelled = Payload(metadata={**sealed.metadata, TENANT: TENANT_B.encode()}, data=sealed.data)
     with pytest.raises(CodecError, match="does not decrypt"):  # B's key does not open A's payload
         await codec.read([relabelled], TENANT_B)
+    elsewhere = Payload(metadata={**sealed.metadata, WORKFLOW: b"ticket-x"}, data=sealed.data)
+    with pytest.raises(
+        CodecError, match="does not decrypt"
+    ):  # nor does an audit record name a false workflow
+        await codec.read([elsewhere], TENANT_B)
 
 
 async def test_keys_rotate_per_tenant_old_payloads_decode_after_a_new_key_is_put_first() -> None:
