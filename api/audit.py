@@ -12,7 +12,8 @@ the answer, and the answer's status. Two moments record:
 
 A request with no authenticated caller (401: no valid token, hence no tenant to chain to) is not recorded,
 nor are provider webhooks (no user; their signature is the check) and operations on no patient data
-(practitioners, locations, time slots, journey definitions, analytics, the codec).
+(practitioners, locations, time slots, journey definitions, analytics). The codec server records its own
+decodes, one per payload with the workflow it belongs to (`api.routers.codec`), through the same buffer.
 """
 
 from __future__ import annotations

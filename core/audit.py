@@ -155,16 +155,22 @@ class Actor:
     client_address: str | None = None
 
     def event(
-        self, *, tenant_id: uuid.UUID, action: str, resource_type: str, resource_id: uuid.UUID | None
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        action: str,
+        resource_type: str,
+        resource_id: uuid.UUID | None,
+        outcome: AuditOutcome = AuditOutcome.ALLOWED,
     ) -> AuditEvent:
-        """The record of this actor's change to one resource of the tenant, now."""
+        """The record of this actor's act on one resource of the tenant, now."""
         return AuditEvent(
             tenant_id=tenant_id,
             user_sub=self.sub[:200],
             user_roles=self.roles,
             action=action,
             resource_type=resource_type,
-            outcome=AuditOutcome.ALLOWED,
+            outcome=outcome,
             occurred_at=datetime.now(UTC),
             resource_id=resource_id,
             request_id=self.request_id,

@@ -58,6 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import metrics
+from core.codec import payloads_for_tenant
 from core.database import Base, after_commit, mark_system
 from core.gateway import (
     CommandRejected,
@@ -345,7 +346,12 @@ async def deliver_pending(
 
 
 async def _send(gateway: WorkflowGateway, command: WorkflowCommand) -> str:
-    """One delivery; its outcome."""
+    """One delivery; its outcome. A signal's payload carries no tenant: the command says whose it is."""
+    with payloads_for_tenant(command.tenant_id):
+        return await _deliver(gateway, command)
+
+
+async def _deliver(gateway: WorkflowGateway, command: WorkflowCommand) -> str:
     if command.kind == START:
         return "delivered" if await gateway.start(command.start_spec()) else "already_started"
     if command.kind == CANCEL:

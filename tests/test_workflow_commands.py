@@ -11,10 +11,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from core.codec import TENANT, data_converter, new_key_setting
 from core.database import bind_tenant, mark_system
 from core.gateway import StartPolicy, WorkflowGateway, WorkflowStart
 from core.workflow_commands import (
@@ -328,3 +330,37 @@ async def test_the_relay_delivers_what_waits_and_reports_the_oldest(
     await relay()
     [row] = await _rows(system_sessionmaker, ids)
     assert row.outcome == "not_running"  # delivered: the workflow does not run, so the signal is dropped
+
+
+async def test_a_delivered_signal_is_sealed_for_its_commands_tenant(
+    temporal: Client, system_sessionmaker, tenant_id
+) -> None:
+    config = temporal.config()
+    config["data_converter"] = data_converter(new_key_setting())
+    encrypted = Client(**config)
+    name, workflow_id = f"sealed-{uuid.uuid4().hex[:8]}", f"recorder-{uuid.uuid4()}"
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        rows = [
+            record_start(session, _recorder(workflow_id)),
+            record_signal(session, workflow_id=workflow_id, signal="note", arg=Note(7)),
+            record_signal(session, workflow_id=workflow_id, signal="done", arg=Note(0)),
+        ]
+        await session.commit()
+    async with Worker(
+        encrypted, task_queue=name, workflows=[CommandRecorder], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        assert (await _deliver(system_sessionmaker, encrypted, name, [r.id for r in rows]))[0] == 3
+        assert await encrypted.get_workflow_handle(workflow_id).result() == [7]
+    history = await temporal.get_workflow_handle(workflow_id).fetch_history()
+    signals = [
+        p
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        for p in e.workflow_execution_signaled_event_attributes.input.payloads
+    ]
+    # Neither the signals nor the input name a tenant: the command's tenant is theirs, and the result's.
+    (started,) = history.events[0].workflow_execution_started_event_attributes.input.payloads
+    (result,) = history.events[-1].workflow_execution_completed_event_attributes.result.payloads
+    assert len(signals) == 2
+    assert {p.metadata[TENANT] for p in [*signals, started, result]} == {str(tenant_id).encode()}

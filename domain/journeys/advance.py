@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.codec import payloads_for_tenant
 from core.errors import Conflict, NotFound, Unprocessable
 from core.gateway import CommandRejected, UpdateRefused, WorkflowGateway, WorkflowNotRunning
 from domain.enums import StageStatus
@@ -60,22 +61,23 @@ async def advance_instance(
     update_id = advance_update_id(idempotency_key) if idempotency_key else None
     workflow_id = workflow_id_of(instance)
     try:
-        result = (
-            await gateway.update_result(workflow_id, update_id, result_type=AdvanceResult)
-            if update_id
-            else None
-        )
-        if result is None:
-            ensure_running(instance)
-            target = target or _waiting_stage(stages)
-            result = await gateway.update(
-                workflow_id,
-                "advance",
-                AdvanceInput(requested_by=requested_by, order_index=target.order_index),
-                update_id=update_id,
-                result_type=AdvanceResult,
-                wait=UPDATE_TIMEOUT,
+        with payloads_for_tenant(instance.tenant_id):  # the update's payload names no tenant
+            result = (
+                await gateway.update_result(workflow_id, update_id, result_type=AdvanceResult)
+                if update_id
+                else None
             )
+            if result is None:
+                ensure_running(instance)
+                target = target or _waiting_stage(stages)
+                result = await gateway.update(
+                    workflow_id,
+                    "advance",
+                    AdvanceInput(requested_by=requested_by, order_index=target.order_index),
+                    update_id=update_id,
+                    result_type=AdvanceResult,
+                    wait=UPDATE_TIMEOUT,
+                )
     except UpdateRefused as exc:
         raise _refused(exc, stages) from exc
     except (WorkflowNotRunning, CommandRejected) as exc:  # not started yet, or closed meanwhile
