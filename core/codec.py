@@ -72,9 +72,9 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
-log = logging.getLogger(__name__)
-
 from core.keyfile import key_file
+
+log = logging.getLogger(__name__)
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"  # the master key
