@@ -87,3 +87,21 @@ async def members(
                 select(CampaignMember).where(CampaignMember.campaign_id == uuid.UUID(str(campaign_id)))
             )
         )
+
+
+async def first_of_one_a_minute(
+    client: httpx.AsyncClient, auth: dict[str, str], clinic: Any, members: int, first_name: str = "Pat"
+) -> tuple[dict[str, Any], uuid.UUID]:
+    """A journey campaign over `members` new patients at one a minute, once its first member is enrolled
+    (the next is due a minute later, which only the test's own clock lets pass): (its body, the journey)."""
+    for i in range(members):
+        await clinic.patient(first_name=first_name, last_name=f"Doe{i}")
+    journey = await clinic.journey()
+    cohort = await cohort_of_everyone(client, auth)
+    launched = await launch(client, auth, cohort_id=cohort, journey_id=journey, pace_per_minute=1)
+
+    async def first_enrolled() -> bool:
+        return (await campaign(client, auth, launched["id"]))["counts"]["enrolled"] == 1
+
+    await eventually(first_enrolled, "the first member enrolled")
+    return launched, journey

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from domain.campaigns.plan import campaign_workflow_id
 from tests import histories
-from tests.campaigns.support import API, campaign, cohort_of_everyone, launch, result_of
+from tests.campaigns.support import API, first_of_one_a_minute, result_of
 from tests.histories import Scenario
-from tests.polling import eventually
 from workflows.campaigns import CampaignWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -34,25 +33,10 @@ SCENARIOS = {
 FIXTURE_PHI = ("Replay", "Doe")
 
 
-async def _launched_and_first_enrolled(client, auth, clinic, members: int) -> dict:
-    for i in range(members):
-        await clinic.patient(first_name="Replay", last_name=f"Doe{i}")
-    cohort = await cohort_of_everyone(client, auth)
-    launched = await launch(
-        client, auth, cohort_id=cohort, journey_id=await clinic.journey(), pace_per_minute=1
-    )
-
-    async def first_enrolled() -> bool:
-        return (await campaign(client, auth, launched["id"]))["counts"]["enrolled"] == 1
-
-    await eventually(first_enrolled, "the first member enrolled")
-    return launched
-
-
 async def test_a_fresh_paused_and_resumed_history_replays(
     client, auth, clinic, temporal_env, temporal_worker
 ) -> None:
-    launched = await _launched_and_first_enrolled(client, auth, clinic, 3)
+    launched, _ = await first_of_one_a_minute(client, auth, clinic, 3, first_name="Replay")
     for action in ("pause", "resume"):
         assert (
             await client.post(f"{API}/campaigns/{launched['id']}/{action}", headers=auth)
@@ -66,7 +50,7 @@ async def test_a_fresh_paused_and_resumed_history_replays(
 
 
 async def test_a_fresh_cancelled_history_replays(client, auth, clinic, temporal_env, temporal_worker) -> None:
-    launched = await _launched_and_first_enrolled(client, auth, clinic, 2)
+    launched, _ = await first_of_one_a_minute(client, auth, clinic, 2, first_name="Replay")
     assert (await client.post(f"{API}/campaigns/{launched['id']}/cancel", headers=auth)).status_code == 200
     assert await result_of(temporal_env, launched["id"]) == "cancelled"
     history = await temporal_env.client.get_workflow_handle(

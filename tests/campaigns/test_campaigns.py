@@ -17,6 +17,7 @@ from tests.campaigns.support import (
     API,
     campaign,
     cohort_of_everyone,
+    first_of_one_a_minute,
     instances_by_patient,
     launch,
     members,
@@ -88,17 +89,7 @@ async def test_members_are_frozen_at_the_start_so_a_later_patient_is_not_reached
 async def test_pause_holds_the_campaign_and_resume_continues_where_it_stopped(
     client, auth, clinic, temporal_env, temporal_worker, system_sessionmaker, tenant_id
 ) -> None:
-    journey = await clinic.journey()
-    for i in range(3):
-        await clinic.patient(last_name=f"P{i}")
-    cohort = await cohort_of_everyone(client, auth)
-    # One a minute: the first is enrolled at once, the next only after a minute the test never lets pass.
-    launched = await launch(client, auth, cohort_id=cohort, journey_id=journey, pace_per_minute=1)
-
-    async def first_enrolled() -> bool:
-        return (await campaign(client, auth, launched["id"]))["counts"]["enrolled"] == 1
-
-    await eventually(first_enrolled, "the first member enrolled")
+    launched, journey = await first_of_one_a_minute(client, auth, clinic, 3)
     paused = await client.post(f"{API}/campaigns/{launched['id']}/pause", headers=auth)
     assert paused.status_code == 200, paused.text
     assert paused.json()["status"] == "paused"
@@ -123,16 +114,7 @@ async def test_pause_holds_the_campaign_and_resume_continues_where_it_stopped(
 async def test_cancel_leaves_the_members_not_yet_enrolled_untouched(
     client, auth, clinic, temporal_env, temporal_worker, system_sessionmaker, tenant_id
 ) -> None:
-    journey = await clinic.journey()
-    for i in range(3):
-        await clinic.patient(last_name=f"C{i}")
-    cohort = await cohort_of_everyone(client, auth)
-    launched = await launch(client, auth, cohort_id=cohort, journey_id=journey, pace_per_minute=1)
-
-    async def first_enrolled() -> bool:
-        return (await campaign(client, auth, launched["id"]))["counts"]["enrolled"] == 1
-
-    await eventually(first_enrolled, "the first member enrolled")
+    launched, journey = await first_of_one_a_minute(client, auth, clinic, 3)
     cancelled = await client.post(f"{API}/campaigns/{launched['id']}/cancel", headers=auth)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert await result_of(temporal_env, launched["id"]) == "cancelled"
@@ -196,16 +178,7 @@ async def test_a_repeated_launch_with_the_same_idempotency_key_returns_the_first
 async def test_a_journey_deactivated_mid_campaign_fails_it_with_the_reason_and_keeps_the_enrolled(
     client, auth, clinic, temporal_env, temporal_worker, system_sessionmaker, tenant_id
 ) -> None:
-    journey = await clinic.journey()
-    for i in range(3):
-        await clinic.patient(last_name=f"F{i}")
-    cohort = await cohort_of_everyone(client, auth)
-    launched = await launch(client, auth, cohort_id=cohort, journey_id=journey, pace_per_minute=1)
-
-    async def first_enrolled() -> bool:
-        return (await campaign(client, auth, launched["id"]))["counts"]["enrolled"] == 1
-
-    await eventually(first_enrolled, "the first member enrolled")
+    launched, journey = await first_of_one_a_minute(client, auth, clinic, 3)
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
         await session.execute(update(Journey).where(Journey.id == journey).values(is_active=False))
