@@ -35,7 +35,10 @@ MAX_RENDERED_CHARS = 20_000  # far past any SMS (1,600) or WhatsApp (4,096) body
 MAX_VALUE = MAX_RENDERED_CHARS  # characters of a string, items of a list, a template may build
 MAX_LOOP_ITEMS = 1_000  # `range()` in a template
 MAX_STEPS = 10_000  # loop iterations and calls in one render
-MAX_RENDER_SECONDS = 0.2
+# A backstop behind the step budget (which alone bounds the work, deterministically): wide enough that a
+# legitimate render paused by a busy machine is never refused, since a journey's message refused here fails
+# for good.
+MAX_RENDER_SECONDS = 1.0
 MAX_INT_BITS = 1_024  # ~308 digits
 MAX_POWER = 64
 MAX_JSON_INDENT = 8
