@@ -87,7 +87,7 @@ def _json_object(chunks: list[bytes]) -> dict[str, Any]:
         return {}
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser: no ids to read from it
         return {}
     return parsed if isinstance(parsed, dict) else {}
 

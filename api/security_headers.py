@@ -22,7 +22,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-NO_STORE_PREFIXES = ("/api/", "/codec/")  # answers that can carry patient data
+# Answers that can carry patient data or credentials (RFC 6749 5.1: a token answer is never cached).
+NO_STORE_PREFIXES = ("/api/", "/codec/", "/fhir/", "/hl7/", "/oauth/")
 # An inline <script> (one without `src`): what a CSP hash covers is exactly the text between the tags.
 _INLINE_SCRIPT = re.compile(r"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 

@@ -78,7 +78,7 @@ async def sendgrid_events(request: Request) -> list[dict[str, Any]]:
         raise Forbidden(REFUSED)
     try:
         events = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser (the body was signed, yet)
         return []
     return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
 
