@@ -74,6 +74,11 @@ async def get_principal(
     session to their tenant."""
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:
+        if not served_on_loopback(request):  # an open API is this machine's own, never the network's
+            raise Unauthorized(
+                "Authentication is disabled on this server (PRM_AUTH_ENABLED=false), so it answers only on "
+                "a loopback address."
+            )
         principal = _anonymous_admin(request, settings)
     else:
         if credentials is None or credentials.scheme.lower() != "bearer":

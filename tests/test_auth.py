@@ -286,11 +286,15 @@ async def test_disabled_auth_acts_as_admin_of_the_named_tenant(
     with caplog.at_level("WARNING"):
         async with application.router.lifespan_context(application):
             transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
                 ok = await c.get(URL, headers={"X-Tenant-ID": str(tenant_id)})
                 missing = await c.get(URL)
+            async with httpx.AsyncClient(transport=transport, base_url="http://192.0.2.10") as c:
+                on_network = await c.get(URL, headers={"X-Tenant-ID": str(tenant_id)})
     assert ok.status_code == 200
     assert missing.status_code == 401
+    assert on_network.status_code == 401  # an open API answers on a loopback connection only
+    assert "loopback" in on_network.json()["detail"]
     assert "AUTHENTICATION IS DISABLED" in caplog.text
 
 
