@@ -1,4 +1,5 @@
-"""The baseline for the journeys benchmark: a bare Temporal workflow running N no-op activities in a row."""
+"""The baseline for the journey and campaign benchmarks: a bare Temporal workflow running no-op activities in
+a row, regular ones and local ones, as many of each as the workflow it stands beside."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from temporalio import activity, workflow
 
 @dataclass
 class BareInput:
-    """How many activities to run."""
+    """How many activities to run: `activities` regular ones, then `local_activities` local ones."""
 
     activities: int
+    local_activities: int = 0
 
 
 @activity.defn(name="bench_noop")
@@ -23,11 +25,13 @@ async def noop(index: int) -> int:
 
 @workflow.defn(name="BenchBareWorkflow")
 class BareWorkflow:
-    """Runs `activities` no-op activities one after another, as a journey runs its stage activities."""
+    """Runs no-op activities one after another, as a journey runs its stage activities."""
 
     @workflow.run
     async def run(self, data: BareInput) -> int:
         """Run them all and return how many ran."""
         for index in range(data.activities):
             await workflow.execute_activity(noop, index, start_to_close_timeout=timedelta(seconds=30))
-        return data.activities
+        for index in range(data.local_activities):
+            await workflow.execute_local_activity(noop, index, start_to_close_timeout=timedelta(seconds=30))
+        return data.activities + data.local_activities

@@ -90,8 +90,8 @@ async def bounded(concurrency: int, jobs: list[Callable[[], Awaitable[Any]]]) ->
 LOCAL_ACTIVITY_MARKER = "core_local_activity"  # the marker a local activity leaves in the history
 
 
-async def activities_per_instance(client: Client, instance_id: str) -> int:
-    """How many activities, regular and local, one journey instance ran (read from its history)."""
+async def activity_mix(client: Client, instance_id: str) -> tuple[int, int]:
+    """How many regular and how many local activities one journey instance ran (read from its history)."""
     history = await client.get_workflow_handle(f"journey-instance-{instance_id}").fetch_history()
     regular = sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
     local = sum(
@@ -100,7 +100,12 @@ async def activities_per_instance(client: Client, instance_id: str) -> int:
         if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
         and e.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
     )
-    return regular + local
+    return regular, local
+
+
+async def activities_per_instance(client: Client, instance_id: str) -> int:
+    """How many activities, regular and local, one journey instance ran."""
+    return sum(await activity_mix(client, instance_id))
 
 
 def start_worker_process(database_url: str, temporal_address: str, queue: str) -> subprocess.Popen[str]:

@@ -1,10 +1,9 @@
-"""The journeys benchmark's worker, in a process of its own as in production.
+"""The journey and campaign benchmarks' worker, in a process of its own as in production.
 
     DATABASE_URL=... TEMPORAL_ADDRESS=... PRM_TEMPORAL_TASK_QUEUE=... python -m bench.worker_process
 
-Runs the journey workflow and the message delivery workflow with their real activities, and the bare baseline
-workflow, on one task queue until
-SIGTERM or SIGINT.
+Runs the campaign, journey and message delivery workflows with their real activities, and the bare baseline
+workflow, on one task queue until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import signal
 from temporalio.worker import Worker
 
 from activities import ActivityDeps
+from activities.campaigns import CampaignActivities
 from activities.communications import CommunicationActivities
 from activities.journeys import JourneyActivities
 from bench.bare_workflow import BareWorkflow, noop
@@ -22,6 +22,7 @@ from core.database import make_engine, make_sessionmaker, resolve_database_url
 from core.process import freeze_startup_objects
 from core.settings import get_settings
 from core.temporal import connect_temporal
+from workflows.campaigns import CampaignWorkflow
 from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
 
@@ -38,8 +39,13 @@ async def serve() -> None:
     worker = Worker(
         await connect_temporal(settings),
         task_queue=settings.temporal_task_queue,
-        workflows=[JourneyInstanceWorkflow, CommunicationDeliveryWorkflow, BareWorkflow],
-        activities=[*JourneyActivities(deps).all(), *CommunicationActivities(deps).all(), noop],
+        workflows=[CampaignWorkflow, JourneyInstanceWorkflow, CommunicationDeliveryWorkflow, BareWorkflow],
+        activities=[
+            *CampaignActivities(deps).all(),
+            *JourneyActivities(deps).all(),
+            *CommunicationActivities(deps).all(),
+            noop,
+        ],
         max_concurrent_activities=50,
     )
     freeze_startup_objects()  # as the production worker does (`worker.main`)
