@@ -36,10 +36,9 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from bench.bare_workflow import BareInput, BareWorkflow
 from bench.common import PeakRss, insert_tenant, scratch_database, write_section
-from bench.journeys_bench import activity_mix, bounded, seed_patients, start_worker_process
+from bench.journeys_bench import activity_mix, bench_settings, bounded, seed_patients, start_worker_process
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
-from core.settings import Settings
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.campaigns.plan import FINAL_STATUSES, campaign_workflow_id
 
@@ -177,15 +176,7 @@ async def run(patients: int, concurrency: int, give_up_after: float) -> dict[str
             tenant_id = insert_tenant(url)
             seed_patients(url, tenant_id, patients)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
-            settings = Settings(
-                env="test",
-                database_url=url,
-                temporal_task_queue=queue,
-                db_pool_size=20,
-                rate_limit_per_user="1000000/minute",  # the limiter runs, and never answers 429 here
-                rate_limit_per_tenant="1000000/minute",
-            )
-            app = create_app(settings, database_url=url)
+            app = create_app(bench_settings(url, queue), database_url=url)
             address = env.client.service_client.config.target_host
             worker = await asyncio.to_thread(start_worker_process, url, address, queue)
             try:

@@ -130,6 +130,19 @@ def start_worker_process(database_url: str, temporal_address: str, queue: str) -
     return worker
 
 
+def bench_settings(url: str, queue: str) -> Settings:
+    """The benchmarks' API settings: their scratch database and task queue, a larger pool, and rate limits
+    that run but never answer 429."""
+    return Settings(
+        env="test",
+        database_url=url,
+        temporal_task_queue=queue,
+        db_pool_size=20,
+        rate_limit_per_user="1000000/minute",
+        rate_limit_per_tenant="1000000/minute",
+    )
+
+
 async def journeys_through_the_api(
     app: Any, client: Client, tenant_id: uuid.UUID, patients: list[str], concurrency: int
 ) -> tuple[float, list[str]]:
@@ -199,15 +212,7 @@ async def run(instances: int, concurrency: int) -> dict[str, float]:
             tenant_id = insert_tenant(url)
             patients = seed_patients(url, tenant_id, instances)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
-            settings = Settings(
-                env="test",
-                database_url=url,
-                temporal_task_queue=queue,
-                db_pool_size=20,
-                rate_limit_per_user="1000000/minute",  # the limiter runs, and never answers 429 here
-                rate_limit_per_tenant="1000000/minute",
-            )
-            app = create_app(settings, database_url=url)
+            app = create_app(bench_settings(url, queue), database_url=url)
             address = env.client.service_client.config.target_host
             worker = await asyncio.to_thread(start_worker_process, url, address, queue)
             try:

@@ -12,6 +12,7 @@ from api.openapi import AUTHENTICATED, errors
 from core.pagination import PageDep
 from domain.campaigns import service
 from domain.campaigns.plan import CampaignStatus
+from domain.campaigns.repository import CampaignRepository
 from domain.campaigns.results import campaign_results
 from domain.campaigns.schemas import (
     CampaignCreate,
@@ -19,7 +20,6 @@ from domain.campaigns.schemas import (
     CampaignResponse,
     CampaignResults,
 )
-from domain.campaigns.service import CampaignRepository
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], responses=AUTHENTICATED)
 NO_CAMPAIGN = "No such campaign in your tenant"

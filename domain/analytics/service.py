@@ -38,7 +38,7 @@ from domain.analytics.schemas import (
 )
 from domain.campaigns.models import Campaign
 from domain.campaigns.plan import CampaignStatus
-from domain.campaigns.service import CampaignRepository
+from domain.campaigns.repository import CampaignRepository
 from domain.enums import AppointmentStatus, Direction, JourneyInstanceStatus, StageStatus
 from domain.journeys.models import JourneyInstance, JourneyInstanceStage
 from domain.practitioners.models import Practitioner

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.campaigns.repository import CampaignRepository
 from domain.campaigns.schemas import CampaignResults, ResultRow
-from domain.campaigns.service import CampaignRepository
 
 _OUTCOMES = text(
     """

@@ -12,15 +12,14 @@ import uuid
 from datetime import UTC, datetime
 from functools import partial
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import insert_once
 from core.errors import Conflict, Unprocessable
 from core.gateway import SA_JOURNEY, StartPolicy, WorkflowStart, ids_of
-from core.repository import Repository
 from core.workflow_commands import record_signal, record_start
-from domain.campaigns.models import Campaign, CampaignMember
+from domain.campaigns.models import Campaign
 from domain.campaigns.plan import (
     FINAL_STATUSES,
     SIGNAL_CHANGED,
@@ -28,9 +27,9 @@ from domain.campaigns.plan import (
     CampaignChanged,
     CampaignInput,
     CampaignStatus,
-    MemberState,
     campaign_workflow_id,
 )
+from domain.campaigns.repository import CampaignRepository
 from domain.campaigns.schemas import (
     CampaignCounts,
     CampaignCreate,
@@ -42,43 +41,6 @@ from domain.cohorts.models import Cohort
 from domain.communications.templates import template_variants
 from domain.enums import Channel
 from domain.journeys.models import Journey
-
-
-class CampaignRepository(Repository[Campaign]):
-    """Queries over campaigns (tenant-scoped by the session)."""
-
-    model = Campaign
-    label = "Campaign"
-
-    def listed(self, status: CampaignStatus | None = None):  # type: ignore[no-untyped-def]
-        """The tenant's campaigns, newest first, of one status when given."""
-        stmt = self.base().order_by(Campaign.created_at.desc(), Campaign.id)
-        return stmt.where(Campaign.status == status.value) if status else stmt
-
-    async def by_idempotency_key(self, key: str) -> Campaign | None:
-        """The campaign launched under `key`, if any."""
-        return await self.session.scalar(self.base().where(Campaign.idempotency_key == key))
-
-    async def counts(self, campaign_ids: list[uuid.UUID]) -> dict[uuid.UUID, CampaignCounts]:
-        """Each campaign's members by state and skip reason, in one grouped query."""
-        rows = await self.session.execute(
-            select(CampaignMember.campaign_id, CampaignMember.state, CampaignMember.skip_reason, func.count())
-            .where(CampaignMember.campaign_id.in_(campaign_ids))
-            .group_by(CampaignMember.campaign_id, CampaignMember.state, CampaignMember.skip_reason)
-        )
-        counts = {campaign_id: CampaignCounts() for campaign_id in campaign_ids}
-        for campaign_id, state, reason, n in rows:
-            c = counts[campaign_id]
-            c.members += n
-            if state == MemberState.PENDING:
-                c.pending += n
-            elif state == MemberState.ENROLLED:
-                c.enrolled += n
-            elif state == MemberState.SENT:
-                c.sent += n
-            elif reason is not None:
-                c.skipped[reason] = c.skipped.get(reason, 0) + n
-        return counts
 
 
 async def create_campaign(

@@ -31,7 +31,7 @@ from domain.campaigns.plan import (
     SkipReason,
     enrollment_key,
 )
-from domain.campaigns.service import CampaignRepository
+from domain.campaigns.repository import CampaignRepository
 from domain.cohorts.models import Cohort
 from domain.cohorts.service import members_of
 from domain.communications.messages import create_communication
