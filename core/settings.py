@@ -154,6 +154,16 @@ class Settings(BaseSettings):
     # attempt began passes without a word: then the provider is taken never to have received it. Longer
     # than the provider timeout (an attempt still waiting on the provider must not be raced).
     send_resolve_seconds: float = Field(default=300.0, ge=0)
+    # Sender pacing: the messages per second each sender (a channel's sending number or email account,
+    # shared by every tenant) may be handed. Unset: the default for the sender's kind when a provider sends
+    # (SMS from a US/Canada long code 1, toll-free 3, short code 100, any other number or an alphanumeric
+    # sender 10; WhatsApp 80; email 100) and unpaced for the outbox; 0: unpaced. Campaign messages wait for
+    # their turn; interactive ones (reminders, replies, the booking chat) never wait and take theirs first.
+    sms_messages_per_second: float | None = Field(default=None, ge=0)
+    whatsapp_messages_per_second: float | None = Field(default=None, ge=0)
+    email_messages_per_second: float | None = Field(default=None, ge=0)
+    # How far an idle sender may catch up: up to this many seconds of its throughput go back to back.
+    sender_burst_seconds: float = Field(default=1.0, ge=0, le=60)
 
     @field_validator(
         "rate_limit_per_user",
