@@ -55,13 +55,13 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("definition_id IS NOT NULL"),
     )
-    op.drop_constraint("ck_campaign_members_skip_reason", "campaign_members", type_="check")
+    op.drop_constraint(op.f("ck_campaign_members_skip_reason"), "campaign_members", type_="check")
     op.create_check_constraint(
         "skip_reason",
         "campaign_members",
         f"skip_reason IS NULL OR skip_reason IN ({SKIP_REASONS}, 'cooldown')",
     )
-    op.drop_constraint("ck_workflow_commands_kind", "workflow_commands", type_="check")
+    op.drop_constraint(op.f("ck_workflow_commands_kind"), "workflow_commands", type_="check")
     op.create_check_constraint(
         "kind", "workflow_commands", "kind IN ('start', 'signal', 'cancel', 'schedule')"
     )
@@ -70,19 +70,19 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop them (occurrences stay, as one-off campaigns; schedule commands go)."""
     op.execute("DELETE FROM workflow_commands WHERE kind = 'schedule'")
-    op.drop_constraint("ck_workflow_commands_kind", "workflow_commands", type_="check")
+    op.drop_constraint(op.f("ck_workflow_commands_kind"), "workflow_commands", type_="check")
     op.create_check_constraint("kind", "workflow_commands", "kind IN ('start', 'signal', 'cancel')")
     op.execute(
         "UPDATE campaign_members SET skip_reason = 'already_on_journey' WHERE skip_reason = 'cooldown'"
     )
-    op.drop_constraint("ck_campaign_members_skip_reason", "campaign_members", type_="check")
+    op.drop_constraint(op.f("ck_campaign_members_skip_reason"), "campaign_members", type_="check")
     op.create_check_constraint(
         "skip_reason", "campaign_members", f"skip_reason IS NULL OR skip_reason IN ({SKIP_REASONS})"
     )
     op.drop_index("uq_campaigns_definition_scheduled_for", table_name="campaigns")
-    op.drop_constraint("ck_campaigns_occurrence_of_a_definition", "campaigns", type_="check")
-    op.drop_constraint("ck_campaigns_cooldown_of_a_definition", "campaigns", type_="check")
-    op.drop_constraint("ck_campaigns_every_days_positive", "campaigns", type_="check")
+    op.drop_constraint(op.f("ck_campaigns_occurrence_of_a_definition"), "campaigns", type_="check")
+    op.drop_constraint(op.f("ck_campaigns_cooldown_of_a_definition"), "campaigns", type_="check")
+    op.drop_constraint(op.f("ck_campaigns_every_days_positive"), "campaigns", type_="check")
     op.drop_constraint(op.f("fk_campaigns_definition_id_campaigns"), "campaigns", type_="foreignkey")
     op.drop_column("campaigns", "scheduled_for")
     op.drop_column("campaigns", "definition_id")
