@@ -26,9 +26,10 @@ class CampaignOccurrenceWorkflow:
     """One fire of a recurring campaign's schedule."""
 
     @workflow.run
-    async def run(self, data: OccurrenceInput) -> LaunchResult:
-        """Launch this fire's occurrence (or find it, or skip it); what happened."""
-        return await workflow.execute_activity_method(
+    async def run(self, data: OccurrenceInput) -> str:
+        """Launch this fire's occurrence (or find it, or skip it); what happened (a `LaunchOutcome`; the
+        occurrence's id is in the activity's result)."""
+        launched: LaunchResult = await workflow.execute_activity_method(
             CampaignScheduleActivities.launch_occurrence,
             LaunchInput(
                 tenant_id=data.tenant_id,
@@ -38,6 +39,7 @@ class CampaignOccurrenceWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )
+        return launched.outcome
 
 
 def _scheduled_for() -> datetime:

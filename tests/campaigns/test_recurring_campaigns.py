@@ -98,7 +98,9 @@ async def test_a_second_occurrence_skips_the_recently_reached_and_reaches_who_jo
     newcomer = await clinic.patient(last_name="Joined")  # the cohort is re-evaluated at the next fire
 
     await dev_worker.get_schedule_handle(campaign_schedule_id(definition["id"])).trigger()
-    run2 = await eventually(lambda: _run_ended(client, auth, definition["id"], 2), "the second run", within=60)
+    run2 = await eventually(
+        lambda: _run_ended(client, auth, definition["id"], 2), "the second run", within=60
+    )
 
     assert run2["id"] != run1["id"]
     assert run2["counts"] == {
@@ -140,7 +142,9 @@ async def test_without_a_cooldown_a_patient_is_reached_again(
     )
     await eventually(lambda: _run_ended(client, auth, definition["id"], 1), "the first run", within=60)
     await dev_worker.get_schedule_handle(campaign_schedule_id(definition["id"])).trigger()
-    run2 = await eventually(lambda: _run_ended(client, auth, definition["id"], 2), "the second run", within=60)
+    run2 = await eventually(
+        lambda: _run_ended(client, auth, definition["id"], 2), "the second run", within=60
+    )
     assert run2["counts"]["enrolled"] == 1
     assert await instances_by_patient(system_sessionmaker, tenant_id, journey) == {patient: 2}
 
@@ -151,7 +155,9 @@ async def test_a_fire_repeated_for_the_same_time_makes_one_run(
     journey = await clinic.journey()
     await clinic.patient()
     starts = (datetime.now(UTC) + timedelta(days=1)).isoformat()  # its schedule never fires in this test
-    definition = await _recurring(client, auth, await cohort_of_everyone(client, auth), journey, starts_at=starts)
+    definition = await _recurring(
+        client, auth, await cohort_of_everyone(client, auth), journey, starts_at=starts
+    )
     launch = CampaignScheduleActivities(ActivityDeps(settings=settings, sessionmaker=system_sessionmaker))
     fire = LaunchInput(str(tenant_id), definition["id"], scheduled_for="2026-12-07T09:00:00+00:00")
 
@@ -173,7 +179,9 @@ async def test_a_fire_while_the_previous_run_goes_on_is_skipped(
     journey = await clinic.journey()
     await clinic.patient()
     starts = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    definition = await _recurring(client, auth, await cohort_of_everyone(client, auth), journey, starts_at=starts)
+    definition = await _recurring(
+        client, auth, await cohort_of_everyone(client, auth), journey, starts_at=starts
+    )
     launch = CampaignScheduleActivities(ActivityDeps(settings=settings, sessionmaker=system_sessionmaker))
 
     def fire(at: str) -> LaunchInput:
@@ -192,7 +200,9 @@ async def test_pause_stops_future_occurrences_and_resume_restarts_them(
 ) -> None:
     journey = await clinic.journey()
     starts = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    definition = await _recurring(client, auth, await cohort_of_everyone(client, auth), journey, starts_at=starts)
+    definition = await _recurring(
+        client, auth, await cohort_of_everyone(client, auth), journey, starts_at=starts
+    )
     await eventually(lambda: _schedule_exists(dev_worker, definition["id"]), "the schedule", within=30)
 
     paused = await client.post(f"{API}/campaigns/{definition['id']}/pause", headers=auth)
@@ -274,7 +284,9 @@ async def test_a_temporal_outage_while_the_schedule_is_created_loses_nothing(
         temporal = server.client
         deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
         relay = CommandRelay(system_sessionmaker, WorkflowGateway.of_client(temporal, queue))
-        async with Worker(temporal, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)):
+        async with Worker(
+            temporal, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
+        ):
 
             async def relayed() -> bool:
                 await relay()
