@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
 from activities.campaign_schedules import CampaignScheduleActivities
+from core.audit import AuditRecord
 from core.database import mark_system
 from core.gateway import WorkflowGateway
 from core.workflow_commands import CommandRelay, WorkflowCommand
@@ -171,6 +172,18 @@ async def test_a_fire_repeated_for_the_same_time_makes_one_run(
     assert shown["recurrence"]["runs_total"] == 1
     starts_of_run = await _commands(system_sessionmaker, tenant_id, f"campaign-{results[0].campaign_id}")
     assert [c.kind for c in starts_of_run] == ["start"]
+    async with system_sessionmaker() as session:  # the launch is on the audit trail, once
+        mark_system(session)
+        launches = list(
+            await session.scalars(
+                select(AuditRecord).where(
+                    AuditRecord.tenant_id == tenant_id, AuditRecord.action == "campaigns.launch_occurrence"
+                )
+            )
+        )
+    assert [(r.resource_id, r.user_sub) for r in launches] == [
+        (uuid.UUID(results[0].campaign_id), "system:campaign-schedule")
+    ]
 
 
 async def test_a_fire_while_the_previous_run_goes_on_is_skipped(
