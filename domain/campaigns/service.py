@@ -65,7 +65,8 @@ from domain.journeys.models import Journey
 async def create_campaign(
     session: AsyncSession, data: CampaignCreate, *, created_by: str, idempotency_key: str | None = None
 ) -> tuple[Campaign, bool]:
-    """Launch a campaign; (campaign, created). Its workflow's start is recorded with it.
+    """Launch a campaign; (campaign, created). Its workflow's start (a recurring campaign's: its schedule)
+    is recorded with it.
 
     The cohort and the journey must be the tenant's (422 naming the field otherwise) and the journey active
     (409). Under an `idempotency_key` already used, the campaign launched with it is returned."""

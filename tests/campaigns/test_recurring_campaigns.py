@@ -22,10 +22,18 @@ from temporalio.worker import Worker
 from activities import ActivityDeps, build_activities
 from activities.campaign_schedules import CampaignScheduleActivities
 from core.audit import AuditRecord
-from core.database import mark_system
-from core.gateway import WorkflowGateway
-from core.workflow_commands import CommandRelay, WorkflowCommand
-from domain.campaigns.plan import LaunchInput, LaunchOutcome, campaign_schedule_id
+from core.database import bind_tenant, mark_system
+from core.gateway import ScheduledStart, WorkflowGateway, WorkflowStart
+from core.workflow_commands import (
+    SCHEDULE_DELETE,
+    SCHEDULE_PAUSE,
+    CommandRelay,
+    WorkflowCommand,
+    deliver_pending,
+    record_schedule,
+    record_schedule_change,
+)
+from domain.campaigns.plan import LaunchInput, LaunchOutcome, OccurrenceInput, campaign_schedule_id
 from tests.campaigns.support import API, campaign, cohort_of_everyone, instances_by_patient, members
 from tests.dedicated_postgres import free_port
 from tests.polling import eventually
@@ -74,9 +82,9 @@ async def _schedule(temporal: Client, definition_id: str) -> Any:
     return await temporal.get_schedule_handle(campaign_schedule_id(definition_id)).describe()
 
 
-async def _schedule_exists(temporal: Client, definition_id: str) -> bool:
+async def _schedule_exists(temporal: Client, definition_id: object) -> bool:
     try:
-        await _schedule(temporal, definition_id)
+        await _schedule(temporal, str(definition_id))
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return False
@@ -331,6 +339,53 @@ async def test_a_recurrence_below_a_day_is_refused_naming_the_field(client, auth
         answer = await client.post(f"{API}/campaigns", json=body, headers=auth)
         assert answer.status_code == 422, answer.text
         assert ["body", "recurrence", field] in [e["loc"] for e in answer.json()["detail"]]
+
+
+async def test_each_schedule_command_is_harmless_twice_and_goes_in_order(
+    dev_env, system_sessionmaker, tenant_id
+) -> None:
+    definition_id = uuid.uuid4()
+    schedule_id = campaign_schedule_id(definition_id)
+    spec = ScheduledStart(
+        schedule_id=schedule_id,
+        start=WorkflowStart(
+            workflow="CampaignOccurrenceWorkflow",
+            workflow_id=f"occurrence-{schedule_id}",
+            input=OccurrenceInput(tenant_id=str(tenant_id), definition_id=str(uuid.uuid4())),
+        ),
+        every=timedelta(days=30),
+        first_at=datetime.now(UTC).replace(microsecond=0) + timedelta(days=1),
+    )
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        record_schedule(session, spec)
+        for op in (SCHEDULE_PAUSE, SCHEDULE_PAUSE):
+            record_schedule_change(session, schedule_id=schedule_id, op=op)
+        record_schedule(session, spec)  # delivered twice, as after a lost acknowledgement
+        for op in (SCHEDULE_DELETE, SCHEDULE_DELETE):
+            record_schedule_change(session, schedule_id=schedule_id, op=op)
+        await session.commit()
+    recorded = await _commands(system_sessionmaker, tenant_id, schedule_id)
+    gateway = WorkflowGateway.of_client(dev_env.client, f"schedules-{uuid.uuid4().hex[:8]}")
+
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        await deliver_pending(session, gateway, ids=[c.id for c in recorded[:3]])
+    assert (await _schedule(dev_env.client, str(definition_id))).schedule.state.paused
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        await deliver_pending(session, gateway, ids=[c.id for c in recorded])
+
+    delivered = await _commands(system_sessionmaker, tenant_id, schedule_id)
+    assert [c.outcome for c in delivered] == [
+        "delivered",
+        "delivered",
+        "delivered",
+        "already_started",
+        "delivered",
+        "not_running",
+    ]
+    assert not await _schedule_exists(dev_env.client, definition_id)
 
 
 async def _commands(sessionmaker: Any, tenant_id: uuid.UUID, workflow_id: str) -> list[WorkflowCommand]:
