@@ -148,6 +148,7 @@ def count_outcome(outcome: DeliveryOutcome) -> None:
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to `deps` (each domain adds its group here)."""
     from activities.appointments import AppointmentActivities  # imported here: it needs ActivityDeps
+    from activities.campaign_schedules import CampaignScheduleActivities
     from activities.campaigns import CampaignActivities
     from activities.communications import CommunicationActivities
     from activities.journeys import JourneyActivities
@@ -159,4 +160,5 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         *TicketActivities(deps).all(),
         *CommunicationActivities(deps).all(),
         *CampaignActivities(deps).all(),
+        *CampaignScheduleActivities(deps).all(),
     ]

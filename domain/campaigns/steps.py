@@ -95,7 +95,7 @@ async def enroll_batch(
         .order_by(CampaignMember.patient_id),
         limit=limit,
     )
-    reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members])
+    reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members], now=now)
     messages: list[uuid.UUID] = []
     for member in members:
         member.processed_at = now
@@ -221,10 +221,11 @@ async def _pending(session: AsyncSession, campaign: Campaign) -> int:
 
 
 async def _skip_reasons(
-    session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID]
+    session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID], *, now: datetime
 ) -> dict[uuid.UUID, SkipReason]:
     """Why each of `patient_ids` is not to be reached now (absent: reach them): merged into another record,
-    no longer active; for a journey, already on it (a running instance that is not this campaign's); for a
+    no longer active; an occurrence of a recurring campaign, reached by another occurrence of it within its
+    cool-down; for a journey, already on it (a running instance that is not this campaign's); for a
     message, opted out of its channel or without an address for it."""
     if not patient_ids:
         return {}
@@ -237,6 +238,8 @@ async def _skip_reasons(
             reasons[patient.id] = SkipReason.INACTIVE
         elif channel is not None and not _reachable(patient, channel):
             reasons[patient.id] = SkipReason.NO_CONTACT
+    for patient_id in await _reached_within_cooldown(session, campaign, patient_ids, now=now):
+        reasons.setdefault(patient_id, SkipReason.COOLDOWN)
     if channel is not None:
         opted_out = select(ChannelConsent.patient_id).where(
             ChannelConsent.patient_id.in_(patient_ids),
@@ -257,6 +260,33 @@ async def _skip_reasons(
     ):
         reasons.setdefault(patient_id, SkipReason.ALREADY_ON_JOURNEY)
     return reasons
+
+
+async def _reached_within_cooldown(
+    session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID], *, now: datetime
+) -> list[uuid.UUID]:
+    """Those of `patient_ids` that another occurrence of the same recurring campaign reached (enrolled or
+    sent) within its definition's cool-down before `now` (none for a one-off campaign)."""
+    if campaign.definition_id is None:
+        return []
+    cooldown = await session.scalar(
+        select(Campaign.cooldown_days).where(Campaign.id == campaign.definition_id)
+    )
+    if not cooldown:
+        return []
+    reached = (
+        select(CampaignMember.patient_id)
+        .join(Campaign, Campaign.id == CampaignMember.campaign_id)
+        .where(
+            Campaign.definition_id == campaign.definition_id,
+            Campaign.id != campaign.id,
+            CampaignMember.patient_id.in_(patient_ids),
+            CampaignMember.state.in_([MemberState.ENROLLED.value, MemberState.SENT.value]),
+            CampaignMember.processed_at >= now - timedelta(days=cooldown),
+        )
+        .distinct()
+    )
+    return list(await session.scalars(reached))
 
 
 async def _until_window(session: AsyncSession, campaign: Campaign, now: datetime) -> float:
