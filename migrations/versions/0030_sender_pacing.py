@@ -4,7 +4,7 @@
 messages wait for it, interactive ones push it on (`domain.communications.pacing`).
 
 Revision ID: 0030_sender_pacing
-Revises: 0026_audit_keyed_chain
+Revises: 0027_campaign_recurrence
 Create Date: 2026-12-07 00:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0030_sender_pacing"
-down_revision: str | None = "0026_audit_keyed_chain"
+down_revision: str | None = "0027_campaign_recurrence"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
