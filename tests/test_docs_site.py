@@ -18,6 +18,8 @@ from mkdocs.config import load_config
 from cli.main import app as cli_app
 from core.settings import Settings
 from scripts import gen_docs
+from tests.analytics.cdp import LOOPBACK_ONLY, chromium_or_skip, headless_chromium
+from tests.test_docs_offline import LOADED_URLS, open_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,11 +55,18 @@ def test_every_command_is_in_the_cli_reference() -> None:
     assert "| `--tenant-id` | uuid | The tenant the token acts for. (required) |" in page
 
 
-def test_the_site_builds_strictly_offline_with_the_api_reference(tmp_path: Path) -> None:
-    site = tmp_path / "site"
-    # In-process, so the OpenAPI document is built once for the build and this test (it takes seconds).
-    config = load_config(str(ROOT / "mkdocs.yml"), site_dir=str(site), strict=True)
-    build(config)  # strict: any warning (a broken link or anchor, a page missing from the nav) aborts it
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built strictly, once for the module: any warning (a broken link or anchor, a page missing
+    from the nav) aborts the build. In-process, so the OpenAPI document is built once for the build and the
+    tests (it takes seconds)."""
+    site = tmp_path_factory.mktemp("docs") / "site"
+    build(load_config(str(ROOT / "mkdocs.yml"), site_dir=str(site), strict=True))
+    return site
+
+
+def test_the_site_builds_strictly_offline_with_the_api_reference(built_site: Path) -> None:
+    site = built_site
     # The API reference: the app's own OpenAPI document, rendered by the Redoc bundle the API serves.
     spec = json.loads((site / "reference" / "openapi.json").read_text())
     assert spec == gen_docs.openapi_document()  # what the app serves at /openapi.json
@@ -79,3 +88,21 @@ def test_readme_and_home_name_both_commands(page: str) -> None:
     assert len(readme.splitlines()) <= 250
     assert "make run" in readme and "make test" in readme
     assert "make run" in (ROOT / "docs" / page).read_text()
+
+
+async def test_the_api_reference_renders_from_the_built_files_with_no_network(built_site: Path) -> None:
+    """Redoc renders the operations from `site/` opened as plain files, in a browser that can resolve no
+    host (so anything reaching for a CDN would fail), every file it loaded being the site's own."""
+    chromium = chromium_or_skip()
+    async with headless_chromium(chromium, LOOPBACK_ONLY) as page:
+        await open_docs(page, (built_site / "reference" / "redoc.html").as_uri())
+        await page.wait_for(
+            "document.body.innerText.includes('Launch Campaign')"
+            " && document.querySelectorAll('[data-section-id]').length > 50",
+            within=60,
+        )
+        loaded = await page.evaluate(LOADED_URLS)
+        refusals = await page.evaluate("window.blockedByPolicy")
+    # The bundle's Redocly logo is the one remote URL, and the page's policy refuses it (`img-src`).
+    blocked = [refusal["uri"] for refusal in refusals if refusal["directive"] == "img-src"]
+    assert loaded and [url for url in loaded if not url.startswith("file://") and url not in blocked] == []
