@@ -65,9 +65,9 @@ migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded
 docs: $(TEST_STAMP) ## Regenerate the reference pages and build the site into site/ (SERVE=1: serve it on :8001)
 	$(BIN)/python -m scripts.gen_docs
 ifeq ($(SERVE),)
-	$(BIN)/python -m mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 else
-	$(BIN)/python -m mkdocs serve --strict --dev-addr 127.0.0.1:8001
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve --strict --dev-addr 127.0.0.1:8001
 endif
 
 # `make bench`: every benchmark, figures into BENCHMARKS.md (about an hour and a half, most of it seeding
