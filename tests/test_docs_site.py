@@ -90,6 +90,13 @@ def test_readme_and_home_name_both_commands(page: str) -> None:
     assert "make run" in (ROOT / "docs" / page).read_text()
 
 
+def test_the_readmes_links_lead_to_files_that_exist() -> None:
+    """The README is read on the forge too, outside the site's strict build: its relative links checked."""
+    links = re.findall(r"\]\(((?!https?:)[^)#]+)", (ROOT / "README.md").read_text())
+    assert len(links) > 20
+    assert [link for link in links if not (ROOT / link).is_file()] == []
+
+
 async def test_the_api_reference_renders_from_the_built_files_with_no_network(built_site: Path) -> None:
     """Redoc renders the operations from `site/` opened as plain files, in a browser that can resolve no
     host (so anything reaching for a CDN would fail), every file it loaded being the site's own."""
