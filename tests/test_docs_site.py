@@ -36,7 +36,7 @@ def test_every_setting_is_in_the_reference_with_its_variable_and_description() -
         variable = gen_docs._env_names(name, field, "PRM_")[0]
         row = next((line for line in page.splitlines() if line.startswith(f"| `{variable}`")), None)
         assert row is not None, f"{variable} is missing from the settings reference"
-        assert " ".join(field.description.split())[:40] in row
+        assert gen_docs._cell(field.description)[:40] in row
     assert (
         "| `DATABASE_URL` | unset |" in page
         and "| `PRM_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_ENDPOINT`)" in page
