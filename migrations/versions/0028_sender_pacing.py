@@ -3,7 +3,7 @@
 `sender_pacing`: one row per sender (`<channel>:<sending address>`), its `next_free` moment; campaign
 messages wait for it, interactive ones push it on (`domain.communications.pacing`).
 
-Revision ID: 0030_sender_pacing
+Revision ID: 0028_sender_pacing
 Revises: 0027_campaign_recurrence
 Create Date: 2026-12-07 00:00:00
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0030_sender_pacing"
+revision: str = "0028_sender_pacing"
 down_revision: str | None = "0027_campaign_recurrence"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
