@@ -2,9 +2,10 @@
 Communication, and transaction Bundles from an EHR.
 
 Callers are integration clients with the `fhir` scope (`POST /oauth/token`); their tenant comes from their
-token. Answers are `application/fhir+json`; errors are OperationOutcomes with the HTTP status that fits.
-Reads of patient data leave audit records (one per patient concerned), as the coordinator API's do.
-The FHIR API's contract is its CapabilityStatement (`GET /fhir/R4/metadata`), not the OpenAPI schema.
+token, and SMART scopes in it (`system/Patient.rs`) narrow what they may do (`core.smart_scopes`).
+Answers are `application/fhir+json`; errors are OperationOutcomes with the HTTP status that fits. Reads
+of patient data leave audit records (one per patient concerned), as the coordinator API's do. The FHIR
+API's contract is its CapabilityStatement (`GET /fhir/R4/metadata`), not the OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from sqlalchemy import select
 
 from api.deps import RawSessionDep
 from api.integration_auth import FhirClient
+from api.routers.oauth import token_url
 from core.audit import AuditBuffer, AuditEvent, AuditOutcome, append
 from core.client_credentials import ClientCaller, Scope
-from core.errors import BadRequest, DomainError, NotFound
+from core.errors import BadRequest, DomainError, Forbidden, NotFound
+from core.smart_scopes import Permission, allowed
 from domain.fhir import render
 from domain.fhir.bundles import (
     FHIR_JSON,
@@ -36,6 +39,7 @@ from domain.fhir.bundles import (
 from domain.fhir.identifiers import APPOINTMENT_IDS, PATIENT_IDS, PRACTITIONER_IDS
 from domain.fhir.search import SEARCHABLE, build_search, run_search
 from domain.fhir.transaction import import_bundle
+from domain.integrations.keys import ALGORITHMS
 
 FHIR_BASE = "/fhir/R4"
 router = APIRouter(prefix=FHIR_BASE, tags=["fhir"], include_in_schema=False)
@@ -119,23 +123,49 @@ def _supported(resource_type: str) -> None:
         raise NotFound(f"This server does not serve {resource_type[:40]!r} resources.")
 
 
+def _permit(caller: ClientCaller, resource_type: str, *permissions: Permission) -> None:
+    """403 unless the caller's SMART scopes (if its token has any) allow each of `permissions`."""
+    for permission in permissions:
+        if not allowed(caller.grants, resource_type, permission):
+            raise Forbidden(
+                f"This token's scopes do not allow {permission.name.lower()} of {resource_type} "
+                f"(ask for system/{resource_type}.{permission.value} or wider)."
+            )
+
+
 @router.get("/metadata")
 async def metadata(request: Request) -> FhirResponse:
     """The CapabilityStatement (public, as FHIR servers' are)."""
     return FhirResponse(capability_statement(base_url(request), request.app.version))
 
 
+def _smart_scopes() -> list[str]:
+    """The SMART scopes worth advertising: read and search of everything, and all of each type."""
+    every = ["system/*.read", "system/*.rs", "system/*.cruds"]
+    return every + [f"system/{t}.{p}" for t in SEARCHABLE for p in ("read", "rs", "cruds")]
+
+
 @router.get("/.well-known/smart-configuration")
 async def smart_configuration(request: Request) -> JSONResponse:
-    """SMART discovery: where an EHR gets its token, and how (client credentials)."""
-    root = base_url(request).removesuffix(FHIR_BASE)
+    """SMART discovery: where a backend service gets its token, and how (client credentials, authenticated
+    by a signed assertion or a secret)."""
     return JSONResponse(
         {
-            "token_endpoint": f"{root}/oauth/token",
+            "token_endpoint": token_url(request),
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            "scopes_supported": [s.value for s in Scope],
-            "capabilities": ["client-confidential-symmetric"],
+            "token_endpoint_auth_methods_supported": [
+                "private_key_jwt",
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            "token_endpoint_auth_signing_alg_values_supported": sorted(ALGORITHMS),
+            "scopes_supported": [s.value for s in Scope] + _smart_scopes(),
+            "capabilities": [
+                "client-confidential-asymmetric",
+                "client-confidential-symmetric",
+                "permission-v1",
+                "permission-v2",
+            ],
         }
     )
 
@@ -154,6 +184,7 @@ async def search(
     """Search one resource type; a searchset Bundle of one page (strict about unknown parameters, modifiers
     and sort keys unless the client prefers `handling=lenient`)."""
     _supported(resource_type)
+    _permit(caller, resource_type, Permission.SEARCH)
     params = list(request.query_params.multi_items())
     found = build_search(resource_type, params, lenient=_lenient(request))
     result = await run_search(session, found.statement, found.paging)
@@ -176,6 +207,7 @@ async def read(
 ) -> FhirResponse:
     """Read one resource by its id; 404 (an OperationOutcome) when it is not one of the tenant's."""
     _supported(resource_type)
+    _permit(caller, resource_type, Permission.READ)
     model = SEARCHABLE[resource_type].model
     record = None
     try:
@@ -203,6 +235,17 @@ class UnsupportedMediaType(DomainError):
     status_code = 415
 
 
+def _entry_types(body: Any) -> set[str]:
+    """The resource types a bundle's entries carry (a malformed bundle is refused by the import)."""
+    entries = body.get("entry") if isinstance(body, dict) else None
+    types = set()
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            types.add(resource["resourceType"][:40])
+    return types
+
+
 @router.post("")
 async def transaction(request: Request, caller: FhirClient, session: RawSessionDep) -> FhirResponse:
     """Import a transaction Bundle (Patient, Practitioner, Appointment upserted by identifier), all or
@@ -214,6 +257,8 @@ async def transaction(request: Request, caller: FhirClient, session: RawSessionD
         body = await asyncio.to_thread(json.loads, await request.body())  # up to the body limit: off the loop
     except ValueError as exc:
         raise BadRequest("The body is not JSON.") from exc
+    for resource_type in _entry_types(body):  # an entry may create or update its record
+        _permit(caller, resource_type, Permission.CREATE, Permission.UPDATE)
     report = await import_bundle(session, body)
     # The write's audit records commit with it (one per patient the bundle touched).
     concerned: list[uuid.UUID | None] = [*report.patients] or [None]
