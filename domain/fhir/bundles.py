@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from fhir.resources.R4B.resource import Resource
 
+from domain.fhir.capabilities import Capabilities
 from domain.fhir.render import as_json, model
 from domain.fhir.search import MAX_COUNT, SEARCHABLE, SORT_PARAM, Paging, SearchableType
 
@@ -24,7 +25,7 @@ ISSUE_CODES = {
     404: "not-found",
     405: "not-supported",
     409: "conflict",
-    412: "multiple-matches",
+    412: "conflict",  # a stale If-Match
     413: "too-costly",
     415: "not-supported",
     422: "processing",
@@ -124,27 +125,39 @@ def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
     return as_json(model(bundle))
 
 
-def capability_statement(base: str, software_version: str) -> dict[str, Any]:
-    """What this server does: read and search of four resource types, and transaction bundles."""
-    writable = {"Patient", "Practitioner", "Appointment"}
+def capability_statement(base: str, software_version: str, capabilities: Capabilities) -> dict[str, Any]:
+    """What this server does, as its routes declare it (`capabilities`): no interaction is claimed that no
+    route serves."""
     resources = []
     for resource_type, searchable in SEARCHABLE.items():
-        interactions = [{"code": "read"}, {"code": "search-type"}]
-        if resource_type in writable:
-            interactions += [{"code": "create"}, {"code": "update"}]
-        resources.append(
-            {
-                "type": resource_type,
-                "interaction": interactions,
-                "conditionalCreate": resource_type in writable,
-                "conditionalUpdate": resource_type in writable,
-                "searchParam": [
-                    {"name": name, "type": _param_type(name), **_param_documentation(name, searchable)}
-                    for name in searchable.parameter_names
-                ]
-                + [_sort_parameter(searchable)],
-            }
-        )
+        interactions = capabilities.interactions(resource_type)
+        if not interactions:
+            continue
+        versioned = capabilities.supports(resource_type, "vread")
+        resource: dict[str, Any] = {
+            "type": resource_type,
+            "interaction": [{"code": code} for code in interactions],
+            "versioning": "versioned" if versioned else "no-version",
+            "readHistory": False,  # vread serves the current version only: past ones are not kept
+            "updateCreate": False,
+            "conditionalCreate": resource_type in capabilities.conditional_create,
+            "conditionalUpdate": resource_type in capabilities.conditional_update,
+            "conditionalRead": "not-supported",
+            "conditionalDelete": "not-supported",
+        }
+        if capabilities.supports(resource_type, "search-type"):
+            resource["searchParam"] = [
+                {"name": name, "type": _param_type(name), **_param_documentation(name, searchable)}
+                for name in searchable.parameter_names
+            ] + [_sort_parameter(searchable)]
+            if resource_type in capabilities.includes:
+                resource["searchInclude"] = capabilities.includes[resource_type]
+        if resource_type in capabilities.operations:
+            resource["operation"] = [
+                {"name": op.name.removeprefix("$"), "definition": op.definition}
+                for op in capabilities.operations[resource_type]
+            ]
+        resources.append(resource)
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -158,8 +171,11 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "documentation": (
-                    f"Authenticate with an integration token (OAuth 2.0 client credentials at /oauth/token, "
-                    f"scope `fhir`). Searches page with _count (at most {MAX_COUNT}) and _offset, ordered by "
+                    "Authenticate with an integration token (OAuth 2.0 client credentials at /oauth/token, "
+                    "with a signed assertion (SMART Backend Services, private_key_jwt) or a client secret; "
+                    "scope `fhir`, or SMART system/ scopes). Writes (create, update, transaction) match "
+                    "records by identifier, so an import repeated creates nothing twice. "
+                    f"Searches page with _count (at most {MAX_COUNT}) and _offset, ordered by "
                     "_sort (default _lastUpdated). Unknown parameters, modifiers and sort keys are refused "
                     "(400) unless the request prefers handling=lenient, then ignored. Transaction "
                     "bundles upsert Patient, Practitioner and Appointment by "
@@ -176,8 +192,9 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                             ]
                         }
                     ],
-                    "description": "OAuth 2.0 client credentials (SMART Backend Services shape); "
-                    "discovery at .well-known/smart-configuration.",
+                    "description": "SMART Backend Services: OAuth 2.0 client credentials authenticated "
+                    "by a JWT signed RS384 or ES384 with a registered key (or a client secret); discovery at "
+                    ".well-known/smart-configuration.",
                     "extension": [
                         {
                             "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
@@ -188,7 +205,7 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                     ],
                 },
                 "resource": resources,
-                "interaction": [{"code": "transaction"}],
+                "interaction": [{"code": code} for code in capabilities.system] or None,
             }
         ],
     }

@@ -132,6 +132,12 @@ class BundleImport:
     ) -> tuple[uuid.UUID | None, list[tuple[str, str]]]:
         """The record an entry names (by its condition, its URL or its identifiers) and its identifiers."""
         identifiers = identifiers_of(entry.resource)
+        if entry.method == "PUT" and entry.url.startswith(f"{entry.type}/"):  # an update by id
+            try:
+                by_id = uuid.UUID(entry.url.removeprefix(f"{entry.type}/"))
+            except ValueError as exc:
+                raise NotFound(f"{entry.type} not found.") from exc
+            return by_id, identifiers
         if entry.method == "PUT":
             path, _, query = entry.url.partition("?")
             if path != entry.type:
@@ -391,3 +397,38 @@ async def import_bundle(session: AsyncSession, body: Any) -> ImportReport:
     entries = await asyncio.to_thread(parse_bundle, body)  # fhir.resources validation is CPU: off the loop
     set_event_source(session, EventSource.FHIR)  # the events its changes emit say they came from the EHR
     return await BundleImport(session).run(entries)
+
+
+async def import_resource(
+    session: AsyncSession,
+    resource: dict[str, Any],
+    *,
+    method: str,
+    url: str,
+    if_none_exist: str | None = None,
+) -> EntryResult:
+    """Create or update one resource as a transaction entry of its own would (`POST Type`, `PUT Type/<id>`,
+    `PUT Type?identifier=...`): matched by identifier, through the same domain services and events."""
+    entries = await asyncio.to_thread(
+        parse_bundle, _single_entry_bundle(resource, method, url, if_none_exist)
+    )
+    set_event_source(session, EventSource.FHIR)
+    try:
+        report = await BundleImport(session).run(entries)
+    except DomainError as exc:  # one resource, not an entry of a bundle: its refusal names no entry
+        detail = exc.detail.removeprefix(f"entry[0] ({entries[0].type}): ")
+        raise type(exc)(detail, extra=exc.extra) from exc
+    return report.results[0]
+
+
+def _single_entry_bundle(
+    resource: dict[str, Any], method: str, url: str, if_none_exist: str | None
+) -> dict[str, Any]:
+    request: dict[str, Any] = {"method": method, "url": url}
+    if if_none_exist:
+        request["ifNoneExist"] = if_none_exist
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": resource, "request": request}],
+    }

@@ -1,5 +1,10 @@
 """FHIR versions and SMART Backend Services
 
+`patients.version`, `practitioners.version`, `appointments.version`: the FHIR `meta.versionId` (and the
+`ETag` that `If-Match` is checked against), 1 for every row already stored, raised by one by a trigger on
+every UPDATE whoever makes it (the API, an import, a journey's activity, a bulk statement), so no path can
+change a record and leave its version behind.
+
 `integration_clients.jwks` / `jwks_uri`: a client's public keys (a JWK Set inline, or the URL it is fetched
 from; never both), for the `private_key_jwt` client authentication of SMART Backend Services.
 `integration_client_assertions`: the `jti` of every assertion traded for a token, keyed by client and `jti`
@@ -22,8 +27,27 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+VERSIONED = ("patients", "practitioners", "appointments")
+
+BUMP_VERSION = """
+CREATE OR REPLACE FUNCTION prm_bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.version := OLD.version + 1;
+    RETURN NEW;
+END
+$$;
+"""
+
+
 def upgrade() -> None:
-    """Add the clients' keys and the table of assertions already used."""
+    """Add the records' versions, the clients' keys and the table of assertions already used."""
+    op.execute(BUMP_VERSION)
+    for table in VERSIONED:
+        op.add_column(table, sa.Column("version", sa.Integer(), server_default="1", nullable=False))
+        op.execute(
+            f"CREATE TRIGGER trg_{table}_version BEFORE UPDATE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION prm_bump_version()"
+        )
     op.add_column("integration_clients", sa.Column("jwks", postgresql.JSONB(), nullable=True))
     op.add_column("integration_clients", sa.Column("jwks_uri", sa.String(length=2000), nullable=True))
     op.create_check_constraint(
@@ -51,3 +75,7 @@ def downgrade() -> None:
     op.drop_constraint(op.f("ck_integration_clients_one_key_source"), "integration_clients", type_="check")
     op.drop_column("integration_clients", "jwks_uri")
     op.drop_column("integration_clients", "jwks")
+    for table in VERSIONED:
+        op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_version ON {table}")
+        op.drop_column(table, "version")
+    op.execute("DROP FUNCTION IF EXISTS prm_bump_version()")

@@ -44,7 +44,9 @@ async def test_patient_read_renders_demographics_and_identifiers(
     assert body["id"] == patient["id"]
     assert body["name"][0] == {"use": "official", "family": "Smith", "given": ["John"]}
     assert body["birthDate"] == "1980-04-12"
-    assert {"system": "urn:prm:mrn", "value": "MRN-7"} in body["identifier"]
+    [mrn] = [i for i in body["identifier"] if i["system"] == "urn:prm:mrn"]
+    assert mrn["value"] == "MRN-7"
+    assert mrn["type"]["coding"][0]["code"] == "MR"  # the receiving system tells the MRN by its type
     assert {"system": "phone", "value": "+14155552671", "use": "mobile", "rank": 1} in body["telecom"]
     assert body["active"] is True
     assert body["meta"]["lastUpdated"]
