@@ -26,6 +26,7 @@ from api.routers import (
     communications,
     fhir,
     fhir_hook,
+    fhir_operations,
     fhir_writes,
     health,
     hl7,
@@ -166,6 +167,7 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(oauth.router)
     app.include_router(fhir_hook.router)  # before fhir's /{resource_type} routes
+    app.include_router(fhir_operations.router)  # before fhir's /{resource_type}/... routes
     app.include_router(fhir.router)
     app.include_router(fhir_writes.router)
     app.include_router(hl7.router)

@@ -40,7 +40,7 @@ from domain.fhir.bundles import (
 from domain.fhir.capabilities import Capabilities
 from domain.fhir.identifiers import APPOINTMENT_IDS, PATIENT_IDS, PRACTITIONER_IDS
 from domain.fhir.render import etag
-from domain.fhir.search import SEARCHABLE, build_search, run_search
+from domain.fhir.search import INCLUDES, SEARCHABLE, Include, build_search, run_search
 from domain.fhir.transaction import import_bundle
 from domain.integrations.keys import ALGORITHMS
 
@@ -50,6 +50,8 @@ INTEGRATION_ROLE = "integration"  # how the audit trail names a system's role
 CAPABILITIES = Capabilities()  # what the routes below (and in fhir_writes) declare they do
 SERVED = tuple(SEARCHABLE)
 VERSIONED = ("Patient", "Practitioner", "Appointment")  # the records that carry a version
+for _searched, _includes in INCLUDES.items():  # declared from the table the search resolves them by
+    CAPABILITIES.include(_searched, *_includes)
 
 
 class FhirResponse(JSONResponse):
@@ -89,7 +91,7 @@ def audit_event(
     )
 
 
-def _audit_read(
+def audit_read(
     request: Request, caller: ClientCaller, action: str, patients: Iterable[uuid.UUID | None], status: int
 ) -> None:
     """Queue the audit records of a read (one per patient concerned, or one naming none)."""
@@ -194,18 +196,37 @@ async def search(
     permit(caller, resource_type, Permission.SEARCH)
     params = list(request.query_params.multi_items())
     found = build_search(resource_type, params, lenient=_lenient(request))
+    for include in found.includes:
+        permit(caller, include.resource_type, Permission.READ)
     result = await run_search(session, found.statement, found.paging)
     resources = await render_records(session, resource_type, result.records)
-    _audit_read(
-        request,
-        caller,
-        f"fhir.{resource_type.lower()}.search",
-        patients_of(resource_type, result.records),
-        200,
-    )
+    included, included_records = await _included(session, found.includes, result.records)
+    patients = patients_of(resource_type, result.records)
+    for kind, records in included_records.items():
+        patients += patients_of(kind, records)
+    audit_read(request, caller, f"fhir.{resource_type.lower()}.search", patients, 200)
     return FhirResponse(
-        searchset(base_url(request), resource_type, found.applied, resources, result.total, found.paging)
+        searchset(base_url(request), resource_type, found.applied, resources, result, included)
     )
+
+
+async def _included(
+    session: Any, includes: list[Include], matches: list[Any]
+) -> tuple[list[Any], dict[str, list[Any]]]:
+    """The resources `_include`s bring for a page of matches (each once), rendered, and their records."""
+    rendered: list[Any] = []
+    records_by_type: dict[str, list[Any]] = {}
+    for include in includes:
+        wanted = {getattr(match, include.attribute) for match in matches} - {None}
+        if not wanted:
+            continue
+        model = SEARCHABLE[include.resource_type].model
+        records = list(
+            (await session.scalars(select(model).where(model.id.in_(wanted)).order_by(model.id))).all()
+        )
+        records_by_type.setdefault(include.resource_type, []).extend(records)
+        rendered += await render_records(session, include.resource_type, records)
+    return rendered, records_by_type
 
 
 async def load(session: Any, resource_type: str, resource_id: str) -> Any | None:
@@ -233,10 +254,10 @@ async def _read_one(
     permit(caller, resource_type, Permission.READ)
     record = await load(session, resource_type, resource_id)
     if record is None:
-        _audit_read(request, caller, action, [], 404)
+        audit_read(request, caller, action, [], 404)
         raise NotFound(f"{resource_type} not found.")
     [resource] = await render_records(session, resource_type, [record])
-    _audit_read(request, caller, action, patients_of(resource_type, [record]), 200)
+    audit_read(request, caller, action, patients_of(resource_type, [record]), 200)
     return record, resource
 
 

@@ -12,7 +12,7 @@ from fhir.resources.R4B.resource import Resource
 
 from domain.fhir.capabilities import Capabilities
 from domain.fhir.render import as_json, model
-from domain.fhir.search import MAX_COUNT, SEARCHABLE, SORT_PARAM, Paging, SearchableType
+from domain.fhir.search import CURSOR_PARAM, MAX_COUNT, SEARCHABLE, SORT_PARAM, SearchableType, SearchResult
 
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
@@ -53,10 +53,11 @@ def _issue_code(status: int) -> str:
 
 
 def _page_url(
-    base: str, resource_type: str, params: Sequence[tuple[str, str]], count: int, offset: int
+    base: str, resource_type: str, params: Sequence[tuple[str, str]], count: int, cursor: str | None
 ) -> str:
-    kept = [(k, v) for k, v in params if k not in ("_count", "_offset")]
-    return f"{base}/{resource_type}?" + urlencode([*kept, ("_count", str(count)), ("_offset", str(offset))])
+    kept = [(k, v) for k, v in params if k not in ("_count", CURSOR_PARAM)]
+    paging = [("_count", str(count))] + ([(CURSOR_PARAM, cursor)] if cursor else [])
+    return f"{base}/{resource_type}?" + urlencode([*kept, *paging])
 
 
 def searchset(
@@ -64,41 +65,36 @@ def searchset(
     resource_type: str,
     params: Sequence[tuple[str, str]],
     resources: Sequence[Resource],
-    total: int,
-    paging: Paging,
+    result: SearchResult,
+    included: Sequence[Resource] = (),
 ) -> dict[str, Any]:
-    """A searchset Bundle of one page, with `self`, `first`, `previous` and `next` links."""
-    count, offset = paging.count, paging.offset
+    """A searchset Bundle of one page, with `self`, `first` and (when more follow) `next` links; resources
+    an `_include` brought come after the matches, in mode `include`."""
+    count = result.paging.count
     links = [
-        {"relation": "self", "url": _page_url(base, resource_type, params, count, offset)},
-        {"relation": "first", "url": _page_url(base, resource_type, params, count, 0)},
+        {"relation": "self", "url": _page_url(base, resource_type, params, count, result.paging.cursor)},
+        {"relation": "first", "url": _page_url(base, resource_type, params, count, None)},
     ]
-    if count and offset > 0:
+    if result.next_cursor:
         links.append(
-            {
-                "relation": "previous",
-                "url": _page_url(base, resource_type, params, count, max(0, offset - count)),
-            }
+            {"relation": "next", "url": _page_url(base, resource_type, params, count, result.next_cursor)}
         )
-    if count and offset + count < total:
-        links.append(
-            {"relation": "next", "url": _page_url(base, resource_type, params, count, offset + count)}
-        )
+    entries = [
+        {
+            "fullUrl": f"{base}/{resource.get_resource_type()}/{resource.id}",
+            "resource": as_json(resource),
+            "search": {"mode": mode},
+        }
+        for mode, group in (("match", resources), ("include", included))
+        for resource in group
+    ]
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
         "timestamp": datetime.now(UTC).isoformat(),
-        "total": total,
+        "total": result.total,
         "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/{resource_type}/{resource.id}",
-                "resource": as_json(resource),
-                "search": {"mode": "match"},
-            }
-            for resource in resources
-        ]
-        or None,
+        "entry": entries or None,
     }
     return as_json(model(bundle))
 
@@ -175,7 +171,8 @@ def capability_statement(base: str, software_version: str, capabilities: Capabil
                     "with a signed assertion (SMART Backend Services, private_key_jwt) or a client secret; "
                     "scope `fhir`, or SMART system/ scopes). Writes (create, update, transaction) match "
                     "records by identifier, so an import repeated creates nothing twice. "
-                    f"Searches page with _count (at most {MAX_COUNT}) and _offset, ordered by "
+                    f"Searches page by keyset: _count (at most {MAX_COUNT}) matches a page, the next "
+                    "link's _cursor continues after the last; total only with _total=accurate; ordered by "
                     "_sort (default _lastUpdated). Unknown parameters, modifiers and sort keys are refused "
                     "(400) unless the request prefers handling=lenient, then ignored. Transaction "
                     "bundles upsert Patient, Practitioner and Appointment by "

@@ -103,6 +103,16 @@ INTERACTIONS: dict[str, Callable[[Session, str], Awaitable[httpx.Response]]] = {
 }
 
 
+async def _everything(s: Session, kind: str) -> httpx.Response:
+    response = await s.send("GET", f"{kind}/{s.ids[kind]}/$everything")
+    kinds = {e["resource"]["resourceType"] for e in response.json()["entry"]}
+    assert kinds == {"Patient", "Appointment", "Communication", "Practitioner"}
+    return response
+
+
+OPERATIONS: dict[str, Callable[[Session, str], Awaitable[httpx.Response]]] = {"everything": _everything}
+
+
 async def _arrange(s: Session, sessionmaker: async_sessionmaker[AsyncSession], tenant: uuid.UUID) -> None:
     """One record of each served type, made through the FHIR API itself (a Communication directly)."""
     s.examples = _examples(s.ids)
@@ -145,6 +155,17 @@ async def test_every_declared_interaction_of_every_declared_type_is_served(
             response = await INTERACTIONS[code](s, kind)
             assert response.status_code < 300, (kind, code, response.text)
             sent.append((kind, code))
+        for operation in resource.get("operation", []):
+            assert operation["name"] in OPERATIONS, f"{kind} declares ${operation['name']}, unsent here"
+            response = await OPERATIONS[operation["name"]](s, kind)
+            assert response.status_code == 200, (kind, operation, response.text)
+            sent.append((kind, f"${operation['name']}"))
+        for include in resource.get("searchInclude", []):
+            response = await s.send("GET", kind, params={"_id": s.ids[kind], "_include": include})
+            included = [e["resource"] for e in response.json()["entry"] if e["search"]["mode"] == "include"]
+            target = include.split(":")[1].capitalize()
+            assert [(r["resourceType"], r["id"]) for r in included] == [(target, s.ids[target])], include
+            sent.append((kind, f"_include={include}"))
         if resource["conditionalCreate"]:
             example = s.examples[kind]()
             [identifier] = example["identifier"]
@@ -167,6 +188,8 @@ async def test_every_declared_interaction_of_every_declared_type_is_served(
         assert (await s.send("POST", "", json=bundle)).status_code == 200
 
     assert ("Patient", "create") in sent
+    assert ("Patient", "$everything") in sent
+    assert ("Appointment", "_include=Appointment:practitioner") in sent
     assert ("Communication", "read") in sent
     assert ("Communication", "create") not in sent  # not declared: Communications are not written here
 
