@@ -48,6 +48,13 @@ def operation_outcome(
     return as_json(model({"resourceType": "OperationOutcome", "issue": [issue]}))
 
 
+def _information(diagnostics: str, expression: str | None = None) -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": "information", "code": "informational", "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = [expression]
+    return issue
+
+
 def _issue_code(status: int) -> str:
     return ISSUE_CODES.get(status, "exception" if status >= 500 else "processing")
 
@@ -109,8 +116,10 @@ def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
             response["location"] = result.location
         if result.last_modified:
             response["lastModified"] = result.last_modified.isoformat()
-        if result.note:
-            response["outcome"] = operation_outcome(200, result.note, severity="information")
+        issues = [_information(result.note)] if result.note else []
+        issues += [_information(d.reason, d.expression) for d in result.dropped]
+        if issues:
+            response["outcome"] = as_json(model({"resourceType": "OperationOutcome", "issue": issues}))
         entries.append({"response": response})
     bundle = {
         "resourceType": "Bundle",

@@ -47,7 +47,7 @@ from domain.fhir.identifiers import (
     PRACTITIONER_IDS,
     ExternalIds,
 )
-from domain.fhir.mapping import appointment_details, patient_fields, practitioner_fields
+from domain.fhir.mapping import Dropped, appointment_details, patient_fields, practitioner_fields
 from domain.fhir.render import FHIR_TO_APPOINTMENT_STATUS, LICENSE_SYSTEM, MRN_SYSTEM
 from domain.patients import service as patients
 from domain.patients.duplicates import match_registration
@@ -86,6 +86,7 @@ class EntryResult:
     location: str | None = None
     last_modified: datetime | None = None
     note: str | None = None
+    dropped: list[Dropped] = field(default_factory=list)  # optional elements left out, and why
 
 
 @dataclass
@@ -106,6 +107,7 @@ class BundleImport:
         self.session = session
         self.resolved: dict[str, tuple[str, uuid.UUID]] = {}  # fullUrl -> (type, id)
         self.patients_touched: dict[uuid.UUID, None] = {}
+        self.dropped: dict[int, list[Dropped]] = {}  # entry index -> what it had left out
 
     async def run(self, entries: list[Entry]) -> ImportReport:
         """Import every entry (Practitioners, then Patients, then Appointments); any refusal raises."""
@@ -119,6 +121,7 @@ class BundleImport:
             for entry in (e for e in entries if e.type == resource_type):
                 try:
                     results[entry.index] = await handlers[resource_type](entry)
+                    results[entry.index].dropped = self.dropped.pop(entry.index, [])
                 except DomainError as exc:
                     raise refuse(entry, exc) from exc
                 except ValidationError as exc:
@@ -201,7 +204,7 @@ class BundleImport:
     async def _patient(self, entry: Entry) -> EntryResult:
         repo = PatientRepository(self.session)
         found, identifiers = await self._match(entry, PATIENT_IDS, self._own_patient)
-        fields = patient_fields(entry.resource)
+        fields = patient_fields(entry.resource, self.dropped.setdefault(entry.index, []))
         if found is not None:
             patient = await self._survivor(found)
             added = await self._claim(PATIENT_IDS, patient.id, identifiers)
