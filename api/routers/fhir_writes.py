@@ -5,7 +5,9 @@ for Patient, Practitioner and Appointment.
 Each runs as a transaction entry of its own would (`domain.fhir.transaction.import_resource`): matched by
 identifier (a create that finds its record answers 200 with it rather than making a duplicate), new
 patients through the duplicate matcher, every change through the domain services and their events. The
-answer is the resource as stored, with its version (`ETag`, `Location` naming `_history/<version>`).
+answer is the resource as stored, with its version (`ETag`, `Location` naming `_history/<version>`), or,
+as the client prefers (`Prefer: return=minimal` or `return=OperationOutcome`), no body or an
+OperationOutcome telling what was noted (an optional element left out, a duplicate matched).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from api.deps import RawSessionDep
@@ -38,7 +40,7 @@ from core.audit import append
 from core.client_credentials import ClientCaller
 from core.errors import BadRequest, DomainError, NotFound
 from core.smart_scopes import Permission
-from domain.fhir.bundles import operation_outcome
+from domain.fhir.bundles import entry_outcome, operation_outcome
 from domain.fhir.entries import IMPORT_ORDER, field_errors
 from domain.fhir.render import model
 from domain.fhir.transaction import EntryResult, import_resource
@@ -78,7 +80,7 @@ async def _resource(request: Request, resource_type: str) -> dict[str, Any]:
 
 async def _answer(
     request: Request, caller: ClientCaller, session: Any, resource_type: str, result: EntryResult, action: str
-) -> FhirResponse:
+) -> Response:
     """The stored resource as the answer to a write (its audit records committed with it)."""
     status = int(result.status.split()[0])
     if result.location is None:  # nothing stored (an appointment unknown here and already cancelled)
@@ -90,7 +92,28 @@ async def _answer(
     await append(session, [audit_event(request, caller, action, p, None) for p in concerned])
     [resource] = await render_records(session, resource_type, [record])
     location = f"{base_url(request)}/{resource_type}/{record.id}/_history/{record.version}"
-    return versioned_response(resource, record, status, Location=location)
+    answer = versioned_response(resource, record, status, Location=location)
+    preference = _return_preference(request)
+    if preference == "minimal":
+        return Response(status_code=status, headers=_metadata_headers(answer))
+    if preference == "OperationOutcome":
+        outcome = entry_outcome(result) or operation_outcome(status, "Stored.", severity="information")
+        return FhirResponse(outcome, status_code=status, headers=_metadata_headers(answer))
+    return answer
+
+
+def _metadata_headers(answer: FhirResponse) -> dict[str, str]:
+    return {k: v for k, v in answer.headers.items() if k in ("etag", "last-modified", "location")}
+
+
+def _return_preference(request: Request) -> str:
+    """What the client prefers as the answer to a write (`Prefer: return=...`): FHIR's `representation`
+    (the default), `minimal` or `OperationOutcome`."""
+    for preference in request.headers.get("prefer", "").replace(";", ",").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "return" and value.strip() in ("minimal", "OperationOutcome"):
+            return value.strip()
+    return "representation"
 
 
 def _version_of(header: str) -> str:
@@ -102,7 +125,7 @@ def _version_of(header: str) -> str:
 @CAPABILITIES.declares("create", WRITABLE, conditional=True)
 async def create(
     resource_type: str, request: Request, caller: FhirClient, session: RawSessionDep
-) -> FhirResponse:
+) -> Response:
     """Create a resource (201), or, when its identifiers or `If-None-Exist: identifier=system|value` find
     it, answer the one that exists (200) with the identifiers it lacked linked to it."""
     _writable(resource_type)
@@ -124,7 +147,7 @@ async def create(
 @CAPABILITIES.declares("update", WRITABLE)
 async def update(
     resource_type: str, resource_id: str, request: Request, caller: FhirClient, session: RawSessionDep
-) -> FhirResponse:
+) -> Response:
     """Update a resource by its id (404 when it is not one of the tenant's: an update never creates). With
     `If-Match: W/"<version>"`, a version other than the current one is refused (412) and nothing changes."""
     _writable(resource_type)
@@ -151,7 +174,7 @@ async def update(
 @CAPABILITIES.declares("update", WRITABLE, conditional=True)
 async def conditional_update(
     resource_type: str, request: Request, caller: FhirClient, session: RawSessionDep
-) -> FhirResponse:
+) -> Response:
     """Update the resource `?identifier=system|value` finds (200), or create it when none has it (201)."""
     _writable(resource_type)
     permit(caller, resource_type, Permission.UPDATE)

@@ -106,6 +106,14 @@ def searchset(
     return as_json(model(bundle))
 
 
+def entry_outcome(result: Any) -> dict[str, Any] | None:
+    """The informational OperationOutcome of an imported resource (its note, and each optional element
+    left out with where it was), or None when there is nothing to say."""
+    issues = [_information(result.note)] if result.note else []
+    issues += [_information(d.reason, d.expression) for d in result.dropped]
+    return as_json(model({"resourceType": "OperationOutcome", "issue": issues})) if issues else None
+
+
 def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
     """The transaction-response Bundle: one entry per request entry, in order, with its status, location
     and (when there is something to say) an informational outcome."""
@@ -116,10 +124,9 @@ def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
             response["location"] = result.location
         if result.last_modified:
             response["lastModified"] = result.last_modified.isoformat()
-        issues = [_information(result.note)] if result.note else []
-        issues += [_information(d.reason, d.expression) for d in result.dropped]
-        if issues:
-            response["outcome"] = as_json(model({"resourceType": "OperationOutcome", "issue": issues}))
+        outcome = entry_outcome(result)
+        if outcome is not None:
+            response["outcome"] = outcome
         entries.append({"response": response})
     bundle = {
         "resourceType": "Bundle",

@@ -71,3 +71,27 @@ async def test_a_resource_nested_thousands_deep_is_refused_before_parsing_and_st
         assert response.json()["resourceType"] == "OperationOutcome"
         assert "nests deeper" in response.json()["issue"][0]["diagnostics"]
     assert await snapshot(system_sessionmaker, tenant_id) == before
+
+
+async def test_a_single_create_tells_what_it_left_out_when_the_client_prefers_an_outcome(
+    client: httpx.AsyncClient, fhir_auth: dict[str, str]
+) -> None:
+    headers = {**fhir_auth, "Content-Type": "application/fhir+json"}
+    resource = {**patient("LEN-1"), "communication": [_language("SPANISH")]}
+
+    outcome = await client.post(
+        f"{FHIR}/Patient", json=resource, headers={**headers, "Prefer": "return=OperationOutcome"}
+    )
+    minimal = await client.post(
+        f"{FHIR}/Patient",
+        json={**resource, "identifier": [{"system": "urn:x", "value": "LEN-2"}]},
+        headers={**headers, "Prefer": "return=minimal"},
+    )
+
+    assert outcome.status_code == 201, outcome.text
+    assert outcome.json()["resourceType"] == "OperationOutcome"
+    assert outcome.json()["issue"][0]["expression"] == ["Patient.communication[0].language"]
+    assert outcome.headers["location"].endswith("/_history/1")
+    assert minimal.status_code in (200, 201)  # the duplicate matcher may link it to LEN-1's patient
+    assert minimal.content == b""
+    assert minimal.headers["etag"].startswith('W/"')

@@ -236,6 +236,12 @@ async def test_smart_scopes_narrow_what_the_token_may_do(
     }
     write = await client.post(FHIR, json=bundle, headers={**auth, "Content-Type": "application/fhir+json"})
     assert write.status_code == 403
+    create = await client.post(
+        f"{FHIR}/Patient",
+        json={"resourceType": "Patient"},
+        headers={**auth, "Content-Type": "application/fhir+json"},
+    )
+    assert create.status_code == 403
     assert write.json()["resourceType"] == "OperationOutcome"
 
 
