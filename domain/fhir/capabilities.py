@@ -22,6 +22,17 @@ TYPE_INTERACTIONS = (
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 
 
+DECLARED = "__fhir_declares__"  # set on each declared route (tests check no FHIR route goes undeclared)
+
+
+def _marked(what: str) -> Callable[[F], F]:
+    def mark(route: F) -> F:
+        setattr(route, DECLARED, what)
+        return route
+
+    return mark
+
+
 @dataclass(frozen=True)
 class Operation:
     """A FHIR operation a route serves (`$everything` on Patient)."""
@@ -57,15 +68,12 @@ class Capabilities:
             target = {"create": self.conditional_create, "update": self.conditional_update}[interaction]
             target.update(kinds)
 
-        def register(route: F) -> F:
-            return route
-
-        return register
+        return _marked(interaction)
 
     def operation(self, resource_type: str, name: str, definition: str) -> Callable[[F], F]:
         """A decorator recording that the route serves the operation `name` on `resource_type`."""
         self.operations.setdefault(resource_type, []).append(Operation(name, definition))
-        return lambda route: route
+        return _marked(name)
 
     def include(self, resource_type: str, *values: str) -> None:
         """Record the `_include` values a search of `resource_type` resolves."""

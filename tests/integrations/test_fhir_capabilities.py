@@ -12,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.routers import fhir, fhir_operations, fhir_writes
 from core.database import bind_tenant
 from core.events import DomainEvent
 from domain.communications.models import Communication
+from domain.fhir.capabilities import DECLARED
 from tests.integrations.fhir_support import (
     API,
     EHR_APPT,
@@ -32,6 +35,8 @@ from tests.integrations.fhir_support import (
 )
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
+# Not FHIR interactions: the statement itself, SMART discovery, and the subscription hook's own paths.
+UNDECLARED_BY_DESIGN = {f"{FHIR}/metadata", f"{FHIR}/.well-known/smart-configuration"}
 
 
 @dataclass
@@ -362,3 +367,18 @@ async def test_appointment_update_by_id_moves_it(
     assert datetime.fromisoformat(moved.json()["start"]) == later
     assert int(moved.json()["meta"]["versionId"]) > int(booked["meta"]["versionId"])
     assert {"system": EHR_APPT, "value": "W-12"} in moved.json()["identifier"]
+
+
+def test_every_fhir_route_declares_what_it_does() -> None:
+    # The statement is generated from declarations: a route without one would serve what it never claims.
+    routes = [r for module in (fhir, fhir_writes, fhir_operations) for r in module.router.routes]
+    undeclared = [
+        f"{sorted(route.methods)} {route.path}"
+        for route in routes
+        if isinstance(route, APIRoute)
+        and route.path not in UNDECLARED_BY_DESIGN
+        and not hasattr(route.endpoint, DECLARED)
+    ]
+
+    assert len(routes) >= 8
+    assert undeclared == []
