@@ -232,6 +232,12 @@ class Settings(BaseSettings):
     token apart."""
     integration_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
     """Lifetime of an integration token (60 to 3600)."""
+    smart_jwks_cache_seconds: int = Field(default=300, ge=0, le=24 * 3600)
+    """How long a JWK Set fetched from an integration client's `jwks_uri` (SMART Backend Services,
+    private_key_jwt) is used before it is fetched again; an assertion signed with a key id the cached set
+    lacks fetches it again at once (at most every 10 seconds)."""
+    smart_jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """How long the token endpoint waits for an integration client's `jwks_uri` to answer."""
 
     default_phone_region: str = "US"
     """Region for phone numbers written without a country code (normalised to E.164)."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +27,7 @@ class IntegrationClient(TimestampMixin, Base):
         Index("uq_integration_clients_client_id", "client_id", unique=True),
         Index("ix_integration_clients_tenant_id", "tenant_id"),
         CheckConstraint("cardinality(scopes) >= 1", name="has_scopes"),
+        CheckConstraint("jwks IS NULL OR jwks_uri IS NULL", name="one_key_source"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -35,6 +38,10 @@ class IntegrationClient(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(16)), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # -- SMART Backend Services (private_key_jwt): the client's public keys, inline or where to fetch them --
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000))
 
 
 class IntegrationClientSecret(TimestampMixin, Base):
@@ -54,3 +61,17 @@ class IntegrationClientSecret(TimestampMixin, Base):
     secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hint: Mapped[str] = mapped_column(String(8), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IntegrationClientAssertion(Base):
+    """The `jti` of a client assertion already traded for a token: the primary key refuses its replay.
+    Rows are deleted once the assertion has expired (it could not be accepted again anyway)."""
+
+    __tablename__ = "integration_client_assertions"
+    __table_args__ = (Index("ix_integration_client_assertions_expires_at", "expires_at"),)
+
+    integration_client_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("integration_clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
