@@ -108,14 +108,18 @@ async def activities_per_instance(client: Client, instance_id: str) -> int:
     return sum(await activity_mix(client, instance_id))
 
 
-def start_worker_process(database_url: str, temporal_address: str, queue: str) -> subprocess.Popen[str]:
-    """`bench.worker_process` in its own process (as in production); returns once it polls."""
+def start_worker_process(
+    database_url: str, temporal_address: str, queue: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`bench.worker_process` in its own process (as in production), with `extra_env` set too; returns once
+    it polls."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "TEMPORAL_ADDRESS": temporal_address,
         "PRM_TEMPORAL_TASK_QUEUE": queue,
         "PRM_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "bench.worker_process"], env=env, stdout=subprocess.PIPE, text=True
