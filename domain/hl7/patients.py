@@ -94,7 +94,11 @@ def _phone_or_email(parsed: Parsed, pid: Segment, field: int) -> tuple[str | Non
             try:
                 email = email or EMAIL.validate_python(address)
             except ValidationError:
-                parsed.warn(location, f"{location} holds an e-mail address that is not one: not used.")
+                parsed.warn(
+                    location,
+                    f"{location} holds an e-mail address that is not one: not used.",
+                    ErrorCode.DATA_TYPE,
+                )
             continue
         number = pid.value(field, 1, repetition)
         country, area, local = (pid.value(field, c, repetition) for c in (5, 6, 7))
@@ -106,7 +110,9 @@ def _phone_or_email(parsed: Parsed, pid: Segment, field: int) -> tuple[str | Non
             phone = to_e164(number)
         except ValueError:
             parsed.warn(
-                location, f"{location} holds a number that is not a phone number (a placeholder?): not used."
+                location,
+                f"{location} holds a number that is not a phone number (a placeholder?): not used.",
+                ErrorCode.DATA_TYPE,
             )
     return phone, email
 
@@ -207,7 +213,11 @@ def patient_fields(parsed: Parsed, pid: Segment) -> dict[str, Any]:
                 raise refusal(exc) from exc
             for name in sorted(invalid):
                 location = PID_FIELDS.get(name, "PID")
-                parsed.warn(location, f"{location}: not a valid value for a patient's record; not used.")
+                parsed.warn(
+                    location,
+                    f"{location}: not a valid value for a patient's record; not used.",
+                    ErrorCode.DATA_TYPE,
+                )
                 del fields[name]
             continue
         return {k: v for k, v in checked.items() if k in fields}
