@@ -1,5 +1,6 @@
-"""HL7 times without an offset are the sender's local time (HL7 v2 TS): read in the zone of the client's feed
-(the tenant's by default, or the client's own), daylight saving time included, as Epic and Cerner send them."""
+"""HL7 times without an offset are the sender's local time (HL7 v2 TS): read in the zone of the client's
+feed (the tenant's by default, or the client's own), daylight saving time included, as Epic and Cerner send
+them."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import pytest
 from sqlalchemy import select
 
 from core.events import DomainEvent
-from domain.hl7.messages import parse
 from domain.hl7.feed import Feed
+from domain.hl7.messages import parse
 from domain.scheduling.models import Appointment
-from tests.tenants import TenantFactory
 from tests.integrations.ehr_messages import ack_code, adt, msh, pv1, siu
 from tests.integrations.hl7_messages import send
+from tests.tenants import TenantFactory
 
 CLIENTS = "/api/v1/prm/integration-clients"
 
