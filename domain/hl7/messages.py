@@ -11,8 +11,9 @@ answered as an ERR segment of severity W in the ACK.
 A time without an offset is the sender's local time (HL7 v2 TS): read in the zone of the feed
 (`domain.hl7.feed.Feed`), daylight saving time included.
 
-Bounded before python-hl7 parses anything (`MAX_SEGMENTS`, `MAX_REPETITIONS`), so a hostile message is
-refused in one linear scan of its text rather than built into millions of objects (and locks).
+Bounded before python-hl7 parses anything (`MAX_SEGMENTS`, `MAX_REPETITIONS`, `MAX_DELIMITERS`,
+`MAX_ESCAPES`), so a hostile message is refused in one linear scan of its text rather than built into
+millions of objects (and locks).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ RECEIVER = "PRM"  # MSH-3/MSH-4 of our ACKs when the message did not name us
 ACK_VERSION = "2.5.1"
 MAX_SEGMENTS = 1000  # segments in one message (an ADT with its OBX, NK1, AL1, DG1, PR1 stays far below)
 MAX_REPETITIONS = 100  # repetitions of one field (identifiers, phones, names)
+# Delimiters (fields, components, repetitions, subcomponents) in one message: python-hl7 builds an object for
+# each, some 25 µs apiece, so this bounds a message's parsing to a quarter of a second or so. A large real ADT
+# (its OBX, DG1, NK1, IN1 ...) holds a few thousand.
+MAX_DELIMITERS = 10_000
+MAX_HEADER_DELIMITERS = 500  # MSH has 21 fields of a few components each
+MAX_ESCAPES = 2_000  # escape sequences (`\X0D\`, `\T\` ...): each is unescaped when its field is read
 MAX_WARNINGS = 20  # ERR segments of severity W in one ACK
 # C0 control characters (and DEL) a value may not hold, escaped (`\X01\`) or not: no name, code or phone has
 # one. Tab, CR and LF stay (`\.br\` in a text).
@@ -351,7 +358,8 @@ def check_limits(body: str) -> None:
             ack=AckCode.REJECT,
             location="MSH",
         )
-    field_sep, repetition = body[3], body[5:6] or "~"
+    field_sep, component, repetition, escape, subcomponent = (body[3:8] + "^~\\&")[:5]
+    encoding = body[4:8]
     for line in lines:
         if line.count(repetition) <= MAX_REPETITIONS:
             continue
@@ -367,6 +375,22 @@ def check_limits(body: str) -> None:
                     code=ErrorCode.DATA_TYPE,
                     location=location,
                 )
+    rest = body.replace(encoding, "", 1)  # MSH-2 holds one of each
+    delimiters = sum(rest.count(char) for char in {field_sep, component, repetition, subcomponent})
+    if delimiters > MAX_DELIMITERS:
+        raise Hl7Error(
+            f"The message holds more than {MAX_DELIMITERS} fields, components and repetitions.",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
+    if escape and rest.count(escape) > 2 * MAX_ESCAPES:
+        raise Hl7Error(
+            f"The message holds more than {MAX_ESCAPES} escape sequences.",
+            code=ErrorCode.DATA_TYPE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
 
 
 def parse_header(text: str, feed: Feed | None = None) -> Parsed:
@@ -381,8 +405,16 @@ def parse_header(text: str, feed: Feed | None = None) -> Parsed:
             ack=AckCode.REJECT,
             location="MSH",
         )
+    header_line = body.split("\r", 1)[0]
+    if sum(header_line.count(char) for char in set(header_line[3:8])) > MAX_HEADER_DELIMITERS:
+        raise Hl7Error(
+            "The MSH segment is too large to be a message header.",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
     try:
-        message = hl7.parse(body.split("\r", 1)[0])
+        message = hl7.parse(header_line)
         msh = Segment(message, message.segment("MSH"))
         header = Header(
             control_id=msh.value(10),
