@@ -358,7 +358,7 @@ def check_limits(body: str) -> None:
             ack=AckCode.REJECT,
             location="MSH",
         )
-    field_sep, component, repetition, escape, subcomponent = (body[3:8] + "^~\\&")[:5]
+    field_sep, component, repetition, escape, subcomponent = tuple((body[3:8] + "^~\\&")[:5])
     encoding = body[4:8]
     for line in lines:
         if line.count(repetition) <= MAX_REPETITIONS:
