@@ -98,8 +98,8 @@ async def ignore(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
     nothing changes; the ACK (AA) says it was ignored."""
     parsed.warn(
         "MSH-9",
-        f"{parsed.header.message_code} {parsed.header.trigger} is not used here: the message was accepted and "
-        "ignored.",
+        f"{parsed.header.message_code} {parsed.header.trigger} is not used here: the message was accepted "
+        "and ignored.",
         code=ErrorCode.UNSUPPORTED_EVENT,
     )
     return []
