@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
 from core.client_credentials import Scope
 from core.languages import normalise as normalise_language
@@ -94,17 +94,10 @@ class CodeMaps(BaseModel):
         default=None, description='SCH-8 local codes -> the appointment type stored, e.g. {"FU": "follow-up"}'
     )
 
-    @model_validator(mode="before")
+    @field_validator("language", "sex", "appointment_type")
     @classmethod
-    def _check(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: checked_code_map(CodeKind(k), v)
-                if k in CodeKind.__members__.values() and isinstance(v, dict)
-                else v
-                for k, v in value.items()
-            }
-        return value
+    def _check(cls, codes: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+        return None if codes is None else checked_code_map(CodeKind(str(info.field_name)), codes)
 
 
 FeedTimezone = Annotated[str, AfterValidator(validate_timezone)]
