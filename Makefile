@@ -8,13 +8,14 @@ PIP_FLAGS ?= --quiet --disable-pip-version-check
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 QUICK ?=
+SERVE ?=
 
 # Stamps: re-install only when pyproject.toml changes (or the venv is new).
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint migrate bench clean
+.PHONY: help run test lint migrate docs bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,11 +54,21 @@ test: $(TEST_STAMP) ## make lint, then the whole pytest suite (DATABASE_URL or a
 lint: $(TEST_STAMP) ## ruff check, ruff format --check, mypy over every package, import-linter's layer contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core api domain cli workflows activities worker.py
+	$(BIN)/mypy core api domain cli workflows activities worker.py scripts
 	$(BIN)/lint-imports
 
 migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded database)
 	$(BIN)/prm db upgrade
+
+# The generated pages (settings, CLI) are rewritten from the code first, then the site is built strictly
+# (a broken link or a page missing from the nav fails); SERVE=1 serves it with live reload instead.
+docs: $(TEST_STAMP) ## Regenerate the reference pages and build the site into site/ (SERVE=1: serve it on :8001)
+	$(BIN)/python -m scripts.gen_docs
+ifeq ($(SERVE),)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+else
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs serve --strict --dev-addr 127.0.0.1:8001
+endif
 
 # `make bench`: every benchmark, figures into BENCHMARKS.md (about an hour and a half, most of it seeding
 # millions of rows). `make bench QUICK=1`: the same benchmarks, small, in a few minutes, figures into
@@ -106,5 +117,5 @@ bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minute
 	$(BENCH_ENV) $(BIN)/python -m bench.campaigns_bench $(BENCH_CAMPAIGNS)
 
 clean: ## Remove build and tool caches (never .venv, never the data in .prm/)
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+	rm -rf build dist site *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -20,11 +20,12 @@ from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import DomainError
 from core.events import EventSource, set_event_source
 from core.settings import Settings
-from domain.communications import delivery, dispatch
+from domain.communications import delivery, dispatch, pacing
 from domain.communications.delivery import DeliveryOutcome
 from domain.communications.provider_contract import ProviderError
 
 T = TypeVar("T")
+THROTTLED_TRIES = 5  # a provider's 429s a campaign's batch waits out itself (1, 2, 4, 8, 16 s)
 P = ParamSpec("P")
 
 
@@ -100,17 +101,33 @@ def heartbeats(body: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corouti
 
 
 async def deliver_recorded(
-    deps: ActivityDeps, tenant_id: str, communication_id: uuid.UUID, now: datetime
+    deps: ActivityDeps, tenant_id: str, communication_id: uuid.UUID, now: datetime, *, patience: float = 0.0
 ) -> None:
     """Hand a message this activity recorded (its delivery start held) to its provider at once; its held
     start is then settled (sent, refused or done: no workflow) or released (a durable wait, a fallback to
     watch, a provider failing for now: the delivery workflow takes over). A crash before this leaves the
-    held start to the relay, so the message is never lost."""
+    held start to the relay, so the message is never lost.
+
+    With `patience` (seconds; a campaign's batch), a campaign message waits here for its sender's turn when
+    it comes within that long, and a provider's 429 is waited out here too (`THROTTLED_TRIES` times, the
+    sender held back meanwhile), rather than becoming a workflow each."""
     sessions = functools.partial(deps.tenant_session, tenant_id)
-    try:
-        outcome = await delivery.send_at_once(sessions, communication_id, now=now, settings=deps.settings)
-    except ProviderError:  # transient, or an attempt in doubt: the delivery workflow's send step retries
-        outcome = None
+    outcome: DeliveryOutcome | None = None
+    throttled = 0
+    while True:
+        try:
+            outcome = await delivery.send_at_once(sessions, communication_id, now=now, settings=deps.settings)
+        except pacing.SenderBusy as busy:
+            if busy.wait_seconds > patience:
+                break  # the delivery workflow's send step waits out the turn kept on the message
+            await asyncio.sleep(busy.wait_seconds)
+            continue
+        except ProviderError as exc:  # transient, or an attempt in doubt: the delivery workflow retries
+            if patience and pacing.throttled(exc) and throttled < THROTTLED_TRIES:
+                throttled += 1
+                await asyncio.sleep(pacing.THROTTLE_PAUSE.total_seconds() * 2 ** (throttled - 1))
+                continue
+        break
     async with deps.unit_of_work(tenant_id) as session:
         if outcome is not None:
             await dispatch.settle(session, communication_id)
@@ -131,6 +148,7 @@ def count_outcome(outcome: DeliveryOutcome) -> None:
 def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     """Every activity the worker registers, bound to `deps` (each domain adds its group here)."""
     from activities.appointments import AppointmentActivities  # imported here: it needs ActivityDeps
+    from activities.campaign_schedules import CampaignScheduleActivities
     from activities.campaigns import CampaignActivities
     from activities.communications import CommunicationActivities
     from activities.journeys import JourneyActivities
@@ -142,4 +160,5 @@ def build_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         *TicketActivities(deps).all(),
         *CommunicationActivities(deps).all(),
         *CampaignActivities(deps).all(),
+        *CampaignScheduleActivities(deps).all(),
     ]

@@ -7,6 +7,7 @@ their idempotency key) commit together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +19,10 @@ from activities import ActivityDeps, deliver_recorded, heartbeats
 from domain.campaigns import steps
 from domain.campaigns.plan import BatchResult, CampaignInput, CampaignPlan, EnrollInput, FinishInput
 from domain.communications import dispatch
+
+# How long a campaign message waits in its batch for its sender's turn (other campaigns sharing the sender,
+# interactive messages going first); a longer wait hands it to its delivery workflow, which waits durably.
+TURN_PATIENCE = 120.0
 
 
 class CampaignActivities:
@@ -41,12 +46,27 @@ class CampaignActivities:
         now = datetime.now(UTC)
         async with self.deps.unit_of_work(data.tenant_id) as session:
             dispatch.hold_starts(session)
-            result, messages = await steps.enroll_batch(
-                session, uuid.UUID(data.campaign_id), now=now, limit=data.limit
+            result, sending = await steps.enroll_batch(
+                session, uuid.UUID(data.campaign_id), now=now, limit=data.limit, settings=self.deps.settings
             )
-        for communication_id in messages:
-            await deliver_recorded(self.deps, data.tenant_id, communication_id, now)
+        await self._send(data.tenant_id, sending, now)
         return result
+
+    async def _send(self, tenant_id: str, sending: steps.Sending, now: datetime) -> None:
+        """Hand the batch's messages to their providers, `in_flight` at a time, each at its sender's turn
+        (a batch is at most a minute of them). Every message's delivery runs to its end even when another
+        fails, so none is abandoned mid-send; then the first failure, if any, fails the activity (its retry
+        finds the sent ones sent)."""
+        slots = asyncio.Semaphore(sending.in_flight)
+
+        async def one(communication_id: uuid.UUID) -> None:
+            async with slots:
+                await deliver_recorded(self.deps, tenant_id, communication_id, now, patience=TURN_PATIENCE)
+
+        outcomes = await asyncio.gather(*(one(i) for i in sending.ids), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     @activity.defn(name="campaign_finish")
     async def finish(self, data: FinishInput) -> str:

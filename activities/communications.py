@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import ActivityDeps, count_outcome, heartbeating
 from core import metrics
-from domain.communications import delivery
+from domain.communications import delivery, pacing
 from domain.communications.plan import (
     CommunicationRef,
     DeliveryPlan,
@@ -97,6 +97,9 @@ class CommunicationActivities:
             )
         except delivery.AttemptInDoubt as exc:  # the retry policy waits for the provider's word
             raise ApplicationError(str(exc), type="SendAttemptInDoubt") from exc
+        except pacing.SenderBusy as exc:  # a campaign message: tried again when its turn (kept) comes
+            delay = timedelta(seconds=exc.wait_seconds)
+            raise ApplicationError(str(exc), type="SenderBusy", next_retry_delay=delay) from exc
         except ProviderError as exc:  # transient: the retry policy backs off and tries again
             raise ApplicationError(str(exc), type="ProviderUnavailable") from exc
         count_outcome(outcome)

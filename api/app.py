@@ -26,6 +26,8 @@ from api.routers import (
     communications,
     fhir,
     fhir_hook,
+    fhir_operations,
+    fhir_writes,
     health,
     hl7,
     integration_clients,
@@ -56,6 +58,7 @@ from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
 from domain.communications.providers import log_provider_configuration
+from domain.integrations.keys import JwksCache
 from domain.tenants.active import ActiveTenants
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,9 @@ def create_app(
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.rate_limits = RateLimits(settings) if settings.rate_limits_enabled else None
+    app.state.jwks_cache = JwksCache(
+        settings.smart_jwks_cache_seconds, settings.smart_jwks_fetch_timeout_seconds
+    )
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None
     install_error_handlers(app)
@@ -161,7 +167,9 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(oauth.router)
     app.include_router(fhir_hook.router)  # before fhir's /{resource_type} routes
+    app.include_router(fhir_operations.router)  # before fhir's /{resource_type}/... routes
     app.include_router(fhir.router)
+    app.include_router(fhir_writes.router)
     app.include_router(hl7.router)
     return app
 

@@ -24,8 +24,10 @@ from cli.demo_roster import (
     REMINDER_REPLIES,
     VISIT_TYPES,
 )
+from core.languages import ENGLISH
 from domain.analytics.sentiment import record_inbound_sentiment
 from domain.communications.models import Communication
+from domain.communications.templates import format_time
 from domain.enums import AppointmentStatus, Channel, Direction, JourneyInstanceStatus, StageStatus
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
 from domain.journeys.repository import JourneyInstanceRepository
@@ -228,7 +230,7 @@ async def conversations(session: AsyncSession, clinic: Clinic, visits: list[Appo
         reminder_at = visit.start_time - timedelta(hours=24)
         text = (
             f"Hi {patient.first_name}, this is a reminder of your appointment with Dr {doctor.last_name} "
-            f"on {local:%A %d %B} at {local:%H:%M} at {clinic.name}. Reply C to confirm."
+            f"on {local:%A %d %B} at {format_time(local, ENGLISH)} at {clinic.name}. Reply C to confirm."
         )
         records += _exchange(
             clinic,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -40,6 +41,36 @@ T = TypeVar("T")
 TenantOption = Annotated[uuid.UUID, typer.Option("--tenant-id", help="The tenant the client belongs to.")]
 ClientOption = Annotated[str, typer.Option("--client-id", help="The client's id (prm_client_...).")]
 
+# -- SMART Backend Services (private_key_jwt): the client's public keys --
+JwksOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--jwks",
+        help="A file holding the client's public keys as a JWK Set (RS384 or ES384); the client then signs "
+        "assertions instead of using a secret.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+JwksUriOption = Annotated[
+    str | None,
+    typer.Option("--jwks-uri", help="Instead of --jwks: the https URL the client serves its JWK Set at."),
+]
+
+
+def _keys(jwks: Path | None, jwks_uri: str | None) -> Any:
+    """The key source the options name (the JWK Set file read and parsed), checked by the service."""
+    from domain.integrations.service import ClientKeys
+
+    document = None
+    if jwks is not None:
+        try:
+            document = json.loads(jwks.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            fail(f"--jwks: {jwks} is not a JSON file ({exc.__class__.__name__})", EXIT_BAD_INPUT)
+    return ClientKeys(jwks=document, jwks_uri=jwks_uri)
+
 
 def _run(job: Callable[[AsyncSession], Awaitable[T]]) -> T:
     settings = load_settings()
@@ -62,7 +93,7 @@ def _issued(issued: Any) -> str:
             "tenant_id": str(issued.client.tenant_id),
             "client_id": issued.client.client_id,
             "client_secret": issued.secret,
-            "secret_id": str(issued.secret_id),
+            "secret_id": str(issued.secret_id) if issued.secret_id else None,
             "scope": " ".join(issued.client.scopes),
         }
     )
@@ -202,6 +233,8 @@ def create(
         list[Scope] | None,
         typer.Option("--scope", help="What it may call (repeat for several) [default: fhir]."),
     ] = None,
+    jwks: JwksOption = None,
+    jwks_uri: JwksUriOption = None,
     timezone: TimezoneOption = None,
     ignore_unsupported: Annotated[
         bool,
@@ -212,22 +245,38 @@ def create(
     ] = False,
     map_: MapOption = None,
 ) -> None:
-    """Create a client and its first secret; print them as JSON (the secret is shown only now)."""
+    """Create a client and its first secret; print them as JSON (the secret is shown only now). With
+    --jwks or --jwks-uri (SMART Backend Services) the client gets no secret: it signs assertions."""
     if not name.strip():
         fail("--name must not be empty", EXIT_BAD_INPUT)
     from domain.integrations.service import create_client
 
     scopes = set(scope or [Scope.FHIR])
+    keys = _keys(jwks, jwks_uri)
     feed = _feed(
         {}, maps=map_ or [], unmaps=[], timezone=timezone, ignore_unsupported_messages=ignore_unsupported
     )
     issued = _run(
         lambda s: create_client(
-            s, tenant_id=tenant_id, name=name, scopes=scopes, actor=cli_actor(), feed=feed
+            s, tenant_id=tenant_id, name=name, scopes=scopes, actor=cli_actor(), keys=keys, feed=feed
         )
     )
     typer.echo(_issued(issued))
-    typer.echo("Store the secret now: it cannot be shown again.", err=True)
+    if issued.secret is not None:
+        typer.echo("Store the secret now: it cannot be shown again.", err=True)
+
+
+@integration_app.command("set-keys")
+def set_keys(
+    tenant_id: TenantOption, client_id: ClientOption, jwks: JwksOption = None, jwks_uri: JwksUriOption = None
+) -> None:
+    """Replace a client's public keys (SMART Backend Services) with --jwks FILE or --jwks-uri URL; with
+    neither, remove them."""
+    from domain.integrations.service import set_keys as set_client_keys
+
+    keys = _keys(jwks, jwks_uri)
+    _run(lambda s: set_client_keys(s, tenant_id=tenant_id, client_id=client_id, keys=keys, actor=cli_actor()))
+    typer.echo("Replaced the client's keys." if keys.given else "Removed the client's keys.", err=True)
 
 
 @integration_app.command("rotate")
@@ -276,6 +325,8 @@ def list_(tenant_id: TenantOption) -> None:
                     "scope": " ".join(client.scopes),
                     "created_at": client.created_at.isoformat(),
                     "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
+                    "jwks": client.jwks,
+                    "jwks_uri": client.jwks_uri,
                     "hl7_feed": _feed_json(client),
                     "secrets": [
                         {

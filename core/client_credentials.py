@@ -2,7 +2,9 @@
 
 The shape is OAuth 2.0 client credentials as SMART Backend Services uses it: a client sends its id and
 secret to `POST /oauth/token` and gets a JWT of a few minutes naming its tenant and `scope` (space-separated
-scope names, e.g. `fhir hl7`). These tokens carry their own audience (`PRM_INTEGRATION_TOKEN_AUDIENCE`), so
+scope names, e.g. `fhir hl7`, or SMART's `system/Patient.rs`: `core.smart_scopes`). A client registered with a
+JWK Set may instead sign an assertion (SMART's `private_key_jwt`, `domain.integrations.keys`); its token
+then names no secret. These tokens carry their own audience (`PRM_INTEGRATION_TOKEN_AUDIENCE`), so
 the coordinator API's verifier refuses them and the integration endpoints refuse coordinator tokens.
 
 Secrets are 256 random bits, so a plain SHA-256 is enough to store them (a slow password hash protects
@@ -24,12 +26,13 @@ import jwt
 from core.auth import check_token_times
 from core.errors import ServiceUnavailable, Unauthorized
 from core.settings import Settings
+from core.smart_scopes import SmartGrant, is_smart_scope, parse_smart_scope
 
 CLIENT_ID_PREFIX = "prm_client_"
 SECRET_PREFIX = "prm_secret_"  # noqa: S105 - a prefix, not a secret
 SECRET_HINT_CHARS = 4  # the end of a secret, shown in lists so an operator can tell secrets apart
 INTEGRATION_ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["sub", "tenant_id", "scope", "sid", "exp", "iss", "aud"]
+REQUIRED_CLAIMS = ["sub", "tenant_id", "scope", "exp", "iss", "aud"]  # `sid` when a secret authenticated
 
 
 class Scope(StrEnum):
@@ -65,19 +68,41 @@ def parse_scopes(raw: str) -> frozenset[Scope]:
     return frozenset(found)
 
 
-def format_scopes(scopes: frozenset[Scope] | set[Scope] | list[Scope]) -> str:
-    """Scopes as the `scope` string of OAuth (sorted, space-separated)."""
-    return " ".join(sorted(s.value for s in scopes))
+def format_scopes(
+    scopes: frozenset[Scope] | set[Scope] | list[Scope], grants: frozenset[SmartGrant] | None = None
+) -> str:
+    """Scopes as the `scope` string of OAuth (sorted, space-separated). With SMART grants, `fhir` is left
+    out: the grants say how much of it the token holds."""
+    if grants is None:
+        return " ".join(sorted(s.value for s in scopes))
+    return " ".join(sorted([s.value for s in scopes if s != Scope.FHIR] + [g.scope for g in grants]))
+
+
+def parse_token_scope(raw: str) -> tuple[frozenset[Scope], frozenset[SmartGrant] | None]:
+    """Our scopes and the SMART grants a `scope` string names (grants None: `fhir` unrestricted, or no
+    SMART scope at all). A SMART scope implies `fhir`. ValueError names what is refused."""
+    scopes: set[Scope] = set()
+    grants: set[SmartGrant] = set()
+    for name in raw.split():
+        if is_smart_scope(name):
+            grants.add(parse_smart_scope(name))
+        else:
+            scopes |= parse_scopes(name)
+    if not grants or Scope.FHIR in scopes:
+        return frozenset(scopes), None
+    return frozenset({*scopes, Scope.FHIR}), frozenset(grants)
 
 
 @dataclass(frozen=True)
 class ClientCaller:
-    """An authenticated integration client: which client, with which secret, for which tenant and scopes."""
+    """An authenticated integration client: which client, with which secret (None: it signed an assertion
+    with a registered key), for which tenant and scopes, and how far SMART scopes narrow `fhir`."""
 
     client_id: str
-    secret_id: uuid.UUID
+    secret_id: uuid.UUID | None
     tenant_id: uuid.UUID
     scopes: frozenset[Scope]
+    grants: frozenset[SmartGrant] | None = None
 
     @property
     def sub(self) -> str:
@@ -101,14 +126,15 @@ def issue_client_token(settings: Settings, caller: ClientCaller) -> tuple[str, i
     claims = {
         "sub": caller.client_id,
         "tenant_id": str(caller.tenant_id),
-        "scope": format_scopes(caller.scopes),
-        "sid": str(caller.secret_id),
+        "scope": format_scopes(caller.scopes, caller.grants),
         "iss": settings.jwt_issuer,
         "aud": settings.integration_token_audience,
         "iat": now,
         "exp": now + timedelta(seconds=ttl),
         "jti": uuid.uuid4().hex,
     }
+    if caller.secret_id is not None:
+        claims["sid"] = str(caller.secret_id)
     return jwt.encode(claims, _signing_secret(settings), algorithm=INTEGRATION_ALGORITHM), ttl
 
 
@@ -130,11 +156,13 @@ def verify_client_token(settings: Settings, token: str) -> ClientCaller:
         raise Unauthorized("Invalid token.") from exc
     check_token_times(claims, max_lifetime_seconds=settings.jwt_max_lifetime_seconds)
     try:
+        scopes, grants = parse_token_scope(str(claims["scope"]))
         return ClientCaller(
             client_id=str(claims["sub"]),
-            secret_id=uuid.UUID(str(claims["sid"])),
+            secret_id=uuid.UUID(str(claims["sid"])) if "sid" in claims else None,
             tenant_id=uuid.UUID(str(claims["tenant_id"])),
-            scopes=parse_scopes(str(claims["scope"])),
+            scopes=scopes,
+            grants=grants,
         )
     except ValueError as exc:
         raise Unauthorized("Invalid token.") from exc

@@ -13,7 +13,9 @@ from sqlalchemy import (
     ClauseElement,
     DateTime,
     Executable,
+    FetchedValue,
     ForeignKey,
+    Integer,
     MetaData,
     TextClause,
     event,
@@ -64,6 +66,15 @@ class TimestampMixin:
     )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class Versioned:
+    """`version`: 1 when the row is made, raised by one by a database trigger on every UPDATE (migration
+    0029), read back with the UPDATE's RETURNING. FHIR's `meta.versionId` and `ETag`."""
+
+    version: Mapped[int] = mapped_column(
+        Integer, server_default="1", server_onupdate=FetchedValue(), nullable=False
     )
 
 

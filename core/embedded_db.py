@@ -42,7 +42,7 @@ def start_embedded_postgres(pgdata: Path, *, stop_on_exit: bool = True) -> str:
 # a rule (`Key (tenant_id, mrn)=(..., MRN-1234) already exists`), and the failing statement is logged after
 # it; TERSE drops DETAIL, HINT, QUERY and CONTEXT, and `panic` logs no statement for an error. The error
 # itself (`duplicate key value violates unique constraint "uq_patients_tenant_mrn"`) is still logged.
-# The README asks operators of an external PostgreSQL to set the same.
+# The deployment docs (docs/operators/deployment.md) ask operators of an external PostgreSQL to set the same.
 TERSE_ERROR_LOGGING = {"log_error_verbosity": "terse", "log_min_error_statement": "panic"}
 
 

@@ -1,14 +1,16 @@
 """The workflow gateway: the one place that talks to the Temporal client.
 
 Everything the service asks of Temporal goes through `WorkflowGateway`: start, signal, signal-with-start,
-cancel, terminate, update and describe. It owns the three things every caller used to decide for itself:
-one bound on each call (`rpc_timeout`), one way to name search attributes (plain keyword names and
-values, ids only), and one mapping of Temporal's errors onto the service's:
+cancel, terminate, update and describe, and a schedule's create, pause, unpause and delete. It owns the
+three things every caller used to decide for itself: one bound on each call (`rpc_timeout`), one way to
+name search attributes (plain keyword names and values, ids only), and one mapping of Temporal's errors
+onto the service's:
 
 - Temporal unreachable (no connection, a deadline, UNAVAILABLE) -> `TemporalUnavailable` (a 503);
 - the workflow is not running (NOT_FOUND) -> `False` from signal/cancel/terminate, `WorkflowNotRunning`
-  from update and describe;
-- a start whose id is taken (running, or closed under a once-ever policy) -> `False` from start;
+  from update and describe; a schedule that does not exist -> `False` from its pause and delete;
+- a start whose id is taken (running, or closed under a once-ever policy) -> `False` from start; a
+  schedule's id taken -> `False` from its create;
 - an answer a retry would never change (INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED)
   -> `CommandRejected`;
 - an update the workflow refused -> `UpdateRefused`, carrying the failure's type and message.
@@ -31,7 +33,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +44,13 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -128,6 +137,23 @@ class WorkflowStart:
     input: Any
     search_attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     policy: StartPolicy = StartPolicy.REUSE
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduledStart:
+    """A Temporal Schedule starting `start`'s workflow every `every` from `first_at` on (Temporal appends
+    each fire's scheduled time to `start.workflow_id`); with `fire_at_once`, the first fire is at its
+    creation (`first_at` has passed). A fire while the previous one's workflow still runs is skipped, and
+    after an outage only the last missed fire (within `every`) is caught up."""
+
+    schedule_id: str
+    start: WorkflowStart
+    every: timedelta
+    first_at: datetime
+    fire_at_once: bool = False
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ids_of(tenant_id: object, patient_id: object | None = None) -> dict[str, str]:
@@ -226,6 +252,62 @@ class WorkflowGateway:
             )
 
         await self._call(call)
+
+    async def create_schedule(self, spec: ScheduledStart) -> bool:
+        """Create `spec`'s schedule; False when a schedule of that id already exists (a repeated create)."""
+        # Interval fires land on epoch + n * every + offset: the offset puts `first_at` among them.
+        offset = (spec.first_at - _EPOCH) % spec.every
+        schedule = Schedule(
+            action=ScheduleActionStartWorkflow(
+                spec.start.workflow,
+                spec.start.input,
+                id=spec.start.workflow_id,
+                task_queue=self.task_queue,
+                typed_search_attributes=search_attributes(spec.start.search_attributes),
+            ),
+            spec=ScheduleSpec(
+                intervals=[ScheduleIntervalSpec(every=spec.every, offset=offset)],
+                start_at=spec.first_at - timedelta(seconds=1),
+            ),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=spec.every),
+        )
+
+        async def call(client: Client) -> bool:
+            try:
+                await client.create_schedule(
+                    spec.schedule_id,
+                    schedule,
+                    trigger_immediately=spec.fire_at_once,
+                    search_attributes=search_attributes(spec.start.search_attributes),
+                    rpc_timeout=self.rpc_timeout,
+                )
+            except ScheduleAlreadyRunningError:
+                return False
+            return True
+
+        return await self._call(call)
+
+    async def pause_schedule(self, schedule_id: str, *, paused: bool) -> bool:
+        """Pause (or unpause) a schedule; False when it does not exist."""
+
+        async def call(client: Client) -> bool:
+            handle = client.get_schedule_handle(schedule_id)
+            if paused:
+                await handle.pause(rpc_timeout=self.rpc_timeout)
+            else:
+                await handle.unpause(rpc_timeout=self.rpc_timeout)
+            return True
+
+        return await self._unless_not_found(call)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule (the workflows it started are left alone); False when it does not exist."""
+
+        async def call(client: Client) -> bool:
+            await client.get_schedule_handle(schedule_id).delete(rpc_timeout=self.rpc_timeout)
+            return True
+
+        return await self._unless_not_found(call)
 
     async def signal(self, workflow_id: str, signal: str, arg: Any) -> bool:
         """Signal a running workflow; False when it is not running."""

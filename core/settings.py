@@ -18,142 +18,282 @@ class Settings(BaseSettings):
 
     # hide_input_in_errors: a refused setting (a key, a secret) is never echoed back in the error.
     model_config = SettingsConfigDict(
-        env_prefix="PRM_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+        env_prefix="PRM_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
+        # Each setting's docstring is its description: the docs' settings reference is generated from it
+        # (`make docs`; tests/test_docs_site.py fails when they disagree).
+        use_attribute_docstrings=True,
     )
 
     # `production` (the image's default) refuses the published development JWT secret, disabled auth and
     # clear Temporal payloads. `development` (`make run`) accepts that secret only on a loopback address.
     # `test` is the in-process test suite's: a served API (`create_app_from_env`) refuses it.
     env: Literal["development", "test", "production"] = "development"
+    """`development`, `test` or `production` (the Docker image's default). Production refuses to start with
+    the development JWT secret, `PRM_AUTH_ENABLED=false`, no `PRM_PAYLOAD_ENCRYPTION_KEYS` or no
+    `PRM_AUDIT_HMAC_KEY`; development accepts tokens signed with the development secret only on connections
+    to a loopback address (401 otherwise); `test` is the in-process test suite's, and a served API
+    (`uvicorn --factory api.app:create_app_from_env`) refuses it."""
     log_level: str = "INFO"
+    """Log level of the API, the worker and `prm run`."""
     # `text` for humans at a terminal, `json` (one object a line, with the request id) for a log pipeline.
     log_format: Literal["text", "json"] = "text"
+    """`text` (for humans) or `json` (one object a line, for a log pipeline) for the API's and the worker's
+    logs."""
 
     # Observability. The API serves /metrics on its own port (turned off with metrics_enabled=false); with a
     # metrics token set, a scrape must send it as a bearer token. The worker serves its metrics (its own and
     # the Temporal SDK's) on worker_metrics_port (0: none). Traces go over OTLP only when an endpoint is set.
     metrics_enabled: bool = True
+    """`false` removes the API's `/metrics`."""
     metrics_token: str | None = None
+    """When set, a scrape of the API's `/metrics` must send `Authorization: Bearer <it>` (401 otherwise)."""
     worker_metrics_host: str = "127.0.0.1"
+    """Address the worker's metrics endpoint binds (`0.0.0.0` in a container)."""
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Port of the worker's metrics endpoint (its counters and the Temporal SDK's); `0` turns it off."""
     otlp_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("PRM_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
+    """OTLP collector for traces, e.g. `http://otel-collector:4317`; unset means no tracing at all."""
     otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
         default="grpc", validation_alias=AliasChoices("PRM_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
     )
+    """`grpc` or `http/protobuf` (then the endpoint is the collector's base URL, e.g. `:4318`)."""
 
     # Where `make run` keeps the embedded PostgreSQL and the Temporal dev server's state.
     data_dir: Path = Path(".prm")
+    """Where the embedded PostgreSQL (`postgres/`), the Temporal dev server's state (`temporal.db`), logs, and
+    (outside production) the generated payload keys (`payload-keys`), audit key (`audit-hmac-key`) and
+    audit anchors (`audit-anchors.jsonl`) live."""
 
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL"))
+    """PostgreSQL URL (`postgresql://` or `postgresql+psycopg://`); unset means the embedded server under
+    `PRM_DATA_DIR`. The API and the worker should connect as `prm_app`, migrations as the owner."""
     # The password `prm db app-role` (and `prm run`) gives the app's role `prm_app`; none for trust auth.
     app_db_password: str | None = None
+    """The password `prm db app-role` and `prm run` give the role `prm_app`; unset gives none (trust or peer
+    authentication, as the embedded server's)."""
     db_pool_size: int = 10
+    """Database connection pool size per process."""
     db_max_overflow: int = 10
+    """Connections allowed beyond the pool under load; they are closed when returned, so a process that is
+    often busier than its pool opens a connection per request: raise `PRM_DB_POOL_SIZE` instead."""
     # How long a request waits for the database before it answers 503: to open a connection (libpq's
     # `connect_timeout`, whole seconds, 2 at least), and for a free connection from a busy pool.
     db_connect_timeout_seconds: int = Field(default=2, ge=2)
+    """How long opening a database connection may take (libpq `connect_timeout`, whole seconds, at least 2)
+    before the request answers 503."""
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long a request waits for a free pooled connection before it answers 503."""
 
     temporal_address: str | None = Field(default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS"))
+    """Temporal frontend `host:port`; unset means the local dev server on `127.0.0.1:PRM_TEMPORAL_PORT`, which
+    `prm run` starts."""
     temporal_namespace: str = "default"
+    """Temporal namespace."""
     temporal_task_queue: str = "prm"
+    """Task queue the worker polls and workflows are started on."""
     temporal_port: int = 7233
+    """gRPC port of the dev server `prm run` starts."""
     temporal_ui_port: int = 8233
+    """Port of that dev server's web UI."""
     # `kid:base64 AES-256 key[,kid:key...]`: the first encrypts Temporal payloads, all decrypt (rotation).
     payload_encryption_keys: str | None = None
+    """`kid:base64key[,kid:key...]` (AES-256 master keys): Temporal payloads are encrypted under a key derived
+    from the first for their tenant, decrypted with any (put a new key first to rotate). Required in
+    production."""
     # Browser origins allowed to call the API (the Temporal UI's, for the codec endpoints); comma-separated.
     cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233"
+    """Browser origins (the Temporal UI's) allowed to call the codec endpoints `/codec/*`, comma-separated; no
+    origin gets CORS on the rest of the API."""
     # The worker's relay: how often it delivers the workflow commands (starts, signals, cancels) that were
     # not delivered right after their commit (Temporal down, a process killed), and notices Temporal is back.
     command_relay_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How often the worker delivers the workflow commands (starts, signals, cancels) not delivered right
+    after their commit."""
     # The worker's trigger dispatcher: how often it looks for new domain events (and delayed journey starts
     # now due), and how many of each it takes in one round.
     trigger_dispatch_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    """How often the worker's trigger dispatcher takes new domain events (and delayed journey starts now due)
+    and starts the journeys they trigger."""
     trigger_dispatch_batch: int = Field(default=100, ge=1, le=1000)
+    """How many events (and as many due starts) one dispatcher round takes at most; a full round goes again at
+    once."""
     # Dispatched domain events are kept this long (the trigger dry run looks back at most 90 days).
     domain_events_retention_days: int = Field(default=90, ge=1, le=3650)
+    """How long dispatched domain events are kept (the worker prunes older ones hourly; set-aside ones stay
+    until retried); the journey starts they caused keep their own rows."""
     # The records of HL7 v2 messages (control id, digest, ACK) are kept this long, so a resend within it is
     # answered as the first was; the worker purges older ones hourly.
     hl7_retention_days: int = Field(default=90, ge=1, le=3650)
+    """How long the records of HL7 v2 messages (`hl7_messages`: control id, type, digest, ACK) are kept; the
+    worker purges older ones at start and hourly, in batches of 1000. A resend within it gets the first
+    answer; after it, the control id is new again."""
     # How often the API appends the audit records of reads it has queued (writes' go with the write).
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often the API appends the audit records of the reads it has queued (a write's record goes with the
+    write)."""
     # The HMAC key of the audit chain and its anchors (`core.audit_key`): a secret the database never holds,
     # at least 32 bytes, required in production; elsewhere an unset key is one generated in the data dir.
     audit_hmac_key: str | None = None
+    """The HMAC-SHA256 key of the audit trail's chain and anchors, at least 32 bytes (`openssl rand -hex 32`);
+    give it to the API, the worker and `prm audit verify`, never to the database. Required in production;
+    elsewhere an unset key is a random one kept in `PRM_DATA_DIR/audit-hmac-key` (owner-only, made on first
+    use)."""
     # Where the worker appends each tenant's signed chain head (`domain.audit.anchor`), every
     # `audit_anchor_interval_seconds`; default `<PRM_DATA_DIR>/audit-anchors.jsonl`. Ship it off the box.
     audit_anchor_file: Path | None = None
+    """Where the worker appends each tenant's signed chain head and `prm audit verify` reads them back; unset
+    means `PRM_DATA_DIR/audit-anchors.jsonl`. Ship it off the box."""
     audit_anchor_interval_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
+    """How often the worker anchors the audit chain heads that moved."""
     # How long the API waits for Temporal (connecting, and retrying a call it cannot deliver) before it
     # answers 503. The worker keeps the SDK's own, longer retries.
     temporal_rpc_timeout_seconds: float = Field(default=3.0, gt=0)
+    """How long an API request waits on an unreachable Temporal (connecting, and retrying a call it cannot
+    deliver) before it answers 503 (an advance) or leaves its workflow commands to the relay (every other
+    write, which answers as usual); also the bound on each of the relay's calls. The worker keeps the SDK's
+    10 s of retries."""
 
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
+    """Redis for the rate-limit counters, so every API replica enforces one limit; unset keeps them in each
+    process."""
     # Moving-window limits (`limits` notation): per user, per tenant, per provider-webhook source address.
     rate_limits_enabled: bool = True
+    """`false` turns the rate limits off."""
     # Bodies past this size are refused with 413 before any handler reads them.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Request bodies past this size are refused with 413."""
     rate_limit_per_user: str = "100/minute"
+    """Requests one user may make (`limits` notation: `N/second`, `N/minute`, `N/hour`, ...)."""
     rate_limit_per_tenant: str = "1000/minute"
+    """Requests all of a tenant's users may make together."""
     rate_limit_per_webhook_source: str = "600/minute"
+    """Provider callbacks one source address may make."""
     # Each EHR integration client (its FHIR / HL7 calls), and `POST /oauth/token` per source address.
     rate_limit_per_integration_client: str = "600/minute"
+    """FHIR (and HL7) calls one integration client may make."""
     rate_limit_per_token_source: str = "60/minute"  # noqa: S105 - a rate, not a secret
+    """`POST /oauth/token` requests one source address may make."""
 
     api_host: str = "127.0.0.1"
+    """Address the API binds (`prm run`, `prm api`)."""
     api_port: int = 8000
+    """Port the API binds."""
     # Strict-Transport-Security max-age on every answer, for when TLS terminates in front of the API (a proxy
     # or load balancer serving https); 0 sends none (plain http on a local machine must not pin https).
     hsts_seconds: int = Field(default=0, ge=0, le=2 * 365 * 24 * 3600)
+    """When TLS terminates in front of the API (a proxy or load balancer serving https), every answer carries
+    `Strict-Transport-Security: max-age=<this>` (e.g. `31536000`); `0` sends none."""
 
     auth_enabled: bool = True
+    """`false` makes every caller an admin (local experiments only: it answers only on a loopback connection,
+    and production refuses it)."""
     # When auth is disabled, requests act as an admin of this tenant (or of the `X-Tenant-ID` header's).
     default_tenant_id: str | None = None
+    """With auth disabled, the tenant requests act for when they send no `X-Tenant-ID` header."""
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"] = "HS256"
+    """`HS256/384/512` (shared secret) or `RS256/384/512`, `ES256/384` (public key)."""
     jwt_secret: str = DEV_JWT_SECRET
+    """HMAC secret of the API's tokens, at least 32 bytes; must be set in production. The default is published
+    in the code: development takes its tokens on loopback addresses only."""
     jwt_public_key: str | None = None
+    """PEM public key for RS*/ES* tokens."""
     jwt_jwks_url: str | None = None
+    """JWKS endpoint for RS*/ES* tokens (instead of a fixed key)."""
     jwt_issuer: str = "prm"
+    """Required `iss` claim."""
     jwt_audience: str = "prm-api"
+    """Required `aud` claim."""
     jwt_leeway_seconds: int = 30
+    """Clock skew tolerated on `exp`."""
     # No token is accepted that lives longer than this (`exp` - `iat`, or `exp` - now without `iat`), whoever
     # signed it (`prm token`, `POST /oauth/token`, an identity provider): a leaked token is good for a day.
     jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    """The longest lifetime of any token accepted (`exp` - `iat`, or `exp` - now without `iat`), whoever
+    signed it; at least 60, and no shorter than `PRM_DEV_TOKEN_TTL_MINUTES` and
+    `PRM_INTEGRATION_TOKEN_TTL_SECONDS`."""
     dev_token_ttl_minutes: int = Field(default=12 * 60, ge=1)
+    """Lifetime of tokens from `prm token` and `prm run` (`prm token --ttl-minutes` longer than
+    `PRM_JWT_MAX_LIFETIME_SECONDS` is refused)."""
     # Integration clients (EHRs) trade their client id and secret at `POST /oauth/token` for a short-lived
     # HS256 token of this audience, signed with `integration_token_secret` (default: PRM_JWT_SECRET when the
     # API verifies HS* tokens). Coordinator tokens (audience `jwt_audience`) never reach integration
     # endpoints, and integration tokens never reach the coordinator API.
     integration_token_secret: str | None = None
+    """HMAC secret (at least 32 bytes) of the integration tokens `POST /oauth/token` issues; unset means
+    `PRM_JWT_SECRET` when `PRM_JWT_ALGORITHM` is HS*. With RS*/ES* (or the development secret in
+    production) and no value here, the token endpoint answers 503."""
     integration_token_audience: str = "prm-integrations"  # noqa: S105 - an audience, not a secret
+    """`aud` of integration tokens; must differ from `PRM_JWT_AUDIENCE`, which is what keeps the two kinds of
+    token apart."""
     integration_token_ttl_seconds: int = Field(default=300, ge=60, le=3600)
+    """Lifetime of an integration token (60 to 3600)."""
+    smart_jwks_cache_seconds: int = Field(default=300, ge=0, le=24 * 3600)
+    """How long a JWK Set fetched from an integration client's `jwks_uri` (SMART Backend Services,
+    private_key_jwt) is used before it is fetched again; an assertion signed with a key id the cached set
+    lacks fetches it again at once (at most every 10 seconds)."""
+    smart_jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    """How long the token endpoint waits for an integration client's `jwks_uri` to answer."""
 
     default_phone_region: str = "US"
+    """Region for phone numbers written without a country code (normalised to E.164)."""
     default_timezone: str = "UTC"
+    """Time zone of tenants created without `--timezone` (tenants, locations and patients carry their own)."""
 
     twilio_base_url: str | None = None
+    """Another Twilio-compatible endpoint for the Twilio SDK (the tests point it at a local server)."""
     sendgrid_base_url: str | None = None
+    """Another SendGrid-compatible endpoint for the SendGrid SDK."""
     # Messaging providers: without credentials every channel goes to the outbox (records, sends nothing).
     twilio_account_sid: str | None = None
+    """Twilio account; with the auth token, SMS and WhatsApp go through Twilio (else the outbox, which records
+    and sends nothing)."""
     twilio_auth_token: str | None = None
+    """Twilio auth token; also verifies `X-Twilio-Signature` on Twilio's webhooks."""
     twilio_sms_from: str | None = None  # E.164 sender number for SMS
+    """E.164 sender number for SMS."""
     twilio_whatsapp_from: str | None = None  # E.164 WhatsApp sender (without the `whatsapp:` prefix)
+    """E.164 WhatsApp sender (without the `whatsapp:` prefix)."""
     sendgrid_api_key: str | None = None
+    """SendGrid API key; email goes through SendGrid when set (else the outbox)."""
     sendgrid_from_email: str | None = None
+    """Sender address of emails."""
     sendgrid_from_name: str | None = None
+    """Sender name of emails."""
     # The base64 ECDSA public key of SendGrid's signed event webhook (Mail Settings > Event Webhook).
     sendgrid_webhook_public_key: str | None = None
+    """SendGrid's event-webhook verification key (ECDSA, base64; Mail Settings > Event Webhook); unsigned
+    events are refused."""
     sendgrid_webhook_max_age_seconds: int = 300
+    """Oldest signed SendGrid event timestamp accepted."""
     # The URL the providers call us on (scheme://host[:port]); webhook signatures are checked against it.
     public_base_url: str | None = None
+    """The scheme, host and port providers call (outside any proxy): status-callback URLs and Twilio signature
+    checks use it."""
     provider_timeout_seconds: float = 10.0
+    """Timeout of one call to Twilio or SendGrid."""
     # A send whose provider call was left unfinished (its worker died before recording the answer) is not
     # sent again until the provider's status callback says what became of it, or until this long after the
     # attempt began passes without a word: then the provider is taken never to have received it. Longer
     # than the provider timeout (an attempt still waiting on the provider must not be raced).
     send_resolve_seconds: float = Field(default=300.0, ge=0)
+    """How long a send left unfinished by a crash waits for the provider's status callback before it is taken
+    as never received and sent again (longer than the provider timeout)."""
+    sms_messages_per_second: float | None = Field(default=None, ge=0)
+    """Messages per second the SMS sender (`twilio_sms_from`, shared by every tenant) is handed. Unset: the
+    default for its kind (a US/Canadian long code 1, toll-free 3, short code 100, any other number or an
+    alphanumeric sender 10); unpaced for the outbox; 0: unpaced. Campaign messages wait for their turn;
+    interactive ones (reminders, replies, the booking chat) go at once and push the campaigns back."""
+    whatsapp_messages_per_second: float | None = Field(default=None, ge=0)
+    """Messages per second the WhatsApp sender is handed (unset: 80; unpaced for the outbox; 0: unpaced)."""
+    email_messages_per_second: float | None = Field(default=None, ge=0)
+    """Messages per second the email sender is handed (unset: 100; unpaced for the outbox; 0: unpaced)."""
+    sender_burst_seconds: float = Field(default=1.0, ge=0, le=60)
+    """How far an idle sender catches up: at most this many seconds of its throughput go back to back."""
 
     @field_validator(
         "rate_limit_per_user",

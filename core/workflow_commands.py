@@ -3,9 +3,10 @@ and delivered until Temporal has them (a transactional outbox).
 
 Every start, signal and cancel that follows a change (a journey placed or cancelled, an appointment booked,
 moved or cancelled, a ticket opened or reopened, a message recorded, a patient's reply, a freed time for the
-waitlist) is a `WorkflowCommand` row written beside the change (`record_start`, `record_signal`,
-`record_cancel`). The row commits or rolls back with the change, so a workflow never hears of a change that
-did not happen, and a change never misses its workflow:
+waitlist), and every change to a Temporal Schedule (a recurring campaign created, paused, resumed or
+cancelled), is a `WorkflowCommand` row written beside the change (`record_start`, `record_signal`,
+`record_cancel`, `record_schedule`, `record_schedule_change`). The row commits or rolls back with the
+change, so a workflow never hears of a change that did not happen, and a change never misses its workflow:
 
 1. right after the commit, the same process delivers its transaction's commands through the gateway bound
    to its session (`core.gateway`) when Temporal answers quickly (the fast path);
@@ -62,6 +63,7 @@ from core.codec import payloads_for_tenant
 from core.database import Base, after_commit, mark_system
 from core.gateway import (
     CommandRejected,
+    ScheduledStart,
     StartPolicy,
     TemporalUnavailable,
     WorkflowGateway,
@@ -76,16 +78,19 @@ BATCH = 200
 KEEP_DELIVERED = timedelta(days=7)  # delivered commands stay this long for operators, then are pruned
 PRUNE_BATCH = 10_000
 
-START, SIGNAL, CANCEL = "start", "signal", "cancel"
+START, SIGNAL, CANCEL, SCHEDULE = "start", "signal", "cancel", "schedule"
+# What a `schedule` command does to its schedule (its `arg["op"]`).
+SCHEDULE_CREATE, SCHEDULE_PAUSE, SCHEDULE_UNPAUSE, SCHEDULE_DELETE = "create", "pause", "unpause", "delete"
 
 
 class WorkflowCommand(Base):
-    """One start, signal (or signal-with-start) or cancel owed to one workflow; pending while `delivered_at`
-    is null."""
+    """One start, signal (or signal-with-start) or cancel owed to one workflow, or one change owed to a
+    Temporal Schedule (`schedule`: its id in `workflow_id`, the change in `arg`); pending while
+    `delivered_at` is null."""
 
     __tablename__ = "workflow_commands"
     __table_args__ = (
-        CheckConstraint("kind IN ('start', 'signal', 'cancel')", name="kind"),
+        CheckConstraint("kind IN ('start', 'signal', 'cancel', 'schedule')", name="kind"),
         Index("ix_workflow_commands_pending", "id", postgresql_where=text("delivered_at IS NULL")),
         Index(
             "ix_workflow_commands_workflow_pending",
@@ -101,7 +106,7 @@ class WorkflowCommand(Base):
     )
     kind: Mapped[str] = mapped_column(
         String(10), nullable=False, server_default=SIGNAL
-    )  # start|signal|cancel
+    )  # start|signal|cancel|schedule
     workflow_id: Mapped[str] = mapped_column(String(200), nullable=False)
     signal: Mapped[str | None] = mapped_column(String(100))
     arg: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -128,6 +133,17 @@ class WorkflowCommand(Base):
             input=self.start_input,
             search_attributes=self.search_attributes or {},
             policy=StartPolicy(self.start_policy or StartPolicy.REUSE),
+        )
+
+    def scheduled_start(self) -> ScheduledStart:
+        """The schedule this `schedule` command creates."""
+        arg = self.arg or {}
+        return ScheduledStart(
+            schedule_id=self.workflow_id,
+            start=self.start_spec(),
+            every=timedelta(seconds=arg["every_seconds"]),
+            first_at=datetime.fromisoformat(arg["first_at"]),
+            fire_at_once=bool(arg.get("fire_at_once")),
         )
 
 
@@ -228,6 +244,36 @@ def record_cancel(
     """Record the cancellation of `workflow_id` in the session's transaction; delivered after the commit
     (after any start recorded before it). A workflow that is not running has nothing to cancel."""
     return _record(session, tenant_id, kind=CANCEL, workflow_id=workflow_id)
+
+
+def record_schedule(
+    session: AsyncSession, spec: ScheduledStart, *, tenant_id: uuid.UUID | None = None
+) -> None:
+    """Record the creation of `spec`'s Temporal Schedule in the session's transaction; delivered after the
+    commit (a repeated create is a no-op)."""
+    _record(
+        session,
+        tenant_id,
+        kind=SCHEDULE,
+        workflow_id=spec.schedule_id,
+        arg={
+            "op": SCHEDULE_CREATE,
+            "every_seconds": spec.every.total_seconds(),
+            "first_at": spec.first_at.isoformat(),
+            "fire_at_once": spec.fire_at_once,
+        },
+        **_start_fields(spec.start),
+    )
+
+
+def record_schedule_change(
+    session: AsyncSession, *, schedule_id: str, op: str, tenant_id: uuid.UUID | None = None
+) -> None:
+    """Record a pause, an unpause or the deletion of a Temporal Schedule in the session's transaction;
+    delivered after the commit, after the schedule's earlier commands (its create first)."""
+    if op not in (SCHEDULE_PAUSE, SCHEDULE_UNPAUSE, SCHEDULE_DELETE):
+        raise ValueError(f"not a change of a schedule: {op!r}")
+    _record(session, tenant_id, kind=SCHEDULE, workflow_id=schedule_id, arg={"op": op})
 
 
 async def settle_held(session: AsyncSession, workflow_id: str) -> None:
@@ -356,11 +402,26 @@ async def _deliver(gateway: WorkflowGateway, command: WorkflowCommand) -> str:
         return "delivered" if await gateway.start(command.start_spec()) else "already_started"
     if command.kind == CANCEL:
         return "delivered" if await gateway.cancel(command.workflow_id) else "not_running"
+    if command.kind == SCHEDULE:
+        return await _deliver_schedule(gateway, command)
     if command.start_workflow is not None:
         await gateway.signal_with_start(command.start_spec(), command.signal or "", command.arg)
         return "delivered"
     sent = await gateway.signal(command.workflow_id, command.signal or "", command.arg)
     return "delivered" if sent else "not_running"
+
+
+async def _deliver_schedule(gateway: WorkflowGateway, command: WorkflowCommand) -> str:
+    """A schedule's change, each safe to deliver twice: a create of an existing schedule, a pause of a
+    paused one, a delete of a deleted one change nothing."""
+    op = (command.arg or {}).get("op")
+    if op == SCHEDULE_CREATE:
+        return "delivered" if await gateway.create_schedule(command.scheduled_start()) else "already_started"
+    if op == SCHEDULE_DELETE:
+        done = await gateway.delete_schedule(command.workflow_id)
+    else:
+        done = await gateway.pause_schedule(command.workflow_id, paused=op == SCHEDULE_PAUSE)
+    return "delivered" if done else "not_running"
 
 
 async def prune_delivered(session: AsyncSession, *, older_than: timedelta = KEEP_DELIVERED) -> int:

@@ -27,9 +27,9 @@ from temporalio.worker import Replayer
 
 RECORD_ENV = "PRM_RECORD_HISTORIES"
 
-# What a payload of these workflows may hold: ids, ISO times, status words and patch ids (lower case, never
-# a name), and keys made of those.
-_TOKEN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9:.T+\-]+|[a-z][a-z0-9_\-]*"
+# What a payload of these workflows may hold: ids, ISO times (a schedule's own end in Z), status words and
+# patch ids (lower case, never a name), and keys made of those.
+_TOKEN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9:.TZ+\-]+|[a-z][a-z0-9_\-]*"
 _NO_PHI = re.compile(rf"(?:(?:{_TOKEN})(?::(?:{_TOKEN}))*)?")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from workflows.appointments import AppointmentWorkflow
 from workflows.booking import BookingConversationWorkflow
+from workflows.campaign_schedules import CampaignOccurrenceWorkflow
 from workflows.campaigns import CampaignWorkflow
 from workflows.communications import CommunicationDeliveryWorkflow
 from workflows.journey import JourneyInstanceWorkflow
@@ -18,4 +19,5 @@ ALL_WORKFLOWS: list[type] = [
     CommunicationDeliveryWorkflow,
     TicketSlaWorkflow,
     CampaignWorkflow,
+    CampaignOccurrenceWorkflow,
 ]

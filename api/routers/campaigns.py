@@ -54,7 +54,13 @@ async def launch_campaign(
     Members are skipped, and counted by reason, when merged into another record (`merged`), no longer active
     (`inactive`), or already on the journey (`already_on_journey`). The campaign's workflow start is saved
     with it, so the answer is 201 while Temporal is unreachable too. With an `Idempotency-Key`, a repeated
-    request returns the first campaign (200) and launches nothing."""
+    request returns the first campaign (200) and launches nothing.
+
+    With `recurrence` the campaign repeats: it is a definition whose Temporal Schedule launches an
+    occurrence every `every_days` days, the first at `starts_at` (or at once). Each occurrence is a campaign
+    of its own (`definition_id` names the definition) that freezes the cohort as it is then and skips, with
+    the reason `cooldown`, the patients an earlier occurrence reached within `cooldown_days`. A fire while
+    the previous occurrence has not ended is skipped."""
     ensure_own_tenant(principal, body.tenant_id)
     campaign, created = await service.create_campaign(
         session, body, created_by=principal.sub, idempotency_key=idempotency_key
@@ -71,11 +77,15 @@ async def list_campaigns(
     page: PageDep,
     tenant_id: TenantFilter = None,
     status: CampaignStatus | None = None,
+    definition_id: Annotated[
+        uuid.UUID | None, Query(description="Only the occurrences of this recurring campaign")
+    ] = None,
 ) -> CampaignListResponse:
-    """List your tenant's campaigns, newest first, with their counts; of one `status` when given."""
+    """List your tenant's campaigns, newest first, with their counts; of one `status`, or the occurrences of
+    one recurring campaign (`definition_id`), when given."""
     ensure_own_tenant(principal, tenant_id)
     repo = CampaignRepository(session)
-    rows, total = await repo.page(repo.listed(status), page)
+    rows, total = await repo.page(repo.listed(status, definition_id), page)
     return CampaignListResponse.build(await service.views(session, rows), total, page)
 
 
@@ -87,7 +97,8 @@ async def list_campaigns(
 )
 async def get_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
     """One campaign: its `status` (scheduled, running, paused, completed, cancelled, failed) and `counts`
-    (members frozen, pending, enrolled, skipped by reason)."""
+    (members frozen, pending, enrolled, skipped by reason). A recurring campaign shows its `recurrence`:
+    its schedule's state, its next run, its latest runs with their counts; its `counts` sum all its runs."""
     campaign = await CampaignRepository(session).get_or_404(campaign_id)
     return (await service.views(session, [campaign]))[0]
 
@@ -100,7 +111,8 @@ async def get_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignR
 )
 async def pause_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
     """Hold the campaign: once this answers, no further member is enrolled until it is resumed. Pausing a
-    paused campaign changes nothing."""
+    paused campaign changes nothing. A recurring campaign's schedule is paused: no occurrence is launched
+    until it is resumed (an occurrence under way goes on; pause it on its own)."""
     campaign = await service.pause_campaign(session, campaign_id)
     return (await service.views(session, [campaign]))[0]
 
@@ -112,7 +124,8 @@ async def pause_campaign(campaign_id: uuid.UUID, session: SessionDep) -> Campaig
     responses=errors(not_found=NO_CAMPAIGN, conflict="The campaign has ended"),
 )
 async def resume_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
-    """Continue a paused campaign with the members it has not reached yet."""
+    """Continue a paused campaign with the members it has not reached yet; a recurring campaign's schedule
+    fires again."""
     campaign = await service.resume_campaign(session, campaign_id)
     return (await service.views(session, [campaign]))[0]
 
@@ -124,7 +137,8 @@ async def resume_campaign(campaign_id: uuid.UUID, session: SessionDep) -> Campai
     responses=errors(not_found=NO_CAMPAIGN, conflict="The campaign has already completed or failed"),
 )
 async def cancel_campaign(campaign_id: uuid.UUID, session: SessionDep) -> CampaignResponse:
-    """Stop the campaign for good: members not yet enrolled never are; those enrolled stay on the journey."""
+    """Stop the campaign for good: members not yet enrolled never are; those enrolled stay on the journey. A
+    recurring campaign's schedule is deleted and its occurrence under way cancelled."""
     campaign = await service.cancel_campaign(session, campaign_id)
     return (await service.views(session, [campaign]))[0]
 
@@ -143,5 +157,6 @@ async def get_campaign_results(
     """What the campaign achieved, counting each enrolled patient once from their first message of the
     journey: `messaged`, `sent`, `delivered`, `replied` and `opted_out` (after that message, on its channel),
     and `booked` (an appointment made within `booked_within_days` of it and not cancelled), by channel and
-    language of that message, and in `total`; with the members, enrolled and skipped counts."""
+    language of that message, and in `total`; with the members, enrolled and skipped counts. A recurring
+    campaign's results are its occurrences' summed (a patient reached by two counts in each)."""
     return await campaign_results(session, campaign_id, booked_within_days=booked_within_days)

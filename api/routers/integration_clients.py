@@ -21,6 +21,7 @@ from domain.integrations.schemas import (
     FeedSettings,
     FeedSettingsResponse,
     IntegrationClientCreate,
+    IntegrationClientKeys,
     IntegrationClientResponse,
     IssuedSecretResponse,
     SecretResponse,
@@ -48,6 +49,8 @@ def _response(summary: service.ClientSummary) -> IntegrationClientResponse:
         scopes=client.scopes,  # type: ignore[arg-type]
         created_at=client.created_at,
         revoked_at=client.revoked_at,
+        jwks=client.jwks,
+        jwks_uri=client.jwks_uri,
         secrets=[
             SecretResponse(secret_id=s.id, ends_with=s.hint, created_at=s.created_at, revoked_at=s.revoked_at)
             for s in summary.secrets
@@ -71,16 +74,18 @@ async def _summary(session: SessionDep, principal: Principal, client_id: str) ->
 async def create_integration_client(
     body: IntegrationClientCreate, request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> IssuedSecretResponse:
-    """Register a system (an EHR) of your tenant with the scopes it may call (`fhir`, `hl7`) (and how its HL7
-    v2 messages are read: `timezone`, `code_maps`, `ignore_unsupported_messages`), and its first secret.
-    The secret is in this answer only; the EHR trades it at `POST /oauth/token` for a short-lived token.
-    Administrators only."""
+    """Register a system (an EHR) of your tenant with the scopes it may call (`fhir`, `hl7`), and its first
+    secret. The secret is in this answer only; the EHR trades it at `POST /oauth/token` for a short-lived
+    token. With `jwks` or `jwks_uri` (SMART Backend Services), the client gets no secret: it signs an
+    assertion with its private key instead. `timezone`, `code_maps` and `ignore_unsupported_messages` say how
+    its HL7 v2 messages are read. Administrators only."""
     issued = await service.create_client(
         session,
         tenant_id=principal.tenant_id,
         name=body.name,
         scopes=set(body.scopes),
         actor=actor_of(request, principal),
+        keys=service.ClientKeys(jwks=body.jwks, jwks_uri=body.jwks_uri),
         feed=body,
     )
     return _issued(issued)
@@ -109,6 +114,32 @@ async def configure_integration_client_feed(
         tenant_id=principal.tenant_id,
         client_id=client_id,
         feed=body,
+        actor=actor_of(request, principal),
+    )
+    return await _summary(session, principal, client_id)
+
+
+@router.put(
+    "/{client_id}/keys",
+    response_model=IntegrationClientResponse,
+    dependencies=[CanAdminister],
+    responses=errors(not_found="No such integration client in your tenant", conflict="The client is revoked"),
+)
+async def set_integration_client_keys(
+    client_id: ClientIdPath,
+    body: IntegrationClientKeys,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> IntegrationClientResponse:
+    """Replace a client's public keys (SMART Backend Services): a JWK Set, or the URL serving one. To
+    rotate, register a set with both keys, move the client to the new key, then one without the old.
+    Neither field removes the keys. Administrators only."""
+    await service.set_keys(
+        session,
+        tenant_id=principal.tenant_id,
+        client_id=client_id,
+        keys=service.ClientKeys(jwks=body.jwks, jwks_uri=body.jwks_uri),
         actor=actor_of(request, principal),
     )
     return await _summary(session, principal, client_id)

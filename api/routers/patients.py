@@ -208,7 +208,7 @@ async def delete_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientD
 @router.post(
     "/{patient_id:record_id}/activate",
     response_model=PatientResponse,
-    dependencies=[CanMerge],  # the README's role table: reactivating goes with merging
+    dependencies=[CanMerge],  # the role table (docs/api/authentication.md): reactivating goes with merging
     responses=errors(
         not_found=NO_PATIENT, conflict="The patient was merged into another record, or is deceased"
     ),

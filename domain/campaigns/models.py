@@ -4,6 +4,10 @@ A campaign enrols the patients of a cohort into a journey. Its members are froze
 per patient, `uq_campaign_members_campaign_patient`), so later changes to the cohort's patients or criteria
 never change who a running campaign reaches; each member is then enrolled once, the journey instance's
 idempotency key (`campaign:<campaign>:<patient>`) making the database the judge.
+
+A recurring campaign (`every_days` set) is a definition: it reaches no one itself; each time its Temporal
+Schedule fires, an occurrence is launched, a campaign like any other that names its definition and the
+time it was scheduled for (`uq_campaigns_definition_scheduled_for`: one run per fire, whatever retries).
 """
 
 from __future__ import annotations
@@ -42,6 +46,23 @@ class Campaign(TenantScoped, Base):
         CheckConstraint(
             "(send_window_start IS NULL) = (send_window_end IS NULL)", name="send_window_both_or_neither"
         ),
+        CheckConstraint("every_days IS NULL OR every_days >= 1", name="every_days_positive"),
+        CheckConstraint(
+            "cooldown_days IS NULL OR (every_days IS NOT NULL AND cooldown_days >= 0)",
+            name="cooldown_of_a_definition",
+        ),
+        CheckConstraint(
+            "(definition_id IS NULL) = (scheduled_for IS NULL)"
+            " AND (definition_id IS NULL OR every_days IS NULL)",
+            name="occurrence_of_a_definition",
+        ),
+        Index(
+            "uq_campaigns_definition_scheduled_for",
+            "definition_id",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=text("definition_id IS NOT NULL"),
+        ),
         Index(
             "uq_campaigns_tenant_idempotency_key",
             "tenant_id",
@@ -75,6 +96,20 @@ class Campaign(TenantScoped, Base):
     failure_reason: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    # A recurring campaign (a definition): an occurrence every `every_days` days, skipping the patients one
+    # of its occurrences reached in the last `cooldown_days` days.
+    every_days: Mapped[int | None] = mapped_column(Integer)
+    cooldown_days: Mapped[int | None] = mapped_column(Integer)
+    # An occurrence: its definition, and the time its schedule fired for.
+    definition_id: Mapped[uuid.UUID | None] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("campaigns.id", ondelete="CASCADE")
+    )
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def recurring(self) -> bool:
+        """Whether this is a recurring campaign's definition (it has a schedule, not members)."""
+        return self.every_days is not None
 
 
 class CampaignMember(TenantScoped, Base):

@@ -46,11 +46,59 @@ class SkipReason(StrEnum):
     MERGED = "merged"
     OPTED_OUT = "opted_out"  # of the message's channel
     NO_CONTACT = "no_contact"  # no address for the message's channel
+    COOLDOWN = "cooldown"  # reached by an earlier occurrence of the same recurring campaign, recently
 
 
 def campaign_workflow_id(campaign_id: object) -> str:
     """`campaign-<uuid>`: one workflow per campaign, ever."""
     return f"campaign-{campaign_id}"
+
+
+OCCURRENCE_WORKFLOW_NAME = "CampaignOccurrenceWorkflow"
+
+
+class LaunchOutcome(StrEnum):
+    """What one fire of a recurring campaign's schedule did."""
+
+    LAUNCHED = "launched"  # a new occurrence, its workflow's start recorded with it
+    ALREADY_LAUNCHED = "already_launched"  # this fire's occurrence exists (a retried or repeated fire)
+    SKIPPED_OVERLAP = "skipped_overlap"  # the previous occurrence has not ended yet
+    SKIPPED_NOT_ACTIVE = "skipped_not_active"  # the definition was paused or cancelled first
+
+
+def campaign_schedule_id(definition_id: object) -> str:
+    """`campaign-schedule-<uuid>`: the Temporal Schedule of a recurring campaign."""
+    return f"campaign-schedule-{definition_id}"
+
+
+def occurrence_workflow_prefix(definition_id: object) -> str:
+    """The id of the workflow each fire starts, before the fire's time Temporal appends to it."""
+    return f"campaign-occurrence-{definition_id}"
+
+
+@dataclass
+class OccurrenceInput:
+    """The schedule's action: launch an occurrence of this recurring campaign (the same every fire)."""
+
+    tenant_id: str
+    definition_id: str
+
+
+@dataclass
+class LaunchInput:
+    """Launch the occurrence of one fire: the definition, and the fire's scheduled time (ISO)."""
+
+    tenant_id: str
+    definition_id: str
+    scheduled_for: str
+
+
+@dataclass
+class LaunchResult:
+    """A fire's outcome (a `LaunchOutcome`) and the occurrence it launched or found."""
+
+    outcome: str
+    campaign_id: str | None = None
 
 
 def enrollment_key(campaign_id: object, patient_id: object) -> str:

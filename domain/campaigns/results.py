@@ -7,6 +7,9 @@ One statement over the members, their messages, replies, opt-outs and appointmen
 the tenant explicitly. Each member reached counts once, from their first message of the campaign: a reply,
 an opt-out or a booking counts when it came after that message (a booking within `booked_within_days` of
 it, cancelled ones aside).
+
+A recurring campaign's results are the sum of its occurrences' (each counted as above, as if it were a
+one-off campaign): a patient reached by two occurrences counts in each.
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ from domain.campaigns.schemas import CampaignResults, ResultRow
 _OUTCOMES = text(
     """
     WITH firsts AS (
-        SELECT DISTINCT ON (m.patient_id)
+        SELECT DISTINCT ON (m.campaign_id, m.patient_id)
                m.patient_id, c.channel, coalesce(c.language, 'unspecified') AS language, c.status,
                c.sent_at, c.delivered_at, coalesce(c.sent_at, c.created_at) AS at
           FROM campaign_members m
           JOIN communications c
             ON (c.journey_instance_id = m.journey_instance_id OR c.id = m.communication_id)
            AND c.tenant_id = :tenant AND c.direction = 'outbound'
-         WHERE m.tenant_id = :tenant AND m.campaign_id = :campaign AND m.state IN ('enrolled', 'sent')
-         ORDER BY m.patient_id, c.created_at, c.id
+         WHERE m.tenant_id = :tenant AND m.campaign_id = ANY(:campaigns) AND m.state IN ('enrolled', 'sent')
+         ORDER BY m.campaign_id, m.patient_id, c.created_at, c.id
     )
     SELECT f.channel, f.language,
            count(*) AS messaged,
@@ -65,15 +68,16 @@ _COUNTED = ("messaged", "sent", "delivered", "replied", "opted_out", "booked")
 async def campaign_results(
     session: AsyncSession, campaign_id: uuid.UUID, *, booked_within_days: int
 ) -> CampaignResults:
-    """The campaign's funnel by channel and language, with the totals (404 for another tenant's)."""
+    """The campaign's funnel by channel and language, with the totals (404 for another tenant's); a
+    recurring campaign's summed over its occurrences."""
     repo = CampaignRepository(session)
     campaign = await repo.get_or_404(campaign_id)
-    counts = (await repo.counts([campaign.id]))[campaign.id]
-    params: dict[str, Any] = {
-        "tenant": campaign.tenant_id,
-        "campaign": campaign.id,
-        "days": booked_within_days,
-    }
+    if campaign.recurring:
+        counts = (await repo.definition_counts([campaign.id]))[campaign.id]
+        ids = await repo.occurrence_ids(campaign.id)
+    else:
+        counts, ids = (await repo.counts([campaign.id]))[campaign.id], [campaign.id]
+    params: dict[str, Any] = {"tenant": campaign.tenant_id, "campaigns": ids, "days": booked_within_days}
     rows = [ResultRow(**dict(r._mapping)) for r in await session.execute(_OUTCOMES, params)]
     total = ResultRow(
         channel="all", language="all", **{k: sum(getattr(r, k) for r in rows) for k in _COUNTED}

@@ -14,6 +14,10 @@ from domain.enums import Channel
 from domain.schemas import RequestModel, ResponseModel
 
 MAX_PACE_PER_MINUTE = 60_000
+# A cohort re-evaluated more often than daily would message the same people again within hours; the time
+# of day is the first occurrence's (`starts_at`) and the send window's.
+MIN_EVERY_DAYS, MAX_EVERY_DAYS = 1, 366
+MAX_COOLDOWN_DAYS = 3650
 
 
 class SendWindow(RequestModel):
@@ -43,6 +47,23 @@ class CampaignMessage(RequestModel):
         return self
 
 
+class Recurrence(RequestModel):
+    """Repeat the campaign: an occurrence every `every_days` days (the first at `starts_at`, or at once),
+    each re-evaluating the cohort and skipping the patients an earlier occurrence reached within
+    `cooldown_days`."""
+
+    every_days: int = Field(
+        ge=MIN_EVERY_DAYS, le=MAX_EVERY_DAYS, description="Days between occurrences (1 to 366)"
+    )
+    cooldown_days: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_COOLDOWN_DAYS,
+        description="Skip (reason `cooldown`) a patient an earlier occurrence reached within this many days;"
+        " 0: none",
+    )
+
+
 class CampaignCreate(RequestModel):
     """Body of `POST /campaigns`: place a cohort's patients on a journey, or send each of them a message."""
 
@@ -63,6 +84,10 @@ class CampaignCreate(RequestModel):
         le=MAX_PACE_PER_MINUTE,
         description="At most this many members enrolled per minute; omitted: as fast as batches go",
     )
+    recurrence: Recurrence | None = Field(
+        default=None,
+        description="Repeat on a schedule: each occurrence is a campaign of its own; omitted: run once",
+    )
 
     @model_validator(mode="after")
     def _journey_or_message(self) -> Self:
@@ -80,6 +105,27 @@ class CampaignCounts(ResponseModel):
     enrolled: int = 0
     sent: int = 0
     skipped: dict[str, int] = Field(default_factory=dict)
+
+
+class CampaignRun(ResponseModel):
+    """One occurrence of a recurring campaign: a campaign of its own (`GET /campaigns/{id}`)."""
+
+    id: uuid.UUID
+    status: CampaignStatus
+    scheduled_for: datetime
+    counts: CampaignCounts = Field(default_factory=CampaignCounts)
+
+
+class RecurrenceView(ResponseModel):
+    """A recurring campaign's schedule and its latest runs (all of them: `GET /campaigns?definition_id=`)."""
+
+    every_days: int
+    cooldown_days: int
+    schedule_id: str = Field(description="The Temporal Schedule firing its occurrences")
+    schedule_state: str = Field(description="`active`, `paused`, or `deleted` (cancelled)")
+    next_run_at: datetime | None = Field(description="The schedule's next fire; none while paused or over")
+    runs_total: int
+    runs: list[CampaignRun] = Field(description="The latest occurrences, newest first")
 
 
 class CampaignResponse(ResponseModel):
@@ -102,7 +148,14 @@ class CampaignResponse(ResponseModel):
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
-    counts: CampaignCounts = Field(default_factory=CampaignCounts)
+    counts: CampaignCounts = Field(
+        default_factory=CampaignCounts, description="A recurring campaign's: the sum over its runs"
+    )
+    recurrence: RecurrenceView | None = Field(default=None, description="Set on a recurring campaign")
+    definition_id: uuid.UUID | None = Field(
+        default=None, description="On an occurrence: the recurring campaign it is a run of"
+    )
+    scheduled_for: datetime | None = Field(default=None, description="On an occurrence: its schedule's fire")
 
 
 class CampaignListResponse(Page[CampaignResponse]):

@@ -11,7 +11,9 @@ batch or nothing, and the retry finds it as it was.
 
 from __future__ import annotations
 
+import math
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Unprocessable
 from core.periodic import claim
+from core.settings import Settings
 from domain.campaigns.models import Campaign, CampaignMember
 from domain.campaigns.plan import (
+    BATCH_SIZE,
     FINAL_STATUSES,
     BatchResult,
     CampaignPlan,
@@ -34,7 +38,9 @@ from domain.campaigns.plan import (
 from domain.campaigns.repository import CampaignRepository
 from domain.cohorts.models import Cohort
 from domain.cohorts.service import members_of
+from domain.communications import pacing
 from domain.communications.messages import create_communication
+from domain.communications.providers import provider_for
 from domain.communications.repository import CommunicationRepository
 from domain.communications.schemas import CommunicationCreate
 from domain.communications.service import recipient_for
@@ -44,6 +50,9 @@ from domain.journeys.models import JourneyInstance
 from domain.journeys.schemas import JourneyInstanceCreate
 from domain.patients.models import ChannelConsent, Patient
 from domain.scheduling.repository import tenant_timezone
+
+SENDING_SECONDS = 60  # a message batch's share of its sender's time
+MAX_IN_FLIGHT = 8  # a batch's messages waiting for their turns at once (each holds a database connection)
 
 
 async def plan_of(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignPlan:
@@ -57,21 +66,28 @@ async def plan_of(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignPlan
 
 
 async def enroll_batch(
-    session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, limit: int
-) -> tuple[BatchResult, list[uuid.UUID]]:
+    session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, limit: int, settings: Settings
+) -> tuple[BatchResult, Sending]:
     """Reach up to `limit` pending members (freezing the members first, once), unless the campaign is not
     running or its send window is closed (then how long until it opens): each placed on the journey, or
     sent the message; with the messages recorded, for the caller to hand to their providers after the
-    commit (their delivery starts held: `dispatch.hold_starts`)."""
+    commit (their delivery starts held: `dispatch.hold_starts`). A message campaign's batch holds at most
+    `SENDING_SECONDS` of its sender's throughput, and its messages wait for their sender's turns (bulk)."""
     campaign = await CampaignRepository(session).get_or_404(campaign_id)
     await session.refresh(campaign, with_for_update=True)
     if campaign.status == CampaignStatus.SCHEDULED:  # its start has come: who is in it is decided now
         await _freeze(session, campaign, now)
     if campaign.status != CampaignStatus.RUNNING:
-        return BatchResult(campaign.status, 0, await _pending(session, campaign)), []
+        return BatchResult(campaign.status, 0, await _pending(session, campaign)), Sending([])
     wait = await _until_window(session, campaign, now)
     if wait > 0:
-        return BatchResult(campaign.status, 0, await _pending(session, campaign), wait_seconds=wait), []
+        pending = await _pending(session, campaign)
+        return BatchResult(campaign.status, 0, pending, wait_seconds=wait), Sending([])
+    sender = None
+    if campaign.channel is not None:
+        channel = Channel(campaign.channel)
+        sender = pacing.sender_for(channel, provider_for(channel, settings), settings)
+        limit = min(limit, batch_for_sender(sender))
     members: list[CampaignMember] = await claim(
         session,
         select(CampaignMember)
@@ -79,7 +95,7 @@ async def enroll_batch(
         .order_by(CampaignMember.patient_id),
         limit=limit,
     )
-    reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members])
+    reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members], now=now)
     messages: list[uuid.UUID] = []
     for member in members:
         member.processed_at = now
@@ -97,12 +113,40 @@ async def enroll_batch(
             record, _ = await create_communication(
                 CommunicationRepository(session), _message_for(campaign, member.patient_id)
             )
+            pacing.mark_bulk(record)
             member.state, member.communication_id = MemberState.SENT.value, record.id
             messages.append(record.id)
     if members:
         campaign.last_batch_at = now  # and the real-time stream hears of it (`trg_campaigns_prm_metrics`)
     await session.flush()
-    return BatchResult(campaign.status, len(members), await _pending(session, campaign)), messages
+    sending = Sending(messages, in_flight_for(sender) if sender is not None else 1)
+    return BatchResult(campaign.status, len(members), await _pending(session, campaign)), sending
+
+
+@dataclass(frozen=True)
+class Sending:
+    """The messages a batch recorded, for its activity to hand to their providers after the commit, and how
+    many of them to keep in flight at once."""
+
+    ids: list[uuid.UUID]
+    in_flight: int = 1
+
+
+def batch_for_sender(sender: pacing.Sender) -> int:
+    """How many messages a batch may hold: `SENDING_SECONDS` of its sender's throughput (at least one), so a
+    batch's sending fits well inside its activity's timeout at any pace."""
+    if not sender.per_second:
+        return BATCH_SIZE
+    return max(1, min(BATCH_SIZE, int(sender.per_second * SENDING_SECONDS)))
+
+
+def in_flight_for(sender: pacing.Sender) -> int:
+    """How many of a batch's messages wait for their turns at once: enough that each has half a second for
+    its own work (the send step's transactions and the provider call) without the sender missing a turn;
+    one by one when the sender is unpaced."""
+    if not sender.per_second:
+        return 1
+    return max(1, min(MAX_IN_FLIGHT, math.ceil(sender.per_second / 2)))
 
 
 def _reachable(patient: Patient, channel: Channel) -> bool:
@@ -177,10 +221,11 @@ async def _pending(session: AsyncSession, campaign: Campaign) -> int:
 
 
 async def _skip_reasons(
-    session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID]
+    session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID], *, now: datetime
 ) -> dict[uuid.UUID, SkipReason]:
     """Why each of `patient_ids` is not to be reached now (absent: reach them): merged into another record,
-    no longer active; for a journey, already on it (a running instance that is not this campaign's); for a
+    no longer active; an occurrence of a recurring campaign, reached by another occurrence of it within its
+    cool-down; for a journey, already on it (a running instance that is not this campaign's); for a
     message, opted out of its channel or without an address for it."""
     if not patient_ids:
         return {}
@@ -193,6 +238,8 @@ async def _skip_reasons(
             reasons[patient.id] = SkipReason.INACTIVE
         elif channel is not None and not _reachable(patient, channel):
             reasons[patient.id] = SkipReason.NO_CONTACT
+    for patient_id in await _reached_within_cooldown(session, campaign, patient_ids, now=now):
+        reasons.setdefault(patient_id, SkipReason.COOLDOWN)
     if channel is not None:
         opted_out = select(ChannelConsent.patient_id).where(
             ChannelConsent.patient_id.in_(patient_ids),
@@ -213,6 +260,33 @@ async def _skip_reasons(
     ):
         reasons.setdefault(patient_id, SkipReason.ALREADY_ON_JOURNEY)
     return reasons
+
+
+async def _reached_within_cooldown(
+    session: AsyncSession, campaign: Campaign, patient_ids: list[uuid.UUID], *, now: datetime
+) -> list[uuid.UUID]:
+    """Those of `patient_ids` that another occurrence of the same recurring campaign reached (enrolled or
+    sent) within its definition's cool-down before `now` (none for a one-off campaign)."""
+    if campaign.definition_id is None:
+        return []
+    cooldown = await session.scalar(
+        select(Campaign.cooldown_days).where(Campaign.id == campaign.definition_id)
+    )
+    if not cooldown:
+        return []
+    reached = (
+        select(CampaignMember.patient_id)
+        .join(Campaign, Campaign.id == CampaignMember.campaign_id)
+        .where(
+            Campaign.definition_id == campaign.definition_id,
+            Campaign.id != campaign.id,
+            CampaignMember.patient_id.in_(patient_ids),
+            CampaignMember.state.in_([MemberState.ENROLLED.value, MemberState.SENT.value]),
+            CampaignMember.processed_at >= now - timedelta(days=cooldown),
+        )
+        .distinct()
+    )
+    return list(await session.scalars(reached))
 
 
 async def _until_window(session: AsyncSession, campaign: Campaign, now: datetime) -> float:

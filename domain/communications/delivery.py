@@ -27,6 +27,7 @@ when it was created from a template that has one); without one it fails at once 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import Settings
-from domain.communications import policy, templates
+from domain.communications import pacing, policy, templates
 from domain.communications.models import Communication
 from domain.communications.provider_contract import (
     MessageProvider,
@@ -100,18 +101,25 @@ class _Attempt:
     channel: Channel
     provider: MessageProvider
     message: OutgoingMessage
+    sender: pacing.Sender
+    wait: float = 0.0  # seconds until the message's turn (a campaign's, within `pacing.TURN_SLACK`)
 
 
 async def deliver(
     sessions: SessionFactory, communication_id: uuid.UUID, *, at: datetime, settings: Settings
 ) -> DeliveryOutcome:
     """Send one recorded message at most once, in three steps: commit the attempt, call the provider
-    (outside any transaction), commit its answer. Retryable ProviderErrors propagate, AttemptInDoubt too."""
+    (outside any transaction), commit its answer. Retryable ProviderErrors propagate, AttemptInDoubt too,
+    and `pacing.SenderBusy` when a campaign message's turn is further away than `pacing.TURN_SLACK`."""
     async with sessions() as session:
         step = await _begin_attempt(session, communication_id, at=at, settings=settings)
-        await session.commit()
+        await session.commit()  # with a campaign message's turn, even when it is not yet come
     if isinstance(step, DeliveryOutcome):
         return step
+    if isinstance(step, pacing.SenderBusy):
+        raise step
+    if step.wait > 0:
+        await asyncio.sleep(step.wait)
     try:
         result = await step.provider.send(step.message)
     except ProviderError as exc:
@@ -131,9 +139,10 @@ async def deliver(
 
 async def _begin_attempt(
     session: AsyncSession, communication_id: uuid.UUID, *, at: datetime, settings: Settings
-) -> DeliveryOutcome | _Attempt:
-    """Lock the message and record a new send attempt on it (the caller commits), or say why nothing is to
-    be sent; AttemptInDoubt while an earlier attempt may still have reached the provider."""
+) -> DeliveryOutcome | _Attempt | pacing.SenderBusy:
+    """Lock the message, take its sender's turn and record a new send attempt on it (the caller commits), or
+    say why nothing is to be sent (yet); AttemptInDoubt while an earlier attempt may still have reached the
+    provider."""
     record = await CommunicationRepository(session).for_update(communication_id)
     if record is None:
         return DeliveryOutcome("missing", sent_now=False)
@@ -173,6 +182,14 @@ async def _begin_attempt(
                 return DeliveryOutcome(
                     CommunicationStatus.FAILED.value, False, channel.value, failure="window_closed"
                 )
+    sender = pacing.sender_for(channel, provider, settings)
+    wait = 0.0
+    if sender.per_second and pacing.is_bulk(record):
+        wait = await pacing.turn_of(session, record, sender)
+        if wait > pacing.TURN_SLACK:
+            return pacing.SenderBusy(wait)
+    elif sender.per_second:
+        await pacing.take_turn(session, sender)  # an interactive message goes now, and campaigns after it
     key = uuid.uuid4().hex
     record.send_attempt, record.send_attempt_at = key, func.now()
     outgoing = OutgoingMessage(
@@ -188,7 +205,7 @@ async def _begin_attempt(
         content_sid=content["sid"] if content else None,
         content_variables=content["variables"] if content else None,
     )
-    return _Attempt(key, channel, provider, outgoing)
+    return _Attempt(key, channel, provider, outgoing, sender, max(wait, 0.0))
 
 
 async def _abandoned(
@@ -215,15 +232,21 @@ async def _record_refusal(
 ) -> DeliveryOutcome | None:
     """Record that the provider refused `attempt`: a permanent refusal fails the message (its outcome); a
     transient one closes the attempt, the provider never having taken the message (None: the caller
-    raises, and the retry sends anew)."""
+    raises, and the retry sends anew). A 429 also holds the sender back, and the message's retry takes a
+    new turn."""
     is_open = Communication.send_attempt == attempt.key
     if exc.retryable:
+        values: dict[str, Any] = dict(NO_ATTEMPT)
+        if pacing.throttled(exc):
+            values["meta_data"] = Communication.meta_data.op("-")(pacing.TURN_AT)
         await session.execute(
             update(Communication)
             .where(Communication.id == communication_id, is_open)
-            .values(**NO_ATTEMPT)
+            .values(**values)
             .execution_options(synchronize_session=False)
         )
+        if pacing.throttled(exc) and attempt.sender.per_second:  # after the message: `_begin_attempt`'s order
+            await pacing.back_off(session, attempt.sender)
         return None
     await advance_status(
         session,

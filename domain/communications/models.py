@@ -110,6 +110,18 @@ class WebhookEvent(TimestampMixin, Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class SenderPacing(Base):
+    """A sender's turn: the moment its next message may be handed to its provider (`pacing`).
+
+    Not tenant-scoped: a sending number or email account is shared by every tenant, and so is its
+    throughput. Holds no PHI (a channel and the clinic's own sending address)."""
+
+    __tablename__ = "sender_pacing"
+
+    sender: Mapped[str] = mapped_column(String(200), primary_key=True)
+    next_free: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class CommunicationTemplate(TenantScoped, Base):
     """A message template a tenant defines, next to the built-in ones; `key` is its id in the API, and a
     key has one row (variant) per `language` (a normalised BCP 47 tag), the database holding that unique.

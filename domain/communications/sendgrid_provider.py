@@ -6,6 +6,9 @@ import asyncio
 import logging
 from typing import Any
 
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import CustomArg, From, Mail
+
 from core.settings import Settings
 from domain.communications.provider_contract import (
     OutgoingMessage,
@@ -29,16 +32,12 @@ class SendGridProvider:
         self.settings = settings
 
     def _client(self) -> Any:
-        from sendgrid import SendGridAPIClient
-
         host = (self.settings.sendgrid_base_url or "https://api.sendgrid.com").rstrip("/")
         client = SendGridAPIClient(self.settings.sendgrid_api_key, host=host)
         client.client.timeout = self.settings.provider_timeout_seconds
         return client
 
     def _mail(self, message: OutgoingMessage) -> Any:
-        from sendgrid.helpers.mail import CustomArg, From, Mail
-
         mail = Mail(
             from_email=From(self.settings.sendgrid_from_email, self.settings.sendgrid_from_name),
             to_emails=message.recipient,

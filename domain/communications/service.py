@@ -268,7 +268,7 @@ async def system_variables(
         tz = ZoneInfo(appointment.timezone or (tenant.timezone if tenant is not None else None) or "UTC")
         local = appointment.start_time.astimezone(tz)
         values["appointment_date"] = templates.format_day(local.date(), language)
-        values["appointment_time"] = f"{local:%H:%M}"
+        values["appointment_time"] = templates.format_time(local, language)
     return values
 
 
@@ -306,8 +306,9 @@ async def render_for(
     template = templates.choose(variants, chain)
     if template is None:
         raise templates.UnknownTemplate(f"unknown template {template_id!r}")
-    values = await system_variables(session, patient, appointment, template.language)
-    values.update((variables(template.language) if callable(variables) else variables) or {})
+    written_in = templates.regional_form(template.language, chain)
+    values = await system_variables(session, patient, appointment, written_in)
+    values.update((variables(written_in) if callable(variables) else variables) or {})
     own_subject, body, given_subject = await templates.render_off_loop(
         (template.subject, template.body, subject or None), values
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from functools import lru_cache
 from typing import Any
 
@@ -342,13 +342,37 @@ def _babel_locale(tag: str) -> Locale | None:
 
 
 def format_moment(local: datetime, language: str | None) -> str:
-    """A local date and time as a chat message says it: `Tue 3 Dec, 09:00` in English, CLDR's abbreviated
-    day and month (`mar, 3 dic, 09:00`) in any language Babel knows, English for one it does not."""
+    """A local date and time as a chat message says it: `Tue 3 Dec, 9:00 AM` in English (`09:00` in
+    British English: `format_time`), CLDR's abbreviated day and month (`mar, 3 dic, 9:00`) in any language
+    Babel knows, English for one it does not."""
     tag = languages.normalised_or_none(language) or ENGLISH
     locale = _babel_locale(tag) if languages.primary(tag) != ENGLISH else None
     if locale is not None:
-        return f"{babel_dates.format_skeleton('MMMEd', local, locale=locale)}, {local:%H:%M}"
-    return f"{local:%a} {local.day} {local:%b}, {local:%H:%M}"
+        return f"{babel_dates.format_skeleton('MMMEd', local, locale=locale)}, {format_time(local, tag)}"
+    return f"{local:%a} {local.day} {local:%b}, {format_time(local, tag)}"
+
+
+def format_time(local: datetime | time, language: str | None) -> str:
+    """A local time as the language's locale writes it (CLDR's short time, by Babel): `9:00 AM` in `en`
+    and `en-US`, `09:00` in `en-GB`, `9:00` in `es`, `9:00 a.m.` in `es-MX`; `HH:MM` in a language Babel
+    does not know. The narrow and non-breaking spaces CLDR puts before AM/PM are written as plain spaces:
+    either would make an SMS go as UCS-2, at less than half the characters per segment."""
+    moment = local.time() if isinstance(local, datetime) else local
+    locale = _babel_locale(languages.normalised_or_none(language) or ENGLISH)
+    if locale is None:
+        return f"{moment:%H:%M}"
+    written = babel_dates.format_time(moment, "short", locale=locale)
+    return written.replace("\u202f", " ").replace("\u00a0", " ")
+
+
+def regional_form(chosen: str, chain: Sequence[str]) -> str:
+    """The tag a message written in `chosen` formats its times in: the first regional form of `chosen` in
+    the patient's `chain` (`en-GB` for a built-in `en` template and a patient who prefers `en-GB`), else
+    `chosen` itself. Dates, titles and phrases read the same either way (they fall back to `chosen`)."""
+    for tag in chain:
+        if tag.startswith(f"{chosen}-"):
+            return tag
+    return chosen
 
 
 def practitioner_title(name: str, gender: str | None, language: str | None) -> str:

@@ -8,6 +8,10 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
 from core.settings import Settings
 from domain.communications.provider_contract import (
     OutgoingMessage,
@@ -66,9 +70,6 @@ class TwilioProvider:
         self.settings = settings
 
     def _client(self) -> Any:
-        from twilio.http.http_client import TwilioHttpClient
-        from twilio.rest import Client
-
         client = Client(
             self.settings.twilio_account_sid,
             self.settings.twilio_auth_token,
@@ -95,8 +96,6 @@ class TwilioProvider:
         return fields
 
     def _send_sync(self, message: OutgoingMessage) -> ProviderResult:
-        from twilio.base.exceptions import TwilioException, TwilioRestException
-
         try:
             created = self._client().messages.create(**self._request(message))
         except TwilioRestException as exc:

@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 
 from fhir.resources.R4B.resource import Resource
 
+from domain.fhir.capabilities import Capabilities
 from domain.fhir.render import as_json, model
-from domain.fhir.search import MAX_COUNT, SEARCHABLE, SORT_PARAM, Paging, SearchableType
+from domain.fhir.search import CURSOR_PARAM, MAX_COUNT, SEARCHABLE, SORT_PARAM, SearchableType, SearchResult
 
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
@@ -24,7 +25,7 @@ ISSUE_CODES = {
     404: "not-found",
     405: "not-supported",
     409: "conflict",
-    412: "multiple-matches",
+    412: "conflict",  # a stale If-Match
     413: "too-costly",
     415: "not-supported",
     422: "processing",
@@ -47,15 +48,23 @@ def operation_outcome(
     return as_json(model({"resourceType": "OperationOutcome", "issue": [issue]}))
 
 
+def _information(diagnostics: str, expression: str | None = None) -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": "information", "code": "informational", "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = [expression]
+    return issue
+
+
 def _issue_code(status: int) -> str:
     return ISSUE_CODES.get(status, "exception" if status >= 500 else "processing")
 
 
 def _page_url(
-    base: str, resource_type: str, params: Sequence[tuple[str, str]], count: int, offset: int
+    base: str, resource_type: str, params: Sequence[tuple[str, str]], count: int, cursor: str | None
 ) -> str:
-    kept = [(k, v) for k, v in params if k not in ("_count", "_offset")]
-    return f"{base}/{resource_type}?" + urlencode([*kept, ("_count", str(count)), ("_offset", str(offset))])
+    kept = [(k, v) for k, v in params if k not in ("_count", CURSOR_PARAM)]
+    paging = [("_count", str(count))] + ([(CURSOR_PARAM, cursor)] if cursor else [])
+    return f"{base}/{resource_type}?" + urlencode([*kept, *paging])
 
 
 def searchset(
@@ -63,43 +72,46 @@ def searchset(
     resource_type: str,
     params: Sequence[tuple[str, str]],
     resources: Sequence[Resource],
-    total: int,
-    paging: Paging,
+    result: SearchResult,
+    included: Sequence[Resource] = (),
 ) -> dict[str, Any]:
-    """A searchset Bundle of one page, with `self`, `first`, `previous` and `next` links."""
-    count, offset = paging.count, paging.offset
+    """A searchset Bundle of one page, with `self`, `first` and (when more follow) `next` links; resources
+    an `_include` brought come after the matches, in mode `include`."""
+    count = result.paging.count
     links = [
-        {"relation": "self", "url": _page_url(base, resource_type, params, count, offset)},
-        {"relation": "first", "url": _page_url(base, resource_type, params, count, 0)},
+        {"relation": "self", "url": _page_url(base, resource_type, params, count, result.paging.cursor)},
+        {"relation": "first", "url": _page_url(base, resource_type, params, count, None)},
     ]
-    if count and offset > 0:
+    if result.next_cursor:
         links.append(
-            {
-                "relation": "previous",
-                "url": _page_url(base, resource_type, params, count, max(0, offset - count)),
-            }
+            {"relation": "next", "url": _page_url(base, resource_type, params, count, result.next_cursor)}
         )
-    if count and offset + count < total:
-        links.append(
-            {"relation": "next", "url": _page_url(base, resource_type, params, count, offset + count)}
-        )
+    entries = [
+        {
+            "fullUrl": f"{base}/{resource.get_resource_type()}/{resource.id}",
+            "resource": as_json(resource),
+            "search": {"mode": mode},
+        }
+        for mode, group in (("match", resources), ("include", included))
+        for resource in group
+    ]
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
         "timestamp": datetime.now(UTC).isoformat(),
-        "total": total,
+        "total": result.total,
         "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{base}/{resource_type}/{resource.id}",
-                "resource": as_json(resource),
-                "search": {"mode": "match"},
-            }
-            for resource in resources
-        ]
-        or None,
+        "entry": entries or None,
     }
     return as_json(model(bundle))
+
+
+def entry_outcome(result: Any) -> dict[str, Any] | None:
+    """The informational OperationOutcome of an imported resource (its note, and each optional element
+    left out with where it was), or None when there is nothing to say."""
+    issues = [_information(result.note)] if result.note else []
+    issues += [_information(d.reason, d.expression) for d in result.dropped]
+    return as_json(model({"resourceType": "OperationOutcome", "issue": issues})) if issues else None
 
 
 def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
@@ -112,8 +124,9 @@ def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
             response["location"] = result.location
         if result.last_modified:
             response["lastModified"] = result.last_modified.isoformat()
-        if result.note:
-            response["outcome"] = operation_outcome(200, result.note, severity="information")
+        outcome = entry_outcome(result)
+        if outcome is not None:
+            response["outcome"] = outcome
         entries.append({"response": response})
     bundle = {
         "resourceType": "Bundle",
@@ -124,27 +137,39 @@ def transaction_response(results: Sequence[Any]) -> dict[str, Any]:
     return as_json(model(bundle))
 
 
-def capability_statement(base: str, software_version: str) -> dict[str, Any]:
-    """What this server does: read and search of four resource types, and transaction bundles."""
-    writable = {"Patient", "Practitioner", "Appointment"}
+def capability_statement(base: str, software_version: str, capabilities: Capabilities) -> dict[str, Any]:
+    """What this server does, as its routes declare it (`capabilities`): no interaction is claimed that no
+    route serves."""
     resources = []
     for resource_type, searchable in SEARCHABLE.items():
-        interactions = [{"code": "read"}, {"code": "search-type"}]
-        if resource_type in writable:
-            interactions += [{"code": "create"}, {"code": "update"}]
-        resources.append(
-            {
-                "type": resource_type,
-                "interaction": interactions,
-                "conditionalCreate": resource_type in writable,
-                "conditionalUpdate": resource_type in writable,
-                "searchParam": [
-                    {"name": name, "type": _param_type(name), **_param_documentation(name, searchable)}
-                    for name in searchable.parameter_names
-                ]
-                + [_sort_parameter(searchable)],
-            }
-        )
+        interactions = capabilities.interactions(resource_type)
+        if not interactions:
+            continue
+        versioned = capabilities.supports(resource_type, "vread")
+        resource: dict[str, Any] = {
+            "type": resource_type,
+            "interaction": [{"code": code} for code in interactions],
+            "versioning": "versioned" if versioned else "no-version",
+            "readHistory": False,  # vread serves the current version only: past ones are not kept
+            "updateCreate": False,
+            "conditionalCreate": resource_type in capabilities.conditional_create,
+            "conditionalUpdate": resource_type in capabilities.conditional_update,
+            "conditionalRead": "not-supported",
+            "conditionalDelete": "not-supported",
+        }
+        if capabilities.supports(resource_type, "search-type"):
+            resource["searchParam"] = [
+                {"name": name, "type": _param_type(name), **_param_documentation(name, searchable)}
+                for name in searchable.parameter_names
+            ] + [_sort_parameter(searchable)]
+            if resource_type in capabilities.includes:
+                resource["searchInclude"] = capabilities.includes[resource_type]
+        if resource_type in capabilities.operations:
+            resource["operation"] = [
+                {"name": op.name.removeprefix("$"), "definition": op.definition}
+                for op in capabilities.operations[resource_type]
+            ]
+        resources.append(resource)
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -158,8 +183,12 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "documentation": (
-                    f"Authenticate with an integration token (OAuth 2.0 client credentials at /oauth/token, "
-                    f"scope `fhir`). Searches page with _count (at most {MAX_COUNT}) and _offset, ordered by "
+                    "Authenticate with an integration token (OAuth 2.0 client credentials at /oauth/token, "
+                    "with a signed assertion (SMART Backend Services, private_key_jwt) or a client secret; "
+                    "scope `fhir`, or SMART system/ scopes). Writes (create, update, transaction) match "
+                    "records by identifier, so an import repeated creates nothing twice. "
+                    f"Searches page by keyset: _count (at most {MAX_COUNT}) matches a page, the next "
+                    "link's _cursor continues after the last; total only with _total=accurate; ordered by "
                     "_sort (default _lastUpdated). Unknown parameters, modifiers and sort keys are refused "
                     "(400) unless the request prefers handling=lenient, then ignored. Transaction "
                     "bundles upsert Patient, Practitioner and Appointment by "
@@ -176,8 +205,9 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                             ]
                         }
                     ],
-                    "description": "OAuth 2.0 client credentials (SMART Backend Services shape); "
-                    "discovery at .well-known/smart-configuration.",
+                    "description": "SMART Backend Services: OAuth 2.0 client credentials authenticated "
+                    "by a JWT signed RS384 or ES384 with a registered key (or a client secret); discovery at "
+                    ".well-known/smart-configuration.",
                     "extension": [
                         {
                             "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
@@ -188,7 +218,7 @@ def capability_statement(base: str, software_version: str) -> dict[str, Any]:
                     ],
                 },
                 "resource": resources,
-                "interaction": [{"code": "transaction"}],
+                "interaction": [{"code": code} for code in capabilities.system] or None,
             }
         ],
     }

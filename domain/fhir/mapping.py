@@ -5,9 +5,11 @@ resource carries are returned, so an update never clears what the EHR did not se
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import Unprocessable
+from core.languages import normalise
 from domain.fhir.render import LICENSE_SYSTEM
 from domain.patients.schemas import PatientCreate
 from domain.practitioners.schemas import PractitionerCreate
@@ -40,8 +42,43 @@ def _telecom(resource: dict[str, Any], system: str) -> list[str]:
     return [t["value"] for t in resource.get("telecom") or [] if t.get("system") == system and t.get("value")]
 
 
-def patient_fields(resource: dict[str, Any]) -> dict[str, Any]:
-    """Our patient fields from a FHIR Patient (only those it carries), validated as a registration is."""
+@dataclass(frozen=True)
+class Dropped:
+    """An optional element left out of an import because it cannot be used (FHIR practice is lenient
+    there): where it is (a FHIRPath expression) and why. Told back as an informational issue."""
+
+    expression: str
+    reason: str
+
+
+def _languages(resource: dict[str, Any], dropped: list[Dropped]) -> str | None:
+    """The first usable language of `communication` (BCP 47); every unusable one is dropped and noted."""
+    chosen = None
+    for index, communication in enumerate(resource.get("communication") or []):
+        codings = (communication.get("language") or {}).get("coding") or []
+        codes = [str(c["code"]) for c in codings if c.get("code")]
+        usable = []
+        for code in codes:
+            try:
+                usable.append(normalise(code))
+            except ValueError:
+                continue
+        if usable:
+            chosen = chosen or usable[0]
+        elif codes:
+            dropped.append(
+                Dropped(
+                    f"Patient.communication[{index}].language",
+                    "Not a BCP 47 language tag (e.g. 'es' or 'es-MX'): the language was left out and the "
+                    "patient imported without it.",
+                )
+            )
+    return chosen
+
+
+def patient_fields(resource: dict[str, Any], dropped: list[Dropped] | None = None) -> dict[str, Any]:
+    """Our patient fields from a FHIR Patient (only those it carries), validated as a registration is. An
+    unusable optional element (a language that is no BCP 47 tag) is left out and noted in `dropped`."""
     fields = _person_names(resource)
     if resource.get("gender"):
         fields["gender"] = resource["gender"]
@@ -69,11 +106,9 @@ def patient_fields(resource: dict[str, Any]) -> dict[str, Any]:
             postal_code=address.get("postalCode"),
             country=address.get("country"),
         )
-    for communication in resource.get("communication") or []:
-        codings = (communication.get("language") or {}).get("coding") or []
-        if codings and codings[0].get("code"):
-            fields["preferred_language"] = codings[0]["code"]
-            break
+    language = _languages(resource, dropped if dropped is not None else [])
+    if language:
+        fields["preferred_language"] = language
     # Validate and normalise (phone numbers to E.164, ...) as a registration does; keep only what was sent.
     checked = PatientCreate(**fields).model_dump(
         exclude_unset=True, exclude={"tenant_id", "mrn", "meta_data"}

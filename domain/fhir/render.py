@@ -80,15 +80,41 @@ def _instant(value: datetime) -> str:
     return value.isoformat()
 
 
-def _meta(updated_at: datetime) -> dict[str, Any]:
-    return {"lastUpdated": _instant(updated_at)}
+def _meta(updated_at: datetime, version: int | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"lastUpdated": _instant(updated_at)}
+    if version is not None:
+        meta["versionId"] = str(version)
+    return meta
 
 
-def _identifiers(own: Iterable[Identifier], external: Iterable[Identifier]) -> list[dict[str, str]]:
+def etag(version: int) -> str:
+    """The ETag of a record's version (weak, as FHIR has it): `W/"3"`."""
+    return f'W/"{version}"'
+
+
+# Identifier types (HL7 v2 table 0203): a receiving system tells an MRN from other numbers by its type.
+IDENTIFIER_TYPES = {
+    MRN_SYSTEM: ("MR", "Medical record number"),
+    LICENSE_SYSTEM: ("MD", "Medical License number"),
+}
+IDENTIFIER_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
+def _identifier(system: str, value: str) -> dict[str, Any]:
+    identifier: dict[str, Any] = {"system": system, "value": value}
+    if system in IDENTIFIER_TYPES:
+        code, display = IDENTIFIER_TYPES[system]
+        identifier["type"] = {
+            "coding": [{"system": IDENTIFIER_TYPE_SYSTEM, "code": code, "display": display}]
+        }
+    return identifier
+
+
+def _identifiers(own: Iterable[Identifier], external: Iterable[Identifier]) -> list[dict[str, Any]]:
     seen: dict[Identifier, None] = {}
     for pair in (*own, *external):
         seen.setdefault(pair, None)
-    return [{"system": system, "value": value} for system, value in seen]
+    return [_identifier(system, value) for system, value in seen]
 
 
 def reference(resource_type: str, record_id: uuid.UUID) -> dict[str, str]:
@@ -123,7 +149,7 @@ def patient_resource(patient: Patient, external: Iterable[Identifier] = ()) -> R
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": str(patient.id),
-        "meta": _meta(patient.updated_at),
+        "meta": _meta(patient.updated_at, patient.version),
         "identifier": _identifiers([(MRN_SYSTEM, patient.mrn)], external),
         "active": patient.status == PatientStatus.ACTIVE and patient.merged_into_id is None,
         "name": _name(patient.first_name, patient.middle_name, patient.last_name),
@@ -156,7 +182,7 @@ def practitioner_resource(practitioner: Practitioner, external: Iterable[Identif
         {
             "resourceType": "Practitioner",
             "id": str(practitioner.id),
-            "meta": _meta(practitioner.updated_at),
+            "meta": _meta(practitioner.updated_at, practitioner.version),
             "identifier": _identifiers(own, external) or None,
             "active": practitioner.is_active,
             "name": _name(practitioner.first_name, practitioner.middle_name, practitioner.last_name),
@@ -173,7 +199,7 @@ def appointment_resource(appointment: Appointment, external: Iterable[Identifier
     resource: dict[str, Any] = {
         "resourceType": "Appointment",
         "id": str(appointment.id),
-        "meta": _meta(appointment.updated_at),
+        "meta": _meta(appointment.updated_at, appointment.version),
         "identifier": _identifiers([], external) or None,
         "status": status,
         "start": _instant(appointment.start_time),

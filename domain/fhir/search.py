@@ -1,5 +1,8 @@
 """FHIR search: the parameters each resource takes, turned into SQL over our tables (tenant-scoped by the
-session), with `_count` / `_offset` paging in a stable order (`_sort`, by default `_lastUpdated`, then id).
+session), paged by keyset in a stable order (`_sort`, by default `_lastUpdated`, then id): a page's `next`
+link carries `_cursor`, the sort keys of its last match, and the next page starts after them (no OFFSET,
+so page 500 costs what page 1 does). `_count` is at most `MAX_COUNT`; `total` is counted only when the
+client asks (`_total=accurate`), not on every page.
 
 A parameter may repeat (every occurrence must match: `_lastUpdated=ge2026-01-01&_lastUpdated=lt2026-02-01`)
 and a token or reference may list alternatives with commas (`identifier=a|1,b|2`). String parameters (`name`,
@@ -17,11 +20,14 @@ its size (`MAX_PARAMETERS`, `MAX_REPEATS`, `MAX_ALTERNATIVES`).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -42,8 +48,11 @@ from domain.patients.repository import full_name
 from domain.practitioners.models import Practitioner, PractitionerIdentifier
 from domain.scheduling.models import Appointment, AppointmentIdentifier
 
-DEFAULT_COUNT, MAX_COUNT = 20, 100
-PAGING_PARAMS = frozenset({"_count", "_offset"})
+DEFAULT_COUNT, MAX_COUNT = 20, 1000
+CURSOR_PARAM, TOTAL_PARAM = "_cursor", "_total"
+PAGING_PARAMS = frozenset({"_count", CURSOR_PARAM, TOTAL_PARAM})
+TOTAL_VALUES = ("none", "estimate", "accurate")
+MAX_CURSOR_LENGTH = 2000
 SORT_PARAM = "_sort"
 STRING_MODIFIERS = ("exact", "contains")
 IGNORED_PARAMS = frozenset({"_format", "_pretty"})  # JSON is all this server speaks
@@ -65,19 +74,89 @@ Condition = ColumnElement[bool]
 
 @dataclass(frozen=True)
 class Paging:
-    """Which page of the matches to answer."""
+    """Which page of the matches to answer: `count` of them, after the `cursor` position (None: from the
+    first); `total` whether to count all matches."""
 
     count: int
-    offset: int
+    cursor: str | None = None
+    total: bool = False
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One page of matching records and how many match in all."""
+    """One page of matching records, the cursor of the page after it (None: this is the last), and how
+    many match in all (None: not counted)."""
 
     records: list[Any]
-    total: int
+    total: int | None
     paging: Paging
+    next_cursor: str | None = None
+
+
+# ---- keyset cursors -------------------------------------------------------------------------------------
+
+
+def _tagged(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, date):
+        return {"d": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"u": str(value)}
+    raise TypeError(f"no cursor encoding for {type(value).__name__}")
+
+
+def _untagged(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        [(tag, raw)] = value.items()
+        parsers: dict[str, Callable[[str], Any]] = {
+            "t": datetime.fromisoformat,
+            "d": date.fromisoformat,
+            "u": uuid.UUID,
+        }
+        if tag in parsers and isinstance(raw, str):
+            return parsers[tag](raw)
+    raise ValueError("not a cursor value")
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """The opaque `_cursor` of a position (the sort keys of a page's last match)."""
+    raw = json.dumps([_tagged(v) for v in values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, keys: int) -> list[Any]:
+    """The position a `_cursor` names; 400 when it is not one of this search's."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = [_untagged(v) for v in json.loads(raw)]
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise BadRequest(
+            "_cursor is not a cursor this server gave (follow the searchset's next link)."
+        ) from exc
+    if len(values) != keys:
+        raise BadRequest("_cursor belongs to a search with another _sort.")
+    return values
+
+
+def _equal(expr: Any, value: Any) -> Condition:
+    return expr.is_(None) if value is None else expr == value  # type: ignore[no-any-return]
+
+
+def after(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> Condition:
+    """Rows ordered after the position `values` by `keys` ((expression, descending), nulls last)."""
+    options: list[Condition] = []
+    for i, ((expr, descending), value) in enumerate(zip(keys, values, strict=True)):
+        if value is None:
+            continue  # nothing sorts after a null but other nulls: the next key decides among them
+        beyond = expr < value if descending else expr > value
+        ties = [_equal(e, v) for (e, _), v in zip(keys[:i], values[:i], strict=True)]
+        options.append(and_(*ties, or_(beyond, expr.is_(None))))
+    return or_(*options) if options else false()
 
 
 # ---- parameter values ----------------------------------------------------------------------------------
@@ -367,23 +446,57 @@ class Search:
     statement: Select[Any]
     paging: Paging
     applied: list[tuple[str, str]]
+    includes: list[Include] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Include:
+    """An `_include` a search resolves: the type it brings and the attribute of a match that names it."""
+
+    value: str
+    resource_type: str
+    attribute: str
+
+
+INCLUDE_PARAM = "_include"
+# What `_include` resolves, per searched type (and what the CapabilityStatement's searchInclude says).
+INCLUDES: dict[str, dict[str, Include]] = {
+    "Appointment": {
+        "Appointment:patient": Include("Appointment:patient", "Patient", "patient_id"),
+        "Appointment:practitioner": Include("Appointment:practitioner", "Practitioner", "practitioner_id"),
+    },
+}
+
+
+def _include(resource_type: str, value: str, *, lenient: bool) -> Include | None:
+    found = INCLUDES.get(resource_type, {}).get(value)
+    if found is None and not lenient:
+        known = ", ".join(INCLUDES.get(resource_type, {})) or "none"
+        raise BadRequest(f"_include: {value[:60]!r} is not resolved for {resource_type}; resolved: {known}.")
+    return found
 
 
 def _paging(params: Sequence[tuple[str, str]]) -> Paging:
     values = dict(params)
     try:
         count = int(values.get("_count", DEFAULT_COUNT))
-        offset = int(values.get("_offset", 0))
     except ValueError as exc:
-        raise BadRequest("_count and _offset take whole numbers.") from exc
-    if count < 0 or offset < 0 or offset > 1_000_000:
-        raise BadRequest("_count and _offset must be 0 or more (and _offset at most 1000000).")
-    return Paging(count=min(count, MAX_COUNT), offset=offset)
+        raise BadRequest("_count takes a whole number.") from exc
+    if count < 0:
+        raise BadRequest("_count must be 0 or more.")
+    total = values.get(TOTAL_PARAM, "none")
+    if total not in TOTAL_VALUES:
+        raise BadRequest(f"_total takes {', '.join(TOTAL_VALUES)}.")
+    cursor = values.get(CURSOR_PARAM)
+    if cursor is not None and not 0 < len(cursor) <= MAX_CURSOR_LENGTH:
+        raise BadRequest("_cursor is not a cursor this server gave (follow the searchset's next link).")
+    return Paging(count=min(count, MAX_COUNT), cursor=cursor, total=total == "accurate")
 
 
-def _order(searchable: SearchableType, raw: str, *, lenient: bool) -> tuple[list[Any], str]:
-    """The ORDER BY of a `_sort` value (nulls last either way) and the part of it applied."""
-    order: list[Any] = []
+def _order(searchable: SearchableType, raw: str, *, lenient: bool) -> tuple[list[tuple[Any, bool]], str]:
+    """The keys of a `_sort` value ((expression, descending), ordered nulls last either way) and the part
+    of it applied."""
+    order: list[tuple[Any, bool]] = []
     applied: list[str] = []
     for key in raw.split(","):
         name = key.strip().removeprefix("-")
@@ -396,7 +509,7 @@ def _order(searchable: SearchableType, raw: str, *, lenient: bool) -> tuple[list
                 f"_sort: unknown sort key {name[:40]!r}; known: {known} (each may start with -)."
             )
         descending = key.strip().startswith("-")
-        order += [(c.desc() if descending else c.asc()).nulls_last() for c in columns]
+        order += [(c, descending) for c in columns]
         applied.append(key.strip())
     return order, ",".join(applied)
 
@@ -423,10 +536,17 @@ def build_search(resource_type: str, params: Sequence[tuple[str, str]], *, lenie
     _check_size(params)
     searchable = SEARCHABLE[resource_type]
     conditions: list[Condition] = []
-    order: list[Any] = []
+    order: list[tuple[Any, bool]] = []
     applied: list[tuple[str, str]] = []
+    includes: list[Include] = []
     for param, value in params:
         name, _, modifier = param.partition(":")
+        if param == INCLUDE_PARAM:
+            include = _include(resource_type, value, lenient=lenient)
+            if include is not None and include not in includes:
+                includes.append(include)
+                applied.append((param, value))
+            continue
         if param in PAGING_PARAMS or param in IGNORED_PARAMS:
             applied.append((param, value))
             continue
@@ -461,14 +581,27 @@ def build_search(resource_type: str, params: Sequence[tuple[str, str]], *, lenie
             conditions.append(builder(value))
         applied.append((param, value))
     model = searchable.model
-    stmt = select(model).where(*conditions).order_by(*(order or [model.updated_at]), model.id)
-    return Search(stmt, _paging(params), applied)
+    keys = [*(order or [(model.updated_at, False)]), (model.id, False)]
+    paging = _paging(params)
+    if paging.cursor is not None:
+        conditions.append(after(keys, decode_cursor(paging.cursor, len(keys))))
+    stmt = (
+        select(model, *(expr for expr, _ in keys))
+        .where(*conditions)
+        .order_by(*((e.desc() if d else e.asc()).nulls_last() for e, d in keys))
+    )
+    return Search(stmt, paging, applied, includes)
 
 
 async def run_search(session: AsyncSession, stmt: Select[Any], paging: Paging) -> SearchResult:
-    """One page of `stmt` and its total number of matches."""
-    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    records: list[Any] = []
-    if paging.count:
-        records = list((await session.scalars(stmt.offset(paging.offset).limit(paging.count))).all())
-    return SearchResult(records=records, total=total, paging=paging)
+    """One page of `stmt` (whose columns are the record, then its sort keys), the cursor after it, and
+    the number of matches when asked for."""
+    total = None
+    if paging.total:
+        total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    if not paging.count:
+        return SearchResult(records=[], total=total, paging=paging)
+    rows = (await session.execute(stmt.limit(paging.count + 1))).all()
+    page = rows[: paging.count]
+    following = encode_cursor(page[-1][1:]) if len(rows) > paging.count else None
+    return SearchResult(records=[row[0] for row in page], total=total, paging=paging, next_cursor=following)

@@ -47,7 +47,7 @@ from domain.fhir.identifiers import (
     PRACTITIONER_IDS,
     ExternalIds,
 )
-from domain.fhir.mapping import appointment_details, patient_fields, practitioner_fields
+from domain.fhir.mapping import Dropped, appointment_details, patient_fields, practitioner_fields
 from domain.fhir.render import FHIR_TO_APPOINTMENT_STATUS, LICENSE_SYSTEM, MRN_SYSTEM
 from domain.patients import service as patients
 from domain.patients.duplicates import match_registration
@@ -86,6 +86,7 @@ class EntryResult:
     location: str | None = None
     last_modified: datetime | None = None
     note: str | None = None
+    dropped: list[Dropped] = field(default_factory=list)  # optional elements left out, and why
 
 
 @dataclass
@@ -106,6 +107,7 @@ class BundleImport:
         self.session = session
         self.resolved: dict[str, tuple[str, uuid.UUID]] = {}  # fullUrl -> (type, id)
         self.patients_touched: dict[uuid.UUID, None] = {}
+        self.dropped: dict[int, list[Dropped]] = {}  # entry index -> what it had left out
 
     async def run(self, entries: list[Entry]) -> ImportReport:
         """Import every entry (Practitioners, then Patients, then Appointments); any refusal raises."""
@@ -119,6 +121,7 @@ class BundleImport:
             for entry in (e for e in entries if e.type == resource_type):
                 try:
                     results[entry.index] = await handlers[resource_type](entry)
+                    results[entry.index].dropped = self.dropped.pop(entry.index, [])
                 except DomainError as exc:
                     raise refuse(entry, exc) from exc
                 except ValidationError as exc:
@@ -132,6 +135,12 @@ class BundleImport:
     ) -> tuple[uuid.UUID | None, list[tuple[str, str]]]:
         """The record an entry names (by its condition, its URL or its identifiers) and its identifiers."""
         identifiers = identifiers_of(entry.resource)
+        if entry.method == "PUT" and entry.url.startswith(f"{entry.type}/"):  # an update by id
+            try:
+                by_id = uuid.UUID(entry.url.removeprefix(f"{entry.type}/"))
+            except ValueError as exc:
+                raise NotFound(f"{entry.type} not found.") from exc
+            return by_id, identifiers
         if entry.method == "PUT":
             path, _, query = entry.url.partition("?")
             if path != entry.type:
@@ -195,7 +204,7 @@ class BundleImport:
     async def _patient(self, entry: Entry) -> EntryResult:
         repo = PatientRepository(self.session)
         found, identifiers = await self._match(entry, PATIENT_IDS, self._own_patient)
-        fields = patient_fields(entry.resource)
+        fields = patient_fields(entry.resource, self.dropped.setdefault(entry.index, []))
         if found is not None:
             patient = await self._survivor(found)
             added = await self._claim(PATIENT_IDS, patient.id, identifiers)
@@ -391,3 +400,38 @@ async def import_bundle(session: AsyncSession, body: Any) -> ImportReport:
     entries = await asyncio.to_thread(parse_bundle, body)  # fhir.resources validation is CPU: off the loop
     set_event_source(session, EventSource.FHIR)  # the events its changes emit say they came from the EHR
     return await BundleImport(session).run(entries)
+
+
+async def import_resource(
+    session: AsyncSession,
+    resource: dict[str, Any],
+    *,
+    method: str,
+    url: str,
+    if_none_exist: str | None = None,
+) -> EntryResult:
+    """Create or update one resource as a transaction entry of its own would (`POST Type`, `PUT Type/<id>`,
+    `PUT Type?identifier=...`): matched by identifier, through the same domain services and events."""
+    entries = await asyncio.to_thread(
+        parse_bundle, _single_entry_bundle(resource, method, url, if_none_exist)
+    )
+    set_event_source(session, EventSource.FHIR)
+    try:
+        report = await BundleImport(session).run(entries)
+    except DomainError as exc:  # one resource, not an entry of a bundle: its refusal names no entry
+        detail = exc.detail.removeprefix(f"entry[0] ({entries[0].type}): ")
+        raise type(exc)(detail, extra=exc.extra) from exc
+    return report.results[0]
+
+
+def _single_entry_bundle(
+    resource: dict[str, Any], method: str, url: str, if_none_exist: str | None
+) -> dict[str, Any]:
+    request: dict[str, Any] = {"method": method, "url": url}
+    if if_none_exist:
+        request["ifNoneExist"] = if_none_exist
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": resource, "request": request}],
+    }

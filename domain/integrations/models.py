@@ -27,6 +27,7 @@ class IntegrationClient(TimestampMixin, Base):
         Index("uq_integration_clients_client_id", "client_id", unique=True),
         Index("ix_integration_clients_tenant_id", "tenant_id"),
         CheckConstraint("cardinality(scopes) >= 1", name="has_scopes"),
+        CheckConstraint("jwks IS NULL OR jwks_uri IS NULL", name="one_key_source"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -37,6 +38,10 @@ class IntegrationClient(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(16)), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # -- SMART Backend Services (private_key_jwt): the client's public keys, inline or where to fetch them --
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000))
 
     # ---- HL7 v2 feed settings (domain.hl7.feed) ------------------------------------------------------------
     # The zone an HL7 time without an offset is read in (IANA name); None: the tenant's.
@@ -70,3 +75,17 @@ class IntegrationClientSecret(TimestampMixin, Base):
     secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hint: Mapped[str] = mapped_column(String(8), nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IntegrationClientAssertion(Base):
+    """The `jti` of a client assertion already traded for a token: the primary key refuses its replay.
+    Rows are deleted once the assertion has expired (it could not be accepted again anyway)."""
+
+    __tablename__ = "integration_client_assertions"
+    __table_args__ = (Index("ix_integration_client_assertions_expires_at", "expires_at"),)
+
+    integration_client_id: Mapped[uuid.UUID] = mapped_column(
+        PG_UUID(as_uuid=True), ForeignKey("integration_clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

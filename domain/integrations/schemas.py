@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
@@ -140,13 +140,38 @@ class IntegrationClientCreate(FeedSettings):
         default_factory=lambda: [Scope.FHIR], min_length=1, max_length=len(Scope), description="fhir, hl7"
     )
 
+    # -- SMART Backend Services (private_key_jwt): the client's public keys --
+    jwks: dict[str, Any] | None = Field(
+        default=None,
+        description='The client\'s public keys, a JWK Set (`{"keys": [...]}`, RSA for RS384 or EC P-384 for '
+        "ES384, each with a `kid`). A client registered with keys signs assertions instead of sending a "
+        "secret, and gets no secret.",
+    )
+    jwks_uri: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Instead of `jwks`: the https URL the client publishes its JWK Set at (fetched and "
+        "cached).",
+    )
+
+
+class IntegrationClientKeys(RequestModel):
+    """Body of `PUT /integration-clients/{client_id}/keys`: the client's public keys, replacing those it
+    had (neither field: the client no longer authenticates with keys)."""
+
+    jwks: dict[str, Any] | None = Field(default=None, description="A JWK Set of public keys")
+    jwks_uri: str | None = Field(default=None, max_length=2000, description="Or the https URL of one")
+
 
 class IssuedSecretResponse(ResponseModel):
     """A client's new secret: shown only in this answer (only its hash is stored)."""
 
     client_id: str
-    client_secret: str = Field(description="Send it to `POST /oauth/token`; it cannot be shown again")
-    secret_id: uuid.UUID
+    client_secret: str | None = Field(
+        description="Send it to `POST /oauth/token`; it cannot be shown again (none for a client registered "
+        "with keys)"
+    )
+    secret_id: uuid.UUID | None
     scopes: list[Scope]
 
 
@@ -168,4 +193,7 @@ class IntegrationClientResponse(ResponseModel):
     created_at: datetime
     revoked_at: datetime | None
     secrets: list[SecretResponse]
+    # -- SMART Backend Services --
+    jwks: dict[str, Any] | None = Field(default=None, description="The public keys registered, if any")
+    jwks_uri: str | None = Field(default=None, description="Where the client's keys are fetched, if so")
     hl7_feed: FeedSettingsResponse = Field(description="How its HL7 v2 messages are read")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,7 @@ from core.client_credentials import (
     new_secret,
 )
 from core.errors import Conflict, NotFound, Unprocessable
+from domain.integrations.keys import check_jwks, check_jwks_uri, has_keys
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
 from domain.integrations.schemas import FeedSettings
 from domain.tenants.models import Tenant
@@ -34,11 +36,12 @@ MAX_NAME_LENGTH = 200
 
 @dataclass(frozen=True)
 class IssuedSecret:
-    """A client and a secret just made for it; `secret` is the only time the plain secret exists."""
+    """A client and a secret just made for it; `secret` is the only time the plain secret exists. A client
+    registered with keys (SMART Backend Services) gets no secret."""
 
     client: IntegrationClient
-    secret_id: uuid.UUID
-    secret: str
+    secret_id: uuid.UUID | None
+    secret: str | None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,28 @@ async def _client(session: AsyncSession, tenant_id: uuid.UUID, client_id: str) -
     return client
 
 
+@dataclass(frozen=True)
+class ClientKeys:
+    """Where a client's public keys are (SMART Backend Services): a JWK Set, or the URL serving one."""
+
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+
+    def checked(self) -> ClientKeys:
+        """The keys to store, validated (one source, public keys only, algorithms we verify)."""
+        if self.jwks is not None and self.jwks_uri is not None:
+            raise Unprocessable("Give the client's keys one way: jwks or jwks_uri, not both.")
+        return ClientKeys(
+            jwks=check_jwks(self.jwks) if self.jwks is not None else None,
+            jwks_uri=check_jwks_uri(self.jwks_uri) if self.jwks_uri is not None else None,
+        )
+
+    @property
+    def given(self) -> bool:
+        """Whether any key source is named."""
+        return self.jwks is not None or self.jwks_uri is not None
+
+
 async def create_client(
     session: AsyncSession,
     *,
@@ -103,9 +128,12 @@ async def create_client(
     name: str,
     scopes: set[Scope],
     actor: Actor,
+    keys: ClientKeys | None = None,
     feed: FeedSettings | None = None,
 ) -> IssuedSecret:
-    """Register a client of `tenant_id` with `scopes` (and its HL7 feed's settings) and its first secret."""
+    """Register a client of `tenant_id` with `scopes` and its first secret, or (with `keys`) with the public
+    keys it signs its assertions with and no secret; with `feed`, how its HL7 v2 messages are read."""
+    keys = keys.checked() if keys is not None and keys.given else None
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
         raise Unprocessable(f"The client's name must be 1 to {MAX_NAME_LENGTH} characters.")
@@ -120,6 +148,8 @@ async def create_client(
         client_id=new_client_id(),
         name=name,
         scopes=sorted(s.value for s in scopes),
+        jwks=keys.jwks if keys else None,
+        jwks_uri=keys.jwks_uri if keys else None,
         code_maps={},
         ignore_unsupported_messages=False,
     )
@@ -127,6 +157,9 @@ async def create_client(
         _apply_feed(client, feed)
     session.add(client)
     await session.flush()
+    if keys is not None:
+        await _audit(session, actor, client, "create")
+        return IssuedSecret(client=client, secret_id=None, secret=None)
     secret_id, secret = _add_secret(session, client)
     await session.flush()
     await _audit(session, actor, client, "create")
@@ -165,6 +198,21 @@ async def configure_feed(
 
 
 # ---- end of HL7 v2 feed settings ---------------------------------------------------------------------------
+
+
+async def set_keys(
+    session: AsyncSession, *, tenant_id: uuid.UUID, client_id: str, keys: ClientKeys, actor: Actor
+) -> IntegrationClient:
+    """Replace a client's public keys (a key rotation: register the set holding old and new keys, move the
+    client to the new key, then register the set without the old one), or remove them (no source given)."""
+    checked = keys.checked()
+    client = await _client(session, tenant_id, client_id)
+    if client.revoked_at is not None:
+        raise Conflict("This integration client is revoked.")
+    client.jwks, client.jwks_uri = checked.jwks, checked.jwks_uri
+    await session.flush()
+    await _audit(session, actor, client, "set_keys")
+    return client
 
 
 async def rotate_secret(
@@ -272,7 +320,10 @@ async def authenticate(session: AsyncSession, client_id: str, secret: str) -> Cl
 
 
 async def is_active(session: AsyncSession, caller: ClientCaller) -> bool:
-    """Whether the client and the secret a token was issued for are both still active."""
+    """Whether the client and the secret a token was issued for are both still active (for a token an
+    assertion was traded for: the client, and that it still has keys registered)."""
+    if caller.secret_id is None:
+        return await has_keys(session, caller)
     found = await session.scalar(
         select(IntegrationClientSecret.id)
         .join(IntegrationClient, IntegrationClientSecret.integration_client_id == IntegrationClient.id)

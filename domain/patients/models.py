@@ -26,12 +26,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.database import Base, TenantScoped
+from core.database import Base, TenantScoped, Versioned
 from domain.enums import Channel, Gender, PatientStatus, sql_in
 from domain.identifiers import ExternalIdentifier, owner_column
 
 
-class Patient(TenantScoped, Base):
+class Patient(Versioned, TenantScoped, Base):
     """A person the clinic cares for. Merged duplicates stay as inactive records pointing at the survivor."""
 
     __tablename__ = "patients"

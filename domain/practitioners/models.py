@@ -9,12 +9,12 @@ from sqlalchemy import CheckConstraint, Index, String, UniqueConstraint, func, l
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.database import Base, TenantScoped
+from core.database import Base, TenantScoped, Versioned
 from domain.enums import Gender, sql_in
 from domain.identifiers import ExternalIdentifier, owner_column
 
 
-class Practitioner(TenantScoped, Base):
+class Practitioner(Versioned, TenantScoped, Base):
     """A clinician who sees patients and owns time slots."""
 
     __tablename__ = "practitioners"

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB, ExcludeConstraint
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.database import Base, TenantScoped
+from core.database import Base, TenantScoped, Versioned
 from domain.enums import ACTIVE_APPOINTMENT_STATUSES, AppointmentStatus, Channel, SlotStatus, sql_in
 from domain.identifiers import ExternalIdentifier, owner_column
 
@@ -72,7 +72,7 @@ class TimeSlot(TenantScoped, Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=SlotStatus.OPEN.value)
 
 
-class Appointment(TenantScoped, Base):
+class Appointment(Versioned, TenantScoped, Base):
     """A patient's booked time with a practitioner."""
 
     __tablename__ = "appointments"

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 
 from core.database import bind_tenant
+from core.settings import Settings
 from domain.campaigns import steps
 from domain.tenants.models import Tenant
 from tests.campaigns.support import cohort_of_everyone, launch
@@ -38,7 +39,9 @@ async def _windowed(client, auth, clinic, system_sessionmaker, tenant_id) -> uui
 async def _batch_at(system_sessionmaker, tenant_id, campaign_id, now: datetime):
     async with system_sessionmaker() as session:
         bind_tenant(session, tenant_id)
-        result, _messages = await steps.enroll_batch(session, campaign_id, now=now, limit=10)
+        result, _messages = await steps.enroll_batch(
+            session, campaign_id, now=now, limit=10, settings=Settings(env="test")
+        )
         await session.rollback()  # each probe leaves the campaign as it was
         return result
 

@@ -33,6 +33,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -215,6 +216,11 @@ def configure_providers(
         "sendgrid_base_url": fake_providers.url,
         "sendgrid_webhook_public_key": sendgrid_keys.public_key_b64,
         "public_base_url": PUBLIC_BASE,
+        # Unpaced: the suite's tests share these senders (and their turns in the shared database); the
+        # pacing tests pace senders of their own.
+        "sms_messages_per_second": 0,
+        "whatsapp_messages_per_second": 0,
+        "email_messages_per_second": 0,
     }
     for name, value in values.items():
         monkeypatch.setattr(settings, name, value)

@@ -207,9 +207,49 @@ async def test_dates_are_written_in_the_messages_language(
         "a las 14:30."
     )
     assert in_english.body == (
-        "Test Clinic: your appointment with Dr. Ana Ruiz is confirmed for Mon 3 Feb 2025 at 14:30."
+        "Test Clinic: your appointment with Dr. Ana Ruiz is confirmed for Mon 3 Feb 2025 at 2:30 PM."
     )
     assert "su equipo médico" in no_appointment.body
+
+
+@pytest.mark.parametrize(
+    ("preferred", "written"),
+    [
+        ("en", "9:05 AM"),  # CLDR's English is the US's
+        ("en-US", "9:05 AM"),
+        ("en-GB", "09:05"),
+        ("en-AU", "9:05 am"),
+        ("es", "9:05"),
+        ("es-MX", "9:05 a.m."),
+    ],
+)
+async def test_times_are_written_as_the_patients_locale_writes_them(
+    make_patient, system_sessionmaker, tenant_id, preferred, written
+) -> None:
+    """The built-in template is `en` (or `es`): its time takes the patient's region, in plain spaces (a
+    narrow no-break space would make the SMS go as UCS-2)."""
+    patient = await make_patient(preferred_language=preferred)
+    facts = service.AppointmentFacts(
+        start_time=datetime(2025, 2, 3, 14, 5, tzinfo=UTC),
+        practitioner_name="Ana Ruiz",
+        timezone="America/New_York",
+    )
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        content = await service.render_for(
+            session, patient, template_id="apt_confirmation", appointment=facts
+        )
+    assert content.body.endswith(f" {written}.")
+    assert content.language == languages.primary(preferred)
+    assert content.body.isascii() or preferred.startswith("es")
+
+
+def test_a_chat_time_is_written_as_the_locale_writes_it() -> None:
+    moment = datetime(2024, 12, 3, 15, 0)
+    assert templates.format_moment(moment, "en-US") == "Tue 3 Dec, 3:00 PM"
+    assert templates.format_moment(moment, "en-GB") == "Tue 3 Dec, 15:00"
+    assert templates.format_time(moment, "de") == "15:00"
+    assert templates.format_time(moment, "qaa") == "15:00"  # a tag Babel does not know: 24-hour
 
 
 async def test_stop_is_confirmed_in_the_patients_language(

@@ -361,7 +361,6 @@ HOSTILE_BUNDLES: list[Any] = [
     _bundle(entry(_with(patient("H-1"), name=[{"given": ["Y"]}]))),
     _bundle(entry(_with(patient("H-1"), telecom=[{"system": "phone", "value": "zz-hostile-99"}]))),
     _bundle(entry(_with(patient("H-1"), identifier=[{"system": "s" * 300, "value": "v"}]))),
-    _bundle(entry(_with(patient("H-1"), communication=[{"language": {"coding": [{"code": "??"}]}}]))),
     _bundle(entry(patient("H-1"), ifNoneExist="name=Smith")),
     _bundle(entry(patient("H-1"), method="PUT", url="Patient/123")),
     _bundle(entry(patient("H-1"), "urn:uuid:x"), entry(patient("H-2"), "urn:uuid:x")),

@@ -1,4 +1,4 @@
-"""Migration 0028: the HL7 messages stored before it take their sender (MSH-3, MSH-4) from the ACK they were
+"""Migration 0030: the HL7 messages stored before it take their sender (MSH-3, MSH-4) from the ACK they were
 answered with, so a resend of one of them is still recognised once control ids are unique per sender."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, pool, text
 
 from core.migrate import alembic_config, scratch_database
 
-BEFORE, AFTER = "0026_audit_keyed_chain", "0028_hl7_feed_realism"
+BEFORE, AFTER = "0029_fhir_versions_smart", "0030_hl7_feed_realism"
 ACK = "MSH|^~\\&|PRM|CLINIC|EPIC^1.2.840^ISO|GENHOSP|20261201120001||ACK^A04^ACK|ACK1|P|2.5.1\rMSA|AA|MSG-1\r"
 
 

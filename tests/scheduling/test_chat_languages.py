@@ -29,8 +29,14 @@ ES_MONTHS = ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sept", "oc
 
 
 def spanish_time(at: datetime) -> str:
-    """`mar, 2 dic, 09:00`: how a Spanish chat message writes a time (the test tenant is on UTC)."""
-    return f"{ES_DAYS[at.weekday()]}, {at.day} {ES_MONTHS[at.month - 1]}, {at:%H:%M}"
+    """`mar, 2 dic, 9:00`: how a Spanish chat message writes a time (the test tenant is on UTC)."""
+    return f"{ES_DAYS[at.weekday()]}, {at.day} {ES_MONTHS[at.month - 1]}, {at.hour}:{at:%M}"
+
+
+def mexican_time(at: datetime) -> str:
+    """`mar 2 de dic, 9:00 a.m.`: how Mexican Spanish (`es-MX`) writes it, on a 12-hour clock."""
+    hour, half = (at.hour % 12 or 12), ("a.m." if at.hour < 12 else "p.m.")
+    return f"{ES_DAYS[at.weekday()]} {at.day} de {ES_MONTHS[at.month - 1]}, {hour}:{at:%M} {half}"
 
 
 async def outbound(sessionmaker, tenant_id, patient_id) -> list[Communication]:
@@ -120,8 +126,8 @@ async def test_a_spanish_speaking_patient_is_offered_times_in_spanish_and_books_
     ]
     assert options.message == (
         "Estas son las próximas horas disponibles:\n"
-        f"1. {spanish_time(starts[0])} con Dra. Ruiz\n"
-        f"2. {spanish_time(starts[1])} con Dra. Ruiz\n"
+        f"1. {mexican_time(starts[0])} con Dra. Ruiz\n"
+        f"2. {mexican_time(starts[1])} con Dra. Ruiz\n"
         "Responda con el número de la hora que prefiera."
     )
     assert retry.message.startswith("Lo sentimos, no le hemos entendido.")
@@ -147,7 +153,7 @@ async def test_an_english_speaking_patient_gets_the_booking_chat_as_before(
     assert (options.template_name, options.language) == ("booking_options", "en")
     assert options.message == (
         "Here are the next available times:\n"
-        f"1. {start:%a} {start.day} {start:%b}, 09:00 with Dr. Lovelace\n"
+        f"1. {start:%a} {start.day} {start:%b}, 9:00 AM with Dr. Lovelace\n"
         "Reply with the number of the time you want."
     )
 

@@ -11,8 +11,8 @@ longer refuse each other. Rows already stored take their sender from the ACK the
 MSH-5/MSH-6 are the message's MSH-3/MSH-4, turned around), so a resend of such a message is still a repeat;
 they were unique per tenant, so they stay unique under the wider key.
 
-Revision ID: 0028_hl7_feed_realism
-Revises: 0026_audit_keyed_chain
+Revision ID: 0030_hl7_feed_realism
+Revises: 0029_fhir_versions_smart
 Create Date: 2026-12-06 23:45:00
 """
 
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0028_hl7_feed_realism"
-down_revision: str | None = "0026_audit_keyed_chain"
+revision: str = "0030_hl7_feed_realism"
+down_revision: str | None = "0029_fhir_versions_smart"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,323 @@
+"""SMART Backend Services client authentication (`private_key_jwt`, RFC 7523): an integration client
+registers its public keys (a JWK Set, inline or at a `jwks_uri`) and signs a short assertion with its
+private key instead of sending a secret.
+
+An assertion is accepted when it is signed RS384 or ES384 with a key of the client's set (named by `kid`),
+`iss` and `sub` are the client id, `aud` is this server's token URL, `exp` is at most five minutes ahead,
+and its `jti` has never been accepted for this client (the primary key of `integration_client_assertions`
+refuses a second one, so two replicas racing the same assertion cannot both win). Refusals say why in
+`AssertionRefused.reason` (what the client got wrong, nothing about other clients).
+
+A `jwks_uri` is fetched with httpx and kept `PRM_SMART_JWKS_CACHE_SECONDS`; an assertion naming a `kid` the
+cached set lacks fetches it once more (at most every `MIN_REFRESH_SECONDS`), so a key rotation at the
+client takes effect at once without letting unknown `kid`s make us fetch on every request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.client_credentials import ClientCaller, Scope
+from core.errors import Unprocessable
+from domain.integrations.models import IntegrationClient, IntegrationClientAssertion
+from domain.tenants.models import Tenant
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# The algorithms SMART Backend Services names, and the key type each needs.
+ALGORITHMS = {"RS384": "RSA", "ES384": "EC"}
+MAX_ASSERTION_SECONDS = 300  # `exp` at most this far ahead
+MAX_KEYS = 20
+MAX_KID_LENGTH = 255
+MAX_JTI_LENGTH = 255
+MAX_JWKS_BYTES = 64 * 1024
+MAX_URI_LENGTH = 2000
+MIN_RSA_BITS = 2048
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+class AssertionRefused(Exception):
+    """A client assertion that does not authenticate its client; `reason` tells the client why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---- registering keys -----------------------------------------------------------------------------------
+
+
+def _key_problem(key: Any) -> str | None:
+    """Why one JWK cannot be registered, or None."""
+    if not isinstance(key, dict):
+        return "each key must be a JSON object"
+    kid = key.get("kid")
+    if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+        return f"each key needs a `kid` of 1 to {MAX_KID_LENGTH} characters (assertions name their key by it)"
+    if PRIVATE_MEMBERS & key.keys():
+        return f"key {kid[:40]!r} holds private or symmetric key material: register only public keys"
+    if key.get("kty") not in ("RSA", "EC"):
+        return f"key {kid[:40]!r}: only RSA (RS384) and EC P-384 (ES384) keys are accepted"
+    if key.get("kty") == "EC" and key.get("crv") != "P-384":
+        return f"key {kid[:40]!r}: an EC key must be on the P-384 curve (ES384)"
+    if "alg" in key and key["alg"] not in ALGORITHMS:
+        return f"key {kid[:40]!r}: alg must be RS384 or ES384"
+    if key.get("use", "sig") != "sig":
+        return f"key {kid[:40]!r}: use must be sig"
+    try:
+        parsed = jwt.PyJWK(key)
+    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+        return f"key {kid[:40]!r} is not a valid JWK"
+    if key["kty"] == "RSA" and parsed.key.key_size < MIN_RSA_BITS:
+        return f"key {kid[:40]!r}: an RSA key needs at least {MIN_RSA_BITS} bits"
+    return None
+
+
+def check_jwks(jwks: Any) -> dict[str, Any]:
+    """The JWK Set to register (its public keys, as given); Unprocessable says what is wrong with it."""
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not 0 < len(keys) <= MAX_KEYS:
+        raise Unprocessable(f'jwks must be a JWK Set: {{"keys": [...]}} with 1 to {MAX_KEYS} keys.')
+    for key in keys:
+        problem = _key_problem(key)
+        if problem is not None:
+            raise Unprocessable(f"jwks: {problem}.")
+    kids = [key["kid"] for key in keys]
+    if len(set(kids)) != len(kids):
+        raise Unprocessable("jwks: each key needs its own kid.")
+    if len(json.dumps(jwks)) > MAX_JWKS_BYTES:
+        raise Unprocessable(f"jwks is larger than {MAX_JWKS_BYTES // 1024} KiB.")
+    return {"keys": keys}
+
+
+def _loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_jwks_uri(uri: str) -> str:
+    """A `jwks_uri` to register: https (plain http only on this machine's loopback, for development)."""
+    uri = uri.strip()
+    parts = urlsplit(uri)
+    if len(uri) > MAX_URI_LENGTH or not parts.hostname:
+        raise Unprocessable(f"jwks_uri must be an absolute URL of at most {MAX_URI_LENGTH} characters.")
+    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname)):
+        raise Unprocessable("jwks_uri must be an https URL.")
+    if parts.username or parts.password:
+        raise Unprocessable("jwks_uri must not carry credentials.")
+    return uri
+
+
+# ---- fetching keys --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Fetched:
+    at: float
+    keys: list[dict[str, Any]]
+
+
+class JwksCache:
+    """JWK Sets fetched from clients' `jwks_uri`, each kept `ttl_seconds` (one per app process)."""
+
+    MIN_REFRESH_SECONDS = 10.0
+    MAX_ENTRIES = 1024
+
+    def __init__(self, ttl_seconds: float, timeout_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.timeout_seconds = timeout_seconds
+        self._entries: dict[str, _Fetched] = {}
+
+    async def keys(self, uri: str, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """The usable keys of the set at `uri`: cached, or fetched when stale (or when `refresh` asks and
+        the cached copy is older than `MIN_REFRESH_SECONDS`)."""
+        now = time.monotonic()
+        cached = self._entries.get(uri)
+        if cached is not None:
+            age = now - cached.at
+            if age < self.ttl_seconds and not (refresh and age >= self.MIN_REFRESH_SECONDS):
+                return cached.keys
+        keys = await self._fetch(uri)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[uri] = _Fetched(now, keys)
+        return keys
+
+    async def _fetch(self, uri: str) -> list[dict[str, Any]]:
+        try:
+            async with (
+                httpx.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False) as client,
+                client.stream("GET", uri, headers={"Accept": "application/json"}) as response,
+            ):
+                if response.status_code != 200:
+                    raise AssertionRefused(f"The client's jwks_uri answered {response.status_code}.")
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise AssertionRefused("The client's JWK Set is too large.")
+        except httpx.HTTPError as exc:
+            raise AssertionRefused("The client's jwks_uri could not be fetched.") from exc
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise AssertionRefused("The client's jwks_uri did not answer a JWK Set.") from exc
+        keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(keys, list):
+            raise AssertionRefused("The client's jwks_uri did not answer a JWK Set.")
+        # A published set may hold keys for other uses: those we cannot verify with are left out.
+        return [key for key in keys[:MAX_KEYS] if _key_problem(key) is None]
+
+
+# ---- verifying an assertion -----------------------------------------------------------------------------
+
+
+async def _client(session: AsyncSession, client_id: str) -> IntegrationClient:
+    client = await session.scalar(
+        select(IntegrationClient)
+        .join(Tenant, Tenant.id == IntegrationClient.tenant_id)
+        .where(
+            IntegrationClient.client_id == client_id,
+            IntegrationClient.revoked_at.is_(None),
+            Tenant.is_active.is_(True),
+        )
+    )
+    if client is None or (client.jwks is None and client.jwks_uri is None):
+        raise AssertionRefused("Client authentication failed.")
+    return client
+
+
+def _key_of(keys: list[dict[str, Any]], kid: str, alg: str) -> Any | None:
+    """The verifying key named `kid` and fit for `alg`, or None."""
+    for key in keys:
+        if key.get("kid") != kid:
+            continue
+        if key.get("kty") != ALGORITHMS[alg] or key.get("alg", alg) != alg:
+            raise AssertionRefused(f"The key {kid[:40]!r} is not a key for {alg}.")
+        return jwt.PyJWK(key).key
+    return None
+
+
+async def _verifying_key(client: IntegrationClient, kid: str, alg: str, cache: JwksCache) -> Any:
+    if client.jwks is not None:
+        key = _key_of(client.jwks.get("keys", []), kid, alg)
+    else:
+        assert client.jwks_uri is not None
+        key = _key_of(await cache.keys(client.jwks_uri), kid, alg)
+        if key is None:  # perhaps rotated at the client since we fetched
+            key = _key_of(await cache.keys(client.jwks_uri, refresh=True), kid, alg)
+    if key is None:
+        raise AssertionRefused(f"No key {kid[:40]!r} is registered for this client.")
+    return key
+
+
+def _unverified(assertion: str) -> tuple[str, str, str]:
+    """(alg, kid, iss) of an assertion, before its signature is checked (to find the key)."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise AssertionRefused("client_assertion is not a JWT.") from exc
+    alg, kid, iss = header.get("alg"), header.get("kid"), claims.get("iss")
+    if alg not in ALGORITHMS:
+        raise AssertionRefused("client_assertion must be signed RS384 or ES384.")
+    if not isinstance(kid, str) or not kid:
+        raise AssertionRefused("client_assertion's header needs the kid of its key.")
+    if not isinstance(iss, str) or not iss:
+        raise AssertionRefused("client_assertion needs iss (the client id).")
+    return alg, kid, iss
+
+
+async def authenticate_assertion(
+    session: AsyncSession, assertion: str, *, token_url: str, cache: JwksCache, leeway_seconds: int
+) -> ClientCaller:
+    """The caller a client assertion authenticates (its `jti` recorded, so it is never accepted again);
+    AssertionRefused says why not."""
+    alg, kid, client_id = _unverified(assertion)
+    client = await _client(session, client_id)
+    key = await _verifying_key(client, kid, alg, cache)
+    try:
+        claims = jwt.decode(
+            assertion,
+            key=key,
+            algorithms=[alg],
+            audience=token_url,
+            issuer=client.client_id,
+            leeway=leeway_seconds,
+            options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AssertionRefused("client_assertion has expired.") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise AssertionRefused(f"client_assertion's aud must be the token URL, {token_url}.") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise AssertionRefused(f"client_assertion needs the claim {exc.claim}.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AssertionRefused("client_assertion's signature or claims are not valid.") from exc
+    if claims["sub"] != client.client_id:
+        raise AssertionRefused("client_assertion's sub must be the client id, as iss is.")
+    now = datetime.now(UTC)
+    expires = datetime.fromtimestamp(float(claims["exp"]), UTC)
+    if expires > now + timedelta(seconds=MAX_ASSERTION_SECONDS + leeway_seconds):
+        raise AssertionRefused(
+            f"client_assertion's exp must be at most {MAX_ASSERTION_SECONDS} seconds ahead."
+        )
+    jti = claims["jti"]
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        raise AssertionRefused(
+            f"client_assertion's jti must be a string of 1 to {MAX_JTI_LENGTH} characters."
+        )
+    await _record_jti(session, client.id, jti, expires + timedelta(seconds=leeway_seconds), now)
+    return ClientCaller(
+        client_id=client.client_id,
+        secret_id=None,
+        tenant_id=client.tenant_id,
+        scopes=frozenset(Scope(s) for s in client.scopes if s in Scope.__members__.values()),
+    )
+
+
+async def _record_jti(
+    session: AsyncSession, client: uuid.UUID, jti: str, expires: datetime, now: datetime
+) -> None:
+    """Record an accepted `jti` (refused if it is already there) and forget those that have expired."""
+    await session.execute(
+        delete(IntegrationClientAssertion).where(IntegrationClientAssertion.expires_at < now)
+    )
+    recorded = await session.scalar(
+        insert(IntegrationClientAssertion)
+        .values(integration_client_id=client, jti=jti, expires_at=expires)
+        .on_conflict_do_nothing()
+        .returning(IntegrationClientAssertion.jti)
+    )
+    if recorded is None:
+        raise AssertionRefused("This client_assertion (its jti) has been used already.")
+
+
+async def has_keys(session: AsyncSession, caller: ClientCaller) -> bool:
+    """Whether a client still active still has keys registered (a key-authenticated token's check)."""
+    found = await session.scalar(
+        select(IntegrationClient.id).where(
+            IntegrationClient.client_id == caller.client_id,
+            IntegrationClient.tenant_id == caller.tenant_id,
+            IntegrationClient.revoked_at.is_(None),
+            (IntegrationClient.jwks.is_not(None)) | (IntegrationClient.jwks_uri.is_not(None)),
+        )
+    )
+    return found is not None
