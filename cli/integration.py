@@ -1,4 +1,6 @@
-"""`prm integration ...`: the clients (EHRs) that call the FHIR and HL7 endpoints, and their secrets.
+"""`prm integration ...`: the clients (EHRs) that call the FHIR and HL7 endpoints, their secrets, and how
+their HL7 v2 feeds are read (`prm integration configure`: the zone of their local times, their code maps,
+whether message types this service does not use are ignored).
 
 Every command that changes a client is recorded in the tenant's audit trail as `cli:<user>`. A secret is
 printed once, when it is made (stdout, JSON); only its hash is stored.
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli.common import (
@@ -30,7 +33,7 @@ from core.client_credentials import Scope
 from core.errors import DomainError
 
 integration_app = typer.Typer(
-    help="Integration clients (EHRs) for the FHIR and HL7 endpoints: create, rotate, revoke, list.",
+    help="Integration clients (EHRs) for the FHIR and HL7 endpoints: create, configure, rotate, revoke, list",
     no_args_is_help=True,
 )
 T = TypeVar("T")
@@ -96,6 +99,132 @@ def _issued(issued: Any) -> str:
     )
 
 
+# ---- HL7 v2 feed settings ----------------------------------------------------------------------------------
+
+TimezoneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        help="IANA zone the feed's HL7 times without an offset are read in, e.g. America/New_York "
+        "[default: the tenant's].",
+    ),
+]
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="KIND:CODE=VALUE, a local code mapped onto ours (repeat for several); KIND is language (to BCP "
+        "47), sex (male, female, other, unknown) or appointment_type. E.g. --map language:SPANISH=es",
+    ),
+]
+
+
+def _code(entry: str, option: str, with_value: bool) -> tuple[str, str, str]:
+    kind, _, rest = entry.partition(":")
+    code, _, value = rest.partition("=")
+    if not kind or not code.strip() or (with_value and not value.strip()):
+        shape = "KIND:CODE=VALUE" if with_value else "KIND:CODE"
+        fail(f"{option} takes {shape}, e.g. language:SPANISH{'=es' if with_value else ''}", EXIT_BAD_INPUT)
+    return kind.strip(), code, value
+
+
+def _feed(
+    current: dict[str, dict[str, str]],
+    *,
+    maps: list[str],
+    unmaps: list[str],
+    **fields: Any,
+) -> Any:
+    """The FeedSettings these options make (the current code maps with `maps` added and `unmaps` removed)."""
+    from domain.integrations.schemas import CodeKind, FeedSettings, local_code
+
+    changed = {kind: dict(codes) for kind, codes in current.items()}
+    touched: set[str] = set()
+    for entry in maps:
+        kind, code, value = _code(entry, "--map", with_value=True)
+        changed.setdefault(kind, {})[local_code(code)] = value
+        touched.add(kind)
+    for entry in unmaps:
+        kind, code, _ = _code(entry, "--unmap", with_value=False)
+        changed.get(kind, {}).pop(local_code(code), None)
+        touched.add(kind)
+    unknown = touched - set(CodeKind.__members__.values())
+    if unknown:
+        fail(
+            f"unknown code map kind(s): {', '.join(sorted(unknown))} (use language, sex, appointment_type)",
+            EXIT_BAD_INPUT,
+        )
+    try:
+        given = {k: v for k, v in fields.items() if v is not None}
+        if touched:
+            given["code_maps"] = {kind: changed.get(kind, {}) for kind in touched}
+        return FeedSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        fail(f"invalid feed settings: {problems}", EXIT_BAD_INPUT)
+
+
+def _feed_json(client: Any) -> dict[str, Any]:
+    return {
+        "timezone": client.timezone,
+        "ignore_unsupported_messages": client.ignore_unsupported_messages,
+        "code_maps": client.code_maps or {},
+    }
+
+
+@integration_app.command("configure")
+def configure(
+    tenant_id: TenantOption,
+    client_id: ClientOption,
+    timezone: TimezoneOption = None,
+    tenant_timezone: Annotated[
+        bool, typer.Option("--tenant-timezone", help="Read the feed's times in the tenant's zone again.")
+    ] = False,
+    ignore_unsupported: Annotated[
+        bool | None,
+        typer.Option(
+            "--ignore-unsupported-messages/--refuse-unsupported-messages",
+            help="Answer message types this service does not use (A02, A28, ...) AA and ignore them, or AR.",
+        ),
+    ] = None,
+    map_: MapOption = None,
+    unmap: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--unmap", help="KIND:CODE, a local code to remove from the feed's code map (repeatable)."
+        ),
+    ] = None,
+) -> None:
+    """Change how a client's HL7 v2 feed is read; print its feed settings as JSON."""
+    from domain.integrations.service import configure_feed, list_clients
+
+    if timezone and tenant_timezone:
+        fail("--timezone and --tenant-timezone exclude each other", EXIT_BAD_INPUT)
+
+    async def job(session: AsyncSession) -> Any:
+        found = [s.client for s in await list_clients(session, tenant_id) if s.client.client_id == client_id]
+        if not found:
+            raise CliError("Integration client not found.")
+        feed = _feed(
+            found[0].code_maps or {},
+            maps=map_ or [],
+            unmaps=unmap or [],
+            timezone=timezone,
+            ignore_unsupported_messages=ignore_unsupported,
+        )
+        if tenant_timezone:
+            feed.timezone = None  # set explicitly: back to the tenant's zone
+        return await configure_feed(
+            session, tenant_id=tenant_id, client_id=client_id, feed=feed, actor=cli_actor()
+        )
+
+    client = _run(job)
+    typer.echo(json.dumps({"client_id": client.client_id, "hl7_feed": _feed_json(client)}))
+
+
+# ---- end of HL7 v2 feed settings ---------------------------------------------------------------------------
+
+
 @integration_app.command("create")
 def create(
     tenant_id: TenantOption,
@@ -106,6 +235,15 @@ def create(
     ] = None,
     jwks: JwksOption = None,
     jwks_uri: JwksUriOption = None,
+    timezone: TimezoneOption = None,
+    ignore_unsupported: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-unsupported-messages",
+            help="Answer HL7 message types this service does not use AA and ignore them [default: AR].",
+        ),
+    ] = False,
+    map_: MapOption = None,
 ) -> None:
     """Create a client and its first secret; print them as JSON (the secret is shown only now). With
     --jwks or --jwks-uri (SMART Backend Services) the client gets no secret: it signs assertions."""
@@ -115,9 +253,12 @@ def create(
 
     scopes = set(scope or [Scope.FHIR])
     keys = _keys(jwks, jwks_uri)
+    feed = _feed(
+        {}, maps=map_ or [], unmaps=[], timezone=timezone, ignore_unsupported_messages=ignore_unsupported
+    )
     issued = _run(
         lambda s: create_client(
-            s, tenant_id=tenant_id, name=name, scopes=scopes, actor=cli_actor(), keys=keys
+            s, tenant_id=tenant_id, name=name, scopes=scopes, actor=cli_actor(), keys=keys, feed=feed
         )
     )
     typer.echo(_issued(issued))
@@ -186,6 +327,7 @@ def list_(tenant_id: TenantOption) -> None:
                     "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
                     "jwks": client.jwks,
                     "jwks_uri": client.jwks_uri,
+                    "hl7_feed": _feed_json(client),
                     "secrets": [
                         {
                             "secret_id": str(s.id),

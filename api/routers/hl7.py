@@ -3,7 +3,8 @@
 The body is one ER7 message (`Content-Type: application/hl7-v2`, `x-application/hl7-v2+er7` or
 `text/plain`); the caller is an integration client with the `hl7` scope. As HL7 over HTTP wants, every
 message that reached the application is answered 200 with an ACK whose MSA-1 says the outcome: AA
-(applied, or applied before: a repeated MSH-10 is answered with the same ACK), AE (understood, refused:
+(applied, or applied before: a repeated MSH-10 of the same sender, MSH-3/MSH-4, is answered with the same
+ACK; an optional field it had to drop is named in an ERR of severity W), AE (understood, refused:
 the reason in MSA-3 and ERR) or AR (not a message this endpoint takes). A refused message changes nothing
 but its own record: resent under the same MSH-10 it gets the same ACK; another message under a used MSH-10
 gets an AR (205). The text is decoded by MSH-18's character set (ASCII, 8859/n, UNICODE UTF-8), else by the
@@ -24,6 +25,7 @@ from api.integration_auth import Hl7Client
 from core.database import bind_tenant
 from core.errors import DomainError
 from domain.hl7 import service
+from domain.hl7.feed import feed_of
 from domain.hl7.service import Acknowledgment
 
 log = logging.getLogger(__name__)
@@ -86,10 +88,11 @@ def _transport_charset(request: Request) -> str | None:
 
 @router.post("/v2")
 async def receive_message(request: Request, caller: Hl7Client, session: RawSessionDep) -> Response:
-    """Apply one HL7 v2 ADT (A01, A03, A04, A08, A40) or SIU (S12, S13, S14, S15, S26) message and answer
-    its ACK."""
+    """Apply one HL7 v2 ADT (A01, A03, A04, A08, A11, A13, A40) or SIU (S12, S13, S14, S15, S17, S26) message,
+    read as the client's feed settings say, and answer its ACK."""
     charset = _transport_charset(request)
-    ack = await service.receive(session, await request.body(), charset)
+    feed = await feed_of(session, caller.client_id)
+    ack = await service.receive(session, await request.body(), charset, feed)
     if not ack.accepted:
         raise MessageRefused(ack, caller.tenant_id)
     if not ack.repeated:  # the write's audit records (one per patient touched) commit with it

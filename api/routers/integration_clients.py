@@ -18,6 +18,8 @@ from core.auth import Principal
 from domain.integrations import service
 from domain.integrations.schemas import (
     ClientId,
+    FeedSettings,
+    FeedSettingsResponse,
     IntegrationClientCreate,
     IntegrationClientKeys,
     IntegrationClientResponse,
@@ -53,6 +55,11 @@ def _response(summary: service.ClientSummary) -> IntegrationClientResponse:
             SecretResponse(secret_id=s.id, ends_with=s.hint, created_at=s.created_at, revoked_at=s.revoked_at)
             for s in summary.secrets
         ],
+        hl7_feed=FeedSettingsResponse(
+            timezone=client.timezone,
+            ignore_unsupported_messages=client.ignore_unsupported_messages,
+            code_maps=client.code_maps or {},
+        ),
     )
 
 
@@ -70,7 +77,8 @@ async def create_integration_client(
     """Register a system (an EHR) of your tenant with the scopes it may call (`fhir`, `hl7`), and its first
     secret. The secret is in this answer only; the EHR trades it at `POST /oauth/token` for a short-lived
     token. With `jwks` or `jwks_uri` (SMART Backend Services), the client gets no secret: it signs an
-    assertion with its private key instead. Administrators only."""
+    assertion with its private key instead. `timezone`, `code_maps` and `ignore_unsupported_messages` say how
+    its HL7 v2 messages are read. Administrators only."""
     issued = await service.create_client(
         session,
         tenant_id=principal.tenant_id,
@@ -78,8 +86,37 @@ async def create_integration_client(
         scopes=set(body.scopes),
         actor=actor_of(request, principal),
         keys=service.ClientKeys(jwks=body.jwks, jwks_uri=body.jwks_uri),
+        feed=body,
     )
     return _issued(issued)
+
+
+@router.patch(
+    "/{client_id}",
+    response_model=IntegrationClientResponse,
+    dependencies=[CanAdminister],
+    responses=NOT_FOUND,
+)
+async def configure_integration_client_feed(
+    client_id: ClientIdPath,
+    body: FeedSettings,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> IntegrationClientResponse:
+    """Change how a client's HL7 v2 messages are read: `timezone` (the IANA zone of its times without an
+    offset; null for your tenant's), `code_maps` (its local language, sex and appointment type codes mapped
+    onto ours; each kind given replaces that kind's map, an empty map removes it) and
+    `ignore_unsupported_messages` (message types this service does not use answered AA and ignored, instead of
+    AR). Fields left out stay as they are. Administrators only."""
+    await service.configure_feed(
+        session,
+        tenant_id=principal.tenant_id,
+        client_id=client_id,
+        feed=body,
+        actor=actor_of(request, principal),
+    )
+    return await _summary(session, principal, client_id)
 
 
 @router.put(

@@ -1,10 +1,13 @@
-"""ADT (admission, discharge, transfer) messages: A01 admit, A03 discharge, A04 register, A08 update and
-A40 merge, mapped onto patients and encounter events through the domains' own services.
+"""ADT (admission, discharge, transfer) messages: A01 admit, A03 discharge, A04 register, A08 update, A11
+cancel admit, A13 cancel discharge and A40 merge, mapped onto patients and encounter events through the
+domains' own services.
 
 An admission or a discharge emits `encounter.admitted`/`encounter.discharged` with the facts a journey's
 trigger matches: the procedures (PR1-3 codes and names, PR1-4 descriptions), the attending practitioner
 (PV1-7) and their speciality, the hospital service (PV1-10), the location (PV1-3) and the patient class
 (PV1-2). The event's record is the visit (PV1-19), so "once per triggering record" means once per visit.
+A11/A13 take back the admission/discharge of the visit PV1-19 names: what its event triggered is undone
+(`domain.journeys.trigger_withdraw`: a delayed start withdrawn, a running journey cancelled).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.events import EventSource, EventType, emit
-from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, missing, parse_timestamp
+from core.events import DomainEvent, EventSource, EventType, emit
+from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, missing
 from domain.hl7.patients import claim, find_by_identifiers, identifiers, upsert_patient
 from domain.hl7.resources import find_location, find_practitioner
+from domain.journeys.trigger_withdraw import withdraw_events
 from domain.patients.repository import PatientRepository
 from domain.records.merge import merge_patients
 from domain.records.repository import PatientRecordRepository
@@ -45,6 +50,62 @@ async def admit(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
 async def discharge(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
     """A03: the patient is discharged; `encounter.discharged` with the encounter's facts (its procedures)."""
     return await _encounter(session, parsed, EventType.ENCOUNTER_DISCHARGED, when_field=45)
+
+
+async def cancel_admit(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
+    """A11: the admission of the visit PV1-19 names is cancelled; what its `encounter.admitted` started is
+    undone."""
+    return await _cancel_encounter(session, parsed, EventType.ENCOUNTER_ADMITTED, "admission")
+
+
+async def cancel_discharge(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
+    """A13: the discharge of the visit PV1-19 names is cancelled; what its `encounter.discharged` started
+    (a recovery journey) is undone."""
+    return await _cancel_encounter(session, parsed, EventType.ENCOUNTER_DISCHARGED, "discharge")
+
+
+async def _cancel_encounter(
+    session: AsyncSession, parsed: Parsed, type: EventType, what: str
+) -> list[uuid.UUID]:
+    pid, pv1 = parsed.required("PID"), parsed.required("PV1")
+    ids = identifiers(parsed, pid, 3)
+    if not ids:
+        raise missing("PID-3", "the patient identifier list")
+    visit = pv1.value(19, 1)
+    if not visit:
+        raise missing("PV1-19", f"the visit number of the {what} to cancel")
+    patient = await find_by_identifiers(session, ids, "PID-3")
+    events = []
+    if patient is not None:
+        events = list(
+            (
+                await session.scalars(
+                    select(DomainEvent)
+                    .where(
+                        DomainEvent.type == type.value,
+                        DomainEvent.patient_id == patient.id,
+                        DomainEvent.subject_type == "encounter",
+                        DomainEvent.subject_id == visit[:100],
+                    )
+                    .order_by(DomainEvent.id)
+                )
+            ).all()
+        )
+    if not events:  # nothing of it reached us (or it was purged): nothing to undo, and no reason to resend
+        parsed.warn(
+            "PV1-19", f"No {what} of this visit was received here: nothing to cancel.", ErrorCode.UNKNOWN_KEY
+        )
+        return [patient.id] if patient is not None else []
+    trigger = parsed.header.trigger
+    done = await withdraw_events(session, events, f"The EHR cancelled the {what} ({trigger}).")
+    if done.journeys_finished:
+        parsed.warn(
+            "PV1-19",
+            f"A journey the {what} started had already finished: it was left as it is.",
+            ErrorCode.APPLICATION_ERROR,
+        )
+    assert patient is not None
+    return [patient.id]
 
 
 def dedupe_key(parsed: Parsed) -> str:
@@ -79,7 +140,7 @@ async def _encounter(
     facts["procedure_codes"] = list(dict.fromkeys(codes))
     facts["procedure_names"] = list(dict.fromkeys(names))
     visit = pv1.value(19, 1)
-    occurred = parse_timestamp(pv1.value(when_field), f"PV1-{when_field}")
+    occurred = parsed.timestamp(pv1.value(when_field), f"PV1-{when_field}")
     if occurred is not None and occurred > datetime.now(UTC):
         occurred = None  # an EHR clock ahead of ours: the event happened now, not later
     await emit(

@@ -4,7 +4,16 @@ A message is parsed once into `hl7.Message`; `Segment` wraps one of its segments
 (an absent optional field or component is `""`, as HL7 means it). What a message is refused for travels
 as an `Hl7Error` carrying the acknowledgment code (AR: the message cannot be processed at all, AE: it was
 understood but its content is refused), an HL7 error code (table 0357) and a reason: the reason names the
-rule and the segment/field, never a value from the message (which may be PHI).
+rule and the segment/field, never a value from the message (which may be PHI). What a message is applied
+despite (an unusable optional field dropped) travels as a warning on the parsed message (`Parsed.warn`),
+answered as an ERR segment of severity W in the ACK.
+
+A time without an offset is the sender's local time (HL7 v2 TS): read in the zone of the feed
+(`domain.hl7.feed.Feed`), daylight saving time included.
+
+Bounded before python-hl7 parses anything (`MAX_SEGMENTS`, `MAX_REPETITIONS`, `MAX_DELIMITERS`,
+`MAX_ESCAPES`), so a hostile message is refused in one linear scan of its text rather than built into
+millions of objects (and locks).
 """
 
 from __future__ import annotations
@@ -12,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import hl7
 import hl7.util
 
+from domain.hl7.feed import Feed
 from domain.hl7.models import MAX_CONTROL_ID_LENGTH
 
 MLLP_FRAME = "\x0b\x1c"
@@ -25,6 +35,18 @@ MLLP_FRAME_BYTES = MLLP_FRAME.encode()
 MAX_REASON = 200
 RECEIVER = "PRM"  # MSH-3/MSH-4 of our ACKs when the message did not name us
 ACK_VERSION = "2.5.1"
+MAX_SEGMENTS = 1000  # segments in one message (an ADT with its OBX, NK1, AL1, DG1, PR1 stays far below)
+MAX_REPETITIONS = 100  # repetitions of one field (identifiers, phones, names)
+# Delimiters (fields, components, repetitions, subcomponents) in one message: python-hl7 builds an object for
+# each, some 25 µs apiece, so this bounds a message's parsing to a quarter of a second or so. A large real ADT
+# (its OBX, DG1, NK1, IN1 ...) holds a few thousand.
+MAX_DELIMITERS = 10_000
+MAX_HEADER_DELIMITERS = 500  # MSH has 21 fields of a few components each
+MAX_ESCAPES = 2_000  # escape sequences (`\X0D\`, `\T\` ...): each is unescaped when its field is read
+MAX_WARNINGS = 20  # ERR segments of severity W in one ACK
+# C0 control characters (and DEL) a value may not hold, escaped (`\X01\`) or not: no name, code or phone has
+# one. Tab, CR and LF stay (`\.br\` in a text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _withhold_values(record: logging.LogRecord) -> bool:
@@ -68,8 +90,16 @@ class ErrorCode:
     APPLICATION_ERROR = "207"
 
 
+class Severity:
+    """HL7 table 0516 (error severity) that this receiver answers with."""
+
+    ERROR = "E"
+    WARNING = "W"
+
+
 class Hl7Error(Exception):
-    """Why a message is refused: the ACK code, an HL7 error code, a reason without PHI, and where."""
+    """Why a message is refused (or, as a warning, what was dropped from it): the ACK code, an HL7 error code,
+    a reason without PHI, and where."""
 
     def __init__(
         self,
@@ -119,13 +149,15 @@ class Segment:
         except Exception:  # a path the segment does not reach, or odd delimiters: absent, as HL7 means it
             return ""
         text = str(found).strip()
-        if "\x00" in text:  # `\X00\` unescapes to a NUL, which PostgreSQL's text cannot hold
+        if _CONTROL.search(text):
             location = f"{self.id}-{field}"
-            raise Hl7Error(
-                f"{location} holds a NUL character (\\X00\\), which is not text.",
-                code=ErrorCode.DATA_TYPE,
-                location=location,
-            )
+            if "\x00" in text:  # `\X00\` unescapes to a NUL, which PostgreSQL's text cannot hold
+                reason = f"{location} holds a NUL character (\\X00\\), which is not text."
+            else:
+                reason = (
+                    f"{location} holds a control character (an escape such as \\X01\\), which is not text."
+                )
+            raise Hl7Error(reason, code=ErrorCode.DATA_TYPE, location=location)
         return text
 
 
@@ -150,7 +182,8 @@ class Header:
 
 @dataclass
 class Parsed:
-    """A parsed message: its header, its segments in order, and a digest of its text."""
+    """A parsed message: its header, its segments in order, and a digest of its text; the feed it came by
+    and what was dropped from it (warnings, answered with ERR segments of severity W)."""
 
     message: hl7.Message
     header: Header
@@ -158,6 +191,17 @@ class Parsed:
     # The digest of the whole text, MSH-7 included, as records made before `digest_of` left MSH-7 out hold
     # it: a resend of such a message is still a repeat. Needless once those are past PRM_HL7_RETENTION_DAYS.
     whole_text_digest: str = ""
+    feed: Feed = field(default_factory=Feed)
+    warnings: list[Hl7Error] = field(default_factory=list)
+
+    def timestamp(self, value: str, location: str) -> datetime | None:
+        """An HL7 TS of this message: a time without an offset is the feed's local time."""
+        return parse_timestamp(value, location, self.feed.zone)
+
+    def warn(self, location: str, reason: str, code: str = ErrorCode.TABLE_VALUE) -> None:
+        """Record that an optional field was dropped (or not used): an ERR of severity W in the ACK."""
+        if len(self.warnings) < MAX_WARNINGS and all(w.location != location for w in self.warnings):
+            self.warnings.append(Hl7Error(reason, code=code, ack=AckCode.ACCEPT, location=location))
 
     def segments(self, segment_id: str) -> list[Segment]:
         """Every `segment_id` segment, in order (none: an empty list)."""
@@ -274,15 +318,16 @@ def digest_of(body: str) -> str:
     return hashlib.sha256((msh + sep + rest).encode()).hexdigest()
 
 
-def parse_timestamp(value: str, location: str) -> datetime | None:
-    """An HL7 TS/DTM (`YYYYMMDDHHMM[SS[.S]][+ZZZZ]`) as an aware datetime; UTC when it names no offset."""
+def parse_timestamp(value: str, location: str, zone: tzinfo = UTC) -> datetime | None:
+    """An HL7 TS/DTM (`YYYYMMDDHHMM[SS[.S]][+ZZZZ]`) as an aware datetime; in `zone` (the sender's local
+    time, daylight saving time included) when it names no offset."""
     if not value:
         return None
     match = _TS.match(value)
     if match is None:
         raise Hl7Error(f"{location} is not an HL7 timestamp.", code=ErrorCode.DATA_TYPE, location=location)
     year, month, day, hour, minute, second, offset = match.groups()
-    tz: timezone = UTC
+    tz: tzinfo = zone
     if offset:
         sign = 1 if offset[0] == "+" else -1
         tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
@@ -302,8 +347,56 @@ def parse_timestamp(value: str, location: str) -> datetime | None:
         ) from exc
 
 
-def parse(text: str) -> Parsed:
-    """Parse an ER7 message; an AR `Hl7Error` when it is not one or its header lacks what an ACK needs."""
+def check_limits(body: str) -> None:
+    """Refuse a message past `MAX_SEGMENTS` (AR) or with a field past `MAX_REPETITIONS` (AE naming it), in one
+    linear scan of its (normalised) text, before it is parsed."""
+    lines = body.split("\r")
+    if len(lines) > MAX_SEGMENTS:
+        raise Hl7Error(
+            f"The message has more than {MAX_SEGMENTS} segments.",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
+    field_sep, component, repetition, escape, subcomponent = tuple((body[3:8] + "^~\\&")[:5])
+    encoding = body[4:8]
+    for line in lines:
+        if line.count(repetition) <= MAX_REPETITIONS:
+            continue
+        fields = line.split(field_sep)
+        first = 2 if line.startswith("MSH") else 1  # MSH-2 holds the repetition separator itself
+        for index, value in enumerate(fields[first:], start=first):
+            if value.count(repetition) >= MAX_REPETITIONS:
+                segment_id = fields[0][:3]
+                number = index + 1 if segment_id == "MSH" else index
+                location = f"{segment_id}-{number}"
+                raise Hl7Error(
+                    f"{location} repeats more than {MAX_REPETITIONS} times.",
+                    code=ErrorCode.DATA_TYPE,
+                    location=location,
+                )
+    rest = body.replace(encoding, "", 1)  # MSH-2 holds one of each
+    delimiters = sum(rest.count(char) for char in {field_sep, component, repetition, subcomponent})
+    if delimiters > MAX_DELIMITERS:
+        raise Hl7Error(
+            f"The message holds more than {MAX_DELIMITERS} fields, components and repetitions.",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
+    if escape and rest.count(escape) > 2 * MAX_ESCAPES:
+        raise Hl7Error(
+            f"The message holds more than {MAX_ESCAPES} escape sequences.",
+            code=ErrorCode.DATA_TYPE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
+
+
+def parse_header(text: str, feed: Feed | None = None) -> Parsed:
+    """Read a message's MSH alone (what an ACK needs: the rest is `parse_body`'s); an AR `Hl7Error` when it is
+    not an HL7 v2 message or its header lacks what an ACK needs."""
+    feed = feed or Feed()
     body = normalise(text)
     if not body.startswith("MSH") or len(body) < 8:
         raise Hl7Error(
@@ -312,8 +405,16 @@ def parse(text: str) -> Parsed:
             ack=AckCode.REJECT,
             location="MSH",
         )
+    header_line = body.split("\r", 1)[0]
+    if sum(header_line.count(char) for char in set(header_line[3:8])) > MAX_HEADER_DELIMITERS:
+        raise Hl7Error(
+            "The MSH segment is too large to be a message header.",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
     try:
-        message = hl7.parse(body)
+        message = hl7.parse(header_line)
         msh = Segment(message, message.segment("MSH"))
         header = Header(
             control_id=msh.value(10),
@@ -323,7 +424,7 @@ def parse(text: str) -> Parsed:
             sending_facility=msh.value(4),
             processing_id=msh.value(11),
             version=msh.value(12),
-            sent_at=parse_timestamp(msh.value(7), "MSH-7"),
+            sent_at=parse_timestamp(msh.value(7), "MSH-7", feed.zone),
         )
     except Hl7Error as exc:
         exc.ack = AckCode.REJECT
@@ -361,7 +462,31 @@ def parse(text: str) -> Parsed:
         header=header,
         digest=digest_of(body),
         whole_text_digest=hashlib.sha256(body.encode()).hexdigest(),
+        feed=feed,
     )
+
+
+def parse_body(parsed: Parsed, text: str) -> None:
+    """Parse the whole message whose header `parsed` holds, within the limits (`check_limits`); an
+    `Hl7Error` (AE/AR) when it is past them or python-hl7 cannot read it."""
+    body = normalise(text)
+    check_limits(body)
+    try:
+        parsed.message = hl7.parse(body)
+    except Exception as exc:  # python-hl7 fails in many ways on odd delimiters
+        raise Hl7Error(
+            "The message could not be parsed as HL7 v2 (ER7).",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        ) from exc
+
+
+def parse(text: str, feed: Feed | None = None) -> Parsed:
+    """Parse an ER7 message (header, limits, body); an `Hl7Error` when it cannot be."""
+    parsed = parse_header(text, feed)
+    parse_body(parsed, text)
+    return parsed
 
 
 def _escape(text: str) -> str:
@@ -391,10 +516,22 @@ def _echoing_header(parsed: Parsed, code: str, now: str) -> list[str]:
     return str(ack).rstrip("\r").split("\r")
 
 
-def build_ack(parsed: Parsed | None, code: str, error: Hl7Error | None = None) -> str:
-    """An original-mode ACK (MSH, MSA and, for AE/AR, ERR) for `parsed`, or for a message whose header could
-    not be read (`parsed` None). MSA-3 and ERR-8 carry the reason; nothing from the message's body is echoed,
-    only its header's routing fields and control id."""
+def _err(error: Hl7Error, severity: str) -> str:
+    segment, _, field_number = error.location.partition("-")
+    location = f"{segment}^1^{field_number}" if field_number else segment  # ERR-2: segment^sequence^field
+    return (
+        f"ERR||{location}|{error.code}^{_escape(_ERROR_NAMES.get(error.code, ''))}^HL70357"
+        f"|{severity}||||{_escape(error.reason)}"
+    )
+
+
+def build_ack(
+    parsed: Parsed | None, code: str, error: Hl7Error | None = None, warnings: list[Hl7Error] | None = None
+) -> str:
+    """An original-mode ACK (MSH, MSA, then an ERR of severity E for AE/AR and one of severity W per field
+    dropped) for `parsed`, or for a message whose header could not be read (`parsed` None). MSA-3 and ERR-8
+    carry the reasons; nothing from the message's body is echoed, only its header's routing fields and
+    control id."""
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     segments = [
         f"MSH|^~\\&|{RECEIVER}|{RECEIVER}|||{now}||ACK|{ack_control_id(now)}|P|{ACK_VERSION}",
@@ -407,13 +544,8 @@ def build_ack(parsed: Parsed | None, code: str, error: Hl7Error | None = None) -
             segments[1] = f"MSA|{code}|{_escape(parsed.header.control_id)}"
     if error is not None:
         segments[1] = f"{segments[1]}|{_escape(error.reason)}"
-        segment, _, field = error.location.partition("-")
-        location = f"{segment}^1^{field}" if field else segment  # ERR-2 is an ERL: segment^sequence^field
-        severity = "E"
-        segments.append(
-            f"ERR||{location}|{error.code}^{_escape(_ERROR_NAMES.get(error.code, ''))}^HL70357"
-            f"|{severity}||||{_escape(error.reason)}"
-        )
+        segments.append(_err(error, Severity.ERROR))
+    segments.extend(_err(warning, Severity.WARNING) for warning in warnings or ())
     return "\r".join(segments) + "\r"
 
 

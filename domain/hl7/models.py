@@ -1,4 +1,5 @@
-"""The HL7 v2 messages a tenant's EHR has sent, applied or refused, one row per message control id (MSH-10).
+"""The HL7 v2 messages a tenant's EHR has sent, applied or refused, one row per message control id (MSH-10)
+of each sender (MSH-3 sending application, MSH-4 sending facility).
 
 An applied message's row is written in the transaction of its effects, so a repeated control id finds it and
 is answered with the same ACK without touching anything again. A refused message (AE/AR) rolls back its
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.database import Base, TenantScoped
 
 MAX_CONTROL_ID_LENGTH = 199  # MSH-10 is an ST of at most 199 characters in v2.5+
+MAX_HD_LENGTH = 227  # MSH-3/MSH-4 (HD): at most 227 characters
 
 
 class Hl7Message(TenantScoped, Base):
@@ -24,10 +26,19 @@ class Hl7Message(TenantScoped, Base):
 
     __tablename__ = "hl7_messages"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "control_id", name="uq_hl7_messages_tenant_control_id"),
+        # MSH-10 is unique per sending application and facility (MSH-3/MSH-4): two feeds may use the same ids.
+        UniqueConstraint(
+            "tenant_id",
+            "sending_application",
+            "sending_facility",
+            "control_id",
+            name="uq_hl7_messages_tenant_sender_control_id",
+        ),
         Index("ix_hl7_messages_created_at", "created_at"),  # the retention purge's oldest-first batches
     )
 
+    sending_application: Mapped[str] = mapped_column(String(MAX_HD_LENGTH), nullable=False, server_default="")
+    sending_facility: Mapped[str] = mapped_column(String(MAX_HD_LENGTH), nullable=False, server_default="")
     control_id: Mapped[str] = mapped_column(String(MAX_CONTROL_ID_LENGTH), nullable=False)
     message_type: Mapped[str] = mapped_column(String(16), nullable=False)  # e.g. ADT^A03
     digest: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -1,4 +1,6 @@
-"""The patient an HL7 v2 message is about: PID read into our fields, matched by its PID-3 identifiers (the
+"""The patient an HL7 v2 message is about: PID read into our fields (an unusable optional field, such as a
+placeholder phone, a language given by name or an unknown sex code, dropped with a warning, or mapped
+through the feed's code maps), matched by its PID-3 identifiers (the
 system is the identifier's assigning authority) in the external identifier table the FHIR import uses, and
 registered or updated through the patients' own service (so `patient.registered`/`patient.updated` follow).
 
@@ -14,17 +16,21 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import advisory_xact_lock
+from core.languages import normalise as normalise_language
+from core.phones import to_e164
 from domain.fhir.identifiers import PATIENT_IDS
 from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, Segment, missing, parse_timestamp
+from domain.integrations.schemas import CodeKind
 from domain.patients import service as patients
 from domain.patients.duplicates import match_registration
 from domain.patients.models import Patient
 from domain.patients.repository import PatientRepository
 from domain.patients.schemas import PatientCreate, PatientUpdate
+from domain.schemas import Email
 
 SOURCE = "hl7"
 GENDERS = {"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
@@ -46,6 +52,8 @@ PID_FIELDS = {
     "phone_secondary": "PID-14",
     "preferred_language": "PID-15",
 }
+IDENTIFYING = frozenset({"first_name", "last_name", "date_of_birth"})  # refused (AE), never dropped
+EMAIL: TypeAdapter[str] = TypeAdapter(Email)
 
 
 def default_system(parsed: Parsed) -> str:
@@ -75,23 +83,84 @@ def identifiers(parsed: Parsed, segment: Segment, field: int) -> list[tuple[str,
     return list(dict.fromkeys(found))
 
 
-def _phone_or_email(pid: Segment, field: int) -> tuple[str | None, str | None]:
-    """The first phone number and e-mail of an XTN field (XTN-1, or XTN-6/7; XTN-4 for e-mail)."""
+def _phone_or_email(parsed: Parsed, pid: Segment, field: int) -> tuple[str | None, str | None]:
+    """The first usable phone number and e-mail of an XTN field (XTN-1, or XTN-5/6/7; XTN-4 for e-mail). A
+    number or an address that is not one (a placeholder such as `000`) is passed over, with a warning."""
     phone = email = None
+    location = f"PID-{field}"
     for repetition in range(1, pid.repetitions(field) + 1):
-        if pid.value(field, 4, repetition) and "@" in pid.value(field, 4, repetition):
-            email = email or pid.value(field, 4, repetition)
+        address = pid.value(field, 4, repetition)
+        if address and "@" in address:
+            try:
+                email = email or EMAIL.validate_python(address)
+            except ValidationError:
+                parsed.warn(
+                    location,
+                    f"{location} holds an e-mail address that is not one: not used.",
+                    ErrorCode.DATA_TYPE,
+                )
             continue
         number = pid.value(field, 1, repetition)
         country, area, local = (pid.value(field, c, repetition) for c in (5, 6, 7))
         if not number and local:
             number = f"+{country}{area}{local}" if country else f"{area}{local}"
-        phone = phone or number or None
+        if not number or phone:
+            continue
+        try:
+            phone = to_e164(number)
+        except ValueError:
+            parsed.warn(
+                location,
+                f"{location} holds a number that is not a phone number (a placeholder?): not used.",
+                ErrorCode.DATA_TYPE,
+            )
     return phone, email
 
 
-def patient_fields(pid: Segment) -> dict[str, Any]:
-    """Our patient fields from PID (only those it carries), validated as a registration is."""
+def _gender(parsed: Parsed, pid: Segment) -> str | None:
+    """PID-8 as our gender: through the feed's sex code map, else HL7 table 0001; else None (a warning)."""
+    sex = pid.value(8)
+    if not sex:
+        return None
+    mapped = parsed.feed.mapped(CodeKind.SEX, sex)
+    if mapped is not None:
+        return mapped
+    if sex.upper() in GENDERS:
+        return GENDERS[sex.upper()]
+    parsed.warn(
+        "PID-8",
+        "PID-8 (administrative sex) is neither in HL7 table 0001 nor in this feed's sex code map: not used.",
+    )
+    return None
+
+
+def _language(parsed: Parsed, pid: Segment) -> str | None:
+    """PID-15 (CE: code^text) as a BCP 47 tag: through the feed's language code map (its code, then its text),
+    else as a language code itself (`es`, `spa`, `pt_BR`); else None (a warning)."""
+    code, text = pid.value(15, 1), pid.value(15, 2)
+    if not code and not text:
+        return None
+    mapped = parsed.feed.mapped(CodeKind.LANGUAGE, code, text)
+    if mapped is not None:
+        return mapped
+    for candidate in (code, text):
+        if candidate:
+            try:
+                return normalise_language(candidate)
+            except ValueError:
+                continue
+    parsed.warn(
+        "PID-15",
+        "PID-15 (primary language) is neither a language code (BCP 47, ISO 639) nor in this feed's language "
+        "code map: not used.",
+    )
+    return None
+
+
+def patient_fields(parsed: Parsed, pid: Segment) -> dict[str, Any]:
+    """Our patient fields from PID (only those it carries), validated as a registration is. An optional field
+    that is not usable is dropped with a warning; the names (PID-5) and the date of birth (PID-7), which
+    identify the patient, are refused (AE)."""
     family, given = pid.value(5, 1), pid.value(5, 2)
     if not family or not given:
         raise missing("PID-5", "the patient's family and given names")
@@ -110,15 +179,9 @@ def patient_fields(pid: Segment) -> dict[str, Any]:
         )
     if born is not None:
         fields["date_of_birth"] = date(born.year, born.month, born.day)
-    sex = pid.value(8).upper()
-    if sex:
-        if sex not in GENDERS:
-            raise Hl7Error(
-                "PID-8 (administrative sex) is not in HL7 table 0001.",
-                code=ErrorCode.TABLE_VALUE,
-                location="PID-8",
-            )
-        fields["gender"] = GENDERS[sex]
+    gender = _gender(parsed, pid)
+    if gender is not None:
+        fields["gender"] = gender
     if pid.repetitions(11):
         fields.update(
             address_line1=pid.value(11, 1) or None,
@@ -128,24 +191,37 @@ def patient_fields(pid: Segment) -> dict[str, Any]:
             postal_code=pid.value(11, 5) or None,
             country=pid.value(11, 6) or None,
         )
-    home_phone, email = _phone_or_email(pid, 13)
-    work_phone, _ = _phone_or_email(pid, 14)
+    home_phone, email = _phone_or_email(parsed, pid, 13)
+    work_phone, _ = _phone_or_email(parsed, pid, 14)
     if home_phone or work_phone:
         fields["phone_primary"] = home_phone or work_phone
     if home_phone and work_phone:
         fields["phone_secondary"] = work_phone
     if email:
         fields["email_primary"] = email
-    language = pid.value(15, 1) or pid.value(15, 2)
-    if language:
-        fields["preferred_language"] = language.lower()
-    try:
-        checked = PatientCreate(**fields).model_dump(
-            exclude_unset=True, exclude={"tenant_id", "mrn", "meta_data"}
-        )
-    except ValidationError as exc:
-        raise refusal(exc) from exc
-    return {k: v for k, v in checked.items() if k in fields}
+    language = _language(parsed, pid)
+    if language is not None:
+        fields["preferred_language"] = language
+    for _ in range(len(fields)):  # each round drops at least one field, or returns
+        try:
+            checked = PatientCreate(**fields).model_dump(
+                exclude_unset=True, exclude={"tenant_id", "mrn", "meta_data"}
+            )
+        except ValidationError as exc:
+            invalid = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+            if not invalid or invalid & IDENTIFYING or not invalid <= fields.keys():
+                raise refusal(exc) from exc
+            for name in sorted(invalid):
+                location = PID_FIELDS.get(name, "PID")
+                parsed.warn(
+                    location,
+                    f"{location}: not a valid value for a patient's record; not used.",
+                    ErrorCode.DATA_TYPE,
+                )
+                del fields[name]
+            continue
+        return {k: v for k, v in checked.items() if k in fields}
+    raise missing("PID-5", "the patient's family and given names")  # unreachable: the names are never dropped
 
 
 def refusal(exc: ValidationError) -> Hl7Error:
@@ -218,7 +294,7 @@ async def upsert_patient(session: AsyncSession, parsed: Parsed, *, update: bool 
     ids = identifiers(parsed, pid, 3)
     if not ids:
         raise missing("PID-3", "the patient identifier list")
-    fields = patient_fields(pid)
+    fields = patient_fields(parsed, pid)
     # Two messages about one new patient at once: the second waits for the first to commit, then finds the
     # patient it registered (instead of registering another, then refusing to resend). Sorted: no deadlock.
     tenant_id = session.info["tenant_id"]

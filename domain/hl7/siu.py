@@ -1,10 +1,12 @@
-"""SIU (scheduling) messages: S12 new, S13 reschedule, S14 modify, S15 cancel, S26 no-show, mapped onto
+"""SIU (scheduling) messages: S12 new, S13 reschedule, S14 modify, S15 cancel (S17, a deletion, cancels
+too), S26 no-show, mapped onto
 appointments through the scheduling services the API uses (booking, the lifecycle), so reminders,
 cancellations (the appointment's workflow gets its command) and events follow as they do for the API.
 
 An appointment is named by its placer (SCH-1) and filler (SCH-2) ids, kept as the appointment's external
 identifiers (system: the id's namespace, EI-2, else `<sending facility>.placer|filler`). Its time is SCH-11
-(TQ-4 start, TQ-5 end) or the first AIS/AIP/AIL (start, duration and units); its practitioner AIP-3 (else
+(TQ-4 start, TQ-5 end) or the first AIS/AIP/AIL (start, duration and units; a time without an offset is
+the feed's local time); its practitioner AIP-3 (else
 PV1-7), its type SCH-8, its reason SCH-7, its location AIL-3 (by name; one we do not know is registered, as
 an unknown AIP-3 practitioner is: an appointment the EHR booked is kept with where it happens).
 """
@@ -21,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.enums import AppointmentStatus
 from domain.fhir.identifiers import APPOINTMENT_IDS
-from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, Segment, missing, parse_timestamp
+from domain.hl7.messages import ErrorCode, Hl7Error, Parsed, Segment, missing
 from domain.hl7.patients import default_system, upsert_patient
 from domain.hl7.resources import find_location, location_for, practitioner_for
+from domain.integrations.schemas import CodeKind
 from domain.scheduling import lifecycle
 from domain.scheduling.models import Appointment
 from domain.scheduling.schemas import AppointmentDirectCreate, AppointmentUpdate
@@ -92,8 +95,8 @@ def _duration(segment: Segment, field: int, units_field: int) -> timedelta | Non
 def times(parsed: Parsed) -> tuple[datetime, datetime]:
     """The appointment's start and end, from SCH-11 or the first resource segment that gives a start."""
     sch = parsed.required("SCH")
-    start = parse_timestamp(sch.value(11, 4), "SCH-11")
-    end = parse_timestamp(sch.value(11, 5), "SCH-11")
+    start = parsed.timestamp(sch.value(11, 4), "SCH-11")
+    end = parsed.timestamp(sch.value(11, 5), "SCH-11")
     length = _duration(sch, 9, 10)
     # AIS-4 start, AIS-7 duration, AIS-8 units; AIG/AIL/AIP: 6, 9, 10.
     for segment_id, (at, dur, unit) in (
@@ -105,7 +108,7 @@ def times(parsed: Parsed) -> tuple[datetime, datetime]:
         if start is not None:
             break
         for segment in parsed.segments(segment_id):
-            start = parse_timestamp(segment.value(at), f"{segment_id}-{at}")
+            start = parsed.timestamp(segment.value(at), f"{segment_id}-{at}")
             if start is not None:
                 length = _duration(segment, dur, unit) or length
                 break
@@ -123,10 +126,12 @@ def times(parsed: Parsed) -> tuple[datetime, datetime]:
 
 
 def details(parsed: Parsed) -> dict[str, Any]:
-    """Type (SCH-8) and reason (SCH-7) of the appointment, as our fields."""
+    """Type (SCH-8, through the feed's appointment type code map: its code, then its text) and reason
+    (SCH-7) of the appointment, as our fields."""
     sch = parsed.required("SCH")
     found: dict[str, Any] = {}
-    kind = sch.value(8, 1) or sch.value(8, 2)
+    code, text = sch.value(8, 1), sch.value(8, 2)
+    kind = parsed.feed.mapped(CodeKind.APPOINTMENT_TYPE, code, text) or code or text
     if kind:
         found["appointment_type"] = kind[:64]
     reason = sch.value(7, 2) or sch.value(7, 1)

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, String
+from sqlalchemy import ARRAY, CheckConstraint, DateTime, ForeignKey, Index, String, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,6 +42,20 @@ class IntegrationClient(TimestampMixin, Base):
     # -- SMART Backend Services (private_key_jwt): the client's public keys, inline or where to fetch them --
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     jwks_uri: Mapped[str | None] = mapped_column(String(2000))
+
+    # ---- HL7 v2 feed settings (domain.hl7.feed) ------------------------------------------------------------
+    # The zone an HL7 time without an offset is read in (IANA name); None: the tenant's.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # The sender's local codes mapped onto ours, per kind: {"language": {"SPANISH": "es"}, "sex": {...},
+    # "appointment_type": {...}} (keys upper-case; `domain.integrations.schemas.CodeMaps`).
+    code_maps: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, default=dict, server_default="{}"
+    )
+    # Message types this receiver does not use: accepted and ignored (AA, noted) when true, AR when false.
+    ignore_unsupported_messages: Mapped[bool] = mapped_column(
+        nullable=False, default=False, server_default=false()
+    )
+    # ---- end of HL7 v2 feed settings -----------------------------------------------------------------------
 
 
 class IntegrationClientSecret(TimestampMixin, Base):

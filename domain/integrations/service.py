@@ -27,6 +27,7 @@ from core.client_credentials import (
 from core.errors import Conflict, NotFound, Unprocessable
 from domain.integrations.keys import check_jwks, check_jwks_uri, has_keys
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
+from domain.integrations.schemas import FeedSettings
 from domain.tenants.models import Tenant
 
 RESOURCE_TYPE = "integration_clients"
@@ -128,9 +129,10 @@ async def create_client(
     scopes: set[Scope],
     actor: Actor,
     keys: ClientKeys | None = None,
+    feed: FeedSettings | None = None,
 ) -> IssuedSecret:
     """Register a client of `tenant_id` with `scopes` and its first secret, or (with `keys`) with the public
-    keys it signs its assertions with and no secret."""
+    keys it signs its assertions with and no secret; with `feed`, how its HL7 v2 messages are read."""
     keys = keys.checked() if keys is not None and keys.given else None
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
@@ -148,7 +150,11 @@ async def create_client(
         scopes=sorted(s.value for s in scopes),
         jwks=keys.jwks if keys else None,
         jwks_uri=keys.jwks_uri if keys else None,
+        code_maps={},
+        ignore_unsupported_messages=False,
     )
+    if feed is not None:
+        _apply_feed(client, feed)
     session.add(client)
     await session.flush()
     if keys is not None:
@@ -158,6 +164,40 @@ async def create_client(
     await session.flush()
     await _audit(session, actor, client, "create")
     return IssuedSecret(client=client, secret_id=secret_id, secret=secret)
+
+
+# ---- HL7 v2 feed settings ----------------------------------------------------------------------------------
+
+
+def _apply_feed(client: IntegrationClient, feed: FeedSettings) -> None:
+    """Set what `feed` gives (a field left out stays; `timezone: null` goes back to the tenant's zone)."""
+    given = feed.model_fields_set
+    if "timezone" in given:
+        client.timezone = feed.timezone
+    if "ignore_unsupported_messages" in given and feed.ignore_unsupported_messages is not None:
+        client.ignore_unsupported_messages = feed.ignore_unsupported_messages
+    if "code_maps" in given and feed.code_maps is not None:
+        maps = dict(client.code_maps or {})
+        for kind, codes in feed.code_maps.model_dump(exclude_unset=True).items():
+            if codes:
+                maps[kind] = codes
+            else:  # an empty (or null) map removes the kind's
+                maps.pop(kind, None)
+        client.code_maps = maps
+
+
+async def configure_feed(
+    session: AsyncSession, *, tenant_id: uuid.UUID, client_id: str, feed: FeedSettings, actor: Actor
+) -> IntegrationClient:
+    """Change how the client's HL7 v2 messages are read (its zone, its code maps, unsupported messages)."""
+    client = await _client(session, tenant_id, client_id)
+    _apply_feed(client, feed)
+    await session.flush()
+    await _audit(session, actor, client, "configure")
+    return client
+
+
+# ---- end of HL7 v2 feed settings ---------------------------------------------------------------------------
 
 
 async def set_keys(

@@ -1,0 +1,101 @@
+"""Hostile HL7 intake is answered with an ACK within a second and stores nothing: repetitions, segments and
+delimiters are bounded before python-hl7 builds anything (no lock per repetition), and escapes that decode to
+control characters are refused with a reason."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from domain.hl7.messages import MAX_DELIMITERS, MAX_REPETITIONS, MAX_SEGMENTS, Hl7Error, parse
+from domain.hl7.models import Hl7Message
+from domain.patients.models import Patient
+from tests.integrations.ehr_messages import ack_code, errors, msh
+from tests.integrations.hl7_messages import count, message, send
+
+HEADER = msh("ADT^A04", "H-1")
+
+
+async def timed(client: httpx.AsyncClient, auth: dict[str, str], body: str) -> tuple[httpx.Response, float]:
+    """The answer to `body` and how long it took, in seconds."""
+    started = time.monotonic()
+    response = await send(client, auth, body)
+    return response, time.monotonic() - started
+
+
+async def test_a_pid3_with_20000_repetitions_is_an_ae_within_a_second_and_takes_no_locks(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of: Any
+) -> None:
+    identifiers = "~".join(f"MRN{i}^^^NYCLINIC^MR" for i in range(20_000))
+    body = message(HEADER, f"PID|1||{identifiers}||Doe^John||19800101|M")
+
+    response, took = await timed(client, hl7_auth, body)
+
+    assert took < 1.0
+    assert ack_code(response) == "AE"
+    assert errors(response.text) == [("PID^1^3", "102", "E")]
+    assert f"more than {MAX_REPETITIONS}" in response.text
+    assert await count(session_of, Patient) == 0
+    assert await count(session_of, Hl7Message) == 1  # the refusal, so that a resend gets the same ACK
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        message(HEADER, "PID|1||X^^^H^MR||" + "^" * 900_000),  # a million components
+        message(HEADER, "PID" + "|" * 900_000),  # a million fields
+        message(HEADER, *["ZZZ|1"] * (MAX_SEGMENTS + 1)),
+        message(HEADER, "PID|1||X^^^H^MR||Doe^" + "\\X41\\" * 150_000),  # escapes by the hundred thousand
+        message("MSH" + "|" * 900_000),  # a header of a million fields
+    ],
+    ids=["components", "fields", "segments", "escapes", "header"],
+)
+async def test_a_message_past_the_limits_is_an_ar_within_a_second(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of: Any, body: str
+) -> None:
+    response, took = await timed(client, hl7_auth, body)
+
+    assert took < 1.0
+    assert ack_code(response) == "AR"
+    assert errors(response.text)[0][0] == "MSH"
+    assert await count(session_of, Patient) == 0
+
+
+@pytest.mark.parametrize("escape", ["\\X00\\", "\\X01\\", "\\X1B\\", "\\X7F\\"])
+async def test_an_escape_that_decodes_to_a_control_character_is_refused_naming_the_field(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], session_of: Any, escape: str
+) -> None:
+    body = message(HEADER, f"PID|1||E9001^^^NYCLINIC^MR||Do{escape}e^John||19800101|M")
+
+    response = await send(client, hl7_auth, body)
+
+    assert ack_code(response) == "AE"
+    assert errors(response.text)[0][:2] == ("PID^1^5", "102")
+    assert "character" in response.text
+    assert await count(session_of, Patient) == 0
+
+
+def test_the_delimiter_budget_fits_a_large_real_admission_and_parses_it_quickly() -> None:
+    observations = [f"OBX|{i}|ST|8302-2^Body height^LN||{170 + i % 9}|cm|||||F" for i in range(300)]
+    body = message(HEADER, "EVN|A04|20261201120000", "PID|1||E1^^^NYCLINIC^MR||Doe^John", *observations)
+    assert sum(body.count(c) for c in "|^~&") < MAX_DELIMITERS
+
+    started = time.monotonic()
+    parsed = parse(body)
+
+    assert time.monotonic() - started < 1.0
+    assert len(parsed.segments("OBX")) == 300
+
+
+def test_a_message_just_under_the_budget_is_parsed_within_a_second() -> None:
+    body = message(HEADER, "PID|1||E1^^^NYCLINIC^MR||Doe^John||" + "^" * (MAX_DELIMITERS - 100))
+
+    started = time.monotonic()
+    parse(body)
+
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(Hl7Error):
+        parse(body.replace("Doe^John", "Doe^John" + "^" * 200))
