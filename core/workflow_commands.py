@@ -31,6 +31,7 @@ Ids and statuses only: these payloads end up in Temporal, where operators see th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -75,6 +76,7 @@ from core.periodic import claim
 log = logging.getLogger(__name__)
 
 BATCH = 200
+IN_FLIGHT = 16  # workflows whose commands a round delivers at once (each its own in order)
 KEEP_DELIVERED = timedelta(days=7)  # delivered commands stay this long for operators, then are pruned
 PRUNE_BATCH = 10_000
 
@@ -359,33 +361,49 @@ async def deliver_pending(
     ):
         waiting.setdefault(workflow_id, []).append(command_id)
     done: set[int] = set()
-    blocked: set[str] = set()
+    outage = asyncio.Event()  # Temporal unreachable: the rest of the round would meet the same outage
     now = datetime.now(UTC)
-    for command in rows:
-        ahead = [i for i in waiting.get(command.workflow_id, []) if i < command.id and i not in done]
-        if command.workflow_id in blocked or ahead:
-            blocked.add(command.workflow_id)
-            continue
-        try:
-            command.outcome = await _send(gateway, command)
-        except CommandRejected as exc:
-            log.error("workflow command %s to %s rejected: %s", command.id, command.workflow_id, exc.status)
-            command.attempts += 1
-            command.last_error = f"rejected {exc.status}"[:200]
-            command.outcome, command.delivered_at = "rejected", now
+
+    async def deliver_queue(queue: list[WorkflowCommand]) -> None:
+        """One workflow's commands of this round, in order; a command that cannot go holds back the rest."""
+        for command in queue:
+            ahead = [i for i in waiting.get(command.workflow_id, []) if i < command.id and i not in done]
+            if ahead or outage.is_set():
+                return
+            try:
+                command.outcome = await _send(gateway, command)
+            except CommandRejected as exc:
+                log.error(
+                    "workflow command %s to %s rejected: %s", command.id, command.workflow_id, exc.status
+                )
+                command.attempts += 1
+                command.last_error = f"rejected {exc.status}"[:200]
+                command.outcome, command.delivered_at = "rejected", now
+                done.add(command.id)
+                continue
+            except TemporalUnavailable as exc:
+                command.attempts += 1
+                command.last_error = (type(exc.__cause__ or exc).__name__)[:200]
+                outage.set()
+                return
+            except Exception as exc:
+                command.attempts += 1
+                command.last_error = type(exc).__name__[:200]
+                return
+            command.delivered_at = now
             done.add(command.id)
-            continue
-        except TemporalUnavailable as exc:
-            command.attempts += 1
-            command.last_error = (type(exc.__cause__ or exc).__name__)[:200]
-            break  # the rest of the round would meet the same outage
-        except Exception as exc:
-            command.attempts += 1
-            command.last_error = type(exc).__name__[:200]
-            blocked.add(command.workflow_id)
-            continue
-        command.delivered_at = now
-        done.add(command.id)
+
+    queues: dict[str, list[WorkflowCommand]] = {}
+    for command in rows:  # in id order: each workflow's queue keeps its commands' order
+        queues.setdefault(command.workflow_id, []).append(command)
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def bounded(queue: list[WorkflowCommand]) -> None:
+        async with slots:
+            await deliver_queue(queue)
+
+    # Different workflows' queues go side by side (a campaign's batch starts a hundred workflows at once).
+    await asyncio.gather(*(bounded(queue) for queue in queues.values()))
     await session.commit()
     delivered = sum(1 for c in rows if c.delivered_at is not None and c.outcome != "rejected")
     return delivered, sum(1 for c in rows if c.delivered_at is None)
