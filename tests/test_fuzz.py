@@ -20,7 +20,10 @@ from schemathesis import CheckContext
 from schemathesis.checks import not_a_server_error
 from schemathesis.python.asgi import ASGIClient, get_client, shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
     unsupported_method,
@@ -72,16 +75,21 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     unsupported_method,  # a method the path does not take is 405 (with `Allow`), not the route beside it
+    allow_header_conformance,
+    positive_data_acceptance,
+    negative_data_rejection,
 ]
 
 
 @pytest.fixture(scope="module")
-def api(settings: Settings, database_url: str) -> Iterator[ASGIClient]:
+def api(settings: Settings, database_url: str, dev_env: Any) -> Iterator[ASGIClient]:
     """The app under test, reached in-process through schemathesis's ASGI client. That client runs the app
     (and its lifespan: the engine, the pool) on an event loop of its own, in a thread, so the suite's `app`,
     whose connections belong to the suite's loop, cannot be shared. Rate limits stay off (the suite's
     settings)."""
-    with get_client(create_app(settings, database_url=database_url)) as client:
+    address = dev_env.client.service_client.config.target_host
+    fuzzed = settings.model_copy(update={"temporal_address": address, "temporal_task_queue": "fuzz"})
+    with get_client(create_app(fuzzed, database_url=database_url)) as client:
         yield client
     shutdown_lifespans()  # close the pool before the run drops its database
 
