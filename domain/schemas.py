@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
+import types
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.phones import to_e164
 
@@ -41,11 +53,54 @@ def _in_range(value: date | datetime, what: str = "a date") -> date | datetime:
     return value
 
 
-Day = Annotated[date, AfterValidator(_in_range)]
-"""A date between 1900-01-01 and 2199-12-31 (query parameters; request bodies check every date)."""
+# What the OpenAPI's `format: date` and `format: date-time` (RFC 3339) take, as text. Pydantic alone would
+# also read a number, or a string of digits, as seconds since 1970 (`start_date=0` is 1970-01-01).
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?")
 
-Instant = Annotated[datetime, AfterValidator(_in_range)]
-"""A date-time whose UTC date falls between 1900-01-01 and 2199-12-31."""
+
+def _iso_text(value: Any, kind: type[date]) -> Any:
+    """`value` when it is a date (or date-time) or its ISO 8601 text; anything else is refused here."""
+    if isinstance(value, kind):
+        return value
+    pattern, shape = (
+        (_ISO_DATE_TIME, "YYYY-MM-DDThh:mm:ssZ") if kind is datetime else (_ISO_DATE, "YYYY-MM-DD")
+    )
+    if not isinstance(value, str) or not pattern.fullmatch(value.strip()):
+        raise ValueError(f"must be written as ISO 8601 text ({shape})")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    return _iso_text(value, date)
+
+
+def _iso_date_time(value: Any) -> Any:
+    return _iso_text(value, datetime)
+
+
+Day = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_in_range)]
+"""A date written `YYYY-MM-DD`, between 1900-01-01 and 2199-12-31 (query parameters; request bodies check
+every date)."""
+
+Instant = Annotated[datetime, BeforeValidator(_iso_date_time), AfterValidator(_in_range)]
+"""An ISO 8601 date-time whose UTC date falls between 1900-01-01 and 2199-12-31."""
+
+AwareInstant = Annotated[AwareDatetime, BeforeValidator(_iso_date_time), AfterValidator(_in_range)]
+"""An `Instant` with its UTC offset."""
+
+
+def _temporal_kind(annotation: Any) -> type[date] | None:
+    """`datetime` or `date` when a field's type is one of them (optional or annotated), else None."""
+    if annotation in (datetime, date):
+        return annotation  # type: ignore[no-any-return]
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _temporal_kind(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        kinds = {_temporal_kind(arg) for arg in get_args(annotation)} - {None}
+        return kinds.pop() if len(kinds) == 1 else None
+    return None
 
 
 MAX_FREE_JSON_BYTES = 16 * 1024
@@ -67,6 +122,16 @@ class RequestModel(BaseModel):
     every date and date-time must fall in the range the service accepts (`EARLIEST_DAY`..`LATEST_DAY`)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _dates_as_iso_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """A date or date-time field takes ISO 8601 text (what its `format` says), not a number of seconds."""
+        field = cls.model_fields.get(info.field_name or "")
+        kind = _temporal_kind(field.annotation) if field is not None else None
+        if kind is None or value is None:
+            return value
+        return _iso_text(value, kind)
 
     @model_validator(mode="after")
     def _dates_in_range(self) -> Any:

@@ -83,7 +83,9 @@ def test_operations_reading_a_path_id_declare_404(spec: dict[str, Any]) -> None:
             assert json_schema(op["responses"].get("404", {})), (method, path)
 
 
-def test_operations_taking_the_callers_tenant_id_declare_400(spec: dict[str, Any]) -> None:
+def test_operations_taking_the_callers_tenant_id_declare_403_for_another_tenants(
+    spec: dict[str, Any],
+) -> None:
     schemas = spec["components"]["schemas"]
     for path, method, op in operations(spec):
         if "security" not in op:
@@ -92,7 +94,8 @@ def test_operations_taking_the_callers_tenant_id_declare_400(spec: dict[str, Any
         body_ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
         body = schemas.get(body_ref.get("$ref", "").rsplit("/", 1)[-1], {})
         if in_query or "tenant_id" in body.get("properties", {}):
-            assert json_schema(op["responses"].get("400", {})), (method, path)
+            forbidden = op["responses"].get("403", {})
+            assert json_schema(forbidden) and "tenant_id" in forbidden["description"], (method, path)
 
 
 def test_every_declared_error_names_its_body(spec: dict[str, Any]) -> None:
@@ -132,9 +135,9 @@ async def test_legacy_instances_alias_still_answers(client: httpx.AsyncClient, a
         ({"method": "GET", "url": f"{API}/patients/{uuid.uuid4()}"}, 404, ErrorDetail),
         ({"method": "GET", "url": f"{API}/patients?page_size=1000"}, 422, UnprocessableDetail),
         ({"method": "GET", "url": f"{API}/analytics/dashboard?time_period=CUSTOM"}, 422, UnprocessableDetail),
-        ({"method": "GET", "url": f"{API}/patients?tenant_id={uuid.uuid4()}"}, 400, ErrorDetail),
+        ({"method": "GET", "url": f"{API}/patients?tenant_id={uuid.uuid4()}"}, 403, ErrorDetail),
     ],
-    ids=["401", "404", "422-validation", "422-domain", "400"],
+    ids=["401", "404", "422-validation", "422-domain", "403-foreign-tenant"],
 )
 async def test_error_answers_have_the_declared_bodies(
     client: httpx.AsyncClient,

@@ -7,10 +7,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AwareDatetime
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, lifecycle, overview, service
@@ -30,7 +29,7 @@ from domain.scheduling.schemas import (
     AppointmentUpdate,
     ConflictCheckResponse,
 )
-from domain.schemas import Day
+from domain.schemas import AwareInstant, Day
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/appointments", tags=["appointments"], responses=AUTHENTICATED)
@@ -98,7 +97,12 @@ async def upcoming_appointments(
     )
 
 
-@router.get("/stats", response_model=AppointmentStats, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/stats",
+    response_model=AppointmentStats,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def appointment_stats(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -120,8 +124,8 @@ async def appointment_stats(
 async def check_conflicts(
     session: SessionDep,
     practitioner_id: uuid.UUID,
-    start_time: AwareDatetime,
-    end_time: AwareDatetime,
+    start_time: AwareInstant,
+    end_time: AwareInstant,
     exclude_appointment_id: uuid.UUID | None = None,
 ) -> ConflictCheckResponse:
     """Pre-flight check: the practitioner's active appointments overlapping the proposed time."""
@@ -138,7 +142,7 @@ async def check_conflicts(
     "/find-slots",
     response_model=FindSlotsResponse,
     dependencies=[CanWrite],
-    responses=errors(400, 409, not_found=UNKNOWN_REFERENCE),
+    responses=errors(409, not_found=UNKNOWN_REFERENCE, forbidden=FOREIGN_TENANT),
 )
 async def find_slots(
     body: FindSlotsRequest, session: SessionDep, principal: CurrentPrincipal
@@ -153,9 +157,9 @@ async def find_slots(
     response_model=SelectSlotResponse,
     dependencies=[CanWrite],
     responses=errors(
-        400,
         not_found="No such booking conversation",
         conflict="The conversation has ended, or the chosen time was just taken",
+        forbidden=FOREIGN_TENANT,
     ),
 )
 async def select_slot(
@@ -171,7 +175,7 @@ async def select_slot(
     response_model=AppointmentDetailResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses=errors(400, not_found=UNKNOWN_REFERENCE, conflict=CLASH),
+    responses=errors(not_found=UNKNOWN_REFERENCE, conflict=CLASH, forbidden=FOREIGN_TENANT),
 )
 async def create_appointment(
     body: AppointmentDirectCreate, session: SessionDep, principal: CurrentPrincipal

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
 from core.pagination import PageDep
 from domain.communications import messages, templates
@@ -67,7 +67,12 @@ async def list_communications(
     )
 
 
-@router.get("/stats", response_model=CommunicationStats, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/stats",
+    response_model=CommunicationStats,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def communication_stats(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
 ) -> CommunicationStats:
@@ -76,7 +81,12 @@ async def communication_stats(
     return await messages.stats(CommunicationRepository(session))
 
 
-@router.get("/templates", response_model=TemplateListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/templates",
+    response_model=TemplateListResponse,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def list_templates(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -216,10 +226,10 @@ async def search_communications(
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
     responses=errors(
-        400,
         409,
         not_found="Unknown patient, journey instance or appointment",
         unprocessable="Invalid, or an unknown template or a missing variable (without a `message`)",
+        forbidden=FOREIGN_TENANT,
     ),
 )
 async def create_communication(

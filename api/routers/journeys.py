@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.journeys import service
 from domain.journeys.repository import JourneyRepository
@@ -28,7 +28,9 @@ UNUSABLE_STAGE = "Unknown trigger or action, a template you cannot use, or a mis
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=JourneyListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "", response_model=JourneyListResponse, dependencies=[CanRead], responses=errors(forbidden=FOREIGN_TENANT)
+)
 async def list_journeys(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -50,7 +52,9 @@ async def list_journeys(
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
     responses=errors(
-        400, 409, unprocessable="Unknown trigger or action, missing template variable, duplicate order_index"
+        409,
+        unprocessable="Unknown trigger or action, missing template variable, duplicate order_index",
+        forbidden=FOREIGN_TENANT,
     ),
 )
 async def create_journey(

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import CanMerge, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
 from core.pagination import PageDep, PageParams, paginate
 from domain.communications.schemas import CommunicationResponse
@@ -50,7 +50,12 @@ NO_PATIENT = "No such patient in your tenant"
 NOT_FOUND = errors(not_found=NO_PATIENT)
 
 
-@router.get("", response_model=PatientSimpleListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "",
+    response_model=PatientSimpleListResponse,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def list_patients(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -138,7 +143,7 @@ async def merge_patients(body: PatientMergeRequest, session: SessionDep) -> Pati
     "/stats/demographics",
     response_model=PatientDemographicsResponse,
     dependencies=[CanRead],
-    responses=errors(400),
+    responses=errors(forbidden=FOREIGN_TENANT),
 )
 async def patient_demographics(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
@@ -154,7 +159,7 @@ async def patient_demographics(
     response_model=PatientResponse,
     status_code=201,
     dependencies=[CanWrite],
-    responses=errors(400, conflict="MRN already used by another patient"),
+    responses=errors(conflict="MRN already used by another patient", forbidden=FOREIGN_TENANT),
 )
 async def create_patient(
     body: PatientCreate, session: SessionDep, principal: CurrentPrincipal
