@@ -135,6 +135,11 @@ def operation_id(route: Any) -> str:
     return f"{resource}.{action or route.name}"
 
 
+def legacy_operation_id(route: Any) -> str:
+    """A deprecated alias's operation: its successor's id with `_legacy` (`journey_instances.get_legacy`)."""
+    return f"{operation_id(route)}_legacy"
+
+
 # ---- error responses --------------------------------------------------------------------------------
 
 _RETRY_AFTER = {

@@ -19,13 +19,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from core.phones import to_e164
 
 
 def _phone(value: str) -> str:
+    """A phone number valid where it is dialled (libphonenumber), in any common notation."""
     return to_e164(value)
 
+
+NotNull = SkipJsonSchema[None]
+"""`name: str | NotNull = None`: a PATCH field that may be omitted but not cleared; its schema shows the
+type alone (no `null`), and a `null` sent is a 422 (where the update is applied, or by a validator)."""
 
 PhoneNumber = Annotated[str, AfterValidator(_phone)]
 """A phone number in any common notation, stored in E.164."""
@@ -40,7 +46,11 @@ EARLIEST_DAY = date(1900, 1, 1)
 LATEST_DAY = date(2199, 12, 31)
 
 
+DATE_RANGE_RULE = f"A date between {EARLIEST_DAY} and {LATEST_DAY} (a date-time's UTC date)."
+
+
 def _in_range(value: date | datetime, what: str = "a date") -> date | datetime:
+    """A date between 1900-01-01 and 2199-12-31 (a date-time's UTC date)."""
     if isinstance(value, datetime):
         try:
             day = (value.astimezone(UTC) if value.tzinfo else value).date()
@@ -90,15 +100,15 @@ AwareInstant = Annotated[AwareDatetime, BeforeValidator(_iso_date_time), AfterVa
 """An `Instant` with its UTC offset."""
 
 
-def _temporal_kind(annotation: Any) -> type[date] | None:
+def temporal_kind(annotation: Any) -> type[date] | None:
     """`datetime` or `date` when a field's type is one of them (optional or annotated), else None."""
     if annotation in (datetime, date):
         return annotation  # type: ignore[no-any-return]
     origin = get_origin(annotation)
     if origin is Annotated:
-        return _temporal_kind(get_args(annotation)[0])
+        return temporal_kind(get_args(annotation)[0])
     if origin in (Union, types.UnionType):
-        kinds = {_temporal_kind(arg) for arg in get_args(annotation)} - {None}
+        kinds = {temporal_kind(arg) for arg in get_args(annotation)} - {None}
         return kinds.pop() if len(kinds) == 1 else None
     return None
 
@@ -107,6 +117,7 @@ MAX_FREE_JSON_BYTES = 16 * 1024
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
+    """At most 16 KiB of JSON."""
     if len(json.dumps(value, default=str)) > MAX_FREE_JSON_BYTES:
         raise ValueError(f"at most {MAX_FREE_JSON_BYTES} bytes of JSON")
     return value
@@ -128,7 +139,7 @@ class RequestModel(BaseModel):
     def _dates_as_iso_text(cls, value: Any, info: ValidationInfo) -> Any:
         """A date or date-time field takes ISO 8601 text (what its `format` says), not a number of seconds."""
         field = cls.model_fields.get(info.field_name or "")
-        kind = _temporal_kind(field.annotation) if field is not None else None
+        kind = temporal_kind(field.annotation) if field is not None else None
         if kind is None or value is None:
             return value
         return _iso_text(value, kind)

@@ -1,5 +1,6 @@
 """The OpenAPI schema: readable operation ids, one tag per resource, every error declared with its body, the
-stream documented as a stream, the legacy alias hidden; and a client generated from it that works."""
+stream documented as a stream, TwiML as XML, the legacy alias deprecated (and saying so in its answers), the
+rules beyond JSON Schema named (`x-rules`); and a client generated from it that works."""
 
 from __future__ import annotations
 
@@ -103,6 +104,8 @@ def test_every_declared_error_names_its_body(spec: dict[str, Any]) -> None:
     bodies |= {"422": "UnprocessableDetail", "500": "InternalErrorDetail"}
     for path, method, op in operations(spec):
         for status, response in op["responses"].items():
+            if status == "409" and json_schema(response) == {"$ref": "#/components/schemas/AppointmentClash"}:
+                continue  # an ErrorDetail with the clashing appointments (test below)
             if status in bodies:
                 assert json_schema(response) == {"$ref": f"#/components/schemas/{bodies[status]}"}, (
                     method,
@@ -118,14 +121,60 @@ def test_realtime_stream_is_documented_as_an_event_stream(spec: dict[str, Any]) 
     assert "RealtimeSnapshot" in spec["components"]["schemas"]
 
 
-def test_legacy_instances_alias_is_left_out_of_the_schema(spec: dict[str, Any]) -> None:
-    assert not [p for p in spec["paths"] if p.startswith(f"{API}/instances")]
-    assert f"{API}/journeys/instances/{{instance_id}}/advance" in spec["paths"]
+def test_legacy_instances_alias_is_deprecated_in_the_schema(spec: dict[str, Any]) -> None:
+    legacy = [(path, op) for path, _, op in operations(spec) if path.startswith(f"{API}/instances")]
+    current = [path for path in spec["paths"] if path.startswith(f"{API}/journeys/instances")]
+    assert len({path for path, _ in legacy}) == len(current) == 5
+    assert all(op["deprecated"] is True and op["operationId"].endswith("_legacy") for _, op in legacy)
+    assert not [op for path, _, op in operations(spec) if path in current and op.get("deprecated")]
 
 
-async def test_legacy_instances_alias_still_answers(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_legacy_instances_alias_answers_with_deprecation_and_its_successor(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     resp = await client.get(f"{API}/instances", headers=auth)
     assert resp.status_code == 200 and resp.json()["items"] == []
+    assert resp.headers["Deprecation"] == "@1796083200"  # 2026-12-01T00:00:00Z, an RFC 9745 date
+    assert resp.headers["Link"] == f'<{API}/journeys/instances>; rel="successor-version"'
+    missing = await client.get(f"{API}/instances/{uuid.uuid4()}", headers=auth)
+    assert missing.status_code == 404 and "Deprecation" in missing.headers  # every answer, errors too
+    assert missing.headers["Link"].startswith(f"<{API}/journeys/instances/")
+    current = await client.get(f"{API}/journeys/instances", headers=auth)
+    assert "Deprecation" not in current.headers and "Link" not in current.headers
+
+
+def test_booking_clash_declares_the_conflicting_appointments(spec: dict[str, Any]) -> None:
+    for path, method in [
+        (f"{API}/appointments", "post"),
+        (f"{API}/appointments/{{appointment_id}}", "patch"),
+    ]:
+        clash = spec["paths"][path][method]["responses"]["409"]
+        assert json_schema(clash) == {"$ref": "#/components/schemas/AppointmentClash"}, (method, path)
+    body = spec["components"]["schemas"]["AppointmentClash"]
+    assert body["required"] == ["detail"]
+    items = body["properties"]["conflicting_appointments"]["items"]
+    assert items == {"$ref": "#/components/schemas/ConflictingAppointment"}
+    assert {"appointment_id", "start_time", "end_time"} <= set(
+        spec["components"]["schemas"]["ConflictingAppointment"]["properties"]
+    )
+
+
+def test_twilio_inbound_webhook_answers_twiml_documented_as_xml(spec: dict[str, Any]) -> None:
+    ok = spec["paths"][f"{API}/webhooks/twilio/messages"]["post"]["responses"]["200"]
+    assert list(ok["content"]) == ["text/xml"]  # TwiML as Twilio documents it (XML)
+    assert ok["content"]["text/xml"]["schema"] == {"type": "string"}
+
+
+def test_rules_beyond_json_schema_are_named_where_they_apply(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    patient = schemas["PatientCreate"]["properties"]
+    assert any("phone number" in rule for rule in patient["phone_primary"]["x-rules"])
+    assert any("language tag" in rule for rule in patient["preferred_language"]["x-rules"])
+    assert any("1900-01-01" in rule for rule in patient["date_of_birth"]["x-rules"])
+    assert "x-rules" not in patient["first_name"]  # its JSON Schema says it all (a length)
+    assert schemas["TimeSlotCreate"]["x-rules"]  # end after start: a rule across its fields
+    until = next(p for p in spec["paths"][f"{API}/audit"]["get"]["parameters"] if p["name"] == "until")
+    assert until["schema"]["anyOf"][0] == {"type": "string", "format": "date-time"} and until["x-rules"]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response, status
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
+from core.languages import LanguageTag
 from core.pagination import PageDep
 from domain.communications import messages, templates
 from domain.communications.models import CommunicationTemplate
@@ -95,7 +96,7 @@ async def list_templates(
     category: Annotated[str | None, Query(max_length=50)] = None,
     include_inactive: Annotated[bool, Query(description="Also your deactivated templates")] = False,
     language: Annotated[
-        str | None, Query(max_length=35, description="Only this language's variants (e.g. es)")
+        LanguageTag | None, Query(description="Only this language's variants (e.g. es)")
     ] = None,
 ) -> TemplateListResponse:
     """Message templates for quick replies and automation: the built-in set, then your tenant's own; each
@@ -130,10 +131,8 @@ async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTe
 
 
 TemplateLanguage = Annotated[
-    str | None,
-    Query(
-        max_length=35, description="Which language of the template (default: your tenant's default language)"
-    ),
+    LanguageTag | None,
+    Query(description="Which language of the template (default: your tenant's default language)"),
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.content_rules import rules
 from api.deps import (
     CanRead,
     CanWrite,
@@ -142,6 +143,7 @@ async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyIn
         unprocessable="`stage_id` / `order_index` name no stage of this instance",
         unavailable="Temporal is unreachable; retry shortly",
     ),
+    openapi_extra=rules("`stage_id` and `order_index`, when given, name a stage of this instance."),
 )
 async def advance_instance(
     instance_id: uuid.UUID,

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.content_rules import rules
 from api.deps import CanMerge, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
@@ -75,7 +76,12 @@ async def list_patients(
     return PatientSimpleListResponse.build(items, total, page)
 
 
-@router.get("/search", response_model=list[PatientSimpleResponse], dependencies=[CanRead])
+@router.get(
+    "/search",
+    response_model=list[PatientSimpleResponse],
+    dependencies=[CanRead],
+    openapi_extra=rules("A phone search has at least 2 digits."),
+)
 async def search_patients(
     session: SessionDep,
     query: Annotated[str, Query(min_length=2, max_length=100, description="At least 2 characters")],
@@ -91,7 +97,12 @@ async def search_patients(
     return [PatientSimpleResponse.model_validate(r) for r in rows]
 
 
-@router.post("/search", response_model=PatientSimpleListResponse, dependencies=[CanRead])
+@router.post(
+    "/search",
+    response_model=PatientSimpleListResponse,
+    dependencies=[CanRead],
+    openapi_extra=rules("A phone search has at least 2 digits."),
+)
 async def advanced_search_patients(
     body: PatientAdvancedSearch, session: SessionDep
 ) -> PatientSimpleListResponse:

@@ -12,7 +12,7 @@ from core.languages import LanguageTag
 from core.pagination import Page
 from domain.communications.templates import CATEGORIES
 from domain.enums import Channel, CommunicationStatus, Direction
-from domain.schemas import FreeJson, RequestModel, ResponseModel
+from domain.schemas import FreeJson, NotNull, RequestModel, ResponseModel
 
 
 class CommunicationResponse(ResponseModel):
@@ -82,10 +82,10 @@ class CommunicationCreate(RequestModel):
 class CommunicationUpdate(RequestModel):
     """A delivery-state change (status never moves backwards), or a note on a failure."""
 
-    status: CommunicationStatus | None = None
-    delivered_at: datetime | None = None
-    read_at: datetime | None = None
-    error_message: str | None = Field(default=None, max_length=2000)
+    status: CommunicationStatus | NotNull = None
+    delivered_at: datetime | NotNull = None
+    read_at: datetime | NotNull = None
+    error_message: str | NotNull = Field(default=None, max_length=2000)
 
 
 class CommunicationDetail(CommunicationResponse):

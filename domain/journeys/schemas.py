@@ -18,7 +18,7 @@ from domain.journeys.triggers import (
     coerce_actions,
     coerce_trigger,
 )
-from domain.schemas import FreeJson, RequestModel, ResponseModel
+from domain.schemas import FreeJson, NotNull, RequestModel, ResponseModel
 
 Trigger = Annotated[
     TriggerEvent,
@@ -60,11 +60,11 @@ class JourneyStageCreate(RequestModel):
 class JourneyStageUpdate(RequestModel):
     """Body of `PATCH /journeys/{id}/stages/{stage_id}`: only the fields sent change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | NotNull = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
-    order_index: int | None = Field(default=None, ge=0, le=10_000)
-    trigger_event: Trigger | None = None
-    actions: Actions | None = None
+    order_index: int | NotNull = Field(default=None, ge=0, le=10_000)
+    trigger_event: Trigger | NotNull = None
+    actions: Actions | NotNull = None
 
 
 def _unique_order(stages: list[JourneyStageCreate]) -> list[JourneyStageCreate]:
@@ -96,11 +96,11 @@ class JourneyCreate(RequestModel):
 class JourneyUpdate(RequestModel):
     """Body of `PATCH /journeys/{id}`: only the fields sent change (stages have their own endpoints)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | NotNull = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     journey_type: str | None = Field(default=None, max_length=64)
-    is_default: bool | None = None
-    is_active: bool | None = Field(
+    is_default: bool | NotNull = None
+    is_active: bool | NotNull = Field(
         default=None, description="false stops new starts (by hand and by triggers); running instances go on"
     )
     trigger_conditions: TriggerConditions = None

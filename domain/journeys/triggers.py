@@ -48,6 +48,7 @@ class Duration(_Shape):
 
 
 def _positive(d: Duration) -> Duration:
+    """Longer than zero."""
     if d.total_seconds() <= 0:
         raise ValueError("the duration must be longer than zero")
     return d
