@@ -166,7 +166,7 @@ def state_content_rules(app: FastAPI) -> None:
                 ]
                 if not rules:
                     continue
-                for method in route.methods:
+                for method in route.methods or ():
                     operation = schema["paths"].get(path, {}).get(method.lower(), {})
                     for declared in operation.get("parameters", []):
                         if declared["in"] == "query" and declared["name"] == (param.alias or param.name):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import psycopg
@@ -144,14 +144,15 @@ def _renderer_for(request: Request) -> ErrorRenderer | None:
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
-def allowed_methods(app: Any, scope: dict[str, Any]) -> list[str]:
+def allowed_methods(app: Any, scope: MutableMapping[str, Any]) -> list[str]:
     """Every method some route of `app` takes on the request's path, in `METHOD_ORDER`. (Starlette's own
     405 names only the methods of the first route matching the path, when a path's methods are spread over
     several routes: `GET /patients` and `POST /patients` are two.)"""
-    path = {key: scope[key] for key in ("type", "path", "root_path") if key in scope}
+    path: dict[str, Any] = {key: scope[key] for key in ("type", "path", "root_path") if key in scope}
 
     def routed(method: str) -> bool:
-        return any(route.matches({**path, "method": method})[0] == Match.FULL for route in app.router.routes)
+        request = {**path, "method": method}
+        return any(route.matches(request)[0] == Match.FULL for route in app.router.routes)
 
     return [method for method in METHOD_ORDER if method not in {"HEAD", "OPTIONS"} and routed(method)]
 
