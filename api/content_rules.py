@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import AfterValidator, BaseModel, PlainValidator
 
@@ -27,7 +28,7 @@ _RULES = (AfterValidator, PlainValidator)
 # Validators that check what the schema already states (a date's format, a field that is not nullable), or
 # that check no field of their own (the dates' range, stated on each date field).
 _STATED_BY_THE_SCHEMA = {
-    "_dates_as_iso_text",
+    "_json_types",
     "_iso_date",
     "_iso_date_time",
     "_dates_in_range",
@@ -107,6 +108,13 @@ def model_rules(model: type[BaseModel]) -> tuple[list[str], dict[str, list[str]]
     return list(dict.fromkeys(across)), fields
 
 
+def _query_params(dependant: Dependant) -> Iterator[Any]:
+    """A route's query parameters, those of its dependencies too (a period, a page)."""
+    yield from dependant.query_params
+    for sub in dependant.dependencies:
+        yield from _query_params(sub)
+
+
 def _api_routes(app: FastAPI) -> Iterator[tuple[APIRoute, str]]:
     """The app's API routes in its schema, each with its path as served (its routers' prefixes added)."""
     for context in iter_route_contexts(app.routes):
@@ -157,7 +165,7 @@ def state_content_rules(app: FastAPI) -> None:
                 if prop is not None:
                     prop[RULES] = rules
         for route, path in _api_routes(app):
-            for param in route.dependant.query_params:
+            for param in _query_params(route.dependant):
                 rules = list(dict.fromkeys(_annotation_rules(param.field_info.annotation)))
                 rules += [
                     rule_text(item.func)

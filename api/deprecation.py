@@ -5,6 +5,7 @@ its status."""
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import quote
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +27,8 @@ class DeprecatedPrefixMiddleware:
         if not (path == self.prefix or path.startswith(self.prefix + "/")):
             await self.app(scope, receive, send)
             return
-        successor = self.successor + path[len(self.prefix) :]
+        # A header is Latin-1: the path goes in percent-encoded, as a URL is written.
+        successor = quote(self.successor + path[len(self.prefix) :], safe="/:@!$&'()*+,;=-._~")
 
         async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -102,15 +102,43 @@ AwareInstant = Annotated[AwareDatetime, BeforeValidator(_iso_date_time), AfterVa
 
 def temporal_kind(annotation: Any) -> type[date] | None:
     """`datetime` or `date` when a field's type is one of them (optional or annotated), else None."""
-    if annotation in (datetime, date):
+    kind = json_kind(annotation)
+    return kind if kind in (datetime, date) else None  # type: ignore[return-value]
+
+
+_JSON_KINDS = (bool, int, float, datetime, date)
+
+
+def _unwrapped(annotation: Any) -> Any:
+    return _unwrapped(get_args(annotation)[0]) if get_origin(annotation) is Annotated else annotation
+
+
+def json_kind(annotation: Any) -> type | None:
+    """The one scalar type of `_JSON_KINDS` a field holds (optional or annotated), else None."""
+    if annotation in _JSON_KINDS:
         return annotation  # type: ignore[no-any-return]
     origin = get_origin(annotation)
     if origin is Annotated:
-        return temporal_kind(get_args(annotation)[0])
+        return json_kind(get_args(annotation)[0])
     if origin in (Union, types.UnionType):
-        kinds = {temporal_kind(arg) for arg in get_args(annotation)} - {None}
+        args = [arg for arg in get_args(annotation) if _unwrapped(arg) is not type(None)]
+        kinds = {json_kind(arg) for arg in args}
         return kinds.pop() if len(kinds) == 1 else None
     return None
+
+
+def _as_json_says(value: Any, kind: type) -> Any:
+    """`value` when it is of the JSON type its field's schema names; pydantic alone would also take `0` for
+    `false`, `"5"` for 5 and a number of seconds for a date."""
+    if kind in (datetime, date):
+        return _iso_text(value, kind)
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError("must be an integer")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError("must be a number")
+    return value
 
 
 MAX_FREE_JSON_BYTES = 16 * 1024
@@ -136,13 +164,14 @@ class RequestModel(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _dates_as_iso_text(cls, value: Any, info: ValidationInfo) -> Any:
-        """A date or date-time field takes ISO 8601 text (what its `format` says), not a number of seconds."""
+    def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+        """A field takes the JSON type its schema names: a boolean `true`/`false`, a number, a date as ISO
+        8601 text (not `0`, `"5"` or a number of seconds, which pydantic's lax mode reads)."""
         field = cls.model_fields.get(info.field_name or "")
-        kind = temporal_kind(field.annotation) if field is not None else None
+        kind = json_kind(field.annotation) if field is not None else None
         if kind is None or value is None:
             return value
-        return _iso_text(value, kind)
+        return _as_json_says(value, kind)
 
     @model_validator(mode="after")
     def _dates_in_range(self) -> Any:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.content_rules import rules
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
@@ -115,6 +116,10 @@ async def list_templates(
     responses=errors(
         conflict="The id is a built-in's, or already has this language",
         unprocessable="Invalid, or the text does not compile",
+    ),
+    openapi_extra=rules(
+        "The text compiles in the template sandbox.",
+        "A WhatsApp Content template (`whatsapp_content_sid`, its variables) is only a whatsapp template's.",
     ),
 )
 async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTemplateResponse:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from api.content_rules import rules
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
@@ -24,6 +25,10 @@ from domain.journeys.schemas import (
 
 router = APIRouter(prefix="/journeys", tags=["journeys"], responses=AUTHENTICATED)
 NO_JOURNEY = "No such journey in your tenant"
+USABLE_TEMPLATES = (
+    "An action's template is a built-in one or an active one of your tenant, and its text gives every "
+    "variable the template uses."
+)
 UNUSABLE_STAGE = "Unknown trigger or action, a template you cannot use, or a missing template variable"
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
@@ -56,6 +61,7 @@ async def list_journeys(
         unprocessable="Unknown trigger or action, missing template variable, duplicate order_index",
         forbidden=FOREIGN_TENANT,
     ),
+    openapi_extra=rules(USABLE_TEMPLATES),
 )
 async def create_journey(
     body: JourneyCreate, session: SessionDep, principal: CurrentPrincipal
@@ -111,6 +117,7 @@ async def update_journey(journey_id: uuid.UUID, body: JourneyUpdate, session: Se
         conflict="Another stage already has that order_index",
         unprocessable=UNUSABLE_STAGE,
     ),
+    openapi_extra=rules(USABLE_TEMPLATES),
 )
 async def add_stage(
     journey_id: uuid.UUID, body: JourneyStageCreate, session: SessionDep
@@ -132,6 +139,7 @@ async def add_stage(
         conflict="Another stage already has that order_index",
         unprocessable=UNUSABLE_STAGE,
     ),
+    openapi_extra=rules(USABLE_TEMPLATES),
 )
 async def update_stage(
     journey_id: uuid.UUID, stage_id: uuid.UUID, body: JourneyStageUpdate, session: SessionDep

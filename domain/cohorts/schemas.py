@@ -117,7 +117,7 @@ class CohortCreate(RequestModel):
 class CohortUpdate(RequestModel):
     """Body of `PATCH /cohorts/{id}`: only the fields sent change; `criteria` is replaced as a whole."""
 
-    name: str | NotNull = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
     description: str | None = Field(default=None, max_length=5000)
     criteria: CohortCriteria | NotNull = None
 

@@ -82,10 +82,10 @@ class CommunicationCreate(RequestModel):
 class CommunicationUpdate(RequestModel):
     """A delivery-state change (status never moves backwards), or a note on a failure."""
 
-    status: CommunicationStatus | NotNull = None
-    delivered_at: datetime | NotNull = None
-    read_at: datetime | NotNull = None
-    error_message: str | NotNull = Field(default=None, max_length=2000)
+    status: CommunicationStatus | None = None
+    delivered_at: datetime | None = None
+    read_at: datetime | None = None
+    error_message: str | None = Field(default=None, max_length=2000)
 
 
 class CommunicationDetail(CommunicationResponse):
@@ -188,12 +188,14 @@ class TemplateUpdate(RequestModel):
     """A change to one language of a tenant's template (its id and language stay); variables are derived
     again from the new text."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    channel: Channel | None = None
-    category: str | None = Field(default=None, max_length=32, json_schema_extra={"enum": [*CATEGORIES, None]})
-    subject: str | None = Field(default=None, max_length=300)
-    body: str | None = Field(default=None, min_length=1, max_length=10_000)
-    is_active: bool | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
+    channel: Channel | NotNull = None
+    category: Annotated[str, Field(max_length=32, json_schema_extra={"enum": list(CATEGORIES)})] | NotNull = (
+        None
+    )
+    subject: Annotated[str, Field(max_length=300)] | NotNull = None
+    body: Annotated[str, Field(min_length=1, max_length=10_000)] | NotNull = None
+    is_active: bool | NotNull = None
     whatsapp_content_sid: str | None = Field(
         default=None, pattern=CONTENT_SID_PATTERN, description=CONTENT_SID_DESCRIPTION + " (null removes it)"
     )

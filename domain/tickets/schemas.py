@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -60,7 +60,7 @@ class TicketUpdate(RequestModel):
     resolved or closed -> open reopens); an impossible move is 409. `responded: true` records the first
     response without changing the status (leaving `open` records it too)."""
 
-    title: str | NotNull = Field(default=None, min_length=1, max_length=300)
+    title: Annotated[str, Field(min_length=1, max_length=300)] | NotNull = None
     description: str | None = Field(default=None, max_length=10_000)
     priority: TicketPriority | NotNull = None
     category: str | None = Field(default=None, min_length=1, max_length=64)
