@@ -15,11 +15,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     EmailStr,
+    Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 
 from core.phones import to_e164
 
@@ -29,9 +29,21 @@ def _phone(value: str) -> str:
     return to_e164(value)
 
 
-NotNull = SkipJsonSchema[None]
-"""`name: str | NotNull = None`: a PATCH field that may be omitted but not cleared; its schema shows the
-type alone (no `null`), and a `null` sent is a 422 (where the update is applied, or by a validator)."""
+def without_null(schema: dict[str, Any]) -> None:
+    """Drop `null` from a field's JSON Schema (pydantic writes an optional field as `anyOf [T, null]`)."""
+    kept = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
+    if len(kept) == 1:
+        schema.update(kept[0])
+    elif kept:
+        schema["anyOf"] = kept
+    if schema.get("enum"):
+        schema["enum"] = [value for value in schema["enum"] if value is not None]
+
+
+NotNull = Field(json_schema_extra=without_null)
+"""`name: Annotated[str | None, NotNull] = None`: a PATCH field that may be omitted but not cleared; its
+schema shows the type alone (no `null`), and a `null` sent is a 422 (where the update is applied, or by a
+validator)."""
 
 PhoneNumber = Annotated[str, AfterValidator(_phone)]
 """A phone number in any common notation, stored in E.164."""

@@ -117,9 +117,9 @@ class CohortCreate(RequestModel):
 class CohortUpdate(RequestModel):
     """Body of `PATCH /cohorts/{id}`: only the fields sent change; `criteria` is replaced as a whole."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
-    criteria: CohortCriteria | NotNull = None
+    criteria: Annotated[CohortCriteria | None, NotNull] = None
 
     @field_validator("name", "criteria")
     @classmethod

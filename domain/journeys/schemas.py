@@ -71,11 +71,11 @@ class JourneyStageCreate(RequestModel):
 class JourneyStageUpdate(RequestModel):
     """Body of `PATCH /journeys/{id}/stages/{stage_id}`: only the fields sent change."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
-    order_index: Annotated[int, Field(ge=0, le=10_000)] | NotNull = None
-    trigger_event: Trigger | NotNull = None
-    actions: Actions | NotNull = None
+    order_index: Annotated[int | None, NotNull] = Field(default=None, ge=0, le=10_000)
+    trigger_event: Annotated[Trigger | None, NotNull] = None
+    actions: Annotated[Actions | None, NotNull] = None
 
 
 def _unique_order(stages: list[JourneyStageCreate]) -> list[JourneyStageCreate]:
@@ -107,11 +107,11 @@ class JourneyCreate(RequestModel):
 class JourneyUpdate(RequestModel):
     """Body of `PATCH /journeys/{id}`: only the fields sent change (stages have their own endpoints)."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | NotNull = None
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     journey_type: str | None = Field(default=None, max_length=64)
-    is_default: bool | NotNull = None
-    is_active: bool | NotNull = Field(
+    is_default: Annotated[bool | None, NotNull] = None
+    is_active: Annotated[bool | None, NotNull] = Field(
         default=None, description="false stops new starts (by hand and by triggers); running instances go on"
     )
     trigger_conditions: TriggerConditions = None

@@ -87,10 +87,10 @@ NOT_NULLABLE_ON_UPDATE = ("mrn", "first_name", "last_name", "status")
 class PatientUpdate(RequestModel):
     """Body of `PATCH /patients/{id}`: every field optional, only those sent change."""
 
-    mrn: MRN | NotNull = None
-    first_name: Name | NotNull = None
+    mrn: Annotated[MRN | None, NotNull] = None
+    first_name: Annotated[Name | None, NotNull] = None
     middle_name: OptionalName = None
-    last_name: Name | NotNull = None
+    last_name: Annotated[Name | None, NotNull] = None
     date_of_birth: BirthDate | None = None
     gender: Gender | None = None
     phone_primary: PhoneNumber | None = None
@@ -105,7 +105,7 @@ class PatientUpdate(RequestModel):
     preferred_language: LanguageTag | None = None
     preferred_channel: Channel | None = None
     timezone: TimeZoneName | None = None
-    status: PatientStatus | NotNull = None
+    status: Annotated[PatientStatus | None, NotNull] = None
     meta_data: FreeJson | None = None
 
     @field_validator(*NOT_NULLABLE_ON_UPDATE, mode="before")

@@ -60,14 +60,14 @@ class TicketUpdate(RequestModel):
     resolved or closed -> open reopens); an impossible move is 409. `responded: true` records the first
     response without changing the status (leaving `open` records it too)."""
 
-    title: Annotated[str, Field(min_length=1, max_length=300)] | NotNull = None
+    title: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=300)
     description: str | None = Field(default=None, max_length=10_000)
-    priority: TicketPriority | NotNull = None
+    priority: Annotated[TicketPriority | None, NotNull] = None
     category: str | None = Field(default=None, min_length=1, max_length=64)
-    status: TicketStatus | NotNull = None
+    status: Annotated[TicketStatus | None, NotNull] = None
     assigned_to: uuid.UUID | None = None
     resolution_notes: str | None = Field(default=None, max_length=10_000)
-    responded: bool | NotNull = None
+    responded: Annotated[bool | None, NotNull] = None
 
 
 class TicketListResponse(Page[TicketResponse]):
