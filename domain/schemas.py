@@ -168,11 +168,9 @@ FreeJson = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
 Infinity are refused for every body before it is parsed)."""
 
 
-class RequestModel(BaseModel):
-    """Base of request bodies: unknown fields (including server-owned ones like `id`) are refused, and
-    every date and date-time must fall in the range the service accepts (`EARLIEST_DAY`..`LATEST_DAY`)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class JsonTyped(BaseModel):
+    """A model whose fields take the JSON type their schema names (`_json_types`): every request body's,
+    nested shapes too."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -184,6 +182,13 @@ class RequestModel(BaseModel):
         if kind is None or value is None:
             return value
         return _as_json_says(value, kind)
+
+
+class RequestModel(JsonTyped):
+    """Base of request bodies: unknown fields (including server-owned ones like `id`) are refused, and
+    every date and date-time must fall in the range the service accepts (`EARLIEST_DAY`..`LATEST_DAY`)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     @model_validator(mode="after")
     def _dates_in_range(self) -> Any:

@@ -37,6 +37,10 @@ from domain.scheduling import notifications
 from domain.schemas import Instant
 
 log = logging.getLogger(__name__)
+TEMPLATE_RULES = (
+    "The text compiles in the template sandbox, and uses every variable its WhatsApp Content template needs.",
+    "A WhatsApp Content template (`whatsapp_content_sid`, its variables) is only a whatsapp template's.",
+)
 router = APIRouter(prefix="/communications", tags=["communications"], responses=AUTHENTICATED)
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 NO_MESSAGE = "No such message in your tenant"
@@ -117,10 +121,7 @@ async def list_templates(
         conflict="The id is a built-in's, or already has this language",
         unprocessable="Invalid, or the text does not compile",
     ),
-    openapi_extra=rules(
-        "The text compiles in the template sandbox.",
-        "A WhatsApp Content template (`whatsapp_content_sid`, its variables) is only a whatsapp template's.",
-    ),
+    openapi_extra=rules(*TEMPLATE_RULES),
 )
 async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTemplateResponse:
     """Define a template for your tenant; its text must compile in the sandbox (422 otherwise).
@@ -159,6 +160,7 @@ async def get_template(
     response_model=TenantTemplateResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_TEMPLATE, conflict="A built-in template cannot be changed"),
+    openapi_extra=rules(*TEMPLATE_RULES),
 )
 async def update_template(
     template_id: str, body: TemplateUpdate, session: SessionDep, language: TemplateLanguage = None
@@ -276,6 +278,7 @@ async def get_communication(communication_id: uuid.UUID, session: SessionDep) ->
     response_model=CommunicationDetail,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_MESSAGE, conflict="The status cannot move backwards"),
+    openapi_extra=rules("`error_message` is set only on a failed message (`status` failed, now or already)."),
 )
 async def update_communication(
     communication_id: uuid.UUID, body: CommunicationUpdate, session: SessionDep
