@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import types
@@ -16,8 +17,6 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -172,16 +171,31 @@ class JsonTyped(BaseModel):
     """A model whose fields take the JSON type their schema names (`_json_types`): every request body's,
     nested shapes too."""
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _json_types(cls, value: Any, info: ValidationInfo) -> Any:
+    def _json_types(cls, data: Any) -> Any:
         """A field takes the JSON type its schema names: a boolean `true`/`false`, a number, a date as ISO
         8601 text (not `0`, `"5"` or a number of seconds, which pydantic's lax mode reads)."""
-        field = cls.model_fields.get(info.field_name or "")
-        kind = json_kind(field.annotation) if field is not None else None
-        if kind is None or value is None:
-            return value
-        return _as_json_says(value, kind)
+        if isinstance(data, dict):
+            for key, kind in _json_kinds(cls).items():
+                value = data.get(key)
+                if value is not None:
+                    try:
+                        _as_json_says(value, kind)
+                    except ValueError as exc:
+                        raise ValueError(f"{key} {exc}") from None
+        return data
+
+
+@functools.cache
+def _json_kinds(model: type[BaseModel]) -> dict[str, type]:
+    """The JSON scalar type of each field of `model` that has one, by the name a body gives it."""
+    kinds = {}
+    for name, field in model.model_fields.items():
+        kind = json_kind(field.annotation)
+        if kind is not None:
+            kinds[field.alias or name] = kind
+    return kinds
 
 
 class RequestModel(JsonTyped):
