@@ -200,6 +200,48 @@ async def test_error_answers_have_the_declared_bodies(
     body.model_validate(resp.json())
 
 
+@pytest.mark.parametrize(
+    ("method", "url", "body", "where"),
+    [
+        ("GET", f"{API}/appointments?start_date=0", None, ["query", "start_date"]),
+        ("GET", f"{API}/time-slots?end_date=20260101", None, ["query", "end_date"]),
+        ("GET", f"{API}/audit?until=0.5", None, ["query", "until"]),
+        (
+            "GET",
+            f"{API}/appointments/conflicts?practitioner_id={uuid.uuid4()}&start_time=1&end_time=2",
+            None,
+            None,
+        ),
+        ("POST", f"{API}/patients/search", {"created_from": 0}, ["body"]),
+        ("POST", f"{API}/locations", {"name": "Main", "is_active": 0}, ["body"]),
+        ("POST", f"{API}/journeys", {"name": "J", "stages": [{"name": "S", "order_index": "1"}]}, None),
+    ],
+    ids=[
+        "date-as-number",
+        "date-without-dashes",
+        "date-time-as-number",
+        "date-times-as-numbers",
+        "body-date-time-as-number",
+        "boolean-as-number",
+        "integer-as-text",
+    ],
+)
+async def test_what_a_format_or_type_refuses_the_api_refuses_with_422(
+    client: httpx.AsyncClient,
+    headers_for: Any,
+    tenant_id: uuid.UUID,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+    where: list[str] | None,
+) -> None:
+    resp = await client.request(method, url, json=body, headers=headers_for(tenant_id, "admin"))
+    assert resp.status_code == 422, resp.text
+    problems = UnprocessableDetail.model_validate(resp.json()).detail
+    if where is not None:
+        assert [p.loc[: len(where)] for p in problems] == [where], problems
+
+
 def test_internal_error_body_is_declared_as_sent() -> None:
     InternalErrorDetail.model_validate_json(internal_error_response("req-1").body)
 
