@@ -142,6 +142,24 @@ def _request_models(app: FastAPI) -> dict[str, type[BaseModel]]:
     return found
 
 
+def _tags_required(schema: dict[str, Any]) -> None:
+    """A tagged union's tag is required in each of its variants (`{"type": "manual"}`, `{"policy":
+    "never"}`): pydantic picks the variant by it, though the variant's model gives it a default."""
+    components = schema.get("components", {}).get("schemas", {})
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            pending.extend(node)
+        elif isinstance(node, dict):
+            tag = node.get("discriminator", {}).get("propertyName")
+            for ref in node.get("discriminator", {}).get("mapping", {}).values() if tag else ():
+                variant = components.get(ref.rsplit("/", 1)[-1], {})
+                if tag in variant.get("properties", {}) and tag not in variant.setdefault("required", []):
+                    variant["required"].append(tag)
+            pending.extend(node.values())
+
+
 def state_content_rules(app: FastAPI) -> None:
     """Make `app.openapi()` name, with `x-rules`, every validator its request models and query parameters
     run beyond what their JSON Schema states."""
@@ -152,6 +170,7 @@ def state_content_rules(app: FastAPI) -> None:
             return app.openapi_schema
         schema = build()
         schema["info"][RULES] = EVERY_REQUEST
+        _tags_required(schema)
         models = _request_models(app)
         for component in schema.get("components", {}).get("schemas", {}).values():
             model = models.get(component.get("title", ""))
