@@ -5,8 +5,10 @@ further: a phone number valid in its region, a language tag in IANA's registry, 
 `start_time`, a date between 1900 and 2199. Pydantic runs them as validators; here each one that a request
 model or query parameter runs is named in the schema next to what it checks: `x-rules` on the property or
 parameter (a field's rules) or on the object (rules across its fields), each rule the first line of the
-validator's docstring. A schema-valid request refused with a 422 was refused by one of these rules (tests/
-test_fuzz.py holds the API to it).
+validator's docstring; an operation's rules across its parameters or against what is stored (`rules()`) on
+the operation; what every request must keep (no NUL) on the document's `info`. A tagged union's tag is made
+required in each variant, as pydantic needs it. A schema-valid request refused with a 422 was refused by one
+of these rules: tests/test_fuzz.py holds the API to it.
 """
 
 from __future__ import annotations
