@@ -175,16 +175,29 @@ class JsonTyped(BaseModel):
     @classmethod
     def _json_types(cls, data: Any) -> Any:
         """A field takes the JSON type its schema names: a boolean `true`/`false`, a number, a date as ISO
-        8601 text (not `0`, `"5"` or a number of seconds, which pydantic's lax mode reads)."""
-        if isinstance(data, dict):
-            for key, kind in _json_kinds(cls).items():
-                value = data.get(key)
-                if value is not None:
-                    try:
-                        _as_json_says(value, kind)
-                    except ValueError as exc:
-                        raise ValueError(f"{key} {exc}") from None
-        return data
+        8601 text (not `0`, `"5"` or a number of seconds, which pydantic's lax mode reads). A value of
+        another type is swapped for one no type takes, so pydantic refuses it at the field, in its words."""
+        if not isinstance(data, dict):
+            return data
+        checked = data
+        for key, kind in _json_kinds(cls).items():
+            value = data.get(key)
+            if value is not None:
+                try:
+                    _as_json_says(value, kind)
+                except ValueError:
+                    checked = {**checked, key: _NOT_OF_ITS_TYPE}
+        return checked
+
+
+class _NotOfItsType:
+    """What replaces a value of the wrong JSON type: nothing validates it (and it tells nothing of it)."""
+
+    def __repr__(self) -> str:
+        return "<a value of another JSON type>"
+
+
+_NOT_OF_ITS_TYPE = _NotOfItsType()
 
 
 @functools.cache

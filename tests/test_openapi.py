@@ -212,9 +212,14 @@ async def test_error_answers_have_the_declared_bodies(
             None,
             None,
         ),
-        ("POST", f"{API}/patients/search", {"created_from": 0}, ["body"]),
-        ("POST", f"{API}/locations", {"name": "Main", "is_active": 0}, ["body"]),
-        ("POST", f"{API}/journeys", {"name": "J", "stages": [{"name": "S", "order_index": "1"}]}, None),
+        ("POST", f"{API}/patients/search", {"created_from": 0}, ["body", "created_from"]),
+        ("POST", f"{API}/locations", {"name": "Main", "is_active": 0}, ["body", "is_active"]),
+        (
+            "POST",
+            f"{API}/journeys",
+            {"name": "J", "stages": [{"name": "S", "order_index": "1"}]},
+            ["body", "stages", 0, "order_index"],
+        ),
     ],
     ids=[
         "date-as-number",
