@@ -50,7 +50,9 @@ from domain.tenants.service import create_tenant
 from workflows.registry import ALL_WORKFLOWS
 
 # Examples per operation in the fuzzing phase (the coverage phase adds its own boundary cases): enough to
-# keep the run near 2 minutes here; `PRM_FUZZ_EXAMPLES=200` digs deeper.
+# keep the run near 4 minutes on a shared 2-core machine (positive and negative cases, the coverage phase
+# taking most of it, on a reachable Temporal with a worker);
+# `PRM_FUZZ_EXAMPLES=200` digs deeper.
 MAX_EXAMPLES = int(os.environ.get("PRM_FUZZ_EXAMPLES", "15"))
 BASE_URL = "http://testserver"
 # `/analytics/realtime` is an endless event stream when asked for `text/event-stream` (to schemathesis, which
