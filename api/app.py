@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
 from api.audit import AuditMiddleware
+from api.content_rules import state_content_rules
+from api.deprecation import DeprecatedPrefixMiddleware
 from api.docs import serve_docs_offline
 from api.errors import install_error_handlers
 from api.input_guard import InputGuardMiddleware
 from api.middleware import RequestIdMiddleware
 from api.observability import install_observability
-from api.openapi import TAGS, operation_id
+from api.openapi import TAGS, legacy_operation_id, operation_id
 from api.ratelimit import RateLimits
 from api.routers import (
     analytics,
@@ -63,6 +66,10 @@ from domain.tenants.active import ActiveTenants
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/prm"
+# `/instances` served journey instances before `/journeys/instances` did; it answers on for older clients.
+LEGACY_INSTANCES = f"{API_PREFIX}/instances"
+JOURNEY_INSTANCES = f"{API_PREFIX}/journeys/instances"
+LEGACY_INSTANCES_DEPRECATED = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def create_app(
@@ -114,6 +121,7 @@ def create_app(
         openapi_tags=TAGS,
         generate_unique_id_function=operation_id,
     )
+    state_content_rules(app)  # the validators' rules beyond JSON Schema, as `x-rules`
     serve_docs_offline(app)  # /docs and /redoc from assets the app ships: they work without internet
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
@@ -126,6 +134,12 @@ def create_app(
     install_error_handlers(app)
     app.add_exception_handler(hl7.MessageRefused, hl7.render_refusal)
     app.state.error_renderers = {fhir.FHIR_BASE: fhir.render_error}
+    app.add_middleware(
+        DeprecatedPrefixMiddleware,
+        prefix=LEGACY_INSTANCES,
+        successor=JOURNEY_INSTANCES,
+        since=LEGACY_INSTANCES_DEPRECATED,
+    )
     app.add_middleware(AuditMiddleware)  # innermost: it sees the route, the caller and the answer
     app.add_middleware(InputGuardMiddleware, max_body_bytes=settings.max_body_bytes, router=app.router)
     app.add_middleware(
@@ -147,10 +161,13 @@ def create_app(
     app.include_router(time_slots.router, prefix=API_PREFIX)
     app.include_router(waitlist.router, prefix=API_PREFIX)
     # Instances first: `/journeys/instances/...` must not be read as `/journeys/{journey_id}`.
-    app.include_router(journey_instances.router, prefix=f"{API_PREFIX}/journeys/instances")
-    # The legacy alias keeps serving older clients, but generated clients see each operation once.
+    app.include_router(journey_instances.router, prefix=JOURNEY_INSTANCES)
+    # The legacy alias keeps serving older clients, deprecated in the schema and in each answer's headers.
     app.include_router(
-        journey_instances.router, prefix=f"{API_PREFIX}/instances", deprecated=True, include_in_schema=False
+        journey_instances.router,
+        prefix=LEGACY_INSTANCES,
+        deprecated=True,
+        generate_unique_id_function=legacy_operation_id,
     )
     app.include_router(journeys.router, prefix=API_PREFIX)
     app.include_router(journey_triggers.router, prefix=API_PREFIX)

@@ -16,7 +16,7 @@ from api.audit import record_write, watch_writes
 from api.ratelimit import RateLimits, enforce
 from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
-from core.errors import BadRequest, Forbidden, Unauthorized
+from core.errors import Forbidden, Unauthorized
 from core.gateway import WorkflowGateway, bind_gateway
 from core.settings import Settings
 from core.temporal import gateway_for_state
@@ -172,9 +172,11 @@ CanAdminister = require(Permission.ADMIN)
 
 
 def ensure_own_tenant(principal: Principal, tenant_id: uuid.UUID | None) -> None:
-    """A `tenant_id` in a body or query must be the caller's own, or omitted."""
+    """A `tenant_id` in a body or query must be the caller's own, or omitted: another tenant's is 403, as
+    for any request the caller's token does not allow (the OpenAPI cannot say which id is the caller's, so
+    a request naming another is well formed, and refused for who sends it)."""
     if tenant_id is not None and tenant_id != principal.tenant_id:
-        raise BadRequest("tenant_id must be your own tenant's id, or omitted.")
+        raise Forbidden("tenant_id must be your own tenant's id, or omitted.")
 
 
 IdempotencyKey = Annotated[

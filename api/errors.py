@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import psycopg
@@ -14,6 +14,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from core.database import violated_constraint
 from core.errors import DomainError, ServiceUnavailable, Unprocessable
@@ -138,6 +140,23 @@ def _renderer_for(request: Request) -> ErrorRenderer | None:
     return renderer_for(request.app, request.url.path)
 
 
+# The order `Allow` lists methods in (RFC 9110 sets none; a fixed one keeps answers comparable).
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: Any, scope: MutableMapping[str, Any]) -> list[str]:
+    """Every method some route of `app` takes on the request's path, in `METHOD_ORDER`. (Starlette's own
+    405 names only the methods of the first route matching the path, when a path's methods are spread over
+    several routes: `GET /patients` and `POST /patients` are two.)"""
+    path: dict[str, Any] = {key: scope[key] for key in ("type", "path", "root_path") if key in scope}
+
+    def routed(method: str) -> bool:
+        request = {**path, "method": method}
+        return any(route.matches(request)[0] == Match.FULL for route in app.router.routes)
+
+    return [method for method in METHOD_ORDER if method not in {"HEAD", "OPTIONS"} and routed(method)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers for domain errors, validation errors, constraint violations and an unreachable
     database (503). Unexpected exceptions are answered by `api.middleware.RequestIdMiddleware`."""
@@ -157,6 +176,15 @@ def install_error_handlers(app: FastAPI) -> None:
             body = {"detail": exc.detail, **jsonable_encoder(exc.extra)}
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
         return JSONResponse(status_code=exc.status_code, content=body, headers={**headers, **exc.headers})
+
+    @app.exception_handler(405)
+    async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        allow = {"Allow": ", ".join(allowed_methods(request.app, request.scope))}
+        detail = exc.detail if isinstance(exc, HTTPException) else "Method Not Allowed"
+        render = _renderer_for(request)
+        if render is not None:
+            return render(405, detail, allow)
+        return JSONResponse(status_code=405, content={"detail": detail}, headers=allow)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

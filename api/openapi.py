@@ -135,6 +135,11 @@ def operation_id(route: Any) -> str:
     return f"{resource}.{action or route.name}"
 
 
+def legacy_operation_id(route: Any) -> str:
+    """A deprecated alias's operation: its successor's id with `_legacy` (`journey_instances.get_legacy`)."""
+    return f"{operation_id(route)}_legacy"
+
+
 # ---- error responses --------------------------------------------------------------------------------
 
 _RETRY_AFTER = {
@@ -144,7 +149,6 @@ _RETRY_AFTER = {
     }
 }
 _DEFAULTS: dict[int, dict[str, Any]] = {
-    400: {"model": ErrorDetail, "description": "`tenant_id` is not your own tenant's id"},
     401: {
         "model": ErrorDetail,
         "description": "No valid bearer token, or its tenant is unknown or inactive",
@@ -183,9 +187,12 @@ _DEFAULTS: dict[int, dict[str, Any]] = {
 }
 
 
+# A `tenant_id` (query or body) names the tenant the caller means; the token's is the only one it may name.
+FOREIGN_TENANT = "Your role does not allow this, or `tenant_id` is not your own tenant's id"
+
+
 def errors(
     *statuses: int,
-    bad_request: str | None = None,
     forbidden: str | None = None,
     not_found: str | None = None,
     conflict: str | None = None,
@@ -195,7 +202,6 @@ def errors(
     """The `responses` declaring these error statuses with their bodies: `statuses` with the usual
     description, or a status named by keyword with what it means for this operation."""
     described = {
-        400: bad_request,
         403: forbidden,
         404: not_found,
         409: conflict,

@@ -86,6 +86,7 @@ def words(text: str) -> list[str]:
 
 
 def _checked(value: str) -> str:
+    """A language tag in IANA's registry, with a 2-3 letter language (`en`, `es-MX`); normalised."""
     return normalise(value)
 
 

@@ -1,12 +1,17 @@
-"""Schemathesis over every operation of the OpenAPI schema, in the app's own process: whatever it sends, the
-API answers no 5xx, only statuses and content types the schema declares for the operation, and bodies that
-match their declared schema; without a token every operation but the public and the signed ones is 401."""
+"""Schemathesis over every operation of the OpenAPI schema, in the app's own process, on a reachable Temporal
+with a worker: whatever it sends, the API answers no 5xx, only statuses and content types the schema
+declares for the operation, and bodies that match their declared schema; it accepts what the schema allows
+(or refuses it by a rule the schema names, `x-rules`) and refuses what the schema does not allow; a 405's
+`Allow` lists the path's methods. Without a token every operation but the public and the signed ones is
+401."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,24 +23,36 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import CheckContext
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.python.asgi import ASGIClient, get_client, shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
     unsupported_method,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities import ActivityDeps, build_activities
 from api.app import create_app
+from api.content_rules import RULES
 from core.auth import Role, issue_dev_token
-from core.database import mark_system
+from core.database import make_engine, make_sessionmaker, mark_system
 from core.settings import Settings
+from core.temporal import connect_temporal
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
+from workflows.registry import ALL_WORKFLOWS
 
 # Examples per operation in the fuzzing phase (the coverage phase adds its own boundary cases): enough to
-# keep the run near 2 minutes here; `PRM_FUZZ_EXAMPLES=200` digs deeper.
+# keep the run near 4 minutes on a shared 2-core machine (positive and negative cases, the coverage phase
+# taking most of it, on a reachable Temporal with a worker);
+# `PRM_FUZZ_EXAMPLES=200` digs deeper.
 MAX_EXAMPLES = int(os.environ.get("PRM_FUZZ_EXAMPLES", "15"))
 BASE_URL = "http://testserver"
 # `/analytics/realtime` is an endless event stream when asked for `text/event-stream` (to schemathesis, which
@@ -48,40 +65,144 @@ SPEC = create_app(Settings(env="test")).openapi()  # building the schema needs n
 # loader, `schemathesis.pytest.from_fixture`, reaches into pytest internals that pytest 9.2 renamed.)
 schema = schemathesis.openapi.from_dict(SPEC)
 
-# The suite's Temporal address is a closed port, so whatever needs Temporal answers this documented 503.
-TEMPORAL_DOWN = "Temporal is unreachable"
-READY_BUT = {"database": "ok", "temporal": "down"}
+
+def _resolved(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return SPEC["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+
+def _branches(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema and each alternative it allows (`anyOf`, `oneOf`, `allOf`), resolved."""
+    schema = _resolved(schema)
+    found = [schema]
+    for keyword in ("anyOf", "oneOf", "allOf"):
+        for branch in schema.get(keyword, []):
+            found.extend(_branches(branch))
+    return found
+
+
+def _stated_along(schema: dict[str, Any], path: list[Any]) -> bool:
+    """Whether a schema on the way to `path` (a 422's `loc` inside a body) names its rules (`x-rules`):
+    the field's own, or those of an object around it (rules across its fields). A step that is no
+    property (the tag of a tagged union, a validator's name) stays where it is."""
+    nodes = _branches(schema)
+    for step in path:
+        if any(RULES in node for node in nodes):
+            return True
+        if isinstance(step, int):
+            nexts = [node["items"] for node in nodes if isinstance(node.get("items"), dict)]
+        else:
+            nexts = [node["properties"][step] for node in nodes if step in node.get("properties", {})]
+            nexts += [
+                node["additionalProperties"]
+                for node in nodes
+                if isinstance(node.get("additionalProperties"), dict)
+                and step not in node.get("properties", {})
+            ]
+        if nexts:
+            nodes = [branch for nxt in nexts for branch in _branches(nxt)]
+    return any(RULES in node for node in nodes)
+
+
+def _refused_by_stated_rules(case: Any, response: Any) -> bool:
+    """Whether a 422 names only problems with rules the schema states in `x-rules` (`api.content_rules`):
+    on the operation, on a query parameter, or along the problem's place in the body."""
+    operation = SPEC["paths"][case.operation.path][case.method.lower()]
+    if RULES in operation:
+        return True
+    if "\\u0000" in json.dumps([case.body, case.query, case.path_parameters], default=str):
+        return bool(SPEC["info"].get(RULES))  # the rule of every request (`api.input_guard`)
+    try:
+        problems = json.loads(response.content)["detail"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    if not isinstance(problems, list) or not problems:
+        return False
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    parameters = {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "query"}
+    for problem in problems:
+        if problem.get("type") == "none_required":
+            continue  # a union's `null` branch refusing the value another branch refused for its reason
+        where, *path = problem.get("loc") or [None]
+        if where == "body" and body and _stated_along(body, path):
+            continue
+        if where == "query" and path and RULES in parameters.get(str(path[0]), {}):
+            continue
+        return False
+    return True
 
 
 @schemathesis.check
-def no_server_error(ctx: CheckContext, response: Any, case: Any) -> bool | None:
-    """`not_a_server_error`, but for the 503 of the Temporal this test runs without (on purpose: its
-    `temporal_address` is a closed port), whether an operation needs it or `/ready` probes it."""
-    if response.status_code == 503:
-        body = json.loads(response.content or b"null")
-        if isinstance(body, dict) and (
-            TEMPORAL_DOWN in str(body.get("detail")) or body.get("checks") == READY_BUT
-        ):
-            return None
-    return not_a_server_error(ctx, response, case)
+def schema_valid_data_accepted(ctx: CheckContext, response: Any, case: Any) -> bool | None:
+    """`positive_data_acceptance`, where a 422 is also an answer to a request the schema allows if its
+    every problem breaks a rule the schema names beyond JSON Schema (`x-rules`: a phone number valid in its
+    region, `end_time` after `start_time`)."""
+    if response.status_code == 422 and _refused_by_stated_rules(case, response):
+        return None
+    return positive_data_acceptance(ctx, response, case)
 
 
 CHECKS = [
-    no_server_error,
+    not_a_server_error,  # Temporal is reachable (with a worker): no 503 is expected either
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
     unsupported_method,  # a method the path does not take is 405 (with `Allow`), not the route beside it
+    allow_header_conformance,  # an OPTIONS is 405 with every method of the path in `Allow`
+    schema_valid_data_accepted,
+    negative_data_rejection,
 ]
 
 
 @pytest.fixture(scope="module")
-def api(settings: Settings, database_url: str) -> Iterator[ASGIClient]:
-    """The app under test, reached in-process through schemathesis's ASGI client. That client runs the app
-    (and its lifespan: the engine, the pool) on an event loop of its own, in a thread, so the suite's `app`,
-    whose connections belong to the suite's loop, cannot be shared. Rate limits stay off (the suite's
-    settings)."""
-    with get_client(create_app(settings, database_url=database_url)) as client:
+def fuzzed_settings(settings: Settings, dev_env: WorkflowEnvironment) -> Settings:
+    """The suite's settings on the run's Temporal dev server, with a task queue of this module's own."""
+    address = dev_env.client.service_client.config.target_host
+    return settings.model_copy(
+        update={"temporal_address": address, "temporal_task_queue": f"fuzz-{uuid.uuid4().hex[:8]}"}
+    )
+
+
+@pytest.fixture(scope="module")
+def worker(fuzzed_settings: Settings, database_url: str) -> Iterator[None]:
+    """A worker with every workflow and activity on the fuzzed app's task queue, so what waits on a
+    workflow's answer (advancing a journey instance) gets one. It runs on an event loop of its own, in a
+    thread: the fuzzing test is synchronous and leaves the suite's loop idle."""
+    loop = asyncio.new_event_loop()
+    ready, stop = threading.Event(), asyncio.Event()
+
+    async def run() -> None:
+        engine = make_engine(database_url, fuzzed_settings)
+        deps = ActivityDeps(settings=fuzzed_settings, sessionmaker=make_sessionmaker(engine))
+        client = await connect_temporal(fuzzed_settings)
+        try:
+            async with Worker(
+                client,
+                task_queue=fuzzed_settings.temporal_task_queue,
+                workflows=ALL_WORKFLOWS,
+                activities=build_activities(deps),
+            ):
+                ready.set()
+                await stop.wait()
+        finally:
+            await engine.dispose()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), name="fuzz-worker")
+    thread.start()
+    assert ready.wait(30), "the worker did not start"
+    yield
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(30)
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def api(fuzzed_settings: Settings, database_url: str, worker: None) -> Iterator[ASGIClient]:
+    """The app under test, reached in-process through schemathesis's ASGI client, on a reachable Temporal
+    with a worker. That client runs the app (and its lifespan: the engine, the pool) on an event loop of
+    its own, in a thread, so the suite's `app`, whose connections belong to the suite's loop, cannot be
+    shared. Rate limits stay off (the suite's settings)."""
+    with get_client(create_app(fuzzed_settings, database_url=database_url)) as client:
         yield client
     shutdown_lifespans()  # close the pool before the run drops its database
 
@@ -207,30 +328,28 @@ def _with_real_ids(values: Any) -> Any:
     return replaced
 
 
-@schema.hook("map_path_parameters")
-def _real_path_ids(_context: Any, path_parameters: dict[str, Any]) -> dict[str, Any]:
-    return _with_real_ids(path_parameters)
-
-
-@schema.hook("map_query")
-def _real_query_ids(_context: Any, query: dict[str, Any]) -> dict[str, Any]:
-    return _with_real_ids(query)
-
-
-@schema.hook("map_body")
-def _real_body_ids(_context: Any, body: Any) -> Any:
-    return _with_real_ids(body)
-
-
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @pytest.mark.usefixtures("records")
 def test_every_operation_answers_within_its_schema(
     case: Any, api: ASGIClient, admin_headers: dict[str, str]
 ) -> None:
-    case.call_and_validate(
-        session=api, base_url=BASE_URL, headers=admin_headers, checks=CHECKS, timeout=READ_TIMEOUT_SECONDS
-    )
+    # What the case made invalid on purpose (a negative case) reaches the API as made: no real id replaces
+    # a malformed one, and a mangled `Authorization` stays (a 401 is its refusal).
+    negated = {
+        where for where, part in (case.meta.components if case.meta else {}).items() if part.mode.is_negative
+    }
+    if ParameterLocation.PATH not in negated:
+        case.path_parameters = _with_real_ids(case.path_parameters)
+    if ParameterLocation.QUERY not in negated:
+        case.query = _with_real_ids(case.query)
+    if ParameterLocation.BODY not in negated:
+        case.body = _with_real_ids(case.body)
+    headers = dict(case.headers or {})
+    if ParameterLocation.HEADER not in negated or "Authorization" not in headers:
+        headers.update(admin_headers)
+    case.headers = headers
+    case.call_and_validate(session=api, base_url=BASE_URL, checks=CHECKS, timeout=READ_TIMEOUT_SECONDS)
 
 
 # ---- without a token -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The OpenAPI schema: readable operation ids, one tag per resource, every error declared with its body, the
-stream documented as a stream, the legacy alias hidden; and a client generated from it that works."""
+stream documented as a stream, TwiML as XML, the legacy alias deprecated (and saying so in its answers), the
+rules beyond JSON Schema named (`x-rules`); and a client generated from it that works."""
 
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ def test_operations_reading_a_path_id_declare_404(spec: dict[str, Any]) -> None:
             assert json_schema(op["responses"].get("404", {})), (method, path)
 
 
-def test_operations_taking_the_callers_tenant_id_declare_400(spec: dict[str, Any]) -> None:
+def test_operations_taking_the_callers_tenant_id_declare_403_for_another_tenants(
+    spec: dict[str, Any],
+) -> None:
     schemas = spec["components"]["schemas"]
     for path, method, op in operations(spec):
         if "security" not in op:
@@ -92,7 +95,8 @@ def test_operations_taking_the_callers_tenant_id_declare_400(spec: dict[str, Any
         body_ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
         body = schemas.get(body_ref.get("$ref", "").rsplit("/", 1)[-1], {})
         if in_query or "tenant_id" in body.get("properties", {}):
-            assert json_schema(op["responses"].get("400", {})), (method, path)
+            forbidden = op["responses"].get("403", {})
+            assert json_schema(forbidden) and "tenant_id" in forbidden["description"], (method, path)
 
 
 def test_every_declared_error_names_its_body(spec: dict[str, Any]) -> None:
@@ -100,6 +104,8 @@ def test_every_declared_error_names_its_body(spec: dict[str, Any]) -> None:
     bodies |= {"422": "UnprocessableDetail", "500": "InternalErrorDetail"}
     for path, method, op in operations(spec):
         for status, response in op["responses"].items():
+            if status == "409" and json_schema(response) == {"$ref": "#/components/schemas/AppointmentClash"}:
+                continue  # an ErrorDetail with the clashing appointments (test below)
             if status in bodies:
                 assert json_schema(response) == {"$ref": f"#/components/schemas/{bodies[status]}"}, (
                     method,
@@ -115,14 +121,60 @@ def test_realtime_stream_is_documented_as_an_event_stream(spec: dict[str, Any]) 
     assert "RealtimeSnapshot" in spec["components"]["schemas"]
 
 
-def test_legacy_instances_alias_is_left_out_of_the_schema(spec: dict[str, Any]) -> None:
-    assert not [p for p in spec["paths"] if p.startswith(f"{API}/instances")]
-    assert f"{API}/journeys/instances/{{instance_id}}/advance" in spec["paths"]
+def test_legacy_instances_alias_is_deprecated_in_the_schema(spec: dict[str, Any]) -> None:
+    legacy = [(path, op) for path, _, op in operations(spec) if path.startswith(f"{API}/instances")]
+    current = [path for path in spec["paths"] if path.startswith(f"{API}/journeys/instances")]
+    assert len({path for path, _ in legacy}) == len(current) == 5
+    assert all(op["deprecated"] is True and op["operationId"].endswith("_legacy") for _, op in legacy)
+    assert not [op for path, _, op in operations(spec) if path in current and op.get("deprecated")]
 
 
-async def test_legacy_instances_alias_still_answers(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_legacy_instances_alias_answers_with_deprecation_and_its_successor(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     resp = await client.get(f"{API}/instances", headers=auth)
     assert resp.status_code == 200 and resp.json()["items"] == []
+    assert resp.headers["Deprecation"] == "@1796083200"  # 2026-12-01T00:00:00Z, an RFC 9745 date
+    assert resp.headers["Link"] == f'<{API}/journeys/instances>; rel="successor-version"'
+    missing = await client.get(f"{API}/instances/{uuid.uuid4()}", headers=auth)
+    assert missing.status_code == 404 and "Deprecation" in missing.headers  # every answer, errors too
+    assert missing.headers["Link"].startswith(f"<{API}/journeys/instances/")
+    current = await client.get(f"{API}/journeys/instances", headers=auth)
+    assert "Deprecation" not in current.headers and "Link" not in current.headers
+
+
+def test_booking_clash_declares_the_conflicting_appointments(spec: dict[str, Any]) -> None:
+    for path, method in [
+        (f"{API}/appointments", "post"),
+        (f"{API}/appointments/{{appointment_id}}", "patch"),
+    ]:
+        clash = spec["paths"][path][method]["responses"]["409"]
+        assert json_schema(clash) == {"$ref": "#/components/schemas/AppointmentClash"}, (method, path)
+    body = spec["components"]["schemas"]["AppointmentClash"]
+    assert body["required"] == ["detail"]
+    items = body["properties"]["conflicting_appointments"]["items"]
+    assert items == {"$ref": "#/components/schemas/ConflictingAppointment"}
+    assert {"appointment_id", "start_time", "end_time"} <= set(
+        spec["components"]["schemas"]["ConflictingAppointment"]["properties"]
+    )
+
+
+def test_twilio_inbound_webhook_answers_twiml_documented_as_xml(spec: dict[str, Any]) -> None:
+    ok = spec["paths"][f"{API}/webhooks/twilio/messages"]["post"]["responses"]["200"]
+    assert list(ok["content"]) == ["text/xml"]  # TwiML as Twilio documents it (XML)
+    assert ok["content"]["text/xml"]["schema"] == {"type": "string"}
+
+
+def test_rules_beyond_json_schema_are_named_where_they_apply(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    patient = schemas["PatientCreate"]["properties"]
+    assert any("phone number" in rule for rule in patient["phone_primary"]["x-rules"])
+    assert any("language tag" in rule for rule in patient["preferred_language"]["x-rules"])
+    assert any("1900-01-01" in rule for rule in patient["date_of_birth"]["x-rules"])
+    assert "x-rules" not in patient["first_name"]  # its JSON Schema says it all (a length)
+    assert schemas["TimeSlotCreate"]["x-rules"]  # end after start: a rule across its fields
+    until = next(p for p in spec["paths"][f"{API}/audit"]["get"]["parameters"] if p["name"] == "until")
+    assert until["schema"]["anyOf"][0] == {"type": "string", "format": "date-time"} and until["x-rules"]
 
 
 @pytest.mark.parametrize(
@@ -132,9 +184,9 @@ async def test_legacy_instances_alias_still_answers(client: httpx.AsyncClient, a
         ({"method": "GET", "url": f"{API}/patients/{uuid.uuid4()}"}, 404, ErrorDetail),
         ({"method": "GET", "url": f"{API}/patients?page_size=1000"}, 422, UnprocessableDetail),
         ({"method": "GET", "url": f"{API}/analytics/dashboard?time_period=CUSTOM"}, 422, UnprocessableDetail),
-        ({"method": "GET", "url": f"{API}/patients?tenant_id={uuid.uuid4()}"}, 400, ErrorDetail),
+        ({"method": "GET", "url": f"{API}/patients?tenant_id={uuid.uuid4()}"}, 403, ErrorDetail),
     ],
-    ids=["401", "404", "422-validation", "422-domain", "400"],
+    ids=["401", "404", "422-validation", "422-domain", "403-foreign-tenant"],
 )
 async def test_error_answers_have_the_declared_bodies(
     client: httpx.AsyncClient,
@@ -146,6 +198,53 @@ async def test_error_answers_have_the_declared_bodies(
     resp = await client.request(**{"headers": auth, **request_args})
     assert resp.status_code == status, resp.text
     body.model_validate(resp.json())
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "where"),
+    [
+        ("GET", f"{API}/appointments?start_date=0", None, ["query", "start_date"]),
+        ("GET", f"{API}/time-slots?end_date=20260101", None, ["query", "end_date"]),
+        ("GET", f"{API}/audit?until=0.5", None, ["query", "until"]),
+        (
+            "GET",
+            f"{API}/appointments/conflicts?practitioner_id={uuid.uuid4()}&start_time=1&end_time=2",
+            None,
+            None,
+        ),
+        ("POST", f"{API}/patients/search", {"created_from": 0}, ["body", "created_from"]),
+        ("POST", f"{API}/locations", {"name": "Main", "is_active": 0}, ["body", "is_active"]),
+        (
+            "POST",
+            f"{API}/journeys",
+            {"name": "J", "stages": [{"name": "S", "order_index": "1"}]},
+            ["body", "stages", 0, "order_index"],
+        ),
+    ],
+    ids=[
+        "date-as-number",
+        "date-without-dashes",
+        "date-time-as-number",
+        "date-times-as-numbers",
+        "body-date-time-as-number",
+        "boolean-as-number",
+        "integer-as-text",
+    ],
+)
+async def test_what_a_format_or_type_refuses_the_api_refuses_with_422(
+    client: httpx.AsyncClient,
+    headers_for: Any,
+    tenant_id: uuid.UUID,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+    where: list[str] | None,
+) -> None:
+    resp = await client.request(method, url, json=body, headers=headers_for(tenant_id, "admin"))
+    assert resp.status_code == 422, resp.text
+    problems = UnprocessableDetail.model_validate(resp.json()).detail
+    if where is not None:
+        assert [p.loc[: len(where)] for p in problems] == [where], problems
 
 
 def test_internal_error_body_is_declared_as_sent() -> None:

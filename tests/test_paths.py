@@ -1,8 +1,10 @@
 """Record ids in paths (`api.paths`): a method that a resource's fixed sub-path does not take is 405, not a
-422 from the record route beside it; a malformed id on a record route is still 422."""
+422 from the record route beside it; a malformed id on a record route is still 422. A 405's `Allow` lists
+every method of the path (`api.errors.allowed_methods`), whichever route the path matched first."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -35,9 +37,9 @@ def test_every_fixed_segment_beside_a_record_id_is_reserved() -> None:
     [
         ("DELETE", "/appointments/stats", "GET"),
         ("PATCH", "/appointments/today", "GET"),
-        ("DELETE", "/patients/search", "GET"),
-        ("PATCH", "/journeys/instances", "GET"),
-        ("DELETE", "/communications/templates", "GET"),
+        ("DELETE", "/patients/search", "GET, POST"),
+        ("PATCH", "/journeys/instances", "GET, POST"),
+        ("DELETE", "/communications/templates", "GET, POST"),
         ("DELETE", "/journeys/instances/stats", "GET"),
     ],
 )
@@ -46,7 +48,6 @@ async def test_a_method_a_fixed_path_does_not_take_is_405(
 ) -> None:
     resp = await client.request(method, f"{API}{path}", headers=auth)
     assert resp.status_code == 405, resp.text
-    # Starlette's `Allow` names the methods of the first route that matched the path (GET before POST).
     assert resp.json() == {"detail": "Method Not Allowed"} and resp.headers["Allow"] == allowed
 
 
@@ -59,3 +60,26 @@ async def test_a_malformed_record_id_is_still_422_naming_the_parameter(
     assert (await client.get(f"{API}/appointments/stats", headers=auth)).status_code == 200
     missing = await client.get(f"{API}/appointments/{uuid.uuid4()}", headers=auth)
     assert missing.status_code == 404
+
+
+SPEC: dict[str, Any] = create_app(Settings(env="test")).openapi()
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _filled(path: str) -> str:
+    """The path with each parameter filled with a value its route takes (an id, a template id, an MRN)."""
+    return re.sub(r"\{[^}]+\}", lambda _: str(uuid.uuid4()), path)
+
+
+@pytest.mark.parametrize("path", sorted(SPEC["paths"]))
+async def test_a_405_allows_exactly_the_methods_the_schema_declares_for_the_path(
+    client: httpx.AsyncClient, auth: dict[str, str], path: str
+) -> None:
+    declared = [m.upper() for m in SPEC["paths"][path]]
+    refused = [m for m in [*METHODS, "OPTIONS"] if m not in declared]
+    allowed = [m for m in METHODS if m in declared]
+    for method in refused:
+        resp = await client.request(method, _filled(path), headers=auth)
+        assert resp.status_code == 405, (method, path, resp.status_code, resp.text)
+        assert resp.headers["Allow"] == ", ".join(allowed), (method, path)
+        assert resp.json().get("detail") or resp.json().get("resourceType") == "OperationOutcome"

@@ -147,9 +147,9 @@ async def test_invalid_input_is_not_echoed_back(client: httpx.AsyncClient, auth:
     assert "secret-value-xyz" not in resp.text
 
 
-async def test_create_with_another_tenants_id_is_400(client: httpx.AsyncClient, auth: dict) -> None:
+async def test_create_with_another_tenants_id_is_403(client: httpx.AsyncClient, auth: dict) -> None:
     resp = await client.post(BASE, json=practitioner_body(tenant_id=str(uuid.uuid4())), headers=auth)
-    assert resp.status_code == 400
+    assert resp.status_code == 403
     assert "tenant_id" in resp.json()["detail"]
 
 

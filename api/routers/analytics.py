@@ -20,7 +20,7 @@ from api.deps import (
     ensure_own_tenant,
     get_principal,
 )
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.auth import Permission, Principal
 from core.errors import Forbidden
 from domain.analytics import realtime, service
@@ -35,8 +35,10 @@ from domain.analytics.schemas import (
 )
 from domain.schemas import Day
 
-# Every route takes `tenant_id`, which must be the caller's own (400).
-router = APIRouter(prefix="/analytics", tags=["analytics"], responses={**AUTHENTICATED, **errors(400)})
+# Every route takes `tenant_id`, which must be the caller's own (403 otherwise).
+router = APIRouter(
+    prefix="/analytics", tags=["analytics"], responses={**AUTHENTICATED, **errors(forbidden=FOREIGN_TENANT)}
+)
 HEARTBEAT_SECONDS = 15
 SHUTDOWN_GRACE_SECONDS = 5
 

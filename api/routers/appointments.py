@@ -7,10 +7,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AwareDatetime
+from pydantic import Field
 
+from api.content_rules import rules
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.errors import ErrorDetail
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, Responses, errors
 from core.pagination import PageDep
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, lifecycle, overview, service
@@ -29,8 +31,9 @@ from domain.scheduling.schemas import (
     AppointmentStats,
     AppointmentUpdate,
     ConflictCheckResponse,
+    ConflictingAppointment,
 )
-from domain.schemas import Day
+from domain.schemas import AwareInstant, Day
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/appointments", tags=["appointments"], responses=AUTHENTICATED)
@@ -40,6 +43,18 @@ CLASH = (
     "The time clashes with another appointment (listed in `conflicting_appointments`) or a full or blocked "
     "slot, or the patient or practitioner is not active"
 )
+
+
+class AppointmentClash(ErrorDetail):
+    """A 409 of a booking or a move: `detail` says why; a clash with the practitioner's other appointments
+    lists them in `conflicting_appointments` (empty for a full or blocked slot, or an inactive person)."""
+
+    conflicting_appointments: list[ConflictingAppointment] = Field(default_factory=list)
+
+
+def clashes(description: str) -> Responses:
+    """A 409 declared with `AppointmentClash`, the body a booking's clash comes with."""
+    return {409: {"model": AppointmentClash, "description": description}}
 
 
 @router.get("", response_model=AppointmentListResponse, dependencies=[CanRead])
@@ -98,7 +113,12 @@ async def upcoming_appointments(
     )
 
 
-@router.get("/stats", response_model=AppointmentStats, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/stats",
+    response_model=AppointmentStats,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def appointment_stats(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -116,12 +136,13 @@ async def appointment_stats(
     response_model=ConflictCheckResponse,
     dependencies=[CanRead],
     responses=errors(not_found="No such practitioner in your tenant"),
+    openapi_extra=rules("`end_time` is after `start_time`."),
 )
 async def check_conflicts(
     session: SessionDep,
     practitioner_id: uuid.UUID,
-    start_time: AwareDatetime,
-    end_time: AwareDatetime,
+    start_time: AwareInstant,
+    end_time: AwareInstant,
     exclude_appointment_id: uuid.UUID | None = None,
 ) -> ConflictCheckResponse:
     """Pre-flight check: the practitioner's active appointments overlapping the proposed time."""
@@ -138,7 +159,7 @@ async def check_conflicts(
     "/find-slots",
     response_model=FindSlotsResponse,
     dependencies=[CanWrite],
-    responses=errors(400, 409, not_found=UNKNOWN_REFERENCE),
+    responses=errors(409, not_found=UNKNOWN_REFERENCE, forbidden=FOREIGN_TENANT),
 )
 async def find_slots(
     body: FindSlotsRequest, session: SessionDep, principal: CurrentPrincipal
@@ -152,11 +173,10 @@ async def find_slots(
     "/select-slot",
     response_model=SelectSlotResponse,
     dependencies=[CanWrite],
-    responses=errors(
-        400,
-        not_found="No such booking conversation",
-        conflict="The conversation has ended, or the chosen time was just taken",
-    ),
+    responses={
+        **errors(not_found="No such booking conversation", forbidden=FOREIGN_TENANT),
+        **clashes("The conversation has ended, or the chosen time was just taken"),
+    },
 )
 async def select_slot(
     body: SelectSlotRequest, session: SessionDep, principal: CurrentPrincipal
@@ -171,7 +191,7 @@ async def select_slot(
     response_model=AppointmentDetailResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses=errors(400, not_found=UNKNOWN_REFERENCE, conflict=CLASH),
+    responses={**errors(not_found=UNKNOWN_REFERENCE, forbidden=FOREIGN_TENANT), **clashes(CLASH)},
 )
 async def create_appointment(
     body: AppointmentDirectCreate, session: SessionDep, principal: CurrentPrincipal
@@ -197,10 +217,10 @@ async def get_appointment(appointment_id: uuid.UUID, session: SessionDep) -> App
     "/{appointment_id:record_id}",
     response_model=AppointmentResponse,
     dependencies=[CanWrite],
-    responses=errors(
-        not_found=NO_APPOINTMENT,
-        conflict="A status move that is not allowed, or a new time that clashes (as when booking)",
-    ),
+    responses={
+        **errors(not_found=NO_APPOINTMENT),
+        **clashes("A status move that is not allowed, or a new time that clashes (as when booking)"),
+    },
 )
 async def update_appointment(
     appointment_id: uuid.UUID, body: AppointmentUpdate, session: SessionDep

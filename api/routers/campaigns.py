@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanRead, CanWrite, CurrentPrincipal, IdempotencyKey, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.campaigns import service
 from domain.campaigns.plan import CampaignStatus
@@ -34,9 +34,9 @@ TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own t
     responses={
         200: {"description": "A campaign launched earlier under the same Idempotency-Key"},
         **errors(
-            400,
             conflict="The journey is inactive",
             unprocessable="Invalid body, or a cohort or journey that is not your tenant's",
+            forbidden=FOREIGN_TENANT,
         ),
     },
 )
@@ -70,7 +70,12 @@ async def launch_campaign(
     return (await service.views(session, [campaign]))[0]
 
 
-@router.get("", response_model=CampaignListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "",
+    response_model=CampaignListResponse,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def list_campaigns(
     session: SessionDep,
     principal: CurrentPrincipal,

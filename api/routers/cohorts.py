@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.cohorts import service
 from domain.cohorts.repository import CohortRepository
@@ -31,7 +31,9 @@ BAD_CRITERIA = (
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=CohortListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "", response_model=CohortListResponse, dependencies=[CanRead], responses=errors(forbidden=FOREIGN_TENANT)
+)
 async def list_cohorts(
     session: SessionDep, principal: CurrentPrincipal, page: PageDep, tenant_id: TenantFilter = None
 ) -> CohortListResponse:
@@ -47,7 +49,7 @@ async def list_cohorts(
     response_model=CohortResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses=errors(400, conflict=DUPLICATE_NAME, unprocessable=BAD_CRITERIA),
+    responses=errors(conflict=DUPLICATE_NAME, unprocessable=BAD_CRITERIA, forbidden=FOREIGN_TENANT),
 )
 async def create_cohort(
     body: CohortCreate, session: SessionDep, principal: CurrentPrincipal

@@ -8,9 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.content_rules import rules
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
+from core.languages import LanguageTag
 from core.pagination import PageDep
 from domain.communications import messages, templates
 from domain.communications.models import CommunicationTemplate
@@ -35,6 +37,10 @@ from domain.scheduling import notifications
 from domain.schemas import Instant
 
 log = logging.getLogger(__name__)
+TEMPLATE_RULES = (
+    "The text compiles in the template sandbox, and uses every variable its WhatsApp Content template needs.",
+    "A WhatsApp Content template (`whatsapp_content_sid`, its variables) is only a whatsapp template's.",
+)
 router = APIRouter(prefix="/communications", tags=["communications"], responses=AUTHENTICATED)
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 NO_MESSAGE = "No such message in your tenant"
@@ -67,7 +73,12 @@ async def list_communications(
     )
 
 
-@router.get("/stats", response_model=CommunicationStats, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/stats",
+    response_model=CommunicationStats,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def communication_stats(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
 ) -> CommunicationStats:
@@ -76,7 +87,12 @@ async def communication_stats(
     return await messages.stats(CommunicationRepository(session))
 
 
-@router.get("/templates", response_model=TemplateListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/templates",
+    response_model=TemplateListResponse,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def list_templates(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -85,7 +101,7 @@ async def list_templates(
     category: Annotated[str | None, Query(max_length=50)] = None,
     include_inactive: Annotated[bool, Query(description="Also your deactivated templates")] = False,
     language: Annotated[
-        str | None, Query(max_length=35, description="Only this language's variants (e.g. es)")
+        LanguageTag | None, Query(description="Only this language's variants (e.g. es)")
     ] = None,
 ) -> TemplateListResponse:
     """Message templates for quick replies and automation: the built-in set, then your tenant's own; each
@@ -105,6 +121,7 @@ async def list_templates(
         conflict="The id is a built-in's, or already has this language",
         unprocessable="Invalid, or the text does not compile",
     ),
+    openapi_extra=rules(*TEMPLATE_RULES),
 )
 async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTemplateResponse:
     """Define a template for your tenant; its text must compile in the sandbox (422 otherwise).
@@ -120,10 +137,8 @@ async def create_template(body: TemplateCreate, session: SessionDep) -> TenantTe
 
 
 TemplateLanguage = Annotated[
-    str | None,
-    Query(
-        max_length=35, description="Which language of the template (default: your tenant's default language)"
-    ),
+    LanguageTag | None,
+    Query(description="Which language of the template (default: your tenant's default language)"),
 ]
 
 
@@ -145,6 +160,7 @@ async def get_template(
     response_model=TenantTemplateResponse,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_TEMPLATE, conflict="A built-in template cannot be changed"),
+    openapi_extra=rules(*TEMPLATE_RULES),
 )
 async def update_template(
     template_id: str, body: TemplateUpdate, session: SessionDep, language: TemplateLanguage = None
@@ -216,10 +232,10 @@ async def search_communications(
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
     responses=errors(
-        400,
         409,
         not_found="Unknown patient, journey instance or appointment",
         unprocessable="Invalid, or an unknown template or a missing variable (without a `message`)",
+        forbidden=FOREIGN_TENANT,
     ),
 )
 async def create_communication(
@@ -262,6 +278,7 @@ async def get_communication(communication_id: uuid.UUID, session: SessionDep) ->
     response_model=CommunicationDetail,
     dependencies=[CanWrite],
     responses=errors(not_found=NO_MESSAGE, conflict="The status cannot move backwards"),
+    openapi_extra=rules("`error_message` is set only on a failed message (`status` failed, now or already)."),
 )
 async def update_communication(
     communication_id: uuid.UUID, body: CommunicationUpdate, session: SessionDep

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from api.content_rules import rules
 from api.deps import (
     CanRead,
     CanWrite,
@@ -19,7 +20,7 @@ from api.deps import (
     SessionDep,
     ensure_own_tenant,
 )
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.enums import JourneyInstanceStatus
 from domain.journeys import advance, service
@@ -61,7 +62,12 @@ async def list_instances(
     )
 
 
-@router.get("/stats", response_model=JourneyInstanceStats, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/stats",
+    response_model=JourneyInstanceStats,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def instance_stats(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -81,9 +87,9 @@ async def instance_stats(
     responses={
         200: {"description": "An instance created earlier under the same Idempotency-Key"},
         **errors(
-            400,
             not_found="Unknown journey, patient or appointment",
             conflict="The journey is inactive, or a template it names is no longer usable",
+            forbidden=FOREIGN_TENANT,
         ),
     },
 )
@@ -137,6 +143,7 @@ async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyIn
         unprocessable="`stage_id` / `order_index` name no stage of this instance",
         unavailable="Temporal is unreachable; retry shortly",
     ),
+    openapi_extra=rules("`stage_id` and `order_index`, when given, name a stage of this instance."),
 )
 async def advance_instance(
     instance_id: uuid.UUID,

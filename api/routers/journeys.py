@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from api.content_rules import rules
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.journeys import service
 from domain.journeys.repository import JourneyRepository
@@ -24,11 +25,17 @@ from domain.journeys.schemas import (
 
 router = APIRouter(prefix="/journeys", tags=["journeys"], responses=AUTHENTICATED)
 NO_JOURNEY = "No such journey in your tenant"
+USABLE_TEMPLATES = (
+    "An action's template is a built-in one or an active one of your tenant, and its text gives every "
+    "variable the template uses."
+)
 UNUSABLE_STAGE = "Unknown trigger or action, a template you cannot use, or a missing template variable"
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=JourneyListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "", response_model=JourneyListResponse, dependencies=[CanRead], responses=errors(forbidden=FOREIGN_TENANT)
+)
 async def list_journeys(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -50,8 +57,11 @@ async def list_journeys(
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
     responses=errors(
-        400, 409, unprocessable="Unknown trigger or action, missing template variable, duplicate order_index"
+        409,
+        unprocessable="Unknown trigger or action, missing template variable, duplicate order_index",
+        forbidden=FOREIGN_TENANT,
     ),
+    openapi_extra=rules(USABLE_TEMPLATES),
 )
 async def create_journey(
     body: JourneyCreate, session: SessionDep, principal: CurrentPrincipal
@@ -107,6 +117,7 @@ async def update_journey(journey_id: uuid.UUID, body: JourneyUpdate, session: Se
         conflict="Another stage already has that order_index",
         unprocessable=UNUSABLE_STAGE,
     ),
+    openapi_extra=rules(USABLE_TEMPLATES),
 )
 async def add_stage(
     journey_id: uuid.UUID, body: JourneyStageCreate, session: SessionDep
@@ -128,6 +139,7 @@ async def add_stage(
         conflict="Another stage already has that order_index",
         unprocessable=UNUSABLE_STAGE,
     ),
+    openapi_extra=rules(USABLE_TEMPLATES),
 )
 async def update_stage(
     journey_id: uuid.UUID, stage_id: uuid.UUID, body: JourneyStageUpdate, session: SessionDep

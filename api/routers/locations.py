@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.scheduling import slots
 from domain.scheduling.repository import LocationRepository
@@ -45,7 +45,7 @@ async def get_location(location_id: uuid.UUID, session: SessionDep) -> LocationR
     response_model=LocationResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses=errors(400, 409),
+    responses=errors(409, forbidden=FOREIGN_TENANT),
 )
 async def create_location(
     body: LocationCreate, session: SessionDep, principal: CurrentPrincipal

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.content_rules import rules
 from api.deps import CanMerge, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
 from core.pagination import PageDep, PageParams, paginate
 from domain.communications.schemas import CommunicationResponse
@@ -50,7 +51,12 @@ NO_PATIENT = "No such patient in your tenant"
 NOT_FOUND = errors(not_found=NO_PATIENT)
 
 
-@router.get("", response_model=PatientSimpleListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "",
+    response_model=PatientSimpleListResponse,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def list_patients(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -70,7 +76,12 @@ async def list_patients(
     return PatientSimpleListResponse.build(items, total, page)
 
 
-@router.get("/search", response_model=list[PatientSimpleResponse], dependencies=[CanRead])
+@router.get(
+    "/search",
+    response_model=list[PatientSimpleResponse],
+    dependencies=[CanRead],
+    openapi_extra=rules("A phone search has at least 2 digits."),
+)
 async def search_patients(
     session: SessionDep,
     query: Annotated[str, Query(min_length=2, max_length=100, description="At least 2 characters")],
@@ -86,7 +97,12 @@ async def search_patients(
     return [PatientSimpleResponse.model_validate(r) for r in rows]
 
 
-@router.post("/search", response_model=PatientSimpleListResponse, dependencies=[CanRead])
+@router.post(
+    "/search",
+    response_model=PatientSimpleListResponse,
+    dependencies=[CanRead],
+    openapi_extra=rules("A phone search has at least 2 digits."),
+)
 async def advanced_search_patients(
     body: PatientAdvancedSearch, session: SessionDep
 ) -> PatientSimpleListResponse:
@@ -138,7 +154,7 @@ async def merge_patients(body: PatientMergeRequest, session: SessionDep) -> Pati
     "/stats/demographics",
     response_model=PatientDemographicsResponse,
     dependencies=[CanRead],
-    responses=errors(400),
+    responses=errors(forbidden=FOREIGN_TENANT),
 )
 async def patient_demographics(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
@@ -154,7 +170,7 @@ async def patient_demographics(
     response_model=PatientResponse,
     status_code=201,
     dependencies=[CanWrite],
-    responses=errors(400, conflict="MRN already used by another patient"),
+    responses=errors(conflict="MRN already used by another patient", forbidden=FOREIGN_TENANT),
 )
 async def create_patient(
     body: PatientCreate, session: SessionDep, principal: CurrentPrincipal

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.practitioners import service
 from domain.practitioners.repository import PractitionerRepository
@@ -27,7 +27,12 @@ NOT_FOUND = errors(not_found=NO_PRACTITIONER)
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=PractitionerListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "",
+    response_model=PractitionerListResponse,
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def list_practitioners(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -48,7 +53,10 @@ async def list_practitioners(
 
 
 @router.get(
-    "/simple", response_model=list[PractitionerSimpleResponse], dependencies=[CanRead], responses=errors(400)
+    "/simple",
+    response_model=list[PractitionerSimpleResponse],
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
 )
 async def list_practitioners_simple(
     session: SessionDep,
@@ -73,7 +81,12 @@ async def list_practitioners_simple(
     ]
 
 
-@router.get("/specialities", response_model=list[str], dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "/specialities",
+    response_model=list[str],
+    dependencies=[CanRead],
+    responses=errors(forbidden=FOREIGN_TENANT),
+)
 async def list_specialities(
     session: SessionDep, principal: CurrentPrincipal, tenant_id: TenantFilter = None
 ) -> list[str]:
@@ -99,7 +112,7 @@ async def get_practitioner(practitioner_id: uuid.UUID, session: SessionDep) -> P
     response_model=PractitionerResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses=errors(400, conflict="License number already used"),
+    responses=errors(conflict="License number already used", forbidden=FOREIGN_TENANT),
 )
 async def create_practitioner(
     body: PractitionerCreate, session: SessionDep, principal: CurrentPrincipal

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.enums import TicketPriority, TicketStatus
 from domain.journeys.repository import JourneyInstanceRepository
@@ -27,7 +27,9 @@ NOT_FOUND = errors(not_found="No such ticket in your tenant")
 TenantFilter = Annotated[uuid.UUID | None, Query(description="Must be your own tenant (or omitted)")]
 
 
-@router.get("", response_model=TicketListResponse, dependencies=[CanRead], responses=errors(400))
+@router.get(
+    "", response_model=TicketListResponse, dependencies=[CanRead], responses=errors(forbidden=FOREIGN_TENANT)
+)
 async def list_tickets(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -63,7 +65,7 @@ async def list_tickets(
     response_model=TicketResponse,
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
-    responses=errors(400, 409, not_found="Patient or journey instance not found"),
+    responses=errors(409, not_found="Patient or journey instance not found", forbidden=FOREIGN_TENANT),
 )
 async def create_ticket(
     body: TicketCreate, session: SessionDep, principal: CurrentPrincipal

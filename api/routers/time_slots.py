@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.enums import SlotStatus
 from domain.scheduling import slots
@@ -69,9 +69,9 @@ async def get_time_slot(slot_id: uuid.UUID, session: SessionDep) -> TimeSlotResp
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
     responses=errors(
-        400,
         not_found="Unknown practitioner or location",
         conflict="Overlaps another slot of the practitioner",
+        forbidden=FOREIGN_TENANT,
     ),
 )
 async def create_time_slot(

@@ -16,7 +16,7 @@ from api.deps import (
     commit_and_run_jobs,
     ensure_own_tenant,
 )
-from api.openapi import AUTHENTICATED, errors
+from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import Conflict
 from core.pagination import PageDep
 from domain.scheduling import backfill, waitlist
@@ -41,9 +41,9 @@ NO_ENTRY = "No such waitlist entry in your tenant"
     status_code=status.HTTP_201_CREATED,
     dependencies=[CanWrite],
     responses=errors(
-        400,
         not_found="Unknown patient or practitioner",
         conflict="The patient record is not active (or was merged)",
+        forbidden=FOREIGN_TENANT,
     ),
 )
 async def add_to_waitlist(

@@ -56,7 +56,16 @@ async def twilio_message_status(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/twilio/messages")
+@router.post(
+    "/twilio/messages",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "An empty TwiML document: Twilio sends no reply of its own",
+            "content": {"text/xml": {"schema": {"type": "string"}, "example": EMPTY_TWIML}},
+        }
+    },
+)
 async def twilio_inbound_message(form: TwilioForm, session: RawSessionDep, request: Request) -> Response:
     """An SMS or WhatsApp message from a patient: stored on their conversation and routed to waiting flows."""
     await webhooks.receive_twilio_message(
@@ -67,7 +76,7 @@ async def twilio_inbound_message(form: TwilioForm, session: RawSessionDep, reque
         receiver=form.get("To", ""),
         body=form.get("Body", ""),
     )
-    return Response(content=EMPTY_TWIML, media_type="application/xml")
+    return Response(content=EMPTY_TWIML, media_type="text/xml")
 
 
 @router.post("/sendgrid/events", status_code=status.HTTP_204_NO_CONTENT)

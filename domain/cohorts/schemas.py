@@ -18,7 +18,7 @@ from core.languages import LanguageTag
 from core.pagination import Page
 from domain.enums import Channel, Gender, PatientStatus
 from domain.journeys.trigger_conditions import AgeRange
-from domain.schemas import RequestModel, ResponseModel
+from domain.schemas import NotNull, RequestModel, ResponseModel
 
 MAX_DAYS = 36_500  # a hundred years: any look-back a clinic means, far inside what date arithmetic holds
 MAX_LIST = 100
@@ -117,9 +117,9 @@ class CohortCreate(RequestModel):
 class CohortUpdate(RequestModel):
     """Body of `PATCH /cohorts/{id}`: only the fields sent change; `criteria` is replaced as a whole."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
-    criteria: CohortCriteria | None = None
+    criteria: Annotated[CohortCriteria | None, NotNull] = None
 
     @field_validator("name", "criteria")
     @classmethod

@@ -12,7 +12,7 @@ from core.languages import LanguageTag
 from core.pagination import Page
 from domain.communications.templates import CATEGORIES
 from domain.enums import Channel, CommunicationStatus, Direction
-from domain.schemas import FreeJson, RequestModel, ResponseModel
+from domain.schemas import FreeJson, NotNull, RequestModel, ResponseModel, without_null
 
 
 class CommunicationResponse(ResponseModel):
@@ -184,16 +184,21 @@ class TemplateCreate(RequestModel):
     )
 
 
+def _category_not_null(schema: dict[str, Any]) -> None:
+    without_null(schema)
+    schema["enum"] = list(CATEGORIES)
+
+
 class TemplateUpdate(RequestModel):
     """A change to one language of a tenant's template (its id and language stay); variables are derived
     again from the new text."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    channel: Channel | None = None
-    category: str | None = Field(default=None, max_length=32, json_schema_extra={"enum": [*CATEGORIES, None]})
-    subject: str | None = Field(default=None, max_length=300)
-    body: str | None = Field(default=None, min_length=1, max_length=10_000)
-    is_active: bool | None = None
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
+    channel: Annotated[Channel | None, NotNull] = None
+    category: str | None = Field(default=None, max_length=32, json_schema_extra=_category_not_null)
+    subject: Annotated[str | None, NotNull] = Field(default=None, max_length=300)
+    body: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=10_000)
+    is_active: Annotated[bool | None, NotNull] = None
     whatsapp_content_sid: str | None = Field(
         default=None, pattern=CONTENT_SID_PATTERN, description=CONTENT_SID_DESCRIPTION + " (null removes it)"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from core.pagination import Page
 from domain.enums import JourneyInstanceStatus, RepeatPolicy, StageStatus, TriggerStartStatus
@@ -18,11 +18,22 @@ from domain.journeys.triggers import (
     coerce_actions,
     coerce_trigger,
 )
-from domain.schemas import FreeJson, RequestModel, ResponseModel
+from domain.schemas import FreeJson, NotNull, RequestModel, ResponseModel
+
+# The shorthands the before-validators take, stated in the schema as the alternatives they are.
+EmptyObject = Annotated[dict[str, Any], WithJsonSchema({"type": "object", "maxProperties": 0})]
+
+
+def _request_actions(value: Any) -> Any:
+    """`{}` means no actions, a single action object a list of one; `null` is no list."""
+    if value is None:
+        raise ValueError("must be a list of actions ({} or [] for none)")
+    return coerce_actions(value)
+
 
 Trigger = Annotated[
     TriggerEvent,
-    BeforeValidator(coerce_trigger),
+    BeforeValidator(coerce_trigger, json_schema_input_type=TriggerEvent | Literal["manual", "immediate"]),
     Field(
         description='What starts the stage: an object with a `type`, or just the type name ("manual", '
         '"immediate") for its defaults'
@@ -30,7 +41,7 @@ Trigger = Annotated[
 ]
 TriggerConditions = Annotated[
     JourneyTrigger | None,
-    BeforeValidator(empty_means_none),
+    BeforeValidator(empty_means_none, json_schema_input_type=JourneyTrigger | EmptyObject | None),
     Field(
         description="What starts the journey on its own: a domain `event` (patient.registered, "
         "appointment.no_show, message.received, encounter.discharged, ...), `conditions` on the event and "
@@ -40,7 +51,7 @@ TriggerConditions = Annotated[
 ]
 Actions = Annotated[
     list[StageAction],
-    BeforeValidator(coerce_actions),
+    BeforeValidator(_request_actions, json_schema_input_type=list[StageAction] | StageAction | EmptyObject),
     Field(description="What the stage does, in order; `{}` or `[]` for none"),
 ]
 
@@ -60,11 +71,11 @@ class JourneyStageCreate(RequestModel):
 class JourneyStageUpdate(RequestModel):
     """Body of `PATCH /journeys/{id}/stages/{stage_id}`: only the fields sent change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
-    order_index: int | None = Field(default=None, ge=0, le=10_000)
-    trigger_event: Trigger | None = None
-    actions: Actions | None = None
+    order_index: Annotated[int | None, NotNull] = Field(default=None, ge=0, le=10_000)
+    trigger_event: Annotated[Trigger | None, NotNull] = None
+    actions: Annotated[Actions | None, NotNull] = None
 
 
 def _unique_order(stages: list[JourneyStageCreate]) -> list[JourneyStageCreate]:
@@ -96,11 +107,11 @@ class JourneyCreate(RequestModel):
 class JourneyUpdate(RequestModel):
     """Body of `PATCH /journeys/{id}`: only the fields sent change (stages have their own endpoints)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     journey_type: str | None = Field(default=None, max_length=64)
-    is_default: bool | None = None
-    is_active: bool | None = Field(
+    is_default: Annotated[bool | None, NotNull] = None
+    is_active: Annotated[bool | None, NotNull] = Field(
         default=None, description="false stops new starts (by hand and by triggers); running instances go on"
     )
     trigger_conditions: TriggerConditions = None

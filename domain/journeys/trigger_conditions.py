@@ -23,7 +23,6 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -35,6 +34,7 @@ from pydantic import (
 from core.events import EventType
 from domain.enums import Channel, Gender, RepeatPolicy, TicketPriority
 from domain.journeys.triggers import Duration, PositiveDuration
+from domain.schemas import JsonTyped
 
 MAX_VALUES = 50  # values in one condition's list
 
@@ -43,7 +43,7 @@ Names = Annotated[list[Name], Field(min_length=1, max_length=MAX_VALUES)]
 Ids = Annotated[list[uuid.UUID], Field(min_length=1, max_length=MAX_VALUES)]
 
 
-class _Shape(BaseModel):
+class _Shape(JsonTyped):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

@@ -11,15 +11,16 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, model_validator
 
 from domain.communications.templates import TemplateError, is_builtin, missing_variables
 from domain.enums import Channel, TicketPriority
+from domain.schemas import JsonTyped
 
 MAX_DURATION = timedelta(days=366)
 
 
-class _Shape(BaseModel):
+class _Shape(JsonTyped):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -48,6 +49,7 @@ class Duration(_Shape):
 
 
 def _positive(d: Duration) -> Duration:
+    """Longer than zero."""
     if d.total_seconds() <= 0:
         raise ValueError("the duration must be longer than zero")
     return d

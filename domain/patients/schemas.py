@@ -14,14 +14,16 @@ from pydantic import AfterValidator, Field, computed_field, field_validator, mod
 from core.languages import LanguageTag
 from core.pagination import MAX_PAGE, MAX_PAGE_SIZE, Page
 from domain.enums import Channel, Gender, PatientStatus
-from domain.schemas import Email, FreeJson, PhoneNumber, RequestModel, ResponseModel
+from domain.schemas import Email, FreeJson, NotNull, PhoneNumber, RequestModel, ResponseModel
 
 MRN_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9 ._/-]*$")
 OLDEST_BIRTH_YEAR = 1875
 
 
 def _mrn(value: str) -> str:
-    """MRNs are case-insensitive identifiers: stored upper-case, so uniqueness holds regardless of case."""
+    """Letters, digits and ' ._/-', starting with a letter or digit; case-insensitive (stored upper-case).
+
+    Uniqueness then holds regardless of case."""
     value = value.upper()
     if not MRN_PATTERN.match(value):
         raise ValueError("must start with a letter or digit and contain only letters, digits, ' ._/-'")
@@ -29,6 +31,7 @@ def _mrn(value: str) -> str:
 
 
 def _birth_date(value: date) -> date:
+    """Not in the future, nor before 1875."""
     if value > datetime.now(UTC).date():
         raise ValueError("cannot be in the future")
     if value.year < OLDEST_BIRTH_YEAR:
@@ -37,6 +40,7 @@ def _birth_date(value: date) -> date:
 
 
 def _timezone(value: str) -> str:
+    """An IANA time zone name (`America/New_York`)."""
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -83,10 +87,10 @@ NOT_NULLABLE_ON_UPDATE = ("mrn", "first_name", "last_name", "status")
 class PatientUpdate(RequestModel):
     """Body of `PATCH /patients/{id}`: every field optional, only those sent change."""
 
-    mrn: MRN | None = None
-    first_name: Name | None = None
+    mrn: Annotated[MRN | None, NotNull] = None
+    first_name: Annotated[Name | None, NotNull] = None
     middle_name: OptionalName = None
-    last_name: Name | None = None
+    last_name: Annotated[Name | None, NotNull] = None
     date_of_birth: BirthDate | None = None
     gender: Gender | None = None
     phone_primary: PhoneNumber | None = None
@@ -101,7 +105,7 @@ class PatientUpdate(RequestModel):
     preferred_language: LanguageTag | None = None
     preferred_channel: Channel | None = None
     timezone: TimeZoneName | None = None
-    status: PatientStatus | None = None
+    status: Annotated[PatientStatus | None, NotNull] = None
     meta_data: FreeJson | None = None
 
     @field_validator(*NOT_NULLABLE_ON_UPDATE, mode="before")

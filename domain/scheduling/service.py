@@ -234,7 +234,7 @@ async def check_conflicts(
 ) -> ConflictCheckResponse:
     """The practitioner's active appointments overlapping the proposed time."""
     if end_time <= start_time:
-        raise Unprocessable("end_time must be after start_time.", loc=("body", "end_time"))
+        raise Unprocessable("end_time must be after start_time.", loc=("query", "end_time"))
     await PractitionerRepository(session).get_or_404(practitioner_id)
     clashes = await AppointmentRepository(session).overlapping(
         practitioner_id=practitioner_id,

@@ -34,6 +34,7 @@ class LocationCreate(RequestModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
+        """An IANA time zone name (`Europe/London`)."""
         return validate_timezone(value)
 
 
@@ -49,6 +50,7 @@ class LocationUpdate(RequestModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
+        """An IANA time zone name (`Europe/London`)."""
         return None if value is None else validate_timezone(value)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import time
+from typing import Annotated
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, Field, field_validator
 
 from core.languages import ENGLISH, LanguageTag
 from domain.enums import TicketPriority
-from domain.schemas import RequestModel
+from domain.schemas import NotNull, RequestModel
 
 
 class QuietHours(BaseModel):
@@ -106,7 +107,7 @@ class TenantResponse(BaseModel):
 class TenantUpdate(RequestModel):
     """What an administrator may change of their tenant (PATCH: only the fields sent)."""
 
-    default_language: LanguageTag | None = Field(
+    default_language: Annotated[LanguageTag | None, NotNull] = Field(
         default=None,
         description="The tenant's default message language: used when a patient's preferred language has "
         "no text (a BCP 47 tag such as 'es' or 'es-MX', normalised)",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from core.pagination import Page
 from domain.enums import TicketPriority, TicketStatus
-from domain.schemas import RequestModel, ResponseModel
+from domain.schemas import NotNull, RequestModel, ResponseModel
 
 
 class TicketResponse(ResponseModel):
@@ -60,14 +60,14 @@ class TicketUpdate(RequestModel):
     resolved or closed -> open reopens); an impossible move is 409. `responded: true` records the first
     response without changing the status (leaving `open` records it too)."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=300)
+    title: Annotated[str | None, NotNull] = Field(default=None, min_length=1, max_length=300)
     description: str | None = Field(default=None, max_length=10_000)
-    priority: TicketPriority | None = None
+    priority: Annotated[TicketPriority | None, NotNull] = None
     category: str | None = Field(default=None, min_length=1, max_length=64)
-    status: TicketStatus | None = None
+    status: Annotated[TicketStatus | None, NotNull] = None
     assigned_to: uuid.UUID | None = None
     resolution_notes: str | None = Field(default=None, max_length=10_000)
-    responded: bool | None = None
+    responded: Annotated[bool | None, NotNull] = None
 
 
 class TicketListResponse(Page[TicketResponse]):

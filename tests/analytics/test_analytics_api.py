@@ -98,11 +98,11 @@ async def test_unusable_periods_are_422(client: httpx.AsyncClient, auth: dict, p
         assert resp.status_code == 422, (path, resp.text)
 
 
-async def test_foreign_tenant_id_is_400(client: httpx.AsyncClient, auth: dict, make_tenant: Callable) -> None:
+async def test_foreign_tenant_id_is_403(client: httpx.AsyncClient, auth: dict, make_tenant: Callable) -> None:
     other = await make_tenant()
     for path in ("/appointments", "/dashboard", "/realtime"):
         resp = await client.get(f"{ANALYTICS}{path}", params={"tenant_id": str(other)}, headers=auth)
-        assert resp.status_code == 400
+        assert resp.status_code == 403
 
 
 async def test_other_tenants_rows_are_never_counted(

@@ -130,6 +130,7 @@ async def test_an_inbound_reply_is_stored_on_the_patients_conversation(
     }
     resp = await twilio_post(client, "/twilio/messages", params)
     assert resp.status_code == 200 and "<Response>" in resp.text
+    assert resp.headers["content-type"].startswith("text/xml")  # TwiML, as the OpenAPI documents it
     again = await twilio_post(client, "/twilio/messages", params)  # Twilio retries: stored once
     assert again.status_code == 200
     conversation = (

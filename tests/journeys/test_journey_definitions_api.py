@@ -215,9 +215,9 @@ async def test_list_filters_by_type_and_default(client: httpx.AsyncClient, auth:
     assert (paged["total"], paged["has_next"], len(paged["items"][0]["stages"])) == (2, True, 4)
 
 
-async def test_foreign_tenant_filter_is_400(client: httpx.AsyncClient, auth: dict) -> None:
+async def test_foreign_tenant_filter_is_403(client: httpx.AsyncClient, auth: dict) -> None:
     resp = await client.get(JOURNEYS, params={"tenant_id": str(uuid.uuid4())}, headers=auth)
-    assert resp.status_code == 400
+    assert resp.status_code == 403
 
 
 async def test_other_tenant_gets_404_for_journey_and_stages(

@@ -67,6 +67,6 @@ async def test_demographics_leave_out_merged_duplicates(
     assert (stats["total"], stats["by_status"]["inactive"]) == (1, 0)
 
 
-async def test_demographics_for_another_tenant_id_is_400(client: httpx.AsyncClient, auth: dict) -> None:
+async def test_demographics_for_another_tenant_id_is_403(client: httpx.AsyncClient, auth: dict) -> None:
     resp = await client.get(STATS, params={"tenant_id": str(uuid.uuid4())}, headers=auth)
-    assert resp.status_code == 400
+    assert resp.status_code == 403

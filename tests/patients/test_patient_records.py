@@ -111,9 +111,9 @@ async def test_invalid_contact_details_are_not_echoed_back(client: httpx.AsyncCl
     assert "private-value-xyz" not in resp.text
 
 
-async def test_create_with_another_tenants_id_is_400(client: httpx.AsyncClient, auth: dict) -> None:
+async def test_create_with_another_tenants_id_is_403(client: httpx.AsyncClient, auth: dict) -> None:
     resp = await client.post(BASE, json=patient_body(tenant_id=str(uuid.uuid4())), headers=auth)
-    assert resp.status_code == 400
+    assert resp.status_code == 403
 
 
 async def test_create_with_own_tenant_id_is_accepted(

@@ -92,13 +92,13 @@ async def test_a_journey_instance_links_its_patient(
     assert resp.json()["patient_id"] == str(desk.patient_id)
 
 
-async def test_foreign_tenant_id_in_body_is_400(
+async def test_foreign_tenant_id_in_body_is_403(
     client: httpx.AsyncClient, auth: dict, make_tenant: Callable
 ) -> None:
     resp = await client.post(
         TICKETS, json={"title": "x", "tenant_id": str(await make_tenant())}, headers=auth
     )
-    assert resp.status_code == 400
+    assert resp.status_code == 403
 
 
 async def test_viewer_cannot_create(client: httpx.AsyncClient, headers_for: Callable, desk: Desk) -> None:
