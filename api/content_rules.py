@@ -162,6 +162,36 @@ def _tags_required(schema: dict[str, Any]) -> None:
             pending.extend(node.values())
 
 
+# Whitespace as pydantic trims it (Unicode's White_Space, which Python's `\s` exceeds by U+001C..U+001F).
+_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _trimmed_length(at_least: int, at_most: int | None) -> str:
+    """A pattern a text matches when, without its surrounding whitespace, it is `at_least` to `at_most`
+    characters long: what a request model that trims its texts (`str_strip_whitespace`) then checks."""
+    space, word = f"[{_SPACE}]*", f"[^{_SPACE}]"
+    lengths = []
+    if at_least == 0:
+        lengths.append("")
+    if at_least <= 1 and (at_most is None or at_most >= 1):
+        lengths.append(word)
+    if at_most is None or at_most >= 2:
+        upto = "" if at_most is None else str(at_most - 2)
+        lengths.append(f"{word}[\\s\\S]{{{max(at_least, 2) - 2},{upto}}}{word}")
+    return f"^{space}(?:{'|'.join(lengths)}){space}$"
+
+
+def _trimmed_texts(component: dict[str, Any]) -> None:
+    """A trimming model's texts with a length range state it as it is checked, after trimming (spaces alone
+    are too short; surrounding spaces do not make a text too long), as a pattern instead of the lengths."""
+    for prop in component.get("properties", {}).values():
+        for text in [prop, *prop.get("anyOf", [])]:
+            bounded = "minLength" in text or "maxLength" in text
+            if text.get("type") == "string" and bounded and "pattern" not in text and "format" not in text:
+                at_least, at_most = text.pop("minLength", 0), text.pop("maxLength", None)
+                text["pattern"] = _trimmed_length(at_least, at_most)
+
+
 def state_content_rules(app: FastAPI) -> None:
     """Make `app.openapi()` name, with `x-rules`, every validator its request models and query parameters
     run beyond what their JSON Schema states."""
@@ -178,6 +208,8 @@ def state_content_rules(app: FastAPI) -> None:
             model = models.get(component.get("title", ""))
             if model is None:
                 continue
+            if model.model_config.get("str_strip_whitespace"):
+                _trimmed_texts(component)
             across, fields = model_rules(model)
             if across:
                 component[RULES] = across

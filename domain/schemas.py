@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -47,7 +48,22 @@ validator)."""
 PhoneNumber = Annotated[str, AfterValidator(_phone)]
 """A phone number in any common notation, stored in E.164."""
 
-Email = Annotated[EmailStr, AfterValidator(lambda v: v.lower())]
+Email = Annotated[
+    EmailStr,
+    WithJsonSchema,
+    AfterValidator(lambda v: v.lower()),
+    # `email-validator`'s checks beyond the format (stated for the contract, `api.content_rules`).
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "x-rules": [
+                "An address whose domain can receive mail: not a special-use or reserved name such as "
+                "`.test`, `.local`, `.invalid` or `localhost`."
+            ],
+        }
+    ),
+]
 """An email address, validated and lower-cased."""
 
 

@@ -36,6 +36,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from api.audit import actor_of
+from api.content_rules import rules
 from api.deps import RawSessionDep, bearer, get_principal
 from api.openapi import AUTHENTICATED, operation_id
 from core.audit import Actor, AuditBuffer, AuditOutcome
@@ -106,11 +107,16 @@ async def codec_caller(
 CallerDep = Annotated[CodecCaller, Depends(codec_caller)]
 
 
+# proto3 JSON's bytes: standard base64, padded.
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+Base64 = Annotated[str, Field(pattern=BASE64)]
+
+
 class CodecPayload(BaseModel):
     """One Temporal payload in proto3 JSON: metadata values and data in base64."""
 
-    metadata: dict[str, str] = Field(default_factory=dict)
-    data: str = ""
+    metadata: dict[str, Base64] = Field(default_factory=dict)
+    data: Base64 = ""
 
 
 class CodecPayloads(BaseModel):
@@ -172,7 +178,9 @@ def _audit_decodes(request: Request, caller: CodecCaller, accounts: list[Payload
         _record(request, caller, trails, *_workflow_resource(account.workflow_id), outcome)
 
 
-@router.post("/decode")
+@router.post(
+    "/decode", openapi_extra=rules("A payload sealed for the caller's tenant decrypts with its keys.")
+)
 async def decode_payloads(request: Request, body: CodecPayloads, caller: CallerDep) -> CodecPayloads:
     """Decrypt the Temporal UI's payloads of the caller's tenant (operators and admins); other tenants'
     payloads come back still encoded. Every decode is audited."""

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from api.audit import actor_of
+from api.content_rules import rules
 from api.deps import CanAdminister, CurrentPrincipal, SessionDep
 from api.openapi import AUTHENTICATED, errors
 from core.auth import Principal
@@ -70,7 +71,22 @@ async def _summary(session: SessionDep, principal: Principal, client_id: str) ->
     return _response(found[0])
 
 
-@router.post("", response_model=IssuedSecretResponse, status_code=201, dependencies=[CanAdminister])
+# What a SMART Backend Services client's keys are checked for when registered (`domain.integrations.keys`).
+KEY_RULES = (
+    "`jwks` is a JWK Set of public keys (RSA of 2048 bits or more, or EC P-384), each with its own `kid`, "
+    "at most 64 KiB; no private or symmetric key material.",
+    "`jwks_uri` is an absolute https URL (http only on loopback) of at most 2000 characters, without "
+    "credentials; `jwks` and `jwks_uri` are not both given.",
+)
+
+
+@router.post(
+    "",
+    response_model=IssuedSecretResponse,
+    status_code=201,
+    dependencies=[CanAdminister],
+    openapi_extra=rules(*KEY_RULES),
+)
 async def create_integration_client(
     body: IntegrationClientCreate, request: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> IssuedSecretResponse:
@@ -123,6 +139,7 @@ async def configure_integration_client_feed(
     "/{client_id}/keys",
     response_model=IntegrationClientResponse,
     dependencies=[CanAdminister],
+    openapi_extra=rules(*KEY_RULES),
     responses=errors(not_found="No such integration client in your tenant", conflict="The client is revoked"),
 )
 async def set_integration_client_keys(

@@ -187,8 +187,15 @@ async def test_communication_rates_reply_time_and_sentiment(
     assert (sentiment["scored"], sentiment["unscored"], sentiment["average_compound"]) == (0, 2, None)
 
 
+def earlier_today() -> datetime:
+    """A moment before now and still today (UTC, the test tenant's zone): an hour ago, or midnight in the
+    first hour of the day."""
+    t = now()
+    return max(t - timedelta(hours=1), t.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
 async def test_voice_call_figures(client: httpx.AsyncClient, auth: dict, clinic: Clinic) -> None:
-    t = now() - timedelta(hours=1)
+    t = earlier_today()
 
     def call(status: str, duration: int | None = None, answered: bool = False) -> VoiceCall:
         return VoiceCall(
@@ -243,7 +250,7 @@ async def test_ticket_summary_counts_open_tickets_now_and_the_periods_tickets(
 
 
 async def test_dashboard_has_every_section(client: httpx.AsyncClient, auth: dict, clinic: Clinic) -> None:
-    await clinic.appointment(now() - timedelta(hours=1))
+    await clinic.appointment(earlier_today())
     body = await get(client, "/dashboard", auth, time_period="TODAY")
     assert set(body) >= {"appointments", "journeys", "communication", "voice_calls", "tickets", "period"}
     assert body["appointments"]["total"] == 1 and body["appointments"]["breakdown"] is not None
