@@ -17,12 +17,20 @@ from temporalio import activity
 
 from activities import ActivityDeps, deliver_recorded, heartbeats
 from domain.campaigns import steps
-from domain.campaigns.plan import BatchResult, CampaignInput, CampaignPlan, EnrollInput, FinishInput
+from domain.campaigns.plan import (
+    BatchResult,
+    CampaignInput,
+    CampaignPlan,
+    CampaignStatus,
+    EnrollInput,
+    FinishInput,
+)
 from domain.communications import dispatch
 
 # How long a campaign message waits in its batch for its sender's turn (other campaigns sharing the sender,
 # interactive messages going first); a longer wait hands it to its delivery workflow, which waits durably.
 TURN_PATIENCE = 120.0
+CHUNK = 20  # members reached per transaction: the next chunk is recorded while this one's messages go
 
 
 class CampaignActivities:
@@ -40,33 +48,41 @@ class CampaignActivities:
     @activity.defn(name="campaign_enroll_batch")
     @heartbeats
     async def enroll_batch(self, data: EnrollInput) -> BatchResult:
-        """Reach the next members (freezing the cohort first, once): their journeys start after the commit;
-        their messages are handed to the providers here, one after the other, with no workflow each
-        unless one must wait (`deliver_recorded`)."""
+        """Reach the next members (freezing the cohort first, once), `CHUNK` per transaction: their journeys
+        start after each commit; their messages are handed to the providers here, each at its sender's turn
+        and with no workflow unless one must wait (`deliver_recorded`), while the next chunk is recorded. A
+        batch of messages holds at most a minute of its sender's throughput (`steps.batch_for_sender`)."""
         now = datetime.now(UTC)
-        async with self.deps.unit_of_work(data.tenant_id) as session:
-            dispatch.hold_starts(session)
-            result, sending = await steps.enroll_batch(
-                session, uuid.UUID(data.campaign_id), now=now, limit=data.limit, settings=self.deps.settings
-            )
-        await self._send(data.tenant_id, sending, now)
-        return result
-
-    async def _send(self, tenant_id: str, sending: steps.Sending, now: datetime) -> None:
-        """Hand the batch's messages to their providers, `in_flight` at a time, each at its sender's turn
-        (a batch is at most a minute of them). Every message's delivery runs to its end even when another
-        fails, so none is abandoned mid-send; then the first failure, if any, fails the activity (its retry
-        finds the sent ones sent)."""
-        slots = asyncio.Semaphore(sending.in_flight)
-
-        async def one(communication_id: uuid.UUID) -> None:
-            async with slots:
-                await deliver_recorded(self.deps, tenant_id, communication_id, now, patience=TURN_PATIENCE)
-
-        outcomes = await asyncio.gather(*(one(i) for i in sending.ids), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
+        campaign_id, limit, reached = uuid.UUID(data.campaign_id), data.limit, 0
+        sends: list[asyncio.Task[None]] = []
+        slots: asyncio.Semaphore | None = None
+        try:
+            while True:
+                chunk = min(CHUNK, limit - reached)
+                async with self.deps.unit_of_work(data.tenant_id) as session:
+                    dispatch.hold_starts(session)
+                    result, sending = await steps.enroll_batch(
+                        session, campaign_id, now=now, limit=chunk, settings=self.deps.settings
+                    )
+                limit, reached = min(limit, sending.batch_limit), reached + result.processed
+                slots = slots or asyncio.Semaphore(sending.in_flight)
+                sends += [asyncio.create_task(self._send(data.tenant_id, i, now, slots)) for i in sending.ids]
+                done = result.status != CampaignStatus.RUNNING or result.wait_seconds > 0
+                if done or result.remaining == 0 or result.processed < chunk or reached >= limit:
+                    break
+        finally:  # every message recorded goes to its provider (or its workflow), whatever happened since
+            outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        for outcome in outcomes:  # then the first failure, if any, fails the activity (its retry finds the
+            if isinstance(outcome, BaseException):  # sent ones sent)
                 raise outcome
+        return BatchResult(result.status, reached, result.remaining, result.wait_seconds)
+
+    async def _send(
+        self, tenant_id: str, communication_id: uuid.UUID, now: datetime, slots: asyncio.Semaphore
+    ) -> None:
+        """Hand one recorded message to its provider at its sender's turn, `slots` of them at once."""
+        async with slots:
+            await deliver_recorded(self.deps, tenant_id, communication_id, now, patience=TURN_PATIENCE)
 
     @activity.defn(name="campaign_finish")
     async def finish(self, data: FinishInput) -> str:

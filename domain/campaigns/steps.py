@@ -119,7 +119,10 @@ async def enroll_batch(
     if members:
         campaign.last_batch_at = now  # and the real-time stream hears of it (`trg_campaigns_prm_metrics`)
     await session.flush()
-    sending = Sending(messages, in_flight_for(sender) if sender is not None else 1)
+    if sender is None:
+        sending = Sending(messages)
+    else:
+        sending = Sending(messages, in_flight_for(sender), batch_for_sender(sender))
     return BatchResult(campaign.status, len(members), await _pending(session, campaign)), sending
 
 
@@ -130,6 +133,7 @@ class Sending:
 
     ids: list[uuid.UUID]
     in_flight: int = 1
+    batch_limit: int = BATCH_SIZE  # members a batch reaches at most: a minute of its sender's throughput
 
 
 def batch_for_sender(sender: pacing.Sender) -> int:

@@ -32,7 +32,8 @@ async def _population(clinic: Any) -> set[uuid.UUID]:
 
 def _point_app(app: Any, settings: Any, monkeypatch: Any, client: Client | None, queue: str) -> None:
     monkeypatch.setattr(settings, "temporal_task_queue", queue)
-    monkeypatch.setattr(app.state, "temporal_client", client, raising=False)
+    # setitem on the state's dict: monkeypatch.setattr would delete the attribute on undo (Starlette's State)
+    monkeypatch.setitem(app.state._state, "temporal_client", client)
 
 
 async def _enrolled(client: Any, auth: dict[str, str], campaign_id: str) -> int:

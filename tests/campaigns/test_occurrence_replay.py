@@ -37,7 +37,8 @@ async def test_a_fresh_fire_history_replays(
 ) -> None:
     queue = f"occurrence-replay-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(settings, "temporal_task_queue", queue)
-    monkeypatch.setattr(app.state, "temporal_client", dev_env.client, raising=False)
+    # setitem on the state's dict: monkeypatch.setattr would delete the attribute on undo (Starlette's State)
+    monkeypatch.setitem(app.state._state, "temporal_client", dev_env.client)
     await clinic.patient(first_name="Replay")
     body = {
         "name": "Recall",

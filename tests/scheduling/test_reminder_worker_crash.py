@@ -38,7 +38,8 @@ async def test_a_reminder_whose_worker_was_killed_is_sent_by_a_new_worker_within
 ) -> None:
     queue = f"reminder-crash-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(settings, "temporal_task_queue", queue)
-    monkeypatch.setattr(app.state, "temporal_client", dev_env.client)
+    # setitem on the state's dict: monkeypatch.setattr would delete the attribute on undo (Starlette's State)
+    monkeypatch.setitem(app.state._state, "temporal_client", dev_env.client)
     async with system_sessionmaker() as session:  # one reminder, a minute before the appointment
         bind_tenant(session, tenant_id)
         tenant = await session.get(Tenant, tenant_id)
