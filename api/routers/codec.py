@@ -33,7 +33,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from api.audit import actor_of
 from api.content_rules import rules
@@ -109,7 +109,18 @@ CallerDep = Annotated[CodecCaller, Depends(codec_caller)]
 
 # proto3 JSON's bytes: standard base64, padded.
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-Base64 = Annotated[str, Field(pattern=BASE64)]
+
+
+def _base64(value: str) -> str:
+    """Proto3 JSON's bytes: standard base64, padded (the schema's pattern)."""
+    if re.fullmatch(BASE64, value) is None:
+        raise ValueError("must be base64 (proto3 JSON bytes)")
+    return value
+
+
+Base64 = Annotated[
+    str, AfterValidator(_base64), WithJsonSchema({"type": "string", "pattern": BASE64, "format": "byte"})
+]
 
 
 class CodecPayload(BaseModel):
