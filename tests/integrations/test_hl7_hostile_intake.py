@@ -17,6 +17,10 @@ from tests.integrations.ehr_messages import ack_code, errors, msh
 from tests.integrations.hl7_messages import count, message, send
 
 HEADER = msh("ADT^A04", "H-1")
+# A legal message at the edge of the budgets is parsed in full: a fraction of a second on a quiet machine,
+# and bounded, whatever the load (the CI machine's two cores are shared). What matters is seconds, not the
+# minutes an unbounded message took; hostile ones are refused before parsing, within a second (above).
+LEGAL_PARSE_SECONDS = 3.0
 
 
 async def timed(client: httpx.AsyncClient, auth: dict[str, str], body: str) -> tuple[httpx.Response, float]:
@@ -86,16 +90,16 @@ def test_the_delimiter_budget_fits_a_large_real_admission_and_parses_it_quickly(
     started = time.monotonic()
     parsed = parse(body)
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < LEGAL_PARSE_SECONDS
     assert len(parsed.segments("OBX")) == 300
 
 
-def test_a_message_just_under_the_budget_is_parsed_within_a_second() -> None:
+def test_a_message_just_under_the_budget_is_parsed_in_seconds_not_minutes() -> None:
     body = message(HEADER, "PID|1||E1^^^NYCLINIC^MR||Doe^John||" + "^" * (MAX_DELIMITERS - 100))
 
     started = time.monotonic()
     parse(body)
 
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < LEGAL_PARSE_SECONDS
     with pytest.raises(Hl7Error):
         parse(body.replace("Doe^John", "Doe^John" + "^" * 200))
