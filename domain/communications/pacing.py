@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.settings import Settings
 from domain.communications.models import Communication, SenderPacing
 from domain.communications.provider_contract import MessageProvider, ProviderError
+from domain.communications.providers import OutboxProvider
 from domain.enums import Channel
 
 PRIORITY = "priority"  # the meta_data key naming a message's priority (absent: interactive)
@@ -112,7 +113,7 @@ def sender_for(channel: Channel, provider: MessageProvider, settings: Settings) 
         Channel.WHATSAPP: settings.twilio_whatsapp_from,
         Channel.EMAIL: settings.sendgrid_from_email,
     }[channel]
-    if provider.name == "outbox" or not address:
+    if provider.name == OutboxProvider.name or not address:
         # The outbox sends nothing, so it is paced only when asked to be (benchmarks, tests).
         return Sender(f"{channel.value}:outbox", configured or None, settings.sender_burst_seconds)
     if configured is None:
