@@ -151,6 +151,7 @@ async def run_worker(
             activities=activities,
             identity=worker_identity(),
             graceful_shutdown_timeout=WORKER_GRACEFUL_SHUTDOWN,
+            max_cached_workflows=settings.worker_max_cached_workflows,
         )
         log.info(
             "worker %s polling task queue %r on %s (%d workflows, %d activities)",

@@ -47,6 +47,7 @@ async def serve() -> None:
             noop,
         ],
         max_concurrent_activities=50,
+        max_cached_workflows=settings.worker_max_cached_workflows,  # as the production worker
     )
     freeze_startup_objects()  # as the production worker does (`worker.main`)
     async with worker:

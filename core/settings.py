@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     """Address the worker's metrics endpoint binds (`0.0.0.0` in a container)."""
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Port of the worker's metrics endpoint (its counters and the Temporal SDK's); `0` turns it off."""
+    worker_max_cached_workflows: int = Field(default=250, ge=0, le=100_000)
+    """Workflows the worker keeps in memory between their tasks (Temporal's sticky cache). One evicted is
+    replayed from its history when its next task comes (a timer firing, a signal): fewer cached means less
+    memory and more replay work. `0` turns the cache off."""
     otlp_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("PRM_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
