@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the suite mostly waits on PostgreSQL and Temporal, so more processes than
+# cores pay. Each has its own database, Temporal servers and app; a file's tests stay in one process.
+TEST_WORKERS ?= 3
 QUICK ?=
 SERVE ?=
 
@@ -49,7 +52,7 @@ test: $(TEST_STAMP) ## make lint, then the whole pytest suite (DATABASE_URL or a
 			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
 		fi; }
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP) ## ruff check, ruff format --check, mypy over every package, import-linter's layer contracts
 	$(BIN)/ruff check .

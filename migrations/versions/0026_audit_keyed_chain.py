@@ -33,7 +33,11 @@ APP_ROLE = """
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'prm_app') THEN
-        CREATE ROLE prm_app NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+        BEGIN  -- roles are the cluster's: a database migrated at the same moment may create it first
+            CREATE ROLE prm_app NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
     ELSIF EXISTS (
         SELECT 1 FROM pg_roles
         WHERE rolname = 'prm_app'
