@@ -241,7 +241,13 @@ class Settings(BaseSettings):
     private_key_jwt) is used before it is fetched again; an assertion signed with a key id the cached set
     lacks fetches it again at once (at most every 10 seconds)."""
     smart_jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
-    """How long the token endpoint waits for an integration client's `jwks_uri` to answer."""
+    """How long the token endpoint waits for an integration client's `jwks_uri` to answer (resolving its
+    host, connecting and reading the whole JWK Set)."""
+    smart_jwks_allow_private_addresses: bool = False
+    """Let an integration client's `jwks_uri` point at a loopback, private, link-local or otherwise
+    non-public address (and, on loopback, use plain http). Off, a `jwks_uri` must be https to a host whose
+    every address is public, checked at registration and again at each fetch: a tenant admin cannot make this
+    server fetch from its internal network. For development and tests only."""
 
     default_phone_region: str = "US"
     """Region for phone numbers written without a country code (normalised to E.164)."""

@@ -3,9 +3,12 @@ and traded for tokens at `POST /oauth/token` (as an EHR does)."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +18,7 @@ from core.audit import Actor
 from core.client_credentials import Scope
 from core.database import bind_tenant, mark_system
 from domain.integrations import service
+from tests.integrations.jwks_support import JwksServer
 
 TEST_ACTOR = Actor(sub="cli:tester")
 
@@ -99,3 +103,21 @@ def session_of(
         return session
 
     return factory
+
+
+@pytest.fixture
+def jwks_server(app: Any) -> Iterator[JwksServer]:
+    """A local HTTP server standing for a client's jwks_uri; the app under test may fetch from it while the
+    test runs (PRM_SMART_JWKS_ALLOW_PRIVATE_ADDRESSES, which its guard is built from, is on meanwhile)."""
+    served = JwksServer()
+    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
+    thread.start()
+    cache = app.state.jwks_cache
+    guard = cache.guard
+    cache.guard = dataclasses.replace(guard, allow_private=True)
+    try:
+        yield served
+    finally:
+        cache.guard = guard
+        served.server.shutdown()
+        served.server.server_close()
