@@ -18,10 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.client_credentials import Scope
 from core.database import mark_system
-from domain.integrations import service
-from domain.integrations.keys import JwksUriGuard
 from domain.integrations.models import IntegrationClientAssertion
-from tests.integrations.conftest import TEST_ACTOR
 from tests.integrations.fhir_support import FHIR, fhir_get
 from tests.integrations.jwks_support import (
     TOKEN_URL,
@@ -33,33 +30,6 @@ from tests.integrations.jwks_support import (
 from tests.stack.cli_support import create_tenant, prm
 
 API = "/api/v1/prm"
-
-
-@pytest.fixture
-def make_keyed_client(system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> Any:
-    """Register a client of this test's tenant with a JWK Set (or a jwks_uri) and no secret."""
-
-    async def factory(
-        jwks: dict[str, Any] | None = None,
-        jwks_uri: str | None = None,
-        scopes: tuple[Scope, ...] = (Scope.FHIR,),
-    ) -> str:
-        async with system_sessionmaker() as session:
-            mark_system(session)
-            issued = await service.create_client(
-                session,
-                tenant_id=tenant_id,
-                name="Backend service",
-                scopes=set(scopes),
-                actor=TEST_ACTOR,
-                keys=service.ClientKeys(jwks=jwks, jwks_uri=jwks_uri),
-                guard=JwksUriGuard(allow_private=True),  # the tests' jwks_uri is a server on loopback
-            )
-            await session.commit()
-        assert issued.secret is None
-        return issued.client.client_id
-
-    return factory
 
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
