@@ -150,7 +150,7 @@ def capability_statement(base: str, software_version: str, capabilities: Capabil
             "type": resource_type,
             "interaction": [{"code": code} for code in interactions],
             "versioning": "versioned" if versioned else "no-version",
-            "readHistory": False,  # vread serves the current version only: past ones are not kept
+            "readHistory": versioned,  # vread serves past versions too (domain.fhir.history)
             "updateCreate": False,
             "conditionalCreate": resource_type in capabilities.conditional_create,
             "conditionalUpdate": resource_type in capabilities.conditional_update,
