@@ -10,6 +10,9 @@ transaction. `GET /fhir/R4/{type}/{id}/_history/{vid}` renders a past version fr
 The rows are PHI as the records are: scoped by tenant (and gone with the tenant), and gone with their record
 when it is deleted (an AFTER DELETE trigger).
 
+`domain_events.type` also takes `encounter.admission_cancelled` and `encounter.discharge_cancelled`, which
+HL7 A11 and A13 emit.
+
 Revision ID: 0031_fhir_history
 Revises: 0030_hl7_feed_realism
 Create Date: 2026-12-07 03:10:00
@@ -25,6 +28,23 @@ revision: str = "0031_fhir_history"
 down_revision: str | None = "0030_hl7_feed_realism"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+EVENT_TYPES = (
+    "patient.registered",
+    "patient.updated",
+    "patient.merged",
+    "appointment.booked",
+    "appointment.rescheduled",
+    "appointment.checked_in",
+    "appointment.completed",
+    "appointment.no_show",
+    "appointment.cancelled",
+    "ticket.resolved",
+    "message.received",
+    "encounter.admitted",
+    "encounter.discharged",
+)
+NEW_EVENT_TYPES = ("encounter.admission_cancelled", "encounter.discharge_cancelled")
 
 HISTORY = {"patients": "Patient", "practitioners": "Practitioner", "appointments": "Appointment"}
 
@@ -54,8 +74,16 @@ SELECT gen_random_uuid(), t.tenant_id, '{resource_type}', t.id, t.version, to_js
 """
 
 
+def _event_types(types: Sequence[str]) -> None:
+    op.drop_constraint(op.f("ck_domain_events_type"), "domain_events", type_="check")
+    op.create_check_constraint(
+        op.f("ck_domain_events_type"), "domain_events", f"type IN ({', '.join(repr(t) for t in types)})"
+    )
+
+
 def upgrade() -> None:
-    """Create the history table and the triggers that fill it and empty it."""
+    """Create the history table and the triggers that fill it and empty it; take the new event types."""
+    _event_types((*EVENT_TYPES, *NEW_EVENT_TYPES))
     op.create_table(
         "fhir_resource_versions",
         sa.Column("resource_type", sa.String(length=20), nullable=False),
@@ -96,7 +124,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop the triggers, their functions and the table."""
+    """Drop the triggers, their functions and the table; refuse the new event types again."""
+    types = ", ".join(repr(t) for t in NEW_EVENT_TYPES)
+    op.execute(f"DELETE FROM domain_events WHERE type IN ({types})")  # noqa: S608 - constants
+    _event_types(EVENT_TYPES)
     for table in HISTORY:
         op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_forget_history ON {table}")
         op.execute(f"DROP TRIGGER IF EXISTS trg_{table}_history ON {table}")
