@@ -650,8 +650,6 @@ async def run_search(session: AsyncSession, stmt: Select[Any], paging: Paging) -
 
 
 def _reversed(cursor: str) -> str:
-    """The reverse cursor of the same position as a forward one."""
+    """The reverse cursor of the position a forward one names (checked already by `build_search`)."""
     raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    return base64.urlsafe_b64encode(
-        json.dumps({BACKWARD: raw}, separators=(",", ":")).encode()
-    ).decode().rstrip("=")
+    return encode_cursor([_untagged(v) for v in raw], backward=True)
