@@ -168,6 +168,7 @@ class JwksUriGuard:
 
     allow_private: bool = False
     resolve: Resolver = resolve_host
+    resolve_timeout_seconds: float = 5.0  # at registration (a fetch is bounded by its own timeout, in all)
 
     async def target(self, uri: str) -> FetchTarget:
         """Where to fetch `uri`, its host resolved once and every address checked; JwksUriRefused if not."""
@@ -177,7 +178,7 @@ class JwksUriGuard:
             raise JwksUriRefused(f"jwks_uri must be an absolute URL of at most {MAX_URI_LENGTH} characters.")
         if parts.username or parts.password:
             raise JwksUriRefused("jwks_uri must not carry credentials.")
-        if parts.scheme not in ("https", "http"):
+        if parts.scheme != "https" and not (self.allow_private and parts.scheme == "http"):
             raise JwksUriRefused("jwks_uri must be an https URL.")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -209,7 +210,10 @@ class JwksUriGuard:
         """A `jwks_uri` to register (checked now, and again at every fetch since DNS can change);
         Unprocessable naming the field if it is refused."""
         try:
-            await self.target(uri)
+            async with asyncio.timeout(self.resolve_timeout_seconds):
+                await self.target(uri)
+        except TimeoutError as exc:
+            raise Unprocessable("jwks_uri's host did not resolve in time.", loc=("body", "jwks_uri")) from exc
         except JwksUriRefused as exc:
             raise Unprocessable(exc.reason, loc=("body", "jwks_uri")) from exc
         return uri.strip()
