@@ -10,7 +10,9 @@ refuses a second one, so two replicas racing the same assertion cannot both win)
 
 A `jwks_uri` is fetched with httpx and kept `PRM_SMART_JWKS_CACHE_SECONDS`; an assertion naming a `kid` the
 cached set lacks fetches it once more (at most every `MIN_REFRESH_SECONDS`), so a key rotation at the
-client takes effect at once without letting unknown `kid`s make us fetch on every request.
+client takes effect at once without letting unknown `kid`s make us fetch on every request. A `jwks_uri`
+is a URL a tenant admin names and this server fetches: `JwksUriGuard` refuses one that is not https to a
+public address, at registration and at each fetch, and the fetch goes to the address it checked.
 """
 
 from __future__ import annotations
