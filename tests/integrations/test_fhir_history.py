@@ -135,37 +135,56 @@ async def test_the_rest_api_and_transaction_bundles_leave_their_versions_too(
     assert now_appointment.json()["meta"]["versionId"] != "1"
 
 
+async def created_id(client: httpx.AsyncClient, auth: dict[str, str], resource: dict[str, Any]) -> str:
+    """The id of a resource created through the FHIR API."""
+    response = await send(client, auth, "POST", resource["resourceType"], json=resource)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
 async def test_a_merge_leaves_a_version_of_each_record_it_changes_and_keeps_the_earlier_ones(
     client: httpx.AsyncClient, fhir_auth: dict[str, str], headers_for: Any, tenant_id: uuid.UUID
 ) -> None:
-    survivor = (await send(client, fhir_auth, "POST", "Patient", json=patient("M-1", given="Ines"))).json()[
-        "id"
-    ]
-    duplicate = (
-        await send(client, fhir_auth, "POST", "Patient", json=patient("M-2", given="Joana", family="Silva"))
-    ).json()["id"]
-    practitioner_id = (
-        await send(client, fhir_auth, "POST", "Practitioner", json=practitioner("S-2"))
-    ).json()["id"]
-    booked = appointment("A-2", f"Patient/{duplicate}", f"Practitioner/{practitioner_id}", START)
-    visit = (await send(client, fhir_auth, "POST", "Appointment", json=booked)).json()["id"]
-
-    merged = await client.post(
-        f"{API}/patients/merge",
-        json={"primary_patient_id": survivor, "duplicate_patient_id": duplicate},
-        headers=headers_for(tenant_id, "admin"),
+    survivor = await created_id(client, fhir_auth, patient("M-1", given="Ines"))
+    duplicate = await created_id(client, fhir_auth, patient("M-2", given="Joana", family="Silva"))
+    earlier = await created_id(client, fhir_auth, patient("M-3", given="Rosa", family="Costa"))
+    doctor = await created_id(client, fhir_auth, practitioner("S-2"))
+    visit = await created_id(
+        client, fhir_auth, appointment("A-2", f"Patient/{duplicate}", f"Practitioner/{doctor}", START)
     )
-    assert merged.status_code == 200, merged.text
+    admin = headers_for(tenant_id, "admin")
+    for kept, folded in ((duplicate, earlier), (survivor, duplicate)):  # the second redirects the first
+        merged = await client.post(
+            f"{API}/patients/merge",
+            json={"primary_patient_id": kept, "duplicate_patient_id": folded},
+            headers=admin,
+        )
+        assert merged.status_code == 200, merged.text
 
-    before = (await send(client, fhir_auth, "GET", f"Patient/{duplicate}/_history/1")).json()
-    after = (await send(client, fhir_auth, "GET", f"Patient/{duplicate}")).json()
-    visit_before = (await send(client, fhir_auth, "GET", f"Appointment/{visit}/_history/1")).json()
-    visit_after = (await send(client, fhir_auth, "GET", f"Appointment/{visit}")).json()
-    assert before["active"] is True and "link" not in before
-    assert after["active"] is False
-    assert after["link"][0]["other"]["reference"] == f"Patient/{survivor}"
-    patients = [p["actor"]["reference"] for p in (visit_before, visit_after) for p in p["participant"][:1]]
-    assert patients == [f"Patient/{duplicate}", f"Patient/{survivor}"]
+    async def versions(path: str) -> list[dict[str, Any]]:
+        current = (await send(client, fhir_auth, "GET", path)).json()
+        past = [
+            (await send(client, fhir_auth, "GET", f"{path}/_history/{v}")).json()
+            for v in range(1, int(current["meta"]["versionId"]))
+        ]
+        return [*past, current]
+
+    def links(resource: dict[str, Any]) -> str | None:
+        return resource["link"][0]["other"]["reference"] if "link" in resource else None
+
+    duplicates = await versions(f"Patient/{duplicate}")
+    assert duplicates[0]["active"] is True and links(duplicates[0]) is None
+    assert duplicates[-1]["active"] is False and links(duplicates[-1]) == f"Patient/{survivor}"
+    # Merged into the duplicate first, then redirected to the survivor by the second merge's bulk update.
+    assert [links(v) for v in await versions(f"Patient/{earlier}")][-2:] == [
+        f"Patient/{duplicate}",
+        f"Patient/{survivor}",
+    ]
+    visits = await versions(f"Appointment/{visit}")
+    assert [v["participant"][0]["actor"]["reference"] for v in (visits[0], visits[-1])] == [
+        f"Patient/{duplicate}",
+        f"Patient/{survivor}",
+    ]
 
 
 async def test_the_history_of_a_record_goes_with_it(
