@@ -631,15 +631,12 @@ async def run_search(session: AsyncSession, stmt: Select[Any], paging: Paging) -
     page = rows[: paging.count]
     if paging.backward:
         page.reverse()
-    following = preceding = None
-    if page:
-        last, first = page[-1][1:], page[0][1:]
-        if more or paging.backward:
-            following = encode_cursor(last)
-        if (more and paging.backward) or (paging.cursor is not None and not paging.backward):
-            preceding = encode_cursor(first, backward=True)
-    elif paging.cursor is not None and not paging.backward:  # past the end: back to what was before it
-        preceding = _reversed(paging.cursor)
+    # Read backwards, the page came from a later one (so one follows) and `more` says whether one precedes;
+    # read forwards, `more` says whether one follows, and a cursor that one precedes.
+    has_next = paging.backward or more
+    has_previous = more if paging.backward else paging.cursor is not None
+    following = encode_cursor(page[-1][1:]) if page and has_next else None
+    preceding = encode_cursor(page[0][1:], backward=True) if page and has_previous else None
     return SearchResult(
         records=[row[0] for row in page],
         total=total,
@@ -647,9 +644,3 @@ async def run_search(session: AsyncSession, stmt: Select[Any], paging: Paging) -
         next_cursor=following,
         previous_cursor=preceding,
     )
-
-
-def _reversed(cursor: str) -> str:
-    """The reverse cursor of the position a forward one names (checked already by `build_search`)."""
-    raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    return encode_cursor([_untagged(v) for v in raw], backward=True)
