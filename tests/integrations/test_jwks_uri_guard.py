@@ -15,6 +15,7 @@ import pytest
 from core.errors import Unprocessable
 from domain.integrations.keys import AssertionRefused, IPAddress, JwksCache, JwksUriGuard
 from tests.integrations.jwks_support import JwksServer, assertion, key_pair, token_form
+from tests.stack.cli_support import create_tenant, prm
 
 API = "/api/v1/prm"
 PUBLIC = ipaddress.ip_address("93.184.216.34")
@@ -203,3 +204,16 @@ async def test_no_database_connection_is_held_while_the_jwks_uri_is_fetched(
 
     assert response.status_code == 200, response.text
     assert held_during_fetch == [0]
+
+
+def test_the_cli_applies_the_same_rule_and_the_same_setting(database_url: str) -> None:
+    tenant = create_tenant(database_url, "SMART CLI Clinic")
+    create = ("integration", "create", "--tenant-id", str(tenant), "--name", "Epic")
+    local = "http://127.0.0.1:8/jwks.json"  # a loopback address: registered, never fetched here
+
+    refused = prm(database_url, *create, "--jwks-uri", local)
+    allowed = prm(database_url, *create, "--jwks-uri", local, PRM_SMART_JWKS_ALLOW_PRIVATE_ADDRESSES="true")
+
+    assert refused.returncode != 0
+    assert "jwks_uri must be an https URL" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
