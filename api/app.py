@@ -61,7 +61,7 @@ from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
 from domain.communications.providers import log_provider_configuration
-from domain.integrations.keys import JwksCache
+from domain.integrations.keys import JwksCache, JwksUriGuard
 from domain.tenants.active import ActiveTenants
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,9 @@ def create_app(
     app.state.token_verifier = TokenVerifier(settings)
     app.state.rate_limits = RateLimits(settings) if settings.rate_limits_enabled else None
     app.state.jwks_cache = JwksCache(
-        settings.smart_jwks_cache_seconds, settings.smart_jwks_fetch_timeout_seconds
+        settings.smart_jwks_cache_seconds,
+        settings.smart_jwks_fetch_timeout_seconds,
+        JwksUriGuard(allow_private=settings.smart_jwks_allow_private_addresses),
     )
     keys = settings.payload_encryption_keys
     app.state.payload_codec = EncryptionCodec.from_setting(keys) if keys else None

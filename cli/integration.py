@@ -87,6 +87,13 @@ def _run(job: Callable[[AsyncSession], Awaitable[T]]) -> T:
     return run_db(url, run)
 
 
+def _jwks_uri_guard() -> Any:
+    """The guard a `--jwks-uri` passes, as the API's (PRM_SMART_JWKS_ALLOW_PRIVATE_ADDRESSES)."""
+    from domain.integrations.keys import JwksUriGuard
+
+    return JwksUriGuard(allow_private=load_settings().smart_jwks_allow_private_addresses)
+
+
 def _issued(issued: Any) -> str:
     return json.dumps(
         {
@@ -258,7 +265,14 @@ def create(
     )
     issued = _run(
         lambda s: create_client(
-            s, tenant_id=tenant_id, name=name, scopes=scopes, actor=cli_actor(), keys=keys, feed=feed
+            s,
+            tenant_id=tenant_id,
+            name=name,
+            scopes=scopes,
+            actor=cli_actor(),
+            keys=keys,
+            feed=feed,
+            guard=_jwks_uri_guard(),
         )
     )
     typer.echo(_issued(issued))
@@ -275,7 +289,12 @@ def set_keys(
     from domain.integrations.service import set_keys as set_client_keys
 
     keys = _keys(jwks, jwks_uri)
-    _run(lambda s: set_client_keys(s, tenant_id=tenant_id, client_id=client_id, keys=keys, actor=cli_actor()))
+    guard = _jwks_uri_guard()
+    _run(
+        lambda s: set_client_keys(
+            s, tenant_id=tenant_id, client_id=client_id, keys=keys, actor=cli_actor(), guard=guard
+        )
+    )
     typer.echo("Replaced the client's keys." if keys.given else "Removed the client's keys.", err=True)
 
 

@@ -60,6 +60,8 @@ class EventType(StrEnum):
     MESSAGE_RECEIVED = "message.received"
     ENCOUNTER_ADMITTED = "encounter.admitted"
     ENCOUNTER_DISCHARGED = "encounter.discharged"
+    ENCOUNTER_ADMISSION_CANCELLED = "encounter.admission_cancelled"
+    ENCOUNTER_DISCHARGE_CANCELLED = "encounter.discharge_cancelled"
 
 
 class EventSource(StrEnum):

@@ -132,6 +132,22 @@ class Settings(BaseSettings):
     until retried); the journey starts they caused keep their own rows."""
     # The records of HL7 v2 messages (control id, digest, ACK) are kept this long, so a resend within it is
     # answered as the first was; the worker purges older ones hourly.
+    hl7_max_message_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """The largest HL7 v2 message `POST /hl7/v2` reads, in bytes; a larger one is refused with an AR (the
+    request body is capped by `PRM_MAX_BODY_BYTES` first, a 413)."""
+    hl7_max_segments: int = Field(default=1000, ge=10, le=100_000)
+    """The most segments an HL7 v2 message may hold (an ADT with its OBX, NK1, AL1, DG1, PR1 stays far
+    below); past it the message is refused with an AR before it is parsed."""
+    hl7_max_repetitions: int = Field(default=100, ge=1, le=10_000)
+    """The most repetitions one field of an HL7 v2 message may hold (identifiers, phones, names); past it the
+    message is refused with an AE naming the field."""
+    hl7_max_delimiters: int = Field(default=10_000, ge=100, le=1_000_000)
+    """The most delimiters (fields, components, repetitions, subcomponents) an HL7 v2 message may hold:
+    parsing builds an object for each (some 25 µs apiece), so this bounds a message's parsing time (10,000:
+    a quarter of a second or so). A large real ADT holds a few thousand. Past it: AR."""
+    hl7_max_escapes: int = Field(default=2_000, ge=10, le=100_000)
+    """The most escape sequences (`\\X0D\\`, `\\T\\` ...) an HL7 v2 message may hold (each is unescaped when
+    its field is read); past it: AR."""
     hl7_retention_days: int = Field(default=90, ge=1, le=3650)
     """How long the records of HL7 v2 messages (`hl7_messages`: control id, type, digest, ACK) are kept; the
     worker purges older ones at start and hourly, in batches of 1000. A resend within it gets the first
@@ -241,7 +257,13 @@ class Settings(BaseSettings):
     private_key_jwt) is used before it is fetched again; an assertion signed with a key id the cached set
     lacks fetches it again at once (at most every 10 seconds)."""
     smart_jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
-    """How long the token endpoint waits for an integration client's `jwks_uri` to answer."""
+    """How long the token endpoint waits for an integration client's `jwks_uri` to answer (resolving its
+    host, connecting and reading the whole JWK Set)."""
+    smart_jwks_allow_private_addresses: bool = False
+    """Let an integration client's `jwks_uri` point at a loopback, private, link-local or otherwise
+    non-public address (and, on loopback, use plain http). Off, a `jwks_uri` must be https to a host whose
+    every address is public, checked at registration and again at each fetch: a tenant admin cannot make this
+    server fetch from its internal network. For development and tests only."""
 
     default_phone_region: str = "US"
     """Region for phone numbers written without a country code (normalised to E.164)."""

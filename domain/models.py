@@ -8,6 +8,7 @@ from domain.analytics.models import MessageSentiment, VoiceCall
 from domain.campaigns.models import Campaign, CampaignMember
 from domain.cohorts.models import Cohort
 from domain.communications.models import Communication
+from domain.fhir.history import FhirResourceVersion
 from domain.hl7.models import Hl7Message
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
 from domain.journeys.models import (
@@ -34,6 +35,7 @@ __all__ = [
     "Cohort",
     "Communication",
     "DomainEvent",
+    "FhirResourceVersion",
     "Hl7Message",
     "IntegrationClient",
     "IntegrationClientSecret",

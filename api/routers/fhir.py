@@ -38,6 +38,7 @@ from domain.fhir.bundles import (
     transaction_response,
 )
 from domain.fhir.capabilities import Capabilities
+from domain.fhir.history import past_version
 from domain.fhir.identifiers import APPOINTMENT_IDS, PATIENT_IDS, PRACTITIONER_IDS
 from domain.fhir.render import etag
 from domain.fhir.search import INCLUDES, SEARCHABLE, Include, build_search, run_search
@@ -283,17 +284,32 @@ async def vread(
     caller: FhirClient,
     session: RawSessionDep,
 ) -> FhirResponse:
-    """Read one version of a resource. Past versions are not kept (`readHistory` false): a version other
-    than the current one is 404, saying so."""
+    """Read one version of a resource, the current one or a past one (`meta.versionId`, as its ETag names
+    it); 404 (an OperationOutcome) when the resource is not one of the tenant's or has no such version."""
     if resource_type not in VERSIONED:
         raise NotFound(f"{resource_type[:40]} resources are not versioned here.")
+    supported(resource_type)
+    permit(caller, resource_type, Permission.READ)
     action = f"fhir.{resource_type.lower()}.vread"
-    record, resource = await _read_one(request, caller, session, resource_type, resource_id, action)
-    if version_id != str(record.version):
+    current = await load(session, resource_type, resource_id)
+    wanted = int(version_id) if version_id.isdigit() and len(version_id) <= 9 else None
+    record = current
+    if current is not None and wanted != current.version:
+        past = None
+        if wanted is not None and 0 < wanted < current.version:
+            model = SEARCHABLE[resource_type].model
+            past = await past_version(session, resource_type, model, current.id, wanted)
+        record = past
+    if record is None:
+        audit_read(request, caller, action, [], 404)
+        if current is None:
+            raise NotFound(f"{resource_type} not found.")
         raise NotFound(
-            f"Version {version_id[:20]} of this {resource_type} is not kept; the current one is "
-            f"{record.version}."
+            f"This {resource_type} has no version {version_id[:20]!r} "
+            f"(its current version is {current.version})."
         )
+    [resource] = await render_records(session, resource_type, [record])
+    audit_read(request, caller, action, patients_of(resource_type, [record]), 200)
     return versioned_response(resource, record)
 
 

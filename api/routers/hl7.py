@@ -25,7 +25,7 @@ from api.integration_auth import Hl7Client
 from core.database import bind_tenant
 from core.errors import DomainError
 from domain.hl7 import service
-from domain.hl7.feed import feed_of
+from domain.hl7.feed import Limits, feed_of
 from domain.hl7.service import Acknowledgment
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ async def receive_message(request: Request, caller: Hl7Client, session: RawSessi
     """Apply one HL7 v2 ADT (A01, A03, A04, A08, A11, A13, A40) or SIU (S12, S13, S14, S15, S17, S26) message,
     read as the client's feed settings say, and answer its ACK."""
     charset = _transport_charset(request)
-    feed = await feed_of(session, caller.client_id)
+    feed = await feed_of(session, caller.client_id, Limits.from_settings(request.app.state.settings))
     ack = await service.receive(session, await request.body(), charset, feed)
     if not ack.accepted:
         raise MessageRefused(ack, caller.tenant_id)

@@ -103,6 +103,7 @@ async def create_integration_client(
         actor=actor_of(request, principal),
         keys=service.ClientKeys(jwks=body.jwks, jwks_uri=body.jwks_uri),
         feed=body,
+        guard=request.app.state.jwks_cache.guard,
     )
     return _issued(issued)
 
@@ -158,6 +159,7 @@ async def set_integration_client_keys(
         client_id=client_id,
         keys=service.ClientKeys(jwks=body.jwks, jwks_uri=body.jwks_uri),
         actor=actor_of(request, principal),
+        guard=request.app.state.jwks_cache.guard,
     )
     return await _summary(session, principal, client_id)
 

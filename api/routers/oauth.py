@@ -18,9 +18,8 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.deps import RawSessionDep
 from api.ratelimit import RateLimits, enforce
 from core.client_credentials import ClientCaller, format_scopes, issue_client_token, parse_token_scope
 from core.settings import Settings
@@ -85,10 +84,10 @@ def token_url(request: Request) -> str:
     return root + TOKEN_PATH
 
 
-async def _authenticate(
-    request: Request, session: AsyncSession, form: dict[str, str]
-) -> ClientCaller | JSONResponse:
-    """The client a token request authenticates (by secret, or by a signed assertion), or the refusal."""
+async def _authenticate(request: Request, form: dict[str, str]) -> ClientCaller | JSONResponse:
+    """The client a token request authenticates (by secret, or by a signed assertion), or the refusal.
+    Each check opens its own short transaction: none is held while a client's `jwks_uri` is fetched."""
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     basic = _basic_credentials(request)
     if "client_assertion" in form or "client_assertion_type" in form:
         if basic is not None or "client_secret" in form:
@@ -102,7 +101,7 @@ async def _authenticate(
         cache: JwksCache = request.app.state.jwks_cache
         try:
             caller = await authenticate_assertion(
-                session,
+                sessions,
                 assertion,
                 token_url=token_url(request),
                 cache=cache,
@@ -118,7 +117,8 @@ async def _authenticate(
     client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
     if not client_id or not secret or len(client_id) > MAX_FIELD_LENGTH or len(secret) > MAX_FIELD_LENGTH:
         return _error(401, "invalid_client", "Client authentication failed.")
-    found = await authenticate(session, client_id, secret)
+    async with sessions() as session, session.begin():
+        found = await authenticate(session, client_id, secret)
     if found is None:
         return _error(401, "invalid_client", "Client authentication failed.")
     return found
@@ -138,7 +138,7 @@ def _narrowed(caller: ClientCaller, raw: str) -> ClientCaller | JSONResponse:
 
 
 @router.post(TOKEN_PATH, include_in_schema=False)
-async def issue_token(request: Request, session: RawSessionDep) -> Any:
+async def issue_token(request: Request) -> Any:
     """Trade an integration client's id and secret, or its signed assertion, for a short-lived bearer token
     (client credentials)."""
     limits: RateLimits | None = getattr(request.app.state, "rate_limits", None)
@@ -154,7 +154,7 @@ async def issue_token(request: Request, session: RawSessionDep) -> Any:
         return _error(400, "invalid_request", f"Send the parameters form-encoded ({FORM}), each once.")
     if form.get("grant_type") != "client_credentials":
         return _error(400, "unsupported_grant_type", "Only grant_type=client_credentials is supported.")
-    caller = await _authenticate(request, session, form)
+    caller = await _authenticate(request, form)
     if isinstance(caller, JSONResponse):
         return caller
     if "scope" in form:

@@ -75,17 +75,17 @@ def searchset(
     result: SearchResult,
     included: Sequence[Resource] = (),
 ) -> dict[str, Any]:
-    """A searchset Bundle of one page, with `self`, `first` and (when more follow) `next` links; resources
+    """A searchset Bundle of one page, with `self`, `first`, (when more follow) `next` and (when some come
+    before) `previous` links; resources
     an `_include` brought come after the matches, in mode `include`."""
     count = result.paging.count
     links = [
         {"relation": "self", "url": _page_url(base, resource_type, params, count, result.paging.cursor)},
         {"relation": "first", "url": _page_url(base, resource_type, params, count, None)},
     ]
-    if result.next_cursor:
-        links.append(
-            {"relation": "next", "url": _page_url(base, resource_type, params, count, result.next_cursor)}
-        )
+    for relation, cursor in (("next", result.next_cursor), ("previous", result.previous_cursor)):
+        if cursor:
+            links.append({"relation": relation, "url": _page_url(base, resource_type, params, count, cursor)})
     entries = [
         {
             "fullUrl": f"{base}/{resource.get_resource_type()}/{resource.id}",
@@ -150,7 +150,7 @@ def capability_statement(base: str, software_version: str, capabilities: Capabil
             "type": resource_type,
             "interaction": [{"code": code} for code in interactions],
             "versioning": "versioned" if versioned else "no-version",
-            "readHistory": False,  # vread serves the current version only: past ones are not kept
+            "readHistory": versioned,  # vread serves past versions too (domain.fhir.history)
             "updateCreate": False,
             "conditionalCreate": resource_type in capabilities.conditional_create,
             "conditionalUpdate": resource_type in capabilities.conditional_update,

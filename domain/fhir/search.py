@@ -1,8 +1,10 @@
 """FHIR search: the parameters each resource takes, turned into SQL over our tables (tenant-scoped by the
 session), paged by keyset in a stable order (`_sort`, by default `_lastUpdated`, then id): a page's `next`
 link carries `_cursor`, the sort keys of its last match, and the next page starts after them (no OFFSET,
-so page 500 costs what page 1 does). `_count` is at most `MAX_COUNT`; `total` is counted only when the
-client asks (`_total=accurate`), not on every page.
+so page 500 costs what page 1 does). Its `previous` link carries a reverse cursor, the sort keys of its
+first match: that page is read backwards from there (the order reversed, then the page turned back), so
+walking back gives the pages walking forward gave. `_count` is at most `MAX_COUNT`; `total` is counted
+only when the client asks (`_total=accurate`), not on every page.
 
 A parameter may repeat (every occurrence must match: `_lastUpdated=ge2026-01-01&_lastUpdated=lt2026-02-01`)
 and a token or reference may list alternatives with commas (`identifier=a|1,b|2`). String parameters (`name`,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 import uuid
@@ -75,22 +78,25 @@ Condition = ColumnElement[bool]
 @dataclass(frozen=True)
 class Paging:
     """Which page of the matches to answer: `count` of them, after the `cursor` position (None: from the
-    first); `total` whether to count all matches."""
+    first), or before it when the cursor is a reverse one (`backward`); `total` whether to count all
+    matches."""
 
     count: int
     cursor: str | None = None
     total: bool = False
+    backward: bool = False
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One page of matching records, the cursor of the page after it (None: this is the last), and how
-    many match in all (None: not counted)."""
+    """One page of matching records, the cursors of the pages after and before it (None: there is none),
+    and how many match in all (None: not counted)."""
 
     records: list[Any]
     total: int | None
     paging: Paging
     next_cursor: str | None = None
+    previous_cursor: str | None = None
 
 
 # ---- keyset cursors -------------------------------------------------------------------------------------
@@ -123,24 +129,31 @@ def _untagged(value: Any) -> Any:
     raise ValueError("not a cursor value")
 
 
-def encode_cursor(values: Sequence[Any]) -> str:
-    """The opaque `_cursor` of a position (the sort keys of a page's last match)."""
-    raw = json.dumps([_tagged(v) for v in values], separators=(",", ":")).encode()
+BACKWARD = "<"  # a reverse cursor is {"<": [sort keys]}: the page before that position
+
+
+def encode_cursor(values: Sequence[Any], *, backward: bool = False) -> str:
+    """The opaque `_cursor` of a position (the sort keys of a page's last match; with `backward`, of a
+    page's first match, for the page before it)."""
+    tagged: Any = [_tagged(v) for v in values]
+    raw = json.dumps({BACKWARD: tagged} if backward else tagged, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, keys: int) -> list[Any]:
-    """The position a `_cursor` names; 400 when it is not one of this search's."""
+def decode_cursor(cursor: str, keys: int) -> tuple[list[Any], bool]:
+    """The position a `_cursor` names and whether the page is before it; 400 when it is not one of this
+    search's."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = [_untagged(v) for v in json.loads(raw)]
-    except (ValueError, TypeError, binascii.Error) as exc:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        backward = isinstance(raw, dict) and list(raw) == [BACKWARD]
+        values = [_untagged(v) for v in (raw[BACKWARD] if backward else raw)]
+    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
         raise BadRequest(
             "_cursor is not a cursor this server gave (follow the searchset's next link)."
         ) from exc
     if len(values) != keys:
         raise BadRequest("_cursor belongs to a search with another _sort.")
-    return values
+    return values, backward
 
 
 def _equal(expr: Any, value: Any) -> Condition:
@@ -156,6 +169,17 @@ def after(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> Condition:
         beyond = expr < value if descending else expr > value
         ties = [_equal(e, v) for (e, _), v in zip(keys[:i], values[:i], strict=True)]
         options.append(and_(*ties, or_(beyond, expr.is_(None))))
+    return or_(*options) if options else false()
+
+
+def before(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> Condition:
+    """Rows ordered before the position `values` by `keys` ((expression, descending), nulls last)."""
+    options: list[Condition] = []
+    for i, ((expr, descending), value) in enumerate(zip(keys, values, strict=True)):
+        # Every value sorts before a null; a null sorts before nothing (a comparison with it is not true).
+        earlier = expr.is_not(None) if value is None else (expr > value if descending else expr < value)
+        ties = [_equal(e, v) for (e, _), v in zip(keys[:i], values[:i], strict=True)]
+        options.append(and_(*ties, earlier))
     return or_(*options) if options else false()
 
 
@@ -583,13 +607,14 @@ def build_search(resource_type: str, params: Sequence[tuple[str, str]], *, lenie
     model = searchable.model
     keys = [*(order or [(model.updated_at, False)]), (model.id, False)]
     paging = _paging(params)
+    ordering = [(e.desc() if d else e.asc()).nulls_last() for e, d in keys]
     if paging.cursor is not None:
-        conditions.append(after(keys, decode_cursor(paging.cursor, len(keys))))
-    stmt = (
-        select(model, *(expr for expr, _ in keys))
-        .where(*conditions)
-        .order_by(*((e.desc() if d else e.asc()).nulls_last() for e, d in keys))
-    )
+        position, backward = decode_cursor(paging.cursor, len(keys))
+        conditions.append((before if backward else after)(keys, position))
+        if backward:  # read back from the position; run_search turns the page the right way round
+            ordering = [(e.asc() if d else e.desc()).nulls_first() for e, d in keys]
+            paging = dataclasses.replace(paging, backward=True)
+    stmt = select(model, *(expr for expr, _ in keys)).where(*conditions).order_by(*ordering)
     return Search(stmt, paging, applied, includes)
 
 
@@ -602,6 +627,20 @@ async def run_search(session: AsyncSession, stmt: Select[Any], paging: Paging) -
     if not paging.count:
         return SearchResult(records=[], total=total, paging=paging)
     rows = (await session.execute(stmt.limit(paging.count + 1))).all()
+    more = len(rows) > paging.count  # beyond this page, in the direction read
     page = rows[: paging.count]
-    following = encode_cursor(page[-1][1:]) if len(rows) > paging.count else None
-    return SearchResult(records=[row[0] for row in page], total=total, paging=paging, next_cursor=following)
+    if paging.backward:
+        page.reverse()
+    # Read backwards, the page came from a later one (so one follows) and `more` says whether one precedes;
+    # read forwards, `more` says whether one follows, and a cursor that one precedes.
+    has_next = paging.backward or more
+    has_previous = more if paging.backward else paging.cursor is not None
+    following = encode_cursor(page[-1][1:]) if page and has_next else None
+    preceding = encode_cursor(page[0][1:], backward=True) if page and has_previous else None
+    return SearchResult(
+        records=[row[0] for row in page],
+        total=total,
+        paging=paging,
+        next_cursor=following,
+        previous_cursor=preceding,
+    )

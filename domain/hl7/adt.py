@@ -7,7 +7,9 @@ trigger matches: the procedures (PR1-3 codes and names, PR1-4 descriptions), the
 (PV1-7) and their speciality, the hospital service (PV1-10), the location (PV1-3) and the patient class
 (PV1-2). The event's record is the visit (PV1-19), so "once per triggering record" means once per visit.
 A11/A13 take back the admission/discharge of the visit PV1-19 names: what its event triggered is undone
-(`domain.journeys.trigger_withdraw`: a delayed start withdrawn, a running journey cancelled).
+(`domain.journeys.trigger_withdraw`: a delayed start withdrawn, a running journey cancelled), and they emit
+`encounter.admission_cancelled`/`encounter.discharge_cancelled` for the visit (with the facts of the event
+taken back, when one was received), so a journey can start on the cancellation itself.
 """
 
 from __future__ import annotations
@@ -54,18 +56,22 @@ async def discharge(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
 
 async def cancel_admit(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
     """A11: the admission of the visit PV1-19 names is cancelled; what its `encounter.admitted` started is
-    undone."""
-    return await _cancel_encounter(session, parsed, EventType.ENCOUNTER_ADMITTED, "admission")
+    undone, and `encounter.admission_cancelled` emitted."""
+    return await _cancel_encounter(
+        session, parsed, EventType.ENCOUNTER_ADMITTED, EventType.ENCOUNTER_ADMISSION_CANCELLED, "admission"
+    )
 
 
 async def cancel_discharge(session: AsyncSession, parsed: Parsed) -> list[uuid.UUID]:
     """A13: the discharge of the visit PV1-19 names is cancelled; what its `encounter.discharged` started
-    (a recovery journey) is undone."""
-    return await _cancel_encounter(session, parsed, EventType.ENCOUNTER_DISCHARGED, "discharge")
+    (a recovery journey) is undone, and `encounter.discharge_cancelled` emitted."""
+    return await _cancel_encounter(
+        session, parsed, EventType.ENCOUNTER_DISCHARGED, EventType.ENCOUNTER_DISCHARGE_CANCELLED, "discharge"
+    )
 
 
 async def _cancel_encounter(
-    session: AsyncSession, parsed: Parsed, type: EventType, what: str
+    session: AsyncSession, parsed: Parsed, type: EventType, cancelled: EventType, what: str
 ) -> list[uuid.UUID]:
     pid, pv1 = parsed.required("PID"), parsed.required("PV1")
     ids = identifiers(parsed, pid, 3)
@@ -90,6 +96,15 @@ async def _cancel_encounter(
                     .order_by(DomainEvent.id)
                 )
             ).all()
+        )
+        await emit(
+            session,
+            type=cancelled,
+            patient_id=patient.id,
+            subject=("encounter", visit[:100]),
+            facts=events[-1].facts if events else {},
+            source=EventSource.HL7,
+            dedupe_key=dedupe_key(parsed),
         )
     if not events:  # nothing of it reached us (or it was purged): nothing to undo, and no reason to resend
         parsed.warn(

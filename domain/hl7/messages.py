@@ -11,9 +11,9 @@ answered as an ERR segment of severity W in the ACK.
 A time without an offset is the sender's local time (HL7 v2 TS): read in the zone of the feed
 (`domain.hl7.feed.Feed`), daylight saving time included.
 
-Bounded before python-hl7 parses anything (`MAX_SEGMENTS`, `MAX_REPETITIONS`, `MAX_DELIMITERS`,
-`MAX_ESCAPES`), so a hostile message is refused in one linear scan of its text rather than built into
-millions of objects (and locks).
+Bounded before python-hl7 parses anything (the feed's `Limits`: segments, repetitions of a field,
+delimiters, escape sequences; settings `PRM_HL7_MAX_*`), so a hostile message is refused in one linear
+scan of its text rather than built into millions of objects (and locks).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 import hl7
 import hl7.util
 
-from domain.hl7.feed import Feed
+from domain.hl7.feed import Feed, Limits
 from domain.hl7.models import MAX_CONTROL_ID_LENGTH
 
 MLLP_FRAME = "\x0b\x1c"
@@ -35,14 +35,11 @@ MLLP_FRAME_BYTES = MLLP_FRAME.encode()
 MAX_REASON = 200
 RECEIVER = "PRM"  # MSH-3/MSH-4 of our ACKs when the message did not name us
 ACK_VERSION = "2.5.1"
-MAX_SEGMENTS = 1000  # segments in one message (an ADT with its OBX, NK1, AL1, DG1, PR1 stays far below)
-MAX_REPETITIONS = 100  # repetitions of one field (identifiers, phones, names)
-# Delimiters (fields, components, repetitions, subcomponents) in one message: python-hl7 builds an object for
-# each, some 25 µs apiece, so this bounds a message's parsing to a quarter of a second or so. A large real ADT
-# (its OBX, DG1, NK1, IN1 ...) holds a few thousand.
-MAX_DELIMITERS = 10_000
-MAX_HEADER_DELIMITERS = 500  # MSH has 21 fields of a few components each
-MAX_ESCAPES = 2_000  # escape sequences (`\X0D\`, `\T\` ...): each is unescaped when its field is read
+# The default limits (`domain.hl7.feed.Limits`, the settings' defaults too).
+MAX_SEGMENTS = Limits.segments
+MAX_REPETITIONS = Limits.repetitions
+MAX_DELIMITERS = Limits.delimiters
+MAX_ESCAPES = Limits.escapes
 MAX_WARNINGS = 20  # ERR segments of severity W in one ACK
 # C0 control characters (and DEL) a value may not hold, escaped (`\X01\`) or not: no name, code or phone has
 # one. Tab, CR and LF stay (`\.br\` in a text).
@@ -347,13 +344,14 @@ def parse_timestamp(value: str, location: str, zone: tzinfo = UTC) -> datetime |
         ) from exc
 
 
-def check_limits(body: str) -> None:
-    """Refuse a message past `MAX_SEGMENTS` (AR) or with a field past `MAX_REPETITIONS` (AE naming it), in one
-    linear scan of its (normalised) text, before it is parsed."""
+def check_limits(body: str, limits: Limits = Limits()) -> None:
+    """Refuse a message past `limits.segments` (AR) or with a field past `limits.repetitions` (AE naming
+    it), or with too many delimiters or escapes (AR), in one linear scan of its (normalised) text, before it
+    is parsed."""
     lines = body.split("\r")
-    if len(lines) > MAX_SEGMENTS:
+    if len(lines) > limits.segments:
         raise Hl7Error(
-            f"The message has more than {MAX_SEGMENTS} segments.",
+            f"The message has more than {limits.segments} segments.",
             code=ErrorCode.SEGMENT_SEQUENCE,
             ack=AckCode.REJECT,
             location="MSH",
@@ -361,32 +359,32 @@ def check_limits(body: str) -> None:
     field_sep, component, repetition, escape, subcomponent = tuple((body[3:8] + "^~\\&")[:5])
     encoding = body[4:8]
     for line in lines:
-        if line.count(repetition) <= MAX_REPETITIONS:
+        if line.count(repetition) < limits.repetitions:  # n separators: n + 1 repetitions
             continue
         fields = line.split(field_sep)
         first = 2 if line.startswith("MSH") else 1  # MSH-2 holds the repetition separator itself
         for index, value in enumerate(fields[first:], start=first):
-            if value.count(repetition) >= MAX_REPETITIONS:
+            if value.count(repetition) >= limits.repetitions:
                 segment_id = fields[0][:3]
                 number = index + 1 if segment_id == "MSH" else index
                 location = f"{segment_id}-{number}"
                 raise Hl7Error(
-                    f"{location} repeats more than {MAX_REPETITIONS} times.",
+                    f"{location} repeats more than {limits.repetitions} times.",
                     code=ErrorCode.DATA_TYPE,
                     location=location,
                 )
     rest = body.replace(encoding, "", 1)  # MSH-2 holds one of each
     delimiters = sum(rest.count(char) for char in {field_sep, component, repetition, subcomponent})
-    if delimiters > MAX_DELIMITERS:
+    if delimiters > limits.delimiters:
         raise Hl7Error(
-            f"The message holds more than {MAX_DELIMITERS} fields, components and repetitions.",
+            f"The message holds more than {limits.delimiters} fields, components and repetitions.",
             code=ErrorCode.SEGMENT_SEQUENCE,
             ack=AckCode.REJECT,
             location="MSH",
         )
-    if escape and rest.count(escape) > 2 * MAX_ESCAPES:
+    if escape and rest.count(escape) > 2 * limits.escapes:
         raise Hl7Error(
-            f"The message holds more than {MAX_ESCAPES} escape sequences.",
+            f"The message holds more than {limits.escapes} escape sequences.",
             code=ErrorCode.DATA_TYPE,
             ack=AckCode.REJECT,
             location="MSH",
@@ -406,7 +404,7 @@ def parse_header(text: str, feed: Feed | None = None) -> Parsed:
             location="MSH",
         )
     header_line = body.split("\r", 1)[0]
-    if sum(header_line.count(char) for char in set(header_line[3:8])) > MAX_HEADER_DELIMITERS:
+    if sum(header_line.count(char) for char in set(header_line[3:8])) > feed.limits.header_delimiters:
         raise Hl7Error(
             "The MSH segment is too large to be a message header.",
             code=ErrorCode.SEGMENT_SEQUENCE,
@@ -470,7 +468,7 @@ def parse_body(parsed: Parsed, text: str) -> None:
     """Parse the whole message whose header `parsed` holds, within the limits (`check_limits`); an
     `Hl7Error` (AE/AR) when it is past them or python-hl7 cannot read it."""
     body = normalise(text)
-    check_limits(body)
+    check_limits(body, parsed.feed.limits)
     try:
         parsed.message = hl7.parse(body)
     except Exception as exc:  # python-hl7 fails in many ways on odd delimiters

@@ -182,6 +182,15 @@ async def receive(
     caller must roll the transaction back (then record it with `record_refusal`). `body` as received: bytes
     are decoded by MSH-18, else `transport_charset`."""
     feed = feed or Feed()
+    size = len(body.encode() if isinstance(body, str) else body)
+    if size > feed.limits.message_bytes:
+        too_large = Hl7Error(
+            f"The message is larger than {feed.limits.message_bytes} bytes.",
+            code=ErrorCode.SEGMENT_SEQUENCE,
+            ack=AckCode.REJECT,
+            location="MSH",
+        )
+        return refusal(None, too_large)
     # Decoding and python-hl7 (pure Python) run off the event loop: one large body holds up no other request.
     text, undecodable = (
         await asyncio.to_thread(decode, body, transport_charset) if isinstance(body, bytes) else (body, None)

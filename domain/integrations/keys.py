@@ -10,25 +10,30 @@ refuses a second one, so two replicas racing the same assertion cannot both win)
 
 A `jwks_uri` is fetched with httpx and kept `PRM_SMART_JWKS_CACHE_SECONDS`; an assertion naming a `kid` the
 cached set lacks fetches it once more (at most every `MIN_REFRESH_SECONDS`), so a key rotation at the
-client takes effect at once without letting unknown `kid`s make us fetch on every request.
+client takes effect at once without letting unknown `kid`s make us fetch on every request. A `jwks_uri`
+is a URL a tenant admin names and this server fetches: `JwksUriGuard` refuses one that is not https to a
+public address, at registration and at each fetch, and the fetch goes to the address it checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import jwt
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.client_credentials import ClientCaller, Scope
 from core.errors import Unprocessable
@@ -46,7 +51,6 @@ MAX_JWKS_BYTES = 64 * 1024
 MAX_URI_LENGTH = 2000
 MIN_RSA_BITS = 2048
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class AssertionRefused(Exception):
@@ -103,26 +107,126 @@ def check_jwks(jwks: Any) -> dict[str, Any]:
     return {"keys": keys}
 
 
-def _loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
+# ---- where a jwks_uri may point -------------------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+
+
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """The addresses `host` resolves to (the system resolver, off the event loop)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for info in infos:
+        try:
+            addresses.append(ipaddress.ip_address(str(info[4][0]).split("%")[0]))
+        except ValueError:
+            continue
+    return list(dict.fromkeys(addresses))
+
+
+def internal_address(address: IPAddress) -> bool:
+    """Whether an address is one a server must not be sent to on a tenant's behalf: loopback, private,
+    link-local (169.254.169.254, the clouds' metadata service), multicast, reserved, unspecified, shared
+    (carrier-grade NAT), in IPv4 or IPv6, an IPv4-mapped IPv6 address judged as the IPv4 one it carries."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return (
+        not address.is_global
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+@dataclass(frozen=True)
+class FetchTarget:
+    """Where a checked `jwks_uri` is fetched: the URL with the host replaced by the address that was checked
+    (so nothing resolves the name a second time), and the name for the Host header and TLS."""
+
+    url: str
+    host_header: str
+    tls_name: str | None
+
+
+class JwksUriRefused(Exception):
+    """A `jwks_uri` this server will not fetch; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class JwksUriGuard:
+    """Which `jwks_uri`s may be registered and fetched (a tenant admin names the URL, this server fetches it:
+    without a guard, a way to reach internal hosts). https only, to a host whose every address is public;
+    `allow_private` (PRM_SMART_JWKS_ALLOW_PRIVATE_ADDRESSES, for development and tests) lifts the address
+    rule, and then plain http is accepted on a loopback address."""
+
+    allow_private: bool = False
+    resolve: Resolver = resolve_host
+    resolve_timeout_seconds: float = 5.0  # at registration (a fetch is bounded by its own timeout, in all)
+
+    async def target(self, uri: str) -> FetchTarget:
+        """Where to fetch `uri`, its host resolved once and every address checked; JwksUriRefused if not."""
+        parts = urlsplit(uri.strip())
+        host = parts.hostname
+        if len(uri) > MAX_URI_LENGTH or not host:
+            raise JwksUriRefused(f"jwks_uri must be an absolute URL of at most {MAX_URI_LENGTH} characters.")
+        if parts.username or parts.password:
+            raise JwksUriRefused("jwks_uri must not carry credentials.")
+        if parts.scheme != "https" and not (self.allow_private and parts.scheme == "http"):
+            raise JwksUriRefused("jwks_uri must be an https URL.")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise JwksUriRefused("jwks_uri has an invalid port.") from exc
+        try:
+            addresses = await self.resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise JwksUriRefused("jwks_uri's host does not resolve.") from exc
+        if not addresses:
+            raise JwksUriRefused("jwks_uri's host does not resolve.")
+        if not self.allow_private and any(internal_address(a) for a in addresses):
+            raise JwksUriRefused(
+                "jwks_uri's host resolves to a loopback, private, link-local, multicast, reserved or "
+                "unspecified address: it must be a public https server."
+            )
+        address = addresses[0]
+        if parts.scheme != "https" and not (self.allow_private and address.is_loopback):
+            raise JwksUriRefused("jwks_uri must be an https URL.")
+        netloc = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+        literal = _is_literal(host)
+        return FetchTarget(
+            url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+            host_header=(f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else ""),
+            tls_name=None if literal or parts.scheme != "https" else host,
+        )
+
+    async def registrable(self, uri: str) -> str:
+        """A `jwks_uri` to register (checked now, and again at every fetch since DNS can change);
+        Unprocessable naming the field if it is refused."""
+        try:
+            async with asyncio.timeout(self.resolve_timeout_seconds):
+                await self.target(uri)
+        except TimeoutError as exc:
+            raise Unprocessable("jwks_uri's host did not resolve in time.", loc=("body", "jwks_uri")) from exc
+        except JwksUriRefused as exc:
+            raise Unprocessable(exc.reason, loc=("body", "jwks_uri")) from exc
+        return uri.strip()
+
+
+def _is_literal(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ipaddress.ip_address(host)
     except ValueError:
         return False
-
-
-def check_jwks_uri(uri: str) -> str:
-    """A `jwks_uri` to register: https (plain http only on this machine's loopback, for development)."""
-    uri = uri.strip()
-    parts = urlsplit(uri)
-    if len(uri) > MAX_URI_LENGTH or not parts.hostname:
-        raise Unprocessable(f"jwks_uri must be an absolute URL of at most {MAX_URI_LENGTH} characters.")
-    if parts.scheme != "https" and not (parts.scheme == "http" and _loopback(parts.hostname)):
-        raise Unprocessable("jwks_uri must be an https URL.")
-    if parts.username or parts.password:
-        raise Unprocessable("jwks_uri must not carry credentials.")
-    return uri
+    return True
 
 
 # ---- fetching keys --------------------------------------------------------------------------------------
@@ -135,14 +239,17 @@ class _Fetched:
 
 
 class JwksCache:
-    """JWK Sets fetched from clients' `jwks_uri`, each kept `ttl_seconds` (one per app process)."""
+    """JWK Sets fetched from clients' `jwks_uri`, each kept `ttl_seconds` (one per app process). A fetch
+    goes to the address `guard` checked (no second resolution), follows no redirect, reads at most
+    `MAX_JWKS_BYTES` and takes at most `timeout_seconds` in all (resolution included)."""
 
     MIN_REFRESH_SECONDS = 10.0
     MAX_ENTRIES = 1024
 
-    def __init__(self, ttl_seconds: float, timeout_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, timeout_seconds: float, guard: JwksUriGuard | None = None) -> None:
         self.ttl_seconds = ttl_seconds
         self.timeout_seconds = timeout_seconds
+        self.guard = guard or JwksUriGuard()
         self._entries: dict[str, _Fetched] = {}
 
     async def keys(self, uri: str, *, refresh: bool = False) -> list[dict[str, Any]]:
@@ -154,7 +261,11 @@ class JwksCache:
             age = now - cached.at
             if age < self.ttl_seconds and not (refresh and age >= self.MIN_REFRESH_SECONDS):
                 return cached.keys
-        keys = await self._fetch(uri)
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                keys = await self._fetch(uri)
+        except TimeoutError as exc:
+            raise AssertionRefused("The client's jwks_uri did not answer in time.") from exc
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.pop(next(iter(self._entries)))
         self._entries[uri] = _Fetched(now, keys)
@@ -162,9 +273,17 @@ class JwksCache:
 
     async def _fetch(self, uri: str) -> list[dict[str, Any]]:
         try:
+            target = await self.guard.target(uri)
+        except JwksUriRefused as exc:
+            raise AssertionRefused(f"The client's {exc.reason[0].lower()}{exc.reason[1:]}") from exc
+        extensions = {"sni_hostname": target.tls_name} if target.tls_name else {}
+        headers = {"Accept": "application/json", "Host": target.host_header}
+        # trust_env=False: no proxy from the environment, which would resolve the name again.
+        fetcher = httpx.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False, trust_env=False)
+        try:
             async with (
-                httpx.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False) as client,
-                client.stream("GET", uri, headers={"Accept": "application/json"}) as response,
+                fetcher as client,
+                client.stream("GET", target.url, headers=headers, extensions=extensions) as response,
             ):
                 if response.status_code != 200:
                     raise AssertionRefused(f"The client's jwks_uri answered {response.status_code}.")
@@ -189,7 +308,19 @@ class JwksCache:
 # ---- verifying an assertion -----------------------------------------------------------------------------
 
 
-async def _client(session: AsyncSession, client_id: str) -> IntegrationClient:
+@dataclass(frozen=True)
+class _KeySource:
+    """What verifying a client's assertion needs of its row, read in a short transaction of its own."""
+
+    id: uuid.UUID
+    client_id: str
+    tenant_id: uuid.UUID
+    scopes: list[str]
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+
+
+async def _key_source(session: AsyncSession, client_id: str) -> _KeySource:
     client = await session.scalar(
         select(IntegrationClient)
         .join(Tenant, Tenant.id == IntegrationClient.tenant_id)
@@ -201,7 +332,9 @@ async def _client(session: AsyncSession, client_id: str) -> IntegrationClient:
     )
     if client is None or (client.jwks is None and client.jwks_uri is None):
         raise AssertionRefused("Client authentication failed.")
-    return client
+    return _KeySource(
+        client.id, client.client_id, client.tenant_id, list(client.scopes), client.jwks, client.jwks_uri
+    )
 
 
 def _key_of(keys: list[dict[str, Any]], kid: str, alg: str) -> Any | None:
@@ -215,7 +348,7 @@ def _key_of(keys: list[dict[str, Any]], kid: str, alg: str) -> Any | None:
     return None
 
 
-async def _verifying_key(client: IntegrationClient, kid: str, alg: str, cache: JwksCache) -> Any:
+async def _verifying_key(client: _KeySource, kid: str, alg: str, cache: JwksCache) -> Any:
     if client.jwks is not None:
         key = _key_of(client.jwks.get("keys", []), kid, alg)
     else:
@@ -246,12 +379,22 @@ def _unverified(assertion: str) -> tuple[str, str, str]:
 
 
 async def authenticate_assertion(
-    session: AsyncSession, assertion: str, *, token_url: str, cache: JwksCache, leeway_seconds: int
+    sessions: async_sessionmaker[AsyncSession],
+    assertion: str,
+    *,
+    token_url: str,
+    cache: JwksCache,
+    leeway_seconds: int,
 ) -> ClientCaller:
     """The caller a client assertion authenticates (its `jti` recorded, so it is never accepted again);
-    AssertionRefused says why not."""
+    AssertionRefused says why not.
+
+    No transaction (nor pooled connection) is held while a `jwks_uri` is fetched, which may take the
+    whole fetch timeout: the client's key source is read in one short session, the key set fetched (or
+    taken from the cache) with none open, and the `jti` recorded in a second short transaction."""
     alg, kid, client_id = _unverified(assertion)
-    client = await _client(session, client_id)
+    async with sessions() as session:
+        client = await _key_source(session, client_id)
     key = await _verifying_key(client, kid, alg, cache)
     try:
         claims = jwt.decode(
@@ -284,7 +427,8 @@ async def authenticate_assertion(
         raise AssertionRefused(
             f"client_assertion's jti must be a string of 1 to {MAX_JTI_LENGTH} characters."
         )
-    await _record_jti(session, client.id, jti, expires + timedelta(seconds=leeway_seconds), now)
+    async with sessions() as session, session.begin():
+        await _record_jti(session, client.id, jti, expires + timedelta(seconds=leeway_seconds), now)
     return ClientCaller(
         client_id=client.client_id,
         secret_id=None,

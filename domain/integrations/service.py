@@ -25,7 +25,7 @@ from core.client_credentials import (
     new_secret,
 )
 from core.errors import Conflict, NotFound, Unprocessable
-from domain.integrations.keys import check_jwks, check_jwks_uri, has_keys
+from domain.integrations.keys import JwksUriGuard, check_jwks, has_keys
 from domain.integrations.models import IntegrationClient, IntegrationClientSecret
 from domain.integrations.schemas import FeedSettings
 from domain.tenants.models import Tenant
@@ -106,13 +106,14 @@ class ClientKeys:
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
 
-    def checked(self) -> ClientKeys:
-        """The keys to store, validated (one source, public keys only, algorithms we verify)."""
+    async def checked(self, guard: JwksUriGuard) -> ClientKeys:
+        """The keys to store, validated (one source, public keys only, algorithms we verify, a `jwks_uri`
+        that `guard` lets this server fetch)."""
         if self.jwks is not None and self.jwks_uri is not None:
             raise Unprocessable("Give the client's keys one way: jwks or jwks_uri, not both.")
         return ClientKeys(
             jwks=check_jwks(self.jwks) if self.jwks is not None else None,
-            jwks_uri=check_jwks_uri(self.jwks_uri) if self.jwks_uri is not None else None,
+            jwks_uri=await guard.registrable(self.jwks_uri) if self.jwks_uri is not None else None,
         )
 
     @property
@@ -130,10 +131,12 @@ async def create_client(
     actor: Actor,
     keys: ClientKeys | None = None,
     feed: FeedSettings | None = None,
+    guard: JwksUriGuard | None = None,
 ) -> IssuedSecret:
     """Register a client of `tenant_id` with `scopes` and its first secret, or (with `keys`) with the public
-    keys it signs its assertions with and no secret; with `feed`, how its HL7 v2 messages are read."""
-    keys = keys.checked() if keys is not None and keys.given else None
+    keys it signs its assertions with and no secret; with `feed`, how its HL7 v2 messages are read. A
+    `jwks_uri` must pass `guard` (by default: https to a public address)."""
+    keys = await keys.checked(guard or JwksUriGuard()) if keys is not None and keys.given else None
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
         raise Unprocessable(f"The client's name must be 1 to {MAX_NAME_LENGTH} characters.")
@@ -201,11 +204,17 @@ async def configure_feed(
 
 
 async def set_keys(
-    session: AsyncSession, *, tenant_id: uuid.UUID, client_id: str, keys: ClientKeys, actor: Actor
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    client_id: str,
+    keys: ClientKeys,
+    actor: Actor,
+    guard: JwksUriGuard | None = None,
 ) -> IntegrationClient:
     """Replace a client's public keys (a key rotation: register the set holding old and new keys, move the
     client to the new key, then register the set without the old one), or remove them (no source given)."""
-    checked = keys.checked()
+    checked = await keys.checked(guard or JwksUriGuard())
     client = await _client(session, tenant_id, client_id)
     if client.revoked_at is not None:
         raise Conflict("This integration client is revoked.")

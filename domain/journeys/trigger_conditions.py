@@ -197,9 +197,14 @@ class TicketTrigger(_Trigger):
 
 
 class EncounterTrigger(_Trigger):
-    """Start on an admission or a discharge reported by the clinic's EHR."""
+    """Start on an admission or a discharge reported by the clinic's EHR, or on its cancellation (A11/A13)."""
 
-    event: Literal["encounter.admitted", "encounter.discharged"]
+    event: Literal[
+        "encounter.admitted",
+        "encounter.discharged",
+        "encounter.admission_cancelled",
+        "encounter.discharge_cancelled",
+    ]
     conditions: EncounterConditions = Field(default_factory=EncounterConditions)
 
 

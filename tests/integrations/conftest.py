@@ -3,9 +3,12 @@ and traded for tokens at `POST /oauth/token` (as an EHR does)."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +18,8 @@ from core.audit import Actor
 from core.client_credentials import Scope
 from core.database import bind_tenant, mark_system
 from domain.integrations import service
+from domain.integrations.keys import JwksUriGuard
+from tests.integrations.jwks_support import JwksServer
 
 TEST_ACTOR = Actor(sub="cli:tester")
 
@@ -97,5 +102,50 @@ def session_of(
         session = system_sessionmaker()
         bind_tenant(session, tenant_id)
         return session
+
+    return factory
+
+
+@pytest.fixture
+def jwks_server(app: Any) -> Iterator[JwksServer]:
+    """A local HTTP server standing for a client's jwks_uri; the app under test may fetch from it while the
+    test runs (PRM_SMART_JWKS_ALLOW_PRIVATE_ADDRESSES, which its guard is built from, is on meanwhile)."""
+    served = JwksServer()
+    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
+    thread.start()
+    cache = app.state.jwks_cache
+    guard = cache.guard
+    cache.guard = dataclasses.replace(guard, allow_private=True)
+    try:
+        yield served
+    finally:
+        cache.guard = guard
+        served.server.shutdown()
+        served.server.server_close()
+
+
+@pytest.fixture
+def make_keyed_client(system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> Any:
+    """Register a client of this test's tenant with a JWK Set (or a jwks_uri) and no secret."""
+
+    async def factory(
+        jwks: dict[str, Any] | None = None,
+        jwks_uri: str | None = None,
+        scopes: tuple[Scope, ...] = (Scope.FHIR,),
+    ) -> str:
+        async with system_sessionmaker() as session:
+            mark_system(session)
+            issued = await service.create_client(
+                session,
+                tenant_id=tenant_id,
+                name="Backend service",
+                scopes=set(scopes),
+                actor=TEST_ACTOR,
+                keys=service.ClientKeys(jwks=jwks, jwks_uri=jwks_uri),
+                guard=JwksUriGuard(allow_private=True),  # the tests' jwks_uri is a server on loopback
+            )
+            await session.commit()
+        assert issued.secret is None
+        return issued.client.client_id
 
     return factory

@@ -169,3 +169,64 @@ async def test_a11_before_the_dispatcher_saw_the_admission_starts_nothing(
             await session.scalars(select(DomainEvent).where(DomainEvent.type == "encounter.admitted"))
         ).all()
     assert event.dispatched_at is not None and event.dispatch_error is None  # withdrawn, not set aside
+
+
+async def _events(
+    sessionmaker: async_sessionmaker[AsyncSession], tenant: uuid.UUID, type: str
+) -> list[DomainEvent]:
+    async with sessionmaker() as session:
+        bind_tenant(session, tenant)
+        found = await session.scalars(
+            select(DomainEvent).where(DomainEvent.type == type).order_by(DomainEvent.id)
+        )
+        return list(found.all())
+
+
+async def test_a13_and_a11_emit_their_own_event_for_the_visit_with_the_facts_taken_back(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    hl7: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    discharge = adt("A03", "E6301", pv1("V-6301", discharged="20261201100000"), KNEE, language="ENG")
+    assert ack_code(await send(client, hl7, discharge)) == "AA"
+    cancel_discharge = adt("A13", "E6301", pv1("V-6301"), language="ENG")
+    assert ack_code(await send(client, hl7, cancel_discharge)) == "AA"
+    assert ack_code(await send(client, hl7, cancel_discharge)) == "AA"  # a resend: no second event
+    # An A11 for a visit whose admission never reached us: the cancellation is still news.
+    assert ack_code(await send(client, hl7, adt("A11", "E6301", pv1("V-6302"), language="ENG"))) == "AA"
+
+    [discharged] = await _events(system_sessionmaker, tenant_id, "encounter.discharged")
+    [undischarged] = await _events(system_sessionmaker, tenant_id, "encounter.discharge_cancelled")
+    [unadmitted] = await _events(system_sessionmaker, tenant_id, "encounter.admission_cancelled")
+    assert (undischarged.subject_type, undischarged.subject_id) == ("encounter", "V-6301")
+    assert undischarged.patient_id == discharged.patient_id
+    assert undischarged.facts["procedure_codes"] == ["27447"]
+    assert undischarged.source == "hl7"
+    assert (unadmitted.subject_id, unadmitted.patient_id, unadmitted.facts) == (
+        "V-6302",
+        discharged.patient_id,
+        {},
+    )
+
+
+async def test_a_journey_triggered_by_a_cancelled_discharge_starts_on_an_a13(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    hl7: dict[str, str],
+    tenant_id: uuid.UUID,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    on_dev_server: Wired,
+) -> None:
+    await journey_on(client, auth, "encounter.discharge_cancelled", conditions={"procedures": ["27447"]})
+    discharge = adt("A03", "E6401", pv1("V-6401", discharged="20261201100000"), KNEE, language="ENG")
+    assert ack_code(await send(client, hl7, discharge)) == "AA"
+    rounds = dispatcher(on_dev_server, system_sessionmaker, tenant_id)
+    assert (await rounds.round()).started == 0
+
+    assert ack_code(await send(client, hl7, adt("A13", "E6401", pv1("V-6401"), language="ENG"))) == "AA"
+
+    assert (await rounds.round()).started == 1
+    [instance] = await rows(system_sessionmaker, tenant_id, JourneyInstance, "E6401")
+    assert instance.status == "active"

@@ -5,11 +5,14 @@ control characters are refused with a reason."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from core.settings import Settings
+from domain.hl7.feed import Limits
 from domain.hl7.messages import MAX_DELIMITERS, MAX_REPETITIONS, MAX_SEGMENTS, Hl7Error, parse
 from domain.hl7.models import Hl7Message
 from domain.patients.models import Patient
@@ -103,3 +106,43 @@ def test_a_message_just_under_the_budget_is_parsed_in_seconds_not_minutes() -> N
     assert time.monotonic() - started < LEGAL_PARSE_SECONDS
     with pytest.raises(Hl7Error):
         parse(body.replace("Doe^John", "Doe^John" + "^" * 200))
+
+
+@pytest.fixture
+def hl7_settings(app: Any) -> Iterator[Callable[..., None]]:
+    """Run the app under test with other HL7 limits (PRM_HL7_MAX_*) until the test ends."""
+    settings = app.state.settings
+
+    def use(**limits: int) -> None:
+        app.state.settings = Settings.model_validate({**settings.model_dump(), **limits})
+
+    yield use
+    app.state.settings = settings
+
+
+async def test_the_limits_are_the_deployments_settings(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], hl7_settings: Callable[..., None]
+) -> None:
+    hl7_settings(hl7_max_segments=10, hl7_max_repetitions=3)
+    eleven = message(HEADER, "PID|1||X^^^H^MR||Doe^John", *["ZZZ|1"] * 9)
+    repeated = message(msh("ADT^A04", "H-2"), "PID|1||A^^^H^MR~B^^^H^MR~C^^^H^MR~D^^^H^MR||Doe^John")
+
+    assert ack_code(too_many := await send(client, hl7_auth, eleven)) == "AR"
+    assert "more than 10 segments" in too_many.text
+    assert ack_code(too_long := await send(client, hl7_auth, repeated)) == "AE"
+    assert "PID-3 repeats more than 3 times" in too_long.text
+
+
+async def test_a_message_past_the_byte_limit_is_an_ar(
+    client: httpx.AsyncClient, hl7_auth: dict[str, str], hl7_settings: Callable[..., None]
+) -> None:
+    hl7_settings(hl7_max_message_bytes=2048)
+
+    response = await send(client, hl7_auth, message(HEADER, "PID|1||X^^^H^MR||Doe^" + "J" * 3000))
+
+    assert ack_code(response) == "AR"
+    assert "larger than 2048 bytes" in response.text
+
+
+def test_the_default_limits_are_the_settings_defaults() -> None:
+    assert Limits.from_settings(Settings(env="test")) == Limits()

@@ -4,116 +4,32 @@ for a token, and SMART scopes narrow what the token may do on the FHIR API."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.algorithms import ECAlgorithm
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.client_credentials import Scope
 from core.database import mark_system
-from domain.integrations import service
-from domain.integrations.keys import ASSERTION_TYPE
 from domain.integrations.models import IntegrationClientAssertion
-from tests.integrations.conftest import TEST_ACTOR
 from tests.integrations.fhir_support import FHIR, fhir_get
+from tests.integrations.jwks_support import (
+    TOKEN_URL,
+    JwksServer,
+    assertion,
+    key_pair,
+    token_form,
+)
 from tests.stack.cli_support import create_tenant, prm
 
-TOKEN_URL = "http://testserver/oauth/token"
 API = "/api/v1/prm"
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    """A private key held by the test (the EHR) and its public JWK."""
-
-    alg: str
-    kid: str
-    private: Any
-    public_jwk: dict[str, Any]
-
-
-def key_pair(alg: str = "RS384", kid: str | None = None) -> KeyPair:
-    """A fresh key for `alg` (RS384: RSA 2048; ES384: EC P-384)."""
-    kid = kid or uuid.uuid4().hex
-    if alg == "ES384":
-        private: Any = ec.generate_private_key(ec.SECP384R1())
-        jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    else:
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    return KeyPair(alg, kid, private, {**jwk, "kid": kid, "use": "sig", "alg": alg})
-
-
-def assertion(
-    client_id: str,
-    key: KeyPair,
-    *,
-    aud: str = TOKEN_URL,
-    lifetime: timedelta = timedelta(minutes=4),
-    jti: str | None = None,
-    kid: str | None = None,
-) -> str:
-    """A client assertion as an EHR signs it."""
-    now = datetime.now(UTC)
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": aud,
-        "exp": now + lifetime,
-        "iat": now,
-        "jti": jti or uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, key.private, algorithm=key.alg, headers={"kid": kid or key.kid})
-
-
-def token_form(signed: str, scope: str | None = None) -> dict[str, str]:
-    """The token request of SMART Backend Services."""
-    form = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": signed,
-    }
-    if scope is not None:
-        form["scope"] = scope
-    return form
-
-
-@pytest.fixture
-def make_keyed_client(system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> Any:
-    """Register a client of this test's tenant with a JWK Set (or a jwks_uri) and no secret."""
-
-    async def factory(
-        jwks: dict[str, Any] | None = None,
-        jwks_uri: str | None = None,
-        scopes: tuple[Scope, ...] = (Scope.FHIR,),
-    ) -> str:
-        async with system_sessionmaker() as session:
-            mark_system(session)
-            issued = await service.create_client(
-                session,
-                tenant_id=tenant_id,
-                name="Backend service",
-                scopes=set(scopes),
-                actor=TEST_ACTOR,
-                keys=service.ClientKeys(jwks=jwks, jwks_uri=jwks_uri),
-            )
-            await session.commit()
-        assert issued.secret is None
-        return issued.client.client_id
-
-    return factory
 
 
 @pytest.mark.parametrize("alg", ["RS384", "ES384"])
@@ -273,44 +189,8 @@ async def test_a_secret_client_may_ask_for_smart_scopes_too(
     assert (await fhir_get(client, "Practitioner", auth)).status_code == 200
 
 
-class _JwksServer:
-    """A client's jwks_uri: serves `jwks` and counts the fetches."""
-
-    def __init__(self) -> None:
-        self.jwks: dict[str, Any] = {"keys": []}
-        self.fetches = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.fetches += 1
-                body = json.dumps(outer.jwks).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
-
-
-@pytest.fixture
-def jwks_server() -> Iterator[_JwksServer]:
-    """A local HTTP server standing for a client's jwks_uri."""
-    served = _JwksServer()
-    thread = threading.Thread(target=served.server.serve_forever, daemon=True)
-    thread.start()
-    yield served
-    served.server.shutdown()
-    served.server.server_close()
-
-
 async def test_keys_at_a_jwks_uri_are_fetched_cached_and_fetched_again_for_a_new_kid(
-    client: httpx.AsyncClient, make_keyed_client: Any, jwks_server: _JwksServer, app: Any
+    client: httpx.AsyncClient, make_keyed_client: Any, jwks_server: JwksServer, app: Any
 ) -> None:
     old, new = key_pair(), key_pair("ES384")
     jwks_server.jwks = {"keys": [old.public_jwk]}
