@@ -11,7 +11,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.content_rules import rules
-from api.deps import CanMerge, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.deps import (
+    CanMerge,
+    CanRead,
+    CanWrite,
+    CurrentPrincipal,
+    SessionDep,
+    TenantReadsDep,
+    ensure_own_tenant,
+)
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
 from core.pagination import PageDep, PageParams, paginate
@@ -33,6 +41,7 @@ from domain.patients.schemas import (
     PatientUpdate,
 )
 from domain.records import merge, overview
+from domain.records import reads as record_reads
 from domain.records.repository import PatientRecordRepository
 from domain.records.schemas import (
     Patient360Response,
@@ -188,11 +197,10 @@ async def create_patient(
     dependencies=[CanRead],
     responses=NOT_FOUND,
 )
-async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDetailResponse:
+async def get_patient(patient_id: uuid.UUID, reads: TenantReadsDep) -> PatientDetailResponse:
     """A patient's full demographics, with counts of appointments (total and upcoming), active journeys,
     open tickets and messages, and the dates of the last visit and the next appointment."""
-    row = await PatientRecordRepository(session).patient_detail(patient_id)
-    return PatientDetailResponse.model_validate(row)
+    return PatientDetailResponse.model_validate(await record_reads.patient_detail(reads, patient_id))
 
 
 @router.patch(
