@@ -25,6 +25,7 @@ from core.errors import NotFound
 from core.pagination import PageDep, PageParams, paginate
 from domain.communications.schemas import CommunicationResponse
 from domain.enums import AppointmentStatus, Channel, Direction, PatientStatus
+from domain.patients import reads as patient_reads
 from domain.patients import service
 from domain.patients.duplicates import find_duplicates
 from domain.patients.repository import PatientRepository
@@ -67,7 +68,7 @@ NOT_FOUND = errors(not_found=NO_PATIENT)
     responses=errors(forbidden=FOREIGN_TENANT),
 )
 async def list_patients(
-    session: SessionDep,
+    reads: TenantReadsDep,
     principal: CurrentPrincipal,
     page: PageDep,
     tenant_id: TenantFilter = None,
@@ -79,8 +80,7 @@ async def list_patients(
     """List your patients, optionally filtered by status or a search over name (typo-tolerant), phone, email
     and MRN. With a search, the closest name matches come first; otherwise patients are sorted by name."""
     ensure_own_tenant(principal, tenant_id)
-    repo = PatientRepository(session)
-    rows, total = await repo.page(repo.filtered(search=search, status=status), page)
+    rows, total = await patient_reads.list_patients(reads, page, search=search, status=status)
     items = [PatientSimpleResponse.model_validate(r) for r in rows]
     return PatientSimpleListResponse.build(items, total, page)
 
