@@ -21,11 +21,14 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import ClauseElement
+from pydantic import BaseModel
+from sqlalchemy import ClauseElement, Table, bindparam, select
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
 from core.database import TENANT_PARAMETER, tenant_bound
 from core.embedded_db import to_libpq_url
+from core.errors import NotFound
 from core.settings import Settings
 
 
@@ -35,6 +38,17 @@ class TenantRead:
 
     sql: str
     defaults: dict[str, Any]
+
+    @classmethod
+    def by_id(cls, table: Table, answer: type[BaseModel]) -> TenantRead:
+        """`SELECT <the answer's fields> FROM table WHERE id = :record_id AND tenant_id = :tenant_id`."""
+        tenant = bindparam(TENANT_PARAMETER, type_=PG_UUID(as_uuid=True))
+        columns = [table.c[name] for name in answer.model_fields]
+        return cls.of(
+            select(*columns).where(
+                table.c.id == bindparam("record_id", type_=PG_UUID(as_uuid=True)), table.c.tenant_id == tenant
+            )
+        )
 
     @classmethod
     def of(cls, statement: ClauseElement) -> TenantRead:
@@ -60,6 +74,14 @@ class TenantReads:
         async with self.pool.connection() as conn:
             cursor = await conn.execute(read.sql, self._params(read, params))
             return await cursor.fetchone()
+
+    async def one_or_404(self, read: TenantRead, label: str, **params: Any) -> DictRow:
+        """The first row of `read` for the tenant; NotFound (`label` not found) when there is none, whether
+        it is missing or another tenant's."""
+        row = await self.one(read, **params)
+        if row is None:
+            raise NotFound(f"{label} not found.")
+        return row
 
     async def all(self, read: TenantRead, **params: Any) -> list[DictRow]:
         """Every row of `read` for the tenant."""

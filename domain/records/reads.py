@@ -10,7 +10,6 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from core.database import TENANT_PARAMETER
-from core.errors import NotFound
 from core.reads import TenantRead, TenantReads
 from domain.patients.models import Patient
 from domain.patients.repository import PatientRepository
@@ -26,7 +25,4 @@ PATIENT_DETAIL_READ = TenantRead.of(PATIENT_DETAIL)
 
 async def patient_detail(reads: TenantReads, patient_id: uuid.UUID) -> DictRow:
     """The patient and their statistics in one round trip; NotFound when the tenant has no such patient."""
-    row = await reads.one(PATIENT_DETAIL_READ, patient_id=patient_id)
-    if row is None:
-        raise NotFound(f"{PatientRepository.label} not found.")
-    return row
+    return await reads.one_or_404(PATIENT_DETAIL_READ, PatientRepository.label, patient_id=patient_id)
