@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 from core.database import TenantScopeMissing, bind_tenant, mark_system, tenant_bound
 from core.errors import NotFound
-from core.reads import TenantReads, make_read_pool
+from core.reads import TenantRead, TenantReads, make_read_pool
 from core.settings import Settings
 from domain.communications.models import Communication
 from domain.patients.models import Patient
@@ -178,3 +178,30 @@ async def _add_patient(sessionmaker: Callable, tenant: uuid.UUID) -> uuid.UUID:
         session.add(patient)
         await session.commit()
         return patient.id
+
+
+def _hot_reads() -> dict[str, TenantRead]:
+    from domain.communications import reads as message_reads
+    from domain.journeys import reads as journey_reads
+    from domain.patients import reads as patient_reads
+    from domain.scheduling import reads as appointment_reads
+
+    found = {
+        "patient detail": record_reads.PATIENT_DETAIL_READ,
+        "appointment": appointment_reads.APPOINTMENT,
+        "communication": message_reads.COMMUNICATION,
+        "journey instance": journey_reads.INSTANCE,
+        "journey instance stages": journey_reads.STAGES,
+    }
+    for shape, (page, count) in patient_reads.LISTS.items():
+        found[f"patient list {shape}"], found[f"patient count {shape}"] = page, count
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_hot_reads()))
+def test_every_hot_read_filters_each_table_it_reads_by_the_tenant(name: str) -> None:
+    sql = _hot_reads()[name].sql
+    tables = set(re.findall(r"FROM (\w+)", sql))
+    assert tables
+    for table in tables:
+        assert f"{table}.tenant_id = %(tenant_id)s" in sql, (name, table)
