@@ -450,7 +450,7 @@ def kinds_table(before: Histograms, after: Histograms) -> str:
     for key, buckets in after.items():
         gained = {b: n - before.get(key, {}).get(b, 0.0) for b, n in buckets.items()}
         count = gained[float("inf")]
-        if count > 0:
+        if count > 0 and key[1] != "/metrics":  # the snapshots themselves
             rows.append((key, count, _quantile(gained, 0.5), _quantile(gained, 0.95)))
     total = sum(count for _, count, _, _ in rows) or 1
     for (method, route), count, p50, p95 in sorted(rows, key=lambda r: -r[3]):
