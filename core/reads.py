@@ -92,11 +92,13 @@ class TenantReads:
 
 def make_read_pool(url: str, settings: Settings) -> AsyncConnectionPool[AsyncConnection[DictRow]]:
     """psycopg's pool for `TenantReads` (opened by the app at start-up): autocommit (a read needs no
-    BEGIN/COMMIT), rows as dicts, the engine's bounds (pool size, checkout and connect timeouts)."""
+    BEGIN/COMMIT), rows as dicts, the engine's bounds: it grows on demand up to the engine's pool size plus
+    its overflow (writes blocked on a lock hold the engine's connections, never these), with the same
+    checkout and connect timeouts."""
     return AsyncConnectionPool(
         to_libpq_url(url),
         min_size=1,
-        max_size=settings.db_pool_size,
+        max_size=settings.db_pool_size + settings.db_max_overflow,
         timeout=settings.db_pool_timeout_seconds,
         kwargs={
             "autocommit": True,
