@@ -57,6 +57,7 @@ from core.embedded_db import to_libpq_url
 from core.logging import configure_logging
 from core.phones import set_default_region
 from core.process import freeze_startup_objects
+from core.reads import make_read_pool
 from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
 from domain.analytics.realtime import MetricsListener
@@ -86,6 +87,8 @@ def create_app(
         app.state.engine = make_engine(url, settings)
         app.state.sessionmaker = make_sessionmaker(app.state.engine)
         app.state.read_sessionmaker = make_read_sessionmaker(app.state.engine)  # GET, HEAD, OPTIONS
+        app.state.read_pool = make_read_pool(url, settings)  # the hottest reads, without SQLAlchemy
+        await app.state.read_pool.open(wait=False)
         # One LISTEN connection per process for every real-time stream (connects on the first stream).
         app.state.metrics_listener = MetricsListener.for_database(url, app.state.sessionmaker)
         # The active tenants, cached per process and forgotten on PostgreSQL's change notices.
@@ -110,6 +113,7 @@ def create_app(
             await app.state.audit_buffer.close()  # nothing queued is lost on a graceful shutdown
             await app.state.metrics_listener.close()
             await app.state.active_tenants.close()
+            await app.state.read_pool.close()
             await app.state.engine.dispose()
 
     app = FastAPI(

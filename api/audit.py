@@ -2,7 +2,7 @@
 a record of who, what, which record and patient, when, from where and how it ended.
 
 `AuditMiddleware` gives each request an `AuditTrail` and watches it go by: the route FastAPI matched (its
-operation id is the action), the caller `get_principal` authenticated, the ids in the path, the body and
+operation id is the action), the caller `authenticate` authenticated, the ids in the path, the body and
 the answer, and the answer's status. Two moments record:
 
 - a write commits its record with it: `api.deps` calls `record_write` right before the request's
@@ -120,7 +120,7 @@ class AuditTrail:
 
     @property
     def principal(self) -> Principal | None:
-        """The caller, once `get_principal` has authenticated them."""
+        """The caller, once `authenticate` has authenticated them."""
         return self.scope.get("state", {}).get("principal")
 
     @property

@@ -18,6 +18,7 @@ from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import Forbidden, Unauthorized
 from core.gateway import WorkflowGateway, bind_gateway
+from core.reads import TenantReads
 from core.settings import Settings
 from core.temporal import gateway_for_state
 from domain.tenants.active import ActiveTenants
@@ -64,14 +65,13 @@ async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
 RawSessionDep = Annotated[AsyncSession, Depends(open_transaction, scope="function")]
 
 
-async def get_principal(
+async def authenticate(
     request: Request,
     response: Response,
-    session: RawSessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """Authenticate the caller, count the request against their rate limits and scope the request's
-    session to their tenant."""
+    """Authenticate the caller and count the request against their rate limits (no session needed: a
+    read served by `TenantReadsDep` opens none)."""
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:
         if not served_on_loopback(request):  # an open API is this machine's own, never the network's
@@ -89,10 +89,25 @@ async def get_principal(
     if limits is not None:
         verdict = await limits.check_caller(str(principal.tenant_id), principal.sub)
         enforce(verdict, response, "user" if verdict and verdict.item is limits.per_user else "tenant")
-    if not await _tenant_is_active(request, session, principal.tenant_id):
+    if not await _tenant_is_active(request, principal.tenant_id):
         raise Unauthorized("Invalid token.")
-    bind_tenant(session, principal.tenant_id)
     request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+async def get_principal(
+    request: Request,
+    response: Response,
+    session: AsyncSession,
+    credentials: HTTPAuthorizationCredentials | None,
+) -> Principal:
+    """`authenticate`, and scope `session` to the caller's tenant: for routes that take the caller's
+    credentials themselves."""
+    principal = await authenticate(request, response, credentials)
+    bind_tenant(session, principal.tenant_id)
     return principal
 
 
@@ -121,12 +136,17 @@ def served_on_loopback(request: Request) -> bool:
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-async def _tenant_is_active(request: Request, session: AsyncSession, tenant_id: uuid.UUID) -> bool:
-    """The app's cache of active tenants when it runs one (`domain.tenants.active`), else a query."""
-    active: ActiveTenants | None = getattr(request.app.state, "active_tenants", None)
-    if active is None:
-        return await get_active_tenant(session, tenant_id) is not None
-    return await active.is_active(session, tenant_id)
+async def _tenant_is_active(request: Request, tenant_id: uuid.UUID) -> bool:
+    """The app's cache of active tenants when it runs one (`domain.tenants.active`); a query of its own
+    when the cache cannot answer."""
+    state = request.app.state
+    active: ActiveTenants | None = getattr(state, "active_tenants", None)
+    if active is not None and active.known_active(tenant_id):
+        return True
+    async with (getattr(state, "read_sessionmaker", None) or state.sessionmaker)() as session:
+        if active is None:
+            return await get_active_tenant(session, tenant_id) is not None
+        return await active.is_active(session, tenant_id)
 
 
 def _anonymous_admin(request: Request, settings: Settings) -> Principal:
@@ -142,15 +162,21 @@ def _anonymous_admin(request: Request, settings: Settings) -> Principal:
     return Principal(sub="anonymous", tenant_id=tenant_id, roles=frozenset({Role.ADMIN}))
 
 
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-
-
-async def get_tenant_session(session: RawSessionDep, _principal: CurrentPrincipal) -> AsyncSession:
-    """The request's session, already scoped to the caller's tenant."""
+async def get_tenant_session(session: RawSessionDep, principal: CurrentPrincipal) -> AsyncSession:
+    """The request's session, scoped to the caller's tenant."""
+    bind_tenant(session, principal.tenant_id)
     return session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_tenant_session)]
+
+
+def tenant_reads(request: Request, principal: CurrentPrincipal) -> TenantReads:
+    """The hottest reads (`core.reads`) for the caller's tenant, on the app's read pool: no session."""
+    return TenantReads(request.app.state.read_pool, principal.tenant_id)
+
+
+TenantReadsDep = Annotated[TenantReads, Depends(tenant_reads)]
 
 
 def require(permission: Permission) -> Any:

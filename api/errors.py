@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout as ReadPoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -90,7 +91,7 @@ class InternalErrorDetail(BaseModel):
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` says the database could not be reached or lost the connection, not that the request
     was wrong: refused or dropped connections, shutdowns, a pool with no connection to give in time."""
-    if isinstance(exc, PoolTimeout):
+    if isinstance(exc, (PoolTimeout, ReadPoolTimeout)):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -209,6 +210,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(PoolTimeout)
+    @app.exception_handler(ReadPoolTimeout)
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(psycopg.InterfaceError)
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -241,7 +243,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def _connection_lost(exc: Exception) -> bool:
     """Whether the failure means the connection itself is gone (a restart, an outage), rather than a busy
     pool or a cancelled statement."""
-    if isinstance(exc, PoolTimeout):
+    if isinstance(exc, (PoolTimeout, ReadPoolTimeout)):
         return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -256,3 +258,6 @@ async def _retire_pooled_connections(request: Request) -> None:
     engine = getattr(request.app.state, "engine", None)
     if engine is not None:
         await engine.dispose(close=False)
+    read_pool = getattr(request.app.state, "read_pool", None)
+    if read_pool is not None:
+        await read_pool.check()  # `core.reads`' pool: its dead connections replaced

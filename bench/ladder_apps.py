@@ -18,13 +18,15 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from psycopg.rows import dict_row
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app_from_env
 from bench.bare_api import pooled_app
 from core.database import bind_tenant, make_engine, make_read_sessionmaker, resolve_database_url
+from core.reads import TenantReads
 from core.settings import get_settings
-from domain.records.repository import PATIENT_DETAIL, PatientRecordRepository
+from domain.records import reads as record_reads
+from domain.records.reads import PATIENT_DETAIL
 from domain.records.schemas import PatientDetailResponse
 
 
@@ -116,7 +118,7 @@ def sqlalchemy_connection() -> FastAPI:
 
 
 def sqlalchemy_session() -> FastAPI:
-    """Rung 5: through the service's read session and repository, row answered as is."""
+    """Rung 5: through a read session of the service's (on its connection), row answered as is."""
 
     def route(app: FastAPI, state: dict[str, Any]) -> None:
         tenant = _tenant()
@@ -125,26 +127,29 @@ def sqlalchemy_session() -> FastAPI:
         async def read(patient_id: uuid.UUID) -> dict[str, Any]:
             async with state["read_sessions"]() as session:
                 bind_tenant(session, tenant)
-                return dict(await PatientRecordRepository(session).patient_detail(patient_id))
+                conn = await session.connection()
+                result = await conn.execute(PATIENT_DETAIL, {"patient_id": patient_id, "tenant_id": tenant})
+                row = result.mappings().first()
+            if row is None:
+                raise HTTPException(404, "No such patient")
+            return dict(row)
 
     return _engine_app(route)
 
 
 def service_route_only() -> FastAPI:
-    """Rung 6: the service's app with none of its middlewares and a route with the session as its only
-    dependency (no auth, rate limits, tenant check or audit), answering the service's response model."""
+    """Rung 6: the service's app with none of its middlewares and a route with the tenant's reads
+    (`core.reads`, the app's read pool) as its only dependency (no auth, rate limits, tenant check or
+    audit), answering the service's response model."""
     app = create_app_from_env()
     app.user_middleware = []
 
-    async def session(request: Request) -> AsyncIterator[AsyncSession]:
-        async with request.app.state.read_sessionmaker() as s:
-            bind_tenant(s, _tenant())
-            yield s
+    def reads(request: Request) -> TenantReads:
+        return TenantReads(request.app.state.read_pool, _tenant())
 
     @app.get("/lean/patients/{patient_id}", response_model=PatientDetailResponse)
-    async def lean(patient_id: uuid.UUID, s: AsyncSession = Depends(session)) -> PatientDetailResponse:
-        row = await PatientRecordRepository(s).patient_detail(patient_id)
-        return PatientDetailResponse.model_validate(row)
+    async def lean(patient_id: uuid.UUID, r: TenantReads = Depends(reads)) -> PatientDetailResponse:
+        return PatientDetailResponse.model_validate(await record_reads.patient_detail(r, patient_id))
 
     app.router.routes.insert(0, app.router.routes.pop())  # before the API's own routes
     return app

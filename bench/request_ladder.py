@@ -52,6 +52,7 @@ class Rung:
     prefix: str = ""
     scenario: str = "bare_get_patient"
     env: tuple[tuple[str, str], ...] = ()
+    against: str = ""  # a rung off the service's path: measured against this one, not the one before
 
 
 LADDER = (
@@ -67,19 +68,21 @@ LADDER = (
         "bench.ladder_apps:statistics_psycopg_model",
     ),
     Rung(
-        "SQLAlchemy Core",
-        "the statement on SQLAlchemy's async engine (Core connection) instead of psycopg's pool "
-        "(no response model)",
+        "(aside) SQLAlchemy Core",
+        "off the service's path since `core.reads`: the statement on SQLAlchemy's async engine (Core "
+        "connection) instead of psycopg's pool, against 'statement'",
         "bench.ladder_apps:sqlalchemy_connection",
+        against="statement",
     ),
     Rung(
-        "SQLAlchemy session",
-        "through the service's read session and repository",
+        "(aside) SQLAlchemy session",
+        "the same through a read session of the service's, against 'statement'",
         "bench.ladder_apps:sqlalchemy_session",
+        against="statement",
     ),
     Rung(
         "service route",
-        "the service's app and response model, the session as the route's only dependency",
+        "the service's app, its read pool (`core.reads`) as the route's only dependency",
         "bench.ladder_apps:service_route_only",
         prefix="/lean",
         scenario="get_patient",
@@ -185,13 +188,16 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     previous: Result | None = None
+    measured = {rung.name: result for rung, result in results}
     for rung, result in results[: len(LADDER)]:
-        added = f"{cost_ms(result) - cost_ms(previous):+.2f}" if previous else ""
+        base = measured[rung.against] if rung.against else previous
+        added = f"{cost_ms(result) - cost_ms(base):+.2f}" if base else ""
         rows.append(
             f"| {rung.name} | {rung.adds} | {result.rps:.0f} | {cost_ms(result):.2f} | {added} "
             f"| {result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.errors} |"
         )
-        previous = result
+        if not rung.against:
+            previous = result
     for rung, result in results[len(LADDER) :]:
         difference = cost_ms(result) - cost_ms(service)
         rows.append(

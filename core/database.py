@@ -24,7 +24,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import (
@@ -158,31 +157,13 @@ R = TypeVar("R")
 
 
 def tenant_bound(statement: C) -> C:
-    """Mark a Core statement for the hottest reads: built once at import, it filters every tenant-scoped
-    table it reads by a `:tenant_id` bind parameter of its own, and `execute_tenant_bound` fills that
-    parameter from the session's tenant.
-
-    Run on the session's connection, such a statement skips the ORM's per-execution work (the tenant
-    criteria, entity loading, the identity map): about a third of the time SQLAlchemy spends on one point
-    read (bench/http_load.py). The price is that the tenant filter is written by hand instead of added in
-    one place, so a statement without the parameter is refused here, at import; that it filters *each* of
-    its tables is for its own tests to show (tests/test_tenancy_core.py)."""
+    """Check a Core statement for the hottest reads (`core.reads.TenantRead`): it must filter by a
+    `:tenant_id` bind parameter of its own, which only the caller's tenant fills. A statement without the
+    parameter is refused here, at import; that it filters *each* of its tables is for its own tests to
+    show (tests/test_tenancy_core.py)."""
     if TENANT_PARAMETER not in statement.compile(dialect=postgresql.dialect()).params:
         raise TenantScopeMissing(f"a tenant-bound statement needs a :{TENANT_PARAMETER} parameter")
     return statement
-
-
-async def execute_tenant_bound(
-    session: AsyncSession, statement: Executable, params: dict[str, Any] | None = None
-) -> Result[Any]:
-    """Run a `tenant_bound` statement for the session's tenant (on its connection, so inside its
-    transaction when it has one). A session without a tenant is refused, a system session included: such a
-    statement is for requests, which always have one."""
-    tenant_id = session.info.get("tenant_id")
-    if tenant_id is None:
-        raise TenantScopeMissing("tenant-bound statement in a session with no tenant")
-    connection = await session.connection()
-    return await connection.execute(statement, {**(params or {}), TENANT_PARAMETER: tenant_id})
 
 
 @functools.lru_cache(maxsize=4096)

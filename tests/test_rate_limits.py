@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.app import create_app
+from api.ratelimit import Limit, ProcessCounters, RateLimits, RedisCounters
 from core.settings import Settings
 
 API = "/api/v1/prm"
@@ -138,8 +139,8 @@ def test_a_malformed_limit_is_refused_when_the_settings_load() -> None:
 async def test_with_redis_counters_the_headers_and_the_tenant_limit_hold_as_in_the_process(
     serve, settings, tenant_id, token_for, redis_available
 ) -> None:
-    """With Redis the two limits are read together and counted together (two round trips, not four): the
-    user limit, the tenant limit over all its users and the headers answer as with in-process counters."""
+    """With Redis both limits are checked and counted in one script call: the user limit, the tenant
+    limit over all its users and the headers answer as with in-process counters."""
     limits = limited(
         settings, redis_url=redis_available, rate_limit_per_user="3/minute", rate_limit_per_tenant="5/minute"
     )
@@ -157,3 +158,67 @@ async def test_with_redis_counters_the_headers_and_the_tenant_limit_hold_as_in_t
     assert ann[3].headers["X-RateLimit-Limit"] == "3" and "user" in ann[3].json()["detail"]
     assert bob[2].headers["X-RateLimit-Limit"] == "5" and "tenant" in bob[2].json()["detail"]
     assert 1 <= int(bob[2].headers["Retry-After"]) <= 60
+
+
+class Clock:
+    """A settable clock for the in-process counters."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_window_slides_the_previous_minutes_requests_weigh_by_what_it_covers(settings) -> None:
+    """A full minute, then a quarter into the next: three quarters of the 100 still count, so 25 more pass."""
+    clock = Clock(6_000_000.0)  # the start of a minute
+    limits = RateLimits(limited(settings), ProcessCounters(clock))
+    key = Limit(limits.per_user, "user/t/ann")
+
+    async def allowed(count: int) -> int:
+        verdicts = [await limits._check(key) for _ in range(count)]
+        return sum(v.allowed for v in verdicts if v is not None)
+
+    assert await allowed(120) == 100
+    clock.now += 60 + 15
+    assert await allowed(40) == 25
+    clock.now += 60  # the full minute is two windows back: only the 25 weigh, by three quarters
+    assert await allowed(120) == 100 - round(25 * 0.75)
+
+
+async def test_a_refused_request_names_when_there_is_room_again_within_the_window(settings) -> None:
+    clock = Clock(6_000_030.0)  # half a minute into one
+    limits = RateLimits(limited(settings, rate_limit_per_user="2/minute"), ProcessCounters(clock))
+    verdicts = [await limits.check_caller("t", "ann") for _ in range(3)]
+    assert [v.allowed for v in verdicts if v] == [True, True, False]
+    refused = verdicts[2]
+    assert refused is not None and refused.item is limits.per_user and refused.remaining == 0
+    assert clock.now < refused.reset_at <= clock.now + 60
+
+
+async def test_with_redis_a_request_is_checked_and_counted_in_one_round_trip(
+    settings, redis_available
+) -> None:
+    counters = RedisCounters(redis_available)
+    calls: list[str] = []
+    send = counters.client.execute_command
+
+    async def counted(*args, **kwargs):  # every command the client sends to Redis
+        calls.append(str(args[0]))
+        return await send(*args, **kwargs)
+
+    counters.client.execute_command = counted  # type: ignore[method-assign]
+    await limits_warmed(counters)
+    calls.clear()
+    limits = RateLimits(limited(settings, redis_url=redis_available), counters)
+    tenant = uuid.uuid4().hex
+    verdict = await limits.check_caller(tenant, "ann")
+    assert calls == ["EVALSHA"]
+    assert verdict is not None and verdict.allowed and verdict.remaining == 99
+    await counters.client.aclose()
+
+
+async def limits_warmed(counters: RedisCounters) -> None:
+    """Load the script once (a fresh Redis answers the first EVALSHA with NOSCRIPT, then EVAL)."""
+    await counters.count((Limit(RateLimits(Settings()).per_user, f"warm/{uuid.uuid4().hex}"),))

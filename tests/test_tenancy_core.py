@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, select, update
@@ -12,10 +13,13 @@ from sqlalchemy.dialects import postgresql
 
 from core.database import TenantScopeMissing, bind_tenant, mark_system, tenant_bound
 from core.errors import NotFound
+from core.reads import TenantRead, TenantReads, make_read_pool
+from core.settings import Settings
 from domain.communications.models import Communication
 from domain.patients.models import Patient
 from domain.practitioners.models import Practitioner
-from domain.records.repository import PATIENT_DETAIL, PatientRecordRepository
+from domain.records import reads as record_reads
+from domain.records.reads import PATIENT_DETAIL
 
 
 async def _add_practitioner(sessionmaker: Callable, tenant: uuid.UUID, last_name: str) -> uuid.UUID:
@@ -121,18 +125,17 @@ def test_a_tenant_bound_statement_must_name_the_tenant() -> None:
     tenant_bound(select(Practitioner.__table__.c.id).where(Practitioner.tenant_id == bindparam("tenant_id")))
 
 
-async def test_a_tenant_bound_statement_needs_a_session_with_a_tenant(
-    system_sessionmaker: Callable, make_tenant: Callable
-) -> None:
-    patient = await _add_patient(system_sessionmaker, await make_tenant())
-    async with system_sessionmaker() as session:  # a system session sees every tenant: not for these
-        mark_system(session)
-        with pytest.raises(TenantScopeMissing):
-            await PatientRecordRepository(session).patient_detail(patient)
+@pytest.fixture
+async def read_pool(database_url: str, settings: Settings) -> AsyncIterator[Any]:
+    """`core.reads`' pool, as the app opens it."""
+    pool = make_read_pool(database_url, settings)
+    await pool.open()
+    yield pool
+    await pool.close()
 
 
-async def test_the_patient_detail_reads_only_the_sessions_tenant(
-    system_sessionmaker: Callable, make_tenant: Callable
+async def test_the_patient_detail_reads_only_the_callers_tenant(
+    system_sessionmaker: Callable, make_tenant: Callable, read_pool: Any
 ) -> None:
     """Every table the hand-filtered statement reads is filtered: a message row of another tenant that
     names this patient (nothing but the tenant filter keeps it out) is not counted, and another tenant
@@ -144,14 +147,20 @@ async def test_the_patient_detail_reads_only_the_sessions_tenant(
         for tenant in (mine, theirs, theirs):
             session.add(Communication(tenant_id=tenant, patient_id=patient, channel="sms", message="x"))
         await session.commit()
-    async with system_sessionmaker() as session:
-        bind_tenant(session, mine)
-        row = await PatientRecordRepository(session).patient_detail(patient)
+    row = await record_reads.patient_detail(TenantReads(read_pool, mine), patient)
     assert row["id"] == patient and row["total_communications"] == 1
-    async with system_sessionmaker() as session:
-        bind_tenant(session, theirs)
-        with pytest.raises(NotFound):
-            await PatientRecordRepository(session).patient_detail(patient)
+    with pytest.raises(NotFound):
+        await record_reads.patient_detail(TenantReads(read_pool, theirs), patient)
+
+
+async def test_a_read_takes_its_tenant_from_the_caller_alone(
+    system_sessionmaker: Callable, make_tenant: Callable, read_pool: Any
+) -> None:
+    """A `tenant_id` passed with the statement's other parameters does not replace the caller's."""
+    mine, theirs = await make_tenant(), await make_tenant()
+    patient = await _add_patient(system_sessionmaker, mine)
+    reads = TenantReads(read_pool, theirs)
+    assert await reads.one(record_reads.PATIENT_DETAIL_READ, patient_id=patient, tenant_id=mine) is None
 
 
 def test_the_patient_detail_filters_each_table_it_reads() -> None:
@@ -169,3 +178,30 @@ async def _add_patient(sessionmaker: Callable, tenant: uuid.UUID) -> uuid.UUID:
         session.add(patient)
         await session.commit()
         return patient.id
+
+
+def _hot_reads() -> dict[str, TenantRead]:
+    from domain.communications import reads as message_reads
+    from domain.journeys import reads as journey_reads
+    from domain.patients import reads as patient_reads
+    from domain.scheduling import reads as appointment_reads
+
+    found = {
+        "patient detail": record_reads.PATIENT_DETAIL_READ,
+        "appointment": appointment_reads.APPOINTMENT,
+        "communication": message_reads.COMMUNICATION,
+        "journey instance": journey_reads.INSTANCE,
+        "journey instance stages": journey_reads.STAGES,
+    }
+    for shape, (page, count) in patient_reads.LISTS.items():
+        found[f"patient list {shape}"], found[f"patient count {shape}"] = page, count
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(_hot_reads()))
+def test_every_hot_read_filters_each_table_it_reads_by_the_tenant(name: str) -> None:
+    sql = _hot_reads()[name].sql
+    tables = set(re.findall(r"FROM (\w+)", sql))
+    assert tables
+    for table in tables:
+        assert f"{table}.tenant_id = %(tenant_id)s" in sql, (name, table)

@@ -10,12 +10,21 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
 from api.content_rules import rules
-from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.deps import (
+    CanDelete,
+    CanRead,
+    CanWrite,
+    CurrentPrincipal,
+    SessionDep,
+    TenantReadsDep,
+    ensure_own_tenant,
+)
 from api.errors import ErrorDetail
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, Responses, errors
 from core.pagination import PageDep
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, lifecycle, overview, service
+from domain.scheduling import reads as appointment_reads
 from domain.scheduling.booking_schemas import (
     FindSlotsRequest,
     FindSlotsResponse,
@@ -208,9 +217,9 @@ async def create_appointment(
     dependencies=[CanRead],
     responses=errors(not_found=NO_APPOINTMENT),
 )
-async def get_appointment(appointment_id: uuid.UUID, session: SessionDep) -> AppointmentResponse:
+async def get_appointment(appointment_id: uuid.UUID, reads: TenantReadsDep) -> AppointmentResponse:
     """One appointment."""
-    return AppointmentResponse.model_validate(await AppointmentRepository(session).get_or_404(appointment_id))
+    return AppointmentResponse.model_validate(await appointment_reads.appointment(reads, appointment_id))
 
 
 @router.patch(

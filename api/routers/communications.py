@@ -9,12 +9,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api.content_rules import rules
-from api.deps import CanDelete, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.deps import (
+    CanDelete,
+    CanRead,
+    CanWrite,
+    CurrentPrincipal,
+    SessionDep,
+    TenantReadsDep,
+    ensure_own_tenant,
+)
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
 from core.languages import LanguageTag
 from core.pagination import PageDep
 from domain.communications import messages, templates
+from domain.communications import reads as message_reads
 from domain.communications.models import CommunicationTemplate
 from domain.communications.repository import CommunicationRepository
 from domain.communications.schemas import (
@@ -266,11 +275,9 @@ async def create_communication(
     dependencies=[CanRead],
     responses=NOT_FOUND,
 )
-async def get_communication(communication_id: uuid.UUID, session: SessionDep) -> CommunicationDetail:
+async def get_communication(communication_id: uuid.UUID, reads: TenantReadsDep) -> CommunicationDetail:
     """One message with its delivery state."""
-    return CommunicationDetail.model_validate(
-        await CommunicationRepository(session).get_or_404(communication_id)
-    )
+    return CommunicationDetail.model_validate(await message_reads.communication(reads, communication_id))
 
 
 @router.patch(

@@ -18,13 +18,14 @@ from api.deps import (
     GatewayDep,
     IdempotencyKey,
     SessionDep,
+    TenantReadsDep,
     ensure_own_tenant,
 )
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.pagination import PageDep
 from domain.enums import JourneyInstanceStatus
 from domain.journeys import advance, service
-from domain.journeys.models import Journey
+from domain.journeys import reads as journey_reads
 from domain.journeys.repository import JourneyInstanceRepository
 from domain.journeys.schemas import (
     AdvancedStage,
@@ -33,7 +34,6 @@ from domain.journeys.schemas import (
     JourneyInstanceCreate,
     JourneyInstanceListResponse,
     JourneyInstanceResponse,
-    JourneyInstanceStageResponse,
     JourneyInstanceStats,
     JourneyInstanceWithStages,
 )
@@ -118,17 +118,10 @@ async def create_instance(
     dependencies=[CanRead],
     responses=errors(not_found=NO_INSTANCE),
 )
-async def get_instance(instance_id: uuid.UUID, session: SessionDep) -> JourneyInstanceWithStages:
+async def get_instance(instance_id: uuid.UUID, reads: TenantReadsDep) -> JourneyInstanceWithStages:
     """One instance with each stage's status, timestamps and notes."""
-    repo = JourneyInstanceRepository(session)
-    instance = await repo.get_or_404(instance_id)
-    stages = await repo.stages(instance.id)
-    journey = await session.get(Journey, instance.journey_id)
-    return JourneyInstanceWithStages.model_validate(instance).model_copy(
-        update={
-            "journey_name": journey.name if journey is not None else None,
-            "stages": [JourneyInstanceStageResponse.model_validate(s) for s in stages],
-        }
+    return JourneyInstanceWithStages.model_validate(
+        await journey_reads.instance_with_stages(reads, instance_id)
     )
 
 

@@ -11,12 +11,21 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.content_rules import rules
-from api.deps import CanMerge, CanRead, CanWrite, CurrentPrincipal, SessionDep, ensure_own_tenant
+from api.deps import (
+    CanMerge,
+    CanRead,
+    CanWrite,
+    CurrentPrincipal,
+    SessionDep,
+    TenantReadsDep,
+    ensure_own_tenant,
+)
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, errors
 from core.errors import NotFound
 from core.pagination import PageDep, PageParams, paginate
 from domain.communications.schemas import CommunicationResponse
 from domain.enums import AppointmentStatus, Channel, Direction, PatientStatus
+from domain.patients import reads as patient_reads
 from domain.patients import service
 from domain.patients.duplicates import find_duplicates
 from domain.patients.repository import PatientRepository
@@ -33,6 +42,7 @@ from domain.patients.schemas import (
     PatientUpdate,
 )
 from domain.records import merge, overview
+from domain.records import reads as record_reads
 from domain.records.repository import PatientRecordRepository
 from domain.records.schemas import (
     Patient360Response,
@@ -58,7 +68,7 @@ NOT_FOUND = errors(not_found=NO_PATIENT)
     responses=errors(forbidden=FOREIGN_TENANT),
 )
 async def list_patients(
-    session: SessionDep,
+    reads: TenantReadsDep,
     principal: CurrentPrincipal,
     page: PageDep,
     tenant_id: TenantFilter = None,
@@ -70,8 +80,7 @@ async def list_patients(
     """List your patients, optionally filtered by status or a search over name (typo-tolerant), phone, email
     and MRN. With a search, the closest name matches come first; otherwise patients are sorted by name."""
     ensure_own_tenant(principal, tenant_id)
-    repo = PatientRepository(session)
-    rows, total = await repo.page(repo.filtered(search=search, status=status), page)
+    rows, total = await patient_reads.list_patients(reads, page, search=search, status=status)
     items = [PatientSimpleResponse.model_validate(r) for r in rows]
     return PatientSimpleListResponse.build(items, total, page)
 
@@ -188,11 +197,10 @@ async def create_patient(
     dependencies=[CanRead],
     responses=NOT_FOUND,
 )
-async def get_patient(patient_id: uuid.UUID, session: SessionDep) -> PatientDetailResponse:
+async def get_patient(patient_id: uuid.UUID, reads: TenantReadsDep) -> PatientDetailResponse:
     """A patient's full demographics, with counts of appointments (total and upcoming), active journeys,
     open tickets and messages, and the dates of the last visit and the next appointment."""
-    row = await PatientRecordRepository(session).patient_detail(patient_id)
-    return PatientDetailResponse.model_validate(row)
+    return PatientDetailResponse.model_validate(await record_reads.patient_detail(reads, patient_id))
 
 
 @router.patch(

@@ -2,9 +2,10 @@
 
 What a patient owns in the other domains (appointments, messages, ...) is queried in `domain.records`.
 
-The quick name search is `domain.patients.name_search` (exact, prefix, then typo-tolerant tiers). List,
-email and phone searches are written against the trigram (GIN) indexes of the patients table, so they stay
-fast at a million patients: `LIKE '%...%'` on the indexed expressions.
+The quick name search is `domain.patients.name_search` (exact, prefix, then typo-tolerant tiers); the
+list's search is `domain.patients.reads`. Email and phone searches are written against the trigram (GIN)
+indexes of the patients table, so they stay fast at a million patients: `LIKE '%...%'` on the indexed
+expressions.
 """
 
 from __future__ import annotations
@@ -69,29 +70,6 @@ class PatientRepository(Repository[Patient]):
         """The patient with this MRN (as typed or upper-cased, as MRNs are stored)."""
         stmt = self.base().where(Patient.mrn.in_({mrn, mrn.upper()})).order_by(Patient.mrn.desc()).limit(1)
         return await self.session.scalar(stmt)
-
-    def filtered(self, *, search: str | None = None, status: str | None = None) -> Select[Any]:
-        """Patients whose name or email contains the search, or whose phone or MRN matches, best first.
-
-        A filter for lists: substring matches only, which the trigram indexes answer exactly and fast even
-        at a million patients. Typo-tolerant name search is `quick_search` (`GET /patients/search`)."""
-        stmt = self.base()
-        if status:
-            stmt = stmt.where(Patient.status == status)
-        order: list[Any] = []
-        if search:
-            q = search.strip()
-            conditions = [
-                full_name().contains(q.lower(), autoescape=True),
-                func.lower(Patient.email_primary).contains(q.lower(), autoescape=True),
-                Patient.mrn == q.upper(),
-            ]
-            digits = digits_only(q)
-            if PHONE_LIKE.match(q) and len(digits) >= 3:
-                conditions.append(Patient.phone_primary.contains(digits, autoescape=True))
-            stmt = stmt.where(or_(*conditions))
-            order.append(name_similarity(q).desc())
-        return stmt.order_by(*order, Patient.last_name, Patient.first_name, Patient.id)
 
     async def quick_search(self, query: str, search_type: PatientSearchType, limit: int) -> list[Patient]:
         """Up to `limit` patients matching `query` by one kind of identifier, best matches first."""

@@ -12,12 +12,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, any_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
-from sqlalchemy.engine import CursorResult, RowMapping
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
-from core.database import TENANT_PARAMETER, execute_tenant_bound, prebuilt, tenant_bound
-from core.errors import NotFound
+from core.database import prebuilt
 from core.events import DomainEvent
 from domain.communications.models import Communication
 from domain.enums import (
@@ -29,8 +28,6 @@ from domain.enums import (
     TicketStatus,
 )
 from domain.journeys.models import Journey, JourneyInstance
-from domain.patients.models import Patient
-from domain.patients.repository import PatientRepository
 from domain.scheduling.models import Appointment, BookingConversation, WaitlistEntry, WaitlistOffer
 from domain.tickets.models import Ticket
 
@@ -78,15 +75,6 @@ class PatientRecordRepository:
         """Counts and dates of the patient's appointments, journeys, tickets and messages (one query)."""
         row = (await self.session.execute(STATISTICS, {"patient_id": patient_id})).one()
         return PatientStatistics(*row)
-
-    async def patient_detail(self, patient_id: uuid.UUID) -> RowMapping:
-        """The patient's columns and their statistics' (`PatientStatistics`' fields), in one round trip and
-        without the ORM (`core.database.tenant_bound`); NotFound when the tenant has no such patient."""
-        result = await execute_tenant_bound(self.session, PATIENT_DETAIL, {"patient_id": patient_id})
-        row = result.mappings().first()
-        if row is None:
-            raise NotFound(f"{PatientRepository.label} not found.")
-        return row
 
     async def latest_appointments(self, patient_id: uuid.UUID, limit: int = 10) -> list[Appointment]:
         """The patient's latest appointments by start time (future ones included)."""
@@ -178,7 +166,7 @@ def _one_of(column: Any, values: Iterable[str]) -> Any:
     return column == any_(postgresql.array([getattr(v, "value", v) for v in values]))
 
 
-def _statistics_columns(patient_id: PatientKey, tenant_id: Any = None) -> list[Any]:
+def statistics_columns(patient_id: PatientKey, tenant_id: Any = None) -> list[Any]:
     """The columns of `PatientStatistics`, in its field order, for one patient (an id, or a correlated
     column such as `Patient.id`); each is a scalar subquery served by a `patient_id` index. With
     `tenant_id` (a bound parameter) each subquery also filters by it, for Core statements that the ORM's
@@ -218,11 +206,4 @@ def _count(model: Any, owned: list[ColumnElement[bool]], *conditions: ColumnElem
 
 
 # Built once: building these per request cost more than running them (SQLAlchemy still caches the SQL).
-STATISTICS = prebuilt(select(*_statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True)))))
-# The hottest read of the API (GET /patients/{id}): plain columns, tenant filtered in every table it reads.
-_TENANT = bindparam(TENANT_PARAMETER, type_=PG_UUID(as_uuid=True))
-PATIENT_DETAIL = tenant_bound(
-    select(*Patient.__table__.columns, *_statistics_columns(Patient.id, _TENANT)).where(
-        Patient.id == bindparam("patient_id", type_=PG_UUID(as_uuid=True)), Patient.tenant_id == _TENANT
-    )
-)
+STATISTICS = prebuilt(select(*statistics_columns(bindparam("patient_id", type_=PG_UUID(as_uuid=True)))))

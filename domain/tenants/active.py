@@ -63,12 +63,17 @@ class ActiveTenants:
         """Whether the LISTEN connection is up (only then is the cache trusted)."""
         return self._listening
 
-    async def is_active(self, session: AsyncSession, tenant_id: uuid.UUID) -> bool:
-        """Whether `tenant_id` exists and is active: from the cache when it can be trusted, else a query."""
+    def known_active(self, tenant_id: uuid.UUID) -> bool:
+        """Whether the cache, when it can be trusted, knows `tenant_id` as active (no query)."""
         if self._listening:
             found_at = self._active.get(tenant_id)
-            if found_at is not None and time.monotonic() - found_at < self.max_age:
-                return True
+            return found_at is not None and time.monotonic() - found_at < self.max_age
+        return False
+
+    async def is_active(self, session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+        """Whether `tenant_id` exists and is active: from the cache when it can be trusted, else a query."""
+        if self.known_active(tenant_id):
+            return True
         changes_before = self._changes
         if await get_active_tenant(session, tenant_id) is None:
             return False
