@@ -200,7 +200,7 @@ class PeakRss:
     `interval` seconds while the `with` block runs: a process's footprint under load."""
 
     def __init__(self, pid: int, interval: float = 0.25) -> None:
-        self.pid, self.interval, self.peak_mb = pid, interval, 0.0
+        self.pid, self.interval, self.peak_mb, self.last_mb = pid, interval, 0.0, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -221,6 +221,7 @@ class PeakRss:
                 )
             except psutil.Error:  # it ended (or a child did between the listing and the reading)
                 rss = 0
-            self.peak_mb = max(self.peak_mb, rss / 2**20)
+            self.last_mb = rss / 2**20
+            self.peak_mb = max(self.peak_mb, self.last_mb)
             if self._stop.wait(self.interval):
                 return
