@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import os
 import platform
 import subprocess
@@ -31,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from bench.bare_workflow import BareInput, BareWorkflow
-from bench.common import PeakRss, insert_tenant, scratch_database, write_section
+from bench.common import ROOT, PeakRss, insert_tenant, scratch_database, write_section
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
 from core.settings import Settings
@@ -130,8 +131,14 @@ def start_worker_process(
         "TEMPORAL_ADDRESS": temporal_address,
         "PRM_TEMPORAL_TASK_QUEUE": queue,
         "PRM_LOG_LEVEL": "WARNING",
+        "PRM_WORKER_METRICS_PORT": "0",  # no metrics endpoint: benchmarks may run side by side
         **(extra_env or {}),
     }
+    # The workflow sandbox imports a workflow's module afresh for every run: an installed package has its
+    # bytecode (pip compiles it at install), a checkout run with PYTHONDONTWRITEBYTECODE has none and would
+    # compile the module's source every time. Compiled here as pip would.
+    for package in ("workflows", "bench"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     worker = subprocess.Popen(
         [sys.executable, "-m", "bench.worker_process"], env=env, stdout=subprocess.PIPE, text=True
     )
