@@ -32,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from bench.bare_workflow import BareInput, BareWorkflow
-from bench.common import ROOT, PeakRss, insert_tenant, scratch_database, write_section
+from bench.common import NO_QUIET_HOURS, ROOT, PeakRss, insert_tenant, scratch_database, write_section
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
 from core.settings import Settings
@@ -232,7 +232,7 @@ async def run(instances: int, concurrency: int) -> dict[str, Any]:
     )
     async with env:
         with scratch_database() as url:
-            tenant_id = insert_tenant(url)
+            tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)
             patients = seed_patients(url, tenant_id, instances)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
             app = create_app(bench_settings(url, queue), database_url=url)

@@ -29,7 +29,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from bench.common import Latency, PeakRss, insert_tenant, scratch_database, write_section
+from bench.common import NO_QUIET_HOURS, Latency, PeakRss, insert_tenant, scratch_database, write_section
 from bench.journeys_bench import bench_settings, bounded, seed_patients, start_worker_process
 from core.auth import Role, issue_dev_token
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
@@ -120,7 +120,7 @@ async def run(instances: int, cache_sizes: list[int], concurrency: int) -> dict[
     figures: dict[str, Any] = {"rows": rows}
     async with env:
         with scratch_database() as url:
-            tenant_id = insert_tenant(url)
+            tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)
             patients = seed_patients(url, tenant_id, instances)
             queue = f"bench-mem-{uuid.uuid4().hex[:6]}"
             app = create_app(bench_settings(url, queue), database_url=url)
