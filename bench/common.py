@@ -94,8 +94,7 @@ def insert_tenant(url: str, name: str = "Bench", settings: str = "{}") -> uuid.U
     tenant_id = uuid.uuid4()
     with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO tenants (id, name, timezone, settings, is_active) "
-            "VALUES (%s, %s, 'UTC', %s, true)",
+            "INSERT INTO tenants (id, name, timezone, settings, is_active) VALUES (%s, %s, 'UTC', %s, true)",
             (tenant_id, name, settings),
         )
     return tenant_id

@@ -108,9 +108,7 @@ async def activity_sequence(client: Client, instance_id: str) -> str:
     """The activities one journey instance ran, in order: `R` for a regular one, `L` for a local one."""
     history = await client.get_workflow_handle(f"journey-instance-{instance_id}").fetch_history()
     return "".join(
-        "R"
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        else "L"
+        "R" if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED else "L"
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         or (
@@ -285,8 +283,8 @@ def main() -> None:
             "machine that runs PostgreSQL. Each journey instance is started through "
             f"the API and runs {figures['activities']} activities: {figures['regular']} regular ones (one "
             f"SMS, one ticket) and {figures['local']} local ones (the stage bookkeeping), in the order "
-            f"`{figures['sequence']}` (R regular, L local, read from its history). The SMS is recorded by the "
-            "journey's activity, which passes "
+            f"`{figures['sequence']}` (R regular, L local, read from its history). The SMS is recorded by "
+            "the journey's activity, which passes "
             "it through the send gate (consent, quiet hours, frequency cap) and, allowed now and with no "
             "fallback to watch, hands it to the outbox provider itself; a message that must wait, fall back "
             "or retry gets its own `CommunicationDeliveryWorkflow` (none does here). The baseline is "

@@ -180,28 +180,25 @@ def main() -> None:
         "| cache size | worker RSS peak MB | RSS settled MB | query p50 ms | query p95 ms |",
         "| --- | --- | --- | --- | --- |",
         *(
-            f"| {r['size']:.0f} | {r['peak_mb']:.0f} | {r['settled_mb']:.0f} | {r['p50']:.1f} | {r['p95']:.1f} |"
+            f"| {r['size']:.0f} | {r['peak_mb']:.0f} | {r['settled_mb']:.0f} | {r['p50']:.1f} "
+            f"| {r['p95']:.1f} |"
             for r in figures["rows"]
         ),
     ]
-    body = "\n".join(
-        [
-            "## Worker memory",
-            "",
-            f"`python -m bench.worker_memory --instances {args.instances} --cache-sizes {args.cache_sizes}` on "
-            f"{platform.machine()}, Python {platform.python_version()} (load average at the end: {load}): "
-            f"{args.instances} journey instances started through the API ({figures['start_seconds']:.0f} s), "
-            "each waiting on a 30-day timer after its welcome SMS. Under the first cache size the worker "
-            f"peaked at **{figures['waiting_peak_mb']:.0f} MB** while they started and settled on their timers "
-            "(goal: at most 300 MB; resident memory sampled every 0.25 s, children included). Then, for each "
-            "size, a fresh worker with that `PRM_WORKER_MAX_CACHED_WORKFLOWS` answers one `position` query "
-            "per instance twice: the first round brings every instance through it, the second is timed "
-            f"({args.concurrency} in flight). A cached instance answers from memory; an evicted one is "
-            "replayed from its history first, as it would be when its timer fires.",
-            "",
-            *table,
-        ]
+    intro = (
+        f"`python -m bench.worker_memory --instances {args.instances} --cache-sizes {args.cache_sizes}` "
+        f"on {platform.machine()}, Python {platform.python_version()} (load average at the end: {load}): "
+        f"{args.instances} journey instances started through the API "
+        f"({figures['start_seconds']:.0f} s), each waiting on a 30-day timer after its welcome SMS. Under "
+        f"the first cache size the worker peaked at **{figures['waiting_peak_mb']:.0f} MB** while they "
+        "started and settled on their timers (goal: at most 300 MB; resident memory sampled every "
+        "0.25 s, children included). Then, for each size, a fresh worker with that "
+        "`PRM_WORKER_MAX_CACHED_WORKFLOWS` answers one `position` query per instance twice: the first "
+        "round brings every instance through it, the second is timed "
+        f"({args.concurrency} in flight). A cached instance answers from memory; an evicted one is "
+        "replayed from its history first, as it would be when its timer fires."
     )
+    body = "\n".join(["## Worker memory", "", intro, "", *table])
     write_section("worker-memory", body)
     print("BENCHMARKS.md updated")
 

@@ -64,7 +64,7 @@ async def expected_share(session: AsyncSession, query: str) -> float:
     """The share of all messages that hold the query's least common word, by PostgreSQL's statistics (0 for
     a word rarer than every word they list, or before the first ANALYZE). It only chooses how a search
     looks (`search`): every way finds the same matches."""
-    database = str(session.get_bind().url)
+    database = str(session.get_bind().engine.url)
     read_at, shares = _word_shares.get(database, (-WORD_STATISTICS_SECONDS, {}))
     if time.monotonic() - read_at >= WORD_STATISTICS_SECONDS:
         row = (await session.execute(WORD_STATISTICS)).first()
