@@ -136,7 +136,7 @@ async def run_worker(
     """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully.
     `freeze_after_startup` (the worker process, not tests): `core.process.freeze_startup_objects` once the
     worker is built. `extra_workflows` and `extra_activities` are registered beside the application's (the
-    benchmarks' baseline); `on_ready` is called once the worker polls."""
+    benchmarks' baseline); `on_ready` is called once the worker is built and set running."""
     stop = stop or _stop_on_signals()
     set_default_region(settings.default_phone_region)
     engine = make_engine(resolve_database_url(settings), settings)
