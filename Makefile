@@ -83,6 +83,7 @@ BENCH_LADDER := --duration 15
 BENCH_PATIENTS := --scale 1 --requests 200
 BENCH_MESSAGES := --scale 1 --requests 100
 BENCH_JOURNEYS := --instances 200 --concurrency 20
+BENCH_WORKER_MEMORY := --instances 2000
 BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30 --writes 10000
 BENCH_COHORTS := --scale 1 --requests 30
 BENCH_CAMPAIGNS := --patients 2000
@@ -94,6 +95,7 @@ BENCH_LADDER := --duration 3
 BENCH_PATIENTS := --quick
 BENCH_MESSAGES := --quick
 BENCH_JOURNEYS := --instances 20 --concurrency 5
+BENCH_WORKER_MEMORY := --instances 200 --cache-sizes 50,200
 BENCH_DASHBOARD := --appointments 20000 --communications 50000 --requests 5 --writes 200
 BENCH_COHORTS := --quick
 BENCH_CAMPAIGNS := --patients 300
@@ -117,6 +119,7 @@ bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minute
 	$(BENCH_ENV) $(BIN)/python -m bench.patient_search $(BENCH_PATIENTS)
 	$(BENCH_ENV) $(BIN)/python -m bench.communications_search $(BENCH_MESSAGES)
 	$(BENCH_ENV) $(BIN)/python -m bench.journeys_bench $(BENCH_JOURNEYS)
+	$(BENCH_ENV) $(BIN)/python -m bench.worker_memory $(BENCH_WORKER_MEMORY)
 	$(BENCH_ENV) $(BIN)/python -m bench.analytics_dashboard $(BENCH_DASHBOARD)
 	$(BENCH_ENV) $(BIN)/python -m bench.cohort_preview $(BENCH_COHORTS)
 	$(BENCH_ENV) $(BIN)/python -m bench.campaigns_bench $(BENCH_CAMPAIGNS)

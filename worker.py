@@ -12,8 +12,10 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from temporalio.client import Client
@@ -123,19 +125,26 @@ async def _connect_with_retry(settings: Settings, runtime: Runtime | None = None
 
 
 async def run_worker(
-    settings: Settings, stop: asyncio.Event | None = None, *, freeze_after_startup: bool = False
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    freeze_after_startup: bool = False,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully.
     `freeze_after_startup` (the worker process, not tests): `core.process.freeze_startup_objects` once the
-    worker is built."""
+    worker is built. `extra_workflows` and `extra_activities` are registered beside the application's (the
+    benchmarks' baseline); `on_ready` is called once the worker is built and set running."""
     stop = stop or _stop_on_signals()
     set_default_region(settings.default_phone_region)
     engine = make_engine(resolve_database_url(settings), settings)
     telemetry = start_worker_telemetry(settings)
     try:
         deps = ActivityDeps(settings=settings, sessionmaker=make_sessionmaker(engine))
-        workflows = list(ALL_WORKFLOWS)
-        activities = build_activities(deps)
+        workflows = [*ALL_WORKFLOWS, *extra_workflows]
+        activities = [*build_activities(deps), *extra_activities]
         if not workflows and not activities:
             raise NothingToRun(
                 "no workflows (workflows.registry.ALL_WORKFLOWS) and no activities "
@@ -144,6 +153,7 @@ async def run_worker(
         client = await _connect_with_retry(settings, telemetry.runtime)
         gateway = worker_gateway(client, settings)
         await _retire_reconciler(gateway)
+        connections = settings.db_pool_size + settings.db_max_overflow
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
@@ -152,6 +162,11 @@ async def run_worker(
             identity=worker_identity(),
             graceful_shutdown_timeout=WORKER_GRACEFUL_SHUTDOWN,
             max_cached_workflows=settings.worker_max_cached_workflows,
+            # No more activities at once than the pool has connections: past it, an activity waits for a
+            # connection, fails after `db_pool_timeout_seconds` and is retried with backoff (a 200-journey
+            # burst on a busy machine failed a third of its sends so, with the SDK's 100 + 100 slots).
+            max_concurrent_activities=connections,
+            max_concurrent_local_activities=connections,
         )
         log.info(
             "worker %s polling task queue %r on %s (%d workflows, %d activities)",
@@ -169,6 +184,8 @@ async def run_worker(
             PeriodicRunner(engine, periodic_jobs(deps, gateway)).run(periodic_stop)
         )
         stopping = asyncio.create_task(stop.wait())
+        if on_ready:
+            on_ready()
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         periodic_stop.set()
         if not running.done():

@@ -35,7 +35,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from bench.bare_workflow import BareInput, BareWorkflow
-from bench.common import PeakRss, insert_tenant, scratch_database, write_section
+from bench.common import NO_QUIET_HOURS, PeakRss, insert_tenant, scratch_database, write_section
 from bench.journeys_bench import activity_mix, bench_settings, bounded, seed_patients, start_worker_process
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
@@ -173,7 +173,7 @@ async def run(patients: int, concurrency: int, give_up_after: float) -> dict[str
     )
     async with env:
         with scratch_database() as url:
-            tenant_id = insert_tenant(url)
+            tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)
             seed_patients(url, tenant_id, patients)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
             app = create_app(bench_settings(url, queue), database_url=url)

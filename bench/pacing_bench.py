@@ -33,7 +33,7 @@ import psycopg
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from bench.common import insert_tenant, scratch_database, write_section
+from bench.common import NO_QUIET_HOURS, insert_tenant, scratch_database, write_section
 from bench.journeys_bench import bench_settings, seed_patients, start_worker_process
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
@@ -173,7 +173,7 @@ async def run(patients: int, rate: float, give_up_after: float) -> dict[str, Any
     )
     async with env:
         with scratch_database() as url:
-            tenant_id = insert_tenant(url)
+            tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)
             quiet_hours_off(url, tenant_id)
             seed_patients(url, tenant_id, patients)
             queue = f"bench-{uuid.uuid4().hex[:6]}"

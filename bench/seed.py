@@ -122,6 +122,12 @@ SYLLABLES = (
 # Calibrated on the US census shares: "Smith" about 0.9 % of the people, the 100th surname about 0.1 %,
 # most people with a surname outside the top few hundred ("James", 3 % of the men there, is 7 % here).
 TAIL_SURNAMES = 0.70  # share of patients with a rare (generated) surname
+# The rare surnames: TAIL_SIZE distinct syllable-built names ranked after LAST_NAMES, the one at overall
+# rank r drawn with weight 1/r (Zipf, s = 1). In the 2010 US census a surname of rank r holds a share of
+# about 0.12/r of the people from rank 300 on; 0.12 x ln(92,000 / 270) is the 0.70 of TAIL_SURNAMES, so the
+# tail ends at rank 92,000: 800,000 patients carry some 79,000 distinct surnames, about 20,000 of them once.
+TAIL_SIZE = 91_730
+SURNAME_SYLLABLES = SYLLABLES + "bel dor fa gu ha ke lo mi na pe ra sy te vo wa ya zu ro ki".split()
 GENDER_CHOICES = ("male", "female", "other", "unknown")
 
 OPENERS = (
@@ -214,6 +220,19 @@ def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
+def _tail_surnames() -> list[str]:
+    """TAIL_SIZE distinct syllable-built surnames (2 to 4 syllables), most frequent first; always the same."""
+    rng = random.Random(1790)  # the first census
+    taken = {name.lower() for name in LAST_NAMES}
+    names: list[str] = []
+    while len(names) < TAIL_SIZE:
+        name = "".join(rng.choice(SURNAME_SYLLABLES) for _ in range(rng.choice((2, 3, 3, 4))))
+        if name not in taken:
+            taken.add(name)
+            names.append(name.capitalize())
+    return names
+
+
 class _Names:
     """A skewed draw of (first name, last name, gender)."""
 
@@ -222,6 +241,9 @@ class _Names:
         self.male_w = _zipf_cum_weights(len(MALE_FIRST), 0.6)
         self.female_w = _zipf_cum_weights(len(FEMALE_FIRST), 0.6)
         self.last_w = _zipf_cum_weights(len(LAST_NAMES), 0.5)
+        self.tail = _tail_surnames()
+        first_rank = len(LAST_NAMES) + 1
+        self.tail_w = list(itertools.accumulate(1 / r for r in range(first_rank, first_rank + TAIL_SIZE)))
 
     def draw(self) -> tuple[str, str, str]:
         rng = self.rng
@@ -234,7 +256,7 @@ class _Names:
             pool = rng.choice((MALE_FIRST, FEMALE_FIRST))
             first, gender = rng.choice(pool), rng.choice(("other", "unknown"))
         if rng.random() < TAIL_SURNAMES:
-            last = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 3, 3)))).capitalize()
+            last = rng.choices(self.tail, cum_weights=self.tail_w)[0]
         else:
             last = rng.choices(LAST_NAMES, cum_weights=self.last_w)[0]
         return first, last, gender

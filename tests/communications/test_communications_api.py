@@ -252,12 +252,14 @@ async def test_expected_share_reads_the_statistics_of_the_words(
 ) -> None:
     from sqlalchemy import text
 
-    from domain.communications.repository import expected_share
+    from domain.communications.repository import expected_share, forget_word_statistics
 
     patient = await make_patient()
     for n in range(20):
         await _create(client, auth, patient_id=str(patient.id), channel="sms", message=f"zebrafish note {n}")
     async with system_sessionmaker() as session:
         await session.execute(text("ANALYZE communications"))
+        forget_word_statistics()  # a process reads them once per WORD_STATISTICS_SECONDS
         assert await expected_share(session, "zebrafish") > 0
+        assert await expected_share(session, "Zebrafish, note!") > 0  # the words, not the punctuation
         assert await expected_share(session, "zebrafish quokkaword") == 0  # a word the statistics never saw
