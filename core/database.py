@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     MetaData,
+    Result,
     TextClause,
     event,
     func,
@@ -164,6 +165,19 @@ def tenant_bound(statement: C) -> C:
     if TENANT_PARAMETER not in statement.compile(dialect=postgresql.dialect()).params:
         raise TenantScopeMissing(f"a tenant-bound statement needs a :{TENANT_PARAMETER} parameter")
     return statement
+
+
+async def execute_tenant_bound(
+    session: AsyncSession, statement: Executable, params: dict[str, Any] | None = None
+) -> Result[Any]:
+    """Run a `tenant_bound` statement for the session's tenant (on its connection, so inside its
+    transaction when it has one). A session without a tenant is refused, a system session included: such a
+    statement is for requests, which always have one."""
+    tenant_id = session.info.get("tenant_id")
+    if tenant_id is None:
+        raise TenantScopeMissing("tenant-bound statement in a session with no tenant")
+    connection = await session.connection()
+    return await connection.execute(statement, {**(params or {}), TENANT_PARAMETER: tenant_id})
 
 
 @functools.lru_cache(maxsize=4096)
