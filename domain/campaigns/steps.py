@@ -3,8 +3,9 @@
 `enroll_batch` is where members are reached. It locks the campaign's row first, so a pause or a cancel
 waits for the batch in progress and no member is enrolled after it answered; it freezes the members on
 the first batch (one `INSERT ... SELECT` of the cohort's query: later changes to the cohort never change a
-running campaign); then it takes the next pending members in patient order and enrols each through the
-one path of `POST /journeys/instances` under the member's idempotency key, or records why it skipped
+running campaign); then it takes the next pending members in patient order and places them through the
+path of `POST /journeys/instances` (`journeys.place_many`: the journey read once, one INSERT for the batch,
+each under its member's idempotency key and the journey's one-active rule), or records why it skipped
 them. The members' states and the journey instances commit together: a crash anywhere loses the whole
 batch or nothing, and the retry finds it as it was.
 """
@@ -47,7 +48,6 @@ from domain.communications.service import recipient_for
 from domain.enums import Channel, JourneyInstanceStatus, PatientStatus
 from domain.journeys import service as journeys
 from domain.journeys.models import JourneyInstance
-from domain.journeys.schemas import JourneyInstanceCreate
 from domain.patients.models import ChannelConsent, Patient
 from domain.scheduling.repository import tenant_timezone
 
@@ -96,18 +96,28 @@ async def enroll_batch(
         limit=limit,
     )
     reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members], now=now)
+    placed: dict[uuid.UUID, JourneyInstance | None] = {}
+    if campaign.journey_id is not None:  # the whole batch in one statement, the journey read once
+        placed = await journeys.place_many(
+            session,
+            campaign.journey_id,
+            [
+                journeys.Placement(m.patient_id, enrollment_key(campaign.id, m.patient_id))
+                for m in members
+                if m.patient_id not in reasons
+            ],
+        )
     messages: list[uuid.UUID] = []
     for member in members:
         member.processed_at = now
         reason = reasons.get(member.patient_id)
+        if reason is None and campaign.journey_id is not None and placed[member.patient_id] is None:
+            reason = SkipReason.ALREADY_ON_JOURNEY  # placed meanwhile: the journey's one-active rule refused
         if reason is not None:
             member.state, member.skip_reason = MemberState.SKIPPED.value, reason.value
         elif campaign.journey_id is not None:
-            instance, _ = await journeys.create_instance(
-                session,
-                JourneyInstanceCreate(journey_id=campaign.journey_id, patient_id=member.patient_id),
-                idempotency_key=enrollment_key(campaign.id, member.patient_id),
-            )
+            instance = placed[member.patient_id]
+            assert instance is not None
             member.state, member.journey_instance_id = MemberState.ENROLLED.value, instance.id
         else:
             record, _ = await create_communication(

@@ -87,6 +87,9 @@ class Patient(Versioned, TenantScoped, Base):
         PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="SET NULL")
     )
     merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The start of the latest completed appointment, kept by triggers on appointments (migration 0032), so
+    # a cohort's `last_visit` reads the patient's row; never written here (nor raising `version`).
+    last_completed_visit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     # The names as search compares them: unaccented, lower-cased, spaces collapsed (`prm_name_key`, migration
     # 0012), in the "C" collation so one btree serves equality, prefix ranges and the order of results.
