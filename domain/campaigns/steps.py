@@ -66,13 +66,21 @@ async def plan_of(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignPlan
 
 
 async def enroll_batch(
-    session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, limit: int, settings: Settings
+    session: AsyncSession,
+    campaign_id: uuid.UUID,
+    *,
+    now: datetime,
+    limit: int,
+    settings: Settings,
+    message_chunk: int | None = None,
 ) -> tuple[BatchResult, Sending]:
     """Reach up to `limit` pending members (freezing the members first, once), unless the campaign is not
     running or its send window is closed (then how long until it opens): each placed on the journey, or
     sent the message; with the messages recorded, for the caller to hand to their providers after the
     commit (their delivery starts held: `dispatch.hold_starts`). A message campaign's batch holds at most
-    `SENDING_SECONDS` of its sender's throughput, and its messages wait for their sender's turns (bulk)."""
+    `SENDING_SECONDS` of its sender's throughput, and its messages wait for their sender's turns (bulk);
+    at most `message_chunk` of them in this transaction (so the caller hands them over while it records the
+    next). A journey campaign's members are placed all at once (`journeys.place_many`)."""
     campaign = await CampaignRepository(session).get_or_404(campaign_id)
     await session.refresh(campaign, with_for_update=True)
     if campaign.status == CampaignStatus.SCHEDULED:  # its start has come: who is in it is decided now
@@ -87,7 +95,7 @@ async def enroll_batch(
     if campaign.channel is not None:
         channel = Channel(campaign.channel)
         sender = pacing.sender_for(channel, provider_for(channel, settings), settings)
-        limit = min(limit, batch_for_sender(sender))
+        limit = min(limit, batch_for_sender(sender), message_chunk or limit)
     members: list[CampaignMember] = await claim(
         session,
         select(CampaignMember)
