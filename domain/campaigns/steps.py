@@ -165,9 +165,9 @@ def batch_for_sender(sender: pacing.Sender) -> int:
 def in_flight_for(sender: pacing.Sender) -> int:
     """How many of a batch's messages wait for their turns at once: enough that each has half a second for
     its own work (the send step's transactions and the provider call) without the sender missing a turn;
-    one by one when the sender is unpaced."""
+    `MAX_IN_FLIGHT` when the sender is unpaced (nothing to wait for: as many as the connections allow)."""
     if not sender.per_second:
-        return 1
+        return MAX_IN_FLIGHT
     return max(1, min(MAX_IN_FLIGHT, math.ceil(sender.per_second / 2)))
 
 

@@ -49,7 +49,13 @@ class Patient(Versioned, TenantScoped, Base):
             postgresql_using="gin",
             postgresql_ops={"phone_primary": "gin_trgm_ops"},
         ),
-        Index("ix_patients_tenant_dob", "tenant_id", "date_of_birth"),
+        # Cohort criteria on the patient's row (age, gender, status, last visit) read from the index alone.
+        Index(
+            "ix_patients_tenant_dob",
+            "tenant_id",
+            "date_of_birth",
+            postgresql_include=["id", "gender", "status", "merged_into_id", "last_completed_visit_at"],
+        ),
         Index("ix_patients_tenant_phone", "tenant_id", "phone_primary"),
         Index("ix_patients_tenant_email", "tenant_id", text("lower(email_primary)")),
         Index("ix_patients_tenant_status_created", "tenant_id", "status", "created_at"),
