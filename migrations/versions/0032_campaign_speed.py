@@ -30,16 +30,18 @@ depends_on: str | Sequence[str] | None = None
 LAST_VISIT_FUNCTION = """
 CREATE OR REPLACE FUNCTION prm_patient_last_visit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM set_config('prm.last_visit_only', 'on', true);  -- not a change to the record: no new version
     IF TG_OP = 'INSERT' THEN  -- a new completed visit can only move the latest one later
         UPDATE patients SET last_completed_visit_at = NEW.start_time
         WHERE id = NEW.patient_id
           AND (last_completed_visit_at IS NULL OR last_completed_visit_at < NEW.start_time);
-        RETURN NULL;
+    ELSE
+        UPDATE patients p SET last_completed_visit_at = (
+            SELECT max(a.start_time) FROM appointments a WHERE a.patient_id = p.id AND a.status = 'completed'
+        )
+        WHERE p.id = OLD.patient_id OR (TG_OP = 'UPDATE' AND p.id = NEW.patient_id);
     END IF;
-    UPDATE patients p SET last_completed_visit_at = (
-        SELECT max(a.start_time) FROM appointments a WHERE a.patient_id = p.id AND a.status = 'completed'
-    )
-    WHERE p.id = OLD.patient_id OR (TG_OP = 'UPDATE' AND p.id = NEW.patient_id);
+    PERFORM set_config('prm.last_visit_only', 'off', true);
     RETURN NULL;
 END
 $$;
@@ -49,8 +51,7 @@ $$;
 BUMP_PATIENT_VERSION = """
 CREATE OR REPLACE FUNCTION prm_bump_patient_version() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.last_completed_visit_at IS DISTINCT FROM OLD.last_completed_visit_at
-       AND to_jsonb(NEW) - 'last_completed_visit_at' = to_jsonb(OLD) - 'last_completed_visit_at' THEN
+    IF current_setting('prm.last_visit_only', true) = 'on' THEN
         RETURN NEW;
     END IF;
     NEW.version := OLD.version + 1;
@@ -63,6 +64,7 @@ $$;
 # that skipped the triggers (`bench.seed`).
 REBUILD_FUNCTION = """
 CREATE OR REPLACE FUNCTION prm_last_visits_rebuild() RETURNS void LANGUAGE sql AS $$
+    SELECT set_config('prm.last_visit_only', 'on', true);
     UPDATE patients p SET last_completed_visit_at = v.latest
     FROM (
         SELECT q.id, max(a.start_time) AS latest
@@ -70,6 +72,7 @@ CREATE OR REPLACE FUNCTION prm_last_visits_rebuild() RETURNS void LANGUAGE sql A
         GROUP BY q.id
     ) v
     WHERE p.id = v.id AND p.last_completed_visit_at IS DISTINCT FROM v.latest;
+    SELECT set_config('prm.last_visit_only', 'off', true);
 $$;
 """
 
