@@ -152,6 +152,7 @@ async def run_worker(
             identity=worker_identity(),
             graceful_shutdown_timeout=WORKER_GRACEFUL_SHUTDOWN,
             max_cached_workflows=settings.worker_max_cached_workflows,
+            max_concurrent_activities=settings.worker_activities_at_once,
         )
         log.info(
             "worker %s polling task queue %r on %s (%d workflows, %d activities)",

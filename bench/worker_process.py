@@ -46,8 +46,8 @@ async def serve() -> None:
             *CommunicationActivities(deps).all(),
             noop,
         ],
-        max_concurrent_activities=50,
-        max_cached_workflows=settings.worker_max_cached_workflows,  # as the production worker
+        max_concurrent_activities=settings.worker_activities_at_once,  # as the production worker
+        max_cached_workflows=settings.worker_max_cached_workflows,
     )
     freeze_startup_objects()  # as the production worker does (`worker.main`)
     async with worker:
