@@ -88,6 +88,7 @@ BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30
 BENCH_COHORTS := --scale 1 --requests 30
 BENCH_CAMPAIGNS := --patients 2000
 BENCH_PACING := --patients 700 --rate 10
+BENCH_MESSAGE_CAMPAIGN := --patients 50000 --reference-messages 500
 else
 BENCH_ENV := PRM_BENCHMARKS_FILE=BENCHMARKS.quick.md
 BENCH_HTTP := --patients 5000 --duration 5 --runs 1 --scenarios get_patient,list,create,mixed
@@ -100,6 +101,7 @@ BENCH_DASHBOARD := --appointments 20000 --communications 50000 --requests 5 --wr
 BENCH_COHORTS := --quick
 BENCH_CAMPAIGNS := --patients 300
 BENCH_PACING := --patients 400 --rate 5
+BENCH_MESSAGE_CAMPAIGN := --patients 3000 --reference-messages 50
 endif
 
 bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minutes, into BENCHMARKS.quick.md)
@@ -124,6 +126,7 @@ bench: $(RUN_STAMP) ## Every benchmark into BENCHMARKS.md (QUICK=1: a few minute
 	$(BENCH_ENV) $(BIN)/python -m bench.cohort_preview $(BENCH_COHORTS)
 	$(BENCH_ENV) $(BIN)/python -m bench.campaigns_bench $(BENCH_CAMPAIGNS)
 	$(BENCH_ENV) $(BIN)/python -m bench.pacing_bench $(BENCH_PACING)
+	$(BENCH_ENV) $(BIN)/python -m bench.message_campaign_bench $(BENCH_MESSAGE_CAMPAIGN)
 
 clean: ## Remove build and tool caches (never .venv, never the data in .prm/)
 	rm -rf build dist site *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

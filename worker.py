@@ -153,7 +153,6 @@ async def run_worker(
         client = await _connect_with_retry(settings, telemetry.runtime)
         gateway = worker_gateway(client, settings)
         await _retire_reconciler(gateway)
-        connections = settings.db_pool_size + settings.db_max_overflow
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
@@ -162,11 +161,11 @@ async def run_worker(
             identity=worker_identity(),
             graceful_shutdown_timeout=WORKER_GRACEFUL_SHUTDOWN,
             max_cached_workflows=settings.worker_max_cached_workflows,
-            # No more activities at once than the pool has connections: past it, an activity waits for a
-            # connection, fails after `db_pool_timeout_seconds` and is retried with backoff (a 200-journey
-            # burst on a busy machine failed a third of its sends so, with the SDK's 100 + 100 slots).
-            max_concurrent_activities=connections,
-            max_concurrent_local_activities=connections,
+            # No more activities at once than the pool has connections (unless set): past it, an activity
+            # waits for a connection, fails after `db_pool_timeout_seconds` and is retried with backoff (a
+            # 200-journey burst on a busy machine failed a third of its sends so, with the SDK's 100 + 100).
+            max_concurrent_activities=settings.worker_activities_at_once,
+            max_concurrent_local_activities=settings.worker_activities_at_once,
         )
         log.info(
             "worker %s polling task queue %r on %s (%d workflows, %d activities)",

@@ -30,7 +30,7 @@ from domain.communications import dispatch
 # How long a campaign message waits in its batch for its sender's turn (other campaigns sharing the sender,
 # interactive messages going first); a longer wait hands it to its delivery workflow, which waits durably.
 TURN_PATIENCE = 120.0
-CHUNK = 20  # members reached per transaction: the next chunk is recorded while this one's messages go
+CHUNK = 20  # messages recorded per transaction: the next chunk is recorded while this one's messages go
 
 
 class CampaignActivities:
@@ -48,27 +48,33 @@ class CampaignActivities:
     @activity.defn(name="campaign_enroll_batch")
     @heartbeats
     async def enroll_batch(self, data: EnrollInput) -> BatchResult:
-        """Reach the next members (freezing the cohort first, once), `CHUNK` per transaction: their journeys
-        start after each commit; their messages are handed to the providers here, each at its sender's turn
-        and with no workflow unless one must wait (`deliver_recorded`), while the next chunk is recorded. A
-        batch of messages holds at most a minute of its sender's throughput (`steps.batch_for_sender`)."""
+        """Reach the next members (freezing the cohort first, once): a journey campaign's batch in one
+        transaction (one INSERT), their workflows started after the commit, side by side; a message
+        campaign's `CHUNK` per transaction, its messages handed to the providers here, each at its sender's
+        turn and with no workflow unless one must wait (`deliver_recorded`), while the next chunk is
+        recorded. A batch of messages holds at most a minute of its sender's throughput
+        (`steps.batch_for_sender`)."""
         now = datetime.now(UTC)
         campaign_id, limit, reached = uuid.UUID(data.campaign_id), data.limit, 0
         sends: list[asyncio.Task[None]] = []
         slots: asyncio.Semaphore | None = None
         try:
             while True:
-                chunk = min(CHUNK, limit - reached)
                 async with self.deps.unit_of_work(data.tenant_id) as session:
                     dispatch.hold_starts(session)
                     result, sending = await steps.enroll_batch(
-                        session, campaign_id, now=now, limit=chunk, settings=self.deps.settings
+                        session,
+                        campaign_id,
+                        now=now,
+                        limit=limit - reached,
+                        settings=self.deps.settings,
+                        message_chunk=CHUNK,
                     )
                 limit, reached = min(limit, sending.batch_limit), reached + result.processed
                 slots = slots or asyncio.Semaphore(sending.in_flight)
                 sends += [asyncio.create_task(self._send(data.tenant_id, i, now, slots)) for i in sending.ids]
                 done = result.status != CampaignStatus.RUNNING or result.wait_seconds > 0
-                if done or result.remaining == 0 or result.processed < chunk or reached >= limit:
+                if done or result.remaining == 0 or result.processed == 0 or reached >= limit:
                     break
         finally:  # every message recorded goes to its provider (or its workflow), whatever happened since
             outcomes = await asyncio.gather(*sends, return_exceptions=True)

@@ -26,8 +26,9 @@ The data:
 Constraints, foreign keys and indexes hold for every row (the data is consistent by construction). Patients
 are loaded with every trigger on. The other tables are loaded with `session_replication_role = replica`,
 as the analytics benchmark does: that skips their per-row triggers (the `prm_metrics` NOTIFY, the analytics
-rollup triggers) and the foreign-key checks; then `analytics_rebuild(tenant)` recomputes the rollups of each
-tenant, as after any bulk load (`rollups=False` skips that for benchmarks that do not read them, and
+rollup triggers, the patients' last visits) and the foreign-key checks; then `prm_last_visits_rebuild()`
+sets the patients' last visits and `analytics_rebuild(tenant)` recomputes the rollups of each tenant, as
+after any bulk load (`rollups=False` skips that for benchmarks that do not read them, and
 leaves the rollups empty). The patients' and the messages' indexes that back no constraint are dropped
 during the load and built again after it (one sorted build is much faster than maintaining trigram and
 full-text GIN indexes row by row). Ends with VACUUM ANALYZE.
@@ -388,6 +389,7 @@ def seed_dataset(
             dataset.rows["appointments"] = _seed_appointments(conn, tenants, patient_ids, practitioners, rng)
             dataset.seconds["appointments"] = time.perf_counter() - started
             log(f"  {dataset.rows['appointments']:,} appointments in {dataset.seconds['appointments']:.0f} s")
+            conn.execute("SELECT prm_last_visits_rebuild()")  # the skipped triggers keep it (migration 0032)
         if "messages" in wanted:
             started = time.perf_counter()
             with _secondary_indexes_dropped(conn, "communications"):

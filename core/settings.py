@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     """Workflows the worker keeps in memory between their tasks (Temporal's sticky cache). One evicted is
     replayed from its history when its next task comes (a timer firing, a signal): fewer cached means less
     memory and more replay work. `0` turns the cache off."""
+    worker_max_concurrent_activities: int | None = Field(default=None, ge=1, le=10_000)
+    """Activities (and local activities) the worker runs at once; unset: its database connections (`PRM_DB_POOL_SIZE` +
+    `PRM_DB_MAX_OVERFLOW`). Nearly every activity holds a connection, so more at once than the pool has only
+    wait for one (and time out, and retry): a campaign starting a hundred journeys at once did that."""
     otlp_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("PRM_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
@@ -81,8 +85,9 @@ class Settings(BaseSettings):
     """The password `prm db app-role` and `prm run` give the role `prm_app`; unset gives none (trust or peer
     authentication, as the embedded server's)."""
     db_pool_size: int = 10
-    """Database connection pool size per process. The worker runs at most `db_pool_size + db_max_overflow`
-    activities at once (and as many local activities): one more would wait for a connection."""
+    """Database connection pool size per process. Unless `PRM_WORKER_MAX_CONCURRENT_ACTIVITIES` says
+    otherwise, the worker runs at most `db_pool_size + db_max_overflow` activities at once (and as many local
+    activities): one more would wait for a connection."""
     db_max_overflow: int = 10
     """Connections allowed beyond the pool under load; they are closed when returned, so a process that is
     often busier than its pool opens a connection per request: raise `PRM_DB_POOL_SIZE` instead."""
@@ -388,6 +393,11 @@ class Settings(BaseSettings):
         if self.integration_token_audience == self.jwt_audience:
             raise ValueError("PRM_INTEGRATION_TOKEN_AUDIENCE must differ from PRM_JWT_AUDIENCE")
         return self
+
+    @property
+    def worker_activities_at_once(self) -> int:
+        """The activities a worker runs at once: `worker_max_concurrent_activities`, else its connections."""
+        return self.worker_max_concurrent_activities or self.db_pool_size + self.db_max_overflow
 
     @property
     def uses_development_secret(self) -> bool:

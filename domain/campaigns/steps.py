@@ -3,8 +3,9 @@
 `enroll_batch` is where members are reached. It locks the campaign's row first, so a pause or a cancel
 waits for the batch in progress and no member is enrolled after it answered; it freezes the members on
 the first batch (one `INSERT ... SELECT` of the cohort's query: later changes to the cohort never change a
-running campaign); then it takes the next pending members in patient order and enrols each through the
-one path of `POST /journeys/instances` under the member's idempotency key, or records why it skipped
+running campaign); then it takes the next pending members in patient order and places them through the
+path of `POST /journeys/instances` (`journeys.place_many`: the journey read once, one INSERT for the batch,
+each under its member's idempotency key and the journey's one-active rule), or records why it skipped
 them. The members' states and the journey instances commit together: a crash anywhere loses the whole
 batch or nothing, and the retry finds it as it was.
 """
@@ -47,7 +48,6 @@ from domain.communications.service import recipient_for
 from domain.enums import Channel, JourneyInstanceStatus, PatientStatus
 from domain.journeys import service as journeys
 from domain.journeys.models import JourneyInstance
-from domain.journeys.schemas import JourneyInstanceCreate
 from domain.patients.models import ChannelConsent, Patient
 from domain.scheduling.repository import tenant_timezone
 
@@ -66,13 +66,21 @@ async def plan_of(session: AsyncSession, campaign_id: uuid.UUID) -> CampaignPlan
 
 
 async def enroll_batch(
-    session: AsyncSession, campaign_id: uuid.UUID, *, now: datetime, limit: int, settings: Settings
+    session: AsyncSession,
+    campaign_id: uuid.UUID,
+    *,
+    now: datetime,
+    limit: int,
+    settings: Settings,
+    message_chunk: int | None = None,
 ) -> tuple[BatchResult, Sending]:
     """Reach up to `limit` pending members (freezing the members first, once), unless the campaign is not
     running or its send window is closed (then how long until it opens): each placed on the journey, or
     sent the message; with the messages recorded, for the caller to hand to their providers after the
     commit (their delivery starts held: `dispatch.hold_starts`). A message campaign's batch holds at most
-    `SENDING_SECONDS` of its sender's throughput, and its messages wait for their sender's turns (bulk)."""
+    `SENDING_SECONDS` of its sender's throughput, and its messages wait for their sender's turns (bulk);
+    at most `message_chunk` of them in this transaction (so the caller hands them over while it records the
+    next). A journey campaign's members are placed all at once (`journeys.place_many`)."""
     campaign = await CampaignRepository(session).get_or_404(campaign_id)
     await session.refresh(campaign, with_for_update=True)
     if campaign.status == CampaignStatus.SCHEDULED:  # its start has come: who is in it is decided now
@@ -87,7 +95,7 @@ async def enroll_batch(
     if campaign.channel is not None:
         channel = Channel(campaign.channel)
         sender = pacing.sender_for(channel, provider_for(channel, settings), settings)
-        limit = min(limit, batch_for_sender(sender))
+        limit = min(limit, batch_for_sender(sender), message_chunk or limit)
     members: list[CampaignMember] = await claim(
         session,
         select(CampaignMember)
@@ -96,18 +104,28 @@ async def enroll_batch(
         limit=limit,
     )
     reasons = await _skip_reasons(session, campaign, [m.patient_id for m in members], now=now)
+    placed: dict[uuid.UUID, JourneyInstance | None] = {}
+    if campaign.journey_id is not None:  # the whole batch in one statement, the journey read once
+        placed = await journeys.place_many(
+            session,
+            campaign.journey_id,
+            [
+                journeys.Placement(m.patient_id, enrollment_key(campaign.id, m.patient_id))
+                for m in members
+                if m.patient_id not in reasons
+            ],
+        )
     messages: list[uuid.UUID] = []
     for member in members:
         member.processed_at = now
         reason = reasons.get(member.patient_id)
+        if reason is None and campaign.journey_id is not None and placed[member.patient_id] is None:
+            reason = SkipReason.ALREADY_ON_JOURNEY  # placed meanwhile: the journey's one-active rule refused
         if reason is not None:
             member.state, member.skip_reason = MemberState.SKIPPED.value, reason.value
         elif campaign.journey_id is not None:
-            instance, _ = await journeys.create_instance(
-                session,
-                JourneyInstanceCreate(journey_id=campaign.journey_id, patient_id=member.patient_id),
-                idempotency_key=enrollment_key(campaign.id, member.patient_id),
-            )
+            instance = placed[member.patient_id]
+            assert instance is not None
             member.state, member.journey_instance_id = MemberState.ENROLLED.value, instance.id
         else:
             record, _ = await create_communication(
@@ -147,9 +165,9 @@ def batch_for_sender(sender: pacing.Sender) -> int:
 def in_flight_for(sender: pacing.Sender) -> int:
     """How many of a batch's messages wait for their turns at once: enough that each has half a second for
     its own work (the send step's transactions and the provider call) without the sender missing a turn;
-    one by one when the sender is unpaced."""
+    `MAX_IN_FLIGHT` when the sender is unpaced (nothing to wait for: as many as the connections allow)."""
     if not sender.per_second:
-        return 1
+        return MAX_IN_FLIGHT
     return max(1, min(MAX_IN_FLIGHT, math.ceil(sender.per_second / 2)))
 
 

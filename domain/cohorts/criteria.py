@@ -1,10 +1,11 @@
 """A cohort's criteria as one SQL statement: `members_query` selects the ids of the patients who meet them.
 
-Every criterion is SQL (comparisons on `patients`, EXISTS / NOT EXISTS over the patient's appointments,
-journey instances and opt-outs): nothing is filtered in Python, so counting a million patients is one
-statement. Each table the statement reads is filtered by `tenant_id` explicitly, its subqueries included:
-the statement is equally right run in a tenant-bound session (which adds the same filter again), in a
-system session, or inside `insert(...).from_select(...)` (which the session does not scope).
+Every criterion is SQL (comparisons on `patients`, its last completed visit included, which triggers keep
+on the patient's row; EXISTS / NOT EXISTS over the patient's appointments, journey instances and
+opt-outs): nothing is filtered in Python, so counting a million patients is one statement. Each table the
+statement reads is filtered by `tenant_id` explicitly, its subqueries included: the statement is equally
+right run in a tenant-bound session (which adds the same filter again), in a system session, or inside
+`insert(...).from_select(...)` (which the session does not scope).
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ def _conditions(
         )
     if criteria.status is not None:
         yield Patient.status == criteria.status.value
-    if criteria.last_visit is not None:
-        visits = [Appointment.status == COMPLETED]
-        if criteria.last_visit.not_within_days is not None:
-            visits.append(Appointment.start_time > now - timedelta(days=criteria.last_visit.not_within_days))
-        yield not_(_appointment_exists(tenant_id, *visits))
+    if criteria.last_visit is not None:  # the stored latest completed visit (kept by triggers): no probe
+        never = Patient.last_completed_visit_at.is_(None)
+        if criteria.last_visit.not_within_days is None:
+            yield never
+        else:
+            cutoff = now - timedelta(days=criteria.last_visit.not_within_days)
+            yield or_(never, Patient.last_completed_visit_at <= cutoff)
     if criteria.has_upcoming_appointment is not None:
         upcoming = _appointment_exists(
             tenant_id, Appointment.status.in_(UPCOMING), Appointment.start_time > now

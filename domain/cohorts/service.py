@@ -77,6 +77,7 @@ async def preview(
     """How many patients the cohort holds at `now` and the first `sample_size` of them by name."""
     repo = CohortRepository(session)
     members = members_of(await repo.get_or_404(cohort_id), now=now)
+    await repo.plan_for_these_values()
     count = await repo.count_members(members)
     rows = await repo.first_members(members, sample_size) if count else []
     sample = [CohortMember(id=row.id, first_name=row.first_name, last_name=row.last_name) for row in rows]

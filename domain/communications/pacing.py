@@ -18,6 +18,8 @@ Two priorities, so a running campaign never delays a reminder:
   turn is kept on the message (`meta_data["turn_at"]`), so a retry waits out the same turn rather than
   queueing again. `delivery.deliver` waits up to `TURN_SLACK` itself; a longer wait is `SenderBusy`, which
   the campaign's batch activity sleeps out in process and the delivery workflow's retry policy waits out.
+  A kept turn more than `STALE_TURN` in the past is given up for a new one: a message held long after its
+  turn (quiet hours, an outage) queues again, so many released together do not go in one burst.
 
 A provider's 429 moves the sender's `next_free` on by `THROTTLE_PAUSE` for everyone (`back_off`); the
 message's attempt is closed (the provider took nothing) and its retry takes a new turn.
@@ -43,6 +45,7 @@ PRIORITY = "priority"  # the meta_data key naming a message's priority (absent: 
 BULK = "bulk"
 TURN_AT = "turn_at"  # the meta_data key of a bulk message's turn (ISO 8601, the database's clock)
 TURN_SLACK = 1.0  # seconds: a turn this close is waited for by the send step itself
+STALE_TURN = 1.0  # seconds: a kept turn further past than this is stale (the message was held since)
 THROTTLE_PAUSE = timedelta(seconds=1)  # a provider's 429 holds the sender this long
 THROTTLED_CODES = frozenset({"429", "20429"})  # Twilio's 429 / error 20429, SendGrid's 429
 
@@ -155,12 +158,14 @@ async def take_turn(session: AsyncSession, sender: Sender) -> tuple[datetime, fl
 
 
 async def turn_of(session: AsyncSession, record: Communication, sender: Sender) -> float:
-    """Seconds until a bulk message's turn, taking one (recorded on the message) unless it holds one."""
+    """Seconds until a bulk message's turn, taking one (recorded on the message) unless it holds one that
+    has not gone stale (more than `STALE_TURN` past)."""
     held = (record.meta_data or {}).get(TURN_AT)
     if held is not None:
         turn = literal(datetime.fromisoformat(held), DateTime(timezone=True))
-        left = await session.scalar(select(func.extract("epoch", turn - func.clock_timestamp())))
-        return float(left or 0)
+        left = float(await session.scalar(select(func.extract("epoch", turn - func.clock_timestamp()))) or 0)
+        if left >= -STALE_TURN:  # its turn is to come, or has just come: it keeps its place
+            return left
     at, wait = await take_turn(session, sender)
     record.meta_data = {**(record.meta_data or {}), TURN_AT: at.isoformat()}
     return wait

@@ -66,6 +66,15 @@ class JourneyInstance(TenantScoped, Base):
         Index("ix_journey_instances_patient", "patient_id"),
         Index("ix_journey_instances_tenant_status", "tenant_id", "status"),
         Index("ix_journey_instances_journey", "journey_id"),
+        # A journey whose repeat policy allows a patient on it once at a time (`one_active`): whichever road
+        # places them (the API, a trigger, a campaign), the database holds them to one active instance.
+        Index(
+            "uq_journey_instances_one_active",
+            "journey_id",
+            "patient_id",
+            unique=True,
+            postgresql_where=text("one_active AND status = 'active'"),
+        ),
     )
 
     journey_id: Mapped[uuid.UUID] = mapped_column(
@@ -86,6 +95,7 @@ class JourneyInstance(TenantScoped, Base):
     # The definition as it was when the instance started: later edits never change a running instance.
     definition_snapshot: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    one_active: Mapped[bool] = mapped_column(nullable=False, default=False, server_default=text("false"))
     workflow_id: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

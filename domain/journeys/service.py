@@ -10,20 +10,22 @@ recorded the same way, behind the start.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import metrics
-from core.database import after_commit, insert_once
+from core.database import after_commit
 from core.errors import Conflict, NotFound, Unprocessable
 from core.gateway import SA_INSTANCE_STATUS, SA_JOURNEY, StartPolicy, WorkflowStart, ids_of
 from core.workflow_commands import record_cancel, record_signal, record_start
 from domain.communications.templates import MessageTemplate, to_snapshot
-from domain.enums import JourneyInstanceStatus, StageStatus
+from domain.enums import JourneyInstanceStatus, RepeatPolicy, StageStatus
 from domain.journeys.definitions import add_stage as add_stage
 from domain.journeys.definitions import create_journey as create_journey
 from domain.journeys.definitions import journey_view as journey_view
@@ -41,6 +43,7 @@ from domain.journeys.plan import (
 )
 from domain.journeys.repository import JourneyInstanceRepository, JourneyRepository
 from domain.journeys.schemas import JourneyInstanceCreate, JourneyInstanceStats
+from domain.journeys.trigger_conditions import parse_trigger_conditions
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
 
@@ -92,16 +95,15 @@ async def create_instance(
     """Place a patient on a journey; (instance, created). Its workflow's start is recorded with it.
 
     Under an `idempotency_key` already used by this tenant, the existing instance is returned and nothing
-    new is created or started (the database's unique key settles concurrent requests)."""
+    new is created or started (the database's unique key settles concurrent requests). A journey whose
+    repeat policy allows a patient on it once at a time (`one_active_only`) refuses a second active
+    instance (409), the database deciding between concurrent placements."""
     repo = JourneyInstanceRepository(session)
     if idempotency_key:
         existing = await repo.by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing, False
-    journeys = JourneyRepository(session)
-    journey = await journeys.get_or_404(data.journey_id)
-    if not journey.is_active:
-        raise Conflict("This journey is inactive; activate it before placing patients on it.")
+    journey = await _active_journey(session, data.journey_id)
     patient = await session.scalar(select(Patient).where(Patient.id == data.patient_id))
     if patient is None:
         raise NotFound("Patient not found.")
@@ -111,47 +113,128 @@ async def create_instance(
             raise NotFound("Appointment not found.")
         if appointment.patient_id != patient.id:
             raise Unprocessable("The appointment belongs to another patient.", loc=("body", "appointment_id"))
-    stages = (await journeys.stages_of([journey.id]))[journey.id]
-    tenant_templates = await templates_to_keep(session, stages)
-    instance_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    instance = JourneyInstance(
-        id=instance_id,
-        journey_id=journey.id,
-        patient_id=patient.id,
-        appointment_id=data.appointment_id,
-        encounter_id=data.encounter_id,
-        context=data.context,
-        status=JourneyInstanceStatus.ACTIVE.value,
-        current_stage_id=None,
-        definition_snapshot=definition_snapshot(journey, stages, tenant_templates),
-        idempotency_key=idempotency_key,
-        workflow_id=journey_workflow_id(instance_id),
-        started_at=now,
-    )
-    instance, created = await insert_once(
-        session,
-        instance,
-        constraint="uq_journey_instances_tenant_idempotency_key",
-        existing=partial(repo.by_idempotency_key, idempotency_key or ""),  # the index holds only keys given
-    )
-    if not created:
-        return instance, False
-    for stage in stages:
-        session.add(
-            JourneyInstanceStage(
-                instance_id=instance.id,
-                stage_id=stage.id,
-                order_index=stage.order_index,
-                name=stage.name,
-                status=StageStatus.PENDING.value,
-            )
+    placement = {
+        "patient_id": patient.id,
+        "appointment_id": data.appointment_id,
+        "encounter_id": data.encounter_id,
+        "context": data.context,
+        "idempotency_key": idempotency_key,
+    }
+    created = await _insert_instances(session, journey, [placement])
+    if created:
+        return created[0], True
+    if idempotency_key and (existing := await repo.by_idempotency_key(idempotency_key)) is not None:
+        return existing, False  # a concurrent request under the same key placed them first
+    raise Conflict(ALREADY_ON_JOURNEY)
+
+
+ALREADY_ON_JOURNEY = (
+    "The patient is already on this journey, and its repeat policy allows one active instance at a time."
+)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One patient to place on a journey, under the idempotency key that makes it once."""
+
+    patient_id: uuid.UUID
+    idempotency_key: str
+
+
+async def place_many(
+    session: AsyncSession, journey_id: uuid.UUID, placements: Sequence[Placement]
+) -> dict[uuid.UUID, JourneyInstance | None]:
+    """Place many patients on one journey, as `create_instance` places one (snapshot, workflow start,
+    idempotency key, the one-active rule), reading the journey once and inserting all in one statement.
+    For each patient: the instance under its key (placed now, or before), or None when the journey's
+    one-active rule refused them (already on it). Patients are the caller's to check (a campaign's
+    members, frozen from the tenant's patients)."""
+    if not placements:
+        return {}
+    journey = await _active_journey(session, journey_id)
+    rows = [{"patient_id": p.patient_id, "idempotency_key": p.idempotency_key} for p in placements]
+    placed: dict[uuid.UUID, JourneyInstance | None] = {
+        i.patient_id: i for i in await _insert_instances(session, journey, rows)
+    }
+    left = {p.idempotency_key: p.patient_id for p in placements if p.patient_id not in placed}
+    if left:  # placed by an earlier attempt under the same keys, or refused by the one-active rule
+        earlier = await session.scalars(
+            JourneyInstanceRepository(session).base().where(JourneyInstance.idempotency_key.in_(left))
         )
-    await session.flush()
-    await session.refresh(instance)
-    record_start(session, workflow_start(instance))
-    after_commit(session, metrics.later(metrics.journey_started))
-    return instance, True
+        placed.update({i.patient_id: i for i in earlier})
+        placed.update({patient_id: None for patient_id in left.values() if patient_id not in placed})
+    return placed
+
+
+def one_active_only(journey: Journey) -> bool:
+    """Whether the journey's repeat policy allows a patient on it once at a time: `never` (also not when
+    placed by hand), and a default journey (started once for every new patient)."""
+    if journey.is_default:
+        return True
+    trigger = parse_trigger_conditions(journey.trigger_conditions)
+    return trigger is not None and trigger.repeat.policy == RepeatPolicy.NEVER.value
+
+
+async def _active_journey(session: AsyncSession, journey_id: uuid.UUID) -> Journey:
+    journey = await JourneyRepository(session).get_or_404(journey_id)
+    if not journey.is_active:
+        raise Conflict("This journey is inactive; activate it before placing patients on it.")
+    return journey
+
+
+async def _insert_instances(
+    session: AsyncSession, journey: Journey, placements: list[dict[str, Any]]
+) -> list[JourneyInstance]:
+    """Insert one active instance per placement (its columns), with the journey's snapshot and stages, and
+    record each one's workflow start; the instances made (a placement whose key is taken, or that the
+    one-active rule refuses, makes none: `ON CONFLICT DO NOTHING`, the database deciding)."""
+    stages = (await JourneyRepository(session).stages_of([journey.id]))[journey.id]
+    snapshot = definition_snapshot(journey, stages, await templates_to_keep(session, stages))
+    now, one_active = datetime.now(UTC), one_active_only(journey)
+    rows = []
+    for placement in placements:
+        instance_id = uuid.uuid4()
+        rows.append(
+            {
+                "context": {},
+                **placement,
+                "id": instance_id,
+                "tenant_id": journey.tenant_id,
+                "journey_id": journey.id,
+                "status": JourneyInstanceStatus.ACTIVE.value,
+                "definition_snapshot": snapshot,
+                "one_active": one_active,
+                "workflow_id": journey_workflow_id(instance_id),
+                "started_at": now,
+            }
+        )
+    created = list(
+        await session.scalars(
+            insert(JourneyInstance).on_conflict_do_nothing().returning(JourneyInstance),
+            rows,
+            execution_options={"populate_existing": True},
+        )
+    )
+    if created and stages:
+        await session.execute(
+            insert(JourneyInstanceStage),
+            [
+                {
+                    "tenant_id": journey.tenant_id,
+                    "instance_id": instance.id,
+                    "stage_id": stage.id,
+                    "order_index": stage.order_index,
+                    "name": stage.name,
+                    "status": StageStatus.PENDING.value,
+                }
+                for instance in created
+                for stage in stages
+            ],
+        )
+    for instance in created:
+        record_start(session, workflow_start(instance))
+        after_commit(session, metrics.later(metrics.journey_started))
+    return created
 
 
 def workflow_start(instance: JourneyInstance) -> WorkflowStart:

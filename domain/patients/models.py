@@ -49,7 +49,13 @@ class Patient(Versioned, TenantScoped, Base):
             postgresql_using="gin",
             postgresql_ops={"phone_primary": "gin_trgm_ops"},
         ),
-        Index("ix_patients_tenant_dob", "tenant_id", "date_of_birth"),
+        # Cohort criteria on the patient's row (age, gender, status, last visit) read from the index alone.
+        Index(
+            "ix_patients_tenant_dob",
+            "tenant_id",
+            "date_of_birth",
+            postgresql_include=["id", "gender", "status", "merged_into_id", "last_completed_visit_at"],
+        ),
         Index("ix_patients_tenant_phone", "tenant_id", "phone_primary"),
         Index("ix_patients_tenant_email", "tenant_id", text("lower(email_primary)")),
         Index("ix_patients_tenant_status_created", "tenant_id", "status", "created_at"),
@@ -87,6 +93,9 @@ class Patient(Versioned, TenantScoped, Base):
         PG_UUID(as_uuid=True), ForeignKey("patients.id", ondelete="SET NULL")
     )
     merged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The start of the latest completed appointment, kept by triggers on appointments (migration 0032), so
+    # a cohort's `last_visit` reads the patient's row; never written here (nor raising `version`).
+    last_completed_visit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meta_data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     # The names as search compares them: unaccented, lower-cased, spaces collapsed (`prm_name_key`, migration
     # 0012), in the "C" collation so one btree serves equality, prefix ranges and the order of results.

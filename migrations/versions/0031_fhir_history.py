@@ -51,6 +51,9 @@ HISTORY = {"patients": "Patient", "practitioners": "Practitioner", "appointments
 RECORD_VERSION = """
 CREATE OR REPLACE FUNCTION prm_record_version() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.version = OLD.version THEN
+        RETURN NULL;  -- an update that is no new version of the record (a bookkeeping column)
+    END IF;
     INSERT INTO fhir_resource_versions (id, tenant_id, resource_type, resource_id, version, record)
     VALUES (gen_random_uuid(), NEW.tenant_id, TG_ARGV[0], NEW.id, NEW.version, to_jsonb(NEW));
     RETURN NULL;

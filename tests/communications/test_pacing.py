@@ -203,3 +203,44 @@ async def test_a_429_holds_the_sender_back_and_the_message_goes_once_on_a_new_tu
     ]
     assert accepted_request.at >= resumes - 0.05  # not before the pause was over (give or take a query)
     assert len(providers_configured.twilio_accepted) == 1
+
+
+async def test_a_campaign_message_held_long_past_its_turn_queues_again_instead_of_going_at_once(
+    system_sessionmaker, tenant_id, make_patient
+) -> None:
+    sender = _sender(per_second=1)
+    patient = await make_patient(phone_primary="+14155550125")
+    held = [await _record(system_sessionmaker, tenant_id, patient, bulk=True) for _ in range(3)]
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        records = [await session.get(Communication, i) for i in held]
+        for record in records:  # each took its turn, then was held (quiet hours) for an hour
+            assert record is not None
+            await pacing.turn_of(session, record, sender)
+            record.meta_data = {
+                **record.meta_data,
+                pacing.TURN_AT: (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            }
+        await session.commit()
+        waits = [await pacing.turn_of(session, record, sender) for record in records if record is not None]
+        await session.commit()
+    # Released together, they queue again one interval apart rather than all going now on their old turns.
+    gaps = [b - a for a, b in itertools.pairwise(sorted(waits))]
+    assert min(waits) > 1.5 and all(abs(gap - 1) < 0.1 for gap in gaps), waits  # behind the 3 stale turns
+
+
+async def test_a_campaign_message_keeps_a_turn_that_has_just_come(
+    system_sessionmaker, tenant_id, make_patient
+) -> None:
+    sender = _sender(per_second=1)
+    patient = await make_patient(phone_primary="+14155550126")
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        record = await session.get(
+            Communication, await _record(system_sessionmaker, tenant_id, patient, bulk=True)
+        )
+        assert record is not None
+        just_past = (datetime.now(UTC) - timedelta(seconds=0.5)).isoformat()
+        record.meta_data = {**record.meta_data, pacing.TURN_AT: just_past}
+        wait = await pacing.turn_of(session, record, sender)
+    assert -1.0 < wait < 0 and record.meta_data[pacing.TURN_AT] == just_past
