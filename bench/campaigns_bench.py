@@ -31,15 +31,20 @@ import httpx
 import psycopg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from bench.bare_workflow import BareInput, BareWorkflow
-from bench.common import NO_QUIET_HOURS, PeakRss, insert_tenant, scratch_database, write_section
+from bench.common import (
+    NO_QUIET_HOURS,
+    PeakRss,
+    insert_tenant,
+    scratch_database,
+    temporal_dev_server,
+    write_section,
+)
 from bench.journeys_bench import activity_mix, bench_settings, bounded, seed_patients, start_worker_process
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.campaigns.plan import FINAL_STATUSES, campaign_workflow_id
 
 JOURNEY = {
@@ -166,11 +171,7 @@ async def bare_loop(
 
 async def run(patients: int, concurrency: int, give_up_after: float) -> dict[str, Any]:
     """The campaign, then the bare loop, on one server and one worker process; returns the figures."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await temporal_dev_server()
     async with env:
         with scratch_database() as url:
             tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)

@@ -21,10 +21,12 @@ import psutil
 import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from temporalio.testing import WorkflowEnvironment
 
 from core.embedded_db import start_embedded_postgres, to_libpq_url, to_sqlalchemy_url
 from core.migrate import scratch_database as migrated_scratch
 from core.settings import Settings, get_settings
+from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 # `make bench QUICK=1` points this elsewhere: a smoke run's figures never replace the documented ones.
@@ -87,6 +89,16 @@ def write_section(section: str, body: str) -> None:
 # Tenant settings for benchmarks whose messages are to go at once whatever the time of day: without quiet
 # hours (21:00-08:00 by default) a benchmark run at night would hold every message in a delivery workflow.
 NO_QUIET_HOURS = '{"quiet_hours": {"enabled": false}}'
+
+
+async def temporal_dev_server() -> WorkflowEnvironment:
+    """A Temporal dev server for one benchmark (the venv's `temporal` CLI, the search attributes the
+    workflows set, errors only in its log)."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(dev_server_binary()),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--log-level", "error"],
+    )
 
 
 def insert_tenant(url: str, name: str = "Bench", settings: str = "{}") -> uuid.UUID:

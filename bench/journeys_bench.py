@@ -28,15 +28,21 @@ import httpx
 import psycopg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from bench.bare_workflow import BareInput, BareWorkflow
-from bench.common import NO_QUIET_HOURS, ROOT, PeakRss, insert_tenant, scratch_database, write_section
+from bench.common import (
+    NO_QUIET_HOURS,
+    ROOT,
+    PeakRss,
+    insert_tenant,
+    scratch_database,
+    temporal_dev_server,
+    write_section,
+)
 from core.auth import Role, issue_dev_token
 from core.embedded_db import to_libpq_url
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 
 JOURNEY = {
     "name": "Bench Journey",
@@ -163,16 +169,15 @@ def bench_settings(url: str, queue: str) -> Settings:
     )
 
 
-async def journeys_through_the_api(
-    app: Any, client: Client, tenant_id: uuid.UUID, patients: list[str], concurrency: int
+async def start_journeys(
+    app: Any, tenant_id: uuid.UUID, journey: dict[str, Any], patients: list[str], concurrency: int
 ) -> tuple[float, list[str]]:
-    """Start one journey instance per patient through the API and wait for all; (seconds, instance ids)."""
-    settings = app.state.settings
-    token = issue_dev_token(settings, tenant_id=tenant_id, roles=[Role.COORDINATOR])
+    """Create `journey` and start one instance of it per patient through the API, `concurrency` requests at
+    once; (seconds to start them all, the instance ids)."""
+    token = issue_dev_token(app.state.settings, tenant_id=tenant_id, roles=[Role.COORDINATOR])
     headers = {"Authorization": f"Bearer {token}"}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
-        created = await api.post("/api/v1/prm/journeys", json=JOURNEY, headers=headers)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as api:
+        created = await api.post("/api/v1/prm/journeys", json=journey, headers=headers)
         created.raise_for_status()
         journey_id = created.json()["id"]
 
@@ -187,12 +192,21 @@ async def journeys_through_the_api(
 
         started = time.perf_counter()
         ids = await bounded(concurrency, [start(p) for p in patients])
-        print(f"  all instances started after {time.perf_counter() - started:.1f} s", flush=True)
-        await bounded(
-            concurrency,
-            [lambda i=i: client.get_workflow_handle(f"journey-instance-{i}").result() for i in ids],
-        )
         return time.perf_counter() - started, ids
+
+
+async def journeys_through_the_api(
+    app: Any, client: Client, tenant_id: uuid.UUID, patients: list[str], concurrency: int
+) -> tuple[float, list[str]]:
+    """Start one journey instance per patient through the API and wait for all; (seconds, instance ids)."""
+    started = time.perf_counter()
+    seconds, ids = await start_journeys(app, tenant_id, JOURNEY, patients, concurrency)
+    print(f"  all instances started after {seconds:.1f} s", flush=True)
+    await bounded(
+        concurrency,
+        [lambda i=i: client.get_workflow_handle(f"journey-instance-{i}").result() for i in ids],
+    )
+    return time.perf_counter() - started, ids
 
 
 async def bare_workflows(client: Client, queue: str, count: int, sequence: str, concurrency: int) -> float:
@@ -223,11 +237,7 @@ async def completed_instances(url: str) -> int:
 
 async def run(instances: int, concurrency: int) -> dict[str, Any]:
     """Both phases on one server, one worker process; returns the figures."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await temporal_dev_server()
     async with env:
         with scratch_database() as url:
             tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)

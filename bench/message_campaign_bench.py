@@ -29,17 +29,21 @@ from typing import Any
 
 import httpx
 import psycopg
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from bench.common import PeakRss, insert_tenant, scratch_database, write_section
+from bench.common import (
+    NO_QUIET_HOURS,
+    PeakRss,
+    insert_tenant,
+    scratch_database,
+    temporal_dev_server,
+    write_section,
+)
 from bench.journeys_bench import bench_settings, start_worker_process
-from bench.pacing_bench import quiet_hours_off
 from core.auth import Role, issue_dev_token
 from core.database import bind_tenant, make_engine, make_sessionmaker
 from core.embedded_db import to_libpq_url
 from core.settings import Settings
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 from domain.communications import delivery, dispatch
 from domain.communications.messages import create_communication
 from domain.communications.provider_contract import OutgoingMessage
@@ -183,15 +187,10 @@ async def send_path_loop(url: str, settings: Settings, tenant_id: uuid.UUID, cou
 
 async def run(patients: int, give_up_after: float, reference_messages: int) -> dict[str, Any]:
     """The campaign, then the bare loop; returns the figures."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await temporal_dev_server()
     async with env:
         with scratch_database() as url:
-            tenant_id = insert_tenant(url)
-            quiet_hours_off(url, tenant_id)
+            tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)
             started = time.perf_counter()
             seed_patients(url, tenant_id, patients)
             print(f"  {patients} patients seeded in {time.perf_counter() - started:.0f} s", flush=True)

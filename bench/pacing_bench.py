@@ -29,15 +29,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import psycopg
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from bench.common import NO_QUIET_HOURS, insert_tenant, scratch_database, write_section
+from bench.common import NO_QUIET_HOURS, insert_tenant, scratch_database, temporal_dev_server, write_section
 from bench.journeys_bench import bench_settings, seed_patients, start_worker_process
 from core.auth import Role, issue_dev_token
-from core.embedded_db import to_libpq_url
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
 
 SENDER = "+14155550000"  # a US long code
 TWILIO_SID, TWILIO_TOKEN = "AC" + "0" * 32, "bench-twilio-token"
@@ -92,15 +88,6 @@ def twilio_env(url: str, rate: float) -> dict[str, str]:
         "PRM_TWILIO_BASE_URL": url,
         "PRM_SMS_MESSAGES_PER_SECOND": str(rate),
     }
-
-
-def quiet_hours_off(url: str, tenant_id: uuid.UUID) -> None:
-    """The benchmark runs at any hour: no quiet hours for its tenant."""
-    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
-        conn.execute(
-            "UPDATE tenants SET settings = %s WHERE id = %s",
-            (json.dumps({"quiet_hours": {"enabled": False}}), tenant_id),
-        )
 
 
 async def campaign_and_reminder(
@@ -166,15 +153,10 @@ async def campaign_and_reminder(
 async def run(patients: int, rate: float, give_up_after: float) -> dict[str, Any]:
     """One paced campaign on one server and one worker process; returns the figures."""
     fake = FakeTwilio()
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await temporal_dev_server()
     async with env:
         with scratch_database() as url:
             tenant_id = insert_tenant(url, settings=NO_QUIET_HOURS)
-            quiet_hours_off(url, tenant_id)
             seed_patients(url, tenant_id, patients)
             queue = f"bench-{uuid.uuid4().hex[:6]}"
             app = create_app(bench_settings(url, queue), database_url=url)

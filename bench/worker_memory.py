@@ -24,16 +24,20 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from bench.common import NO_QUIET_HOURS, Latency, PeakRss, insert_tenant, scratch_database, write_section
-from bench.journeys_bench import bench_settings, bounded, seed_patients, start_worker_process
-from core.auth import Role, issue_dev_token
-from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary
+from bench.common import (
+    NO_QUIET_HOURS,
+    Latency,
+    PeakRss,
+    insert_tenant,
+    scratch_database,
+    temporal_dev_server,
+    write_section,
+)
+from bench.journeys_bench import bench_settings, bounded, seed_patients, start_journeys, start_worker_process
 
 WAITING_JOURNEY = {
     "name": "Bench waiting journey",
@@ -55,31 +59,6 @@ WAITING_JOURNEY = {
         },
     ],
 }
-
-
-async def start_journeys(
-    app: Any, tenant_id: uuid.UUID, patients: list[str], concurrency: int
-) -> tuple[float, list[str]]:
-    """One waiting journey instance per patient through the API; (seconds to start them all, their ids)."""
-    token = issue_dev_token(app.state.settings, tenant_id=tenant_id, roles=[Role.COORDINATOR])
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as api:
-        created = await api.post("/api/v1/prm/journeys", json=WAITING_JOURNEY, headers=headers)
-        created.raise_for_status()
-        journey_id = created.json()["id"]
-
-        def start(patient: str) -> Callable[[], Awaitable[str]]:
-            async def go() -> str:
-                body = {"journey_id": journey_id, "patient_id": patient}
-                resp = await api.post("/api/v1/prm/journeys/instances", json=body, headers=headers)
-                resp.raise_for_status()
-                return str(resp.json()["id"])
-
-            return go
-
-        started = time.perf_counter()
-        ids = await bounded(concurrency, [start(p) for p in patients])
-        return time.perf_counter() - started, ids
 
 
 async def query_round(client: Client, ids: list[str], concurrency: int) -> tuple[Latency, list[int]]:
@@ -115,11 +94,7 @@ async def until_all_wait(client: Client, ids: list[str], concurrency: int, deadl
 
 async def run(instances: int, cache_sizes: list[int], concurrency: int) -> dict[str, Any]:
     """Start the journeys under the first cache size, then measure every size; returns the figures."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(dev_server_binary()),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await temporal_dev_server()
     rows: list[dict[str, float]] = []
     figures: dict[str, Any] = {"rows": rows}
     async with env:
@@ -138,7 +113,9 @@ async def run(instances: int, cache_sizes: list[int], concurrency: int) -> dict[
                         if n == 0:
                             async with app.router.lifespan_context(app):
                                 app.state.temporal_client = env.client
-                                seconds, ids = await start_journeys(app, tenant_id, patients, concurrency)
+                                seconds, ids = await start_journeys(
+                                    app, tenant_id, WAITING_JOURNEY, patients, concurrency
+                                )
                             figures["start_seconds"] = seconds
                             await until_all_wait(env.client, ids, concurrency, time.monotonic() + 600)
                             figures["waiting_peak_mb"] = rss.peak_mb
