@@ -195,13 +195,18 @@ def _hot_reads() -> dict[str, TenantRead]:
     }
     for shape, (page, count) in patient_reads.LISTS.items():
         found[f"patient list {shape}"], found[f"patient count {shape}"] = page, count
+    for shape, today in appointment_reads.TODAY.items():
+        found[f"appointments today {shape}"] = today
     return found
 
 
 @pytest.mark.parametrize("name", sorted(_hot_reads()))
 def test_every_hot_read_filters_each_table_it_reads_by_the_tenant(name: str) -> None:
+    """Each table read (after FROM or JOIN) is filtered by the caller's tenant: `tenants`, the one table
+    that is not tenant-scoped, by its id."""
     sql = _hot_reads()[name].sql
-    tables = set(re.findall(r"FROM (\w+)", sql))
+    tables = set(re.findall(r"(?:FROM|JOIN) (\w+)", sql))
     assert tables
     for table in tables:
-        assert f"{table}.tenant_id = %(tenant_id)s" in sql, (name, table)
+        column = "id" if table == "tenants" else "tenant_id"
+        assert f"{table}.{column} = %(tenant_id)s" in sql, (name, table)

@@ -95,18 +95,19 @@ async def list_appointments(
 
 @router.get("/today", response_model=list[AppointmentDetailResponse], dependencies=[CanRead])
 async def todays_appointments(
-    session: SessionDep,
+    reads: TenantReadsDep,
     practitioner_id: uuid.UUID | None = None,
     location_id: uuid.UUID | None = None,
     status: AppointmentStatus | None = None,
 ) -> list[AppointmentDetailResponse]:
     """Today's appointments, where today is each location's local day (else the tenant's)."""
-    return await overview.todays_appointments(
-        session,
+    rows = await appointment_reads.todays_appointments(
+        reads,
         practitioner_id=practitioner_id,
         location_id=location_id,
         status=status.value if status else None,
     )
+    return [AppointmentDetailResponse.model_validate(row) for row in rows]
 
 
 @router.get("/upcoming", response_model=list[AppointmentDetailResponse], dependencies=[CanRead])

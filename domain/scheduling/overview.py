@@ -1,8 +1,8 @@
-"""What the front desk reads about appointments: today's list, the upcoming ones, the dashboard counts.
+"""What the front desk reads about appointments: the upcoming ones, the dashboard counts.
 
-Read-only: nothing here changes an appointment or talks to Temporal. "Today" is the clinic's local day
-(each location's time zone, else the tenant's), and every list embeds patient, practitioner and location
-summaries in a fixed number of queries (`with_details`).
+Read-only: nothing here changes an appointment or talks to Temporal. Every list embeds patient, practitioner
+and location summaries in a fixed number of queries (`with_details`). Today's list is a hot read of its own,
+straight on psycopg (`domain.scheduling.reads.todays_appointments`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import uuid
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.enums import AppointmentStatus
 from domain.practitioners.schemas import display_name
-from domain.scheduling.models import Appointment, Location
+from domain.scheduling.models import Appointment
 from domain.scheduling.repository import (
     ACTIVE,
     AppointmentRepository,
@@ -58,48 +57,6 @@ async def appointment_stats(
         by_status=by_status,
         by_type=await repo.counts(stmt, Appointment.appointment_type),
     )
-
-
-async def todays_appointments(
-    session: AsyncSession,
-    *,
-    practitioner_id: uuid.UUID | None,
-    location_id: uuid.UUID | None,
-    status: str | None,
-) -> list[AppointmentDetailResponse]:
-    """Appointments on the clinic's local today (each location's time zone, else the tenant's)."""
-    repo = AppointmentRepository(session)
-    tenant_tz = await tenant_timezone(session, session.info["tenant_id"])
-    # "Today" differs by location time zone: take the window around every zone's today, then filter exactly.
-    todays = {datetime.now(ZoneInfo(tz)).date() for tz in await _zones_in_use(session, tenant_tz)}
-    stmt = repo.filtered(
-        tenant_tz=tenant_tz,
-        practitioner_id=practitioner_id,
-        location_id=location_id,
-        status=status,
-        start_date=min(todays),
-        end_date=max(todays),
-    )
-    rows = [a for a in (await session.scalars(stmt)).all()]
-    zones = await _zone_of(session, rows, tenant_tz)
-    rows = [
-        a
-        for a in rows
-        if a.start_time.astimezone(ZoneInfo(zones[a.id])).date() == datetime.now(ZoneInfo(zones[a.id])).date()
-    ]
-    return await with_details(session, rows)
-
-
-async def _zones_in_use(session: AsyncSession, tenant_tz: str) -> set[str]:
-    zones = set((await session.scalars(select(Location.timezone).distinct())).all())
-    return zones | {tenant_tz}
-
-
-async def _zone_of(session: AsyncSession, rows: list[Appointment], tenant_tz: str) -> dict[uuid.UUID, str]:
-    locations = await locations_by_id(session, {a.location_id for a in rows if a.location_id})
-    return {
-        a.id: locations[a.location_id].timezone if a.location_id in locations else tenant_tz for a in rows
-    }
 
 
 async def upcoming_appointments(

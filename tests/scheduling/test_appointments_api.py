@@ -524,12 +524,65 @@ async def test_today_uses_the_locations_local_day(
     assert resp.status_code == 200
     got = {a["id"] for a in resp.json()}
     assert got == {today_there["id"], today_utc["id"]}
-    detail = next(a for a in resp.json() if a["id"] == today_there["id"])
-    assert detail["location"]["timezone"] == "Pacific/Kiritimati"
-    assert detail["patient"]["name"] == "Pat Doe"
+    # Each entry is the appointment with its summaries exactly as booking answered it (`with_details`).
+    by_id = {a["id"]: a for a in resp.json()}
+    assert by_id == {today_there["id"]: today_there, today_utc["id"]: today_utc}
+    assert by_id[today_there["id"]]["location"]["timezone"] == "Pacific/Kiritimati"
+    assert by_id[today_there["id"]]["patient"]["name"] == "Pat Doe"
+    assert by_id[today_utc["id"]]["location"] is None
     filtered = await client.get(f"{BASE}/today", params={"practitioner_id": utc_doc["id"]}, headers=auth)
     assert [a["id"] for a in filtered.json()] == [today_utc["id"]]
     assert (await client.get(f"{BASE}/today", params={"status": "bogus"}, headers=auth)).status_code == 422
+
+
+async def test_today_is_the_local_day_across_a_dst_change(
+    client: httpx.AsyncClient, auth: dict, app, tenant_id, book, patient, practitioner, make_practitioner
+) -> None:
+    """At the end of New York's 25-hour day when the clocks go back, its first minute is today and the
+    minutes either side are not; at the same instant Kiritimati is already on the next day, and an
+    appointment without a location takes the tenant's zone (UTC)."""
+    from zoneinfo import ZoneInfo
+
+    from core.reads import TenantReads
+    from domain.scheduling import reads as appointment_reads
+
+    async def location(zone: str) -> str:
+        resp = await client.post(f"{API}/locations", json={"name": zone, "timezone": zone}, headers=auth)
+        return resp.json()["id"]
+
+    new_york, kiritimati = ZoneInfo("America/New_York"), ZoneInfo("Pacific/Kiritimati")
+    ny, line = await location("America/New_York"), await location("Pacific/Kiritimati")
+    now = datetime(2027, 11, 7, 23, 59, tzinfo=new_york)  # 04:59 UTC on the 8th
+    other = await make_practitioner()
+
+    async def at(start: datetime, location_id: str | None, doctor: dict = practitioner) -> str:
+        extra = {"location_id": location_id} if location_id else {}
+        return (await booked(book, patient, doctor, start.astimezone(UTC), minutes=1, **extra))["id"]
+
+    first_minute = await at(datetime(2027, 11, 7, 0, 1, tzinfo=new_york), ny)  # EDT, 24h58m earlier
+    await at(datetime(2027, 11, 6, 23, 59, tzinfo=new_york), ny)
+    await at(datetime(2027, 11, 8, 0, 0, tzinfo=new_york), ny)
+    next_day_there = await at(datetime(2027, 11, 8, 23, 0, tzinfo=kiritimati), line, other)
+    await at(datetime(2027, 11, 7, 23, 0, tzinfo=kiritimati), line, other)
+    utc_today = await at(datetime(2027, 11, 8, 0, 30, tzinfo=UTC), None, other)
+    await at(datetime(2027, 11, 7, 23, 30, tzinfo=UTC), None, other)
+
+    async def today(**filters) -> list[str]:
+        rows = await appointment_reads.todays_appointments(
+            TenantReads(app.state.read_pool, tenant_id),
+            **{"practitioner_id": None, "location_id": None, "status": None, **filters},
+            now=now,
+        )
+        return [row["id"] for row in rows]
+
+    expected = [first_minute, utc_today, next_day_there]  # earliest first
+    assert [str(i) for i in await today()] == expected
+    assert [str(i) for i in await today(location_id=uuid.UUID(ny))] == [first_minute]
+    assert [str(i) for i in await today(practitioner_id=uuid.UUID(other["id"]), status="booked")] == [
+        utc_today,
+        next_day_there,
+    ]
+    assert await today(status="cancelled") == []
 
 
 async def test_upcoming_lists_active_future_appointments_soonest_first(
