@@ -4,7 +4,9 @@
 
 What runs, in one process tree and one database (DATABASE_URL's server, else the embedded PostgreSQL):
 - a scratch database, migrated and seeded with PostgreSQL COPY: three tenants (one holding 80% of the
-  rows), practitioners, patients, two appointments and three messages per patient;
+  rows), practitioners, patients, two appointments and three messages per patient, and two locations
+  (New York, Tokyo) per tenant where each practitioner sees a patient every hour from 09:00 to 16:00 on
+  the run's day, the location's local day;
 - the API in one uvicorn process with the flags of `prm run` (`cli.stack.uvicorn_argv`), the real settings
   (auth, rate limits on with limits too high to trigger, the audit trail), tokens of a coordinator;
 - the reference: `bench.bare_api`, a bare FastAPI app doing one psycopg point read of the same rows,
@@ -12,8 +14,9 @@ What runs, in one process tree and one database (DATABASE_URL's server, else the
 - with `--compare REF`, the API of git revision REF too (its tree exported to a temporary directory and
   served from the same venv as it was served then), so before/after figures come from the same run;
 - wrk (Debian's package) with `--connections` connections for each request kind: GET /patients/{id}, a
-  list, a name search, a create, an update, and a mixed workload (70% reads of patients, appointments and
-  messages; 20% searches; 10% writes); every answer outside 2xx counts as an error;
+  list, a name search, a create, an update, today's appointments (GET /appointments/today: the whole
+  clinic's, one practitioner's or one location's, a third each), and a mixed workload (70% reads of
+  patients, appointments and messages; 20% searches; 10% writes); every answer outside 2xx is an error;
 - `pgbench -S` (select-only, same connection count) on the same PostgreSQL, when pgbench is installed.
 
 The API's resident memory is sampled while wrk runs. With `--profile DIR`, py-spy records the API during
@@ -41,7 +44,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import time as datetime_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import psutil
@@ -57,7 +62,7 @@ from core.settings import Settings
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "prm.lua"
 API_PREFIX = "/api/v1/prm"
 START_TIMEOUT_SECONDS = 180  # a server starting on a machine other jobs share can take over a minute
-SCENARIOS = ("get_patient", "list", "search", "create", "update", "mixed")
+SCENARIOS = ("get_patient", "list", "search", "create", "update", "today", "mixed")
 LABELS = {
     "bare_get_patient": "bare FastAPI + psycopg point read",
     "get_patient": "GET /patients/{id}",
@@ -65,12 +70,16 @@ LABELS = {
     "search": "GET /patients/search?type=name",
     "create": "POST /patients",
     "update": "PATCH /patients/{id}",
+    "today": "GET /appointments/today",
     "mixed": "mixed 70/20/10",
 }
 # How the API was served before `uvicorn[standard]` and the structured access log: the pure-Python h11
 # parser, asyncio's loop and uvicorn's access log (used for `--compare` with a revision that predates them;
 # a later revision is served with the flags of `prm run`).
 BEFORE_FLAGS = ["--http", "h11", "--loop", "asyncio"]
+# The seeded locations' zones: a clinic's "today" is its location's local day (hours apart from UTC's).
+LOCATION_ZONES = ("America/New_York", "Asia/Tokyo")
+TODAY_HOURS = range(9, 17)  # each practitioner's appointments on the run's local day, one an hour
 FIRST_NAMES = "James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth Maria Ahmed Wei".split()
 LAST_NAMES = (
     "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
@@ -94,19 +103,24 @@ class Seeded:
     patients: list[uuid.UUID] = field(default_factory=list)
     appointments: list[uuid.UUID] = field(default_factory=list)
     messages: list[uuid.UUID] = field(default_factory=list)
+    practitioners: list[uuid.UUID] = field(default_factory=list)
+    locations: list[uuid.UUID] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
 
 def seed(url: str, patients: int, rng: random.Random) -> Seeded:
     """Three tenants (80/10/10) with practitioners, patients, 2 appointments and 3 messages per patient,
-    loaded with COPY (triggers off: the analytics rollups are not what is measured here)."""
+    and each practitioner's appointments of the run's day at one of the tenant's locations, loaded with
+    COPY (triggers off: the analytics rollups are not what is measured here)."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     tenants = [uuid.uuid4() for _ in range(3)]
     shares = [patients - 2 * (patients // 10), patients // 10, patients // 10]
     seeded = Seeded(tenant_id=tenants[0])
-    counts = {"tenants": 3, "practitioners": 0, "patients": 0, "appointments": 0, "messages": 0}
+    counts = {
+        "tenants": 3, "practitioners": 0, "patients": 0, "appointments": 0, "messages": 0, "locations": 0,
+    }  # fmt: skip
     with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
         for number, tenant in enumerate(tenants):
@@ -136,6 +150,12 @@ def seed(url: str, patients: int, rng: random.Random) -> Seeded:
                         f"{first.lower()}.{last.lower()}{i}@example.com", "Springfield", "active", "{}",
                         rng.choice(("sms", "email", "whatsapp")),
                     ))  # fmt: skip
+            locations = {uuid.uuid4(): zone for zone in LOCATION_ZONES}
+            with conn.cursor().copy(
+                "COPY locations (id, tenant_id, name, timezone, is_active) FROM STDIN"
+            ) as copy:
+                for location, zone in locations.items():
+                    copy.write_row((location, tenant, zone.split("/")[-1].replace("_", " "), zone, True))
             appointments, messages = [], []
             with conn.cursor().copy(
                 "COPY appointments (id, tenant_id, patient_id, practitioner_id, shared_slot, start_time, "
@@ -153,6 +173,22 @@ def seed(url: str, patients: int, rng: random.Random) -> Seeded:
                         start + timedelta(minutes=30), status, "consultation", "{}",
                     ))  # fmt: skip
             with conn.cursor().copy(
+                "COPY appointments (id, tenant_id, patient_id, practitioner_id, location_id, shared_slot, "
+                "start_time, end_time, status, appointment_type, meta_data) FROM STDIN"
+            ) as copy:
+                for k, practitioner in enumerate(practitioners):
+                    location, zone = list(locations.items())[k % len(locations)]
+                    day = datetime.now(ZoneInfo(zone)).date()
+                    for hour in TODAY_HOURS:
+                        start = datetime.combine(day, datetime_time(hour), ZoneInfo(zone))
+                        a = uuid.uuid4()
+                        appointments.append(a)
+                        copy.write_row((
+                            a, tenant, rng.choice(people), practitioner, location, False, start,
+                            start + timedelta(minutes=30), "completed" if start < now else "booked",
+                            "consultation", "{}",
+                        ))  # fmt: skip
+            with conn.cursor().copy(
                 "COPY communications (id, tenant_id, patient_id, direction, channel, recipient, message, "
                 "template_vars, status, is_urgent, meta_data, created_at, sent_at) FROM STDIN"
             ) as copy:
@@ -169,10 +205,12 @@ def seed(url: str, patients: int, rng: random.Random) -> Seeded:
             counts["patients"] += share
             counts["appointments"] += len(appointments)
             counts["messages"] += len(messages)
+            counts["locations"] += len(locations)
             if tenant == seeded.tenant_id:
                 seeded.patients = rng.sample(people, min(5000, len(people)))
                 seeded.appointments = rng.sample(appointments, min(5000, len(appointments)))
                 seeded.messages = rng.sample(messages, min(5000, len(messages)))
+                seeded.practitioners, seeded.locations = practitioners, list(locations)
         conn.execute("ANALYZE")
     seeded.counts, seeded.seconds = counts, time.perf_counter() - started
     return seeded
@@ -190,6 +228,8 @@ def write_wrk_data(path: Path, token: str, seeded: Seeded) -> None:
         f"  patients = {lua_list([str(i) for i in seeded.patients])},\n"
         f"  appointments = {lua_list([str(i) for i in seeded.appointments])},\n"
         f"  messages = {lua_list([str(i) for i in seeded.messages])},\n"
+        f"  practitioners = {lua_list([str(i) for i in seeded.practitioners])},\n"
+        f"  locations = {lua_list([str(i) for i in seeded.locations])},\n"
         f"  names = {lua_list(LAST_NAMES)},\n"
         f"  words = {lua_list(WORDS)},\n"
         "}\n"
@@ -587,7 +627,9 @@ def main() -> None:
         "(auth, rate limits counted, audit trail on), and against the reference in the same run: a bare "
         "FastAPI app doing one psycopg point read of the same patient rows (same venv, same uvicorn flags). "
         f"Data: {seeded.counts['patients']:,} patients, {seeded.counts['appointments']:,} appointments, "
-        f"{seeded.counts['messages']:,} messages in 3 tenants (80% in the one measured), loaded with COPY in "
+        f"{seeded.counts['messages']:,} messages in 3 tenants (80% in the one measured, "
+        f"{len(seeded.practitioners) * len(TODAY_HOURS)} of its appointments on the run's local day at its "
+        "locations), loaded with COPY in "
         f"{seeded.seconds:.0f} s. Errors count every answer outside 2xx. "
         "Goals (issue 25): GET /patients/{id} at >= 0.5x the bare read's req/s and p99 <= 1.5x the bare "
         "p99; the list and the name search >= 1.5x the before's req/s; writes' p99 halved; the mixed "

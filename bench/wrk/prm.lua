@@ -1,7 +1,7 @@
 -- The requests of one `bench.http_load` scenario, for wrk (`wrk -s bench/wrk/prm.lua`).
 --
 -- Environment: WRK_DATA (a Lua file `bench.http_load` writes: the token and ids and words of the seeded
--- data), WRK_SCENARIO (get_patient, bare_get_patient, list, search, create, update, mixed) and WRK_PREFIX
+-- data), WRK_SCENARIO (get_patient, bare_get_patient, list, search, create, update, today, mixed) and WRK_PREFIX
 -- (the API's path prefix). Every answer outside 2xx counts as an error. `done` prints one line,
 -- `WRK_JSON {...}`, with the counts and the latency percentiles in microseconds.
 
@@ -64,6 +64,15 @@ local function update_patient()
   return wrk.format("PATCH", prefix .. "/patients/" .. pick(data.patients), headers, body)
 end
 
+-- Today's appointments: the whole clinic's day, one practitioner's or one location's, a third each.
+local function todays_appointments()
+  local r = math.random(3)
+  if r == 1 then return get("/appointments/today")
+  elseif r == 2 then return get("/appointments/today?practitioner_id=" .. pick(data.practitioners))
+  else return get("/appointments/today?location_id=" .. pick(data.locations))
+  end
+end
+
 -- 70% reads of patients, appointments and messages; 20% searches; 10% writes.
 local function mixed()
   local r = math.random(100)
@@ -84,6 +93,7 @@ local scenarios = {
   search = search_patients,
   create = create_patient,
   update = update_patient,
+  today = todays_appointments,
   mixed = mixed,
 }
 request = scenarios[scenario]
