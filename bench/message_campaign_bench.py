@@ -57,8 +57,8 @@ TEXT = "The flu clinic is open on Saturday: reply to book."
 
 
 def seed_patients(url: str, tenant_id: uuid.UUID, count: int) -> None:
-    """`count` patients with phone numbers, born one a day apart over a hundred years (so an age range of
-    ten years holds a tenth of them)."""
+    """`count` patients with phone numbers, born evenly over a hundred years (so an age range of ten years
+    holds a tenth of them, whatever the count)."""
     with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
         conn.execute(
             """
@@ -66,10 +66,10 @@ def seed_patients(url: str, tenant_id: uuid.UUID, count: int) -> None:
                                   date_of_birth, meta_data)
             SELECT gen_random_uuid(), %s, 'MRN-M' || i, 'Pat', 'Bench' || i,
                    '+1415' || lpad((2000000 + i)::text, 7, '0'), 'active',
-                   current_date - (i %% 36500), '{}'::jsonb
+                   current_date - (i::bigint * 36500 / %s)::int, '{}'::jsonb
             FROM generate_series(1, %s) AS i
             """,
-            (tenant_id, count),
+            (tenant_id, count, count),
         )
         conn.execute("VACUUM ANALYZE patients")
 
