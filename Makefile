@@ -57,7 +57,7 @@ test: $(TEST_STAMP) ## make lint, then the whole pytest suite (DATABASE_URL or a
 lint: $(TEST_STAMP) ## ruff check, ruff format --check, mypy over every package, import-linter's layer contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core api domain cli workflows activities worker.py scripts
+	$(BIN)/mypy core api domain cli workflows activities worker.py scripts bench
 	$(BIN)/lint-imports
 
 migrate: $(RUN_STAMP) ## Apply database migrations (DATABASE_URL or the embedded database)

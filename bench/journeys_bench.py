@@ -202,10 +202,8 @@ async def journeys_through_the_api(
     started = time.perf_counter()
     seconds, ids = await start_journeys(app, tenant_id, JOURNEY, patients, concurrency)
     print(f"  all instances started after {seconds:.1f} s", flush=True)
-    await bounded(
-        concurrency,
-        [lambda i=i: client.get_workflow_handle(f"journey-instance-{i}").result() for i in ids],
-    )
+    handles = [client.get_workflow_handle(f"journey-instance-{i}") for i in ids]
+    await bounded(concurrency, [handle.result for handle in handles])
     return time.perf_counter() - started, ids
 
 
