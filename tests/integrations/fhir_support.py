@@ -34,6 +34,20 @@ def valid(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+async def fhir_request(
+    client: httpx.AsyncClient, auth: dict[str, str], method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """A FHIR request (FHIR JSON sent) whose answer must be FHIR JSON that validates, whatever its status."""
+    headers = {**auth, **FHIR_JSON, **kwargs.pop("headers", {})}
+    response = await client.request(method, f"{FHIR}/{path}".rstrip("/"), headers=headers, **kwargs)
+    assert response.headers["content-type"].startswith("application/fhir+json"), response.text
+    valid(response.json())
+    return response
+
+
 async def fhir_get(
     client: httpx.AsyncClient, path: str, headers: dict[str, str], **params: Any
 ) -> httpx.Response:

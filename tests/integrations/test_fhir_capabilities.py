@@ -32,12 +32,12 @@ from tests.integrations.fhir_support import (
     START,
     appointment,
     entry,
+    fhir_request,
     patient,
     practitioner,
     valid,
 )
 
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 # Not FHIR interactions: the statement itself, SMART discovery, and the subscription hook's own paths.
 UNDECLARED_BY_DESIGN = {f"{FHIR}/metadata", f"{FHIR}/.well-known/smart-configuration"}
 
@@ -53,11 +53,7 @@ class Session:
 
     async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request whose answer must be FHIR JSON that validates."""
-        headers = {**self.auth, **FHIR_JSON, **kwargs.pop("headers", {})}
-        response = await self.client.request(method, f"{FHIR}/{path}".rstrip("/"), headers=headers, **kwargs)
-        assert response.headers["content-type"].startswith("application/fhir+json"), response.text
-        valid(response.json())
-        return response
+        return await fhir_request(self.client, self.auth, method, path, **kwargs)
 
 
 def _examples(ids: dict[str, str]) -> dict[str, Callable[[], dict[str, Any]]]:

@@ -20,27 +20,15 @@ from tests.integrations.fhir_support import (
     API,
     EHR_APPT,
     EHR_MRN,
-    FHIR,
     START,
     appointment,
     entry,
+    fhir_request,
     patient,
     practitioner,
-    valid,
 )
 
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
-
-
-async def send(
-    client: httpx.AsyncClient, auth: dict[str, str], method: str, path: str, **kw: Any
-) -> httpx.Response:
-    """A FHIR request whose answer is FHIR JSON that validates."""
-    headers = {**auth, **FHIR_JSON, **kw.pop("headers", {})}
-    response = await client.request(method, f"{FHIR}/{path}".rstrip("/"), headers=headers, **kw)
-    assert response.headers["content-type"].startswith("application/fhir+json"), response.text
-    valid(response.json())
-    return response
+send = fhir_request  # every request here must be answered in FHIR JSON that validates
 
 
 def city(resource: dict[str, Any]) -> str | None:

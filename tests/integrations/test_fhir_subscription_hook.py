@@ -18,10 +18,9 @@ from core.events import DomainEvent
 from domain.fhir.identifiers import PATIENT_IDS
 from tests.integrations.conftest import ClientFactory, bearer_for
 from tests.integrations.fhir_support import EHR_MRN as IMPORT_MRN
-from tests.integrations.fhir_support import EHR_STAFF, START, appointment, patient, practitioner
+from tests.integrations.fhir_support import EHR_STAFF, FHIR_JSON, START, appointment, patient, practitioner
 
 HOOK = "/fhir/R4/$subscription-hook"
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
 EHR_MRN = "http://genhosp.example.org/mrn"
 
 
