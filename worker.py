@@ -23,6 +23,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
+from core.audit import chain_round
 from core.audit_key import audit_key
 from core.database import make_engine, make_sessionmaker, mark_system, resolve_database_url
 from core.events import PRUNE_BATCH as PRUNE_EVENTS_BATCH
@@ -201,7 +202,8 @@ async def run_worker(
 
 def periodic_jobs(deps: ActivityDeps, gateway: WorkflowGateway) -> list[PeriodicJob]:
     """The worker's periodic work (`core.periodic`): the command relay, the trigger dispatcher, retention,
-    and the audit anchors (each tenant's signed chain head, written outside the database)."""
+    the audit appender, and the audit anchors (each tenant's signed chain head, written outside the
+    database)."""
     settings = deps.settings
     dispatcher = TriggerDispatcher(deps.sessionmaker, gateway, batch=settings.trigger_dispatch_batch)
     anchors = AnchorJob(deps.sessionmaker, audit_key(settings), settings.audit_anchor_path)
@@ -213,6 +215,11 @@ def periodic_jobs(deps: ActivityDeps, gateway: WorkflowGateway) -> list[Periodic
         ),
         PeriodicJob("journey-triggers", settings.trigger_dispatch_interval_seconds, dispatcher),
         PeriodicJob("retention", RETENTION_EVERY_SECONDS, lambda: retention(deps)),
+        # Audit records committed by processes with no appender of their own (the command line, a
+        # stopped API) join the chain here.
+        PeriodicJob(
+            "audit-chain", settings.audit_flush_interval_seconds, lambda: chain_round(deps.sessionmaker)
+        ),
         PeriodicJob("audit-anchors", settings.audit_anchor_interval_seconds, anchors),
     ]
 

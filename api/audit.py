@@ -6,9 +6,11 @@ operation id is the action), the caller `authenticate` authenticated, the ids in
 the answer, and the answer's status. Two moments record:
 
 - a write commits its record with it: `api.deps` calls `record_write` right before the request's
-  transaction commits, so there is no change without its record (and no record of a change rolled back);
+  transaction commits, so there is no change without its record (and no record of a change rolled back).
+  The record waits in `audit_pending` (no lock: writes of a tenant do not queue behind each other) and the
+  app's `AuditBuffer`, woken by the commit, chains it right after;
 - everything else (reads, and writes that failed, so changed nothing) is queued once the answer is out and
-  appended in batches by the app's `AuditBuffer`: the request pays for no extra round trip.
+  chained in batches by the app's `AuditBuffer`: the request pays for no extra round trip.
 
 A request with no authenticated caller (401: no valid token, hence no tenant to chain to) is not recorded,
 nor are provider webhooks (no user; their signature is the check) and operations on no patient data

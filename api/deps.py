@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.audit import record_write, watch_writes
 from api.ratelimit import RateLimits, enforce
+from core.audit import bind_appender
 from core.auth import Permission, Principal, Role
 from core.database import bind_tenant, run_after_commit_jobs
 from core.errors import Forbidden, Unauthorized
@@ -48,6 +49,8 @@ async def open_transaction(request: Request) -> AsyncIterator[AsyncSession]:
     reads = request.method in READ_METHODS and getattr(state, "read_sessionmaker", None) is not None
     async with (state.read_sessionmaker if reads else state.sessionmaker)() as session:
         bind_gateway(session, workflow_gateway(request))  # connects only when a command is to be delivered
+        if (appender := getattr(state, "audit_buffer", None)) is not None:
+            bind_appender(session, appender)  # the write's audit record joins the chain right after commit
         watch_writes(session, request.scope)
         try:
             yield session

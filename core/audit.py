@@ -14,11 +14,20 @@ written before the key (`HashVersion.SHA256`) keep their plain SHA-256 and still
 record after them pins them, since its HMAC covers their head's hash. The worker anchors each tenant's head
 outside the database (`domain.audit.anchor`), which catches a rewrite even by someone who took the key.
 
-Appending takes a per-tenant advisory lock held to the end of the transaction, then reads the chain's head
-in a new statement (under READ COMMITTED each statement sees what committed before it began, so the head is
-the latest committed one): two transactions appending for one tenant queue up instead of forking the chain.
-`uq_audit_records_tenant_id_seq` would refuse a fork anyway. A write's record is appended in the write's
-own transaction (`append`); reads are queued in the process and appended in batches (`AuditBuffer`).
+A record reaches the chain in two steps. `append` inserts it into `audit_pending`, in the caller's
+transaction and without a lock: a write's record commits with the write or not at all, and writes of one
+tenant never wait for each other. `chain_pending` (the appender) then takes the oldest waiting records,
+chains them onto their tenants' trails and deletes them, in one transaction. Appenders run one at a time
+across every process: each takes the advisory lock `audit-appender`, held to the end of its transaction,
+before it reads anything, and under READ COMMITTED each statement after the lock sees what committed
+before it, so an appender never forks a chain nor misses what the one before it left (the per-tenant lock
+`prm_audit_chain_head` takes, and `uq_audit_records_tenant_id_seq`, refuse a fork anyway), and once a round
+ends every record committed before it began is chained. The chain's order is the order records reached the
+appender: about commit order, with a batch's records in the order they occurred.
+The API's `AuditBuffer` is an appender (woken after each write, and every interval; it also chains the
+reads it queues in the process, which never pass through the table); the worker's `audit-chain` job
+chains what was left by processes that have none (the command line, a stopped API). Until it is chained a
+record can be deleted by the app's role: the window is an appender's interval (1 s).
 
 Ids only: a record names the user, the operation, the record and the patient by id, never a name, a phone
 number, a search term or a message body.
@@ -47,7 +56,9 @@ from sqlalchemy import (
     SmallInteger,
     String,
     column,
+    delete,
     insert,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
@@ -55,7 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.audit_key import AuditKey, audit_key_of
-from core.database import Base
+from core.database import Base, advisory_xact_lock, after_commit
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +104,11 @@ def outcome_of(status: int) -> AuditOutcome:
     return AuditOutcome.ERROR
 
 
-class AuditRecord(Base):
-    """One access to patient data, chained to the tenant's previous record by `prev_hash`."""
+class _AuditContent:
+    """What a record says: the columns a waiting record and a chained one share."""
 
-    __tablename__ = "audit_records"
-    __table_args__ = (
-        Index("uq_audit_records_tenant_id_seq", "tenant_id", "seq", unique=True),
-        Index("ix_audit_records_tenant_patient", "tenant_id", "patient_id", "seq"),
-        Index("ix_audit_records_tenant_occurred_at", "tenant_id", "occurred_at"),
-        CheckConstraint("hash_version IN (1, 2)", name="hash_version"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     # No foreign key: the trail outlives a tenant's data (and a cascade would be refused by the trigger).
     tenant_id: Mapped[uuid.UUID] = mapped_column(PG_UUID(as_uuid=True), nullable=False)
-    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)  # 1, 2, 3, ... per tenant, no gaps
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     user_sub: Mapped[str] = mapped_column(String(200), nullable=False)
     user_roles: Mapped[list[str]] = mapped_column(ARRAY(String(20)), nullable=False)
@@ -120,10 +121,37 @@ class AuditRecord(Base):
     status_code: Mapped[int | None] = mapped_column(SmallInteger)
     request_id: Mapped[str | None] = mapped_column(String(128))
     client_address: Mapped[str | None] = mapped_column(String(64))
+
+
+CONTENT_FIELDS = tuple(name for name in _AuditContent.__annotations__)
+
+
+class AuditRecord(_AuditContent, Base):
+    """One access to patient data, chained to the tenant's previous record by `prev_hash`."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        Index("uq_audit_records_tenant_id_seq", "tenant_id", "seq", unique=True),
+        Index("ix_audit_records_tenant_patient", "tenant_id", "patient_id", "seq"),
+        Index("ix_audit_records_tenant_occurred_at", "tenant_id", "occurred_at"),
+        CheckConstraint("hash_version IN (1, 2)", name="hash_version"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)  # 1, 2, 3, ... per tenant, no gaps
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False)
     # `HashVersion`: how `hash` was computed (migration 0024; the records before it are SHA-256).
     hash_version: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="1")
+
+
+class AuditPending(_AuditContent, Base):
+    """A record committed with its request's transaction, waiting for an appender to chain it (migration
+    0033): `id` is the order it is taken in."""
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
 
 
 @dataclass(frozen=True)
@@ -221,51 +249,109 @@ CHAIN_HEAD = text("SELECT seq, hash FROM prm_audit_chain_head(:tenant_id)").colu
 )
 
 
-async def append(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
-    """Chain `events` onto their tenants' trails in `session`'s transaction (committed with it).
+def _content(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "tenant_id": event.tenant_id,
+        "occurred_at": event.occurred_at,
+        "user_sub": event.user_sub,
+        "user_roles": sorted(event.user_roles),
+        "action": event.action,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "patient_id": event.patient_id,
+        "outcome": event.outcome.value,
+        "status_code": event.status_code,
+        "request_id": event.request_id,
+        "client_address": event.client_address,
+    }
 
-    Tenants are locked in a fixed order, so two batches spanning the same tenants cannot deadlock. Records
-    are signed with the key of the session's engine (`core.audit_key`)."""
+
+_APPENDER = "audit_appender"
+
+
+def bind_appender(session: AsyncSession, appender: AuditBuffer) -> None:
+    """Let the records `session` appends be chained by `appender` right after its commit, instead of at the
+    next round of an appender (the API binds its `AuditBuffer` to each request's session)."""
+    session.info[_APPENDER] = appender
+
+
+async def append(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
+    """Record `events` in `session`'s transaction: committed with it, or rolled back with it. They wait in
+    `audit_pending` (no lock is taken) until an appender chains them (`chain_pending`): the one bound to the
+    session (`bind_appender`) right after the commit, or the next round of any."""
+    if not events:
+        return
+    await session.execute(insert(AuditPending), [_content(event) for event in events])
+    appender: AuditBuffer | None = session.info.get(_APPENDER)
+    if appender is not None:
+        after_commit(session, appender.wake, once=True)
+
+
+def _take_pending(limit: int) -> Any:
+    """Delete and return up to `limit` waiting records, oldest first (under the appender's lock)."""
+    waiting = select(AuditPending.id).order_by(AuditPending.id).limit(limit)
+    columns = AuditPending.__table__.c
+    return (
+        delete(AuditPending)
+        .where(AuditPending.id.in_(waiting.scalar_subquery()))
+        .returning(columns.id, *(columns[name] for name in CONTENT_FIELDS))
+    )
+
+
+CHAIN_BATCH = 2000  # waiting records one appender's transaction takes at most
+
+
+async def chain_pending(
+    session: AsyncSession, events: Sequence[AuditEvent] = (), *, limit: int = CHAIN_BATCH
+) -> int:
+    """Chain up to `limit` waiting records, and `events` (reads queued in the process), onto their
+    tenants' trails in `session`'s transaction; the caller commits. Returns how many waiting records it
+    took: `limit` means more may wait.
+
+    One appender at a time (the module docstring); tenants are then locked in a fixed order. Records are
+    signed with the key of the session's engine (`core.audit_key`)."""
     key = audit_key_of(session.get_bind().get_execution_options())
-    by_tenant: dict[uuid.UUID, list[AuditEvent]] = {}
-    for event in events:
-        by_tenant.setdefault(event.tenant_id, []).append(event)
+    await advisory_xact_lock(session, "audit-appender")
+    taken = sorted((await session.execute(_take_pending(limit))).mappings(), key=lambda r: r["id"])
+    by_tenant: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for content in [{name: row[name] for name in CONTENT_FIELDS} for row in taken] + [
+        _content(event) for event in events
+    ]:
+        by_tenant.setdefault(content["tenant_id"], []).append(content)
     for tenant_id in sorted(by_tenant):
         # The tenant's advisory lock, then its trail's last record, in one round trip (migration 0021).
         head = (await session.execute(CHAIN_HEAD, {"tenant_id": tenant_id})).first()
         seq, prev_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
         rows = []
-        for event in by_tenant[tenant_id]:
+        # A batch's records take their places in the order they occurred (a stable sort: ties keep the
+        # order they were taken in).
+        for content in sorted(by_tenant[tenant_id], key=lambda c: c["occurred_at"]):
             seq += 1
-            row: dict[str, Any] = {
-                "tenant_id": tenant_id,
-                "seq": seq,
-                "occurred_at": event.occurred_at,
-                "user_sub": event.user_sub,
-                "user_roles": sorted(event.user_roles),
-                "action": event.action,
-                "resource_type": event.resource_type,
-                "resource_id": event.resource_id,
-                "patient_id": event.patient_id,
-                "outcome": event.outcome.value,
-                "status_code": event.status_code,
-                "request_id": event.request_id,
-                "client_address": event.client_address,
-                "prev_hash": prev_hash,
-                "hash_version": CURRENT_HASH_VERSION.value,
-            }
+            row = {**content, "seq": seq, "prev_hash": prev_hash, "hash_version": CURRENT_HASH_VERSION.value}
             row["hash"] = prev_hash = chain_hash(
                 canonical_content(row), prev_hash, version=CURRENT_HASH_VERSION, key=key
             )
             rows.append(row)
         await session.execute(insert(AuditRecord), rows)
+    return len(taken)
+
+
+async def chain_round(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    """One batch of waiting records chained and committed (the worker's `audit-chain` job); True when the
+    batch was full, so more may wait."""
+    async with sessionmaker() as session:
+        taken = await chain_pending(session)
+        await session.commit()
+    return taken >= CHAIN_BATCH
 
 
 class AuditBuffer:
-    """Reads' records, queued in the process and appended in batches: every `interval` seconds, or as soon
-    as `batch` are waiting. The request only appends to a list; `close` (the app's shutdown) flushes the
-    rest. While the database is unreachable records wait (up to `max_pending`, then the oldest are dropped,
-    loudly) and are appended when it is back; a process killed outright loses at most one interval's."""
+    """The API process's appender: chains the records waiting in `audit_pending` (woken by `wake` after a
+    write commits, and every `interval` seconds) together with the reads' records it queues in the process
+    (`add`; they never pass through the table: the request only appends to a list), as soon as `batch`
+    reads wait. `close` (the app's shutdown) chains the rest. While the database is unreachable the reads
+    wait (up to `max_queued`, then the oldest are dropped, loudly) and are chained when it is back; a
+    process killed outright loses at most one interval's reads (a write's record is in the table)."""
 
     def __init__(
         self,
@@ -273,26 +359,31 @@ class AuditBuffer:
         *,
         interval: float = 1.0,
         batch: int = 500,
-        max_pending: int = 100_000,
+        max_queued: int = 100_000,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.interval, self.batch, self.max_pending = interval, batch, max_pending
-        self._pending: list[AuditEvent] = []
+        self.interval, self.batch, self.max_queued = interval, batch, max_queued
+        self._queued: list[AuditEvent] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one flush at a time: the trail keeps the order of the queue
         self._task: asyncio.Task[None] | None = None
         self._closing = False
 
     def add(self, event: AuditEvent) -> None:
-        """Queue `event` (no I/O: the request path stays fast)."""
-        self._pending.append(event)
-        if len(self._pending) >= self.batch:
+        """Queue a read's `event` (no I/O: the request path stays fast)."""
+        self._queued.append(event)
+        if len(self._queued) >= self.batch:
             self._wake.set()
 
+    async def wake(self) -> None:
+        """A write committed its record to `audit_pending`: chain it now rather than at the next interval
+        (an after-commit job of the write's transaction)."""
+        self._wake.set()
+
     @property
-    def pending(self) -> int:
-        """How many records wait to be appended."""
-        return len(self._pending)
+    def queued(self) -> int:
+        """How many reads' records wait in the process."""
+        return len(self._queued)
 
     def start(self) -> None:
         """Start flushing in the background."""
@@ -309,32 +400,36 @@ class AuditBuffer:
                 await self.flush()
 
     async def flush(self) -> int:
-        """Append what is queued, in one transaction; how many were appended (0 when the database failed:
-        they stay queued for the next flush)."""
+        """Chain the queued reads and every record waiting in `audit_pending`, a batch per transaction; how
+        many were chained (0 when the database failed: the reads stay queued, the waiting records wait)."""
         async with self._flushing:
-            events, self._pending = self._pending, []
-            if not events:
-                return 0
+            events, self._queued = self._queued, []
+            chained = 0
             try:
-                async with self.sessionmaker() as session:
-                    await append(session, events)
-                    await session.commit()
+                while True:
+                    async with self.sessionmaker() as session:
+                        taken = await chain_pending(session, events)
+                        await session.commit()
+                    chained, events = chained + taken + len(events), []
+                    if taken < CHAIN_BATCH:
+                        return chained
             except Exception as exc:
-                self._pending[:0] = events
-                overflow = len(self._pending) - self.max_pending
+                self._queued[:0] = events
+                overflow = len(self._queued) - self.max_queued
                 if overflow > 0:
-                    del self._pending[:overflow]
+                    del self._queued[:overflow]
                     log.error("audit buffer full: dropped the %d oldest read record(s)", overflow)
-                log.warning("audit records not appended yet (%s); %d wait", type(exc).__name__, self.pending)
-                return 0
-            return len(events)
+                log.warning(
+                    "audit records not chained yet (%s); %d reads queued", type(exc).__name__, self.queued
+                )
+                return chained
 
     async def close(self) -> None:
-        """Stop the background flushing and append whatever is still queued."""
+        """Stop the background flushing and chain whatever is still queued or waiting."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
             await self._task
         await self.flush()
-        if self._pending:
-            log.error("shutting down with %d audit record(s) not appended", self.pending)
+        if self._queued:
+            log.error("shutting down with %d audit record(s) not chained", self.queued)

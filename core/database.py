@@ -311,9 +311,12 @@ async def advisory_xact_lock(session: AsyncSession, key: str) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
-def after_commit(session: AsyncSession, job: AfterCommit) -> None:
-    """Queue `job` to run once the request's transaction has committed (e.g. starting a workflow)."""
-    session.info.setdefault("after_commit", []).append(job)
+def after_commit(session: AsyncSession, job: AfterCommit, *, once: bool = False) -> None:
+    """Queue `job` to run once the request's transaction has committed (e.g. starting a workflow); with
+    `once`, not again if the same job is already queued."""
+    jobs: list[AfterCommit] = session.info.setdefault("after_commit", [])
+    if not (once and job in jobs):
+        jobs.append(job)
 
 
 async def run_after_commit_jobs(session: AsyncSession) -> None:

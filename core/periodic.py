@@ -1,9 +1,11 @@
 """The worker's periodic work, run one way: named jobs, each on its interval, each under its own lock.
 
-Three kinds of work recur in the worker: delivering the workflow commands the fast path left
-(`core.workflow_commands.CommandRelay`, every couple of seconds), dispatching domain events to the journeys
-they trigger (`domain.journeys.trigger_dispatch`), and retention (delivered commands, dispatched events, HL7
-message records; hourly). `PeriodicRunner` runs each as a `PeriodicJob`:
+Five kinds of work recur in the worker (`worker.periodic_jobs`): delivering the workflow commands the fast
+path left (`core.workflow_commands.CommandRelay`, every couple of seconds), dispatching domain events to the
+journeys they trigger (`domain.journeys.trigger_dispatch`), chaining the audit records no API process
+chained (`core.audit.chain_round`, every second), anchoring the audit chains' heads
+(`domain.audit.anchor`), and retention (delivered commands, dispatched events, HL7 message records;
+hourly). `PeriodicRunner` runs each as a `PeriodicJob`:
 
 - before a round does anything, it takes the job's PostgreSQL advisory lock (session-level, on a connection
   of its own, released when the round ends or the connection dies), so across every worker process one

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.audit import AuditRecord
 from core.auth import Role
 from core.embedded_db import to_libpq_url
+from tests.audit.support import chain_waiting
 from tests.polling import eventually
 from tests.stack.cli_support import create_tenant, prm
 from tests.tenants import listening
@@ -32,6 +33,7 @@ def _stored_language(database_url: str, tenant_id: uuid.UUID) -> str | None:
 
 
 async def _audit_actions(sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> list[tuple]:
+    await chain_waiting(sessionmaker)
     async with sessionmaker() as session:
         rows = await session.execute(
             select(AuditRecord.action, AuditRecord.user_sub, AuditRecord.resource_id)
@@ -44,7 +46,9 @@ async def _audit_actions(sessionmaker: async_sessionmaker[AsyncSession], tenant_
 # ---- the command line -----------------------------------------------------------------------------------
 
 
-def test_set_language_stores_the_normalised_tag_prints_it_and_keeps_other_settings(database_url: str) -> None:
+async def test_set_language_stores_the_normalised_tag_prints_it_and_keeps_other_settings(
+    database_url: str, system_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     tenant_id = create_tenant(database_url, "Clínica Norte")
     with psycopg.connect(to_libpq_url(database_url)) as conn:
         conn.execute(
@@ -57,6 +61,7 @@ def test_set_language_stores_the_normalised_tag_prints_it_and_keeps_other_settin
     assert result.returncode == 0, result.stderr
     assert result.stdout == "es-MX\n"
     assert _stored_language(database_url, tenant_id) == "es-MX"
+    await chain_waiting(system_sessionmaker)  # the command line leaves its record to an appender
     with psycopg.connect(to_libpq_url(database_url)) as conn:
         [wave_size] = conn.execute(
             "SELECT settings->'waitlist'->>'wave_size' FROM tenants WHERE id = %s", (tenant_id,)

@@ -13,12 +13,16 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.audit import Actor, AuditPending, AuditRecord, append, chain_pending
 from core.auth import Role
 from core.embedded_db import to_libpq_url
 from tests.audit.conftest import API, Trail
 from tests.patients.support import CreatePatient, patient_body
 from tests.stack.cli_support import prm
+from tests.tenants import TenantFactory
 
 
 @pytest.mark.parametrize(
@@ -79,6 +83,56 @@ async def test_concurrent_requests_keep_one_unbroken_chain(
     result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant_id))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "25\n" and "25 record(s) intact" in result.stderr
+
+
+async def test_appenders_in_several_processes_chain_waiting_records_into_unbroken_chains(
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    make_tenant: TenantFactory,
+    tenant_id: uuid.UUID,
+    database_url: str,
+    app: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def idle() -> int:
+        return 0
+
+    monkeypatch.setattr(app.state.audit_buffer, "flush", idle)  # the suite's API takes no part
+    other = await make_tenant()
+    # Three transactions leave records waiting, as the command line does (no appender of its own).
+    for batch in range(3):
+        async with system_sessionmaker() as session:
+            events = [
+                Actor(sub=f"cli:user{batch}").event(
+                    tenant_id=tenant,
+                    action="tenants.set_default_language",
+                    resource_type="tenants",
+                    resource_id=tenant,
+                )
+                for tenant in (tenant_id, other) * 5
+            ]
+            await append(session, events)
+            await session.commit()
+
+    async def appender() -> int:  # each of them one process's appender, taking 7 at a time
+        async with system_sessionmaker() as session:
+            taken = await chain_pending(session, limit=7)
+            await session.commit()
+        return taken
+
+    taken = await asyncio.gather(*(appender() for _ in range(5)))
+
+    assert sum(taken) == 30 and max(taken) <= 7
+    async with system_sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditPending)) == 0
+        for tenant in (tenant_id, other):
+            query = select(AuditRecord).where(AuditRecord.tenant_id == tenant).order_by(AuditRecord.seq)
+            records = list(await session.scalars(query))
+            assert [r.seq for r in records] == list(range(1, 16))
+            assert all(r.prev_hash == p.hash for p, r in itertools.pairwise(records))
+    for tenant in (tenant_id, other):
+        result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "15\n"
 
 
 async def test_verify_names_the_first_record_altered_behind_the_triggers_back(

@@ -308,6 +308,8 @@ def as_app_role(database_url: str) -> Iterator[psycopg.Connection[Any]]:
         "ALTER TABLE audit_records DISABLE TRIGGER ALL",
         "DROP TRIGGER trg_audit_records_append_only ON audit_records",
         "UPDATE alembic_version SET version_num = 'x'",
+        "UPDATE audit_pending SET user_sub = 'someone-else'",
+        "TRUNCATE audit_pending",
     ],
     ids=[
         "update",
@@ -317,6 +319,8 @@ def as_app_role(database_url: str) -> Iterator[psycopg.Connection[Any]]:
         "disable-all-triggers",
         "drop-trigger",
         "alembic",
+        "update-waiting",
+        "truncate-waiting",
     ],
 )
 async def test_the_app_role_cannot_change_the_trail_nor_its_guard(
@@ -335,6 +339,16 @@ async def test_the_app_role_reads_and_appends_the_trail_and_writes_ordinary_tabl
     head = as_app_role.execute("SELECT seq, hash FROM prm_audit_chain_head(%s)", (tenant_id,)).fetchone()
     assert head == (4, four_records[-1].hash)
     as_app_role.execute("UPDATE tenants SET name = name WHERE id = %s", (tenant_id,))
+    # A record waits in audit_pending until an appender takes it (deletes it) and chains it.
+    as_app_role.execute(
+        "INSERT INTO audit_pending (tenant_id, occurred_at, user_sub, user_roles, action, resource_type,"
+        " outcome) VALUES (%s, now(), 'u', '{}', 'patients.get', 'patients', 'allowed')",
+        (tenant_id,),
+    )
+    taken = as_app_role.execute(
+        "DELETE FROM audit_pending WHERE tenant_id = %s RETURNING action", (tenant_id,)
+    )
+    assert taken.fetchall() == [("patients.get",)]
     as_app_role.execute("ROLLBACK")
     attributes = as_app_role.execute(
         "SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles WHERE rolname = 'prm_app'"

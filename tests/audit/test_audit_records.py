@@ -13,11 +13,17 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import api.audit
+from activities import ActivityDeps
+from core.audit import AuditPending
 from core.auth import Role
 from core.database import bind_tenant
+from core.periodic import PeriodicRunner
+from core.settings import Settings
 from domain.patients.models import Patient
 from tests.audit.conftest import API, Trail
+from tests.outbox import unreachable_gateway
 from tests.patients.support import CreatePatient, patient_body
+from worker import periodic_jobs
 
 
 async def test_a_read_records_the_user_the_operation_the_patient_and_the_request(
@@ -59,16 +65,43 @@ async def test_a_read_of_a_patients_record_names_the_patient_from_the_answer(
     assert (record.resource_id, record.patient_id) == (ticket.id, uuid.UUID(patient["id"]))
 
 
-async def test_a_write_commits_its_record_with_it(
-    client: httpx.AsyncClient, auth: dict[str, str], trail: Trail
+async def test_a_write_commits_its_record_with_it_and_a_crash_before_chaining_loses_nothing(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    app: Any,
+    trail: Trail,
+    monkeypatch: pytest.MonkeyPatch,
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    tenant_id: uuid.UUID,
 ) -> None:
+    # The API's appender never runs, as if the process died right after the commit.
+    async def asleep() -> None:
+        return None
+
+    monkeypatch.setattr(app.state.audit_buffer, "wake", asleep)
+    monkeypatch.setattr(app.state.audit_buffer, "flush", asleep)
+
     resp = await client.post(f"{API}/patients", json=patient_body(), headers=auth)
 
     assert resp.status_code == 201
     patient_id = uuid.UUID(resp.json()["id"])
-    [record] = await trail(flush=False)  # already there: no batch was flushed
+    async with system_sessionmaker() as session:
+        waiting = list(await session.scalars(select(AuditPending).where(AuditPending.tenant_id == tenant_id)))
+    assert [(w.action, w.patient_id) for w in waiting] == [("patients.create", patient_id)]
+    assert await trail(flush=False) == []
+
+    # The next appender to run (here the worker's audit-chain job, under its periodic runner) chains it and
+    # empties the table.
+    deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
+    (job,) = [j for j in periodic_jobs(deps, unreachable_gateway()) if j.name == "audit-chain"]
+    engine = system_sessionmaker.kw["bind"]
+    assert await PeriodicRunner(engine, [job]).run_once(job) is False
+    [record] = await trail(flush=False)
     assert (record.action, record.outcome, record.status_code) == ("patients.create", "allowed", None)
     assert record.resource_id == patient_id and record.patient_id == patient_id
+    async with system_sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditPending)) == 0
 
 
 async def test_a_write_whose_record_cannot_be_appended_is_not_made(
@@ -104,7 +137,7 @@ async def test_a_merge_is_recorded_under_both_patients(
     resp = await client.post(f"{API}/patients/merge", json=body, headers=headers_for(tenant_id, Role.ADMIN))
 
     assert resp.status_code == 200, resp.text
-    merges = [r for r in await trail(flush=False) if r.action == "patients.merge"]
+    merges = [r for r in await trail() if r.action == "patients.merge"]
     assert {r.patient_id for r in merges} == {uuid.UUID(primary["id"]), uuid.UUID(duplicate["id"])}
     assert {r.request_id for r in merges} == {resp.headers["X-Request-ID"]}
 

@@ -34,6 +34,7 @@ from core.workflow_commands import (
     record_schedule_change,
 )
 from domain.campaigns.plan import LaunchInput, LaunchOutcome, OccurrenceInput, campaign_schedule_id
+from tests.audit.support import chain_waiting
 from tests.campaigns.support import API, campaign, cohort_of_everyone, instances_by_patient, members
 from tests.dedicated_postgres import free_port
 from tests.polling import eventually
@@ -195,6 +196,7 @@ async def test_a_fire_repeated_for_the_same_time_makes_one_run(
     assert shown["recurrence"]["runs_total"] == 1
     starts_of_run = await _commands(system_sessionmaker, tenant_id, f"campaign-{results[0].campaign_id}")
     assert [c.kind for c in starts_of_run] == ["start"]
+    await chain_waiting(system_sessionmaker)
     async with system_sessionmaker() as session:  # the launch is on the audit trail, once
         mark_system(session)
         launches = list(

@@ -15,6 +15,7 @@ from core.audit import AuditRecord
 from core.client_credentials import Scope
 from core.database import bind_tenant, mark_system
 from core.events import DomainEvent
+from tests.audit.support import chain_waiting
 from tests.integrations.conftest import ClientFactory, Credentials, bearer_for
 from tests.integrations.fhir_support import (
     API,
@@ -334,6 +335,7 @@ async def test_an_import_is_audited_and_needs_the_fhir_scope(
 
     await post_bundle(client, fhir_auth, clinic_bundle())
 
+    await chain_waiting(system_sessionmaker)
     async with system_sessionmaker() as session:
         mark_system(session)
         audited = await session.scalar(

@@ -16,6 +16,7 @@ from core.database import mark_system
 from core.settings import Settings
 from domain.integrations import service
 from domain.integrations.models import IntegrationClientSecret
+from tests.audit.support import chain_waiting
 from tests.integrations.conftest import TEST_ACTOR, ClientFactory, Credentials, request_token
 
 
@@ -138,6 +139,7 @@ async def test_secrets_are_stored_hashed_and_every_change_is_audited(
         )
         await service.revoke(session, tenant_id=tenant_id, client_id=creds.client_id, actor=TEST_ACTOR)
         await session.commit()
+        await chain_waiting(system_sessionmaker)
         stored = (await session.scalars(select(IntegrationClientSecret.secret_hash))).all()
         actions = (
             await session.scalars(
