@@ -2,7 +2,9 @@
 
 The daily rollups (`analytics_*`) are written only by PostgreSQL triggers (migration 0008): every insert,
 update and delete of an appointment, message or sentiment score adjusts them in the same transaction, so
-the dashboard sums a few rows per day instead of scanning the period. `day` is the local date in the
+the dashboard sums a few rows per day instead of scanning the period. The counts are bumped when the
+transaction commits (deferred constraint triggers, migration 0034), so concurrent writers of a tenant do
+not queue on its counter rows for the length of their transactions. `day` is the local date in the
 tenant's time zone (`tenants.timezone`); changing the zone rebuilds the tenant's rows
 (`analytics_rebuild(tenant)`). A counter row may stay at 0 after a delete; readers skip such rows.
 
