@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities import ActivityDeps, deliver_recorded, heartbeats
@@ -25,7 +26,13 @@ from domain.communications import dispatch
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys import actions
 from domain.journeys import service as journeys
-from domain.journeys.plan import ActionInput, InstanceRef, InstanceStatusInput, StageStatusInput
+from domain.journeys.plan import (
+    ActionInput,
+    InstanceRef,
+    InstanceStatusInput,
+    ProgressInput,
+    StageStatusInput,
+)
 from domain.journeys.repository import JourneyInstanceRepository
 
 
@@ -36,31 +43,30 @@ class JourneyActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self.deps = deps
 
+    @activity.defn(name="journey_record_progress")
+    async def record_progress(self, data: ProgressInput) -> None:
+        """Record, in one transaction and in order, the stage statuses a journey noted since its last write
+        and, when it ended, the instance's status (each ignored once the instance is no longer active)."""
+        async with self.deps.unit_of_work(data.tenant_id) as session:
+            repository = JourneyInstanceRepository(session)
+            for stage in data.stages:
+                await _record_stage(repository, stage)
+            if data.instance is not None:
+                await _finish(session, repository, data.instance)
+
     @activity.defn(name="journey_record_stage_status")
     async def record_stage_status(self, data: StageStatusInput) -> None:
-        """Record a stage's status and timestamps (ignored once the instance is cancelled or finished)."""
+        """Record a stage's status and timestamps (ignored once the instance is cancelled or finished).
+        Journeys started before the `batched-bookkeeping` patch record this way (`record_progress` since)."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
-            recorded = await JourneyInstanceRepository(session).record_stage(
-                uuid.UUID(data.instance_id),
-                data.order_index,
-                StageStatus(data.status).value,
-                datetime.fromisoformat(data.at),
-                data.notes,
-            )
-            if recorded is None:
-                raise actions.InvalidJourneyAction(f"the instance has no stage {data.order_index}")
+            await _record_stage(JourneyInstanceRepository(session), data)
 
     @activity.defn(name="journey_record_instance_status")
     async def record_instance_status(self, data: InstanceStatusInput) -> None:
-        """Record that the instance completed or failed (ignored once it is no longer active)."""
+        """Record that the instance completed or failed (ignored once it is no longer active). Journeys
+        started before the `batched-bookkeeping` patch record this way (`record_progress` since)."""
         async with self.deps.unit_of_work(data.tenant_id) as session:
-            finished = await JourneyInstanceRepository(session).finish(
-                uuid.UUID(data.instance_id),
-                JourneyInstanceStatus(data.status),
-                datetime.fromisoformat(data.at),
-            )
-            if finished:  # once, whatever the retries
-                after_commit(session, metrics.later(metrics.journey_finished, data.status))
+            await _finish(session, JourneyInstanceRepository(session), data)
 
     @activity.defn(name="journey_mark_instance_cancelled")
     async def mark_instance_cancelled(self, data: InstanceStatusInput) -> None:
@@ -128,6 +134,7 @@ class JourneyActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this group, for the worker."""
         return [
+            self.record_progress,
             self.record_stage_status,
             self.record_instance_status,
             self.mark_instance_cancelled,
@@ -136,3 +143,25 @@ class JourneyActivities:
             self.create_journey_ticket,
             self.create_timeout_ticket,
         ]
+
+
+async def _record_stage(repository: JourneyInstanceRepository, data: StageStatusInput) -> None:
+    recorded = await repository.record_stage(
+        uuid.UUID(data.instance_id),
+        data.order_index,
+        StageStatus(data.status).value,
+        datetime.fromisoformat(data.at),
+        data.notes,
+    )
+    if recorded is None:
+        raise actions.InvalidJourneyAction(f"the instance has no stage {data.order_index}")
+
+
+async def _finish(
+    session: AsyncSession, repository: JourneyInstanceRepository, data: InstanceStatusInput
+) -> None:
+    finished = await repository.finish(
+        uuid.UUID(data.instance_id), JourneyInstanceStatus(data.status), datetime.fromisoformat(data.at)
+    )
+    if finished:  # once, whatever the retries
+        after_commit(session, metrics.later(metrics.journey_finished, data.status))

@@ -1,4 +1,4 @@
-# Kept whole at ~400 lines: nearly all of it is one workflow class whose methods share its state
+# Kept whole at ~450 lines: nearly all of it is one workflow class whose methods share its state
 # (position, claims, reminders) and its replay rules (patches); split across modules it would read
 # as mixins over hidden state.
 """One workflow per journey instance: runs its stages in order, waiting durably on each stage's trigger.
@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         InstanceStatusInput,
         JourneyWorkflowInput,
         PendingReminder,
+        ProgressInput,
         ReplyReceived,
         StagePlan,
         StageStatusInput,
@@ -53,6 +54,11 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # retried within seconds rather than after ACTIVITY_TIMEOUT. (Changing these options does not break replay.)
 ACTION_HEARTBEAT = timedelta(seconds=5)
 LOCAL_BOOKKEEPING_PATCH = "local-bookkeeping"
+# Executions started after this patch note their stage and instance statuses and write them together, in
+# one local activity per stage transition (the previous stage's end and this one's start; the last stage's
+# end and the instance's): half the bookkeeping transactions. Executions started before it write each
+# status as it happens, as their histories say.
+BATCHED_BOOKKEEPING_PATCH = "batched-bookkeeping"
 ADVANCE_CLAIMS_STAGE_PATCH = "advance-claims-stage"
 ADVANCE_REFUSED = "AdvanceRefused"  # the ApplicationError type of every refused advance
 # Transient failures (database or provider hiccups) retry with backoff until they succeed; invalid input
@@ -97,6 +103,8 @@ class JourneyInstanceWorkflow:
         self._advanced = False
         self._reply_pending = False
         self._finished = False
+        self._batched = False  # BATCHED_BOOKKEEPING_PATCH
+        self._noted: list[StageStatusInput] = []  # statuses noted, not yet written (batched executions)
         self._reminders: dict[tuple[int, int], tuple[asyncio.Task[None], str]] = {}
 
     # ---- the run ----------------------------------------------------------------------------------
@@ -104,6 +112,7 @@ class JourneyInstanceWorkflow:
     @workflow.run
     async def run(self, data: JourneyWorkflowInput) -> str:
         """Run the stages from `data.position` to the end; the instance's final status."""
+        self._batched = workflow.patched(BATCHED_BOOKKEEPING_PATCH)
         self._data = data
         self._position = data.position
         self._reply_pending = data.reply_pending
@@ -123,7 +132,9 @@ class JourneyInstanceWorkflow:
                     )
                     and workflow.all_handlers_finished()
                 ):
-                    self._continue_as_new(anchor)
+                    await self._write_progress()  # the previous stage's end goes with this run
+                    if workflow.all_handlers_finished():
+                        self._continue_as_new(anchor)
                 stage = data.stages[self._position]
                 try:
                     await self._run_stage(stage, anchor)
@@ -136,6 +147,7 @@ class JourneyInstanceWorkflow:
                 anchor = workflow.now()
                 self._position += 1
             if self._reminders:
+                await self._write_progress()  # the last stage's end, before waiting on its reminders
                 await asyncio.gather(*(task for task, _ in list(self._reminders.values())))
             await self._set_instance_status("completed")
             self._finished = True
@@ -144,6 +156,7 @@ class JourneyInstanceWorkflow:
         except asyncio.CancelledError:
             self._finished = True
             await self._cancel_reminders()
+            await self._write_progress()  # what was noted before the cancel, then the cancel itself
             await workflow.execute_activity_method(
                 JourneyActivities.mark_instance_cancelled,
                 InstanceStatusInput(
@@ -177,6 +190,7 @@ class JourneyInstanceWorkflow:
 
     async def _run_stage(self, stage: StagePlan, anchor: datetime) -> None:
         await self._record_stage(stage.order_index, "active", None)
+        await self._write_progress()  # with the previous stage's end; written before an advance returns
         self._active_position = self._position
         notes: str | None = None
         if stage.trigger == "delay":
@@ -319,18 +333,39 @@ class JourneyInstanceWorkflow:
             raise _StageFailed(_reason(exc)) from exc
 
     async def _record_stage(self, order_index: int, status: str, notes: str | None) -> None:
+        """Record a stage's status at the workflow's time now: noted, to be written with the next
+        `_write_progress` (batched executions), or written at once."""
         assert self._data is not None
-        await self._bookkeeping(
-            JourneyActivities.record_stage_status,
-            StageStatusInput(
-                self._data.tenant_id,
-                self._data.instance_id,
-                order_index,
-                status,
-                workflow.now().isoformat(),
-                notes,
-            ),
+        status_input = StageStatusInput(
+            self._data.tenant_id,
+            self._data.instance_id,
+            order_index,
+            status,
+            workflow.now().isoformat(),
+            notes,
         )
+        if self._batched:
+            self._noted.append(status_input)
+        else:
+            await self._bookkeeping(JourneyActivities.record_stage_status, status_input)
+
+    async def _write_progress(self, instance: InstanceStatusInput | None = None) -> None:
+        """Write the statuses noted so far (and the instance's, when given) in one local activity; nothing
+        for executions that write each status as it happens, or when nothing is noted."""
+        assert self._data is not None
+        if not self._batched or (not self._noted and instance is None):
+            return
+        noted, self._noted = self._noted, []
+        try:
+            await workflow.execute_local_activity_method(
+                JourneyActivities.record_progress,
+                ProgressInput(self._data.tenant_id, self._data.instance_id, noted, instance),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
+        except BaseException:
+            self._noted[:0] = noted  # not written: kept for the next write (a cancel's, say)
+            raise
 
     async def _bookkeeping(self, method: Any, arg: Any) -> None:
         """Record progress in the database: a short, idempotent write.
@@ -348,12 +383,13 @@ class JourneyInstanceWorkflow:
 
     async def _set_instance_status(self, status: str, notes: str | None = None) -> None:
         assert self._data is not None
-        await self._bookkeeping(
-            JourneyActivities.record_instance_status,
-            InstanceStatusInput(
-                self._data.tenant_id, self._data.instance_id, status, workflow.now().isoformat(), notes
-            ),
+        status_input = InstanceStatusInput(
+            self._data.tenant_id, self._data.instance_id, status, workflow.now().isoformat(), notes
         )
+        if self._batched:
+            await self._write_progress(status_input)  # with the last stage's end
+        else:
+            await self._bookkeeping(JourneyActivities.record_instance_status, status_input)
         workflow.upsert_search_attributes([SA_INSTANCE_STATUS.value_set(status)])
 
     # ---- messages from outside --------------------------------------------------------------------

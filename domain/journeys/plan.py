@@ -193,3 +193,14 @@ class InstanceStatusInput:
     status: str
     at: str
     notes: str | None = None
+
+
+@dataclass
+class ProgressInput:
+    """What a journey recorded since its last write, written in order in one transaction: stage statuses
+    (a stage's completion and the next one's start, say) and, when it ended, the instance's status."""
+
+    tenant_id: str
+    instance_id: str
+    stages: list[StageStatusInput] = field(default_factory=list)
+    instance: InstanceStatusInput | None = None

@@ -26,7 +26,7 @@ from api.observability import instrument_tracing
 from core.logging import RequestIdFilter
 from core.request_context import current_request_id
 from core.tracing import temporal_interceptors, tracer_provider
-from domain.journeys.plan import StageStatusInput
+from domain.journeys.plan import ProgressInput
 from tests.journeys.app_support import app_on
 from tests.journeys.conftest import INSTANCES, JOURNEYS, Clinic
 from tests.polling import eventually
@@ -52,12 +52,13 @@ class RecordingJourneyActivities(JourneyActivities):
         super().__init__(deps)
         self.request_ids: list[str | None] = []
 
-    @activity.defn(name="journey_record_stage_status")
-    async def record_stage_status(self, data: StageStatusInput) -> None:
-        """Record the stage as the worker does, noting the bound request id."""
+    @activity.defn(name="journey_record_progress")
+    async def record_progress(self, data: ProgressInput) -> None:
+        """Record the stages as the worker does, noting the bound request id."""
         self.request_ids.append(current_request_id())
-        logging.getLogger("activities.journeys").info("recording stage %s", data.order_index)
-        await super().record_stage_status(data)
+        for stage in data.stages:
+            logging.getLogger("activities.journeys").info("recording stage %s", stage.order_index)
+        await super().record_progress(data)
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ async def test_a_journey_started_through_the_api_is_one_trace_with_its_request_i
     trace_id = request_span.context.trace_id
     in_trace = {s.name for s in finished if s.context.trace_id == trace_id}
     assert "StartWorkflow:JourneyInstanceWorkflow" in in_trace
-    assert "RunActivity:journey_record_stage_status" in in_trace
+    assert "RunActivity:journey_record_progress" in in_trace
     assert "RunActivity:journey_send_message" in in_trace
     assert request_span.attributes is not None and request_span.attributes.get("http.route") == INSTANCES
 
