@@ -27,6 +27,7 @@ the words are rare (the GIN index) or common (the created_at index).
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import time
 import uuid
@@ -185,6 +186,17 @@ PAGE = TenantRead.of(
         _C.tenant_id == _TENANT, _C.id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
     )
 )
+
+
+def search_reads() -> dict[str, TenantRead]:
+    """Every statement a search may run, by name (for the tests that walk the hot reads)."""
+    found = {"search page": PAGE}
+    for patient, channel, date_to, since in itertools.product((False, True), repeat=4):
+        shape = {"patient": patient, "channel": channel, "date_to": date_to, "since": since}
+        named = ",".join(name for name, given in shape.items() if given) or "no filter"
+        found[f"search scan ({named})"] = _scan(**shape)
+        found[f"search candidates ({named})"] = _candidates(**shape)
+    return found
 
 
 async def search(
