@@ -5,8 +5,8 @@ A search for a common word filtered by patient read every one of the patient's m
 each row for its `search_vector`: 1,300 heap pages, 45 ms when they were not in shared buffers. The index
 becomes `(patient_id, created_at, id) INCLUDE (tenant_id, search_vector)`, as the tenant's newest-first
 index did in 0012, so that search is an index-only read of about 40 pages; every query that used the old
-index (a patient's messages by date) can use this one. The build locks the table's writes: run it in a
-maintenance window.
+index (a patient's messages by date) can use this one. It is larger (1.3 GB instead of 0.2 GB at 5M
+messages), and its build locks the table's writes: run it in a maintenance window.
 
 Revision ID: 0035_message_search
 Revises: 0033_audit_pending
