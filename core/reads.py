@@ -34,10 +34,12 @@ from core.settings import Settings
 
 @dataclass(frozen=True)
 class TenantRead:
-    """A Core statement filtered by `:tenant_id`, compiled once for psycopg."""
+    """A Core statement filtered by `:tenant_id`, compiled once for psycopg. `custom_plan`: never prepared,
+    so PostgreSQL plans it for each run's parameters (a statement whose best plan depends on them)."""
 
     sql: str
     defaults: dict[str, Any]
+    custom_plan: bool = False
 
     @classmethod
     def by_id(cls, table: Table, answer: type[BaseModel]) -> TenantRead:
@@ -51,12 +53,12 @@ class TenantRead:
         )
 
     @classmethod
-    def of(cls, statement: ClauseElement) -> TenantRead:
+    def of(cls, statement: ClauseElement, *, custom_plan: bool = False) -> TenantRead:
         """Compile `statement` (refused when it names no `:tenant_id`, `core.database.tenant_bound`)."""
         compiled = tenant_bound(statement).compile(
             dialect=psycopg_dialect.dialect(), compile_kwargs={"render_postcompile": True}
         )
-        return cls(str(compiled), dict(compiled.params))
+        return cls(str(compiled), dict(compiled.params), custom_plan)
 
 
 class TenantReads:
@@ -72,7 +74,7 @@ class TenantReads:
     async def one(self, read: TenantRead, **params: Any) -> DictRow | None:
         """The first row of `read` for the tenant (None when there is none)."""
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(read.sql, self._params(read, params))
+            cursor = await conn.execute(read.sql, self._params(read, params), prepare=_prepare(read))
             return await cursor.fetchone()
 
     async def one_or_404(self, read: TenantRead, label: str, **params: Any) -> DictRow:
@@ -86,8 +88,13 @@ class TenantReads:
     async def all(self, read: TenantRead, **params: Any) -> list[DictRow]:
         """Every row of `read` for the tenant."""
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(read.sql, self._params(read, params))
+            cursor = await conn.execute(read.sql, self._params(read, params), prepare=_prepare(read))
             return await cursor.fetchall()
+
+
+def _prepare(read: TenantRead) -> bool | None:
+    """psycopg's choice (prepared after a few runs), or never for a `custom_plan` read."""
+    return False if read.custom_plan else None
 
 
 def make_read_pool(url: str, settings: Settings) -> AsyncConnectionPool[AsyncConnection[DictRow]]:

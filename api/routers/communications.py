@@ -206,7 +206,7 @@ def _template_out(record: CommunicationTemplate) -> TenantTemplateResponse:
 
 @router.get("/search", response_model=CommunicationSearchResponse, dependencies=[CanRead])
 async def search_communications(
-    session: SessionDep,
+    reads: TenantReadsDep,
     page: PageDep,
     query: Annotated[
         str, Query(min_length=2, max_length=200, description="Words to find (web-search syntax)")
@@ -217,7 +217,8 @@ async def search_communications(
     date_to: Instant | None = None,
 ) -> CommunicationSearchResponse:
     """Full-text search over message subjects and text, best match first."""
-    rows, total = await CommunicationRepository(session).search(
+    rows, total = await message_reads.search(
+        reads,
         query,
         offset=page.offset,
         limit=page.page_size,
@@ -226,12 +227,7 @@ async def search_communications(
         date_from=date_from,
         date_to=date_to,
     )
-    items = [
-        CommunicationSearchHit.model_validate(
-            {**CommunicationResponse.model_validate(c).model_dump(), "rank": r}
-        )
-        for c, r in rows
-    ]
+    items = [CommunicationSearchHit.model_validate({**row, "rank": rank}) for row, rank in rows]
     return CommunicationSearchResponse.build(items, total, page)
 
 

@@ -37,7 +37,15 @@ class Communication(TenantScoped, Base):
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_communications_tenant_idempotency_key"),
         UniqueConstraint("provider_message_id", name="uq_communications_provider_message_id"),
         Index("ix_communications_search", "search_vector", postgresql_using="gin"),
-        Index("ix_communications_patient_created", "patient_id", "created_at"),
+        # Newest first within a patient; it carries `search_vector` (and the tenant) for the same reason
+        # as the tenant's index below: a search in one patient's messages reads no rows (migration 0035).
+        Index(
+            "ix_communications_patient_created",
+            "patient_id",
+            "created_at",
+            "id",
+            postgresql_include=["tenant_id", "search_vector"],
+        ),
         # Newest first within a tenant (lists, search). It carries `search_vector`, so a search for common
         # words tests the newest messages without reading their rows (index-only; migration 0012).
         Index(

@@ -7,13 +7,11 @@ duplicate and out-of-order callbacks can never move a message backwards, even wh
 
 from __future__ import annotations
 
-import re
-import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, func, literal, literal_column, select, text, update
+from sqlalchemy import Select, case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.repository import Repository
@@ -37,46 +35,6 @@ TIMESTAMP_OF = {
     S.READ: "read_at",
     S.FAILED: "failed_at",
 }
-SEARCH_CONFIG = "simple"  # the configuration `search_vector` is computed with
-SEARCH_WINDOW = 200  # the newest matches a search ranks (and counts exactly)
-SLICE_DAYS = (30, 180)  # the recent slices a search looks in before it reads all of a tenant's messages
-# A query whose every word is in at least this share of the messages (PostgreSQL's statistics) is first
-# looked for newest first, reading at most SCAN_ROWS of the newest messages: its matches come early, and
-# the GIN index would have to list every one of them, in every tenant and year, to return the newest.
-SCAN_SHARE = 0.005
-SCAN_ROWS = 50_000
-# The share of the messages holding each of the most common lexemes: the list and frequencies ANALYZE keeps
-# in pg_stats. Read once per WORD_STATISTICS_SECONDS per process and database (they change only with an
-# ANALYZE): joining the query's words to pg_stats on every search cost 6 ms of it.
-WORD_STATISTICS = text(
-    """
-    SELECT most_common_elems::text::text[] AS words, most_common_elem_freqs AS shares
-    FROM pg_stats
-    WHERE schemaname = current_schema() AND tablename = 'communications' AND attname = 'search_vector'
-    """
-)
-WORD_STATISTICS_SECONDS = 300.0
-WORD = re.compile(r"[^\W_]+")  # the `simple` configuration's words, near enough to choose a plan by
-_word_shares: dict[str, tuple[float, dict[str, float]]] = {}  # database URL -> (read at, lexeme -> share)
-
-
-async def expected_share(session: AsyncSession, query: str) -> float:
-    """The share of all messages that hold the query's least common word, by PostgreSQL's statistics (0 for
-    a word rarer than every word they list, or before the first ANALYZE). It only chooses how a search
-    looks (`search`): every way finds the same matches."""
-    database = str(session.get_bind().engine.url)
-    read_at, shares = _word_shares.get(database, (-WORD_STATISTICS_SECONDS, {}))
-    if time.monotonic() - read_at >= WORD_STATISTICS_SECONDS:
-        row = (await session.execute(WORD_STATISTICS)).first()
-        # most_common_elem_freqs ends with three summary figures: zip stops at the last word.
-        shares = dict(zip(row.words, row.shares, strict=False)) if row is not None and row.words else {}
-        _word_shares[database] = (time.monotonic(), shares)
-    return min((shares.get(word, 0.0) for word in WORD.findall(query.lower())), default=0.0)
-
-
-def forget_word_statistics() -> None:
-    """Read the statistics afresh on the next search (after an ANALYZE, in tests)."""
-    _word_shares.clear()
 
 
 def _rank_expression() -> Any:
@@ -172,118 +130,6 @@ class CommunicationRepository(Repository[Communication]):
         if direction is not None:
             stmt = stmt.where(Communication.direction == direction.value)
         return stmt.order_by(Communication.created_at.desc(), Communication.id.desc())
-
-    async def search(
-        self,
-        query: str,
-        *,
-        offset: int,
-        limit: int,
-        patient_id: uuid.UUID | None = None,
-        channel: Channel | None = None,
-        date_from: datetime | None = None,
-        date_to: datetime | None = None,
-    ) -> tuple[list[tuple[Communication, float]], int]:
-        """One page of (message, rank) matching `query` (web-search syntax) in subject or text, and a total.
-
-        Order: the newest `SEARCH_WINDOW` matches ranked best first (`ts_rank_cd`), then any older ones
-        newest first. `total` is exact up to `SEARCH_WINDOW` matches; above that it is a lower bound (the
-        matches up to the end of the requested page, plus one), so `has_next` stays right. Counting and
-        ranking every match of a common word is what made a search over a million messages slow; this reads
-        only the newest matches. Words common enough (`SCAN_SHARE`) are looked for in the newest messages
-        first, newest first (a bounded read of the created_at index); words too rare to be in the statistics
-        through the GIN index alone; others, or when the newest messages hold too few, within the last
-        `SLICE_DAYS` (GIN index and the tenant's created_at index combined), widening only when that slice
-        holds too few."""
-        tsquery = func.websearch_to_tsquery(SEARCH_CONFIG, query)
-        need = max(SEARCH_WINDOW, offset + limit) + 1
-        conditions = []
-        if patient_id is not None:
-            conditions.append(Communication.patient_id == patient_id)
-        if channel is not None:
-            conditions.append(Communication.channel == channel.value)
-        if date_to is not None:
-            conditions.append(Communication.created_at <= date_to)
-        newest_first = (Communication.created_at.desc(), Communication.id.desc())
-        candidates = (
-            select(
-                Communication.id,
-                Communication.created_at,
-                func.ts_rank_cd(Communication.search_vector, tsquery),
-            )
-            .where(Communication.search_vector.op("@@")(tsquery), *conditions)
-            # The same order, as an expression no index provides: a word that reaches this point is rare,
-            # and the planner would otherwise walk the tenant's newest-first index (which carries
-            # search_vector) through millions of entries, expecting the matches to come early.
-            .order_by(
-                (Communication.created_at + literal_column("interval '0'")).desc(), Communication.id.desc()
-            )
-            .limit(need)
-        )
-        rows: list[Any] = []
-        share = await expected_share(self.session, query)
-        if share >= SCAN_SHARE:
-            in_range = [*conditions, *([Communication.created_at >= date_from] if date_from else [])]
-            recent = (
-                select(Communication.id, Communication.created_at, Communication.search_vector)
-                .where(*in_range)
-                .order_by(*newest_first)
-                .limit(SCAN_ROWS)
-                .subquery()
-            )
-            scan = (
-                select(recent.c.id, recent.c.created_at, func.ts_rank_cd(recent.c.search_vector, tsquery))
-                .where(recent.c.search_vector.op("@@")(tsquery))
-                .order_by(recent.c.created_at.desc(), recent.c.id.desc())
-                .limit(need)
-            )
-            rows = list((await self.session.execute(scan)).all())
-            if len(rows) >= need or await self._at_most(SCAN_ROWS, in_range):
-                # Enough, or the scan read every message in the filters (one patient's, a date range).
-                return await self._page_of(rows, need, offset, limit)
-        # A generic plan cannot know whether the words are rare (GIN index) or common (newest first by the
-        # created_at index); psycopg prepares statements after a few runs, so plan each search afresh.
-        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        now = datetime.now(UTC)
-        # A word too rare for the statistics' list matches few messages: the GIN index answers at once,
-        # where each recent slice would add a read of the slice's range of the created_at index.
-        for days in (*(SLICE_DAYS if share else ()), None):
-            since = now - timedelta(days=days) if days is not None else None
-            if since is not None and (
-                patient_id is not None or (date_from is not None and date_from >= since)
-            ):
-                continue  # the patient's index, or the caller's own date range, is narrower already
-            bound = max(filter(None, (since, date_from)), default=None)
-            stmt = candidates if bound is None else candidates.where(Communication.created_at >= bound)
-            rows = list((await self.session.execute(stmt)).all())
-            if len(rows) >= need:
-                break
-        return await self._page_of(rows, need, offset, limit)
-
-    async def _at_most(self, count: int, conditions: list[Any]) -> bool:
-        """Whether at most `count` of the tenant's messages meet `conditions` (reads at most count + 1)."""
-        some = select(Communication.id).where(*conditions).limit(count + 1).subquery()
-        return int(await self.session.scalar(select(func.count()).select_from(some)) or 0) <= count
-
-    async def _page_of(
-        self, rows: list[Any], need: int, offset: int, limit: int
-    ) -> tuple[list[tuple[Communication, float]], int]:
-        """The requested page of (id, created_at, rank) candidates, newest first: the newest SEARCH_WINDOW
-        ranked best first, then the rest; with the messages loaded, and the total as `search` defines it."""
-        ranked = sorted(rows[:SEARCH_WINDOW], key=lambda r: (-r[2], -r[1].timestamp(), r[0]))
-        ordered = ranked + rows[SEARCH_WINDOW : need - 1]
-        page = ordered[offset : offset + limit]
-        by_id = (
-            {
-                c.id: c
-                for c in (
-                    await self.session.scalars(self.base().where(Communication.id.in_([r[0] for r in page])))
-                ).all()
-            }
-            if page
-            else {}
-        )
-        return [(by_id[r[0]], float(r[2])) for r in page if r[0] in by_id], len(rows)
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Message counts by channel and by status."""

@@ -217,3 +217,31 @@ async def test_records_hold_ids_never_patient_data(
     stored = " ".join(str(value) for r in records for value in vars(r).values()).lower()
     for phi in ("zebulon", "quartermaine", "mrn-secret", "+1415555", "biopsy", "example.com"):
         assert phi not in stored, phi
+
+
+async def test_a_message_search_records_the_operation_the_patient_filtered_by_and_no_words(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    create_patient: CreatePatient,
+    trail: Trail,
+) -> None:
+    patient = await create_patient()
+    sent = await client.post(
+        f"{API}/communications",
+        json={"patient_id": patient["id"], "channel": "sms", "message": "your quokkaword refill"},
+        headers=auth,
+    )
+    assert sent.status_code == 201, sent.text
+
+    resp = await client.get(
+        f"{API}/communications/search",
+        params={"query": "quokkaword", "patient_id": patient["id"]},
+        headers=auth,
+    )
+
+    assert resp.status_code == 200 and resp.json()["total"] == 1
+    [record] = [r for r in await trail() if r.action == "communications.search"]
+    assert (record.resource_type, record.resource_id) == ("communications", None)
+    assert record.patient_id == uuid.UUID(patient["id"])
+    assert (record.outcome, record.status_code) == ("allowed", 200)
+    assert "quokkaword" not in repr(vars(record))  # ids only, never the words searched for

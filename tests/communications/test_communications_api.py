@@ -149,12 +149,12 @@ async def test_templates_have_the_reference_shape_and_filters(client, auth) -> N
 
 @pytest.mark.parametrize("share", [0.0, 0.001, 0.5])  # the GIN index; slice by slice; newest first
 async def test_search_finds_words_ranked_and_filtered(client, auth, make_patient, monkeypatch, share) -> None:
-    from domain.communications import repository
+    from domain.communications import reads
 
     async def expected_share(*_: object) -> float:
         return share
 
-    monkeypatch.setattr(repository, "expected_share", expected_share)
+    monkeypatch.setattr(reads, "expected_share", expected_share)
     one, two = await make_patient(), await make_patient()
     await _create(
         client, auth, patient_id=str(one.id), channel="sms", message="Your insulin prescription is ready"
@@ -211,13 +211,13 @@ async def test_another_tenants_message_is_404(client, auth, make_patient, make_t
 async def test_search_ranks_the_newest_window_and_stays_in_the_tenant(
     client, auth, make_patient, make_tenant, headers_for, monkeypatch, share, scan_rows
 ) -> None:
-    from domain.communications import repository
+    from domain.communications import reads
 
     async def expected_share(*_: object) -> float:
         return share
 
-    monkeypatch.setattr(repository, "expected_share", expected_share)
-    monkeypatch.setattr(repository, "SCAN_ROWS", scan_rows)
+    monkeypatch.setattr(reads, "expected_share", expected_share)
+    monkeypatch.setattr(reads, "SCAN_ROWS", scan_rows)
     patient = await make_patient()
     texts = ["insulin once", "insulin insulin insulin", "insulin", "insulin insulin", "no match here"]
     for text in texts:  # created oldest to newest
@@ -232,7 +232,7 @@ async def test_search_ranks_the_newest_window_and_stays_in_the_tenant(
     assert everything["items"][0]["message"] == "insulin insulin insulin"
     assert "insulin x9" not in [m["message"] for m in everything["items"]]
 
-    monkeypatch.setattr(repository, "SEARCH_WINDOW", 2)  # rank the newest two, then newest first
+    monkeypatch.setattr(reads, "SEARCH_WINDOW", 2)  # rank the newest two, then newest first
     window = (await client.get(f"{BASE}/search", params={"query": "insulin"}, headers=auth)).json()
     assert [m["message"] for m in window["items"]] == [
         "insulin insulin",
@@ -248,18 +248,20 @@ async def test_search_ranks_the_newest_window_and_stays_in_the_tenant(
 
 
 async def test_expected_share_reads_the_statistics_of_the_words(
-    client, auth, make_patient, system_sessionmaker
+    client, auth, make_patient, system_sessionmaker, app
 ) -> None:
     from sqlalchemy import text
 
-    from domain.communications.repository import expected_share, forget_word_statistics
+    from domain.communications.reads import expected_share, forget_word_statistics
 
     patient = await make_patient()
     for n in range(20):
         await _create(client, auth, patient_id=str(patient.id), channel="sms", message=f"zebrafish note {n}")
     async with system_sessionmaker() as session:
         await session.execute(text("ANALYZE communications"))
-        forget_word_statistics()  # a process reads them once per WORD_STATISTICS_SECONDS
-        assert await expected_share(session, "zebrafish") > 0
-        assert await expected_share(session, "Zebrafish, note!") > 0  # the words, not the punctuation
-        assert await expected_share(session, "zebrafish quokkaword") == 0  # a word the statistics never saw
+        await session.commit()  # the statistics are the transaction's until then
+    pool = app.state.read_pool
+    forget_word_statistics()  # a process reads them once per WORD_STATISTICS_SECONDS
+    assert await expected_share(pool, "zebrafish") > 0
+    assert await expected_share(pool, "Zebrafish, note!") > 0  # the words, not the punctuation
+    assert await expected_share(pool, "zebrafish quokkaword") == 0  # a word the statistics never saw
