@@ -9,7 +9,7 @@ index (a patient's messages by date) can use this one. It is larger (1.3 GB inst
 messages), and its build locks the table's writes: run it in a maintenance window.
 
 Revision ID: 0035_message_search
-Revises: 0033_audit_pending
+Revises: 0034_analytics_at_commit
 Create Date: 2026-12-07 06:00:00
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0035_message_search"
-down_revision: str | None = "0033_audit_pending"
+down_revision: str | None = "0034_analytics_at_commit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
