@@ -299,6 +299,7 @@ def _take_pending(limit: int) -> Any:
 
 
 CHAIN_BATCH = 2000  # waiting records one appender's transaction takes at most
+APPENDER_LOCK_TIMEOUT_MS = 2000  # how long an appender waits for another's round (or a tenant's lock)
 
 
 async def chain_pending(
@@ -311,6 +312,10 @@ async def chain_pending(
     One appender at a time (the module docstring); tenants are then locked in a fixed order. Records are
     signed with the key of the session's engine (`core.audit_key`)."""
     key = audit_key_of(session.get_bind().get_execution_options())
+    # Waiting on another appender is bounded: one whose process stalls mid-round (its transaction open)
+    # must not hold up every other appender, `GET /audit` or a shutdown. Past the bound this round fails
+    # and its records wait for the next.
+    await session.execute(text(f"SET LOCAL lock_timeout = '{APPENDER_LOCK_TIMEOUT_MS}ms'"))
     await advisory_xact_lock(session, "audit-appender")
     taken = sorted((await session.execute(_take_pending(limit))).mappings(), key=lambda r: r["id"])
     by_tenant: dict[uuid.UUID, list[dict[str, Any]]] = {}

@@ -16,7 +16,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.audit import Actor, AuditPending, AuditRecord, append, chain_pending
+from core.audit import (
+    APPENDER_LOCK_TIMEOUT_MS,
+    Actor,
+    AuditBuffer,
+    AuditPending,
+    AuditRecord,
+    append,
+    chain_pending,
+)
 from core.auth import Role
 from core.embedded_db import to_libpq_url
 from tests.audit.conftest import API, Trail
@@ -133,6 +141,45 @@ async def test_appenders_in_several_processes_chain_waiting_records_into_unbroke
         result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant))
         assert result.returncode == 0, result.stderr
         assert result.stdout == "15\n"
+
+
+async def test_an_appender_stalled_mid_round_holds_the_others_up_for_a_bounded_time(
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: uuid.UUID,
+    app: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def idle() -> int:
+        return 0
+
+    monkeypatch.setattr(app.state.audit_buffer, "flush", idle)  # the suite's API takes no part
+    async with system_sessionmaker() as session:
+        await append(
+            session,
+            [
+                Actor(sub="cli:someone").event(
+                    tenant_id=tenant_id,
+                    action="tenants.set_default_language",
+                    resource_type="tenants",
+                    resource_id=tenant_id,
+                )
+            ],
+        )
+        await session.commit()
+    appender = AuditBuffer(system_sessionmaker)
+
+    async with system_sessionmaker() as stalled:  # another process's appender, stopped mid-round
+        await chain_pending(stalled, limit=0)
+        started = asyncio.get_running_loop().time()
+        assert await appender.flush() == 0  # gave up: the record waits for a later round
+        waited = asyncio.get_running_loop().time() - started
+        assert APPENDER_LOCK_TIMEOUT_MS / 1000 <= waited < APPENDER_LOCK_TIMEOUT_MS / 1000 + 3
+        await stalled.rollback()
+
+    assert await appender.flush() == 1
+    async with system_sessionmaker() as session:
+        chained = await session.scalars(select(AuditRecord.action).where(AuditRecord.tenant_id == tenant_id))
+        assert list(chained) == ["tenants.set_default_language"]
 
 
 async def test_verify_names_the_first_record_altered_behind_the_triggers_back(
