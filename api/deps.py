@@ -174,8 +174,9 @@ async def get_tenant_session(session: RawSessionDep, principal: CurrentPrincipal
 SessionDep = Annotated[AsyncSession, Depends(get_tenant_session)]
 
 
-def tenant_reads(request: Request, principal: CurrentPrincipal) -> TenantReads:
-    """The hottest reads (`core.reads`) for the caller's tenant, on the app's read pool: no session."""
+async def tenant_reads(request: Request, principal: CurrentPrincipal) -> TenantReads:
+    """The hottest reads (`core.reads`) for the caller's tenant, on the app's read pool: no session (async,
+    though it awaits nothing: FastAPI would run a plain function in its thread pool, a hop per request)."""
     return TenantReads(request.app.state.read_pool, principal.tenant_id)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from temporalio.testing import WorkflowEnvironment
 
+from core import reads
 from core.embedded_db import start_embedded_postgres, to_libpq_url, to_sqlalchemy_url
 from core.migrate import scratch_database as migrated_scratch
 from core.settings import Settings, get_settings
@@ -125,8 +126,9 @@ def api_settings(url: str) -> Settings:
 
 
 class SqlClock:
-    """Milliseconds spent inside SQL statements (every SQLAlchemy engine of this process, from the driver's
-    call to its answer), summed until `take()`: splits a request's time into the database's and the rest."""
+    """Milliseconds spent inside SQL statements (every SQLAlchemy engine of this process and every
+    `core.reads.TenantReads`, from the driver's call to its answer), summed until `take()`: splits a
+    request's time into the database's and the rest."""
 
     def __init__(self) -> None:
         self.ms = 0.0
@@ -134,11 +136,16 @@ class SqlClock:
     def __enter__(self) -> SqlClock:
         event.listen(Engine, "before_cursor_execute", self._before)
         event.listen(Engine, "after_cursor_execute", self._after)
+        reads.STATEMENT_TIMERS.append(self._add)
         return self
 
     def __exit__(self, *_: object) -> None:
         event.remove(Engine, "before_cursor_execute", self._before)
         event.remove(Engine, "after_cursor_execute", self._after)
+        reads.STATEMENT_TIMERS.remove(self._add)
+
+    def _add(self, ms: float) -> None:
+        self.ms += ms
 
     def _before(self, conn: Connection, *_: object) -> None:
         conn.info["sql_clock_started"] = time.perf_counter()

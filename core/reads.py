@@ -14,11 +14,13 @@ greenlet and its result processing, 0.3 ms of a 1.9 ms request.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
@@ -30,6 +32,10 @@ from core.database import TENANT_PARAMETER, tenant_bound
 from core.embedded_db import to_libpq_url
 from core.errors import NotFound
 from core.settings import Settings
+
+# Called with the milliseconds of each statement a `TenantReads` runs (the driver's call to its answer),
+# for benchmarks (`bench.common.SqlClock`); a statement is timed only while one is listed.
+STATEMENT_TIMERS: list[Callable[[float], None]] = []
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,22 @@ class TenantReads:
     def _params(self, read: TenantRead, params: dict[str, Any]) -> dict[str, Any]:
         return {**read.defaults, **params, TENANT_PARAMETER: self.tenant_id}
 
+    async def _execute(
+        self, conn: AsyncConnection[DictRow], read: TenantRead, params: dict[str, Any]
+    ) -> AsyncCursor[DictRow]:
+        prepare = False if read.custom_plan else None  # psycopg prepares the others after a few runs
+        if not STATEMENT_TIMERS:
+            return await conn.execute(read.sql, self._params(read, params), prepare=prepare)
+        started = time.perf_counter()
+        cursor = await conn.execute(read.sql, self._params(read, params), prepare=prepare)
+        for timer in STATEMENT_TIMERS:
+            timer((time.perf_counter() - started) * 1000)
+        return cursor
+
     async def one(self, read: TenantRead, **params: Any) -> DictRow | None:
         """The first row of `read` for the tenant (None when there is none)."""
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(read.sql, self._params(read, params), prepare=_prepare(read))
-            return await cursor.fetchone()
+            return await (await self._execute(conn, read, params)).fetchone()
 
     async def one_or_404(self, read: TenantRead, label: str, **params: Any) -> DictRow:
         """The first row of `read` for the tenant; NotFound (`label` not found) when there is none, whether
@@ -88,13 +105,7 @@ class TenantReads:
     async def all(self, read: TenantRead, **params: Any) -> list[DictRow]:
         """Every row of `read` for the tenant."""
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(read.sql, self._params(read, params), prepare=_prepare(read))
-            return await cursor.fetchall()
-
-
-def _prepare(read: TenantRead) -> bool | None:
-    """psycopg's choice (prepared after a few runs), or never for a `custom_plan` read."""
-    return False if read.custom_plan else None
+            return await (await self._execute(conn, read, params)).fetchall()
 
 
 def make_read_pool(url: str, settings: Settings) -> AsyncConnectionPool[AsyncConnection[DictRow]]:

@@ -92,7 +92,7 @@ async def list_patients(
     openapi_extra=rules("A phone search has at least 2 digits."),
 )
 async def search_patients(
-    session: SessionDep,
+    reads: TenantReadsDep,
     query: Annotated[str, Query(min_length=2, max_length=100, description="At least 2 characters")],
     search_type: Annotated[
         PatientSearchType, Query(alias="type", description="What to match: name, phone, mrn or email")
@@ -102,7 +102,7 @@ async def search_patients(
     """Quick search, best matches first. `name` tolerates typos ("Jon Smyth" finds "John Smith"); `phone`
     matches any part of the number, however it is typed; `mrn` matches exactly or as a prefix, in any
     case; `email` matches any part of the address, in any case."""
-    rows = await PatientRepository(session).quick_search(query, search_type, limit)
+    rows = await patient_reads.quick_search(reads, query, search_type, limit)
     return [PatientSimpleResponse.model_validate(r) for r in rows]
 
 

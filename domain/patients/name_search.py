@@ -16,41 +16,52 @@ when the page is not full yet:
    then trigram similarity) then select the patients, closest first: a nested loop over the ranked terms
    (or pairs of terms, for several words) with an index range read each, stopped once the page is full.
 
+Tiers 1 and 2 are one statement, tier 3 another: the vocabulary lookup is a CTE of the statement that
+reads the patients, so a search costs at most two round trips (three for a query with letters beyond
+ASCII, whose key PostgreSQL computes first).
+
 Names and the query are compared as keys (`prm_name_key`: unaccented, lower-cased), so "jose garcia"
 finds "José García". Within a tier, patients are ordered by the matched name, then the other, then id.
 
-Each statement is built once per shape (tier, number of readings or words) with bound parameters and
-reused: building a union of ORM selects anew costs more than running it.
+Each statement is a `core.reads.TenantRead`, built once per shape (tier, number of readings or words) with
+bound parameters and run on the read pool: building a union of selects anew costs more than running it.
+Every table a statement reads is filtered by `:tenant_id` (tests/patients/test_patient_reads.py).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from psycopg.rows import DictRow
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
+    Integer,
     Select,
     Text,
+    all_,
     and_,
     any_,
     bindparam,
+    exists,
     func,
-    literal,
+    literal_column,
     or_,
     select,
     true,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.sql.elements import BindParameter
 
+from core.database import TENANT_PARAMETER
+from core.reads import TenantRead, TenantReads
 from domain.patients.models import Patient, patient_name_terms
+from domain.patients.schemas import PatientSimpleResponse
 
 TERM_CANDIDATES = 10  # vocabulary terms a word expands to in the fuzzy tier
 MIN_TYPO_WORD = 3  # letters: shorter words are only looked for inside names, never as typos
@@ -69,34 +80,31 @@ def _p(name: str, **options: Any) -> BindParameter[Any]:
     return bindparam(name, **options)
 
 
-FIRST, LAST = Patient.first_name_key, Patient.last_name_key
-TENANT = _p("tenant")
-LIMIT = _p("limit")
-EXCLUDE = _p("exclude", expanding=True)
+_P = Patient.__table__.c
+FIRST, LAST = _P.first_name_key, _P.last_name_key
+COLUMNS = [_P[name] for name in PatientSimpleResponse.model_fields]
+TENANT = _p(TENANT_PARAMETER, type_=PG_UUID(as_uuid=True))
+LIMIT = _p("limit", type_=Integer)
+# The patients an earlier tier found: an array, so the statement's text is the same however many there are.
+NOT_FOUND_YET = _P.id != all_(_p("exclude", type_=ARRAY(PG_UUID(as_uuid=True))))
+# The query's key when it is not plain ASCII (`prm_name_key`). It reads no table: the tenant parameter is
+# there because every `TenantRead` takes one.
+KEY = TenantRead.of(
+    select(func.prm_name_key(_p("query", type_=Text)).label("key")).where(TENANT.is_not(None))
+)
 
 
-@dataclass(frozen=True)
-class Term:
-    """A vocabulary term close to a word of the query: its edit distance and trigram similarity."""
-
-    term: str
-    distance: int
-    similarity: float
-
-
-async def search_names(session: AsyncSession, tenant_id: uuid.UUID, query: str, limit: int) -> list[Patient]:
+async def search_names(reads: TenantReads, query: str, limit: int) -> list[DictRow]:
     """Up to `limit` of the tenant's patients matching `query` by name, best first (see the module doc)."""
-    words = (await _key(session, query)).split()[:MAX_WORDS]
+    words = tuple((await _key(reads, query)).split()[:MAX_WORDS])
     if not words:
         return []
-    found: dict[uuid.UUID, Patient] = {}
+    found: dict[uuid.UUID, DictRow] = {}
     for tier in (_exact_or_prefix, _fuzzy):
-        planned = await tier(session, tenant_id, tuple(words))
-        if planned is not None:
-            stmt, params = planned
-            params |= {"tenant": tenant_id, "limit": limit - len(found), "exclude": list(found)}
-            for patient in (await session.scalars(stmt, params)).all():
-                found.setdefault(patient.id, patient)
+        read, params = tier(words)
+        params |= {"limit": limit - len(found), "exclude": list(found)}
+        for row in await reads.all(read, **params):
+            found.setdefault(row["id"], row)
         if len(found) >= limit:
             break
     return list(found.values())
@@ -133,17 +141,16 @@ def _prefix_params(name: str, value: str) -> Params:
     return {name: value, f"{name}_end": value + PREFIX_END}
 
 
-async def _key(session: AsyncSession, query: str) -> str:
+async def _key(reads: TenantReads, query: str) -> str:
     """The query as names are keyed (`prm_name_key`): computed here for plain ASCII (lower-cased, nothing to
     unaccent), by PostgreSQL's unaccent rules otherwise (one round trip)."""
     if query.isascii():
         return query.lower()
-    return await session.scalar(select(func.prm_name_key(query))) or ""
+    row = await reads.one(KEY, query=query)
+    return (row["key"] if row else None) or ""
 
 
-async def _exact_or_prefix(
-    _session: AsyncSession, _tenant_id: uuid.UUID, words: tuple[str, ...]
-) -> tuple[Select[Any], Params]:
+def _exact_or_prefix(words: tuple[str, ...]) -> tuple[TenantRead, Params]:
     if len(words) == 1:
         return _exact_or_prefix_statement(0), _prefix_params("w", words[0])
     readings = _splits(words)
@@ -154,7 +161,7 @@ async def _exact_or_prefix(
 
 
 @cache
-def _exact_or_prefix_statement(readings: int) -> Select[Any]:
+def _exact_or_prefix_statement(readings: int) -> TenantRead:
     """Exact names (tier 0), then names starting with the word(s) (tier 1, exact ones excluded): one word as
     the first or the last name (`readings` 0), or each (first, last) reading of several words. One
     statement: each branch reads at most a page in its index order, so running all of them costs less
@@ -181,58 +188,40 @@ def _exact_or_prefix_statement(readings: int) -> Select[Any]:
     return _page(exact + prefix)
 
 
-def _page(branches: list[Branch]) -> Select[Any]:
+def _page(branches: list[Branch]) -> TenantRead:
     """The first `limit` patients of the branches together: each branch reads at most `limit` rows in its
     index order, the union is sorted by (tier, first key, second key, id)."""
     parts = [
-        select(Patient, literal(tier).label("tier"), key1.label("k1"), key2.label("k2"))
-        .where(Patient.tenant_id == TENANT, Patient.id.not_in(EXCLUDE), condition)
-        .order_by(key1, key2, Patient.id)
+        select(*COLUMNS, literal_column(str(tier)).label("tier"), key1.label("k1"), key2.label("k2"))
+        .where(_P.tenant_id == TENANT, NOT_FOUND_YET, condition)
+        .order_by(key1, key2, _P.id)
         .limit(LIMIT)
         for tier, condition, key1, key2 in branches
     ]
     union = union_all(*parts).subquery()
-    found = aliased(Patient, union)
-    return select(found).order_by(union.c.tier, union.c.k1, union.c.k2, union.c.id).limit(LIMIT)
-
-
-async def _fuzzy(
-    session: AsyncSession, tenant_id: uuid.UUID, words: tuple[str, ...]
-) -> tuple[Select[Any], Params] | None:
-    if len(words) == 1:
-        close = (await _close_terms(session, tenant_id, list(words)))[words[0]]
-        return (_by_term_statement(), {"terms": [t.term for t in close]}) if close else None
-    splits = _splits(words)
-    terms = await _close_terms(session, tenant_id, list(dict.fromkeys(p for s in splits for p in s)))
-    pairs = sorted(
-        (f.distance + la.distance, -(f.similarity + la.similarity), f.term, la.term)
-        for first, last in splits
-        for f in terms[first]
-        for la in terms[last]
+    return TenantRead.of(
+        select(*(union.c[c.name] for c in COLUMNS))
+        .order_by(union.c.tier, union.c.k1, union.c.k2, union.c.id)
+        .limit(LIMIT)
     )
-    if not pairs:
-        return None
-    return _by_pair_statement(), {"firsts": [p[2] for p in pairs], "lasts": [p[3] for p in pairs]}
 
 
-async def _close_terms(
-    session: AsyncSession, tenant_id: uuid.UUID, parts: list[str]
-) -> dict[str, list[Term]]:
-    """The tenant's name terms close to each part, closest first (at most TERM_CANDIDATES each): one edit
-    away (primary-key lookups of every variant) or containing the part (the trigram GIN index). A longer
-    part that finds none is then matched by trigram similarity (pg_trgm's `%`, threshold 0.3: two typos
-    in a long name), which lets the GIN index return many more candidates, hence only then."""
-    found = await _terms(session, tenant_id, parts, similar=False)
-    unmatched = [part for part in parts if not found[part] and len(part) >= SIMILAR_WORD]
-    if unmatched:
-        found.update(await _terms(session, tenant_id, unmatched, similar=True))
-    return found
+def _fuzzy(words: tuple[str, ...]) -> tuple[TenantRead, Params]:
+    """Tier 3 for the words: the patients of the closest terms (one word) or pairs of terms (several)."""
+    if len(words) == 1:
+        return _by_term_statement(), _term_params(list(words))
+    splits = _splits(words)
+    parts = list(dict.fromkeys(p for s in splits for p in s))
+    params = _term_params(parts) | {
+        "reading_firsts": [parts.index(first) for first, _ in splits],
+        "reading_lasts": [parts.index(last) for _, last in splits],
+    }
+    return _by_pair_statement(len(parts)), params
 
 
-async def _terms(
-    session: AsyncSession, tenant_id: uuid.UUID, parts: list[str], *, similar: bool
-) -> dict[str, list[Term]]:
-    params: Params = {"tenant": tenant_id}
+def _term_params(parts: list[str]) -> Params:
+    """What the vocabulary lookup of each part (`_close_terms`) needs."""
+    params: Params = {}
     for n, part in enumerate(parts):
         escaped = part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         params |= {
@@ -240,64 +229,71 @@ async def _terms(
             f"inside{n}": f"%{escaped}%",
             # "ol" is someone typing, not a typo of "al": no variants for words that short
             f"variants{n}": _one_edit_away(part) if len(part) >= MIN_TYPO_WORD else [],
+            f"long{n}": len(part) >= SIMILAR_WORD,
         }
-    found: dict[str, list[Term]] = {part: [] for part in parts}
-    for n, value, distance, similarity in await session.execute(
-        _terms_statement(len(parts), similar), params
-    ):
-        found[parts[n]].append(Term(value, distance, similarity))
-    return found
+    return params
 
 
-@cache
-def _terms_statement(parts: int, similar: bool) -> Any:
-    """The closest terms of each of `parts` words: one edit away or containing it (or, `similar`, close
-    by trigrams), ranked by edit distance, then similarity."""
-    term = patient_name_terms.c.term
-    selects = []
-    for n in range(parts):
-        part = _p(f"part{n}")
-        distance = func.levenshtein_less_equal(term, part, 3)
-        similarity = func.similarity(term, part)
-        close: ColumnElement[bool]
-        if similar:
-            close = term.bool_op("%")(part)
-        else:
-            variants = _p(f"variants{n}", type_=ARRAY(Text))
-            close = or_(term == any_(variants), term.like(_p(f"inside{n}"), escape="\\"))
-        selects.append(
-            select(literal(n).label("part"), term, distance.label("distance"), similarity.label("similarity"))
-            .where(patient_name_terms.c.tenant_id == TENANT, close)
-            .order_by(distance, similarity.desc(), term)
-            .limit(TERM_CANDIDATES)
+def _closest(n: int, close: ColumnElement[bool]) -> Select[Any]:
+    """The TERM_CANDIDATES terms of the tenant closest to part `n` among those `close` selects."""
+    term, part = patient_name_terms.c.term, _p(f"part{n}", type_=Text)
+    distance = func.levenshtein_less_equal(term, part, 3)
+    similarity = func.similarity(term, part)
+    return (
+        select(
+            literal_column(str(n)).label("part"),
+            term,
+            distance.label("distance"),
+            similarity.label("similarity"),
         )
-    return union_all(*selects)
+        .where(patient_name_terms.c.tenant_id == TENANT, close)
+        .order_by(distance, similarity.desc(), term)
+        .limit(TERM_CANDIDATES)
+    )
 
 
-def _ranked(**columns: Any) -> Any:
-    """`unnest(...) WITH ORDINALITY` over parallel array parameters, sorted by the ordinality (`rank`): the
-    outer side of a nested loop that the planner knows to be in rank order, so it stops once the page is
-    full (an incremental sort on the rank)."""
-    arrays = [_p(name, type_=ARRAY(sql_type)) for name, sql_type in columns.items()]
-    table = func.unnest(*arrays).table_valued(*columns, with_ordinality="rank").render_derived()
-    return select(table).order_by(table.c.rank).subquery("ranked")
+def _close_terms(parts: int) -> Any:
+    """The tenant's name terms close to each of `parts` words (columns part, term, distance, similarity), at
+    most TERM_CANDIDATES each, the closest by edit distance, then similarity: one edit away (primary-key
+    lookups of every variant) or containing the word (the trigram GIN index). A word of SIMILAR_WORD
+    letters or more that finds none is then matched by trigram similarity (pg_trgm's `%`, threshold 0.3:
+    two typos in a long name), which lets the GIN index return many more candidates, hence only then (a
+    one-time filter: the scan does not start otherwise)."""
+    term = patient_name_terms.c.term
+    found = []
+    for n in range(parts):
+        part = _p(f"part{n}", type_=Text)
+        # `ARRAY(SELECT unnest(...))`, not the parameter itself: the planner then cannot count the variants
+        # (600 for an 11-letter word), which would make it prefer the trigram index over the primary key
+        # for the equality (45 ms instead of 1).
+        variants = func.array(select(func.unnest(_p(f"variants{n}", type_=ARRAY(Text)))).scalar_subquery())
+        one_edit = _closest(n, or_(term == any_(variants), term.like(_p(f"inside{n}"), escape="\\"))).cte(
+            f"one_edit_{n}"
+        )
+        similar = _closest(
+            n, and_(_p(f"long{n}", type_=Boolean), ~exists(one_edit.select()), term.bool_op("%")(part))
+        ).cte(f"similar_{n}")
+        found += [one_edit.select(), similar.select()]
+    return union_all(*found).cte("close_terms")
 
 
 @cache
-def _by_term_statement() -> Select[Any]:
-    """Patients whose first or last name is one of `terms`, the closest term first, then by the other name."""
-    ranked = _ranked(terms=Text)
+def _by_term_statement() -> TenantRead:
+    """Patients whose first or last name is one of the terms close to the word (`_close_terms`), the
+    closest term first, then by the other name."""
+    terms = _close_terms(1)
+    rank = func.row_number().over(order_by=(terms.c.distance, terms.c.similarity.desc(), terms.c.term))
+    ranked = select(terms.c.term, rank.label("rank")).order_by(rank).subquery("ranked")
     branches = [
-        select(Patient, other.label("k2"))
-        .where(Patient.tenant_id == TENANT, Patient.id.not_in(EXCLUDE), column == ranked.c.terms)
-        .order_by(other, Patient.id)
+        select(*COLUMNS, other.label("k2"))
+        .where(_P.tenant_id == TENANT, NOT_FOUND_YET, column == ranked.c.term)
+        .order_by(other, _P.id)
         .limit(LIMIT)
         for column, other in ((FIRST, LAST), (LAST, FIRST))
     ]
     matches = union_all(*branches).lateral("matches")
-    patient = aliased(Patient, matches)
-    return (
-        select(patient)
+    return TenantRead.of(
+        select(*(matches.c[c.name] for c in COLUMNS))
         .select_from(ranked)
         .join(matches, true())
         .order_by(ranked.c.rank, matches.c.k2, matches.c.id)
@@ -306,24 +302,41 @@ def _by_term_statement() -> Select[Any]:
 
 
 @cache
-def _by_pair_statement() -> Select[Any]:
-    """Patients whose (first, last) name is one of the (`firsts`, `lasts`) pairs, the closest pair first."""
-    ranked = _ranked(firsts=Text, lasts=Text)
-    matches = (
-        select(Patient)
-        .where(
-            Patient.tenant_id == TENANT,
-            Patient.id.not_in(EXCLUDE),
-            FIRST == ranked.c.firsts,
-            LAST == ranked.c.lasts,
+def _by_pair_statement(parts: int) -> TenantRead:
+    """Patients whose (first, last) name is a pair of terms close to a (first, last) reading of the words
+    (`reading_firsts`, `reading_lasts`: the index of each part), the closest pair first."""
+    terms = _close_terms(parts)
+    readings = (
+        func.unnest(_p("reading_firsts", type_=ARRAY(Integer)), _p("reading_lasts", type_=ARRAY(Integer)))
+        .table_valued("first_part", "last_part")
+        .render_derived()
+    )
+    f, la = terms.alias("f"), terms.alias("l")
+    rank = func.row_number().over(
+        order_by=(
+            f.c.distance + la.c.distance,
+            (func.float8(f.c.similarity) + func.float8(la.c.similarity)).desc(),
+            f.c.term,
+            la.c.term,
         )
-        .order_by(Patient.id)
+    )
+    ranked = (
+        select(f.c.term.label("first"), la.c.term.label("last"), rank.label("rank"))
+        .select_from(readings)
+        .join(f, f.c.part == readings.c.first_part)
+        .join(la, la.c.part == readings.c.last_part)
+        .order_by(rank)
+        .subquery("ranked")
+    )
+    matches = (
+        select(*COLUMNS)
+        .where(_P.tenant_id == TENANT, NOT_FOUND_YET, FIRST == ranked.c.first, LAST == ranked.c.last)
+        .order_by(_P.id)
         .limit(LIMIT)
         .lateral("matches")
     )
-    patient = aliased(Patient, matches)
-    return (
-        select(patient)
+    return TenantRead.of(
+        select(*(matches.c[c.name] for c in COLUMNS))
         .select_from(ranked)
         .join(matches, true())
         .order_by(ranked.c.rank, matches.c.id)

@@ -1,4 +1,5 @@
-"""The patient list's reads, straight on psycopg (`core.reads`): `GET /patients`, filtered and paged.
+"""The patient list's reads, straight on psycopg (`core.reads`): `GET /patients`, filtered and paged, and the
+quick search `GET /patients/search` (its name search is `domain.patients.name_search`).
 
 Each shape of the list (a search or not, a phone-like search or not, a status or not) is one statement
 built with SQLAlchemy Core and compiled at import, with its count: what varies is a bound parameter, so
@@ -16,12 +17,14 @@ from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from core.database import TENANT_PARAMETER
+from core.errors import Unprocessable
 from core.pagination import PageParams
-from core.phones import digits_only
+from core.phones import digits_only, to_e164
 from core.reads import TenantRead, TenantReads
 from domain.patients.models import Patient, full_name_expression
+from domain.patients.name_search import search_names
 from domain.patients.repository import PHONE_LIKE
-from domain.patients.schemas import PatientSimpleResponse
+from domain.patients.schemas import PatientSearchType, PatientSimpleResponse
 
 _P = Patient.__table__.c
 _TENANT = bindparam(TENANT_PARAMETER, type_=PG_UUID(as_uuid=True))
@@ -84,3 +87,54 @@ async def list_patients(
     total = await reads.one(count_read, **params)
     rows = await reads.all(page_read, **params)
     return rows, int(total["total"] if total else 0)
+
+
+def _quick(condition: ColumnElement[bool], *order: Any) -> TenantRead:
+    """A quick search by one identifier: the best matches first, then by name."""
+    return TenantRead.of(
+        select(*LIST_COLUMNS)
+        .where(_P.tenant_id == _TENANT, condition)
+        .order_by(*order, _P.last_name, _P.first_name, _P.id)
+        .limit(bindparam("limit"))
+    )
+
+
+_EMAIL = func.lower(_P.email_primary)
+# A phone number's digits anywhere in it (the trigram index); typed as a full number that normalises, the
+# number itself first.
+PHONE_PART = _quick(_P.phone_primary.contains(bindparam("digits"), escape=ESCAPE))
+PHONE_PART_OR_NUMBER = _quick(
+    or_(_P.phone_primary.contains(bindparam("digits"), escape=ESCAPE), _P.phone_primary == bindparam("e164")),
+    (_P.phone_primary == bindparam("e164")).desc(),
+)
+# MRNs are stored upper-case, so a plain prefix match can use ix_patients_tenant_mrn_pattern.
+MRN = _quick(_P.mrn.startswith(bindparam("prefix"), escape=ESCAPE), (_P.mrn == bindparam("upper")).desc())
+EMAIL = _quick(
+    _EMAIL.contains(bindparam("part"), escape=ESCAPE),
+    (_EMAIL == bindparam("lower")).desc(),
+    func.similarity(_EMAIL, bindparam("lower")).desc(),
+)
+
+
+async def quick_search(
+    reads: TenantReads, query: str, search_type: PatientSearchType, limit: int
+) -> list[DictRow]:
+    """Up to `limit` of the tenant's patients matching `query` by one kind of identifier, best first."""
+    q = query.strip()
+    if search_type is PatientSearchType.NAME:
+        return await search_names(reads, q, limit)
+    if search_type is PatientSearchType.PHONE:
+        digits = digits_only(q)
+        if len(digits) < 2:
+            raise Unprocessable("A phone search needs at least 2 digits.", loc=("query", "query"))
+        try:
+            # A national number ("020 7946 0958") only matches once normalised like stored numbers.
+            e164 = to_e164(q)
+        except ValueError:
+            return await reads.all(PHONE_PART, digits=_escaped(digits), limit=limit)
+        return await reads.all(PHONE_PART_OR_NUMBER, digits=_escaped(digits), e164=e164, limit=limit)
+    if search_type is PatientSearchType.MRN:
+        upper = q.upper()
+        return await reads.all(MRN, prefix=_escaped(upper), upper=upper, limit=limit)
+    lower = q.lower()
+    return await reads.all(EMAIL, part=_escaped(lower), lower=lower, limit=limit)

@@ -2,10 +2,10 @@
 
 What a patient owns in the other domains (appointments, messages, ...) is queried in `domain.records`.
 
-The quick name search is `domain.patients.name_search` (exact, prefix, then typo-tolerant tiers); the
-list's search is `domain.patients.reads`. Email and phone searches are written against the trigram (GIN)
-indexes of the patients table, so they stay fast at a million patients: `LIKE '%...%'` on the indexed
-expressions.
+The quick search (`GET /patients/search`, its name search in `domain.patients.name_search`) and the list's
+search are `domain.patients.reads`. The advanced search's email and phone conditions are written against
+the trigram (GIN) indexes of the patients table, so they stay fast at a million patients: `LIKE '%...%'` on
+the indexed expressions.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ import re
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Select, case, cast, func, literal, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Date, Select, case, cast, func, select, tuple_, update
 
 from core.errors import NotFound, Unprocessable
-from core.phones import digits_only, to_e164
+from core.phones import digits_only
 from core.repository import Repository
 from domain.patients.models import ChannelConsent, Patient, full_name_expression
-from domain.patients.name_search import search_names
-from domain.patients.schemas import PatientAdvancedSearch, PatientSearchType
+from domain.patients.schemas import PatientAdvancedSearch
 
 PHONE_LIKE = re.compile(r"^[\d\s().+-]+$")
 # Age groups of the demographics report: (name, first age *not* in the group).
@@ -70,46 +69,6 @@ class PatientRepository(Repository[Patient]):
         """The patient with this MRN (as typed or upper-cased, as MRNs are stored)."""
         stmt = self.base().where(Patient.mrn.in_({mrn, mrn.upper()})).order_by(Patient.mrn.desc()).limit(1)
         return await self.session.scalar(stmt)
-
-    async def quick_search(self, query: str, search_type: PatientSearchType, limit: int) -> list[Patient]:
-        """Up to `limit` patients matching `query` by one kind of identifier, best matches first."""
-        q = query.strip()
-        if search_type is PatientSearchType.NAME:
-            return await search_names(self.session, self.session.info["tenant_id"], q, limit)
-        stmt = self.base()
-        if search_type is PatientSearchType.PHONE:
-            stmt = self._phone_search(stmt, q)
-        elif search_type is PatientSearchType.MRN:
-            upper = q.upper()
-            # MRNs are stored upper-case, so a plain prefix match can use ix_patients_tenant_mrn_pattern.
-            stmt = stmt.where(Patient.mrn.startswith(upper, autoescape=True)).order_by(
-                (Patient.mrn == upper).desc(), Patient.mrn
-            )
-        else:
-            lower = q.lower()
-            email = func.lower(Patient.email_primary)
-            stmt = stmt.where(email.contains(lower, autoescape=True)).order_by(
-                (email == lower).desc(), func.similarity(email, lower).desc()
-            )
-        stmt = stmt.order_by(Patient.last_name, Patient.first_name, Patient.id).limit(limit)
-        return list((await self.session.scalars(stmt)).all())
-
-    @staticmethod
-    def _phone_search(stmt: Select[Any], query: str) -> Select[Any]:
-        digits = digits_only(query)
-        if len(digits) < 2:
-            raise Unprocessable("A phone search needs at least 2 digits.", loc=("query", "query"))
-        conditions = [Patient.phone_primary.contains(digits, autoescape=True)]
-        exact: ColumnElement[bool] = literal(False)
-        try:
-            # A national number ("020 7946 0958") only matches once normalised like stored numbers.
-            e164 = to_e164(query)
-        except ValueError:
-            pass
-        else:
-            exact = Patient.phone_primary == e164
-            conditions.append(exact)
-        return stmt.where(or_(*conditions)).order_by(exact.desc())
 
     def advanced(self, criteria: PatientAdvancedSearch) -> Select[Any]:
         """Patients matching every criterion given, ordered by last then first name."""

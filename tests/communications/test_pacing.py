@@ -71,7 +71,9 @@ def _sender(per_second: float, burst_seconds: float = 0.0) -> pacing.Sender:
 
 
 async def test_concurrent_turns_are_one_interval_apart(system_sessionmaker) -> None:
-    sender = _sender(per_second=10)
+    # Half a second apart: every caller reaches the database before the turn ahead of it is due, even on
+    # a loaded machine (a caller arriving after that would rightly be given a turn from its own arrival).
+    sender = _sender(per_second=2)
 
     async def take() -> datetime:
         async with system_sessionmaker() as session:
@@ -82,7 +84,7 @@ async def test_concurrent_turns_are_one_interval_apart(system_sessionmaker) -> N
     turns = sorted(await asyncio.gather(*(take() for _ in range(20))))
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(turns)]
     assert len(set(turns)) == 20
-    assert all(abs(gap - 0.1) < 0.001 for gap in gaps), gaps
+    assert all(abs(gap - 0.5) < 0.001 for gap in gaps), gaps
 
 
 async def test_an_idle_sender_catches_up_for_its_burst_and_no_more(system_sessionmaker) -> None:

@@ -1,4 +1,5 @@
-"""The patient list's reads (`domain.patients.reads`): psycopg statements that filter by tenant themselves."""
+"""The patient list's and quick search's reads (`domain.patients.reads`, `domain.patients.name_search`):
+psycopg statements that filter by tenant themselves."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from domain.patients.reads import LISTS
+from domain.patients import name_search
+from domain.patients.reads import EMAIL, LISTS, MRN, PHONE_PART, PHONE_PART_OR_NUMBER
 from tests.patients.support import BASE, CreatePatient
 
 
@@ -16,6 +18,19 @@ def test_every_shape_of_the_list_filters_by_the_callers_tenant() -> None:
         for read in (page, count):
             assert re.search(r"WHERE patients\.tenant_id = %\(tenant_id\)s", read.sql), read.sql
     assert len(LISTS) == 6  # with or without a status; no search, a search, a phone-like search
+
+
+def test_every_quick_search_statement_filters_each_table_it_reads_by_the_callers_tenant() -> None:
+    reads = [PHONE_PART, PHONE_PART_OR_NUMBER, MRN, EMAIL]
+    for words in range(1, name_search.MAX_WORDS + 1):
+        query = tuple(f"name{n}" for n in range(words))
+        reads += [name_search._exact_or_prefix(query)[0], name_search._fuzzy(query)[0]]
+    for read in reads:
+        for table in ("patients", "patient_name_terms"):
+            tables = len(re.findall(rf"FROM {table}\b", read.sql))
+            filters = len(re.findall(rf"WHERE {table}\.tenant_id = %\(tenant_id\)s", read.sql))
+            assert tables == filters, read.sql
+    assert "patient_name_terms" in name_search._fuzzy(("jon", "smyth"))[0].sql
 
 
 async def test_another_tenants_list_and_search_leave_out_our_patients(
