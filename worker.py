@@ -28,7 +28,7 @@ from core.audit_key import audit_key
 from core.database import make_engine, make_sessionmaker, mark_system, resolve_database_url
 from core.events import PRUNE_BATCH as PRUNE_EVENTS_BATCH
 from core.events import prune_dispatched
-from core.gateway import WorkflowGateway
+from core.gateway import WorkflowGateway, control_queue
 from core.logging import configure_logging
 from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
 from core.periodic import PeriodicJob, PeriodicRunner
@@ -154,9 +154,9 @@ async def run_worker(
         client = await _connect_with_retry(settings, telemetry.runtime)
         gateway = worker_gateway(client, settings)
         await _retire_reconciler(gateway)
-        worker = Worker(
+        workers = task_queue_workers(
             client,
-            task_queue=settings.temporal_task_queue,
+            settings.temporal_task_queue,
             workflows=workflows,
             activities=activities,
             identity=worker_identity(),
@@ -165,20 +165,20 @@ async def run_worker(
             # No more activities at once than the pool has connections (unless set): past it, an activity
             # waits for a connection, fails after `db_pool_timeout_seconds` and is retried with backoff (a
             # 200-journey burst on a busy machine failed a third of its sends so, with the SDK's 100 + 100).
-            max_concurrent_activities=settings.worker_activities_at_once,
-            max_concurrent_local_activities=settings.worker_activities_at_once,
+            activities_at_once=settings.worker_activities_at_once,
         )
         log.info(
-            "worker %s polling task queue %r on %s (%d workflows, %d activities)",
+            "worker %s polling task queues %r and %r on %s (%d workflows, %d activities)",
             worker_identity(),
             settings.temporal_task_queue,
+            control_queue(settings.temporal_task_queue),
             temporal_target(settings),
             len(workflows),
             len(activities),
         )
         if freeze_after_startup:
             freeze_startup_objects()
-        running = asyncio.create_task(worker.run())
+        running = asyncio.create_task(_run_all(workers))
         periodic_stop = asyncio.Event()
         periodic = asyncio.create_task(
             PeriodicRunner(engine, periodic_jobs(deps, gateway)).run(periodic_stop)
@@ -190,7 +190,7 @@ async def run_worker(
         periodic_stop.set()
         if not running.done():
             log.info("worker shutting down ...")
-            await worker.shutdown()
+            await asyncio.gather(*(worker.shutdown() for worker in workers))
         stopping.cancel()
         await periodic
         await running  # re-raises a fatal worker error
@@ -198,6 +198,43 @@ async def run_worker(
     finally:
         telemetry.close()
         await engine.dispose()
+
+
+CONTROL_SLOTS = 2  # activities (and local activities) the control queue runs at once
+
+
+def task_queue_workers(
+    client: Client,
+    task_queue: str,
+    *,
+    workflows: Sequence[type],
+    activities: Sequence[Callable[..., Any]],
+    activities_at_once: int | None = None,
+    **options: Any,
+) -> list[Worker]:
+    """The workers one worker process runs: one polling `task_queue`, and one polling its control queue
+    (`core.gateway.control_queue`, where `CONTROL_WORKFLOWS` run), both with every workflow and activity
+    and `options`. The control queue has `CONTROL_SLOTS` activities at once of its own, taken from
+    `activities_at_once` (the process's total, when given), so a campaign's next batch never waits for a
+    slot behind its journeys' sends."""
+    main_slots = max(1, activities_at_once - CONTROL_SLOTS) if activities_at_once else None
+    return [
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=workflows,
+            activities=activities,
+            max_concurrent_activities=slots,
+            max_concurrent_local_activities=slots,
+            **options,
+        )
+        for queue, slots in ((task_queue, main_slots), (control_queue(task_queue), CONTROL_SLOTS))
+    ]
+
+
+async def _run_all(workers: list[Worker]) -> None:
+    """Run the workers until they stop; the first one to fail stops the process's worker."""
+    await asyncio.gather(*(worker.run() for worker in workers))
 
 
 def periodic_jobs(deps: ActivityDeps, gateway: WorkflowGateway) -> list[PeriodicJob]:

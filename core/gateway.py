@@ -178,6 +178,24 @@ _REUSE = {
 }
 
 
+# Workflows that run on the control task queue (`<task queue>-control`), which the worker polls with slots
+# of its own: loops whose steps must not wait behind the work they fan out. A campaign's batch starts a
+# hundred journeys, whose sends then fill the task queue and every activity slot; on that queue the next
+# batch waited behind them (1-2 s for a slot, and as long for its workflow task, per batch).
+CONTROL_WORKFLOWS = frozenset({"CampaignWorkflow"})
+CONTROL_QUEUE_SUFFIX = "-control"
+
+
+def control_queue(task_queue: str) -> str:
+    """The control task queue beside `task_queue`."""
+    return task_queue + CONTROL_QUEUE_SUFFIX
+
+
+def main_queue(task_queue: str) -> str:
+    """The task queue a control queue stands beside (a main queue is its own)."""
+    return task_queue.removesuffix(CONTROL_QUEUE_SUFFIX)
+
+
 class WorkflowGateway:
     """Every call the service makes to Temporal, with one timeout and one mapping of errors."""
 
@@ -189,7 +207,7 @@ class WorkflowGateway:
         rpc_timeout: timedelta = RPC_TIMEOUT,
     ) -> None:
         self._get_client = get_client
-        self.task_queue = task_queue
+        self.task_queue = main_queue(task_queue)  # where workflows start, unless they are control ones
         self.rpc_timeout = rpc_timeout
         self._down_until = 0.0
 
@@ -201,6 +219,10 @@ class WorkflowGateway:
             return client
 
         return cls(get_client, task_queue, **options)
+
+    def queue_for(self, workflow: str) -> str:
+        """The task queue `workflow` is started on: the control queue for `CONTROL_WORKFLOWS`."""
+        return control_queue(self.task_queue) if workflow in CONTROL_WORKFLOWS else self.task_queue
 
     @property
     def recently_down(self) -> bool:
@@ -220,7 +242,7 @@ class WorkflowGateway:
                     spec.workflow,
                     spec.input,
                     id=spec.workflow_id,
-                    task_queue=self.task_queue,
+                    task_queue=self.queue_for(spec.workflow),
                     search_attributes=search_attributes(spec.search_attributes),
                     id_reuse_policy=_REUSE[spec.policy],
                     id_conflict_policy=(
@@ -244,7 +266,7 @@ class WorkflowGateway:
                 spec.workflow,
                 spec.input,
                 id=spec.workflow_id,
-                task_queue=self.task_queue,
+                task_queue=self.queue_for(spec.workflow),
                 search_attributes=search_attributes(spec.search_attributes),
                 start_signal=signal,
                 start_signal_args=[arg],
@@ -262,7 +284,7 @@ class WorkflowGateway:
                 spec.start.workflow,
                 spec.start.input,
                 id=spec.start.workflow_id,
-                task_queue=self.task_queue,
+                task_queue=self.queue_for(spec.start.workflow),
                 typed_search_attributes=search_attributes(spec.start.search_attributes),
             ),
             spec=ScheduleSpec(

@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     replayed from its history when its next task comes (a timer firing, a signal): fewer cached means less
     memory and more replay work. `0` turns the cache off."""
     worker_max_concurrent_activities: int | None = Field(default=None, ge=1, le=10_000)
-    """Activities (and as many local activities) the worker runs at once; unset: its database connections
+    """Activities (and as many local activities) the worker runs at once, on its task queue and its control
+    queue together (2 of them are the control queue's); unset: its database connections
     (`PRM_DB_POOL_SIZE` + `PRM_DB_MAX_OVERFLOW`). Nearly every activity holds a connection, so more at once
     than the pool has only wait for one (and time out, and retry): a campaign starting a hundred journeys at
     once did that."""

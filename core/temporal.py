@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.common import Priority, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig
 
@@ -24,12 +24,6 @@ from core.tracing import temporal_interceptors
 # Ids only: operators filter on these in the Temporal UI; never put PHI in a search attribute. The names
 # are the gateway's; the keys are for workflows (upserts) and for registering them on a dev server.
 SA_INSTANCE_STATUS = SearchAttributeKey.for_keyword(gateway.SA_INSTANCE_STATUS)
-
-# Task priority (Temporal's priority keys: 1 first, 3 when unset). A task queue backlogged with activities
-# dispatches the lower keys first. A campaign's own steps go first: each enrols a batch whose journeys then
-# flood the queue, and enrolment must not wait behind the work it has just started (a batch waited 7-15 s
-# behind its journeys' sends on the campaign benchmark).
-CAMPAIGN_STEP_PRIORITY = Priority(priority_key=1)
 SEARCH_ATTRIBUTES = [SearchAttributeKey.for_keyword(name) for name in gateway.SEARCH_ATTRIBUTE_NAMES]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities import ActivityDeps, build_activities
+from activities import ActivityDeps
 from api.app import create_app
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
@@ -36,9 +36,8 @@ from tests.communications.provider_support import (
     serve_fake_providers,
 )
 from tests.stack.cli_support import AUDIT_ANCHOR_FILE, AUDIT_HMAC_KEY
-from tests.temporal_envs import start_dev_server, start_time_skipping
+from tests.temporal_envs import app_workers, start_dev_server, start_time_skipping
 from tests.tenants import TenantFactory
-from workflows.registry import ALL_WORKFLOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,17 +121,16 @@ async def temporal_worker(
     system_sessionmaker: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Worker]:
-    """A worker with every workflow and activity on a fresh task queue of the test's time-skipping server,
-    and the API pointed at both (its requests deliver their workflow commands there)."""
+    """Workers with every workflow and activity on a fresh task queue of the test's time-skipping server
+    and on its control queue, and the API pointed at both (its requests deliver their workflow commands
+    there)."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(settings, "temporal_task_queue", queue)
     previous_client = getattr(app.state, "temporal_client", None)
     app.state.temporal_client = temporal_env.client
     deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
     try:
-        async with Worker(
-            temporal_env.client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
-        ) as worker:
+        async with app_workers(temporal_env.client, queue, deps) as (worker, _control):
             yield worker
     finally:
         app.state.temporal_client = previous_client

@@ -8,13 +8,20 @@ test's alone). A test that stops and restarts Temporal starts its own dev server
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities import ActivityDeps, build_activities
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary, test_server_binary
+from worker import task_queue_workers
+from workflows.registry import ALL_WORKFLOWS
 
 
 async def start_dev_server(*, port: int | None = None, db_file: Path | None = None) -> WorkflowEnvironment:
@@ -41,3 +48,16 @@ async def start_time_skipping() -> WorkflowEnvironment:
         )
     )
     return env
+
+
+@asynccontextmanager
+async def app_workers(client: Client, queue: str, deps: ActivityDeps) -> AsyncIterator[list[Worker]]:
+    """Every workflow and activity of the application polling `queue` and its control queue, as
+    `worker.run_worker` polls them (`worker.task_queue_workers`): a campaign runs on the control queue."""
+    async with AsyncExitStack() as stack:
+        workers = task_queue_workers(
+            client, queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
+        )
+        for running in workers:
+            await stack.enter_async_context(running)
+        yield workers

@@ -36,9 +36,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities import ActivityDeps, build_activities
+from activities import ActivityDeps
 from api.app import create_app
 from api.content_rules import RULES
 from core.auth import Role, issue_dev_token
@@ -47,7 +46,7 @@ from core.settings import Settings
 from core.temporal import connect_temporal
 from domain.tenants.schemas import TenantCreate
 from domain.tenants.service import create_tenant
-from workflows.registry import ALL_WORKFLOWS
+from tests.temporal_envs import app_workers
 
 # Examples per operation in the fuzzing phase (the coverage phase adds its own boundary cases): enough to
 # keep the run near 4 minutes on a shared 2-core machine (positive and negative cases, the coverage phase
@@ -176,12 +175,7 @@ def worker(fuzzed_settings: Settings, database_url: str) -> Iterator[None]:
         deps = ActivityDeps(settings=fuzzed_settings, sessionmaker=make_sessionmaker(engine))
         client = await connect_temporal(fuzzed_settings)
         try:
-            async with Worker(
-                client,
-                task_queue=fuzzed_settings.temporal_task_queue,
-                workflows=ALL_WORKFLOWS,
-                activities=build_activities(deps),
-            ):
+            async with app_workers(client, fuzzed_settings.temporal_task_queue, deps):
                 ready.set()
                 await stop.wait()
         finally:

@@ -20,7 +20,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.campaigns import CampaignActivities
-    from core.temporal import CAMPAIGN_STEP_PRIORITY
     from domain.campaigns.plan import (
         BATCH_SIZE,
         BATCHES_PER_RUN,
@@ -61,11 +60,7 @@ class CampaignWorkflow:
         """Enrol every member, or stop when cancelled; the campaign's final status."""
         seen = self._changes
         plan = await workflow.execute_activity_method(
-            CampaignActivities.plan,
-            data,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
-            priority=CAMPAIGN_STEP_PRIORITY,
+            CampaignActivities.plan, data, start_to_close_timeout=timedelta(seconds=30), retry_policy=RETRY
         )
         self._adopt(plan.status, seen)
         if plan.starts_at is not None:
@@ -104,7 +99,6 @@ class CampaignWorkflow:
             start_to_close_timeout=STEP_TIMEOUT,
             heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY,
-            priority=CAMPAIGN_STEP_PRIORITY,  # ahead of the journeys its batches start
         )
 
     async def _finish(self, data: CampaignInput, failure: str | None = None) -> str:
@@ -113,7 +107,6 @@ class CampaignWorkflow:
             FinishInput(tenant_id=data.tenant_id, campaign_id=data.campaign_id, failure=failure),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
-            priority=CAMPAIGN_STEP_PRIORITY,
         )
 
     async def _wait(self, duration: timedelta, until: Callable[[], bool]) -> None:

@@ -14,13 +14,12 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import ActivityDeps, build_activities
+from activities import ActivityDeps
 from tests.campaigns.support import campaign, cohort_of_everyone, instances_by_patient, launch
 from tests.dedicated_postgres import free_port
 from tests.polling import eventually
-from tests.temporal_envs import start_dev_server
+from tests.temporal_envs import app_workers, start_dev_server
 from tests.worker_processes import kill, start_worker
-from workflows.registry import ALL_WORKFLOWS
 
 MEMBERS = 200
 PACE = 2400  # a batch of 100, then 2.5 s before the next: room to strike during and between batches
@@ -77,9 +76,7 @@ async def _at_least(client: Any, auth: dict[str, str], campaign_id: str, n: int)
 
 @asynccontextmanager
 async def _worker(temporal: Client, queue: str, deps: ActivityDeps) -> AsyncIterator[Worker]:
-    async with Worker(
-        temporal, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
-    ) as running:
+    async with app_workers(temporal, queue, deps) as (running, _control):
         yield running
 
 

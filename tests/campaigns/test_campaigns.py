@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from core.database import bind_tenant
+from core.gateway import control_queue
 from core.workflow_commands import WorkflowCommand
 from domain.campaigns.plan import campaign_workflow_id, enrollment_key
 from domain.journeys.models import Journey, JourneyInstance
@@ -65,6 +66,10 @@ async def test_a_campaign_enrols_each_member_once_and_counts_the_skipped_by_reas
             assert instance.idempotency_key == enrollment_key(launched["id"], patient)
             description = await temporal_env.client.get_workflow_handle(instance.workflow_id).describe()
             assert description.status is not None
+            assert description.task_queue == temporal_worker.task_queue  # journeys on the main queue
+    # The campaign itself ran on the control queue, where its batches never wait behind its journeys.
+    handle = temporal_env.client.get_workflow_handle(campaign_workflow_id(launched["id"]))
+    assert (await handle.describe()).task_queue == control_queue(temporal_worker.task_queue)
 
 
 async def test_members_are_frozen_at_the_start_so_a_later_patient_is_not_reached(

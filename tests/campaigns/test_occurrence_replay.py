@@ -13,16 +13,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.worker import Worker
-
-from activities import ActivityDeps, build_activities
+from activities import ActivityDeps
 from domain.campaigns.plan import campaign_schedule_id
 from tests import histories
 from tests.campaigns.support import API, cohort_of_everyone
 from tests.histories import Scenario
 from tests.polling import eventually
+from tests.temporal_envs import app_workers
 from workflows.campaign_schedules import CampaignOccurrenceWorkflow
-from workflows.registry import ALL_WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
 SCENARIOS = {
@@ -51,9 +49,7 @@ async def test_a_fresh_fire_history_replays(
     assert created.status_code == 201, created.text
     schedule = dev_env.client.get_schedule_handle(campaign_schedule_id(created.json()["id"]))
     deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
-    async with Worker(
-        dev_env.client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
-    ):
+    async with app_workers(dev_env.client, queue, deps):
         await schedule.trigger()
 
         async def fired() -> str | None:

@@ -17,9 +17,8 @@ import pytest
 from sqlalchemy import select
 from temporalio.client import Client, ScheduleOverlapPolicy
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
 
-from activities import ActivityDeps, build_activities
+from activities import ActivityDeps
 from activities.campaign_schedules import CampaignScheduleActivities
 from core.audit import AuditRecord
 from core.database import bind_tenant, mark_system
@@ -38,8 +37,7 @@ from tests.audit.support import chain_waiting
 from tests.campaigns.support import API, campaign, cohort_of_everyone, instances_by_patient, members
 from tests.dedicated_postgres import free_port
 from tests.polling import eventually
-from tests.temporal_envs import start_dev_server
-from workflows.registry import ALL_WORKFLOWS
+from tests.temporal_envs import app_workers, start_dev_server
 
 
 @pytest.fixture
@@ -51,9 +49,7 @@ async def dev_worker(app, settings, dev_env, system_sessionmaker, monkeypatch) -
     saved, app.state.temporal_client = app.state.temporal_client, dev_env.client
     deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
     try:
-        async with Worker(
-            dev_env.client, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
-        ):
+        async with app_workers(dev_env.client, queue, deps):
             yield dev_env.client
     finally:
         app.state.temporal_client = saved
@@ -333,9 +329,7 @@ async def _outage_loses_nothing(
         temporal = server.client
         deps = ActivityDeps(settings=settings, sessionmaker=system_sessionmaker)
         relay = CommandRelay(system_sessionmaker, WorkflowGateway.of_client(temporal, queue))
-        async with Worker(
-            temporal, task_queue=queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
-        ):
+        async with app_workers(temporal, queue, deps):
 
             async def relayed() -> bool:
                 await relay()
