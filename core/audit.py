@@ -22,8 +22,10 @@ across every process: each takes the advisory lock `audit-appender`, held to the
 before it reads anything, and under READ COMMITTED each statement after the lock sees what committed
 before it, so an appender never forks a chain nor misses what the one before it left (the per-tenant lock
 `prm_audit_chain_head` takes, and `uq_audit_records_tenant_id_seq`, refuse a fork anyway), and once a round
-ends every record committed before it began is chained. The chain's order is the order records reached the
-appender: about commit order, with a batch's records in the order they occurred.
+ends every record committed before it began is chained (an appender waits at most
+`APPENDER_LOCK_TIMEOUT_MS` for another's round; past it, its own round fails and its records wait for the
+next). The chain's order is the order records reached the appender: about commit order, with a batch's
+records in the order they occurred.
 The API's `AuditBuffer` is an appender (woken after each write, and every interval; it also chains the
 reads it queues in the process, which never pass through the table); the worker's `audit-chain` job
 chains what was left by processes that have none (the command line, a stopped API). Until it is chained a
