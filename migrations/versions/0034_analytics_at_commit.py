@@ -115,7 +115,26 @@ def _trigger(spec: tuple[str, ...], *, at_commit: bool) -> str:
     return f"CREATE TRIGGER {name} AFTER {events} ON {table} FOR EACH ROW{when} EXECUTE FUNCTION {function}()"
 
 
-COUNT_COMMUNICATION = """
+COUNT_INSERT = (
+    "PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);"
+)
+COUNT_DELETE = (
+    "PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);"
+)
+# Both counter rows in key order: two updates moving counts between the same keys cannot deadlock.
+COUNT_UPDATE = """
+    IF (old_day, OLD.direction, OLD.channel, OLD.status) < (new_day, NEW.direction, NEW.channel, NEW.status)
+    THEN
+        PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);
+        PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);
+    ELSIF (old_day, OLD.direction, OLD.channel, OLD.status)
+            > (new_day, NEW.direction, NEW.channel, NEW.status) THEN
+        PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);
+        PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);
+    END IF;
+"""
+
+COUNT_COMMUNICATION = f"""
 CREATE FUNCTION analytics_count_communication() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -133,25 +152,16 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' THEN
         new_day := (NEW.created_at AT TIME ZONE zone)::date;
-        PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);
+        {COUNT_INSERT}
         RETURN NULL;
     END IF;
     old_day := (OLD.created_at AT TIME ZONE zone)::date;
     IF TG_OP = 'DELETE' THEN
-        PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);
+        {COUNT_DELETE}
         RETURN NULL;
     END IF;
     new_day := (NEW.created_at AT TIME ZONE zone)::date;
-    -- Both counter rows in key order: two updates moving counts between the same keys cannot deadlock.
-    IF (old_day, OLD.direction, OLD.channel, OLD.status) < (new_day, NEW.direction, NEW.channel, NEW.status)
-    THEN
-        PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);
-        PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);
-    ELSIF (old_day, OLD.direction, OLD.channel, OLD.status)
-            > (new_day, NEW.direction, NEW.channel, NEW.status) THEN
-        PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);
-        PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);
-    END IF;
+    {COUNT_UPDATE}
     RETURN NULL;
 END
 $$;
@@ -238,24 +248,6 @@ BEGIN
     RETURN NULL;
 END
 $$;
-"""
-
-COUNT_INSERT = (
-    "PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);"
-)
-COUNT_DELETE = (
-    "PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);"
-)
-COUNT_UPDATE = """
-    IF (old_day, OLD.direction, OLD.channel, OLD.status) < (new_day, NEW.direction, NEW.channel, NEW.status)
-    THEN
-        PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);
-        PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);
-    ELSIF (old_day, OLD.direction, OLD.channel, OLD.status)
-            > (new_day, NEW.direction, NEW.channel, NEW.status) THEN
-        PERFORM analytics_bump_message(NEW.tenant_id, new_day, NEW.direction, NEW.channel, NEW.status, 1);
-        PERFORM analytics_bump_message(OLD.tenant_id, old_day, OLD.direction, OLD.channel, OLD.status, -1);
-    END IF;
 """
 
 # The immediate part of the communications trigger: pairing and sentiment need no status or channel.

@@ -44,3 +44,15 @@ def create_patient(client: httpx.AsyncClient, auth: dict[str, str]) -> CreatePat
 def records(system_sessionmaker: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID) -> Records:
     """Factories for the rows a patient owns, in this test's tenant."""
     return Records(system_sessionmaker, tenant_id)
+
+
+@pytest.fixture
+def suite_appender_off(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's API chains nothing during the test (its appender neither woken nor run), as if its
+    process had died right after its commits: the test's own appenders are the only ones."""
+
+    async def idle() -> int:
+        return 0
+
+    monkeypatch.setattr(app.state.audit_buffer, "flush", idle)
+    monkeypatch.setattr(app.state.audit_buffer, "wake", idle)

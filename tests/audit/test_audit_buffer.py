@@ -4,10 +4,8 @@ record, committed with it, is chained right after the commit."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
-import pytest
 
 from api.app import create_app
 from core.settings import Settings
@@ -52,13 +50,8 @@ async def test_a_writes_record_joins_the_chain_right_after_its_commit(
     database_url: str,
     auth: dict[str, str],
     trail: Trail,
-    app: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    suite_appender_off: None,
 ) -> None:
-    async def idle() -> int:
-        return 0
-
-    monkeypatch.setattr(app.state.audit_buffer, "flush", idle)  # only this test's app may chain
     slow = settings.model_copy(update={"audit_flush_interval_seconds": 60.0})  # no round in this test
     writer = create_app(slow, database_url=database_url)
 

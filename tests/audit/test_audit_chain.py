@@ -98,13 +98,8 @@ async def test_appenders_in_several_processes_chain_waiting_records_into_unbroke
     make_tenant: TenantFactory,
     tenant_id: uuid.UUID,
     database_url: str,
-    app: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    suite_appender_off: None,
 ) -> None:
-    async def idle() -> int:
-        return 0
-
-    monkeypatch.setattr(app.state.audit_buffer, "flush", idle)  # the suite's API takes no part
     other = await make_tenant()
     # Three transactions leave records waiting, as the command line does (no appender of its own).
     for batch in range(3):
@@ -146,13 +141,8 @@ async def test_appenders_in_several_processes_chain_waiting_records_into_unbroke
 async def test_an_appender_stalled_mid_round_holds_the_others_up_for_a_bounded_time(
     system_sessionmaker: async_sessionmaker[AsyncSession],
     tenant_id: uuid.UUID,
-    app: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    suite_appender_off: None,
 ) -> None:
-    async def idle() -> int:
-        return 0
-
-    monkeypatch.setattr(app.state.audit_buffer, "flush", idle)  # the suite's API takes no part
     async with system_sessionmaker() as session:
         await append(
             session,

@@ -68,20 +68,12 @@ async def test_a_read_of_a_patients_record_names_the_patient_from_the_answer(
 async def test_a_write_commits_its_record_with_it_and_a_crash_before_chaining_loses_nothing(
     client: httpx.AsyncClient,
     auth: dict[str, str],
-    app: Any,
     trail: Trail,
-    monkeypatch: pytest.MonkeyPatch,
+    suite_appender_off: None,
     system_sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     tenant_id: uuid.UUID,
 ) -> None:
-    # The API's appender never runs, as if the process died right after the commit.
-    async def asleep() -> None:
-        return None
-
-    monkeypatch.setattr(app.state.audit_buffer, "wake", asleep)
-    monkeypatch.setattr(app.state.audit_buffer, "flush", asleep)
-
     resp = await client.post(f"{API}/patients", json=patient_body(), headers=auth)
 
     assert resp.status_code == 201
