@@ -66,6 +66,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import ServiceUnavailable
+from core.settings import CONTROL_QUEUE_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,6 @@ _REUSE = {
 # hundred journeys, whose sends then fill the task queue and every activity slot; on that queue the next
 # batch waited behind them (1-2 s for a slot, and as long for its workflow task, per batch).
 CONTROL_WORKFLOWS = frozenset({"CampaignWorkflow"})
-CONTROL_QUEUE_SUFFIX = "-control"
 
 
 def control_queue(task_queue: str) -> str:

@@ -13,6 +13,10 @@ DEV_JWT_SECRET = "prm-development-secret-change-me-0123456789"  # noqa: S105 - r
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
+# The control task queue is `<PRM_TEMPORAL_TASK_QUEUE>` with this suffix (`core.gateway.control_queue`).
+CONTROL_QUEUE_SUFFIX = "-control"
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Conventional names (`DATABASE_URL`, ...) keep no prefix."""
 
@@ -106,8 +110,9 @@ class Settings(BaseSettings):
     `prm run` starts."""
     temporal_namespace: str = "default"
     """Temporal namespace."""
-    temporal_task_queue: str = "prm"
-    """Task queue the worker polls and workflows are started on."""
+    temporal_task_queue: str = Field(default="prm", min_length=1)
+    """Task queue the worker polls and workflows are started on; the worker also polls
+    `<this>-control`, where campaigns run (so this name may not itself end in `-control`)."""
     temporal_port: int = 7233
     """gRPC port of the dev server `prm run` starts."""
     temporal_ui_port: int = 8233
@@ -346,6 +351,15 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a rate limit such as '100/minute'") from exc
+        return value
+
+    @field_validator("temporal_task_queue")
+    @classmethod
+    def _not_a_control_queue(cls, value: str) -> str:
+        if value.endswith(CONTROL_QUEUE_SUFFIX):
+            raise ValueError(
+                f"must not end in {CONTROL_QUEUE_SUFFIX!r}: the worker polls that queue beside it"
+            )
         return value
 
     @field_validator("payload_encryption_keys")

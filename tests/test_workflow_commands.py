@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select, text
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
@@ -18,7 +19,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from core.codec import TENANT, data_converter, new_key_setting
 from core.database import bind_tenant, mark_system
-from core.gateway import StartPolicy, WorkflowGateway, WorkflowStart
+from core.gateway import StartPolicy, WorkflowGateway, WorkflowStart, control_queue, main_queue
+from core.settings import Settings
 from core.workflow_commands import (
     CommandRelay,
     WorkflowCommand,
@@ -371,3 +373,9 @@ async def test_a_delivered_signal_is_sealed_for_its_commands_tenant(
     (result,) = history.events[-1].workflow_execution_completed_event_attributes.result.payloads
     assert len(signals) == 2
     assert {p.metadata[TENANT] for p in [*signals, started, result]} == {str(tenant_id).encode()}
+
+
+def test_the_control_queue_stands_beside_the_task_queue_whose_name_may_not_look_like_one() -> None:
+    assert control_queue("prm") == "prm-control" and main_queue("prm-control") == main_queue("prm") == "prm"
+    with pytest.raises(ValidationError, match="must not end in '-control'"):
+        Settings(temporal_task_queue="clinic-control")
