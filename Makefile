@@ -86,7 +86,7 @@ BENCH_JOURNEYS := --instances 200 --concurrency 20
 BENCH_WORKER_MEMORY := --instances 2000
 BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30 --writes 10000
 BENCH_COHORTS := --scale 1 --requests 30
-BENCH_CAMPAIGNS := --patients 2000
+BENCH_CAMPAIGNS := --patients 10000
 BENCH_PACING := --patients 700 --rate 10
 BENCH_MESSAGE_CAMPAIGN := --patients 50000 --reference-messages 500
 else
