@@ -104,37 +104,39 @@ async def deliver_recorded(
     deps: ActivityDeps, tenant_id: str, communication_id: uuid.UUID, now: datetime, *, patience: float = 0.0
 ) -> None:
     """Hand a message this activity recorded (its delivery start held) to its provider at once; its held
-    start is then settled (sent, refused or done: no workflow) or released (a durable wait, a fallback to
-    watch, a provider failing for now: the delivery workflow takes over). A crash before this leaves the
-    held start to the relay, so the message is never lost.
+    start is settled (sent, refused or done: no workflow) or released (a durable wait, a fallback to watch,
+    a provider failing for now: the delivery workflow takes over) in the transaction that decides which
+    (`delivery.send_at_once`). A crash before that leaves the held start to the relay, so the message is
+    never lost.
 
     With `patience` (seconds; a campaign's batch), a campaign message waits here for its sender's turn when
     it comes within that long, and a provider's 429 is waited out here too (`THROTTLED_TRIES` times, the
     sender held back meanwhile), rather than becoming a workflow each."""
     sessions = functools.partial(deps.tenant_session, tenant_id)
-    outcome: DeliveryOutcome | None = None
     throttled = 0
     while True:
         try:
-            outcome = await delivery.send_at_once(sessions, communication_id, now=now, settings=deps.settings)
+            outcome = await delivery.send_at_once(
+                sessions, communication_id, now=now, settings=deps.settings, held=True
+            )
         except pacing.SenderBusy as busy:
-            if busy.wait_seconds > patience:
-                break  # the delivery workflow's send step waits out the turn kept on the message
-            await asyncio.sleep(busy.wait_seconds)
-            continue
+            if busy.wait_seconds <= patience:
+                await asyncio.sleep(busy.wait_seconds)
+                continue
         except ProviderError as exc:  # transient, or an attempt in doubt: the delivery workflow retries
             if patience and pacing.throttled(exc) and throttled < THROTTLED_TRIES:
                 throttled += 1
                 await asyncio.sleep(pacing.THROTTLE_PAUSE.total_seconds() * 2 ** (throttled - 1))
                 continue
-        break
-    async with deps.unit_of_work(tenant_id) as session:
-        if outcome is not None:
-            await dispatch.settle(session, communication_id)
         else:
-            await dispatch.release(session, communication_id)
-    if outcome is not None:
-        count_outcome(outcome)
+            if outcome is not None:
+                count_outcome(outcome)
+            return
+        break
+    # A turn too far off, or a provider failing for now: the delivery workflow's send step waits or retries
+    # (the turn is kept on the message).
+    async with deps.unit_of_work(tenant_id) as session:
+        await dispatch.release(session, communication_id)
 
 
 def count_outcome(outcome: DeliveryOutcome) -> None:

@@ -175,11 +175,10 @@ async def send_path_loop(url: str, settings: Settings, tenant_id: uuid.UUID, cou
             )
             record, _ = await create_communication(CommunicationRepository(session), data)
             await session.commit()
-        outcome = await delivery.send_at_once(sessions, record.id, now=datetime.now(UTC), settings=settings)
+        outcome = await delivery.send_at_once(
+            sessions, record.id, now=datetime.now(UTC), settings=settings, held=True
+        )
         assert outcome is not None and outcome.sent_now, outcome
-        async with sessions() as session:
-            await dispatch.settle(session, record.id)
-            await session.commit()
     seconds = time.perf_counter() - started
     await engine.dispose()
     return len(rows), seconds

@@ -38,8 +38,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.database import run_after_commit_jobs
 from core.settings import Settings
-from domain.communications import pacing, policy, templates
+from domain.communications import dispatch, pacing, policy, templates
 from domain.communications.models import Communication
 from domain.communications.provider_contract import (
     MessageProvider,
@@ -114,6 +115,19 @@ async def deliver(
     async with sessions() as session:
         step = await _begin_attempt(session, communication_id, at=at, settings=settings)
         await session.commit()  # with a campaign message's turn, even when it is not yet come
+    return await _hand_over(sessions, communication_id, step, at=at, held=False)
+
+
+async def _hand_over(
+    sessions: SessionFactory,
+    communication_id: uuid.UUID,
+    step: DeliveryOutcome | _Attempt | pacing.SenderBusy,
+    *,
+    at: datetime,
+    held: bool,
+) -> DeliveryOutcome:
+    """The send step after its attempt was committed: call the provider at the message's turn and commit
+    its answer, settling the message's held delivery start in the same transaction when `held`."""
     if isinstance(step, DeliveryOutcome):
         return step
     if isinstance(step, pacing.SenderBusy):
@@ -127,12 +141,16 @@ async def deliver(
             raise  # the attempt stays open: its status callback, or the resolution window, settles it
         async with sessions() as session:
             outcome = await _record_refusal(session, communication_id, step, exc, at=at)
+            if outcome is not None and held:
+                await dispatch.settle(session, communication_id)
             await session.commit()
         if outcome is None:
             raise
         return outcome
     async with sessions() as session:
         outcome = await _record_answer(session, communication_id, step, result, at=at)
+        if held:
+            await dispatch.settle(session, communication_id)
         await session.commit()
     return outcome
 
@@ -146,6 +164,19 @@ async def _begin_attempt(
     record = await CommunicationRepository(session).for_update(communication_id)
     if record is None:
         return DeliveryOutcome("missing", sent_now=False)
+    return await _open_attempt(session, record, at=at, settings=settings)
+
+
+async def _open_attempt(
+    session: AsyncSession,
+    record: Communication,
+    *,
+    at: datetime,
+    settings: Settings,
+    consent_checked: bool = False,
+) -> DeliveryOutcome | _Attempt | pacing.SenderBusy:
+    """`_begin_attempt` on a message its caller locked; `consent_checked` when the send gate has just read
+    the patient's consent in this transaction."""
     if record.provider_message_id or record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
         return DeliveryOutcome(record.status, sent_now=False)
     channel = Channel(record.channel)
@@ -153,7 +184,12 @@ async def _begin_attempt(
     if record.send_attempt is not None and not await _abandoned(session, record, provider, settings):
         raise AttemptInDoubt(record.id)
     confirmation = bool((record.meta_data or {}).get("consent_confirmation"))
-    if record.patient_id and not confirmation and await policy.opted_out(session, record.patient_id, channel):
+    if (
+        record.patient_id
+        and not confirmation
+        and not consent_checked
+        and await policy.opted_out(session, record.patient_id, channel)
+    ):
         await advance_status(
             session,
             record.id,
@@ -335,6 +371,7 @@ class GateAnswer:
     reason: str
     until: datetime | None = None
     failure: str | None = None
+    evaluated: bool = False  # the send policy (consent included) was applied by this call
 
 
 async def pass_gate(session: AsyncSession, record: Communication, now: datetime) -> GateAnswer:
@@ -358,7 +395,7 @@ async def pass_gate(session: AsyncSession, record: Communication, now: datetime)
         record.status, record.scheduled_for = "scheduled", decision.until
     else:
         record.status = "queued"
-    return GateAnswer(decision.verdict.value, decision.reason, decision.until, failure)
+    return GateAnswer(decision.verdict.value, decision.reason, decision.until, failure, evaluated=True)
 
 
 def reports_delivery(channel: str, settings: Settings) -> bool:
@@ -373,33 +410,58 @@ def watches_fallback(channel: str, settings: Settings) -> bool:
 
 
 async def send_at_once(
-    sessions: SessionFactory, communication_id: uuid.UUID, *, now: datetime, settings: Settings
+    sessions: SessionFactory,
+    communication_id: uuid.UUID,
+    *,
+    now: datetime,
+    settings: Settings,
+    held: bool = False,
 ) -> DeliveryOutcome | None:
     """Deliver a message that needs none of its delivery workflow's durable waits: not scheduled for later,
     let through by the send gate now, with no fallback to watch. None when it needs its workflow after all
-    (the gate's decision is committed here, so the workflow the caller starts sleeps out a wait it decided).
-    Retryable ProviderErrors propagate: the caller releases the workflow's held start, whose send step
-    retries. Same rules
-    as the workflow's steps (`pass_gate`, then `deliver`), so consent, quiet hours, the frequency cap and
-    at-most-once sending all hold."""
+    (the gate's decision is committed here, so the workflow sleeps out a wait it decided). Same rules as
+    the workflow's steps (`pass_gate`, then the send step), so consent, quiet hours, the frequency cap and
+    at-most-once sending all hold.
+
+    Two transactions around the provider call: the gate's decision and the send attempt commit together,
+    then the provider's answer. With `held` (the caller recorded the message with its delivery start held,
+    `dispatch.hold_starts`), each outcome settles that start in the transaction that records it, and a
+    message that needs its workflow releases it in the gate's (delivered right after the commit). Retryable
+    ProviderErrors and `pacing.SenderBusy` propagate with the start still held: the caller retries or
+    releases it, and a caller that dies leaves it to the relay."""
     async with sessions() as session:
         record = await CommunicationRepository(session).for_update(communication_id)
-        if record is None:
-            return DeliveryOutcome("missing", sent_now=False)
-        if record.scheduled_for is not None and record.scheduled_for > now:
-            return None
-        if watches_fallback(record.channel, settings):
-            return None
-        answer = await pass_gate(session, record, now)
-        status, channel = record.status, record.channel
+        step = await _gate_and_open(session, record, now=now, settings=settings)
+        if held and step is None:
+            await dispatch.release(session, communication_id)
+        elif held and isinstance(step, DeliveryOutcome):
+            await dispatch.settle(session, communication_id)
         await session.commit()
+        await run_after_commit_jobs(session)  # a released start goes to Temporal now
+    if step is None:
+        return None
+    return await _hand_over(sessions, communication_id, step, at=now, held=held)
+
+
+async def _gate_and_open(
+    session: AsyncSession, record: Communication | None, *, now: datetime, settings: Settings
+) -> DeliveryOutcome | _Attempt | pacing.SenderBusy | None:
+    """`send_at_once`'s first transaction on the locked message: what became of it, its attempt opened, or
+    None when it needs its delivery workflow."""
+    if record is None:
+        return DeliveryOutcome("missing", sent_now=False)
+    if record.scheduled_for is not None and record.scheduled_for > now:
+        return None
+    if watches_fallback(record.channel, settings):
+        return None
+    answer = await pass_gate(session, record, now)
     if answer.verdict == "done":
-        return DeliveryOutcome(status, sent_now=False)
+        return DeliveryOutcome(record.status, sent_now=False)
     if answer.verdict == "refuse":
-        return DeliveryOutcome(status, False, channel, failure=answer.failure)
+        return DeliveryOutcome(record.status, False, record.channel, failure=answer.failure)
     if answer.verdict != "send":
         return None
-    return await deliver(sessions, communication_id, at=now, settings=settings)
+    return await _open_attempt(session, record, at=now, settings=settings, consent_checked=answer.evaluated)
 
 
 async def mark_failed(

@@ -34,8 +34,7 @@ from domain.communications.schemas import (
 from domain.enums import Channel, CommunicationStatus
 from domain.patients.models import Patient
 from domain.schemas import changes
-from domain.tenants.models import Tenant
-from domain.tenants.service import settings_of
+from domain.tenants.service import settings_of, tenant_of
 
 S = CommunicationStatus
 PATCHABLE = (S.SENT, S.DELIVERED, S.READ, S.FAILED)
@@ -221,7 +220,7 @@ async def _language_or_default(session: AsyncSession, language: str | None, wher
     """The variant a request means: its `language` (normalised), else the tenant's default language."""
     if language is not None:
         return checked_language(language, where)
-    tenant = await session.get(Tenant, session.info["tenant_id"])
+    tenant = await tenant_of(session, session.info["tenant_id"])
     return settings_of(tenant).default_language if tenant is not None else languages.ENGLISH
 
 

@@ -29,7 +29,7 @@ from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import ChannelConsent, Patient
 from domain.tenants.models import Tenant
 from domain.tenants.schemas import TenantSettings
-from domain.tenants.service import settings_of
+from domain.tenants.service import settings_of, tenant_of
 
 OPT_OUT_KEYWORDS = reply_words.every_language(reply_words.OPT_OUT_KEYWORDS)
 OPT_IN_KEYWORDS = reply_words.every_language(reply_words.OPT_IN_KEYWORDS)
@@ -187,7 +187,7 @@ async def evaluate(session: AsyncSession, communication: Communication, now: dat
         and await opted_out(session, communication.patient_id, channel)
     ):
         return Decision(Verdict.REFUSE, f"The patient opted out of {channel.value} messages.")
-    tenant = await session.get(Tenant, communication.tenant_id)
+    tenant = await tenant_of(session, communication.tenant_id)
     settings = settings_of(tenant) if tenant is not None else TenantSettings()
     patient = (
         await session.scalar(select(Patient).where(Patient.id == communication.patient_id))

@@ -30,10 +30,10 @@ from core.errors import NotFound, Unprocessable
 from core.phones import to_e164
 from domain.communications import dispatch, policy, templates
 from domain.communications.models import Communication
+from domain.communications.repository import CommunicationRepository
 from domain.enums import Channel, CommunicationStatus, Direction
 from domain.patients.models import Patient
-from domain.tenants.models import Tenant
-from domain.tenants.service import settings_of
+from domain.tenants.service import settings_of, tenant_of
 
 WHATSAPP_CONTENT = "whatsapp_content"  # the meta_data key of a WhatsApp message's Content template
 OPTED_OUT = "opted_out"  # the error_code of a message refused because the patient opted out
@@ -198,7 +198,7 @@ async def send_message(
         if existing is None:
             raise
         return SendResult(existing, created=False)
-    await session.refresh(record)  # the database's created_at / updated_at, for the caller's response
+    await CommunicationRepository(session).save(record)  # only what the INSERT did not return is read
     if record.status != CommunicationStatus.FAILED.value:
         dispatch.record_delivery_start(session, record)
     return SendResult(record, created=True)
@@ -232,7 +232,7 @@ class AppointmentFacts:
 
 async def default_language(session: AsyncSession, patient: Patient) -> str:
     """The tenant's default message language."""
-    tenant = await session.get(Tenant, session.info.get("tenant_id") or patient.tenant_id)
+    tenant = await tenant_of(session, session.info.get("tenant_id") or patient.tenant_id)
     return settings_of(tenant).default_language if tenant is not None else languages.ENGLISH
 
 
@@ -253,7 +253,7 @@ async def system_variables(
 
     `appointment_date` / `appointment_time` are present only when there is an appointment, so rendering a
     template that needs them without one fails instead of sending a message with a blank date."""
-    tenant = await session.get(Tenant, session.info.get("tenant_id") or patient.tenant_id)
+    tenant = await tenant_of(session, session.info.get("tenant_id") or patient.tenant_id)
     values = {
         "patient_name": f"{patient.first_name} {patient.last_name}",
         "patient_first_name": patient.first_name,

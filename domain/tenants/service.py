@@ -30,6 +30,19 @@ async def get_active_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tena
     return tenant if tenant is not None and tenant.is_active else None
 
 
+_HELD_KEY = "tenants_held"
+
+
+async def tenant_of(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
+    """The tenant, read once per session: the session holds it, so the later reads of one unit of work (a
+    message's language, its variables, its send policy) find it in the identity map, which holds only weak
+    references and would otherwise lose it as soon as the first caller let go."""
+    held: dict[uuid.UUID, Tenant | None] = session.info.setdefault(_HELD_KEY, {})
+    if tenant_id not in held:
+        held[tenant_id] = await session.get(Tenant, tenant_id)
+    return held[tenant_id]
+
+
 def settings_of(tenant: Tenant) -> TenantSettings:
     """The tenant's settings with defaults filled in."""
     return TenantSettings.model_validate(tenant.settings or {})

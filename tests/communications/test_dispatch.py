@@ -10,18 +10,20 @@ Real time-skipping Temporal server, real worker, the real Twilio SDK against the
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.database import bind_tenant, run_after_commit_jobs
 from core.gateway import bind_gateway
-from domain.communications import dispatch, service
+from domain.communications import delivery, dispatch, service
 from domain.communications.models import Communication
 from domain.communications.plan import WORKFLOW_NAME, delivery_workflow_id
+from domain.communications.provider_contract import ProviderError
 from domain.enums import Channel
 from tests.communications.conftest import delivery_result, next_local_time
 from tests.communications.support import gateway_to, record_sms, set_tenant
@@ -244,6 +246,69 @@ async def test_a_held_start_waits_for_its_caller_who_settles_or_releases_it(
     ]
     assert not await _started(temporal_env, delivery_workflow_id(settled))
     assert len(providers_configured.twilio_forms()) == 1
+
+
+async def test_a_step_sending_itself_settles_or_releases_its_held_start_in_the_transaction_that_decides(
+    temporal_env,
+    temporal_worker,
+    settings,
+    providers_configured,
+    system_sessionmaker,
+    tenant_id,
+    make_patient,
+) -> None:
+    """`send_at_once` with its start held (a journey's or a campaign's send step): the provider's answer
+    and the settled start commit together, so a sent message never keeps a start waiting for the relay;
+    a message that must wait (here the frequency cap) releases its start in the gate's transaction, and
+    its workflow starts with nothing more from the caller; a provider failing for now leaves the start
+    held (the caller releases it, or the relay delivers it), the attempt closed and nothing sent twice."""
+    patient = await make_patient()
+    await set_tenant(
+        system_sessionmaker,
+        tenant_id,
+        quiet_hours={"enabled": False},
+        frequency_cap={"max_messages": 2, "per_hours": 24},
+    )
+    gateway = gateway_to(temporal_env, settings)
+
+    def sessions() -> AsyncSession:
+        session = system_sessionmaker()
+        bind_tenant(session, tenant_id)
+        bind_gateway(session, gateway)
+        return session
+
+    async def send(communication_id: uuid.UUID) -> delivery.DeliveryOutcome | None:
+        return await delivery.send_at_once(
+            sessions, communication_id, now=datetime.now(UTC), settings=settings, held=True
+        )
+
+    failing, sent, capped = [
+        await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway, held=True)
+        for _ in range(3)
+    ]
+    providers_configured.twilio_answers.append((503, {"code": 20500, "message": "Service unavailable"}))
+    with pytest.raises(ProviderError) as raised:
+        await send(failing)
+    assert raised.value.retryable
+    [command] = await commands_for(system_sessionmaker, delivery_workflow_id(failing))
+    assert (command.delivered_at, command.outcome) == (None, None) and command.not_before is not None
+    message = await _message(system_sessionmaker, tenant_id, failing)
+    assert (message.status, message.send_attempt) == ("queued", None)
+
+    outcome = await send(sent)
+    assert outcome is not None and (outcome.status, outcome.sent_now) == ("sent", True)
+    assert [c.outcome for c in await commands_for(system_sessionmaker, delivery_workflow_id(sent))] == [
+        "settled"
+    ]
+
+    # The cap (two a day) holds the one sent and the one let go and failing for now: its workflow waits.
+    assert await send(capped) is None
+    assert [c.outcome for c in await commands_for(system_sessionmaker, delivery_workflow_id(capped))] == [
+        "delivered"
+    ]
+    assert await _started(temporal_env, delivery_workflow_id(capped))
+    assert (await _message(system_sessionmaker, tenant_id, capped)).status == "scheduled"
+    assert len(providers_configured.twilio_forms()) == 2  # the refused one and the one sent
 
 
 async def _started(env, workflow_id: str) -> bool:
