@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -25,6 +26,15 @@ from domain.communications.delivery import DeliveryOutcome
 from domain.communications.provider_contract import ProviderError
 
 T = TypeVar("T")
+
+
+class NotBegun(enum.Enum):
+    """`deliver_recorded` begins the send itself (the message was recorded in an earlier transaction)."""
+
+    TOKEN = 0
+
+
+NOT_BEGUN = NotBegun.TOKEN
 THROTTLED_TRIES = 5  # a provider's 429s a campaign's batch waits out itself (1, 2, 4, 8, 16 s)
 P = ParamSpec("P")
 
@@ -101,7 +111,13 @@ def heartbeats(body: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corouti
 
 
 async def deliver_recorded(
-    deps: ActivityDeps, tenant_id: str, communication_id: uuid.UUID, now: datetime, *, patience: float = 0.0
+    deps: ActivityDeps,
+    tenant_id: str,
+    communication_id: uuid.UUID,
+    now: datetime,
+    *,
+    patience: float = 0.0,
+    begun: delivery.Step | NotBegun = NOT_BEGUN,
 ) -> None:
     """Hand a message this activity recorded (its delivery start held) to its provider at once; its held
     start is settled (sent, refused or done: no workflow) or released (a durable wait, a fallback to watch,
@@ -111,14 +127,21 @@ async def deliver_recorded(
 
     With `patience` (seconds; a campaign's batch), a campaign message waits here for its sender's turn when
     it comes within that long, and a provider's 429 is waited out here too (`THROTTLED_TRIES` times, the
-    sender held back meanwhile), rather than becoming a workflow each."""
+    sender held back meanwhile), rather than becoming a workflow each.
+
+    `begun`: the first half already ran in the transaction that recorded the message
+    (`delivery.begin_at_once`, committed), so only the provider call and its answer are left."""
     sessions = functools.partial(deps.tenant_session, tenant_id)
     throttled = 0
     while True:
         try:
-            outcome = await delivery.send_at_once(
-                sessions, communication_id, now=now, settings=deps.settings, held=True
-            )
+            if isinstance(begun, NotBegun):
+                outcome = await delivery.send_at_once(
+                    sessions, communication_id, now=now, settings=deps.settings, held=True
+                )
+            else:
+                step, begun = begun, NOT_BEGUN  # a turn waited out or a 429 retried begins anew
+                outcome = await delivery.finish_at_once(sessions, communication_id, step, now=now, held=True)
         except pacing.SenderBusy as busy:
             if busy.wait_seconds <= patience:
                 await asyncio.sleep(busy.wait_seconds)

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities import ActivityDeps, deliver_recorded, heartbeats
+from activities import NOT_BEGUN, ActivityDeps, NotBegun, deliver_recorded, heartbeats
 from core import metrics
 from core.database import after_commit
-from domain.communications import dispatch
+from domain.communications import delivery, dispatch
 from domain.enums import JourneyInstanceStatus, StageStatus
 from domain.journeys import actions
 from domain.journeys import service as journeys
@@ -99,17 +99,23 @@ class JourneyActivities:
         Either way the same gate and the same at-most-once send apply. A retry after a crash finds the
         message under its key and carries on from where it is; a worker lost for good leaves the held
         start to the relay."""
+        # The workflow's time on a first attempt (a time-skipped test's clock too); a retry's is now.
+        first = data.at is not None and activity.info().attempt == 1
+        now = datetime.fromisoformat(data.at) if first and data.at else datetime.now(UTC)
+        begun: delivery.Step | NotBegun = NOT_BEGUN
         async with self.deps.unit_of_work(data.tenant_id) as session:
             dispatch.hold_starts(session)
-            communication_id = await actions.send_stage_message(
+            sent = await actions.send_stage_message(
                 session, uuid.UUID(data.instance_id), data.order_index, data.action_index
             )
-        if communication_id is not None:
-            # The workflow's time on a first attempt (a time-skipped test's clock too); a retry's is now.
-            first = data.at is not None and activity.info().attempt == 1
-            now = datetime.fromisoformat(data.at) if first and data.at else datetime.now(UTC)
-            await deliver_recorded(self.deps, data.tenant_id, communication_id, now)
-        return str(communication_id) if communication_id is not None else None
+            if sent is not None and sent.created:  # the gate and the attempt commit with the new message
+                begun = await delivery.begin_at_once(
+                    session, sent.communication, now=now, settings=self.deps.settings, held=True
+                )
+        if sent is None:
+            return None
+        await deliver_recorded(self.deps, data.tenant_id, sent.communication.id, now, begun=begun)
+        return str(sent.communication.id)
 
     @activity.defn(name="journey_create_ticket")
     @heartbeats

@@ -409,6 +409,9 @@ def watches_fallback(channel: str, settings: Settings) -> bool:
     return channel == Channel.WHATSAPP.value and reports_delivery(channel, settings)
 
 
+Step = DeliveryOutcome | _Attempt | pacing.SenderBusy | None  # `begin_at_once`'s answer
+
+
 async def send_at_once(
     sessions: SessionFactory,
     communication_id: uuid.UUID,
@@ -423,21 +426,48 @@ async def send_at_once(
     the workflow's steps (`pass_gate`, then the send step), so consent, quiet hours, the frequency cap and
     at-most-once sending all hold.
 
-    Two transactions around the provider call: the gate's decision and the send attempt commit together,
-    then the provider's answer. With `held` (the caller recorded the message with its delivery start held,
-    `dispatch.hold_starts`), each outcome settles that start in the transaction that records it, and a
-    message that needs its workflow releases it in the gate's (delivered right after the commit). Retryable
-    ProviderErrors and `pacing.SenderBusy` propagate with the start still held: the caller retries or
-    releases it, and a caller that dies leaves it to the relay."""
+    Two transactions around the provider call: the gate's decision and the send attempt commit together
+    (`begin_at_once`), then the provider's answer (`finish_at_once`). With `held` (the caller recorded the
+    message with its delivery start held, `dispatch.hold_starts`), each outcome settles that start in the
+    transaction that records it, and a message that needs its workflow releases it in the gate's (delivered
+    right after the commit). Retryable ProviderErrors and `pacing.SenderBusy` propagate with the start still
+    held: the caller retries or releases it, and a caller that dies leaves it to the relay."""
     async with sessions() as session:
         record = await CommunicationRepository(session).for_update(communication_id)
-        step = await _gate_and_open(session, record, now=now, settings=settings)
-        if held and step is None:
-            await dispatch.release(session, communication_id)
-        elif held and isinstance(step, DeliveryOutcome):
-            await dispatch.settle(session, communication_id)
+        step = await begin_at_once(session, record, now=now, settings=settings, held=held)
         await session.commit()
         await run_after_commit_jobs(session)  # a released start goes to Temporal now
+    return await finish_at_once(sessions, communication_id, step, now=now, held=held)
+
+
+async def begin_at_once(
+    session: AsyncSession,
+    record: Communication | None,
+    *,
+    now: datetime,
+    settings: Settings,
+    held: bool = False,
+) -> Step:
+    """`send_at_once`'s first transaction, in the caller's: on a message locked by it (or recorded in it),
+    apply the gate and open the send attempt; what became of the message, the attempt to hand over, or None
+    when it needs its delivery workflow. With `held`, the message's held start is settled or released here.
+    The caller commits, runs what follows the commit, then calls `finish_at_once`."""
+    step = await _gate_and_open(session, record, now=now, settings=settings)
+    if held and record is not None and not isinstance(step, (_Attempt, pacing.SenderBusy)):
+        await session.flush()  # the start this transaction may have recorded, for the UPDATE that follows
+        if step is None:
+            await dispatch.release(session, record.id)
+        else:
+            await dispatch.settle(session, record.id)
+    return step
+
+
+async def finish_at_once(
+    sessions: SessionFactory, communication_id: uuid.UUID, step: Step, *, now: datetime, held: bool = False
+) -> DeliveryOutcome | None:
+    """`send_at_once`'s second half, once `begin_at_once`'s transaction committed: hand the attempt to its
+    provider and commit the answer (settling a `held` start with it). None when the message needs its
+    delivery workflow; `pacing.SenderBusy` and retryable ProviderErrors propagate."""
     if step is None:
         return None
     return await _hand_over(sessions, communication_id, step, at=now, held=held)

@@ -98,9 +98,9 @@ async def appointment_time(session: AsyncSession, instance_id: uuid.UUID) -> dat
 
 async def send_stage_message(
     session: AsyncSession, instance_id: uuid.UUID, order_index: int, action_index: int
-) -> uuid.UUID | None:
-    """Render and record a stage's message once (the send gate delivers it); its id, None once the journey
-    stopped. Flushes, never commits."""
+) -> communications.SendResult | None:
+    """Render and record a stage's message once (the send gate delivers it): the message and whether this
+    call recorded it, None once the journey stopped. Flushes, never commits."""
     instance = await instance_of(session, instance_id)
     if instance.status != JourneyInstanceStatus.ACTIVE.value:
         return None
@@ -153,7 +153,7 @@ async def send_stage_message(
         raise
     except (TemplateError, DomainError) as exc:
         raise InvalidJourneyAction(str(getattr(exc, "detail", None) or exc)) from exc
-    return result.communication.id
+    return result
 
 
 async def _create_ticket(

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, exists, func, select, update
+from sqlalchemy import Select, bindparam, case, exists, func, select, update
 
+from core.database import prebuilt
 from core.repository import Repository
 from domain.enums import JourneyInstanceStatus
 from domain.journeys.models import Journey, JourneyInstance, JourneyInstanceStage, JourneyStage
@@ -94,38 +95,19 @@ class JourneyInstanceRepository(Repository[JourneyInstance]):
     async def record_stage(
         self, instance_id: uuid.UUID, order_index: int, status: str, at: datetime, notes: str | None
     ) -> bool | None:
-        """Set a stage's status in one UPDATE, only while the instance is active (the workflow's hot path).
+        """Set a stage's status in one UPDATE, only while the instance is active (the workflow's hot path:
+        the statements are built once, `_STAGE_UPDATES`).
 
         True when recorded, False when the instance is no longer active, None when it has no such stage."""
-        stage = JourneyInstanceStage
-        values: dict[str, Any] = {"status": status, "started_at": func.coalesce(stage.started_at, at)}
-        if status != "active":
-            values["completed_at"] = at
-        if notes:  # appended once: a retried activity does not repeat its note
-            values["notes"] = case(
-                (stage.notes.is_(None), notes),
-                (func.strpos(stage.notes, notes) > 0, stage.notes),
-                else_=stage.notes + "\n" + notes,
-            )
-        active = exists().where(
-            JourneyInstance.id == stage.instance_id,
-            JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
-        )
-        stmt = (
-            update(stage)
-            .where(stage.instance_id == instance_id, stage.order_index == order_index, active)
-            .values(**values)
-            .returning(stage.stage_id)
-            .execution_options(synchronize_session=False)
-        )
-        row = (await self.session.execute(stmt)).first()
+        statement = _STAGE_UPDATES[(status == "active", bool(notes))]
+        params = {"b_instance_id": instance_id, "b_order_index": order_index, "b_status": status, "b_at": at}
+        row = (
+            await self.session.execute(statement, {**params, "b_notes": notes} if notes else params)
+        ).first()
         if row is not None:
             if status == "active":
                 await self.session.execute(
-                    update(JourneyInstance)
-                    .where(JourneyInstance.id == instance_id)
-                    .values(current_stage_id=row.stage_id)
-                    .execution_options(synchronize_session=False)
+                    _SET_CURRENT_STAGE, {"b_instance_id": instance_id, "b_stage_id": row.stage_id}
                 )
             return True
         instance = await self.get(instance_id)
@@ -135,22 +117,11 @@ class JourneyInstanceRepository(Repository[JourneyInstance]):
 
     async def finish(self, instance_id: uuid.UUID, status: JourneyInstanceStatus, at: datetime) -> bool:
         """Move an active instance to `status` in one UPDATE; False when it was no longer active."""
-        values: dict[str, Any] = {"status": status.value}
-        if status in (JourneyInstanceStatus.COMPLETED, JourneyInstanceStatus.FAILED):
-            values["completed_at"] = at
-        if status == JourneyInstanceStatus.COMPLETED:
-            values["current_stage_id"] = None
-        stmt = (
-            update(JourneyInstance)
-            .where(
-                JourneyInstance.id == instance_id,
-                JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
-            )
-            .values(**values)
-            .returning(JourneyInstance.id)
-            .execution_options(synchronize_session=False)
+        statement = _FINISH[status in _ENDED][status == JourneyInstanceStatus.COMPLETED]
+        row = await self.session.execute(
+            statement, {"b_instance_id": instance_id, "b_status": status.value, "b_at": at}
         )
-        return (await self.session.execute(stmt)).first() is not None
+        return row.first() is not None
 
     async def counts(self, journey_id: uuid.UUID | None = None) -> tuple[dict[str, int], dict[str, int]]:
         """(count by status, count by journey name) over the tenant's instances."""
@@ -167,3 +138,78 @@ class JourneyInstanceRepository(Repository[JourneyInstance]):
         by_status = {s: int(n) for s, n in (await self.session.execute(by_status_stmt)).all()}
         by_journey = {name: int(n) for name, n in (await self.session.execute(by_journey_stmt)).all()}
         return by_status, by_journey
+
+
+_ENDED = (JourneyInstanceStatus.COMPLETED, JourneyInstanceStatus.FAILED)
+
+
+def _stage_update(*, active: bool, notes: bool) -> Any:
+    """`record_stage`'s UPDATE: a stage that becomes active keeps its first start; one that ends gets its
+    end; a note is appended once (a retried activity does not repeat it)."""
+    stage = JourneyInstanceStage
+    at = bindparam("b_at", type_=stage.started_at.type)
+    values: dict[str, Any] = {
+        "status": bindparam("b_status"),
+        "started_at": func.coalesce(stage.started_at, at),
+    }
+    if not active:
+        values["completed_at"] = at
+    if notes:
+        note = bindparam("b_notes", type_=stage.notes.type)
+        values["notes"] = case(
+            (stage.notes.is_(None), note),
+            (func.strpos(stage.notes, note) > 0, stage.notes),
+            else_=stage.notes + "\n" + note,
+        )
+    instance_active = exists().where(
+        JourneyInstance.id == stage.instance_id,
+        JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
+    )
+    return prebuilt(
+        update(stage)
+        .where(
+            stage.instance_id == bindparam("b_instance_id"),
+            stage.order_index == bindparam("b_order_index"),
+            instance_active,
+        )
+        .values(**values)
+        .returning(stage.stage_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _finish(*, ended: bool, completed: bool) -> Any:
+    """`finish`'s UPDATE: an instance that completed or failed gets its end; a completed one no current
+    stage."""
+    values: dict[str, Any] = {"status": bindparam("b_status")}
+    if ended:
+        values["completed_at"] = bindparam("b_at", type_=JourneyInstance.completed_at.type)
+    if completed:
+        values["current_stage_id"] = None
+    return prebuilt(
+        update(JourneyInstance)
+        .where(
+            JourneyInstance.id == bindparam("b_instance_id"),
+            JourneyInstance.status == JourneyInstanceStatus.ACTIVE.value,
+        )
+        .values(**values)
+        .returning(JourneyInstance.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_STAGE_UPDATES = {
+    (active, notes): _stage_update(active=active, notes=notes)
+    for active in (True, False)
+    for notes in (True, False)
+}
+_SET_CURRENT_STAGE = prebuilt(
+    update(JourneyInstance)
+    .where(JourneyInstance.id == bindparam("b_instance_id"))
+    .values(current_stage_id=bindparam("b_stage_id"))
+    .execution_options(synchronize_session=False)
+)
+_FINISH = {
+    ended: {completed: _finish(ended=ended, completed=completed) for completed in (False, True)}
+    for ended in (False, True)
+}

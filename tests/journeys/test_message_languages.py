@@ -51,9 +51,10 @@ async def _add_wound_check(clinic: Clinic, languages: list[str]) -> None:
 
 async def _send_stage(clinic: Clinic, instance_id: uuid.UUID, action_index: int = 0) -> Communication:
     async with await clinic.session() as session:
-        communication_id = await actions.send_stage_message(session, instance_id, 1, action_index)
+        sent = await actions.send_stage_message(session, instance_id, 1, action_index)
         await session.commit()
-        record = await session.scalar(select(Communication).where(Communication.id == communication_id))
+        assert sent is not None
+        record = await session.scalar(select(Communication).where(Communication.id == sent.communication.id))
         assert record is not None
         return record
 
