@@ -134,8 +134,9 @@ class CampaignPlan:
 
 @dataclass
 class BatchResult:
-    """One batch's outcome: the campaign's status as stored, members handled, members still pending, and
-    seconds to wait before the next batch (outside the send window; 0 inside)."""
+    """One batch's outcome: the campaign's status as stored, members handled, members still pending
+    (counted up to `steps.PENDING_COUNTED`; 0: none), and seconds to wait before the next batch (outside the
+    send window; 0 inside)."""
 
     status: str
     processed: int

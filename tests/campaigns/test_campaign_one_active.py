@@ -61,10 +61,18 @@ async def test_an_api_placement_racing_a_campaign_batch_leaves_one_active_instan
                     "WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
             )
+            # A transaction sees one snapshot of pg_stat_activity: each look is its own, or a first look
+            # taken before the batch waits would be all the later ones see.
+            await probe.commit()
             return bool(waiting) or enrol.done()
 
-        await eventually(batch_waits_on_the_index, "the batch's insert to wait on the placement")
-        assert not enrol.done()
+        try:
+            await eventually(batch_waits_on_the_index, "the batch's insert to wait on the placement")
+            assert not enrol.done()
+        except BaseException:
+            await api.rollback()  # lets the batch's insert go, so its session can close
+            await asyncio.wait({enrol})
+            raise
         await api.commit()
         result, _sending = await enrol
         await batch.commit()

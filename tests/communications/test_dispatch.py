@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -151,13 +152,7 @@ async def test_automated_messages_count_against_the_frequency_cap_and_wait_never
     tenant_id,
     make_patient,
 ) -> None:
-    patient = await make_patient()
-    await set_tenant(
-        system_sessionmaker,
-        tenant_id,
-        quiet_hours={"enabled": False},
-        frequency_cap={"max_messages": 2, "per_hours": 24},
-    )
+    patient = await _patient_capped_at_two_a_day(system_sessionmaker, tenant_id, make_patient)
     gateway = gateway_to(temporal_env, settings)
     # Released at once, so their policy checks race: the per-patient lock makes the cap hold anyway.
     ids = [await record_sms(system_sessionmaker, tenant_id, patient, gateway=gateway) for _ in range(3)]
@@ -262,13 +257,7 @@ async def test_a_step_sending_itself_settles_or_releases_its_held_start_in_the_t
     a message that must wait (here the frequency cap) releases its start in the gate's transaction, and
     its workflow starts with nothing more from the caller; a provider failing for now leaves the start
     held (the caller releases it, or the relay delivers it), the attempt closed and nothing sent twice."""
-    patient = await make_patient()
-    await set_tenant(
-        system_sessionmaker,
-        tenant_id,
-        quiet_hours={"enabled": False},
-        frequency_cap={"max_messages": 2, "per_hours": 24},
-    )
+    patient = await _patient_capped_at_two_a_day(system_sessionmaker, tenant_id, make_patient)
     gateway = gateway_to(temporal_env, settings)
 
     def sessions() -> AsyncSession:
@@ -309,6 +298,17 @@ async def test_a_step_sending_itself_settles_or_releases_its_held_start_in_the_t
     assert await _started(temporal_env, delivery_workflow_id(capped))
     assert (await _message(system_sessionmaker, tenant_id, capped)).status == "scheduled"
     assert len(providers_configured.twilio_forms()) == 2  # the refused one and the one sent
+
+
+async def _patient_capped_at_two_a_day(system_sessionmaker, tenant_id, make_patient) -> Any:
+    """A patient of a tenant with no quiet hours and a frequency cap of two messages a day."""
+    await set_tenant(
+        system_sessionmaker,
+        tenant_id,
+        quiet_hours={"enabled": False},
+        frequency_cap={"max_messages": 2, "per_hours": 24},
+    )
+    return await make_patient()
 
 
 async def _started(env, workflow_id: str) -> bool:
