@@ -88,7 +88,7 @@ BENCH_DASHBOARD := --appointments 1000000 --communications 5000000 --requests 30
 BENCH_COHORTS := --scale 1 --requests 30
 BENCH_CAMPAIGNS := --patients 10000
 BENCH_PACING := --patients 700 --rate 10
-BENCH_MESSAGE_CAMPAIGN := --patients 50000 --reference-messages 500
+BENCH_MESSAGE_CAMPAIGN := --patients 1000000 --reference-messages 500
 else
 BENCH_ENV := PRM_BENCHMARKS_FILE=BENCHMARKS.quick.md
 BENCH_HTTP := --patients 5000 --duration 5 --runs 1 --scenarios get_patient,list,create,mixed
