@@ -93,9 +93,11 @@ class JourneyActivities:
         journey stopped).
 
         A message the send policy lets go now, not scheduled for later and with no fallback to watch, is
-        handed to its provider right here (`delivery.send_at_once`); any other (a wait for quiet hours or
-        the cap, a WhatsApp fallback to watch, a provider that failed for now) gets its delivery workflow,
-        whose start was recorded, held, with the message (`dispatch.hold_starts`) and is released here.
+        handed to its provider right here: the gate's decision and the send attempt commit with the new
+        message (`delivery.begin_at_once`), then the provider's answer (`finish_at_once`); any other (a wait
+        for quiet hours or the cap, a WhatsApp fallback to watch, a provider that failed for now) gets its
+        delivery workflow, whose start was recorded, held, with the message (`dispatch.hold_starts`) and is
+        released here.
         Either way the same gate and the same at-most-once send apply. A retry after a crash finds the
         message under its key and carries on from where it is; a worker lost for good leaves the held
         start to the relay."""

@@ -17,7 +17,8 @@ outbox receives nothing, so its open attempts are resent at once. A transient pr
 provider surely never took the message (an error answer, no connection) closes the attempt and propagates,
 so the caller's retry policy tries again; a permanent one (invalid number, unsubscribed, ...) fails the
 message at once. The delivery workflow's send activity calls `deliver`, after the send policy let the
-message go; a journey's send activity calls it through `send_at_once`.
+message go; a journey's or a campaign's send step takes the same steps through `send_at_once` (or
+`begin_at_once` and `finish_at_once`, the gate and the attempt in the transaction that recorded the message).
 
 WhatsApp accepts free text only within 24 hours of the patient's last inbound WhatsApp message. Outside that
 window a message goes as its approved Twilio Content template (recorded in `meta_data["whatsapp_content"]`

@@ -10,9 +10,9 @@ sends with retries and falls back to other channels. A closed workflow may be st
 finds a message already sent and does nothing.
 
 A journey's send step delivers its message itself when nothing needs waiting for (`delivery.send_at_once`):
-it holds the start (`hold_starts`), then settles it once the message went (`settle`) or releases it when the
-message needs its workflow after all (`release`). A worker killed in between leaves the held start to the
-relay, which delivers it when its hold ends.
+it holds the start (`hold_starts`), and the send step settles it in the transaction that records the
+message sent (`settle`) or releases it in the one that finds the message needs its workflow (`release`).
+A worker killed in between leaves the held start to the relay, which delivers it when its hold ends.
 """
 
 from __future__ import annotations
