@@ -299,6 +299,15 @@ async def test_a_step_sending_itself_settles_or_releases_its_held_start_in_the_t
     assert (await _message(system_sessionmaker, tenant_id, capped)).status == "scheduled"
     assert len(providers_configured.twilio_forms()) == 2  # the refused one and the one sent
 
+    # Its caller releases the failing one's start (as `deliver_recorded` does), and its workflow sends it;
+    # left held, another test's relay would deliver it to that test's worker once the hold ended.
+    async with sessions() as session:
+        await dispatch.release(session, failing)
+        await session.commit()
+        await run_after_commit_jobs(session)
+    assert (await delivery_result(temporal_env, failing)).status == "sent"
+    assert len(providers_configured.twilio_forms()) == 3
+
 
 async def _patient_capped_at_two_a_day(system_sessionmaker, tenant_id, make_patient) -> Any:
     """A patient of a tenant with no quiet hours and a frequency cap of two messages a day."""
