@@ -59,14 +59,35 @@ def consent_keyword(text: str | None) -> ConsentKeyword | None:
     return None
 
 
+_CONSENTS_READ = "consents_read"  # session.info: (its transaction, {(patient, channel): opted out})
+
+
+async def _consents_read(session: AsyncSession) -> dict[tuple[uuid.UUID, str], bool]:
+    """The consents this session's current transaction read or wrote (a new transaction starts afresh)."""
+    if session.sync_session.get_transaction() is None:
+        await session.connection()  # begins the transaction the read would begin (no round trip)
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(_CONSENTS_READ)
+    if held is None or held[0] is not transaction:
+        held = session.info[_CONSENTS_READ] = (transaction, {})
+    return held[1]
+
+
 async def opted_out(session: AsyncSession, patient_id: uuid.UUID, channel: Channel) -> bool:
-    """True when the patient has opted out of `channel`."""
-    consent = await session.scalar(
-        select(ChannelConsent.opted_out).where(
-            ChannelConsent.patient_id == patient_id, ChannelConsent.channel == channel.value
+    """True when the patient has opted out of `channel`. Read once per transaction: a message recorded and
+    passed through the send gate in one transaction (a journey's) asks twice, and `set_consent` keeps
+    the answer current."""
+    known = await _consents_read(session)
+    key = (patient_id, channel.value)
+    if key not in known:
+        known[key] = bool(
+            await session.scalar(
+                select(ChannelConsent.opted_out).where(
+                    ChannelConsent.patient_id == patient_id, ChannelConsent.channel == channel.value
+                )
+            )
         )
-    )
-    return bool(consent)
+    return known[key]
 
 
 async def set_consent(
@@ -88,6 +109,7 @@ async def set_consent(
         set_={"opted_out": opt_out, "changed_at": at, "source": "keyword"},
     )
     await session.execute(stmt)
+    (await _consents_read(session))[(patient_id, channel.value)] = opt_out
     return before != opt_out
 
 
@@ -189,10 +211,9 @@ async def evaluate(session: AsyncSession, communication: Communication, now: dat
         return Decision(Verdict.REFUSE, f"The patient opted out of {channel.value} messages.")
     tenant = await tenant_of(session, communication.tenant_id)
     settings = settings_of(tenant) if tenant is not None else TenantSettings()
+    # The patient the caller's transaction loaded (the message's recording) is taken from the session.
     patient = (
-        await session.scalar(select(Patient).where(Patient.id == communication.patient_id))
-        if communication.patient_id is not None
-        else None
+        await session.get(Patient, communication.patient_id) if communication.patient_id is not None else None
     )
     quiet_end = quiet_hours_end(now, patient_zone(patient, tenant), settings)
     if quiet_end is not None and not communication.is_urgent:

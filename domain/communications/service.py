@@ -63,10 +63,14 @@ Localised = Callable[[str], dict[str, Any]]
 
 @dataclass
 class SendResult:
-    """The message's record, and whether this call created it (False: it already existed under the key)."""
+    """The message's record, and whether this call created it (False: it already existed under the key).
+    `patient`, the recipient this call loaded when it created the record, stays in the session while the
+    caller holds the result (the identity map keeps only weak references): a send gate in the same
+    transaction finds it there instead of reading it again."""
 
     communication: Communication
     created: bool
+    patient: Patient | None = None
 
 
 def preferred_channel(patient: Patient) -> Channel:
@@ -145,7 +149,7 @@ async def send_message(
     existing = await by_idempotency_key(session, idempotency_key)
     if existing is not None:
         return SendResult(existing, created=False)
-    patient = await session.scalar(select(Patient).where(Patient.id == patient_id))
+    patient = await session.get(Patient, patient_id)  # a caller that loaded the patient lends it
     if patient is None:
         raise NotFound("Patient not found.")
     address = normalised_recipient(channel, recipient) if recipient else recipient_for(patient, channel)
@@ -201,7 +205,7 @@ async def send_message(
     await CommunicationRepository(session).save(record)  # only what the INSERT did not return is read
     if record.status != CommunicationStatus.FAILED.value:
         dispatch.record_delivery_start(session, record)
-    return SendResult(record, created=True)
+    return SendResult(record, created=True, patient=patient)
 
 
 def whatsapp_content_meta(template: templates.MessageTemplate, variables: dict[str, Any]) -> dict[str, Any]:

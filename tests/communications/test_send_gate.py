@@ -168,3 +168,25 @@ async def test_a_template_name_without_a_message_is_still_rendered_or_422(client
         headers=auth,
     )
     assert rendered.status_code == 201 and "blood panel" in rendered.json()["message"]
+
+
+async def test_consent_is_read_once_per_transaction_and_a_change_in_it_is_seen_at_once(
+    system_sessionmaker, tenant_id, make_patient
+) -> None:
+    """A journey records its message and passes it through the gate in one transaction, which asks for the
+    consent twice: the second answer comes from the first read, a change made in the transaction is seen,
+    and a change another transaction committed is seen by the next transaction."""
+    patient = await make_patient()
+    async with system_sessionmaker() as session:
+        bind_tenant(session, tenant_id)
+        assert await policy.opted_out(session, patient.id, Channel.SMS) is False
+        await _opt_out(system_sessionmaker, tenant_id, patient)  # committed by another transaction
+        assert await policy.opted_out(session, patient.id, Channel.SMS) is False  # read once in this one
+        await policy.set_consent(session, patient.id, Channel.EMAIL, opt_out=True, at=datetime.now(UTC))
+        assert await policy.opted_out(session, patient.id, Channel.EMAIL) is True  # its own change
+        await session.commit()
+        assert await policy.opted_out(session, patient.id, Channel.SMS) is True  # a new transaction reads
+        await policy.set_consent(session, patient.id, Channel.SMS, opt_out=False, at=datetime.now(UTC))
+        assert await policy.opted_out(session, patient.id, Channel.SMS) is False
+        await session.rollback()
+        assert await policy.opted_out(session, patient.id, Channel.SMS) is True  # the opt-in rolled back
