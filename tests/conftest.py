@@ -1,7 +1,9 @@
 """Test fixtures: one throwaway database per run, one app, and a fresh tenant per test.
 
 Every row is tenant-scoped, so tests isolate themselves by working in their own tenant rather than by
-truncating tables. Set DATABASE_URL to use a running PostgreSQL; otherwise an embedded one is started.
+truncating tables. The one thing that reads across tenants is the worker's relay of workflow commands, so
+the commands a test leaves pending are dropped when it ends (`no_pending_commands_left`). Set DATABASE_URL to
+use a running PostgreSQL; otherwise an embedded one is started.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
@@ -22,7 +25,7 @@ from activities import ActivityDeps
 from api.app import create_app
 from core.auth import Role, issue_dev_token
 from core.database import make_engine, make_sessionmaker, mark_system
-from core.embedded_db import start_embedded_postgres, to_sqlalchemy_url
+from core.embedded_db import start_embedded_postgres, to_libpq_url, to_sqlalchemy_url
 from core.migrate import scratch_database
 from core.settings import Settings
 from domain.tenants.schemas import TenantCreate
@@ -53,6 +56,37 @@ def database_url() -> Iterator[str]:
     """A fresh database on the configured server, migrated to head, dropped at the end of the run."""
     with scratch_database(_server_url(), "prm_test") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pending_commands_sweep(database_url: str) -> Iterator[Callable[[], None]]:
+    """Drop the workflow commands pending in the run's database (one connection for the whole run). Rows a
+    session still holds locked are skipped, so the sweep never waits."""
+    with psycopg.connect(to_libpq_url(database_url), autocommit=True) as conn:
+
+        def sweep() -> None:
+            conn.execute(
+                "DELETE FROM workflow_commands WHERE id IN (SELECT id FROM workflow_commands"
+                " WHERE delivered_at IS NULL FOR UPDATE SKIP LOCKED)"
+            )
+
+        yield sweep
+
+
+@pytest.fixture(autouse=True)
+def no_pending_commands_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's pending workflow commands end with it. A worker process's relay (`python worker.py`, as the
+    crash tests run it) delivers every tenant's pending commands onto its own task queue, so what earlier
+    tests left (messages recorded without a Temporal, campaign messages, held starts) would otherwise be
+    started on a later test's worker: sent to its fake providers, taking its activity slots and its sender
+    threads while they hold their answers (a send-crash round then timed out waiting for its own messages).
+    Tests run one at a time on a run's database, so at the end of one, whatever is pending is its own."""
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    sweep = request.getfixturevalue("pending_commands_sweep")
+    yield
+    sweep()
 
 
 @pytest.fixture(scope="session")

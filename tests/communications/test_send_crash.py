@@ -129,5 +129,5 @@ async def test_workers_killed_after_twilio_took_their_messages_send_none_twice(
             task.cancel()
     counts = _requests_per_message(fake)
     assert sorted(counts[i] for i in ids) == [1] * len(ids), counts  # none sent twice
-    # Only this test's messages count: the worker's relay serves every tenant, so it also delivers what other
-    # tests of the run left pending, and those may reach the same fake Twilio.
+    # Only this test's messages count (the worker's relay serves every tenant; other tests' pending commands
+    # are dropped when they end, `no_pending_commands_left`, but the count does not depend on it).
