@@ -166,7 +166,9 @@ async def frequency_cap_release(
 
     Counts what was sent in the window and what the policy already let go but is not sent yet, under a
     per-patient advisory lock held to the end of the caller's transaction: concurrent checks for one patient
-    queue, so the cap holds however many messages are released at once."""
+    queue, so the cap holds however many messages are released at once. Both are counted by one statement
+    (one snapshot): the send step records a message sent without that lock, so one that went from let go to
+    sent between two reads would be in neither count, and one message too many would go."""
     cap = settings.frequency_cap
     since = now - timedelta(hours=cap.per_hours)
     await advisory_xact_lock(session, f"communications:cap:{communication.patient_id}")
@@ -181,22 +183,27 @@ async def frequency_cap_release(
         .where(*others, C.status.in_([s.value for s in COUNTED_STATUSES]), C.sent_at > since)
         .order_by(C.sent_at.desc())
         .limit(cap.max_messages)
+        .subquery()
     )
-    sent = [t for t in (await session.scalars(recent)).all() if t is not None]
-    released = await session.scalar(  # let go by the policy, on their way to the provider
-        select(func.count()).where(
+    released = (  # let go by the policy, on their way to the provider
+        select(func.count())
+        .where(
             *others,
             C.status == CommunicationStatus.QUEUED.value,
             C.provider_message_id.is_(None),
             C.meta_data.has_key("policy"),
             C.updated_at > func.now() - IN_FLIGHT,  # older ones are stuck, not on their way
         )
+        .scalar_subquery()
     )
-    if len(sent) + int(released or 0) < cap.max_messages:
+    sent, oldest_sent, on_their_way = (
+        await session.execute(select(func.count(), func.min(recent.c.sent_at), released))
+    ).one()
+    if sent + on_their_way < cap.max_messages:
         return None
-    if len(sent) < cap.max_messages:  # the cap is full of messages still being sent: ask again shortly
+    if sent < cap.max_messages:  # the cap is full of messages still being sent: ask again shortly
         return now + RELEASED_RECHECK
-    return min(sent) + timedelta(hours=cap.per_hours)
+    return oldest_sent + timedelta(hours=cap.per_hours)
 
 
 async def evaluate(session: AsyncSession, communication: Communication, now: datetime) -> Decision:
