@@ -6,11 +6,20 @@ from nowhere else in this package, so no provider module imports another.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from core.settings import Settings
 from domain.enums import Channel, CommunicationStatus
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,3 +92,29 @@ class MessageProvider(Protocol):
     async def send(self, message: OutgoingMessage) -> ProviderResult:
         """Deliver `message`; raise ProviderError on failure."""
         ...
+
+
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+def _provider_threads(settings: Settings) -> ThreadPoolExecutor:
+    global _threads
+    with _threads_lock:
+        if _threads is None:
+            _threads = ThreadPoolExecutor(
+                max_workers=settings.worker_activities_at_once, thread_name_prefix="provider"
+            )
+        return _threads
+
+
+async def blocking_call(settings: Settings, call: Callable[[], T]) -> T:
+    """Run a provider SDK's blocking HTTP call (Twilio's and SendGrid's clients are synchronous) on the
+    providers' own threads, with the caller's context: one thread per activity the process runs at once
+    (`Settings.worker_activities_at_once`, sized by the first caller), so every send in flight has one.
+    On the loop's default pool (`asyncio.to_thread`: min(32, cores + 4) threads, 6 on two cores, shared with
+    template rendering) a few slow answers would hold every other send behind them for up to the provider's
+    timeout."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(_provider_threads(settings), functools.partial(context.run, call))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -14,6 +14,7 @@ from domain.communications.provider_contract import (
     OutgoingMessage,
     ProviderError,
     ProviderResult,
+    blocking_call,
     never_connected,
 )
 from domain.enums import CommunicationStatus
@@ -76,4 +77,4 @@ class SendGridProvider:
 
     async def send(self, message: OutgoingMessage) -> ProviderResult:
         """Hand the email to SendGrid; ProviderError (retryable or not) when SendGrid refuses."""
-        return await asyncio.to_thread(self._send_sync, message)
+        return await blocking_call(self.settings, functools.partial(self._send_sync, message))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import logging
 from typing import Any
@@ -17,6 +17,7 @@ from domain.communications.provider_contract import (
     OutgoingMessage,
     ProviderError,
     ProviderResult,
+    blocking_call,
     never_connected,
 )
 from domain.enums import Channel, CommunicationStatus
@@ -112,4 +113,4 @@ class TwilioProvider:
 
     async def send(self, message: OutgoingMessage) -> ProviderResult:
         """Create the message at Twilio; ProviderError (retryable or not) when Twilio refuses."""
-        return await asyncio.to_thread(self._send_sync, message)
+        return await blocking_call(self.settings, functools.partial(self._send_sync, message))

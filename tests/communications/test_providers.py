@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
+from domain.communications import provider_contract
 from domain.communications.providers import OutgoingMessage, ProviderError, provider_for
-from domain.enums import Channel
+from domain.enums import Channel, CommunicationStatus
 from tests.communications.provider_support import PUBLIC_BASE, TWILIO_SID
+from tests.polling import eventually
 
 
 def _message(channel: Channel, recipient: str, **extra) -> OutgoingMessage:
@@ -100,3 +105,29 @@ async def test_an_unreachable_provider_is_retryable(providers_configured, settin
     with pytest.raises(ProviderError) as caught:
         await provider_for(Channel.SMS, settings).send(_message(Channel.SMS, "+14155550123"))
     assert caught.value.retryable
+
+
+async def test_every_send_in_flight_reaches_the_provider_while_its_answers_are_slow(
+    providers_configured, settings, monkeypatch
+) -> None:
+    """The SDKs block a thread for each call until the provider answers. As many sends as the worker runs
+    activities at once (40 here: more than the loop's default pool of min(32, cores + 4) threads on any
+    machine) all reach Twilio while it holds its answers: none queues behind another's slow answer."""
+    monkeypatch.setattr(settings, "worker_max_concurrent_activities", 40)
+    monkeypatch.setattr(provider_contract, "_threads", None)  # sized afresh from these settings
+    providers_configured.twilio_hold = hold = threading.Event()
+    provider = provider_for(Channel.SMS, settings)
+    sends = [asyncio.ensure_future(provider.send(_message(Channel.SMS, "+14155550123"))) for _ in range(40)]
+    try:
+
+        async def all_arrived() -> bool:
+            return len(providers_configured.twilio_accepted) == 40
+
+        await eventually(all_arrived, "40 sends at Twilio while it holds its answers", within=20)
+    finally:
+        hold.set()
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        threads = provider_contract._threads
+        if threads is not None:
+            threads.shutdown(wait=False)
+    assert [getattr(r, "status", r) for r in results] == [CommunicationStatus.SENT] * 40
