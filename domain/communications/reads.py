@@ -37,8 +37,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Select, any_, bindparam, case, func, literal_column, select, true
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Select, and_, bindparam, case, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from core.database import TENANT_PARAMETER
@@ -125,11 +124,49 @@ def _filters(*, patient: bool, channel: bool, date_to: bool, since: bool) -> lis
     return conditions
 
 
+_WINDOW = bindparam("window")
+_NEED = bindparam("need")
+
+
+def _paged(hits: Any, *head: Any) -> Select[Any]:
+    """The requested page of `hits` (id, created_at, rank: the newest `:need` matches) with each message's
+    columns: the newest `:window` ranked best first (then newest, then by id), the rest newest first, up to
+    the `:need` - 1st match (the last one only says there is more), from `:offset`, `:limit` of them. Every
+    row also carries `found` (how many hits) and the `head` columns; one row of those alone when the page
+    is empty. Paging in the statement hands back a page of rows, not every candidate to rank in Python."""
+    newest = func.row_number().over(order_by=(hits.c.created_at.desc(), hits.c.id.desc()))
+    numbered = select(hits.c.id, hits.c.created_at, hits.c.rank, newest.label("newest")).cte("numbered")
+    in_window = numbered.c.newest <= _WINDOW
+    order = (
+        numbered.c.newest > _WINDOW,  # false (in the window) first
+        case((in_window, numbered.c.rank)).desc().nulls_last(),
+        case((in_window, numbered.c.created_at)).desc().nulls_last(),
+        case((in_window, numbered.c.id)).asc(),
+        numbered.c.newest,
+    )
+    page = (
+        select(numbered.c.id, numbered.c.rank, func.row_number().over(order_by=order).label("position"))
+        .where(numbered.c.newest < _NEED)
+        .order_by(*order)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+        .subquery("page")
+    )
+    found = select(func.count()).select_from(hits).scalar_subquery()
+    first = select(*head, found.label("found")).subquery("first")
+    messages = page.join(Communication.__table__, and_(_C.id == page.c.id, _C.tenant_id == _TENANT))
+    return (
+        select(*first.c, page.c.rank, *RESPONSE_COLUMNS)
+        .select_from(first.outerjoin(messages, true()))
+        .order_by(page.c.position)
+    )
+
+
 @functools.cache
 def _scan(*, patient: bool, channel: bool, date_to: bool, since: bool) -> TenantRead:
     """The newest `:scan_limit` messages in the filters, newest first, and the newest `:need` matches among
-    them with their rank; `covered` says (only when they are fewer than `:need`) whether the read held
-    every message in the filters. One row with `covered` and no match when nothing matched."""
+    them with their rank, paged (`_paged`); `covered` says (only when they are fewer than `:need`) whether
+    the read held every message in the filters."""
     conditions = _filters(patient=patient, channel=channel, date_to=date_to, since=since)
     recent = (
         select(_C.id, _C.created_at, _C.search_vector)
@@ -146,7 +183,7 @@ def _scan(*, patient: bool, channel: bool, date_to: bool, since: bool) -> Tenant
         )
         .where(recent.c.search_vector.op("@@")(_TSQUERY_ONCE))
         .order_by(recent.c.created_at.desc(), recent.c.id.desc())
-        .limit(bindparam("need"))
+        .limit(_NEED)
         .cte("hits")
     )
     # PostgreSQL runs a scalar subquery when it is first needed: the messages in the filters are counted
@@ -154,43 +191,30 @@ def _scan(*, patient: bool, channel: bool, date_to: bool, since: bool) -> Tenant
     found = select(func.count()).select_from(hits).scalar_subquery()
     some = select(_C.id).where(*conditions).limit(bindparam("scan_limit")).subquery("some")
     read = select(func.count()).select_from(some).scalar_subquery()
-    covered = select(
-        case((found < bindparam("need"), read < bindparam("scan_limit")), else_=None).label("covered")
-    )
-    flag = covered.subquery("scan")
-    stmt = (
-        select(flag.c.covered, hits.c.id, hits.c.created_at, hits.c.rank)
-        .select_from(flag.outerjoin(hits, true()))
-        .order_by(hits.c.created_at.desc(), hits.c.id.desc())
-    )
-    return TenantRead.of(stmt)
+    covered = case((found < _NEED, read < bindparam("scan_limit")), else_=None).label("covered")
+    return TenantRead.of(_paged(hits, covered))
 
 
 @functools.cache
 def _candidates(*, patient: bool, channel: bool, date_to: bool, since: bool) -> TenantRead:
-    """The newest `:need` matches in the filters through the GIN index, with their rank."""
-    stmt: Select[Any] = (
+    """The newest `:need` matches in the filters through the GIN index, with their rank, paged
+    (`_paged`)."""
+    hits = (
         select(_C.id, _C.created_at, func.ts_rank_cd(_C.search_vector, _TSQUERY).label("rank"))
         .where(_MATCHES, *_filters(patient=patient, channel=channel, date_to=date_to, since=since))
         # The same order, as an expression no index provides: a word that reaches this point is rare,
         # and the planner would otherwise walk the tenant's newest-first index (which carries
         # search_vector) through millions of entries, expecting the matches to come early.
         .order_by((_C.created_at + literal_column("interval '0'")).desc(), _C.id.desc())
-        .limit(bindparam("need"))
+        .limit(_NEED)
+        .cte("hits")
     )
-    return TenantRead.of(stmt, custom_plan=True)
-
-
-PAGE = TenantRead.of(
-    select(*RESPONSE_COLUMNS).where(
-        _C.tenant_id == _TENANT, _C.id == any_(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))))
-    )
-)
+    return TenantRead.of(_paged(hits), custom_plan=True)
 
 
 def search_reads() -> dict[str, TenantRead]:
     """Every statement a search may run, by name (for the tests that walk the hot reads)."""
-    found = {"search page": PAGE}
+    found = {}
     for patient, channel, date_to, since in itertools.product((False, True), repeat=4):
         shape = {"patient": patient, "channel": channel, "date_to": date_to, "since": since}
         named = ",".join(name for name, given in shape.items() if given) or "no filter"
@@ -225,17 +249,16 @@ async def search(
         "channel": channel is not None,
         "date_to": date_to is not None,
     }
-    rows: list[Any] = []
+    page = {"window": SEARCH_WINDOW, "offset": offset, "limit": limit}
     share = await expected_share(reads.pool, query)
     if share >= SCAN_SHARE:
         since = {"since": date_from} if date_from is not None else {}
-        scanned = await reads.all(
-            _scan(**shape, since=date_from is not None), **params, **since, scan_limit=SCAN_ROWS + 1
+        rows = await reads.all(
+            _scan(**shape, since=date_from is not None), **params, **page, **since, scan_limit=SCAN_ROWS + 1
         )
-        rows = [r for r in scanned if r["id"] is not None]
-        if len(rows) >= need or scanned[0]["covered"]:
+        if rows[0]["found"] >= need or rows[0]["covered"]:
             # Enough, or the scan read every message in the filters (one patient's, a date range).
-            return await _page_of(reads, rows, need, offset, limit)
+            return _page_of(rows)
     now = datetime.now(UTC)
     # A word too rare for the statistics' list matches few messages: the GIN index answers at once,
     # where each recent slice would add a read of the slice's range of the created_at index.
@@ -245,20 +268,12 @@ async def search(
             continue  # the patient's index, or the caller's own date range, is narrower already
         bound = max(filter(None, (start, date_from)), default=None)
         since = {"since": bound} if bound is not None else {}
-        rows = await reads.all(_candidates(**shape, since=bound is not None), **params, **since)
-        if len(rows) >= need:
+        rows = await reads.all(_candidates(**shape, since=bound is not None), **params, **page, **since)
+        if rows[0]["found"] >= need:
             break
-    return await _page_of(reads, rows, need, offset, limit)
+    return _page_of(rows)
 
 
-async def _page_of(
-    reads: TenantReads, rows: list[Any], need: int, offset: int, limit: int
-) -> tuple[list[tuple[DictRow, float]], int]:
-    """The requested page of (id, created_at, rank) candidates, newest first: the newest SEARCH_WINDOW
-    ranked best first, then the rest; with the messages loaded, and the total as `search` defines it."""
-    ranked = sorted(rows[:SEARCH_WINDOW], key=lambda r: (-r["rank"], -r["created_at"].timestamp(), r["id"]))
-    ordered = ranked + rows[SEARCH_WINDOW : need - 1]
-    page = ordered[offset : offset + limit]
-    loaded = await reads.all(PAGE, ids=[r["id"] for r in page]) if page else []
-    by_id = {m["id"]: m for m in loaded}
-    return [(by_id[r["id"]], float(r["rank"])) for r in page if r["id"] in by_id], len(rows)
+def _page_of(rows: list[DictRow]) -> tuple[list[tuple[DictRow, float]], int]:
+    """(message, rank) of each row of a paged search statement, and the matches it found."""
+    return [(r, float(r["rank"])) for r in rows if r["id"] is not None], int(rows[0]["found"])
