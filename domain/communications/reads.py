@@ -37,7 +37,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Select, and_, bindparam, case, func, literal_column, select, true
+from sqlalchemy import BindParameter, Select, and_, bindparam, case, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 
 from core.database import TENANT_PARAMETER
@@ -124,8 +124,8 @@ def _filters(*, patient: bool, channel: bool, date_to: bool, since: bool) -> lis
     return conditions
 
 
-_WINDOW = bindparam("window")
-_NEED = bindparam("need")
+_WINDOW: BindParameter[int] = bindparam("window")
+_NEED: BindParameter[int] = bindparam("need")
 
 
 def _paged(hits: Any, *head: Any) -> Select[Any]:
