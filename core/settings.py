@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     queue together (2 of them are the control queue's); unset: its database connections
     (`PRM_DB_POOL_SIZE` + `PRM_DB_MAX_OVERFLOW`). Nearly every activity holds a connection, so more at once
     than the pool has only wait for one (and time out, and retry): a campaign starting a hundred journeys at
-    once did that."""
+    once did that. The process has as many threads for the providers' blocking HTTP calls (Twilio's and
+    SendGrid's SDKs), so every send in flight has one."""
     otlp_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("PRM_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
