@@ -343,7 +343,7 @@ def main() -> None:
             f"memory peaked at **{figures['worker_rss_mb']:.0f} MB** while the journeys ran (sampled every "
             "0.25 s, its children included; the worker-memory section measures it with 2,000 journeys). "
             "The worker's CPU per workflow is its process's CPU time (user and system) over the phase, "
-            "divided by the phase's workflows (a journey's phase includes its ticket's SLA workflow).",
+            "divided by the phase's instances (a journey's share includes its ticket's SLA workflow).",
         ]
     )
     write_section("journeys", body)
