@@ -174,10 +174,9 @@ async def _open_attempt(
     *,
     at: datetime,
     settings: Settings,
-    consent_checked: bool = False,
 ) -> DeliveryOutcome | _Attempt | pacing.SenderBusy:
-    """`_begin_attempt` on a message its caller locked; `consent_checked` when the send gate has just read
-    the patient's consent in this transaction."""
+    """`_begin_attempt` on a message its caller locked (the consent is read once per transaction: after the
+    send gate, this check reads no more)."""
     if record.provider_message_id or record.status not in {s.value for s in UNSENT_COMMUNICATION_STATUSES}:
         return DeliveryOutcome(record.status, sent_now=False)
     channel = Channel(record.channel)
@@ -185,12 +184,7 @@ async def _open_attempt(
     if record.send_attempt is not None and not await _abandoned(session, record, provider, settings):
         raise AttemptInDoubt(record.id)
     confirmation = bool((record.meta_data or {}).get("consent_confirmation"))
-    if (
-        record.patient_id
-        and not confirmation
-        and not consent_checked
-        and await policy.opted_out(session, record.patient_id, channel)
-    ):
+    if record.patient_id and not confirmation and await policy.opted_out(session, record.patient_id, channel):
         await advance_status(
             session,
             record.id,
@@ -372,7 +366,6 @@ class GateAnswer:
     reason: str
     until: datetime | None = None
     failure: str | None = None
-    evaluated: bool = False  # the send policy (consent included) was applied by this call
 
 
 async def pass_gate(session: AsyncSession, record: Communication, now: datetime) -> GateAnswer:
@@ -396,7 +389,7 @@ async def pass_gate(session: AsyncSession, record: Communication, now: datetime)
         record.status, record.scheduled_for = "scheduled", decision.until
     else:
         record.status = "queued"
-    return GateAnswer(decision.verdict.value, decision.reason, decision.until, failure, evaluated=True)
+    return GateAnswer(decision.verdict.value, decision.reason, decision.until, failure)
 
 
 def reports_delivery(channel: str, settings: Settings) -> bool:
@@ -492,7 +485,7 @@ async def _gate_and_open(
         return DeliveryOutcome(record.status, False, record.channel, failure=answer.failure)
     if answer.verdict != "send":
         return None
-    return await _open_attempt(session, record, at=now, settings=settings, consent_checked=answer.evaluated)
+    return await _open_attempt(session, record, at=now, settings=settings)
 
 
 async def mark_failed(
