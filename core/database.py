@@ -311,6 +311,19 @@ async def advisory_xact_lock(session: AsyncSession, key: str) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
+async def transaction_held(session: AsyncSession, key: str) -> dict[Any, Any]:
+    """What the session's current transaction read once and keeps under `key` (in `session.info`): the
+    later reads of one unit of work find it here instead of asking again. A new transaction starts with an
+    empty one, so nothing read before its snapshot is trusted in it."""
+    if session.sync_session.get_transaction() is None:
+        await session.connection()  # begins the transaction a first read would begin (no round trip)
+    transaction = session.sync_session.get_transaction()
+    held = session.info.get(key)
+    if held is None or held[0] is not transaction:
+        held = session.info[key] = (transaction, {})
+    return held[1]
+
+
 def after_commit(session: AsyncSession, job: AfterCommit, *, once: bool = False) -> None:
     """Queue `job` to run once the request's transaction has committed (e.g. starting a workflow); with
     `once`, not again if the same job is already queued."""

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import advisory_xact_lock
+from core.database import advisory_xact_lock, transaction_held
 from domain.communications import reply_words
 from domain.communications.models import Communication
 from domain.enums import Channel, CommunicationStatus, Direction
@@ -59,25 +59,14 @@ def consent_keyword(text: str | None) -> ConsentKeyword | None:
     return None
 
 
-_CONSENTS_READ = "consents_read"  # session.info: (its transaction, {(patient, channel): opted out})
-
-
-async def _consents_read(session: AsyncSession) -> dict[tuple[uuid.UUID, str], bool]:
-    """The consents this session's current transaction read or wrote (a new transaction starts afresh)."""
-    if session.sync_session.get_transaction() is None:
-        await session.connection()  # begins the transaction the read would begin (no round trip)
-    transaction = session.sync_session.get_transaction()
-    held = session.info.get(_CONSENTS_READ)
-    if held is None or held[0] is not transaction:
-        held = session.info[_CONSENTS_READ] = (transaction, {})
-    return held[1]
+_CONSENTS_READ = "consents_read"  # `transaction_held`: {(patient, channel): opted out}
 
 
 async def opted_out(session: AsyncSession, patient_id: uuid.UUID, channel: Channel) -> bool:
     """True when the patient has opted out of `channel`. Read once per transaction: a message recorded and
     passed through the send gate in one transaction (a journey's) asks twice, and `set_consent` keeps
     the answer current."""
-    known = await _consents_read(session)
+    known = await transaction_held(session, _CONSENTS_READ)
     key = (patient_id, channel.value)
     if key not in known:
         known[key] = bool(
@@ -109,7 +98,7 @@ async def set_consent(
         set_={"opted_out": opt_out, "changed_at": at, "source": "keyword"},
     )
     await session.execute(stmt)
-    (await _consents_read(session))[(patient_id, channel.value)] = opt_out
+    (await transaction_held(session, _CONSENTS_READ))[(patient_id, channel.value)] = opt_out
     return before != opt_out
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import languages
 from core.audit import Actor, append
+from core.database import transaction_held
 from core.errors import NotFound, Unprocessable
 from domain.tenants.models import Tenant
 from domain.tenants.schemas import TenantCreate, TenantSettings
@@ -34,10 +35,10 @@ _HELD_KEY = "tenants_held"
 
 
 async def tenant_of(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
-    """The tenant, read once per session: the session holds it, so the later reads of one unit of work (a
-    message's language, its variables, its send policy) find it in the identity map, which holds only weak
-    references and would otherwise lose it as soon as the first caller let go."""
-    held: dict[uuid.UUID, Tenant | None] = session.info.setdefault(_HELD_KEY, {})
+    """The tenant, read once per transaction (`transaction_held`): the later reads of one unit of work (a
+    message's language, its variables, its send policy) find it there, where the identity map, which holds
+    only weak references, would lose it as soon as the first caller let go."""
+    held: dict[uuid.UUID, Tenant | None] = await transaction_held(session, _HELD_KEY)
     if tenant_id not in held:
         held[tenant_id] = await session.get(Tenant, tenant_id)
     return held[tenant_id]
