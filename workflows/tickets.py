@@ -1,14 +1,16 @@
 """One workflow per unfinished ticket (`ticket-<id>`): keeps its SLA clock.
 
-It sets the due times (business hours of the tenant's time zone, through an activity), sleeps until the
-next one, and when a target passes unmet it escalates: the breach flag is set, the priority goes up a step,
-and an `escalated` ticket event names the assignee (or the tenant's fallback queue) to notify. While the
-ticket waits on the patient the clock stops; on resuming, the pending due times move by the business time
-spent waiting. It ends when the ticket is resolved or closed; a reopen starts a new run.
+It starts from the due times the ticket got when it was opened or reopened (business hours of the
+tenant's time zone; a run started without them sets them through an activity) and sleeps until the next
+one. When a target passes unmet it escalates: the breach flag is set, the priority goes up a step, and an
+`escalated` ticket event names the assignee (or the tenant's fallback queue) to notify. While the ticket
+waits on the patient the clock stops; on resuming, the pending due times move by the business time spent
+waiting. It ends when the ticket is resolved or closed; a reopen starts a new run.
 
 The API tells it about status changes with the `ticket_changed` signal. The activities re-read the ticket,
 so a signal lost in transit is corrected when the next timer fires. Deterministic: time is
-`workflow.now()`; all calendar arithmetic and every write happen in activities.
+`workflow.now()`; all calendar arithmetic and every write happen in activities (or in the
+transaction that opened the ticket).
 """
 
 from __future__ import annotations
@@ -56,7 +58,12 @@ class TicketSlaWorkflow:
     @workflow.run
     async def run(self, data: TicketSlaInput) -> str:
         """Keep the clock until the ticket is resolved or closed; its final status."""
-        state = await self._call(TicketActivities.begin, TicketRef(data.tenant_id, data.ticket_id))
+        # A cycle's due times are set when the ticket is opened or reopened, and its start carries them.
+        # Runs started before that (and after a continue-as-new) read them with `begin`. The input is in
+        # the history, so a replay takes the same branch: no patch needed.
+        state = data.state or await self._call(
+            TicketActivities.begin, TicketRef(data.tenant_id, data.ticket_id)
+        )
         self._adopt(state, seen=0)
         paused_since = datetime.fromisoformat(data.paused_since) if data.paused_since else None
         while self._status not in FINAL_STATUSES:

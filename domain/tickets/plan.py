@@ -4,7 +4,7 @@ Pure dataclasses (the workflow imports this module); the names of the workflow a
 live here so the domain, the activities and the workflow agree on them.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: payloads are decoded faster (see domain/journeys/plan.py).
 
 from dataclasses import dataclass
 
@@ -18,15 +18,6 @@ PAUSED_STATUS = "waiting_on_patient"
 def ticket_workflow_id(ticket_id: object) -> str:
     """`ticket-<uuid>`: one SLA workflow per ticket (a reopen starts a new run under the same id)."""
     return f"ticket-{ticket_id}"
-
-
-@dataclass
-class TicketSlaInput:
-    """The SLA workflow's input: which ticket, and a pause carried over a continue-as-new."""
-
-    tenant_id: str
-    ticket_id: str
-    paused_since: str | None = None
 
 
 @dataclass
@@ -56,6 +47,18 @@ class SlaState:
     response_breached: bool
     resolution_breached: bool
     cycle: str = ""  # when the current SLA cycle began (creation or reopen): part of the step keys
+
+
+@dataclass
+class TicketSlaInput:
+    """The SLA workflow's input: which ticket, its SLA state when the cycle began (due times set by the
+    transaction that opened or reopened it; None: the workflow reads it with its first activity), and a
+    pause carried over a continue-as-new."""
+
+    tenant_id: str
+    ticket_id: str
+    paused_since: str | None = None
+    state: SlaState | None = None
 
 
 def breach_key(ticket_id: str, cycle: str, kind: str) -> str:

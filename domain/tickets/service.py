@@ -20,7 +20,7 @@ from core.events import EventType, emit
 from domain.enums import TicketPriority, TicketStatus
 from domain.patients.models import Patient
 from domain.schemas import changes
-from domain.tickets import sla_workflow
+from domain.tickets import sla_steps, sla_workflow
 from domain.tickets.models import Ticket, TicketEvent
 from domain.tickets.plan import FINAL_STATUSES
 from domain.tickets.repository import TicketRepository
@@ -84,6 +84,7 @@ async def create_ticket(
         workflow_id=workflow_id,
         sla_started_at=datetime.now(UTC),
     )
+    await sla_steps.set_due_times(session, ticket)
     try:
         async with session.begin_nested():
             session.add(ticket)
@@ -204,8 +205,9 @@ async def update_ticket(
         elif reopened:
             ticket.reopened_at = ticket.sla_started_at = now
             ticket.resolved_at = ticket.closed_at = None
-            ticket.resolution_due_at = None  # the new cycle's workflow sets it
+            ticket.resolution_due_at = None  # the new cycle's, set below
             ticket.resolution_breached = False
+            await sla_steps.set_due_times(session, ticket)
         await _record(
             session, ticket, "status_changed", actor=actor, details={"from": previous, "to": target}
         )

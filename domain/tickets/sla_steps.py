@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import metrics
 from core.database import after_commit
 from core.errors import NotFound
-from domain.tenants.models import Tenant
-from domain.tenants.service import settings_of
+from domain.tenants.schemas import TenantSettings
+from domain.tenants.service import settings_of, tenant_of
 from domain.tickets import sla
 from domain.tickets.models import Ticket, TicketEvent
 from domain.tickets.plan import (
@@ -56,26 +56,35 @@ async def _locked(session: AsyncSession, ticket_id: str) -> Ticket:
     return ticket
 
 
-async def _calendar(session: AsyncSession, ticket: Ticket) -> tuple[sla.BusinessCalendar, Tenant]:
-    tenant = await session.get(Tenant, ticket.tenant_id)
+async def _calendar(session: AsyncSession, ticket: Ticket) -> tuple[sla.BusinessCalendar, TenantSettings]:
+    tenant = await tenant_of(session, ticket.tenant_id or session.info["tenant_id"])
     if tenant is None:
         raise NotFound("Tenant not found.")
-    return sla.calendar_for(settings_of(tenant), tenant.timezone), tenant
+    settings = settings_of(tenant)
+    return sla.calendar_for(settings, tenant.timezone), settings
 
 
-async def begin_sla(session: AsyncSession, ticket_id: str) -> SlaState:
-    """Set the current cycle's due times if unset, mark the workflow started; the state (flushes only)."""
-    ticket = await _locked(session, ticket_id)
+async def set_due_times(session: AsyncSession, ticket: Ticket) -> None:
+    """Fill in the current cycle's due times that are unset (a response already given has none), in the
+    caller's transaction. A ticket opened or reopened gets them at once (before its INSERT or UPDATE), and
+    its SLA workflow starts from them (`TicketSlaInput.state`)."""
     if ticket.resolution_due_at is None or (
         ticket.response_due_at is None and ticket.first_response_at is None
     ):
-        calendar, tenant = await _calendar(session, ticket)
+        calendar, settings = await _calendar(session, ticket)
         opened = ticket.sla_started_at or ticket.created_at
-        due = sla.due_times(calendar, settings_of(tenant), ticket.priority, opened)
+        due = sla.due_times(calendar, settings, ticket.priority, opened)
         if ticket.response_due_at is None and ticket.first_response_at is None:
             ticket.response_due_at = due.response_due_at
         if ticket.resolution_due_at is None:
             ticket.resolution_due_at = due.resolution_due_at
+
+
+async def begin_sla(session: AsyncSession, ticket_id: str) -> SlaState:
+    """Set the current cycle's due times if unset; the state (flushes only). Only the SLA workflows whose
+    input carries no state take this step (started before tickets got their due times when opened)."""
+    ticket = await _locked(session, ticket_id)
+    await set_due_times(session, ticket)
     await session.flush()
     return sla_state(ticket)
 

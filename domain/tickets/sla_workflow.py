@@ -20,16 +20,21 @@ from domain.tickets.plan import (
     TicketSlaInput,
     ticket_workflow_id,
 )
+from domain.tickets.sla_steps import sla_state
 
 
 def record_sla_start(session: AsyncSession, ticket: Ticket, *, restart: bool) -> None:
-    """Record the start of the ticket's SLA workflow (`restart`: replacing a run still going)."""
+    """Record the start of the ticket's SLA workflow (`restart`: replacing a run still going), from the
+    ticket's SLA state as the caller's transaction leaves it (its due times set, `sla_steps.set_due_times`;
+    what changes after it reaches the workflow as `ticket_changed` signals, delivered after the start)."""
     record_start(
         session,
         WorkflowStart(
             workflow=WORKFLOW_NAME,
             workflow_id=ticket_workflow_id(ticket.id),
-            input=TicketSlaInput(tenant_id=str(ticket.tenant_id), ticket_id=str(ticket.id)),
+            input=TicketSlaInput(
+                tenant_id=str(ticket.tenant_id), ticket_id=str(ticket.id), state=sla_state(ticket)
+            ),
             search_attributes=ids_of(ticket.tenant_id, ticket.patient_id),
             policy=StartPolicy.REPLACE if restart else StartPolicy.REUSE,
         ),

@@ -23,25 +23,65 @@ from domain.journeys import service as journeys
 from domain.journeys.plan import ActionInput
 from domain.journeys.repository import JourneyRepository
 from domain.journeys.schemas import JourneyCreate, JourneyInstanceCreate
-from domain.tickets.plan import ticket_workflow_id
+from domain.tickets.models import Ticket
+from domain.tickets.plan import TicketSlaInput, ticket_workflow_id
 from domain.tickets.service import create_ticket
+from tests import histories
 from tests.outbox import commands_for, tenant_relay, unreachable_gateway
 from tests.polling import eventually
 from tests.tickets.conftest import TICKETS, Desk, SlaWired
 from tests.tickets.sla_support import due_set, signal_seen
+from workflows.tickets import TicketSlaWorkflow
 
 
-async def test_workflow_sets_due_times_from_the_tenant_targets(
+async def test_an_opened_ticket_is_due_by_the_tenant_targets_and_its_workflow_starts_from_them(
     sla_env: SlaWired, desk: Desk, new_ticket: Callable
 ) -> None:
     await desk.set_calendar(weekdays=[])  # a 24/7 desk: business time is wall time
     ticket = await new_ticket(priority="urgent")
-    row = await due_set(desk, ticket["id"])
+    row = await desk.ticket(ticket["id"])  # set by the opening's transaction, no workflow step awaited
     opened = row.sla_started_at
     assert row.response_due_at == opened + timedelta(minutes=30)
     assert row.resolution_due_at == opened + timedelta(hours=4)
     (start,) = await commands_for(desk.sessionmaker, ticket_workflow_id(ticket["id"]))  # recorded with it
     assert (start.kind, start.outcome) == ("start", "delivered")  # and delivered after the commit
+    handle = sla_env.env.client.get_workflow_handle(ticket_workflow_id(ticket["id"]))
+    state = await handle.query("sla")
+    assert (state["response_due_at"], state["resolution_due_at"], state["cycle"]) == (
+        row.response_due_at.isoformat(),
+        row.resolution_due_at.isoformat(),
+        opened.isoformat(),
+    )
+    history = await handle.fetch_history()
+    assert "ticket_sla_begin" not in histories.activity_types(history)
+
+
+async def test_a_run_started_without_due_times_sets_them_itself(
+    sla_env: SlaWired, desk: Desk, new_ticket: Callable
+) -> None:
+    """A start recorded before tickets got their due times when opened (still pending in the outbox, or a
+    run continued as new) carries no state: the workflow's first step sets and reads them."""
+    await desk.set_calendar(weekdays=[])
+    ticket = await new_ticket(priority="urgent")
+    workflow_id = ticket_workflow_id(ticket["id"])
+    await sla_env.env.client.get_workflow_handle(workflow_id).terminate("replaced by this test's run")
+    async with desk.session() as session:
+        await session.execute(
+            update(Ticket)
+            .where(Ticket.id == uuid.UUID(ticket["id"]))
+            .values(response_due_at=None, resolution_due_at=None)
+        )
+        await session.commit()
+    handle = await sla_env.env.client.start_workflow(
+        TicketSlaWorkflow.run,
+        TicketSlaInput(tenant_id=str(desk.tenant_id), ticket_id=ticket["id"]),
+        id=workflow_id,
+        task_queue=sla_env.task_queue,
+    )
+    row = await due_set(desk, ticket["id"])
+    assert row.response_due_at == row.sla_started_at + timedelta(minutes=30)
+    assert row.resolution_due_at == row.sla_started_at + timedelta(hours=4)
+    assert "ticket_sla_begin" in histories.activity_types(await handle.fetch_history())
 
 
 async def test_missed_response_escalates_priority_and_notifies_the_fallback_queue(
@@ -134,8 +174,17 @@ async def test_reopen_starts_a_new_cycle(
     handle = sla_env.env.client.get_workflow_handle(ticket_workflow_id(ticket["id"]))
     await asyncio.wait_for(handle.result(), 15)
     reopened = (await client.patch(url, json={"status": "open"}, headers=auth)).json()
-    row = await due_set(desk, ticket["id"])
-    assert row.resolution_due_at == datetime.fromisoformat(reopened["reopened_at"]) + timedelta(hours=4)
+    due = datetime.fromisoformat(reopened["reopened_at"]) + timedelta(hours=4)
+    assert datetime.fromisoformat(reopened["resolution_due_at"]) == due  # the new cycle's, in the answer
+    assert (await desk.ticket(ticket["id"])).resolution_due_at == due
+    new_run = sla_env.env.client.get_workflow_handle(ticket_workflow_id(ticket["id"]))
+
+    async def running_from_it() -> bool:
+        state = await new_run.query("sla")
+        cycle = datetime.fromisoformat(state["cycle"])
+        return state["resolution_due_at"] == due.isoformat() and cycle == due - timedelta(hours=4)
+
+    await eventually(running_from_it, "the new run to start from the reopened cycle's due times")
 
 
 async def test_a_ticket_a_journey_opens_gets_its_sla_workflow_through_the_command_it_records(

@@ -29,6 +29,14 @@ async def test_create_returns_the_ticket_with_201(new_ticket: Callable, desk: De
     assert ticket["patient_id"] == str(desk.patient_id)
     assert ticket["tenant_id"] == str(desk.tenant_id)
     assert ticket["response_breached"] is False and ticket["first_response_at"] is None
+    # Due when opened, not once its SLA workflow has run (Temporal may be down: see below)
+    row = await desk.ticket(ticket["id"])
+    assert row.response_due_at is not None and row.resolution_due_at is not None
+    assert row.sla_started_at < row.response_due_at < row.resolution_due_at
+    assert (ticket["response_due_at"], ticket["resolution_due_at"]) == (
+        row.response_due_at.isoformat().replace("+00:00", "Z"),
+        row.resolution_due_at.isoformat().replace("+00:00", "Z"),
+    )
 
 
 async def test_ticket_is_saved_when_temporal_is_down_and_its_sla_start_waits_for_the_relay(
@@ -44,10 +52,19 @@ async def test_ticket_is_saved_when_temporal_is_down_and_its_sla_start_waits_for
         None,
         None,
     )
-    assert start.start_input == {
+    assert start.start_input == {  # the workflow starts from the due times set with the ticket
         "tenant_id": str(desk.tenant_id),
         "ticket_id": ticket["id"],
         "paused_since": None,
+        "state": {
+            "status": "open",
+            "responded": False,
+            "response_due_at": row.response_due_at.isoformat(),
+            "resolution_due_at": row.resolution_due_at.isoformat(),
+            "response_breached": False,
+            "resolution_breached": False,
+            "cycle": row.sla_started_at.isoformat(),
+        },
     }
 
 
