@@ -3,7 +3,9 @@ Redis by every API process. Against the real PostgreSQL (and the machine's Redis
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -222,3 +224,58 @@ async def test_with_redis_a_request_is_checked_and_counted_in_one_round_trip(
 async def limits_warmed(counters: RedisCounters) -> None:
     """Load the script once (a fresh Redis answers the first EVALSHA with NOSCRIPT, then EVAL)."""
     await counters.count((Limit(RateLimits(Settings()).per_user, f"warm/{uuid.uuid4().hex}"),))
+
+
+async def test_with_redis_requests_asking_at_once_share_a_call_and_the_limit_stays_exact(
+    settings, redis_available
+) -> None:
+    """Requests that ask at the same moment go in fewer script calls than there are requests (those that ask
+    while a call is on its way go in the next one), and the limits hold exactly: each request is counted in
+    both of its limits or in none, in the order they asked."""
+    counters = RedisCounters(redis_available)
+    await limits_warmed(counters)
+    calls: list[str] = []
+    send = counters.client.execute_command
+
+    async def counted(*args, **kwargs):
+        calls.append(str(args[0]))
+        return await send(*args, **kwargs)
+
+    counters.client.execute_command = counted  # type: ignore[method-assign]
+    settings = limited(
+        settings,
+        redis_url=redis_available,
+        rate_limit_per_user="100/minute",
+        rate_limit_per_tenant="120/minute",
+    )
+    limits = RateLimits(settings, counters)
+    one_user = uuid.uuid4().hex
+    verdicts = await asyncio.gather(*(limits.check_caller(one_user, "ann") for _ in range(110)))
+    assert set(calls) == {"EVALSHA"} and len(calls) < 10
+    assert [v.allowed for v in verdicts if v is not None] == [True] * 100 + [False] * 10
+    assert {v.item.amount for v in verdicts[100:] if v is not None} == {100}  # ann's own limit
+
+    tenant = uuid.uuid4().hex  # three users asking 50 times each: the tenant's 120 binds
+    verdicts = await asyncio.gather(*(limits.check_caller(tenant, f"user-{i % 3}") for i in range(150)))
+    assert [v.allowed for v in verdicts if v is not None] == [True] * 120 + [False] * 30
+    assert {v.item.amount for v in verdicts[120:] if v is not None} == {120}
+
+    async def stored(key: str) -> int:  # this window's count and the previous one's (a minute may turn)
+        index = int(time.time() // 60)
+        values = await counters.client.mget([f"prm-rate:{key}:{index}", f"prm-rate:{key}:{index - 1}"])
+        return sum(int(v or 0) for v in values)
+
+    assert await stored(f"tenant/{tenant}") == 120
+    users = [await stored(f"user/{tenant}/user-{i}") for i in range(3)]
+    assert sum(users) == 120  # a refused request was counted in neither limit
+    await counters.client.aclose()
+
+
+async def test_with_redis_an_outage_during_a_shared_call_lets_every_request_of_it_through(
+    settings,
+) -> None:
+    counters = RedisCounters("redis://127.0.0.1:1/0")
+    limits = RateLimits(limited(settings, redis_url="redis://127.0.0.1:1/0"), counters)
+    verdicts = await asyncio.gather(*(limits.check_caller("t", "ann") for _ in range(20)))
+    assert verdicts == [None] * 20
+    await counters.client.aclose()
