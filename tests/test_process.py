@@ -1,10 +1,13 @@
-"""The serving process keeps its start-up objects out of the garbage collector's full collections."""
+"""The serving processes: start-up objects out of the garbage collector's full collections, and the loop."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from concurrent.futures import ThreadPoolExecutor
 
 from api.app import create_app
+from core.process import run_main
 from core.settings import Settings
 
 
@@ -26,3 +29,15 @@ async def test_an_app_built_for_tests_freezes_nothing(settings: Settings, databa
     app = create_app(settings, database_url=database_url)
     async with app.router.lifespan_context(app):
         assert gc.get_freeze_count() == 0
+
+
+def test_the_worker_process_runs_on_uvloop_like_the_api() -> None:
+    """`worker.py` runs its main coroutine through `run_main`: on uvloop, the loop uvicorn serves the API
+    on (run here in a thread, since the test's own loop is already running in this one)."""
+
+    async def loop_kind() -> str:
+        await asyncio.sleep(0)
+        return type(asyncio.get_running_loop()).__module__
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(run_main, loop_kind()).result(timeout=10).startswith("uvloop")
