@@ -309,10 +309,8 @@ def database_copy(url: str, name: str) -> Iterator[str]:
     """A copy of the seeded database `url` (`CREATE DATABASE ... TEMPLATE`) for one server's scenarios of
     one run, dropped afterwards; its URL (the same driver as `url`).
 
-    Every server starts from the same rows, and none inherits what another left: the before's version of
-    the API, run against this schema, leaves work that the next server's audit appender and autovacuum
-    then do while it is measured (a run of the mixed workload after it had a p95 of 4.7x its p50,
-    2.1x alone)."""
+    Every server starts from the same rows, and none inherits what another left (the rows its writes
+    added, its audit records, its dead tuples): the before and the service are measured alike."""
     source = make_url(url)
     copy = f"{source.database}_{name}"
     admin = to_libpq_url(url)
