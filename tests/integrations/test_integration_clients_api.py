@@ -18,6 +18,7 @@ BASE = "/api/v1/prm/integration-clients"
 
 
 async def test_an_admin_registers_rotates_and_revokes_a_client_through_the_api(
+    app: Any,
     client: httpx.AsyncClient,
     headers_for: Any,
     tenant_id: uuid.UUID,
@@ -52,6 +53,9 @@ async def test_an_admin_registers_rotates_and_revokes_a_client_through_the_api(
     assert (await request_token(client, new)).status_code == 401
     assert (await client.post(f"{BASE}/{first['client_id']}/secrets", headers=admin)).status_code == 409
 
+    # Each change's record committed with it to `audit_pending`; the API's appender chains it afterwards,
+    # in the background: wait for that round before reading the trail.
+    await app.state.audit_buffer.flush()
     async with system_sessionmaker() as session:
         mark_system(session)
         rows = (
