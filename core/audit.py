@@ -301,6 +301,10 @@ def _take_pending(limit: int) -> Any:
 
 
 CHAIN_BATCH = 2000  # waiting records one appender's transaction takes at most
+# Records one round of the API's appender chains at most, of each kind (queued reads, waiting records). A
+# round hashes them and builds their INSERT with no await in between: 2,000 records held the event loop for
+# 24 ms of hashing alone, and a round that fell behind under load grew without bound.
+BUFFER_ROUND = 250
 APPENDER_LOCK_TIMEOUT_MS = 2000  # how long an appender waits for another's round (or a tenant's lock)
 
 
@@ -407,18 +411,24 @@ class AuditBuffer:
                 await self.flush()
 
     async def flush(self) -> int:
-        """Chain the queued reads and every record waiting in `audit_pending`, a batch per transaction; how
-        many were chained (0 when the database failed: the reads stay queued, the waiting records wait)."""
+        """Chain the reads queued when it was called and every record waiting in `audit_pending`, in rounds
+        of at most `BUFFER_ROUND` of each, a transaction each (the requests in flight are served between
+        rounds); how many were chained (what the failing round held stays queued or waiting when the
+        database fails). Reads queued meanwhile wait for the next flush."""
         async with self._flushing:
-            events, self._queued = self._queued, []
+            left = len(self._queued)
             chained = 0
+            events: list[AuditEvent] = []
             try:
                 while True:
+                    events = self._queued[: min(left, BUFFER_ROUND)]
+                    del self._queued[: len(events)]
+                    left -= len(events)
                     async with self.sessionmaker() as session:
-                        taken = await chain_pending(session, events)
+                        taken = await chain_pending(session, events, limit=BUFFER_ROUND)
                         await session.commit()
                     chained, events = chained + taken + len(events), []
-                    if taken < CHAIN_BATCH:
+                    if left == 0 and taken < BUFFER_ROUND:
                         return chained
             except Exception as exc:
                 self._queued[:0] = events

@@ -4,10 +4,14 @@ record, committed with it, is chained right after the commit."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
 
 from api.app import create_app
+from core import audit
 from core.settings import Settings
 from tests.audit.conftest import API, Trail
 from tests.patients.support import patient_body
@@ -65,3 +69,49 @@ async def test_a_writes_record_joins_the_chain_right_after_its_commit(
             records = await eventually(lambda: trail(flush=False), "the write's record", within=5)
 
     assert [r.action for r in records] == ["patients.create"]
+
+
+async def test_a_long_queue_is_chained_in_bounded_rounds_in_its_order(
+    settings: Settings,
+    database_url: str,
+    trail: Trail,
+    tenant_id: uuid.UUID,
+    suite_appender_off: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """600 queued reads are chained in rounds of at most `BUFFER_ROUND`, a transaction each (the event loop
+    serves requests between them), and take their places in the order they were queued."""
+    slow = settings.model_copy(update={"audit_flush_interval_seconds": 60.0})  # only this test's flush
+    app = create_app(slow, database_url=database_url)
+    rounds: list[int] = []
+    chain = audit.chain_pending
+
+    async def counted(session: Any, events: Any = (), **kwargs: Any) -> int:
+        rounds.append(len(events))
+        return await chain(session, events, **kwargs)
+
+    monkeypatch.setattr(audit, "chain_pending", counted)
+    start = datetime.now(UTC)
+    ids = [uuid.uuid4() for _ in range(600)]
+    async with app.router.lifespan_context(app):
+        buffer = app.state.audit_buffer
+        for n, record_id in enumerate(ids):
+            buffer.add(
+                audit.AuditEvent(
+                    tenant_id=tenant_id,
+                    user_sub="reader",
+                    user_roles=("viewer",),
+                    action="patients.read",
+                    resource_type="patients",
+                    outcome=audit.AuditOutcome.ALLOWED,
+                    occurred_at=start + timedelta(microseconds=n),
+                    resource_id=record_id,
+                )
+            )
+        assert await buffer.flush() == 600
+        assert buffer.queued == 0
+
+    assert rounds[:3] == [audit.BUFFER_ROUND, audit.BUFFER_ROUND, 600 - 2 * audit.BUFFER_ROUND]
+    records = await trail(flush=False)
+    assert [r.resource_id for r in records] == ids
+    assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + 600))
