@@ -316,11 +316,30 @@ def database_copy(url: str, name: str) -> Iterator[str]:
     admin = to_libpq_url(url)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{source.database}" STRATEGY FILE_COPY')
+    prewarm(source.set(database=copy).render_as_string(hide_password=False))
     try:
         yield source.set(database=copy).render_as_string(hide_password=False)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def prewarm(url: str) -> None:
+    """Read every table and index of `url`'s database into PostgreSQL's buffers (`pg_prewarm`, shipped with
+    PostgreSQL), as a server that has been answering for a while has them: a fresh copy is read from disk
+    by the first requests: the mixed workload measured first in a server's life ran at 540-615 req/s, at
+    726 with the data prewarmed, and at 860-890 measured last. Skipped, saying so, where the extension
+    is not installed."""
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        except psycopg.Error as exc:
+            print(f"pg_prewarm unavailable ({type(exc).__name__}): the data starts cold", flush=True)
+            return
+        conn.execute(
+            "SELECT pg_prewarm(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 'm', 't')"
+        )
 
 
 def api_env(database_url: str, redis_url: str | None) -> dict[str, str]:
