@@ -313,12 +313,13 @@ def database_copy(url: str, name: str) -> Iterator[str]:
     added, its audit records, its dead tuples): the before and the service are measured alike."""
     source = make_url(url)
     copy = f"{source.database}_{name}"
+    copy_url = source.set(database=copy).render_as_string(hide_password=False)
     admin = to_libpq_url(url)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{source.database}" STRATEGY FILE_COPY')
-    prewarm(source.set(database=copy).render_as_string(hide_password=False))
+    prewarm(copy_url)
     try:
-        yield source.set(database=copy).render_as_string(hide_password=False)
+        yield copy_url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
