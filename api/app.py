@@ -56,7 +56,7 @@ from core.database import make_engine, make_read_sessionmaker, make_sessionmaker
 from core.embedded_db import to_libpq_url
 from core.logging import configure_logging
 from core.phones import set_default_region
-from core.process import freeze_startup_objects
+from core.process import tune_collector
 from core.reads import make_read_pool
 from core.settings import Settings, get_settings
 from core.tracing import configure_tracing
@@ -74,10 +74,14 @@ LEGACY_INSTANCES_DEPRECATED = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def create_app(
-    settings: Settings | None = None, *, database_url: str | None = None, freeze_after_startup: bool = False
+    settings: Settings | None = None,
+    *,
+    database_url: str | None = None,
+    tune_collector_after_startup: bool = False,
 ) -> FastAPI:
-    """Build the API; the engine is created at start-up and disposed at shutdown. `freeze_after_startup`
-    (the serving process only, `create_app_from_env`): `core.process.freeze_startup_objects` once started."""
+    """Build the API; the engine is created at start-up and disposed at shutdown.
+    `tune_collector_after_startup` (the serving process only, `create_app_from_env`):
+    `core.process.tune_collector` once started."""
     settings = settings or get_settings()
     set_default_region(settings.default_phone_region)
 
@@ -100,8 +104,8 @@ def create_app(
             app.state.sessionmaker, interval=settings.audit_flush_interval_seconds
         )
         app.state.audit_buffer.start()
-        if freeze_after_startup:
-            freeze_startup_objects()
+        if tune_collector_after_startup:
+            tune_collector()
         if not settings.auth_enabled:
             log.warning("=" * 72)
             log.warning("AUTHENTICATION IS DISABLED (PRM_AUTH_ENABLED=false): every caller is an admin.")
@@ -208,4 +212,4 @@ def create_app_from_env() -> FastAPI:
         )
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing(settings, "prm-api")
-    return create_app(settings, freeze_after_startup=True)
+    return create_app(settings, tune_collector_after_startup=True)

@@ -319,6 +319,9 @@ class AuditMiddleware:
             raise
         finally:
             self._queue(scope, trail)
+            # The trail holds the scope and the scope the trail: without this, every request's scope (and
+            # FastAPI's exit stacks in it) would be cyclic garbage, left for the collector to find.
+            scope["state"].pop(_TRAIL, None)
 
     @staticmethod
     def _queue(scope: Scope, trail: AuditTrail) -> None:

@@ -270,6 +270,12 @@ class Server:
             total += child.memory_info().rss
         return total / 2**20
 
+    def cpu_seconds(self) -> float:
+        """The CPU time (user and system) it has used so far, with any children's."""
+        proc = psutil.Process(self.process.pid)
+        times = [proc.cpu_times(), *(child.cpu_times() for child in proc.children(recursive=True))]
+        return sum(t.user + t.system for t in times)
+
 
 @contextmanager
 def serve(
@@ -385,6 +391,7 @@ class Result:
     errors: int
     requests: int
     rss_mb: float
+    cpu_ms: float  # the server's CPU time per request answered
 
 
 def run_wrk(
@@ -397,7 +404,8 @@ def run_wrk(
     threads: int,
     profile_dir: Path | None = None,
 ) -> Result:
-    """wrk against `server` for `duration` seconds; the API's peak RSS sampled meanwhile."""
+    """wrk against `server` for `duration` seconds; the API's peak RSS sampled meanwhile, and its CPU time
+    per request (the figure least moved by what else the machine is doing)."""
     argv = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
         "-s", str(WRK_SCRIPT), server.base,
@@ -420,8 +428,10 @@ def run_wrk(
              "-d", str(duration), "-o", str(out), "-p", str(server.process.pid), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+    cpu_before = server.cpu_seconds()
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)  # noqa: S603
+        cpu = server.cpu_seconds() - cpu_before
     finally:
         stop.set()
         sampler.join()
@@ -442,6 +452,7 @@ def run_wrk(
         errors=figures["non2xx"] + figures["socket_errors"],
         requests=figures["requests"],
         rss_mb=max(peak),
+        cpu_ms=cpu * 1000 / max(figures["requests"], 1),
     )
 
 
@@ -542,12 +553,12 @@ def kinds_table(before: Histograms, after: Histograms) -> str:
 def run_table(results: list[Result], bare: Result, servers: list[str]) -> str:
     """One run's Markdown table: each request kind per server, next to the bare point read."""
     lines = [
-        "| server | request | req/s | p50 ms | p95 ms | p99 ms | errors | RSS MB | req/s vs bare "
-        "| p99 vs bare |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server | request | req/s | p50 ms | p95 ms | p99 ms | errors | RSS MB | CPU ms/req "
+        "| req/s vs bare | p99 vs bare |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         f"| reference | {LABELS['bare_get_patient']} | {bare.rps:.0f} | {bare.p50_ms:.1f} "
         f"| {bare.p95_ms:.1f} "
-        f"| {bare.p99_ms:.1f} | {bare.errors} | {bare.rss_mb:.0f} | 1.00x | 1.00x |",
+        f"| {bare.p99_ms:.1f} | {bare.errors} | {bare.rss_mb:.0f} | {bare.cpu_ms:.2f} | 1.00x | 1.00x |",
     ]
     for scenario in SCENARIOS:
         for name in servers:
@@ -556,7 +567,7 @@ def run_table(results: list[Result], bare: Result, servers: list[str]) -> str:
                 continue
             lines.append(
                 f"| {name} | {LABELS[scenario]} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} "
-                f"| {r.p99_ms:.1f} | {r.errors} | {r.rss_mb:.0f} | {ratio(r.rps, bare.rps)} "
+                f"| {r.p99_ms:.1f} | {r.errors} | {r.rss_mb:.0f} | {r.cpu_ms:.2f} | {ratio(r.rps, bare.rps)} "
                 f"| {ratio(r.p99_ms, bare.p99_ms)} |"
             )
     return "\n".join(lines)
@@ -629,7 +640,11 @@ def main() -> None:
                     bare_server, "bare_get_patient", data, duration=args.duration,
                     connections=args.connections, threads=args.threads,
                 )  # fmt: skip
-            print(f"run {run + 1}: bare {bare.rps:.0f} req/s, p99 {bare.p99_ms:.1f} ms", flush=True)
+            print(
+                f"run {run + 1}: bare {bare.rps:.0f} req/s, p99 {bare.p99_ms:.1f} ms, "
+                f"CPU {bare.cpu_ms:.2f} ms/req",
+                flush=True,
+            )
             results: list[Result] = []
             for number, (name, cwd, argv) in enumerate(variants):
                 with (
@@ -654,7 +669,7 @@ def main() -> None:
                         print(
                             f"run {run + 1}: {name} {scenario}: {result.rps:.0f} req/s, p50 "
                             f"{result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}, "
-                            f"RSS {result.rss_mb:.0f} MB",
+                            f"RSS {result.rss_mb:.0f} MB, CPU {result.cpu_ms:.2f} ms/req",
                             flush=True,
                         )
             runs.append((bare, results))
