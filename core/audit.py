@@ -68,7 +68,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.audit_key import AuditKey, audit_key_of
-from core.database import Base, advisory_xact_lock, after_commit
+from core.database import Base, advisory_xact_lock, after_commit, copy_rows
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ async def chain_pending(
                 canonical_content(row), prev_hash, version=CURRENT_HASH_VERSION, key=key
             )
             rows.append(row)
-        await session.execute(insert(AuditRecord), rows)
+        await copy_rows(session, AuditRecord.__tablename__, rows)
     return len(taken)
 
 

@@ -15,30 +15,41 @@ except ImportError:  # pragma: no cover - the machines we serve from have it
 T = TypeVar("T")
 
 
-# The cyclic collector's thresholds in a serving process (CPython's defaults: 700, 10, 10).
-COLLECTOR_THRESHOLDS = (20_000, 20, 10)
+def freeze_startup_objects() -> None:
+    """Move every object alive after start-up (modules, classes, compiled statements, pools) out of the
+    cyclic garbage collector's reach (`gc.freeze`), after one last collection.
+
+    A full collection walks every tracked object: in the API under load that was 95-110 ms each, a few
+    times a minute, and every request in flight waited (p99 about 170 ms against a p50 of 58 ms;
+    bench/request_ladder.py). Objects that live for the whole process never become garbage, so the
+    collector gains nothing from walking them; afterwards a full collection walks only what requests
+    created. Call it once, in the serving process only, when start-up is done: frozen objects that do
+    become cyclic garbage are never collected (test suites, which build many apps, must not call it)."""
+    gc.collect()
+    gc.freeze()
+
+
+# The API's collector thresholds (CPython's defaults: 700, 10, 10).
+API_COLLECTOR_THRESHOLDS = (20_000, 20, 10)
 
 
 def tune_collector() -> None:
-    """Fit the cyclic garbage collector to a long-running server process. Call it once, in the serving
-    process only, when start-up is done: frozen objects that do become cyclic garbage are never collected
-    (test suites, which build many apps, must not call it).
+    """Fit the cyclic garbage collector to the API's serving process: `freeze_startup_objects`, then a
+    young collection every 20,000 allocations, not every 700 (`API_COLLECTOR_THRESHOLDS`). Same rule:
+    once, in the serving process, when start-up is done.
 
-    - Every object alive after start-up (modules, classes, compiled statements, pools) leaves the
-      collector's reach (`gc.freeze`), after one last collection. A full collection walks every tracked
-      object: in the API under load that was 95-110 ms each, a few times a minute, and every request in
-      flight waited (p99 about 170 ms against a p50 of 58 ms; bench/request_ladder.py). Objects that live
-      for the whole process never become garbage, so the collector gains nothing from walking them.
-    - A young collection runs every 20,000 allocations, not every 700 (`COLLECTOR_THRESHOLDS`). Each one
-      walks every object the requests in flight hold at that moment (32 requests' worth under load), and
-      moves the survivors towards the old generation, whose growth triggers the next full collection. At
-      CPython's default the API under load spent about 6 % of its CPU in the collector, 2 s of the 4.6 s
-      in young collections, and a full collection every 1-3 s took 20-50 ms; at 20,000 the collector took
-      0.4 s over the same runs (bench/http_load.py). The price is memory: at most the last 20,000
-      allocations' cyclic garbage waits for a collection."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+    A young collection walks every object the requests in flight hold at that moment (32 requests' worth
+    under load) and moves the survivors towards the old generation, whose growth triggers the next full
+    collection. At CPython's default the API under load spent about 6 % of its CPU in the collector, and a
+    full collection every 1-3 s took 20-50 ms. A request leaves no cyclic garbage (the test suite checks
+    it), so collecting rarely costs the API little memory.
+
+    Not for the worker: an evicted workflow run is a large cycle (the sandbox's module, its functions and
+    their globals), and it waits for a full collection. With these thresholds the worker peaked at 441 MB
+    while 2,000 journeys settled on their timers and 539 MB while they were queried, against 236 MB at
+    CPython's defaults (bench/worker_memory.py)."""
+    freeze_startup_objects()
+    gc.set_threshold(*API_COLLECTOR_THRESHOLDS)
 
 
 def run_main(main: Coroutine[Any, Any, T]) -> T:

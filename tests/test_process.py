@@ -8,7 +8,7 @@ import gc
 from concurrent.futures import ThreadPoolExecutor
 
 from api.app import create_app
-from core.process import COLLECTOR_THRESHOLDS, run_main
+from core.process import API_COLLECTOR_THRESHOLDS, run_main
 from core.settings import Settings
 
 
@@ -24,7 +24,7 @@ async def test_the_serving_app_freezes_what_start_up_made_and_collects_young_obj
             assert gc.get_freeze_count() > 0
             engine = app.state.engine
             assert gc.is_tracked(engine) and all(o is not engine for o in gc.get_objects())
-            assert gc.get_threshold() == COLLECTOR_THRESHOLDS != (700, 10, 10)
+            assert gc.get_threshold() == API_COLLECTOR_THRESHOLDS != (700, 10, 10)
     finally:
         gc.unfreeze()  # back in the collector's care: this process goes on building apps
         gc.set_threshold(*thresholds)

@@ -219,3 +219,33 @@ def test_verify_of_an_unknown_tenant_fails(database_url: str) -> None:
     result = prm(database_url, "audit", "verify", "--tenant-id", str(uuid.uuid4()))
 
     assert result.returncode == 1 and "no tenant with id" in result.stderr
+
+
+async def test_records_with_awkward_characters_are_chained_as_they_were_written_and_verify(
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: uuid.UUID,
+    database_url: str,
+    suite_appender_off: None,
+) -> None:
+    """Records reach the table by COPY (`core.database.copy_rows`), whose text format gives tabs,
+    newlines, backslashes and `\\N` meanings of their own: the values stored are the values hashed."""
+    awkward = ["tab\there", "line\nbreak\r\n", "back\\slash", "\\N", "quote'\"", "naïve ✓ 医者", ""]
+    events = [
+        Actor(sub=sub, roles=("coordinator", "a\tb"), request_id=sub or None).event(
+            tenant_id=tenant_id, action="patients.get", resource_type="patients", resource_id=uuid.uuid4()
+        )
+        for sub in awkward
+    ]
+    async with system_sessionmaker() as session:
+        await chain_pending(session, events)
+        await session.commit()
+
+    async with system_sessionmaker() as session:
+        query = select(AuditRecord).where(AuditRecord.tenant_id == tenant_id).order_by(AuditRecord.seq)
+        records = list(await session.scalars(query))
+    assert [(r.user_sub, r.user_roles, r.request_id) for r in records] == [
+        (sub, ["a\tb", "coordinator"], sub or None) for sub in awkward
+    ]
+    result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant_id))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{len(awkward)}\n"
