@@ -46,8 +46,8 @@ def tune_collector() -> None:
 
     Not for the worker: an evicted workflow run is a large cycle (the sandbox's module, its functions and
     their globals), and it waits for a full collection. With these thresholds the worker peaked at 441 MB
-    while 2,000 journeys settled on their timers and 539 MB while they were queried, against 236 MB at
-    CPython's defaults (bench/worker_memory.py)."""
+    while 2,000 journeys settled on their timers and 539 MB while they were queried, against 235 and 238
+    MB at CPython's defaults (bench/worker_memory.py)."""
     freeze_startup_objects()
     gc.set_threshold(*API_COLLECTOR_THRESHOLDS)
 

@@ -115,3 +115,41 @@ async def test_a_long_queue_is_chained_in_bounded_rounds_in_its_order(
     records = await trail(flush=False)
     assert [r.resource_id for r in records] == ids
     assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + 600))
+
+
+async def test_writes_committed_while_the_appender_lingers_share_its_round(
+    settings: Settings,
+    database_url: str,
+    auth: dict[str, str],
+    trail: Trail,
+    suite_appender_off: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first commit wakes the appender, which waits `linger` for the writes committing meanwhile and
+    chains their records in one round: not a transaction per write."""
+    slow = settings.model_copy(update={"audit_flush_interval_seconds": 60.0})  # only the wakes start rounds
+    writer = create_app(slow, database_url=database_url)
+    taken: list[int] = []
+    chain = audit.chain_pending
+
+    async def counted(session: Any, events: Any = (), **kwargs: Any) -> int:
+        taken.append(await chain(session, events, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(audit, "chain_pending", counted)
+    async with writer.router.lifespan_context(writer):
+        writer.state.audit_buffer.linger = 2.0  # longer than the five writes take, even on a slow machine
+        transport = httpx.ASGITransport(app=writer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for _ in range(5):
+                resp = await client.post(f"{API}/patients", json=patient_body(), headers=auth)
+                assert resp.status_code == 201
+
+            async def all_five() -> list[Any] | None:
+                found = await trail(flush=False)
+                return found if len(found) == 5 else None
+
+            records = await eventually(all_five, "the five writes' records", within=10)
+
+    assert [r.action for r in records] == ["patients.create"] * 5
+    assert [n for n in taken if n] == [5]
