@@ -167,11 +167,12 @@ class Settings(BaseSettings):
     worker purges older ones at start and hourly, in batches of 1000. A resend within it gets the first
     answer; after it, the control id is new again."""
     # How often the API's appender and the worker's `audit-chain` job chain the audit records waiting in
-    # `audit_pending` (the API's also those of the reads it queued; a write wakes the API's at once).
+    # `audit_pending` (the API's also those of the reads it queued; a write wakes the API's, which lingers
+    # `core.audit.WAKE_LINGER_SECONDS` for the writes committing meanwhile).
     audit_flush_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     """How often the API, and the worker, chain the audit records waiting to join the trail (a write's
-    record, committed with the write, wakes the API's appender at once; reads' records are queued in the
-    API process until then)."""
+    record, committed with the write, wakes the API's appender, which chains it within 50 ms; reads' records
+    are queued in the API process until then)."""
     # The HMAC key of the audit chain and its anchors (`core.audit_key`): a secret the database never holds,
     # at least 32 bytes, required in production; elsewhere an unset key is one generated in the data dir.
     audit_hmac_key: str | None = None

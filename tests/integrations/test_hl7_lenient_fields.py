@@ -15,6 +15,7 @@ from core.database import mark_system
 from domain.hl7.models import Hl7Message
 from domain.patients.models import Patient
 from domain.scheduling.models import Appointment
+from tests.audit.support import chain_waiting
 from tests.integrations.ehr_messages import ack_code, adt, errors, patient_by_mrn, siu
 from tests.integrations.hl7_messages import count, message, segments, send
 
@@ -98,6 +99,7 @@ async def test_the_feeds_code_maps_turn_local_codes_into_ours(
     async with session_of() as session:
         [appointment] = (await session.scalars(select(Appointment))).all()
     assert appointment.appointment_type == "follow-up"
+    await chain_waiting(system_sessionmaker)  # the configuration's record, committed with it
     async with system_sessionmaker() as session:
         mark_system(session)
         actions = (
