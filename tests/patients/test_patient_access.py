@@ -51,6 +51,30 @@ async def test_viewer_can_read(
         assert (await client.get(BASE + path, headers=viewer)).status_code == 200, path
 
 
+async def test_an_operator_who_may_not_read_records_gets_403_on_every_read(
+    client: httpx.AsyncClient, tenant_id: uuid.UUID, headers_for: Headers, create_patient: CreatePatient
+) -> None:
+    """The reads served from the read pool (`api.deps.tenant_reads`) and the others: a role without the read
+    permission (the Temporal operator) gets neither."""
+    patient = await create_patient()
+    operator = headers_for(tenant_id, "operator")
+    paths = [
+        BASE,
+        f"{BASE}/search?query=ab&type=name",
+        f"{BASE}/{patient['id']}",
+        f"{BASE}/{patient['id']}/360",
+        "/api/v1/prm/appointments/today",
+        f"/api/v1/prm/appointments/{uuid.uuid4()}",
+        f"/api/v1/prm/communications/{uuid.uuid4()}",
+        "/api/v1/prm/communications/search?query=hello",
+        f"/api/v1/prm/journeys/instances/{uuid.uuid4()}",
+    ]
+    for path in paths:
+        resp = await client.get(path, headers=operator)
+        assert resp.status_code == 403, path
+        assert resp.json() == {"detail": "Your role does not allow this (read)."}, path
+
+
 async def test_practitioner_can_edit_patients_but_not_merge_them(
     client: httpx.AsyncClient, tenant_id: uuid.UUID, headers_for: Headers, create_patient: CreatePatient
 ) -> None:
