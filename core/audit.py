@@ -300,10 +300,10 @@ def _take_pending(limit: int) -> Any:
     )
 
 
-CHAIN_BATCH = 2000  # waiting records one appender's transaction takes at most
-# Records one round of the API's appender chains at most, of each kind (queued reads, waiting records). A
-# round hashes them and builds their INSERT with no await in between: 2,000 records held the event loop for
-# 24 ms of hashing alone, and a round that fell behind under load grew without bound.
+# Records one appender's round chains at most, in one transaction, of each kind (waiting records, and the
+# API's queued reads); the worker's `audit-chain` job takes rounds of the same size. A round hashes them
+# with no await in between: 2,000 records held the event loop for 24 ms of hashing alone (the API's, or the
+# worker's, which also serves activities), and a round that fell behind under load grew without bound.
 BUFFER_ROUND = 250
 APPENDER_LOCK_TIMEOUT_MS = 2000  # how long an appender waits for another's round (or a tenant's lock)
 # How long the API's appender lingers once woken, so that the writes committing meanwhile share its round:
@@ -312,7 +312,7 @@ WAKE_LINGER_SECONDS = 0.05
 
 
 async def chain_pending(
-    session: AsyncSession, events: Sequence[AuditEvent] = (), *, limit: int = CHAIN_BATCH
+    session: AsyncSession, events: Sequence[AuditEvent] = (), *, limit: int = BUFFER_ROUND
 ) -> int:
     """Chain up to `limit` waiting records, and `events` (reads queued in the process), onto their
     tenants' trails in `session`'s transaction; the caller commits. Returns how many waiting records it
@@ -351,12 +351,12 @@ async def chain_pending(
 
 
 async def chain_round(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
-    """One batch of waiting records chained and committed (the worker's `audit-chain` job); True when the
-    batch was full, so more may wait."""
+    """One round of waiting records chained and committed (the worker's `audit-chain` job); True when the
+    round was full, so more may wait (the job then runs the next at once)."""
     async with sessionmaker() as session:
         taken = await chain_pending(session)
         await session.commit()
-    return taken >= CHAIN_BATCH
+    return taken >= BUFFER_ROUND
 
 
 class AuditBuffer:

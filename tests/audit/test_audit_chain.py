@@ -24,6 +24,7 @@ from core.audit import (
     AuditRecord,
     append,
     chain_pending,
+    chain_round,
 )
 from core.auth import Role
 from core.embedded_db import to_libpq_url
@@ -249,3 +250,38 @@ async def test_records_with_awkward_characters_are_chained_as_they_were_written_
     result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant_id))
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{len(awkward)}\n"
+
+
+async def test_the_workers_job_chains_a_backlog_in_bounded_rounds(
+    system_sessionmaker: async_sessionmaker[AsyncSession],
+    tenant_id: uuid.UUID,
+    database_url: str,
+    suite_appender_off: None,
+) -> None:
+    """600 waiting records (as the command line or a stopped API leaves them) are chained by the worker's
+    `audit-chain` job in rounds of `BUFFER_ROUND`, each saying whether more may wait: its hashing never
+    holds the worker's event loop for a whole backlog."""
+    async with system_sessionmaker() as session:
+        actor = Actor(sub="cli:backfill")
+        events = [
+            actor.event(
+                tenant_id=tenant_id, action="tenants.configure", resource_type="tenants", resource_id=None
+            )
+            for _ in range(600)
+        ]
+        await append(session, events)
+        await session.commit()
+
+    rounds = []
+    while True:
+        async with system_sessionmaker() as session:
+            before = await session.scalar(select(func.count()).select_from(AuditPending))
+        more = await chain_round(system_sessionmaker)
+        rounds.append((before, more))
+        if not more:
+            break
+
+    assert rounds == [(600, True), (350, True), (100, False)]
+    result = prm(database_url, "audit", "verify", "--tenant-id", str(tenant_id))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "600\n"
