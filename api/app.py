@@ -13,7 +13,7 @@ from api.audit import AuditMiddleware
 from api.content_rules import state_content_rules
 from api.deprecation import DeprecatedPrefixMiddleware
 from api.docs import serve_docs_offline
-from api.errors import install_error_handlers
+from api.errors import install_error_handlers, release_answered_exceptions
 from api.input_guard import InputGuardMiddleware
 from api.middleware import RequestIdMiddleware
 from api.observability import install_observability
@@ -198,6 +198,7 @@ def create_app(
     app.include_router(fhir.router)
     app.include_router(fhir_writes.router)
     app.include_router(hl7.router)
+    release_answered_exceptions(app)  # the handlers are all registered
     return app
 
 

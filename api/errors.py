@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import psycopg
@@ -156,6 +158,38 @@ def allowed_methods(app: Any, scope: MutableMapping[str, Any]) -> list[str]:
         return any(route.matches(request)[0] == Match.FULL for route in app.router.routes)
 
     return [method for method in METHOD_ORDER if method not in {"HEAD", "OPTIONS"} and routed(method)]
+
+
+def release_answered_exceptions(app: FastAPI) -> None:
+    """Make every exception handler of `app` (call it once they are all registered) drop the tracebacks of
+    the exception it answered, and of the exceptions chained to it.
+
+    An exception kept in a local variable of a frame its traceback holds is a reference cycle: that frame,
+    its locals (the request, its body) and the frames around it then wait for the cyclic collector, which
+    the serving API runs rarely (`core.process.tune_collector`). FastAPI builds a malformed JSON body's 422
+    that way. Once answered, the traceback serves nobody, and without it the request's objects are freed
+    when the answer is sent."""
+    for key, handler in list(app.exception_handlers.items()):
+        if inspect.iscoroutinefunction(handler):  # ours all are; Starlette runs a plain one in a thread
+            app.exception_handlers[key] = _releasing(handler)
+
+
+def _releasing(handler: Callable[[Request, Any], Awaitable[Any]]) -> Callable[[Request, Any], Awaitable[Any]]:
+    @functools.wraps(handler)
+    async def answer(request: Request, exc: BaseException) -> Any:
+        try:
+            return await handler(request, exc)
+        finally:
+            seen: set[int] = set()  # a chain may loop back on itself
+            chain: list[BaseException | None] = [exc]
+            while chain:
+                chained = chain.pop()
+                if chained is not None and id(chained) not in seen:
+                    seen.add(id(chained))
+                    chained.__traceback__ = None
+                    chain += [chained.__cause__, chained.__context__]
+
+    return answer
 
 
 def install_error_handlers(app: FastAPI) -> None:

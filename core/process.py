@@ -41,8 +41,9 @@ def tune_collector() -> None:
     A young collection walks every object the requests in flight hold at that moment (32 requests' worth
     under load) and moves the survivors towards the old generation, whose growth triggers the next full
     collection. At CPython's default the API under load spent about 6 % of its CPU in the collector, and a
-    full collection every 1-3 s took 20-50 ms. A request leaves no cyclic garbage (the test suite checks
-    it), so collecting rarely costs the API little memory.
+    full collection every 1-3 s took 20-50 ms. A request leaves no cyclic garbage, answered or refused (the
+    test suite checks both; `api.errors.release_answered_exceptions`), so collecting rarely costs the API
+    little memory: a cycle holding a request's body would otherwise wait for up to 20,000 allocations.
 
     Not for the worker: an evicted workflow run is a large cycle (the sandbox's module, its functions and
     their globals), and it waits for a full collection. With these thresholds the worker peaked at 441 MB

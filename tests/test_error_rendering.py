@@ -3,6 +3,9 @@ faults, 503 while the database is unreachable, and a JSON 500 that echoes nothin
 
 from __future__ import annotations
 
+import gc
+import types
+
 import httpx
 import psycopg.errors
 import pytest
@@ -100,3 +103,34 @@ async def test_every_422_has_the_shape_of_a_validation_error(client: httpx.Async
 
     at_the_door = await client.get(f"{API}/patients?search=Ada%00", headers=auth)
     assert at_the_door.json()["detail"][0]["loc"] == ["query"] and "NUL" in unprocessable(at_the_door)
+
+
+async def test_an_answered_error_leaves_its_request_to_reference_counting(
+    client: httpx.AsyncClient, auth: dict
+) -> None:
+    """A malformed JSON body (FastAPI keeps its 422 in a local of a frame the 422's traceback holds), an
+    invalid one and a refused caller: once answered, no frame, exception or body of theirs is left for the
+    cyclic collector (`api.errors.release_answered_exceptions`), which the serving API runs rarely."""
+    big = "x" * 200_000
+    requests = [
+        ({"content": "{not json " + big, "headers": {**auth, "content-type": "application/json"}}, 422),
+        ({"json": {"first_name": big}, "headers": auth}, 422),
+        ({"json": {"first_name": big}, "headers": {}}, 401),
+    ]
+    for kwargs, status in requests:
+        assert (await client.post("/api/v1/prm/patients", **kwargs)).status_code == status  # warm
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to be looked at
+        try:
+            assert (await client.post("/api/v1/prm/patients", **kwargs)).status_code == status
+            gc.collect()
+            left = [
+                type(o).__name__
+                for o in gc.garbage
+                if isinstance(o, BaseException | types.FrameType | types.TracebackType)
+                or (isinstance(o, bytes | str) and len(o) >= len(big))
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert left == [], status
