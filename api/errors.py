@@ -180,16 +180,22 @@ def _releasing(handler: Callable[[Request, Any], Awaitable[Any]]) -> Callable[[R
         try:
             return await handler(request, exc)
         finally:
-            seen: set[int] = set()  # a chain may loop back on itself
-            chain: list[BaseException | None] = [exc]
-            while chain:
-                chained = chain.pop()
-                if chained is not None and id(chained) not in seen:
-                    seen.add(id(chained))
-                    chained.__traceback__ = None
-                    chain += [chained.__cause__, chained.__context__]
+            forget_tracebacks(exc)
 
     return answer
+
+
+def forget_tracebacks(exc: BaseException) -> None:
+    """Drop the tracebacks of `exc` and of the exceptions chained to it, once it is answered (and logged):
+    what they hold is then freed by reference counting (`release_answered_exceptions`)."""
+    seen: set[int] = set()  # a chain may loop back on itself
+    chain: list[BaseException | None] = [exc]
+    while chain:
+        chained = chain.pop()
+        if chained is not None and id(chained) not in seen:
+            seen.add(id(chained))
+            chained.__traceback__ = None
+            chain += [chained.__cause__, chained.__context__]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -11,7 +11,7 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import internal_error_response
+from api.errors import forget_tracebacks, internal_error_response
 from core.request_context import request_id_bound
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,11 @@ class RequestIdMiddleware:
         with request_id_bound(request_id):
             try:
                 await self.app(scope, receive, send_with_id)
-            except Exception:
+            except Exception as exc:
                 log.exception(
                     "unexpected error, request %s (%s %s)", request_id, scope["method"], scope["path"]
                 )
                 if response_started:
                     raise  # half an answer is out: only closing the connection can tell the client
                 await internal_error_response(request_id)(scope, receive, send_with_id)
+                forget_tracebacks(exc)  # logged and answered: nothing of the request waits for the collector

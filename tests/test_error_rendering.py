@@ -4,6 +4,7 @@ faults, 503 while the database is unreachable, and a JSON 500 that echoes nothin
 from __future__ import annotations
 
 import gc
+import logging
 import types
 
 import httpx
@@ -134,3 +135,42 @@ async def test_an_answered_error_leaves_its_request_to_reference_counting(
             gc.set_debug(0)
             gc.garbage.clear()
         assert left == [], status
+
+
+async def test_an_unexpected_error_once_logged_and_answered_leaves_nothing_for_the_collector() -> None:
+    """An exception kept in a local of a frame its traceback holds is a cycle with everything that frame
+    holds; `RequestIdMiddleware` drops the tracebacks once it has logged and answered (500)."""
+
+    async def boom() -> None:
+        held = "x" * 200_000  # what the failing frame holds
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError as exc:
+            kept = exc  # the cycle: this frame -> kept -> its traceback -> this frame
+        assert held
+        raise kept
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_api_route("/boom", boom)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get("/boom")).status_code == 500  # warm
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        logging.disable(logging.ERROR)  # the test's log capture would keep the record, and its traceback
+        try:
+            assert (await client.get("/boom")).status_code == 500
+            gc.collect()
+            left = [
+                type(o).__name__
+                for o in gc.garbage
+                if isinstance(o, BaseException | types.FrameType)
+                or (isinstance(o, str) and len(o) >= 200_000)
+            ]
+        finally:
+            logging.disable(logging.NOTSET)
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert left == []
