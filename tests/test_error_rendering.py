@@ -3,7 +3,6 @@ faults, 503 while the database is unreachable, and a JSON 500 that echoes nothin
 
 from __future__ import annotations
 
-import gc
 import logging
 import types
 
@@ -16,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
+from tests.garbage import left_for_the_collector
 from tests.problems import unprocessable
 
 API = "/api/v1/prm"
@@ -120,20 +120,14 @@ async def test_an_answered_error_leaves_its_request_to_reference_counting(
     ]
     for kwargs, status in requests:
         assert (await client.post("/api/v1/prm/patients", **kwargs)).status_code == status  # warm
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to be looked at
-        try:
+        with left_for_the_collector() as garbage:
             assert (await client.post("/api/v1/prm/patients", **kwargs)).status_code == status
-            gc.collect()
-            left = [
-                type(o).__name__
-                for o in gc.garbage
-                if isinstance(o, BaseException | types.FrameType | types.TracebackType)
-                or (isinstance(o, bytes | str) and len(o) >= len(big))
-            ]
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
+        left = [
+            type(o).__name__
+            for o in garbage
+            if isinstance(o, BaseException | types.FrameType | types.TracebackType)
+            or (isinstance(o, bytes | str) and len(o) >= len(big))
+        ]
         assert left == [], status
 
 
@@ -157,20 +151,15 @@ async def test_an_unexpected_error_once_logged_and_answered_leaves_nothing_for_t
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await client.get("/boom")).status_code == 500  # warm
-        gc.collect()
-        gc.set_debug(gc.DEBUG_SAVEALL)
         logging.disable(logging.ERROR)  # the test's log capture would keep the record, and its traceback
         try:
-            assert (await client.get("/boom")).status_code == 500
-            gc.collect()
-            left = [
-                type(o).__name__
-                for o in gc.garbage
-                if isinstance(o, BaseException | types.FrameType)
-                or (isinstance(o, str) and len(o) >= 200_000)
-            ]
+            with left_for_the_collector() as garbage:
+                assert (await client.get("/boom")).status_code == 500
         finally:
             logging.disable(logging.NOTSET)
-            gc.set_debug(0)
-            gc.garbage.clear()
+    left = [
+        type(o).__name__
+        for o in garbage
+        if isinstance(o, BaseException | types.FrameType) or (isinstance(o, str) and len(o) >= 200_000)
+    ]
     assert left == []

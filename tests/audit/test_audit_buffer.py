@@ -17,6 +17,23 @@ from tests.audit.conftest import API, Trail
 from tests.patients.support import patient_body
 from tests.polling import eventually
 
+Rounds = list[tuple[int, int]]
+
+
+@pytest.fixture
+def rounds(monkeypatch: pytest.MonkeyPatch) -> Rounds:
+    """Each appender round of the test, as it happens: (queued reads it took, waiting records it took)."""
+    seen: Rounds = []
+    chain = audit.chain_pending
+
+    async def counted(session: Any, events: Any = (), **kwargs: Any) -> int:
+        taken = await chain(session, events, **kwargs)
+        seen.append((len(events), taken))
+        return taken
+
+    monkeypatch.setattr(audit, "chain_pending", counted)
+    return seen
+
 
 async def test_queued_reads_are_appended_when_the_app_shuts_down(
     settings: Settings,
@@ -77,20 +94,12 @@ async def test_a_long_queue_is_chained_in_bounded_rounds_in_its_order(
     trail: Trail,
     tenant_id: uuid.UUID,
     suite_appender_off: None,
-    monkeypatch: pytest.MonkeyPatch,
+    rounds: Rounds,
 ) -> None:
     """600 queued reads are chained in rounds of at most `BUFFER_ROUND`, a transaction each (the event loop
     serves requests between them), and take their places in the order they were queued."""
     slow = settings.model_copy(update={"audit_flush_interval_seconds": 60.0})  # only this test's flush
     app = create_app(slow, database_url=database_url)
-    rounds: list[int] = []
-    chain = audit.chain_pending
-
-    async def counted(session: Any, events: Any = (), **kwargs: Any) -> int:
-        rounds.append(len(events))
-        return await chain(session, events, **kwargs)
-
-    monkeypatch.setattr(audit, "chain_pending", counted)
     start = datetime.now(UTC)
     ids = [uuid.uuid4() for _ in range(600)]
     async with app.router.lifespan_context(app):
@@ -111,7 +120,8 @@ async def test_a_long_queue_is_chained_in_bounded_rounds_in_its_order(
         assert await buffer.flush() == 600
         assert buffer.queued == 0
 
-    assert rounds[:3] == [audit.BUFFER_ROUND, audit.BUFFER_ROUND, 600 - 2 * audit.BUFFER_ROUND]
+    reads = [events for events, _ in rounds]
+    assert reads[:3] == [audit.BUFFER_ROUND, audit.BUFFER_ROUND, 600 - 2 * audit.BUFFER_ROUND]
     records = await trail(flush=False)
     assert [r.resource_id for r in records] == ids
     assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + 600))
@@ -123,20 +133,12 @@ async def test_writes_committed_while_the_appender_lingers_share_its_round(
     auth: dict[str, str],
     trail: Trail,
     suite_appender_off: None,
-    monkeypatch: pytest.MonkeyPatch,
+    rounds: Rounds,
 ) -> None:
     """The first commit wakes the appender, which waits `linger` for the writes committing meanwhile and
     chains their records in one round: not a transaction per write."""
     slow = settings.model_copy(update={"audit_flush_interval_seconds": 60.0})  # only the wakes start rounds
     writer = create_app(slow, database_url=database_url)
-    taken: list[int] = []
-    chain = audit.chain_pending
-
-    async def counted(session: Any, events: Any = (), **kwargs: Any) -> int:
-        taken.append(await chain(session, events, **kwargs))
-        return taken[-1]
-
-    monkeypatch.setattr(audit, "chain_pending", counted)
     async with writer.router.lifespan_context(writer):
         writer.state.audit_buffer.linger = 2.0  # longer than the five writes take, even on a slow machine
         transport = httpx.ASGITransport(app=writer)
@@ -152,4 +154,4 @@ async def test_writes_committed_while_the_appender_lingers_share_its_round(
             records = await eventually(all_five, "the five writes' records", within=10)
 
     assert [r.action for r in records] == ["patients.create"] * 5
-    assert [n for n in taken if n] == [5]
+    assert [taken for _, taken in rounds if taken] == [5]

@@ -4,7 +4,6 @@ when, from where and how it ended; ids only."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from core.periodic import PeriodicRunner
 from core.settings import Settings
 from domain.patients.models import Patient
 from tests.audit.conftest import API, Trail
+from tests.garbage import left_for_the_collector
 from tests.outbox import unreachable_gateway
 from tests.patients.support import CreatePatient, patient_body
 from worker import periodic_jobs
@@ -248,20 +248,12 @@ async def test_an_answered_request_leaves_no_cycle_for_the_garbage_collector(
     is answered. The serving process collects young objects rarely (`core.process.tune_collector`): a cycle
     per request would wait for the collector, and make every full collection longer."""
     patient = await create_patient()
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to be looked at
-    try:
+    with left_for_the_collector() as garbage:
         for _ in range(3):
             read = await client.get(f"{API}/patients/{patient['id']}", headers=auth)
             write = await client.patch(f"{API}/patients/{patient['id']}", json={"city": "Lyon"}, headers=auth)
             assert (read.status_code, write.status_code) == (200, 200)
-        gc.collect()
-        left = [
-            type(o).__name__
-            for o in gc.garbage
-            if isinstance(o, api.audit.AuditTrail | contextlib.AsyncExitStack)
-        ]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+    left = [
+        type(o).__name__ for o in garbage if isinstance(o, api.audit.AuditTrail | contextlib.AsyncExitStack)
+    ]
     assert left == []
