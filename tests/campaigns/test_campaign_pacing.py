@@ -5,7 +5,6 @@ message exactly once."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
 from urllib.parse import parse_qsl
@@ -18,6 +17,7 @@ from domain.enums import Channel
 from tests.campaigns.support import API, campaign, cohort_of_everyone, launch, result_of
 from tests.communications.provider_support import FakeProviders
 from tests.communications.support import set_tenant
+from tests.phones import unique_phone
 from tests.polling import eventually
 
 TEXT = "Your annual check-up is due: reply BOOK and we will find you a time."
@@ -27,7 +27,7 @@ TOO_MANY = (429, {"code": 20429, "message": "Too Many Requests", "status": 429})
 def _pace(settings, monkeypatch: pytest.MonkeyPatch, per_second: float) -> None:
     """SMS at `per_second` (and the default burst), from a number of this test's own (no other test's
     turns)."""
-    monkeypatch.setattr(settings, "twilio_sms_from", f"+1415556{random.randrange(10**4):04d}")
+    monkeypatch.setattr(settings, "twilio_sms_from", unique_phone())
     monkeypatch.setattr(settings, "sms_messages_per_second", per_second)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.database import bind_tenant
 from domain.communications.models import Communication
 from domain.patients.models import Patient
+from tests.phones import unique_phone
 
 API = "/api/v1/prm"
 
@@ -45,7 +46,7 @@ def make_patient(
             "mrn": f"MRN-{uuid.uuid4().hex[:8]}",
             "first_name": "Maria",
             "last_name": "Lopez",
-            "phone_primary": f"+1415555{uuid.uuid4().int % 10000:04d}",
+            "phone_primary": unique_phone(),
             "email_primary": f"maria-{uuid.uuid4().hex[:6]}@example.test",
             "preferred_channel": "whatsapp",
         }

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from domain.communications.providers import OutboxProvider, provider_for
 from domain.enums import Channel
 from tests.communications.conftest import tenant_sessions
 from tests.communications.provider_support import FakeProviders
+from tests.phones import unique_phone
 
 TOO_MANY = (429, {"code": 20429, "message": "Too Many Requests", "status": 429})
 
@@ -134,7 +134,7 @@ async def _stored(system_sessionmaker, tenant_id, communication_id) -> Communica
 
 def _own_sender(settings, monkeypatch: pytest.MonkeyPatch, per_second: float) -> pacing.Sender:
     """Pace the SMS sender at `per_second`, from a number of this test's own (so no other test's turns)."""
-    number = f"+1415555{random.randrange(10**4):04d}"
+    number = unique_phone()
     monkeypatch.setattr(settings, "twilio_sms_from", number)
     monkeypatch.setattr(settings, "sms_messages_per_second", per_second)
     monkeypatch.setattr(settings, "sender_burst_seconds", 0.0)
