@@ -166,12 +166,15 @@ def without(*names: str) -> Any:
     return factory
 
 
-SERVICE_MIDDLEWARES = (
-    "HttpMetricsMiddleware",
-    "RequestIdMiddleware",
-    "CORSMiddleware",
-    "InputGuardMiddleware",
-    "AuditMiddleware",
-)
-service_no_middleware = without(*SERVICE_MIDDLEWARES)  # rung 7: every dependency, no middleware
+def service_no_middleware() -> FastAPI:
+    """Rung 7: the service's routes and every dependency, none of its middlewares."""
+    app = create_app_from_env()
+    app.user_middleware = []
+    return app
+
+
 service_no_audit = without("AuditMiddleware")
+service_no_metrics = without("HttpMetricsMiddleware")  # the request metrics and the access log
+service_no_request_id = without("RequestIdMiddleware")
+service_no_input_guard = without("InputGuardMiddleware")
+service_no_headers = without("SecurityHeadersMiddleware", "CORSOnlyUnder", "DeprecatedPrefixMiddleware")

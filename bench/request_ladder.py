@@ -7,8 +7,8 @@ A profiler spreads a request's cost over hundreds of small frames (and py-spy sp
 coroutines); the ladder measures what each layer costs as a whole. Each rung is one uvicorn process with
 the flags of `prm run` (`cli.stack.uvicorn_argv`), loaded by wrk with 32 connections, one after the other
 on the same data (`bench.http_load`'s seed). Every SQLAlchemy rung has the bare app's pool: 10
-connections, no overflow. On a machine where the API process is the bottleneck, 1000 / (req/s) is the
-milliseconds of one core each request costs; the differences between rungs are what each layer adds.
+connections, no overflow. Each rung's cost is the API process's CPU time per request answered; the
+differences between rungs are what each layer adds.
 The rungs are `bench.ladder_apps`. The figures replace the `request-ladder` section of BENCHMARKS.md.
 """
 
@@ -96,7 +96,8 @@ LADDER = (
     ),
     Rung(
         "service",
-        "+ the middlewares: metrics and access log, request id, CORS, input guard, audit trail",
+        "+ the middlewares: metrics and access log, request id, security headers, CORS, deprecation "
+        "headers, input guard, audit trail",
         "api.app:create_app_from_env",
         prefix=API_PREFIX,
         scenario="get_patient",
@@ -110,6 +111,21 @@ WITHOUT = (
         "bench.ladder_apps:service_no_audit",
         prefix=API_PREFIX,
         scenario="get_patient",
+    ),
+    *(
+        Rung(
+            f"service without {part}",
+            "",
+            f"bench.ladder_apps:{factory}",
+            prefix=API_PREFIX,
+            scenario="get_patient",
+        )
+        for part, factory in (
+            ("the request metrics and access log", "service_no_metrics"),
+            ("the request id", "service_no_request_id"),
+            ("the input guard", "service_no_input_guard"),
+            ("the security, CORS and deprecation headers", "service_no_headers"),
+        )
     ),
     Rung(
         "service with its rate-limit counters in Redis",
@@ -131,8 +147,9 @@ WITHOUT = (
 
 
 def cost_ms(result: Result) -> float:
-    """Milliseconds of the API process per request at saturation."""
-    return 1000 / result.rps if result.rps else float("nan")
+    """Milliseconds of the API process's CPU per request answered (its CPU time over the run divided by
+    its requests): unlike 1000 / (req/s) it does not move with what else the machine's cores run."""
+    return result.cpu_ms
 
 
 def main() -> None:
@@ -177,14 +194,14 @@ def main() -> None:
                 result = run_wrk(app, rung.scenario, data, duration=args.duration, connections=32, threads=2)
             results.append((rung, result))
             print(
-                f"{rung.name}: {result.rps:.0f} req/s ({cost_ms(result):.2f} ms each), "
+                f"{rung.name}: {result.rps:.0f} req/s ({cost_ms(result):.2f} ms of CPU each), "
                 f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}",
                 flush=True,
             )
 
     service = next(r for rung, r in results if rung.name == "service")
     rows = [
-        "| rung | adds | req/s | ms per request | added ms | p50 ms | p99 ms | errors |",
+        "| rung | adds | req/s | CPU ms per request | added ms | p50 ms | p99 ms | errors |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     previous: Result | None = None
@@ -214,9 +231,10 @@ def main() -> None:
             "(`bench/ladder_apps.py`), one uvicorn process each with the flags of `prm run`, wrk with 32 "
             f"connections for {args.duration} s each, one after the other on the same data; every pool "
             "holds 10 connections, none overflow. "
-            "'ms per request' is 1000 / (req/s): the API process's time per request while it is the "
-            "bottleneck. 'added ms' is what the rung's layer costs; for the variants of the service below "
-            "the ladder, what the change makes of the service's cost.",
+            "'CPU ms per request' is the API process's CPU time over the run divided by the requests it "
+            "answered (a measure that does not move with what else the machine's cores run, as req/s "
+            "does). 'added ms' is what the rung's layer costs; for the variants of the service below the "
+            "ladder, what the change makes of the service's cost.",
             "",
             *rows,
         ]
