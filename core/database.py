@@ -320,11 +320,17 @@ async def copy_rows(session: AsyncSession, table: str, rows: Sequence[Mapping[st
         sql.Identifier(table),
         sql.SQL(", ").join(map(sql.Identifier, columns)),
     )
-    connection = await (await session.connection()).get_raw_connection()  # the session's, in its transaction
-    driver = cast("AsyncConnection[Any]", connection.driver_connection)
+    driver = await driver_connection(session)
     async with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             await copy.write_row([row[column] for column in columns])
+
+
+async def driver_connection(session: AsyncSession) -> AsyncConnection[Any]:
+    """The psycopg connection under `session`'s (in its transaction): for what SQLAlchemy would only slow
+    down (COPY, `core.reads`' compiled statements)."""
+    connection = await (await session.connection()).get_raw_connection()
+    return cast("AsyncConnection[Any]", connection.driver_connection)
 
 
 async def advisory_xact_lock(session: AsyncSession, key: str) -> None:

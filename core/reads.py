@@ -5,7 +5,9 @@ import, as `TenantRead`s: each one filters every tenant-scoped table it reads by
 of its own (refused at import without one; that it filters *each* table is for the module's tests to
 show). They are compiled once for psycopg and run on the app's read pool (`make_read_pool`: autocommit,
 statements prepared by psycopg after a few runs) by a `TenantReads`, which fills the tenant from the
-caller and nothing else can. Writes, and the reads not named here, keep the ORM and its session.
+caller and nothing else can. Writes, and the reads not named here, keep the ORM and its session; a write
+that answers with a read's shape runs the same statement inside its transaction (`TenantReads.within`), so
+it sees what it has just written and the shape is built one way.
 
 What this saves against the same statement on SQLAlchemy's async engine is measured by
 `bench/request_ladder.py` (its Core rung): the engine's pool and execution run each call through a
@@ -27,8 +29,9 @@ from pydantic import BaseModel
 from sqlalchemy import ClauseElement, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import TENANT_PARAMETER, tenant_bound
+from core.database import TENANT_PARAMETER, TenantScopeMissing, driver_connection, tenant_bound
 from core.embedded_db import to_libpq_url
 from core.errors import NotFound
 from core.settings import Settings
@@ -68,29 +71,50 @@ class TenantRead:
 
 
 class TenantReads:
-    """The read statements of one request, for the caller's tenant."""
+    """The read statements of one request, for the caller's tenant: on the read pool, or on one connection
+    (a session's, inside its transaction: `within`)."""
 
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]], tenant_id: uuid.UUID) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AsyncConnection[DictRow]] | None,
+        tenant_id: uuid.UUID,
+        *,
+        connection: AsyncConnection[Any] | None = None,
+    ) -> None:
         self.pool = pool
         self.tenant_id = tenant_id
+        self.connection = connection
+
+    @classmethod
+    async def within(cls, session: AsyncSession) -> TenantReads:
+        """The reads of `session`'s tenant on its connection, inside its transaction (its flushed rows
+        included). A session without a tenant is refused, a system session included."""
+        tenant_id = session.info.get("tenant_id")
+        if tenant_id is None:
+            raise TenantScopeMissing("tenant reads in a session with no tenant")
+        return cls(None, tenant_id, connection=await driver_connection(session))
 
     def _params(self, read: TenantRead, params: dict[str, Any]) -> dict[str, Any]:
         return {**read.defaults, **params, TENANT_PARAMETER: self.tenant_id}
 
     async def _execute(
-        self, conn: AsyncConnection[DictRow], read: TenantRead, params: dict[str, Any]
+        self, conn: AsyncConnection[Any], read: TenantRead, params: dict[str, Any]
     ) -> AsyncCursor[DictRow]:
         prepare = False if read.custom_plan else None  # psycopg prepares the others after a few runs
+        cursor = conn.cursor(row_factory=dict_row)
         if not STATEMENT_TIMERS:
-            return await conn.execute(read.sql, self._params(read, params), prepare=prepare)
+            return await cursor.execute(read.sql, self._params(read, params), prepare=prepare)
         started = time.perf_counter()
-        cursor = await conn.execute(read.sql, self._params(read, params), prepare=prepare)
+        await cursor.execute(read.sql, self._params(read, params), prepare=prepare)
         for timer in STATEMENT_TIMERS:
             timer((time.perf_counter() - started) * 1000)
         return cursor
 
     async def one(self, read: TenantRead, **params: Any) -> DictRow | None:
         """The first row of `read` for the tenant (None when there is none)."""
+        if self.connection is not None:
+            return await (await self._execute(self.connection, read, params)).fetchone()
+        assert self.pool is not None
         async with self.pool.connection() as conn:
             return await (await self._execute(conn, read, params)).fetchone()
 
@@ -104,6 +128,9 @@ class TenantReads:
 
     async def all(self, read: TenantRead, **params: Any) -> list[DictRow]:
         """Every row of `read` for the tenant."""
+        if self.connection is not None:
+            return await (await self._execute(self.connection, read, params)).fetchall()
+        assert self.pool is not None
         async with self.pool.connection() as conn:
             return await (await self._execute(conn, read, params)).fetchall()
 

@@ -163,6 +163,30 @@ async def test_a_read_takes_its_tenant_from_the_caller_alone(
     assert await reads.one(record_reads.PATIENT_DETAIL_READ, patient_id=patient, tenant_id=mine) is None
 
 
+async def test_reads_within_a_session_see_its_flushed_rows_and_only_its_tenant(
+    system_sessionmaker: Callable, make_tenant: Callable
+) -> None:
+    """`TenantReads.within`: the session's transaction (a row it flushed and has not committed), its
+    tenant (another tenant's row, or a tenant-less session, gets nothing)."""
+    mine, theirs = await make_tenant(), await make_tenant()
+    elsewhere = await _add_patient(system_sessionmaker, theirs)
+    async with system_sessionmaker() as session:
+        bind_tenant(session, mine)
+        patient = Patient(mrn=f"MRN-{uuid.uuid4().hex[:10]}", first_name="Ann", last_name="Flushed")
+        session.add(patient)
+        await session.flush()
+        reads = await TenantReads.within(session)
+        row = await record_reads.patient_detail(reads, patient.id)
+        assert (row["id"], row["last_name"]) == (patient.id, "Flushed")
+        with pytest.raises(NotFound):
+            await record_reads.patient_detail(reads, elsewhere)
+        await session.rollback()
+    async with system_sessionmaker() as session:
+        mark_system(session)
+        with pytest.raises(TenantScopeMissing):
+            await TenantReads.within(session)
+
+
 def test_the_patient_detail_filters_each_table_it_reads() -> None:
     sql = str(PATIENT_DETAIL.compile(dialect=postgresql.dialect()))
     tables = set(re.findall(r"FROM (\w+)", sql))
@@ -197,6 +221,9 @@ def _hot_reads() -> dict[str, TenantRead]:
         found[f"patient list {shape}"], found[f"patient count {shape}"] = page, count
     for shape, today in appointment_reads.TODAY.items():
         found[f"appointments today {shape}"] = today
+    for shape, upcoming in appointment_reads.UPCOMING.items():
+        found[f"appointments upcoming {shape}"] = upcoming
+    found["appointment details"] = appointment_reads.APPOINTMENT_DETAILS
     found.update(message_reads.search_reads())
     return found
 

@@ -22,6 +22,7 @@ from api.deps import (
 from api.errors import ErrorDetail
 from api.openapi import AUTHENTICATED, FOREIGN_TENANT, Responses, errors
 from core.pagination import PageDep
+from core.reads import TenantReads
 from domain.enums import AppointmentStatus
 from domain.scheduling import booking, lifecycle, overview, service
 from domain.scheduling import reads as appointment_reads
@@ -112,15 +113,16 @@ async def todays_appointments(
 
 @router.get("/upcoming", response_model=list[AppointmentDetailResponse], dependencies=[CanRead])
 async def upcoming_appointments(
-    session: SessionDep,
+    reads: TenantReadsDep,
     limit: Annotated[int, Query(ge=1, le=50, description="Max results (max 50)")] = 10,
     patient_id: uuid.UUID | None = None,
     practitioner_id: uuid.UUID | None = None,
 ) -> list[AppointmentDetailResponse]:
     """The next active appointments from now on, soonest first."""
-    return await overview.upcoming_appointments(
-        session, limit=limit, patient_id=patient_id, practitioner_id=practitioner_id
+    rows = await appointment_reads.upcoming_appointments(
+        reads, limit=limit, patient_id=patient_id, practitioner_id=practitioner_id
     )
+    return [AppointmentDetailResponse.model_validate(row) for row in rows]
 
 
 @router.get(
@@ -209,7 +211,9 @@ async def create_appointment(
     """Book directly (web portal, front desk): into a `time_slot_id`, or a practitioner's start/end time."""
     ensure_own_tenant(principal, body.tenant_id)
     appointment = await service.book_appointment(session, body)
-    return (await overview.with_details(session, [appointment]))[0]
+    await session.flush()
+    details = await appointment_reads.appointment_details(await TenantReads.within(session), appointment.id)
+    return AppointmentDetailResponse.model_validate(details)
 
 
 @router.get(

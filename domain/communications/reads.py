@@ -250,6 +250,7 @@ async def search(
         "date_to": date_to is not None,
     }
     page = {"window": SEARCH_WINDOW, "offset": offset, "limit": limit}
+    assert reads.pool is not None, "the message search runs on the read pool"
     share = await expected_share(reads.pool, query)
     if share >= SCAN_SHARE:
         since = {"since": date_from} if date_from is not None else {}

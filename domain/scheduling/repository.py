@@ -11,8 +11,6 @@ from sqlalchemy.orm import aliased
 
 from core.repository import Repository
 from domain.enums import ACTIVE_APPOINTMENT_STATUSES, SlotStatus
-from domain.patients.models import Patient
-from domain.practitioners.models import Practitioner
 from domain.scheduling.models import Appointment, Location, SlotHold, TimeSlot
 from domain.tenants.models import Tenant
 
@@ -232,27 +230,3 @@ class AppointmentRepository(Repository[Appointment]):
         """How many of `stmt`'s appointments also meet `conditions`."""
         sub = stmt.where(and_(True, *conditions)).order_by(None).subquery()
         return int(await self.session.scalar(select(func.count()).select_from(sub)) or 0)
-
-
-async def patients_by_id(session: Any, ids: set[uuid.UUID]) -> dict[uuid.UUID, Patient]:
-    """Patients by id in one query (tenant-scoped)."""
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Patient).where(Patient.id.in_(ids)))
-    return {p.id: p for p in rows}
-
-
-async def practitioners_by_id(session: Any, ids: set[uuid.UUID]) -> dict[uuid.UUID, Practitioner]:
-    """Practitioners by id in one query (tenant-scoped)."""
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Practitioner).where(Practitioner.id.in_(ids)))
-    return {p.id: p for p in rows}
-
-
-async def locations_by_id(session: Any, ids: set[uuid.UUID]) -> dict[uuid.UUID, Location]:
-    """Locations by id in one query (tenant-scoped)."""
-    if not ids:
-        return {}
-    rows = await session.scalars(select(Location).where(Location.id.in_(ids)))
-    return {loc.id: loc for loc in rows}

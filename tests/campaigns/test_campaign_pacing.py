@@ -1,7 +1,7 @@
 """A message campaign at its sender's pace, against the real PostgreSQL, Temporal and Twilio SDK (pointed at
-the fake server): the campaign takes its sender's turns back to back (exactly its throughput, on the database's
-clock) and the provider never sees it faster, a message a coordinator sends meanwhile goes out at once, and Twilio's 429s are waited out with every member sent the
-message exactly once."""
+the fake server): the campaign takes its sender's turns back to back (exactly its throughput, on the
+database's clock) and the provider never sees it faster, a message a coordinator sends meanwhile goes out
+at once, and Twilio's 429s are waited out with every member sent the message exactly once."""
 
 from __future__ import annotations
 

@@ -603,6 +603,21 @@ async def test_upcoming_lists_active_future_appointments_soonest_first(
     assert (await client.get(f"{BASE}/upcoming", params={"limit": 51}, headers=auth)).status_code == 422
 
 
+async def test_upcoming_embeds_the_summaries_and_filters_by_practitioner(
+    client: httpx.AsyncClient, auth: dict, book, patient, practitioner, make_practitioner
+) -> None:
+    other = await make_practitioner()
+    theirs = await booked(book, patient, other, future(days=1))
+    mine = await booked(book, patient, practitioner, future(days=3))
+    resp = await client.get(f"{BASE}/upcoming", params={"practitioner_id": practitioner["id"]}, headers=auth)
+    assert resp.status_code == 200
+    [only] = resp.json()
+    assert only["id"] == mine["id"] != theirs["id"]
+    assert only["patient"] == {"id": str(patient.id), "mrn": patient.mrn, "name": "Pat Doe"}
+    assert only["location"] is None
+    assert only == mine  # the booking answered with the same shape, read by the same statement
+
+
 async def test_stats_have_exactly_the_reference_keys(
     client: httpx.AsyncClient, auth: dict, book, patient, practitioner, tenant_id
 ) -> None:
