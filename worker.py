@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ActivityDeps, build_activities
 from core.audit import chain_round
@@ -202,6 +203,19 @@ async def run_worker(
 
 CONTROL_SLOTS = 2  # activities (and local activities) the control queue runs at once
 
+# The workflow sandbox as the worker runs it: every module passed through, the workflow modules included, so
+# a workflow run neither imports its module afresh nor declares its class again. That halved a journey's
+# worker CPU (97-113 ms to 59-62; BENCHMARKS.md, journeys). What it gives up is the sandbox's global-state
+# isolation and its refusal of non-deterministic calls made from workflow code (`datetime.now()`,
+# `random`, `uuid4`: builtins such as `open` stay refused). Those are kept by other means: the test suite
+# runs every workflow in the strict sandbox (`STRICT_WORKFLOW_RUNNER`, tests/temporal_envs.py), a test reads
+# the workflow modules for such calls and for module-level mutable state (tests/test_workflow_sources.py),
+# and the replay tests replay recorded histories.
+WORKFLOW_RUNNER: WorkflowRunner = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+)
+STRICT_WORKFLOW_RUNNER: WorkflowRunner = SandboxedWorkflowRunner()  # Temporal's default sandbox
+
 
 def task_queue_workers(
     client: Client,
@@ -210,6 +224,7 @@ def task_queue_workers(
     workflows: Sequence[type],
     activities: Sequence[Callable[..., Any]],
     activities_at_once: int | None = None,
+    workflow_runner: WorkflowRunner = WORKFLOW_RUNNER,
     **options: Any,
 ) -> list[Worker]:
     """The workers one worker process runs: one polling `task_queue`, and one polling its control queue
@@ -226,6 +241,7 @@ def task_queue_workers(
             activities=activities,
             max_concurrent_activities=slots,
             max_concurrent_local_activities=slots,
+            workflow_runner=workflow_runner,
             **options,
         )
         for queue, slots in ((task_queue, main_slots), (control_queue(task_queue), CONTROL_SLOTS))

@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 
 from activities import ActivityDeps, build_activities
 from core.temporal import SEARCH_ATTRIBUTES, dev_server_binary, test_server_binary
-from worker import task_queue_workers
+from worker import STRICT_WORKFLOW_RUNNER, task_queue_workers
 from workflows.registry import ALL_WORKFLOWS
 
 
@@ -53,10 +53,16 @@ async def start_time_skipping() -> WorkflowEnvironment:
 @asynccontextmanager
 async def app_workers(client: Client, queue: str, deps: ActivityDeps) -> AsyncIterator[list[Worker]]:
     """Every workflow and activity of the application polling `queue` and its control queue, as
-    `worker.run_worker` polls them (`worker.task_queue_workers`): a campaign runs on the control queue."""
+    `worker.run_worker` polls them (`worker.task_queue_workers`): a campaign runs on the control queue. In
+    Temporal's strict sandbox, not the worker's (`worker.WORKFLOW_RUNNER`): a workflow that calls the clock,
+    randomness or another non-deterministic API is refused here."""
     async with AsyncExitStack() as stack:
         workers = task_queue_workers(
-            client, queue, workflows=ALL_WORKFLOWS, activities=build_activities(deps)
+            client,
+            queue,
+            workflows=ALL_WORKFLOWS,
+            activities=build_activities(deps),
+            workflow_runner=STRICT_WORKFLOW_RUNNER,
         )
         for running in workers:
             await stack.enter_async_context(running)

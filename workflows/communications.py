@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from temporalio import workflow
@@ -43,7 +44,7 @@ SEND_RETRY = RetryPolicy(
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 LOCAL_STEPS_PATCH = "local-policy-steps"
 MAX_POLICY_ROUNDS = 100  # quiet hours and caps each release within a day; this only bounds a bug
-FALLBACK_CHAIN = {"whatsapp": "sms", "sms": "email"}
+FALLBACK_CHAIN = MappingProxyType({"whatsapp": "sms", "sms": "email"})
 
 
 @dataclass

@@ -11,7 +11,7 @@ from workflows.journey import JourneyInstanceWorkflow
 from workflows.tickets import TicketSlaWorkflow
 from workflows.waitlist import WaitlistBackfillWorkflow
 
-ALL_WORKFLOWS: list[type] = [
+ALL_WORKFLOWS: tuple[type, ...] = (
     JourneyInstanceWorkflow,
     AppointmentWorkflow,
     BookingConversationWorkflow,
@@ -20,4 +20,4 @@ ALL_WORKFLOWS: list[type] = [
     TicketSlaWorkflow,
     CampaignWorkflow,
     CampaignOccurrenceWorkflow,
-]
+)
