@@ -204,13 +204,13 @@ async def run_worker(
 CONTROL_SLOTS = 2  # activities (and local activities) the control queue runs at once
 
 # The workflow sandbox as the worker runs it: every module passed through, the workflow modules included, so
-# a workflow run neither imports its module afresh nor declares its class again. That halved a journey's
-# worker CPU (97-113 ms to 59-62; BENCHMARKS.md, journeys). What it gives up is the sandbox's global-state
-# isolation and its refusal of non-deterministic calls made from workflow code (`datetime.now()`,
-# `random`, `uuid4`: builtins such as `open` stay refused). Those are kept by other means: the test suite
-# runs every workflow in the strict sandbox (`STRICT_WORKFLOW_RUNNER`, tests/temporal_envs.py), a test reads
-# the workflow modules for such calls and for module-level mutable state (tests/test_workflow_sources.py),
-# and the replay tests replay recorded histories.
+# a workflow run neither imports its module afresh nor declares its class again. A journey's worker CPU fell
+# by about a quarter (a median of 77 ms over twelve rounds, against 105; BENCHMARKS.md, journeys). What it
+# gives up is the sandbox's global-state isolation and its refusal of non-deterministic calls made from
+# workflow code (`datetime.now()`, `random`, `uuid4`; builtins such as `open` stay refused). Those are kept
+# by other means: the test suite runs every workflow in the strict sandbox (`STRICT_WORKFLOW_RUNNER`,
+# tests/temporal_envs.py), a test reads the workflow modules for such calls and for mutable state shared
+# between runs (tests/test_workflow_sources.py), and the replay tests replay recorded histories.
 WORKFLOW_RUNNER: WorkflowRunner = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
 )

@@ -48,6 +48,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    bindparam,
     func,
     or_,
     select,
@@ -61,7 +62,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core import metrics
 from core.codec import payloads_for_tenant
-from core.database import Base, after_commit, mark_system
+from core.database import Base, after_commit, mark_system, prebuilt
 from core.gateway import (
     CommandRejected,
     ScheduledStart,
@@ -278,18 +279,22 @@ def record_schedule_change(
     _record(session, tenant_id, kind=SCHEDULE, workflow_id=schedule_id, arg={"op": op})
 
 
+# Built once: it runs for every message a journey or a reminder sends at once.
+_SETTLE_HELD = prebuilt(
+    update(WorkflowCommand)
+    .where(
+        WorkflowCommand.workflow_id == bindparam("b_workflow_id"),
+        WorkflowCommand.delivered_at.is_(None),
+        WorkflowCommand.not_before.is_not(None),
+    )
+    .values(delivered_at=func.now(), outcome="settled")
+    .execution_options(synchronize_session=False)
+)
+
+
 async def settle_held(session: AsyncSession, workflow_id: str) -> None:
     """The held start of `workflow_id` is no longer needed (what it would do is done): never deliver it."""
-    await session.execute(
-        update(WorkflowCommand)
-        .where(
-            WorkflowCommand.workflow_id == workflow_id,
-            WorkflowCommand.delivered_at.is_(None),
-            WorkflowCommand.not_before.is_not(None),
-        )
-        .values(delivered_at=func.now(), outcome="settled")
-        .execution_options(synchronize_session=False)
-    )
+    await session.execute(_SETTLE_HELD, {"b_workflow_id": workflow_id})
 
 
 async def release_held(session: AsyncSession, workflow_id: str) -> None:

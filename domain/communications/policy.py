@@ -16,13 +16,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import advisory_xact_lock, transaction_held
+from core.database import advisory_xact_lock, prebuilt, transaction_held
 from domain.communications import reply_words
 from domain.communications.models import Communication
 from domain.enums import Channel, CommunicationStatus, Direction
@@ -159,19 +160,45 @@ async def frequency_cap_release(
     (one snapshot): the send step records a message sent without that lock, so one that went from let go to
     sent between two reads would be in neither count, and one message too many would go."""
     cap = settings.frequency_cap
-    since = now - timedelta(hours=cap.per_hours)
     await advisory_xact_lock(session, f"communications:cap:{communication.patient_id}")
+    sent, oldest_sent, on_their_way = (
+        await session.execute(
+            _CAP_COUNTS,
+            {
+                "b_patient_id": communication.patient_id,
+                "b_communication_id": communication.id,
+                "b_since": now - timedelta(hours=cap.per_hours),
+                "b_max_messages": cap.max_messages,
+            },
+        )
+    ).one()
+    if sent + on_their_way < cap.max_messages:
+        return None
+    if sent < cap.max_messages:  # the cap is full of messages still being sent: ask again shortly
+        return now + RELEASED_RECHECK
+    return oldest_sent + timedelta(hours=cap.per_hours)
+
+
+def _cap_counts() -> Any:
+    """`frequency_cap_release`'s one statement, built once (building it and its cache key took 0.55 ms of
+    CPU per message): the send times of the patient's last `:b_max_messages` messages sent since `:b_since`
+    (their count and the oldest), and how many the policy let go that are not sent yet, besides
+    `:b_communication_id`."""
     C = Communication
     others = (
-        C.patient_id == communication.patient_id,
+        C.patient_id == bindparam("b_patient_id", type_=C.patient_id.type),
         C.direction == Direction.OUTBOUND.value,
-        C.id != communication.id,
+        C.id != bindparam("b_communication_id", type_=C.id.type),
     )
     recent = (
         select(C.sent_at)
-        .where(*others, C.status.in_([s.value for s in COUNTED_STATUSES]), C.sent_at > since)
+        .where(
+            *others,
+            C.status.in_([s.value for s in COUNTED_STATUSES]),
+            C.sent_at > bindparam("b_since", type_=C.sent_at.type),
+        )
         .order_by(C.sent_at.desc())
-        .limit(cap.max_messages)
+        .limit(bindparam("b_max_messages"))
         .subquery()
     )
     released = (  # let go by the policy, on their way to the provider
@@ -185,14 +212,10 @@ async def frequency_cap_release(
         )
         .scalar_subquery()
     )
-    sent, oldest_sent, on_their_way = (
-        await session.execute(select(func.count(), func.min(recent.c.sent_at), released))
-    ).one()
-    if sent + on_their_way < cap.max_messages:
-        return None
-    if sent < cap.max_messages:  # the cap is full of messages still being sent: ask again shortly
-        return now + RELEASED_RECHECK
-    return oldest_sent + timedelta(hours=cap.per_hours)
+    return prebuilt(select(func.count(), func.min(recent.c.sent_at), released))
+
+
+_CAP_COUNTS = _cap_counts()
 
 
 async def evaluate(session: AsyncSession, communication: Communication, now: datetime) -> Decision:

@@ -43,6 +43,12 @@ def _rank_expression() -> Any:
     )
 
 
+# `advance_status`' condition per target status, built once: building the rank's CASE and its cache key
+# cost 0.3 ms of CPU per call (a send records two statuses, and every provider callback one).
+_FORWARD_TO = {status: _rank_expression() < rank for status, rank in STATUS_RANK.items()}
+_FAILABLE = Communication.status.in_([s.value for s in FAILABLE])
+
+
 async def advance_status(
     session: AsyncSession,
     communication_id: uuid.UUID,
@@ -64,9 +70,9 @@ async def advance_status(
         values["delivered_at"] = func.coalesce(Communication.delivered_at, at)
     if status == S.FAILED:
         values["error_code"], values["error_message"] = error_code, error_message
-        allowed = Communication.status.in_([s.value for s in FAILABLE])
+        allowed = _FAILABLE
     else:
-        allowed = _rank_expression() < STATUS_RANK[status]
+        allowed = _FORWARD_TO[status]
     stmt = (
         update(Communication)
         .where(Communication.id == communication_id, allowed, *([only_if] if only_if is not None else []))
