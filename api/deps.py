@@ -74,7 +74,10 @@ async def authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """Authenticate the caller and count the request against their rate limits (no session needed: a
-    read served by `TenantReadsDep` opens none)."""
+    read served by `TenantReadsDep` opens none). Once per request: a second call answers the first's
+    principal, counted once."""
+    if (known := getattr(request.state, "principal", None)) is not None:
+        return known
     settings: Settings = request.app.state.settings
     if not settings.auth_enabled:
         if not served_on_loopback(request):  # an open API is this machine's own, never the network's
@@ -174,9 +177,23 @@ async def get_tenant_session(session: RawSessionDep, principal: CurrentPrincipal
 SessionDep = Annotated[AsyncSession, Depends(get_tenant_session)]
 
 
-async def tenant_reads(request: Request, principal: CurrentPrincipal) -> TenantReads:
-    """The hottest reads (`core.reads`) for the caller's tenant, on the app's read pool: no session (async,
-    though it awaits nothing: FastAPI would run a plain function in its thread pool, a hop per request)."""
+def refuse_unless(principal: Principal, permission: Permission) -> None:
+    """403 for a caller whose roles lack `permission`."""
+    if not principal.can(permission):
+        raise Forbidden(f"Your role does not allow this ({permission.value}).")
+
+
+async def tenant_reads(
+    request: Request,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> TenantReads:
+    """The hottest reads (`core.reads`) for the caller's tenant, on the app's read pool: no session. It
+    authenticates the caller itself and refuses (403) one who may not read, so a route taking it needs
+    neither `CurrentPrincipal` nor `CanRead`: two dependencies fewer for FastAPI to solve on the most
+    frequent requests (about a tenth of a point read's Python calls)."""
+    principal = await authenticate(request, response, credentials)
+    refuse_unless(principal, Permission.READ)
     return TenantReads(request.app.state.read_pool, principal.tenant_id)
 
 
@@ -187,8 +204,7 @@ def require(permission: Permission) -> Any:
     """A dependency that refuses (403) callers whose roles lack `permission`."""
 
     async def check(principal: CurrentPrincipal) -> Principal:
-        if not principal.can(permission):
-            raise Forbidden(f"Your role does not allow this ({permission.value}).")
+        refuse_unless(principal, permission)
         return principal
 
     return Depends(check)

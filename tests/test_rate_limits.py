@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.app import create_app
+from api.deps import CurrentPrincipal, TenantReadsDep
 from api.ratelimit import Limit, ProcessCounters, RateLimits, RedisCounters
 from core.settings import Settings
 
@@ -279,3 +280,27 @@ async def test_with_redis_an_outage_during_a_shared_call_lets_every_request_of_i
     verdicts = await asyncio.gather(*(limits.check_caller("t", "ann") for _ in range(20)))
     assert verdicts == [None] * 20
     await counters.client.aclose()
+
+
+async def test_a_hot_read_is_counted_once_even_beside_the_callers_own_dependency(
+    database_url, settings, tenant_id, headers_for
+) -> None:
+    """`TenantReadsDep` authenticates the caller itself (one dependency fewer on the most frequent reads);
+    a route that also takes `CurrentPrincipal` must still count the request once, not twice."""
+    app = create_app(limited(settings, rate_limit_per_user="3/minute"), database_url=database_url)
+
+    @app.get("/test/principal-and-reads")
+    async def both(principal: CurrentPrincipal, reads: TenantReadsDep) -> dict[str, str]:
+        return {"tenant": str(principal.tenant_id)}
+
+    headers = headers_for(tenant_id)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            hot = [(await client.get(f"{API}/patients", headers=headers)).status_code for _ in range(2)]
+            both_deps = await client.get("/test/principal-and-reads", headers=headers)
+            over = await client.get(f"{API}/patients", headers=headers)
+    assert hot == [200, 200]
+    assert both_deps.status_code == 200 and both_deps.json() == {"tenant": str(tenant_id)}
+    assert both_deps.headers["X-RateLimit-Remaining"] == "0"  # its third request of three, counted once
+    assert over.status_code == 429
