@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker, WorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import ActivityDeps, build_activities
 from core.audit import chain_round
@@ -203,17 +203,19 @@ async def run_worker(
 
 CONTROL_SLOTS = 2  # activities (and local activities) the control queue runs at once
 
-# The workflow sandbox as the worker runs it: every module passed through, the workflow modules included, so
-# a workflow run neither imports its module afresh nor declares its class again. A journey's worker CPU fell
-# by about a quarter (a median of 77 ms over twelve rounds, against 105; BENCHMARKS.md, journeys). What it
-# gives up is the sandbox's global-state isolation and its refusal of non-deterministic calls made from
-# workflow code (`datetime.now()`, `random`, `uuid4`; builtins such as `open` stay refused). Those are kept
-# by other means: the test suite runs every workflow in the strict sandbox (`STRICT_WORKFLOW_RUNNER`,
-# tests/temporal_envs.py), a test reads the workflow modules for such calls and for mutable state shared
-# between runs (tests/test_workflow_sources.py), and the replay tests replay recorded histories.
-WORKFLOW_RUNNER: WorkflowRunner = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-)
+# The worker runs workflows outside Temporal's sandbox. With every module passed through it (the step
+# before: a run no longer imported its module afresh, a quarter of a journey's CPU), the sandbox still cost
+# the worker a fifth of its CPU in a journey run, measured with py-spy: Temporal's SDK (1.35) asks the
+# sandboxed instance for each payload sequence's serialization context by executing code inside the
+# sandbox, in every activation and every completion (16 % of the worker's samples, and 3 % more for the
+# payloads' storage context), and builds each run's sandbox (3 %). A journey has many more payloads than a
+# bare workflow, so it paid that far more. What the sandbox gave at run time with every module passed
+# through was little: refusing `open()` and a few builtins from workflow code. Determinism is kept by
+# other means: the test suite runs every workflow in the strict sandbox (`STRICT_WORKFLOW_RUNNER`,
+# tests/temporal_envs.py), a test reads the workflow modules for non-deterministic calls (the clock,
+# randomness, fresh ids, the environment, files) and for mutable state shared between runs
+# (tests/test_workflow_sources.py), and the replay tests replay recorded histories.
+WORKFLOW_RUNNER: WorkflowRunner = UnsandboxedWorkflowRunner()
 STRICT_WORKFLOW_RUNNER: WorkflowRunner = SandboxedWorkflowRunner()  # Temporal's default sandbox
 
 

@@ -46,7 +46,7 @@ def tune_collector() -> None:
     little memory: a cycle holding a request's body would otherwise wait for up to 20,000 allocations.
 
     Not for the worker: an evicted workflow run is a cycle that waits for a full collection. When each run
-    imported its workflow's module afresh (before `worker.WORKFLOW_RUNNER` passed every module through),
+    imported its workflow's module afresh (in the sandbox, before `worker.WORKFLOW_RUNNER` left it),
     the worker with these thresholds peaked at 441 MB while 2,000 journeys settled on their timers and 539
     MB while they were queried, against 235 and 238 MB at CPython's defaults (bench/worker_memory.py); with
     the module no longer part of each run's cycle, that was not measured again."""

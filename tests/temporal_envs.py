@@ -54,8 +54,8 @@ async def start_time_skipping() -> WorkflowEnvironment:
 async def app_workers(client: Client, queue: str, deps: ActivityDeps) -> AsyncIterator[list[Worker]]:
     """Every workflow and activity of the application polling `queue` and its control queue, as
     `worker.run_worker` polls them (`worker.task_queue_workers`): a campaign runs on the control queue. In
-    Temporal's strict sandbox, not the worker's (`worker.WORKFLOW_RUNNER`): a workflow that calls the clock,
-    randomness or another non-deterministic API is refused here."""
+    Temporal's strict sandbox, where the worker runs none (`worker.WORKFLOW_RUNNER`): a workflow that calls
+    the clock, randomness or another non-deterministic API is refused here."""
     async with AsyncExitStack() as stack:
         workers = task_queue_workers(
             client,

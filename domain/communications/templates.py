@@ -66,17 +66,18 @@ def _compiled(text: str) -> Template:
     return _env.from_string(text)
 
 
-def variables_of(text: str) -> set[str]:
-    """The variables a piece of template text reads."""
+@lru_cache(maxsize=1024)
+def variables_of(text: str) -> frozenset[str]:
+    """The variables a piece of template text reads (parsed once per text: a journey's every message asks)."""
     try:
-        return set(meta.find_undeclared_variables(_env.parse(text)))
+        return frozenset(meta.find_undeclared_variables(_env.parse(text)))
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
     except (RecursionError, MemoryError) as exc:  # nesting past what the parser can follow
         raise TemplateError("template syntax error: the template nests too deeply") from exc
 
 
-def compile_text(text: str) -> set[str]:
+def compile_text(text: str) -> frozenset[str]:
     """Compile template text in the sandbox (syntax, unknown filters and tests) and return its variables."""
     try:
         _compiled(text)
@@ -260,10 +261,8 @@ def missing_variables(
 ) -> set[str]:
     """Variables a template (by id) or literal text needs that neither `provided` nor the system fills."""
     if is_template_id:
-        needed = required_variables(text_or_template_id)
-    else:
-        needed = variables_of(text_or_template_id) - SYSTEM_VARIABLES
-    return needed - set(provided)
+        return required_variables(text_or_template_id) - set(provided)
+    return set(variables_of(text_or_template_id) - SYSTEM_VARIABLES - set(provided))
 
 
 def missing_from(template: MessageTemplate, provided: dict[str, Any]) -> set[str]:
