@@ -11,7 +11,9 @@ What runs, in one process tree and one database server (DATABASE_URL's, else the
 - the API in one uvicorn process with the flags of `prm run` (`cli.stack.uvicorn_argv`), the real settings
   (auth, rate limits on with limits too high to trigger, the audit trail), tokens of a coordinator;
 - the reference: `bench.bare_api`, a bare FastAPI app doing one psycopg point read of the same rows,
-  served with the same flags from the same venv;
+  served with the same flags from the same venv, and measured right before each server's request kinds
+  (this machine's speed moves by a third or more over minutes: a server's ratios are to the reference
+  measured next to it);
 - with `--compare REF`, the API of git revision REF too (its tree exported to a temporary directory and
   served from the same venv as it was served then), so before/after figures come from the same run;
 - wrk (Debian's package) with `--connections` connections for each request kind: GET /patients/{id}, a
@@ -552,21 +554,27 @@ def kinds_table(before: Histograms, after: Histograms) -> str:
     return "\n".join(lines)
 
 
-def run_table(results: list[Result], bare: Result, servers: list[str]) -> str:
-    """One run's Markdown table: each request kind per server, next to the bare point read."""
+def run_table(results: list[Result], references: dict[str, Result], servers: list[str]) -> str:
+    """One run's Markdown table: each request kind per server, next to the bare point read measured just
+    before that server's requests."""
     lines = [
         "| server | request | req/s | p50 ms | p95 ms | p99 ms | errors | RSS MB | CPU ms/req "
         "| req/s vs bare | p99 vs bare |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| reference | {LABELS['bare_get_patient']} | {bare.rps:.0f} | {bare.p50_ms:.1f} "
-        f"| {bare.p95_ms:.1f} "
-        f"| {bare.p99_ms:.1f} | {bare.errors} | {bare.rss_mb:.0f} | {bare.cpu_ms:.2f} | 1.00x | 1.00x |",
     ]
+    for name in servers:
+        bare = references[name]
+        lines.append(
+            f"| reference, next to {name} | {LABELS['bare_get_patient']} | {bare.rps:.0f} "
+            f"| {bare.p50_ms:.1f} | {bare.p95_ms:.1f} | {bare.p99_ms:.1f} | {bare.errors} "
+            f"| {bare.rss_mb:.0f} | {bare.cpu_ms:.2f} | 1.00x | 1.00x |"
+        )
     for scenario in SCENARIOS:
         for name in servers:
             r = next((x for x in results if x.server == name and x.scenario == scenario), None)
             if r is None:
                 continue
+            bare = references[name]
             lines.append(
                 f"| {name} | {LABELS[scenario]} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} "
                 f"| {r.p99_ms:.1f} | {r.errors} | {r.rss_mb:.0f} | {r.cpu_ms:.2f} | {ratio(r.rps, bare.rps)} "
@@ -628,53 +636,58 @@ def main() -> None:
             variants.insert(0, (f"before ({args.compare})", tree, argv))
         bare_argv = uvicorn_argv("bench.bare_api:create_app", "127.0.0.1", free_port(), "info")
         auth = {"Authorization": f"Bearer {token}"}
-        runs: list[tuple[Result, list[Result]]] = []
+        runs: list[tuple[dict[str, Result], list[Result]]] = []
         kinds: list[str] = []  # the service's mixed workload by request kind, one table per run
         for run in range(args.runs):
+            results: list[Result] = []
+            references: dict[str, Result] = {}  # per server: the bare read measured just before it
             with (
-                database_copy(url, f"r{run}_bare") as copy,
-                serve("bare", bare_argv, {"BENCH_DATABASE_URL": to_libpq_url(copy)}, prefix="",
+                database_copy(url, f"r{run}_bare") as bare_copy,
+                serve("bare", bare_argv, {"BENCH_DATABASE_URL": to_libpq_url(bare_copy)}, prefix="",
                       probe=probe_patient) as bare_server,
             ):  # fmt: skip
                 run_wrk(bare_server, "bare_get_patient", data, duration=3, connections=args.connections,
                         threads=args.threads)  # fmt: skip
-                bare = run_wrk(
-                    bare_server, "bare_get_patient", data, duration=args.duration,
-                    connections=args.connections, threads=args.threads,
-                )  # fmt: skip
-            print(
-                f"run {run + 1}: bare {bare.rps:.0f} req/s, p99 {bare.p99_ms:.1f} ms, "
-                f"CPU {bare.cpu_ms:.2f} ms/req",
-                flush=True,
-            )
-            results: list[Result] = []
-            for number, (name, cwd, argv) in enumerate(variants):
-                with (
-                    database_copy(url, f"r{run}_v{number}") as copy,
-                    serve(name, argv, api_env(copy, args.redis_url), prefix=API_PREFIX, probe="/health",
-                          cwd=cwd) as api,
-                ):  # fmt: skip
-                    httpx.get(
-                        api.base + API_PREFIX + probe_patient, headers=auth, timeout=10
-                    ).raise_for_status()
-                    run_wrk(api, "get_patient", data, duration=3, connections=args.connections,
-                            threads=args.threads)  # fmt: skip
-                    for scenario in scenarios:
-                        histograms = route_histograms(api) if scenario == "mixed" else {}
-                        result = run_wrk(
-                            api, scenario, data, duration=args.duration, connections=args.connections,
-                            threads=args.threads, profile_dir=args.profile if run == 0 else None,
+                for number, (name, cwd, argv) in enumerate(variants):
+                    with (
+                        database_copy(url, f"r{run}_v{number}") as copy,
+                        serve(name, argv, api_env(copy, args.redis_url), prefix=API_PREFIX, probe="/health",
+                              cwd=cwd) as api,
+                    ):  # fmt: skip
+                        httpx.get(
+                            api.base + API_PREFIX + probe_patient, headers=auth, timeout=10
+                        ).raise_for_status()
+                        run_wrk(api, "get_patient", data, duration=3, connections=args.connections,
+                                threads=args.threads)  # fmt: skip
+                        # The reference right before this server's requests: this machine's speed moves
+                        # by a third or more over minutes, so a reference measured once per run, minutes
+                        # before a server, gave ratios that moved with the time between them.
+                        bare = references[name] = run_wrk(
+                            bare_server, "bare_get_patient", data, duration=args.duration,
+                            connections=args.connections, threads=args.threads,
                         )  # fmt: skip
-                        results.append(result)
-                        if scenario == "mixed" and name == "service":
-                            kinds.append(kinds_table(histograms, route_histograms(api)))
                         print(
-                            f"run {run + 1}: {name} {scenario}: {result.rps:.0f} req/s, p50 "
-                            f"{result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}, "
-                            f"RSS {result.rss_mb:.0f} MB, CPU {result.cpu_ms:.2f} ms/req",
+                            f"run {run + 1}: bare, next to {name}: {bare.rps:.0f} req/s, p99 "
+                            f"{bare.p99_ms:.1f} ms, CPU {bare.cpu_ms:.2f} ms/req",
                             flush=True,
                         )
-            runs.append((bare, results))
+                        for scenario in scenarios:
+                            histograms = route_histograms(api) if scenario == "mixed" else {}
+                            result = run_wrk(
+                                api, scenario, data, duration=args.duration, connections=args.connections,
+                                threads=args.threads, profile_dir=args.profile if run == 0 else None,
+                            )  # fmt: skip
+                            results.append(result)
+                            if scenario == "mixed" and name == "service":
+                                kinds.append(kinds_table(histograms, route_histograms(api)))
+                            print(
+                                f"run {run + 1}: {name} {scenario}: {result.rps:.0f} req/s, p50 "
+                                f"{result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors "
+                                f"{result.errors}, RSS {result.rss_mb:.0f} MB, "
+                                f"CPU {result.cpu_ms:.2f} ms/req",
+                                flush=True,
+                            )
+            runs.append((references, results))
         reference = pgbench(
             server, duration=args.duration, connections=args.connections, threads=args.threads
         )
@@ -689,7 +702,8 @@ def main() -> None:
         f"{datetime.now(UTC):%Y-%m-%d}: wrk with {args.connections} connections ({args.threads} threads), "
         f"{args.duration} s per request kind, against one uvicorn process serving the API as `make run` does "
         "(auth, rate limits counted, audit trail on), and against the reference in the same run: a bare "
-        "FastAPI app doing one psycopg point read of the same patient rows (same venv, same uvicorn flags). "
+        "FastAPI app doing one psycopg point read of the same patient rows (same venv, same uvicorn flags), "
+        "measured right before each server's request kinds, whose ratios are to that measurement. "
         f"Data: {seeded.counts['patients']:,} patients, {seeded.counts['appointments']:,} appointments, "
         f"{seeded.counts['messages']:,} messages in 3 tenants (80% in the one measured, "
         f"{len(seeded.practitioners) * len(TODAY_HOURS)} of its appointments on the run's local day at its "
@@ -701,8 +715,8 @@ def main() -> None:
     ]
     if args.redis_url:
         body.append("\nRate-limit counters in Redis (`REDIS_URL`).")
-    for number, (bare, results) in enumerate(runs, 1):
-        body += ["", f"Run {number}:", "", run_table(results, bare, names)]
+    for number, (references, results) in enumerate(runs, 1):
+        body += ["", f"Run {number}:", "", run_table(results, references, names)]
     for number, table in enumerate(kinds, 1):
         body += [
             "",
