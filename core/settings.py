@@ -91,13 +91,15 @@ class Settings(BaseSettings):
     app_db_password: str | None = None
     """The password `prm db app-role` and `prm run` give the role `prm_app`; unset gives none (trust or peer
     authentication, as the embedded server's)."""
-    db_pool_size: int = 10
-    """Database connection pool size per process. Unless `PRM_WORKER_MAX_CONCURRENT_ACTIVITIES` says
-    otherwise, the worker runs at most `db_pool_size + db_max_overflow` activities at once (and as many local
-    activities): one more would wait for a connection."""
-    db_max_overflow: int = 10
-    """Connections allowed beyond the pool under load; they are closed when returned, so a process that is
-    often busier than its pool opens a connection per request: raise `PRM_DB_POOL_SIZE` instead."""
+    db_pool_size: int = Field(default=20, ge=1)
+    """Database connections a process keeps open for reuse: opened as they are first needed, up to this
+    many. Size it for the concurrency the process serves. Unless `PRM_WORKER_MAX_CONCURRENT_ACTIVITIES`
+    says otherwise, the worker runs at most `db_pool_size + db_max_overflow` activities at once (and as many
+    local activities): one more would wait for a connection."""
+    db_max_overflow: int = Field(default=0, ge=0)
+    """Connections allowed beyond the pool for a burst. Each is closed when it is returned, so a process
+    often busier than its pool opens a new PostgreSQL connection for every such request or activity, which
+    costs PostgreSQL and the process more than the work itself: raise `PRM_DB_POOL_SIZE` instead."""
     # How long a request waits for the database before it answers 503: to open a connection (libpq's
     # `connect_timeout`, whole seconds, 2 at least), and for a free connection from a busy pool.
     db_connect_timeout_seconds: int = Field(default=2, ge=2)

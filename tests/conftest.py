@@ -93,10 +93,14 @@ def no_pending_commands_left(request: pytest.FixtureRequest) -> Iterator[None]:
 def settings(database_url: str) -> Settings:
     """Settings for the app under test."""
     # Rate limits are off here (a suite makes many quick requests as one user); tests/test_rate_limits.py
-    # turns them on.
+    # turns them on. Each app keeps 10 connections and overflows to 20 (a connection past 10 is closed when
+    # returned): three xdist workers' apps and the processes their tests start share one PostgreSQL of 100
+    # connections, which the default of 20 kept per pool (tests/test_database_pool.py) would exhaust.
     return Settings(
         env="test",
         database_url=database_url,
+        db_pool_size=10,
+        db_max_overflow=10,
         temporal_address="127.0.0.1:1",
         rate_limits_enabled=False,
         audit_hmac_key=AUDIT_HMAC_KEY,
