@@ -1,7 +1,7 @@
 """A process's database pool keeps the connections it opens. SQLAlchemy closes an overflow connection when it
 is returned, so a pool smaller than the concurrency a process serves starts a PostgreSQL backend for every
-request or activity past it (the old defaults, 10 kept and 10 overflow, did that for the worker's 20
-activity slots: about one connection in three)."""
+request or activity past it (at the old defaults, 10 kept and 10 overflow, an API serving 32 writes at once
+did that for one write in twelve, BENCHMARKS.md's HTTP reading of 2026-12-08)."""
 
 from __future__ import annotations
 
