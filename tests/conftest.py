@@ -44,6 +44,14 @@ from tests.tenants import TenantFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Every app, engine and process of the suite (the workers and CLIs its tests start inherit this environment)
+# keeps 10 connections and overflows to 20 (a connection past 10 is closed when returned): three xdist
+# workers and the processes their tests start share one PostgreSQL of 100 connections, which the default of
+# 20 kept per pool (tests/test_database_pool.py) exhausted ("too many clients" in the fifty-concurrent-
+# booking tests). A value exported in the shell is kept.
+os.environ.setdefault("PRM_DB_POOL_SIZE", "10")
+os.environ.setdefault("PRM_DB_MAX_OVERFLOW", "10")
+
 
 def _server_url() -> str:
     if os.environ.get("DATABASE_URL"):
@@ -93,14 +101,10 @@ def no_pending_commands_left(request: pytest.FixtureRequest) -> Iterator[None]:
 def settings(database_url: str) -> Settings:
     """Settings for the app under test."""
     # Rate limits are off here (a suite makes many quick requests as one user); tests/test_rate_limits.py
-    # turns them on. Each app keeps 10 connections and overflows to 20 (a connection past 10 is closed when
-    # returned): three xdist workers' apps and the processes their tests start share one PostgreSQL of 100
-    # connections, which the default of 20 kept per pool (tests/test_database_pool.py) would exhaust.
+    # turns them on. Its pools are the suite's (PRM_DB_POOL_SIZE and PRM_DB_MAX_OVERFLOW, above).
     return Settings(
         env="test",
         database_url=database_url,
-        db_pool_size=10,
-        db_max_overflow=10,
         temporal_address="127.0.0.1:1",
         rate_limits_enabled=False,
         audit_hmac_key=AUDIT_HMAC_KEY,
